@@ -1,0 +1,42 @@
+# ProofNet — one command to set up and run the demo, one to set up and run the tests.
+PY      ?= python3
+VENV    ?= .venv
+BIN     := $(VENV)/bin
+STAMP   := $(VENV)/.installed-stamp
+
+.PHONY: install demo test lint typecheck imports pytest bench clean
+
+$(STAMP): pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+## The main job: the local testnet demo.
+demo: install
+	$(BIN)/proofnet train examples/digits-mlp.yaml
+
+## Lint, type-check, import contracts, then the whole test suite.
+test: lint typecheck imports pytest
+
+lint: install
+	$(BIN)/ruff check protocol contracts_sim services tests bench
+	$(BIN)/ruff format --check protocol contracts_sim services tests bench
+
+typecheck: install
+	$(BIN)/mypy --strict protocol
+	$(BIN)/mypy contracts_sim services
+
+imports: install
+	$(BIN)/lint-imports
+
+pytest: install
+	$(BIN)/pytest -q -p no:cacheprovider
+
+bench: install
+	$(BIN)/python bench/bench_exact.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

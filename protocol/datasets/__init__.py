@@ -1,0 +1,150 @@
+"""Datasets, pinned by content hash.
+
+* ``digits`` — the UCI 8×8 hand-written digits (1797 images, 10 classes), shipped in this package
+  as ``digits.csv.gz`` (the copy scikit-learn bundles). Fixed split: every fifth image (index
+  ≡ 4 mod 5) is test data, the rest is training data.
+* ``synthetic-blobs-v1`` and ``blobs-f{F}-c{C}-n{N}-s{S}`` — seeded Gaussian-like clusters
+  (F features, C classes, N examples of which a fifth are test data, seed S), generated from the
+  counter-based hash, for fast tests.
+
+Features are fixed-point integers with ``FEATURE_FRAC_BITS`` fractional bits (value 1.0 is
+``1 << 16``); labels are class indices. The content hash covers the id, shape and every value,
+so a spec's ``dataset.hash`` pins the exact bytes trained on. Reading a package resource is the
+only I/O here; the data is immutable.
+"""
+
+from __future__ import annotations
+
+import functools
+import gzip
+import importlib.resources
+import re
+import struct
+from dataclasses import dataclass
+
+from protocol.errors import DatasetError
+from protocol.hashing import canonical_json, sha256
+from protocol.randomness import random_below
+from protocol.types import Hash32
+
+FEATURE_FRAC_BITS = 16
+_BLOBS_RE = re.compile(r"^blobs-f(\d+)-c(\d+)-n(\d+)-s(\d+)$")
+_ALIASES = {"synthetic-blobs-v1": "blobs-f16-c4-n1280-s1"}
+MAX_SYNTHETIC_EXAMPLES = 200_000
+
+
+@dataclass(frozen=True)
+class Dataset:
+    id: str
+    num_features: int
+    num_classes: int
+    train_x: tuple[tuple[int, ...], ...]
+    train_y: tuple[int, ...]
+    test_x: tuple[tuple[int, ...], ...]
+    test_y: tuple[int, ...]
+    content_hash: Hash32
+
+    @property
+    def content_hash_hex(self) -> str:
+        return self.content_hash.hex()
+
+
+def _content_hash(
+    dataset_id: str,
+    num_classes: int,
+    train: tuple[tuple[tuple[int, ...], ...], tuple[int, ...]],
+    test: tuple[tuple[tuple[int, ...], ...], tuple[int, ...]],
+) -> Hash32:
+    parts = [
+        canonical_json(
+            {
+                "id": dataset_id,
+                "classes": num_classes,
+                "train": len(train[1]),
+                "test": len(test[1]),
+                "frac_bits": FEATURE_FRAC_BITS,
+            }
+        )
+    ]
+    for xs, ys in (train, test):
+        flat = [v for row in xs for v in row]
+        parts.append(struct.pack(f"<{len(flat)}q", *flat))
+        parts.append(struct.pack(f"<{len(ys)}q", *ys))
+    return sha256(b"".join(parts))
+
+
+def _build(
+    dataset_id: str, rows: list[tuple[int, ...]], labels: list[int], num_classes: int
+) -> Dataset:
+    """Split every fifth example into the test set and pin the result by hash."""
+    train_x = tuple(r for i, r in enumerate(rows) if i % 5 != 4)
+    train_y = tuple(y for i, y in enumerate(labels) if i % 5 != 4)
+    test_x = tuple(r for i, r in enumerate(rows) if i % 5 == 4)
+    test_y = tuple(y for i, y in enumerate(labels) if i % 5 == 4)
+    digest = _content_hash(dataset_id, num_classes, (train_x, train_y), (test_x, test_y))
+    return Dataset(
+        dataset_id, len(rows[0]), num_classes, train_x, train_y, test_x, test_y, digest
+    )
+
+
+def _load_digits() -> Dataset:
+    raw = importlib.resources.files("protocol.datasets").joinpath("digits.csv.gz").read_bytes()
+    rows: list[tuple[int, ...]] = []
+    labels: list[int] = []
+    for line in gzip.decompress(raw).decode("ascii").splitlines():
+        if not line or line.startswith("#"):
+            continue
+        values = [int(v) for v in line.split(",")]
+        # Pixels are 0..16; v/16 in fixed point is v << (FRAC - 4).
+        rows.append(tuple(v << (FEATURE_FRAC_BITS - 4) for v in values[:-1]))
+        labels.append(values[-1])
+    return _build("digits", rows, labels, 10)
+
+
+def _make_blobs(dataset_id: str, features: int, classes: int, n: int, seed: int) -> Dataset:
+    if not (1 <= features <= 1024 and 2 <= classes <= 256 and 5 <= n <= MAX_SYNTHETIC_EXAMPLES):
+        raise DatasetError(f"{dataset_id}: sizes out of range")
+    one = 1 << FEATURE_FRAC_BITS
+    centers = [
+        random_below("blobs/center", seed, c, count=features, bound=2 * one + 1)
+        for c in range(classes)
+    ]
+    rows: list[tuple[int, ...]] = []
+    labels = random_below("blobs/label", seed, count=n, bound=classes)
+    for i, label in enumerate(labels):
+        # Sum of 4 uniforms in [-one/2, one/2] ~ bell-shaped noise with std ~ 0.58.
+        noise = random_below("blobs/noise", seed, i, count=4 * features, bound=one + 1)
+        rows.append(
+            tuple(
+                centers[label][f] - one + sum(noise[4 * f : 4 * f + 4]) - 2 * one
+                for f in range(features)
+            )
+        )
+    return _build(dataset_id, rows, labels, classes)
+
+
+@functools.lru_cache(maxsize=32)
+def load_dataset(dataset_id: str) -> Dataset:
+    """The dataset named ``dataset_id``; raises DatasetError for an unknown id."""
+    canonical = _ALIASES.get(dataset_id, dataset_id)
+    if canonical == "digits":
+        return _load_digits()
+    match = _BLOBS_RE.match(canonical)
+    if match:
+        f, c, n, s = (int(g) for g in match.groups())
+        return _make_blobs(dataset_id, f, c, n, s)
+    raise DatasetError(
+        f"unknown dataset {dataset_id!r} (known: 'digits', 'synthetic-blobs-v1', "
+        "'blobs-f{F}-c{C}-n{N}-s{S}')"
+    )
+
+
+def check_dataset(dataset_id: str, expected_hash_hex: str) -> Dataset:
+    """Load a dataset and check it against the hash a spec pins; DatasetError on mismatch."""
+    dataset = load_dataset(dataset_id)
+    if dataset.content_hash_hex != expected_hash_hex.lower():
+        raise DatasetError(
+            f"dataset {dataset_id!r}: content hash {dataset.content_hash_hex} does not match "
+            f"the spec's {expected_hash_hex}"
+        )
+    return dataset

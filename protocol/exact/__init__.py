@@ -1,0 +1,41 @@
+"""The exact VM: bit-identical training on any device and thread count (DESIGN §2).
+
+Public API::
+
+    init(spec, device) -> State          state 0
+    step(spec, state, i) -> State        one pure training step
+    run(spec, state, a, b) -> State      steps a..b-1
+    evaluate(spec, state) -> float       test accuracy
+    encode_state / decode_state / state_hash
+    train_trajectory(spec, device, ...)  leaves + blobs of a whole run
+    NativeTrainer                        float32 baseline (not exact)
+"""
+
+from protocol.exact.device import prepare_exact, resolve_device
+from protocol.exact.fixedpoint import FRAC, ONE
+from protocol.exact.mlp import check_state, evaluate, init, predict, run, step
+from protocol.exact.native import NativeTrainer
+from protocol.exact.state import State, decode_state, encode_state, state_hash, state_step
+from protocol.exact.trajectory import Trajectory, checkpoint, train_trajectory
+
+__all__ = [
+    "FRAC",
+    "ONE",
+    "NativeTrainer",
+    "State",
+    "Trajectory",
+    "check_state",
+    "checkpoint",
+    "decode_state",
+    "encode_state",
+    "evaluate",
+    "init",
+    "predict",
+    "prepare_exact",
+    "resolve_device",
+    "run",
+    "state_hash",
+    "state_step",
+    "step",
+    "train_trajectory",
+]

@@ -1,0 +1,83 @@
+"""Fixed-point integer arithmetic that is bit-identical on every device and thread count.
+
+House rules of the exact VM:
+
+* Every tensor of the training state and every activation is an ``int64`` tensor holding a
+  fixed-point number with ``FRAC`` fractional bits (1.0 == ``ONE``).
+* Requantization is one rule only: ``rshift_round`` (add half, arithmetic shift right), i.e.
+  round half towards +infinity.
+* Matrix products carry the integer operands in float64 and call ``torch.matmul``. Every product
+  and partial sum is an integer below 2^53, so float64 represents each exactly and the result is
+  independent of summation order, blocking, FMA contraction and device. That holds only while
+  ``max|a| * max|b| * K < 2^53``: ``ExactMatmul`` records the bound of every product and
+  ``check`` raises ``OverflowBoundError`` before any result of the step is returned.
+* No float ``exp``/``log``: the softmax uses ``exp2_fixed``, an integer polynomial for 2^f.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from protocol.errors import OverflowBoundError
+
+FRAC = 16
+ONE = 1 << FRAC
+EXACT_LIMIT = float(2**53)
+
+LOG2E_Q16 = 94548  # round(log2(e) * 2^16)
+# 2^f ≈ 1 + c1 f + c2 f^2 + c3 f^3 on [0, 1), least-squares fit, coefficients in Q16;
+# max abs error 2.4e-4 (relative), far below what training notices.
+EXP2_C1, EXP2_C2, EXP2_C3 = 45576, 14873, 5071
+SOFTMAX_MIN_EXPONENT = -31  # 2^-31 underflows Q16 anyway; clamping keeps shifts in range
+
+
+def rshift_round(x: torch.Tensor, shift: int) -> torch.Tensor:
+    """x / 2^shift rounded half towards +infinity — the VM's only rounding rule."""
+    if shift == 0:
+        return x
+    return (x + (1 << (shift - 1))) >> shift
+
+
+class ExactMatmul:
+    """Performs exact integer matmuls for one step and remembers their worst-case bounds."""
+
+    def __init__(self) -> None:
+        self._bounds: list[torch.Tensor] = []
+        self._names: list[str] = []
+
+    def __call__(self, a: torch.Tensor, b: torch.Tensor, where: str) -> torch.Tensor:
+        a64 = a.to(torch.float64)
+        b64 = b.to(torch.float64)
+        inner = a.shape[-1]
+        self._bounds.append(a64.abs().amax() * b64.abs().amax() * float(inner))
+        self._names.append(where)
+        return torch.matmul(a64, b64).to(torch.int64)
+
+    def check(self) -> None:
+        """Raise OverflowBoundError if any product of this step could have been inexact."""
+        if not self._bounds:
+            return
+        bounds = torch.stack(self._bounds)
+        worst = float(bounds.max().item())  # one device sync per step
+        if worst >= EXACT_LIMIT:
+            index = int(bounds.argmax().item())
+            raise OverflowBoundError(self._names[index], worst)
+
+
+def exp2_fixed(t: torch.Tensor) -> torch.Tensor:
+    """2^(t / ONE) in Q16 for t <= 0 (Q16), in integer arithmetic only."""
+    t = torch.clamp(t, min=SOFTMAX_MIN_EXPONENT * ONE)
+    whole = t >> FRAC  # floor: an integer <= 0
+    frac = t - (whole << FRAC)  # in [0, ONE)
+    inner = EXP2_C2 + rshift_round(frac * EXP2_C3, FRAC)
+    inner = EXP2_C1 + rshift_round(frac * inner, FRAC)
+    pow2_frac = ONE + rshift_round(frac * inner, FRAC)  # 2^frac in [ONE, 2*ONE)
+    return pow2_frac >> (-whole)
+
+
+def softmax_fixed(logits: torch.Tensor) -> torch.Tensor:
+    """Row-wise softmax of Q16 logits, as Q16 probabilities, in integer arithmetic only."""
+    shifted = logits - logits.amax(dim=1, keepdim=True)  # <= 0
+    exps = exp2_fixed(rshift_round(shifted * LOG2E_Q16, FRAC))
+    total = exps.sum(dim=1, keepdim=True)  # >= ONE: the max element contributes 2^0
+    return torch.div(exps << FRAC, total, rounding_mode="floor")

@@ -1,0 +1,210 @@
+"""The exact MLP training program: ``init``, the pure ``step``, ``run`` and ``evaluate``.
+
+Math per step i (all Q16 integers, B = batch size, L layers, ReLU between layers):
+
+    a_0 = x[batch(seed, i)]
+    z_l = round(a_{l-1} @ W_l / 2^16) + b_l ;  a_l = relu(z_l)   (no ReLU on z_L, the logits)
+    p   = softmax_fixed(z_L) ;  g_L = p - onehot(y)            (gradient of the summed CE loss)
+    gW_l = round(a_{l-1}^T @ g_l / 2^16) ;  gb_l = sum_rows(g_l)
+    g_{l-1} = round(g_l @ W_l^T / 2^16) * [z_{l-1} > 0]
+    v <- round(mu * v / 2^16) + g ;  w <- w - round(v / 2^(log2 B - lr_log2))
+
+The loss is summed over the batch and the 1/B of the mean is folded into the update shift,
+so SGD with momentum ``mu`` and learning rate 2^lr_log2 is exactly the usual mean-loss SGD,
+computed with one rounding rule and no division.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Callable
+
+import torch
+
+from protocol.datasets import check_dataset
+from protocol.errors import StateMismatchError
+from protocol.exact.fixedpoint import FRAC, ONE, ExactMatmul, rshift_round, softmax_fixed
+from protocol.exact.state import STEP_KEY, State, state_step
+from protocol.randomness import batch_indices, random_below
+from protocol.spec import JobSpec
+
+StepCallback = Callable[[int, State], None]
+
+
+def weight_name(layer: int) -> str:
+    return f"layer{layer}.weight"
+
+
+def bias_name(layer: int) -> str:
+    return f"layer{layer}.bias"
+
+
+def momentum_name(param: str) -> str:
+    return f"momentum.{param}"
+
+
+def param_names(spec: JobSpec) -> list[str]:
+    names = []
+    for layer in range(len(spec.model.layer_sizes()) - 1):
+        names += [weight_name(layer), bias_name(layer)]
+    return names
+
+
+def expected_shapes(spec: JobSpec) -> dict[str, tuple[int, ...]]:
+    sizes = spec.model.layer_sizes()
+    shapes: dict[str, tuple[int, ...]] = {STEP_KEY: ()}
+    for layer, (fan_in, fan_out) in enumerate(zip(sizes, sizes[1:], strict=False)):
+        for name, shape in ((weight_name(layer), (fan_in, fan_out)),
+                            (bias_name(layer), (fan_out,))):
+            shapes[name] = shape
+            shapes[momentum_name(name)] = shape
+    return shapes
+
+
+def check_state(spec: JobSpec, state: State) -> None:
+    """Raise StateMismatchError unless ``state`` has exactly the tensors ``spec`` implies."""
+    shapes = expected_shapes(spec)
+    if set(state) != set(shapes):
+        missing = sorted(set(shapes) - set(state))
+        extra = sorted(set(state) - set(shapes))
+        raise StateMismatchError(f"state tensors differ from the spec: missing {missing}, "
+                                 f"unexpected {extra}")
+    for name, shape in shapes.items():
+        tensor = state[name]
+        if tensor.dtype != torch.int64 or tuple(tensor.shape) != shape:
+            raise StateMismatchError(
+                f"{name}: expected int64 {shape}, got {tensor.dtype} {tuple(tensor.shape)}"
+            )
+
+
+@functools.lru_cache(maxsize=16)
+def _data_cpu(dataset_id: str, dataset_hash: str) -> tuple[torch.Tensor, ...]:
+    ds = check_dataset(dataset_id, dataset_hash)
+    return (
+        torch.tensor(ds.train_x, dtype=torch.int64),
+        torch.tensor(ds.train_y, dtype=torch.int64),
+        torch.tensor(ds.test_x, dtype=torch.int64),
+        torch.tensor(ds.test_y, dtype=torch.int64),
+    )
+
+
+_DEVICE_DATA: dict[tuple[str, str, str], tuple[torch.Tensor, ...]] = {}
+
+
+def dataset_tensors(spec: JobSpec, device: torch.device) -> tuple[torch.Tensor, ...]:
+    """(train_x, train_y, test_x, test_y) on ``device``, checked against the spec's hash."""
+    key = (spec.dataset.id, spec.dataset.hash, str(device))
+    if key not in _DEVICE_DATA:
+        tensors = _data_cpu(spec.dataset.id, spec.dataset.hash)
+        train_x = tensors[0]
+        if train_x.shape[1] != spec.model.input_dim:
+            raise StateMismatchError(
+                f"dataset {spec.dataset.id!r} has {train_x.shape[1]} features; "
+                f"model.input_dim is {spec.model.input_dim}"
+            )
+        if int(tensors[1].max().item()) >= spec.model.classes:
+            raise StateMismatchError(
+                f"dataset {spec.dataset.id!r} has more classes than model.classes"
+            )
+        _DEVICE_DATA[key] = tuple(t.to(device) for t in tensors)
+    return _DEVICE_DATA[key]
+
+
+def init(spec: JobSpec, device: str | torch.device = "cpu") -> State:
+    """State 0: uniform weights in ±1/sqrt(fan_in) from the counter-based hash, zero biases."""
+    device = torch.device(device)
+    dataset_tensors(spec, device)  # fail early on a wrong dataset or shape
+    sizes = spec.model.layer_sizes()
+    state: State = {STEP_KEY: torch.tensor(0, dtype=torch.int64, device=device)}
+    for layer, (fan_in, fan_out) in enumerate(zip(sizes, sizes[1:], strict=False)):
+        limit = math.isqrt(ONE * ONE // fan_in)
+        values = random_below(
+            "init", spec.seed, weight_name(layer), count=fan_in * fan_out, bound=2 * limit + 1
+        )
+        weight = torch.tensor(values, dtype=torch.int64).reshape(fan_in, fan_out) - limit
+        state[weight_name(layer)] = weight.to(device)
+        state[bias_name(layer)] = torch.zeros(fan_out, dtype=torch.int64, device=device)
+    for name in param_names(spec):
+        state[momentum_name(name)] = torch.zeros_like(state[name])
+    return state
+
+
+def _forward(
+    spec: JobSpec, state: State, x: torch.Tensor, matmul: ExactMatmul
+) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """Activations a_0..a_{L-1} (inputs to each layer) and pre-activations z_1..z_L."""
+    layers = len(spec.model.layer_sizes()) - 1
+    inputs = [x]
+    pre = []
+    for layer in range(layers):
+        z = rshift_round(matmul(inputs[-1], state[weight_name(layer)], f"forward{layer}"), FRAC)
+        z = z + state[bias_name(layer)]
+        pre.append(z)
+        if layer < layers - 1:
+            inputs.append(torch.clamp(z, min=0))
+    return inputs, pre
+
+
+def step(spec: JobSpec, state: State, i: int) -> State:
+    """Apply training step ``i`` to state ``i``; pure (returns a new state)."""
+    if state_step(state) != i:
+        raise StateMismatchError(f"state is at step {state_step(state)}, not {i}")
+    if not 0 <= i < spec.steps:
+        raise StateMismatchError(f"step {i} is outside 0..{spec.steps - 1}")
+    device = state[STEP_KEY].device
+    train_x, train_y, _, _ = dataset_tensors(spec, device)
+    index = torch.tensor(
+        batch_indices(spec.seed, i, spec.batch_size, train_x.shape[0]), device=device
+    )
+    matmul = ExactMatmul()
+    inputs, pre = _forward(spec, state, train_x[index], matmul)
+
+    grad = softmax_fixed(pre[-1])
+    grad[torch.arange(spec.batch_size, device=device), train_y[index]] -= ONE
+    grads: dict[str, torch.Tensor] = {}
+    for layer in reversed(range(len(pre))):
+        grads[weight_name(layer)] = rshift_round(
+            matmul(inputs[layer].T, grad, f"grad_weight{layer}"), FRAC
+        )
+        grads[bias_name(layer)] = grad.sum(dim=0)
+        if layer > 0:
+            back = matmul(grad, state[weight_name(layer)].T, f"grad_input{layer}")
+            grad = rshift_round(back, FRAC) * (pre[layer - 1] > 0)
+    matmul.check()
+
+    mu = spec.optimizer.momentum_q16
+    shift = int(math.log2(spec.batch_size)) - spec.optimizer.lr_log2
+    new_state: State = {STEP_KEY: state[STEP_KEY] + 1}
+    for name, g in grads.items():
+        velocity = rshift_round(state[momentum_name(name)] * mu, FRAC) + g
+        new_state[momentum_name(name)] = velocity
+        new_state[name] = state[name] - rshift_round(velocity, shift)
+    return new_state
+
+
+def run(
+    spec: JobSpec, state: State, start: int, stop: int, on_step: StepCallback | None = None
+) -> State:
+    """Steps ``start``..``stop-1`` from state ``start``; ``on_step(i+1, state)`` after each."""
+    for i in range(start, stop):
+        state = step(spec, state, i)
+        if on_step is not None:
+            on_step(i + 1, state)
+    return state
+
+
+def predict(spec: JobSpec, state: State, x: torch.Tensor) -> torch.Tensor:
+    """Class indices predicted for the Q16 inputs ``x``."""
+    matmul = ExactMatmul()
+    _, pre = _forward(spec, state, x, matmul)
+    matmul.check()
+    return pre[-1].argmax(dim=1)
+
+
+def evaluate(spec: JobSpec, state: State) -> float:
+    """Accuracy on the dataset's fixed test split."""
+    device = state[STEP_KEY].device
+    _, _, test_x, test_y = dataset_tensors(spec, device)
+    correct = int((predict(spec, state, test_x) == test_y).sum().item())
+    return correct / int(test_y.shape[0])

@@ -1,0 +1,216 @@
+"""The job spec: a declarative, versioned description of a training program.
+
+No user code runs on solvers: a job is fully described by this spec, and ``spec_hash`` pins it.
+The spec covers *what is trained*; the economic terms of a job (payment, stake, sample count,
+deadlines) travel beside it in the ledger's ``post_job`` transaction.
+
+Glossary
+    step        one SGD update; steps are numbered 0..N-1, state i is the state *before* step i.
+    checkpoint  the state at a step that is a multiple of the checkpoint interval C.
+    leaf        the hash of a checkpoint; leaves are the states at 0, C, 2C, ..., N.
+    segment     the C steps between leaf j and leaf j+1 (segments 0..N/C-1).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from protocol.errors import SpecError
+from protocol.hashing import hash_json
+from protocol.types import Hash32
+
+SPEC_VERSION = 1
+MAX_STEPS = 10_000_000
+MAX_WIDTH = 4096
+MAX_BATCH = 4096
+MOMENTUM_FRAC_BITS = 16
+_SPEC_KEYS = {"version", "model", "dataset", "seed", "steps", "batch_size", "optimizer",
+              "checkpoint_interval"}
+_IGNORED_KEYS = {"name", "description", "terms"}
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    family: str
+    input_dim: int
+    hidden: tuple[int, ...]
+    classes: int
+
+    def layer_sizes(self) -> list[int]:
+        return [self.input_dim, *self.hidden, self.classes]
+
+
+@dataclass(frozen=True)
+class DatasetRef:
+    id: str
+    hash: str  # hex SHA-256 of the dataset's canonical bytes
+
+
+@dataclass(frozen=True)
+class OptimizerSpec:
+    name: str
+    lr_log2: int  # learning rate = 2 ** lr_log2, so the update is an exact shift
+    momentum: float  # applied as the fixed-point integer momentum_q16
+
+    @property
+    def momentum_q16(self) -> int:
+        return round(self.momentum * (1 << MOMENTUM_FRAC_BITS))
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    version: int
+    model: ModelSpec
+    dataset: DatasetRef
+    seed: int
+    steps: int
+    batch_size: int
+    optimizer: OptimizerSpec
+    checkpoint_interval: int
+
+    @property
+    def num_segments(self) -> int:
+        return self.steps // self.checkpoint_interval
+
+    @property
+    def num_leaves(self) -> int:
+        return self.num_segments + 1
+
+    def leaf_step(self, leaf: int) -> int:
+        """The step number whose (pre-)state leaf ``leaf`` commits to."""
+        return leaf * self.checkpoint_interval
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "version": self.version,
+            "model": {
+                "family": self.model.family,
+                "input_dim": self.model.input_dim,
+                "hidden": list(self.model.hidden),
+                "classes": self.model.classes,
+            },
+            "dataset": {"id": self.dataset.id, "hash": self.dataset.hash},
+            "seed": self.seed,
+            "steps": self.steps,
+            "batch_size": self.batch_size,
+            "optimizer": {
+                "name": self.optimizer.name,
+                "lr_log2": self.optimizer.lr_log2,
+                "momentum": self.optimizer.momentum,
+            },
+            "checkpoint_interval": self.checkpoint_interval,
+        }
+
+
+def spec_hash(spec: JobSpec) -> Hash32:
+    """SHA-256 of the spec's canonical JSON."""
+    return hash_json(spec.to_dict())
+
+
+def _require_mapping(value: Any, field: str) -> Mapping[str, Any]:
+    if not isinstance(value, Mapping):
+        raise SpecError(field, f"must be a mapping, got {type(value).__name__}")
+    return value
+
+
+def _int(data: Mapping[str, Any], key: str, field: str, lo: int, hi: int) -> int:
+    if key not in data:
+        raise SpecError(field, "is required")
+    value = data[key]
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise SpecError(field, f"must be an integer, got {value!r}")
+    if not lo <= value <= hi:
+        raise SpecError(field, f"must be between {lo} and {hi}, got {value}")
+    return value
+
+
+def _str(data: Mapping[str, Any], key: str, field: str) -> str:
+    if key not in data:
+        raise SpecError(field, "is required")
+    value = data[key]
+    if not isinstance(value, str) or not value:
+        raise SpecError(field, f"must be a non-empty string, got {value!r}")
+    return value
+
+
+def _reject_unknown(data: Mapping[str, Any], allowed: set[str], prefix: str) -> None:
+    unknown = sorted(set(data) - allowed)
+    if unknown:
+        where = f"{prefix}.{unknown[0]}" if prefix else unknown[0]
+        raise SpecError(where, "unknown field")
+
+
+def _is_power_of_two(n: int) -> bool:
+    return n > 0 and n & (n - 1) == 0
+
+
+def parse_model(data: Any) -> ModelSpec:
+    data = _require_mapping(data, "model")
+    _reject_unknown(data, {"family", "input_dim", "hidden", "classes"}, "model")
+    family = _str(data, "family", "model.family")
+    if family != "mlp":
+        raise SpecError("model.family", f"unsupported family {family!r} (supported: 'mlp')")
+    input_dim = _int(data, "input_dim", "model.input_dim", 1, MAX_WIDTH)
+    hidden_raw = data.get("hidden", [])
+    if not isinstance(hidden_raw, list) or len(hidden_raw) > 8:
+        raise SpecError("model.hidden", "must be a list of at most 8 layer widths")
+    hidden = tuple(
+        _int({"w": w}, "w", f"model.hidden[{i}]", 1, MAX_WIDTH) for i, w in enumerate(hidden_raw)
+    )
+    classes = _int(data, "classes", "model.classes", 2, MAX_WIDTH)
+    return ModelSpec(family, input_dim, hidden, classes)
+
+
+def parse_optimizer(data: Any) -> OptimizerSpec:
+    data = _require_mapping(data, "optimizer")
+    _reject_unknown(data, {"name", "lr_log2", "momentum"}, "optimizer")
+    name = _str(data, "name", "optimizer.name")
+    if name != "sgd":
+        raise SpecError("optimizer.name", f"unsupported optimizer {name!r} (supported: 'sgd')")
+    lr_log2 = _int(data, "lr_log2", "optimizer.lr_log2", -16, 0)
+    momentum = data.get("momentum", 0.0)
+    if isinstance(momentum, bool) or not isinstance(momentum, int | float):
+        raise SpecError("optimizer.momentum", f"must be a number, got {momentum!r}")
+    if not 0.0 <= float(momentum) < 1.0:
+        raise SpecError("optimizer.momentum", f"must be in [0, 1), got {momentum}")
+    return OptimizerSpec(name, lr_log2, float(momentum))
+
+
+def parse_spec(data: Any) -> JobSpec:
+    """Validate a mapping (parsed YAML/JSON) into a JobSpec.
+
+    Raises SpecError naming the first offending field. Top-level ``name``, ``description`` and
+    ``terms`` are accepted and ignored here (``terms`` belongs to the ledger's job order).
+    """
+    data = _require_mapping(data, "spec")
+    _reject_unknown(data, _SPEC_KEYS | _IGNORED_KEYS, "")
+    version = _int(data, "version", "version", 1, 1_000)
+    if version != SPEC_VERSION:
+        raise SpecError("version", f"unsupported spec version {version} (supported: 1)")
+    model = parse_model(data.get("model"))
+    ds = _require_mapping(data.get("dataset"), "dataset")
+    _reject_unknown(ds, {"id", "hash"}, "dataset")
+    dataset = DatasetRef(_str(ds, "id", "dataset.id"), _str(ds, "hash", "dataset.hash").lower())
+    if len(dataset.hash) != 64 or any(c not in "0123456789abcdef" for c in dataset.hash):
+        raise SpecError("dataset.hash", "must be 64 hex digits (SHA-256)")
+    seed = _int(data, "seed", "seed", 0, 2**63 - 1)
+    steps = _int(data, "steps", "steps", 1, MAX_STEPS)
+    batch_size = _int(data, "batch_size", "batch_size", 1, MAX_BATCH)
+    if not _is_power_of_two(batch_size):
+        raise SpecError("batch_size", f"must be a power of two (exact averaging), got {batch_size}")
+    optimizer = parse_optimizer(data.get("optimizer"))
+    interval = _int(data, "checkpoint_interval", "checkpoint_interval", 1, MAX_STEPS)
+    if steps % interval != 0:
+        raise SpecError(
+            "checkpoint_interval", f"must divide steps ({steps}), got {interval}"
+        )
+    return JobSpec(version, model, dataset, seed, steps, batch_size, optimizer, interval)
+
+
+def with_steps(spec: JobSpec, steps: int) -> JobSpec:
+    """A copy of ``spec`` that trains ``steps`` steps (re-validated)."""
+    data = spec.to_dict()
+    data["steps"] = steps
+    return parse_spec(data)
