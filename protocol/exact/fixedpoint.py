@@ -38,6 +38,29 @@ def rshift_round(x: torch.Tensor, shift: int) -> torch.Tensor:
     return (x + (1 << (shift - 1))) >> shift
 
 
+class Operand:
+    """A matmul operand: the int64 tensor carried in float64, with its max |value|.
+
+    Converting once and reducing once lets a step reuse a weight in the forward and the
+    backward pass (and its transpose) without paying for either twice.
+    """
+
+    __slots__ = ("maxabs", "t64")
+
+    def __init__(self, t64: torch.Tensor, maxabs: torch.Tensor) -> None:
+        self.t64 = t64
+        self.maxabs = maxabs
+
+    @classmethod
+    def of(cls, t: torch.Tensor, *, nonnegative: bool = False) -> Operand:
+        t64 = t.to(torch.float64)
+        return cls(t64, t64.amax() if nonnegative else t64.abs().amax())
+
+    @property
+    def T(self) -> Operand:  # noqa: N802 - mirrors torch's .T
+        return Operand(self.t64.T, self.maxabs)
+
+
 class ExactMatmul:
     """Performs exact integer matmuls for one step and remembers their worst-case bounds."""
 
@@ -45,13 +68,14 @@ class ExactMatmul:
         self._bounds: list[torch.Tensor] = []
         self._names: list[str] = []
 
-    def __call__(self, a: torch.Tensor, b: torch.Tensor, where: str) -> torch.Tensor:
-        a64 = a.to(torch.float64)
-        b64 = b.to(torch.float64)
-        inner = a.shape[-1]
-        self._bounds.append(a64.abs().amax() * b64.abs().amax() * float(inner))
+    def __call__(self, a: Operand | torch.Tensor, b: Operand | torch.Tensor, where: str
+                 ) -> torch.Tensor:
+        a_op = a if isinstance(a, Operand) else Operand.of(a)
+        b_op = b if isinstance(b, Operand) else Operand.of(b)
+        inner = a_op.t64.shape[-1]
+        self._bounds.append(a_op.maxabs * b_op.maxabs * float(inner))
         self._names.append(where)
-        return torch.matmul(a64, b64).to(torch.int64)
+        return torch.matmul(a_op.t64, b_op.t64).to(torch.int64)
 
     def check(self) -> None:
         """Raise OverflowBoundError if any product of this step could have been inexact."""

@@ -24,7 +24,14 @@ import torch
 
 from protocol.datasets import check_dataset
 from protocol.errors import StateMismatchError
-from protocol.exact.fixedpoint import FRAC, ONE, ExactMatmul, rshift_round, softmax_fixed
+from protocol.exact.fixedpoint import (
+    FRAC,
+    ONE,
+    ExactMatmul,
+    Operand,
+    rshift_round,
+    softmax_fixed,
+)
 from protocol.exact.state import STEP_KEY, State, state_step
 from protocol.randomness import batch_indices, random_below
 from protocol.spec import JobSpec
@@ -111,6 +118,18 @@ def dataset_tensors(spec: JobSpec, device: torch.device) -> tuple[torch.Tensor, 
     return _DEVICE_DATA[key]
 
 
+_FLOAT_INPUTS: dict[tuple[str, str, str], tuple[torch.Tensor, torch.Tensor]] = {}
+
+
+def _float_inputs(spec: JobSpec, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """The training inputs carried in float64 and their max |value| (a bound for any batch)."""
+    key = (spec.dataset.id, spec.dataset.hash, str(device))
+    if key not in _FLOAT_INPUTS:
+        op = Operand.of(dataset_tensors(spec, device)[0])
+        _FLOAT_INPUTS[key] = (op.t64, op.maxabs)
+    return _FLOAT_INPUTS[key]
+
+
 def init(spec: JobSpec, device: str | torch.device = "cpu") -> State:
     """State 0: uniform weights in ±1/sqrt(fan_in) from the counter-based hash, zero biases."""
     device = torch.device(device)
@@ -131,19 +150,33 @@ def init(spec: JobSpec, device: str | torch.device = "cpu") -> State:
 
 
 def _forward(
-    spec: JobSpec, state: State, x: torch.Tensor, matmul: ExactMatmul
-) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-    """Activations a_0..a_{L-1} (inputs to each layer) and pre-activations z_1..z_L."""
-    layers = len(spec.model.layer_sizes()) - 1
+    spec: JobSpec, x: Operand, weights: list[Operand], state: State, matmul: ExactMatmul
+) -> tuple[list[Operand], list[torch.Tensor]]:
+    """Layer inputs a_0..a_{L-1} (as operands) and pre-activations z_1..z_L."""
+    layers = len(weights)
     inputs = [x]
     pre = []
     for layer in range(layers):
-        z = rshift_round(matmul(inputs[-1], state[weight_name(layer)], f"forward{layer}"), FRAC)
+        z = rshift_round(matmul(inputs[-1], weights[layer], f"forward{layer}"), FRAC)
         z = z + state[bias_name(layer)]
         pre.append(z)
         if layer < layers - 1:
-            inputs.append(torch.clamp(z, min=0))
+            inputs.append(Operand.of(torch.clamp(z, min=0), nonnegative=True))
     return inputs, pre
+
+
+def _weights(spec: JobSpec, state: State) -> list[Operand]:
+    return [Operand.of(state[weight_name(layer)]) for layer in range(len(spec.model.hidden) + 1)]
+
+
+def _batch(spec: JobSpec, i: int, device: torch.device) -> tuple[Operand, torch.Tensor]:
+    """Step i's inputs (as an operand bounded by the dataset's max) and labels."""
+    train_x, train_y, _, _ = dataset_tensors(spec, device)
+    train_x64, x_maxabs = _float_inputs(spec, device)
+    index = torch.tensor(
+        batch_indices(spec.seed, i, spec.batch_size, train_x.shape[0]), device=device
+    )
+    return Operand(train_x64[index], x_maxabs), train_y[index]
 
 
 def step(spec: JobSpec, state: State, i: int) -> State:
@@ -153,23 +186,22 @@ def step(spec: JobSpec, state: State, i: int) -> State:
     if not 0 <= i < spec.steps:
         raise StateMismatchError(f"step {i} is outside 0..{spec.steps - 1}")
     device = state[STEP_KEY].device
-    train_x, train_y, _, _ = dataset_tensors(spec, device)
-    index = torch.tensor(
-        batch_indices(spec.seed, i, spec.batch_size, train_x.shape[0]), device=device
-    )
+    x, labels = _batch(spec, i, device)
+    weights = _weights(spec, state)
     matmul = ExactMatmul()
-    inputs, pre = _forward(spec, state, train_x[index], matmul)
+    inputs, pre = _forward(spec, x, weights, state, matmul)
 
     grad = softmax_fixed(pre[-1])
-    grad[torch.arange(spec.batch_size, device=device), train_y[index]] -= ONE
+    grad[torch.arange(spec.batch_size, device=device), labels] -= ONE
     grads: dict[str, torch.Tensor] = {}
     for layer in reversed(range(len(pre))):
+        grad_op = Operand.of(grad)
         grads[weight_name(layer)] = rshift_round(
-            matmul(inputs[layer].T, grad, f"grad_weight{layer}"), FRAC
+            matmul(inputs[layer].T, grad_op, f"grad_weight{layer}"), FRAC
         )
         grads[bias_name(layer)] = grad.sum(dim=0)
         if layer > 0:
-            back = matmul(grad, state[weight_name(layer)].T, f"grad_input{layer}")
+            back = matmul(grad_op, weights[layer].T, f"grad_input{layer}")
             grad = rshift_round(back, FRAC) * (pre[layer - 1] > 0)
     matmul.check()
 
@@ -197,7 +229,7 @@ def run(
 def predict(spec: JobSpec, state: State, x: torch.Tensor) -> torch.Tensor:
     """Class indices predicted for the Q16 inputs ``x``."""
     matmul = ExactMatmul()
-    _, pre = _forward(spec, state, x, matmul)
+    _, pre = _forward(spec, Operand.of(x), _weights(spec, state), state, matmul)
     matmul.check()
     return pre[-1].argmax(dim=1)
 

@@ -1,0 +1,5 @@
+"""``python -m services.cli`` == ``proofnet``."""
+
+from services.cli import main
+
+main()

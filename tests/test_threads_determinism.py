@@ -1,0 +1,31 @@
+"""Acceptance: the same job trained with 1 and 2 CPU threads commits identical bits.
+
+Runs the real CLI in subprocesses, because torch's thread pool is per process.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from tests.conftest import EXAMPLE_SPEC, ROOT
+
+
+def _train(threads: int, steps: int) -> dict[str, object]:
+    out = subprocess.run(
+        [sys.executable, "-m", "services.cli", "train", str(EXAMPLE_SPEC),
+         "--threads", str(threads), "--steps", str(steps), "--device", "cpu", "--json"],
+        cwd=ROOT, capture_output=True, text=True, check=True, timeout=300,
+    )
+    return json.loads(out.stdout)
+
+
+def test_one_and_two_threads_commit_identical_roots() -> None:
+    one = _train(1, 250)
+    two = _train(2, 250)
+    assert (one["threads"], two["threads"]) == (1, 2)
+    assert one["steps"] == 250
+    assert one["root"] == two["root"]
+    assert one["final_state_hash"] == two["final_state_hash"]
+    assert one["leaves"] == 6
