@@ -1,0 +1,36 @@
+"""CUDA and CPU commit identical bits (runs only where CUDA is present)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from protocol.exact import decode_state, run, state_hash, train_trajectory
+from protocol.exact.device import SELFTEST_DIGEST, selftest_digest
+from protocol.spec import JobSpec
+from services.specfile import load_spec
+from tests.conftest import EXAMPLE_SPEC
+
+pytestmark = pytest.mark.gpu
+
+
+def test_cuda_passes_the_exactness_selftest() -> None:
+    assert selftest_digest(torch.device("cuda")) == SELFTEST_DIGEST
+
+
+def test_cuda_and_cpu_leaves_are_identical(tiny_spec: JobSpec) -> None:
+    assert train_trajectory(tiny_spec, "cuda").leaves == train_trajectory(tiny_spec, "cpu").leaves
+
+
+def test_example_on_cuda_matches_cpu() -> None:
+    spec, _ = load_spec(EXAMPLE_SPEC)
+    cuda = train_trajectory(spec, "cuda", keep_blobs=False)
+    cpu = train_trajectory(spec, "cpu", keep_blobs=False)
+    assert cuda.leaves == cpu.leaves
+
+
+def test_cpu_checkpoint_replayed_on_cuda(tiny_spec: JobSpec) -> None:
+    cpu = train_trajectory(tiny_spec, "cpu")
+    pre = decode_state(cpu.blobs[cpu.leaves[2]], device="cuda")
+    post = run(tiny_spec, pre, 8, 12)
+    assert state_hash(post) == cpu.leaves[3]
