@@ -26,8 +26,16 @@ MAX_STEPS = 10_000_000
 MAX_WIDTH = 4096
 MAX_BATCH = 4096
 MOMENTUM_FRAC_BITS = 16
-_SPEC_KEYS = {"version", "model", "dataset", "seed", "steps", "batch_size", "optimizer",
-              "checkpoint_interval"}
+_SPEC_KEYS = {
+    "version",
+    "model",
+    "dataset",
+    "seed",
+    "steps",
+    "batch_size",
+    "optimizer",
+    "checkpoint_interval",
+}
 _IGNORED_KEYS = {"name", "description", "terms"}
 
 
@@ -203,9 +211,7 @@ def parse_spec(data: Any) -> JobSpec:
     optimizer = parse_optimizer(data.get("optimizer"))
     interval = _int(data, "checkpoint_interval", "checkpoint_interval", 1, MAX_STEPS)
     if steps % interval != 0:
-        raise SpecError(
-            "checkpoint_interval", f"must divide steps ({steps}), got {interval}"
-        )
+        raise SpecError("checkpoint_interval", f"must divide steps ({steps}), got {interval}")
     return JobSpec(version, model, dataset, seed, steps, batch_size, optimizer, interval)
 
 

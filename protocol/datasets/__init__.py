@@ -82,9 +82,7 @@ def _build(
     test_x = tuple(r for i, r in enumerate(rows) if i % 5 == 4)
     test_y = tuple(y for i, y in enumerate(labels) if i % 5 == 4)
     digest = _content_hash(dataset_id, num_classes, (train_x, train_y), (test_x, test_y))
-    return Dataset(
-        dataset_id, len(rows[0]), num_classes, train_x, train_y, test_x, test_y, digest
-    )
+    return Dataset(dataset_id, len(rows[0]), num_classes, train_x, train_y, test_x, test_y, digest)
 
 
 def _load_digits() -> Dataset:

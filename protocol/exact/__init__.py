@@ -11,29 +11,48 @@ Public API::
     NativeTrainer                        float32 baseline (not exact)
 """
 
-from protocol.exact.device import prepare_exact, resolve_device
+from protocol.exact.device import (
+    Device,
+    as_device,
+    get_threads,
+    prepare_exact,
+    resolve_device,
+    set_threads,
+)
 from protocol.exact.fixedpoint import FRAC, ONE
 from protocol.exact.mlp import check_state, evaluate, init, predict, run, step
 from protocol.exact.native import NativeTrainer
-from protocol.exact.state import State, decode_state, encode_state, state_hash, state_step
+from protocol.exact.state import (
+    State,
+    decode_state,
+    encode_state,
+    export_safetensors,
+    state_hash,
+    state_step,
+)
 from protocol.exact.trajectory import Trajectory, checkpoint, train_trajectory
 
 __all__ = [
     "FRAC",
     "ONE",
+    "Device",
     "NativeTrainer",
     "State",
     "Trajectory",
+    "as_device",
     "check_state",
     "checkpoint",
     "decode_state",
     "encode_state",
     "evaluate",
+    "export_safetensors",
+    "get_threads",
     "init",
     "predict",
     "prepare_exact",
     "resolve_device",
     "run",
+    "set_threads",
     "state_hash",
     "state_step",
     "step",

@@ -65,3 +65,19 @@ def prepare_exact(device: torch.device) -> None:
             f"{SELFTEST_DIGEST}; exact training on this device would not match other machines"
         )
     _PASSED.add(key)
+
+
+Device = torch.device
+
+
+def set_threads(threads: int) -> None:
+    """Set torch's CPU thread count (exact results do not depend on it; speed does)."""
+    torch.set_num_threads(threads)
+
+
+def get_threads() -> int:
+    return torch.get_num_threads()
+
+
+def as_device(device: str | torch.device) -> torch.device:
+    return device if isinstance(device, torch.device) else torch.device(device)

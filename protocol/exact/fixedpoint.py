@@ -57,7 +57,7 @@ class Operand:
         return cls(t64, t64.amax() if nonnegative else t64.abs().amax())
 
     @property
-    def T(self) -> Operand:  # noqa: N802 - mirrors torch's .T
+    def T(self) -> Operand:
         return Operand(self.t64.T, self.maxabs)
 
 
@@ -68,8 +68,9 @@ class ExactMatmul:
         self._bounds: list[torch.Tensor] = []
         self._names: list[str] = []
 
-    def __call__(self, a: Operand | torch.Tensor, b: Operand | torch.Tensor, where: str
-                 ) -> torch.Tensor:
+    def __call__(
+        self, a: Operand | torch.Tensor, b: Operand | torch.Tensor, where: str
+    ) -> torch.Tensor:
         a_op = a if isinstance(a, Operand) else Operand.of(a)
         b_op = b if isinstance(b, Operand) else Operand.of(b)
         inner = a_op.t64.shape[-1]

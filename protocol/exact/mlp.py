@@ -17,6 +17,7 @@ computed with one rounding rule and no division.
 from __future__ import annotations
 
 import functools
+import itertools
 import math
 from collections.abc import Callable
 
@@ -61,9 +62,11 @@ def param_names(spec: JobSpec) -> list[str]:
 def expected_shapes(spec: JobSpec) -> dict[str, tuple[int, ...]]:
     sizes = spec.model.layer_sizes()
     shapes: dict[str, tuple[int, ...]] = {STEP_KEY: ()}
-    for layer, (fan_in, fan_out) in enumerate(zip(sizes, sizes[1:], strict=False)):
-        for name, shape in ((weight_name(layer), (fan_in, fan_out)),
-                            (bias_name(layer), (fan_out,))):
+    for layer, (fan_in, fan_out) in enumerate(itertools.pairwise(sizes)):
+        for name, shape in (
+            (weight_name(layer), (fan_in, fan_out)),
+            (bias_name(layer), (fan_out,)),
+        ):
             shapes[name] = shape
             shapes[momentum_name(name)] = shape
     return shapes
@@ -75,8 +78,9 @@ def check_state(spec: JobSpec, state: State) -> None:
     if set(state) != set(shapes):
         missing = sorted(set(shapes) - set(state))
         extra = sorted(set(state) - set(shapes))
-        raise StateMismatchError(f"state tensors differ from the spec: missing {missing}, "
-                                 f"unexpected {extra}")
+        raise StateMismatchError(
+            f"state tensors differ from the spec: missing {missing}, unexpected {extra}"
+        )
     for name, shape in shapes.items():
         tensor = state[name]
         if tensor.dtype != torch.int64 or tuple(tensor.shape) != shape:
@@ -136,7 +140,7 @@ def init(spec: JobSpec, device: str | torch.device = "cpu") -> State:
     dataset_tensors(spec, device)  # fail early on a wrong dataset or shape
     sizes = spec.model.layer_sizes()
     state: State = {STEP_KEY: torch.tensor(0, dtype=torch.int64, device=device)}
-    for layer, (fan_in, fan_out) in enumerate(zip(sizes, sizes[1:], strict=False)):
+    for layer, (fan_in, fan_out) in enumerate(itertools.pairwise(sizes)):
         limit = math.isqrt(ONE * ONE // fan_in)
         values = random_below(
             "init", spec.seed, weight_name(layer), count=fan_in * fan_out, bound=2 * limit + 1

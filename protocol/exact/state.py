@@ -61,3 +61,12 @@ def state_step(state: State) -> int:
     if STEP_KEY not in state:
         raise StateMismatchError("state has no 'step' counter")
     return int(state[STEP_KEY].item())
+
+
+def export_safetensors(state: State, metadata: dict[str, str] | None = None) -> bytes:
+    """The state as a safetensors file (int64 fixed-point tensors, 16 fractional bits)."""
+    from safetensors.torch import save
+
+    tensors = {name: t.detach().to("cpu").contiguous() for name, t in state.items()}
+    meta = {"format": "proofnet-exact", "frac_bits": "16", **(metadata or {})}
+    return save(tensors, metadata=meta)

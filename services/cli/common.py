@@ -36,7 +36,9 @@ def print_json(obj: Any) -> None:
 
 
 @contextmanager
-def progress_bar(description: str, total: int, enabled: bool = True) -> Iterator[Callable[[int], None]]:
+def progress_bar(
+    description: str, total: int, enabled: bool = True
+) -> Iterator[Callable[[int], None]]:
     """A rich progress bar on stderr; yields ``advance_to(completed)``."""
     if not enabled:
         yield lambda completed: None

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import time
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
-import torch
 import typer
 
+from protocol.exact.device import get_threads, set_threads
 from protocol.hashing import sha256
 from protocol.merkle import root_of
 from protocol.spec import JobSpec, spec_hash, with_steps
@@ -18,7 +18,7 @@ from services.cli.common import print_json, progress_bar, reported_errors, stder
 from services.specfile import load_spec
 
 
-class Mode(str, Enum):
+class Mode(StrEnum):
     exact = "exact"
     native = "native"
 
@@ -65,7 +65,9 @@ def train(
     spec_file: Annotated[Path, typer.Argument(help="Job spec (YAML or JSON).")],
     device: Annotated[str, typer.Option(help="auto (CUDA when present), cpu or cuda.")] = "auto",
     threads: Annotated[int | None, typer.Option(min=1, help="torch CPU threads.")] = None,
-    mode: Annotated[Mode, typer.Option(help="exact (committable) or native (float32).")] = Mode.exact,
+    mode: Annotated[
+        Mode, typer.Option(help="exact (committable) or native (float32).")
+    ] = Mode.exact,
     steps: Annotated[int | None, typer.Option(min=1, help="Override the spec's steps.")] = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
@@ -75,14 +77,14 @@ def train(
         if steps is not None:
             spec = with_steps(spec, steps)
         if threads is not None:
-            torch.set_num_threads(threads)
+            set_threads(threads)
         started = time.perf_counter()
         runner = train_exact if mode is Mode.exact else train_native
         result = runner(spec, device, show_progress=not json_output)
         result.update(
             steps=spec.steps,
             seconds=round(time.perf_counter() - started, 3),
-            threads=torch.get_num_threads(),
+            threads=get_threads(),
             mode=mode.value,
             spec_hash=spec_hash(spec).hex(),
         )

@@ -1,0 +1,100 @@
+"""What every agent shares: its key, its nonce, sending moves, funding and staking itself.
+
+Agents are tick-driven: ``tick()`` reads the chain, decides, sends transactions and returns. A
+transaction is submitted without waiting for its block; the agent tracks its own next nonce and
+re-reads it from the chain after any nonce error. A move already sent is not re-sent for a few
+blocks (``INFLIGHT_BLOCKS``), so a tick that sees the chain before the move's block does not
+duplicate it.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from contracts_sim.crypto import PrivateKey
+from contracts_sim.transactions import sign_transaction
+from protocol.errors import ProofNetError
+from services.agents.moves import Move
+
+INFLIGHT_BLOCKS = 3
+NONCE_ERRORS = {"nonce_too_low", "nonce_too_high"}
+
+
+class Agent:
+    role = "agent"
+
+    def __init__(self, client: Any, key: PrivateKey, *, name: str | None = None) -> None:
+        self.client = client
+        self.key = key
+        self.address = key.address
+        self.name = name or f"{self.role}-{self.address[2:8]}"
+        self.log = logging.getLogger(f"proofnet.{self.name}")
+        self._nonce: int | None = None
+        self._inflight: dict[str, int] = {}
+        self._chain_id: str | None = None
+        self._params: dict[str, Any] | None = None
+        self.sent: list[tuple[int, str]] = []  # (height, kind) of every accepted submission
+
+    # --- chain facts --------------------------------------------------------------------
+    @property
+    def chain_id(self) -> str:
+        if self._chain_id is None:
+            self._chain_id = str(self.client.chain_id())
+        return self._chain_id
+
+    @property
+    def params(self) -> dict[str, Any]:
+        if self._params is None:
+            self._params = dict(self.client.params())
+        return self._params
+
+    def height(self) -> int:
+        return int(self.client.head_height())
+
+    def account(self) -> dict[str, Any]:
+        return dict(self.client.get_account(self.address))
+
+    # --- sending ------------------------------------------------------------------------
+    def _next_nonce(self) -> int:
+        if self._nonce is None:
+            self._nonce = int(self.client.pending_nonce(self.address))
+        return self._nonce
+
+    def send(self, move: Move, *, key: str | None = None) -> bool:
+        """Sign and submit ``move``; False (logged) if the chain rejects it."""
+        height = self.height()
+        if key is not None:
+            sent_at = self._inflight.get(key)
+            if sent_at is not None and height - sent_at <= INFLIGHT_BLOCKS:
+                return False
+        tx = sign_transaction(self.key, self.chain_id, self._next_nonce(), move.kind, move.body)
+        try:
+            self.client.submit(tx)
+        except ProofNetError as exc:
+            if getattr(exc, "code", "") in NONCE_ERRORS:
+                self._nonce = None
+            self.log.info("%s rejected: %s", move.kind, exc)
+            return False
+        self._nonce = tx.nonce + 1
+        if key is not None:
+            self._inflight[key] = height
+        self.sent.append((height, move.kind))
+        self.log.debug("sent %s", move.kind)
+        return True
+
+    # --- money --------------------------------------------------------------------------
+    def ensure_funds(self, balance_needed: int, stake_needed: int) -> bool:
+        """Use the dev faucet and stake until the account holds what the agent needs."""
+        account = self.account()
+        balance, bonded = int(account["balance"]), int(account["bonded"])
+        missing_stake = max(0, stake_needed - bonded)
+        missing_balance = max(0, balance_needed + missing_stake - balance)
+        if missing_balance and self.params.get("faucet_enabled"):
+            amount = min(int(self.params["faucet_max"]), missing_balance)
+            self.send(Move("faucet", {"amount": amount}), key="faucet")
+            return False
+        if missing_stake and balance >= missing_stake:
+            self.send(Move("stake", {"amount": missing_stake}), key="stake")
+            return False
+        return missing_stake == 0 and missing_balance == 0

@@ -1,0 +1,242 @@
+"""The solver agent: stakes, bids, trains, commits, serves data and defends its commitments.
+
+Each ``tick``::
+
+    fund and stake         dev faucet + stake up to the stake it bids with
+    bid                    on open jobs it has not bid on (its strategy names the price)
+    close bidding          on jobs it bid on whose bid window has passed (anyone may)
+    train                  one segment of each assigned job; progress commits every few leaves;
+                           the final commitment once every leaf exists
+    defend                 the solver's move in each open dispute against it
+    settle                 its committed jobs whose challenge window has closed
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from contracts_sim.crypto import PrivateKey
+from contracts_sim.dispute import bisection_midpoint
+from protocol.exact import Device, as_device, encode_state
+from protocol.merkle import NodeRef, children
+from protocol.spec import parse_spec
+from services.agents.base import Agent
+from services.agents.checkpoints import CheckpointStore
+from services.agents.moves import Move
+from services.agents.strategy import DisputeView, JobView, SolverStrategy
+from services.agents.training import JobRun
+
+OPEN, ASSIGNED, COMMITTED = "open", "assigned", "committed"
+
+
+def job_view(raw: dict[str, Any]) -> JobView:
+    return JobView(
+        job_id=raw["job_id"],
+        spec=parse_spec(raw["spec"]),
+        submitter=raw["submitter"],
+        payment=int(raw["payment"]),
+        min_stake=int(raw["min_stake"]),
+        sample_count=int(raw["sample_count"]),
+        num_leaves=int(raw["num_leaves"]),
+        status=str(raw["status"]),
+        solver=raw.get("solver"),
+        raw=raw,
+    )
+
+
+def dispute_view(raw: dict[str, Any], job: JobView | None = None) -> DisputeView:
+    return DisputeView(
+        dispute_id=raw["dispute_id"],
+        job_id=raw["job_id"],
+        phase=str(raw["phase"]),
+        turn=str(raw["turn"]),
+        deadline=int(raw["deadline"]),
+        spec=job.spec if job is not None else None,
+        raw=raw,
+    )
+
+
+class SolverAgent(Agent):
+    role = "solver"
+
+    def __init__(
+        self,
+        client: Any,
+        key: PrivateKey,
+        *,
+        strategy: SolverStrategy | None = None,
+        store: CheckpointStore | None = None,
+        device: str | Device = "cpu",
+        stake: int | None = None,
+        capacity: int = 1000,
+        progress_every: int = 4,
+        segments_per_tick: int = 1,
+        name: str | None = None,
+    ) -> None:
+        super().__init__(client, key, name=name)
+        self.strategy = strategy or SolverStrategy()
+        self.store = store or CheckpointStore()
+        self.device = as_device(device)
+        self.stake_target = stake
+        self.capacity = capacity
+        self.progress_every = progress_every
+        self.segments_per_tick = segments_per_tick
+        self.runs: dict[str, JobRun] = {}
+        self.bid_on: set[str] = set()
+
+    # --- data served to verifiers and submitters -------------------------------------------
+    def _run_for(self, job_id: str) -> JobRun | None:
+        if job_id in self.runs:
+            return self.runs[job_id]
+        if self.store.load_job(job_id) is None:
+            return None
+        run = JobRun(job_view(self.client.get_job(job_id)), self.strategy, self.store, self.device)
+        self.runs[job_id] = run
+        return run
+
+    def serve_leaves(self, job_id: str) -> list[bytes] | None:
+        run = self._run_for(job_id)
+        if run is None or not run.trained:
+            return None
+        return self.strategy.serve_leaves(run.job, list(run.entries))
+
+    def serve_blob(self, job_id: str, entry: bytes) -> bytes | None:
+        run = self._run_for(job_id)
+        if run is None or entry not in run.entries:
+            return None
+        blob = run.blob_for_entry(entry)
+        return None if blob is None else self.strategy.serve_blob(run.job, entry, blob)
+
+    def serve_model(self, job_id: str) -> bytes | None:
+        """The final state's canonical bytes (for the submitter, after settlement)."""
+        run = self._run_for(job_id)
+        return None if run is None else run.final_state_blob()
+
+    # --- the loop ---------------------------------------------------------------------------
+    def tick(self) -> None:
+        jobs = [job_view(raw) for raw in self.client.list_jobs()]
+        height = self.height()
+        stake = self.stake_target or max([j.min_stake for j in jobs] + [0])
+        funded = self.ensure_funds(0, stake)
+        for job in jobs:
+            if job.status == OPEN:
+                self._bid_or_close(job, height, funded)
+            elif job.solver == self.address and job.status == ASSIGNED:
+                self._train(job, height)
+            elif job.solver == self.address and job.status == COMMITTED:
+                self._defend(job, height)
+                self._settle(job, height)
+
+    def _settle(self, job: JobView, height: int) -> None:
+        deadline = job.raw.get("challenge_deadline")
+        if deadline is not None and height > int(deadline) and int(job.raw["open_disputes"]) == 0:
+            self.send(Move("settle", {"job_id": job.job_id}), key=f"settle:{job.job_id}")
+
+    def _bid_or_close(self, job: JobView, height: int, funded: bool) -> None:
+        deadline = int(job.raw["bid_deadline"])
+        if height <= deadline:
+            if job.job_id in self.bid_on or not funded:
+                return
+            price = self.strategy.bid(job)
+            if price is None:
+                return
+            body = {"job_id": job.job_id, "price": int(price), "capacity": self.capacity}
+            if self.send(Move("bid", body), key=f"bid:{job.job_id}"):
+                self.bid_on.add(job.job_id)
+        elif job.job_id in self.bid_on:
+            self.send(Move("close_bidding", {"job_id": job.job_id}), key=f"close:{job.job_id}")
+
+    def _train(self, job: JobView, height: int) -> None:
+        run = self.runs.get(job.job_id)
+        if run is None:
+            run = self.runs[job.job_id] = JobRun(job, self.strategy, self.store, self.device)
+        for _ in range(self.segments_per_tick):
+            if run.trained:
+                break
+            run.train_segment()
+        self._post_progress(run)
+        if run.trained and not run.final_posted:
+            self._post_final(run)
+
+    def _post_progress(self, run: JobRun) -> None:
+        size = len(run.entries)
+        if run.trained or size - run.progress_size < self.progress_every:
+            return
+        entries = self.strategy.committed_entries(run.job, list(run.entries))
+        tree = run.tree(entries)
+        body: dict[str, Any] = {"job_id": run.job.job_id, "size": size, "root": tree.root().hex()}
+        body["consistency_proof"] = (
+            tree.consistency_proof(run.progress_size, size).to_json() if run.progress_size else None
+        )
+        if self.send(Move("commit_progress", body), key=f"progress:{run.job.job_id}:{size}"):
+            run.progress_size, run.progress_root = size, tree.root()
+            run.save()
+
+    def _post_final(self, run: JobRun) -> None:
+        entries = self.strategy.committed_entries(run.job, list(run.entries))
+        tree = run.tree(entries)
+        leaves = len(entries)
+        body: dict[str, Any] = {
+            "job_id": run.job.job_id,
+            "root": tree.root().hex(),
+            "leaves": leaves,
+            "final_state_hash": entries[-1].hex(),
+            "consistency_proof": (
+                tree.consistency_proof(run.progress_size, leaves).to_json()
+                if run.progress_size
+                else None
+            ),
+            "final_proof": tree.inclusion_proof(leaves - 1).to_json(),
+        }
+        if self.send(Move("commit_final", body), key=f"final:{run.job.job_id}"):
+            run.final_posted = True
+            run.save()
+
+    # --- disputes ---------------------------------------------------------------------------
+    def _defend(self, job: JobView, height: int) -> None:
+        run = self._run_for(job.job_id)
+        for dispute_id in job.raw.get("disputes", []):
+            raw = self.client.get_dispute(dispute_id)
+            if raw["status"] != "open":
+                continue
+            dispute = dispute_view(raw, job)
+            if dispute.turn == "challenger" and height > dispute.deadline:
+                claim = Move("claim_timeout", {"dispute_id": dispute_id})
+                self.send(claim, key=f"timeout:{dispute_id}")
+                continue
+            if dispute.turn != "solver":
+                continue
+            honest = self.honest_move(run, raw) if run is not None else None
+            move = self.strategy.answer_dispute(dispute, honest)
+            if move is not None:
+                self.send(move, key=f"dispute:{dispute_id}:{len(raw['moves'])}")
+
+    def honest_move(self, run: JobRun, raw: dict[str, Any]) -> Move | None:
+        """The move the protocol asks of this solver, consistent with what it committed."""
+        dispute_id, phase = raw["dispute_id"], raw["phase"]
+        if phase == "reveal_children":
+            tree = run.tree()
+            left, right = children(NodeRef(int(raw["node_lo"]), int(raw["node_hi"])))
+            body = {
+                "dispute_id": dispute_id,
+                "left": tree.node_hash(left).hex(),
+                "right": tree.node_hash(right).hex(),
+            }
+            return Move("reveal_children", body)
+        if phase == "reveal_leaf":
+            leaf = int(raw["leaf_index"])
+            body = {"dispute_id": dispute_id, "entry": run.entries[leaf].hex()}
+            if leaf > 0:
+                body["pre_entry"] = run.entries[leaf - 1].hex()
+                body["pre_proof"] = run.tree().inclusion_proof(leaf - 1).to_json()
+            return Move("reveal_leaf", body)
+        if phase == "post_midpoint":
+            m = bisection_midpoint(int(raw["step_lo"]), int(raw["step_hi"]))
+            return Move(
+                "post_midpoint", {"dispute_id": dispute_id, "state_hash": run.claimed_hash(m).hex()}
+            )
+        if phase == "post_prestate":
+            pre = run.claimed_state(int(raw["step_lo"]))
+            blob = encode_state(pre)
+            return Move("post_prestate", {"dispute_id": dispute_id, "blob": blob.hex()})
+        return None

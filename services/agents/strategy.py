@@ -1,0 +1,200 @@
+"""Strategies: the pluggable behaviour of agents — how cheaters are built.
+
+An agent does the protocol's bookkeeping (watching the chain, signing, storing blobs, computing
+the honest move) and asks its strategy at each decision point. The base classes here *are* the
+honest strategies; a cheater subclasses one and overrides hooks. Strategies are loaded by dotted
+path (``package.module:Class``), optionally with knobs (``Class`` keyword arguments), so anyone
+can write one outside this project. See ``docs/strategies.md``.
+
+Solver hooks, in the order a job meets them::
+
+    bid(job)                           price to bid, or None to skip the job
+    initial_state(spec, honest)        state 0 the solver starts from
+    train_step(spec, state, i)         the state after step i (tamper here)
+    leaf_entry(job, leaf, entry, past) the entry committed for checkpoint ``leaf``
+    committed_entries(job, entries)    the leaves progress and final roots are computed over
+    serve_leaves(job, entries)         the leaf list served to verifiers (None: withhold)
+    serve_blob(job, entry, blob)       a checkpoint blob served (None: withhold)
+    answer_dispute(dispute, honest)    a dispute move (None: stall)
+
+Verifier hooks::
+
+    verify(job)                        whether to check this job at all
+    reexecute(job)                     False: skip re-execution and trust the solver (lazy)
+    verdict(job, honest)               the verdict: attest, challenge (with evidence) or skip
+    answer_dispute(dispute, honest)    a dispute move (None: stall)
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from protocol.errors import ProofNetError
+from protocol.exact import State, step
+from protocol.spec import JobSpec
+from services.agents.moves import Move
+
+
+class StrategyError(ProofNetError):
+    code = "invalid_strategy"
+
+
+@dataclass(frozen=True)
+class JobView:
+    """What a strategy sees of a job (read from the chain)."""
+
+    job_id: str
+    spec: JobSpec
+    submitter: str
+    payment: int
+    min_stake: int
+    sample_count: int
+    num_leaves: int
+    status: str
+    solver: str | None = None
+    raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+
+@dataclass(frozen=True)
+class DisputeView:
+    """What a strategy sees of a dispute (read from the chain)."""
+
+    dispute_id: str
+    job_id: str
+    phase: str
+    turn: str
+    deadline: int
+    spec: JobSpec | None = None
+    raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """A verifier's conclusion about a job."""
+
+    action: str  # "attest", "challenge" or "skip"
+    reason: str = ""
+    challenge_body: dict[str, Any] | None = None
+    first_bad_leaf: int | None = None
+
+    ATTEST: ClassVar[str] = "attest"
+    CHALLENGE: ClassVar[str] = "challenge"
+    SKIP: ClassVar[str] = "skip"
+
+
+class Strategy:
+    """Common base: a name, documented knobs, and construction from knob keyword arguments."""
+
+    name: ClassVar[str] = "honest"
+    role: ClassVar[str] = "solver"
+    description: ClassVar[str] = "Follows the protocol."
+    knobs: ClassVar[dict[str, str]] = {}
+    """Knob name -> description; each knob is a keyword argument of ``__init__``."""
+
+    def __init__(self, **knobs: Any) -> None:
+        unknown = sorted(set(knobs) - set(self.knobs))
+        if unknown:
+            raise StrategyError(
+                f"{type(self).__name__}: unknown knob(s) {unknown}; known: {sorted(self.knobs)}"
+            )
+        self.settings = knobs
+
+    def knob(self, name: str, default: Any) -> Any:
+        return self.settings.get(name, default)
+
+    @classmethod
+    def describe(cls) -> dict[str, Any]:
+        return {
+            "name": cls.name,
+            "role": cls.role,
+            "class": f"{cls.__module__}:{cls.__qualname__}",
+            "description": inspect.cleandoc(cls.description),
+            "knobs": dict(cls.knobs),
+        }
+
+
+class SolverStrategy(Strategy):
+    """The honest solver. Every hook returns what the protocol asks for."""
+
+    role = "solver"
+    description = "Trains exactly, commits every checkpoint, serves all data, answers every move."
+
+    def bid(self, job: JobView) -> int | None:
+        return job.payment
+
+    def initial_state(self, spec: JobSpec, honest: State) -> State:
+        return honest
+
+    def train_step(self, spec: JobSpec, state: State, i: int) -> State:
+        return step(spec, state, i)
+
+    def leaf_entry(self, job: JobView, leaf: int, entry: bytes, past: list[bytes]) -> bytes:
+        return entry
+
+    def committed_entries(self, job: JobView, entries: list[bytes]) -> list[bytes]:
+        return entries
+
+    def serve_leaves(self, job: JobView, entries: list[bytes]) -> list[bytes] | None:
+        return entries
+
+    def serve_blob(self, job: JobView, entry: bytes, blob: bytes) -> bytes | None:
+        return blob
+
+    def answer_dispute(self, dispute: DisputeView, honest: Move | None) -> Move | None:
+        return honest
+
+
+class VerifierStrategy(Strategy):
+    """The honest verifier: re-executes its sample, attests or challenges, plays to the end."""
+
+    role = "verifier"
+    description = "Re-executes its sampled segments; attests or challenges; plays every move."
+
+    def verify(self, job: JobView) -> bool:
+        return True
+
+    def reexecute(self, job: JobView) -> bool:
+        return True
+
+    def verdict(self, job: JobView, honest: Verdict) -> Verdict:
+        return honest
+
+    def answer_dispute(self, dispute: DisputeView, honest: Move | None) -> Move | None:
+        return honest
+
+
+def _parse_knob(text: str) -> Any:
+    for convert in (int, float):
+        try:
+            return convert(text)
+        except ValueError:
+            pass
+    return {"true": True, "false": False}.get(text.lower(), text)
+
+
+def load_strategy(path: str, role: str, knobs: dict[str, Any] | None = None) -> Strategy:
+    """Instantiate ``package.module:Class`` (a subclass of the ``role``'s base) with knobs.
+
+    ``path`` may carry knobs itself: ``pkg.mod:Class?step=7&bit=0``.
+    """
+    knobs = dict(knobs or {})
+    if "?" in path:
+        path, query = path.split("?", 1)
+        for pair in filter(None, query.split("&")):
+            key, _, value = pair.partition("=")
+            knobs[key] = _parse_knob(value)
+    module_name, sep, class_name = path.partition(":")
+    if not sep or not module_name or not class_name:
+        raise StrategyError(f"strategy {path!r}: expected 'package.module:Class'")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise StrategyError(f"strategy {path!r}: cannot import {module_name!r}: {exc}") from exc
+    cls = getattr(module, class_name, None)
+    base = SolverStrategy if role == "solver" else VerifierStrategy
+    if not (inspect.isclass(cls) and issubclass(cls, base)):
+        raise StrategyError(f"strategy {path!r}: not a {base.__name__} subclass")
+    return cls(**knobs)

@@ -1,0 +1,132 @@
+"""A solver's training of one job: resumable, segment by segment, under its strategy.
+
+``JobRun`` keeps, per checkpoint leaf, the entry it committed (what the strategy chose) and the
+address of the blob of the state it actually holds there. Training advances one segment per
+call, so an agent can interleave training with answering disputes, and every leaf is stored
+before it is committed, so a restart resumes from the last leaf.
+
+The solver's *claims* inside a segment (bisection midpoints, the pre-state for the referee) are
+recomputed from its own stored leaf state with its own ``train_step`` — a cheater is consistent
+with itself, and the game still finds the step where it departs from the protocol.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from protocol.exact import Device, State, decode_state, encode_state, init
+from protocol.hashing import sha256
+from protocol.merkle import CommitmentTree
+from services.agents.checkpoints import CheckpointStore
+from services.agents.strategy import JobView, SolverStrategy
+
+
+class JobRun:
+    def __init__(
+        self,
+        job: JobView,
+        strategy: SolverStrategy,
+        store: CheckpointStore,
+        device: Device,
+    ) -> None:
+        self.job = job
+        self.spec = job.spec
+        self.strategy = strategy
+        self.store = store
+        self.device = device
+        self.entries: list[bytes] = []  # committed entry per leaf
+        self.blob_ids: list[bytes] = []  # address of the held state's blob per leaf
+        self.progress_size = 0
+        self.progress_root: bytes | None = None
+        self.final_posted = False
+        self._state: State | None = None
+        self._load()
+
+    # --- persistence --------------------------------------------------------------------
+    def _record(self) -> dict[str, Any]:
+        return {
+            "job_id": self.job.job_id,
+            "entries": [e.hex() for e in self.entries],
+            "blob_ids": [b.hex() for b in self.blob_ids],
+            "progress_size": self.progress_size,
+            "progress_root": self.progress_root.hex() if self.progress_root else None,
+            "final_posted": self.final_posted,
+        }
+
+    def save(self) -> None:
+        self.store.save_job(self.job.job_id, self._record())
+
+    def _load(self) -> None:
+        record = self.store.load_job(self.job.job_id)
+        if record is None:
+            return
+        self.entries = [bytes.fromhex(e) for e in record["entries"]]
+        self.blob_ids = [bytes.fromhex(b) for b in record["blob_ids"]]
+        self.progress_size = int(record["progress_size"])
+        root = record.get("progress_root")
+        self.progress_root = bytes.fromhex(root) if root else None
+        self.final_posted = bool(record["final_posted"])
+
+    # --- training -----------------------------------------------------------------------
+    @property
+    def leaves_done(self) -> int:
+        return len(self.entries)
+
+    @property
+    def trained(self) -> bool:
+        return self.leaves_done == self.spec.num_leaves
+
+    def _leaf_state(self, leaf: int) -> State:
+        blob = self.store.get_blob(self.blob_ids[leaf])
+        if blob is None:
+            raise RuntimeError(f"checkpoint blob of leaf {leaf} is missing from the store")
+        return decode_state(blob, self.device)
+
+    def _record_leaf(self, state: State) -> None:
+        blob = encode_state(state)
+        blob_id = self.store.put_blob(blob)
+        leaf = len(self.entries)
+        # The entry committed may differ from the held state's hash (a fabricated leaf).
+        entry = self.strategy.leaf_entry(self.job, leaf, blob_id, list(self.entries))
+        self.entries.append(entry)
+        self.blob_ids.append(blob_id)
+        self._state = state
+        self.save()
+
+    def train_segment(self) -> None:
+        """Produce the next leaf: state 0 first, then C steps at a time."""
+        if self.trained:
+            return
+        if not self.entries:
+            honest = init(self.spec, self.device)
+            self._record_leaf(self.strategy.initial_state(self.spec, honest))
+            return
+        state = self._state if self._state is not None else self._leaf_state(len(self.entries) - 1)
+        start = (len(self.entries) - 1) * self.spec.checkpoint_interval
+        for i in range(start, start + self.spec.checkpoint_interval):
+            state = self.strategy.train_step(self.spec, state, i)
+        self._record_leaf(state)
+
+    # --- claims ---------------------------------------------------------------------------
+    def claimed_state(self, step_index: int) -> State:
+        """The state this solver claims at ``step_index`` (its own program, from its leaf)."""
+        leaf = min(step_index // self.spec.checkpoint_interval, len(self.blob_ids) - 1)
+        state = self._leaf_state(leaf)
+        for i in range(leaf * self.spec.checkpoint_interval, step_index):
+            state = self.strategy.train_step(self.spec, state, i)
+        return state
+
+    def claimed_hash(self, step_index: int) -> bytes:
+        if step_index % self.spec.checkpoint_interval == 0:
+            return self.entries[step_index // self.spec.checkpoint_interval]
+        return sha256(encode_state(self.claimed_state(step_index)))
+
+    def tree(self, entries: list[bytes] | None = None) -> CommitmentTree:
+        return CommitmentTree(self.entries if entries is None else entries)
+
+    def final_state_blob(self) -> bytes | None:
+        return self.store.get_blob(self.blob_ids[-1]) if self.trained else None
+
+    def blob_for_entry(self, entry: bytes) -> bytes | None:
+        """The blob that hashes to ``entry``, if this solver holds one."""
+        return self.store.get_blob(entry)

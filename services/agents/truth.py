@@ -1,0 +1,81 @@
+"""The honest trajectory of a job, computed lazily by re-execution — a verifier's ground truth.
+
+A verifier needs true state hashes at sampled segments, at bisection midpoints and, when a
+solver withholds data, at every leaf (to play the Merkle descent). ``Truth`` re-executes from
+the nearest true checkpoint it already holds and caches every leaf it passes.
+"""
+
+from __future__ import annotations
+
+from protocol.exact import Device, State, as_device, encode_state, init, run
+from protocol.hashing import sha256
+from protocol.merkle import CommitmentTree, NodeRef
+from protocol.spec import JobSpec
+
+
+class Truth:
+    def __init__(self, spec: JobSpec, device: Device | str = "cpu") -> None:
+        self.spec = spec
+        self.device = as_device(device)
+        self._leaf_states: dict[int, State] = {}
+        self._leaf_hashes: dict[int, bytes] = {}
+        self.steps_executed = 0
+
+    def _nearest_leaf(self, leaf: int) -> tuple[int, State]:
+        known = [j for j in self._leaf_states if j <= leaf]
+        if not known:
+            state = init(self.spec, self.device)
+            self._remember(0, state)
+            return 0, state
+        best = max(known)
+        return best, self._leaf_states[best]
+
+    def _remember(self, leaf: int, state: State) -> None:
+        self._leaf_states[leaf] = state
+        self._leaf_hashes[leaf] = sha256(encode_state(state))
+
+    def adopt(self, leaf: int, state: State) -> None:
+        """Accept a state checked elsewhere as the true state at ``leaf``."""
+        self._remember(leaf, state)
+
+    def leaf_state(self, leaf: int) -> State:
+        start, state = self._nearest_leaf(leaf)
+        interval = self.spec.checkpoint_interval
+        for j in range(start, leaf):
+            state = run(self.spec, state, j * interval, (j + 1) * interval)
+            self.steps_executed += interval
+            self._remember(j + 1, state)
+        return state
+
+    def leaf_hash(self, leaf: int) -> bytes:
+        if leaf not in self._leaf_hashes:
+            self.leaf_state(leaf)
+        return self._leaf_hashes[leaf]
+
+    def state_at(self, step_index: int) -> State:
+        interval = self.spec.checkpoint_interval
+        leaf = step_index // interval
+        state = self.leaf_state(leaf)
+        offset = step_index - leaf * interval
+        if offset:
+            state = run(self.spec, state, leaf * interval, step_index)
+            self.steps_executed += offset
+        return state
+
+    def hash_at(self, step_index: int) -> bytes:
+        if step_index % self.spec.checkpoint_interval == 0:
+            return self.leaf_hash(step_index // self.spec.checkpoint_interval)
+        return sha256(encode_state(self.state_at(step_index)))
+
+    def entries(self) -> list[bytes]:
+        return [self.leaf_hash(j) for j in range(self.spec.num_leaves)]
+
+    def node_hash(self, node: NodeRef) -> bytes:
+        return CommitmentTree(self.entries()).node_hash(node)
+
+    def first_wrong_leaf(self, claimed: list[bytes]) -> int | None:
+        """The first leaf whose claimed entry differs from the truth (None: all agree)."""
+        for leaf, entry in enumerate(claimed):
+            if entry != self.leaf_hash(leaf):
+                return leaf
+        return None

@@ -1,0 +1,251 @@
+"""The verifier agent: samples, fetches, re-executes, attests or challenges, plays the game.
+
+Each ``tick``::
+
+    fund and stake        dev faucet + the chain's minimum verifier stake, and a bond's worth
+    verify                each committed job it has not judged, once its sample seed block
+                          exists: fetch the leaf list (checked against the root) and the sampled
+                          blobs (checked against their leaves), re-execute each sampled segment
+    verdict               all equal → attest; any difference → find the *first* wrong leaf by
+                          re-executing from the start (so the game locates the first wrong step)
+                          and challenge on the segment before it; withheld data → challenge
+    play                  its move in each of its disputes; claim the solver's missed deadlines
+    police                claim missed training deadlines of assigned jobs
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from contracts_sim.crypto import PrivateKey
+from contracts_sim.dispute import bisection_midpoint
+from protocol.errors import ProofNetError
+from protocol.exact import (
+    Device,
+    as_device,
+    check_state,
+    decode_state,
+    encode_state,
+    run,
+    state_hash,
+    state_step,
+)
+from protocol.hashing import sha256
+from protocol.merkle import CommitmentTree, NodeRef, children, root_of
+from services.agents.base import Agent
+from services.agents.blobs import BlobSource
+from services.agents.moves import Move
+from services.agents.solver import dispute_view, job_view
+from services.agents.strategy import JobView, Verdict, VerifierStrategy
+from services.agents.truth import Truth
+
+
+@dataclass
+class Check:
+    """What one verification found (kept for reports and the statistics tests)."""
+
+    job_id: str
+    sample: list[int]
+    verdict: Verdict
+    steps_reexecuted: int = 0
+    bad_segments: list[int] = field(default_factory=list)
+    withheld: bool = False
+
+
+class VerifierAgent(Agent):
+    role = "verifier"
+
+    def __init__(
+        self,
+        client: Any,
+        key: PrivateKey,
+        blobs: BlobSource,
+        *,
+        strategy: VerifierStrategy | None = None,
+        device: str | Device = "cpu",
+        name: str | None = None,
+    ) -> None:
+        super().__init__(client, key, name=name)
+        self.blobs = blobs
+        self.strategy = strategy or VerifierStrategy()
+        self.device = as_device(device)
+        self.checks: dict[str, Check] = {}
+        self.truths: dict[str, Truth] = {}
+        self.entries: dict[str, list[bytes] | None] = {}
+
+    # --- the loop ---------------------------------------------------------------------------
+    def tick(self) -> None:
+        stake = int(self.params["min_verifier_stake"])
+        bond = int(self.params["challenge_bond"])
+        funded = self.ensure_funds(2 * bond, stake)
+        height = self.height()
+        for raw in self.client.list_jobs():
+            job = job_view(raw)
+            if job.status == "assigned":
+                self._police_training(job, height)
+            elif job.status == "committed" and job.solver != self.address:
+                if funded and job.job_id not in self.checks and self.strategy.verify(job):
+                    self._judge(job, height)
+                self._play(job, height)
+
+    def _police_training(self, job: JobView, height: int) -> None:
+        deadline = job.raw.get("train_deadline")
+        if deadline is not None and height > int(deadline):
+            self.send(Move("claim_timeout", {"job_id": job.job_id}), key=f"late:{job.job_id}")
+
+    def _judge(self, job: JobView, height: int) -> None:
+        if height > int(job.raw["challenge_deadline"]):
+            return
+        try:
+            sample = [int(s) for s in self.client.sample(job.job_id, self.address)]
+        except ProofNetError:
+            return  # the seed block does not exist yet
+        check = self.check(job, sample)
+        verdict = self.strategy.verdict(job, check.verdict)
+        check.verdict = verdict
+        if verdict.action == Verdict.ATTEST:
+            sent = self.send(Move("attest", {"job_id": job.job_id}), key=f"attest:{job.job_id}")
+        elif verdict.action == Verdict.CHALLENGE:
+            body = verdict.challenge_body or {"job_id": job.job_id}
+            sent = self.send(Move("challenge", body), key=f"challenge:{job.job_id}")
+        else:
+            sent = True
+        if sent:
+            self.checks[job.job_id] = check
+
+    # --- verification -------------------------------------------------------------------------
+    def truth(self, job: JobView) -> Truth:
+        if job.job_id not in self.truths:
+            self.truths[job.job_id] = Truth(job.spec, self.device)
+        return self.truths[job.job_id]
+
+    def _served_entries(self, job: JobView) -> list[bytes] | None:
+        if job.job_id not in self.entries:
+            entries = self.blobs.leaves(str(job.solver), job.job_id)
+            root = bytes.fromhex(job.raw["final_root"])
+            if entries is not None and (len(entries) != job.num_leaves or root_of(entries) != root):
+                entries = None  # not the committed trajectory: treat as withheld
+            self.entries[job.job_id] = entries
+        return self.entries[job.job_id]
+
+    def _segment_ok(self, job: JobView, entries: list[bytes], segment: int) -> bool | None:
+        """True/False: the segment re-executes to its leaf or not; None: data withheld."""
+        spec = job.spec
+        blob = self.blobs.blob(str(job.solver), job.job_id, entries[segment])
+        if blob is None or sha256(blob) != entries[segment]:
+            return None
+        try:
+            state = decode_state(blob, self.device)
+            check_state(spec, state)
+            if state_step(state) != segment * spec.checkpoint_interval:
+                return False
+            post = run(
+                spec,
+                state,
+                segment * spec.checkpoint_interval,
+                (segment + 1) * spec.checkpoint_interval,
+            )
+        except ProofNetError:
+            return False
+        return state_hash(post) == entries[segment + 1]
+
+    def check(self, job: JobView, sample: list[int]) -> Check:
+        """Re-execute the sampled segments and reach the honest verdict."""
+        check = Check(job.job_id, sample, Verdict(Verdict.ATTEST, "sample re-executed"))
+        if not self.strategy.reexecute(job):
+            check.verdict = Verdict(Verdict.ATTEST, "attested without re-executing")
+            return check
+        entries = self._served_entries(job)
+        if entries is None:
+            check.withheld = True
+            check.verdict = self._challenge(job, None, "leaf list withheld or inconsistent")
+            return check
+        first_withheld = None
+        for segment in sample:
+            ok = self._segment_ok(job, entries, segment)
+            check.steps_reexecuted += job.spec.checkpoint_interval
+            if ok is None and first_withheld is None:
+                first_withheld = segment
+                check.withheld = True
+            elif ok is False:
+                check.bad_segments.append(segment)
+        if check.bad_segments:
+            check.verdict = self._challenge(job, entries, "sampled segment does not reproduce")
+        elif first_withheld is not None:
+            check.verdict = self._challenge_segment(job, entries, first_withheld, "blob withheld")
+        return check
+
+    def _challenge(self, job: JobView, entries: list[bytes] | None, reason: str) -> Verdict:
+        """Locate the first wrong leaf from the start and challenge the segment before it."""
+        truth = self.truth(job)
+        if entries is None:
+            truth.entries()  # the whole trajectory: needed to play the Merkle descent
+            return Verdict(Verdict.CHALLENGE, reason, {"job_id": job.job_id})
+        first = truth.first_wrong_leaf(entries)
+        if first is None:
+            return Verdict(Verdict.SKIP, "trajectory is correct; only data was unavailable")
+        if first == 0:
+            return Verdict(Verdict.CHALLENGE, reason, {"job_id": job.job_id}, first_bad_leaf=0)
+        verdict = self._challenge_segment(job, entries, first - 1, reason)
+        return Verdict(verdict.action, reason, verdict.challenge_body, first_bad_leaf=first)
+
+    def _challenge_segment(
+        self, job: JobView, entries: list[bytes], segment: int, reason: str
+    ) -> Verdict:
+        tree = CommitmentTree(entries)
+        body = {
+            "job_id": job.job_id,
+            "segment": segment,
+            "pre_entry": entries[segment].hex(),
+            "post_entry": entries[segment + 1].hex(),
+            "pre_proof": tree.inclusion_proof(segment).to_json(),
+            "post_proof": tree.inclusion_proof(segment + 1).to_json(),
+        }
+        return Verdict(Verdict.CHALLENGE, reason, body)
+
+    # --- the game -----------------------------------------------------------------------------
+    def _play(self, job: JobView, height: int) -> None:
+        for dispute_id in job.raw.get("disputes", []):
+            raw = self.client.get_dispute(dispute_id)
+            if raw["status"] != "open":
+                continue
+            dispute = dispute_view(raw, job)
+            if dispute.turn == "solver" and height > dispute.deadline:
+                self.send(
+                    Move("claim_timeout", {"dispute_id": dispute_id}), key=f"timeout:{dispute_id}"
+                )
+                continue
+            if raw["challenger"] != self.address:
+                continue
+            honest = self.honest_move(job, raw)
+            move = self.strategy.answer_dispute(dispute, honest)
+            if move is not None:
+                self.send(move, key=f"dispute:{dispute_id}:{len(raw['moves'])}")
+
+    def honest_move(self, job: JobView, raw: dict[str, Any]) -> Move | None:
+        truth = self.truth(job)
+        dispute_id, phase = raw["dispute_id"], raw["phase"]
+        if phase == "choose_child":
+            left, _right = children(NodeRef(int(raw["node_lo"]), int(raw["node_hi"])))
+            wrong_left = bytes.fromhex(raw["left_hash"]) != truth.node_hash(left)
+            return Move(
+                "choose_child",
+                {"dispute_id": dispute_id, "side": "left" if wrong_left else "right"},
+            )
+        if phase == "respond_midpoint":
+            m = bisection_midpoint(int(raw["step_lo"]), int(raw["step_hi"]))
+            agree = bytes.fromhex(raw["midpoint_hash"]) == truth.hash_at(m)
+            return Move("respond_midpoint", {"dispute_id": dispute_id, "agree": agree})
+        if phase == "post_prestate":
+            a, b = int(raw["step_lo"]), int(raw["step_hi"])
+            claimed_post = bytes.fromhex(raw["hash_hi"])
+            if truth.hash_at(b) == claimed_post:
+                return None  # the solver's claim is right: leave the pre-state to the solver
+            pre = truth.state_at(a)
+            if state_hash(pre) != bytes.fromhex(raw["hash_lo"]):
+                return None
+            return Move(
+                "post_prestate", {"dispute_id": dispute_id, "blob": encode_state(pre).hex()}
+            )
+        return None

@@ -1,0 +1,71 @@
+"""Cheating verifiers: false challengers, stallers, griefers and the lazy attester."""
+
+from __future__ import annotations
+
+import hashlib
+
+from services.agents.moves import Move
+from services.agents.strategy import DisputeView, JobView, Verdict, VerifierStrategy
+
+
+class FalseChallenger(VerifierStrategy):
+    name = "false-challenger"
+    description = """Challenges a correct solver on a segment it re-executed and found correct,
+    then plays the game honestly — and loses its bond to the referee's one-step check."""
+    knobs = {"segment": "the segment it claims is wrong (default: its first sampled one)"}
+
+    def verdict(self, job: JobView, honest: Verdict) -> Verdict:
+        if honest.action != Verdict.ATTEST:
+            return honest
+        return Verdict(Verdict.CHALLENGE, "false challenge", {"job_id": job.job_id})
+
+
+class StallingChallenger(FalseChallenger):
+    name = "stalling-challenger"
+    description = """Opens a (false) challenge and never moves again, hoping to delay the
+    solver's payment; loses its bond when its move deadline passes."""
+
+    def answer_dispute(self, dispute: DisputeView, honest: Move | None) -> Move | None:
+        return None
+
+
+class Griefer(VerifierStrategy):
+    name = "griefer"
+    description = """Challenges every job it sees without re-executing anything, and disagrees
+    with everything in the game; loses a bond per challenge."""
+
+    def reexecute(self, job: JobView) -> bool:
+        return False
+
+    def verdict(self, job: JobView, honest: Verdict) -> Verdict:
+        return Verdict(Verdict.CHALLENGE, "griefing", {"job_id": job.job_id})
+
+    def answer_dispute(self, dispute: DisputeView, honest: Move | None) -> Move | None:
+        if honest is None:
+            return None
+        if honest.kind == "respond_midpoint":
+            return Move(honest.kind, {**honest.body, "agree": False})
+        if honest.kind == "choose_child":
+            side = (
+                "left" if hashlib.sha256(dispute.dispute_id.encode()).digest()[0] % 2 else "right"
+            )
+            return Move(honest.kind, {**honest.body, "side": side})
+        return honest
+
+
+class LazyVerifier(VerifierStrategy):
+    name = "lazy-verifier"
+    description = """Attests without re-executing anything, collecting fees for no work. The
+    protocol cannot see this directly: it is why several independent verifiers sample each job
+    (one honest one is enough), and why a forced-error (Truebit-style) audit is future work."""
+
+    def reexecute(self, job: JobView) -> bool:
+        return False
+
+
+CHEATERS: list[type[VerifierStrategy]] = [
+    FalseChallenger,
+    StallingChallenger,
+    Griefer,
+    LazyVerifier,
+]
