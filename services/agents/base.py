@@ -84,6 +84,20 @@ class Agent:
         return True
 
     # --- money --------------------------------------------------------------------------
+    def ready(self) -> bool:
+        """Funded and staked as this agent needs (see ``stake_needed``/``balance_needed``)."""
+        account = self.account()
+        return (
+            int(account["bonded"]) >= self.stake_needed()
+            and int(account["balance"]) >= self.balance_needed()
+        )
+
+    def stake_needed(self) -> int:
+        return 0
+
+    def balance_needed(self) -> int:
+        return 0
+
     def ensure_funds(self, balance_needed: int, stake_needed: int) -> bool:
         """Use the dev faucet and stake until the account holds what the agent needs."""
         account = self.account()

@@ -84,6 +84,9 @@ class SolverAgent(Agent):
         self.runs: dict[str, JobRun] = {}
         self.bid_on: set[str] = set()
 
+    def stake_needed(self) -> int:
+        return self.stake_target or int(self.params["min_solver_stake"])
+
     # --- data served to verifiers and submitters -------------------------------------------
     def _run_for(self, job_id: str) -> JobRun | None:
         if job_id in self.runs:
@@ -116,11 +119,12 @@ class SolverAgent(Agent):
     def tick(self) -> None:
         jobs = [job_view(raw) for raw in self.client.list_jobs()]
         height = self.height()
-        stake = self.stake_target or max([j.min_stake for j in jobs] + [0])
-        funded = self.ensure_funds(0, stake)
+        stake = max([self.stake_needed()] + [j.min_stake for j in jobs if j.status == OPEN])
+        self.ensure_funds(0, stake)
+        bonded = int(self.account()["bonded"])
         for job in jobs:
             if job.status == OPEN:
-                self._bid_or_close(job, height, funded)
+                self._bid_or_close(job, height, bonded >= job.min_stake)
             elif job.solver == self.address and job.status == ASSIGNED:
                 self._train(job, height)
             elif job.solver == self.address and job.status == COMMITTED:

@@ -75,14 +75,24 @@ class VerifierAgent(Agent):
         self.entries: dict[str, list[bytes] | None] = {}
 
     # --- the loop ---------------------------------------------------------------------------
+    def stake_needed(self) -> int:
+        return int(self.params["min_verifier_stake"])
+
+    def balance_needed(self) -> int:
+        return 2 * int(self.params["challenge_bond"])
+
     def tick(self) -> None:
-        stake = int(self.params["min_verifier_stake"])
-        bond = int(self.params["challenge_bond"])
-        funded = self.ensure_funds(2 * bond, stake)
+        funded = self.ensure_funds(self.balance_needed(), self.stake_needed())
         height = self.height()
         for raw in self.client.list_jobs():
             job = job_view(raw)
-            if job.status == "assigned":
+            if (
+                job.status == "open"
+                and not job.raw["bids"]
+                and height > int(job.raw["bid_deadline"])
+            ):
+                self.send(Move("close_bidding", {"job_id": job.job_id}), key=f"close:{job.job_id}")
+            elif job.status == "assigned":
                 self._police_training(job, height)
             elif job.status == "committed" and job.solver != self.address:
                 if funded and job.job_id not in self.checks and self.strategy.verify(job):
