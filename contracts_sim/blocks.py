@@ -1,0 +1,275 @@
+"""Blocks, receipts and chain events: what the block producer records.
+
+    BlockHeader   height, parent_hash, time, tx_root, state_root, chain_id
+    Block         header + the transactions it applied, in order
+    Receipt       what became of one transaction (pending, applied at (height, index), failed)
+    ChainEvent    one ledger event with its chain-wide id, height and transaction
+
+Hashes
+    * ``tx_root`` = the RFC 9162 Merkle root (``protocol.merkle.root_of``) of the transactions'
+      hashes in block order; ``SHA-256(b"")`` for an empty block.
+    * ``block hash`` = SHA-256 of the canonical JSON of the header (``BlockHeader.to_json``).
+    * ``state_root`` = ``LedgerState.state_root()`` after ``begin_block`` and every transaction
+      of the block. The genesis block (height 0, parent hash 32 zero bytes, no transactions)
+      carries the root of ``genesis_state``.
+
+A block holds only the transactions it applied; one that failed when the block was sealed is
+not in it (it changed nothing) and gets a failed ``Receipt`` instead. ``from_json`` of each type
+is the strict inverse of its ``to_json`` and raises ``MalformedBlockError`` on anything else.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final, Literal
+
+from contracts_sim.exceptions import LedgerError
+from contracts_sim.transactions import Transaction
+from protocol.errors import ProofNetError
+from protocol.hashing import hash_json
+from protocol.merkle import root_of
+from protocol.types import HASH_SIZE, Hash32, Height
+
+GENESIS_PARENT_HASH: Final = Hash32(bytes(HASH_SIZE))
+"""The parent hash of the genesis block."""
+
+ReceiptStatus = Literal["pending", "applied", "failed"]
+RECEIPT_STATUSES: Final = ("pending", "applied", "failed")
+
+BLOCK_EVENT: Final = "block"
+"""The kind of the event the chain emits after each block (no transaction; data: height,
+hash, time, txs). Agents long-polling ``/events`` wake on it: height is the clock."""
+
+_HEX64 = re.compile(r"[0-9a-f]{64}")
+
+
+class MalformedBlockError(LedgerError):
+    """A block, header or receipt in JSON form is not well formed or not self-consistent."""
+
+    code = "malformed_block"
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"malformed block: {reason}")
+        self.reason = reason
+
+
+# --- helpers ------------------------------------------------------------------------------
+
+
+def compute_tx_root(transactions: Sequence[Transaction]) -> Hash32:
+    """The RFC 9162 root of the transactions' hashes, in block order."""
+    return root_of([tx.tx_hash for tx in transactions])
+
+
+def _hash_from_hex(value: Any, what: str) -> Hash32:
+    if not isinstance(value, str) or not _HEX64.fullmatch(value):
+        raise MalformedBlockError(f"{what} must be 64 lowercase hex digits")
+    return Hash32(bytes.fromhex(value))
+
+
+def _int(value: Any, what: str, *, optional: bool = False) -> Any:
+    if value is None and optional:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise MalformedBlockError(f"{what} must be a non-negative integer")
+    return value
+
+
+def _object(data: Any, keys: set[str], what: str) -> Mapping[str, Any]:
+    if not isinstance(data, Mapping) or set(data) != keys:
+        raise MalformedBlockError(f"{what} needs exactly the keys {sorted(keys)}")
+    return data
+
+
+# --- headers and blocks -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BlockHeader:
+    height: Height
+    parent_hash: Hash32
+    time: int  # unix seconds, informational; deadlines use heights
+    tx_root: Hash32
+    state_root: Hash32
+    chain_id: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "height": self.height,
+            "parent_hash": self.parent_hash.hex(),
+            "time": self.time,
+            "tx_root": self.tx_root.hex(),
+            "state_root": self.state_root.hex(),
+            "chain_id": self.chain_id,
+        }
+
+    @property
+    def hash(self) -> Hash32:
+        """SHA-256 of the header's canonical JSON."""
+        return hash_json(self.to_json())
+
+    @classmethod
+    def from_json(cls, data: Any) -> BlockHeader:
+        raw = _object(
+            data, {"height", "parent_hash", "time", "tx_root", "state_root", "chain_id"}, "header"
+        )
+        chain_id = raw["chain_id"]
+        if not isinstance(chain_id, str) or not chain_id:
+            raise MalformedBlockError("header.chain_id must be a non-empty string")
+        return cls(
+            height=Height(_int(raw["height"], "header.height")),
+            parent_hash=_hash_from_hex(raw["parent_hash"], "header.parent_hash"),
+            time=_int(raw["time"], "header.time"),
+            tx_root=_hash_from_hex(raw["tx_root"], "header.tx_root"),
+            state_root=_hash_from_hex(raw["state_root"], "header.state_root"),
+            chain_id=chain_id,
+        )
+
+
+@dataclass(frozen=True)
+class Block:
+    header: BlockHeader
+    transactions: tuple[Transaction, ...] = ()
+
+    @property
+    def hash(self) -> Hash32:
+        return self.header.hash
+
+    @property
+    def height(self) -> Height:
+        return self.header.height
+
+    def tx_hashes(self) -> list[Hash32]:
+        return [tx.tx_hash for tx in self.transactions]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "header": self.header.to_json(),
+            "transactions": [tx.to_json() for tx in self.transactions],
+        }
+
+    @classmethod
+    def from_json(cls, data: Any) -> Block:
+        """Parse a block and check that its ``tx_root`` commits to its transactions."""
+        raw = _object(data, {"header", "transactions"}, "block")
+        header = BlockHeader.from_json(raw["header"])
+        if not isinstance(raw["transactions"], list):
+            raise MalformedBlockError("transactions must be a list")
+        try:
+            txs = tuple(Transaction.from_json(tx) for tx in raw["transactions"])
+        except ProofNetError as exc:
+            raise MalformedBlockError(f"transaction: {exc.message}") from exc
+        block = cls(header, txs)
+        check_tx_root(block)
+        return block
+
+
+def check_tx_root(block: Block) -> None:
+    """Raise MalformedBlockError unless the header's ``tx_root`` matches the transactions."""
+    if compute_tx_root(block.transactions) != block.header.tx_root:
+        raise MalformedBlockError(f"block {block.height}: tx_root does not match its transactions")
+
+
+# --- receipts and events --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ChainEvent:
+    """A ledger event as the chain recorded it. ``tx_hash`` is None for block events."""
+
+    id: int
+    height: Height
+    tx_hash: str | None
+    kind: str
+    data: dict[str, Any]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "height": self.height,
+            "tx_hash": self.tx_hash,
+            "kind": self.kind,
+            "data": self.data,
+        }
+
+    @classmethod
+    def from_json(cls, data: Any) -> ChainEvent:
+        raw = _object(data, {"id", "height", "tx_hash", "kind", "data"}, "event")
+        tx_hash = raw["tx_hash"]
+        if tx_hash is not None:
+            _hash_from_hex(tx_hash, "event.tx_hash")
+        if not isinstance(raw["kind"], str) or not isinstance(raw["data"], dict):
+            raise MalformedBlockError("event.kind must be a string and event.data an object")
+        return cls(
+            id=_int(raw["id"], "event.id"),
+            height=Height(_int(raw["height"], "event.height")),
+            tx_hash=tx_hash,
+            kind=raw["kind"],
+            data=dict(raw["data"]),
+        )
+
+
+@dataclass(frozen=True)
+class ErrorInfo:
+    code: str
+    message: str
+
+    def to_json(self) -> dict[str, str]:
+        return {"code": self.code, "message": self.message}
+
+
+@dataclass(frozen=True)
+class Receipt:
+    """What became of a transaction.
+
+    * ``pending``: accepted into the open block; ``height`` is that block's height, ``index``
+      and ``events`` are what sealing it will record (they are final unless the block has to be
+      rebuilt, see ``Chain``).
+    * ``applied``: in block ``height`` at position ``index``, with its events.
+    * ``failed``: dropped when block ``height`` was sealed; ``error`` says why; nothing changed.
+    """
+
+    tx_hash: str
+    status: ReceiptStatus
+    height: Height | None = None
+    index: int | None = None
+    error: ErrorInfo | None = None
+    events: tuple[ChainEvent, ...] = field(default=())
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "applied"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "tx_hash": self.tx_hash,
+            "status": self.status,
+            "height": self.height,
+            "index": self.index,
+            "error": None if self.error is None else self.error.to_json(),
+            "events": [e.to_json() for e in self.events],
+        }
+
+    @classmethod
+    def from_json(cls, data: Any) -> Receipt:
+        raw = _object(data, {"tx_hash", "status", "height", "index", "error", "events"}, "receipt")
+        _hash_from_hex(raw["tx_hash"], "receipt.tx_hash")
+        if raw["status"] not in RECEIPT_STATUSES:
+            raise MalformedBlockError(f"receipt.status must be one of {list(RECEIPT_STATUSES)}")
+        error = raw["error"]
+        info = None
+        if error is not None:
+            err = _object(error, {"code", "message"}, "receipt.error")
+            info = ErrorInfo(str(err["code"]), str(err["message"]))
+        if not isinstance(raw["events"], list):
+            raise MalformedBlockError("receipt.events must be a list")
+        return cls(
+            tx_hash=raw["tx_hash"],
+            status=raw["status"],
+            height=_int(raw["height"], "receipt.height", optional=True),
+            index=_int(raw["index"], "receipt.index", optional=True),
+            error=info,
+            events=tuple(ChainEvent.from_json(e) for e in raw["events"]),
+        )

@@ -1,0 +1,719 @@
+"""The block producer: a ``Chain`` wraps the pure rules (``fork``) with a mempool, blocks,
+receipts, events and a store.
+
+    chain = Chain.open("sqlite:///.proofnet/chain.db", "proofnet-local", "test", {alice: 10**6})
+    tx_hash = chain.submit(tx)          # checked now; raises the rule's LedgerError if it fails
+    block = chain.produce_block()       # seals the open block, persists it in one DB transaction
+    chain.receipt(tx_hash)              # pending -> applied (or failed)
+
+The open block
+    The chain always holds one *open block*: a copy of the head state on which ``begin_block``
+    for height ``head + 1`` has run and every accepted transaction has been applied, in order.
+    ``submit`` applies the new transaction to it with ``apply_transaction`` — all or nothing —
+    so a transaction is accepted exactly when it would succeed at that point of the next block,
+    and a rejected one changes nothing (the head state is never touched; the open block is left
+    as it was). The mempool is the open block's transaction list: checking a submission costs
+    one application, not a replay of everything pending.
+
+    ``produce_block()`` seals the open block as it is: its header's ``time`` is the time at
+    which it was opened (``clock()``, never before the parent's), the state root is that of the
+    open state, and the receipts and events are those recorded at submission. Nothing is applied
+    twice. The block is *rebuilt* — the head state copied again, ``begin_block`` run and every
+    queued transaction re-applied in order — only when ``produce_block(time=T)`` asks for another
+    time, or when another writer took the height (``BlockConflictError``: the chain reloads the
+    stored head first). A transaction that fails on a rebuild is dropped with a failed receipt,
+    stored with the next block; it changed nothing.
+
+Duplicates
+    ``submit`` is idempotent: a copy of a transaction that is pending or already applied returns
+    its hash and changes nothing (clients can retry after a timeout without fear). A copy of one
+    that failed is checked again like a new transaction.
+
+Events
+    Every ledger event gets a chain-wide id (1, 2, 3, ... with no gaps) when its block is sealed;
+    after each block's transactions the chain adds one ``block`` event (no transaction), so an
+    agent long-polling ``events_since`` also wakes when only the clock moved.
+
+Debug mode (``check_invariants=True``)
+    ``check_invariant`` runs after every transaction; a transaction after which it fails is
+    rolled back and rejected with ``InvariantViolation`` (a bug in the rules, never the sender's).
+
+Thread safety: one lock guards the head, the open block and the store writes. The head state is
+never mutated once it is the head, so reads take a reference and need no lock.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time as _time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from contracts_sim.blocks import (
+    BLOCK_EVENT,
+    GENESIS_PARENT_HASH,
+    Block,
+    BlockHeader,
+    ChainEvent,
+    ErrorInfo,
+    Receipt,
+    check_tx_root,
+    compute_tx_root,
+)
+from contracts_sim.env import BlockEnv
+from contracts_sim.events import Event
+from contracts_sim.exceptions import (
+    InvalidBlockError,
+    LedgerError,
+    NonceTooLowError,
+    NotFoundError,
+)
+from contracts_sim.fork import GENESIS_HEIGHT, apply_transaction, begin_block, genesis_state
+from contracts_sim.invariants import check_invariant
+from contracts_sim.jobs import get_sample_seed, get_verifier_sample
+from contracts_sim.params import PRESETS, Params, get_preset
+from contracts_sim.records import Account, Dispute, Job
+from contracts_sim.state import LedgerState
+from contracts_sim.store import (
+    BlockCommit,
+    BlockConflictError,
+    ChainMeta,
+    ChainStore,
+    collect_state_changes,
+    open_store,
+)
+from contracts_sim.transactions import Transaction
+from protocol.errors import ProofNetError
+from protocol.types import Address, Hash32, Height
+
+log = logging.getLogger(__name__)
+
+DEFAULT_CHAIN_ID: Final = "proofnet-local"
+DEFAULT_MAX_BLOCK_TXS: Final = 10_000
+MAX_EVENTS_PAGE: Final = 1_000
+
+
+# --- errors ---------------------------------------------------------------------------------
+
+
+class TransactionNotFoundError(NotFoundError):
+    code = "tx_not_found"
+
+    def __init__(self, tx_hash: str) -> None:
+        super().__init__(f"no transaction {tx_hash}")
+        self.tx_hash = tx_hash
+
+
+class BlockNotFoundError(NotFoundError):
+    code = "block_not_found"
+
+    def __init__(self, height: int) -> None:
+        super().__init__(f"no block at height {height}")
+        self.height = height
+
+
+class BlockFullError(LedgerError):
+    """The open block holds ``max_block_txs`` transactions; retry after the next block."""
+
+    code = "block_full"
+    http_status = 429
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"the open block is full ({limit} transactions); retry after the next")
+        self.limit = limit
+
+
+class ChainMismatchError(ProofNetError):
+    """The store holds another chain than the one asked for (chain id, params, genesis)."""
+
+    code = "chain_mismatch"
+    http_status = 409
+
+    def __init__(self, what: str, stored: Any, asked: Any) -> None:
+        super().__init__(f"the store holds a chain with {what} {stored!r}, not {asked!r}")
+        self.what = what
+
+
+class ChainIntegrityError(ProofNetError):
+    """Stored blocks and state do not reproduce each other: a bug or tampering."""
+
+    code = "chain_integrity"
+    http_status = 500
+
+
+# --- records the chain hands out ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Sample:
+    """A verifier's spot-check sample for a job (anyone can recompute it)."""
+
+    job_id: str
+    verifier: Address
+    seed_height: Height
+    seed: Hash32
+    segments: tuple[int, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "job_id": self.job_id,
+            "verifier": self.verifier,
+            "seed_height": self.seed_height,
+            "seed": self.seed.hex(),
+            "segments": list(self.segments),
+        }
+
+
+@dataclass
+class _Queued:
+    tx: Transaction
+    tx_hash: str
+    events: list[Event]
+
+
+@dataclass
+class _OpenBlock:
+    env: BlockEnv
+    state: LedgerState
+    queue: list[_Queued] = field(default_factory=list)
+    index: dict[str, int] = field(default_factory=dict)  # tx hash -> position
+
+
+def _error_info(exc: BaseException) -> ErrorInfo:
+    if isinstance(exc, ProofNetError):
+        return ErrorInfo(exc.code, exc.message)
+    return ErrorInfo("internal_error", f"{type(exc).__name__}: {exc}")
+
+
+def _preset_name(params: Params) -> str:
+    for name, preset in PRESETS.items():
+        if preset == params:
+            return name
+    return "custom"
+
+
+def _wall_clock() -> int:
+    return int(_time.time())
+
+
+# --- the chain ------------------------------------------------------------------------------
+
+
+class Chain:
+    """A block producer over one store. Build it with ``Chain.open``."""
+
+    def __init__(
+        self,
+        store: ChainStore,
+        meta: ChainMeta,
+        head: BlockHeader,
+        head_state: LedgerState,
+        *,
+        check_invariants: bool = False,
+        max_block_txs: int = DEFAULT_MAX_BLOCK_TXS,
+        clock: Callable[[], int] = _wall_clock,
+    ) -> None:
+        self.store = store
+        self.meta = meta
+        self.check_invariants = check_invariants
+        self.max_block_txs = max_block_txs
+        self._clock = clock
+        self._lock = threading.RLock()
+        self._new_block = threading.Condition(self._lock)
+        self._head = head
+        self._head_state = head_state
+        self._last_event_id = store.last_event_id()
+        self._dropped: dict[str, tuple[Transaction, ErrorInfo]] = {}
+        self._listeners: list[Callable[[Block], None]] = []
+        self._open = self._new_open_block(None)
+
+    # --- construction -------------------------------------------------------------------
+
+    @classmethod
+    def open(
+        cls,
+        url: str | None = None,
+        chain_id: str | None = None,
+        params: Params | str | None = None,
+        genesis_allocations: Mapping[Address, int] | None = None,
+        *,
+        genesis_time: int | None = None,
+        check_invariants: bool = False,
+        max_block_txs: int = DEFAULT_MAX_BLOCK_TXS,
+        clock: Callable[[], int] = _wall_clock,
+    ) -> Chain:
+        """Create the chain in the store at ``url`` (None: in memory), or load it.
+
+        Creating: genesis = ``genesis_state(genesis_allocations, params)`` as block 0.
+        Loading: the stored chain id, params and genesis must equal the ones given (None:
+        accept the stored ones), and the stored state's root must equal the head block's.
+        """
+        return cls.from_store(
+            open_store(url),
+            chain_id,
+            params,
+            genesis_allocations,
+            genesis_time=genesis_time,
+            check_invariants=check_invariants,
+            max_block_txs=max_block_txs,
+            clock=clock,
+        )
+
+    @classmethod
+    def from_store(
+        cls,
+        store: ChainStore,
+        chain_id: str | None = None,
+        params: Params | str | None = None,
+        genesis_allocations: Mapping[Address, int] | None = None,
+        *,
+        genesis_time: int | None = None,
+        check_invariants: bool = False,
+        max_block_txs: int = DEFAULT_MAX_BLOCK_TXS,
+        clock: Callable[[], int] = _wall_clock,
+    ) -> Chain:
+        """``open`` on an already opened store."""
+        resolved = get_preset(params) if isinstance(params, str) else params
+        allocations = None if genesis_allocations is None else dict(genesis_allocations)
+        meta = store.load_meta()
+        if meta is None:
+            meta = ChainMeta(
+                chain_id=chain_id or DEFAULT_CHAIN_ID,
+                preset=params
+                if isinstance(params, str)
+                else _preset_name(resolved or PRESETS["test"]),
+                params=resolved or PRESETS["test"],
+                genesis_allocations=allocations or {},
+                genesis_time=clock() if genesis_time is None else genesis_time,
+            )
+            try:
+                _initialize(store, meta)
+            except BlockConflictError:  # another process created it a moment ago
+                meta = store.load_meta()
+                assert meta is not None
+        _check_meta(meta, chain_id, resolved, allocations)
+        head, state = _load_head(store)
+        return cls(
+            store,
+            meta,
+            head,
+            state,
+            check_invariants=check_invariants,
+            max_block_txs=max_block_txs,
+            clock=clock,
+        )
+
+    def close(self) -> None:
+        self.store.close()
+
+    # --- what the chain is --------------------------------------------------------------
+
+    @property
+    def chain_id(self) -> str:
+        return self.meta.chain_id
+
+    @property
+    def params(self) -> Params:
+        return self.meta.params
+
+    @property
+    def preset(self) -> str:
+        return self.meta.preset
+
+    @property
+    def head(self) -> BlockHeader:
+        return self._head
+
+    @property
+    def height(self) -> Height:
+        return self._head.height
+
+    @property
+    def state(self) -> LedgerState:
+        """The state at the head block. Read it; never write it."""
+        return self._head_state
+
+    @property
+    def pending_height(self) -> Height:
+        """The height of the open block (``height + 1``)."""
+        return self._open.env.height
+
+    def pending_hashes(self) -> list[str]:
+        with self._lock:
+            return [q.tx_hash for q in self._open.queue]
+
+    # --- submitting ---------------------------------------------------------------------
+
+    def submit(self, tx: Transaction | Mapping[str, Any]) -> str:
+        """Accept ``tx`` into the open block and return its hash (64 hex digits).
+
+        Raises the typed error of the first rule it breaks (nothing changes), ``BlockFullError``
+        when the open block is full. A copy of a pending or applied transaction returns its
+        hash (idempotent).
+        """
+        if not isinstance(tx, Transaction):
+            tx = Transaction.from_json(tx)  # raises MalformedTransactionError
+        tx_hash = tx.tx_hash.hex()
+        with self._lock:
+            block = self._open
+            if tx_hash in block.index:
+                return tx_hash
+            if len(block.queue) >= self.max_block_txs:
+                raise BlockFullError(self.max_block_txs)
+            try:
+                events = self._apply(block, tx)
+            except NonceTooLowError:
+                if self.store.applied_among([tx_hash]):
+                    return tx_hash  # a copy of an applied transaction
+                raise
+            self._dropped.pop(tx_hash, None)
+            block.index[tx_hash] = len(block.queue)
+            block.queue.append(_Queued(tx, tx_hash, events))
+            return tx_hash
+
+    def _apply(self, block: _OpenBlock, tx: Transaction) -> list[Event]:
+        """Apply ``tx`` to the open block, all or nothing (and check the books in debug mode)."""
+        if not self.check_invariants:
+            return apply_transaction(block.state, tx, block.env, self.params)
+        block.state.begin()
+        try:
+            events = apply_transaction(block.state, tx, block.env, self.params)
+            check_invariant(block.state)
+        except BaseException:
+            block.state.rollback()
+            raise
+        block.state.commit()
+        return events
+
+    # --- producing blocks ---------------------------------------------------------------
+
+    def produce_block(self, time: int | None = None) -> Block:
+        """Seal the open block (at ``time`` if given), persist it, open the next one.
+
+        Raises ``InvalidBlockError`` if ``time`` is before the parent's, and
+        ``BlockConflictError`` if another writer stored this height first (the chain has then
+        reloaded the stored head and rebuilt its open block; call again).
+        """
+        with self._lock:
+            if time is not None and time != self._open.env.time:
+                if time < self._head.time:
+                    raise InvalidBlockError(
+                        f"time {time} is before the parent's time {self._head.time}"
+                    )
+                self._rebuild(time)
+            block = self._seal()
+            self._new_block.notify_all()
+            listeners = list(self._listeners)
+        for listener in listeners:
+            try:
+                listener(block)
+            except Exception:  # a listener must not break block production
+                log.exception("block listener failed")
+        return block
+
+    def _seal(self) -> Block:
+        open_block = self._open
+        height = open_block.env.height
+        txs = tuple(q.tx for q in open_block.queue)
+        header = BlockHeader(
+            height=height,
+            parent_hash=self._head.hash,
+            time=open_block.env.time,
+            tx_root=compute_tx_root(txs),
+            state_root=open_block.state.state_root(),
+            chain_id=self.chain_id,
+        )
+        block = Block(header, txs)
+        next_id = self._last_event_id + 1
+        events: list[ChainEvent] = []
+        receipts: list[Receipt] = []
+        for index, queued in enumerate(open_block.queue):
+            mine = []
+            for event in queued.events:
+                mine.append(ChainEvent(next_id, height, queued.tx_hash, event.kind, event.data))
+                next_id += 1
+            events.extend(mine)
+            receipts.append(Receipt(queued.tx_hash, "applied", height, index, None, tuple(mine)))
+        block_event = {"height": height, "hash": block.hash.hex(), "time": header.time}
+        events.append(
+            ChainEvent(next_id, height, None, BLOCK_EVENT, {**block_event, "txs": len(txs)})
+        )
+        failed = tuple(
+            (tx, Receipt(tx_hash, "failed", height, None, error))
+            for tx_hash, (tx, error) in self._dropped.items()
+        )
+        commit = BlockCommit(
+            block=block,
+            receipts=tuple(receipts),
+            failed=failed,
+            events=tuple(events),
+            state_changes=collect_state_changes(open_block.state),
+        )
+        try:
+            self.store.commit_block(commit)
+        except BlockConflictError:
+            self._resync()
+            raise
+        open_block.state.clear_dirty()
+        self._head, self._head_state = header, open_block.state
+        self._last_event_id = next_id
+        self._dropped = {}
+        self._open = self._new_open_block(None)
+        return block
+
+    def _new_open_block(self, time: int | None) -> _OpenBlock:
+        when = time if time is not None else max(self._clock(), self._head.time)
+        env = BlockEnv(Height(self._head.height + 1), when, self.chain_id)
+        state = self._head_state.copy()
+        begin_block(state, env, self._head.hash)
+        return _OpenBlock(env, state)
+
+    def _rebuild(self, time: int | None) -> None:
+        """Open the block again on the head state and re-apply the queue; drop what fails."""
+        queue = self._open.queue
+        applied = self.store.applied_among([q.tx_hash for q in queue])
+        self._open = self._new_open_block(time)
+        for queued in queue:
+            if queued.tx_hash in applied:
+                continue  # another writer included it
+            try:
+                queued.events = self._apply(self._open, queued.tx)
+            except Exception as exc:  # dropped: it changed nothing
+                self._dropped[queued.tx_hash] = (queued.tx, _error_info(exc))
+                continue
+            self._open.index[queued.tx_hash] = len(self._open.queue)
+            self._open.queue.append(queued)
+
+    def _resync(self) -> None:
+        """Another writer moved the stored chain: reload its head, rebuild the open block."""
+        log.warning("block %s conflicts with the store; reloading the head", self.pending_height)
+        self._head, self._head_state = _load_head(self.store)
+        self._last_event_id = self.store.last_event_id()
+        self._rebuild(None)
+
+    # --- receipts, blocks and events ----------------------------------------------------
+
+    def receipt(self, tx_hash: str) -> Receipt:
+        """Pending, applied or failed; raises TransactionNotFoundError for an unknown hash."""
+        with self._lock:
+            position = self._open.index.get(tx_hash)
+            if position is not None:
+                return Receipt(tx_hash, "pending", self._open.env.height, position)
+            dropped = self._dropped.get(tx_hash)
+            if dropped is not None:
+                return Receipt(tx_hash, "failed", self._open.env.height, None, dropped[1])
+        receipt = self.store.get_receipt(tx_hash)
+        if receipt is None:
+            raise TransactionNotFoundError(tx_hash)
+        return receipt
+
+    def get_block(self, height: int) -> Block:
+        block = self.store.get_block(height) if 0 <= height <= self.height else None
+        if block is None:
+            raise BlockNotFoundError(height)
+        return block
+
+    def head_block(self) -> Block:
+        return self.get_block(self.height)
+
+    def events_since(self, since: int, limit: int = 100) -> list[ChainEvent]:
+        """Events with ``id > since``, oldest first, at most ``limit`` (<= 1000)."""
+        if since >= self._last_event_id:
+            return []
+        return self.store.events_since(max(since, 0), max(1, min(limit, MAX_EVENTS_PAGE)))
+
+    @property
+    def last_event_id(self) -> int:
+        return self._last_event_id
+
+    def wait_for_events(
+        self, since: int, limit: int = 100, timeout: float = 0.0
+    ) -> list[ChainEvent]:
+        """``events_since``, waiting up to ``timeout`` seconds for a block if there are none."""
+        deadline = _time.monotonic() + max(timeout, 0.0)
+        with self._new_block:
+            while since >= self._last_event_id:
+                remaining = deadline - _time.monotonic()
+                if remaining <= 0:
+                    return []
+                self._new_block.wait(remaining)
+        return self.events_since(since, limit)
+
+    def subscribe(self, listener: Callable[[Block], None]) -> Callable[[], None]:
+        """Call ``listener(block)`` after every block (outside the lock); returns unsubscribe."""
+        with self._lock:
+            self._listeners.append(listener)
+
+        def unsubscribe() -> None:
+            with self._lock:
+                if listener in self._listeners:
+                    self._listeners.remove(listener)
+
+        return unsubscribe
+
+    def history(
+        self, *, job_id: str | None = None, dispute_id: str | None = None, limit: int = 1000
+    ) -> list[ChainEvent]:
+        """The stored events about a job or a dispute, oldest first."""
+        return self.store.events_for(job_id=job_id, dispute_id=dispute_id, limit=limit)
+
+    # --- state queries (at the head) ----------------------------------------------------
+
+    def get_account(self, address: Address) -> Account:
+        return self._head_state.get_account(address)
+
+    def next_nonce(self, address: Address) -> int:
+        """The nonce the sender's next transaction must carry (pending ones counted)."""
+        with self._lock:
+            return self._open.state.get_account(address).nonce
+
+    def get_job(self, job_id: str) -> Job:
+        return self._head_state.get_job(job_id)
+
+    def list_jobs(
+        self,
+        *,
+        status: str | None = None,
+        submitter: Address | None = None,
+        solver: Address | None = None,
+    ) -> list[Job]:
+        return [
+            job
+            for job in self._head_state.jobs()
+            if (status is None or job.status == status)
+            and (submitter is None or job.submitter == submitter)
+            and (solver is None or job.solver == solver)
+        ]
+
+    def get_dispute(self, dispute_id: str) -> Dispute:
+        return self._head_state.get_dispute(dispute_id)
+
+    def list_disputes(self, *, job_id: str | None = None) -> list[Dispute]:
+        return [d for d in self._head_state.disputes() if job_id is None or d.job_id == job_id]
+
+    def sample(self, job_id: str, verifier: Address) -> Sample:
+        """``verifier``'s sample for ``job_id``; raises until the seed block exists."""
+        state = self._head_state
+        job = state.get_job(job_id)
+        seed = get_sample_seed(state, job)
+        assert job.final_height is not None
+        segments = get_verifier_sample(state, job_id, verifier)
+        return Sample(job_id, verifier, Height(job.final_height + 1), seed, tuple(segments))
+
+
+# --- genesis, loading, replay ---------------------------------------------------------------
+
+
+def genesis_block(meta: ChainMeta, state: LedgerState) -> Block:
+    header = BlockHeader(
+        height=GENESIS_HEIGHT,
+        parent_hash=GENESIS_PARENT_HASH,
+        time=meta.genesis_time,
+        tx_root=compute_tx_root(()),
+        state_root=state.state_root(),
+        chain_id=meta.chain_id,
+    )
+    return Block(header, ())
+
+
+def _initialize(store: ChainStore, meta: ChainMeta) -> None:
+    state = genesis_state(meta.genesis_allocations, meta.params)
+    block = genesis_block(meta, state)
+    event = ChainEvent(
+        1,
+        GENESIS_HEIGHT,
+        None,
+        BLOCK_EVENT,
+        {"height": 0, "hash": block.hash.hex(), "time": meta.genesis_time, "txs": 0},
+    )
+    commit = BlockCommit(block, (), (), (event,), collect_state_changes(state))
+    store.initialize(meta, commit)
+
+
+def _check_meta(
+    meta: ChainMeta,
+    chain_id: str | None,
+    params: Params | None,
+    allocations: dict[Address, int] | None,
+) -> None:
+    if chain_id is not None and chain_id != meta.chain_id:
+        raise ChainMismatchError("chain id", meta.chain_id, chain_id)
+    if params is not None and params != meta.params:
+        raise ChainMismatchError("params preset", meta.preset, _preset_name(params))
+    if allocations is not None and allocations != meta.genesis_allocations:
+        raise ChainMismatchError("genesis allocations", meta.genesis_allocations, allocations)
+
+
+def _load_head(store: ChainStore) -> tuple[BlockHeader, LedgerState]:
+    height = store.head_height()
+    header = None if height is None else store.get_header(height)
+    if header is None:
+        raise ChainIntegrityError("the store has chain metadata but no blocks")
+    state = store.load_state()
+    if state.state_root() != header.state_root:
+        raise ChainIntegrityError(
+            f"the stored state's root {state.state_root().hex()} is not the state root "
+            f"{header.state_root.hex()} of head block {header.height}"
+        )
+    return header, state
+
+
+def iter_replay(
+    store: ChainStore, *, check_invariants: bool = False
+) -> Iterator[tuple[Block, LedgerState]]:
+    """Re-apply every stored block from genesis; yield each block with the state after it.
+
+    Raises ChainIntegrityError at the first block whose parent hash, transaction root or state
+    root does not follow from the blocks before it, or whose transactions do not all apply.
+    """
+    meta = store.load_meta()
+    if meta is None:
+        raise ChainIntegrityError("the store holds no chain")
+    state = genesis_state(meta.genesis_allocations, meta.params)
+    parent: BlockHeader | None = None
+    for block in store.iter_blocks(0):
+        header = block.header
+        expected_height = 0 if parent is None else parent.height + 1
+        if header.height != expected_height:
+            raise ChainIntegrityError(f"block {header.height} follows block {expected_height - 1}")
+        expected_parent = GENESIS_PARENT_HASH if parent is None else parent.hash
+        if header.parent_hash != expected_parent:
+            raise ChainIntegrityError(f"block {header.height}: parent hash mismatch")
+        try:
+            check_tx_root(block)
+        except LedgerError as exc:
+            raise ChainIntegrityError(exc.message) from exc
+        if parent is not None:
+            env = BlockEnv(header.height, header.time, meta.chain_id)
+            begin_block(state, env, parent.hash)
+            for index, tx in enumerate(block.transactions):
+                try:
+                    apply_transaction(state, tx, env, meta.params)
+                except ProofNetError as exc:
+                    raise ChainIntegrityError(
+                        f"block {header.height} tx {index} does not apply: "
+                        f"{exc.code}: {exc.message}"
+                    ) from exc
+                if check_invariants:
+                    check_invariant(state)
+        if state.state_root() != header.state_root:
+            raise ChainIntegrityError(f"block {header.height}: state root does not reproduce")
+        parent = header
+        yield block, state
+
+
+def replay(store: ChainStore, *, check_invariants: bool = False) -> LedgerState:
+    """The state rebuilt from genesis by re-applying every stored block; it must reproduce each
+    header's state root and the stored state records (else ChainIntegrityError)."""
+    state: LedgerState | None = None
+    for _, after in iter_replay(store, check_invariants=check_invariants):
+        state = after
+    if state is None:
+        raise ChainIntegrityError("the store holds no blocks")
+    stored = store.load_state()
+    if stored.state_root() != state.state_root():
+        raise ChainIntegrityError("the stored state records differ from the replayed state")
+    state.clear_dirty()
+    return state

@@ -1,0 +1,631 @@
+"""Challenges and the refereed bisection game (DESIGN §6).
+
+Glossary
+    solver       the job's assigned solver; it authored every hash the game talks about.
+    challenger   a staked verifier that posted ``params.challenge_bond`` to open the dispute.
+    node         a Merkle node ``[lo, hi)`` of the final commitment (``protocol.merkle``).
+    leaf d       the first disputed leaf; leaf d - 1 is agreed (leaf 0 is checked from the spec).
+    [a, b]       the step interval still disputed: the state hash at a is agreed (``hash_lo``),
+                 the one at b is disputed (``hash_hi``); it starts as [(d-1)·C, d·C].
+    one step     b - a == 1: the referee runs step a from the agreed pre-state and compares.
+
+The game is a transition table. Each phase names the one move it accepts and the party that
+makes it (``TURN``); a move in another phase raises ``WrongPhaseError``, by the other party
+``NotYourTurnError``, after ``deadline`` ``DeadlinePassedError`` — and changes nothing::
+
+    phase              move               by          next phase
+    reveal_children    reveal_children    solver      choose_child
+    choose_child       choose_child       challenger  reveal_children | reveal_leaf
+    reveal_leaf        reveal_leaf        solver      post_midpoint | post_prestate | resolved
+    post_midpoint      post_midpoint      solver      respond_midpoint
+    respond_midpoint   respond_midpoint   challenger  post_midpoint | post_prestate
+    post_prestate      post_prestate      either      resolved
+
+Every move sets ``deadline = height + params.move_timeout``; once it passes, anyone may send
+``claim_timeout {dispute_id}`` and the party whose turn it was loses (that is also how withheld
+data is punished: the pre-state blob is the solver's to post, so its turn in ``post_prestate``).
+
+Why the rules are shaped this way
+    * The challenger names the *leftmost* child it disagrees with. If it ever chose a right
+      child it agreed with the whole left sibling, so leaf d - 1 is agreed; if it only ever
+      chose left children, d == 0 and the referee recomputes the initial state.
+    * Bisection midpoints are deterministic (``bisection_midpoint``), so both parties know in
+      advance which state hash will be asked for.
+    * The referee's verdict depends only on the pre-state blob (which must hash to the agreed
+      ``hash_lo``) and the disputed ``hash_hi``: equal after one step means the challenger
+      disagreed with a correct hash; different means the solver's claim was wrong. A blob that
+      is not a valid state of the spec is the solver's fault (it authored ``hash_lo``).
+
+Outcomes: solver loses → its locked stake is slashed (``slash_reward_bps`` to the challenger,
+the rest burned), the challenger's bond returned, the submitter refunded, the job ``slashed``
+and every other open dispute on it voided with its bond returned. Challenger loses → its bond is
+forfeited (``slash_reward_bps`` to the solver, the rest burned); the job goes on.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any, Final
+
+from contracts_sim import referee
+from contracts_sim.codec import to_json_value
+from contracts_sim.env import TxContext
+from contracts_sim.events import Event, make_event
+from contracts_sim.exceptions import (
+    DeadlineNotReachedError,
+    DeadlinePassedError,
+    DisputeClosedError,
+    HashMismatchError,
+    InvalidProofError,
+    MalformedBodyError,
+    NotYourTurnError,
+    WrongPhaseError,
+    WrongStatusError,
+)
+from contracts_sim.jobs import (
+    close_job_slashed,
+    compute_slash,
+    get_job_spec,
+    require_eligible_verifier,
+    require_verdict_window,
+)
+from contracts_sim.params import Params
+from contracts_sim.records import Dispute, DisputeMove, DisputeStatus, Job, Party, Phase
+from contracts_sim.state import DISPUTES, LedgerState, burn, decrease_balance, increase_balance
+from contracts_sim.transactions import (
+    ChallengeBody,
+    ChooseChildBody,
+    PostMidpointBody,
+    PostPrestateBody,
+    RespondMidpointBody,
+    RevealChildrenBody,
+    RevealLeafBody,
+)
+from protocol.errors import ProofError, ProofNetError
+from protocol.hashing import hash_json, sha256
+from protocol.merkle import (
+    InclusionProof,
+    NodeRef,
+    children,
+    hash_leaf,
+    hash_node,
+    is_leaf_node,
+    root_node,
+    verify_inclusion,
+)
+from protocol.types import Address, Amount, Hash32, Height
+
+TURN: Final[dict[Phase, Party]] = {
+    Phase.REVEAL_CHILDREN: Party.SOLVER,
+    Phase.CHOOSE_CHILD: Party.CHALLENGER,
+    Phase.REVEAL_LEAF: Party.SOLVER,
+    Phase.POST_MIDPOINT: Party.SOLVER,
+    Phase.RESPOND_MIDPOINT: Party.CHALLENGER,
+    Phase.POST_PRESTATE: Party.SOLVER,  # the challenger may post it too
+    Phase.RESOLVED: Party.NOBODY,
+}
+"""Whose move it is in each phase; that party loses if the deadline passes."""
+
+MOVE_PHASE: Final[dict[str, Phase]] = {
+    "reveal_children": Phase.REVEAL_CHILDREN,
+    "choose_child": Phase.CHOOSE_CHILD,
+    "reveal_leaf": Phase.REVEAL_LEAF,
+    "post_midpoint": Phase.POST_MIDPOINT,
+    "respond_midpoint": Phase.RESPOND_MIDPOINT,
+    "post_prestate": Phase.POST_PRESTATE,
+}
+"""The phase in which each move is legal."""
+
+EITHER_PARTY_MOVES: Final = frozenset({"post_prestate"})
+
+
+# --- pure helpers ---------------------------------------------------------------------------
+
+
+def bisection_midpoint(a: int, b: int) -> int:
+    """The step whose state hash the solver posts next while [a, b] is disputed.
+
+    Needs ``0 <= a`` and ``b - a >= 2`` (an interval of one step is adjudicated, not split).
+    """
+    if (
+        isinstance(a, bool)
+        or isinstance(b, bool)
+        or not isinstance(a, int)
+        or not isinstance(b, int)
+    ):
+        raise ValueError(f"bisection needs integer bounds, got {a!r}, {b!r}")
+    if a < 0:
+        raise ValueError(f"bisection needs a >= 0, got {a}")
+    if b - a < 2:
+        raise ValueError(f"[{a}, {b}] has no interior step to bisect at")
+    return (a + b) // 2
+
+
+def compute_dispute_id(job_id: str, challenger: Address, nonce: int) -> str:
+    return hash_json({"job_id": job_id, "challenger": challenger, "nonce": nonce}).hex()
+
+
+def segment_interval(leaf: int, checkpoint_interval: int) -> tuple[int, int]:
+    """The steps [a, b] between agreed leaf ``leaf - 1`` and disputed leaf ``leaf``."""
+    return (leaf - 1) * checkpoint_interval, leaf * checkpoint_interval
+
+
+def phase_after_interval(a: int, b: int) -> Phase:
+    return Phase.POST_MIDPOINT if b - a > 1 else Phase.POST_PRESTATE
+
+
+def party_of(dispute: Dispute, address: Address) -> Party:
+    if address == dispute.solver:
+        return Party.SOLVER
+    if address == dispute.challenger:
+        return Party.CHALLENGER
+    return Party.NOBODY
+
+
+def _other(party: Party) -> Party:
+    return Party.CHALLENGER if party == Party.SOLVER else Party.SOLVER
+
+
+def _address(dispute: Dispute, party: Party) -> Address:
+    return dispute.solver if party == Party.SOLVER else dispute.challenger
+
+
+# --- opening a dispute ----------------------------------------------------------------------
+
+
+def _verify_leaf(what: str, entry: Hash32, index: int, job: Job, proof: InclusionProof) -> None:
+    assert job.final_root is not None
+    try:
+        verify_inclusion(entry, index, job.num_leaves, job.final_root, proof)
+    except ProofError as exc:
+        raise InvalidProofError(what, exc.message) from exc
+
+
+def process_challenge(
+    state: LedgerState, ctx: TxContext, body: ChallengeBody, params: Params
+) -> list[Event]:
+    """A staked verifier disputes a final commitment and posts a bond."""
+    job = state.get_job(body.job_id)
+    require_verdict_window(job, ctx)
+    require_eligible_verifier(state, job, ctx.sender, params)
+    spec = get_job_spec(job)
+    evidence = body.evidence
+    if evidence is not None:
+        # Fast path: the disputed segment exists ...
+        if evidence.segment >= job.num_leaves - 1:
+            raise MalformedBodyError(
+                "segment", f"must be below the job's {job.num_leaves - 1} segments"
+            )
+        # ... and both of its leaves are proved against the solver's root.
+        _verify_leaf("pre_proof", evidence.pre_entry, evidence.segment, job, evidence.pre_proof)
+        _verify_leaf(
+            "post_proof", evidence.post_entry, evidence.segment + 1, job, evidence.post_proof
+        )
+    dispute_id = compute_dispute_id(job.job_id, ctx.sender, ctx.nonce)
+    # Ids are unique (the challenger's nonce is in the preimage).
+    if state.get(DISPUTES, dispute_id) is not None:
+        raise WrongStatusError(f"dispute {dispute_id} already exists")
+
+    decrease_balance(state, ctx.sender, params.challenge_bond)  # InsufficientBalanceError
+    deadline = Height(ctx.height + params.move_timeout)
+    fields: dict[str, Any]
+    if evidence is None:
+        root = root_node(job.num_leaves)
+        fields = {"node_lo": root.lo, "node_hi": root.hi, "node_hash": job.final_root}
+        phase = Phase.REVEAL_CHILDREN
+        move_data: dict[str, Any] = {}
+    else:
+        leaf = evidence.segment + 1
+        a, b = segment_interval(leaf, spec.checkpoint_interval)
+        fields = {
+            "leaf_index": leaf,
+            "step_lo": a,
+            "step_hi": b,
+            "hash_lo": evidence.pre_entry,
+            "hash_hi": evidence.post_entry,
+        }
+        phase = phase_after_interval(a, b)
+        move_data = {
+            "segment": evidence.segment,
+            "pre_entry": evidence.pre_entry.hex(),
+            "post_entry": evidence.post_entry.hex(),
+        }
+    assert job.solver is not None
+    dispute = Dispute(
+        dispute_id=dispute_id,
+        job_id=job.job_id,
+        solver=job.solver,
+        challenger=ctx.sender,
+        bond=Amount(params.challenge_bond),
+        opened_height=ctx.height,
+        status=DisputeStatus.OPEN,
+        phase=phase,
+        turn=TURN[phase],
+        deadline=deadline,
+        moves=(DisputeMove("challenge", Party.CHALLENGER, ctx.sender, ctx.height, move_data),),
+        **fields,
+    )
+    state.set_dispute(dispute)
+    state.set_job(
+        replace(
+            job,
+            challengers=(*job.challengers, ctx.sender),
+            disputes=(*job.disputes, dispute_id),
+            open_disputes=job.open_disputes + 1,
+        )
+    )
+    return [
+        make_event(
+            "challenged",
+            job_id=job.job_id,
+            dispute_id=dispute_id,
+            challenger=ctx.sender,
+            solver=job.solver,
+            bond=params.challenge_bond,
+            phase=phase,
+            turn=TURN[phase],
+            deadline=deadline,
+            fast_path=evidence is not None,
+        )
+    ]
+
+
+# --- moves ----------------------------------------------------------------------------------
+
+
+def _begin_move(
+    state: LedgerState, ctx: TxContext, dispute_id: str, kind: str
+) -> tuple[Dispute, Party]:
+    """The guards every move shares; returns the dispute and the mover's party."""
+    dispute = state.get_dispute(dispute_id)
+    # INVARIANT: the game is still being played.
+    if dispute.status != DisputeStatus.OPEN:
+        raise DisputeClosedError(dispute_id, dispute.status)
+    # INVARIANT: this is the move the current phase expects.
+    expected = MOVE_PHASE[kind]
+    if dispute.phase != expected:
+        raise WrongPhaseError(dispute_id, dispute.phase, expected)
+    # INVARIANT: the sender is the party to move.
+    party = party_of(dispute, ctx.sender)
+    allowed = {TURN[dispute.phase]}
+    if kind in EITHER_PARTY_MOVES:
+        allowed |= {Party.SOLVER, Party.CHALLENGER}
+    if party not in allowed:
+        raise NotYourTurnError(dispute_id, TURN[dispute.phase], ctx.sender)
+    # INVARIANT: the move is in time.
+    if ctx.height > dispute.deadline:
+        raise DeadlinePassedError("the dispute move", dispute.deadline, ctx.height)
+    return dispute, party
+
+
+def _record(dispute: Dispute, kind: str, party: Party, ctx: TxContext, **data: Any) -> Dispute:
+    move = DisputeMove(kind, party, ctx.sender, ctx.height, to_json_value(data))
+    return replace(dispute, moves=(*dispute.moves, move))
+
+
+def _advance(
+    state: LedgerState,
+    ctx: TxContext,
+    dispute: Dispute,
+    phase: Phase,
+    params: Params,
+    **changes: Any,
+) -> list[Event]:
+    """Enter ``phase`` with a fresh deadline and store the dispute."""
+    deadline = Height(ctx.height + params.move_timeout)
+    dispute = replace(dispute, phase=phase, turn=TURN[phase], deadline=deadline, **changes)
+    state.set_dispute(dispute)
+    last = dispute.moves[-1]
+    return [
+        make_event(
+            "dispute_move",
+            dispute_id=dispute.dispute_id,
+            job_id=dispute.job_id,
+            move=last.kind,
+            party=last.party,
+            sender=last.sender,
+            data=last.data,
+            phase=phase,
+            turn=TURN[phase],
+            deadline=deadline,
+        )
+    ]
+
+
+def process_reveal_children(
+    state: LedgerState, ctx: TxContext, body: RevealChildrenBody, params: Params
+) -> list[Event]:
+    """Solver: the two child hashes of the disputed node."""
+    dispute, party = _begin_move(state, ctx, body.dispute_id, "reveal_children")
+    # INVARIANT: the children hash to the node the solver committed to.
+    combined = hash_node(body.left, body.right)
+    assert dispute.node_hash is not None
+    if combined != dispute.node_hash:
+        raise HashMismatchError("hash_node(left, right)", dispute.node_hash, combined)
+
+    dispute = _record(dispute, "reveal_children", party, ctx, left=body.left, right=body.right)
+    return _advance(
+        state, ctx, dispute, Phase.CHOOSE_CHILD, params, left_hash=body.left, right_hash=body.right
+    )
+
+
+def process_choose_child(
+    state: LedgerState, ctx: TxContext, body: ChooseChildBody, params: Params
+) -> list[Event]:
+    """Challenger: the (leftmost) child it disagrees with."""
+    dispute, party = _begin_move(state, ctx, body.dispute_id, "choose_child")
+    assert dispute.node_lo is not None and dispute.node_hi is not None
+    left, right = children(NodeRef(dispute.node_lo, dispute.node_hi))
+    node, node_hash = (
+        (left, dispute.left_hash) if body.side == "left" else (right, dispute.right_hash)
+    )
+    dispute = _record(dispute, "choose_child", party, ctx, side=body.side, lo=node.lo, hi=node.hi)
+    changes: dict[str, Any] = {
+        "node_lo": node.lo,
+        "node_hi": node.hi,
+        "node_hash": node_hash,
+        "left_hash": None,
+        "right_hash": None,
+    }
+    if is_leaf_node(node):
+        return _advance(
+            state, ctx, dispute, Phase.REVEAL_LEAF, params, leaf_index=node.lo, **changes
+        )
+    return _advance(state, ctx, dispute, Phase.REVEAL_CHILDREN, params, **changes)
+
+
+def process_reveal_leaf(
+    state: LedgerState, ctx: TxContext, body: RevealLeafBody, params: Params
+) -> list[Event]:
+    """Solver: the disputed leaf's entry and, for d > 0, the agreed entry d - 1 with a proof."""
+    dispute, party = _begin_move(state, ctx, body.dispute_id, "reveal_leaf")
+    job = state.get_job(dispute.job_id)
+    spec = get_job_spec(job)
+    leaf = dispute.leaf_index
+    assert leaf is not None and dispute.node_hash is not None
+    # INVARIANT: the entry is the disputed leaf.
+    leaf_hash = hash_leaf(body.entry)
+    if leaf_hash != dispute.node_hash:
+        raise HashMismatchError("hash_leaf(entry)", dispute.node_hash, leaf_hash)
+
+    if leaf == 0:
+        # Leaf 0 is the initial state, which the referee recomputes from the spec.
+        dispute = _record(dispute, "reveal_leaf", party, ctx, entry=body.entry)
+        try:
+            expected: Hash32 | None = referee.initial_state_hash(spec)
+        except ProofNetError:
+            expected = None
+        solver_right = body.entry == expected
+        reason = (
+            "leaf 0 matches the initial state"
+            if solver_right
+            else "leaf 0 is not the initial state"
+        )
+        dispute = replace(dispute, hash_hi=body.entry)
+        winner = Party.SOLVER if solver_right else Party.CHALLENGER
+        return resolve_dispute(state, ctx, dispute, winner, reason, None, params)
+
+    # INVARIANT: leaf d - 1 (agreed by the descent) is proved against the solver's root.
+    if body.pre_entry is None:
+        raise MalformedBodyError("pre_entry", f"is required to open leaf {leaf} > 0")
+    if body.pre_proof is None:
+        raise MalformedBodyError("pre_proof", f"is required to open leaf {leaf} > 0")
+    _verify_leaf("pre_proof", body.pre_entry, leaf - 1, job, body.pre_proof)
+
+    a, b = segment_interval(leaf, spec.checkpoint_interval)
+    dispute = _record(
+        dispute, "reveal_leaf", party, ctx, entry=body.entry, pre_entry=body.pre_entry
+    )
+    return _advance(
+        state,
+        ctx,
+        dispute,
+        phase_after_interval(a, b),
+        params,
+        step_lo=a,
+        step_hi=b,
+        hash_lo=body.pre_entry,
+        hash_hi=body.entry,
+    )
+
+
+def process_post_midpoint(
+    state: LedgerState, ctx: TxContext, body: PostMidpointBody, params: Params
+) -> list[Event]:
+    """Solver: the state hash at the midpoint of [a, b]."""
+    dispute, party = _begin_move(state, ctx, body.dispute_id, "post_midpoint")
+    assert dispute.step_lo is not None and dispute.step_hi is not None
+    m = bisection_midpoint(dispute.step_lo, dispute.step_hi)
+    dispute = _record(dispute, "post_midpoint", party, ctx, step=m, state_hash=body.state_hash)
+    return _advance(
+        state, ctx, dispute, Phase.RESPOND_MIDPOINT, params, midpoint_hash=body.state_hash
+    )
+
+
+def process_respond_midpoint(
+    state: LedgerState, ctx: TxContext, body: RespondMidpointBody, params: Params
+) -> list[Event]:
+    """Challenger: agree (the fault is after the midpoint) or disagree (at or before it)."""
+    dispute, party = _begin_move(state, ctx, body.dispute_id, "respond_midpoint")
+    assert dispute.step_lo is not None and dispute.step_hi is not None
+    m = bisection_midpoint(dispute.step_lo, dispute.step_hi)
+    if body.agree:
+        a, b = m, dispute.step_hi
+        changes = {"step_lo": m, "hash_lo": dispute.midpoint_hash}
+    else:
+        a, b = dispute.step_lo, m
+        changes = {"step_hi": m, "hash_hi": dispute.midpoint_hash}
+    dispute = _record(dispute, "respond_midpoint", party, ctx, step=m, agree=body.agree)
+    return _advance(
+        state, ctx, dispute, phase_after_interval(a, b), params, midpoint_hash=None, **changes
+    )
+
+
+def process_post_prestate(
+    state: LedgerState, ctx: TxContext, body: PostPrestateBody, params: Params
+) -> list[Event]:
+    """Either party: the agreed pre-state blob; the referee runs the one disputed step."""
+    dispute, party = _begin_move(state, ctx, body.dispute_id, "post_prestate")
+    a, h_a, h_b = dispute.step_lo, dispute.hash_lo, dispute.hash_hi
+    assert a is not None and h_a is not None and h_b is not None
+    # INVARIANT: the blob fits the chain's size limit ...
+    if len(body.blob) > params.max_blob_bytes:
+        raise MalformedBodyError(
+            "blob", f"is {len(body.blob)} bytes; at most {params.max_blob_bytes}"
+        )
+    # INVARIANT: ... and is the agreed pre-state.
+    blob_hash = sha256(body.blob)
+    if blob_hash != h_a:
+        raise HashMismatchError("sha256(blob)", h_a, blob_hash)
+
+    spec = get_job_spec(state.get_job(dispute.job_id))
+    try:
+        post: Hash32 | None = referee.one_step_post_hash(spec, body.blob, a)
+        invalid = ""
+    except ProofNetError as exc:
+        post, invalid = None, exc.message
+    dispute = _record(
+        dispute,
+        "post_prestate",
+        party,
+        ctx,
+        step=a,
+        blob_hash=blob_hash,
+        blob_size=len(body.blob),
+        post_hash=post,
+    )
+    if post is None:
+        winner, reason = Party.CHALLENGER, f"the agreed pre-state of step {a} is invalid: {invalid}"
+    elif post == h_b:
+        winner, reason = Party.SOLVER, f"step {a} re-executed to the solver's hash"
+    else:
+        winner, reason = Party.CHALLENGER, f"step {a} re-executed to a different hash"
+    return resolve_dispute(state, ctx, dispute, winner, reason, a, params)
+
+
+# --- timeouts and outcomes ------------------------------------------------------------------
+
+
+def claim_move_timeout(
+    state: LedgerState, ctx: TxContext, dispute_id: str, params: Params
+) -> list[Event]:
+    """Anyone, once a move's deadline has passed: the party that had to move loses."""
+    dispute = state.get_dispute(dispute_id)
+    # The game is still being played ...
+    if dispute.status != DisputeStatus.OPEN:
+        raise DisputeClosedError(dispute_id, dispute.status)
+    # ... and the party to move let its deadline pass.
+    if ctx.height <= dispute.deadline:
+        raise DeadlineNotReachedError("the dispute move", dispute.deadline, ctx.height)
+
+    loser = dispute.turn
+    claimant = party_of(dispute, ctx.sender)
+    dispute = _record(dispute, "claim_timeout", claimant, ctx, phase=dispute.phase, loser=loser)
+    reason = f"the {loser.value} missed the {dispute.phase.value} deadline ({dispute.deadline})"
+    return resolve_dispute(state, ctx, dispute, _other(loser), reason, None, params)
+
+
+def resolve_dispute(
+    state: LedgerState,
+    ctx: TxContext,
+    dispute: Dispute,
+    winner: Party,
+    reason: str,
+    located_step: int | None,
+    params: Params,
+) -> list[Event]:
+    """Close ``dispute`` with ``winner`` and move the money (see the module docstring)."""
+    loser = _other(winner)
+    status = (
+        DisputeStatus.CHALLENGER_WON if winner == Party.CHALLENGER else DisputeStatus.SOLVER_WON
+    )
+    closed = replace(
+        dispute,
+        status=status,
+        phase=Phase.RESOLVED,
+        turn=Party.NOBODY,
+        winner=winner,
+        reason=reason,
+        located_step=located_step,
+        closed_height=ctx.height,
+    )
+    state.set_dispute(closed)
+    job = state.get_job(dispute.job_id)
+    job = replace(job, open_disputes=job.open_disputes - 1)
+    state.set_job(job)
+    events: list[Event] = []
+
+    if winner == Party.CHALLENGER:
+        increase_balance(state, dispute.challenger, dispute.bond)
+        events += _void_other_disputes(state, ctx, job, dispute.dispute_id)
+        job = state.get_job(dispute.job_id)
+        slash, slash_events = close_job_slashed(state, ctx, job, dispute.challenger, reason, params)
+        events += slash_events
+    else:
+        slash = compute_slash(dispute.bond, params)
+        increase_balance(state, dispute.solver, slash.reward)
+        burn(state, slash.burned)
+        events.append(
+            make_event(
+                "bond_forfeited",
+                dispute_id=dispute.dispute_id,
+                job_id=dispute.job_id,
+                address=dispute.challenger,
+                amount=slash.amount,
+                reward=slash.reward,
+                burned=slash.burned,
+                beneficiary=dispute.solver,
+            )
+        )
+
+    resolved = make_event(
+        "dispute_resolved",
+        dispute_id=dispute.dispute_id,
+        job_id=dispute.job_id,
+        winner=_address(dispute, winner),
+        loser=_address(dispute, loser),
+        winner_role=winner,
+        loser_role=loser,
+        located_step=located_step,
+        leaf_index=dispute.leaf_index,
+        slashed=slash.amount,
+        reward=slash.reward,
+        burned=slash.burned,
+        reason=reason,
+    )
+    return [resolved, *events]
+
+
+def _void_other_disputes(
+    state: LedgerState, ctx: TxContext, job: Job, winner_id: str
+) -> list[Event]:
+    """The solver lost one game: end the others on the job and return their bonds."""
+    events = []
+    voided = 0
+    for other_id in job.disputes:
+        other = state.get_dispute(other_id)
+        if other_id == winner_id or other.status != DisputeStatus.OPEN:
+            continue
+        increase_balance(state, other.challenger, other.bond)
+        state.set_dispute(
+            replace(
+                other,
+                status=DisputeStatus.VOID,
+                phase=Phase.RESOLVED,
+                turn=Party.NOBODY,
+                reason=f"the solver lost dispute {winner_id}",
+                closed_height=ctx.height,
+            )
+        )
+        voided += 1
+        events.append(
+            make_event(
+                "dispute_voided",
+                dispute_id=other_id,
+                job_id=job.job_id,
+                challenger=other.challenger,
+                bond_returned=other.bond,
+            )
+        )
+    state.set_job(replace(job, open_disputes=job.open_disputes - voided))
+    return events

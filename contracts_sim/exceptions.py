@@ -1,0 +1,529 @@
+"""The ledger's exception tree.
+
+Every rule the ledger enforces raises one named error; the state is then left exactly as it was
+(``fork.apply_transaction`` rolls back). Errors carry the data that explains them, a stable
+snake_case ``code`` and an HTTP status hint, so the node maps them to responses without knowing
+the rules (the h11 pattern)::
+
+    ProofNetError (protocol.errors)
+    ├── LedgerError                        a transaction broke a ledger rule (4xx)
+    │   ├── InvalidTransactionError        the envelope is wrong, whatever the state
+    │   │   ├── MalformedTransactionError  not a well-formed transaction (JSON shape, hex, sizes)
+    │   │   ├── UnknownTransactionKindError
+    │   │   ├── MalformedBodyError         a body field is missing or invalid (names the field)
+    │   │   │   └── InvalidSpecError       the job spec in a post_job body is invalid
+    │   │   ├── WrongChainError            signed for another chain id
+    │   │   ├── SenderMismatchError        sender is not the address of the public key
+    │   │   └── InvalidSignatureError
+    │   ├── NonceMismatchError             nonce is not the account's next nonce
+    │   │   ├── NonceTooLowError           a replay (or an already-used nonce)
+    │   │   └── NonceTooHighError          a gap
+    │   ├── InsufficientFundsError
+    │   │   ├── InsufficientBalanceError   (address, needed, available)
+    │   │   └── InsufficientStakeError     (address, needed, available)
+    │   ├── FaucetDisabledError, FaucetCapExceededError
+    │   ├── NothingToWithdrawError, TooManyUnbondingEntriesError
+    │   ├── NotFoundError                  JobNotFoundError, DisputeNotFoundError
+    │   ├── WrongStatusError               WrongJobStatusError, DisputeClosedError, WrongPhaseError,
+    │   │                                  JobExistsError, DisputesOpenError
+    │   ├── NotAuthorizedError             (address, role) — e.g. not the submitter
+    │   │   └── NotYourTurnError           (dispute_id, expected party, sender)
+    │   ├── DeadlineError                  DeadlineNotReachedError, DeadlinePassedError
+    │   ├── BidError                       BidAboveBudgetError, BidCapacityTooLowError,
+    │   │                                  TooManyBidsError, JobHasBidsError
+    │   ├── CommitmentError                ProgressNotIncreasingError, LeafCountMismatchError,
+    │   │                                  TreeTooLargeError, InvalidProofError,
+    │   │                                  HashMismatchError
+    │   ├── DuplicateVerdictError          AlreadyAttestedError, AlreadyChallengedError
+    │   ├── SampleSeedNotReadyError
+    │   └── InvalidBlockError              begin_block called out of order
+    ├── InvariantViolation                 the supply invariant broke: a bug (500)
+    └── CorruptStateError                  a snapshot does not decode: a bug or tampering (500)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from protocol.errors import ProofNetError
+
+# --- base classes ---------------------------------------------------------------------------
+
+
+class LedgerError(ProofNetError):
+    """A transaction broke a ledger rule; nothing was changed."""
+
+    code = "ledger_error"
+    http_status = 400
+
+
+class InvalidTransactionError(LedgerError):
+    """The transaction envelope is invalid independently of the state."""
+
+    code = "invalid_transaction"
+
+
+# --- envelope -------------------------------------------------------------------------------
+
+
+class MalformedTransactionError(InvalidTransactionError):
+    code = "malformed_transaction"
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"malformed transaction: {reason}")
+        self.reason = reason
+
+
+class UnknownTransactionKindError(InvalidTransactionError):
+    code = "unknown_transaction_kind"
+
+    def __init__(self, kind: str) -> None:
+        super().__init__(f"unknown transaction kind {kind!r}")
+        self.kind = kind
+
+
+class MalformedBodyError(InvalidTransactionError):
+    """A body field is missing or invalid. ``field`` is a dotted path (``spec.steps``)."""
+
+    code = "malformed_body"
+
+    def __init__(self, field: str, reason: str) -> None:
+        super().__init__(f"body.{field}: {reason}")
+        self.field = field
+        self.reason = reason
+
+
+class InvalidSpecError(MalformedBodyError):
+    code = "invalid_spec"
+
+
+class WrongChainError(InvalidTransactionError):
+    code = "wrong_chain_id"
+
+    def __init__(self, expected: str, got: str) -> None:
+        super().__init__(f"transaction is for chain {got!r}, this is chain {expected!r}")
+        self.expected = expected
+        self.got = got
+
+
+class SenderMismatchError(InvalidTransactionError):
+    code = "sender_mismatch"
+    http_status = 401
+
+    def __init__(self, sender: str, derived: str) -> None:
+        super().__init__(f"sender {sender} is not the address of the public key ({derived})")
+        self.sender = sender
+        self.derived = derived
+
+
+class InvalidSignatureError(InvalidTransactionError):
+    code = "invalid_signature"
+    http_status = 401
+
+    def __init__(self, sender: str) -> None:
+        super().__init__(f"signature does not verify for {sender}")
+        self.sender = sender
+
+
+# --- nonces ---------------------------------------------------------------------------------
+
+
+class NonceMismatchError(LedgerError):
+    code = "nonce_mismatch"
+    http_status = 409
+
+    def __init__(self, expected: int, got: int) -> None:
+        super().__init__(f"nonce {got} is not the account's next nonce {expected}")
+        self.expected = expected
+        self.got = got
+
+
+class NonceTooLowError(NonceMismatchError):
+    """The nonce was already used: a replay."""
+
+    code = "nonce_too_low"
+
+
+class NonceTooHighError(NonceMismatchError):
+    """The nonce skips ahead: an earlier transaction is missing."""
+
+    code = "nonce_too_high"
+
+
+# --- funds ----------------------------------------------------------------------------------
+
+
+class InsufficientFundsError(LedgerError):
+    code = "insufficient_funds"
+    http_status = 402
+
+    def __init__(self, what: str, address: str, needed: int, available: int) -> None:
+        super().__init__(f"{address} needs {what} {needed}, has {available}")
+        self.address = address
+        self.needed = needed
+        self.available = available
+
+
+class InsufficientBalanceError(InsufficientFundsError):
+    code = "insufficient_balance"
+
+    def __init__(self, address: str, needed: int, available: int) -> None:
+        super().__init__("balance", address, needed, available)
+
+
+class InsufficientStakeError(InsufficientFundsError):
+    """Free (bonded, unlocked) stake is below what the action needs."""
+
+    code = "insufficient_stake"
+
+    def __init__(self, address: str, needed: int, available: int) -> None:
+        super().__init__("free stake", address, needed, available)
+
+
+class FaucetDisabledError(LedgerError):
+    code = "faucet_disabled"
+    http_status = 403
+
+    def __init__(self) -> None:
+        super().__init__("the faucet is disabled on this chain")
+
+
+class FaucetCapExceededError(LedgerError):
+    code = "faucet_cap_exceeded"
+    http_status = 403
+
+    def __init__(self, address: str, cap: int, resulting_balance: int) -> None:
+        super().__init__(
+            f"faucet tops up to at most {cap}; {address} would hold {resulting_balance}"
+        )
+        self.address = address
+        self.cap = cap
+        self.resulting_balance = resulting_balance
+
+
+class NothingToWithdrawError(LedgerError):
+    code = "nothing_to_withdraw"
+    http_status = 409
+
+    def __init__(self, address: str, next_release: int | None) -> None:
+        when = "no unbonding entries" if next_release is None else f"next at {next_release}"
+        super().__init__(f"{address} has no matured unbonding entry ({when})")
+        self.address = address
+        self.next_release = next_release
+
+
+class TooManyUnbondingEntriesError(LedgerError):
+    code = "too_many_unbonding_entries"
+    http_status = 409
+
+    def __init__(self, address: str, limit: int) -> None:
+        super().__init__(f"{address} already has {limit} unbonding entries; withdraw first")
+        self.address = address
+        self.limit = limit
+
+
+# --- lookups and status ---------------------------------------------------------------------
+
+
+class NotFoundError(LedgerError):
+    code = "not_found"
+    http_status = 404
+
+
+class JobNotFoundError(NotFoundError):
+    code = "job_not_found"
+
+    def __init__(self, job_id: str) -> None:
+        super().__init__(f"no job {job_id}")
+        self.job_id = job_id
+
+
+class DisputeNotFoundError(NotFoundError):
+    code = "dispute_not_found"
+
+    def __init__(self, dispute_id: str) -> None:
+        super().__init__(f"no dispute {dispute_id}")
+        self.dispute_id = dispute_id
+
+
+class WrongStatusError(LedgerError):
+    code = "wrong_status"
+    http_status = 409
+
+
+class JobExistsError(WrongStatusError):
+    code = "job_exists"
+
+    def __init__(self, job_id: str) -> None:
+        super().__init__(f"job {job_id} already exists")
+        self.job_id = job_id
+
+
+class WrongJobStatusError(WrongStatusError):
+    code = "wrong_job_status"
+
+    def __init__(self, job_id: str, status: str, expected: Sequence[str]) -> None:
+        super().__init__(f"job {job_id} is {status}; this needs {' or '.join(expected)}")
+        self.job_id = job_id
+        self.status = status
+        self.expected = tuple(expected)
+
+
+class DisputeClosedError(WrongStatusError):
+    code = "dispute_closed"
+
+    def __init__(self, dispute_id: str, status: str) -> None:
+        super().__init__(f"dispute {dispute_id} is closed ({status})")
+        self.dispute_id = dispute_id
+        self.status = status
+
+
+class WrongPhaseError(WrongStatusError):
+    code = "wrong_dispute_phase"
+
+    def __init__(self, dispute_id: str, phase: str, expected: str) -> None:
+        super().__init__(f"dispute {dispute_id} is in phase {phase}; this move needs {expected}")
+        self.dispute_id = dispute_id
+        self.phase = phase
+        self.expected = expected
+
+
+class DisputesOpenError(WrongStatusError):
+    code = "disputes_open"
+
+    def __init__(self, job_id: str, open_disputes: int) -> None:
+        super().__init__(f"job {job_id} has {open_disputes} open dispute(s)")
+        self.job_id = job_id
+        self.open_disputes = open_disputes
+
+
+# --- authorization --------------------------------------------------------------------------
+
+
+class NotAuthorizedError(LedgerError):
+    """The sender does not hold the role the action needs (``role`` says which)."""
+
+    code = "not_authorized"
+    http_status = 403
+
+    def __init__(self, address: str, role: str) -> None:
+        super().__init__(f"{address} is not {role}")
+        self.address = address
+        self.role = role
+
+
+class NotYourTurnError(NotAuthorizedError):
+    code = "not_your_turn"
+
+    def __init__(self, dispute_id: str, expected: str, sender: str) -> None:
+        super().__init__(sender, f"the party to move ({expected}) in dispute {dispute_id}")
+        self.dispute_id = dispute_id
+        self.expected = expected
+
+
+# --- deadlines ------------------------------------------------------------------------------
+
+
+class DeadlineError(LedgerError):
+    code = "deadline"
+    http_status = 409
+
+    def __init__(self, message: str, what: str, deadline: int, height: int) -> None:
+        super().__init__(message)
+        self.what = what
+        self.deadline = deadline
+        self.height = height
+
+
+class DeadlineNotReachedError(DeadlineError):
+    """Allowed only once ``height > deadline``."""
+
+    code = "deadline_not_reached"
+
+    def __init__(self, what: str, deadline: int, height: int) -> None:
+        super().__init__(
+            f"{what} ends at height {deadline}; now {height} (allowed from {deadline + 1})",
+            what,
+            deadline,
+            height,
+        )
+
+
+class DeadlinePassedError(DeadlineError):
+    """Allowed only while ``height <= deadline``."""
+
+    code = "deadline_passed"
+
+    def __init__(self, what: str, deadline: int, height: int) -> None:
+        super().__init__(f"{what} ended at height {deadline}; now {height}", what, deadline, height)
+
+
+# --- bids -----------------------------------------------------------------------------------
+
+
+class BidError(LedgerError):
+    code = "invalid_bid"
+    http_status = 409
+
+
+class BidAboveBudgetError(BidError):
+    code = "bid_above_budget"
+
+    def __init__(self, price: int, payment: int) -> None:
+        super().__init__(f"bid price {price} exceeds the job's payment {payment}")
+        self.price = price
+        self.payment = payment
+
+
+class BidCapacityTooLowError(BidError):
+    code = "bid_capacity_too_low"
+
+    def __init__(self, capacity: int, required: int) -> None:
+        super().__init__(
+            f"declared capacity {capacity} steps/block cannot finish in time "
+            f"(needs {required} steps/block)"
+        )
+        self.capacity = capacity
+        self.required = required
+
+
+class TooManyBidsError(BidError):
+    code = "too_many_bids"
+
+    def __init__(self, job_id: str, limit: int) -> None:
+        super().__init__(f"job {job_id} already has {limit} bids")
+        self.job_id = job_id
+        self.limit = limit
+
+
+class JobHasBidsError(BidError):
+    code = "job_has_bids"
+
+    def __init__(self, job_id: str, bids: int) -> None:
+        super().__init__(f"job {job_id} has {bids} bid(s) and can no longer be cancelled")
+        self.job_id = job_id
+        self.bids = bids
+
+
+# --- commitments and evidence ---------------------------------------------------------------
+
+
+class CommitmentError(LedgerError):
+    code = "invalid_commitment"
+    http_status = 422
+
+
+class ProgressNotIncreasingError(CommitmentError):
+    code = "progress_not_increasing"
+
+    def __init__(self, previous: int, got: int) -> None:
+        super().__init__(f"progress size must grow past {previous}, got {got}")
+        self.previous = previous
+        self.got = got
+
+
+class LeafCountMismatchError(CommitmentError):
+    code = "leaf_count_mismatch"
+
+    def __init__(self, expected: int, got: int) -> None:
+        super().__init__(f"expected {expected} leaves, got {got}")
+        self.expected = expected
+        self.got = got
+
+
+class TreeTooLargeError(CommitmentError):
+    code = "tree_too_large"
+
+    def __init__(self, size: int, num_leaves: int) -> None:
+        super().__init__(f"a tree of {size} leaves is larger than the job's {num_leaves}")
+        self.size = size
+        self.num_leaves = num_leaves
+
+
+class InvalidProofError(CommitmentError):
+    """A Merkle proof (or a root it should lead to) failed; ``what`` names the evidence."""
+
+    code = "invalid_proof"
+
+    def __init__(self, what: str, reason: str) -> None:
+        super().__init__(f"{what}: {reason}")
+        self.what = what
+        self.reason = reason
+
+
+class HashMismatchError(CommitmentError):
+    code = "hash_mismatch"
+
+    def __init__(self, what: str, expected: bytes, got: bytes) -> None:
+        super().__init__(f"{what}: expected {expected.hex()}, got {got.hex()}")
+        self.what = what
+        self.expected = expected
+        self.got = got
+
+
+# --- verdicts -------------------------------------------------------------------------------
+
+
+class DuplicateVerdictError(LedgerError):
+    """A verifier gives one verdict per job: one attestation or one challenge."""
+
+    code = "duplicate_verdict"
+    http_status = 409
+
+    def __init__(self, job_id: str, verifier: str, previous: str) -> None:
+        super().__init__(f"{verifier} already {previous} job {job_id}")
+        self.job_id = job_id
+        self.verifier = verifier
+        self.previous = previous
+
+
+class AlreadyAttestedError(DuplicateVerdictError):
+    code = "already_attested"
+
+    def __init__(self, job_id: str, verifier: str) -> None:
+        super().__init__(job_id, verifier, "attested")
+
+
+class AlreadyChallengedError(DuplicateVerdictError):
+    code = "already_challenged"
+
+    def __init__(self, job_id: str, verifier: str) -> None:
+        super().__init__(job_id, verifier, "challenged")
+
+
+class SampleSeedNotReadyError(LedgerError):
+    code = "sample_seed_not_ready"
+    http_status = 409
+
+    def __init__(self, job_id: str, seed_height: int) -> None:
+        super().__init__(
+            f"job {job_id}: the sample seed is the hash of block {seed_height}, "
+            "which is not yet on the chain"
+        )
+        self.job_id = job_id
+        self.seed_height = seed_height
+
+
+class InvalidBlockError(LedgerError):
+    code = "invalid_block"
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"invalid block: {reason}")
+        self.reason = reason
+
+
+# --- bugs -----------------------------------------------------------------------------------
+
+
+class InvariantViolation(ProofNetError):
+    """The ledger's accounting broke. Never raised by a correct ledger."""
+
+    code = "invariant_violation"
+    http_status = 500
+
+
+class CorruptStateError(ProofNetError):
+    """A state snapshot does not decode into valid records."""
+
+    code = "corrupt_state"
+    http_status = 500

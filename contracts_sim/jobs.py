@@ -1,0 +1,598 @@
+"""Jobs: escrow, bids and assignment, commitments, attestations, settlement.
+
+Life of a job (statuses are ``JobStatus``)::
+
+    post_job ─▶ open ──close_bidding (no eligible bid)──▶ expired      (escrow refunded)
+                 │ └──cancel_job (no bids)─────────────▶ cancelled    (escrow refunded)
+                 │ close_bidding: best-scored bid wins, its min_stake is locked
+                 ▼
+              assigned ──claim_timeout (train deadline missed)──▶ slashed
+                 │ commit_progress* (append-only: each checked for consistency)
+                 │ commit_final
+                 ▼
+              committed ──attest / challenge (within the challenge window)
+                 │ ──solver loses a dispute──▶ slashed (dispute.py)
+                 │ settle (window over, no open dispute)
+                 ▼
+              settled: solver paid its price, fee shared by attesters, stake released
+
+Money: ``post_job`` moves payment + fee into ``Job.escrow``; assignment refunds
+``payment - price``; settlement or slashing empties the escrow.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+
+from contracts_sim.env import TxContext
+from contracts_sim.events import Event, make_event
+from contracts_sim.exceptions import (
+    AlreadyAttestedError,
+    AlreadyChallengedError,
+    BidAboveBudgetError,
+    BidCapacityTooLowError,
+    DeadlineNotReachedError,
+    DeadlinePassedError,
+    DisputesOpenError,
+    InsufficientStakeError,
+    InvalidProofError,
+    JobExistsError,
+    JobHasBidsError,
+    LeafCountMismatchError,
+    MalformedBodyError,
+    NotAuthorizedError,
+    ProgressNotIncreasingError,
+    SampleSeedNotReadyError,
+    TooManyBidsError,
+    TreeTooLargeError,
+    WrongJobStatusError,
+)
+from contracts_sim.params import BPS, Params
+from contracts_sim.records import Bid, Job, JobStatus
+from contracts_sim.scoring import rank_bids, required_capacity
+from contracts_sim.state import LedgerState, burn, decrease_balance, increase_balance
+from contracts_sim.transactions import (
+    AttestBody,
+    BidBody,
+    CancelJobBody,
+    CloseBiddingBody,
+    CommitFinalBody,
+    CommitProgressBody,
+    PostJobBody,
+    SettleBody,
+)
+from protocol.errors import ProofError
+from protocol.hashing import hash_json
+from protocol.merkle import ConsistencyProof, verify_consistency, verify_inclusion
+from protocol.sampling import compute_sample
+from protocol.spec import JobSpec, parse_spec, spec_hash
+from protocol.types import Address, Amount, Hash32, Height
+
+# --- pure helpers and read helpers ----------------------------------------------------------
+
+
+def compute_job_id(spec: JobSpec, submitter: Address, nonce: int) -> str:
+    """``sha256(canonical_json({"spec_hash", "submitter", "nonce"}))`` as 64 hex digits."""
+    return hash_json(
+        {"spec_hash": spec_hash(spec).hex(), "submitter": submitter, "nonce": nonce}
+    ).hex()
+
+
+def get_job_spec(job: Job) -> JobSpec:
+    return parse_spec(job.spec)
+
+
+def require_status(job: Job, *expected: JobStatus) -> None:
+    if job.status not in expected:
+        raise WrongJobStatusError(job.job_id, job.status, [s.value for s in expected])
+
+
+def get_sample_seed(state: LedgerState, job: Job) -> Hash32:
+    """The hash of block ``final_height + 1``: unknown to the solver when it committed."""
+    require_status(job, JobStatus.COMMITTED, JobStatus.SETTLED, JobStatus.SLASHED)
+    if job.final_height is None:
+        raise WrongJobStatusError(job.job_id, job.status, [JobStatus.COMMITTED.value])
+    seed_height = Height(job.final_height + 1)
+    seed = state.get_block_hash(seed_height)
+    if seed is None:
+        raise SampleSeedNotReadyError(job.job_id, seed_height)
+    return seed
+
+
+def get_verifier_sample(state: LedgerState, job_id: str, verifier: Address) -> list[int]:
+    """The segments ``verifier`` must re-execute for ``job_id`` (anyone can recompute it)."""
+    job = state.get_job(job_id)
+    seed = get_sample_seed(state, job)
+    assert job.final_root is not None
+    num_segments = job.num_leaves - 1
+    return compute_sample(job.final_root, seed, verifier, num_segments, job.sample_count)
+
+
+def _refund_escrow(state: LedgerState, job: Job) -> Amount:
+    increase_balance(state, job.submitter, job.escrow)
+    return job.escrow
+
+
+@dataclass(frozen=True)
+class Slash:
+    amount: Amount  # taken from the loser
+    reward: Amount  # paid to the winner / beneficiary
+    burned: Amount  # amount - reward
+
+
+def compute_slash(amount: int, params: Params) -> Slash:
+    reward = amount * params.slash_reward_bps // BPS
+    return Slash(Amount(amount), Amount(reward), Amount(amount - reward))
+
+
+def slash_job_solver(state: LedgerState, job: Job, beneficiary: Address, params: Params) -> Slash:
+    """Take the job's locked stake from its solver: ``slash_reward_bps`` of it to
+    ``beneficiary``, the rest burned."""
+    assert job.solver is not None
+    slash = compute_slash(job.locked_stake, params)
+    solver = state.get_account(job.solver)
+    state.set_account(
+        job.solver,
+        replace(
+            solver,
+            locked=Amount(solver.locked - slash.amount),
+            jobs_slashed=solver.jobs_slashed + 1,
+        ),
+    )
+    increase_balance(state, beneficiary, slash.reward)
+    burn(state, slash.burned)
+    return slash
+
+
+def close_job_slashed(
+    state: LedgerState,
+    ctx: TxContext,
+    job: Job,
+    beneficiary: Address,
+    reason: str,
+    params: Params,
+) -> tuple[Slash, list[Event]]:
+    """The solver failed: slash it, refund the submitter everything in escrow, close the job."""
+    slash = slash_job_solver(state, job, beneficiary, params)
+    refund = _refund_escrow(state, job)
+    state.set_job(
+        replace(
+            job,
+            status=JobStatus.SLASHED,
+            escrow=Amount(0),
+            locked_stake=Amount(0),
+            closed_height=ctx.height,
+        )
+    )
+    events = [
+        make_event(
+            "slashed",
+            job_id=job.job_id,
+            address=job.solver,
+            amount=slash.amount,
+            reward=slash.reward,
+            burned=slash.burned,
+            beneficiary=beneficiary,
+            reason=reason,
+        ),
+        make_event("job_refunded", job_id=job.job_id, submitter=job.submitter, amount=refund),
+    ]
+    return slash, events
+
+
+# --- posting, bidding, assignment -----------------------------------------------------------
+
+
+def process_post_job(
+    state: LedgerState, ctx: TxContext, body: PostJobBody, params: Params
+) -> list[Event]:
+    """Escrow payment + fee and open the job for bids until ``height + bid_blocks``."""
+    spec = body.spec
+    # A job is worth something to the solver.
+    if body.payment < 1:
+        raise MalformedBodyError("payment", "must be at least 1")
+    # The solver's stake is worth slashing.
+    if body.min_stake < params.min_solver_stake:
+        raise MalformedBodyError("min_stake", f"must be at least {params.min_solver_stake}")
+    # Verifiers sample without replacement from the job's segments, within the chain's limit.
+    max_samples = min(params.max_sample_count, spec.num_segments)
+    if body.sample_count > max_samples:
+        raise MalformedBodyError("sample_count", f"must be at most {max_samples}")
+    # Deadlines stay within the chain's limits.
+    if body.bid_blocks > params.max_bid_blocks:
+        raise MalformedBodyError("bid_blocks", f"must be at most {params.max_bid_blocks}")
+    if body.train_blocks > params.max_train_blocks:
+        raise MalformedBodyError("train_blocks", f"must be at most {params.max_train_blocks}")
+    job_id = compute_job_id(spec, ctx.sender, ctx.nonce)
+    # Ids are unique (the sender's nonce is in the preimage).
+    if state.has_job(job_id):
+        raise JobExistsError(job_id)
+
+    escrow = Amount(body.payment + body.verification_fee)
+    decrease_balance(state, ctx.sender, escrow)  # raises InsufficientBalanceError
+    job = Job(
+        job_id=job_id,
+        submitter=ctx.sender,
+        spec=spec.to_dict(),
+        spec_hash=spec_hash(spec),
+        payment=body.payment,
+        verification_fee=body.verification_fee,
+        min_stake=body.min_stake,
+        sample_count=body.sample_count,
+        bid_blocks=body.bid_blocks,
+        train_blocks=body.train_blocks,
+        num_leaves=spec.num_leaves,
+        posted_height=ctx.height,
+        bid_deadline=Height(ctx.height + body.bid_blocks),
+        status=JobStatus.OPEN,
+        escrow=escrow,
+    )
+    state.set_job(job)
+    return [
+        make_event(
+            "job_posted",
+            job_id=job_id,
+            submitter=ctx.sender,
+            spec_hash=job.spec_hash,
+            payment=job.payment,
+            verification_fee=job.verification_fee,
+            min_stake=job.min_stake,
+            bid_deadline=job.bid_deadline,
+        )
+    ]
+
+
+def process_bid(state: LedgerState, ctx: TxContext, body: BidBody, params: Params) -> list[Event]:
+    """Place (or replace) the sender's bid on an open job."""
+    job = state.get_job(body.job_id)
+    # Bidding is open.
+    require_status(job, JobStatus.OPEN)
+    if ctx.height > job.bid_deadline:
+        raise DeadlinePassedError("bidding", job.bid_deadline, ctx.height)
+    # The price is within the submitter's budget.
+    if body.price > job.payment:
+        raise BidAboveBudgetError(body.price, job.payment)
+    # The declared capacity can finish the job before the training deadline.
+    spec = get_job_spec(job)
+    needed = required_capacity(spec.steps, job.train_blocks)
+    if body.capacity < needed:
+        raise BidCapacityTooLowError(body.capacity, needed)
+    # The solver has the stake it would lock.
+    account = state.get_account(ctx.sender)
+    if account.bonded < job.min_stake:
+        raise InsufficientStakeError(ctx.sender, job.min_stake, account.bonded)
+    # One bid per solver (a re-bid replaces it), and a bounded number of bids.
+    others = tuple(b for b in job.bids if b.solver != ctx.sender)
+    if len(others) >= params.max_bids_per_job:
+        raise TooManyBidsError(job.job_id, params.max_bids_per_job)
+
+    bid = Bid(ctx.sender, body.price, body.capacity, ctx.height)
+    bids = tuple(sorted((*others, bid), key=lambda b: b.solver))
+    state.set_job(replace(job, bids=bids))
+    return [
+        make_event(
+            "bid_placed",
+            job_id=job.job_id,
+            solver=ctx.sender,
+            price=body.price,
+            capacity=body.capacity,
+            replaced=len(others) < len(job.bids),
+        )
+    ]
+
+
+def process_close_bidding(
+    state: LedgerState, ctx: TxContext, body: CloseBiddingBody, params: Params
+) -> list[Event]:
+    """After the bid window: assign the best-scored eligible bid, or expire the job."""
+    job = state.get_job(body.job_id)
+    # The job is still taking bids ...
+    require_status(job, JobStatus.OPEN)
+    # ... and its bid window is over.
+    if ctx.height <= job.bid_deadline:
+        raise DeadlineNotReachedError("bidding", job.bid_deadline, ctx.height)
+
+    spec = get_job_spec(job)
+    ranked = rank_bids(
+        ((bid, state.get_account(bid.solver)) for bid in job.bids),
+        payment=job.payment,
+        min_stake=job.min_stake,
+        steps=spec.steps,
+        train_blocks=job.train_blocks,
+        params=params,
+    )
+    if not ranked:
+        refund = _refund_escrow(state, job)
+        state.set_job(
+            replace(job, status=JobStatus.EXPIRED, escrow=Amount(0), closed_height=ctx.height)
+        )
+        return [
+            make_event("job_expired", job_id=job.job_id, bids=len(job.bids)),
+            make_event("job_refunded", job_id=job.job_id, submitter=job.submitter, amount=refund),
+        ]
+
+    score, winner = ranked[0]
+    solver = state.get_account(winner.solver)
+    state.set_account(
+        winner.solver,
+        replace(
+            solver,
+            bonded=Amount(solver.bonded - job.min_stake),
+            locked=Amount(solver.locked + job.min_stake),
+        ),
+    )
+    change = Amount(job.payment - winner.price)
+    increase_balance(state, job.submitter, change)
+    train_deadline = Height(ctx.height + job.train_blocks)
+    state.set_job(
+        replace(
+            job,
+            status=JobStatus.ASSIGNED,
+            solver=winner.solver,
+            price=winner.price,
+            score=score,
+            locked_stake=job.min_stake,
+            escrow=Amount(job.escrow - change),
+            assigned_height=ctx.height,
+            train_deadline=train_deadline,
+        )
+    )
+    return [
+        make_event(
+            "job_assigned",
+            job_id=job.job_id,
+            solver=winner.solver,
+            price=winner.price,
+            score=score,
+            locked_stake=job.min_stake,
+            refund=change,
+            train_deadline=train_deadline,
+            scores={bid.solver: s for s, bid in ranked},
+        )
+    ]
+
+
+def process_cancel_job(
+    state: LedgerState, ctx: TxContext, body: CancelJobBody, params: Params
+) -> list[Event]:
+    """The submitter withdraws an open job that nobody has bid on."""
+    job = state.get_job(body.job_id)
+    # Only the submitter cancels.
+    if ctx.sender != job.submitter:
+        raise NotAuthorizedError(ctx.sender, "the job's submitter")
+    # Only an open job ...
+    require_status(job, JobStatus.OPEN)
+    # ... without bids (a solver may already be preparing).
+    if job.bids:
+        raise JobHasBidsError(job.job_id, len(job.bids))
+
+    refund = _refund_escrow(state, job)
+    state.set_job(
+        replace(job, status=JobStatus.CANCELLED, escrow=Amount(0), closed_height=ctx.height)
+    )
+    return [
+        make_event("job_cancelled", job_id=job.job_id),
+        make_event("job_refunded", job_id=job.job_id, submitter=job.submitter, amount=refund),
+    ]
+
+
+# --- commitments ----------------------------------------------------------------------------
+
+
+def _require_training_solver(job: Job, ctx: TxContext) -> None:
+    # The job is being trained, by the sender, before its deadline.
+    require_status(job, JobStatus.ASSIGNED)
+    if ctx.sender != job.solver:
+        raise NotAuthorizedError(ctx.sender, "the job's assigned solver")
+    assert job.train_deadline is not None
+    if ctx.height > job.train_deadline:
+        raise DeadlinePassedError("training", job.train_deadline, ctx.height)
+
+
+def _check_consistency(job: Job, size: int, root: Hash32, proof: ConsistencyProof | None) -> None:
+    """The tree (size, root) extends the last progress commitment (append-only)."""
+    if job.progress_size == 0:
+        return
+    assert job.progress_root is not None
+    if job.progress_size == size:
+        if root != job.progress_root:
+            raise InvalidProofError("root", "differs from the progress root of the same size")
+        return
+    if proof is None:
+        raise InvalidProofError(
+            "consistency_proof", f"required: extends the progress commit of {job.progress_size}"
+        )
+    try:
+        verify_consistency(job.progress_size, job.progress_root, size, root, proof)
+    except ProofError as exc:
+        raise InvalidProofError("consistency_proof", exc.message) from exc
+
+
+def process_commit_progress(
+    state: LedgerState, ctx: TxContext, body: CommitProgressBody, params: Params
+) -> list[Event]:
+    """Record (size, root) of the trajectory so far; it must extend the previous one."""
+    job = state.get_job(body.job_id)
+    _require_training_solver(job, ctx)
+    # The log grows ...
+    if body.size <= job.progress_size:
+        raise ProgressNotIncreasingError(job.progress_size, body.size)
+    # ... but not past the job's leaves ...
+    if body.size > job.num_leaves:
+        raise TreeTooLargeError(body.size, job.num_leaves)
+    # ... and never rewrites history.
+    _check_consistency(job, body.size, body.root, body.consistency_proof)
+
+    state.set_job(replace(job, progress_size=body.size, progress_root=body.root))
+    return [make_event("progress_committed", job_id=job.job_id, size=body.size, root=body.root)]
+
+
+def process_commit_final(
+    state: LedgerState, ctx: TxContext, body: CommitFinalBody, params: Params
+) -> list[Event]:
+    """The final commitment (root over all leaves, final model hash); opens the window."""
+    job = state.get_job(body.job_id)
+    _require_training_solver(job, ctx)
+    # Every checkpoint is committed.
+    if body.leaves != job.num_leaves:
+        raise LeafCountMismatchError(job.num_leaves, body.leaves)
+    # The final tree extends the last progress commitment.
+    _check_consistency(job, body.leaves, body.root, body.consistency_proof)
+    # If given, the final model hash is proved to be the last leaf.
+    if body.final_proof is not None:
+        try:
+            verify_inclusion(
+                body.final_state_hash, body.leaves - 1, body.leaves, body.root, body.final_proof
+            )
+        except ProofError as exc:
+            raise InvalidProofError("final_proof", exc.message) from exc
+
+    challenge_deadline = Height(ctx.height + params.challenge_window)
+    state.set_job(
+        replace(
+            job,
+            status=JobStatus.COMMITTED,
+            progress_size=body.leaves,
+            progress_root=body.root,
+            final_root=body.root,
+            final_state_hash=body.final_state_hash,
+            final_height=ctx.height,
+            challenge_deadline=challenge_deadline,
+        )
+    )
+    return [
+        make_event(
+            "final_committed",
+            job_id=job.job_id,
+            root=body.root,
+            leaves=body.leaves,
+            final_state_hash=body.final_state_hash,
+            sample_seed_height=ctx.height + 1,
+            challenge_deadline=challenge_deadline,
+        )
+    ]
+
+
+def claim_training_timeout(
+    state: LedgerState, ctx: TxContext, job_id: str, params: Params
+) -> list[Event]:
+    """The solver missed its training deadline: slash it and refund the submitter.
+
+    The slash reward goes to the submitter, the party the missed deadline harmed.
+    """
+    job = state.get_job(job_id)
+    # The job is still waiting for its final commitment ...
+    require_status(job, JobStatus.ASSIGNED)
+    # ... past its deadline.
+    assert job.train_deadline is not None
+    if ctx.height <= job.train_deadline:
+        raise DeadlineNotReachedError("training", job.train_deadline, ctx.height)
+
+    _, events = close_job_slashed(
+        state, ctx, job, job.submitter, "missed the training deadline", params
+    )
+    return events
+
+
+# --- verification and settlement ------------------------------------------------------------
+
+
+def require_verdict_window(job: Job, ctx: TxContext) -> None:
+    # The job has a final commitment and its challenge window is open.
+    require_status(job, JobStatus.COMMITTED)
+    assert job.challenge_deadline is not None
+    if ctx.height > job.challenge_deadline:
+        raise DeadlinePassedError("the challenge window", job.challenge_deadline, ctx.height)
+
+
+def require_eligible_verifier(
+    state: LedgerState, job: Job, verifier: Address, params: Params
+) -> None:
+    # The verifier is not the solver checking itself.
+    if verifier == job.solver:
+        raise NotAuthorizedError(verifier, "a verifier other than the job's solver")
+    # It has the stake a verifier needs.
+    account = state.get_account(verifier)
+    if account.bonded < params.min_verifier_stake:
+        raise InsufficientStakeError(verifier, params.min_verifier_stake, account.bonded)
+    # One verdict per verifier per job.
+    if verifier in job.attesters:
+        raise AlreadyAttestedError(job.job_id, verifier)
+    if verifier in job.challengers:
+        raise AlreadyChallengedError(job.job_id, verifier)
+
+
+def process_attest(
+    state: LedgerState, ctx: TxContext, body: AttestBody, params: Params
+) -> list[Event]:
+    """A verifier re-executed its sample and found it correct."""
+    job = state.get_job(body.job_id)
+    require_verdict_window(job, ctx)
+    require_eligible_verifier(state, job, ctx.sender, params)
+    # The sample seed (the block after the final commit) exists.
+    sample = get_verifier_sample(state, job.job_id, ctx.sender)
+
+    state.set_job(replace(job, attesters=(*job.attesters, ctx.sender)))
+    return [make_event("attested", job_id=job.job_id, verifier=ctx.sender, sample=sample)]
+
+
+def _split_fee(fee: int, attesters: Sequence[Address]) -> tuple[Amount, Amount]:
+    """(share per attester, remainder to the submitter)."""
+    if not attesters:
+        return Amount(0), Amount(fee)
+    share = fee // len(attesters)
+    return Amount(share), Amount(fee - share * len(attesters))
+
+
+def process_settle(
+    state: LedgerState, ctx: TxContext, body: SettleBody, params: Params
+) -> list[Event]:
+    """Pay the solver, share the fee among attesters, release the solver's stake."""
+    job = state.get_job(body.job_id)
+    # The job has a final commitment ...
+    require_status(job, JobStatus.COMMITTED)
+    # ... whose challenge window is over ...
+    assert job.challenge_deadline is not None and job.solver is not None
+    if ctx.height <= job.challenge_deadline:
+        raise DeadlineNotReachedError("the challenge window", job.challenge_deadline, ctx.height)
+    # ... and no dispute is still being played.
+    if job.open_disputes:
+        raise DisputesOpenError(job.job_id, job.open_disputes)
+
+    increase_balance(state, job.solver, job.price)
+    share, remainder = _split_fee(job.verification_fee, job.attesters)
+    for verifier in job.attesters:
+        increase_balance(state, verifier, share)
+    increase_balance(state, job.submitter, remainder)
+    solver = state.get_account(job.solver)
+    state.set_account(
+        job.solver,
+        replace(
+            solver,
+            locked=Amount(solver.locked - job.locked_stake),
+            bonded=Amount(solver.bonded + job.locked_stake),
+            jobs_completed=solver.jobs_completed + 1,
+        ),
+    )
+    state.set_job(
+        replace(
+            job,
+            status=JobStatus.SETTLED,
+            escrow=Amount(0),
+            locked_stake=Amount(0),
+            closed_height=ctx.height,
+        )
+    )
+    return [
+        make_event(
+            "job_settled",
+            job_id=job.job_id,
+            solver=job.solver,
+            price=job.price,
+            attesters=list(job.attesters),
+            fee_share=share,
+            fee_refund=remainder,
+            stake_released=job.locked_stake,
+        )
+    ]

@@ -1,0 +1,171 @@
+"""Chain parameters: the numbers that differ between a unit test and a testnet.
+
+Like consensus-specs' presets, the values live in named bundles (``PRESETS``); the rules read
+them from the ``Params`` passed to ``apply_transaction``. All amounts are integer tokens, all
+durations are in blocks, all shares are basis points (1/10_000).
+
+Deadline conventions (everywhere): an action "until D" is allowed while ``height <= D``; an
+action "after D" (closing, claiming a timeout, settling) is allowed once ``height > D``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields, replace
+from typing import Any, Final
+
+BPS: Final = 10_000
+"""Basis points in one whole."""
+
+
+@dataclass(frozen=True)
+class Params:
+    # --- tokens -----------------------------------------------------------------------------
+    faucet_enabled: bool
+    """Dev chains only: ``faucet`` mints tokens."""
+    faucet_max: int
+    """The faucet tops an account's balance up to at most this much."""
+
+    # --- staking ----------------------------------------------------------------------------
+    min_solver_stake: int
+    """Floor for a job's ``min_stake`` (the stake a solver locks and can lose)."""
+    min_verifier_stake: int
+    """Free stake a verifier needs to attest or challenge."""
+    unbonding_delay: int
+    """Blocks between ``unstake`` and the stake becoming withdrawable."""
+    max_unbonding_entries: int
+
+    # --- jobs -------------------------------------------------------------------------------
+    max_bid_blocks: int
+    max_train_blocks: int
+    max_sample_count: int
+    max_bids_per_job: int
+    challenge_window: int
+    """Blocks after the final commit during which verifiers attest or challenge (>= 2: the
+    sample seed is the hash of block final_height + 1, known from height final_height + 2)."""
+
+    # --- disputes ---------------------------------------------------------------------------
+    challenge_bond: int
+    move_timeout: int
+    """Blocks each dispute move may take; the party that misses it loses."""
+    slash_reward_bps: int
+    """Share of a slashed stake (or forfeited bond) paid to the winner; the rest is burned."""
+    max_blob_bytes: int
+    """Largest pre-state blob accepted in ``post_prestate``."""
+
+    # --- bid scoring (see scoring.py) ------------------------------------------------------
+    score_weight_price: int
+    score_weight_stake: int
+    score_weight_capacity: int
+    score_weight_history: int
+    stake_score_cap: int
+    """Stake counts up to ``stake_score_cap`` times the job's ``min_stake``."""
+    capacity_headroom_bps: int
+    """Declared capacity earns full marks at this multiple (bps) of what the deadline needs."""
+    slash_history_weight: int
+    """In the history score one slashed job counts as this many failures."""
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.type in ("bool", bool):
+                if not isinstance(value, bool):
+                    raise ValueError(f"Params.{f.name} must be a bool")
+            elif isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"Params.{f.name} must be a non-negative int, got {value!r}")
+        weights = (
+            self.score_weight_price
+            + self.score_weight_stake
+            + self.score_weight_capacity
+            + self.score_weight_history
+        )
+        checks = [
+            (weights == BPS, f"score weights must sum to {BPS}, got {weights}"),
+            (self.slash_reward_bps <= BPS, "slash_reward_bps must be at most 10000"),
+            (self.challenge_window >= 2, "challenge_window must be >= 2"),
+            (self.move_timeout >= 1, "move_timeout must be >= 1"),
+            (self.max_bid_blocks >= 1, "max_bid_blocks must be >= 1"),
+            (self.max_train_blocks >= 1, "max_train_blocks must be >= 1"),
+            (self.max_sample_count >= 1, "max_sample_count must be >= 1"),
+            (self.max_bids_per_job >= 1, "max_bids_per_job must be >= 1"),
+            (self.max_unbonding_entries >= 1, "max_unbonding_entries must be >= 1"),
+            (self.stake_score_cap >= 1, "stake_score_cap must be >= 1"),
+            (self.capacity_headroom_bps >= BPS, "capacity_headroom_bps must be >= 10000"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ValueError(message)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Params:
+        names = {f.name for f in fields(cls)}
+        if set(data) != names:
+            raise ValueError(f"Params needs exactly the keys {sorted(names)}")
+        return cls(**data)
+
+    def with_changes(self, **changes: Any) -> Params:
+        return replace(self, **changes)
+
+
+TEST: Final = Params(
+    faucet_enabled=True,
+    faucet_max=1_000_000,
+    min_solver_stake=100,
+    min_verifier_stake=50,
+    unbonding_delay=3,
+    max_unbonding_entries=4,
+    max_bid_blocks=16,
+    max_train_blocks=64,
+    max_sample_count=8,
+    max_bids_per_job=8,
+    challenge_window=4,
+    challenge_bond=40,
+    move_timeout=2,
+    slash_reward_bps=5_000,
+    max_blob_bytes=1 << 20,
+    score_weight_price=5_000,
+    score_weight_stake=2_000,
+    score_weight_capacity=1_000,
+    score_weight_history=2_000,
+    stake_score_cap=4,
+    capacity_headroom_bps=20_000,
+    slash_history_weight=3,
+)
+"""Tiny windows (a few blocks) so unit tests walk whole lifecycles quickly."""
+
+TESTNET: Final = Params(
+    faucet_enabled=True,
+    faucet_max=10**12,
+    min_solver_stake=10**6,
+    min_verifier_stake=10**5,
+    unbonding_delay=100,
+    max_unbonding_entries=16,
+    max_bid_blocks=200,
+    max_train_blocks=100_000,
+    max_sample_count=64,
+    max_bids_per_job=64,
+    challenge_window=30,
+    challenge_bond=10**5,
+    move_timeout=10,
+    slash_reward_bps=5_000,
+    max_blob_bytes=64 << 20,
+    score_weight_price=5_000,
+    score_weight_stake=2_000,
+    score_weight_capacity=1_000,
+    score_weight_history=2_000,
+    stake_score_cap=4,
+    capacity_headroom_bps=20_000,
+    slash_history_weight=3,
+)
+"""A local multi-process testnet: windows long enough for real agents over HTTP."""
+
+PRESETS: Final[dict[str, Params]] = {"test": TEST, "testnet": TESTNET}
+
+
+def get_preset(name: str) -> Params:
+    try:
+        return PRESETS[name]
+    except KeyError:
+        raise ValueError(f"unknown params preset {name!r} (known: {sorted(PRESETS)})") from None

@@ -1,0 +1,182 @@
+"""The records the ledger stores: frozen dataclasses, one table each (see ``state.py``).
+
+Glossary
+    free stake     ``Account.bonded``: staked and available (to bid, to verify, to unstake).
+    locked stake   ``Account.locked``: stake bound to assigned jobs (``Job.locked_stake`` each);
+                   slashed if the solver loses, released to free stake at settlement.
+    unbonding      stake on its way out: released to the balance at ``release_height``.
+    escrow         ``Job.escrow``: the submitter's payment + verification fee held by a job.
+    bond           ``Dispute.bond``: the challenger's deposit, held while the dispute is open.
+
+Records are immutable; a change is ``dataclasses.replace`` plus ``LedgerState.put``, so every
+write goes through the state's journal. Status-like fields are ``StrEnum``\\s (they serialise as
+their string values).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, Final
+
+from protocol.types import Address, Amount, Hash32, Height
+
+ZERO: Final = Amount(0)
+
+
+class JobStatus(StrEnum):
+    OPEN = "open"  # bidding; cancellable while it has no bids
+    ASSIGNED = "assigned"  # a solver is training; progress and final commits
+    COMMITTED = "committed"  # final commitment posted; attestations and challenges
+    SETTLED = "settled"  # solver paid, fee shared (terminal)
+    SLASHED = "slashed"  # solver lost a dispute or missed its deadline (terminal)
+    EXPIRED = "expired"  # bidding closed without an eligible bid (terminal)
+    CANCELLED = "cancelled"  # withdrawn by the submitter (terminal)
+
+
+class DisputeStatus(StrEnum):
+    OPEN = "open"
+    SOLVER_WON = "solver_won"  # the challenger's bond was forfeited
+    CHALLENGER_WON = "challenger_won"  # the solver was slashed
+    VOID = "void"  # closed because the solver lost another dispute; bond returned
+
+
+class Party(StrEnum):
+    SOLVER = "solver"
+    CHALLENGER = "challenger"
+    NOBODY = "nobody"
+
+
+class Phase(StrEnum):
+    """Where a dispute stands; each phase names the move that is expected next."""
+
+    REVEAL_CHILDREN = "reveal_children"  # descent: solver reveals the node's two children
+    CHOOSE_CHILD = "choose_child"  # descent: challenger names the child it disputes
+    REVEAL_LEAF = "reveal_leaf"  # solver opens the disputed leaf (and the agreed one before it)
+    POST_MIDPOINT = "post_midpoint"  # bisection: solver posts the state hash at the midpoint
+    RESPOND_MIDPOINT = "respond_midpoint"  # bisection: challenger agrees or disagrees
+    POST_PRESTATE = "post_prestate"  # one step left: the pre-state blob, then the referee
+    RESOLVED = "resolved"
+
+
+@dataclass(frozen=True)
+class UnbondingEntry:
+    amount: Amount
+    release_height: Height
+
+
+@dataclass(frozen=True)
+class Account:
+    balance: Amount = ZERO
+    nonce: int = 0
+    bonded: Amount = ZERO
+    locked: Amount = ZERO
+    unbonding: tuple[UnbondingEntry, ...] = ()
+    jobs_completed: int = 0
+    jobs_slashed: int = 0
+
+    @property
+    def total_stake(self) -> int:
+        return self.bonded + self.locked + sum(e.amount for e in self.unbonding)
+
+
+@dataclass(frozen=True)
+class Supply:
+    """Token supply counters: genesis + minted = everything that exists or was burned."""
+
+    genesis: Amount = ZERO
+    minted: Amount = ZERO
+    burned: Amount = ZERO
+
+
+@dataclass(frozen=True)
+class Bid:
+    solver: Address
+    price: Amount
+    capacity: int  # training steps per block the solver declares
+    height: Height  # when the bid (or its latest replacement) was placed
+
+
+@dataclass(frozen=True)
+class Job:
+    job_id: str
+    submitter: Address
+    spec: dict[str, Any]  # the normalised spec (JobSpec.to_dict())
+    spec_hash: Hash32
+    payment: Amount
+    verification_fee: Amount
+    min_stake: Amount
+    sample_count: int
+    bid_blocks: int
+    train_blocks: int
+    num_leaves: int
+    posted_height: Height
+    bid_deadline: Height  # bids while height <= bid_deadline; close_bidding after
+    status: JobStatus
+    escrow: Amount  # payment + fee at posting; price + fee once assigned; 0 when closed
+    bids: tuple[Bid, ...] = ()
+    solver: Address | None = None
+    price: Amount = ZERO
+    score: int = 0
+    locked_stake: Amount = ZERO
+    assigned_height: Height | None = None
+    train_deadline: Height | None = None  # commits while height <= train_deadline
+    progress_size: int = 0
+    progress_root: Hash32 | None = None
+    final_root: Hash32 | None = None
+    final_state_hash: Hash32 | None = None
+    final_height: Height | None = None
+    challenge_deadline: Height | None = None  # attest/challenge while height <= it
+    attesters: tuple[Address, ...] = ()
+    challengers: tuple[Address, ...] = ()
+    disputes: tuple[str, ...] = ()
+    open_disputes: int = 0
+    closed_height: Height | None = None
+
+
+@dataclass(frozen=True)
+class DisputeMove:
+    kind: str  # the transaction kind (challenge, reveal_children, ..., claim_timeout)
+    party: Party
+    sender: Address
+    height: Height
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Dispute:
+    """One refereed bisection game between a job's solver and one challenger (DESIGN §6).
+
+    Descent fields (``node_*``, ``left_hash``/``right_hash``) describe the Merkle node under
+    dispute; ``leaf_index`` is the disputed leaf d once the descent ends; ``step_lo``/``step_hi``
+    and ``hash_lo``/``hash_hi`` are the bisection interval [a, b] with the agreed state hash at a
+    and the disputed one at b. Every hash in the game was authored by the solver; the challenger
+    only chooses and agrees or disagrees.
+    """
+
+    dispute_id: str
+    job_id: str
+    solver: Address
+    challenger: Address
+    bond: Amount
+    opened_height: Height
+    status: DisputeStatus
+    phase: Phase
+    turn: Party
+    deadline: Height  # the party to move must move while height <= deadline
+    node_lo: int | None = None
+    node_hi: int | None = None
+    node_hash: Hash32 | None = None
+    left_hash: Hash32 | None = None
+    right_hash: Hash32 | None = None
+    leaf_index: int | None = None
+    step_lo: int | None = None
+    step_hi: int | None = None
+    hash_lo: Hash32 | None = None
+    hash_hi: Hash32 | None = None
+    midpoint_hash: Hash32 | None = None
+    located_step: int | None = None
+    winner: Party = Party.NOBODY
+    reason: str = ""
+    closed_height: Height | None = None
+    moves: tuple[DisputeMove, ...] = ()

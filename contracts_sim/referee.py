@@ -1,0 +1,39 @@
+"""The referee: the only place where the ledger executes training (DESIGN §6.3).
+
+Two questions, both answered by the exact VM (``protocol.exact``), never by a party:
+
+* ``initial_state_hash(spec)`` — the hash of state 0, for a dispute about leaf 0;
+* ``one_step_post_hash(spec, blob, step)`` — decode the agreed pre-state blob, check it fits
+  the spec, run ``step`` once, hash the result.
+
+Both raise ``ProofNetError`` when the input cannot be executed (a blob that is not a state of this
+spec, a step that would leave the exact range, a dataset that does not match). The dispute rules
+treat that as the solver's fault: every hash the game refers to was authored by the solver.
+
+``protocol.exact`` (and so torch) is imported on first use, not with the ledger: most nodes and
+tests never referee a step.
+"""
+
+from __future__ import annotations
+
+import functools
+
+from protocol.spec import JobSpec
+from protocol.types import Hash32
+
+
+@functools.lru_cache(maxsize=32)
+def initial_state_hash(spec: JobSpec) -> Hash32:
+    """``state_hash(init(spec))``, computed on the CPU."""
+    from protocol import exact
+
+    return exact.state_hash(exact.init(spec, "cpu"))
+
+
+def one_step_post_hash(spec: JobSpec, blob: bytes, step_index: int) -> Hash32:
+    """``state_hash(step(spec, decode_state(blob), step_index))``, computed on the CPU."""
+    from protocol import exact
+
+    state = exact.decode_state(blob, "cpu")
+    exact.check_state(spec, state)
+    return exact.state_hash(exact.step(spec, state, step_index))

@@ -1,0 +1,82 @@
+"""Staking: bond tokens, unbond them with a delay, withdraw the matured ones.
+
+    balance --stake--> bonded (free stake) --unstake--> unbonding (release_height)
+            <------------------------- withdraw (once height >= release_height)
+
+Free stake is what bids and verifier checks look at; a bid that wins moves the job's
+``min_stake`` from ``bonded`` to ``locked`` (jobs.py), out of reach of ``unstake`` until the job
+settles or is slashed. The unbonding delay keeps stake slashable for a while after a verifier or
+solver decides to leave.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from contracts_sim.env import TxContext
+from contracts_sim.events import Event, make_event
+from contracts_sim.exceptions import (
+    InsufficientStakeError,
+    NothingToWithdrawError,
+    TooManyUnbondingEntriesError,
+)
+from contracts_sim.params import Params
+from contracts_sim.records import UnbondingEntry
+from contracts_sim.state import LedgerState, decrease_balance
+from contracts_sim.transactions import StakeBody, UnstakeBody, WithdrawBody
+from protocol.types import Amount, Height
+
+
+def process_stake(
+    state: LedgerState, ctx: TxContext, body: StakeBody, params: Params
+) -> list[Event]:
+    """Move ``amount`` from the balance to free stake."""
+    decrease_balance(state, ctx.sender, body.amount)  # raises InsufficientBalanceError
+    account = state.get_account(ctx.sender)
+    state.set_account(ctx.sender, replace(account, bonded=Amount(account.bonded + body.amount)))
+    return [make_event("staked", address=ctx.sender, amount=body.amount)]
+
+
+def process_unstake(
+    state: LedgerState, ctx: TxContext, body: UnstakeBody, params: Params
+) -> list[Event]:
+    """Start unbonding ``amount`` of free stake; withdrawable after ``unbonding_delay``."""
+    account = state.get_account(ctx.sender)
+    # Only free stake can leave; locked stake backs an assigned job.
+    if account.bonded < body.amount:
+        raise InsufficientStakeError(ctx.sender, body.amount, account.bonded)
+    # The unbonding queue is bounded, so an account record stays small.
+    if len(account.unbonding) >= params.max_unbonding_entries:
+        raise TooManyUnbondingEntriesError(ctx.sender, params.max_unbonding_entries)
+
+    release = Height(ctx.height + params.unbonding_delay)
+    entry = UnbondingEntry(body.amount, release)
+    state.set_account(
+        ctx.sender,
+        replace(
+            account,
+            bonded=Amount(account.bonded - body.amount),
+            unbonding=(*account.unbonding, entry),
+        ),
+    )
+    return [make_event("unstaked", address=ctx.sender, amount=body.amount, release_height=release)]
+
+
+def process_withdraw(
+    state: LedgerState, ctx: TxContext, body: WithdrawBody, params: Params
+) -> list[Event]:
+    """Move every matured unbonding entry to the balance."""
+    account = state.get_account(ctx.sender)
+    matured = [e for e in account.unbonding if e.release_height <= ctx.height]
+    pending = tuple(e for e in account.unbonding if e.release_height > ctx.height)
+    # Something must have matured.
+    if not matured:
+        next_release = min((e.release_height for e in pending), default=None)
+        raise NothingToWithdrawError(ctx.sender, next_release)
+
+    amount = sum(e.amount for e in matured)
+    state.set_account(
+        ctx.sender,
+        replace(account, balance=Amount(account.balance + amount), unbonding=pending),
+    )
+    return [make_event("withdrawn", address=ctx.sender, amount=amount)]

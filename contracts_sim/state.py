@@ -1,0 +1,290 @@
+"""The ledger state: tables of frozen records, with an undo journal.
+
+Tables (key → record)::
+
+    accounts      Address (0x + 40 hex)   → Account      (absent = the empty Account)
+    jobs          job id (64 hex)         → Job
+    disputes      dispute id (64 hex)     → Dispute
+    block_hashes  height (int)            → Hash32       (hash of block ``height``; EIP-2935)
+    supply        "total"                 → Supply       (genesis, minted, burned)
+
+House rules
+    * Every write goes through ``put`` / ``delete``. Inside ``begin()`` … ``commit()`` /
+      ``rollback()`` each write records the previous value, so ``rollback`` restores the state
+      exactly (journals nest, as in execution-specs' ``begin_transaction``).
+    * Every write marks ``(table, key)`` dirty until ``clear_dirty()``; a persistence layer
+      writes back exactly ``dirty_keys()`` after a block. A rolled-back write is not dirty.
+    * Records are immutable, so ``copy()`` only copies the tables' dicts.
+    * ``state_root()`` = SHA-256 of the canonical JSON of ``to_json()``: deterministic, and
+      independent of insertion order. An account equal to ``Account()`` is never stored, so
+      touching an account without changing it does not change the root.
+
+Typed accessors (``get_account``, ``get_job`` …) and the money mutators at the bottom of the
+module (``increase_balance``, ``decrease_balance``, ``mint``, ``burn``) are what the rules use.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import replace
+from typing import Any, Final
+
+from contracts_sim.codec import from_json_value, to_json_value
+from contracts_sim.exceptions import (
+    CorruptStateError,
+    DisputeNotFoundError,
+    InsufficientBalanceError,
+    JobNotFoundError,
+)
+from contracts_sim.records import Account, Dispute, Job, Supply
+from protocol.hashing import hash_json
+from protocol.types import Address, Amount, Hash32, Height
+
+Key = str | int
+
+ACCOUNTS: Final = "accounts"
+JOBS: Final = "jobs"
+DISPUTES: Final = "disputes"
+BLOCK_HASHES: Final = "block_hashes"
+SUPPLY: Final = "supply"
+SUPPLY_KEY: Final = "total"
+
+TABLES: Final[dict[str, tuple[type, Any]]] = {
+    # table: (key type, record type)
+    ACCOUNTS: (str, Account),
+    JOBS: (str, Job),
+    DISPUTES: (str, Dispute),
+    BLOCK_HASHES: (int, Hash32),
+    SUPPLY: (str, Supply),
+}
+
+_MISSING: Final = object()
+
+JournalEntry = tuple[str, Key, Any]
+
+
+def _record_type(table: str) -> type:
+    record_type = TABLES[table][1]
+    return getattr(record_type, "__supertype__", record_type)  # type: ignore[no-any-return]
+
+
+class LedgerState:
+    """All ledger data. See the module docstring for the tables and the journal."""
+
+    def __init__(self) -> None:
+        self._tables: dict[str, dict[Key, Any]] = {name: {} for name in TABLES}
+        self._journals: list[list[JournalEntry]] = []
+        self._dirty_snapshots: list[set[tuple[str, Key]]] = []
+        self._dirty: set[tuple[str, Key]] = set()
+
+    # --- raw table access ---------------------------------------------------------------
+
+    def get(self, table: str, key: Key) -> Any | None:
+        return self._tables[table].get(key)
+
+    def put(self, table: str, key: Key, record: Any) -> None:
+        """Write ``record`` at ``key`` (journaled, marked dirty)."""
+        key_type, _ = TABLES[table]
+        if not isinstance(key, key_type) or isinstance(key, bool):
+            raise TypeError(f"{table} keys are {key_type.__name__}, got {key!r}")
+        if not isinstance(record, _record_type(table)):
+            raise TypeError(f"{table} holds {_record_type(table).__name__}, got {record!r}")
+        self._write(table, key, record)
+
+    def delete(self, table: str, key: Key) -> None:
+        if key in self._tables[table]:
+            self._write(table, key, _MISSING)
+
+    def _write(self, table: str, key: Key, record: Any) -> None:
+        rows = self._tables[table]
+        if self._journals:
+            self._journals[-1].append((table, key, rows.get(key, _MISSING)))
+        if record is _MISSING:
+            del rows[key]
+        else:
+            rows[key] = record
+        self._dirty.add((table, key))
+
+    def keys(self, table: str) -> list[Key]:
+        return sorted(self._tables[table])
+
+    def items(self, table: str) -> Iterator[tuple[Key, Any]]:
+        rows = self._tables[table]
+        for key in sorted(rows):
+            yield key, rows[key]
+
+    def count(self, table: str) -> int:
+        return len(self._tables[table])
+
+    # --- journal ------------------------------------------------------------------------
+
+    def begin(self) -> None:
+        """Start an all-or-nothing unit of writes (nests)."""
+        self._journals.append([])
+        self._dirty_snapshots.append(set(self._dirty))
+
+    def commit(self) -> None:
+        """Keep the writes since the matching ``begin``."""
+        entries = self._journals.pop()
+        self._dirty_snapshots.pop()
+        if self._journals:  # an outer unit can still undo them
+            self._journals[-1].extend(entries)
+
+    def rollback(self) -> None:
+        """Undo every write since the matching ``begin``."""
+        entries = self._journals.pop()
+        for table, key, old in reversed(entries):
+            rows = self._tables[table]
+            if old is _MISSING:
+                rows.pop(key, None)
+            else:
+                rows[key] = old
+        self._dirty = self._dirty_snapshots.pop()
+
+    @property
+    def in_transaction(self) -> bool:
+        return bool(self._journals)
+
+    def dirty_keys(self) -> set[tuple[str, Key]]:
+        """``(table, key)`` pairs written since the last ``clear_dirty`` (deleted ones too)."""
+        return set(self._dirty)
+
+    def clear_dirty(self) -> None:
+        self._dirty.clear()
+
+    # --- snapshots ----------------------------------------------------------------------
+
+    def to_json(self) -> dict[str, dict[str, Any]]:
+        """The whole state as JSON (integer keys become decimal strings)."""
+        return {
+            table: {str(key): to_json_value(rows[key]) for key in sorted(rows)}
+            for table, rows in self._tables.items()
+        }
+
+    @classmethod
+    def from_json(cls, data: Any) -> LedgerState:
+        """Inverse of ``to_json``; raises CorruptStateError on anything malformed."""
+        if not isinstance(data, dict) or set(data) != set(TABLES):
+            raise CorruptStateError(f"a state snapshot has exactly the tables {sorted(TABLES)}")
+        state = cls()
+        for table, (key_type, record_type) in TABLES.items():
+            rows = data[table]
+            if not isinstance(rows, dict):
+                raise CorruptStateError(f"{table}: must be an object")
+            for raw_key, raw in rows.items():
+                key: Key = raw_key
+                if key_type is int:
+                    if not raw_key.isdigit():
+                        raise CorruptStateError(f"{table}: key {raw_key!r} is not a height")
+                    key = int(raw_key)
+                state._tables[table][key] = from_json_value(record_type, raw, f"{table}.{key}")
+        return state
+
+    def record_to_json(self, table: str, key: Key) -> Any | None:
+        """One row as JSON (``None`` if absent): what a persistence layer stores per key."""
+        record = self.get(table, key)
+        return None if record is None else to_json_value(record)
+
+    def copy(self) -> LedgerState:
+        """An independent state with the same contents (no journal, nothing dirty)."""
+        other = LedgerState()
+        other._tables = {name: dict(rows) for name, rows in self._tables.items()}
+        return other
+
+    def state_root(self) -> Hash32:
+        return hash_json(self.to_json())
+
+    # --- typed accessors ----------------------------------------------------------------
+
+    def get_account(self, address: Address) -> Account:
+        """The account at ``address`` (the empty account if it was never written)."""
+        record = self._tables[ACCOUNTS].get(address)
+        return Account() if record is None else record  # type: ignore[no-any-return]
+
+    def set_account(self, address: Address, account: Account) -> None:
+        if account == Account():
+            self.delete(ACCOUNTS, address)
+        else:
+            self.put(ACCOUNTS, address, account)
+
+    def accounts(self) -> Iterator[tuple[Address, Account]]:
+        for key, record in self.items(ACCOUNTS):
+            yield Address(str(key)), record
+
+    def has_job(self, job_id: str) -> bool:
+        return job_id in self._tables[JOBS]
+
+    def get_job(self, job_id: str) -> Job:
+        record = self._tables[JOBS].get(job_id)
+        if record is None:
+            raise JobNotFoundError(job_id)
+        return record  # type: ignore[no-any-return]
+
+    def set_job(self, job: Job) -> None:
+        self.put(JOBS, job.job_id, job)
+
+    def jobs(self) -> Iterator[Job]:
+        for _, record in self.items(JOBS):
+            yield record
+
+    def get_dispute(self, dispute_id: str) -> Dispute:
+        record = self._tables[DISPUTES].get(dispute_id)
+        if record is None:
+            raise DisputeNotFoundError(dispute_id)
+        return record  # type: ignore[no-any-return]
+
+    def set_dispute(self, dispute: Dispute) -> None:
+        self.put(DISPUTES, dispute.dispute_id, dispute)
+
+    def disputes(self) -> Iterator[Dispute]:
+        for _, record in self.items(DISPUTES):
+            yield record
+
+    def get_supply(self) -> Supply:
+        record = self._tables[SUPPLY].get(SUPPLY_KEY)
+        return Supply() if record is None else record  # type: ignore[no-any-return]
+
+    def set_supply(self, supply: Supply) -> None:
+        self.put(SUPPLY, SUPPLY_KEY, supply)
+
+    def get_block_hash(self, height: Height) -> Hash32 | None:
+        """The hash of block ``height``, once a later block has begun (``None`` before)."""
+        return self._tables[BLOCK_HASHES].get(height)  # type: ignore[no-any-return]
+
+    def set_block_hash(self, height: Height, block_hash: Hash32) -> None:
+        self.put(BLOCK_HASHES, height, block_hash)
+
+
+# --- money mutators (each names one change) -----------------------------------------------
+
+
+def increase_balance(state: LedgerState, address: Address, amount: int) -> None:
+    if amount < 0:
+        raise ValueError(f"increase_balance by a negative amount {amount}")
+    account = state.get_account(address)
+    state.set_account(address, replace(account, balance=Amount(account.balance + amount)))
+
+
+def decrease_balance(state: LedgerState, address: Address, amount: int) -> None:
+    """Take ``amount`` from the balance; raise InsufficientBalanceError if it is not there."""
+    if amount < 0:
+        raise ValueError(f"decrease_balance by a negative amount {amount}")
+    account = state.get_account(address)
+    if account.balance < amount:
+        raise InsufficientBalanceError(address, amount, account.balance)
+    state.set_account(address, replace(account, balance=Amount(account.balance - amount)))
+
+
+def mint(state: LedgerState, address: Address, amount: int) -> None:
+    """Create ``amount`` new tokens in ``address``'s balance (counted in Supply.minted)."""
+    increase_balance(state, address, amount)
+    supply = state.get_supply()
+    state.set_supply(replace(supply, minted=Amount(supply.minted + amount)))
+
+
+def burn(state: LedgerState, amount: int) -> None:
+    """Record ``amount`` tokens, already removed from wherever they were held, as burned."""
+    if amount < 0:
+        raise ValueError(f"burn a negative amount {amount}")
+    supply = state.get_supply()
+    state.set_supply(replace(supply, burned=Amount(supply.burned + amount)))

@@ -1,0 +1,627 @@
+"""Transactions: the signed envelope and one typed body per kind.
+
+Envelope (JSON, as sent to a node)::
+
+    {"chain_id": str, "sender": "0x…40 hex", "public_key": 64 hex, "nonce": int,
+     "kind": str, "body": {...}, "signature": 128 hex}
+
+* ``signing_bytes`` = ``b"proofnet/tx/v1\\x00" + canonical_json(envelope without signature)``.
+  The chain id is inside, so a transaction signed for one chain is invalid on every other.
+* ``tx_hash`` = SHA-256 of the canonical JSON of the whole envelope (signature included).
+* ``Transaction.from_json`` checks only the envelope's shape (``MalformedTransactionError``);
+  ``parse_body(kind, body)`` turns a body into its typed ``*Body`` dataclass or raises
+  ``UnknownTransactionKindError`` / ``MalformedBodyError(field, reason)``. Signature, chain id
+  and nonce are checked against the state by ``fork.apply_transaction``.
+
+Body conventions: integers are JSON integers (never booleans, never floats) and non-negative;
+amounts are below 2**63; hashes are 32 bytes as 64 hex digits (``0x`` optional, any case); ids
+(``job_id``, ``dispute_id``) are 64 hex digits and normalised to lowercase; blobs are hex;
+Merkle proofs use ``protocol.merkle``'s JSON form; optional fields may be absent or null;
+unknown fields are rejected. ``TX_KINDS`` maps every kind to its body class.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from typing import Any, ClassVar, Final
+
+from contracts_sim.crypto import PUBLIC_KEY_SIZE, SIGNATURE_SIZE, PrivateKey, is_address
+from contracts_sim.exceptions import (
+    InvalidSpecError,
+    MalformedBodyError,
+    MalformedTransactionError,
+    UnknownTransactionKindError,
+)
+from protocol.errors import ProofNetError, SpecError
+from protocol.hashing import canonical_json, sha256
+from protocol.merkle import ConsistencyProof, InclusionProof
+from protocol.spec import JobSpec, parse_spec
+from protocol.types import HASH_SIZE, Address, Amount, Hash32
+
+TX_DOMAIN: Final = b"proofnet/tx/v1\x00"
+MAX_AMOUNT: Final = 2**63 - 1
+MAX_CHAIN_ID_LENGTH: Final = 64
+MAX_KIND_LENGTH: Final = 64
+_LOWER_HEX = re.compile(r"[0-9a-f]*")
+_ENVELOPE_KEYS: Final = {"chain_id", "sender", "public_key", "nonce", "kind", "body", "signature"}
+
+
+# --- the envelope ---------------------------------------------------------------------------
+
+
+def _normalise_body(body: Any) -> dict[str, Any]:
+    """A private, JSON-normal copy of ``body`` (lists not tuples; rejects NaN and non-JSON)."""
+    if not isinstance(body, Mapping):
+        raise MalformedTransactionError("body must be a JSON object")
+    try:
+        normal = json.loads(canonical_json(dict(body)))
+    except (TypeError, ValueError) as exc:
+        raise MalformedTransactionError(f"body is not canonical JSON: {exc}") from exc
+    assert isinstance(normal, dict)
+    return normal
+
+
+def _strict_hex(value: Any, size: int, what: str) -> bytes:
+    if not isinstance(value, str) or len(value) != 2 * size or not _LOWER_HEX.fullmatch(value):
+        raise MalformedTransactionError(f"{what} must be {2 * size} lowercase hex digits")
+    return bytes.fromhex(value)
+
+
+@dataclass(frozen=True)
+class Transaction:
+    chain_id: str
+    sender: Address
+    public_key: bytes
+    nonce: int
+    kind: str
+    body: dict[str, Any]
+    signature: bytes
+
+    def unsigned_json(self) -> dict[str, Any]:
+        return {
+            "chain_id": self.chain_id,
+            "sender": self.sender,
+            "public_key": self.public_key.hex(),
+            "nonce": self.nonce,
+            "kind": self.kind,
+            "body": self.body,
+        }
+
+    def signing_bytes(self) -> bytes:
+        return signing_bytes(self.unsigned_json())
+
+    def to_json(self) -> dict[str, Any]:
+        return {**self.unsigned_json(), "signature": self.signature.hex()}
+
+    @property
+    def tx_hash(self) -> Hash32:
+        return sha256(canonical_json(self.to_json()))
+
+    @classmethod
+    def from_json(cls, data: Any) -> Transaction:
+        """Parse an envelope; raise MalformedTransactionError on any malformed input."""
+        if not isinstance(data, Mapping):
+            raise MalformedTransactionError("a transaction must be a JSON object")
+        if set(data) != _ENVELOPE_KEYS:
+            raise MalformedTransactionError(f"needs exactly the keys {sorted(_ENVELOPE_KEYS)}")
+        chain_id, sender, nonce, kind = (
+            data["chain_id"],
+            data["sender"],
+            data["nonce"],
+            data["kind"],
+        )
+        if not isinstance(chain_id, str) or not 0 < len(chain_id) <= MAX_CHAIN_ID_LENGTH:
+            raise MalformedTransactionError("chain_id must be a non-empty string (<= 64 chars)")
+        if not is_address(sender):
+            raise MalformedTransactionError("sender must be 0x and 40 lowercase hex digits")
+        if isinstance(nonce, bool) or not isinstance(nonce, int) or not 0 <= nonce <= MAX_AMOUNT:
+            raise MalformedTransactionError("nonce must be a non-negative integer")
+        if not isinstance(kind, str) or not 0 < len(kind) <= MAX_KIND_LENGTH:
+            raise MalformedTransactionError("kind must be a non-empty string (<= 64 chars)")
+        return cls(
+            chain_id=chain_id,
+            sender=Address(sender),
+            public_key=_strict_hex(data["public_key"], PUBLIC_KEY_SIZE, "public_key"),
+            nonce=nonce,
+            kind=kind,
+            body=_normalise_body(data["body"]),
+            signature=_strict_hex(data["signature"], SIGNATURE_SIZE, "signature"),
+        )
+
+
+def signing_bytes(unsigned: Mapping[str, Any]) -> bytes:
+    """The bytes a sender signs: domain tag + canonical JSON of the unsigned envelope."""
+    return TX_DOMAIN + canonical_json(dict(unsigned))
+
+
+def sign_transaction(
+    key: PrivateKey, chain_id: str, nonce: int, kind: str, body: Mapping[str, Any]
+) -> Transaction:
+    """Build and sign a transaction from ``key``'s account."""
+    unsigned = Transaction(
+        chain_id=chain_id,
+        sender=key.address,
+        public_key=key.public_key,
+        nonce=nonce,
+        kind=kind,
+        body=_normalise_body(body),
+        signature=b"",
+    )
+    signature = key.sign(unsigned.signing_bytes())
+    return replace(unsigned, signature=signature)
+
+
+# --- body field readers ---------------------------------------------------------------------
+
+
+class BodyReader:
+    """Reads typed fields out of a body; ``finish()`` rejects fields nobody asked for."""
+
+    def __init__(self, body: Mapping[str, Any]) -> None:
+        self._body = body
+        self._seen: set[str] = set()
+
+    def _raw(self, name: str, optional: bool) -> Any:
+        self._seen.add(name)
+        value = self._body.get(name)
+        if value is None and not optional:
+            raise MalformedBodyError(name, "is required")
+        return value
+
+    def present(self, name: str) -> bool:
+        """Whether ``name`` is given (not absent, not null)."""
+        return self._body.get(name) is not None
+
+    def absent(self, name: str) -> None:
+        """Accept ``name`` only absent or null."""
+        if self._raw(name, optional=True) is not None:
+            raise MalformedBodyError(name, "must be absent or null here")
+
+    def integer(self, name: str, *, lo: int = 0, hi: int = MAX_AMOUNT) -> int:
+        value = self._raw(name, optional=False)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise MalformedBodyError(name, f"must be an integer, got {value!r}")
+        if not lo <= value <= hi:
+            raise MalformedBodyError(name, f"must be between {lo} and {hi}, got {value}")
+        return value
+
+    def amount(self, name: str, *, positive: bool = False) -> Amount:
+        return Amount(self.integer(name, lo=1 if positive else 0))
+
+    def hash32(self, name: str) -> Hash32:
+        value = self._raw(name, optional=False)
+        return Hash32(self._hex(name, value, HASH_SIZE))
+
+    def optional_hash32(self, name: str) -> Hash32 | None:
+        if not self.present(name):
+            self.absent(name)
+            return None
+        return self.hash32(name)
+
+    def identifier(self, name: str) -> str:
+        """A job or dispute id: 64 hex digits, returned lowercase without ``0x``."""
+        return self.hash32(name).hex()
+
+    def blob(self, name: str, max_bytes: int) -> bytes:
+        value = self._raw(name, optional=False)
+        data = self._hex(name, value, None)
+        if len(data) > max_bytes:
+            raise MalformedBodyError(name, f"is {len(data)} bytes; at most {max_bytes} allowed")
+        return data
+
+    def address(self, name: str) -> Address:
+        value = self._raw(name, optional=False)
+        if not is_address(value):
+            raise MalformedBodyError(name, "must be 0x and 40 lowercase hex digits")
+        return Address(value)
+
+    def flag(self, name: str) -> bool:
+        value = self._raw(name, optional=False)
+        if not isinstance(value, bool):
+            raise MalformedBodyError(name, f"must be true or false, got {value!r}")
+        return value
+
+    def choice(self, name: str, options: tuple[str, ...]) -> str:
+        value = self._raw(name, optional=False)
+        if value not in options:
+            raise MalformedBodyError(name, f"must be one of {list(options)}, got {value!r}")
+        return str(value)
+
+    def spec(self, name: str) -> JobSpec:
+        value = self._raw(name, optional=False)
+        try:
+            return parse_spec(value)
+        except SpecError as exc:
+            raise InvalidSpecError(f"{name}.{exc.field}", exc.reason) from exc
+
+    def inclusion_proof(self, name: str) -> InclusionProof | None:
+        value = self._raw(name, optional=True)
+        if value is None:
+            return None
+        try:
+            return InclusionProof.from_json(value)
+        except ProofNetError as exc:
+            raise MalformedBodyError(name, exc.message) from exc
+
+    def consistency_proof(self, name: str) -> ConsistencyProof | None:
+        value = self._raw(name, optional=True)
+        if value is None:
+            return None
+        try:
+            return ConsistencyProof.from_json(value)
+        except ProofNetError as exc:
+            raise MalformedBodyError(name, exc.message) from exc
+
+    def finish(self) -> None:
+        unknown = sorted(set(self._body) - self._seen)
+        if unknown:
+            raise MalformedBodyError(unknown[0], "unknown field")
+
+    @staticmethod
+    def _hex(name: str, value: Any, size: int | None) -> bytes:
+        if not isinstance(value, str):
+            raise MalformedBodyError(name, "must be a hex string")
+        raw = value[2:] if value.startswith("0x") else value
+        if len(raw) % 2 or not _LOWER_HEX.fullmatch(raw.lower()):
+            raise MalformedBodyError(name, "must be a hex string")
+        data = bytes.fromhex(raw)
+        if size is not None and len(data) != size:
+            raise MalformedBodyError(name, f"must be {size} bytes ({2 * size} hex digits)")
+        return data
+
+
+# --- bodies, one per kind -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FaucetBody:
+    kind: ClassVar[str] = "faucet"
+    amount: Amount
+
+    @classmethod
+    def read(cls, r: BodyReader) -> FaucetBody:
+        return cls(r.amount("amount", positive=True))
+
+
+@dataclass(frozen=True)
+class TransferBody:
+    kind: ClassVar[str] = "transfer"
+    to: Address
+    amount: Amount
+
+    @classmethod
+    def read(cls, r: BodyReader) -> TransferBody:
+        return cls(r.address("to"), r.amount("amount", positive=True))
+
+
+@dataclass(frozen=True)
+class StakeBody:
+    kind: ClassVar[str] = "stake"
+    amount: Amount
+
+    @classmethod
+    def read(cls, r: BodyReader) -> StakeBody:
+        return cls(r.amount("amount", positive=True))
+
+
+@dataclass(frozen=True)
+class UnstakeBody:
+    kind: ClassVar[str] = "unstake"
+    amount: Amount
+
+    @classmethod
+    def read(cls, r: BodyReader) -> UnstakeBody:
+        return cls(r.amount("amount", positive=True))
+
+
+@dataclass(frozen=True)
+class WithdrawBody:
+    kind: ClassVar[str] = "withdraw"
+
+    @classmethod
+    def read(cls, r: BodyReader) -> WithdrawBody:
+        return cls()
+
+
+@dataclass(frozen=True)
+class PostJobBody:
+    kind: ClassVar[str] = "post_job"
+    spec: JobSpec
+    payment: Amount
+    verification_fee: Amount
+    min_stake: Amount
+    sample_count: int
+    bid_blocks: int
+    train_blocks: int
+
+    @classmethod
+    def read(cls, r: BodyReader) -> PostJobBody:
+        return cls(
+            spec=r.spec("spec"),
+            payment=r.amount("payment"),
+            verification_fee=r.amount("verification_fee"),
+            min_stake=r.amount("min_stake"),
+            sample_count=r.integer("sample_count", lo=1),
+            bid_blocks=r.integer("bid_blocks", lo=1),
+            train_blocks=r.integer("train_blocks", lo=1),
+        )
+
+
+@dataclass(frozen=True)
+class BidBody:
+    kind: ClassVar[str] = "bid"
+    job_id: str
+    price: Amount
+    capacity: int
+
+    @classmethod
+    def read(cls, r: BodyReader) -> BidBody:
+        return cls(r.identifier("job_id"), r.amount("price"), r.integer("capacity", lo=1))
+
+
+@dataclass(frozen=True)
+class CloseBiddingBody:
+    kind: ClassVar[str] = "close_bidding"
+    job_id: str
+
+    @classmethod
+    def read(cls, r: BodyReader) -> CloseBiddingBody:
+        return cls(r.identifier("job_id"))
+
+
+@dataclass(frozen=True)
+class CancelJobBody:
+    kind: ClassVar[str] = "cancel_job"
+    job_id: str
+
+    @classmethod
+    def read(cls, r: BodyReader) -> CancelJobBody:
+        return cls(r.identifier("job_id"))
+
+
+@dataclass(frozen=True)
+class CommitProgressBody:
+    kind: ClassVar[str] = "commit_progress"
+    job_id: str
+    size: int
+    root: Hash32
+    consistency_proof: ConsistencyProof | None
+
+    @classmethod
+    def read(cls, r: BodyReader) -> CommitProgressBody:
+        return cls(
+            r.identifier("job_id"),
+            r.integer("size", lo=1),
+            r.hash32("root"),
+            r.consistency_proof("consistency_proof"),
+        )
+
+
+@dataclass(frozen=True)
+class CommitFinalBody:
+    kind: ClassVar[str] = "commit_final"
+    job_id: str
+    root: Hash32
+    leaves: int
+    final_state_hash: Hash32
+    consistency_proof: ConsistencyProof | None
+    final_proof: InclusionProof | None
+
+    @classmethod
+    def read(cls, r: BodyReader) -> CommitFinalBody:
+        return cls(
+            r.identifier("job_id"),
+            r.hash32("root"),
+            r.integer("leaves", lo=1),
+            r.hash32("final_state_hash"),
+            r.consistency_proof("consistency_proof"),
+            r.inclusion_proof("final_proof"),
+        )
+
+
+@dataclass(frozen=True)
+class AttestBody:
+    kind: ClassVar[str] = "attest"
+    job_id: str
+
+    @classmethod
+    def read(cls, r: BodyReader) -> AttestBody:
+        return cls(r.identifier("job_id"))
+
+
+@dataclass(frozen=True)
+class SegmentEvidence:
+    """The challenge fast path: leaf ``segment`` agreed, leaf ``segment + 1`` disputed."""
+
+    segment: int
+    pre_entry: Hash32
+    post_entry: Hash32
+    pre_proof: InclusionProof
+    post_proof: InclusionProof
+
+
+@dataclass(frozen=True)
+class ChallengeBody:
+    kind: ClassVar[str] = "challenge"
+    job_id: str
+    evidence: SegmentEvidence | None
+
+    FAST_PATH_FIELDS: ClassVar[tuple[str, ...]] = (
+        "segment",
+        "pre_entry",
+        "post_entry",
+        "pre_proof",
+        "post_proof",
+    )
+
+    @classmethod
+    def read(cls, r: BodyReader) -> ChallengeBody:
+        job_id = r.identifier("job_id")
+        given = [name for name in cls.FAST_PATH_FIELDS if r.present(name)]
+        if not given:
+            for name in cls.FAST_PATH_FIELDS:
+                r.absent(name)  # the plain challenge: starts the Merkle descent
+            return cls(job_id, None)
+        missing = [name for name in cls.FAST_PATH_FIELDS if name not in given]
+        if missing:
+            raise MalformedBodyError(missing[0], "is required when any fast-path field is given")
+        pre_proof = r.inclusion_proof("pre_proof")
+        post_proof = r.inclusion_proof("post_proof")
+        assert pre_proof is not None and post_proof is not None
+        evidence = SegmentEvidence(
+            segment=r.integer("segment"),
+            pre_entry=r.hash32("pre_entry"),
+            post_entry=r.hash32("post_entry"),
+            pre_proof=pre_proof,
+            post_proof=post_proof,
+        )
+        return cls(job_id, evidence)
+
+
+@dataclass(frozen=True)
+class RevealChildrenBody:
+    kind: ClassVar[str] = "reveal_children"
+    dispute_id: str
+    left: Hash32
+    right: Hash32
+
+    @classmethod
+    def read(cls, r: BodyReader) -> RevealChildrenBody:
+        return cls(r.identifier("dispute_id"), r.hash32("left"), r.hash32("right"))
+
+
+@dataclass(frozen=True)
+class ChooseChildBody:
+    kind: ClassVar[str] = "choose_child"
+    dispute_id: str
+    side: str  # "left" or "right"
+
+    @classmethod
+    def read(cls, r: BodyReader) -> ChooseChildBody:
+        return cls(r.identifier("dispute_id"), r.choice("side", ("left", "right")))
+
+
+@dataclass(frozen=True)
+class RevealLeafBody:
+    kind: ClassVar[str] = "reveal_leaf"
+    dispute_id: str
+    entry: Hash32
+    pre_entry: Hash32 | None
+    pre_proof: InclusionProof | None
+
+    @classmethod
+    def read(cls, r: BodyReader) -> RevealLeafBody:
+        return cls(
+            r.identifier("dispute_id"),
+            r.hash32("entry"),
+            r.optional_hash32("pre_entry"),
+            r.inclusion_proof("pre_proof"),
+        )
+
+
+@dataclass(frozen=True)
+class PostMidpointBody:
+    kind: ClassVar[str] = "post_midpoint"
+    dispute_id: str
+    state_hash: Hash32
+
+    @classmethod
+    def read(cls, r: BodyReader) -> PostMidpointBody:
+        return cls(r.identifier("dispute_id"), r.hash32("state_hash"))
+
+
+@dataclass(frozen=True)
+class RespondMidpointBody:
+    kind: ClassVar[str] = "respond_midpoint"
+    dispute_id: str
+    agree: bool
+
+    @classmethod
+    def read(cls, r: BodyReader) -> RespondMidpointBody:
+        return cls(r.identifier("dispute_id"), r.flag("agree"))
+
+
+@dataclass(frozen=True)
+class PostPrestateBody:
+    kind: ClassVar[str] = "post_prestate"
+    dispute_id: str
+    blob: bytes
+
+    MAX_BLOB_BYTES: ClassVar[int] = 1 << 30  # the chain's own limit is Params.max_blob_bytes
+
+    @classmethod
+    def read(cls, r: BodyReader) -> PostPrestateBody:
+        return cls(r.identifier("dispute_id"), r.blob("blob", cls.MAX_BLOB_BYTES))
+
+
+@dataclass(frozen=True)
+class ClaimTimeoutBody:
+    """Exactly one of ``job_id`` (missed training deadline) or ``dispute_id`` (missed move)."""
+
+    kind: ClassVar[str] = "claim_timeout"
+    job_id: str | None
+    dispute_id: str | None
+
+    @classmethod
+    def read(cls, r: BodyReader) -> ClaimTimeoutBody:
+        has_job, has_dispute = r.present("job_id"), r.present("dispute_id")
+        if has_job == has_dispute:
+            raise MalformedBodyError("job_id", "give exactly one of job_id or dispute_id")
+        if has_job:
+            r.absent("dispute_id")
+            return cls(r.identifier("job_id"), None)
+        r.absent("job_id")
+        return cls(None, r.identifier("dispute_id"))
+
+
+@dataclass(frozen=True)
+class SettleBody:
+    kind: ClassVar[str] = "settle"
+    job_id: str
+
+    @classmethod
+    def read(cls, r: BodyReader) -> SettleBody:
+        return cls(r.identifier("job_id"))
+
+
+TX_KINDS: Final[dict[str, type[Any]]] = {
+    cls.kind: cls
+    for cls in (
+        FaucetBody,
+        TransferBody,
+        StakeBody,
+        UnstakeBody,
+        WithdrawBody,
+        PostJobBody,
+        BidBody,
+        CloseBiddingBody,
+        CancelJobBody,
+        CommitProgressBody,
+        CommitFinalBody,
+        AttestBody,
+        ChallengeBody,
+        RevealChildrenBody,
+        ChooseChildBody,
+        RevealLeafBody,
+        PostMidpointBody,
+        RespondMidpointBody,
+        PostPrestateBody,
+        ClaimTimeoutBody,
+        SettleBody,
+    )
+}
+"""Every transaction kind and its body class."""
+
+
+def parse_body(kind: str, body: Mapping[str, Any]) -> Any:
+    """The typed body of a ``kind`` transaction; raises MalformedBodyError naming the field."""
+    body_type = TX_KINDS.get(kind)
+    if body_type is None:
+        raise UnknownTransactionKindError(kind)
+    reader = BodyReader(body)
+    parsed = body_type.read(reader)
+    reader.finish()
+    return parsed

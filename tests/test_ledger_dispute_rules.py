@@ -1,0 +1,366 @@
+"""The dispute rules one guard at a time: every illegal move is refused and changes nothing."""
+
+from __future__ import annotations
+
+import pytest
+
+from contracts_sim.dispute import MOVE_PHASE, TURN, bisection_midpoint
+from contracts_sim.exceptions import (
+    DeadlineNotReachedError,
+    DeadlinePassedError,
+    DisputeClosedError,
+    DisputeNotFoundError,
+    HashMismatchError,
+    InsufficientBalanceError,
+    InsufficientStakeError,
+    InvalidProofError,
+    MalformedBodyError,
+    NotAuthorizedError,
+    NotYourTurnError,
+    WrongJobStatusError,
+    WrongPhaseError,
+)
+from contracts_sim.params import TEST
+from contracts_sim.records import DisputeStatus, Party, Phase
+from contracts_sim.testing import LedgerHarness
+from protocol.merkle import NodeRef, children
+from tests.dispute_agents import Run, make_run, next_move, play
+from tests.ledger_helpers import committed_job, funded_harness, job, post_job
+
+# --- the midpoint ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "m"),
+    [(0, 2, 1), (0, 3, 1), (0, 4, 2), (4, 8, 6), (5, 8, 6), (6, 8, 7), (0, 1000, 500), (7, 9, 8)],
+)
+def test_bisection_midpoint(a: int, b: int, m: int) -> None:
+    assert bisection_midpoint(a, b) == m
+    assert a < m < b
+
+
+@pytest.mark.parametrize(("a", "b"), [(0, 1), (3, 4), (5, 5), (6, 4), (-1, 4), (True, 4), (0, 4.0)])
+def test_bisection_midpoint_error_rows(a: object, b: object) -> None:
+    with pytest.raises(ValueError):
+        bisection_midpoint(a, b)  # type: ignore[arg-type]
+
+
+def test_the_transition_table_is_complete() -> None:
+    assert set(TURN) == set(Phase)
+    assert set(MOVE_PHASE.values()) == set(Phase) - {Phase.RESOLVED}
+
+
+# --- fixtures -------------------------------------------------------------------------------
+
+CHEATER = 13
+
+
+@pytest.fixture
+def game() -> tuple[LedgerHarness, str, str, Run]:
+    """A job whose solver cheated at step 13, challenged by v1 (phase reveal_children)."""
+    h = funded_harness()
+    solver_run = make_run(cheat_step=CHEATER)
+    job_id, _ = committed_job(h, leaves=list(solver_run.leaves))
+    receipt = h.send("v1", "challenge", {"job_id": job_id})
+    return h, job_id, str(receipt.event("challenged").data["dispute_id"]), solver_run
+
+
+def _advance_to(h: LedgerHarness, dispute_id: str, phase: Phase, solver: Run) -> None:
+    honest = make_run()
+    names = {"solver": "solver", "challenger": "v1"}
+    while (d := h.state.get_dispute(dispute_id)).phase is not phase:
+        role, kind, body = next_move(d, solver, honest)
+        h.send(names[role], kind, body)
+
+
+def _children_body(h: LedgerHarness, dispute_id: str, solver: Run) -> dict[str, str]:
+    d = h.state.get_dispute(dispute_id)
+    left, right = children(NodeRef(d.node_lo, d.node_hi))  # type: ignore[arg-type]
+    return {
+        "dispute_id": dispute_id,
+        "left": solver.tree.node_hash(left).hex(),
+        "right": solver.tree.node_hash(right).hex(),
+    }
+
+
+# --- challenge ------------------------------------------------------------------------------
+
+
+def test_challenge_opens_descent_at_the_root(game: tuple[LedgerHarness, str, str, Run]) -> None:
+    h, job_id, dispute_id, solver_run = game
+    d = h.state.get_dispute(dispute_id)
+    assert (d.phase, d.turn, d.status) == (Phase.REVEAL_CHILDREN, Party.SOLVER, DisputeStatus.OPEN)
+    assert (d.node_lo, d.node_hi, d.node_hash) == (0, 9, solver_run.tree.root())
+    assert d.deadline == h.height + TEST.move_timeout and d.bond == TEST.challenge_bond
+    assert job(h, job_id).open_disputes == 1
+
+
+def test_challenge_without_bond_money() -> None:
+    h = funded_harness()
+    job_id, _ = committed_job(h)
+    h.send("v1", "transfer", {"to": h.address("outsider"), "amount": 900 - TEST.challenge_bond + 1})
+    h.expect_error("v1", "challenge", {"job_id": job_id}, InsufficientBalanceError)
+
+
+def test_challenge_without_stake() -> None:
+    h = funded_harness()
+    job_id, _ = committed_job(h)
+    h.expect_error("outsider", "challenge", {"job_id": job_id}, InsufficientStakeError)
+
+
+def test_challenge_own_job() -> None:
+    h = funded_harness()
+    job_id, _ = committed_job(h)
+    h.expect_error("solver", "challenge", {"job_id": job_id}, NotAuthorizedError)
+
+
+def test_challenge_after_window() -> None:
+    h = funded_harness()
+    job_id, _ = committed_job(h)
+    h.advance_to(job(h, job_id).challenge_deadline + 1)  # type: ignore[operator]
+    h.expect_error("v1", "challenge", {"job_id": job_id}, DeadlinePassedError)
+
+
+def test_challenge_before_final_commit() -> None:
+    h = funded_harness()
+    job_id = post_job(h)
+    h.expect_error("v1", "challenge", {"job_id": job_id}, WrongJobStatusError)
+
+
+def _fast_path(job_id: str, run: Run, seg: int, **overrides: object) -> dict[str, object]:
+    tree = run.tree
+    body: dict[str, object] = {
+        "job_id": job_id,
+        "segment": seg,
+        "pre_entry": run.leaves[seg].hex(),
+        "post_entry": run.leaves[seg + 1].hex(),
+        "pre_proof": tree.inclusion_proof(seg).to_json(),
+        "post_proof": tree.inclusion_proof(seg + 1).to_json(),
+    }
+    body.update(overrides)
+    return body
+
+
+def test_fast_path_with_wrong_evidence() -> None:
+    h = funded_harness()
+    solver_run = make_run(cheat_step=CHEATER)
+    job_id, _ = committed_job(h, leaves=list(solver_run.leaves))
+    honest = make_run()  # an entry the solver never committed, with the solver's own proof
+    body = _fast_path(job_id, solver_run, 3, post_entry=honest.leaves[4].hex())
+    err = h.expect_error("v1", "challenge", body, InvalidProofError)
+    assert err.what == "post_proof"  # type: ignore[attr-defined]
+    err = h.expect_error("v1", "challenge", _fast_path(job_id, honest, 4), InvalidProofError)
+    assert err.what == "pre_proof"  # type: ignore[attr-defined]
+    h.expect_error(
+        "v1", "challenge", _fast_path(job_id, solver_run, 3, segment=4), InvalidProofError
+    )
+
+
+def test_fast_path_segment_out_of_range() -> None:
+    h = funded_harness()
+    solver_run = make_run(cheat_step=CHEATER)
+    job_id, _ = committed_job(h, leaves=list(solver_run.leaves))
+    body = _fast_path(job_id, solver_run, 7, segment=8)
+    err = h.expect_error("v1", "challenge", body, MalformedBodyError)
+    assert err.field == "segment"  # type: ignore[attr-defined]
+
+
+def test_fast_path_fields_all_or_nothing() -> None:
+    h = funded_harness()
+    job_id, _ = committed_job(h)
+    err = h.expect_error("v1", "challenge", {"job_id": job_id, "segment": 2}, MalformedBodyError)
+    assert err.field == "pre_entry"  # type: ignore[attr-defined]
+
+
+# --- moves ----------------------------------------------------------------------------------
+
+
+def test_unknown_dispute(game: tuple[LedgerHarness, str, str, Run]) -> None:
+    h, _, _, _ = game
+    h.expect_error(
+        "solver",
+        "reveal_children",
+        {"dispute_id": "cd" * 32, "left": "00" * 32, "right": "00" * 32},
+        DisputeNotFoundError,
+    )
+
+
+def test_wrong_phase(game: tuple[LedgerHarness, str, str, Run]) -> None:
+    h, _, dispute_id, _ = game
+    err = h.expect_error(
+        "v1", "choose_child", {"dispute_id": dispute_id, "side": "left"}, WrongPhaseError
+    )
+    assert (err.phase, err.expected) == ("reveal_children", "choose_child")  # type: ignore[attr-defined]
+
+
+def test_not_your_turn(game: tuple[LedgerHarness, str, str, Run]) -> None:
+    h, _, dispute_id, solver_run = game
+    body = _children_body(h, dispute_id, solver_run)
+    err = h.expect_error("v1", "reveal_children", body, NotYourTurnError)
+    assert err.expected == "solver"  # type: ignore[attr-defined]
+    h.expect_error("outsider", "reveal_children", body, NotYourTurnError)
+
+
+def test_children_must_hash_to_the_node(game: tuple[LedgerHarness, str, str, Run]) -> None:
+    h, _, dispute_id, solver_run = game
+    body = _children_body(h, dispute_id, solver_run)
+    body["left"], body["right"] = body["right"], body["left"]
+    h.expect_error("solver", "reveal_children", body, HashMismatchError)
+
+
+def test_move_after_deadline(game: tuple[LedgerHarness, str, str, Run]) -> None:
+    h, _, dispute_id, solver_run = game
+    h.advance_to(h.state.get_dispute(dispute_id).deadline + 1)
+    h.expect_error(
+        "solver", "reveal_children", _children_body(h, dispute_id, solver_run), DeadlinePassedError
+    )
+
+
+def test_timeout_claimed_too_early(game: tuple[LedgerHarness, str, str, Run]) -> None:
+    h, _, dispute_id, _ = game
+    h.advance_to(h.state.get_dispute(dispute_id).deadline)
+    h.expect_error("outsider", "claim_timeout", {"dispute_id": dispute_id}, DeadlineNotReachedError)
+
+
+def test_moves_on_a_closed_dispute(game: tuple[LedgerHarness, str, str, Run]) -> None:
+    h, _, dispute_id, solver_run = game
+    play(h, dispute_id, solver_run, make_run())
+    err = h.expect_error(
+        "solver",
+        "reveal_children",
+        {"dispute_id": dispute_id, "left": "00" * 32, "right": "00" * 32},
+        DisputeClosedError,
+    )
+    assert err.status == "challenger_won"  # type: ignore[attr-defined]
+    h.advance(10)
+    h.expect_error("outsider", "claim_timeout", {"dispute_id": dispute_id}, DisputeClosedError)
+
+
+def test_descent_records_every_move(game: tuple[LedgerHarness, str, str, Run]) -> None:
+    h, _, dispute_id, solver_run = game
+    h.send("solver", "reveal_children", _children_body(h, dispute_id, solver_run))
+    d = h.state.get_dispute(dispute_id)
+    assert (d.phase, d.turn) == (Phase.CHOOSE_CHILD, Party.CHALLENGER)
+    assert d.left_hash is not None and d.right_hash is not None
+    h.send("v1", "choose_child", {"dispute_id": dispute_id, "side": "right"})
+    d = h.state.get_dispute(dispute_id)
+    assert (d.node_lo, d.node_hi) == (8, 9) and d.phase is Phase.REVEAL_LEAF
+    assert [m.kind for m in d.moves] == ["challenge", "reveal_children", "choose_child"]
+    assert all(m.height == h.height for m in d.moves)
+
+
+def test_leaf_entry_must_match(game: tuple[LedgerHarness, str, str, Run]) -> None:
+    h, _, dispute_id, solver_run = game
+    _advance_to(h, dispute_id, Phase.REVEAL_LEAF, solver_run)
+    leaf = h.state.get_dispute(dispute_id).leaf_index
+    assert leaf == CHEATER // 4 + 1
+    body = {
+        "dispute_id": dispute_id,
+        "entry": solver_run.leaves[leaf - 1].hex(),  # type: ignore[operator]
+        "pre_entry": solver_run.leaves[leaf - 1].hex(),  # type: ignore[operator]
+        "pre_proof": solver_run.tree.inclusion_proof(leaf - 1).to_json(),  # type: ignore[operator]
+    }
+    h.expect_error("solver", "reveal_leaf", body, HashMismatchError)
+
+
+def test_leaf_needs_the_agreed_predecessor(game: tuple[LedgerHarness, str, str, Run]) -> None:
+    h, _, dispute_id, solver_run = game
+    _advance_to(h, dispute_id, Phase.REVEAL_LEAF, solver_run)
+    leaf = h.state.get_dispute(dispute_id).leaf_index
+    assert leaf is not None
+    base = {"dispute_id": dispute_id, "entry": solver_run.leaves[leaf].hex()}
+    err = h.expect_error("solver", "reveal_leaf", base, MalformedBodyError)
+    assert err.field == "pre_entry"  # type: ignore[attr-defined]
+    wrong = {
+        **base,
+        "pre_entry": solver_run.leaves[leaf - 2].hex(),
+        "pre_proof": solver_run.tree.inclusion_proof(leaf - 1).to_json(),
+    }
+    h.expect_error("solver", "reveal_leaf", wrong, InvalidProofError)
+
+
+def test_prestate_blob_must_be_the_agreed_state(game: tuple[LedgerHarness, str, str, Run]) -> None:
+    h, _, dispute_id, solver_run = game
+    _advance_to(h, dispute_id, Phase.POST_PRESTATE, solver_run)
+    d = h.state.get_dispute(dispute_id)
+    assert (d.step_lo, d.step_hi) == (CHEATER, CHEATER + 1)
+    wrong_blob = solver_run.blobs[CHEATER + 1].hex()
+    h.expect_error(
+        "solver", "post_prestate", {"dispute_id": dispute_id, "blob": wrong_blob}, HashMismatchError
+    )
+    h.expect_error(
+        "outsider",
+        "post_prestate",
+        {"dispute_id": dispute_id, "blob": solver_run.blobs[CHEATER].hex()},
+        NotYourTurnError,
+    )
+
+
+def test_challenger_may_post_the_prestate(game: tuple[LedgerHarness, str, str, Run]) -> None:
+    h, _, dispute_id, solver_run = game
+    _advance_to(h, dispute_id, Phase.POST_PRESTATE, solver_run)
+    receipt = h.send(
+        "v1", "post_prestate", {"dispute_id": dispute_id, "blob": make_run().blobs[CHEATER].hex()}
+    )
+    resolved = receipt.event("dispute_resolved").data
+    assert resolved["loser_role"] == "solver" and resolved["located_step"] == CHEATER
+
+
+def test_prestate_blob_size_limit() -> None:
+    h = funded_harness(params=TEST.with_changes(max_blob_bytes=64))
+    solver_run = make_run(cheat_step=CHEATER)
+    job_id, _ = committed_job(h, leaves=list(solver_run.leaves))
+    dispute_id = str(
+        h.send("v1", "challenge", {"job_id": job_id}).event("challenged").data["dispute_id"]
+    )
+    _advance_to(h, dispute_id, Phase.POST_PRESTATE, solver_run)
+    err = h.expect_error(
+        "solver",
+        "post_prestate",
+        {"dispute_id": dispute_id, "blob": solver_run.blobs[CHEATER].hex()},
+        MalformedBodyError,
+    )
+    assert err.field == "blob"  # type: ignore[attr-defined]
+
+
+MOVE_BODIES = {
+    "reveal_children": {"left": "00" * 32, "right": "00" * 32},
+    "choose_child": {"side": "left"},
+    "reveal_leaf": {"entry": "00" * 32},
+    "post_midpoint": {"state_hash": "00" * 32},
+    "respond_midpoint": {"agree": True},
+    "post_prestate": {"blob": "00"},
+}
+
+
+@pytest.mark.parametrize("kind", [k for k in MOVE_BODIES if k != "reveal_children"])
+def test_every_move_is_refused_outside_its_phase(
+    game: tuple[LedgerHarness, str, str, Run], kind: str
+) -> None:
+    h, _, dispute_id, _ = game  # phase: reveal_children
+    for who in ("solver", "v1"):
+        err = h.expect_error(
+            who, kind, {"dispute_id": dispute_id, **MOVE_BODIES[kind]}, WrongPhaseError
+        )
+        assert err.expected == MOVE_PHASE[kind]  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    ("phase", "kind", "intruder"),
+    [
+        (Phase.CHOOSE_CHILD, "choose_child", "solver"),
+        (Phase.REVEAL_LEAF, "reveal_leaf", "v1"),
+        (Phase.POST_MIDPOINT, "post_midpoint", "v1"),
+        (Phase.RESPOND_MIDPOINT, "respond_midpoint", "solver"),
+        (Phase.RESPOND_MIDPOINT, "respond_midpoint", "outsider"),
+    ],
+)
+def test_every_move_is_refused_from_the_wrong_party(
+    game: tuple[LedgerHarness, str, str, Run], phase: Phase, kind: str, intruder: str
+) -> None:
+    h, _, dispute_id, solver_run = game
+    _advance_to(h, dispute_id, phase, solver_run)
+    err = h.expect_error(
+        intruder, kind, {"dispute_id": dispute_id, **MOVE_BODIES[kind]}, NotYourTurnError
+    )
+    assert err.expected == TURN[phase]  # type: ignore[attr-defined]

@@ -1,0 +1,618 @@
+"""Jobs: post, bid, close, cancel, commit, attest, settle, training timeout — each rule's errors."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+
+from contracts_sim.exceptions import (
+    AlreadyAttestedError,
+    AlreadyChallengedError,
+    BidAboveBudgetError,
+    BidCapacityTooLowError,
+    DeadlineNotReachedError,
+    DeadlinePassedError,
+    DisputesOpenError,
+    InsufficientBalanceError,
+    InsufficientStakeError,
+    InvalidProofError,
+    JobExistsError,
+    JobHasBidsError,
+    JobNotFoundError,
+    LeafCountMismatchError,
+    MalformedBodyError,
+    NotAuthorizedError,
+    ProgressNotIncreasingError,
+    SampleSeedNotReadyError,
+    TooManyBidsError,
+    TreeTooLargeError,
+    WrongJobStatusError,
+)
+from contracts_sim.jobs import compute_job_id, get_verifier_sample
+from contracts_sim.params import TEST
+from contracts_sim.records import Job, JobStatus
+from contracts_sim.scoring import score_bid
+from contracts_sim.testing import LedgerHarness
+from protocol.merkle import CommitmentTree
+from protocol.spec import parse_spec
+from tests.conftest import tiny_spec_dict
+from tests.ledger_helpers import (
+    JOB_TERMS,
+    assign,
+    committed_job,
+    fake_leaves,
+    final_body,
+    funded_harness,
+    job,
+    post_job,
+    post_job_body,
+)
+
+MISSING_JOB = "ab" * 32
+
+
+@pytest.fixture
+def h() -> LedgerHarness:
+    return funded_harness()
+
+
+# --- post_job -------------------------------------------------------------------------------
+
+
+def test_post_job_escrows_payment_and_fee(h: LedgerHarness) -> None:
+    before = h.account("submitter").balance
+    nonce = h.account("submitter").nonce
+    job_id = post_job(h)
+    j = job(h, job_id)
+    assert job_id == compute_job_id(parse_spec(tiny_spec_dict()), h.address("submitter"), nonce)
+    assert j.status is JobStatus.OPEN and j.escrow == 1_090
+    assert j.bid_deadline == h.height + JOB_TERMS["bid_blocks"]
+    assert j.num_leaves == 9
+    assert h.account("submitter").balance == before - 1_090
+
+
+@pytest.mark.parametrize(
+    ("overrides", "field"),
+    [
+        ({"payment": 0}, "payment"),
+        ({"min_stake": TEST.min_solver_stake - 1}, "min_stake"),
+        ({"sample_count": 9}, "sample_count"),  # the tiny spec has 8 segments
+        ({"sample_count": 0}, "sample_count"),
+        ({"bid_blocks": TEST.max_bid_blocks + 1}, "bid_blocks"),
+        ({"train_blocks": TEST.max_train_blocks + 1}, "train_blocks"),
+        ({"train_blocks": 0}, "train_blocks"),
+        ({"verification_fee": -1}, "verification_fee"),
+    ],
+)
+def test_post_job_bad_terms(h: LedgerHarness, overrides: dict[str, int], field: str) -> None:
+    err = h.expect_error("submitter", "post_job", post_job_body(**overrides), MalformedBodyError)
+    assert err.field == field  # type: ignore[attr-defined]
+
+
+def test_post_job_insufficient_balance(h: LedgerHarness) -> None:
+    h.expect_error("outsider", "post_job", post_job_body(), InsufficientBalanceError)
+
+
+def test_post_job_id_collision_is_refused(h: LedgerHarness) -> None:
+    nonce = h.account("submitter").nonce
+    job_id = compute_job_id(parse_spec(tiny_spec_dict()), h.address("submitter"), nonce)
+    squatter = Job(
+        job_id=job_id, submitter=h.address("outsider"), spec={}, spec_hash=b"\x00" * 32,
+        payment=0, verification_fee=0, min_stake=0, sample_count=1, bid_blocks=1,
+        train_blocks=1, num_leaves=2, posted_height=0, bid_deadline=0,
+        status=JobStatus.CANCELLED, escrow=0,
+    )  # fmt: skip
+    h.state.set_job(squatter)
+    h.expect_error("submitter", "post_job", post_job_body(), JobExistsError)
+
+
+# --- bid ------------------------------------------------------------------------------------
+
+
+def test_bid_and_rebid_replaces(h: LedgerHarness) -> None:
+    job_id = post_job(h)
+    h.send("solver", "bid", {"job_id": job_id, "price": 900, "capacity": 8})
+    receipt = h.send("solver", "bid", {"job_id": job_id, "price": 850, "capacity": 8})
+    assert receipt.event("bid_placed").data["replaced"] is True
+    (bid,) = job(h, job_id).bids
+    assert (bid.solver, bid.price) == (h.address("solver"), 850)
+
+
+def test_bid_unknown_job(h: LedgerHarness) -> None:
+    h.expect_error(
+        "solver", "bid", {"job_id": MISSING_JOB, "price": 1, "capacity": 8}, JobNotFoundError
+    )
+
+
+def test_bid_after_window(h: LedgerHarness) -> None:
+    job_id = post_job(h)
+    h.advance_to(job(h, job_id).bid_deadline + 1)
+    h.expect_error(
+        "solver", "bid", {"job_id": job_id, "price": 1, "capacity": 8}, DeadlinePassedError
+    )
+
+
+def test_bid_on_assigned_job(h: LedgerHarness) -> None:
+    job_id = post_job(h)
+    assign(h, job_id)
+    err = h.expect_error(
+        "solver2", "bid", {"job_id": job_id, "price": 1, "capacity": 8}, WrongJobStatusError
+    )
+    assert err.status == "assigned" and err.expected == ("open",)  # type: ignore[attr-defined]
+
+
+def test_bid_above_payment(h: LedgerHarness) -> None:
+    job_id = post_job(h)
+    h.expect_error(
+        "solver", "bid", {"job_id": job_id, "price": 1_001, "capacity": 8}, BidAboveBudgetError
+    )
+
+
+def test_bid_capacity_cannot_meet_deadline(h: LedgerHarness) -> None:
+    job_id = post_job(h)  # 32 steps in 8 blocks: 4 steps/block needed
+    err = h.expect_error(
+        "solver", "bid", {"job_id": job_id, "price": 1, "capacity": 3}, BidCapacityTooLowError
+    )
+    assert err.required == 4  # type: ignore[attr-defined]
+
+
+def test_bid_without_stake(h: LedgerHarness) -> None:
+    job_id = post_job(h)
+    h.expect_error(
+        "outsider", "bid", {"job_id": job_id, "price": 1, "capacity": 8}, InsufficientStakeError
+    )
+
+
+def test_bid_count_is_bounded() -> None:
+    h = funded_harness(params=TEST.with_changes(max_bids_per_job=1))
+    job_id = post_job(h)
+    h.send("solver", "bid", {"job_id": job_id, "price": 900, "capacity": 8})
+    h.send("solver", "bid", {"job_id": job_id, "price": 800, "capacity": 8})  # replacing is fine
+    h.expect_error(
+        "solver2", "bid", {"job_id": job_id, "price": 700, "capacity": 8}, TooManyBidsError
+    )
+
+
+# --- close_bidding and scoring --------------------------------------------------------------
+
+
+def test_close_bidding_assigns_locks_stake_and_refunds_change(h: LedgerHarness) -> None:
+    job_id = post_job(h)
+    before = h.account("submitter").balance
+    receipt = assign(h, job_id, price=800)
+    j = job(h, job_id)
+    assert j.status is JobStatus.ASSIGNED and j.solver == h.address("solver")
+    assert j.price == 800 and j.escrow == 800 + 90 and j.locked_stake == 200
+    assert j.train_deadline == h.height + JOB_TERMS["train_blocks"]
+    assert h.account("submitter").balance == before + 200
+    assert (h.account("solver").bonded, h.account("solver").locked) == (800, 200)
+    assert receipt.event("job_assigned").data["score"] == j.score > 0
+
+
+def test_close_bidding_before_window_ends(h: LedgerHarness) -> None:
+    job_id = post_job(h)
+    h.advance_to(job(h, job_id).bid_deadline)
+    h.expect_error("outsider", "close_bidding", {"job_id": job_id}, DeadlineNotReachedError)
+
+
+def test_close_bidding_twice(h: LedgerHarness) -> None:
+    job_id = post_job(h)
+    assign(h, job_id)
+    h.expect_error("outsider", "close_bidding", {"job_id": job_id}, WrongJobStatusError)
+
+
+def test_close_bidding_unknown_job(h: LedgerHarness) -> None:
+    h.expect_error("outsider", "close_bidding", {"job_id": MISSING_JOB}, JobNotFoundError)
+
+
+def test_close_bidding_without_bids_expires_and_refunds(h: LedgerHarness) -> None:
+    before = h.account("submitter").balance
+    job_id = post_job(h)
+    h.advance(3)
+    receipt = h.send("outsider", "close_bidding", {"job_id": job_id})
+    assert receipt.kinds() == ["job_expired", "job_refunded"]
+    assert job(h, job_id).status is JobStatus.EXPIRED
+    assert h.account("submitter").balance == before
+
+
+def test_close_bidding_skips_bidders_whose_stake_left(h: LedgerHarness) -> None:
+    job_id = post_job(h)
+    h.send("solver", "bid", {"job_id": job_id, "price": 100, "capacity": 8})
+    h.send("solver", "unstake", {"amount": 900})
+    h.advance(3)
+    h.send("outsider", "close_bidding", {"job_id": job_id})
+    assert job(h, job_id).status is JobStatus.EXPIRED
+
+
+def test_assignment_is_not_lowest_price_wins(h: LedgerHarness) -> None:
+    h.send("solver2", "stake", {"amount": 5_000})  # 6000 staked vs 1000
+    job_id = post_job(h)
+    h.send("solver", "bid", {"job_id": job_id, "price": 880, "capacity": 4})
+    h.send("solver2", "bid", {"job_id": job_id, "price": 900, "capacity": 8})
+    h.advance(3)
+    receipt = h.send("outsider", "close_bidding", {"job_id": job_id})
+    scores = receipt.event("job_assigned").data["scores"]
+    assert job(h, job_id).solver == h.address("solver2")
+    assert scores[h.address("solver2")] > scores[h.address("solver")]
+
+
+def test_score_bid_components() -> None:
+    base = dict(price=500, payment=1_000, stake=200, min_stake=200, capacity=4, steps=32,
+                train_blocks=8, completed=0, slashed=0, params=TEST)  # fmt: skip
+    score = score_bid(**base)  # type: ignore[arg-type]
+    assert 0 < score < 10_000
+    assert score_bid(**{**base, "price": 400}) > score  # type: ignore[arg-type]
+    assert score_bid(**{**base, "stake": 800}) > score  # type: ignore[arg-type]
+    assert score_bid(**{**base, "stake": 800}) == score_bid(**{**base, "stake": 8_000})  # type: ignore[arg-type]
+    assert score_bid(**{**base, "capacity": 8}) > score  # type: ignore[arg-type]
+    assert score_bid(**{**base, "completed": 5}) > score  # type: ignore[arg-type]
+    assert score_bid(**{**base, "slashed": 1}) < score  # type: ignore[arg-type]
+    best = dict(base, price=0, stake=10**9, capacity=10**6, completed=10**6)
+    assert score_bid(**best) >= 9_990  # type: ignore[arg-type]
+
+
+def test_ties_go_to_lower_price_then_earlier_bid(h: LedgerHarness) -> None:
+    job_id = post_job(h)
+    h.send("solver2", "bid", {"job_id": job_id, "price": 800, "capacity": 8})
+    h.advance(1)
+    h.send("solver", "bid", {"job_id": job_id, "price": 800, "capacity": 8})
+    h.advance(2)
+    h.send("outsider", "close_bidding", {"job_id": job_id})
+    assert job(h, job_id).solver == h.address("solver2")
+
+
+# --- cancel_job -----------------------------------------------------------------------------
+
+
+def test_cancel_open_job_refunds(h: LedgerHarness) -> None:
+    before = h.account("submitter").balance
+    job_id = post_job(h)
+    h.send("submitter", "cancel_job", {"job_id": job_id})
+    assert job(h, job_id).status is JobStatus.CANCELLED and job(h, job_id).escrow == 0
+    assert h.account("submitter").balance == before
+
+
+def test_cancel_by_someone_else(h: LedgerHarness) -> None:
+    job_id = post_job(h)
+    err = h.expect_error("outsider", "cancel_job", {"job_id": job_id}, NotAuthorizedError)
+    assert err.http_status == 403
+
+
+def test_cancel_with_bids(h: LedgerHarness) -> None:
+    job_id = post_job(h)
+    h.send("solver", "bid", {"job_id": job_id, "price": 1, "capacity": 8})
+    h.expect_error("submitter", "cancel_job", {"job_id": job_id}, JobHasBidsError)
+
+
+def test_cancel_assigned_job(h: LedgerHarness) -> None:
+    job_id = post_job(h)
+    assign(h, job_id)
+    h.expect_error("submitter", "cancel_job", {"job_id": job_id}, WrongJobStatusError)
+
+
+# --- commit_progress ------------------------------------------------------------------------
+
+
+def _progress(job_id: str, tree: CommitmentTree, size: int, old: int = 0) -> dict[str, object]:
+    body: dict[str, object] = {"job_id": job_id, "size": size, "root": tree.root(size).hex()}
+    if old:
+        body["consistency_proof"] = tree.consistency_proof(old, size).to_json()
+    return body
+
+
+@pytest.fixture
+def training(h: LedgerHarness) -> tuple[LedgerHarness, str, CommitmentTree]:
+    job_id = post_job(h)
+    assign(h, job_id)
+    return h, job_id, CommitmentTree(fake_leaves())
+
+
+def test_commit_progress_append_only(training: tuple[LedgerHarness, str, CommitmentTree]) -> None:
+    h, job_id, tree = training
+    h.send("solver", "commit_progress", _progress(job_id, tree, 3))
+    h.send("solver", "commit_progress", _progress(job_id, tree, 6, old=3))
+    j = job(h, job_id)
+    assert (j.progress_size, j.progress_root) == (6, tree.root(6))
+
+
+def test_commit_progress_rewriting_history_is_caught(
+    training: tuple[LedgerHarness, str, CommitmentTree],
+) -> None:
+    h, job_id, tree = training
+    h.send("solver", "commit_progress", _progress(job_id, tree, 3))
+    rewritten = CommitmentTree([*fake_leaves()[:2], *fake_leaves(salt="other")[2:]])
+    err = h.expect_error(
+        "solver", "commit_progress", _progress(job_id, rewritten, 6, old=3), InvalidProofError
+    )
+    assert err.what == "consistency_proof"  # type: ignore[attr-defined]
+
+
+def test_commit_progress_requires_proof_after_first(
+    training: tuple[LedgerHarness, str, CommitmentTree],
+) -> None:
+    h, job_id, tree = training
+    h.send("solver", "commit_progress", _progress(job_id, tree, 3))
+    h.expect_error("solver", "commit_progress", _progress(job_id, tree, 6), InvalidProofError)
+
+
+def test_commit_progress_must_grow(training: tuple[LedgerHarness, str, CommitmentTree]) -> None:
+    h, job_id, tree = training
+    h.send("solver", "commit_progress", _progress(job_id, tree, 3))
+    h.expect_error(
+        "solver", "commit_progress", _progress(job_id, tree, 3), ProgressNotIncreasingError
+    )
+
+
+def test_commit_progress_beyond_leaves(training: tuple[LedgerHarness, str, CommitmentTree]) -> None:
+    h, job_id, _ = training
+    big = CommitmentTree(fake_leaves(10))
+    h.expect_error("solver", "commit_progress", _progress(job_id, big, 10), TreeTooLargeError)
+
+
+def test_commit_progress_by_other(training: tuple[LedgerHarness, str, CommitmentTree]) -> None:
+    h, job_id, tree = training
+    h.expect_error("solver2", "commit_progress", _progress(job_id, tree, 3), NotAuthorizedError)
+
+
+def test_commit_progress_after_deadline(
+    training: tuple[LedgerHarness, str, CommitmentTree],
+) -> None:
+    h, job_id, tree = training
+    h.advance_to(job(h, job_id).train_deadline + 1)  # type: ignore[operator]
+    h.expect_error("solver", "commit_progress", _progress(job_id, tree, 3), DeadlinePassedError)
+
+
+def test_commit_progress_on_open_job(h: LedgerHarness) -> None:
+    job_id = post_job(h)
+    tree = CommitmentTree(fake_leaves())
+    h.expect_error("solver", "commit_progress", _progress(job_id, tree, 3), WrongJobStatusError)
+
+
+# --- commit_final ---------------------------------------------------------------------------
+
+
+def test_commit_final_after_progress(training: tuple[LedgerHarness, str, CommitmentTree]) -> None:
+    h, job_id, tree = training
+    h.send("solver", "commit_progress", _progress(job_id, tree, 5))
+    receipt = h.send("solver", "commit_final", final_body(job_id, tree, progress_size=5))
+    j = job(h, job_id)
+    assert j.status is JobStatus.COMMITTED and j.final_root == tree.root()
+    assert j.final_height == h.height
+    assert j.challenge_deadline == h.height + TEST.challenge_window
+    assert receipt.event("final_committed").data["sample_seed_height"] == h.height + 1
+
+
+def test_commit_final_without_progress(training: tuple[LedgerHarness, str, CommitmentTree]) -> None:
+    h, job_id, tree = training
+    h.send("solver", "commit_final", final_body(job_id, tree))
+    assert job(h, job_id).status is JobStatus.COMMITTED
+
+
+def test_commit_final_when_progress_was_complete(
+    training: tuple[LedgerHarness, str, CommitmentTree],
+) -> None:
+    h, job_id, tree = training
+    h.send("solver", "commit_progress", _progress(job_id, tree, 9))
+    other = CommitmentTree(fake_leaves(salt="other"))
+    h.expect_error("solver", "commit_final", final_body(job_id, other), InvalidProofError)
+    h.send("solver", "commit_final", final_body(job_id, tree))
+
+
+def test_commit_final_wrong_leaf_count(training: tuple[LedgerHarness, str, CommitmentTree]) -> None:
+    h, job_id, _ = training
+    short = CommitmentTree(fake_leaves(8))
+    err = h.expect_error(
+        "solver", "commit_final", final_body(job_id, short), LeafCountMismatchError
+    )
+    assert (err.expected, err.got) == (9, 8)  # type: ignore[attr-defined]
+
+
+def test_commit_final_inconsistent_with_progress(
+    training: tuple[LedgerHarness, str, CommitmentTree],
+) -> None:
+    h, job_id, tree = training
+    h.send("solver", "commit_progress", _progress(job_id, tree, 5))
+    other = CommitmentTree(fake_leaves(salt="other"))
+    h.expect_error(
+        "solver", "commit_final", final_body(job_id, other, progress_size=5), InvalidProofError
+    )
+    h.expect_error("solver", "commit_final", final_body(job_id, tree), InvalidProofError)
+
+
+def test_commit_final_bad_final_proof(training: tuple[LedgerHarness, str, CommitmentTree]) -> None:
+    h, job_id, tree = training
+    body = final_body(job_id, tree)
+    body["final_state_hash"] = tree.entry(3).hex()  # not the last leaf
+    err = h.expect_error("solver", "commit_final", body, InvalidProofError)
+    assert err.what == "final_proof"  # type: ignore[attr-defined]
+
+
+def test_commit_final_by_other(training: tuple[LedgerHarness, str, CommitmentTree]) -> None:
+    h, job_id, tree = training
+    h.expect_error("outsider", "commit_final", final_body(job_id, tree), NotAuthorizedError)
+
+
+def test_commit_final_after_deadline(training: tuple[LedgerHarness, str, CommitmentTree]) -> None:
+    h, job_id, tree = training
+    h.advance_to(job(h, job_id).train_deadline + 1)  # type: ignore[operator]
+    h.expect_error("solver", "commit_final", final_body(job_id, tree), DeadlinePassedError)
+
+
+def test_commit_final_twice(training: tuple[LedgerHarness, str, CommitmentTree]) -> None:
+    h, job_id, tree = training
+    h.send("solver", "commit_final", final_body(job_id, tree))
+    h.expect_error("solver", "commit_final", final_body(job_id, tree), WrongJobStatusError)
+
+
+# --- the training deadline ------------------------------------------------------------------
+
+
+def test_missed_training_deadline_slashes_solver(
+    training: tuple[LedgerHarness, str, CommitmentTree],
+) -> None:
+    h, job_id, _ = training
+    submitter_before = h.account("submitter").balance
+    burned_before = h.state.get_supply().burned
+    h.advance_to(job(h, job_id).train_deadline + 1)  # type: ignore[operator]
+    receipt = h.send("outsider", "claim_timeout", {"job_id": job_id})
+    slashed = receipt.event("slashed").data
+    assert slashed["amount"] == 200 and slashed["reward"] == 100 and slashed["burned"] == 100
+    assert job(h, job_id).status is JobStatus.SLASHED
+    assert h.account("solver").locked == 0 and h.account("solver").jobs_slashed == 1
+    assert h.account("submitter").balance == submitter_before + 890 + 100
+    assert h.state.get_supply().burned == burned_before + 100
+
+
+def test_training_timeout_too_early(training: tuple[LedgerHarness, str, CommitmentTree]) -> None:
+    h, job_id, _ = training
+    h.advance_to(job(h, job_id).train_deadline)  # type: ignore[arg-type]
+    h.expect_error("outsider", "claim_timeout", {"job_id": job_id}, DeadlineNotReachedError)
+
+
+def test_training_timeout_after_commit(training: tuple[LedgerHarness, str, CommitmentTree]) -> None:
+    h, job_id, tree = training
+    h.send("solver", "commit_final", final_body(job_id, tree))
+    h.advance(20)
+    h.expect_error("outsider", "claim_timeout", {"job_id": job_id}, WrongJobStatusError)
+
+
+# --- attest ---------------------------------------------------------------------------------
+
+
+def test_attest_records_sample(h: LedgerHarness) -> None:
+    job_id, _ = committed_job(h)
+    h.advance(2)  # block final+1 exists once block final+2 begins
+    receipt = h.send("v1", "attest", {"job_id": job_id})
+    sample = receipt.event("attested").data["sample"]
+    assert sample == get_verifier_sample(h.state, job_id, h.address("v1"))
+    assert len(sample) == JOB_TERMS["sample_count"] and sample == sorted(set(sample))
+    assert job(h, job_id).attesters == (h.address("v1"),)
+
+
+def test_attest_before_seed_block(h: LedgerHarness) -> None:
+    job_id, _ = committed_job(h)
+    h.advance(1)
+    err = h.expect_error("v1", "attest", {"job_id": job_id}, SampleSeedNotReadyError)
+    assert err.seed_height == job(h, job_id).final_height + 1  # type: ignore[attr-defined, operator]
+
+
+def test_attest_after_window(h: LedgerHarness) -> None:
+    job_id, _ = committed_job(h)
+    h.advance_to(job(h, job_id).challenge_deadline + 1)  # type: ignore[operator]
+    h.expect_error("v1", "attest", {"job_id": job_id}, DeadlinePassedError)
+
+
+def test_attest_by_solver(h: LedgerHarness) -> None:
+    job_id, _ = committed_job(h)
+    h.advance(2)
+    h.expect_error("solver", "attest", {"job_id": job_id}, NotAuthorizedError)
+
+
+def test_attest_without_verifier_stake(h: LedgerHarness) -> None:
+    job_id, _ = committed_job(h)
+    h.advance(2)
+    h.expect_error("outsider", "attest", {"job_id": job_id}, InsufficientStakeError)
+
+
+def test_attest_twice(h: LedgerHarness) -> None:
+    job_id, _ = committed_job(h)
+    h.advance(2)
+    h.send("v1", "attest", {"job_id": job_id})
+    h.expect_error("v1", "attest", {"job_id": job_id}, AlreadyAttestedError)
+    h.expect_error("v1", "challenge", {"job_id": job_id}, AlreadyAttestedError)
+
+
+def test_attest_after_challenging(h: LedgerHarness) -> None:
+    job_id, _ = committed_job(h)
+    h.advance(2)
+    h.send("v1", "challenge", {"job_id": job_id})
+    h.expect_error("v1", "attest", {"job_id": job_id}, AlreadyChallengedError)
+
+
+def test_attest_uncommitted_job(h: LedgerHarness) -> None:
+    job_id = post_job(h)
+    h.expect_error("v1", "attest", {"job_id": job_id}, WrongJobStatusError)
+
+
+# --- settle ---------------------------------------------------------------------------------
+
+
+def test_settle_pays_solver_and_splits_fee(h: LedgerHarness) -> None:
+    job_id, _ = committed_job(h)
+    h.advance(2)
+    for v in ("v1", "v2"):
+        h.send(v, "attest", {"job_id": job_id})
+    before = {n: h.account(n).balance for n in ("solver", "submitter", "v1", "v2")}
+    h.advance_to(job(h, job_id).challenge_deadline + 1)  # type: ignore[operator]
+    receipt = h.send("outsider", "settle", {"job_id": job_id})
+    data = receipt.event("job_settled").data
+    assert (data["fee_share"], data["fee_refund"]) == (45, 0)
+    assert h.account("solver").balance == before["solver"] + 800
+    assert h.account("v1").balance == before["v1"] + 45
+    assert h.account("submitter").balance == before["submitter"]
+    solver = h.account("solver")
+    assert (solver.locked, solver.bonded, solver.jobs_completed) == (0, 1_000, 1)
+    assert job(h, job_id).status is JobStatus.SETTLED and job(h, job_id).escrow == 0
+
+
+def test_settle_fee_remainder_and_no_attesters(h: LedgerHarness) -> None:
+    job_id, _ = committed_job(h, verification_fee=91)
+    h.advance(2)
+    for v in ("v1", "v2", "v3"):
+        h.send(v, "attest", {"job_id": job_id})
+    h.advance(10)
+    data = h.send("outsider", "settle", {"job_id": job_id}).event("job_settled").data
+    assert (data["fee_share"], data["fee_refund"]) == (30, 1)
+
+    job_id, _ = committed_job(h)
+    h.advance(10)
+    data = h.send("outsider", "settle", {"job_id": job_id}).event("job_settled").data
+    assert (data["fee_share"], data["fee_refund"]) == (0, 90)
+
+
+def test_settle_during_window(h: LedgerHarness) -> None:
+    job_id, _ = committed_job(h)
+    h.advance_to(job(h, job_id).challenge_deadline)  # type: ignore[arg-type]
+    h.expect_error("outsider", "settle", {"job_id": job_id}, DeadlineNotReachedError)
+
+
+def test_settle_with_open_dispute(h: LedgerHarness) -> None:
+    job_id, _ = committed_job(h)
+    h.send("v1", "challenge", {"job_id": job_id})
+    h.state.set_dispute(replace(h.state.get_dispute(job(h, job_id).disputes[0]), deadline=10**6))
+    h.state.clear_dirty()
+    h.advance(10)
+    h.expect_error("outsider", "settle", {"job_id": job_id}, DisputesOpenError)
+
+
+def test_settle_twice(h: LedgerHarness) -> None:
+    job_id, _ = committed_job(h)
+    h.advance(10)
+    h.send("outsider", "settle", {"job_id": job_id})
+    h.expect_error("outsider", "settle", {"job_id": job_id}, WrongJobStatusError)
+
+
+def test_settle_unknown_job(h: LedgerHarness) -> None:
+    h.expect_error("outsider", "settle", {"job_id": MISSING_JOB}, JobNotFoundError)
+
+
+@pytest.mark.parametrize(
+    ("kind", "extra"),
+    [
+        ("bid", {"price": 1, "capacity": 8}),
+        ("close_bidding", {}),
+        ("cancel_job", {}),
+        ("commit_progress", {"size": 1, "root": "00" * 32}),
+        ("commit_final", {"root": "00" * 32, "leaves": 9, "final_state_hash": "00" * 32}),
+        ("attest", {}),
+        ("challenge", {}),
+        ("settle", {}),
+        ("claim_timeout", {}),
+    ],
+)
+def test_every_job_kind_refuses_an_unknown_job(
+    h: LedgerHarness, kind: str, extra: dict[str, object]
+) -> None:
+    err = h.expect_error("v1", kind, {"job_id": MISSING_JOB, **extra}, JobNotFoundError)
+    assert err.http_status == 404 and err.job_id == MISSING_JOB  # type: ignore[attr-defined]

@@ -1,0 +1,131 @@
+"""faucet, transfer, stake, unstake, withdraw: each success, each error (which changes nothing)."""
+
+from __future__ import annotations
+
+import pytest
+
+from contracts_sim.exceptions import (
+    FaucetCapExceededError,
+    FaucetDisabledError,
+    InsufficientBalanceError,
+    InsufficientStakeError,
+    NothingToWithdrawError,
+    TooManyUnbondingEntriesError,
+)
+from contracts_sim.params import TEST, TESTNET, get_preset
+from contracts_sim.records import UnbondingEntry
+from contracts_sim.testing import LedgerHarness
+
+
+@pytest.fixture
+def h() -> LedgerHarness:
+    return LedgerHarness({"alice": 1_000, "bob": 0})
+
+
+def test_presets_are_valid_and_named() -> None:
+    assert get_preset("test") is TEST and get_preset("testnet") is TESTNET
+    assert TEST.challenge_window < TESTNET.challenge_window
+    with pytest.raises(ValueError):
+        get_preset("mainnet")
+    with pytest.raises(ValueError):
+        TEST.with_changes(score_weight_price=1)  # weights no longer sum to 10_000
+    with pytest.raises(ValueError):
+        TEST.with_changes(challenge_window=1)
+    assert type(TEST).from_json(TEST.to_json()) == TEST
+
+
+# --- faucet ---------------------------------------------------------------------------------
+
+
+def test_faucet_mints_and_counts_supply(h: LedgerHarness) -> None:
+    receipt = h.send("bob", "faucet", {"amount": 500})
+    assert receipt.kinds() == ["minted"]
+    assert h.account("bob").balance == 500
+    assert h.state.get_supply().minted == 500
+
+
+def test_faucet_disabled() -> None:
+    h = LedgerHarness({"alice": 10}, params=TEST.with_changes(faucet_enabled=False))
+    err = h.expect_error("alice", "faucet", {"amount": 1}, FaucetDisabledError)
+    assert err.http_status == 403
+
+
+def test_faucet_tops_up_to_the_cap_only(h: LedgerHarness) -> None:
+    h.send("bob", "faucet", {"amount": TEST.faucet_max})
+    err = h.expect_error("bob", "faucet", {"amount": 1}, FaucetCapExceededError)
+    assert err.cap == TEST.faucet_max  # type: ignore[attr-defined]
+
+
+# --- transfer -------------------------------------------------------------------------------
+
+
+def test_transfer_to_self_is_a_no_op_on_balance(h: LedgerHarness) -> None:
+    h.send("alice", "transfer", {"to": h.address("alice"), "amount": 10})
+    assert h.account("alice").balance == 1_000
+
+
+def test_transfer_overspend(h: LedgerHarness) -> None:
+    h.expect_error(
+        "alice", "transfer", {"to": h.address("bob"), "amount": 1_001}, InsufficientBalanceError
+    )
+
+
+# --- stake / unstake / withdraw -------------------------------------------------------------
+
+
+def test_stake_moves_balance_to_free_stake(h: LedgerHarness) -> None:
+    receipt = h.send("alice", "stake", {"amount": 300})
+    assert receipt.event("staked").data == {"address": h.address("alice"), "amount": 300}
+    account = h.account("alice")
+    assert (account.balance, account.bonded) == (700, 300)
+
+
+def test_stake_more_than_balance(h: LedgerHarness) -> None:
+    h.expect_error("alice", "stake", {"amount": 1_001}, InsufficientBalanceError)
+
+
+def test_unstake_starts_unbonding(h: LedgerHarness) -> None:
+    h.send("alice", "stake", {"amount": 300})
+    receipt = h.send("alice", "unstake", {"amount": 100})
+    release = h.height + TEST.unbonding_delay
+    assert receipt.event("unstaked").data["release_height"] == release
+    account = h.account("alice")
+    assert account.bonded == 200
+    assert account.unbonding == (UnbondingEntry(100, release),)
+    assert account.total_stake == 300
+
+
+def test_unstake_more_than_free_stake(h: LedgerHarness) -> None:
+    h.send("alice", "stake", {"amount": 300})
+    err = h.expect_error("alice", "unstake", {"amount": 301}, InsufficientStakeError)
+    assert (err.needed, err.available) == (301, 300)  # type: ignore[attr-defined]
+
+
+def test_unbonding_queue_is_bounded(h: LedgerHarness) -> None:
+    h.send("alice", "stake", {"amount": 300})
+    for _ in range(TEST.max_unbonding_entries):
+        h.send("alice", "unstake", {"amount": 1})
+    h.expect_error("alice", "unstake", {"amount": 1}, TooManyUnbondingEntriesError)
+
+
+def test_withdraw_after_the_delay_only(h: LedgerHarness) -> None:
+    h.send("alice", "stake", {"amount": 300})
+    h.send("alice", "unstake", {"amount": 100})
+    first_release = h.height + TEST.unbonding_delay
+    h.advance(1)
+    h.send("alice", "unstake", {"amount": 50})
+    err = h.expect_error("alice", "withdraw", {}, NothingToWithdrawError)
+    assert err.next_release == first_release  # type: ignore[attr-defined]
+    h.advance_to(first_release)
+    receipt = h.send("alice", "withdraw", {})
+    assert receipt.event("withdrawn").data["amount"] == 100
+    account = h.account("alice")
+    assert account.balance == 800 and len(account.unbonding) == 1
+    h.advance(1)
+    h.send("alice", "withdraw", {})
+    assert h.account("alice").balance == 850 and h.account("alice").unbonding == ()
+
+
+def test_withdraw_with_nothing_unbonding(h: LedgerHarness) -> None:
+    err = h.expect_error("alice", "withdraw", {}, NothingToWithdrawError)
+    assert err.next_release is None  # type: ignore[attr-defined]
