@@ -55,6 +55,7 @@ from contracts_sim.jobs import (
 )
 from contracts_sim.params import Params
 from contracts_sim.records import Account, Supply
+from contracts_sim.registry import process_set_endpoint
 from contracts_sim.staking import process_stake, process_unstake, process_withdraw
 from contracts_sim.state import LedgerState
 from contracts_sim.timeouts import process_claim_timeout
@@ -72,6 +73,7 @@ PROCESSORS: Final[dict[str, Processor]] = {
     "stake": process_stake,
     "unstake": process_unstake,
     "withdraw": process_withdraw,
+    "set_endpoint": process_set_endpoint,
     "post_job": process_post_job,
     "bid": process_bid,
     "close_bidding": process_close_bidding,

@@ -74,6 +74,7 @@ class Account:
     unbonding: tuple[UnbondingEntry, ...] = ()
     jobs_completed: int = 0
     jobs_slashed: int = 0
+    endpoint: str = ""  # where the account serves data (set_endpoint); "" if none
 
     @property
     def total_stake(self) -> int:

@@ -46,6 +46,7 @@ MAX_AMOUNT: Final = 2**63 - 1
 MAX_CHAIN_ID_LENGTH: Final = 64
 MAX_KIND_LENGTH: Final = 64
 _LOWER_HEX = re.compile(r"[0-9a-f]*")
+_URL: Final = re.compile(r"https?://[!-~]+")
 _ENVELOPE_KEYS: Final = {"chain_id", "sender", "public_key", "nonce", "kind", "body", "signature"}
 
 
@@ -218,6 +219,17 @@ class BodyReader:
             raise MalformedBodyError(name, "must be 0x and 40 lowercase hex digits")
         return Address(value)
 
+    def url(self, name: str, max_length: int) -> str:
+        """An http(s) URL of printable ASCII, at most ``max_length`` characters ("" clears)."""
+        value = self._raw(name, optional=False)
+        if not isinstance(value, str):
+            raise MalformedBodyError(name, f"must be a string, got {value!r}")
+        if len(value) > max_length:
+            raise MalformedBodyError(name, f"is {len(value)} characters; at most {max_length}")
+        if value and not _URL.fullmatch(value):
+            raise MalformedBodyError(name, "must be an http:// or https:// URL without spaces")
+        return value
+
     def flag(self, name: str) -> bool:
         value = self._raw(name, optional=False)
         if not isinstance(value, bool):
@@ -324,6 +336,19 @@ class WithdrawBody:
     @classmethod
     def read(cls, r: BodyReader) -> WithdrawBody:
         return cls()
+
+
+@dataclass(frozen=True)
+class SetEndpointBody:
+    """Announce where this account serves data (a solver's blobs); "" withdraws it."""
+
+    kind: ClassVar[str] = "set_endpoint"
+    url: str
+    MAX_URL_LENGTH: ClassVar[int] = 200
+
+    @classmethod
+    def read(cls, r: BodyReader) -> SetEndpointBody:
+        return cls(r.url("url", cls.MAX_URL_LENGTH))
 
 
 @dataclass(frozen=True)
@@ -595,6 +620,7 @@ TX_KINDS: Final[dict[str, type[Any]]] = {
         StakeBody,
         UnstakeBody,
         WithdrawBody,
+        SetEndpointBody,
         PostJobBody,
         BidBody,
         CloseBiddingBody,
