@@ -99,10 +99,16 @@ class Agent:
         return 0
 
     def ensure_funds(self, balance_needed: int, stake_needed: int) -> bool:
-        """Use the dev faucet and stake until the account holds what the agent needs."""
+        """Use the dev faucet and stake until the account holds what the agent needs.
+
+        ``stake_needed`` counts free and locked stake together: stake locked in a job is still
+        the agent's, and topping free stake back up would let it take on more work than its
+        operator chose to stake for.
+        """
         account = self.account()
-        balance, bonded = int(account["balance"]), int(account["bonded"])
-        missing_stake = max(0, stake_needed - bonded)
+        balance = int(account["balance"])
+        staked = int(account["bonded"]) + int(account.get("locked", 0))
+        missing_stake = max(0, stake_needed - staked)
         missing_balance = max(0, balance_needed + missing_stake - balance)
         if missing_balance and self.params.get("faucet_enabled"):
             amount = min(int(self.params["faucet_max"]), missing_balance)

@@ -42,6 +42,11 @@ def create_solver_app(agent: Any, lock: threading.Lock | None = None) -> FastAPI
     def health() -> dict[str, Any]:
         return {"status": "ok", "role": "solver", "address": agent.address}
 
+    @app.get("/metrics")
+    def metrics() -> dict[str, Any]:
+        with guard:
+            return dict(agent.metrics())
+
     @app.get("/jobs/{job_id}/leaves", response_model=None)
     def leaves(job_id: str) -> Any:
         if not _HEX32.match(job_id):
@@ -71,5 +76,22 @@ def create_solver_app(agent: Any, lock: threading.Lock | None = None) -> FastAPI
         if data is None:
             return _error(404, "not_available", f"no trained model for job {job_id}")
         return Response(content=data, media_type="application/octet-stream")
+
+    return app
+
+
+def create_verifier_app(agent: Any, lock: threading.Lock | None = None) -> FastAPI:
+    """A verifier's small endpoint: health and the work it has done."""
+    guard = lock or threading.Lock()
+    app = FastAPI(title="ProofNet verifier", version="1")
+
+    @app.get("/health")
+    def health() -> dict[str, Any]:
+        return {"status": "ok", "role": "verifier", "address": agent.address}
+
+    @app.get("/metrics")
+    def metrics() -> dict[str, Any]:
+        with guard:
+            return dict(agent.metrics())
 
     return app

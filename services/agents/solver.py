@@ -13,6 +13,7 @@ Each ``tick``::
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from contracts_sim.crypto import PrivateKey
@@ -71,6 +72,8 @@ class SolverAgent(Agent):
         capacity: int = 1000,
         progress_every: int = 4,
         segments_per_tick: int = 1,
+        train_budget: float | None = None,
+        public_url: str | None = None,
         name: str | None = None,
     ) -> None:
         super().__init__(client, key, name=name)
@@ -81,7 +84,10 @@ class SolverAgent(Agent):
         self.capacity = capacity
         self.progress_every = progress_every
         self.segments_per_tick = segments_per_tick
+        self.train_budget = train_budget
+        self.public_url = public_url
         self.runs: dict[str, JobRun] = {}
+        self.train_seconds: dict[str, float] = {}
         self.bid_on: set[str] = set()
 
     def stake_needed(self) -> int:
@@ -115,13 +121,28 @@ class SolverAgent(Agent):
         run = self._run_for(job_id)
         return None if run is None else run.final_state_blob()
 
+    def metrics(self) -> dict[str, Any]:
+        return {
+            "role": "solver",
+            "address": self.address,
+            "strategy": self.strategy.name,
+            "jobs": sorted(self.runs),
+            "train_seconds": {k: round(v, 3) for k, v in self.train_seconds.items()},
+        }
+
     # --- the loop ---------------------------------------------------------------------------
     def tick(self) -> None:
         jobs = [job_view(raw) for raw in self.client.list_jobs()]
         height = self.height()
-        stake = max([self.stake_needed()] + [j.min_stake for j in jobs if j.status == OPEN])
+        if self.stake_target is None:  # no operator choice: enough for any open job
+            stake = max([self.stake_needed()] + [j.min_stake for j in jobs if j.status == OPEN])
+        else:
+            stake = self.stake_target
         self.ensure_funds(0, stake)
-        bonded = int(self.account()["bonded"])
+        account = self.account()
+        if self.public_url and account.get("endpoint", "") != self.public_url:
+            self.send(Move("set_endpoint", {"url": self.public_url}), key="endpoint")
+        bonded = int(account["bonded"])
         for job in jobs:
             if job.status == OPEN:
                 self._bid_or_close(job, height, bonded >= job.min_stake)
@@ -154,10 +175,18 @@ class SolverAgent(Agent):
         run = self.runs.get(job.job_id)
         if run is None:
             run = self.runs[job.job_id] = JobRun(job, self.strategy, self.store, self.device)
-        for _ in range(self.segments_per_tick):
-            if run.trained:
-                break
+        started = time.perf_counter()
+        segments = 0
+        while not run.trained:
             run.train_segment()
+            segments += 1
+            if self.train_budget is None:
+                if segments >= self.segments_per_tick:
+                    break
+            elif time.perf_counter() - started >= self.train_budget:
+                break
+        elapsed = time.perf_counter() - started
+        self.train_seconds[job.job_id] = self.train_seconds.get(job.job_id, 0.0) + elapsed
         self._post_progress(run)
         if run.trained and not run.final_posted:
             self._post_final(run)

@@ -93,12 +93,15 @@ class Strategy:
     description: ClassVar[str] = "Follows the protocol."
     knobs: ClassVar[dict[str, str]] = {}
     """Knob name -> description; each knob is a keyword argument of ``__init__``."""
+    common_knobs: ClassVar[dict[str, str]] = {}
+    """Knobs every strategy of the role accepts."""
 
     def __init__(self, **knobs: Any) -> None:
-        unknown = sorted(set(knobs) - set(self.knobs))
+        known = {**self.common_knobs, **self.knobs}
+        unknown = sorted(set(knobs) - set(known))
         if unknown:
             raise StrategyError(
-                f"{type(self).__name__}: unknown knob(s) {unknown}; known: {sorted(self.knobs)}"
+                f"{type(self).__name__}: unknown knob(s) {unknown}; known: {sorted(known)}"
             )
         self.settings = knobs
 
@@ -112,7 +115,7 @@ class Strategy:
             "role": cls.role,
             "class": f"{cls.__module__}:{cls.__qualname__}",
             "description": inspect.cleandoc(cls.description),
-            "knobs": dict(cls.knobs),
+            "knobs": {**cls.common_knobs, **cls.knobs},
         }
 
 
@@ -121,9 +124,10 @@ class SolverStrategy(Strategy):
 
     role = "solver"
     description = "Trains exactly, commits every checkpoint, serves all data, answers every move."
+    common_knobs = {"price_bps": "bid price in basis points of the payment (default 10000)"}
 
     def bid(self, job: JobView) -> int | None:
-        return job.payment
+        return max(1, job.payment * int(self.knob("price_bps", 10_000)) // 10_000)
 
     def initial_state(self, spec: JobSpec, honest: State) -> State:
         return honest

@@ -15,6 +15,7 @@ Each ``tick``::
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -71,6 +72,7 @@ class VerifierAgent(Agent):
         self.strategy = strategy or VerifierStrategy()
         self.device = as_device(device)
         self.checks: dict[str, Check] = {}
+        self.verify_seconds = 0.0
         self.truths: dict[str, Truth] = {}
         self.entries: dict[str, list[bytes] | None] = {}
 
@@ -111,7 +113,9 @@ class VerifierAgent(Agent):
             sample = [int(s) for s in self.client.sample(job.job_id, self.address)]
         except ProofNetError:
             return  # the seed block does not exist yet
+        started = time.perf_counter()
         check = self.check(job, sample)
+        self.verify_seconds += time.perf_counter() - started
         verdict = self.strategy.verdict(job, check.verdict)
         check.verdict = verdict
         if verdict.action == Verdict.ATTEST:
@@ -183,7 +187,14 @@ class VerifierAgent(Agent):
         if check.bad_segments:
             check.verdict = self._challenge(job, entries, "sampled segment does not reproduce")
         elif first_withheld is not None:
-            check.verdict = self._challenge_segment(job, entries, first_withheld, "blob withheld")
+            # A blob can be missing because its leaf was fabricated (no state hashes to it): a
+            # challenge on that segment would agree to the fabricated pre-state and lose. So
+            # challenge the first wrong leaf if there is one; only a correct trajectory is
+            # challenged on the withheld segment, where the solver must post the pre-state.
+            verdict = self._challenge(job, entries, "blob withheld")
+            if verdict.action == Verdict.SKIP:
+                verdict = self._challenge_segment(job, entries, first_withheld, "blob withheld")
+            check.verdict = verdict
         return check
 
     def _challenge(self, job: JobView, entries: list[bytes] | None, reason: str) -> Verdict:
@@ -213,6 +224,21 @@ class VerifierAgent(Agent):
             "post_proof": tree.inclusion_proof(segment + 1).to_json(),
         }
         return Verdict(Verdict.CHALLENGE, reason, body)
+
+    def metrics(self) -> dict[str, Any]:
+        """Work done so far: steps re-executed (sample checks and dispute ground truth)."""
+        sampled = sum(c.steps_reexecuted for c in self.checks.values())
+        truth = sum(t.steps_executed for t in self.truths.values())
+        return {
+            "role": "verifier",
+            "address": self.address,
+            "jobs_checked": len(self.checks),
+            "steps_reexecuted": sampled + truth,
+            "sample_steps": sampled,
+            "truth_steps": truth,
+            "verify_seconds": round(self.verify_seconds, 3),
+            "verdicts": {job_id: c.verdict.action for job_id, c in self.checks.items()},
+        }
 
     # --- the game -----------------------------------------------------------------------------
     def _play(self, job: JobView, height: int) -> None:

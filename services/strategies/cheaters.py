@@ -18,13 +18,22 @@ from services.agents.strategy import DisputeView, JobView, SolverStrategy
 from services.agents.truth import Truth
 
 
-def flip_low_bit(state: State, bit: int = 0, tensor: str = "layer0.weight") -> State:
-    """A copy of ``state`` with bit ``bit`` of the first element of ``tensor`` flipped."""
+def output_bias(state: State) -> str:
+    """The name of the last layer's bias: a parameter every prediction depends on."""
+    return max(k for k in state if k.endswith(".bias") and not k.startswith("momentum."))
+
+
+def flip_low_bit(state: State, bit: int = 0, tensor: str | None = None) -> State:
+    """A copy of ``state`` with ``2**bit`` added to the first element of ``tensor``
+    (default: the output bias) — a change of one unit in the last place for ``bit=0``.
+
+    Adding rather than XOR-ing keeps repeated perturbations from cancelling each other out.
+    """
+    name = tensor or output_bias(state)
     tampered = dict(state)
-    values = state[tensor].clone()
-    flat = values.view(-1)
-    flat[0] = flat[0] ^ (1 << bit)
-    tampered[tensor] = values
+    values = state[name].clone()
+    values.view(-1)[0] += 1 << bit
+    tampered[name] = values
     return tampered
 
 

@@ -1,0 +1,82 @@
+"""Running an agent as a process: key files, the tick loop, and its HTTP endpoint.
+
+The loop retries until the chain answers (in a compose testnet the node may start later),
+serialises ticks with the HTTP handlers through one lock, and stops cleanly on SIGINT/SIGTERM.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+from fastapi import FastAPI
+
+from contracts_sim.crypto import PrivateKey, generate_key
+from protocol.errors import ProofNetError
+from services.client import HttpChainClient
+
+log = logging.getLogger("proofnet.runner")
+
+
+def load_or_create_key(path: str | Path) -> PrivateKey:
+    """The key in ``path``; a new one is generated and written (mode 0600) if it is absent."""
+    path = Path(path)
+    if path.exists():
+        return PrivateKey.from_json(json.loads(path.read_text()))
+    key = generate_key()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(key.to_json(), indent=2) + "\n")
+    path.chmod(0o600)
+    log.info("generated a new key %s for %s", path, key.address)
+    return key
+
+
+def wait_for_chain(client: HttpChainClient, stop: threading.Event, patience: float = 600.0) -> None:
+    """Block until the node answers /health (or ``stop`` is set)."""
+    deadline = time.monotonic() + patience
+    delay = 0.2
+    while not stop.is_set():
+        try:
+            client.health()
+            return
+        except ProofNetError as exc:
+            if time.monotonic() > deadline:
+                raise
+            log.info("waiting for the chain: %s", exc)
+        stop.wait(delay)
+        delay = min(delay * 2, 5.0)
+
+
+def serve_in_thread(app: FastAPI, host: str, port: int) -> uvicorn.Server:
+    config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False)
+    server = uvicorn.Server(config)
+    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+    threading.Thread(target=server.run, name=f"http:{port}", daemon=True).start()
+    return server
+
+
+def run_loop(agent: Any, lock: threading.Lock, stop: threading.Event, poll: float) -> None:
+    """Tick until stopped; a failing tick is logged and retried, never fatal."""
+    while not stop.is_set():
+        try:
+            with lock:
+                agent.tick()
+        except ProofNetError as exc:
+            log.warning("%s: tick failed: %s", agent.name, exc)
+        except Exception:  # an agent must outlive a bad answer from a peer
+            log.exception("%s: tick crashed; retrying", agent.name)
+        stop.wait(poll)
+
+
+def install_stop_handlers(stop: threading.Event) -> None:
+    def _handler(signum: int, frame: Any) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGINT, _handler)
+    signal.signal(signal.SIGTERM, _handler)

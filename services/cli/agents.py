@@ -1,0 +1,164 @@
+"""``proofnet solver run`` and ``proofnet verifier run``: agents as long-running processes."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from services.agents.blobs import HttpBlobSource
+from services.agents.checkpoints import CheckpointStore
+from services.agents.runner import (
+    install_stop_handlers,
+    load_or_create_key,
+    run_loop,
+    serve_in_thread,
+    wait_for_chain,
+)
+from services.agents.server import create_solver_app, create_verifier_app
+from services.agents.solver import SolverAgent
+from services.agents.strategy import SolverStrategy, VerifierStrategy, load_strategy
+from services.agents.verifier import VerifierAgent
+from services.cli import app
+from services.cli.common import reported_errors
+from services.client import HttpChainClient
+
+solver_app = typer.Typer(help="Run a solver: stake, bid, train, commit, serve data, defend.")
+verifier_app = typer.Typer(help="Run a verifier: sample, re-execute, attest or challenge.")
+app.add_typer(solver_app, name="solver")
+app.add_typer(verifier_app, name="verifier")
+
+ChainOpt = Annotated[str, typer.Option("--chain", help="Chain node URL.")]
+KeyOpt = Annotated[Path, typer.Option("--key", help="Key file (created if absent).")]
+StrategyOpt = Annotated[
+    str | None,
+    typer.Option(help="Strategy 'package.module:Class[?knob=value&...]' (default: honest)."),
+]
+DeviceOpt = Annotated[str, typer.Option(help="auto (CUDA when present), cpu or cuda.")]
+HostOpt = Annotated[str, typer.Option(help="Address the agent's HTTP endpoint binds.")]
+PollOpt = Annotated[float, typer.Option(help="Seconds between ticks.")]
+LogOpt = Annotated[str, typer.Option(help="Log level.")]
+
+
+ThreadsOpt = Annotated[
+    int, typer.Option(min=1, help="torch CPU threads (exact results do not depend on it).")
+]
+
+
+def _setup(level: str, threads: int) -> None:
+    from protocol.exact import set_threads
+
+    logging.basicConfig(
+        level=getattr(logging, level.upper(), logging.INFO),
+        format="%(asctime)s %(name)s %(levelname)s %(message)s",
+    )
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    set_threads(threads)
+
+
+@solver_app.command("run")
+def solver_run(
+    chain: ChainOpt,
+    key: KeyOpt,
+    strategy: StrategyOpt = None,
+    device: DeviceOpt = "auto",
+    data_dir: Annotated[Path, typer.Option(help="Checkpoint store.")] = Path(".proofnet/solver"),
+    host: HostOpt = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port of the blob endpoint.")] = 8601,
+    public_url: Annotated[
+        str | None, typer.Option(help="URL verifiers reach this solver at (announced on chain).")
+    ] = None,
+    stake: Annotated[int | None, typer.Option(help="Total stake to keep (free + locked).")] = None,
+    train_budget: Annotated[
+        float, typer.Option(help="Seconds of training per tick before answering the chain again.")
+    ] = 0.5,
+    poll: PollOpt = 0.2,
+    threads: ThreadsOpt = 1,
+    log_level: LogOpt = "info",
+) -> None:
+    """Run a solver until interrupted; it resumes its jobs from --data-dir after a restart."""
+    from protocol.exact import resolve_device
+
+    _setup(log_level, threads)
+    with reported_errors():
+        chosen = load_strategy(strategy, "solver") if strategy else SolverStrategy()
+        assert isinstance(chosen, SolverStrategy)
+        dev = resolve_device(device)
+        private_key = load_or_create_key(key)
+        stop = threading.Event()
+        install_stop_handlers(stop)
+        client = HttpChainClient(chain)
+        wait_for_chain(client, stop)
+        agent = SolverAgent(
+            client,
+            private_key,
+            strategy=chosen,
+            store=CheckpointStore(data_dir),
+            device=dev,
+            stake=stake,
+            train_budget=train_budget,
+            public_url=public_url or f"http://{host}:{port}",
+            name=f"solver-{private_key.address[2:8]}",
+        )
+        lock = threading.Lock()
+        server = serve_in_thread(create_solver_app(agent, lock), host, port)
+        logging.getLogger("proofnet").info(
+            "solver %s (%s) on %s, data at %s, serving on %s:%d",
+            agent.address,
+            chosen.name,
+            dev,
+            data_dir,
+            host,
+            port,
+        )
+        run_loop(agent, lock, stop, poll)
+        server.should_exit = True
+
+
+@verifier_app.command("run")
+def verifier_run(
+    chain: ChainOpt,
+    key: KeyOpt,
+    strategy: StrategyOpt = None,
+    device: DeviceOpt = "cpu",
+    host: HostOpt = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port of the health/metrics endpoint.")] = 8701,
+    poll: PollOpt = 0.2,
+    threads: ThreadsOpt = 1,
+    log_level: LogOpt = "info",
+) -> None:
+    """Run a verifier until interrupted."""
+    from protocol.exact import resolve_device
+
+    _setup(log_level, threads)
+    with reported_errors():
+        chosen = load_strategy(strategy, "verifier") if strategy else VerifierStrategy()
+        assert isinstance(chosen, VerifierStrategy)
+        dev = resolve_device(device)
+        private_key = load_or_create_key(key)
+        stop = threading.Event()
+        install_stop_handlers(stop)
+        client = HttpChainClient(chain)
+        wait_for_chain(client, stop)
+
+        def endpoint_of(address: str) -> str | None:
+            return client.get_account(address).get("endpoint") or None
+
+        agent = VerifierAgent(
+            client,
+            private_key,
+            HttpBlobSource(endpoint_of),
+            strategy=chosen,
+            device=dev,
+            name=f"verifier-{private_key.address[2:8]}",
+        )
+        lock = threading.Lock()
+        server = serve_in_thread(create_verifier_app(agent, lock), host, port)
+        logging.getLogger("proofnet").info(
+            "verifier %s (%s) on %s", agent.address, chosen.name, dev
+        )
+        run_loop(agent, lock, stop, poll)
+        server.should_exit = True

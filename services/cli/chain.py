@@ -1,0 +1,98 @@
+"""``proofnet chain serve`` (a chain node) and ``proofnet keys new`` (an Ed25519 key file)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from contracts_sim.chain import DEFAULT_CHAIN_ID
+from contracts_sim.crypto import generate_key
+from services.cli import app
+from services.cli.common import fail, print_json, reported_errors
+
+chain_app = typer.Typer(help="Run a chain node.", no_args_is_help=True)
+keys_app = typer.Typer(help="Manage Ed25519 account keys.", no_args_is_help=True)
+app.add_typer(chain_app, name="chain")
+app.add_typer(keys_app, name="keys")
+
+
+@chain_app.command("serve")
+def serve(
+    db: Annotated[
+        str, typer.Option("--db", help="sqlite:///path.db, postgresql+psycopg://…, or memory://")
+    ] = "sqlite:///.proofnet/chain.db",
+    host: Annotated[str, typer.Option(help="interface to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port")] = 8545,
+    block_time: Annotated[
+        float, typer.Option("--block-time", help="seconds between blocks (0: on demand, dev)")
+    ] = 2.0,
+    dev: Annotated[bool, typer.Option("--dev", help="dev mode: POST /dev/blocks, checks")] = False,
+    preset: Annotated[str, typer.Option(help="params preset: test or testnet")] = "testnet",
+    chain_id: Annotated[str, typer.Option("--chain-id", help="chain id")] = DEFAULT_CHAIN_ID,
+    genesis: Annotated[
+        Path | None, typer.Option(help="JSON file {address: balance} for a new chain")
+    ] = None,
+    log_level: Annotated[str, typer.Option("--log-level")] = "info",
+) -> None:
+    """Serve the chain node's REST API (OpenAPI docs at /docs) and produce blocks."""
+    import uvicorn
+    from pydantic import ValidationError
+
+    from services.node import NodeSettings, create_app
+
+    allocations: dict[str, int] = {}
+    if genesis is not None:
+        try:
+            allocations = json.loads(genesis.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            fail(f"cannot read the genesis file {genesis}: {exc}")
+    overrides = {
+        "db_url": db,
+        "block_time": block_time,
+        "dev": dev,
+        "preset": preset,
+        "chain_id": chain_id,
+    }
+    if allocations:
+        overrides["genesis"] = allocations
+    try:
+        settings = NodeSettings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        fail(f"invalid settings: {exc.errors()[0]['msg']} ({exc.errors()[0]['loc']})")
+    logging.basicConfig(
+        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    with reported_errors():
+        node = create_app(settings)
+    typer.echo(
+        f"proofnet chain {settings.chain_id} ({settings.preset}) on http://{host}:{port} "
+        f"db={db} block_time={block_time}s dev={dev}",
+        err=True,
+    )
+    uvicorn.run(node, host=host, port=port, log_level=log_level.lower())
+
+
+@keys_app.command("new")
+def new_key(
+    out: Annotated[
+        Path | None, typer.Option("--out", help="write the key file here (mode 0600)")
+    ] = None,
+) -> None:
+    """Generate an Ed25519 key; print its address (and the key file if no --out)."""
+    key = generate_key()
+    if out is None:
+        print_json(key.to_json())
+        return
+    if out.exists():
+        fail(f"{out} exists; refusing to overwrite a key file")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        json.dump(key.to_json(), fh, indent=2)
+        fh.write("\n")
+    typer.echo(key.address)

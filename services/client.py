@@ -1,0 +1,479 @@
+"""One client interface for agents and tests, two backends.
+
+    ChainClient (Protocol)
+    ├── HttpChainClient(base_url, transport=None)   a node over HTTP (httpx)
+    └── LocalChainClient(chain)                    a ``Chain`` in the same process
+
+Both return the same values: ``Receipt``, ``Block`` and ``ChainEvent`` objects
+(``contracts_sim.blocks``) for chain data, and for ledger records the node's JSON views
+(``services.node.views``: plain dicts, e.g. ``get_job(id)["status"]``). Both raise one error:
+
+    ProofNetError
+    └── ClientError(code, message, status)   the node's {"error": {"code", "message"}};
+                                             status is the HTTP status (0: no response)
+
+so ``except ClientError as e: if e.code == "nonce_too_low": ...`` works against either backend.
+
+``Wallet`` signs for one key and tracks its nonce locally, re-reading it from the chain after a
+nonce error.
+
+Waiting: ``submit(tx, wait=True)`` returns once the transaction is in a block. A node produces
+blocks on its own timer (or, in dev mode without a timer, at once); ``LocalChainClient`` has a
+virtual clock, so with ``automine`` (the default) it produces the block itself.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Final, Protocol, TypeVar, runtime_checkable
+
+import httpx
+
+from contracts_sim.blocks import Block, ChainEvent, Receipt
+from contracts_sim.chain import Chain
+from contracts_sim.crypto import PrivateKey
+from contracts_sim.jobs import compute_job_id
+from contracts_sim.records import JobStatus
+from contracts_sim.transactions import PostJobBody, Transaction, parse_body, sign_transaction
+from protocol.errors import ProofNetError
+from protocol.types import Address
+from services.node import views
+
+__all__ = [
+    "ChainClient",
+    "ClientError",
+    "HttpChainClient",
+    "JobSubmission",
+    "JsonObject",
+    "LocalChainClient",
+    "Wallet",
+]
+
+JsonObject = dict[str, Any]
+T = TypeVar("T")
+NONCE_ERROR_CODES: Final = frozenset({"nonce_too_low", "nonce_too_high", "nonce_mismatch"})
+DEFAULT_TIMEOUT: Final = 30.0
+
+
+class ClientError(ProofNetError):
+    """An error answer from the chain (or no answer: ``status == 0``)."""
+
+    def __init__(self, code: str, message: str, status: int) -> None:
+        super().__init__(message)
+        self.code = code
+        self.http_status = status
+        self.status = status
+
+    def __repr__(self) -> str:
+        return f"ClientError({self.code!r}, {self.message!r}, {self.status})"
+
+    def __str__(self) -> str:
+        return f"{self.code}: {self.message}"
+
+
+@dataclass(frozen=True)
+class JobSubmission:
+    job_id: str
+    receipt: Receipt
+
+
+TxLike = Transaction | Mapping[str, Any]
+
+
+def _tx_json(tx: TxLike) -> dict[str, Any]:
+    return tx.to_json() if isinstance(tx, Transaction) else dict(tx)
+
+
+@runtime_checkable
+class ChainClient(Protocol):
+    """What an agent needs from a chain."""
+
+    def chain_id(self) -> str: ...
+    def params(self) -> JsonObject: ...
+    def head_height(self) -> int: ...
+    def submit(self, tx: TxLike, wait: bool = False) -> Receipt: ...
+    def post_job(self, tx: TxLike, wait: bool = True) -> JobSubmission: ...
+    def receipt(self, tx_hash: str) -> Receipt: ...
+    def get_account(self, address: str) -> JsonObject: ...
+    def pending_nonce(self, address: str) -> int: ...
+    def get_job(self, job_id: str) -> JsonObject: ...
+    def list_jobs(
+        self, status: str | None = None, submitter: str | None = None, solver: str | None = None
+    ) -> list[JsonObject]: ...
+    def get_dispute(self, dispute_id: str) -> JsonObject: ...
+    def list_disputes(self, job_id: str | None = None) -> list[JsonObject]: ...
+    def get_block(self, height: int) -> Block: ...
+    def head_block(self) -> Block: ...
+    def events_since(
+        self, since: int, limit: int = 100, timeout: float = 0.0
+    ) -> list[ChainEvent]: ...
+    def sample(self, job_id: str, verifier: str) -> list[int]: ...
+    def produce_block(self) -> Block: ...
+
+
+# --- in-process -----------------------------------------------------------------------------
+
+
+class LocalChainClient:
+    """``ChainClient`` over a ``Chain`` in this process (no HTTP, no serialisation).
+
+    With ``automine`` (default), ``submit(tx, wait=True)`` and ``post_job`` seal a block at once:
+    the chain's height is a virtual clock that only this process moves.
+    """
+
+    def __init__(self, chain: Chain, *, automine: bool = True) -> None:
+        self.chain = chain
+        self.automine = automine
+
+    @staticmethod
+    def _call(fn: Callable[[], T]) -> T:
+        """Run ``fn``, turning the chain's errors into the ClientError the node would send."""
+        try:
+            return fn()
+        except ClientError:
+            raise
+        except ProofNetError as exc:
+            raise ClientError(exc.code, exc.message, exc.http_status) from exc
+
+    def chain_id(self) -> str:
+        return self.chain.chain_id
+
+    def params(self) -> JsonObject:
+        return self.chain.params.to_json()
+
+    def head_height(self) -> int:
+        return int(self.chain.height)
+
+    def submit(self, tx: TxLike, wait: bool = False) -> Receipt:
+        tx_hash = self._call(lambda: self.chain.submit(tx))
+        receipt = self._call(lambda: self.chain.receipt(tx_hash))
+        if wait and receipt.status == "pending":
+            if not self.automine:
+                raise ClientError(
+                    "no_block_producer", "wait=True needs automine on a local chain", 400
+                )
+            self.produce_block()
+            receipt = self._call(lambda: self.chain.receipt(tx_hash))
+        return receipt
+
+    def post_job(self, tx: TxLike, wait: bool = True) -> JobSubmission:
+        job_id = self._call(lambda: _job_id_of(tx))
+        return JobSubmission(job_id, self.submit(tx, wait))
+
+    def receipt(self, tx_hash: str) -> Receipt:
+        return self._call(lambda: self.chain.receipt(views.parse_id(tx_hash, "transaction hash")))
+
+    def get_account(self, address: str) -> JsonObject:
+        return self._call(lambda: views.account_view(self.chain, views.parse_address(address)))
+
+    def pending_nonce(self, address: str) -> int:
+        return self._call(lambda: self.chain.next_nonce(views.parse_address(address)))
+
+    def get_job(self, job_id: str) -> JsonObject:
+        return self._call(
+            lambda: views.job_detail_view(self.chain, views.parse_id(job_id, "job id"))
+        )
+
+    def list_jobs(
+        self, status: str | None = None, submitter: str | None = None, solver: str | None = None
+    ) -> list[JsonObject]:
+        def run() -> list[JsonObject]:
+            if status is not None and status not in {s.value for s in JobStatus}:
+                raise ClientError("validation_error", f"status: unknown job status {status!r}", 422)
+            jobs = self.chain.list_jobs(
+                status=status,
+                submitter=None if submitter is None else views.parse_address(submitter),
+                solver=None if solver is None else views.parse_address(solver),
+            )
+            return [views.job_view(job) for job in jobs]
+
+        return self._call(run)
+
+    def get_dispute(self, dispute_id: str) -> JsonObject:
+        def run() -> JsonObject:
+            dispute = self.chain.get_dispute(views.parse_id(dispute_id, "dispute id"))
+            return views.dispute_view(self.chain, dispute)
+
+        return self._call(run)
+
+    def list_disputes(self, job_id: str | None = None) -> list[JsonObject]:
+        def run() -> list[JsonObject]:
+            wanted = None if job_id is None else views.parse_id(job_id, "job id")
+            return [
+                views.dispute_view(self.chain, d) for d in self.chain.list_disputes(job_id=wanted)
+            ]
+
+        return self._call(run)
+
+    def get_block(self, height: int) -> Block:
+        return self._call(lambda: self.chain.get_block(height))
+
+    def head_block(self) -> Block:
+        return self._call(self.chain.head_block)
+
+    def events_since(self, since: int, limit: int = 100, timeout: float = 0.0) -> list[ChainEvent]:
+        return self.chain.wait_for_events(since, limit, timeout)
+
+    def sample(self, job_id: str, verifier: str) -> list[int]:
+        def run() -> list[int]:
+            found = self.chain.sample(
+                views.parse_id(job_id, "job id"), views.parse_address(verifier)
+            )
+            return list(found.segments)
+
+        return self._call(run)
+
+    def produce_block(self) -> Block:
+        return self._call(self.chain.produce_block)
+
+
+def _job_id_of(tx: TxLike) -> str:
+    parsed = tx if isinstance(tx, Transaction) else Transaction.from_json(tx)
+    if parsed.kind != PostJobBody.kind:
+        raise ClientError(
+            "wrong_transaction_kind",
+            f"post_job takes a 'post_job' transaction, not {parsed.kind!r}",
+            400,
+        )
+    body: PostJobBody = parse_body(parsed.kind, parsed.body)
+    return compute_job_id(body.spec, parsed.sender, parsed.nonce)
+
+
+# --- over HTTP ------------------------------------------------------------------------------
+
+
+class HttpChainClient:
+    """``ChainClient`` against a node's REST API.
+
+    ``transport`` is any httpx transport (``httpx.MockTransport``, or a live one with retries);
+    ``http`` an already configured ``httpx.Client`` (e.g. Starlette's ``TestClient`` around an
+    app) — then ``base_url`` and ``transport`` are ignored.
+    """
+
+    def __init__(
+        self,
+        base_url: str = "http://127.0.0.1:8545",
+        transport: httpx.BaseTransport | None = None,
+        *,
+        timeout: float = DEFAULT_TIMEOUT,
+        http: httpx.Client | None = None,
+    ) -> None:
+        self._owns_http = http is None
+        self.http = http or httpx.Client(base_url=base_url, transport=transport, timeout=timeout)
+        self.timeout = timeout
+        self._chain_id: str | None = None
+
+    def close(self) -> None:
+        if self._owns_http:
+            self.http.close()
+
+    def __enter__(self) -> HttpChainClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        json: Any = None,
+        timeout: float | None = None,
+    ) -> Any:
+        query = {k: v for k, v in (params or {}).items() if v is not None}
+        options: dict[str, Any] = {}
+        if self._owns_http:  # a given client (e.g. a TestClient) keeps its own timeouts
+            options["timeout"] = self.timeout if timeout is None else timeout
+        try:
+            response = self.http.request(method, path, params=query, json=json, **options)
+        except httpx.HTTPError as exc:
+            raise ClientError("unreachable", f"{method} {path}: {exc}", 0) from exc
+        try:
+            data = response.json()
+        except ValueError:
+            data = None
+        if response.is_error:
+            error = data.get("error") if isinstance(data, dict) else None
+            if isinstance(error, dict) and "code" in error:
+                raise ClientError(
+                    str(error["code"]), str(error.get("message", "")), response.status_code
+                )
+            raise ClientError(
+                "http_error", f"{method} {path}: HTTP {response.status_code}", response.status_code
+            )
+        if data is None:
+            raise ClientError(
+                "bad_response", f"{method} {path}: the answer is not JSON", response.status_code
+            )
+        return data
+
+    def chain_id(self) -> str:
+        if self._chain_id is None:
+            self._chain_id = str(self._request("GET", "/params")["chain_id"])
+        return self._chain_id
+
+    def params(self) -> JsonObject:
+        return dict(self._request("GET", "/params")["params"])
+
+    def health(self) -> JsonObject:
+        return dict(self._request("GET", "/health"))
+
+    def head_height(self) -> int:
+        return int(self._request("GET", "/health")["height"])
+
+    def submit(self, tx: TxLike, wait: bool = False, timeout: float | None = None) -> Receipt:
+        params = {"wait": "true", "timeout": timeout} if wait else None
+        data = self._request(
+            "POST",
+            "/txs",
+            params=params,
+            json=_tx_json(tx),
+            timeout=self._wait_timeout(wait, timeout),
+        )
+        return Receipt.from_json(data)
+
+    def post_job(
+        self, tx: TxLike, wait: bool = True, timeout: float | None = None
+    ) -> JobSubmission:
+        params = {"wait": "true" if wait else "false", "timeout": timeout}
+        data = self._request(
+            "POST",
+            "/jobs",
+            params=params,
+            json=_tx_json(tx),
+            timeout=self._wait_timeout(wait, timeout),
+        )
+        return JobSubmission(str(data["job_id"]), Receipt.from_json(data["receipt"]))
+
+    def _wait_timeout(self, wait: bool, timeout: float | None) -> float:
+        if not wait:
+            return self.timeout
+        return max(self.timeout, (timeout or DEFAULT_TIMEOUT) + 10.0)
+
+    def receipt(self, tx_hash: str) -> Receipt:
+        return Receipt.from_json(self._request("GET", f"/txs/{tx_hash}"))
+
+    def get_account(self, address: str) -> JsonObject:
+        return dict(self._request("GET", f"/accounts/{address}"))
+
+    def pending_nonce(self, address: str) -> int:
+        return int(self.get_account(address)["next_nonce"])
+
+    def get_job(self, job_id: str) -> JsonObject:
+        return dict(self._request("GET", f"/jobs/{job_id}"))
+
+    def list_jobs(
+        self, status: str | None = None, submitter: str | None = None, solver: str | None = None
+    ) -> list[JsonObject]:
+        found: list[JsonObject] = []
+        offset, page = 0, 1000
+        while True:
+            params = {
+                "status": status,
+                "submitter": submitter,
+                "solver": solver,
+                "limit": page,
+                "offset": offset,
+            }
+            batch = self._request("GET", "/jobs", params=params)
+            found.extend(batch)
+            if len(batch) < page:
+                return found
+            offset += page
+
+    def get_dispute(self, dispute_id: str) -> JsonObject:
+        return dict(self._request("GET", f"/disputes/{dispute_id}"))
+
+    def list_disputes(self, job_id: str | None = None) -> list[JsonObject]:
+        return list(self._request("GET", "/disputes", params={"job_id": job_id}))
+
+    def get_block(self, height: int) -> Block:
+        return _block_from_view(self._request("GET", f"/blocks/{height}"))
+
+    def head_block(self) -> Block:
+        return _block_from_view(self._request("GET", "/blocks/head"))
+
+    def events_since(self, since: int, limit: int = 100, timeout: float = 0.0) -> list[ChainEvent]:
+        params = {"since": since, "limit": limit, "timeout": timeout}
+        data = self._request("GET", "/events", params=params, timeout=self.timeout + timeout)
+        return [ChainEvent.from_json(e) for e in data["events"]]
+
+    def sample(self, job_id: str, verifier: str) -> list[int]:
+        return [int(s) for s in self._request("GET", f"/samples/{job_id}/{verifier}")["segments"]]
+
+    def produce_block(self) -> Block:
+        return _block_from_view(self._request("POST", "/dev/blocks"))
+
+
+def _block_from_view(data: Any) -> Block:
+    block = Block.from_json({"header": data["header"], "transactions": data["transactions"]})
+    if block.hash.hex() != data["hash"]:
+        raise ClientError(
+            "bad_response", f"block {block.height}: hash does not match its header", 200
+        )
+    return block
+
+
+# --- signing --------------------------------------------------------------------------------
+
+
+class Wallet:
+    """One key, its address and its next nonce, tracked locally.
+
+    ``send`` signs with the local nonce and submits; on a nonce error it re-reads the pending
+    nonce from the chain and retries once. Any other rejection re-syncs too (the nonce was not
+    used) and raises.
+    """
+
+    def __init__(self, key: PrivateKey, client: ChainClient) -> None:
+        self.key = key
+        self.client = client
+        self._lock = threading.Lock()
+        self._nonce: int | None = None
+
+    @property
+    def address(self) -> Address:
+        return self.key.address
+
+    def sync(self) -> int:
+        """Re-read the next nonce (pending transactions counted) from the chain."""
+        with self._lock:
+            self._nonce = self.client.pending_nonce(self.address)
+            return self._nonce
+
+    def sign(self, kind: str, body: Mapping[str, Any], nonce: int | None = None) -> Transaction:
+        """Sign a transaction with the next local nonce (or ``nonce``) without sending it."""
+        with self._lock:
+            if nonce is None:
+                if self._nonce is None:
+                    self._nonce = self.client.pending_nonce(self.address)
+                nonce = self._nonce
+                self._nonce += 1
+        return sign_transaction(self.key, self.client.chain_id(), nonce, kind, body)
+
+    def send(
+        self, kind: str, body: Mapping[str, Any] | None = None, *, wait: bool = False
+    ) -> Receipt:
+        """Sign and submit; retries once after re-syncing on a nonce error."""
+        for attempt in (1, 2):
+            tx = self.sign(kind, body or {})
+            try:
+                return self.client.submit(tx, wait)
+            except ClientError as exc:
+                self.sync()
+                if exc.code in NONCE_ERROR_CODES and attempt == 1:
+                    continue
+                raise
+        raise AssertionError("unreachable")
+
+    def post_job(self, body: Mapping[str, Any], *, wait: bool = True) -> JobSubmission:
+        tx = self.sign("post_job", body)
+        try:
+            return self.client.post_job(tx, wait)
+        except ClientError:
+            self.sync()
+            raise

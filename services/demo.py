@@ -1,0 +1,237 @@
+"""The demo: a local testnet where honest solvers are paid and a cheater is slashed.
+
+``run_demo`` starts the default topology as processes (chain on SQLite, two honest solvers, one
+cheating solver, two verifiers), submits jobs over REST, follows them to the end while timing
+each phase, and returns a report: per job the solver, its strategy, the outcome, the dispute
+rounds, the located step, payments and slashes; per actor the balances; the supply invariant;
+and where the wall time went. Every process it started is stopped before it returns.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from protocol.spec import JobSpec, parse_spec
+from services.agents.runner import load_or_create_key
+from services.client import HttpChainClient, Wallet
+from services.cli.jobs import submit_job
+from services.localnet import LocalTestnet, default_topology
+from services.specfile import load_spec
+
+TERMINAL = ("settled", "slashed", "expired", "cancelled")
+DEMO_SEEDS = (11, 12, 13)
+
+
+@dataclass
+class JobTimeline:
+    job_id: str
+    seen: dict[str, float] = field(default_factory=dict)  # phase -> first time seen
+
+    def mark(self, phase: str, now: float) -> None:
+        self.seen.setdefault(phase, now)
+
+    def span(self, start: str, end: str) -> float:
+        if start in self.seen and end in self.seen:
+            return max(0.0, self.seen[end] - self.seen[start])
+        return 0.0
+
+
+def demo_specs(spec_file: Path, count: int) -> tuple[list[JobSpec], dict[str, Any]]:
+    spec, terms = load_spec(spec_file)
+    specs = []
+    for seed in DEMO_SEEDS[:count] if count <= len(DEMO_SEEDS) else range(11, 11 + count):
+        data = spec.to_dict()
+        data["seed"] = seed
+        specs.append(parse_spec(data))
+    return specs, terms
+
+
+def _phase(job: dict[str, Any]) -> str:
+    if job["status"] == "committed":
+        if job.get("open_disputes"):
+            return "disputed"
+        if job.get("attesters") or job.get("disputes"):
+            return "verified"
+    return str(job["status"])
+
+
+def run_demo(
+    spec_file: Path,
+    *,
+    jobs: int = 3,
+    workdir: Path | None = None,
+    timeout: float = 170.0,
+    progress: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    say = progress or (lambda message: None)
+    started = time.monotonic()
+    tmp = None
+    if workdir is None:
+        tmp = tempfile.TemporaryDirectory(prefix="proofnet-demo-")
+        workdir = Path(tmp.name)
+    specs, terms = demo_specs(spec_file, jobs)
+    topology = default_topology()
+    topology.solver_stake = int(terms.get("min_stake", 0)) or None
+    net = LocalTestnet(workdir, topology)
+    try:
+        say("starting chain, 3 solvers (1 cheating) and 2 verifiers as local processes")
+        net.start()
+        client = HttpChainClient(topology.chain_url)
+        names = {net.address_of(a.name): a for a in topology.actors}
+        say("waiting for the agents to fund and stake themselves")
+        _wait_staked(client, net, topology, timeout)
+        wallet = Wallet(load_or_create_key(workdir / "keys" / "submitter.key"), client)
+        job_ids = []
+        for spec in specs:
+            job_ids.append(submit_job(client, wallet, spec, terms))
+            say(f"submitted job {job_ids[-1][:12]}… over REST (seed {spec.seed})")
+        timelines = {j: JobTimeline(j) for j in job_ids}
+        deadline = time.monotonic() + timeout
+        last: dict[str, str] = {}
+        while True:
+            now = time.monotonic()
+            records = {j: client.get_job(j) for j in job_ids}
+            for job_id, job in records.items():
+                phase = _phase(job)
+                timelines[job_id].mark(phase, now)
+                if last.get(job_id) != phase:
+                    solver = names.get(job.get("solver") or "")
+                    who = f" by {solver.name}" if solver else ""
+                    say(f"job {job_id[:12]}… {phase}{who}")
+                    last[job_id] = phase
+            if all(job["status"] in TERMINAL for job in records.values()):
+                break
+            if now > deadline:
+                raise TimeoutError("the demo's jobs did not finish in time")
+            time.sleep(0.25)
+        report = _report(client, net, names, records, timelines, specs)
+    finally:
+        survivors = net.stop()
+        if tmp is not None:
+            tmp.cleanup()
+    report["processes_left_running"] = survivors
+    report["wall_seconds"] = round(time.monotonic() - started, 2)
+    report["ok"] = report["ok"] and not survivors
+    return report
+
+
+def _wait_staked(client: HttpChainClient, net: LocalTestnet, topology: Any, timeout: float) -> None:
+    params = client.params()
+    need = {
+        "solver": topology.solver_stake or int(params["min_solver_stake"]),
+        "verifier": int(params["min_verifier_stake"]),
+    }
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        accounts = [(a, client.get_account(net.address_of(a.name))) for a in topology.actors]
+        if all(
+            int(acc["bonded"]) >= need[a.role] and (a.role != "solver" or acc.get("endpoint"))
+            for a, acc in accounts
+        ):
+            return
+        time.sleep(0.25)
+    raise TimeoutError("agents did not stake in time")
+
+
+def _report(
+    client: HttpChainClient,
+    net: LocalTestnet,
+    names: dict[str, Any],
+    records: dict[str, dict[str, Any]],
+    timelines: dict[str, JobTimeline],
+    specs: list[JobSpec],
+) -> dict[str, Any]:
+    rows = []
+    ok = True
+    for job_id, job in records.items():
+        actor = names.get(job.get("solver") or "")
+        history = job.get("history", [])
+        resolved = [e["data"] for e in history if e["kind"] == "dispute_resolved"]
+        settled = [e["data"] for e in history if e["kind"] == "job_settled"]
+        slashed = sum(
+            int(r.get("slashed", 0))
+            for r in resolved
+            if r.get("loser") == job.get("solver") or job["status"] == "slashed"
+        )
+        dishonest = bool(actor and actor.strategy)
+        if dishonest and job["status"] != "slashed":
+            ok = False
+        if not dishonest and job["status"] == "slashed":
+            ok = False
+        disputes = [client.get_dispute(d) for d in job.get("disputes", [])]
+        rows.append(
+            {
+                "job_id": job_id,
+                "solver": actor.name if actor else job.get("solver"),
+                "strategy": (actor.strategy or "honest") if actor else None,
+                "outcome": job["status"],
+                "dispute_rounds": sum(len(d["moves"]) for d in disputes),
+                "located_step": next(
+                    (r.get("located_step") for r in resolved if r.get("located_step") is not None),
+                    None,
+                ),
+                "paid_to_solver": int(settled[0].get("paid", job.get("price", 0)))
+                if settled
+                else 0,
+                "slashed": slashed if job["status"] == "slashed" else 0,
+                "timeline_seconds": {
+                    "training": round(timelines[job_id].span("assigned", "committed"), 2),
+                    "verification": round(
+                        timelines[job_id].span("committed", "verified")
+                        or timelines[job_id].span("committed", "disputed"),
+                        2,
+                    ),
+                    "dispute": round(timelines[job_id].span("disputed", job["status"]), 2),
+                },
+            }
+        )
+    balances = {}
+    for address, actor in names.items():
+        acc = client.get_account(address)
+        balances[actor.name] = {
+            "balance": int(acc["balance"]),
+            "stake": int(acc["total_stake"]),
+            "jobs_completed": acc.get("jobs_completed"),
+            "jobs_slashed": acc.get("jobs_slashed"),
+        }
+    metrics = net.status()
+    reexecuted = sum(
+        int((m.get("metrics") or {}).get("steps_reexecuted", 0))
+        for name, m in metrics.items()
+        if name.startswith("verifier")
+    )
+    trained = sum(s.steps for s in specs)
+    supply = _supply(client)
+    ok = ok and bool(supply.get("holds", False))
+    return {
+        "ok": ok,
+        "jobs": rows,
+        "balances": balances,
+        "supply": supply,
+        "figures": {
+            "training_seconds": round(sum(r["timeline_seconds"]["training"] for r in rows), 2),
+            "verification_seconds": round(
+                sum(r["timeline_seconds"]["verification"] for r in rows), 2
+            ),
+            "dispute_seconds": round(sum(r["timeline_seconds"]["dispute"] for r in rows), 2),
+            "steps_trained": trained,
+            "steps_reexecuted_by_verifiers": reexecuted,
+            "reexecuted_fraction": round(reexecuted / trained, 4) if trained else 0.0,
+        },
+    }
+
+
+def _supply(client: HttpChainClient) -> dict[str, Any]:
+    try:
+        response = client.http.get("/supply")
+        response.raise_for_status()
+        return dict(response.json())
+    except httpx.HTTPError as exc:
+        return {"holds": False, "error": str(exc)}

@@ -1,0 +1,78 @@
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Response
+
+from contracts_sim.exceptions import InvalidTransactionError
+from contracts_sim.jobs import compute_job_id
+from contracts_sim.records import JobStatus
+from contracts_sim.transactions import PostJobBody, Transaction, parse_body
+from services.node.deps import ChainDep, RuntimeDep
+from services.node.errors import ERROR_RESPONSES
+from services.node.routes.txs import TimeoutQuery
+from services.node.schemas import JobDetail, JobPublic, JobSubmitted, TxEnvelope
+from services.node.views import job_detail_view, job_view, parse_address, parse_id
+
+router = APIRouter(prefix="/jobs", tags=["jobs"])
+
+
+class WrongKindError(InvalidTransactionError):
+    code = "wrong_transaction_kind"
+
+    def __init__(self, expected: str, got: str) -> None:
+        super().__init__(f"this endpoint takes a {expected!r} transaction, got {got!r}")
+
+
+@router.post(
+    "",
+    response_model=JobSubmitted,
+    status_code=201,
+    responses={
+        202: {"model": JobSubmitted, "description": "Accepted, not yet in a block"},
+        **ERROR_RESPONSES,
+    },
+)
+async def post_job(
+    envelope: TxEnvelope,
+    runtime: RuntimeDep,
+    response: Response,
+    wait: Annotated[bool, Query(description="return once the job is in a block")] = True,
+    timeout: TimeoutQuery = None,
+) -> dict[str, Any]:
+    """The submitter's entry point: a signed ``post_job`` transaction. Returns the job id
+    (known before inclusion: it hashes the spec, the submitter and the nonce) and the receipt."""
+    data = envelope.model_dump()
+    tx = Transaction.from_json(data)
+    if tx.kind != PostJobBody.kind:
+        raise WrongKindError(PostJobBody.kind, tx.kind)
+    body: PostJobBody = parse_body(tx.kind, tx.body)
+    job_id = compute_job_id(body.spec, tx.sender, tx.nonce)
+    receipt = await runtime.submit(data, wait, timeout)
+    response.status_code = 202 if receipt.status == "pending" else 201
+    return {"job_id": job_id, "receipt": receipt.to_json()}
+
+
+@router.get("", response_model=list[JobPublic], responses=ERROR_RESPONSES)
+def list_jobs(
+    chain: ChainDep,
+    status: JobStatus | None = None,
+    submitter: str | None = None,
+    solver: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> list[dict[str, Any]]:
+    """Jobs at the head block, by id; filter by status, submitter or solver."""
+    jobs = chain.list_jobs(
+        status=None if status is None else status.value,
+        submitter=None if submitter is None else parse_address(submitter),
+        solver=None if solver is None else parse_address(solver),
+    )
+    return [job_view(job) for job in jobs[offset : offset + limit]]
+
+
+@router.get("/{job_id}", response_model=JobDetail, responses=ERROR_RESPONSES)
+def get_job(job_id: str, chain: ChainDep) -> dict[str, Any]:
+    """A job's whole lifecycle: status, spec, terms, bids, assignment, progress and final
+    commitments, attestations, challenges and their disputes, settlement, and its events."""
+    return job_detail_view(chain, parse_id(job_id, "job id"))
