@@ -46,6 +46,7 @@ class Topology:
     block_time: float = 0.5
     preset: str = "testnet"
     solver_stake: int | None = None
+    train_budget: float = 0.5
 
     @property
     def chain_url(self) -> str:
@@ -167,29 +168,61 @@ class LocalTestnet:
         self.save()
         self._wait_healthy(top.chain_url, "chain")
         for actor in top.actors:
-            actor.port = actor.port or free_port()
-            args = [
-                actor.role,
-                "run",
-                "--chain",
-                top.chain_url,
-                "--key",
-                str(self.key_file(actor.name)),
-                "--port",
-                str(actor.port),
-                "--poll",
-                "0.1",
-            ]
-            if actor.role == "solver":
-                args += ["--data-dir", str(self.workdir / "data" / actor.name), "--device", "cpu"]
-                if top.solver_stake:
-                    args += ["--stake", str(top.solver_stake)]
-            if actor.strategy:
-                args += ["--strategy", actor.strategy]
-            actor.pid = self._spawn(actor.name, args, detach)
-            self.save()
+            self._start_actor(actor, detach)
         for actor in top.actors:
             self._wait_healthy(actor.url, actor.name)
+
+    def _start_actor(self, actor: Actor, detach: bool) -> None:
+        top = self.topology
+        actor.port = actor.port or free_port()
+        args = [
+            actor.role,
+            "run",
+            "--chain",
+            top.chain_url,
+            "--key",
+            str(self.key_file(actor.name)),
+            "--port",
+            str(actor.port),
+            "--poll",
+            "0.1",
+        ]
+        if actor.role == "solver":
+            args += [
+                "--data-dir",
+                str(self.workdir / "data" / actor.name),
+                "--device",
+                "cpu",
+                "--train-budget",
+                str(top.train_budget),
+            ]
+            if top.solver_stake:
+                args += ["--stake", str(top.solver_stake)]
+        if actor.strategy:
+            args += ["--strategy", actor.strategy]
+        actor.pid = self._spawn(actor.name, args, detach)
+        self.save()
+
+    def actor(self, name: str) -> Actor:
+        for actor in self.topology.actors:
+            if actor.name == name:
+                return actor
+        raise KeyError(name)
+
+    def kill(self, name: str) -> None:
+        """Kill one agent abruptly (SIGKILL), as a crash would."""
+        actor = self.actor(name)
+        if actor.pid is not None and _alive(actor.pid):
+            os.kill(actor.pid, signal.SIGKILL)
+            for proc in self._procs:
+                if proc.pid == actor.pid:
+                    proc.wait(timeout=10)
+
+    def restart(self, name: str) -> None:
+        """Start an agent again with the same key, port and data directory."""
+        actor = self.actor(name)
+        self._start_actor(actor, detach=False)
+        self._wait_healthy(actor.url, actor.name)
 
     def pids(self) -> list[int]:
         top = self.topology

@@ -1,0 +1,118 @@
+"""Agents in-process: honest games settle, strategies load by dotted path, solvers resume."""
+
+from __future__ import annotations
+
+import pytest
+
+from protocol.spec import JobSpec
+from services.agents.checkpoints import CheckpointStore
+from services.agents.strategy import (
+    SolverStrategy,
+    StrategyError,
+    VerifierStrategy,
+    load_strategy,
+)
+from services.network import JobTerms, Network
+from services.strategies.cheaters import PerturbStep
+from tests.conftest import ROOT
+
+
+def _play(net: Network, spec: JobSpec, terms: JobTerms | None = None) -> dict:
+    net.warm_up()
+    job_id = net.post_job(spec, terms or JobTerms(sample_count=8))
+    net.run_jobs(job_id, max_rounds=200)
+    return net.job(job_id)
+
+
+def test_honest_solver_is_paid_and_verifiers_attest(tiny_spec: JobSpec) -> None:
+    net = Network()
+    solver = net.add_solver("solver")
+    net.add_verifier("verifier")
+    job = _play(net, tiny_spec)
+    assert job["status"] == "settled"
+    assert job["solver"] == solver.address
+    assert len(job["attesters"]) == 1
+    account = net.client.get_account(solver.address)
+    assert int(account["balance"]) == JobTerms().payment
+    assert int(account["jobs_completed"]) == 1
+
+
+def test_cheater_is_slashed_at_the_tampered_step(tiny_spec: JobSpec) -> None:
+    net = Network()
+    net.add_solver("cheater", PerturbStep(step=9))
+    net.add_verifier("verifier")
+    job = _play(net, tiny_spec)
+    assert job["status"] == "slashed"
+    resolved = [e["data"] for e in job["history"] if e["kind"] == "dispute_resolved"]
+    assert resolved[0]["located_step"] == 9
+
+
+def test_external_strategy_by_dotted_path(tiny_spec: JobSpec, monkeypatch) -> None:
+    monkeypatch.syspath_prepend(str(ROOT / "examples" / "strategies"))
+    strategy = load_strategy("sleepy_solver:SleepySolver?skip_every=5", "solver")
+    assert type(strategy).__module__ == "sleepy_solver"
+    net = Network()
+    solver = net.add_solver("sleepy", strategy)  # type: ignore[arg-type]
+    net.add_verifier("verifier")
+    job = _play(net, tiny_spec)
+    assert job["solver"] == solver.address
+    assert job["price"] == JobTerms().payment * 9 // 10  # the strategy's own bid
+    assert job["status"] == "slashed"
+    resolved = [e["data"] for e in job["history"] if e["kind"] == "dispute_resolved"]
+    assert resolved[0]["located_step"] == 4  # the first skipped update: i % 5 == 4
+
+
+@pytest.mark.parametrize(
+    ("path", "role", "message"),
+    [
+        ("no_colon", "solver", "expected 'package.module:Class'"),
+        ("services.missing:X", "solver", "cannot import"),
+        ("services.strategies.cheaters:NoSuchClass", "solver", "not a SolverStrategy"),
+        ("services.strategies.cheaters:PerturbStep", "verifier", "not a VerifierStrategy"),
+        ("services.strategies.cheaters:PerturbStep?colour=red", "solver", "unknown knob"),
+    ],
+)
+def test_bad_strategy_paths_are_clear_errors(path: str, role: str, message: str) -> None:
+    with pytest.raises(StrategyError, match=message):
+        load_strategy(path, role)
+
+
+def test_knobs_are_parsed() -> None:
+    strategy = load_strategy("services.strategies.cheaters:PerturbStep?step=7&bit=2", "solver")
+    assert strategy.settings == {"step": 7, "bit": 2}
+    assert isinstance(
+        load_strategy("services.agents.strategy:VerifierStrategy", "verifier"), VerifierStrategy
+    )
+
+
+def test_solver_resumes_from_its_store_after_a_restart(tiny_spec: JobSpec, tmp_path) -> None:
+    net = Network()
+    store = CheckpointStore(tmp_path / "solver")
+    first = net.add_solver("solver", SolverStrategy(), store=store)
+    net.add_verifier("verifier")
+    net.warm_up()
+    job_id = net.post_job(tiny_spec, JobTerms(sample_count=8))
+    net.run_until(
+        lambda: len(first.runs.get(job_id).entries) >= 4 if first.runs.get(job_id) else False,
+        max_rounds=50,
+    )
+    net.agents.remove(first)  # the process dies ...
+    trained_before = len(first.runs[job_id].entries)
+    second = net.add_solver("solver", SolverStrategy(), store=CheckpointStore(tmp_path / "solver"))
+    net.round()  # ... and a new one with the same key and data directory takes over
+    assert len(second.runs[job_id].entries) >= trained_before
+    net.run_jobs(job_id, max_rounds=200)
+    job = net.job(job_id)
+    assert job["status"] == "settled"
+    assert job["solver"] == second.address
+
+
+def test_checkpoint_store_never_serves_a_corrupt_blob(tmp_path) -> None:
+    store = CheckpointStore(tmp_path)
+    digest = store.put_blob(b"checkpoint")
+    assert store.get_blob(digest) == b"checkpoint"
+    (tmp_path / "blobs" / f"{digest.hex()}.bin").write_bytes(b"tampered")
+    assert store.get_blob(digest) is None
+    store.save_job("j", {"entries": []})
+    assert store.load_job("j") == {"entries": []}
+    assert store.job_ids() == ["j"]
