@@ -4,7 +4,7 @@ VENV    ?= .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed-stamp
 
-.PHONY: install demo test lint typecheck imports pytest bench clean
+.PHONY: install demo test lint typecheck imports compose pytest bench clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -14,12 +14,12 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-## The main job: the local testnet demo.
+## The main job: a local testnet where honest solvers are paid and a cheater is slashed.
 demo: install
-	$(BIN)/proofnet train examples/digits-mlp.yaml
+	$(BIN)/proofnet demo
 
 ## Lint, type-check, import contracts, then the whole test suite.
-test: lint typecheck imports pytest
+test: lint typecheck imports compose pytest
 
 lint: install
 	$(BIN)/ruff check protocol contracts_sim services tests bench
@@ -32,11 +32,15 @@ typecheck: install
 imports: install
 	$(BIN)/lint-imports
 
+compose:
+	bash scripts/check-compose.sh
+
 pytest: install
 	$(BIN)/pytest -q -p no:cacheprovider
 
 bench: install
 	$(BIN)/python bench/bench_exact.py
+	$(BIN)/python bench/bench_ledger.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -59,7 +59,7 @@ class NativeTrainer:
             self._logits(self.train_x[index]), self.train_y[index]
         )
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        loss.backward()  # type: ignore[no-untyped-call]
         self.optimizer.step()
         self.step_count += 1
 

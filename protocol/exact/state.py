@@ -7,6 +7,8 @@ hash preimage and the checkpoint blob a solver serves, so a blob is addressed by
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import torch
 
@@ -17,7 +19,7 @@ from protocol.types import Hash32
 State = dict[str, torch.Tensor]
 STEP_KEY = "step"
 _DTYPES: dict[torch.dtype, str] = {torch.int64: "int64", torch.float32: "float32"}
-_NUMPY_DTYPES = {"int64": np.dtype("<i8"), "float32": np.dtype("<f4")}
+_NUMPY_DTYPES: dict[str, np.dtype[Any]] = {"int64": np.dtype("<i8"), "float32": np.dtype("<f4")}
 
 
 def _record(name: str, tensor: torch.Tensor) -> TensorRecord:

@@ -56,7 +56,6 @@ def wait_for_chain(client: HttpChainClient, stop: threading.Event, patience: flo
 def serve_in_thread(app: FastAPI, host: str, port: int) -> uvicorn.Server:
     config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False)
     server = uvicorn.Server(config)
-    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
     threading.Thread(target=server.run, name=f"http:{port}", daemon=True).start()
     return server
 
