@@ -34,9 +34,12 @@ Events
     after each block's transactions the chain adds one ``block`` event (no transaction), so an
     agent long-polling ``events_since`` also wakes when only the clock moved.
 
-Debug mode (``check_invariants=True``)
-    ``check_invariant`` runs after every transaction; a transaction after which it fails is
-    rolled back and rejected with ``InvariantViolation`` (a bug in the rules, never the sender's).
+Bugs in the rules
+    In debug mode (``check_invariants=True``) ``check_invariant`` runs after every transaction;
+    a transaction after which it fails is rolled back and rejected with ``InvariantViolation``.
+    In any mode, an exception from the rules that is not a ``ProofNetError`` is logged with its
+    traceback and the transaction rejected with ``RuleFailureError`` (422): no input can make
+    the node fail, and nothing changes.
 
 Thread safety: one lock guards the head, the open block and the store writes. The head state is
 never mutated once it is the head, so reads take a reference and need no lock.
@@ -86,6 +89,7 @@ from contracts_sim.store import (
 )
 from contracts_sim.transactions import Transaction
 from protocol.errors import ProofNetError
+from protocol.merkle import root_of
 from protocol.types import Address, Hash32, Height
 
 log = logging.getLogger(__name__)
@@ -123,6 +127,18 @@ class BlockFullError(LedgerError):
     def __init__(self, limit: int) -> None:
         super().__init__(f"the open block is full ({limit} transactions); retry after the next")
         self.limit = limit
+
+
+class RuleFailureError(LedgerError):
+    """The rules raised an unexpected exception on this transaction (a bug, logged); the
+    transaction is rejected and changed nothing."""
+
+    code = "rule_failure"
+    http_status = 422
+
+    def __init__(self, kind: str, exc: Exception) -> None:
+        super().__init__(f"the {kind} rules failed on this transaction: {type(exc).__name__}")
+        self.kind = kind
 
 
 class ChainMismatchError(ProofNetError):
@@ -374,17 +390,27 @@ class Chain:
             return tx_hash
 
     def _apply(self, block: _OpenBlock, tx: Transaction) -> list[Event]:
-        """Apply ``tx`` to the open block, all or nothing (and check the books in debug mode)."""
-        if not self.check_invariants:
-            return apply_transaction(block.state, tx, block.env, self.params)
-        block.state.begin()
+        """Apply ``tx`` to the open block, all or nothing (and check the books in debug mode).
+
+        An exception that is not a ProofNetError is a bug in the rules: it is logged with its
+        traceback and the transaction is rejected with ``RuleFailureError`` (nothing changed).
+        """
+        state = block.state
+        if self.check_invariants:  # an outer unit, so a failed check can undo the transaction
+            state.begin()
         try:
-            events = apply_transaction(block.state, tx, block.env, self.params)
-            check_invariant(block.state)
-        except BaseException:
-            block.state.rollback()
-            raise
-        block.state.commit()
+            events = apply_transaction(state, tx, block.env, self.params)  # all or nothing
+            if self.check_invariants:
+                check_invariant(state)
+        except Exception as exc:
+            if self.check_invariants:
+                state.rollback()
+            if isinstance(exc, ProofNetError):
+                raise
+            log.exception("the rules failed on %s transaction %s", tx.kind, tx.tx_hash.hex())
+            raise RuleFailureError(tx.kind, exc) from exc
+        if self.check_invariants:
+            state.commit()
         return events
 
     # --- producing blocks ---------------------------------------------------------------
@@ -421,7 +447,7 @@ class Chain:
             height=height,
             parent_hash=self._head.hash,
             time=open_block.env.time,
-            tx_root=compute_tx_root(txs),
+            tx_root=root_of([bytes.fromhex(q.tx_hash) for q in open_block.queue]),
             state_root=open_block.state.state_root(),
             chain_id=self.chain_id,
         )
@@ -594,12 +620,15 @@ class Chain:
         return [d for d in self._head_state.disputes() if job_id is None or d.job_id == job_id]
 
     def sample(self, job_id: str, verifier: Address) -> Sample:
-        """``verifier``'s sample for ``job_id``; raises until the seed block exists."""
-        state = self._head_state
-        job = state.get_job(job_id)
-        seed = get_sample_seed(state, job)
+        """``verifier``'s sample for ``job_id``: available as soon as block ``final_height + 1``
+        is sealed (read from the open block, whose ``begin_block`` recorded that block's hash:
+        exactly what an ``attest`` in the next block will be checked against)."""
+        with self._lock:
+            state = self._open.state
+            job = state.get_job(job_id)
+            seed = get_sample_seed(state, job)  # raises SampleSeedNotReadyError before
+            segments = get_verifier_sample(state, job_id, verifier)
         assert job.final_height is not None
-        segments = get_verifier_sample(state, job_id, verifier)
         return Sample(job_id, verifier, Height(job.final_height + 1), seed, tuple(segments))
 
 

@@ -199,6 +199,7 @@ class MemoryStore:
         self._blocks: list[Block] = []
         self._receipts: dict[str, Receipt] = {}
         self._events: list[ChainEvent] = []
+        self._by_subject: dict[tuple[str, str], list[ChainEvent]] = {}
         self._state: dict[str, dict[str, Any]] = {table: {} for table in TABLES}
 
     def load_meta(self) -> ChainMeta | None:
@@ -232,6 +233,11 @@ class MemoryStore:
             if not self._is_applied(receipt.tx_hash):
                 self._receipts[receipt.tx_hash] = receipt
         self._events.extend(commit.events)
+        for recorded in commit.events:
+            for name in ("job_id", "dispute_id"):
+                subject = _event_subject(recorded, name)
+                if subject is not None:
+                    self._by_subject.setdefault((name, subject), []).append(recorded)
         for table, key, value in commit.state_changes:
             if value is None:
                 self._state[table].pop(key, None)
@@ -275,11 +281,16 @@ class MemoryStore:
         self, *, job_id: str | None = None, dispute_id: str | None = None, limit: int = 1000
     ) -> list[ChainEvent]:
         with self._lock:
+            if job_id is not None:
+                candidates = self._by_subject.get(("job_id", job_id), [])
+            elif dispute_id is not None:
+                candidates = self._by_subject.get(("dispute_id", dispute_id), [])
+            else:
+                candidates = self._events
             found = [
                 e
-                for e in self._events
-                if (job_id is None or _event_subject(e, "job_id") == job_id)
-                and (dispute_id is None or _event_subject(e, "dispute_id") == dispute_id)
+                for e in candidates
+                if dispute_id is None or _event_subject(e, "dispute_id") == dispute_id
             ]
         return found[:limit]
 
@@ -354,6 +365,12 @@ class StateRow(Base):
 
 def _dumps(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), allow_nan=False)
+
+
+def _position(receipt: Receipt) -> int:
+    if receipt.index is None:
+        raise ValueError(f"applied receipt {receipt.tx_hash} has no position")
+    return receipt.index
 
 
 def _event_from_row(row: Any) -> ChainEvent:
@@ -492,7 +509,7 @@ class SqlStore:
                     TxRow.status == "failed", TxRow.hash.in_([r.tx_hash for r in applied])
                 )
             )
-            by_hash = {tx.tx_hash.hex(): tx for tx in block.transactions}
+            txs = block.transactions  # receipts are in block order: index = position
             conn.execute(
                 insert(TxRow),
                 [
@@ -503,7 +520,7 @@ class SqlStore:
                         "status": "applied",
                         "error_code": None,
                         "error_message": None,
-                        "data": _dumps(by_hash[r.tx_hash].to_json()),
+                        "data": _dumps(txs[_position(r)].to_json()),
                     }
                     for r in applied
                 ],

@@ -48,6 +48,7 @@ __all__ = [
     "JobSubmission",
     "JsonObject",
     "LocalChainClient",
+    "TxLike",
     "Wallet",
 ]
 
@@ -111,6 +112,7 @@ class ChainClient(Protocol):
     ) -> list[ChainEvent]: ...
     def sample(self, job_id: str, verifier: str) -> list[int]: ...
     def produce_block(self) -> Block: ...
+    def supply(self) -> JsonObject: ...
 
 
 # --- in-process -----------------------------------------------------------------------------
@@ -227,6 +229,9 @@ class LocalChainClient:
 
     def produce_block(self) -> Block:
         return self._call(self.chain.produce_block)
+
+    def supply(self) -> JsonObject:
+        return views.supply_view(self.chain)
 
 
 def _job_id_of(tx: TxLike) -> str:
@@ -407,6 +412,9 @@ class HttpChainClient:
 
     def produce_block(self) -> Block:
         return _block_from_view(self._request("POST", "/dev/blocks"))
+
+    def supply(self) -> JsonObject:
+        return dict(self._request("GET", "/supply"))
 
 
 def _block_from_view(data: Any) -> Block:

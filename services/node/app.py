@@ -4,6 +4,7 @@ Routes (one router per resource; OpenAPI docs at ``/docs``)::
 
     GET  /health                          liveness, head
     GET  /params                          chain id, preset, ledger parameters
+    GET  /supply                          the supply invariant at the head
     POST /txs[?wait=true]                 submit a signed transaction -> receipt
     GET  /txs/{tx_hash}                   receipt
     POST /jobs                            submitter entry: a signed post_job -> job id + receipt

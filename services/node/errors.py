@@ -37,7 +37,7 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
         (400, "Malformed request or transaction"),
         (404, "Unknown id"),
         (409, "Conflicts with the current state (nonce, status, deadline)"),
-        (422, "Request does not match the schema"),
+        (422, "Request does not match the schema, or a rule rejected a proof"),
     )
 }
 

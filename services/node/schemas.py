@@ -201,3 +201,20 @@ class HealthPublic(BaseModel):
     head_hash: str
     pending_txs: int
     last_event_id: int
+
+
+class SupplyPublic(BaseModel):
+    """balances + stakes + escrow + bonds + burned (held) == genesis + minted (issued)."""
+
+    height: int
+    genesis: int
+    minted: int
+    burned: int
+    balances: int
+    stakes: int
+    escrow: int
+    bonds: int
+    held: int
+    issued: int
+    holds: bool
+    error: str | None

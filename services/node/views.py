@@ -15,6 +15,8 @@ from contracts_sim.blocks import Block
 from contracts_sim.chain import Chain
 from contracts_sim.codec import to_json_value
 from contracts_sim.crypto import is_address
+from contracts_sim.exceptions import InvariantViolation
+from contracts_sim.invariants import check_invariant, compute_supply_report
 from contracts_sim.records import Dispute, Job, Party
 from protocol.errors import ProofNetError
 from protocol.types import Address
@@ -123,4 +125,29 @@ def health_view(chain: Chain) -> JsonObject:
         "head_hash": head.hash.hex(),
         "pending_txs": len(chain.pending_hashes()),
         "last_event_id": chain.last_event_id,
+    }
+
+
+def supply_view(chain: Chain) -> JsonObject:
+    """The supply invariant at the head: where every token is, and whether the books balance."""
+    state = chain.state
+    report = compute_supply_report(state)
+    try:
+        check_invariant(state)
+        error = None
+    except InvariantViolation as exc:
+        error = exc.message
+    return {
+        "height": chain.height,
+        "genesis": report.genesis,
+        "minted": report.minted,
+        "burned": report.burned,
+        "balances": report.balances,
+        "stakes": report.stakes,
+        "escrow": report.escrow,
+        "bonds": report.bonds,
+        "held": report.held,
+        "issued": report.issued,
+        "holds": error is None,
+        "error": error,
     }

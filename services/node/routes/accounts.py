@@ -9,10 +9,10 @@ from services.node.errors import ERROR_RESPONSES
 from services.node.schemas import AccountPublic
 from services.node.views import account_view, parse_address
 
-router = APIRouter(prefix="/accounts", tags=["accounts"])
+router = APIRouter(prefix="/accounts", tags=["accounts"], responses=ERROR_RESPONSES)
 
 
-@router.get("/{address}", response_model=AccountPublic, responses=ERROR_RESPONSES)
+@router.get("/{address}", response_model=AccountPublic)
 def get_account(address: str, chain: ChainDep) -> dict[str, Any]:
     """Balance, stake (free, locked, unbonding), history counters and the next nonce.
     An address never seen is an empty account, not an error."""

@@ -9,7 +9,7 @@ from services.node.errors import ERROR_RESPONSES
 from services.node.schemas import BlockPublic
 from services.node.views import block_view
 
-router = APIRouter(prefix="/blocks", tags=["chain"])
+router = APIRouter(prefix="/blocks", tags=["chain"], responses=ERROR_RESPONSES)
 
 
 @router.get("/head", response_model=BlockPublic)
@@ -18,7 +18,7 @@ def get_head(chain: ChainDep) -> dict[str, Any]:
     return block_view(chain.head_block())
 
 
-@router.get("/{height}", response_model=BlockPublic, responses=ERROR_RESPONSES)
+@router.get("/{height}", response_model=BlockPublic)
 def get_block(height: Annotated[int, Path(ge=0)], chain: ChainDep) -> dict[str, Any]:
     """The block at ``height`` with its transactions."""
     return block_view(chain.get_block(height))

@@ -6,10 +6,11 @@ from fastapi import APIRouter, Query
 from starlette.concurrency import run_in_threadpool
 
 from services.node.deps import ChainDep
+from services.node.errors import ERROR_RESPONSES
 from services.node.schemas import BlockPublic
 from services.node.views import block_view
 
-router = APIRouter(prefix="/dev", tags=["dev"])
+router = APIRouter(prefix="/dev", tags=["dev"], responses=ERROR_RESPONSES)
 
 
 @router.post("/blocks", response_model=BlockPublic, status_code=201)

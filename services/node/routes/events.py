@@ -5,9 +5,10 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 
 from services.node.deps import ChainDep, RuntimeDep
+from services.node.errors import ERROR_RESPONSES
 from services.node.schemas import EventsPage
 
-router = APIRouter(prefix="/events", tags=["events"])
+router = APIRouter(prefix="/events", tags=["events"], responses=ERROR_RESPONSES)
 
 
 @router.get("", response_model=EventsPage)

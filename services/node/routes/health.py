@@ -5,10 +5,11 @@ from typing import Any
 from fastapi import APIRouter
 
 from services.node.deps import ChainDep
-from services.node.schemas import HealthPublic, ParamsPublic
-from services.node.views import health_view, params_view
+from services.node.errors import ERROR_RESPONSES
+from services.node.schemas import HealthPublic, ParamsPublic, SupplyPublic
+from services.node.views import health_view, params_view, supply_view
 
-router = APIRouter(tags=["chain"])
+router = APIRouter(tags=["chain"], responses=ERROR_RESPONSES)
 
 
 @router.get("/health", response_model=HealthPublic)
@@ -23,23 +24,8 @@ def get_params(chain: ChainDep) -> dict[str, Any]:
     return params_view(chain)
 
 
-@router.get("/supply")
+@router.get("/supply", response_model=SupplyPublic)
 def get_supply(chain: ChainDep) -> dict[str, Any]:
-    """The supply invariant at the head: balances + stakes + escrow + bonds + burned must equal
-    genesis + minted."""
-    from contracts_sim.invariants import compute_supply_report
-
-    report = compute_supply_report(chain.state)
-    return {
-        "height": int(chain.height),
-        "balances": report.balances,
-        "stakes": report.stakes,
-        "escrow": report.escrow,
-        "bonds": report.bonds,
-        "burned": report.burned,
-        "genesis": report.genesis,
-        "minted": report.minted,
-        "held": report.held,
-        "issued": report.issued,
-        "holds": report.held == report.issued,
-    }
+    """The supply invariant at the head: balances + stakes + escrow + bonds + burned (held) must
+    equal genesis + minted (issued); ``holds`` says whether they do (and ``error`` why not)."""
+    return supply_view(chain)

@@ -14,7 +14,7 @@ from services.node.routes.txs import TimeoutQuery
 from services.node.schemas import JobDetail, JobPublic, JobSubmitted, TxEnvelope
 from services.node.views import job_detail_view, job_view, parse_address, parse_id
 
-router = APIRouter(prefix="/jobs", tags=["jobs"])
+router = APIRouter(prefix="/jobs", tags=["jobs"], responses=ERROR_RESPONSES)
 
 
 class WrongKindError(InvalidTransactionError):
@@ -28,10 +28,7 @@ class WrongKindError(InvalidTransactionError):
     "",
     response_model=JobSubmitted,
     status_code=201,
-    responses={
-        202: {"model": JobSubmitted, "description": "Accepted, not yet in a block"},
-        **ERROR_RESPONSES,
-    },
+    responses={202: {"model": JobSubmitted, "description": "Accepted, not yet in a block"}},
 )
 async def post_job(
     envelope: TxEnvelope,
@@ -53,7 +50,7 @@ async def post_job(
     return {"job_id": job_id, "receipt": receipt.to_json()}
 
 
-@router.get("", response_model=list[JobPublic], responses=ERROR_RESPONSES)
+@router.get("", response_model=list[JobPublic])
 def list_jobs(
     chain: ChainDep,
     status: JobStatus | None = None,
@@ -71,7 +68,7 @@ def list_jobs(
     return [job_view(job) for job in jobs[offset : offset + limit]]
 
 
-@router.get("/{job_id}", response_model=JobDetail, responses=ERROR_RESPONSES)
+@router.get("/{job_id}", response_model=JobDetail)
 def get_job(job_id: str, chain: ChainDep) -> dict[str, Any]:
     """A job's whole lifecycle: status, spec, terms, bids, assignment, progress and final
     commitments, attestations, challenges and their disputes, settlement, and its events."""

@@ -9,10 +9,10 @@ from services.node.errors import ERROR_RESPONSES
 from services.node.schemas import SamplePublic
 from services.node.views import parse_address, parse_id
 
-router = APIRouter(prefix="/samples", tags=["jobs"])
+router = APIRouter(prefix="/samples", tags=["jobs"], responses=ERROR_RESPONSES)
 
 
-@router.get("/{job_id}/{verifier}", response_model=SamplePublic, responses=ERROR_RESPONSES)
+@router.get("/{job_id}/{verifier}", response_model=SamplePublic)
 def get_sample(job_id: str, verifier: str, chain: ChainDep) -> dict[str, Any]:
     """The segments ``verifier`` must re-execute for a committed job: derived from the final
     root, the hash of the block after the final commitment and the verifier's address, so

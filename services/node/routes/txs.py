@@ -10,7 +10,7 @@ from services.node.errors import ERROR_RESPONSES
 from services.node.schemas import ReceiptPublic, TxEnvelope
 from services.node.views import parse_id
 
-router = APIRouter(prefix="/txs", tags=["transactions"])
+router = APIRouter(prefix="/txs", tags=["transactions"], responses=ERROR_RESPONSES)
 
 WaitQuery = Annotated[bool, Query(description="return once the transaction is in a block")]
 TimeoutQuery = Annotated[
@@ -27,7 +27,7 @@ def receipt_response(receipt: Receipt, response: Response) -> dict[str, Any]:
     "",
     response_model=ReceiptPublic,
     status_code=202,
-    responses={200: {"model": ReceiptPublic, "description": "Included"}, **ERROR_RESPONSES},
+    responses={200: {"model": ReceiptPublic, "description": "Included"}},
 )
 async def submit_tx(
     envelope: TxEnvelope,
@@ -44,7 +44,7 @@ async def submit_tx(
     return receipt_response(receipt, response)
 
 
-@router.get("/{tx_hash}", response_model=ReceiptPublic, responses=ERROR_RESPONSES)
+@router.get("/{tx_hash}", response_model=ReceiptPublic)
 def get_receipt(tx_hash: str, chain: ChainDep) -> dict[str, Any]:
     """A transaction's receipt: pending, applied (height, index, events) or failed (error)."""
     return chain.receipt(parse_id(tx_hash, "transaction hash")).to_json()

@@ -1,0 +1,163 @@
+"""Blocks, receipts and events: hashes, tx roots and strict JSON round trips."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import pytest
+
+from contracts_sim.blocks import (
+    GENESIS_PARENT_HASH,
+    Block,
+    BlockHeader,
+    ChainEvent,
+    ErrorInfo,
+    MalformedBlockError,
+    Receipt,
+    compute_tx_root,
+)
+from contracts_sim.crypto import key_from_seed
+from contracts_sim.transactions import Transaction, sign_transaction
+from protocol.hashing import canonical_json, sha256
+from protocol.merkle import root_of
+from protocol.types import Height
+
+ALICE = key_from_seed("blocks/alice")
+BOB = key_from_seed("blocks/bob")
+
+
+def transfers(n: int) -> tuple[Transaction, ...]:
+    return tuple(
+        sign_transaction(ALICE, "c", i, "transfer", {"to": BOB.address, "amount": i + 1})
+        for i in range(n)
+    )
+
+
+def header(**overrides: Any) -> BlockHeader:
+    values: dict[str, Any] = {
+        "height": Height(3),
+        "parent_hash": sha256(b"parent"),
+        "time": 1_700_000_000,
+        "tx_root": compute_tx_root(()),
+        "state_root": sha256(b"state"),
+        "chain_id": "c",
+    }
+    values.update(overrides)
+    return BlockHeader(**values)
+
+
+def test_block_hash_is_sha256_of_the_canonical_header_json() -> None:
+    h = header()
+    assert h.hash == sha256(canonical_json(h.to_json()))
+    assert Block(h).hash == h.hash
+
+
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("height", Height(4)),
+        ("parent_hash", sha256(b"other parent")),
+        ("time", 1_700_000_001),
+        ("tx_root", sha256(b"other txs")),
+        ("state_root", sha256(b"other state")),
+        ("chain_id", "d"),
+    ],
+)
+def test_every_header_field_changes_the_hash(field: str, value: Any) -> None:
+    assert dataclasses.replace(header(), **{field: value}).hash != header().hash
+
+
+def test_tx_root_is_the_rfc9162_root_of_the_tx_hashes_in_order() -> None:
+    txs = transfers(5)
+    assert compute_tx_root(txs) == root_of([tx.tx_hash for tx in txs])
+    assert compute_tx_root(txs) != compute_tx_root(txs[::-1])
+    assert compute_tx_root(()) == sha256(b"")
+
+
+def test_header_and_block_json_round_trip() -> None:
+    txs = transfers(3)
+    block = Block(header(tx_root=compute_tx_root(txs)), txs)
+    assert BlockHeader.from_json(block.header.to_json()) == block.header
+    again = Block.from_json(block.to_json())
+    assert again == block
+    assert again.hash == block.hash
+    assert again.tx_hashes() == [tx.tx_hash for tx in txs]
+
+
+def test_genesis_parent_is_zero_hash() -> None:
+    assert bytes(GENESIS_PARENT_HASH) == bytes(32)
+
+
+def test_block_from_json_rejects_a_tx_root_that_does_not_match() -> None:
+    txs = transfers(2)
+    data = Block(header(tx_root=compute_tx_root(txs)), txs).to_json()
+    data["transactions"] = data["transactions"][:1]
+    with pytest.raises(MalformedBlockError, match="tx_root"):
+        Block.from_json(data)
+
+
+def _bad_header(**changes: Any) -> dict[str, Any]:
+    data = header().to_json()
+    data.update(changes)
+    return data
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        None,
+        [],
+        {"height": 1},
+        _bad_header(height=-1),
+        _bad_header(height=True),
+        _bad_header(height=1.0),
+        _bad_header(parent_hash="00" * 31),
+        _bad_header(parent_hash="ZZ" * 32),
+        _bad_header(state_root="AB" * 32),  # uppercase is not canonical
+        _bad_header(chain_id=""),
+        {**header().to_json(), "extra": 1},
+    ],
+)
+def test_header_from_json_rejects_malformed_input(data: Any) -> None:
+    with pytest.raises(MalformedBlockError):
+        BlockHeader.from_json(data)
+
+
+def test_block_from_json_rejects_malformed_transactions() -> None:
+    data = Block(header()).to_json()
+    data["transactions"] = [{"kind": "transfer"}]
+    with pytest.raises(MalformedBlockError, match="transaction"):
+        Block.from_json(data)
+    data["transactions"] = "nope"
+    with pytest.raises(MalformedBlockError):
+        Block.from_json(data)
+
+
+def test_receipt_and_event_json_round_trip() -> None:
+    tx_hash = transfers(1)[0].tx_hash.hex()
+    event = ChainEvent(7, Height(2), tx_hash, "transfer", {"amount": 5})
+    applied = Receipt(tx_hash, "applied", Height(2), 0, None, (event,))
+    failed = Receipt(tx_hash, "failed", Height(3), None, ErrorInfo("nonce_too_low", "replay"))
+    pending = Receipt(tx_hash, "pending", Height(4), 2)
+    for receipt in (applied, failed, pending):
+        assert Receipt.from_json(receipt.to_json()) == receipt
+    assert ChainEvent.from_json(event.to_json()) == event
+    assert applied.ok and not failed.ok and not pending.ok
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"status": "done"},
+        {"tx_hash": "xyz"},
+        {"height": -2},
+        {"events": {}},
+        {"error": {"code": "x"}},
+    ],
+)
+def test_receipt_from_json_rejects_malformed_input(change: dict[str, Any]) -> None:
+    data = Receipt("ab" * 32, "pending", Height(1), 0).to_json()
+    data.update(change)
+    with pytest.raises(MalformedBlockError):
+        Receipt.from_json(data)
