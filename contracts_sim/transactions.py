@@ -22,6 +22,7 @@ unknown fields are rejected. ``TX_KINDS`` maps every kind to its body class.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Mapping
@@ -97,8 +98,9 @@ class Transaction:
     def to_json(self) -> dict[str, Any]:
         return {**self.unsigned_json(), "signature": self.signature.hex()}
 
-    @property
+    @functools.cached_property
     def tx_hash(self) -> Hash32:
+        """SHA-256 of the canonical JSON of the whole transaction (cached: it is immutable)."""
         return sha256(canonical_json(self.to_json()))
 
     @classmethod

@@ -20,6 +20,7 @@ from tests.conftest import EXAMPLE_SPEC
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(420)]
 TERMINAL = ("settled", "slashed", "expired", "cancelled")
+STAKE = int(load_spec(EXAMPLE_SPEC)[1]["min_stake"])  # one job's worth
 
 
 def small_spec(tmp_path: Path, steps: int, interval: int) -> Path:
@@ -61,7 +62,7 @@ def testnet(tmp_path: Path):
     def make(train_budget: float = 0.5) -> LocalTestnet:
         topology = Topology(
             actors=[Actor("solver", "solver"), Actor("verifier", "verifier")],
-            solver_stake=1_000_000,
+            solver_stake=STAKE,
             train_budget=train_budget,
         )
         net = LocalTestnet(tmp_path / "net", topology)
@@ -77,7 +78,7 @@ def testnet(tmp_path: Path):
 def test_job_over_rest_settles_and_the_model_hash_matches(testnet, tmp_path: Path) -> None:
     net = testnet()
     client = HttpChainClient(net.topology.chain_url)
-    wait_staked(client, net, 1_000_000)
+    wait_staked(client, net, STAKE)
     spec, terms = load_spec(small_spec(tmp_path, steps=120, interval=20))
     wallet = Wallet(load_or_create_key(tmp_path / "submitter.key"), client)
     job_id = submit_job(client, wallet, spec, terms)
@@ -99,7 +100,7 @@ def test_job_over_rest_settles_and_the_model_hash_matches(testnet, tmp_path: Pat
 def test_solver_killed_mid_training_resumes_and_the_job_settles(testnet, tmp_path: Path) -> None:
     net = testnet(train_budget=0.05)  # short training slices: the kill lands mid-training
     client = HttpChainClient(net.topology.chain_url)
-    wait_staked(client, net, 1_000_000)
+    wait_staked(client, net, STAKE)
     spec, terms = load_spec(small_spec(tmp_path, steps=600, interval=20))
     wallet = Wallet(load_or_create_key(tmp_path / "submitter.key"), client)
     job_id = submit_job(client, wallet, spec, terms)
@@ -120,5 +121,5 @@ def test_solver_killed_mid_training_resumes_and_the_job_settles(testnet, tmp_pat
     assert job["status"] == "settled"
     after = client.get_account(solver)
     assert int(after["balance"]) == int(before["balance"]) + int(job["price"])
-    assert int(after["bonded"]) + int(after["locked"]) == 1_000_000  # stake intact
+    assert int(after["bonded"]) + int(after["locked"]) == STAKE  # stake intact
     assert client.http.get("/supply").json()["holds"]

@@ -23,9 +23,15 @@ def _root() -> None:
 
 
 def _register() -> None:
-    from services.cli import train  # noqa: F401  (registers its commands)
-    from services.cli import chain  # noqa: F401  (proofnet chain serve, proofnet keys new)
-    from services.cli import agents, demo, jobs  # noqa: F401  (agents; demo, testnet; submit...)
+    from services.cli import (  # noqa: F401  (agents; demo, testnet; submit...)  # noqa: F401  (economics; adversaries report)
+        adversaries,
+        agents,
+        chain,
+        demo,
+        economics,
+        jobs,
+        train,
+    )
 
 
 def main() -> None:

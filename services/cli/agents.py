@@ -9,22 +9,8 @@ from typing import Annotated
 
 import typer
 
-from services.agents.blobs import HttpBlobSource
-from services.agents.checkpoints import CheckpointStore
-from services.agents.runner import (
-    install_stop_handlers,
-    load_or_create_key,
-    run_loop,
-    serve_in_thread,
-    wait_for_chain,
-)
-from services.agents.server import create_solver_app, create_verifier_app
-from services.agents.solver import SolverAgent
-from services.agents.strategy import SolverStrategy, VerifierStrategy, load_strategy
-from services.agents.verifier import VerifierAgent
 from services.cli import app
 from services.cli.common import reported_errors
-from services.client import HttpChainClient
 
 solver_app = typer.Typer(help="Run a solver: stake, bid, train, commit, serve data, defend.")
 verifier_app = typer.Typer(help="Run a verifier: sample, re-execute, attest or challenge.")
@@ -81,6 +67,18 @@ def solver_run(
 ) -> None:
     """Run a solver until interrupted; it resumes its jobs from --data-dir after a restart."""
     from protocol.exact import resolve_device
+    from services.agents.checkpoints import CheckpointStore
+    from services.agents.runner import (
+        install_stop_handlers,
+        load_or_create_key,
+        run_loop,
+        serve_in_thread,
+        wait_for_chain,
+    )
+    from services.agents.server import create_solver_app
+    from services.agents.solver import SolverAgent
+    from services.agents.strategy import SolverStrategy, load_strategy
+    from services.client import HttpChainClient
 
     _setup(log_level, threads)
     with reported_errors():
@@ -132,6 +130,18 @@ def verifier_run(
 ) -> None:
     """Run a verifier until interrupted."""
     from protocol.exact import resolve_device
+    from services.agents.blobs import HttpBlobSource
+    from services.agents.runner import (
+        install_stop_handlers,
+        load_or_create_key,
+        run_loop,
+        serve_in_thread,
+        wait_for_chain,
+    )
+    from services.agents.server import create_verifier_app
+    from services.agents.strategy import VerifierStrategy, load_strategy
+    from services.agents.verifier import VerifierAgent
+    from services.client import HttpChainClient
 
     _setup(log_level, threads)
     with reported_errors():

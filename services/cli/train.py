@@ -9,7 +9,6 @@ from typing import Annotated, Any
 
 import typer
 
-from protocol.exact.device import get_threads, set_threads
 from protocol.hashing import sha256
 from protocol.merkle import root_of
 from protocol.spec import JobSpec, spec_hash, with_steps
@@ -72,6 +71,8 @@ def train(
     json_output: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Train a job spec locally; print the Merkle root of its checkpoints and its accuracy."""
+    from protocol.exact.device import get_threads, set_threads
+
     with reported_errors():
         spec, _terms = load_spec(spec_file)
         if steps is not None:

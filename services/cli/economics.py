@@ -1,0 +1,198 @@
+"""``proofnet economics``: does any catalogue cheat pay on this job? (DESIGN §5)"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from contracts_sim.params import PRESETS, Params, get_preset
+from protocol import economics as econ
+from protocol.spec import JobSpec
+from services.cli import app
+from services.cli.common import fail, print_json, reported_errors
+from services.deterrence import DeterrenceRow, JobEconomics, detection_curve, deterrence_table
+from services.specfile import load_spec
+
+
+def _fmt_p(p: float) -> str:
+    return "1" if p == 1 else "0" if p == 0 else f"{p:.4f}"
+
+
+def _fmt_opt(value: int | None) -> str:
+    return "—" if value is None else f"{value:,}"
+
+
+def economics_json(
+    spec: JobSpec, job: JobEconomics, preset: str, rows: list[DeterrenceRow]
+) -> dict[str, Any]:
+    return {
+        "preset": preset,
+        "job": {
+            "steps": job.steps,
+            "checkpoint_interval": job.checkpoint_interval,
+            "segments": job.segments,
+            "payment": job.payment,
+            "verification_fee": job.verification_fee,
+            "stake": job.stake,
+            "sample_count": job.sample_count,
+            "verifiers": job.verifiers,
+            "challenge_bond": job.challenge_bond,
+            "verifier_cost_fraction": job.verifier_cost_fraction,
+            "verifiers_cost_fraction": job.verifiers * job.verifier_cost_fraction,
+        },
+        "rows": [row.to_json() for row in rows],
+        "all_deterred": all(row.deterred for row in rows if row.caught != "undetected"),
+    }
+
+
+def print_table(job: JobEconomics, preset: str, rows: list[DeterrenceRow]) -> None:
+    console = Console()
+    if not console.is_terminal:
+        console = Console(width=140)  # piped: do not squeeze the table into 80 columns
+    console.print(
+        f"[bold]job[/]: {job.steps} steps, C = {job.checkpoint_interval}, m = {job.segments} "
+        f"segments; payment {job.payment:,}, stake {job.stake:,} ({preset} preset), "
+        f"k = {job.sample_count} per verifier, V = {job.verifiers}"
+    )
+    console.print(
+        f"[bold]verifier cost[/]: {job.verifier_cost_fraction:.1%} of the solver's work per "
+        f"verifier ({job.verifiers * job.verifier_cost_fraction:.1%} for all {job.verifiers})"
+    )
+    table = Table(title="deterrence: P(detect) · stake > s · payment")
+    for name, justify in [
+        ("cheat", "left"),
+        ("role", "left"),
+        ("caught", "left"),
+        ("c", "right"),
+        ("s", "right"),
+        ("P(detect)", "right"),
+        ("E\\[slash]", "right"),  # escaped: rich would read [slash] as markup
+        ("saved", "right"),
+        ("deterred", "center"),
+        ("min k", "right"),
+        ("min stake", "right"),
+    ]:
+        table.add_column(name, justify=justify)  # type: ignore[arg-type]
+    for row in rows:
+        table.add_row(
+            row.cheat,
+            row.role,
+            row.caught,
+            _fmt_opt(row.cheated_segments),
+            f"{row.saved_fraction:.3f}",
+            _fmt_p(row.detection),
+            f"{row.expected_slash:,.0f}",
+            f"{row.work_saved:,}",
+            "[green]yes[/]" if row.deterred else "[red]no[/]",
+            _fmt_opt(row.min_sample_count),
+            _fmt_opt(row.min_stake),
+        )
+    console.print(table)
+    console.print(
+        "c: segments the cheat corrupts; s: share of the work it saves; min k / min stake: "
+        "the smallest sample count (at this stake) / stake (at this k) that deters it."
+    )
+
+
+def plot_deterrence(job: JobEconomics, rows: list[DeterrenceRow], path: Path) -> None:
+    """P(detect) against the share of segments cheated, for several k; and the stake needed."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    m, v = job.segments, job.verifiers
+    ks = sorted({1, 2, job.sample_count, max(1, m // 4), max(1, m // 2), m})
+    curves = detection_curve(m, ks, v)
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.8))
+    for k, points in curves.items():
+        style = "-" if k == job.sample_count else "--"
+        label = f"k = {k}" + (" (this job)" if k == job.sample_count else "")
+        left.plot([x for x, _ in points], [p for _, p in points], style, marker=".", label=label)
+    cheats: dict[tuple[float, float], list[str]] = {}
+    for row in rows:
+        if row.cheated_segments is not None:
+            cheats.setdefault((row.cheated_segments / m, row.detection), []).append(row.cheat)
+    for (x, p), names in sorted(cheats.items()):
+        left.plot(x, p, "k^", markersize=5)
+        right_side = x > 0.75
+        left.annotate(
+            "\n".join(names),
+            (x, p),
+            fontsize=6.5,
+            xytext=(-5 if right_side else 5, -5),
+            textcoords="offset points",
+            ha="right" if right_side else "left",
+            va="top",
+        )
+    left.set_xlabel("fraction of segments cheated  φ = c / m")
+    left.set_ylabel(f"P(detect), V = {v}")
+    left.set_title(f"detection, m = {m} segments")
+    left.set_ylim(0, 1.05)
+    left.grid(alpha=0.3)
+    left.legend(fontsize=8)
+
+    # A cheat that skips the work of the segments it corrupts saves s = φ.
+    for k in ks:
+        xs, ys = [], []
+        for c in range(1, m + 1):
+            need = econ.min_stake(m, c, k, v, job.payment, c / m)
+            if need is not None:
+                xs.append(c / m)
+                ys.append(need)
+        right.plot(xs, ys, "-" if k == job.sample_count else "--", marker=".", label=f"k = {k}")
+    right.axhline(job.stake, color="red", linewidth=1, label=f"this job's stake {job.stake:,}")
+    right.axhline(job.payment, color="grey", linewidth=0.8, linestyle=":", label="payment")
+    right.set_yscale("log")
+    right.set_xlabel("fraction of segments cheated (and of the work skipped)")
+    right.set_ylabel("stake needed to deter")
+    right.set_title("stake that makes skipping work unprofitable")
+    right.grid(alpha=0.3, which="both")
+    right.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def load_job(spec_file: Path, preset: str, verifiers: int) -> tuple[JobSpec, JobEconomics]:
+    spec, terms = load_spec(spec_file)
+    params: Params = get_preset(preset)
+    return spec, JobEconomics.from_terms(spec, terms, params, verifiers)
+
+
+@app.command()
+def economics(
+    spec_file: Annotated[Path, typer.Argument(help="Job spec (YAML or JSON) with 'terms:'.")],
+    preset: Annotated[
+        str, typer.Option(help=f"Chain parameters: {', '.join(sorted(PRESETS))}.")
+    ] = "testnet",
+    verifiers: Annotated[
+        int, typer.Option(min=1, help="Independent verifiers sampling the job.")
+    ] = 1,
+    json_output: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    plot: Annotated[
+        Path | None, typer.Option(help="Draw the deterrence curve to this PNG file.")
+    ] = None,
+) -> None:
+    """For each catalogue cheat: P(detect), expected slash vs work saved, deterred or not, and
+    the smallest k and stake that deter it; plus the verifiers' cost."""
+    if preset not in PRESETS:
+        fail(f"unknown preset {preset!r} (known: {', '.join(sorted(PRESETS))})")
+    with reported_errors():
+        spec, job = load_job(spec_file, preset, verifiers)
+    rows = deterrence_table(spec, job)
+    if plot is not None:
+        plot_deterrence(job, rows, plot)
+    if json_output:
+        document = economics_json(spec, job, preset, rows)
+        if plot is not None:
+            document["plot"] = str(plot)
+        print_json(document)
+    else:
+        print_table(job, preset, rows)
+        if plot is not None:
+            Console(stderr=True).print(f"deterrence curve written to {plot}")
