@@ -14,16 +14,21 @@ slash exceeds the saving:
 Sabotage that saves no work (s = 0) is deterred as long as P > 0. A verifier re-executes k
 segments, so its cost is k / m of the solver's (k·C of N steps).
 
-All amounts are integers (token units); probabilities are floats used only for reporting and for
-the comparison above, never in ledger state.
+All amounts are integers (token units). The comparison is made exactly, with P as a fraction
+(a float P of 0.30000000000000004 must not make 0.3 · 1000 > 300 at the boundary); the saved
+fraction s is read as the nearest fraction of denominator at most 10^6 (0.3 is 3/10, 1/3 is
+1/3). Probabilities are returned as floats, for reporting only, never for ledger state.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from fractions import Fraction
 
 from protocol.sampling import detection_probability
+
+SAVED_FRACTION_DENOMINATOR = 1_000_000
 
 
 @dataclass(frozen=True)
@@ -42,14 +47,34 @@ class Deterrence:
     verifier_cost_fraction: float  # k / m per verifier
 
 
-def detection_with_verifiers(segments: int, cheated: int, k: int, verifiers: int) -> float:
-    """P(at least one of ``verifiers`` independent samples of k segments hits a cheated one)."""
+def exact_detection(segments: int, cheated: int, k: int, verifiers: int) -> Fraction:
+    """P(at least one of ``verifiers`` independent samples of k segments hits a cheated one),
+    as an exact fraction."""
     if verifiers < 0:
         raise ValueError("verifiers must be non-negative")
+    detection_probability(segments, cheated, k)  # validates m, c and k
     if verifiers == 0 or cheated == 0:
-        return 0.0
-    miss_one = 1.0 - detection_probability(segments, cheated, k)
-    return 1.0 - miss_one**verifiers
+        return Fraction(0)
+    k = min(k, segments)
+    miss_one = Fraction(math.comb(segments - cheated, k), math.comb(segments, k))
+    return 1 - miss_one**verifiers
+
+
+def detection_with_verifiers(segments: int, cheated: int, k: int, verifiers: int) -> float:
+    """P(at least one of ``verifiers`` independent samples of k segments hits a cheated one)."""
+    return float(exact_detection(segments, cheated, k, verifiers))
+
+
+def work_saved(payment: int, saved_fraction: float) -> int:
+    """The token value of the skipped work, floor(s · payment)."""
+    if not 0.0 <= saved_fraction <= 1.0:
+        raise ValueError("saved_fraction must be in [0, 1]")
+    s = Fraction(saved_fraction).limit_denominator(SAVED_FRACTION_DENOMINATOR)
+    return math.floor(s * payment)
+
+
+def _deters(p: Fraction, stake: int, saved: int) -> bool:
+    return p * stake > saved if saved > 0 else p > 0
 
 
 def assess(
@@ -62,22 +87,18 @@ def assess(
     saved_fraction: float,
 ) -> Deterrence:
     """Is a cheat touching ``cheated`` of ``segments`` and saving ``saved_fraction`` deterred?"""
-    if not 0.0 <= saved_fraction <= 1.0:
-        raise ValueError("saved_fraction must be in [0, 1]")
-    p = detection_with_verifiers(segments, cheated, k, verifiers)
-    saved = math.floor(saved_fraction * payment)
-    expected = p * stake
-    deterred = expected > saved if saved > 0 else p > 0.0
+    saved = work_saved(payment, saved_fraction)
+    p = exact_detection(segments, cheated, k, verifiers)
     return Deterrence(
         segments,
         cheated,
         min(k, segments),
         verifiers,
-        p,
+        float(p),
         saved,
         stake,
-        expected,
-        deterred,
+        float(p * stake),
+        _deters(p, stake, saved),
         min(k, segments) / segments,
     )
 
@@ -96,13 +117,10 @@ def min_stake(
     segments: int, cheated: int, k: int, verifiers: int, payment: int, saved_fraction: float
 ) -> int | None:
     """The smallest stake that deters the cheat (None: it is never detected)."""
-    p = detection_with_verifiers(segments, cheated, k, verifiers)
-    if p <= 0.0:
+    p = exact_detection(segments, cheated, k, verifiers)
+    if p == 0:
         return None
-    saved = math.floor(saved_fraction * payment)
+    saved = work_saved(payment, saved_fraction)
     if saved == 0:
         return 1
-    stake = math.floor(saved / p) + 1
-    while p * stake <= saved:  # guard against float rounding at the boundary
-        stake += 1
-    return stake
+    return math.floor(saved / p) + 1  # the smallest integer stake with p · stake > saved

@@ -22,6 +22,7 @@ import math
 import time
 from dataclasses import dataclass, field, replace
 from statistics import NormalDist
+from typing import Any
 
 from protocol.economics import detection_with_verifiers
 from services import scenarios
@@ -33,6 +34,12 @@ Z99 = NormalDist().inv_cdf(0.995)
 
 STATS_SPEC = {"steps": 16, "checkpoint_interval": 2}
 """16 steps, C = 2: m = 8 segments, quick enough for hundreds of games."""
+
+CONFIGS: list[dict[str, Any]] = [
+    {"fraction": 0.25, "sample_count": 2, "verifiers": 1, "first_seed": 1000},
+    {"fraction": 0.125, "sample_count": 2, "verifiers": 2, "first_seed": 5000},
+]
+"""The measured configurations: c = 2, k = 2, one verifier; c = 1, k = 2, two verifiers."""
 
 
 def wilson_interval(successes: int, trials: int, z: float = Z99) -> tuple[float, float]:

@@ -167,7 +167,7 @@ class Expected:
     solver_slashed: bool
     challengers_lose_bond: tuple[str, ...] | bool = False
     """True: every challenger loses its bond; False: none does; names: exactly these do."""
-    located_step: int | None | Literal["any"] = None
+    located_step: int | Literal["any"] | None = None
     """The step the deciding dispute locates (None: decided without locating one)."""
     caught_by: str | tuple[str, ...] = NONE
     """What decided it (one of the constants above; a tuple lists accepted alternatives)."""
@@ -780,19 +780,24 @@ def adaptive(
     )
 
 
-def false_challenger(*, seed: int = 3, spec: Mapping[str, Any] | None = None) -> Scenario:
+def false_challenger(
+    segment: int | None = None, *, seed: int = 3, spec: Mapping[str, Any] | None = None
+) -> Scenario:
+    knobs: dict[str, Any] = {} if segment is None else {"segment": segment}
     job = spec_for(spec, seed)
+    # It then plays honestly and agrees with every child and midpoint: without a named segment
+    # the descent runs to the last leaf, and the bisection to the last step of the segment,
+    # which re-executes to the solver's hash.
+    last = job.num_segments - 1 if segment is None else segment
     return Scenario(
-        name=f"false-challenger{_suffix({}, seed, spec)}",
+        name=f"false-challenger{_suffix(knobs, seed, spec)}",
         attack="false-challenger",
         solver=honest_solver(),
-        verifiers=(bad_verifier("FalseChallenger"),),
-        # It then plays honestly: it agrees with every child and midpoint, so the descent runs
-        # to the last leaf and the bisection to the last step, which re-executes correctly.
+        verifiers=(bad_verifier("FalseChallenger", **knobs),),
         expected=Expected(
             solver_slashed=False,
             challengers_lose_bond=("false-challenger",),
-            located_step=job.steps - 1,
+            located_step=(last + 1) * job.checkpoint_interval - 1,
             caught_by=ONE_STEP,
         ),
         spec=dict(spec or {}),
@@ -800,18 +805,29 @@ def false_challenger(*, seed: int = 3, spec: Mapping[str, Any] | None = None) ->
     )
 
 
-def stalling_challenger(*, seed: int = 3, spec: Mapping[str, Any] | None = None) -> Scenario:
+def stalling_challenger(
+    segment: int | None = None, *, seed: int = 3, spec: Mapping[str, Any] | None = None
+) -> Scenario:
+    knobs: dict[str, Any] = {} if segment is None else {"segment": segment}
+    job = spec_for(spec, seed)
+    # Its first move is its last: a choice of child in the descent, or, with a named segment,
+    # the answer to the solver's first midpoint. A one-step segment has no midpoint: the
+    # solver posts the pre-state and the referee rules at once.
+    located, caught = None, deadline("choose_child" if segment is None else "respond_midpoint")
+    if segment is not None and job.checkpoint_interval == 1:
+        located, caught = segment, ONE_STEP
+    expected = Expected(
+        solver_slashed=False,
+        challengers_lose_bond=("stalling-challenger",),
+        located_step=located,
+        caught_by=caught,
+    )
     return Scenario(
-        name=f"stalling-challenger{_suffix({}, seed, spec)}",
+        name=f"stalling-challenger{_suffix(knobs, seed, spec)}",
         attack="stalling-challenger",
         solver=honest_solver(),
-        verifiers=(bad_verifier("StallingChallenger"),),
-        expected=Expected(
-            solver_slashed=False,
-            challengers_lose_bond=("stalling-challenger",),
-            located_step=None,
-            caught_by=deadline("choose_child"),  # its first move in the descent
-        ),
+        verifiers=(bad_verifier("StallingChallenger", **knobs),),
+        expected=expected,
         spec=dict(spec or {}),
         seed=seed,
     )
@@ -895,7 +911,9 @@ SCENARIOS: list[Scenario] = [
     lie_at_midpoint(),
     adaptive(),
     false_challenger(),
+    false_challenger(segment=4),
     stalling_challenger(),
+    stalling_challenger(segment=2),
     griefer(),
     griefer(jobs=3),
     lazy_verifier_with_honest(),

@@ -117,6 +117,11 @@ class VerifierAgent(Agent):
         check = self.check(job, sample)
         self.verify_seconds += time.perf_counter() - started
         verdict = self.strategy.verdict(job, check.verdict)
+        entries, leaf = self.entries.get(job.job_id), verdict.first_bad_leaf or 0
+        named = verdict.action == Verdict.CHALLENGE and not verdict.challenge_body
+        if named and entries and 0 < leaf < len(entries):
+            # The strategy named the wrong leaf: challenge the segment before it, with proofs.
+            verdict = self._challenge_segment(job, entries, leaf - 1, verdict.reason)
         check.verdict = verdict
         if verdict.action == Verdict.ATTEST:
             sent = self.send(Move("attest", {"job_id": job.job_id}), key=f"attest:{job.job_id}")

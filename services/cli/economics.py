@@ -1,9 +1,13 @@
-"""``proofnet economics``: does any catalogue cheat pay on this job? (DESIGN §5)"""
+"""``proofnet economics``: does any catalogue cheat pay on this job? (DESIGN §5)
+
+The threat model reads the strategy catalogue, which imports the exact VM (torch): it is
+imported when the command runs, not when the CLI registers its commands.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -14,8 +18,10 @@ from protocol import economics as econ
 from protocol.spec import JobSpec
 from services.cli import app
 from services.cli.common import fail, print_json, reported_errors
-from services.deterrence import DeterrenceRow, JobEconomics, detection_curve, deterrence_table
 from services.specfile import load_spec
+
+if TYPE_CHECKING:
+    from services.deterrence import DeterrenceRow, JobEconomics
 
 
 def _fmt_p(p: float) -> str:
@@ -105,6 +111,8 @@ def plot_deterrence(job: JobEconomics, rows: list[DeterrenceRow], path: Path) ->
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from services.deterrence import detection_curve
+
     m, v = job.segments, job.verifiers
     ks = sorted({1, 2, job.sample_count, max(1, m // 4), max(1, m // 2), m})
     curves = detection_curve(m, ks, v)
@@ -159,6 +167,8 @@ def plot_deterrence(job: JobEconomics, rows: list[DeterrenceRow], path: Path) ->
 
 
 def load_job(spec_file: Path, preset: str, verifiers: int) -> tuple[JobSpec, JobEconomics]:
+    from services.deterrence import JobEconomics
+
     spec, terms = load_spec(spec_file)
     params: Params = get_preset(preset)
     return spec, JobEconomics.from_terms(spec, terms, params, verifiers)
@@ -182,6 +192,8 @@ def economics(
     the smallest k and stake that deter it; plus the verifiers' cost."""
     if preset not in PRESETS:
         fail(f"unknown preset {preset!r} (known: {', '.join(sorted(PRESETS))})")
+    from services.deterrence import deterrence_table
+
     with reported_errors():
         spec, job = load_job(spec_file, preset, verifiers)
     rows = deterrence_table(spec, job)

@@ -12,12 +12,19 @@ class FalseChallenger(VerifierStrategy):
     name = "false-challenger"
     description = """Challenges a correct solver on a segment it re-executed and found correct,
     then plays the game honestly — and loses its bond to the referee's one-step check."""
-    knobs = {"segment": "the segment it claims is wrong (default: its first sampled one)"}
+    knobs = {
+        "segment": "the segment it claims is wrong, challenged with inclusion proofs (default: "
+        "none — a challenge without evidence, played from the root by Merkle descent)"
+    }
 
     def verdict(self, job: JobView, honest: Verdict) -> Verdict:
         if honest.action != Verdict.ATTEST:
             return honest
-        return Verdict(Verdict.CHALLENGE, "false challenge", {"job_id": job.job_id})
+        segment = self.knob("segment", None)
+        if segment is None:
+            return Verdict(Verdict.CHALLENGE, "false challenge", {"job_id": job.job_id})
+        # The agent turns a named leaf into a challenge with proofs on the segment before it.
+        return Verdict(Verdict.CHALLENGE, "false challenge", first_bad_leaf=int(segment) + 1)
 
 
 class StallingChallenger(FalseChallenger):

@@ -1,0 +1,156 @@
+"""Does cheating pay on this job? The catalogue's threats priced with ``protocol.economics``.
+
+For a job (spec + terms) on a chain (``Params`` preset) and V verifiers, each catalogue cheat
+gets: P(detect), the expected slash P · stake against the work it saves s · payment, whether it
+is deterred, the smallest sample count k and the smallest stake that would deter it, and what
+verifying costs (k / m of the solver's re-execution per verifier).
+
+The chain shapes the terms: a job cannot lock less than ``min_solver_stake`` nor ask for more
+than ``max_sample_count`` samples (or more than m), so those bounds are applied first.
+
+Cheating challengers are priced the same way with the bond as their stake: the referee (or the
+move deadline) takes it with certainty and they gain nothing. A lazy verifier is the one entry
+the protocol cannot observe; it is reported, not hidden (a forced-error audit would be the
+answer; until then, one honest verifier among the V is enough).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from contracts_sim.params import Params
+from protocol import economics
+from protocol.spec import JobSpec
+from services.threats import BOND, LEDGER, SAMPLING, UNDETECTED, Threat, catalogue_threats
+
+
+@dataclass(frozen=True)
+class JobEconomics:
+    """The job's economic terms as the chain will enforce them."""
+
+    steps: int
+    checkpoint_interval: int
+    segments: int  # m
+    payment: int
+    verification_fee: int
+    stake: int  # the solver's locked stake
+    sample_count: int  # k per verifier
+    verifiers: int  # V
+    challenge_bond: int
+    verifier_cost_fraction: float  # k / m: one verifier's re-execution vs the solver's training
+
+    @classmethod
+    def from_terms(
+        cls, spec: JobSpec, terms: dict[str, Any], params: Params, verifiers: int = 1
+    ) -> JobEconomics:
+        m = spec.num_segments
+        k = min(int(terms.get("sample_count", 2)), params.max_sample_count, m)
+        return cls(
+            steps=spec.steps,
+            checkpoint_interval=spec.checkpoint_interval,
+            segments=m,
+            payment=int(terms.get("payment", 1_000)),
+            verification_fee=int(terms.get("verification_fee", 0)),
+            stake=max(int(terms.get("min_stake", 0)), params.min_solver_stake),
+            sample_count=k,
+            verifiers=verifiers,
+            challenge_bond=params.challenge_bond,
+            verifier_cost_fraction=k / m,
+        )
+
+
+@dataclass(frozen=True)
+class DeterrenceRow:
+    cheat: str
+    role: str
+    caught: str  # threats.SAMPLING, LEDGER, BOND or UNDETECTED
+    cheated_segments: int | None  # c
+    saved_fraction: float  # s
+    detection: float  # P(detect) (P(loses its bond) for a challenger)
+    at_stake: int  # the stake (or bond) it risks
+    expected_slash: float  # P · at_stake
+    work_saved: int  # s · payment (what cheating gains)
+    deterred: bool
+    min_sample_count: int | None  # smallest k that deters it (None: none does / not sampling)
+    min_stake: int | None  # smallest stake that deters it at this k (None: not applicable)
+    note: str
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def assess_threat(threat: Threat, job: JobEconomics) -> DeterrenceRow:
+    m, k, v = job.segments, job.sample_count, job.verifiers
+    s = threat.saved_fraction
+    if threat.caught == SAMPLING:
+        c = threat.cheated_segments
+        assert c is not None
+        d = economics.assess(m, c, k, v, job.stake, job.payment, s)
+        return DeterrenceRow(
+            threat.name,
+            threat.role,
+            threat.caught,
+            c,
+            s,
+            d.detection,
+            job.stake,
+            d.expected_slash,
+            d.work_saved,
+            d.deterred,
+            economics.min_sample_count(m, c, v, job.stake, job.payment, s),
+            economics.min_stake(m, c, k, v, job.payment, s),
+            threat.note,
+        )
+    if threat.caught in (LEDGER, BOND):
+        at_stake = job.stake if threat.caught == LEDGER else job.challenge_bond
+        saved = int(s * job.payment)
+        return DeterrenceRow(
+            threat.name,
+            threat.role,
+            threat.caught,
+            None,
+            s,
+            1.0,
+            at_stake,
+            float(at_stake),
+            saved,
+            at_stake > saved,
+            None,
+            saved + 1,
+            threat.note,
+        )
+    assert threat.caught == UNDETECTED
+    return DeterrenceRow(
+        threat.name,
+        threat.role,
+        threat.caught,
+        None,
+        s,
+        0.0,
+        0,
+        0.0,
+        0,
+        False,
+        None,
+        None,
+        threat.note,
+    )
+
+
+def deterrence_table(spec: JobSpec, job: JobEconomics) -> list[DeterrenceRow]:
+    """One row per catalogue cheat (default knobs) on this job."""
+    return [assess_threat(threat, job) for threat in catalogue_threats(spec)]
+
+
+def detection_curve(
+    segments: int, sample_counts: list[int], verifiers: int
+) -> dict[int, list[tuple[float, float]]]:
+    """k -> [(φ, P(detect))] for every c = 0..m (φ = c / m)."""
+    return {
+        k: [
+            (c / segments, economics.detection_with_verifiers(segments, c, k, verifiers))
+            for c in range(segments + 1)
+        ]
+        for k in sample_counts
+    }

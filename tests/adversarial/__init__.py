@@ -1,0 +1,1 @@
+"""The adversarial suite: every catalogue attack played in-process, one file per attack."""
