@@ -93,8 +93,10 @@ def main() -> None:
     if args.json:
         print(json.dumps(result, indent=2))
         return
-    print(f"spec {args.spec}: {steps} steps, C = {spec.checkpoint_interval}, "
-          f"{len(states)} leaves, {result['threads']} threads, median of {args.repeats}")
+    print(
+        f"spec {args.spec}: {steps} steps, C = {spec.checkpoint_interval}, "
+        f"{len(states)} leaves, {result['threads']} threads, median of {args.repeats}"
+    )
     print(f"  exact   {result['exact_ms_per_step']:.3f} ms/step")
     print(f"  native  {result['native_ms_per_step']:.3f} ms/step")
     print(f"  exact / native step time        {result['exact_over_native']:.2f}x")

@@ -20,8 +20,8 @@ import httpx
 
 from protocol.spec import JobSpec, parse_spec
 from services.agents.runner import load_or_create_key
-from services.client import HttpChainClient, Wallet
 from services.cli.jobs import submit_job
+from services.client import HttpChainClient, Wallet
 from services.localnet import LocalTestnet, default_topology
 from services.specfile import load_spec
 

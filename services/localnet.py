@@ -8,6 +8,7 @@ status|down`` can find the processes again.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -233,24 +234,18 @@ class LocalTestnet:
         order = [a.pid for a in self.topology.actors] + [self.topology.chain_pid]
         for pid in order:
             if pid is not None and _alive(pid):
-                try:
+                with contextlib.suppress(OSError):
                     os.kill(pid, signal.SIGTERM)
-                except OSError:
-                    pass
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline and any(_alive(p) for p in order):
             time.sleep(0.1)
         for pid in order:
             if pid is not None and _alive(pid):
-                try:
+                with contextlib.suppress(OSError):
                     os.kill(pid, signal.SIGKILL)
-                except OSError:
-                    pass
         for proc in self._procs:
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                pass
         return [p for p in order if p is not None and _alive(p)]
 
     def status(self) -> dict[str, Any]:

@@ -14,9 +14,25 @@ from tests.conftest import EXAMPLE_SPEC, ROOT
 
 def _train(threads: int, steps: int) -> dict[str, object]:
     out = subprocess.run(
-        [sys.executable, "-m", "services.cli", "train", str(EXAMPLE_SPEC),
-         "--threads", str(threads), "--steps", str(steps), "--device", "cpu", "--json"],
-        cwd=ROOT, capture_output=True, text=True, check=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "services.cli",
+            "train",
+            str(EXAMPLE_SPEC),
+            "--threads",
+            str(threads),
+            "--steps",
+            str(steps),
+            "--device",
+            "cpu",
+            "--json",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=300,
     )
     return json.loads(out.stdout)
 

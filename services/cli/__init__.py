@@ -23,7 +23,8 @@ def _root() -> None:
 
 
 def _register() -> None:
-    from services.cli import (  # noqa: F401  (agents; demo, testnet; submit...)  # noqa: F401  (economics; adversaries report)
+    """Import every command module; each registers its commands on ``app``."""
+    from services.cli import (  # noqa: F401
         adversaries,
         agents,
         chain,
