@@ -1,0 +1,40 @@
+"""The README's main job: ``proofnet demo --json`` as a user runs it, in a subprocess.
+
+It plays attacks through real processes too: the cheating solver and the verifiers are separate
+``proofnet`` processes talking over loopback HTTP.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import ROOT
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
+
+
+def test_demo_pays_the_honest_solvers_and_slashes_the_cheater(tmp_path) -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "services.cli", "demo", "--json", "--dir", str(tmp_path / "d")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=560,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    report = json.loads(out.stdout)
+    assert report["ok"] and report["supply"]["holds"]
+    assert report["processes_left_running"] == []
+    cheater_rows = [r for r in report["jobs"] if r["strategy"] != "honest"]
+    honest_rows = [r for r in report["jobs"] if r["strategy"] == "honest"]
+    assert len(report["jobs"]) == 3
+    assert all(r["outcome"] == "slashed" and r["located_step"] == 137 for r in cheater_rows)
+    assert cheater_rows, "the cheater won a job (it undercuts every honest bid)"
+    assert honest_rows and all(
+        r["outcome"] == "settled" and r["paid_to_solver"] > 0 for r in honest_rows
+    )
+    assert report["figures"]["steps_reexecuted_by_verifiers"] > 0
