@@ -100,7 +100,9 @@ def submit(
     key: Annotated[Path, typer.Option(help="Submitter key file (created if absent).")] = Path(
         ".proofnet/submitter.key"
     ),
-    wait: Annotated[bool, typer.Option(help="Watch the job until it settles.")] = False,
+    wait: Annotated[
+        bool, typer.Option(help="Watch the job until it is final (exit 3 on timeout).")
+    ] = False,
     timeout: Annotated[float, typer.Option(help="Seconds to watch with --wait.")] = 600.0,
     json_output: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
@@ -119,13 +121,17 @@ def submit(
         typer.echo(job_id)
         if wait:
             typer.echo(f"status {result['status']}")
+    if wait:
+        _exit_if_unfinished(True, result["status"])
 
 
 @app.command()
 def status(
     job_id: Annotated[str, typer.Argument(help="Job id (64 hex digits).")],
     chain: ChainOpt,
-    watch_: Annotated[bool, typer.Option("--watch", help="Follow until it is final.")] = False,
+    watch_: Annotated[
+        bool, typer.Option("--watch", help="Follow until it is final (exit 3 on timeout).")
+    ] = False,
     timeout: Annotated[float, typer.Option(help="Seconds to watch.")] = 600.0,
     json_output: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
@@ -136,6 +142,7 @@ def status(
         summary = describe_job(job)
     if json_output:
         print_json(summary)
+        _exit_if_unfinished(watch_, summary["status"])
         return
     console = Console()
     table = Table(title=f"job {job_id}", show_header=False)
@@ -147,6 +154,14 @@ def status(
     table.add_row("located steps", str(summary["located_steps"]))
     table.add_row("events", " → ".join(summary["events"]))
     console.print(table)
+    _exit_if_unfinished(watch_, summary["status"])
+
+
+def _exit_if_unfinished(watched: bool, status: str) -> None:
+    """A watch that timed out before the job was final exits with status 3."""
+    if watched and status not in TERMINAL:
+        stderr.print(f"[yellow]timed out[/]: the job is still {status}")
+        raise typer.Exit(3)
 
 
 @app.command()
