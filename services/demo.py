@@ -202,11 +202,12 @@ def _report(
             "jobs_slashed": acc.get("jobs_slashed"),
         }
     metrics = net.status()
-    reexecuted = sum(
-        int((m.get("metrics") or {}).get("steps_reexecuted", 0))
-        for name, m in metrics.items()
-        if name.startswith("verifier")
-    )
+    verifier_metrics = [
+        m.get("metrics") or {} for name, m in metrics.items() if name.startswith("verifier")
+    ]
+    sampled = sum(int(m.get("sample_steps", 0)) for m in verifier_metrics)
+    truth = sum(int(m.get("truth_steps", 0)) for m in verifier_metrics)
+    reexecuted = sampled + truth
     trained = sum(s.steps for s in specs)
     supply = _supply(client)
     ok = ok and bool(supply.get("holds", False))
@@ -223,7 +224,10 @@ def _report(
             "dispute_seconds": round(sum(r["timeline_seconds"]["dispute"] for r in rows), 2),
             "steps_trained": trained,
             "steps_reexecuted_by_verifiers": reexecuted,
+            "sample_steps_reexecuted": sampled,
+            "dispute_steps_reexecuted": truth,
             "reexecuted_fraction": round(reexecuted / trained, 4) if trained else 0.0,
+            "sample_fraction": round(sampled / trained, 4) if trained else 0.0,
         },
     }
 

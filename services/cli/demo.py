@@ -66,8 +66,9 @@ def _print_report(report: dict[str, Any]) -> None:
     console.print(
         f"wall time {report['wall_seconds']} s — training {f['training_seconds']} s, "
         f"verification {f['verification_seconds']} s, dispute {f['dispute_seconds']} s; "
-        f"verifiers re-executed {f['steps_reexecuted_by_verifiers']} of {f['steps_trained']} "
-        f"training steps ({100 * f['reexecuted_fraction']:.1f} %)"
+        f"verifiers re-executed {f['sample_steps_reexecuted']} of {f['steps_trained']} training "
+        f"steps in spot-checks ({100 * f['sample_fraction']:.1f} %) and "
+        f"{f['dispute_steps_reexecuted']} more to locate and argue disputes"
     )
     console.print(
         "[bold green]OK[/]: honest solvers paid, cheater slashed"
