@@ -11,6 +11,7 @@ import logging
 import signal
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -79,3 +80,35 @@ def install_stop_handlers(stop: threading.Event) -> None:
 
     signal.signal(signal.SIGINT, _handler)
     signal.signal(signal.SIGTERM, _handler)
+
+
+def connect(
+    chain_url: str, key_path: str | Path
+) -> tuple[HttpChainClient, PrivateKey, threading.Event]:
+    """Load (or create) the key, install stop handlers and wait until the chain answers."""
+    private_key = load_or_create_key(key_path)
+    stop = threading.Event()
+    install_stop_handlers(stop)
+    client = HttpChainClient(chain_url)
+    wait_for_chain(client, stop)
+    return client, private_key, stop
+
+
+def serve_agent(
+    agent: Any,
+    make_app: Callable[[Any, threading.Lock], FastAPI],
+    host: str,
+    port: int,
+    poll: float,
+    stop: threading.Event,
+) -> None:
+    """Serve the agent's HTTP endpoint and tick until stopped."""
+    lock = threading.Lock()
+    server = serve_in_thread(make_app(agent, lock), host, port)
+    log.info(
+        "%s %s (%s) serving on %s:%d", agent.role, agent.address, agent.strategy.name, host, port
+    )
+    try:
+        run_loop(agent, lock, stop, poll)
+    finally:
+        server.should_exit = True

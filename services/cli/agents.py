@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import threading
 from pathlib import Path
 from typing import Annotated
 
@@ -68,28 +67,17 @@ def solver_run(
     """Run a solver until interrupted; it resumes its jobs from --data-dir after a restart."""
     from protocol.exact import resolve_device
     from services.agents.checkpoints import CheckpointStore
-    from services.agents.runner import (
-        install_stop_handlers,
-        load_or_create_key,
-        run_loop,
-        serve_in_thread,
-        wait_for_chain,
-    )
+    from services.agents.runner import connect, serve_agent
     from services.agents.server import create_solver_app
     from services.agents.solver import SolverAgent
     from services.agents.strategy import SolverStrategy, load_strategy
-    from services.client import HttpChainClient
 
     _setup(log_level, threads)
     with reported_errors():
         chosen = load_strategy(strategy, "solver") if strategy else SolverStrategy()
         assert isinstance(chosen, SolverStrategy)
         dev = resolve_device(device)
-        private_key = load_or_create_key(key)
-        stop = threading.Event()
-        install_stop_handlers(stop)
-        client = HttpChainClient(chain)
-        wait_for_chain(client, stop)
+        client, private_key, stop = connect(chain, key)
         agent = SolverAgent(
             client,
             private_key,
@@ -101,19 +89,7 @@ def solver_run(
             public_url=public_url or f"http://{host}:{port}",
             name=f"solver-{private_key.address[2:8]}",
         )
-        lock = threading.Lock()
-        server = serve_in_thread(create_solver_app(agent, lock), host, port)
-        logging.getLogger("proofnet").info(
-            "solver %s (%s) on %s, data at %s, serving on %s:%d",
-            agent.address,
-            chosen.name,
-            dev,
-            data_dir,
-            host,
-            port,
-        )
-        run_loop(agent, lock, stop, poll)
-        server.should_exit = True
+        serve_agent(agent, create_solver_app, host, port, poll, stop)
 
 
 @verifier_app.command("run")
@@ -131,28 +107,17 @@ def verifier_run(
     """Run a verifier until interrupted."""
     from protocol.exact import resolve_device
     from services.agents.blobs import HttpBlobSource
-    from services.agents.runner import (
-        install_stop_handlers,
-        load_or_create_key,
-        run_loop,
-        serve_in_thread,
-        wait_for_chain,
-    )
+    from services.agents.runner import connect, serve_agent
     from services.agents.server import create_verifier_app
     from services.agents.strategy import VerifierStrategy, load_strategy
     from services.agents.verifier import VerifierAgent
-    from services.client import HttpChainClient
 
     _setup(log_level, threads)
     with reported_errors():
         chosen = load_strategy(strategy, "verifier") if strategy else VerifierStrategy()
         assert isinstance(chosen, VerifierStrategy)
         dev = resolve_device(device)
-        private_key = load_or_create_key(key)
-        stop = threading.Event()
-        install_stop_handlers(stop)
-        client = HttpChainClient(chain)
-        wait_for_chain(client, stop)
+        client, private_key, stop = connect(chain, key)
 
         def endpoint_of(address: str) -> str | None:
             return client.get_account(address).get("endpoint") or None
@@ -165,10 +130,4 @@ def verifier_run(
             device=dev,
             name=f"verifier-{private_key.address[2:8]}",
         )
-        lock = threading.Lock()
-        server = serve_in_thread(create_verifier_app(agent, lock), host, port)
-        logging.getLogger("proofnet").info(
-            "verifier %s (%s) on %s", agent.address, chosen.name, dev
-        )
-        run_loop(agent, lock, stop, poll)
-        server.should_exit = True
+        serve_agent(agent, create_verifier_app, host, port, poll, stop)
