@@ -3,14 +3,17 @@
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
 import httpx
 import pytest
 import yaml
+from typer.testing import CliRunner
 
 from protocol.hashing import sha256
+from services import cli
 from services.agents.runner import load_or_create_key
 from services.cli.jobs import submit_job
 from services.client import HttpChainClient, Wallet
@@ -19,6 +22,7 @@ from services.specfile import load_spec
 from tests.conftest import EXAMPLE_SPEC
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(420)]
+cli._register()
 TERMINAL = ("settled", "slashed", "expired", "cancelled")
 STAKE = int(load_spec(EXAMPLE_SPEC)[1]["min_stake"])  # one job's worth
 
@@ -93,6 +97,16 @@ def test_job_over_rest_settles_and_the_model_hash_matches(testnet, tmp_path: Pat
     endpoint = client.get_account(job["solver"])["endpoint"]
     model = httpx.get(f"{endpoint}/jobs/{job_id}/model", timeout=10).content
     assert sha256(model).hex() == job["final_state_hash"]
+
+    # The submitter's command does the same check, reports accuracy and writes safetensors.
+    out = tmp_path / "model.safetensors"
+    args = ["download", job_id, "--chain", net.topology.chain_url, "--out", str(out), "--json"]
+    result = CliRunner().invoke(cli.app, args)
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["final_state_hash"] == job["final_state_hash"]
+    assert 0.0 <= report["accuracy"] <= 1.0
+    assert out.stat().st_size == report["bytes"] > 0
     supply = client.http.get("/supply").json()
     assert supply["holds"]
 
