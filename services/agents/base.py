@@ -35,6 +35,7 @@ class Agent:
         self._chain_id: str | None = None
         self._params: dict[str, Any] | None = None
         self.sent: list[tuple[int, str]] = []  # (height, kind) of every accepted submission
+        self._tick_height: int | None = None
 
     # --- chain facts --------------------------------------------------------------------
     @property
@@ -52,6 +53,11 @@ class Agent:
     def height(self) -> int:
         return int(self.client.head_height())
 
+    def begin_tick(self) -> tuple[int, dict[str, Any]]:
+        """Read the head height and this agent's account once; moves sent this tick use them."""
+        self._tick_height = self.height()
+        return self._tick_height, self.account()
+
     def account(self) -> dict[str, Any]:
         return dict(self.client.get_account(self.address))
 
@@ -63,7 +69,7 @@ class Agent:
 
     def send(self, move: Move, *, key: str | None = None) -> bool:
         """Sign and submit ``move``; False (logged) if the chain rejects it."""
-        height = self.height()
+        height = self._tick_height if self._tick_height is not None else self.height()
         if key is not None:
             sent_at = self._inflight.get(key)
             if sent_at is not None and height - sent_at <= INFLIGHT_BLOCKS:
@@ -98,14 +104,16 @@ class Agent:
     def balance_needed(self) -> int:
         return 0
 
-    def ensure_funds(self, balance_needed: int, stake_needed: int) -> bool:
+    def ensure_funds(
+        self, balance_needed: int, stake_needed: int, account: dict[str, Any] | None = None
+    ) -> bool:
         """Use the dev faucet and stake until the account holds what the agent needs.
 
         ``stake_needed`` counts free and locked stake together: stake locked in a job is still
         the agent's, and topping free stake back up would let it take on more work than its
-        operator chose to stake for.
+        operator chose to stake for. ``account`` is this tick's read, if the caller has one.
         """
-        account = self.account()
+        account = account if account is not None else self.account()
         balance = int(account["balance"])
         staked = int(account["bonded"]) + int(account.get("locked", 0))
         missing_stake = max(0, stake_needed - staked)

@@ -52,6 +52,11 @@ class HttpBlobSource:
         self.endpoint_of = endpoint_of
         self.http = httpx.Client(timeout=timeout)
 
+    @classmethod
+    def from_chain(cls, client: Any, timeout: float = 10.0) -> HttpBlobSource:
+        """Resolve each solver's URL from the endpoint it announced on chain (set_endpoint)."""
+        return cls(lambda address: client.get_account(address).get("endpoint") or None, timeout)
+
     def _get(self, solver: str, path: str) -> httpx.Response | None:
         base = self.endpoint_of(solver)
         if not base:

@@ -133,13 +133,12 @@ class SolverAgent(Agent):
     # --- the loop ---------------------------------------------------------------------------
     def tick(self) -> None:
         jobs = [job_view(raw) for raw in self.client.list_jobs()]
-        height = self.height()
+        height, account = self.begin_tick()
         if self.stake_target is None:  # no operator choice: enough for any open job
             stake = max([self.stake_needed()] + [j.min_stake for j in jobs if j.status == OPEN])
         else:
             stake = self.stake_target
-        self.ensure_funds(0, stake)
-        account = self.account()
+        self.ensure_funds(0, stake, account)
         if self.public_url and account.get("endpoint", "") != self.public_url:
             self.send(Move("set_endpoint", {"url": self.public_url}), key="endpoint")
         bonded = int(account["bonded"])
@@ -227,6 +226,8 @@ class SolverAgent(Agent):
 
     # --- disputes ---------------------------------------------------------------------------
     def _defend(self, job: JobView, height: int) -> None:
+        if not int(job.raw["open_disputes"]):
+            return  # nothing to answer: do not re-read closed disputes every tick
         run = self._run_for(job.job_id)
         for dispute_id in job.raw.get("disputes", []):
             raw = self.client.get_dispute(dispute_id)

@@ -179,6 +179,20 @@ def _parse_knob(text: str) -> Any:
     return {"true": True, "false": False}.get(text.lower(), text)
 
 
+def load_solver_strategy(path: str | None) -> SolverStrategy:
+    """The solver strategy at ``path``; the honest one when ``path`` is None."""
+    strategy = load_strategy(path, "solver") if path else SolverStrategy()
+    assert isinstance(strategy, SolverStrategy)
+    return strategy
+
+
+def load_verifier_strategy(path: str | None) -> VerifierStrategy:
+    """The verifier strategy at ``path``; the honest one when ``path`` is None."""
+    strategy = load_strategy(path, "verifier") if path else VerifierStrategy()
+    assert isinstance(strategy, VerifierStrategy)
+    return strategy
+
+
 def load_strategy(path: str, role: str, knobs: dict[str, Any] | None = None) -> Strategy:
     """Instantiate ``package.module:Class`` (a subclass of the ``role``'s base) with knobs.
 

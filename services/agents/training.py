@@ -40,6 +40,7 @@ class JobRun:
         self.progress_root: bytes | None = None
         self.final_posted = False
         self._state: State | None = None
+        self._tree: CommitmentTree | None = None
         self._load()
 
     # --- persistence --------------------------------------------------------------------
@@ -122,7 +123,12 @@ class JobRun:
         return sha256(encode_state(self.claimed_state(step_index)))
 
     def tree(self, entries: list[bytes] | None = None) -> CommitmentTree:
-        return CommitmentTree(self.entries if entries is None else entries)
+        """The tree over ``entries`` (default: the committed ones, built once training is done)."""
+        if entries is not None:
+            return CommitmentTree(entries)
+        if self._tree is None or self._tree.size != len(self.entries):
+            self._tree = CommitmentTree(self.entries)
+        return self._tree
 
     def final_state_blob(self) -> bytes | None:
         return self.store.get_blob(self.blob_ids[-1]) if self.trained else None

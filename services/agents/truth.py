@@ -19,6 +19,7 @@ class Truth:
         self.device = as_device(device)
         self._leaf_states: dict[int, State] = {}
         self._leaf_hashes: dict[int, bytes] = {}
+        self._tree: CommitmentTree | None = None
         self.steps_executed = 0
 
     def _nearest_leaf(self, leaf: int) -> tuple[int, State]:
@@ -71,7 +72,9 @@ class Truth:
         return [self.leaf_hash(j) for j in range(self.spec.num_leaves)]
 
     def node_hash(self, node: NodeRef) -> bytes:
-        return CommitmentTree(self.entries()).node_hash(node)
+        if self._tree is None:  # the whole honest trajectory, computed once per job
+            self._tree = CommitmentTree(self.entries())
+        return self._tree.node_hash(node)
 
     def first_wrong_leaf(self, claimed: list[bytes]) -> int | None:
         """The first leaf whose claimed entry differs from the truth (None: all agree)."""

@@ -84,8 +84,8 @@ class VerifierAgent(Agent):
         return 2 * int(self.params["challenge_bond"])
 
     def tick(self) -> None:
-        funded = self.ensure_funds(self.balance_needed(), self.stake_needed())
-        height = self.height()
+        height, account = self.begin_tick()
+        funded = self.ensure_funds(self.balance_needed(), self.stake_needed(), account)
         for raw in self.client.list_jobs():
             job = job_view(raw)
             if (
@@ -247,6 +247,8 @@ class VerifierAgent(Agent):
 
     # --- the game -----------------------------------------------------------------------------
     def _play(self, job: JobView, height: int) -> None:
+        if not int(job.raw["open_disputes"]):
+            return  # nothing to play: do not re-read closed disputes every tick
         for dispute_id in job.raw.get("disputes", []):
             raw = self.client.get_dispute(dispute_id)
             if raw["status"] != "open":

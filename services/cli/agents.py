@@ -70,12 +70,11 @@ def solver_run(
     from services.agents.runner import connect, serve_agent
     from services.agents.server import create_solver_app
     from services.agents.solver import SolverAgent
-    from services.agents.strategy import SolverStrategy, load_strategy
+    from services.agents.strategy import load_solver_strategy
 
     _setup(log_level, threads)
     with reported_errors():
-        chosen = load_strategy(strategy, "solver") if strategy else SolverStrategy()
-        assert isinstance(chosen, SolverStrategy)
+        chosen = load_solver_strategy(strategy)
         dev = resolve_device(device)
         client, private_key, stop = connect(chain, key)
         agent = SolverAgent(
@@ -109,23 +108,19 @@ def verifier_run(
     from services.agents.blobs import HttpBlobSource
     from services.agents.runner import connect, serve_agent
     from services.agents.server import create_verifier_app
-    from services.agents.strategy import VerifierStrategy, load_strategy
+    from services.agents.strategy import load_verifier_strategy
     from services.agents.verifier import VerifierAgent
 
     _setup(log_level, threads)
     with reported_errors():
-        chosen = load_strategy(strategy, "verifier") if strategy else VerifierStrategy()
-        assert isinstance(chosen, VerifierStrategy)
+        chosen = load_verifier_strategy(strategy)
         dev = resolve_device(device)
         client, private_key, stop = connect(chain, key)
-
-        def endpoint_of(address: str) -> str | None:
-            return client.get_account(address).get("endpoint") or None
 
         agent = VerifierAgent(
             client,
             private_key,
-            HttpBlobSource(endpoint_of),
+            HttpBlobSource.from_chain(client),
             strategy=chosen,
             device=dev,
             name=f"verifier-{private_key.address[2:8]}",

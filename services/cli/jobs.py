@@ -189,7 +189,7 @@ def download(
         job = client.get_job(job_id)
         if not job.get("final_state_hash") or not job.get("solver"):
             fail(f"job {job_id} has no final commitment yet (status {job['status']})")
-        source = HttpBlobSource(lambda a: client.get_account(a).get("endpoint") or None)
+        source = HttpBlobSource.from_chain(client)
         blob = source.model(job["solver"], job_id)
         if blob is None:
             fail("the solver did not serve the model")
