@@ -268,5 +268,14 @@ class LocalTestnet:
             rows[actor.name] = info
         return rows
 
+    def log_tails(self, lines: int = 30) -> str:
+        """The last ``lines`` of every process's log, for a failure report."""
+        parts = []
+        for name in ["chain", *(a.name for a in self.topology.actors)]:
+            path = self.log_file(name)
+            text = path.read_text(errors="replace") if path.exists() else "(no log)"
+            parts.append(f"--- {name} ({path}) ---\n" + "\n".join(text.splitlines()[-lines:]))
+        return "\n".join(parts)
+
     def address_of(self, name: str) -> str:
         return str(json.loads(self.key_file(name).read_text())["address"])

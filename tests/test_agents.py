@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from protocol.merkle import CommitmentTree
 from protocol.spec import JobSpec
 from services.agents.checkpoints import CheckpointStore
 from services.agents.strategy import (
@@ -116,3 +117,40 @@ def test_checkpoint_store_never_serves_a_corrupt_blob(tmp_path) -> None:
     store.save_job("j", {"entries": []})
     assert store.load_job("j") == {"entries": []}
     assert store.job_ids() == ["j"]
+
+
+@pytest.mark.parametrize("local_size", [0, "entries"], ids=["store-behind", "store-ahead"])
+def test_a_solver_whose_progress_record_disagrees_with_the_chain_still_settles(
+    tiny_spec: JobSpec, tmp_path, local_size
+) -> None:
+    """The store and the chain can disagree after a crash: a progress commit the chain took but
+    the solver never saved (killed between ``send`` and ``save``), or one saved that never made
+    a block. The restarted solver builds its next proofs on the chain's record, and is paid."""
+    net = Network()
+    store = CheckpointStore(tmp_path / "solver")
+    first = net.add_solver("solver", SolverStrategy(), store=store, progress_every=2)
+    net.add_verifier("verifier")
+    net.warm_up()
+    job_id = net.post_job(tiny_spec, JobTerms(sample_count=8))
+
+    def trained_past_a_progress_commit() -> bool:
+        run, committed = first.runs.get(job_id), net.job(job_id)["progress_size"]
+        return run is not None and len(run.entries) > committed >= 2
+
+    net.run_until(trained_past_a_progress_commit, max_rounds=50)
+    net.agents.remove(first)  # the process dies ...
+    record = store.load_job(job_id)
+    assert record is not None
+    size = len(record["entries"]) if local_size == "entries" else 0
+    assert size != net.job(job_id)["progress_size"]
+    root = CommitmentTree([bytes.fromhex(e) for e in record["entries"][:size]]).root()
+    record.update(progress_size=size, progress_root=root.hex() if size else None)
+    store.save_job(job_id, record)
+    # ... and a new one with the same key and data directory takes over.
+    second = net.add_solver(
+        "solver", SolverStrategy(), store=CheckpointStore(tmp_path / "solver"), progress_every=2
+    )
+    net.run_jobs(job_id, max_rounds=200)
+    job = net.job(job_id)
+    assert job["status"] == "settled"
+    assert job["solver"] == second.address

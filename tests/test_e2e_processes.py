@@ -35,14 +35,16 @@ def small_spec(tmp_path: Path, steps: int, interval: int) -> Path:
     return path
 
 
-def wait_for(predicate, timeout: float, what: str, interval: float = 0.25):
+def wait_for(predicate, timeout: float, what: str, net: LocalTestnet | None = None):
+    """Poll ``predicate`` until it is truthy; on timeout, fail with the processes' log tails."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = predicate()
         if value:
             return value
-        time.sleep(interval)
-    raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.25)
+    logs = f"\n{net.log_tails()}" if net is not None else ""
+    raise AssertionError(f"timed out waiting for {what}{logs}")
 
 
 def wait_staked(client: HttpChainClient, net: LocalTestnet, stake: int) -> None:
@@ -56,7 +58,7 @@ def wait_staked(client: HttpChainClient, net: LocalTestnet, stake: int) -> None:
                 return False
         return True
 
-    wait_for(staked, 120, "agents to stake")
+    wait_for(staked, 120, "agents to stake", net)
 
 
 @pytest.fixture
@@ -88,7 +90,7 @@ def test_job_over_rest_settles_and_the_model_hash_matches(testnet, tmp_path: Pat
     job_id = submit_job(client, wallet, spec, terms)
 
     job = wait_for(
-        lambda: (j := client.get_job(job_id))["status"] in TERMINAL and j, 180, "settlement"
+        lambda: (j := client.get_job(job_id))["status"] in TERMINAL and j, 180, "settlement", net
     )
     assert job["status"] == "settled"
     assert job["solver"] == net.address_of("solver")
@@ -121,7 +123,7 @@ def test_solver_killed_mid_training_resumes_and_the_job_settles(testnet, tmp_pat
     solver = net.address_of("solver")
     before = client.get_account(solver)
 
-    wait_for(lambda: client.get_job(job_id)["progress_size"] > 0, 120, "a progress commit")
+    wait_for(lambda: client.get_job(job_id)["progress_size"] > 0, 120, "a progress commit", net)
     assert client.get_job(job_id)["status"] == "assigned"  # still training
     net.kill("solver")
     time.sleep(1.0)
@@ -131,6 +133,7 @@ def test_solver_killed_mid_training_resumes_and_the_job_settles(testnet, tmp_pat
         lambda: (j := client.get_job(job_id))["status"] in TERMINAL and j,
         240,
         "settlement after the restart",
+        net,
     )
     assert job["status"] == "settled"
     after = client.get_account(solver)

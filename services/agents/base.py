@@ -67,13 +67,17 @@ class Agent:
             self._nonce = int(self.client.pending_nonce(self.address))
         return self._nonce
 
+    def in_flight(self, key: str) -> bool:
+        """A move under ``key`` was sent less than ``INFLIGHT_BLOCKS`` blocks ago."""
+        height = self._tick_height if self._tick_height is not None else self.height()
+        sent_at = self._inflight.get(key)
+        return sent_at is not None and height - sent_at <= INFLIGHT_BLOCKS
+
     def send(self, move: Move, *, key: str | None = None) -> bool:
         """Sign and submit ``move``; False (logged) if the chain rejects it."""
         height = self._tick_height if self._tick_height is not None else self.height()
-        if key is not None:
-            sent_at = self._inflight.get(key)
-            if sent_at is not None and height - sent_at <= INFLIGHT_BLOCKS:
-                return False
+        if key is not None and self.in_flight(key):
+            return False
         tx = sign_transaction(self.key, self.chain_id, self._next_nonce(), move.kind, move.body)
         try:
             self.client.submit(tx)

@@ -174,6 +174,7 @@ class SolverAgent(Agent):
         run = self.runs.get(job.job_id)
         if run is None:
             run = self.runs[job.job_id] = JobRun(job, self.strategy, self.store, self.device)
+        self._sync_progress(run, job)
         started = time.perf_counter()
         segments = 0
         while not run.trained:
@@ -190,6 +191,22 @@ class SolverAgent(Agent):
         if run.trained and not run.final_posted:
             self._post_final(run)
 
+    def _sync_progress(self, run: JobRun, job: JobView) -> None:
+        """Take the chain's progress record as the base of the next consistency proof.
+
+        The local record can disagree with the chain after a crash: a commit the chain took
+        but the solver never saved (killed between ``send`` and ``save``), or one the solver
+        saved that never made a block. A consistency proof must extend what the chain holds,
+        so, while none of this solver's commits is in flight, the chain's record wins.
+        """
+        size = int(job.raw["progress_size"])
+        if size == run.progress_size or self.in_flight(f"progress:{job.job_id}"):
+            return
+        root = job.raw.get("progress_root")
+        self.log.info("progress record %d -> %d from the chain", run.progress_size, size)
+        run.progress_size, run.progress_root = size, bytes.fromhex(root) if root else None
+        run.save()
+
     def _post_progress(self, run: JobRun) -> None:
         size = len(run.entries)
         if run.trained or size - run.progress_size < self.progress_every:
@@ -200,7 +217,7 @@ class SolverAgent(Agent):
         body["consistency_proof"] = (
             tree.consistency_proof(run.progress_size, size).to_json() if run.progress_size else None
         )
-        if self.send(Move("commit_progress", body), key=f"progress:{run.job.job_id}:{size}"):
+        if self.send(Move("commit_progress", body), key=f"progress:{run.job.job_id}"):
             run.progress_size, run.progress_root = size, tree.root()
             run.save()
 
