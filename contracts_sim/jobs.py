@@ -145,6 +145,13 @@ def slash_job_solver(state: LedgerState, job: Job, beneficiary: Address, params:
     return slash
 
 
+def closed_job(job: Job, status: JobStatus, height: Height) -> Job:
+    """``job`` at its end: nothing left in escrow or locked (the caller has moved the funds)."""
+    return replace(
+        job, status=status, escrow=Amount(0), locked_stake=Amount(0), closed_height=height
+    )
+
+
 def close_job_slashed(
     state: LedgerState,
     ctx: TxContext,
@@ -156,15 +163,7 @@ def close_job_slashed(
     """The solver failed: slash it, refund the submitter everything in escrow, close the job."""
     slash = slash_job_solver(state, job, beneficiary, params)
     refund = _refund_escrow(state, job)
-    state.set_job(
-        replace(
-            job,
-            status=JobStatus.SLASHED,
-            escrow=Amount(0),
-            locked_stake=Amount(0),
-            closed_height=ctx.height,
-        )
-    )
+    state.set_job(closed_job(job, JobStatus.SLASHED, ctx.height))
     events = [
         make_event(
             "slashed",
@@ -304,9 +303,7 @@ def process_close_bidding(
     )
     if not ranked:
         refund = _refund_escrow(state, job)
-        state.set_job(
-            replace(job, status=JobStatus.EXPIRED, escrow=Amount(0), closed_height=ctx.height)
-        )
+        state.set_job(closed_job(job, JobStatus.EXPIRED, ctx.height))
         return [
             make_event("job_expired", job_id=job.job_id, bids=len(job.bids)),
             make_event("job_refunded", job_id=job.job_id, submitter=job.submitter, amount=refund),
@@ -368,9 +365,7 @@ def process_cancel_job(
         raise JobHasBidsError(job.job_id, len(job.bids))
 
     refund = _refund_escrow(state, job)
-    state.set_job(
-        replace(job, status=JobStatus.CANCELLED, escrow=Amount(0), closed_height=ctx.height)
-    )
+    state.set_job(closed_job(job, JobStatus.CANCELLED, ctx.height))
     return [
         make_event("job_cancelled", job_id=job.job_id),
         make_event("job_refunded", job_id=job.job_id, submitter=job.submitter, amount=refund),
@@ -575,15 +570,7 @@ def process_settle(
             jobs_completed=solver.jobs_completed + 1,
         ),
     )
-    state.set_job(
-        replace(
-            job,
-            status=JobStatus.SETTLED,
-            escrow=Amount(0),
-            locked_stake=Amount(0),
-            closed_height=ctx.height,
-        )
-    )
+    state.set_job(closed_job(job, JobStatus.SETTLED, ctx.height))
     return [
         make_event(
             "job_settled",
