@@ -31,9 +31,12 @@ def initial_state_hash(spec: JobSpec) -> Hash32:
 
 
 def one_step_post_hash(spec: JobSpec, blob: bytes, step_index: int) -> Hash32:
-    """``state_hash(step(spec, decode_state(blob), step_index))``, computed on the CPU."""
+    """``state_hash(step(spec, decode_state_for(spec, blob), step_index))``, on the CPU.
+
+    The blob is decoded against the spec's layout (``decode_state_for``), so any bytes raise a
+    ProofNetError in time linear in their length, never a library error.
+    """
     from protocol import exact
 
-    state = exact.decode_state(blob, "cpu")
-    exact.check_state(spec, state)
+    state = exact.decode_state_for(spec, blob, "cpu")
     return exact.state_hash(exact.step(spec, state, step_index))

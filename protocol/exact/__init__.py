@@ -7,6 +7,8 @@ Public API::
     run(spec, state, a, b) -> State      steps a..b-1
     evaluate(spec, state) -> float       test accuracy
     encode_state / decode_state / state_hash
+    decode_state_for(spec, blob)         decode a blob another party sent, checked against spec
+    state_blob_size(spec)                the exact length of every state blob of spec
     train_trajectory(spec, device, ...)  leaves + blobs of a whole run
     NativeTrainer                        float32 baseline (not exact)
 """
@@ -25,12 +27,14 @@ from protocol.exact.native import NativeTrainer
 from protocol.exact.state import (
     State,
     decode_state,
+    decode_state_for,
     encode_state,
     export_safetensors,
     state_hash,
     state_step,
 )
 from protocol.exact.trajectory import Trajectory, checkpoint, train_trajectory
+from protocol.layout import state_blob_size
 
 __all__ = [
     "FRAC",
@@ -43,6 +47,7 @@ __all__ = [
     "check_state",
     "checkpoint",
     "decode_state",
+    "decode_state_for",
     "encode_state",
     "evaluate",
     "export_safetensors",
@@ -53,6 +58,7 @@ __all__ = [
     "resolve_device",
     "run",
     "set_threads",
+    "state_blob_size",
     "state_hash",
     "state_step",
     "step",

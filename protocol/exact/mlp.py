@@ -33,43 +33,19 @@ from protocol.exact.fixedpoint import (
     rshift_round,
     softmax_fixed,
 )
-from protocol.exact.state import STEP_KEY, State, state_step
+from protocol.exact.state import State, state_step
+from protocol.layout import (
+    STEP_KEY,
+    bias_name,
+    expected_shapes,
+    momentum_name,
+    param_names,
+    weight_name,
+)
 from protocol.randomness import batch_indices, random_below
 from protocol.spec import JobSpec
 
 StepCallback = Callable[[int, State], None]
-
-
-def weight_name(layer: int) -> str:
-    return f"layer{layer}.weight"
-
-
-def bias_name(layer: int) -> str:
-    return f"layer{layer}.bias"
-
-
-def momentum_name(param: str) -> str:
-    return f"momentum.{param}"
-
-
-def param_names(spec: JobSpec) -> list[str]:
-    names = []
-    for layer in range(len(spec.model.layer_sizes()) - 1):
-        names += [weight_name(layer), bias_name(layer)]
-    return names
-
-
-def expected_shapes(spec: JobSpec) -> dict[str, tuple[int, ...]]:
-    sizes = spec.model.layer_sizes()
-    shapes: dict[str, tuple[int, ...]] = {STEP_KEY: ()}
-    for layer, (fan_in, fan_out) in enumerate(itertools.pairwise(sizes)):
-        for name, shape in (
-            (weight_name(layer), (fan_in, fan_out)),
-            (bias_name(layer), (fan_out,)),
-        ):
-            shapes[name] = shape
-            shapes[momentum_name(name)] = shape
-    return shapes
 
 
 def check_state(spec: JobSpec, state: State) -> None:

@@ -11,8 +11,9 @@ from __future__ import annotations
 import torch
 
 from protocol.exact.fixedpoint import ONE
-from protocol.exact.mlp import bias_name, dataset_tensors, init, param_names, weight_name
-from protocol.exact.state import STEP_KEY, State
+from protocol.exact.mlp import dataset_tensors, init
+from protocol.exact.state import State
+from protocol.layout import STEP_KEY, bias_name, param_names, weight_name
 from protocol.randomness import batch_indices
 from protocol.spec import JobSpec
 

@@ -3,6 +3,10 @@
 A state is a ``dict[str, torch.Tensor]`` of int64 tensors: parameters, optimizer (momentum)
 buffers and the 0-dim ``step`` counter. Its canonical bytes (``protocol.hashing``) are both its
 hash preimage and the checkpoint blob a solver serves, so a blob is addressed by its own hash.
+
+Blobs from another party are decoded with ``decode_state_for(spec, blob)``: the hardened decoder
+(``protocol.hashing.decode_tensors``) checks every header against the spec's layout
+(``protocol.layout``) before a tensor is built, and raises only ProofNetErrors.
 """
 
 from __future__ import annotations
@@ -13,11 +17,12 @@ import numpy as np
 import torch
 
 from protocol.errors import EncodingError, StateMismatchError
-from protocol.hashing import TensorRecord, decode_tensors, encode_tensors, sha256
+from protocol.hashing import TensorRecord, decode_tensors, encode_tensors, encoded_size, sha256
+from protocol.layout import STEP_KEY, state_layout
+from protocol.spec import JobSpec
 from protocol.types import Hash32
 
 State = dict[str, torch.Tensor]
-STEP_KEY = "step"
 _DTYPES: dict[torch.dtype, str] = {torch.int64: "int64", torch.float32: "float32"}
 _NUMPY_DTYPES: dict[str, np.dtype[Any]] = {"int64": np.dtype("<i8"), "float32": np.dtype("<f4")}
 
@@ -43,20 +48,47 @@ def state_hash(state: State) -> Hash32:
 
 
 def decode_state(blob: bytes, device: str | torch.device = "cpu") -> State:
-    """Inverse of ``encode_state``; raises EncodingError on malformed bytes."""
+    """Inverse of ``encode_state``; raises EncodingError on malformed bytes.
+
+    Any well-formed state, whatever its model: for a blob another party sent, use
+    ``decode_state_for``, which also checks it is a state of the job's spec.
+    """
+    return _to_state(decode_tensors(blob), device)
+
+
+def decode_state_for(spec: JobSpec, blob: bytes, device: str | torch.device = "cpu") -> State:
+    """Decode a blob that must be a state of ``spec`` (the check of ``check_state`` included).
+
+    Its length, then every tensor header, is compared with the spec's layout before any data is
+    read or any tensor built, so a blob for another model costs O(header) to refuse.
+    """
+    layout = state_layout(spec)
+    # Exactly the length every state of this spec has.
+    if len(blob) != encoded_size(layout):
+        raise EncodingError(
+            f"state blob is {len(blob)} bytes; a state of this spec is {encoded_size(layout)}"
+        )
+    return _to_state(decode_tensors(blob, layout), device)
+
+
+def _to_state(records: list[TensorRecord], device: str | torch.device) -> State:
     state: State = {}
-    for rec in decode_tensors(blob):
-        np_dtype = _NUMPY_DTYPES.get(rec.dtype)
-        if np_dtype is None:
-            raise EncodingError(f"tensor {rec.name!r}: unsupported dtype {rec.dtype!r}")
-        count = 1
-        for d in rec.shape:
-            count *= d
-        if count * np_dtype.itemsize != len(rec.data):
-            raise EncodingError(f"tensor {rec.name!r}: data length does not match its shape")
-        array = np.frombuffer(rec.data, dtype=np_dtype).reshape(rec.shape).copy()
-        state[rec.name] = torch.from_numpy(array).to(device)
+    for rec in records:
+        state[rec.name] = _tensor(rec).to(device)
     return state
+
+
+def _tensor(rec: TensorRecord) -> torch.Tensor:
+    """A CPU tensor of a record ``decode_tensors`` validated (dtype, shape, length).
+
+    The checks there make these calls safe; the ``except`` keeps a library's own refusal (in a
+    version we did not test) a typed error rather than a crash of the agent that decodes it.
+    """
+    try:
+        array = np.frombuffer(rec.data, dtype=_NUMPY_DTYPES[rec.dtype]).reshape(rec.shape)
+        return torch.from_numpy(array.copy())
+    except (KeyError, ValueError, TypeError, OverflowError, MemoryError, RuntimeError) as exc:
+        raise EncodingError(f"tensor {rec.name!r}: cannot be built: {exc}") from exc
 
 
 def state_step(state: State) -> int:

@@ -25,8 +25,7 @@ from protocol.errors import ProofNetError
 from protocol.exact import (
     Device,
     as_device,
-    check_state,
-    decode_state,
+    decode_state_for,
     encode_state,
     run,
     state_hash,
@@ -155,8 +154,7 @@ class VerifierAgent(Agent):
         if blob is None or sha256(blob) != entries[segment]:
             return None
         try:
-            state = decode_state(blob, self.device)
-            check_state(spec, state)
+            state = decode_state_for(spec, blob, self.device)
             if state_step(state) != segment * spec.checkpoint_interval:
                 return False
             post = run(

@@ -12,6 +12,8 @@ from typing import Any
 
 from contracts_sim.dispute import bisection_midpoint
 from protocol.exact import State, init, step
+from protocol.hashing import TensorRecord, encode_tensors, sha256
+from protocol.layout import STEP_KEY, state_layout
 from protocol.spec import JobSpec, OptimizerSpec
 from services.agents.moves import Move
 from services.agents.strategy import DisputeView, JobView, SolverStrategy
@@ -183,6 +185,39 @@ class WithholdData(SolverStrategy):
         if honest is not None and honest.kind == "post_prestate":
             return None
         return honest
+
+
+def crafted_blob(spec: JobSpec) -> bytes:
+    """A blob with a state's tensor names and a well-formed header, except that the step counter
+    declares shape ``(0, 2**63)`` and holds no bytes: consistent lengths, but no array library
+    can build it (numpy raised ``ValueError`` from ``decode_state`` before the hardened decoder).
+    """
+    records = [
+        TensorRecord(name, t.dtype, t.shape, bytes(t.nbytes))
+        for name, t in state_layout(spec).items()
+        if name != STEP_KEY
+    ]
+    return encode_tensors([*records, TensorRecord(STEP_KEY, "int64", (0, 2**63), b"")])
+
+
+class CraftedBlob(SolverStrategy):
+    name = "crafted-blob"
+    description = """Trains honestly but commits, at leaf L, the hash of ``crafted_blob(spec)``
+    and serves those bytes, hoping the verifiers' decoder crashes and the job settles unchecked.
+    The solver must hold the blob in its store to serve it (the in-process test puts it there);
+    not in ``CHEATERS``: the scenario runner cannot place it."""
+    knobs = {
+        "leaf": "the crafted leaf (default: the middle leaf)",
+        "seed": "only the job whose spec has this seed (default: every job)",
+    }
+
+    def leaf_entry(self, job: JobView, leaf: int, entry: bytes, past: list[bytes]) -> bytes:
+        target = self.knob("seed", None)
+        if target is not None and job.spec.seed != int(target):
+            return entry
+        if leaf == int(self.knob("leaf", job.num_leaves // 2)):
+            return sha256(crafted_blob(job.spec))
+        return entry
 
 
 class StallDispute(PerturbStep):
