@@ -36,10 +36,30 @@ Why the rules are shaped this way
       disagreed with a correct hash; different means the solver's claim was wrong. A blob that
       is not a valid state of the spec is the solver's fault (it authored ``hash_lo``).
 
-Outcomes: solver loses → its locked stake is slashed (``slash_reward_bps`` to the challenger,
-the rest burned), the challenger's bond returned, the submitter refunded, the job ``slashed``
-and every other open dispute on it voided with its bond returned. Challenger loses → its bond is
-forfeited (``slash_reward_bps`` to the solver, the rest burned); the job goes on.
+Outcomes: solver loses → its locked stake is slashed, the winning challenger's bond returned,
+the submitter refunded, the job ``slashed`` and every other open dispute on it voided with its
+bond returned. The challenger reward, ``slash_reward_bps`` of the stake, is shared equally by
+the challengers of every dispute open on the job at that moment, the winning one and the voided
+ones (``reward_sharers``); the rest of the stake and the rounding remainder are burned.
+Challenger loses → its bond is forfeited (``slash_reward_bps`` to the solver, the rest burned);
+the job goes on.
+
+Why the reward is shared (rewards never flow back to the cheater)
+    A cheater may run a second, staked verifier account and challenge its own bad segment in
+    the block after ``commit_final`` (the fast path needs no sample), so that its accomplice's
+    game, not an honest verifier's, is the one that ends first. Whatever the coalition does:
+
+    * it loses the whole locked stake and gets back at most the challenger reward, because
+      the challengers together never receive more than ``slash_reward_bps`` of it
+      (``compute_slash``). Its loss is at least ``stake × (1 − slash_reward_bps / 10000)``,
+      the figure ``protocol.economics`` prices as the worst case (``loss_with_accomplice``);
+    * an honest verifier whose dispute is open when the solver loses (it challenged within the
+      window and its game was still being played) shares the reward equally with the
+      accomplice, instead of being voided with nothing. Paying only the first game to finish
+      would hand the reward to whoever controls the solver's speed: the cheater.
+
+    Each challenger can hold one dispute per job (``AlreadyChallengedError``), so more sybil
+    challengers only split the same reward more ways; they never enlarge it.
 """
 
 from __future__ import annotations
@@ -66,12 +86,13 @@ from contracts_sim.jobs import (
     close_job_slashed,
     compute_slash,
     get_job_spec,
+    pay_slash,
     require_eligible_verifier,
     require_verdict_window,
 )
 from contracts_sim.params import Params
 from contracts_sim.records import Dispute, DisputeMove, DisputeStatus, Job, Party, Phase
-from contracts_sim.state import DISPUTES, LedgerState, burn, decrease_balance, increase_balance
+from contracts_sim.state import DISPUTES, LedgerState, decrease_balance, increase_balance
 from contracts_sim.transactions import (
     ChallengeBody,
     ChooseChildBody,
@@ -556,15 +577,15 @@ def resolve_dispute(
     events: list[Event] = []
 
     if winner == Party.CHALLENGER:
+        sharers = reward_sharers(state, job, dispute)
         increase_balance(state, dispute.challenger, dispute.bond)
         events += _void_other_disputes(state, ctx, job, dispute.dispute_id)
         job = state.get_job(dispute.job_id)
-        slash, slash_events = close_job_slashed(state, ctx, job, dispute.challenger, reason, params)
+        slash, slash_events = close_job_slashed(state, ctx, job, sharers, reason, params)
         events += slash_events
     else:
-        slash = compute_slash(dispute.bond, params)
-        increase_balance(state, dispute.solver, slash.reward)
-        burn(state, slash.burned)
+        slash = compute_slash(dispute.bond, (dispute.solver,), params)
+        pay_slash(state, slash)
         events.append(
             make_event(
                 "bond_forfeited",
@@ -594,6 +615,21 @@ def resolve_dispute(
         reason=reason,
     )
     return [resolved, *events]
+
+
+def reward_sharers(state: LedgerState, job: Job, winning: Dispute) -> tuple[Address, ...]:
+    """Who shares the challenger reward when ``winning`` proves the solver wrong: the
+    challenger of every dispute still open on the job, the winning one included (in the order
+    they were opened).
+
+    Each of them bonded the claim that the solver is wrong, so none is paid less for having
+    been slower to finish its game than the solver's own accomplice (see the module docstring).
+    """
+    return tuple(
+        other.challenger
+        for other in (state.get_dispute(other_id) for other_id in job.disputes)
+        if other.dispute_id == winning.dispute_id or other.status == DisputeStatus.OPEN
+    )
 
 
 def _void_other_disputes(

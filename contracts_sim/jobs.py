@@ -116,21 +116,47 @@ def _refund_escrow(state: LedgerState, job: Job) -> Amount:
 
 @dataclass(frozen=True)
 class Slash:
+    """How a forfeited amount is divided: a reward shared by its beneficiaries, the rest burned."""
+
     amount: Amount  # taken from the loser
-    reward: Amount  # paid to the winner / beneficiary
-    burned: Amount  # amount - reward
+    rewards: dict[Address, Amount]  # paid to each beneficiary (equal shares)
+    burned: Amount  # amount - reward: the rest of the amount and the rounding remainder
+
+    @property
+    def reward(self) -> Amount:
+        """Everything paid out (the sum of the shares)."""
+        return Amount(sum(self.rewards.values()))
 
 
-def compute_slash(amount: int, params: Params) -> Slash:
-    reward = amount * params.slash_reward_bps // BPS
-    return Slash(Amount(amount), Amount(reward), Amount(amount - reward))
+def compute_slash(amount: int, beneficiaries: Sequence[Address], params: Params) -> Slash:
+    """``slash_reward_bps`` of ``amount`` shared equally by ``beneficiaries``; the rest burned.
+
+    However many beneficiaries there are, together they receive at most ``slash_reward_bps`` of
+    the amount: that bound is what the deterrence analysis (``protocol.economics``) relies on
+    when one of them may be the loser's accomplice. No beneficiary: everything is burned.
+    """
+    assert not isinstance(beneficiaries, str), "beneficiaries is a sequence of addresses"
+    distinct = list(dict.fromkeys(beneficiaries))
+    pool = amount * params.slash_reward_bps // BPS
+    share = Amount(pool // len(distinct)) if distinct else Amount(0)
+    rewards = {address: share for address in distinct}
+    return Slash(Amount(amount), rewards, Amount(amount - share * len(distinct)))
 
 
-def slash_job_solver(state: LedgerState, job: Job, beneficiary: Address, params: Params) -> Slash:
-    """Take the job's locked stake from its solver: ``slash_reward_bps`` of it to
-    ``beneficiary``, the rest burned."""
+def pay_slash(state: LedgerState, slash: Slash) -> None:
+    """Credit each beneficiary its share and burn the rest (the loser is already debited)."""
+    for address, share in slash.rewards.items():
+        increase_balance(state, address, share)
+    burn(state, slash.burned)
+
+
+def slash_job_solver(
+    state: LedgerState, job: Job, beneficiaries: Sequence[Address], params: Params
+) -> Slash:
+    """Take the job's locked stake from its solver: ``slash_reward_bps`` of it shared by
+    ``beneficiaries``, the rest burned."""
     assert job.solver is not None
-    slash = compute_slash(job.locked_stake, params)
+    slash = compute_slash(job.locked_stake, beneficiaries, params)
     solver = state.get_account(job.solver)
     state.set_account(
         job.solver,
@@ -140,8 +166,7 @@ def slash_job_solver(state: LedgerState, job: Job, beneficiary: Address, params:
             jobs_slashed=solver.jobs_slashed + 1,
         ),
     )
-    increase_balance(state, beneficiary, slash.reward)
-    burn(state, slash.burned)
+    pay_slash(state, slash)
     return slash
 
 
@@ -156,12 +181,13 @@ def close_job_slashed(
     state: LedgerState,
     ctx: TxContext,
     job: Job,
-    beneficiary: Address,
+    beneficiaries: Sequence[Address],
     reason: str,
     params: Params,
 ) -> tuple[Slash, list[Event]]:
-    """The solver failed: slash it, refund the submitter everything in escrow, close the job."""
-    slash = slash_job_solver(state, job, beneficiary, params)
+    """The solver failed: slash it (the reward shared by ``beneficiaries``), refund the
+    submitter everything in escrow, close the job."""
+    slash = slash_job_solver(state, job, beneficiaries, params)
     refund = _refund_escrow(state, job)
     state.set_job(closed_job(job, JobStatus.SLASHED, ctx.height))
     events = [
@@ -172,7 +198,7 @@ def close_job_slashed(
             amount=slash.amount,
             reward=slash.reward,
             burned=slash.burned,
-            beneficiary=beneficiary,
+            rewards=slash.rewards,
             reason=reason,
         ),
         make_event("job_refunded", job_id=job.job_id, submitter=job.submitter, amount=refund),
@@ -485,7 +511,7 @@ def claim_training_timeout(
         raise DeadlineNotReachedError("training", job.train_deadline, ctx.height)
 
     _, events = close_job_slashed(
-        state, ctx, job, job.submitter, "missed the training deadline", params
+        state, ctx, job, (job.submitter,), "missed the training deadline", params
     )
     return events
 

@@ -48,7 +48,10 @@ class Params:
     move_timeout: int
     """Blocks each dispute move may take; the party that misses it loses."""
     slash_reward_bps: int
-    """Share of a slashed stake (or forfeited bond) paid to the winner; the rest is burned."""
+    """Share of a slashed stake (or forfeited bond) paid to the winners, shared equally by the
+    challengers of every dispute open when the solver loses (``contracts_sim.dispute``); the
+    rest is burned. A cheater's accomplice may collect all of it, so deterrence prices a caught
+    cheater's loss as the stake less this share (``protocol.economics.loss_with_accomplice``)."""
     max_blob_bytes: int
     """Largest pre-state blob accepted in ``post_prestate``."""
 
@@ -149,7 +152,11 @@ TESTNET: Final = Params(
     challenge_window=30,
     challenge_bond=10**5,
     move_timeout=10,
-    slash_reward_bps=5_000,
+    # A quarter, not a half: an accomplice challenger may collect the whole reward, so a caught
+    # cheater loses at least 3/4 of its stake. With the example terms (stake 1.5 × payment)
+    # that is 1.125 × payment, more than a solver that does no work saves; at half it would be
+    # 0.75 × payment and not training at all would pay (tests/test_economics.py).
+    slash_reward_bps=2_500,
     max_blob_bytes=64 << 20,
     score_weight_price=5_000,
     score_weight_stake=2_000,

@@ -178,8 +178,9 @@ How a game is decided (*caught by*):
 for every cheat a checking verifier can see), with c from `services/threats.py` and V the
 verifiers that re-execute; 1 for ledger rules and for cheating challengers (their bond is lost
 for certain). *Measured* counts the games in which the cheat was caught. Slashed amounts: the
-solver's locked stake, half to the winner and half burned (`slash_reward_bps` = 5000); a
-challenger's bond is split the same way."""
+solver's locked stake, half shared by the challengers of every dispute then open and half
+burned (`slash_reward_bps` = 5000 in the `test` preset); a challenger's bond: half to the
+solver, half burned."""
 
 
 def detection_section(all_stats: Sequence[DetectionStats]) -> list[str]:
@@ -252,9 +253,13 @@ def render(inputs: ReportInputs) -> str:
         f"{inputs.job.steps} steps, C = {inputs.job.checkpoint_interval}, m = "
         f"{inputs.job.segments}; payment {inputs.job.payment:,}, stake {inputs.job.stake:,}, "
         f"k = {inputs.job.sample_count}, V = {inputs.job.verifiers}. A verifier re-executes "
-        f"{inputs.job.verifier_cost_fraction:.1%} of the solver's work.",
+        f"{inputs.job.verifier_cost_fraction:.1%} of the solver's work. Worst case priced: "
+        f"an accomplice challenger collects the reward ({inputs.job.slash_reward_bps / 100:g}%"
+        f" of the stake), so a caught cheater loses {inputs.job.loss_with_accomplice:,}; "
+        "E[loss] = P(detect) · that loss (for a cheating challenger: its bond less the "
+        "solver's reward).",
         "",
-        "| cheat | role | caught | c | s | P(detect) | E[slash] | saved | deterred | min k "
+        "| cheat | role | caught | c | s | P(detect) | E[loss] | saved | deterred | min k "
         "| min stake |",
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
@@ -263,7 +268,7 @@ def render(inputs: ReportInputs) -> str:
             f"| {row.cheat} | {row.role} | {row.caught} "
             f"| {'—' if row.cheated_segments is None else row.cheated_segments} "
             f"| {row.saved_fraction:.3f} | {_fmt_rate(row.detection)} "
-            f"| {row.expected_slash:,.0f} | {row.work_saved:,} "
+            f"| {row.expected_loss:,.0f} | {row.work_saved:,} "
             f"| {'yes' if row.deterred else '**no**'} "
             f"| {'—' if row.min_sample_count is None else row.min_sample_count} "
             f"| {'—' if row.min_stake is None else f'{row.min_stake:,}'} |"

@@ -1,15 +1,21 @@
 """Does cheating pay on this job? The catalogue's threats priced with ``protocol.economics``.
 
 For a job (spec + terms) on a chain (``Params`` preset) and V verifiers, each catalogue cheat
-gets: P(detect), the expected slash P · stake against the work it saves s · payment, whether it
-is deterred, the smallest sample count k and the smallest stake that would deter it, and what
-verifying costs (k / m of the solver's re-execution per verifier).
+gets: P(detect), the expected loss P · (stake − reward) against the work it saves s · payment,
+whether it is deterred, the smallest sample count k and the smallest stake that would deter it,
+and what verifying costs (k / m of the solver's re-execution per verifier).
+
+Every figure is the worst case: the cheater has an accomplice that collects the whole reward
+for catching it (``slash_reward_bps`` of the stake; the ledger never pays the challengers more,
+``contracts_sim.dispute``), so a caught cheater loses the stake less that reward
+(``protocol.economics.loss_with_accomplice``), not the whole stake.
 
 The chain shapes the terms: a job cannot lock less than ``min_solver_stake`` nor ask for more
 than ``max_sample_count`` samples (or more than m), so those bounds are applied first.
 
 Cheating challengers are priced the same way with the bond as their stake: the referee (or the
-move deadline) takes it with certainty and they gain nothing. A lazy verifier is the one entry
+move deadline) takes it with certainty and they gain nothing; in the worst case the solver is
+their accomplice and recovers the reward share of the bond. A lazy verifier is the one entry
 the protocol cannot observe; it is reported, not hidden (a forced-error audit would be the
 answer; until then, one honest verifier among the V is enough).
 """
@@ -17,6 +23,7 @@ answer; until then, one honest verifier among the V is enough).
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from fractions import Fraction
 from typing import Any
 
 from contracts_sim.params import Params
@@ -38,6 +45,8 @@ class JobEconomics:
     sample_count: int  # k per verifier
     verifiers: int  # V
     challenge_bond: int
+    slash_reward_bps: int  # the share of a slash paid out, which an accomplice may collect
+    loss_with_accomplice: int  # the stake less that reward: what a caught cheater surely loses
     verifier_cost_fraction: float  # k / m: one verifier's re-execution vs the solver's training
 
     @classmethod
@@ -46,16 +55,19 @@ class JobEconomics:
     ) -> JobEconomics:
         m = spec.num_segments
         k = min(int(terms.get("sample_count", 2)), params.max_sample_count, m)
+        stake = max(int(terms.get("min_stake", 0)), params.min_solver_stake)
         return cls(
             steps=spec.steps,
             checkpoint_interval=spec.checkpoint_interval,
             segments=m,
             payment=int(terms.get("payment", 1_000)),
             verification_fee=int(terms.get("verification_fee", 0)),
-            stake=max(int(terms.get("min_stake", 0)), params.min_solver_stake),
+            stake=stake,
             sample_count=k,
             verifiers=verifiers,
             challenge_bond=params.challenge_bond,
+            slash_reward_bps=params.slash_reward_bps,
+            loss_with_accomplice=economics.loss_with_accomplice(stake, params.slash_reward_bps),
             verifier_cost_fraction=k / m,
         )
 
@@ -70,8 +82,10 @@ class DeterrenceRow:
     detection: float  # P(detect) (P(loses its bond) for a challenger)
     at_stake: int  # the stake (or bond) it risks
     expected_slash: float  # P · at_stake
+    loss_with_accomplice: int  # at_stake less the reward an accomplice may collect
+    expected_loss: float  # P · loss_with_accomplice: the worst case, which decides `deterred`
     work_saved: int  # s · payment (what cheating gains)
-    deterred: bool
+    deterred: bool  # expected_loss > work_saved
     min_sample_count: int | None  # smallest k that deters it (None: none does / not sampling)
     min_stake: int | None  # smallest stake that deters it at this k (None: not applicable)
     note: str
@@ -81,12 +95,12 @@ class DeterrenceRow:
 
 
 def assess_threat(threat: Threat, job: JobEconomics) -> DeterrenceRow:
-    m, k, v = job.segments, job.sample_count, job.verifiers
+    m, k, v, r = job.segments, job.sample_count, job.verifiers, job.slash_reward_bps
     s = threat.saved_fraction
     if threat.caught == SAMPLING:
         c = threat.cheated_segments
         assert c is not None
-        d = economics.assess(m, c, k, v, job.stake, job.payment, s)
+        d = economics.assess(m, c, k, v, job.stake, job.payment, s, r)
         return DeterrenceRow(
             threat.name,
             threat.role,
@@ -96,14 +110,19 @@ def assess_threat(threat: Threat, job: JobEconomics) -> DeterrenceRow:
             d.detection,
             job.stake,
             d.expected_slash,
+            d.loss_with_accomplice,
+            d.expected_loss,
             d.work_saved,
             d.deterred,
-            economics.min_sample_count(m, c, v, job.stake, job.payment, s),
-            economics.min_stake(m, c, k, v, job.payment, s),
+            economics.min_sample_count(m, c, v, job.stake, job.payment, s, r),
+            economics.min_stake(m, c, k, v, job.payment, s, r),
             threat.note,
         )
     if threat.caught in (LEDGER, BOND):
+        # Caught for certain; the reward for catching it (to the submitter, or to the solver
+        # for a forfeited bond) may go to an accomplice all the same.
         at_stake = job.stake if threat.caught == LEDGER else job.challenge_bond
+        loss = economics.loss_with_accomplice(at_stake, r)
         saved = int(s * job.payment)
         return DeterrenceRow(
             threat.name,
@@ -114,10 +133,12 @@ def assess_threat(threat: Threat, job: JobEconomics) -> DeterrenceRow:
             1.0,
             at_stake,
             float(at_stake),
+            loss,
+            float(loss),
             saved,
-            at_stake > saved,
+            loss > saved,
             None,
-            saved + 1,
+            economics.stake_to_deter(Fraction(1), saved, r),
             threat.note,
         )
     assert threat.caught == UNDETECTED
@@ -127,6 +148,8 @@ def assess_threat(threat: Threat, job: JobEconomics) -> DeterrenceRow:
         threat.caught,
         None,
         s,
+        0.0,
+        0,
         0.0,
         0,
         0.0,

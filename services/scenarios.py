@@ -236,6 +236,7 @@ class JobOutcome:
     challengers: list[str]
     attesters: list[str]
     reasons: list[str]  # every dispute resolution and slash, in order
+    slash_rewards: dict[str, int] = field(default_factory=dict)  # actor -> share of the reward
 
 
 @dataclass
@@ -376,6 +377,10 @@ def _outcome(net: Network, job_id: str, names: dict[str, str], refused_commit: b
         challengers=[names.get(a, a) for a in record["challengers"]],
         attesters=[names.get(a, a) for a in record["attesters"]],
         reasons=reasons,
+        slash_rewards={
+            names.get(address, address): int(amount)
+            for address, amount in (slash or {}).get("rewards", {}).items()
+        },
     )
 
 
@@ -876,6 +881,24 @@ def lazy_verifier_with_honest(step: int = 16, *, seed: int = 3) -> Scenario:
         expected=_slashed_at(step),
         seed=seed,
         note="one honest verifier is enough",
+    )
+
+
+def accomplice_challenger(step: int = 13, *, seed: int = 3) -> Scenario:
+    """The cheater's own staked account challenges its bad segment next to an honest verifier;
+    the ledger shares the slash reward between them (``JobOutcome.slash_rewards``)."""
+    segment = step // spec_for(None, seed).checkpoint_interval  # the one its partner corrupted
+    return Scenario(
+        name="accomplice-challenger+honest",
+        attack="accomplice-challenger",
+        solver=cheater("PerturbStep", step=step),
+        verifiers=(
+            honest_verifier(),
+            StrategyRef(f"{VERIFIERS}:AccompliceChallenger", {"segment": segment}, "accomplice"),
+        ),
+        expected=_slashed_at(step),
+        seed=seed,
+        note="the accomplice and the honest verifier share the reward",
     )
 
 

@@ -16,6 +16,7 @@ from contracts_sim.params import TESTNET
 from protocol.economics import (
     assess,
     detection_with_verifiers,
+    loss_with_accomplice,
     min_sample_count,
     min_stake,
     work_saved,
@@ -162,6 +163,57 @@ def test_min_stake_and_min_k_are_the_exact_thresholds(
         assert not assess(m, c, k_min - 1, verifiers, stake, payment, s).deterred
 
 
+# --- the worst case: an accomplice collects the challenger reward ------------------------------
+
+
+def test_loss_with_accomplice_is_the_stake_less_the_ledgers_reward() -> None:
+    assert loss_with_accomplice(1000, 0) == 1000
+    assert loss_with_accomplice(1000, 2_500) == 750
+    assert loss_with_accomplice(1001, 5_000) == 501  # the ledger rounds the reward down
+    assert loss_with_accomplice(1000, 10_000) == 0
+    for bad in (-1, 10_001):
+        with pytest.raises(ValueError):
+            loss_with_accomplice(1000, bad)
+
+
+def test_assess_prices_the_accomplice() -> None:
+    # Certain detection, whole payment saved: stake 1500 deters alone, not with a half reward.
+    assert assess(4, 4, 4, 1, 1500, 1000, 1.0).deterred
+    d = assess(4, 4, 4, 1, 1500, 1000, 1.0, reward_bps=5_000)
+    assert (d.loss_with_accomplice, d.expected_loss, d.expected_slash) == (750, 750.0, 1500.0)
+    assert not d.deterred
+    assert assess(4, 4, 4, 1, 1500, 1000, 1.0, reward_bps=2_500).deterred  # loses 1125
+    # A reward of the whole stake leaves nothing to lose: not even sabotage is deterred.
+    assert not assess(4, 1, 4, 1, 1500, 1000, 0.0, reward_bps=10_000).deterred
+    assert min_stake(4, 4, 4, 1, 1000, 1.0, reward_bps=10_000) is None
+
+
+@settings(max_examples=200)
+@given(
+    m=st.integers(1, 20),
+    data=st.data(),
+    payment=st.integers(1, 10**7),
+    saved_bps=st.integers(0, 10_000),
+    reward_bps=st.integers(0, 9_999),
+)
+def test_min_stake_with_an_accomplice_is_the_exact_threshold(
+    m: int, data: st.DataObject, payment: int, saved_bps: int, reward_bps: int
+) -> None:
+    c = data.draw(st.integers(1, m))
+    k = data.draw(st.integers(1, m))
+    s = saved_bps / 10_000
+    stake = min_stake(m, c, k, 1, payment, s, reward_bps)
+    assert stake is not None
+    assert assess(m, c, k, 1, stake, payment, s, reward_bps).deterred
+    if stake > 1:
+        assert not assess(m, c, k, 1, stake - 1, payment, s, reward_bps).deterred
+    # Never less than the stake that deters a cheater without an accomplice.
+    alone = min_stake(m, c, k, 1, payment, s)
+    assert alone is not None and stake >= alone
+    k_min = min_sample_count(m, c, 1, stake, payment, s, reward_bps)
+    assert k_min is not None and k_min <= k
+
+
 # --- the threat model ----------------------------------------------------------------------
 
 
@@ -197,13 +249,26 @@ def test_testnet_preset_with_the_example_terms_deters_every_catalogue_cheat() ->
     # The one exception is the entry the protocol cannot observe at all (see deterrence.py):
     # a lazy verifier risks nothing; one honest verifier among the V is the defence.
     assert undeterred == [LazyVerifier.name]
+    # Worst case: an accomplice challenger collects the whole reward.
+    assert job.loss_with_accomplice == job.stake - job.stake * TESTNET.slash_reward_bps // 10_000
     for row in rows:
         if row.caught != UNDETECTED:
-            assert row.expected_slash > row.work_saved or (row.work_saved == 0 and row.detection)
+            assert row.loss_with_accomplice < row.at_stake
+            assert row.expected_loss > row.work_saved
             if row.min_stake is not None:
                 assert row.min_stake <= job.stake
             if row.min_sample_count is not None:
                 assert row.min_sample_count <= job.sample_count
+
+
+@pytest.mark.adversarial
+def test_a_half_reward_would_let_the_no_training_cheat_pay_with_an_accomplice() -> None:
+    """Why the testnet preset pays a quarter: at half, an accomplice recovers enough that a
+    solver that does no work at all comes out ahead."""
+    spec, terms = load_spec(EXAMPLE_SPEC)
+    half = TESTNET.with_changes(slash_reward_bps=5_000)
+    rows = deterrence_table(spec, JobEconomics.from_terms(spec, terms, half, 1))
+    assert "no-training" in [row.cheat for row in rows if not row.deterred]
 
 
 def test_the_verifiers_cost_on_the_example_job() -> None:
@@ -237,6 +302,12 @@ def test_economics_json(cli: CliRunner) -> None:
     assert rows["perturb-step"]["detection"] == pytest.approx(1 - (9 / 12) ** 2)
     assert rows["no-training"]["cheated_segments"] == 12
     assert rows["lazy-verifier"]["deterred"] is False
+    # The worst case is carried: the accomplice's reward is not counted as lost.
+    stake, reward_bps = document["job"]["stake"], document["job"]["slash_reward_bps"]
+    loss = stake - stake * reward_bps // 10_000
+    assert document["job"]["loss_with_accomplice"] == loss
+    assert rows["no-training"]["loss_with_accomplice"] == loss
+    assert rows["no-training"]["expected_loss"] == pytest.approx(loss)
 
 
 def test_economics_table_and_plot(cli: CliRunner, tmp_path: Path) -> None:
@@ -246,6 +317,7 @@ def test_economics_table_and_plot(cli: CliRunner, tmp_path: Path) -> None:
     result = cli.invoke(app, ["economics", str(EXAMPLE_SPEC), "--plot", str(png)])
     assert result.exit_code == 0, result.output
     assert "perturb-step" in result.stdout and "deterred" in result.stdout
+    assert "loss with accomplice" in result.stdout
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 

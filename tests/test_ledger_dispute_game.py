@@ -146,7 +146,7 @@ def test_fast_path_challenge_starts_at_step_bisection() -> None:
     assert resolved["located_step"] == 21 and resolved["loser_role"] == "solver"
 
 
-def test_second_challenger_is_voided_when_the_first_wins() -> None:
+def test_second_challenger_is_voided_when_the_first_wins_and_shares_the_reward() -> None:
     h = funded_harness()
     solver_run, honest = make_run(cheat_step=5), make_run()
     job_id, first = _open(h, solver_run, "v1")
@@ -154,14 +154,19 @@ def test_second_challenger_is_voided_when_the_first_wins() -> None:
         h.send("v2", "challenge", {"job_id": job_id}).event("challenged").data["dispute_id"]
     )
     assert job(h, job_id).open_disputes == 2
-    v2_before = h.account("v2").balance
+    before = {v: h.account(v).balance for v in ("v1", "v2")}
 
     receipt = play(h, first, solver_run, honest, names=("solver", "v1"))
 
     assert "dispute_voided" in receipt.kinds()
     other = h.state.get_dispute(second)
     assert other.status is DisputeStatus.VOID and other.phase is Phase.RESOLVED
-    assert h.account("v2").balance == v2_before + BOND
+    # Both challengers bonded the claim that the solver is wrong: both share the reward.
+    share = SLASH * TEST.slash_reward_bps // BPS // 2
+    rewards = {h.address("v1"): share, h.address("v2"): share}
+    assert receipt.event("slashed").data["rewards"] == rewards
+    assert h.account("v1").balance == before["v1"] + BOND + share
+    assert h.account("v2").balance == before["v2"] + BOND + share
     assert job(h, job_id).open_disputes == 0 and job(h, job_id).status is JobStatus.SLASHED
 
 

@@ -47,6 +47,8 @@ def economics_json(
             "sample_count": job.sample_count,
             "verifiers": job.verifiers,
             "challenge_bond": job.challenge_bond,
+            "slash_reward_bps": job.slash_reward_bps,
+            "loss_with_accomplice": job.loss_with_accomplice,
             "verifier_cost_fraction": job.verifier_cost_fraction,
             "verifiers_cost_fraction": job.verifiers * job.verifier_cost_fraction,
         },
@@ -68,7 +70,13 @@ def print_table(job: JobEconomics, preset: str, rows: list[DeterrenceRow]) -> No
         f"[bold]verifier cost[/]: {job.verifier_cost_fraction:.1%} of the solver's work per "
         f"verifier ({job.verifiers * job.verifier_cost_fraction:.1%} for all {job.verifiers})"
     )
-    table = Table(title="deterrence: P(detect) · stake > s · payment")
+    reward = job.stake - job.loss_with_accomplice
+    console.print(
+        f"[bold]loss with accomplice[/]: stake {job.stake:,} − reward {reward:,} "
+        f"({job.slash_reward_bps / 100:g}%) = {job.loss_with_accomplice:,} (worst case: the "
+        "cheater's own challenger collects the reward)"
+    )
+    table = Table(title="deterrence: P(detect) · loss with accomplice > s · payment")
     for name, justify in [
         ("cheat", "left"),
         ("role", "left"),
@@ -76,7 +84,7 @@ def print_table(job: JobEconomics, preset: str, rows: list[DeterrenceRow]) -> No
         ("c", "right"),
         ("s", "right"),
         ("P(detect)", "right"),
-        ("E\\[slash]", "right"),  # escaped: rich would read [slash] as markup
+        ("E\\[loss]", "right"),  # escaped: rich would read [loss] as markup
         ("saved", "right"),
         ("deterred", "center"),
         ("min k", "right"),
@@ -91,7 +99,7 @@ def print_table(job: JobEconomics, preset: str, rows: list[DeterrenceRow]) -> No
             _fmt_opt(row.cheated_segments),
             f"{row.saved_fraction:.3f}",
             _fmt_p(row.detection),
-            f"{row.expected_slash:,.0f}",
+            f"{row.expected_loss:,.0f}",
             f"{row.work_saved:,}",
             "[green]yes[/]" if row.deterred else "[red]no[/]",
             _fmt_opt(row.min_sample_count),
@@ -99,8 +107,9 @@ def print_table(job: JobEconomics, preset: str, rows: list[DeterrenceRow]) -> No
         )
     console.print(table)
     console.print(
-        "c: segments the cheat corrupts; s: share of the work it saves; min k / min stake: "
-        "the smallest sample count (at this stake) / stake (at this k) that deters it."
+        "c: segments the cheat corrupts; s: share of the work it saves; E[loss]: P(detect) · "
+        "loss with accomplice (the stake or bond less the reward); min k / min stake: the "
+        "smallest sample count (at this stake) / stake (at this k) that deters it."
     )
 
 
@@ -148,7 +157,7 @@ def plot_deterrence(job: JobEconomics, rows: list[DeterrenceRow], path: Path) ->
     for k in ks:
         xs, ys = [], []
         for c in range(1, m + 1):
-            need = econ.min_stake(m, c, k, v, job.payment, c / m)
+            need = econ.min_stake(m, c, k, v, job.payment, c / m, job.slash_reward_bps)
             if need is not None:
                 xs.append(c / m)
                 ys.append(need)

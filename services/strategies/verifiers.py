@@ -70,6 +70,22 @@ class LazyVerifier(VerifierStrategy):
         return False
 
 
+class AccompliceChallenger(VerifierStrategy):
+    name = "accomplice-challenger"
+    description = """A cheating solver's second, staked account: challenges the segment its
+    partner corrupted (told, not found by re-executing), racing to win the game and collect the
+    slash reward. The ledger shares that reward with every challenger whose dispute is open, so
+    the coalition still loses the stake less the reward (the worst case ``economics`` prices)."""
+    knobs = {"segment": "the segment its partner corrupted (default 0)"}
+
+    def verdict(self, job: JobView, honest: Verdict) -> Verdict:
+        segment = int(self.knob("segment", 0))
+        # The agent turns a named leaf into a fast-path challenge of the segment before it.
+        return Verdict(Verdict.CHALLENGE, "accomplice challenge", first_bad_leaf=segment + 1)
+
+
+# Not a catalogue entry: it cheats only with a partner solver, and the economics price that
+# coalition in every row (``protocol.economics.loss_with_accomplice``).
 CHEATERS: list[type[VerifierStrategy]] = [
     FalseChallenger,
     StallingChallenger,
