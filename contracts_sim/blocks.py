@@ -1,6 +1,6 @@
 """Blocks, receipts and chain events: what the block producer records.
 
-    BlockHeader   height, parent_hash, time, tx_root, state_root, chain_id
+    BlockHeader   height, parent_hash, time, tx_root, state_root, chain_id, beacon
     Block         header + the transactions it applied, in order
     Receipt       what became of one transaction (pending, applied at (height, index), failed)
     ChainEvent    one ledger event with its chain-wide id, height and transaction
@@ -12,6 +12,9 @@ Hashes
     * ``state_root`` = ``LedgerState.state_root()`` after ``begin_block`` and every transaction
       of the block. The genesis block (height 0, parent hash 32 zero bytes, no transactions)
       carries the root of ``genesis_state``.
+    * ``beacon`` = the producer's unique signature over the chain id and the height
+      (``contracts_sim.beacon``): the block's randomness, which no transaction can change.
+      ``check_beacon`` verifies it with the producer key fixed at genesis.
 
 A block holds only the transactions it applied; one that failed when the block was sealed is
 not in it (it changed nothing) and gets a failed ``Receipt`` instead. ``from_json`` of each type
@@ -25,6 +28,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
+from contracts_sim.beacon import BEACON_SIZE, verify_beacon
 from contracts_sim.exceptions import LedgerError
 from contracts_sim.transactions import Transaction
 from protocol.errors import ProofNetError
@@ -43,6 +47,7 @@ BLOCK_EVENT: Final = "block"
 hash, time, txs). Agents long-polling ``/events`` wake on it: height is the clock."""
 
 _HEX64 = re.compile(r"[0-9a-f]{64}")
+_HEX_BEACON = re.compile(f"[0-9a-f]{{{2 * BEACON_SIZE}}}")
 
 
 class MalformedBlockError(LedgerError):
@@ -53,6 +58,16 @@ class MalformedBlockError(LedgerError):
     def __init__(self, reason: str) -> None:
         super().__init__(f"malformed block: {reason}")
         self.reason = reason
+
+
+class InvalidBeaconError(MalformedBlockError):
+    """A header's beacon is not the producer's signature for its chain id and height."""
+
+    code = "invalid_beacon"
+
+    def __init__(self, height: int) -> None:
+        super().__init__(f"block {height}: the beacon is not the producer's for this height")
+        self.height = height
 
 
 # --- helpers ------------------------------------------------------------------------------
@@ -94,6 +109,7 @@ class BlockHeader:
     tx_root: Hash32
     state_root: Hash32
     chain_id: str
+    beacon: bytes  # the producer's signature over (chain_id, height); see contracts_sim.beacon
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -103,6 +119,7 @@ class BlockHeader:
             "tx_root": self.tx_root.hex(),
             "state_root": self.state_root.hex(),
             "chain_id": self.chain_id,
+            "beacon": self.beacon.hex(),
         }
 
     @property
@@ -113,11 +130,18 @@ class BlockHeader:
     @classmethod
     def from_json(cls, data: Any) -> BlockHeader:
         raw = _object(
-            data, {"height", "parent_hash", "time", "tx_root", "state_root", "chain_id"}, "header"
+            data,
+            {"height", "parent_hash", "time", "tx_root", "state_root", "chain_id", "beacon"},
+            "header",
         )
         chain_id = raw["chain_id"]
         if not isinstance(chain_id, str) or not chain_id:
             raise MalformedBlockError("header.chain_id must be a non-empty string")
+        beacon = raw["beacon"]
+        if not isinstance(beacon, str) or not _HEX_BEACON.fullmatch(beacon):
+            raise MalformedBlockError(
+                f"header.beacon must be {2 * BEACON_SIZE} lowercase hex digits"
+            )
         return cls(
             height=Height(_int(raw["height"], "header.height")),
             parent_hash=_hash_from_hex(raw["parent_hash"], "header.parent_hash"),
@@ -125,7 +149,15 @@ class BlockHeader:
             tx_root=_hash_from_hex(raw["tx_root"], "header.tx_root"),
             state_root=_hash_from_hex(raw["state_root"], "header.state_root"),
             chain_id=chain_id,
+            beacon=bytes.fromhex(beacon),
         )
+
+
+def check_beacon(header: BlockHeader, producer_key: bytes) -> None:
+    """Raise InvalidBeaconError unless ``header.beacon`` is ``producer_key``'s signature for
+    the header's chain id and height (the one value that height can have)."""
+    if not verify_beacon(producer_key, header.chain_id, header.height, header.beacon):
+        raise InvalidBeaconError(header.height)
 
 
 @dataclass(frozen=True)

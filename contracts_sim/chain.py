@@ -17,7 +17,9 @@ The open block
 
     ``produce_block()`` seals the open block as it is: its header's ``time`` is the time at
     which it was opened (``clock()``, never before the parent's), the state root is that of the
-    open state, and the receipts and events are those recorded at submission. Nothing is applied
+    open state, the beacon is the producer's signature for the height (``contracts_sim.beacon``;
+    the key is made with the chain and kept in the store), and the receipts and events are those
+    recorded at submission. Nothing is applied
     twice. The block is *rebuilt* — the head state copied again, ``begin_block`` run and every
     queued transaction re-applied in order — only when ``produce_block(time=T)`` asks for another
     time, or when another writer took the height (``BlockConflictError``: the chain reloads the
@@ -54,6 +56,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+from contracts_sim.beacon import BeaconKey, beacon_output, generate_beacon_key
 from contracts_sim.blocks import (
     BLOCK_EVENT,
     GENESIS_PARENT_HASH,
@@ -62,6 +65,7 @@ from contracts_sim.blocks import (
     ChainEvent,
     ErrorInfo,
     Receipt,
+    check_beacon,
     check_tx_root,
     compute_tx_root,
 )
@@ -89,6 +93,7 @@ from contracts_sim.store import (
 )
 from contracts_sim.transactions import Transaction
 from protocol.errors import ProofNetError
+from protocol.hashing import sha256
 from protocol.merkle import root_of
 from protocol.types import Address, Hash32, Height
 
@@ -226,6 +231,7 @@ class Chain:
         meta: ChainMeta,
         head: BlockHeader,
         head_state: LedgerState,
+        beacon_key: BeaconKey,
         *,
         check_invariants: bool = False,
         max_block_txs: int = DEFAULT_MAX_BLOCK_TXS,
@@ -233,6 +239,7 @@ class Chain:
     ) -> None:
         self.store = store
         self.meta = meta
+        self._beacon_key = beacon_key
         self.check_invariants = check_invariants
         self.max_block_txs = max_block_txs
         self._clock = clock
@@ -256,15 +263,17 @@ class Chain:
         genesis_allocations: Mapping[Address, int] | None = None,
         *,
         genesis_time: int | None = None,
+        beacon_key: BeaconKey | None = None,
         check_invariants: bool = False,
         max_block_txs: int = DEFAULT_MAX_BLOCK_TXS,
         clock: Callable[[], int] = _wall_clock,
     ) -> Chain:
         """Create the chain in the store at ``url`` (None: in memory), or load it.
 
-        Creating: genesis = ``genesis_state(genesis_allocations, params)`` as block 0.
-        Loading: the stored chain id, params and genesis must equal the ones given (None:
-        accept the stored ones), and the stored state's root must equal the head block's.
+        Creating: genesis = ``genesis_state(genesis_allocations, params)`` as block 0, and the
+        producer's beacon key is ``beacon_key`` (None: a fresh one), stored with it.
+        Loading: the stored chain id, params, genesis and beacon key must equal the ones given
+        (None: accept the stored ones), and the stored state's root must equal the head block's.
         """
         return cls.from_store(
             open_store(url),
@@ -272,6 +281,7 @@ class Chain:
             params,
             genesis_allocations,
             genesis_time=genesis_time,
+            beacon_key=beacon_key,
             check_invariants=check_invariants,
             max_block_txs=max_block_txs,
             clock=clock,
@@ -286,6 +296,7 @@ class Chain:
         genesis_allocations: Mapping[Address, int] | None = None,
         *,
         genesis_time: int | None = None,
+        beacon_key: BeaconKey | None = None,
         check_invariants: bool = False,
         max_block_txs: int = DEFAULT_MAX_BLOCK_TXS,
         clock: Callable[[], int] = _wall_clock,
@@ -295,6 +306,7 @@ class Chain:
         allocations = None if genesis_allocations is None else dict(genesis_allocations)
         meta = store.load_meta()
         if meta is None:
+            new_key = beacon_key or generate_beacon_key()
             meta = ChainMeta(
                 chain_id=chain_id or DEFAULT_CHAIN_ID,
                 preset=params
@@ -303,19 +315,28 @@ class Chain:
                 params=resolved or PRESETS["test"],
                 genesis_allocations=allocations or {},
                 genesis_time=clock() if genesis_time is None else genesis_time,
+                beacon_public_key=new_key.public_key,
             )
             try:
-                _initialize(store, meta)
+                _initialize(store, meta, new_key)
             except BlockConflictError:  # another process created it a moment ago
                 meta = store.load_meta()
                 assert meta is not None
         _check_meta(meta, chain_id, resolved, allocations)
-        head, state = _load_head(store)
+        stored_key = _load_beacon_key(store, meta)
+        if beacon_key is not None and beacon_key.public_key != meta.beacon_public_key:
+            raise ChainMismatchError(
+                "beacon key",
+                _fingerprint(meta.beacon_public_key),
+                _fingerprint(beacon_key.public_key),
+            )
+        head, state = _load_head(store, meta)
         return cls(
             store,
             meta,
             head,
             state,
+            stored_key,
             check_invariants=check_invariants,
             max_block_txs=max_block_txs,
             clock=clock,
@@ -337,6 +358,11 @@ class Chain:
     @property
     def preset(self) -> str:
         return self.meta.preset
+
+    @property
+    def beacon_public_key(self) -> bytes:
+        """The producer key (DER) that every header's beacon verifies against."""
+        return self.meta.beacon_public_key
 
     @property
     def head(self) -> BlockHeader:
@@ -450,6 +476,7 @@ class Chain:
             tx_root=root_of([bytes.fromhex(q.tx_hash) for q in open_block.queue]),
             state_root=open_block.state.state_root(),
             chain_id=self.chain_id,
+            beacon=self._beacon_key.sign(self.chain_id, height),
         )
         block = Block(header, txs)
         next_id = self._last_event_id + 1
@@ -493,7 +520,7 @@ class Chain:
         when = time if time is not None else max(self._clock(), self._head.time)
         env = BlockEnv(Height(self._head.height + 1), when, self.chain_id)
         state = self._head_state.copy()
-        begin_block(state, env, self._head.hash)
+        begin_block(state, env, self._head.hash, beacon_output(self._head.beacon))
         return _OpenBlock(env, state)
 
     def _rebuild(self, time: int | None) -> None:
@@ -515,7 +542,7 @@ class Chain:
     def _resync(self) -> None:
         """Another writer moved the stored chain: reload its head, rebuild the open block."""
         log.warning("block %s conflicts with the store; reloading the head", self.pending_height)
-        self._head, self._head_state = _load_head(self.store)
+        self._head, self._head_state = _load_head(self.store, self.meta)
         self._last_event_id = self.store.last_event_id()
         self._rebuild(None)
 
@@ -621,8 +648,8 @@ class Chain:
 
     def sample(self, job_id: str, verifier: Address) -> Sample:
         """``verifier``'s sample for ``job_id``: available as soon as block ``final_height + 1``
-        is sealed (read from the open block, whose ``begin_block`` recorded that block's hash:
-        exactly what an ``attest`` in the next block will be checked against)."""
+        is sealed (read from the open block, whose ``begin_block`` recorded that block's beacon
+        output: exactly what an ``attest`` in the next block will be checked against)."""
         with self._lock:
             state = self._open.state
             job = state.get_job(job_id)
@@ -635,7 +662,7 @@ class Chain:
 # --- genesis, loading, replay ---------------------------------------------------------------
 
 
-def genesis_block(meta: ChainMeta, state: LedgerState) -> Block:
+def genesis_block(meta: ChainMeta, state: LedgerState, beacon_key: BeaconKey) -> Block:
     header = BlockHeader(
         height=GENESIS_HEIGHT,
         parent_hash=GENESIS_PARENT_HASH,
@@ -643,13 +670,14 @@ def genesis_block(meta: ChainMeta, state: LedgerState) -> Block:
         tx_root=compute_tx_root(()),
         state_root=state.state_root(),
         chain_id=meta.chain_id,
+        beacon=beacon_key.sign(meta.chain_id, GENESIS_HEIGHT),
     )
     return Block(header, ())
 
 
-def _initialize(store: ChainStore, meta: ChainMeta) -> None:
+def _initialize(store: ChainStore, meta: ChainMeta, beacon_key: BeaconKey) -> None:
     state = genesis_state(meta.genesis_allocations, meta.params)
-    block = genesis_block(meta, state)
+    block = genesis_block(meta, state, beacon_key)
     event = ChainEvent(
         1,
         GENESIS_HEIGHT,
@@ -658,7 +686,25 @@ def _initialize(store: ChainStore, meta: ChainMeta) -> None:
         {"height": 0, "hash": block.hash.hex(), "time": meta.genesis_time, "txs": 0},
     )
     commit = BlockCommit(block, (), (), (event,), collect_state_changes(state))
-    store.initialize(meta, commit)
+    store.initialize(meta, commit, beacon_key.to_der())
+
+
+def _fingerprint(public_key: bytes) -> str:
+    return sha256(public_key).hex()[:16]
+
+
+def _load_beacon_key(store: ChainStore, meta: ChainMeta) -> BeaconKey:
+    """The producer key kept in the store; it must be the one the chain's meta names."""
+    stored = store.load_beacon_key()
+    if stored is None:
+        raise ChainIntegrityError("the store holds no beacon key for its chain")
+    try:
+        key = BeaconKey.from_der(stored)
+    except ValueError as exc:
+        raise ChainIntegrityError(f"the stored beacon key does not decode: {exc}") from exc
+    if key.public_key != meta.beacon_public_key:
+        raise ChainIntegrityError("the stored beacon key is not the chain's producer key")
+    return key
 
 
 def _check_meta(
@@ -675,11 +721,12 @@ def _check_meta(
         raise ChainMismatchError("genesis allocations", meta.genesis_allocations, allocations)
 
 
-def _load_head(store: ChainStore) -> tuple[BlockHeader, LedgerState]:
+def _load_head(store: ChainStore, meta: ChainMeta) -> tuple[BlockHeader, LedgerState]:
     height = store.head_height()
     header = None if height is None else store.get_header(height)
     if header is None:
         raise ChainIntegrityError("the store has chain metadata but no blocks")
+    _check_header_beacon(header, meta)
     state = store.load_state()
     if state.state_root() != header.state_root:
         raise ChainIntegrityError(
@@ -694,8 +741,9 @@ def iter_replay(
 ) -> Iterator[tuple[Block, LedgerState]]:
     """Re-apply every stored block from genesis; yield each block with the state after it.
 
-    Raises ChainIntegrityError at the first block whose parent hash, transaction root or state
-    root does not follow from the blocks before it, or whose transactions do not all apply.
+    Raises ChainIntegrityError at the first block whose parent hash, transaction root, beacon
+    or state root does not follow from the blocks before it (the beacon: from the producer key
+    in the chain's meta), or whose transactions do not all apply.
     """
     meta = store.load_meta()
     if meta is None:
@@ -714,9 +762,10 @@ def iter_replay(
             check_tx_root(block)
         except LedgerError as exc:
             raise ChainIntegrityError(exc.message) from exc
+        _check_header_beacon(header, meta)
         if parent is not None:
             env = BlockEnv(header.height, header.time, meta.chain_id)
-            begin_block(state, env, parent.hash)
+            begin_block(state, env, parent.hash, beacon_output(parent.beacon))
             for index, tx in enumerate(block.transactions):
                 try:
                     apply_transaction(state, tx, env, meta.params)
@@ -731,6 +780,16 @@ def iter_replay(
             raise ChainIntegrityError(f"block {header.height}: state root does not reproduce")
         parent = header
         yield block, state
+
+
+def _check_header_beacon(header: BlockHeader, meta: ChainMeta) -> None:
+    """ChainIntegrityError unless the header is of this chain and its beacon verifies."""
+    if header.chain_id != meta.chain_id:
+        raise ChainIntegrityError(f"block {header.height} is of chain {header.chain_id!r}")
+    try:
+        check_beacon(header, meta.beacon_public_key)
+    except LedgerError as exc:
+        raise ChainIntegrityError(exc.message) from exc
 
 
 def replay(store: ChainStore, *, check_invariants: bool = False) -> LedgerState:

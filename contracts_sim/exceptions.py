@@ -497,7 +497,7 @@ class SampleSeedNotReadyError(LedgerError):
 
     def __init__(self, job_id: str, seed_height: int) -> None:
         super().__init__(
-            f"job {job_id}: the sample seed is the hash of block {seed_height}, "
+            f"job {job_id}: the sample seed is the beacon of block {seed_height}, "
             "which is not yet on the chain"
         )
         self.job_id = job_id

@@ -1,7 +1,7 @@
 """The state-transition function: everything a transaction can do, and nothing else.
 
     genesis_state(allocations, params) -> LedgerState          height 0
-    begin_block(state, env, parent_hash)                       once per block, before its txs
+    begin_block(state, env, parent_hash, parent_beacon)        once per block, before its txs
     apply_transaction(state, tx, env, params) -> list[Event]   all or nothing
     check_transaction(state, tx, env)                          the envelope checks alone
 
@@ -11,8 +11,9 @@ signature over ``tx.signing_bytes()``, nonce == the account's next nonce), parse
 a ``LedgerError``, a ``ProofNetError`` from the protocol layer, or a bug — every write is rolled
 back and the error propagates: a rejected transaction changes nothing, not even the nonce.
 
-``begin_block`` records the parent's hash as the hash of block ``height - 1`` (as EIP-2935 does);
-the hash of the block after a job's final commitment seeds its verifiers' samples.
+``begin_block`` records the parent's hash as the hash of block ``height - 1`` (as EIP-2935 does)
+and the parent's beacon output (as EIP-4788 records the parent beacon root); the beacon output of
+the block after a job's final commitment seeds its verifiers' samples (``contracts_sim.beacon``).
 """
 
 from __future__ import annotations
@@ -110,8 +111,11 @@ def genesis_state(allocations: Mapping[Address, int], params: Params) -> LedgerS
     return state
 
 
-def begin_block(state: LedgerState, env: BlockEnv, parent_hash: Hash32) -> None:
-    """Start block ``env.height``: record ``parent_hash`` as the hash of block height - 1."""
+def begin_block(
+    state: LedgerState, env: BlockEnv, parent_hash: Hash32, parent_beacon: Hash32
+) -> None:
+    """Start block ``env.height``: record ``parent_hash`` and ``parent_beacon`` (the beacon
+    output, already verified against the producer key) as those of block height - 1."""
     # Blocks follow genesis ...
     if env.height < GENESIS_HEIGHT + 1:
         raise InvalidBlockError(f"block height must be at least 1, got {env.height}")
@@ -125,7 +129,11 @@ def begin_block(state: LedgerState, env: BlockEnv, parent_hash: Hash32) -> None:
     # ... and name their parent by a 32-byte hash.
     if not isinstance(parent_hash, bytes) or len(parent_hash) != HASH_SIZE:
         raise InvalidBlockError("parent hash must be 32 bytes")
+    # ... and carry its beacon output, a 32-byte hash.
+    if not isinstance(parent_beacon, bytes) or len(parent_beacon) != HASH_SIZE:
+        raise InvalidBlockError("parent beacon output must be 32 bytes")
     state.set_block_hash(parent_height, parent_hash)
+    state.set_beacon_output(parent_height, parent_beacon)
 
 
 def check_transaction(state: LedgerState, tx: Transaction, env: BlockEnv) -> None:

@@ -6,6 +6,7 @@ Tables (key → record)::
     jobs          job id (64 hex)         → Job
     disputes      dispute id (64 hex)     → Dispute
     block_hashes  height (int)            → Hash32       (hash of block ``height``; EIP-2935)
+    beacons       height (int)            → Hash32       (beacon output of block ``height``)
     supply        "total"                 → Supply       (genesis, minted, burned)
 
 House rules
@@ -46,6 +47,7 @@ ACCOUNTS: Final = "accounts"
 JOBS: Final = "jobs"
 DISPUTES: Final = "disputes"
 BLOCK_HASHES: Final = "block_hashes"
+BEACONS: Final = "beacons"
 SUPPLY: Final = "supply"
 SUPPLY_KEY: Final = "total"
 
@@ -55,6 +57,7 @@ TABLES: Final[dict[str, tuple[type, Any]]] = {
     JOBS: (str, Job),
     DISPUTES: (str, Dispute),
     BLOCK_HASHES: (int, Hash32),
+    BEACONS: (int, Hash32),
     SUPPLY: (str, Supply),
 }
 
@@ -253,6 +256,14 @@ class LedgerState:
 
     def set_block_hash(self, height: Height, block_hash: Hash32) -> None:
         self.put(BLOCK_HASHES, height, block_hash)
+
+    def get_beacon_output(self, height: Height) -> Hash32 | None:
+        """The beacon output of block ``height`` (the randomness that seeds samples), once a
+        later block has begun (``None`` before)."""
+        return self._tables[BEACONS].get(height)  # type: ignore[no-any-return]
+
+    def set_beacon_output(self, height: Height, output: Hash32) -> None:
+        self.put(BEACONS, height, output)
 
 
 # --- money mutators (each names one change) -----------------------------------------------

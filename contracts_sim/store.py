@@ -13,7 +13,8 @@ Two implementations of ``ChainStore``:
 
 Tables (``SqlStore``)::
 
-    meta           key PK                      → JSON (the ChainMeta under "chain")
+    meta           key PK                      → JSON (the ChainMeta under "chain", the
+                                                  producer's beacon key under "beacon_key")
     blocks         height PK, hash UNIQUE      → header JSON
     transactions   hash UNIQUE, block_height, idx, status, error → tx JSON
     events         id PK, height, tx_hash, kind, job_id, dispute_id → data JSON
@@ -25,6 +26,10 @@ only one commits; the other gets ``BlockConflictError`` and its whole transactio
 included) rolls back. ``transactions.hash`` is UNIQUE as a second line of defence. A failed
 receipt is kept until the same transaction is applied later (its row is then replaced), so a
 sender can re-send a transaction that failed for lack of funds.
+
+The producer's beacon key (``contracts_sim.beacon``) is written with the genesis block and read
+back on every open, so a restarted node signs with the key fixed at genesis. It is stored
+unencrypted: this is a simulated chain, not a custody solution.
 """
 
 from __future__ import annotations
@@ -68,7 +73,8 @@ from protocol.types import Address, Height
 
 SQLITE_BUSY_TIMEOUT_MS: Final = 10_000
 META_KEY: Final = "chain"
-STORE_FORMAT: Final = 1
+BEACON_KEY_META_KEY: Final = "beacon_key"
+STORE_FORMAT: Final = 2  # 2: block headers carry a beacon; the meta holds the producer key
 
 StateChange = tuple[str, str, Any]
 """``(table, key, record JSON)``; a ``None`` record deletes the row."""
@@ -108,6 +114,7 @@ class ChainMeta:
     params: Params
     genesis_allocations: dict[Address, int]
     genesis_time: int
+    beacon_public_key: bytes  # DER of the producer's RSA key; verifies every header's beacon
     format: int = STORE_FORMAT
 
     def to_json(self) -> dict[str, Any]:
@@ -117,6 +124,7 @@ class ChainMeta:
             "params": self.params.to_json(),
             "genesis_allocations": dict(sorted(self.genesis_allocations.items())),
             "genesis_time": self.genesis_time,
+            "beacon_public_key": self.beacon_public_key.hex(),
             "format": self.format,
         }
 
@@ -131,6 +139,7 @@ class ChainMeta:
                     Address(a): int(v) for a, v in data["genesis_allocations"].items()
                 },
                 genesis_time=int(data["genesis_time"]),
+                beacon_public_key=bytes.fromhex(data["beacon_public_key"]),
                 format=int(data["format"]),
             )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
@@ -165,7 +174,8 @@ class ChainStore(Protocol):
     """Where a chain keeps its blocks, receipts, events and state (see the module docstring)."""
 
     def load_meta(self) -> ChainMeta | None: ...
-    def initialize(self, meta: ChainMeta, commit: BlockCommit) -> None: ...
+    def load_beacon_key(self) -> bytes | None: ...  # PKCS#8 DER, stored by ``initialize``
+    def initialize(self, meta: ChainMeta, commit: BlockCommit, beacon_key: bytes) -> None: ...
     def commit_block(self, commit: BlockCommit) -> None: ...
     def head_height(self) -> Height | None: ...
     def get_header(self, height: int) -> BlockHeader | None: ...
@@ -196,6 +206,7 @@ class MemoryStore:
     def __init__(self) -> None:
         self._lock = threading.RLock()
         self._meta: ChainMeta | None = None
+        self._beacon_key: bytes | None = None
         self._blocks: list[Block] = []
         self._receipts: dict[str, Receipt] = {}
         self._events: list[ChainEvent] = []
@@ -205,11 +216,15 @@ class MemoryStore:
     def load_meta(self) -> ChainMeta | None:
         return self._meta
 
-    def initialize(self, meta: ChainMeta, commit: BlockCommit) -> None:
+    def load_beacon_key(self) -> bytes | None:
+        return self._beacon_key
+
+    def initialize(self, meta: ChainMeta, commit: BlockCommit, beacon_key: bytes) -> None:
         with self._lock:
             if self._meta is not None:
                 raise BlockConflictError(0, "the chain is already initialized")
             self._meta = meta
+            self._beacon_key = bytes(beacon_key)
             self._commit(commit)
 
     def commit_block(self, commit: BlockCommit) -> None:
@@ -461,11 +476,16 @@ class SqlStore:
             conn = conn.execution_options(sqlite_immediate=True)
         return conn
 
-    def initialize(self, meta: ChainMeta, commit: BlockCommit) -> None:
+    def initialize(self, meta: ChainMeta, commit: BlockCommit, beacon_key: bytes) -> None:
         with self._lock:
             try:
                 with self._write() as conn, conn.begin():
                     conn.execute(insert(MetaRow).values(key=META_KEY, value=_dumps(meta.to_json())))
+                    conn.execute(
+                        insert(MetaRow).values(
+                            key=BEACON_KEY_META_KEY, value=_dumps(beacon_key.hex())
+                        )
+                    )
                     self._insert_block(conn, commit)
             except IntegrityError as exc:
                 raise BlockConflictError(0, "the chain is already initialized") from exc
@@ -602,6 +622,18 @@ class SqlStore:
                 select(MetaRow.value).where(MetaRow.key == META_KEY)
             ).scalar_one_or_none()
         return None if raw is None else ChainMeta.from_json(json.loads(raw))
+
+    def load_beacon_key(self) -> bytes | None:
+        with self._lock, self._read() as conn:
+            raw = conn.execute(
+                select(MetaRow.value).where(MetaRow.key == BEACON_KEY_META_KEY)
+            ).scalar_one_or_none()
+        if raw is None:
+            return None
+        try:
+            return bytes.fromhex(json.loads(raw))
+        except (TypeError, ValueError) as exc:
+            raise CorruptStateError(f"the stored beacon key is malformed: {exc}") from exc
 
     def head_height(self) -> Height | None:
         with self._lock, self._read() as conn:

@@ -7,9 +7,10 @@
 
 Every accepted transaction is followed by ``check_invariant``; ``expect_error`` also checks that
 the rejected transaction changed nothing at all (same ``to_json()``, same state root). Block
-hashes are ``SHA-256(parent hash, height, state root)``, so the sample seed depends on the chain.
-This is not the block producer (no blocks, no mempool): it is just enough chain to drive the
-rules.
+hashes are ``SHA-256(parent hash, height, state root)``; beacons are real producer signatures
+(``contracts_sim.beacon``, with the process's shared test key), so sample seeds are the ones a
+chain would give. This is not the block producer (no blocks, no mempool): it is just enough
+chain to drive the rules.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from contracts_sim.beacon import BeaconKey, beacon_output, shared_beacon_key
 from contracts_sim.crypto import PrivateKey, key_from_seed
 from contracts_sim.env import BlockEnv
 from contracts_sim.events import Event
@@ -61,9 +63,11 @@ class LedgerHarness:
         chain_id: str = DEFAULT_CHAIN_ID,
         *,
         check_invariants: bool = True,
+        beacon_key: BeaconKey | None = None,
     ) -> None:
         self.params = params
         self.chain_id = chain_id
+        self.beacon_key = beacon_key or shared_beacon_key()
         self.check_invariants = check_invariants
         self.keys: dict[str, PrivateKey] = {}
         balances = dict(balances or {})
@@ -100,24 +104,31 @@ class LedgerHarness:
             height=self.height, time=1_700_000_000 + 6 * self.height, chain_id=self.chain_id
         )
 
-    def block_hash(self, height: Height) -> Hash32:
-        """The hash the harness gives block ``height`` once it is finished."""
-        parent = self.state.get_block_hash(Height(height - 1)) if height > 0 else None
+    def block_hash(self, height: Height, state: LedgerState | None = None) -> Hash32:
+        """The hash the harness gives block ``height`` once it is finished (with ``state``, a
+        copy the caller changed, instead of the harness's own: what the hash would be)."""
+        state = self.state if state is None else state
+        parent = state.get_block_hash(Height(height - 1)) if height > 0 else None
         return hash_json(
             {
                 "chain_id": self.chain_id,
                 "height": height,
                 "parent": parent.hex() if parent else None,
-                "state_root": self.state.state_root().hex(),
+                "state_root": state.state_root().hex(),
             }
         )
+
+    def beacon(self, height: Height) -> bytes:
+        """The beacon of block ``height``: the producer's signature, whatever the block holds."""
+        return self.beacon_key.sign(self.chain_id, height)
 
     def advance(self, blocks: int = 1) -> Height:
         """Finish the current block and begin ``blocks`` new ones; return the new height."""
         for _ in range(blocks):
             parent_hash = self.block_hash(self.height)
+            parent_beacon = beacon_output(self.beacon(self.height))
             self.height = Height(self.height + 1)
-            begin_block(self.state, self.env, parent_hash)
+            begin_block(self.state, self.env, parent_hash, parent_beacon)
         return self.height
 
     def advance_to(self, height: int) -> Height:

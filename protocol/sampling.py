@@ -4,11 +4,14 @@ A verifier re-executes k of the m segments of a job. Which ones is decided by
 
     seed = SHA-256(SAMPLE_DOMAIN || root || block_hash || verifier)
 
-where ``root`` is the solver's final commitment, ``block_hash`` is the hash of a block produced
-*after* that commitment and ``verifier`` is the verifier's address. Why each input is there:
+where ``root`` is the solver's final commitment, ``block_hash`` is the randomness of a block
+produced *after* that commitment (on ProofNet's ledger, its beacon output: see
+``contracts_sim/beacon.py``) and ``verifier`` is the verifier's address. Why each input is there:
 
 * ``block_hash`` — the solver cannot predict the sample when it commits, so it cannot cheat only
-  on segments that will not be checked; the verifier cannot grind it either.
+  on segments that will not be checked; the verifier cannot grind it either. It must be a value
+  no party can steer: a block's hash is not one (a solver grinds it through its own
+  transactions), the producer's unique beacon signature is.
 * ``root`` — the sample belongs to this commitment and no other.
 * ``verifier`` — each verifier checks different segments, so together they cover more; the
   ledger can still recompute any verifier's sample and refuse an attestation for the wrong one.

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from contracts_sim.beacon import shared_beacon_key
 from contracts_sim.chain import Chain
 from contracts_sim.crypto import PrivateKey
 from contracts_sim.params import Params
@@ -70,6 +71,7 @@ class Network:
             self.params,
             {},
             genesis_time=0,
+            beacon_key=shared_beacon_key(),  # RSA key generation is slow; one per process
             check_invariants=self.check_invariants,
             clock=lambda: next(ticks),
         )

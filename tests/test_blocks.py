@@ -7,14 +7,24 @@ from typing import Any
 
 import pytest
 
+from contracts_sim.beacon import (
+    BEACON_SIZE,
+    beacon_message,
+    beacon_output,
+    generate_beacon_key,
+    shared_beacon_key,
+    verify_beacon,
+)
 from contracts_sim.blocks import (
     GENESIS_PARENT_HASH,
     Block,
     BlockHeader,
     ChainEvent,
     ErrorInfo,
+    InvalidBeaconError,
     MalformedBlockError,
     Receipt,
+    check_beacon,
     compute_tx_root,
 )
 from contracts_sim.crypto import key_from_seed
@@ -42,6 +52,7 @@ def header(**overrides: Any) -> BlockHeader:
         "tx_root": compute_tx_root(()),
         "state_root": sha256(b"state"),
         "chain_id": "c",
+        "beacon": shared_beacon_key().sign("c", 3),
     }
     values.update(overrides)
     return BlockHeader(**values)
@@ -62,6 +73,7 @@ def test_block_hash_is_sha256_of_the_canonical_header_json() -> None:
         ("tx_root", sha256(b"other txs")),
         ("state_root", sha256(b"other state")),
         ("chain_id", "d"),
+        ("beacon", shared_beacon_key().sign("c", 4)),
     ],
 )
 def test_every_header_field_changes_the_hash(field: str, value: Any) -> None:
@@ -116,6 +128,10 @@ def _bad_header(**changes: Any) -> dict[str, Any]:
         _bad_header(parent_hash="ZZ" * 32),
         _bad_header(state_root="AB" * 32),  # uppercase is not canonical
         _bad_header(chain_id=""),
+        _bad_header(beacon="00" * (BEACON_SIZE - 1)),  # one byte short
+        _bad_header(beacon="AB" * BEACON_SIZE),  # uppercase is not canonical
+        _bad_header(beacon=None),
+        {k: v for k, v in header().to_json().items() if k != "beacon"},
         {**header().to_json(), "extra": 1},
     ],
 )
@@ -161,3 +177,44 @@ def test_receipt_from_json_rejects_malformed_input(change: dict[str, Any]) -> No
     data.update(change)
     with pytest.raises(MalformedBlockError):
         Receipt.from_json(data)
+
+
+# --- the beacon -----------------------------------------------------------------------------
+
+
+def test_beacon_is_unique_per_height_and_verifies_with_the_producer_key() -> None:
+    key = shared_beacon_key()
+    beacon = key.sign("c", 3)
+    assert beacon == key.sign("c", 3)  # deterministic: one value per height, nothing to grind
+    assert len(beacon) == BEACON_SIZE and beacon_output(beacon) == sha256(beacon)
+    assert verify_beacon(key.public_key, "c", 3, beacon)
+    check_beacon(header(), key.public_key)  # does not raise
+
+
+def test_beacon_message_is_domain_chain_id_and_height() -> None:
+    assert beacon_message("c", 3) == b"proofnet/beacon/v1" + b"c" + (3).to_bytes(8, "big")
+    with pytest.raises(ValueError):
+        beacon_message("c", -1)
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"beacon": shared_beacon_key().sign("c", 4)},  # another height's beacon
+        {"beacon": shared_beacon_key().sign("d", 3)},  # another chain's beacon
+        {"beacon": bytes(BEACON_SIZE)},  # not a signature
+        {"height": Height(4)},  # the header moved to a height its beacon is not for
+    ],
+)
+def test_check_beacon_rejects_a_beacon_not_for_this_header(changes: dict[str, Any]) -> None:
+    bad = dataclasses.replace(header(), **changes)
+    with pytest.raises(InvalidBeaconError) as caught:
+        check_beacon(bad, shared_beacon_key().public_key)
+    assert caught.value.code == "invalid_beacon" and caught.value.height == bad.height
+
+
+def test_check_beacon_rejects_another_producer_key_and_non_keys() -> None:
+    with pytest.raises(InvalidBeaconError):
+        check_beacon(header(), generate_beacon_key().public_key)
+    for not_a_key in (b"", b"\x30" * 10, key_from_seed("x").public_key):
+        assert not verify_beacon(not_a_key, "c", 3, header().beacon)

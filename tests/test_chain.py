@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -11,6 +12,7 @@ from typing import Any
 import pytest
 
 from contracts_sim import fork
+from contracts_sim.beacon import beacon_output, generate_beacon_key, verify_beacon
 from contracts_sim.blocks import BLOCK_EVENT, GENESIS_PARENT_HASH, Block, compute_tx_root
 from contracts_sim.chain import (
     BlockFullError,
@@ -364,6 +366,48 @@ def test_replay_from_genesis_reproduces_the_stored_state_root(
     assert state.state_root() == chain.state.state_root() == chain.head.state_root
     heights = [block.height for block, _ in iter_replay(chain.store)]
     assert heights == list(range(chain.height + 1))
+
+
+def test_every_block_carries_the_producers_beacon_and_the_state_records_its_output(
+    chain: Chain,
+) -> None:
+    blocks = [chain.get_block(0)] + [chain.produce_block() for _ in range(3)]
+    for block in blocks:
+        assert verify_beacon(chain.beacon_public_key, CHAIN_ID, block.height, block.header.beacon)
+    assert len({b.header.beacon for b in blocks}) == len(blocks)
+    for block in blocks[:-1]:  # recorded when the next block began
+        assert chain.state.get_beacon_output(block.height) == beacon_output(block.header.beacon)
+
+
+def test_replay_verifies_every_beacon_from_genesis(sqlite_url: str) -> None:
+    chain = _busy_chain(sqlite_url)
+    heights = [block.height for block, _ in iter_replay(chain.store)]  # verifies each beacon
+    assert heights == list(range(chain.height + 1))
+    chain.close()
+    forged = generate_beacon_key().sign(CHAIN_ID, 2)  # the right height, another key
+    db = sqlite3.connect(sqlite_url.removeprefix("sqlite:///"))
+    header = db.execute("SELECT header FROM blocks WHERE height = 2").fetchone()[0]
+    old = json.loads(header)["beacon"]
+    db.execute("UPDATE blocks SET header = replace(header, ?, ?)", (old, forged.hex()))
+    db.commit()
+    db.close()
+    again = Chain.open(sqlite_url)  # the head is intact ...
+    with pytest.raises(ChainIntegrityError, match="block 2: the beacon"):  # ... block 2 is not
+        replay(again.store)
+
+
+def test_a_reopened_chain_keeps_its_producer_key(sqlite_url: str) -> None:
+    chain = _busy_chain(sqlite_url)
+    producer = chain.beacon_public_key
+    chain.close()
+    again = Chain.open(sqlite_url, clock=Clock())
+    assert again.beacon_public_key == producer
+    block = again.produce_block()
+    assert verify_beacon(producer, CHAIN_ID, block.height, block.header.beacon)
+    assert replay(again.store).state_root() == again.state.state_root()
+    again.close()
+    with pytest.raises(ChainMismatchError, match="beacon key"):
+        Chain.open(sqlite_url, beacon_key=generate_beacon_key())
 
 
 def test_replay_detects_a_block_that_does_not_reproduce(sqlite_url: str) -> None:

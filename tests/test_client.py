@@ -11,6 +11,7 @@ import httpx
 import pytest
 
 import services.client
+from contracts_sim.beacon import shared_beacon_key
 from contracts_sim.chain import Chain
 from contracts_sim.crypto import key_from_seed
 from protocol.errors import ProofNetError
@@ -45,6 +46,7 @@ def make_chain() -> Chain:
         "test",
         {ALICE.address: 100_000},
         genesis_time=T0,
+        beacon_key=shared_beacon_key(),  # both backends' chains give the same blocks
         clock=lambda: T0,
         check_invariants=True,
     )

@@ -350,20 +350,25 @@ def test_genesis_counts_supply_and_rejects_bad_allocations() -> None:
         genesis_state({key.address: -1}, TEST)
 
 
-def test_begin_block_records_parent_hash_in_order() -> None:
+def test_begin_block_records_parent_hash_and_beacon_in_order() -> None:
     state = genesis_state({}, TEST)
-    begin_block(state, BlockEnv(1, 0, "c"), b"\x01" * 32)
+    beacon = b"\xbb" * 32
+    begin_block(state, BlockEnv(1, 0, "c"), b"\x01" * 32, beacon)
     assert state.get_block_hash(0) == b"\x01" * 32
+    assert state.get_beacon_output(0) == beacon
     with pytest.raises(InvalidBlockError):
-        begin_block(state, BlockEnv(1, 0, "c"), b"\x02" * 32)  # already begun
+        begin_block(state, BlockEnv(1, 0, "c"), b"\x02" * 32, beacon)  # already begun
     with pytest.raises(InvalidBlockError):
-        begin_block(state, BlockEnv(3, 0, "c"), b"\x02" * 32)  # skips block 2
+        begin_block(state, BlockEnv(3, 0, "c"), b"\x02" * 32, beacon)  # skips block 2
     with pytest.raises(InvalidBlockError):
-        begin_block(state, BlockEnv(2, 0, "c"), b"\x02" * 31)  # not a hash
+        begin_block(state, BlockEnv(2, 0, "c"), b"\x02" * 31, beacon)  # not a hash
     with pytest.raises(InvalidBlockError):
-        begin_block(state, BlockEnv(0, 0, "c"), b"\x02" * 32)  # genesis has no parent
-    begin_block(state, BlockEnv(2, 0, "c"), b"\x02" * 32)
+        begin_block(state, BlockEnv(2, 0, "c"), b"\x02" * 32, beacon[:31])  # not an output
+    with pytest.raises(InvalidBlockError):
+        begin_block(state, BlockEnv(0, 0, "c"), b"\x02" * 32, beacon)  # genesis has no parent
+    begin_block(state, BlockEnv(2, 0, "c"), b"\x02" * 32, b"\xcc" * 32)
     assert state.get_block_hash(1) == b"\x02" * 32
+    assert state.get_beacon_output(1) == b"\xcc" * 32
 
 
 # --- the error tree -------------------------------------------------------------------------

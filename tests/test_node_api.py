@@ -11,9 +11,11 @@ from typing import Any
 
 import pytest
 
+from contracts_sim.beacon import verify_beacon
 from contracts_sim.chain import Chain
 from contracts_sim.crypto import PrivateKey, key_from_seed
 from contracts_sim.transactions import sign_transaction
+from protocol.hashing import sha256
 from protocol.merkle import CommitmentTree
 from services.node import NodeSettings, create_app
 from tests.conftest import tiny_spec_dict
@@ -97,7 +99,12 @@ def test_health_and_params(api: TestClient, chain: Chain) -> None:
     assert supply["holds"] and supply["error"] is None
     assert supply["genesis"] == supply["issued"] == supply["balances"] == 5 * 100_000
     params = api.get("/params").json()
-    assert params == {"chain_id": CHAIN_ID, "preset": "test", "params": chain.params.to_json()}
+    assert params == {
+        "chain_id": CHAIN_ID,
+        "preset": "test",
+        "params": chain.params.to_json(),
+        "beacon_public_key": chain.beacon_public_key.hex(),
+    }
 
 
 def test_submit_then_produce_then_receipt(api: TestClient) -> None:
@@ -118,6 +125,9 @@ def test_submit_then_produce_then_receipt(api: TestClient) -> None:
     again = api.post("/txs", json=tx)  # idempotent: the applied receipt
     assert again.status_code == 200 and again.json()["tx_hash"] == tx_hash
     assert api.get("/blocks/1").json() == block.json() == api.get("/blocks/head").json()
+    producer = bytes.fromhex(api.get("/params").json()["beacon_public_key"])
+    beacon = bytes.fromhex(block.json()["header"]["beacon"])
+    assert verify_beacon(producer, CHAIN_ID, 1, beacon)  # anyone can check the randomness
     account = api.get(f"/accounts/{KEYS['bob'].address}").json()
     assert account["balance"] == 100_007 and account["address"] == KEYS["bob"].address
 
@@ -159,6 +169,8 @@ def test_a_job_lifecycle_through_the_api(api: TestClient) -> None:
 
     sample = api.get(f"/samples/{job_id}/{v1.address}").json()
     assert sample["job_id"] == job_id and len(sample["segments"]) == JOB_TERMS["sample_count"]
+    seed_block = api.get(f"/blocks/{sample['seed_height']}").json()
+    assert sample["seed"] == sha256(bytes.fromhex(seed_block["header"]["beacon"])).hex()
     attested = s.send(v1, "attest", {"job_id": job_id})
     assert attested["events"][0]["data"]["sample"] == sample["segments"]
     challenged = s.send(v2, "challenge", {"job_id": job_id})

@@ -191,5 +191,6 @@ def test_restart_and_replay_postgres(pg_url: str) -> None:
     chain.close()
     again = Chain.open(pg_url)
     assert again.state.state_root() == root and again.head == head
-    assert replay(again.store, check_invariants=True).state_root() == root
+    assert again.beacon_public_key == chain.beacon_public_key  # the producer key was stored
+    assert replay(again.store, check_invariants=True).state_root() == root  # beacons verified
     again.close()

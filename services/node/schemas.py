@@ -165,6 +165,10 @@ class HeaderPublic(BaseModel):
     tx_root: str
     state_root: str
     chain_id: str
+    beacon: str = Field(
+        description="the producer's RSA signature over (chain id, height), hex; its SHA-256 is "
+        "the block's randomness (sample seeds); verify it with /params beacon_public_key"
+    )
 
 
 class BlockPublic(BaseModel):
@@ -184,6 +188,10 @@ class ParamsPublic(BaseModel):
     chain_id: str
     preset: str
     params: dict[str, Any]
+    beacon_public_key: str = Field(
+        description="DER of the block producer's RSA-2048 key, hex: every header's beacon "
+        "verifies against it"
+    )
 
 
 class SamplePublic(BaseModel):

@@ -113,7 +113,12 @@ def block_view(block: Block) -> JsonObject:
 
 
 def params_view(chain: Chain) -> JsonObject:
-    return {"chain_id": chain.chain_id, "preset": chain.preset, "params": chain.params.to_json()}
+    return {
+        "chain_id": chain.chain_id,
+        "preset": chain.preset,
+        "params": chain.params.to_json(),
+        "beacon_public_key": chain.beacon_public_key.hex(),
+    }
 
 
 def health_view(chain: Chain) -> JsonObject:
