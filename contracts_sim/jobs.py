@@ -89,12 +89,14 @@ def require_status(job: Job, *expected: JobStatus) -> None:
 
 
 def get_sample_seed(state: LedgerState, job: Job) -> Hash32:
-    """The hash of block ``final_height + 1``: unknown to the solver when it committed."""
+    """The beacon output of block ``final_height + 1``: unknown to the solver when it committed,
+    and the same whatever transactions that block holds (``contracts_sim.beacon``), so neither
+    the solver nor a verifier can steer it."""
     require_status(job, JobStatus.COMMITTED, JobStatus.SETTLED, JobStatus.SLASHED)
     if job.final_height is None:
         raise WrongJobStatusError(job.job_id, job.status, [JobStatus.COMMITTED.value])
     seed_height = Height(job.final_height + 1)
-    seed = state.get_block_hash(seed_height)
+    seed = state.get_beacon_output(seed_height)
     if seed is None:
         raise SampleSeedNotReadyError(job.job_id, seed_height)
     return seed

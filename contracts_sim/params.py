@@ -41,7 +41,8 @@ class Params:
     max_bids_per_job: int
     challenge_window: int
     """Blocks after the final commit during which verifiers attest or challenge (>= 2: the
-    sample seed is the hash of block final_height + 1, known from height final_height + 2)."""
+    sample seed is the beacon output of block final_height + 1, known from height
+    final_height + 2)."""
 
     # --- disputes ---------------------------------------------------------------------------
     challenge_bond: int
