@@ -187,6 +187,7 @@ class LocalTestnet:
             str(actor.port),
             "--poll",
             "0.1",
+            "--allow-private-endpoints",  # every agent of a local testnet is on loopback
         ]
         if actor.role == "solver":
             args += [

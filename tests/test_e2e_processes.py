@@ -103,6 +103,7 @@ def test_job_over_rest_settles_and_the_model_hash_matches(testnet, tmp_path: Pat
     # The submitter's command does the same check, reports accuracy and writes safetensors.
     out = tmp_path / "model.safetensors"
     args = ["download", job_id, "--chain", net.topology.chain_url, "--out", str(out), "--json"]
+    args.append("--allow-private-endpoints")  # the solver is on loopback
     result = CliRunner().invoke(cli.app, args)
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)

@@ -5,11 +5,17 @@ transaction is submitted without waiting for its block; the agent tracks its own
 re-reads it from the chain after any nonce error. A move already sent is not re-sent for a few
 blocks (``INFLIGHT_BLOCKS``), so a tick that sees the chain before the move's block does not
 duplicate it.
+
+One job's failure never stops an agent's other work: each job's share of a tick runs through
+``isolated``, which logs a failure with the job id, backs that job off (exponentially, in
+blocks, up to ``BACKOFF_MAX_BLOCKS``) and lets the tick go on with the other jobs.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from contracts_sim.crypto import PrivateKey
@@ -19,6 +25,15 @@ from services.agents.moves import Move
 
 INFLIGHT_BLOCKS = 3
 NONCE_ERRORS = {"nonce_too_low", "nonce_too_high"}
+BACKOFF_MAX_BLOCKS = 32
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """A job whose work failed ``failures`` times in a row; it is retried at ``retry_at``."""
+
+    failures: int
+    retry_at: int
 
 
 class Agent:
@@ -36,6 +51,8 @@ class Agent:
         self._params: dict[str, Any] | None = None
         self.sent: list[tuple[int, str]] = []  # (height, kind) of every accepted submission
         self._tick_height: int | None = None
+        self.backoffs: dict[str, Backoff] = {}
+        self._logged_once: set[str] = set()
 
     # --- chain facts --------------------------------------------------------------------
     @property
@@ -92,6 +109,41 @@ class Agent:
         self.sent.append((height, move.kind))
         self.log.debug("sent %s", move.kind)
         return True
+
+    # --- isolation -------------------------------------------------------------------------
+    def isolated(self, job_id: str, height: int, work: Callable[[], None]) -> None:
+        """Run one job's work for this tick; if it raises, back that job off and carry on.
+
+        Any exception counts, not only ProofNetError: the work reads data other parties
+        control, and a bug it trips must cost that job a retry, never the agent's other jobs.
+        """
+        backoff = self.backoffs.get(job_id)
+        if backoff is not None and height < backoff.retry_at:
+            return
+        try:
+            work()
+        except Exception as exc:
+            failures = 1 if backoff is None else backoff.failures + 1
+            delay = min(1 << min(failures - 1, 16), BACKOFF_MAX_BLOCKS)
+            self.backoffs[job_id] = Backoff(failures, height + delay)
+            if failures == 1:  # the traceback once; then one line per retry
+                self.log.exception("job %s failed; retrying in %d blocks", job_id, delay)
+            else:
+                self.log.warning(
+                    "job %s failed again (%d times: %s); retrying in %d blocks",
+                    job_id,
+                    failures,
+                    exc,
+                    delay,
+                )
+            return
+        self.backoffs.pop(job_id, None)
+
+    def log_once(self, key: str, message: str, *args: Any) -> None:
+        """Log ``message`` the first time ``key`` is seen (decisions re-made every tick)."""
+        if key not in self._logged_once:
+            self._logged_once.add(key)
+            self.log.info(message, *args)
 
     # --- money --------------------------------------------------------------------------
     def ready(self) -> bool:

@@ -3,22 +3,32 @@
 Each ``tick``::
 
     fund and stake         dev faucet + stake up to the stake it bids with
-    bid                    on open jobs it has not bid on (its strategy names the price)
+    bid                    on open jobs it has not bid on and can train (``untrainable``:
+                           dataset, model family, blob size, capacity); its strategy names
+                           the price
     close bidding          on jobs it bid on whose bid window has passed (anyone may)
     train                  one segment of each assigned job; progress commits every few leaves;
                            the final commitment once every leaf exists
     defend                 the solver's move in each open dispute against it
     settle                 its committed jobs whose challenge window has closed
+
+Each job's work runs isolated (``Agent.isolated``): a job that fails is backed off and logged,
+and the solver goes on with its other jobs.
 """
 
 from __future__ import annotations
 
+import functools
 import time
 from typing import Any
 
 from contracts_sim.crypto import PrivateKey
 from contracts_sim.dispute import bisection_midpoint
+from contracts_sim.scoring import required_capacity
+from protocol.datasets import check_dataset
+from protocol.errors import DatasetError
 from protocol.exact import Device, as_device, encode_state
+from protocol.layout import state_blob_size
 from protocol.merkle import NodeRef, children
 from protocol.spec import parse_spec
 from services.agents.base import Agent
@@ -28,6 +38,7 @@ from services.agents.strategy import DisputeView, JobView, SolverStrategy
 from services.agents.training import JobRun
 
 OPEN, ASSIGNED, COMMITTED = "open", "assigned", "committed"
+TRAINABLE_FAMILIES = frozenset({"mlp"})  # the model families the exact VM trains
 
 
 def job_view(raw: dict[str, Any]) -> JobView:
@@ -132,24 +143,31 @@ class SolverAgent(Agent):
 
     # --- the loop ---------------------------------------------------------------------------
     def tick(self) -> None:
-        jobs = [job_view(raw) for raw in self.client.list_jobs()]
+        raws = self.client.list_jobs()
         height, account = self.begin_tick()
         if self.stake_target is None:  # no operator choice: enough for any open job
-            stake = max([self.stake_needed()] + [j.min_stake for j in jobs if j.status == OPEN])
+            open_stakes = [int(r["min_stake"]) for r in raws if r.get("status") == OPEN]
+            stake = max([self.stake_needed(), *open_stakes])
         else:
             stake = self.stake_target
         self.ensure_funds(0, stake, account)
         if self.public_url and account.get("endpoint", "") != self.public_url:
             self.send(Move("set_endpoint", {"url": self.public_url}), key="endpoint")
         bonded = int(account["bonded"])
-        for job in jobs:
-            if job.status == OPEN:
-                self._bid_or_close(job, height, bonded >= job.min_stake)
-            elif job.solver == self.address and job.status == ASSIGNED:
-                self._train(job, height)
-            elif job.solver == self.address and job.status == COMMITTED:
-                self._defend(job, height)
-                self._settle(job, height)
+        for raw in raws:
+            work = functools.partial(self._work_on, raw, height, bonded)
+            self.isolated(str(raw.get("job_id")), height, work)
+
+    def _work_on(self, raw: dict[str, Any], height: int, bonded: int) -> None:
+        """This tick's work on one job (run isolated: a failure here backs off this job only)."""
+        job = job_view(raw)
+        if job.status == OPEN:
+            self._bid_or_close(job, height, bonded >= job.min_stake)
+        elif job.solver == self.address and job.status == ASSIGNED:
+            self._train(job, height)
+        elif job.solver == self.address and job.status == COMMITTED:
+            self._defend(job, height)
+            self._settle(job, height)
 
     def _settle(self, job: JobView, height: int) -> None:
         deadline = job.raw.get("challenge_deadline")
@@ -161,6 +179,10 @@ class SolverAgent(Agent):
         if height <= deadline:
             if job.job_id in self.bid_on or not funded:
                 return
+            reason = self.untrainable(job)
+            if reason is not None:
+                self.log_once(f"no-bid:{job.job_id}", "not bidding on %s: %s", job.job_id, reason)
+                return
             price = self.strategy.bid(job)
             if price is None:
                 return
@@ -169,6 +191,28 @@ class SolverAgent(Agent):
                 self.bid_on.add(job.job_id)
         elif job.job_id in self.bid_on:
             self.send(Move("close_bidding", {"job_id": job.job_id}), key=f"close:{job.job_id}")
+
+    def untrainable(self, job: JobView) -> str | None:
+        """Why this solver cannot complete ``job`` (None: it can), checked before it bids.
+
+        The ledger refuses what it can check at ``post_job``; this is the same and more, for
+        what only the solver knows (its datasets, its VM, its speed): a job it bids on and
+        cannot finish would cost it its stake.
+        """
+        spec = job.spec
+        if spec.model.family not in TRAINABLE_FAMILIES:
+            return f"model family {spec.model.family!r} is not one this solver trains"
+        try:
+            check_dataset(spec.dataset.id, spec.dataset.hash)
+        except DatasetError as exc:
+            return exc.message
+        blob_bytes, limit = state_blob_size(spec), int(self.params["max_blob_bytes"])
+        if blob_bytes > limit:
+            return f"its state blob ({blob_bytes} bytes) exceeds the chain's max_blob_bytes {limit}"
+        needed = required_capacity(spec.steps, int(job.raw["train_blocks"]))
+        if needed > self.capacity:
+            return f"it needs {needed} steps a block; this solver's capacity is {self.capacity}"
+        return None
 
     def _train(self, job: JobView, height: int) -> None:
         run = self.runs.get(job.job_id)

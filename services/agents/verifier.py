@@ -11,10 +11,15 @@ Each ``tick``::
                           and challenge on the segment before it; withheld data → challenge
     play                  its move in each of its disputes; claim the solver's missed deadlines
     police                claim missed training deadlines of assigned jobs
+
+Each job's work runs isolated (``Agent.isolated``): a job whose data or checks fail is backed
+off and logged, and the verifier goes on policing the other jobs. Every fetch is bounded by
+what the spec implies (the leaf count, the state blob's size; ``services.agents.blobs``).
 """
 
 from __future__ import annotations
 
+import functools
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,6 +37,7 @@ from protocol.exact import (
     state_step,
 )
 from protocol.hashing import sha256
+from protocol.layout import state_blob_size
 from protocol.merkle import CommitmentTree, NodeRef, children, root_of
 from services.agents.base import Agent
 from services.agents.blobs import BlobSource
@@ -86,19 +92,20 @@ class VerifierAgent(Agent):
         height, account = self.begin_tick()
         funded = self.ensure_funds(self.balance_needed(), self.stake_needed(), account)
         for raw in self.client.list_jobs():
-            job = job_view(raw)
-            if (
-                job.status == "open"
-                and not job.raw["bids"]
-                and height > int(job.raw["bid_deadline"])
-            ):
-                self.send(Move("close_bidding", {"job_id": job.job_id}), key=f"close:{job.job_id}")
-            elif job.status == "assigned":
-                self._police_training(job, height)
-            elif job.status == "committed" and job.solver != self.address:
-                if funded and job.job_id not in self.checks and self.strategy.verify(job):
-                    self._judge(job, height)
-                self._play(job, height)
+            work = functools.partial(self._work_on, raw, height, funded)
+            self.isolated(str(raw.get("job_id")), height, work)
+
+    def _work_on(self, raw: dict[str, Any], height: int, funded: bool) -> None:
+        """This tick's work on one job (run isolated: a failure here backs off this job only)."""
+        job = job_view(raw)
+        if job.status == "open" and not job.raw["bids"] and height > int(job.raw["bid_deadline"]):
+            self.send(Move("close_bidding", {"job_id": job.job_id}), key=f"close:{job.job_id}")
+        elif job.status == "assigned":
+            self._police_training(job, height)
+        elif job.status == "committed" and job.solver != self.address:
+            if funded and job.job_id not in self.checks and self.strategy.verify(job):
+                self._judge(job, height)
+            self._play(job, height)
 
     def _police_training(self, job: JobView, height: int) -> None:
         deadline = job.raw.get("train_deadline")
@@ -112,6 +119,14 @@ class VerifierAgent(Agent):
             sample = [int(s) for s in self.client.sample(job.job_id, self.address)]
         except ProofNetError:
             return  # the seed block does not exist yet
+        if not self._final_state_is_last_leaf(job):
+            # Belt and braces (the ledger requires the proof): never vouch for a final model
+            # that is not the committed trajectory's end.
+            self.checks[job.job_id] = Check(
+                job.job_id, sample, Verdict(Verdict.SKIP, "final_state_hash is not the last leaf")
+            )
+            self.log.warning("job %s: final_state_hash is not the last leaf", job.job_id)
+            return
         started = time.perf_counter()
         check = self.check(job, sample)
         self.verify_seconds += time.perf_counter() - started
@@ -138,9 +153,14 @@ class VerifierAgent(Agent):
             self.truths[job.job_id] = Truth(job.spec, self.device)
         return self.truths[job.job_id]
 
+    def _final_state_is_last_leaf(self, job: JobView) -> bool:
+        """The declared final state is the last leaf served (unknown while leaves are withheld)."""
+        entries = self._served_entries(job)
+        return entries is None or entries[-1].hex() == job.raw.get("final_state_hash")
+
     def _served_entries(self, job: JobView) -> list[bytes] | None:
         if job.job_id not in self.entries:
-            entries = self.blobs.leaves(str(job.solver), job.job_id)
+            entries = self.blobs.leaves(str(job.solver), job.job_id, job.num_leaves)
             root = bytes.fromhex(job.raw["final_root"])
             if entries is not None and (len(entries) != job.num_leaves or root_of(entries) != root):
                 entries = None  # not the committed trajectory: treat as withheld
@@ -150,7 +170,7 @@ class VerifierAgent(Agent):
     def _segment_ok(self, job: JobView, entries: list[bytes], segment: int) -> bool | None:
         """True/False: the segment re-executes to its leaf or not; None: data withheld."""
         spec = job.spec
-        blob = self.blobs.blob(str(job.solver), job.job_id, entries[segment])
+        blob = self.blobs.blob(str(job.solver), job.job_id, entries[segment], state_blob_size(spec))
         if blob is None or sha256(blob) != entries[segment]:
             return None
         try:

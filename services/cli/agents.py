@@ -26,6 +26,15 @@ DeviceOpt = Annotated[str, typer.Option(help="auto (CUDA when present), cpu or c
 HostOpt = Annotated[str, typer.Option(help="Address the agent's HTTP endpoint binds.")]
 PollOpt = Annotated[float, typer.Option(help="Seconds between ticks.")]
 LogOpt = Annotated[str, typer.Option(help="Log level.")]
+PrivateEndpointsOpt = Annotated[
+    bool,
+    typer.Option(
+        "--allow-private-endpoints",
+        help="Accept solver endpoints on loopback and private addresses (a local or compose "
+        "testnet). Off: verifiers fetch only from public addresses, and a solver warns if it "
+        "announces another. Link-local addresses are refused either way.",
+    ),
+]
 
 
 ThreadsOpt = Annotated[
@@ -42,6 +51,20 @@ def _setup(level: str, threads: int) -> None:
     )
     logging.getLogger("httpx").setLevel(logging.WARNING)
     set_threads(threads)
+
+
+def _warn_if_unreachable(public_url: str | None, allow_private: bool) -> None:
+    """Say so when the URL this solver announces is one default verifiers refuse to fetch."""
+    from services.agents.endpoints import EndpointRefusedError, resolve_endpoint
+
+    if not public_url:
+        return
+    try:
+        resolve_endpoint(public_url, allow_private=allow_private)
+    except EndpointRefusedError as exc:
+        logging.getLogger("proofnet.runner").warning(
+            "verifiers will not fetch from %s: %s", public_url, exc.message
+        )
 
 
 @solver_app.command("run")
@@ -63,6 +86,7 @@ def solver_run(
     poll: PollOpt = 0.2,
     threads: ThreadsOpt = 1,
     log_level: LogOpt = "info",
+    allow_private_endpoints: PrivateEndpointsOpt = False,
 ) -> None:
     """Run a solver until interrupted; it resumes its jobs from --data-dir after a restart."""
     from protocol.exact import resolve_device
@@ -88,6 +112,7 @@ def solver_run(
             public_url=public_url or f"http://{host}:{port}",
             name=f"solver-{private_key.address[2:8]}",
         )
+        _warn_if_unreachable(agent.public_url, allow_private_endpoints)
         serve_agent(agent, create_solver_app, host, port, poll, stop)
 
 
@@ -102,10 +127,11 @@ def verifier_run(
     poll: PollOpt = 0.2,
     threads: ThreadsOpt = 1,
     log_level: LogOpt = "info",
+    allow_private_endpoints: PrivateEndpointsOpt = False,
 ) -> None:
     """Run a verifier until interrupted."""
     from protocol.exact import resolve_device
-    from services.agents.blobs import HttpBlobSource
+    from services.agents.blobs import BoundedFetcher, HttpBlobSource
     from services.agents.runner import connect, serve_agent
     from services.agents.server import create_verifier_app
     from services.agents.strategy import load_verifier_strategy
@@ -120,7 +146,9 @@ def verifier_run(
         agent = VerifierAgent(
             client,
             private_key,
-            HttpBlobSource.from_chain(client),
+            HttpBlobSource.from_chain(
+                client, BoundedFetcher(allow_private_endpoints=allow_private_endpoints)
+            ),
             strategy=chosen,
             device=dev,
             name=f"verifier-{private_key.address[2:8]}",

@@ -10,8 +10,12 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from protocol.errors import ProofNetError
 from protocol.hashing import sha256
-from protocol.spec import JobSpec
+from protocol.layout import state_blob_size
+from protocol.merkle import root_of
+from protocol.spec import JobSpec, parse_spec
+from services.agents.blobs import BlobSource
 from services.agents.runner import load_or_create_key
 from services.cli import app
 from services.cli.common import fail, print_json, reported_errors, stderr
@@ -61,6 +65,37 @@ def submit_job(
         )
     tx = wallet.sign("post_job", post_job_body(spec, terms))
     return client.post_job(tx, wait=True).job_id
+
+
+class DownloadRefusedError(ProofNetError):
+    """A model that is not the settled job's committed, bound final state is never written."""
+
+    code = "download_refused"
+
+
+def verified_model(source: BlobSource, job: dict[str, Any]) -> bytes:
+    """The settled job's final model, checked end to end; DownloadRefusedError otherwise.
+
+    Bound means: the job settled (not slashed, not still open to challenge); the leaf list the
+    solver serves is the committed trajectory (its root is ``final_root``); its last leaf is the
+    declared ``final_state_hash``; and the model served hashes to that leaf. Both fetches are
+    bounded (the leaf count, the state blob's size).
+    """
+    job_id, solver = str(job["job_id"]), str(job.get("solver"))
+    if job["status"] != "settled":
+        raise DownloadRefusedError(f"job {job_id} is {job['status']}, not settled")
+    spec = parse_spec(job["spec"])
+    leaves = source.leaves(solver, job_id, spec.num_leaves)
+    if leaves is None or root_of(leaves) != bytes.fromhex(job["final_root"]):
+        raise DownloadRefusedError("the solver did not serve the committed leaf list")
+    if leaves[-1].hex() != job["final_state_hash"]:
+        raise DownloadRefusedError("the declared final state is not the committed last leaf")
+    blob = source.model(solver, job_id, state_blob_size(spec))
+    if blob is None:
+        raise DownloadRefusedError("the solver did not serve the model (or it is too large)")
+    if sha256(blob) != leaves[-1]:
+        raise DownloadRefusedError("the served model does not hash to the committed final state")
+    return blob
 
 
 def describe_job(job: dict[str, Any]) -> dict[str, Any]:
@@ -174,27 +209,32 @@ def download(
     fmt: Annotated[
         str, typer.Option("--format", help="safetensors or state (canonical bytes).")
     ] = "safetensors",
+    allow_private_endpoints: Annotated[
+        bool,
+        typer.Option(
+            "--allow-private-endpoints",
+            help="Fetch from a solver on a loopback or private address (a local testnet).",
+        ),
+    ] = False,
+    fetch_deadline: Annotated[
+        float, typer.Option(help="Seconds each fetch from the solver may take in all.")
+    ] = 120.0,
     json_output: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
-    """Download the trained model from its solver, check its hash against the final commitment,
-    report its test accuracy and write it."""
+    """Download a settled job's model from its solver, check it is the committed final state
+    (leaf list against the root, last leaf, model hash), report its test accuracy and write it."""
     from protocol.exact import decode_state, evaluate, export_safetensors
-    from protocol.spec import parse_spec
-    from services.agents.blobs import HttpBlobSource
+    from services.agents.blobs import BoundedFetcher, HttpBlobSource
 
     if fmt not in ("safetensors", "state"):
         fail("--format must be 'safetensors' or 'state'")
     with reported_errors():
         client = HttpChainClient(chain)
-        job = client.get_job(job_id)
-        if not job.get("final_state_hash") or not job.get("solver"):
-            fail(f"job {job_id} has no final commitment yet (status {job['status']})")
-        source = HttpBlobSource.from_chain(client)
-        blob = source.model(job["solver"], job_id)
-        if blob is None:
-            fail("the solver did not serve the model")
-        if sha256(blob).hex() != job["final_state_hash"]:
-            fail("the served model does not hash to the committed final state")
+        job = dict(client.get_job(job_id))
+        fetcher = BoundedFetcher(
+            allow_private_endpoints=allow_private_endpoints, deadline=fetch_deadline
+        )
+        blob = verified_model(HttpBlobSource.from_chain(client, fetcher), job)
         spec = parse_spec(job["spec"])
         state = decode_state(blob)
         accuracy = evaluate(spec, state)
