@@ -80,7 +80,7 @@ from contracts_sim.exceptions import (
 from contracts_sim.fork import GENESIS_HEIGHT, apply_transaction, begin_block, genesis_state
 from contracts_sim.invariants import check_invariant
 from contracts_sim.jobs import get_sample_seed, get_verifier_sample
-from contracts_sim.params import PRESETS, Params, get_preset
+from contracts_sim.params import PRESETS, Params, get_preset, with_dev_rules
 from contracts_sim.records import Account, Dispute, Job
 from contracts_sim.state import LedgerState
 from contracts_sim.store import (
@@ -212,6 +212,9 @@ def _preset_name(params: Params) -> str:
     for name, preset in PRESETS.items():
         if preset == params:
             return name
+    for name, preset in PRESETS.items():
+        if with_dev_rules(preset) == params:
+            return f"{name}+dev"
     return "custom"
 
 

@@ -12,6 +12,7 @@ the rules (the h11 pattern)::
     │   │   ├── UnknownTransactionKindError
     │   │   ├── MalformedBodyError         a body field is missing or invalid (names the field)
     │   │   │   └── InvalidSpecError       the job spec in a post_job body is invalid
+    │   │   │       └── UntrainableSpecError  well-formed, but no solver could train it here
     │   │   ├── WrongChainError            signed for another chain id
     │   │   ├── SenderMismatchError        sender is not the address of the public key
     │   │   └── InvalidSignatureError
@@ -95,6 +96,14 @@ class MalformedBodyError(InvalidTransactionError):
 
 class InvalidSpecError(MalformedBodyError):
     code = "invalid_spec"
+
+
+class UntrainableSpecError(InvalidSpecError):
+    """A well-formed spec no solver could train on this chain: unknown dataset, a dataset hash
+    that does not match, shapes that do not fit the data, or sizes beyond the chain's limits.
+    Refused at ``post_job`` so no honest solver wins a job it can only fail (and be slashed)."""
+
+    code = "untrainable_spec"
 
 
 class WrongChainError(InvalidTransactionError):
@@ -388,10 +397,12 @@ class BidCapacityTooLowError(BidError):
 
 
 class TooManyBidsError(BidError):
+    """The job's bid list is full and every bid on it outscores this one."""
+
     code = "too_many_bids"
 
     def __init__(self, job_id: str, limit: int) -> None:
-        super().__init__(f"job {job_id} already has {limit} bids")
+        super().__init__(f"job {job_id} already has {limit} bids, all scoring at least as well")
         self.job_id = job_id
         self.limit = limit
 

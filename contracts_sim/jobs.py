@@ -46,6 +46,7 @@ from contracts_sim.exceptions import (
     SampleSeedNotReadyError,
     TooManyBidsError,
     TreeTooLargeError,
+    UntrainableSpecError,
     WrongJobStatusError,
 )
 from contracts_sim.params import BPS, Params
@@ -62,8 +63,10 @@ from contracts_sim.transactions import (
     PostJobBody,
     SettleBody,
 )
-from protocol.errors import ProofError
+from protocol.datasets import Dataset, check_dataset, dataset_values
+from protocol.errors import DatasetError, ProofError
 from protocol.hashing import hash_json
+from protocol.layout import state_blob_size
 from protocol.merkle import ConsistencyProof, verify_consistency, verify_inclusion
 from protocol.sampling import compute_sample
 from protocol.spec import JobSpec, parse_spec, spec_hash
@@ -211,6 +214,43 @@ def close_job_slashed(
 # --- posting, bidding, assignment -----------------------------------------------------------
 
 
+def _checked_dataset(spec: JobSpec, params: Params) -> Dataset:
+    """The spec's dataset: built only if small enough to check in bounded time, then checked
+    against the spec's ``dataset.hash``. Every DatasetError becomes an UntrainableSpecError."""
+    try:
+        # The dataset is small enough for every node to build (its size read from the id).
+        if dataset_values(spec.dataset.id) > params.max_dataset_values:
+            raise UntrainableSpecError(
+                "spec.dataset.id", f"larger than {params.max_dataset_values} feature values"
+            )
+        return check_dataset(spec.dataset.id, spec.dataset.hash)
+    except DatasetError as exc:
+        raise UntrainableSpecError("spec.dataset", exc.message) from exc
+
+
+def require_trainable(spec: JobSpec, params: Params) -> None:
+    """Refuse a spec that no solver could train on this chain.
+
+    An honest solver that won such a job could only miss its training deadline and lose its
+    stake while the submitter is refunded: griefing that costs the griefer nothing. So the
+    ledger checks everything it can from the spec alone, before anyone bids; what only training
+    reveals (a step leaving the exact range) is the solver's to check before it bids.
+    """
+    # The commitment stays within what verifiers fetch and a dispute bisects.
+    if spec.num_leaves > params.max_leaves:
+        raise UntrainableSpecError("spec.steps", f"{spec.num_leaves} leaves > {params.max_leaves}")
+    # A checkpoint fits in the blobs the chain accepts as dispute evidence (post_prestate).
+    if state_blob_size(spec) > params.max_blob_bytes:
+        raise UntrainableSpecError("spec.model", f"state blob > {params.max_blob_bytes} bytes")
+    # The dataset exists, is small enough to check, and is the one the spec pins by hash ...
+    dataset = _checked_dataset(spec, params)
+    # ... and the model's input and output widths are the dataset's.
+    if spec.model.input_dim != dataset.num_features:
+        raise UntrainableSpecError("spec.model.input_dim", f"dataset has {dataset.num_features}")
+    if spec.model.classes != dataset.num_classes:
+        raise UntrainableSpecError("spec.model.classes", f"dataset has {dataset.num_classes}")
+
+
 def process_post_job(
     state: LedgerState, ctx: TxContext, body: PostJobBody, params: Params
 ) -> list[Event]:
@@ -231,6 +271,8 @@ def process_post_job(
         raise MalformedBodyError("bid_blocks", f"must be at most {params.max_bid_blocks}")
     if body.train_blocks > params.max_train_blocks:
         raise MalformedBodyError("train_blocks", f"must be at most {params.max_train_blocks}")
+    # A solver can train the spec on this chain: dataset known and pinned, shapes, sizes.
+    require_trainable(spec, params)
     job_id = compute_job_id(spec, ctx.sender, ctx.nonce)
     # Ids are unique (the sender's nonce is in the preimage).
     if state.has_job(job_id):
@@ -270,8 +312,30 @@ def process_post_job(
     ]
 
 
+def _rank_job_bids(state: LedgerState, job: Job, bids: Sequence[Bid], params: Params) -> list[Bid]:
+    """``bids`` best first, scored as ``close_bidding`` scores them; bids whose solver no
+    longer has the stake (ineligible at close) come last."""
+    spec = get_job_spec(job)
+    ranked = rank_bids(
+        ((bid, state.get_account(bid.solver)) for bid in bids),
+        payment=job.payment,
+        min_stake=job.min_stake,
+        steps=spec.steps,
+        train_blocks=job.train_blocks,
+        params=params,
+    )
+    eligible = [bid for _, bid in ranked]
+    return eligible + sorted((b for b in bids if b not in eligible), key=lambda b: b.solver)
+
+
 def process_bid(state: LedgerState, ctx: TxContext, body: BidBody, params: Params) -> list[Event]:
-    """Place (or replace) the sender's bid on an open job."""
+    """Place (or replace) the sender's bid on an open job.
+
+    A job holds at most ``max_bids_per_job`` bids. When it is full, a better bid displaces the
+    worst one (scored as ``close_bidding`` scores them): otherwise a few sybil accounts filling
+    the list at the full price would lock every cheaper bid out, and win, at no cost to them,
+    since a bid locks nothing. A bid that would itself be the worst is refused.
+    """
     job = state.get_job(body.job_id)
     # Bidding is open.
     require_status(job, JobStatus.OPEN)
@@ -289,15 +353,20 @@ def process_bid(state: LedgerState, ctx: TxContext, body: BidBody, params: Param
     account = state.get_account(ctx.sender)
     if account.bonded < job.min_stake:
         raise InsufficientStakeError(ctx.sender, job.min_stake, account.bonded)
-    # One bid per solver (a re-bid replaces it), and a bounded number of bids.
+    # One bid per solver (a re-bid replaces it) ...
     others = tuple(b for b in job.bids if b.solver != ctx.sender)
-    if len(others) >= params.max_bids_per_job:
-        raise TooManyBidsError(job.job_id, params.max_bids_per_job)
-
     bid = Bid(ctx.sender, body.price, body.capacity, ctx.height)
-    bids = tuple(sorted((*others, bid), key=lambda b: b.solver))
-    state.set_job(replace(job, bids=bids))
-    return [
+    kept = (*others, bid)
+    # ... and a bounded number of bids: when full, the worst-ranked one goes, unless it is this.
+    evicted = None
+    if len(kept) > params.max_bids_per_job:
+        evicted = _rank_job_bids(state, job, kept, params)[-1]
+        if evicted == bid:
+            raise TooManyBidsError(job.job_id, params.max_bids_per_job)
+        kept = tuple(b for b in kept if b != evicted)
+
+    state.set_job(replace(job, bids=tuple(sorted(kept, key=lambda b: b.solver))))
+    events = [
         make_event(
             "bid_placed",
             job_id=job.job_id,
@@ -307,6 +376,9 @@ def process_bid(state: LedgerState, ctx: TxContext, body: BidBody, params: Param
             replaced=len(others) < len(job.bids),
         )
     ]
+    if evicted is not None:
+        events.append(make_event("bid_evicted", job_id=job.job_id, solver=evicted.solver))
+    return events
 
 
 def process_close_bidding(
@@ -462,14 +534,14 @@ def process_commit_final(
         raise LeafCountMismatchError(job.num_leaves, body.leaves)
     # The final tree extends the last progress commitment.
     _check_consistency(job, body.leaves, body.root, body.consistency_proof)
-    # If given, the final model hash is proved to be the last leaf.
-    if body.final_proof is not None:
-        try:
-            verify_inclusion(
-                body.final_state_hash, body.leaves - 1, body.leaves, body.root, body.final_proof
-            )
-        except ProofError as exc:
-            raise InvalidProofError("final_proof", exc.message) from exc
+    # The final model hash is proved to be the last leaf: the model the solver serves is the
+    # one the verified trajectory ends in (transactions.py requires ``final_proof``).
+    try:
+        verify_inclusion(
+            body.final_state_hash, body.leaves - 1, body.leaves, body.root, body.final_proof
+        )
+    except ProofError as exc:
+        raise InvalidProofError("final_proof", exc.message) from exc
 
     challenge_deadline = Height(ctx.height + params.challenge_window)
     state.set_job(

@@ -21,7 +21,8 @@ BPS: Final = 10_000
 class Params:
     # --- tokens -----------------------------------------------------------------------------
     faucet_enabled: bool
-    """Dev chains only: ``faucet`` mints tokens."""
+    """Dev chains only: ``faucet`` mints tokens. Off in every preset a real network would use
+    (a faucet funds any number of sybil stakes); a ``--dev`` node turns it on."""
     faucet_max: int
     """The faucet tops an account's balance up to at most this much."""
 
@@ -39,6 +40,13 @@ class Params:
     max_train_blocks: int
     max_sample_count: int
     max_bids_per_job: int
+    """Bids a job holds at once; a better-scored bid displaces the worst when it is full."""
+    max_leaves: int
+    """Most checkpoints (leaves) a job may commit: bounds the leaves a verifier fetches and
+    the depth of a dispute."""
+    max_dataset_values: int
+    """Largest dataset (features x examples) ``post_job`` builds to check a spec's dataset hash:
+    bounds the time every node spends on that check."""
     challenge_window: int
     """Blocks after the final commit during which verifiers attest or challenge (>= 2: the
     sample seed is the beacon output of block final_height + 1, known from height
@@ -91,6 +99,7 @@ class Params:
             (self.max_train_blocks >= 1, "max_train_blocks must be >= 1"),
             (self.max_sample_count >= 1, "max_sample_count must be >= 1"),
             (self.max_bids_per_job >= 1, "max_bids_per_job must be >= 1"),
+            (self.max_leaves >= 2, "max_leaves must be >= 2"),
             (self.max_unbonding_entries >= 1, "max_unbonding_entries must be >= 1"),
             (self.stake_score_cap >= 1, "stake_score_cap must be >= 1"),
             (self.capacity_headroom_bps >= BPS, "capacity_headroom_bps must be >= 10000"),
@@ -124,6 +133,8 @@ TEST: Final = Params(
     max_train_blocks=64,
     max_sample_count=8,
     max_bids_per_job=8,
+    max_leaves=1_024,
+    max_dataset_values=1 << 17,
     challenge_window=4,
     challenge_bond=40,
     move_timeout=2,
@@ -140,7 +151,7 @@ TEST: Final = Params(
 """Tiny windows (a few blocks) so unit tests walk whole lifecycles quickly."""
 
 TESTNET: Final = Params(
-    faucet_enabled=True,
+    faucet_enabled=False,
     faucet_max=10**12,
     min_solver_stake=10**6,
     min_verifier_stake=10**5,
@@ -150,6 +161,8 @@ TESTNET: Final = Params(
     max_train_blocks=100_000,
     max_sample_count=64,
     max_bids_per_job=64,
+    max_leaves=65_536,
+    max_dataset_values=1 << 17,
     challenge_window=30,
     challenge_bond=10**5,
     move_timeout=10,
@@ -167,9 +180,19 @@ TESTNET: Final = Params(
     capacity_headroom_bps=20_000,
     slash_history_weight=3,
 )
-"""A local multi-process testnet: windows long enough for real agents over HTTP."""
+"""A local multi-process testnet: windows long enough for real agents over HTTP. No faucet:
+``with_dev_rules`` turns it on for a ``--dev`` node."""
 
 PRESETS: Final[dict[str, Params]] = {"test": TEST, "testnet": TESTNET}
+
+
+def with_dev_rules(params: Params) -> Params:
+    """``params`` as a dev node runs them: the faucet on, so a local chain funds its agents.
+
+    Only a node started with ``--dev`` (no authentication, loopback only) applies this; the
+    presets themselves keep the faucet off wherever strangers hold keys.
+    """
+    return params.with_changes(faucet_enabled=True)
 
 
 def get_preset(name: str) -> Params:

@@ -260,6 +260,12 @@ class BodyReader:
         except ProofNetError as exc:
             raise MalformedBodyError(name, exc.message) from exc
 
+    def required_inclusion_proof(self, name: str) -> InclusionProof:
+        proof = self.inclusion_proof(name)
+        if proof is None:
+            raise MalformedBodyError(name, "is required")
+        return proof
+
     def consistency_proof(self, name: str) -> ConsistencyProof | None:
         value = self._raw(name, optional=True)
         if value is None:
@@ -435,7 +441,7 @@ class CommitFinalBody:
     leaves: int
     final_state_hash: Hash32
     consistency_proof: ConsistencyProof | None
-    final_proof: InclusionProof | None
+    final_proof: InclusionProof  # required: binds final_state_hash to the last leaf
 
     @classmethod
     def read(cls, r: BodyReader) -> CommitFinalBody:
@@ -445,7 +451,7 @@ class CommitFinalBody:
             r.integer("leaves", lo=1),
             r.hash32("final_state_hash"),
             r.consistency_proof("consistency_proof"),
-            r.inclusion_proof("final_proof"),
+            r.required_inclusion_proof("final_proof"),
         )
 
 

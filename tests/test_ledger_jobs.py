@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
 
 from contracts_sim.exceptions import (
     AlreadyAttestedError,
@@ -27,13 +30,15 @@ from contracts_sim.exceptions import (
     SampleSeedNotReadyError,
     TooManyBidsError,
     TreeTooLargeError,
+    UntrainableSpecError,
     WrongJobStatusError,
 )
-from contracts_sim.jobs import compute_job_id, get_verifier_sample
-from contracts_sim.params import TEST
+from contracts_sim.jobs import compute_job_id, get_verifier_sample, require_trainable
+from contracts_sim.params import TEST, TESTNET
 from contracts_sim.records import Job, JobStatus
 from contracts_sim.scoring import score_bid
 from contracts_sim.testing import LedgerHarness
+from protocol.datasets import load_dataset
 from protocol.merkle import CommitmentTree
 from protocol.spec import parse_spec
 from tests.conftest import tiny_spec_dict
@@ -88,6 +93,42 @@ def test_post_job_escrows_payment_and_fee(h: LedgerHarness) -> None:
 def test_post_job_bad_terms(h: LedgerHarness, overrides: dict[str, int], field: str) -> None:
     err = h.expect_error("submitter", "post_job", post_job_body(**overrides), MalformedBodyError)
     assert err.field == field  # type: ignore[attr-defined]
+
+
+BLOBS_V1_HASH = load_dataset("synthetic-blobs-v1").content_hash_hex
+
+
+@pytest.mark.parametrize(
+    ("spec_overrides", "field"),
+    [
+        ({"dataset": {"id": "synthetic-blobs-v1", "hash": "00" * 32}}, "spec.dataset"),
+        ({"dataset": {"id": "mnist", "hash": BLOBS_V1_HASH}}, "spec.dataset"),
+        ({"dataset": {"id": "blobs-f0-c2-n64-s1", "hash": BLOBS_V1_HASH}}, "spec.dataset"),
+        ({"dataset": {"id": "blobs-f64-c2-n4096-s1", "hash": BLOBS_V1_HASH}}, "spec.dataset.id"),
+        ({"dataset": {"id": "blobs-f4-c2-n64-s" + "9" * 200, "hash": BLOBS_V1_HASH}},
+         "spec.dataset"),
+        ({"model": {"family": "mlp", "input_dim": 8, "hidden": [16], "classes": 4}},
+         "spec.model.input_dim"),
+        ({"model": {"family": "mlp", "input_dim": 16, "hidden": [16], "classes": 5}},
+         "spec.model.classes"),
+        ({"model": {"family": "mlp", "input_dim": 16, "hidden": [300, 300], "classes": 4}},
+         "spec.model"),
+        ({"steps": 2_048, "checkpoint_interval": 1}, "spec.steps"),
+    ],
+)  # fmt: skip
+def test_post_job_untrainable_spec(
+    h: LedgerHarness, spec_overrides: dict[str, Any], field: str
+) -> None:
+    body = post_job_body(spec=tiny_spec_dict(**spec_overrides))
+    err = h.expect_error("submitter", "post_job", body, UntrainableSpecError)
+    assert err.field == field and err.code == "untrainable_spec"  # type: ignore[attr-defined]
+
+
+def test_post_job_limits_admit_the_example_and_digits() -> None:
+    example = yaml.safe_load(Path("examples/digits-mlp.yaml").read_text(encoding="utf-8"))
+    spec = parse_spec(example)
+    require_trainable(spec, TEST)
+    require_trainable(spec, TESTNET)
 
 
 def test_post_job_insufficient_balance(h: LedgerHarness) -> None:
@@ -170,8 +211,37 @@ def test_bid_count_is_bounded() -> None:
     h.send("solver", "bid", {"job_id": job_id, "price": 900, "capacity": 8})
     h.send("solver", "bid", {"job_id": job_id, "price": 800, "capacity": 8})  # replacing is fine
     h.expect_error(
-        "solver2", "bid", {"job_id": job_id, "price": 700, "capacity": 8}, TooManyBidsError
+        "solver2", "bid", {"job_id": job_id, "price": 900, "capacity": 8}, TooManyBidsError
     )
+
+
+def test_full_bid_list_a_tie_keeps_the_earlier_bid() -> None:
+    h = funded_harness(params=TEST.with_changes(max_bids_per_job=1))
+    job_id = post_job(h)
+    h.send("solver", "bid", {"job_id": job_id, "price": 800, "capacity": 8})
+    h.advance(1)
+    h.expect_error(
+        "solver2", "bid", {"job_id": job_id, "price": 800, "capacity": 8}, TooManyBidsError
+    )
+
+
+def test_full_bid_list_a_better_bid_evicts_the_worst() -> None:
+    h = funded_harness(params=TEST.with_changes(max_bids_per_job=1))
+    job_id = post_job(h)
+    h.send("solver", "bid", {"job_id": job_id, "price": 800, "capacity": 8})
+    receipt = h.send("solver2", "bid", {"job_id": job_id, "price": 700, "capacity": 8})
+    assert receipt.kinds() == ["bid_placed", "bid_evicted"]
+    assert receipt.event("bid_evicted").data == {"job_id": job_id, "solver": h.address("solver")}
+    assert [b.solver for b in job(h, job_id).bids] == [h.address("solver2")]
+
+
+def test_full_bid_list_evicts_a_bidder_whose_stake_left_first() -> None:
+    h = funded_harness(params=TEST.with_changes(max_bids_per_job=1))
+    job_id = post_job(h)
+    h.send("solver", "bid", {"job_id": job_id, "price": 100, "capacity": 8})
+    h.send("solver", "unstake", {"amount": 900})  # cannot lock min_stake at close any more
+    receipt = h.send("solver2", "bid", {"job_id": job_id, "price": 900, "capacity": 8})
+    assert receipt.event("bid_evicted").data["solver"] == h.address("solver")
 
 
 # --- close_bidding and scoring --------------------------------------------------------------
@@ -428,6 +498,16 @@ def test_commit_final_bad_final_proof(training: tuple[LedgerHarness, str, Commit
     assert err.what == "final_proof"  # type: ignore[attr-defined]
 
 
+def test_commit_final_requires_final_proof(
+    training: tuple[LedgerHarness, str, CommitmentTree],
+) -> None:
+    h, job_id, tree = training
+    body = final_body(job_id, tree)
+    del body["final_proof"]
+    err = h.expect_error("solver", "commit_final", body, MalformedBodyError)
+    assert err.field == "final_proof"  # type: ignore[attr-defined]
+
+
 def test_commit_final_by_other(training: tuple[LedgerHarness, str, CommitmentTree]) -> None:
     h, job_id, tree = training
     h.expect_error("outsider", "commit_final", final_body(job_id, tree), NotAuthorizedError)
@@ -604,7 +684,7 @@ def test_settle_unknown_job(h: LedgerHarness) -> None:
         ("close_bidding", {}),
         ("cancel_job", {}),
         ("commit_progress", {"size": 1, "root": "00" * 32}),
-        ("commit_final", {"root": "00" * 32, "leaves": 9, "final_state_hash": "00" * 32}),
+        ("commit_final", final_body(MISSING_JOB, CommitmentTree(fake_leaves()))),
         ("attest", {}),
         ("challenge", {}),
         ("settle", {}),

@@ -121,6 +121,38 @@ def _make_blobs(dataset_id: str, features: int, classes: int, n: int, seed: int)
     return _build(dataset_id, rows, labels, classes)
 
 
+DIGITS_FEATURES, DIGITS_EXAMPLES = 64, 1797
+"""The shape of the shipped ``digits.csv.gz`` (``dataset_values`` reads it without loading)."""
+MAX_DATASET_ID_LENGTH = 128
+
+
+def dataset_values(dataset_id: str) -> int:
+    """How many feature values (features x examples) ``load_dataset(dataset_id)`` would build,
+    read from the id alone, so a caller can bound the cost of loading before paying it.
+
+    Raises DatasetError for an id that names no dataset (or is too long to be one).
+    """
+    if len(dataset_id) > MAX_DATASET_ID_LENGTH:
+        raise DatasetError(
+            f"dataset id is {len(dataset_id)} characters (at most {MAX_DATASET_ID_LENGTH})"
+        )
+    canonical = _ALIASES.get(dataset_id, dataset_id)
+    if canonical == "digits":
+        return DIGITS_FEATURES * DIGITS_EXAMPLES
+    match = _BLOBS_RE.match(canonical)
+    if match:
+        features, _, examples, _ = (int(g) for g in match.groups())
+        return features * examples
+    raise _unknown_dataset(dataset_id)
+
+
+def _unknown_dataset(dataset_id: str) -> DatasetError:
+    return DatasetError(
+        f"unknown dataset {dataset_id!r} (known: 'digits', 'synthetic-blobs-v1', "
+        "'blobs-f{F}-c{C}-n{N}-s{S}')"
+    )
+
+
 @functools.lru_cache(maxsize=32)
 def load_dataset(dataset_id: str) -> Dataset:
     """The dataset named ``dataset_id``; raises DatasetError for an unknown id."""
@@ -131,10 +163,7 @@ def load_dataset(dataset_id: str) -> Dataset:
     if match:
         f, c, n, s = (int(g) for g in match.groups())
         return _make_blobs(dataset_id, f, c, n, s)
-    raise DatasetError(
-        f"unknown dataset {dataset_id!r} (known: 'digits', 'synthetic-blobs-v1', "
-        "'blobs-f{F}-c{C}-n{N}-s{S}')"
-    )
+    raise _unknown_dataset(dataset_id)
 
 
 def check_dataset(dataset_id: str, expected_hash_hex: str) -> Dataset:

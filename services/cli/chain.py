@@ -31,7 +31,9 @@ def serve(
     block_time: Annotated[
         float, typer.Option("--block-time", help="seconds between blocks (0: on demand, dev)")
     ] = 2.0,
-    dev: Annotated[bool, typer.Option("--dev", help="dev mode: POST /dev/blocks, checks")] = False,
+    dev: Annotated[
+        bool, typer.Option("--dev", help="dev mode: faucet, POST /dev/blocks, checks")
+    ] = False,
     preset: Annotated[str, typer.Option(help="params preset: test or testnet")] = "testnet",
     chain_id: Annotated[str, typer.Option("--chain-id", help="chain id")] = DEFAULT_CHAIN_ID,
     genesis: Annotated[

@@ -30,6 +30,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from contracts_sim.chain import Chain
+from contracts_sim.params import get_preset, with_dev_rules
 from protocol.types import Address
 from services.node.errors import BodyLimitMiddleware, install_error_handlers
 from services.node.routes import accounts, blocks, dev, disputes, events, health, jobs, samples, txs
@@ -40,11 +41,12 @@ log = logging.getLogger("proofnet.node")
 
 
 def open_chain(settings: NodeSettings) -> Chain:
-    """Create or load the chain the settings describe."""
+    """Create or load the chain the settings describe (a dev node adds the dev rules: faucet)."""
+    params = get_preset(settings.preset)
     return Chain.open(
         settings.db_url,
         settings.chain_id,
-        settings.preset,
+        with_dev_rules(params) if settings.dev else params,
         {Address(a): v for a, v in settings.genesis.items()} if settings.genesis else None,
         check_invariants=settings.invariants_checked,
         max_block_txs=settings.max_block_txs,

@@ -29,7 +29,8 @@ class NodeSettings(BaseSettings):
         description="seconds between blocks; 0 = blocks only on demand (dev only)",
     )
     dev: bool = Field(
-        default=False, description="POST /dev/blocks, invariant checks, automine on wait"
+        default=False,
+        description="the faucet, POST /dev/blocks, invariant checks, automine on wait",
     )
     genesis: dict[str, int] = Field(default_factory=dict, description="address -> balance")
     check_invariants: bool | None = Field(default=None, description="default: on in dev mode")
