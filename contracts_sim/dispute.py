@@ -21,6 +21,14 @@ makes it (``TURN``); a move in another phase raises ``WrongPhaseError``, by the 
     respond_midpoint   respond_midpoint   challenger  post_midpoint | post_prestate
     post_prestate      post_prestate      either      resolved
 
+A *data request* (``challenge`` with ``withheld: true`` and the fast-path fields) is the
+verifier's answer to a solver that does not serve a blob: it opens straight in ``post_prestate``
+with the solver to move and only the solver may move. Publishing the blob of the agreed leaf
+(its hash must match) ends the game as ``data_published``: nobody is at fault, the bond comes
+back and the job's challenge window reopens for one window; missing the deadline loses the game
+like any other move. Data availability is the author's burden: a verifier that cannot get the
+data never pays for it, and the solver publishes or loses.
+
 Every move sets ``deadline = height + params.move_timeout``; once it passes, anyone may send
 ``claim_timeout {dispute_id}`` and the party whose turn it was loses (that is also how withheld
 data is punished: the pre-state blob is the solver's to post, so its turn in ``post_prestate``).
@@ -72,6 +80,7 @@ from contracts_sim.codec import to_json_value
 from contracts_sim.env import TxContext
 from contracts_sim.events import Event, make_event
 from contracts_sim.exceptions import (
+    AlreadyChallengedError,
     DeadlineNotReachedError,
     DeadlinePassedError,
     DisputeClosedError,
@@ -209,6 +218,8 @@ def process_challenge(
     job = state.get_job(body.job_id)
     require_verdict_window(job, ctx)
     require_eligible_verifier(state, job, ctx.sender, params)
+    if body.withheld:
+        _require_data_request_allowed(state, job, ctx, params)
     spec = get_job_spec(job)
     evidence = body.evidence
     if evidence is not None:
@@ -245,11 +256,13 @@ def process_challenge(
             "hash_lo": evidence.pre_entry,
             "hash_hi": evidence.post_entry,
         }
-        phase = phase_after_interval(a, b)
+        # A data request skips bisection: the solver's next move is to publish the blob.
+        phase = Phase.POST_PRESTATE if body.withheld else phase_after_interval(a, b)
         move_data = {
             "segment": evidence.segment,
             "pre_entry": evidence.pre_entry.hex(),
             "post_entry": evidence.post_entry.hex(),
+            "withheld": body.withheld,
         }
     assert job.solver is not None
     dispute = Dispute(
@@ -264,13 +277,16 @@ def process_challenge(
         turn=TURN[phase],
         deadline=deadline,
         moves=(DisputeMove("challenge", Party.CHALLENGER, ctx.sender, ctx.height, move_data),),
+        data_request=body.withheld,
         **fields,
     )
     state.set_dispute(dispute)
+    # A data request is not a verdict: its author may still attest or challenge afterwards.
+    challengers = job.challengers if body.withheld else (*job.challengers, ctx.sender)
     state.set_job(
         replace(
             job,
-            challengers=(*job.challengers, ctx.sender),
+            challengers=challengers,
             disputes=(*job.disputes, dispute_id),
             open_disputes=job.open_disputes + 1,
         )
@@ -287,8 +303,30 @@ def process_challenge(
             turn=TURN[phase],
             deadline=deadline,
             fast_path=evidence is not None,
+            data_request=body.withheld,
         )
     ]
+
+
+def _require_data_request_allowed(
+    state: LedgerState, job: Job, ctx: TxContext, params: Params
+) -> None:
+    """Guards of a data request (``challenge`` with ``withheld``), beyond a challenge's own.
+
+    A request can extend the challenge window (publishing reopens it for one window), so it is
+    only allowed within the *original* window, and only once per verifier and job: an honest
+    solver's payment is delayed by at most one window, whatever its verifiers do.
+    """
+    assert job.final_height is not None
+    original_deadline = job.final_height + params.challenge_window
+    # INVARIANT: requests only within the original challenge window.
+    if ctx.height > original_deadline:
+        raise DeadlinePassedError("data requests", Height(original_deadline), ctx.height)
+    # INVARIANT: one data request per verifier per job.
+    for dispute_id in job.disputes:
+        other = state.get_dispute(dispute_id)
+        if other.data_request and other.challenger == ctx.sender:
+            raise AlreadyChallengedError(job.job_id, ctx.sender)
 
 
 # --- moves ----------------------------------------------------------------------------------
@@ -309,7 +347,7 @@ def _begin_move(
     # INVARIANT: the sender is the party to move.
     party = party_of(dispute, ctx.sender)
     allowed = {TURN[dispute.phase]}
-    if kind in EITHER_PARTY_MOVES:
+    if kind in EITHER_PARTY_MOVES and not dispute.data_request:
         allowed |= {Party.SOLVER, Party.CHALLENGER}
     if party not in allowed:
         raise NotYourTurnError(dispute_id, TURN[dispute.phase], ctx.sender)
@@ -498,6 +536,8 @@ def process_post_prestate(
     blob_hash = sha256(body.blob)
     if blob_hash != h_a:
         raise HashMismatchError("sha256(blob)", h_a, blob_hash)
+    if dispute.data_request:
+        return _publish_data(state, ctx, dispute, party, blob_hash, len(body.blob), params)
 
     spec = get_job_spec(state.get_job(dispute.job_id))
     try:
@@ -522,6 +562,50 @@ def process_post_prestate(
     else:
         winner, reason = Party.CHALLENGER, f"step {a} re-executed to a different hash"
     return resolve_dispute(state, ctx, dispute, winner, reason, a, params)
+
+
+def _publish_data(
+    state: LedgerState,
+    ctx: TxContext,
+    dispute: Dispute,
+    party: Party,
+    blob_hash: Hash32,
+    size: int,
+    params: Params,
+) -> list[Event]:
+    """The solver answered a data request: the blob is now in the chain's history (this
+    transaction), nobody is at fault, the bond goes back, and the job's challenge window is
+    reopened for one window so that verifiers can judge with the data."""
+    assert dispute.leaf_index is not None
+    leaf = dispute.leaf_index - 1  # the agreed leaf whose blob was asked for
+    dispute = _record(dispute, "post_prestate", party, ctx, blob_hash=blob_hash, blob_size=size)
+    state.set_dispute(
+        replace(
+            dispute,
+            status=DisputeStatus.DATA_PUBLISHED,
+            phase=Phase.RESOLVED,
+            turn=Party.NOBODY,
+            reason=f"the solver published the blob of leaf {leaf}",
+            closed_height=ctx.height,
+        )
+    )
+    increase_balance(state, dispute.challenger, dispute.bond)
+    job = state.get_job(dispute.job_id)
+    assert job.challenge_deadline is not None
+    reopened = Height(max(job.challenge_deadline, ctx.height + params.challenge_window))
+    state.set_job(replace(job, open_disputes=job.open_disputes - 1, challenge_deadline=reopened))
+    return [
+        make_event(
+            "data_published",
+            dispute_id=dispute.dispute_id,
+            job_id=dispute.job_id,
+            leaf=leaf,
+            blob_hash=blob_hash,
+            blob_size=size,
+            bond_returned=dispute.bond,
+            challenge_deadline=reopened,
+        )
+    ]
 
 
 # --- timeouts and outcomes ------------------------------------------------------------------
@@ -625,11 +709,13 @@ def reward_sharers(state: LedgerState, job: Job, winning: Dispute) -> tuple[Addr
     Each of them bonded the claim that the solver is wrong, so none is paid less for having
     been slower to finish its game than the solver's own accomplice (see the module docstring).
     """
-    return tuple(
+    sharers = (
         other.challenger
         for other in (state.get_dispute(other_id) for other_id in job.disputes)
-        if other.dispute_id == winning.dispute_id or other.status == DisputeStatus.OPEN
+        if other.dispute_id == winning.dispute_id
+        or (other.status == DisputeStatus.OPEN and not other.data_request)
     )
+    return tuple(dict.fromkeys(sharers))  # one share per address, in opening order
 
 
 def _void_other_disputes(

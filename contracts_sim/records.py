@@ -39,6 +39,7 @@ class DisputeStatus(StrEnum):
     SOLVER_WON = "solver_won"  # the challenger's bond was forfeited
     CHALLENGER_WON = "challenger_won"  # the solver was slashed
     VOID = "void"  # closed because the solver lost another dispute; bond returned
+    DATA_PUBLISHED = "data_published"  # a data request answered on chain; bond returned
 
 
 class Party(StrEnum):
@@ -181,3 +182,7 @@ class Dispute:
     reason: str = ""
     closed_height: Height | None = None
     moves: tuple[DisputeMove, ...] = ()
+    data_request: bool = False
+    """Opened by a verifier that could not get the pre-state blob of ``leaf_index - 1``: the
+    solver must publish it on chain (``post_prestate``) or lose; publishing ends the game with
+    nobody at fault (``DATA_PUBLISHED``)."""

@@ -34,6 +34,7 @@ from contracts_sim.exceptions import (
     InvalidSpecError,
     MalformedBodyError,
     MalformedTransactionError,
+    TransactionTooLargeError,
     UnknownTransactionKindError,
 )
 from protocol.errors import ProofNetError, SpecError
@@ -47,7 +48,6 @@ MAX_AMOUNT: Final = 2**63 - 1
 MAX_CHAIN_ID_LENGTH: Final = 64
 MAX_KIND_LENGTH: Final = 64
 _LOWER_HEX = re.compile(r"[0-9a-f]*")
-_URL: Final = re.compile(r"https?://[!-~]+")
 _ENVELOPE_KEYS: Final = {"chain_id", "sender", "public_key", "nonce", "kind", "body", "signature"}
 
 
@@ -93,6 +93,11 @@ class Transaction:
         }
 
     def signing_bytes(self) -> bytes:
+        """What the sender signed (computed once: every rebuild of a block checks it again)."""
+        return self._signing_bytes
+
+    @functools.cached_property
+    def _signing_bytes(self) -> bytes:
         return signing_bytes(self.unsigned_json())
 
     def to_json(self) -> dict[str, Any]:
@@ -222,14 +227,13 @@ class BodyReader:
         return Address(value)
 
     def url(self, name: str, max_length: int) -> str:
-        """An http(s) URL of printable ASCII, at most ``max_length`` characters ("" clears)."""
+        """A URL string of at most ``max_length`` characters ("" clears); its grammar is the
+        registry's rule (``contracts_sim.registry.check_endpoint_url``)."""
         value = self._raw(name, optional=False)
         if not isinstance(value, str):
             raise MalformedBodyError(name, f"must be a string, got {value!r}")
         if len(value) > max_length:
             raise MalformedBodyError(name, f"is {len(value)} characters; at most {max_length}")
-        if value and not _URL.fullmatch(value):
-            raise MalformedBodyError(name, "must be an http:// or https:// URL without spaces")
         return value
 
     def flag(self, name: str) -> bool:
@@ -481,6 +485,9 @@ class ChallengeBody:
     kind: ClassVar[str] = "challenge"
     job_id: str
     evidence: SegmentEvidence | None
+    withheld: bool = False
+    """A data request, not a claim of fraud: the challenger could not get the blob of leaf
+    ``evidence.segment`` and asks the solver to publish it (needs the fast-path fields)."""
 
     FAST_PATH_FIELDS: ClassVar[tuple[str, ...]] = (
         "segment",
@@ -493,8 +500,11 @@ class ChallengeBody:
     @classmethod
     def read(cls, r: BodyReader) -> ChallengeBody:
         job_id = r.identifier("job_id")
+        withheld = r.flag("withheld") if r.present("withheld") else False
         given = [name for name in cls.FAST_PATH_FIELDS if r.present(name)]
         if not given:
+            if withheld:
+                raise MalformedBodyError("segment", "a data request names the withheld segment")
             for name in cls.FAST_PATH_FIELDS:
                 r.absent(name)  # the plain challenge: starts the Merkle descent
             return cls(job_id, None)
@@ -511,7 +521,7 @@ class ChallengeBody:
             pre_proof=pre_proof,
             post_proof=post_proof,
         )
-        return cls(job_id, evidence)
+        return cls(job_id, evidence, withheld)
 
 
 @dataclass(frozen=True)
@@ -659,3 +669,33 @@ def parse_body(kind: str, body: Mapping[str, Any]) -> Any:
     parsed = body_type.read(reader)
     reader.finish()
     return parsed
+
+
+# --- admission ------------------------------------------------------------------------------
+
+MAX_SMALL_TRANSACTION_BYTES: Final = 64 << 10
+"""The largest encoded transaction of every kind but ``post_prestate``: ids, hashes, log-size
+Merkle proofs and a job spec fit many times over."""
+
+
+def max_transaction_bytes(kind: str, max_blob_bytes: int) -> int:
+    """The largest encoded ``kind`` transaction a node admits: a pre-state carries a blob of up
+    to ``max_blob_bytes`` (``Params``) as hex, two characters a byte; every other kind is
+    small."""
+    if kind == PostPrestateBody.kind:
+        return 2 * max_blob_bytes + MAX_SMALL_TRANSACTION_BYTES
+    return MAX_SMALL_TRANSACTION_BYTES
+
+
+def max_request_bytes(max_blob_bytes: int) -> int:
+    """The largest request body a node reads at all: that of the largest kind."""
+    return max(max_transaction_bytes(kind, max_blob_bytes) for kind in TX_KINDS)
+
+
+def check_transaction_size(kind: str, size: int, max_blob_bytes: int) -> None:
+    """Admission, right after the kind is known and before anything is hashed or verified:
+    raise ``TransactionTooLargeError`` if ``size`` bytes is more than any valid ``kind``
+    transaction needs."""
+    limit = max_transaction_bytes(kind, max_blob_bytes)
+    if size > limit:
+        raise TransactionTooLargeError(kind, size, limit)

@@ -718,6 +718,18 @@ def withhold_data(
     )
 
 
+def withhold_then_publish(what: str = "blobs", *, seed: int = 3) -> Scenario:
+    """Withholds from verifiers but publishes when asked on chain: a data request makes it
+    publish, nobody loses anything, and the verifiers attest once the data is out."""
+    return _solver_cheat(
+        f"withhold-then-publish{_suffix({'what': what}, seed, None)}",
+        "withhold-data",
+        cheater("WithholdData", what=what, publish=True),
+        Expected(solver_slashed=False, located_step=None, caught_by=NONE),
+        seed=seed,
+    )
+
+
 def stall_dispute(
     step: int | None = None,
     moves: int | None = None,

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import functools
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from contracts_sim.crypto import PrivateKey
@@ -106,6 +106,7 @@ class VerifierAgent(Agent):
             if funded and job.job_id not in self.checks and self.strategy.verify(job):
                 self._judge(job, height)
             self._play(job, height)
+            self._attest_once_published(job)
 
     def _police_training(self, job: JobView, height: int) -> None:
         deadline = job.raw.get("train_deadline")
@@ -196,7 +197,7 @@ class VerifierAgent(Agent):
         entries = self._served_entries(job)
         if entries is None:
             check.withheld = True
-            check.verdict = self._challenge(job, None, "leaf list withheld or inconsistent")
+            check.verdict = self._judge_without_leaves(job, sample)
             return check
         first_withheld = None
         for segment in sample:
@@ -212,13 +213,48 @@ class VerifierAgent(Agent):
         elif first_withheld is not None:
             # A blob can be missing because its leaf was fabricated (no state hashes to it): a
             # challenge on that segment would agree to the fabricated pre-state and lose. So
-            # challenge the first wrong leaf if there is one; only a correct trajectory is
-            # challenged on the withheld segment, where the solver must post the pre-state.
+            # challenge the first wrong leaf if there is one; a correct trajectory whose data is
+            # withheld gets a data request: the solver publishes the blob or loses.
             verdict = self._challenge(job, entries, "blob withheld")
             if verdict.action == Verdict.SKIP:
-                verdict = self._challenge_segment(job, entries, first_withheld, "blob withheld")
+                verdict = self._request_data(job, entries, first_withheld)
             check.verdict = verdict
         return check
+
+    def _judge_without_leaves(self, job: JobView, sample: list[int]) -> Verdict:
+        """The leaf list is withheld: re-execute the whole trajectory. A different root is
+        challenged by Merkle descent; the committed root itself gets a data request."""
+        entries = self.truth(job).entries()
+        if root_of(entries) != bytes.fromhex(job.raw["final_root"]):
+            reason = "leaf list withheld or inconsistent"
+            return Verdict(Verdict.CHALLENGE, reason, {"job_id": job.job_id})
+        return self._request_data(job, entries, sample[0] if sample else 0)
+
+    def _request_data(self, job: JobView, entries: list[bytes], segment: int) -> Verdict:
+        """A data request for the blob of leaf ``segment`` (a ``challenge`` with ``withheld``).
+
+        Sent only once this verifier knows the trajectory is correct, so it never loses a bond
+        for the solver's silence: the solver publishes (bond back, then this verifier attests,
+        ``_attest_once_published``) or misses the deadline and is slashed.
+        """
+        verdict = self._challenge_segment(job, entries, segment, "data request: blob withheld")
+        assert verdict.challenge_body is not None
+        return replace(verdict, challenge_body={**verdict.challenge_body, "withheld": True})
+
+    def _attest_once_published(self, job: JobView) -> None:
+        """After the solver published what this verifier asked for, attest: the verifier
+        re-executed the whole trajectory when the data was withheld."""
+        check = self.checks.get(job.job_id)
+        if check is None or not (check.verdict.challenge_body or {}).get("withheld"):
+            return
+        for dispute_id in job.raw.get("disputes", []):
+            raw = self.client.get_dispute(dispute_id)
+            if raw["challenger"] != self.address or raw["status"] != "data_published":
+                continue
+            if self.send(Move("attest", {"job_id": job.job_id}), key=f"attest:{job.job_id}"):
+                check.verdict = Verdict(Verdict.ATTEST, "re-executed; withheld data published")
+                self.log.info("job %s: data published; attested", job.job_id)
+            return
 
     def _challenge(self, job: JobView, entries: list[bytes] | None, reason: str) -> Verdict:
         """Locate the first wrong leaf from the start and challenge the segment before it."""

@@ -173,7 +173,11 @@ class WithholdData(SolverStrategy):
     name = "withhold-data"
     description = """Trains honestly but serves no data: neither leaf list nor blobs, not even
     the pre-state the referee needs in a dispute."""
-    knobs = {"what": "'all' (default), 'blobs' or 'leaves'"}
+    knobs = {
+        "what": "'all' (default), 'blobs' or 'leaves'",
+        "publish": "post the pre-state when a dispute or data request asks (default false): "
+        "withholds from verifiers only, hoping to win a challenger's bond",
+    }
 
     def serve_leaves(self, job: JobView, entries: list[bytes]) -> list[bytes] | None:
         return None if self.knob("what", "all") in ("all", "leaves") else entries
@@ -182,7 +186,8 @@ class WithholdData(SolverStrategy):
         return None if self.knob("what", "all") in ("all", "blobs") else blob
 
     def answer_dispute(self, dispute: DisputeView, honest: Move | None) -> Move | None:
-        if honest is not None and honest.kind == "post_prestate":
+        publish = str(self.knob("publish", False)).lower() in ("1", "true", "yes")
+        if honest is not None and honest.kind == "post_prestate" and not publish:
             return None
         return honest
 
