@@ -72,16 +72,19 @@ from contracts_sim.blocks import (
 from contracts_sim.env import BlockEnv
 from contracts_sim.events import Event
 from contracts_sim.exceptions import (
+    DisputeClosedError,
     InvalidBlockError,
     LedgerError,
+    MalformedBodyError,
     NonceTooLowError,
     NotFoundError,
+    WrongPhaseError,
 )
 from contracts_sim.fork import GENESIS_HEIGHT, apply_transaction, begin_block, genesis_state
 from contracts_sim.invariants import check_invariant
 from contracts_sim.jobs import get_sample_seed, get_verifier_sample
 from contracts_sim.params import PRESETS, Params, get_preset, with_dev_rules
-from contracts_sim.records import Account, Dispute, Job
+from contracts_sim.records import Account, Dispute, DisputeStatus, Job, Phase
 from contracts_sim.state import LedgerState
 from contracts_sim.store import (
     BlockCommit,
@@ -91,7 +94,7 @@ from contracts_sim.store import (
     collect_state_changes,
     open_store,
 )
-from contracts_sim.transactions import Transaction
+from contracts_sim.transactions import BodyReader, PostPrestateBody, Transaction
 from protocol.errors import ProofNetError
 from protocol.hashing import sha256
 from protocol.merkle import root_of
@@ -396,9 +399,12 @@ class Chain:
 
         Raises the typed error of the first rule it breaks (nothing changes), ``BlockFullError``
         when the open block is full. A copy of a pending or applied transaction returns its
-        hash (idempotent).
+        hash (idempotent). ``admit`` runs first, without the lock.
         """
-        if not isinstance(tx, Transaction):
+        if isinstance(tx, Transaction):
+            admit(self._head_state, tx.kind, tx.body, self.params)
+        else:
+            admit(self._head_state, tx.get("kind"), tx.get("body"), self.params)
             tx = Transaction.from_json(tx)  # raises MalformedTransactionError
         tx_hash = tx.tx_hash.hex()
         with self._lock:
@@ -660,6 +666,33 @@ class Chain:
             segments = get_verifier_sample(state, job_id, verifier)
         assert job.final_height is not None
         return Sample(job_id, verifier, Height(job.final_height + 1), seed, tuple(segments))
+
+
+# --- admission ------------------------------------------------------------------------------
+
+
+def admit(state: LedgerState, kind: Any, body: Any, params: Params) -> None:
+    """Cheap checks before a submission is hashed, verified or takes the chain's lock, against
+    the head state (immutable, so read without the lock). Node policy, not a ledger rule: each
+    check is one the rules make again, so it refuses only what would fail, except a move sent
+    before the block that enables it is sealed (send it again after that block).
+
+    Only ``post_prestate`` is worth it: its blob is the one large input, and hashing and
+    verifying it for a dispute that is not waiting for it would cost the node for nothing.
+    """
+    if kind != PostPrestateBody.kind or not isinstance(body, Mapping):
+        return
+    dispute = state.get_dispute(BodyReader(body).identifier("dispute_id"))  # or not found
+    # The dispute is still being played ...
+    if dispute.status != DisputeStatus.OPEN:
+        raise DisputeClosedError(dispute.dispute_id, dispute.status)
+    # ... and waits for the pre-state ...
+    if dispute.phase != Phase.POST_PRESTATE:
+        raise WrongPhaseError(dispute.dispute_id, dispute.phase, Phase.POST_PRESTATE)
+    # ... of at most max_blob_bytes (hex: two characters a byte, "0x" allowed).
+    blob = body.get("blob")
+    if isinstance(blob, str) and len(blob) > 2 * params.max_blob_bytes + 2:
+        raise MalformedBodyError("blob", f"is over {params.max_blob_bytes} bytes")
 
 
 # --- genesis, loading, replay ---------------------------------------------------------------

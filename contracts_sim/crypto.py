@@ -3,15 +3,24 @@
     address_of(public_key)            "0x" + SHA-256(public key)[:20].hex()   (lowercase)
     generate_key() / key_from_seed()  a PrivateKey
     sign(key, msg) / verify_signature(public_key, msg, signature)
+    check_public_key(public_key)      why a key is refused ("" for a valid one)
     PrivateKey.to_json() / PrivateKey.from_json(data)   file-friendly key material
+
+Ed25519 implementations disagree at the edges (small-order keys, non-canonical encodings,
+cofactored or not), so two nodes built on two libraries could split on one transaction. The
+rules are pinned in docs/protocol.md "Signatures" and checked here in plain Python before the
+library is asked: a key must be a canonical encoding of a point that is not of small order,
+``S`` must be below the group order ``L``, and verification is RFC 8032's cofactorless equation
+``[S]B == R + [k]A`` (what OpenSSL computes; ``R`` is compared as bytes, so it must be canonical).
 
 No I/O here: services decide where key files live.
 """
 
 from __future__ import annotations
 
+import functools
 import re
-from typing import Any
+from typing import Any, Final
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import (
@@ -28,6 +37,13 @@ SIGNATURE_SIZE = 64
 SEED_SIZE = 32
 ADDRESS_BYTES = 20
 _ADDRESS_RE = re.compile(r"0x[0-9a-f]{40}")
+
+# Curve25519 in twisted Edwards form (RFC 8032 §5.1): -x^2 + y^2 = 1 + d x^2 y^2 over GF(p).
+_P: Final = 2**255 - 19
+_D: Final = -121665 * pow(121666, -1, _P) % _P
+_SQRT_M1: Final = pow(2, (_P - 1) // 4, _P)
+GROUP_ORDER: Final = 2**252 + 27742317777372353535851937790883648493
+"""``L``, the order of the base point; a signature's ``S`` must be below it."""
 
 
 def is_address(value: object) -> bool:
@@ -105,9 +121,74 @@ def sign(private_key: PrivateKey, message: bytes) -> bytes:
     return private_key.sign(message)
 
 
+# --- key rules (docs/protocol.md "Signatures") ---------------------------------------------
+
+_Point = tuple[int, int, int, int]  # extended coordinates (X, Y, Z, T), x = X/Z, y = Y/Z
+
+
+def _decode_point(encoded: bytes) -> tuple[int, int] | str:
+    """RFC 8032 §5.1.3 point decoding, refusing every non-canonical encoding: the affine point,
+    or the reason it is refused."""
+    sign = encoded[31] >> 7
+    y = int.from_bytes(encoded, "little") & ((1 << 255) - 1)
+    if y >= _P:
+        return "its y coordinate is not below p (a non-canonical encoding)"
+    u, v = (y * y - 1) % _P, (_D * y * y + 1) % _P
+    x = u * pow(v, 3, _P) * pow(u * pow(v, 7, _P), (_P - 5) // 8, _P) % _P
+    if v * x * x % _P == (-u) % _P:
+        x = x * _SQRT_M1 % _P
+    elif v * x * x % _P != u:
+        return "it is not a point on the curve"
+    if x == 0 and sign == 1:
+        return "x is 0 but its sign bit is set (a non-canonical encoding)"
+    return ((_P - x) if x & 1 != sign else x), y
+
+
+def _add(a: _Point, b: _Point) -> _Point:
+    """RFC 8032 §5.1.4 point addition (complete: it doubles too)."""
+    x1, y1, z1, t1 = a
+    x2, y2, z2, t2 = b
+    pa, pb = (y1 - x1) * (y2 - x2) % _P, (y1 + x1) * (y2 + x2) % _P
+    pc, pd = t1 * 2 * _D * t2 % _P, z1 * 2 * z2 % _P
+    e, f, g, h = pb - pa, pd - pc, pd + pc, pb + pa
+    return e * f % _P, g * h % _P, f * g % _P, e * h % _P
+
+
+@functools.lru_cache(maxsize=4096)
+def check_public_key(public_key: bytes) -> str:
+    """Why ``public_key`` may not sign on this ledger, or "" if it may.
+
+    Refused: anything but 32 bytes; a non-canonical encoding (``y >= p``, or ``x = 0`` with the
+    sign bit set); a point not on the curve; a point of small order (``[8]A`` is the identity),
+    for which signatures can be forged or verify under other implementations' rules.
+    Cached per key: the same senders sign again and again.
+    """
+    if len(public_key) != PUBLIC_KEY_SIZE:
+        return f"a public key is {PUBLIC_KEY_SIZE} bytes"
+    decoded = _decode_point(public_key)
+    if isinstance(decoded, str):
+        return decoded
+    x, y = decoded
+    point: _Point = (x, y, 1, x * y % _P)
+    for _ in range(3):
+        point = _add(point, point)
+    px, py, pz, _pt = point
+    if px == 0 and py == pz:
+        return "it is a point of small order"
+    return ""
+
+
+def is_canonical_scalar(encoded: bytes) -> bool:
+    """A signature's ``S`` (32 bytes, little-endian) is below the group order ``L``."""
+    return len(encoded) == 32 and int.from_bytes(encoded, "little") < GROUP_ORDER
+
+
 def verify_signature(public_key: bytes, message: bytes, signature: bytes) -> bool:
-    """True iff ``signature`` is a valid Ed25519 signature of ``message`` by ``public_key``."""
+    """True iff ``signature`` is a valid Ed25519 signature of ``message`` by ``public_key``
+    under the pinned rules (docs/protocol.md "Signatures")."""
     if len(public_key) != PUBLIC_KEY_SIZE or len(signature) != SIGNATURE_SIZE:
+        return False
+    if check_public_key(public_key) or not is_canonical_scalar(signature[32:]):
         return False
     try:
         Ed25519PublicKey.from_public_bytes(public_key).verify(signature, message)

@@ -11,10 +11,13 @@ the rules (the h11 pattern)::
     │   │   ├── MalformedTransactionError  not a well-formed transaction (JSON shape, hex, sizes)
     │   │   ├── UnknownTransactionKindError
     │   │   ├── MalformedBodyError         a body field is missing or invalid (names the field)
-    │   │   │   └── InvalidSpecError       the job spec in a post_job body is invalid
-    │   │   │       └── UntrainableSpecError  well-formed, but no solver could train it here
+    │   │   │   ├── InvalidSpecError       the job spec in a post_job body is invalid
+    │   │   │   │   └── UntrainableSpecError  well-formed, but no solver could train it here
+    │   │   │   └── InvalidEndpointError   a set_endpoint URL a verifier must not be sent to
     │   │   ├── WrongChainError            signed for another chain id
     │   │   ├── SenderMismatchError        sender is not the address of the public key
+    │   │   ├── InvalidPublicKeyError      a small-order or non-canonical key (docs/protocol.md)
+    │   │   ├── TransactionTooLargeError   larger than a node admits for its kind (413)
     │   │   └── InvalidSignatureError
     │   ├── NonceMismatchError             nonce is not the account's next nonce
     │   │   ├── NonceTooLowError           a replay (or an already-used nonce)
@@ -98,6 +101,16 @@ class InvalidSpecError(MalformedBodyError):
     code = "invalid_spec"
 
 
+class InvalidEndpointError(MalformedBodyError):
+    """A ``set_endpoint`` URL outside the rule of ``contracts_sim.registry`` (SSRF)."""
+
+    code = "invalid_endpoint"
+
+    def __init__(self, url: str, reason: str) -> None:
+        super().__init__("url", f"{url[:80]!r} {reason}")
+        self.url = url
+
+
 class UntrainableSpecError(InvalidSpecError):
     """A well-formed spec no solver could train on this chain: unknown dataset, a dataset hash
     that does not match, shapes that do not fit the data, or sizes beyond the chain's limits.
@@ -123,6 +136,33 @@ class SenderMismatchError(InvalidTransactionError):
         super().__init__(f"sender {sender} is not the address of the public key ({derived})")
         self.sender = sender
         self.derived = derived
+
+
+class InvalidPublicKeyError(InvalidTransactionError):
+    """The key may not sign on this ledger (docs/protocol.md "Signatures"): non-canonical, not
+    on the curve, or of small order (whose signatures anyone can forge)."""
+
+    code = "invalid_public_key"
+    http_status = 401
+
+    def __init__(self, sender: str, reason: str) -> None:
+        super().__init__(f"the public key of {sender} is refused: {reason}")
+        self.sender = sender
+        self.reason = reason
+
+
+class TransactionTooLargeError(InvalidTransactionError):
+    """A node's admission limit, not a ledger rule: the encoded transaction is larger than any
+    valid one of its kind, so the node refuses it before hashing or verifying anything."""
+
+    code = "transaction_too_large"
+    http_status = 413
+
+    def __init__(self, kind: str, size: int, limit: int) -> None:
+        super().__init__(f"a {kind} transaction of {size} bytes; at most {limit} admitted")
+        self.kind = kind
+        self.size = size
+        self.limit = limit
 
 
 class InvalidSignatureError(InvalidTransactionError):

@@ -22,7 +22,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import Any, Final
 
-from contracts_sim.crypto import address_of, is_address, verify_signature
+from contracts_sim.crypto import address_of, check_public_key, is_address, verify_signature
 from contracts_sim.dispute import (
     process_challenge,
     process_choose_child,
@@ -36,6 +36,7 @@ from contracts_sim.env import BlockEnv, TxContext
 from contracts_sim.events import Event
 from contracts_sim.exceptions import (
     InvalidBlockError,
+    InvalidPublicKeyError,
     InvalidSignatureError,
     NonceTooHighError,
     NonceTooLowError,
@@ -145,6 +146,9 @@ def check_transaction(state: LedgerState, tx: Transaction, env: BlockEnv) -> Non
     derived = address_of(tx.public_key)
     if tx.sender != derived:
         raise SenderMismatchError(tx.sender, derived)
+    # By a key that may sign: canonical and not of small order (docs/protocol.md "Signatures").
+    if reason := check_public_key(tx.public_key):
+        raise InvalidPublicKeyError(tx.sender, reason)
     # Signed by that key.
     if not verify_signature(tx.public_key, tx.signing_bytes(), tx.signature):
         raise InvalidSignatureError(tx.sender)

@@ -83,7 +83,7 @@ def create_app(settings: NodeSettings | None = None, *, chain: Chain | None = No
         version="0.1.0",
         lifespan=lifespan,
     )
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=runtime.max_body_bytes)
     app.state.runtime = runtime
     install_error_handlers(app)
     for module in (health, txs, jobs, accounts, disputes, blocks, events, samples):

@@ -17,9 +17,11 @@ from collections.abc import Mapping
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
 
 from contracts_sim.blocks import Block, ChainEvent, Receipt
 from contracts_sim.chain import Chain
+from contracts_sim.transactions import check_transaction_size, max_request_bytes
 from services.node.settings import NodeSettings
 
 log = logging.getLogger("proofnet.node")
@@ -73,6 +75,22 @@ class NodeRuntime:
         self.notifier = BlockNotifier()
         self._unsubscribe = chain.subscribe(self.notifier.notify)
         self._producer: asyncio.Task[None] | None = None
+
+    # --- admission ----------------------------------------------------------------------
+
+    @property
+    def max_body_bytes(self) -> int:
+        """The largest request body read at all: the setting, else the largest transaction the
+        chain's params allow (a pre-state blob in hex)."""
+        if self.settings.max_body_bytes is not None:
+            return self.settings.max_body_bytes
+        return max_request_bytes(self.chain.params.max_blob_bytes)
+
+    async def check_size(self, request: Request, kind: str) -> None:
+        """Refuse a transaction larger than any valid one of its ``kind`` (413), before it is
+        hashed or verified (the body was read already, within ``max_body_bytes``)."""
+        size = len(await request.body())
+        check_transaction_size(kind, size, self.chain.params.max_blob_bytes)
 
     # --- lifecycle ----------------------------------------------------------------------
 

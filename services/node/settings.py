@@ -38,7 +38,11 @@ class NodeSettings(BaseSettings):
         default=30.0, gt=0, le=600, description="longest ?wait=true, seconds"
     )
     max_block_txs: int = Field(default=DEFAULT_MAX_BLOCK_TXS, ge=1)
-    max_body_bytes: int = Field(default=160 << 20, ge=1024, description="largest request body")
+    max_body_bytes: int | None = Field(
+        default=None,
+        ge=1024,
+        description="largest request body (default: the chain's, 2 x max_blob_bytes + 64 KiB)",
+    )
 
     @model_validator(mode="after")
     def _check(self) -> NodeSettings:

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Query, Request, Response
 
 from contracts_sim.exceptions import InvalidTransactionError
 from contracts_sim.jobs import compute_job_id
@@ -33,12 +33,14 @@ class WrongKindError(InvalidTransactionError):
 async def post_job(
     envelope: TxEnvelope,
     runtime: RuntimeDep,
+    request: Request,
     response: Response,
     wait: Annotated[bool, Query(description="return once the job is in a block")] = True,
     timeout: TimeoutQuery = None,
 ) -> dict[str, Any]:
     """The submitter's entry point: a signed ``post_job`` transaction. Returns the job id
     (known before inclusion: it hashes the spec, the submitter and the nonce) and the receipt."""
+    await runtime.check_size(request, envelope.kind)
     data = envelope.model_dump()
     tx = Transaction.from_json(data)
     if tx.kind != PostJobBody.kind:

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Query, Request, Response
 
 from contracts_sim.blocks import Receipt
 from services.node.deps import ChainDep, RuntimeDep
@@ -32,6 +32,7 @@ def receipt_response(receipt: Receipt, response: Response) -> dict[str, Any]:
 async def submit_tx(
     envelope: TxEnvelope,
     runtime: RuntimeDep,
+    request: Request,
     response: Response,
     wait: WaitQuery = False,
     timeout: TimeoutQuery = None,
@@ -39,7 +40,9 @@ async def submit_tx(
     """Submit a signed transaction. It is checked against the head state plus the pending
     transactions at once: a transaction that would fail is rejected (4xx) and changes nothing.
     202 with a pending receipt, or with ``?wait=true`` 200 with the receipt of its block.
-    Re-submitting a pending or applied transaction returns its receipt (idempotent)."""
+    Re-submitting a pending or applied transaction returns its receipt (idempotent).
+    A transaction larger than its kind allows is refused with 413 before it is checked."""
+    await runtime.check_size(request, envelope.kind)
     receipt = await runtime.submit(envelope.model_dump(), wait, timeout)
     return receipt_response(receipt, response)
 
