@@ -100,7 +100,8 @@ class Network:
         self.agents.append(agent)
         return agent
 
-    def _send(self, key: PrivateKey, kind: str, body: dict[str, Any]) -> None:
+    def send(self, key: PrivateKey, kind: str, body: dict[str, Any]) -> None:
+        """Sign ``kind`` with ``key``'s next pending nonce and submit it (no block produced)."""
         nonce = self.client.pending_nonce(key.address)
         self.client.submit(sign_transaction(key, self.chain_id, nonce, kind, body))
 
@@ -110,7 +111,7 @@ class Network:
         """Fund the submitter from the faucet and post a job; returns the job id."""
         terms = terms or JobTerms()
         key = key_for(submitter, self.salt)
-        self._send(key, "faucet", {"amount": terms.payment + terms.verification_fee})
+        self.send(key, "faucet", {"amount": terms.payment + terms.verification_fee})
         nonce = self.client.pending_nonce(key.address)
         tx = sign_transaction(key, self.chain_id, nonce, "post_job", terms.body(spec))
         return self.client.post_job(tx, wait=False).job_id

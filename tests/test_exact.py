@@ -14,6 +14,7 @@ from protocol.exact import (
     init,
     run,
     state_hash,
+    state_step,
     step,
     train_trajectory,
 )
@@ -85,11 +86,19 @@ def test_state_with_wrong_shape_is_rejected(tiny_spec: JobSpec) -> None:
         step(tiny_spec, state, 0)
 
 
-def test_overflowing_state_raises_instead_of_wrapping(tiny_spec: JobSpec) -> None:
+def test_a_step_that_would_leave_the_exact_range_is_skipped(tiny_spec: JobSpec) -> None:
+    """The overflow rule: the step changes nothing but the counter (never a wrapped value,
+    never an error an honest solver could be slashed for)."""
     state = init(tiny_spec)
     state["layer0.weight"] = torch.full_like(state["layer0.weight"], 2**40)
+    after = step(tiny_spec, state, 0)
+    assert state_step(after) == 1
+    assert sorted(after) == sorted(state)
+    for name in state:
+        if name != "step":
+            assert torch.equal(after[name], state[name]), name
     with pytest.raises(OverflowBoundError):
-        step(tiny_spec, state, 0)
+        evaluate(tiny_spec, state)  # reporting accuracy has no rule to fall back on
 
 
 def test_example_reaches_accuracy_close_to_native() -> None:

@@ -9,8 +9,10 @@ House rules of the exact VM:
 * Matrix products carry the integer operands in float64 and call ``torch.matmul``. Every product
   and partial sum is an integer below 2^53, so float64 represents each exactly and the result is
   independent of summation order, blocking, FMA contraction and device. That holds only while
-  ``max|a| * max|b| * K < 2^53``: ``ExactMatmul`` records the bound of every product and
-  ``check`` raises ``OverflowBoundError`` before any result of the step is returned.
+  ``max|a| * max|b| * K < 2^53``: ``ExactMatmul`` checks the bound of every product before
+  computing it and raises ``OverflowBoundError`` instead (nothing inexact is ever computed, so
+  nothing device-dependent can follow from it). ``mlp.step`` turns that into the overflow rule
+  (see its docstring): the VM is total.
 * No float ``exp``/``log``: the softmax uses ``exp2_fixed``, an integer polynomial for 2^f.
 """
 
@@ -62,11 +64,12 @@ class Operand:
 
 
 class ExactMatmul:
-    """Performs exact integer matmuls for one step and remembers their worst-case bounds."""
+    """Performs exact integer matmuls, refusing any whose result could be inexact.
 
-    def __init__(self) -> None:
-        self._bounds: list[torch.Tensor] = []
-        self._names: list[str] = []
+    The bound is checked *before* the product: a product past 2^53 would round, and what
+    follows from rounded values (an int64 conversion out of range, a shift by a garbage
+    amount) differs between devices. One device sync per product is the price.
+    """
 
     def __call__(
         self, a: Operand | torch.Tensor, b: Operand | torch.Tensor, where: str
@@ -74,19 +77,13 @@ class ExactMatmul:
         a_op = a if isinstance(a, Operand) else Operand.of(a)
         b_op = b if isinstance(b, Operand) else Operand.of(b)
         inner = a_op.t64.shape[-1]
-        self._bounds.append(a_op.maxabs * b_op.maxabs * float(inner))
-        self._names.append(where)
+        bound = float((a_op.maxabs * b_op.maxabs * float(inner)).item())
+        if bound >= EXACT_LIMIT:
+            raise OverflowBoundError(where, bound)
         return torch.matmul(a_op.t64, b_op.t64).to(torch.int64)
 
     def check(self) -> None:
-        """Raise OverflowBoundError if any product of this step could have been inexact."""
-        if not self._bounds:
-            return
-        bounds = torch.stack(self._bounds)
-        worst = float(bounds.max().item())  # one device sync per step
-        if worst >= EXACT_LIMIT:
-            index = int(bounds.argmax().item())
-            raise OverflowBoundError(self._names[index], worst)
+        """Kept for callers that batch their checks: every product was checked when made."""
 
 
 def exp2_fixed(t: torch.Tensor) -> torch.Tensor:

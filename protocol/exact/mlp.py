@@ -24,7 +24,7 @@ from collections.abc import Callable
 import torch
 
 from protocol.datasets import check_dataset
-from protocol.errors import StateMismatchError
+from protocol.errors import OverflowBoundError, StateMismatchError
 from protocol.exact.fixedpoint import (
     FRAC,
     ONE,
@@ -160,11 +160,32 @@ def _batch(spec: JobSpec, i: int, device: torch.device) -> tuple[Operand, torch.
 
 
 def step(spec: JobSpec, state: State, i: int) -> State:
-    """Apply training step ``i`` to state ``i``; pure (returns a new state)."""
+    """Apply training step ``i`` to state ``i``; pure (returns a new state).
+
+    The overflow rule (docs/protocol.md, "The exact VM is total"): a step one of whose
+    products could leave the exact range changes nothing but the step counter. Every step of
+    every valid spec from every valid state therefore has one defined result, the same on
+    every device, so a job the ledger accepted can always be completed — a submitter whose
+    learning rate diverges gets a model that stopped updating, and no honest solver is slashed
+    for it.
+    """
     if state_step(state) != i:
         raise StateMismatchError(f"state is at step {state_step(state)}, not {i}")
     if not 0 <= i < spec.steps:
         raise StateMismatchError(f"step {i} is outside 0..{spec.steps - 1}")
+    try:
+        return _sgd_step(spec, state, i)
+    except OverflowBoundError:
+        return skipped_step(state)
+
+
+def skipped_step(state: State) -> State:
+    """The state after a step the overflow rule skipped: only the counter moves on."""
+    return {**state, STEP_KEY: state[STEP_KEY] + 1}
+
+
+def _sgd_step(spec: JobSpec, state: State, i: int) -> State:
+    """One SGD-with-momentum step; raises OverflowBoundError before any inexact product."""
     device = state[STEP_KEY].device
     x, labels = _batch(spec, i, device)
     weights = _weights(spec, state)
@@ -183,7 +204,6 @@ def step(spec: JobSpec, state: State, i: int) -> State:
         if layer > 0:
             back = matmul(grad_op, weights[layer].T, f"grad_input{layer}")
             grad = rshift_round(back, FRAC) * (pre[layer - 1] > 0)
-    matmul.check()
 
     mu = spec.optimizer.momentum_q16
     shift = int(math.log2(spec.batch_size)) - spec.optimizer.lr_log2
@@ -210,7 +230,6 @@ def predict(spec: JobSpec, state: State, x: torch.Tensor) -> torch.Tensor:
     """Class indices predicted for the Q16 inputs ``x``."""
     matmul = ExactMatmul()
     _, pre = _forward(spec, Operand.of(x), _weights(spec, state), state, matmul)
-    matmul.check()
     return pre[-1].argmax(dim=1)
 
 

@@ -4,6 +4,13 @@ Specs vary in seed, dataset, model width and depth, batch size, learning rate, m
 and checkpoint interval; each network runs two solvers and two verifiers whose torch thread
 counts differ (every agent sets its own count before it ticks), several jobs at once. Exact
 training must make every re-execution agree with every commitment regardless.
+
+Beside them a misbehaving submitter posts what no solver could train and terms no ledger should
+take (a wrong dataset hash, an unknown dataset, widths that do not fit the data, a state too
+large to adjudicate, zero payment, a sample larger than the job): each is refused with a typed
+error and creates nothing. It also posts specs whose learning rate diverges: the ledger takes
+them, and the overflow rule (a step that would leave the exact range is skipped) lets the
+solver finish them — so no honest solver is ever slashed for a submitter's choices.
 """
 
 from __future__ import annotations
@@ -17,10 +24,13 @@ from typing import Any
 import pytest
 
 from contracts_sim.invariants import check_invariant
+from contracts_sim.transactions import sign_transaction
 from protocol.datasets import load_dataset
-from protocol.exact import get_threads, set_threads
+from protocol.errors import OverflowBoundError, ProofNetError
+from protocol.exact import get_threads, init, set_threads, step
+from protocol.exact.mlp import _sgd_step
 from protocol.spec import JobSpec, parse_spec
-from services.network import JobTerms, Network
+from services.network import JobTerms, Network, key_for
 
 pytestmark = pytest.mark.adversarial
 
@@ -82,6 +92,94 @@ def random_spec(rng: random.Random) -> JobSpec:
     )
 
 
+def diverging_spec(rng: random.Random) -> JobSpec:
+    """A spec whose learning rate (1 or 1/2) and momentum drive the weights out of the exact
+    range: some of its steps fall under the overflow rule."""
+    dataset = load_dataset("synthetic-blobs-v1")
+    return parse_spec(
+        {
+            "version": 1,
+            "model": {
+                "family": "mlp",
+                "input_dim": dataset.num_features,
+                "hidden": [8],
+                "classes": dataset.num_classes,
+            },
+            "dataset": {"id": dataset.id, "hash": dataset.content_hash_hex},
+            "seed": rng.randrange(2**40),
+            "steps": 40,
+            "batch_size": 1,
+            "optimizer": {"name": "sgd", "lr_log2": rng.choice([0, -1]), "momentum": 0.99},
+            "checkpoint_interval": 4,
+        }
+    )
+
+
+BASE_ORDER = {
+    "version": 1,
+    "model": {"family": "mlp", "input_dim": 16, "hidden": [], "classes": 4},
+    "dataset": {"id": "synthetic-blobs-v1", "hash": "00" * 32},
+    "seed": 0,
+    "steps": 1,
+    "batch_size": 1,
+    "optimizer": {"name": "sgd", "lr_log2": -4},
+    "checkpoint_interval": 1,
+}
+"""A parseable spec whose only use is ``JobTerms.body``; the body's spec is replaced."""
+
+
+def skipped_steps(spec: JobSpec) -> int:
+    """How many of ``spec``'s steps the overflow rule skips."""
+    state, skipped = init(spec), 0
+    for i in range(spec.steps):
+        try:
+            _sgd_step(spec, state, i)
+        except OverflowBoundError:
+            skipped += 1
+        state = step(spec, state, i)
+    return skipped
+
+
+def bad_submission(rng: random.Random) -> tuple[str, dict[str, Any], JobTerms]:
+    """(what is wrong, spec as a mapping, terms): a job order the ledger must refuse."""
+    spec = random_spec(rng).to_dict()
+    terms = JobTerms(sample_count=1)
+    kind = rng.choice(
+        ["dataset_hash", "unknown_dataset", "input_dim", "classes", "huge_state", "payment", "k"]
+    )
+    if kind == "dataset_hash":
+        spec["dataset"]["hash"] = "ab" * 32
+    elif kind == "unknown_dataset":
+        spec["dataset"]["id"] = "no-such-dataset"
+    elif kind == "input_dim":
+        spec["model"]["input_dim"] += 1
+    elif kind == "classes":
+        spec["model"]["classes"] += 1
+    elif kind == "huge_state":
+        spec["model"]["hidden"] = [2048, 2048]  # ~4.3M parameters: past max_blob_bytes
+    elif kind == "payment":
+        terms = JobTerms(payment=0)
+    else:
+        terms = JobTerms(sample_count=10_000)
+    return kind, spec, terms
+
+
+def post_refused(net: Network, who: str, spec: dict[str, Any], terms: JobTerms) -> str:
+    """Post a bad job order; return the error code, after checking it created nothing."""
+    jobs_before = len(net.client.list_jobs())
+    body = {**terms.body(parse_spec(BASE_ORDER)), "spec": spec}  # the terms, around any mapping
+    key = key_for(who, net.salt)
+    nonce = net.client.pending_nonce(key.address)
+    balance = int(net.client.get_account(key.address)["balance"])
+    tx = sign_transaction(key, net.chain_id, nonce, "post_job", body)
+    with pytest.raises(ProofNetError) as refused:
+        net.client.post_job(tx, wait=False)
+    assert len(net.client.list_jobs()) == jobs_before
+    assert int(net.client.get_account(key.address)["balance"]) == balance
+    assert net.client.pending_nonce(key.address) == nonce
+    return str(getattr(refused.value, "code", type(refused.value).__name__))
+
+
 @dataclass
 class SoakReport:
     jobs: int = 0
@@ -91,6 +189,10 @@ class SoakReport:
     attestations: int = 0
     devices: set[str] = field(default_factory=set)  # where the solvers trained
     wall_s: float = 0.0
+    refused: Counter[str] = field(default_factory=Counter)  # bad order -> refusals
+    refusal_codes: set[str] = field(default_factory=set)
+    diverging: list[JobSpec] = field(default_factory=list)  # accepted, must still settle
+    slashes: int = 0  # over every job of every network, bad ones included
 
 
 def soak(
@@ -100,6 +202,7 @@ def soak(
     solver_device: str = "cpu",
     solver_threads: tuple[int, int] = (1, 2),
     verifier_threads: tuple[int, int] = (2, 1),
+    misbehaving_submitter: bool = False,
 ) -> SoakReport:
     rng = random.Random(seed)
     report = SoakReport()
@@ -128,13 +231,30 @@ def soak(
                 report.shapes.add(
                     (spec.dataset.id, spec.model.hidden, spec.steps, spec.checkpoint_interval)
                 )
-            net.run_jobs(*job_ids, max_rounds=200)
+            hostile_ids = []
+            if misbehaving_submitter:
+                mallory = key_for("mallory", net.salt)
+                net.send(mallory, "faucet", {"amount": 10 * JobTerms().payment})
+                for _ in range(2):
+                    kind, bad_spec, bad_terms = bad_submission(rng)
+                    code = post_refused(net, "mallory", bad_spec, bad_terms)
+                    report.refused[kind] += 1
+                    report.refusal_codes.add(code)
+                diverging = diverging_spec(rng)
+                report.diverging.append(diverging)
+                hostile_ids.append(net.post_job(diverging, JobTerms(), submitter="mallory-2"))
+            net.run_jobs(*job_ids, *hostile_ids, max_rounds=200)
             check_invariant(net.chain.state)
             report.devices.update(
                 str(run.device)
                 for agent in net.agents
                 for run in getattr(agent, "runs", {}).values()
             )
+            report.slashes += sum(
+                record["status"] == "slashed" for record in net.client.list_jobs()
+            )
+            for job_id in hostile_ids:
+                assert net.job(job_id)["status"] == "settled", net.job(job_id)["status"]
             for job_id in job_ids:
                 record = net.job(job_id)
                 report.jobs += 1
@@ -157,10 +277,27 @@ def assert_all_honest_settled(report: SoakReport, jobs: int) -> None:
 
 
 def test_honest_soak_never_slashes() -> None:
-    report = soak(SOAK_JOBS, seed=2026)
+    report = soak(SOAK_JOBS, seed=2026, misbehaving_submitter=True)
     assert_all_honest_settled(report, SOAK_JOBS)
+    assert report.slashes == 0
+    # The misbehaving submitter tried every kind of bad order, and each was refused.
+    assert set(report.refused) == {
+        "dataset_hash",
+        "unknown_dataset",
+        "input_dim",
+        "classes",
+        "huge_state",
+        "payment",
+        "k",
+    }
+    assert report.refusal_codes <= {"untrainable_spec", "malformed_body"}
+    assert any(skipped_steps(spec) for spec in report.diverging[:3])
     assert report.devices == {"cpu"}
     assert len(report.shapes) > SOAK_JOBS // 2  # really different jobs
+    print(
+        f"\nsoak: {sum(report.refused.values())} bad orders refused, "
+        f"{len(report.diverging)} diverging specs settled"
+    )
     print(
         f"\nsoak: {report.jobs} jobs, {report.statuses['settled']} settled, "
         f"{report.events['slashed']} slashed, {report.attestations} attestations, "
