@@ -233,8 +233,9 @@ def require_trainable(spec: JobSpec, params: Params) -> None:
 
     An honest solver that won such a job could only miss its training deadline and lose its
     stake while the submitter is refunded: griefing that costs the griefer nothing. So the
-    ledger checks everything it can from the spec alone, before anyone bids; what only training
-    reveals (a step leaving the exact range) is the solver's to check before it bids.
+    ledger checks everything it can from the spec alone, before anyone bids. What only training
+    reveals, a step leaving the exact range, needs no check: the overflow rule skips such a
+    step (docs/protocol.md, "The exact VM is total"), so every admitted spec can be completed.
     """
     # The commitment stays within what verifiers fetch and a dispute bisects.
     if spec.num_leaves > params.max_leaves:

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from services.cli import app
-from services.cli.common import reported_errors
+from services.cli.common import fail, reported_errors
 
 solver_app = typer.Typer(help="Run a solver: stake, bid, train, commit, serve data, defend.")
 verifier_app = typer.Typer(help="Run a verifier: sample, re-execute, attest or challenge.")
@@ -67,6 +67,22 @@ def _warn_if_unreachable(public_url: str | None, allow_private: bool) -> None:
         )
 
 
+def _announced_url(url: str) -> str:
+    """The URL in the canonical form the ledger stores (so the solver never re-announces an
+    equal URL every tick), or a clear error before anything starts if the ledger would refuse
+    it (``http://0.0.0.0:…`` when listening on every interface without ``--public-url``)."""
+    from contracts_sim.registry import check_endpoint_url
+    from protocol.errors import ProofNetError
+
+    try:
+        return check_endpoint_url(url)
+    except ProofNetError as exc:
+        fail(
+            f"the chain would refuse {url!r} as this solver's endpoint ({exc.message}); "
+            "pass --public-url with an address verifiers can reach"
+        )
+
+
 @solver_app.command("run")
 def solver_run(
     chain: ChainOpt,
@@ -97,6 +113,7 @@ def solver_run(
     from services.agents.strategy import load_solver_strategy
 
     _setup(log_level, threads)
+    announced = _announced_url(public_url or f"http://{host}:{port}")
     with reported_errors():
         chosen = load_solver_strategy(strategy)
         dev = resolve_device(device)
@@ -109,7 +126,7 @@ def solver_run(
             device=dev,
             stake=stake,
             train_budget=train_budget,
-            public_url=public_url or f"http://{host}:{port}",
+            public_url=announced,
             name=f"solver-{private_key.address[2:8]}",
         )
         _warn_if_unreachable(agent.public_url, allow_private_endpoints)

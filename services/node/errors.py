@@ -4,7 +4,8 @@ ProofNetError (ledger, chain, protocol)   -> its .http_status and .code
 malformed JSON body                       -> 400 malformed_json
 request not matching the schema           -> 422 validation_error
 unknown route / wrong method              -> 404 not_found / 405 method_not_allowed
-body larger than max_body_bytes           -> 413 body_too_large
+body larger than max_body_bytes, or over   -> 413 body_too_large
+  64 KiB and not one big string (post_prestate)
 anything else (a bug)                     -> 500 internal_error (logged)
 """
 
@@ -19,6 +20,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from contracts_sim.transactions import MAX_SMALL_TRANSACTION_BYTES
 from protocol.errors import ProofNetError
 from services.node.schemas import ErrorResponse
 
@@ -94,8 +96,17 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(Exception, _unexpected)
 
 
+LARGE_BODY_BYTES = MAX_SMALL_TRANSACTION_BYTES
+"""Past this size a body can only be a ``post_prestate``, whose bulk is one hex string."""
+MAX_LARGE_BODY_STRUCTURE = 256
+"""JSON structural characters (``,``, ``{``, ``[``) a body past ``LARGE_BODY_BYTES`` may hold:
+a ``post_prestate`` envelope has a few dozen, so a large body made of many tiny values (which
+would cost far more memory to parse than its size) is refused before it is parsed."""
+
+
 class BodyLimitMiddleware:
-    """Refuse request bodies over ``max_bytes`` with a JSON 413 (declared or streamed)."""
+    """Refuse request bodies over ``max_bytes`` with a JSON 413 (declared or streamed), and
+    large bodies that are not one big string (see ``MAX_LARGE_BODY_STRUCTURE``)."""
 
     def __init__(self, app: ASGIApp, max_bytes: int) -> None:
         self.app = app
@@ -110,15 +121,23 @@ class BodyLimitMiddleware:
             response = error_response(413, "body_too_large", self._message())
             await response(scope, receive, send)
             return
-        received = 0
+        received = structure = 0
 
         async def limited() -> Message:
-            nonlocal received
+            nonlocal received, structure
             message = await receive()
             if message["type"] == "http.request":
-                received += len(message.get("body", b""))
+                chunk = message.get("body", b"")
+                received += len(chunk)
+                structure += chunk.count(b",") + chunk.count(b"{") + chunk.count(b"[")
                 if received > self.max_bytes:  # FastAPI re-raises HTTPExceptions from here
                     raise StarletteHTTPException(413, self._message())
+                if received > LARGE_BODY_BYTES and structure > MAX_LARGE_BODY_STRUCTURE:
+                    raise StarletteHTTPException(
+                        413,
+                        f"a body over {LARGE_BODY_BYTES} bytes must be a post_prestate "
+                        f"(at most {MAX_LARGE_BODY_STRUCTURE} JSON separators)",
+                    )
             return message
 
         await self.app(scope, limited, send)

@@ -175,6 +175,26 @@ def test_a_small_kind_padded_past_its_limit_is_refused_before_verifying(
     assert verified == []
 
 
+def test_a_large_body_of_tiny_values_is_refused_before_it_is_parsed(
+    api: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A body under the cap made of many tiny JSON values costs far more memory to parse than
+    its size; past the small-transaction size only a post_prestate (one hex string) fits."""
+    parsed: list[int] = []
+    real_loads = json.loads
+
+    def counting_loads(data: Any, *args: Any, **kwargs: Any) -> Any:
+        parsed.append(len(data))
+        return real_loads(data, *args, **kwargs)
+
+    monkeypatch.setattr(json, "loads", counting_loads)
+    values = "[" + ",".join("0" for _ in range(MAX_SMALL_TRANSACTION_BYTES)) + "]"
+    content = ('{"chain_id": "x", "body": {"blob": ' + values + "}}").encode()
+    response = api.post("/txs", content=content, headers={"content-type": "application/json"})
+    assert _error(response)[0] == 413
+    assert not [size for size in parsed if size >= MAX_SMALL_TRANSACTION_BYTES]
+
+
 def test_requests_just_under_the_caps_are_admitted(chain: Chain, api: TestClient) -> None:
     cap = max_request_bytes(chain.params.max_blob_bytes)
     largest_blob = bytes(chain.params.max_blob_bytes).hex()
