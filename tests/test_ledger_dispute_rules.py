@@ -307,7 +307,9 @@ def test_challenger_may_post_the_prestate(game: tuple[LedgerHarness, str, str, R
 
 
 def test_prestate_blob_size_limit() -> None:
-    h = funded_harness(params=TEST.with_changes(max_blob_bytes=64))
+    """post_job admits only specs whose state fits max_blob_bytes, so only a blob that is not
+    the state (here: one byte too many) can be over the limit; it is refused before hashing."""
+    h = funded_harness()
     solver_run = make_run(cheat_step=CHEATER)
     job_id, _ = committed_job(h, leaves=list(solver_run.leaves))
     dispute_id = str(
@@ -317,7 +319,7 @@ def test_prestate_blob_size_limit() -> None:
     err = h.expect_error(
         "solver",
         "post_prestate",
-        {"dispute_id": dispute_id, "blob": solver_run.blobs[CHEATER].hex()},
+        {"dispute_id": dispute_id, "blob": bytes(TEST.max_blob_bytes + 1).hex()},
         MalformedBodyError,
     )
     assert err.field == "blob"  # type: ignore[attr-defined]
