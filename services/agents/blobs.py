@@ -25,6 +25,7 @@ from typing import Any, Protocol
 
 import httpx
 
+from services.agents.deadline_transport import deadline_transport, within_deadline
 from services.agents.endpoints import (
     EndpointRefusedError,
     Resolver,
@@ -36,7 +37,7 @@ log = logging.getLogger("proofnet.blobs")
 
 DEFAULT_DEADLINE_S = 30.0  # total time for one request: connect, headers and every body byte
 CONNECT_TIMEOUT_S = 5.0
-READ_TIMEOUT_S = 10.0  # one socket read; the deadline is checked after each
+READ_TIMEOUT_S = 10.0  # one socket read, itself cut to the time left before the deadline
 LEAF_HEX_CHARS = 64
 LEAVES_OVERHEAD_BYTES = 1024  # '{"job_id": ..., "leaves": [...]}' around the leaf strings
 _LEAF_HEX = re.compile(r"[0-9a-f]{64}")
@@ -109,11 +110,12 @@ class BoundedFetcher:
     """GETs from endpoints other parties announced, bounded in bytes and in total time.
 
     The body is streamed and dropped once it passes ``max_bytes`` (at most one socket read,
-    64 KiB, is read past the cap); the deadline is checked after every read, so a peer that
-    drips a byte at a time is cut off at ``deadline`` (+ at most one read timeout). Redirects
-    are not followed, no proxy or netrc from the environment is used, the body is taken raw
-    (no decompression bombs), and the connection goes to the address the endpoint policy
-    checked.
+    64 KiB, is read past the cap). The deadline holds for the whole exchange — connect,
+    request, status line, headers and body — at the socket (``deadline_transport``): every
+    socket operation gets at most the time left, so a peer that drips its headers or its body
+    a byte at a time is cut off at ``deadline``. Redirects are not followed, no proxy or netrc
+    from the environment is used, the body is taken raw (no decompression bombs), and the
+    connection goes to the address the endpoint policy checked.
     """
 
     def __init__(
@@ -132,7 +134,11 @@ class BoundedFetcher:
         read = min(read_timeout, deadline)
         timeout = httpx.Timeout(connect=connect_timeout, read=read, write=read, pool=read)
         self.http = httpx.Client(
-            timeout=timeout, follow_redirects=False, trust_env=False, transport=transport
+            timeout=timeout,
+            follow_redirects=False,
+            trust_env=False,
+            # A given transport (a test's MockTransport) has no sockets to hold to the deadline.
+            transport=deadline_transport() if transport is None else transport,
         )
 
     def _withheld(self, url: str, failure: str, bytes_read: int = 0) -> Fetched:
@@ -153,9 +159,12 @@ class BoundedFetcher:
         chunks: list[bytes] = []
         read = 0
         try:
-            with self.http.stream(
-                "GET", target.url, headers=headers, extensions=extensions
-            ) as response:
+            with (
+                within_deadline(deadline),
+                self.http.stream(
+                    "GET", target.url, headers=headers, extensions=extensions
+                ) as response,
+            ):
                 if response.status_code != 200:
                     return self._withheld(url, f"status {response.status_code}")
                 declared = response.headers.get("content-length", "")
@@ -169,6 +178,8 @@ class BoundedFetcher:
                         return self._withheld(url, f"past the {self.deadline:g} s deadline", read)
                     chunks.append(chunk)
         except httpx.HTTPError as exc:
+            if isinstance(exc, httpx.TimeoutException) and time.monotonic() >= deadline:
+                return self._withheld(url, f"past the {self.deadline:g} s deadline", read)
             return self._withheld(url, f"transport: {type(exc).__name__}: {exc}", read)
         return Fetched(b"".join(chunks), read)
 

@@ -1,14 +1,17 @@
 """unbounded-fetch: a solver's endpoint answers a verifier's GET with a body far larger than any
-state blob, or drips it a byte at a time, or is announced at an address inside the verifier's
-own network (SSRF). Every fetch is bounded: the verifier reads at most its cap plus one socket
-read, gives up at its total deadline however slowly bytes arrive, and never connects to a
-refused address; each of these is *withheld* data (None), which the verifier challenges."""
+state blob, or drips it (or its headers) a byte at a time, or is announced at an address inside
+the verifier's own network (SSRF). Every fetch is bounded: the verifier reads at most its cap
+plus one socket read, gives up at its total deadline however slowly bytes (of headers or body)
+arrive, and never connects to a refused address; each of these is *withheld* data (None), which
+the verifier challenges."""
 
 from __future__ import annotations
 
 import http.server
+import socket
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import httpx
@@ -25,6 +28,7 @@ KERNEL_SLACK = 32 << 20  # what loopback socket buffers can hold beyond what the
 DRIP_BYTES = 50  # one byte every DRIP_PAUSE: 10 s in all, well past the deadline
 DRIP_PAUSE = 0.2
 ZEROS = bytes(READ)
+STATUS_LINE = b"HTTP/1.1 200 OK\r\n"
 
 
 @dataclass
@@ -112,6 +116,53 @@ def test_a_drip_feed_is_cut_off_at_the_total_deadline(hostile) -> None:
     assert fetched.failure is not None and "deadline" in fetched.failure
     assert observed.peer_closed.wait(10), "the fetcher hung up before the drip ended"
     assert observed.sent < DRIP_BYTES
+
+
+@contextmanager
+def header_drip_server() -> Iterator[tuple[str, Observed]]:
+    """One connection: the status line, then a header one byte per DRIP_PAUSE (10 s in all);
+    stops at the end of the drip or as soon as the client hangs up."""
+    observed = Observed()
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(10)  # bounded even if no client ever comes
+
+    def drip_headers() -> None:
+        connection, _ = listener.accept()
+        with connection:
+            connection.settimeout(10)
+            connection.recv(READ)  # the request
+            connection.sendall(STATUS_LINE + b"X-Drip: ")
+            connection.settimeout(DRIP_PAUSE)
+            for _ in range(DRIP_BYTES):
+                try:
+                    connection.sendall(b"x")
+                    observed.sent += 1
+                    if connection.recv(1) == b"":  # the client sends nothing more: a hang-up
+                        break
+                except TimeoutError:  # the pause between two bytes
+                    continue
+                except OSError:  # reset by the client
+                    break
+            observed.peer_closed.set()
+
+    thread = threading.Thread(target=drip_headers, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}", observed
+    finally:
+        thread.join(timeout=DRIP_BYTES * DRIP_PAUSE + 10)
+        listener.close()
+
+
+def test_a_header_drip_is_cut_off_at_the_total_deadline() -> None:
+    """Each header byte arrives within the read timeout; only the total deadline stops it."""
+    with header_drip_server() as (url, observed):
+        fetcher = BoundedFetcher(allow_private_endpoints=True, deadline=1.0, read_timeout=5.0)
+        fetched = fetcher.get(f"{url}/jobs/x/leaves", CAP)
+        assert fetched.body is None
+        assert fetched.failure is not None and "deadline" in fetched.failure
+        assert observed.peer_closed.wait(10), "the fetcher hung up"
+    assert observed.sent < DRIP_BYTES // 2  # cut off long before the drip's end
 
 
 def test_a_verifier_reads_a_flooded_blob_as_withheld(hostile) -> None:
