@@ -24,7 +24,8 @@ the rules (the h11 pattern)::
     │   │   └── NonceTooHighError          a gap
     │   ├── InsufficientFundsError
     │   │   ├── InsufficientBalanceError   (address, needed, available)
-    │   │   └── InsufficientStakeError     (address, needed, available)
+    │   │   └── InsufficientStakeError     (address, needed, available, reserved)
+    │   │       └── StakeReservedError     unstake would take stake a bid reserves
     │   ├── FaucetDisabledError, FaucetCapExceededError
     │   ├── NothingToWithdrawError, TooManyUnbondingEntriesError
     │   ├── NotFoundError                  JobNotFoundError, DisputeNotFoundError
@@ -221,12 +222,24 @@ class InsufficientBalanceError(InsufficientFundsError):
 
 
 class InsufficientStakeError(InsufficientFundsError):
-    """Free (bonded, unlocked) stake is below what the action needs."""
+    """Free (bonded, unlocked) stake is below what the action needs. ``available`` is what is
+    left once ``reserved`` (the stake the sender's bids on open jobs reserve) is set aside."""
 
     code = "insufficient_stake"
 
-    def __init__(self, address: str, needed: int, available: int) -> None:
-        super().__init__("free stake", address, needed, available)
+    def __init__(self, address: str, needed: int, available: int, reserved: int = 0) -> None:
+        what = (
+            f"free stake beyond the {reserved} its open bids reserve:" if reserved else "free stake"
+        )
+        super().__init__(what, address, needed, available)
+        self.reserved = reserved
+
+
+class StakeReservedError(InsufficientStakeError):
+    """``unstake`` would take free stake that the sender's bids on open jobs reserve: a bid
+    stays backed until it is evicted or its job leaves ``open`` (jobs.py, ``process_bid``)."""
+
+    code = "stake_reserved"
 
 
 class FaucetDisabledError(LedgerError):

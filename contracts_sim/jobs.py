@@ -52,6 +52,7 @@ from contracts_sim.exceptions import (
 from contracts_sim.params import BPS, Params
 from contracts_sim.records import Bid, Job, JobStatus
 from contracts_sim.scoring import rank_bids, required_capacity
+from contracts_sim.staking import reserved_stake
 from contracts_sim.state import LedgerState, burn, decrease_balance, increase_balance
 from contracts_sim.transactions import (
     AttestBody,
@@ -334,8 +335,14 @@ def process_bid(state: LedgerState, ctx: TxContext, body: BidBody, params: Param
 
     A job holds at most ``max_bids_per_job`` bids. When it is full, a better bid displaces the
     worst one (scored as ``close_bidding`` scores them): otherwise a few sybil accounts filling
-    the list at the full price would lock every cheaper bid out, and win, at no cost to them,
-    since a bid locks nothing. A bid that would itself be the worst is refused.
+    the list at the full price would lock every cheaper bid out, and win. A bid that would
+    itself be the worst is refused.
+
+    A bid costs something: it reserves the job's ``min_stake`` of the bidder's free stake
+    (``staking.reserved_stake``) until it is evicted or the job leaves ``open``. So the bidder
+    needs free stake beyond what its bids on other open jobs reserve, and cannot unstake it
+    meanwhile: sybils that outbid an honest bid stay eligible at close and, if one wins, it
+    must train or be slashed, and one stake cannot back bids on every open job at once.
     """
     job = state.get_job(body.job_id)
     # Bidding is open.
@@ -350,10 +357,11 @@ def process_bid(state: LedgerState, ctx: TxContext, body: BidBody, params: Param
     needed = required_capacity(spec.steps, job.train_blocks)
     if body.capacity < needed:
         raise BidCapacityTooLowError(body.capacity, needed)
-    # The solver has the stake it would lock.
+    # The solver has the stake it would lock, beyond what its bids on other open jobs reserve.
     account = state.get_account(ctx.sender)
-    if account.bonded < job.min_stake:
-        raise InsufficientStakeError(ctx.sender, job.min_stake, account.bonded)
+    reserved = reserved_stake(state, ctx.sender, except_job=job.job_id)
+    if account.bonded - reserved < job.min_stake:
+        raise InsufficientStakeError(ctx.sender, job.min_stake, account.bonded - reserved, reserved)
     # One bid per solver (a re-bid replaces it) ...
     others = tuple(b for b in job.bids if b.solver != ctx.sender)
     bid = Bid(ctx.sender, body.price, body.capacity, ctx.height)

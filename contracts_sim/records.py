@@ -1,7 +1,8 @@
 """The records the ledger stores: frozen dataclasses, one table each (see ``state.py``).
 
 Glossary
-    free stake     ``Account.bonded``: staked and available (to bid, to verify, to unstake).
+    free stake     ``Account.bonded``: staked and available (to bid, to verify, to unstake);
+                   a bid on an open job reserves its ``min_stake`` (``staking.reserved_stake``).
     locked stake   ``Account.locked``: stake bound to assigned jobs (``Job.locked_stake`` each);
                    slashed if the solver loses, released to free stake at settlement.
     unbonding      stake on its way out: released to the balance at ``release_height``.

@@ -3,10 +3,11 @@
     balance --stake--> bonded (free stake) --unstake--> unbonding (release_height)
             <------------------------- withdraw (once height >= release_height)
 
-Free stake is what bids and verifier checks look at; a bid that wins moves the job's
-``min_stake`` from ``bonded`` to ``locked`` (jobs.py), out of reach of ``unstake`` until the job
-settles or is slashed. The unbonding delay keeps stake slashable for a while after a verifier or
-solver decides to leave.
+Free stake is what bids and verifier checks look at. A bid on an open job reserves the job's
+``min_stake`` of it (``reserved_stake``): ``unstake`` cannot take reserved stake, and another bid
+needs free stake beyond it. A bid that wins moves the job's ``min_stake`` from ``bonded`` to
+``locked`` (jobs.py), out of reach of ``unstake`` until the job settles or is slashed. The
+unbonding delay keeps stake slashable for a while after a verifier or solver decides to leave.
 """
 
 from __future__ import annotations
@@ -18,13 +19,35 @@ from contracts_sim.events import Event, make_event
 from contracts_sim.exceptions import (
     InsufficientStakeError,
     NothingToWithdrawError,
+    StakeReservedError,
     TooManyUnbondingEntriesError,
 )
 from contracts_sim.params import Params
-from contracts_sim.records import UnbondingEntry
+from contracts_sim.records import JobStatus, UnbondingEntry
 from contracts_sim.state import LedgerState, decrease_balance
 from contracts_sim.transactions import StakeBody, UnstakeBody, WithdrawBody
-from protocol.types import Amount, Height
+from protocol.types import Address, Amount, Height
+
+
+def reserved_stake(state: LedgerState, address: Address, except_job: str | None = None) -> Amount:
+    """The free stake ``address``'s bids reserve: the sum of ``min_stake`` over the open jobs
+    (other than ``except_job``) that hold a bid by it.
+
+    Without it a bid would cost nothing: sybils could outbid and evict an honest bid, then
+    unstake before ``close_bidding`` so that no eligible bid is left and the job expires, and
+    one stake could back bids on every open job at once. A reservation ends when the bid is
+    evicted or the job leaves ``open`` (assigned: the winner's ``min_stake`` becomes locked;
+    expired or cancelled: released). Computed from the jobs, so it can never drift from them.
+    """
+    return Amount(
+        sum(
+            job.min_stake
+            for job in state.jobs()
+            if job.status == JobStatus.OPEN
+            and job.job_id != except_job
+            and any(bid.solver == address for bid in job.bids)
+        )
+    )
 
 
 def process_stake(
@@ -40,11 +63,19 @@ def process_stake(
 def process_unstake(
     state: LedgerState, ctx: TxContext, body: UnstakeBody, params: Params
 ) -> list[Event]:
-    """Start unbonding ``amount`` of free stake; withdrawable after ``unbonding_delay``."""
+    """Start unbonding ``amount`` of free stake; withdrawable after ``unbonding_delay``.
+
+    Stake that the sender's bids on open jobs reserve (``reserved_stake``) cannot leave: a
+    bidder that may win must still have the stake to lock when bidding closes.
+    """
     account = state.get_account(ctx.sender)
-    # Only free stake can leave; locked stake backs an assigned job.
+    # Only free stake can leave; locked stake backs an assigned job ...
     if account.bonded < body.amount:
         raise InsufficientStakeError(ctx.sender, body.amount, account.bonded)
+    # ... and stake reserved by bids on open jobs stays until those bids are resolved.
+    reserved = reserved_stake(state, ctx.sender)
+    if account.bonded - reserved < body.amount:
+        raise StakeReservedError(ctx.sender, body.amount, account.bonded - reserved, reserved)
     # The unbonding queue is bounded, so an account record stays small.
     if len(account.unbonding) >= params.max_unbonding_entries:
         raise TooManyUnbondingEntriesError(ctx.sender, params.max_unbonding_entries)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from contracts_sim.params import TEST
 from protocol.merkle import CommitmentTree
 from protocol.spec import JobSpec
 from services.agents.checkpoints import CheckpointStore
@@ -13,7 +14,7 @@ from services.agents.strategy import (
     VerifierStrategy,
     load_strategy,
 )
-from services.network import JobTerms, Network
+from services.network import JobTerms, Network, key_for
 from services.strategies.cheaters import PerturbStep
 from tests.conftest import ROOT
 
@@ -154,3 +155,56 @@ def test_a_solver_whose_progress_record_disagrees_with_the_chain_still_settles(
     job = net.job(job_id)
     assert job["status"] == "settled"
     assert job["solver"] == second.address
+
+
+class CheaperOnEviction(SolverStrategy):
+    """An honest solver that bids the full price, and nothing when it bids again."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.prices = [1_000, 0]
+
+    def bid(self, job) -> int | None:  # type: ignore[no-untyped-def]
+        return self.prices.pop(0) if len(self.prices) > 1 else self.prices[0]
+
+
+def _solver_outbid_by_a_sybil(
+    tiny_spec: JobSpec, strategy: SolverStrategy
+) -> tuple[Network, str, list[str]]:
+    """One bid slot: the solver's bid is in, then a staked sybil's bid at price 1 evicts it.
+    Returns the network, the job and the kinds of the moves the solver sends from then on."""
+    net = Network(params=TEST.with_changes(max_bids_per_job=1))
+    solver = net.add_solver("solver", strategy)
+    net.add_verifier("verifier")
+    sybil = key_for("sybil", net.salt)
+    net.send(sybil, "faucet", {"amount": JobTerms().min_stake})
+    net.send(sybil, "stake", {"amount": JobTerms().min_stake})
+    net.warm_up()
+    job_id = net.post_job(tiny_spec, JobTerms(bid_blocks=12, sample_count=8))
+    holds = lambda who: any(b["solver"] == who for b in net.job(job_id)["bids"])  # noqa: E731
+    net.run_until(lambda: holds(solver.address), max_rounds=5)
+    moves: list[str] = []
+    send = solver.send
+    solver.send = lambda move, **kw: moves.append(move.kind) or send(move, **kw)  # type: ignore[method-assign]
+    net.send(sybil, "bid", {"job_id": job_id, "price": 1, "capacity": 1_000})
+    net.client.produce_block()
+    assert holds(sybil.address) and not holds(solver.address)
+    return net, job_id, moves
+
+
+def test_an_evicted_solver_bids_again_and_wins(tiny_spec: JobSpec) -> None:
+    net, job_id, moves = _solver_outbid_by_a_sybil(tiny_spec, CheaperOnEviction())
+    net.run_until(lambda: net.job(job_id)["status"] != "open", max_rounds=20)
+    job = net.job(job_id)
+    assert job["status"] == "assigned" and job["price"] == 0
+    assert job["solver"] == net.agents[0].address
+    assert moves.count("bid") == 1
+
+
+def test_an_evicted_solver_bids_again_only_once(tiny_spec: JobSpec) -> None:
+    """Its second bid, no better than the sybil's, is refused: it does not try a third time."""
+    net, job_id, moves = _solver_outbid_by_a_sybil(tiny_spec, SolverStrategy())
+    net.run_until(lambda: net.job(job_id)["status"] != "open", max_rounds=20)
+    assert net.job(job_id)["status"] == "assigned"
+    assert net.job(job_id)["solver"] != net.agents[0].address
+    assert moves.count("bid") == 1

@@ -28,6 +28,7 @@ from contracts_sim.exceptions import (
     NotAuthorizedError,
     ProgressNotIncreasingError,
     SampleSeedNotReadyError,
+    StakeReservedError,
     TooManyBidsError,
     TreeTooLargeError,
     UntrainableSpecError,
@@ -37,6 +38,7 @@ from contracts_sim.jobs import compute_job_id, get_verifier_sample, require_trai
 from contracts_sim.params import TEST, TESTNET
 from contracts_sim.records import Job, JobStatus
 from contracts_sim.scoring import score_bid
+from contracts_sim.staking import reserved_stake
 from contracts_sim.testing import LedgerHarness
 from protocol.datasets import load_dataset
 from protocol.merkle import CommitmentTree
@@ -235,13 +237,61 @@ def test_full_bid_list_a_better_bid_evicts_the_worst() -> None:
     assert [b.solver for b in job(h, job_id).bids] == [h.address("solver2")]
 
 
-def test_full_bid_list_evicts_a_bidder_whose_stake_left_first() -> None:
+# --- a bid reserves min_stake of the bidder's free stake -------------------------------------
+
+
+def test_bids_reserve_min_stake_each(h: LedgerHarness) -> None:
+    min_stake = JOB_TERMS["min_stake"]  # the solver's 1000 free stake backs five bids
+    job_ids = [post_job(h) for _ in range(6)]
+    for job_id in job_ids[:5]:
+        h.send("solver", "bid", {"job_id": job_id, "price": 900, "capacity": 8})
+    assert reserved_stake(h.state, h.address("solver")) == 5 * min_stake
+    assert reserved_stake(h.state, h.address("solver"), except_job=job_ids[0]) == 4 * min_stake
+
+    bid = {"job_id": job_ids[5], "price": 900, "capacity": 8}
+    err = h.expect_error("solver", "bid", bid, InsufficientStakeError)
+    assert (err.needed, err.available, err.reserved) == (min_stake, 0, 5 * min_stake)  # type: ignore[attr-defined]
+    # Replacing a bid needs no more stake: its own reservation is not counted twice.
+    h.send("solver", "bid", {"job_id": job_ids[0], "price": 800, "capacity": 8})
+    assert reserved_stake(h.state, h.address("solver")) == 5 * min_stake
+
+
+def test_an_evicted_bid_releases_its_reservation() -> None:
     h = funded_harness(params=TEST.with_changes(max_bids_per_job=1))
     job_id = post_job(h)
-    h.send("solver", "bid", {"job_id": job_id, "price": 100, "capacity": 8})
-    h.send("solver", "unstake", {"amount": 900})  # cannot lock min_stake at close any more
-    receipt = h.send("solver2", "bid", {"job_id": job_id, "price": 900, "capacity": 8})
-    assert receipt.event("bid_evicted").data["solver"] == h.address("solver")
+    h.send("solver", "bid", {"job_id": job_id, "price": 800, "capacity": 8})
+    h.send("solver2", "bid", {"job_id": job_id, "price": 700, "capacity": 8})  # evicts it
+    assert reserved_stake(h.state, h.address("solver")) == 0
+    assert reserved_stake(h.state, h.address("solver2")) == JOB_TERMS["min_stake"]
+    h.send("solver", "unstake", {"amount": 1_000})
+
+
+def test_close_bidding_turns_the_winners_reservation_into_locked_stake(h: LedgerHarness) -> None:
+    first, second = post_job(h), post_job(h)
+    h.send("solver", "bid", {"job_id": first, "price": 800, "capacity": 8})
+    h.send("solver", "bid", {"job_id": second, "price": 800, "capacity": 8})
+    h.advance_to(job(h, first).bid_deadline + 1)
+    h.send("outsider", "close_bidding", {"job_id": first})
+    account = h.account("solver")
+    assert (account.bonded, account.locked) == (800, 200)
+    # The other bid's reservation is still covered, and only the rest of the free stake leaves.
+    assert reserved_stake(h.state, h.address("solver")) == 200
+    h.expect_error("solver", "unstake", {"amount": 601}, StakeReservedError)
+    h.send("solver", "unstake", {"amount": 600})
+    h.send("outsider", "close_bidding", {"job_id": second})
+    assert job(h, second).solver == h.address("solver")
+    assert h.account("solver").locked == 400
+
+
+def test_only_open_jobs_reserve_stake(h: LedgerHarness) -> None:
+    """Assigned, expired or cancelled: the job's bids reserve nothing any more."""
+    job_id = post_job(h)
+    h.send("solver", "bid", {"job_id": job_id, "price": 800, "capacity": 8})
+    state = h.state.copy()
+    for status in JobStatus:
+        state.set_job(replace(job(h, job_id), status=status))
+        expected = JOB_TERMS["min_stake"] if status is JobStatus.OPEN else 0
+        assert reserved_stake(state, h.address("solver")) == expected
 
 
 # --- close_bidding and scoring --------------------------------------------------------------
@@ -286,13 +336,14 @@ def test_close_bidding_without_bids_expires_and_refunds(h: LedgerHarness) -> Non
     assert h.account("submitter").balance == before
 
 
-def test_close_bidding_skips_bidders_whose_stake_left(h: LedgerHarness) -> None:
+def test_a_bidder_cannot_unstake_its_bid_away_before_close(h: LedgerHarness) -> None:
     job_id = post_job(h)
     h.send("solver", "bid", {"job_id": job_id, "price": 100, "capacity": 8})
-    h.send("solver", "unstake", {"amount": 900})
+    h.expect_error("solver", "unstake", {"amount": 900}, StakeReservedError)
+    h.send("solver", "unstake", {"amount": 800})  # the unreserved rest may leave
     h.advance(3)
     h.send("outsider", "close_bidding", {"job_id": job_id})
-    assert job(h, job_id).status is JobStatus.EXPIRED
+    assert job(h, job_id).status is JobStatus.ASSIGNED
 
 
 def test_assignment_is_not_lowest_price_wins(h: LedgerHarness) -> None:

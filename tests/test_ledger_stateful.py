@@ -17,6 +17,7 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, ru
 from contracts_sim.exceptions import LedgerError
 from contracts_sim.invariants import check_invariant
 from contracts_sim.records import DisputeStatus, JobStatus
+from contracts_sim.staking import reserved_stake
 from contracts_sim.testing import LedgerHarness
 from protocol.merkle import CommitmentTree, NodeRef, children
 from tests.ledger_helpers import fake_leaves, final_body, post_job_body
@@ -290,6 +291,12 @@ class LedgerMachine(RuleBasedStateMachine):
     def balances_are_non_negative(self) -> None:
         for _, account in self.h.state.accounts():
             assert account.balance >= 0 and account.bonded >= 0 and account.locked >= 0
+
+    @invariant()
+    def free_stake_covers_every_bids_reservation(self) -> None:
+        """So every bid on an open job can still lock its min_stake when bidding closes."""
+        for address, account in self.h.state.accounts():
+            assert account.bonded >= reserved_stake(self.h.state, address)
 
 
 LedgerMachine.TestCase.settings = settings(

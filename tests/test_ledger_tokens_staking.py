@@ -10,11 +10,13 @@ from contracts_sim.exceptions import (
     InsufficientBalanceError,
     InsufficientStakeError,
     NothingToWithdrawError,
+    StakeReservedError,
     TooManyUnbondingEntriesError,
 )
 from contracts_sim.params import TEST, TESTNET, get_preset
 from contracts_sim.records import UnbondingEntry
 from contracts_sim.testing import LedgerHarness
+from tests.ledger_helpers import JOB_TERMS, funded_harness, post_job
 
 
 @pytest.fixture
@@ -99,6 +101,18 @@ def test_unstake_more_than_free_stake(h: LedgerHarness) -> None:
     h.send("alice", "stake", {"amount": 300})
     err = h.expect_error("alice", "unstake", {"amount": 301}, InsufficientStakeError)
     assert (err.needed, err.available) == (301, 300)  # type: ignore[attr-defined]
+
+
+def test_unstake_cannot_take_stake_a_bid_reserves() -> None:
+    h = funded_harness()  # the solver has 1000 free stake
+    job_id = post_job(h)
+    h.send("solver", "bid", {"job_id": job_id, "price": 800, "capacity": 8})
+    before = h.account("solver")
+    err = h.expect_error("solver", "unstake", {"amount": 801}, StakeReservedError)
+    assert (err.needed, err.available, err.reserved) == (801, 800, 200)  # type: ignore[attr-defined]
+    assert h.account("solver") == before
+    h.send("solver", "unstake", {"amount": 800})
+    assert h.account("solver").bonded == JOB_TERMS["min_stake"]
 
 
 def test_unbonding_queue_is_bounded(h: LedgerHarness) -> None:

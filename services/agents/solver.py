@@ -5,7 +5,9 @@ Each ``tick``::
     fund and stake         dev faucet + stake up to the stake it bids with
     bid                    on open jobs it has not bid on and can train (``untrainable``:
                            dataset, model family, blob size, capacity); its strategy names
-                           the price
+                           the price. Each bid reserves the job's min_stake of free stake
+                           (the ledger's rule), so it bids while unreserved stake lasts, and
+                           bids again, once, when a better bid evicted its bid
     close bidding          on jobs it bid on whose bid window has passed (anyone may)
     train                  one segment of each assigned job; progress commits every few leaves;
                            the final commitment once every leaf exists
@@ -100,6 +102,8 @@ class SolverAgent(Agent):
         self.runs: dict[str, JobRun] = {}
         self.train_seconds: dict[str, float] = {}
         self.bid_on: set[str] = set()
+        self.evictions: dict[str, int] = {}  # job id -> evictions of its bid answered by a bid
+        self.unreserved_stake = 0  # free stake its bids leave, as read this tick
 
     def stake_needed(self) -> int:
         return self.stake_target or int(self.params["min_solver_stake"])
@@ -145,24 +149,42 @@ class SolverAgent(Agent):
     def tick(self) -> None:
         raws = self.client.list_jobs()
         height, account = self.begin_tick()
-        if self.stake_target is None:  # no operator choice: enough for any open job
-            open_stakes = [int(r["min_stake"]) for r in raws if r.get("status") == OPEN]
-            stake = max([self.stake_needed(), *open_stakes])
+        reserved = self.reserved_stake(raws)
+        if self.stake_target is None:  # no operator choice: its bids and any one more job
+            unbid = [int(r["min_stake"]) for r in raws if self._may_bid_on(r, height)]
+            stake = int(account.get("locked", 0)) + reserved + max(unbid, default=0)
+            stake = max(self.stake_needed(), stake)
         else:
             stake = self.stake_target
         self.ensure_funds(0, stake, account)
         if self.public_url and account.get("endpoint", "") != self.public_url:
             self.send(Move("set_endpoint", {"url": self.public_url}), key="endpoint")
-        bonded = int(account["bonded"])
+        self.unreserved_stake = int(account["bonded"]) - reserved
         for raw in raws:
-            work = functools.partial(self._work_on, raw, height, bonded)
+            work = functools.partial(self._work_on, raw, height)
             self.isolated(str(raw.get("job_id")), height, work)
 
-    def _work_on(self, raw: dict[str, Any], height: int, bonded: int) -> None:
+    def holds_bid(self, raw: dict[str, Any]) -> bool:
+        """The job's bid list holds this solver's bid."""
+        return any(bid.get("solver") == self.address for bid in raw.get("bids", []))
+
+    def reserved_stake(self, raws: list[dict[str, Any]]) -> int:
+        """The free stake this solver's bids reserve: the ledger's ``staking.reserved_stake``,
+        the sum of ``min_stake`` over the open jobs holding its bid."""
+        return sum(
+            int(r["min_stake"]) for r in raws if r.get("status") == OPEN and self.holds_bid(r)
+        )
+
+    def _may_bid_on(self, raw: dict[str, Any], height: int) -> bool:
+        """An open job in its bid window that holds no bid of this solver's."""
+        in_window = height <= int(raw.get("bid_deadline", -1))
+        return raw.get("status") == OPEN and in_window and not self.holds_bid(raw)
+
+    def _work_on(self, raw: dict[str, Any], height: int) -> None:
         """This tick's work on one job (run isolated: a failure here backs off this job only)."""
         job = job_view(raw)
         if job.status == OPEN:
-            self._bid_or_close(job, height, bonded >= job.min_stake)
+            self._bid_or_close(job, height)
         elif job.solver == self.address and job.status == ASSIGNED:
             self._train(job, height)
         elif job.solver == self.address and job.status == COMMITTED:
@@ -174,10 +196,38 @@ class SolverAgent(Agent):
         if deadline is not None and height > int(deadline) and int(job.raw["open_disputes"]) == 0:
             self.send(Move("settle", {"job_id": job.job_id}), key=f"settle:{job.job_id}")
 
-    def _bid_or_close(self, job: JobView, height: int, funded: bool) -> None:
+    def _bid_key(self, job_id: str) -> str:
+        return f"bid:{job_id}:{self.evictions.get(job_id, 0)}"
+
+    def _was_evicted(self, job: JobView) -> bool:
+        """A better bid evicted this solver's bid, and it has not bid again since.
+
+        Counted from the chain's ``bid_evicted`` events, read only when its bid is missing from
+        the list and none is in flight: one new bid per eviction, so a bid placed again that
+        the ledger refuses (it would be the worst) is not retried, and nothing loops.
+        """
+        if self.holds_bid(job.raw) or self.in_flight(self._bid_key(job.job_id)):
+            return False
+        history = self.client.get_job(job.job_id).get("history", [])
+        evictions = sum(
+            1
+            for event in history
+            if event.get("kind") == "bid_evicted"
+            and event.get("data", {}).get("solver") == self.address
+        )
+        if evictions <= self.evictions.get(job.job_id, 0):
+            return False
+        self.evictions[job.job_id] = evictions
+        self.log.info("bid on %s was evicted by a better one; bidding again", job.job_id)
+        return True
+
+    def _bid_or_close(self, job: JobView, height: int) -> None:
         deadline = int(job.raw["bid_deadline"])
         if height <= deadline:
-            if job.job_id in self.bid_on or not funded:
+            if job.job_id in self.bid_on and not self._was_evicted(job):
+                return
+            # The bid reserves the job's min_stake of free stake until it is resolved.
+            if self.unreserved_stake < job.min_stake:
                 return
             reason = self.untrainable(job)
             if reason is not None:
@@ -187,7 +237,8 @@ class SolverAgent(Agent):
             if price is None:
                 return
             body = {"job_id": job.job_id, "price": int(price), "capacity": self.capacity}
-            if self.send(Move("bid", body), key=f"bid:{job.job_id}"):
+            if self.send(Move("bid", body), key=self._bid_key(job.job_id)):
+                self.unreserved_stake -= job.min_stake
                 self.bid_on.add(job.job_id)
         elif job.job_id in self.bid_on:
             self.send(Move("close_bidding", {"job_id": job.job_id}), key=f"close:{job.job_id}")

@@ -1,18 +1,24 @@
-"""sybil-bidders: bid-slot squatting. A job holds at most ``max_bids_per_job`` bids and a bid
-locks nothing, so sybil accounts that fill the list at the full price would lock every cheaper
-bid out and one of them would win at the full price.
+"""sybil-bidders: bid-slot squatting. A job holds at most ``max_bids_per_job`` bids, so sybil
+accounts that fill the list at the full price would lock every cheaper bid out and one of them
+would win at the full price.
 
 When the list is full a better bid displaces the worst (scored as at assignment): the cheaper
 honest bid gets in, the squatters cannot push it out again by re-bidding the same terms, and
 the honest solver wins at its price.
+
+A bid also reserves the job's ``min_stake`` of the bidder's free stake until it is evicted or
+the job leaves ``open``. Without that, sybils could outbid (and evict) the honest bid at price
+0, unstake before ``close_bidding`` so that no eligible bid is left and the job expires, and
+back bids on every open job with one stake: the whole market jammed for the unbonding delay.
 """
 
 from __future__ import annotations
 
 import pytest
 
-from contracts_sim.exceptions import TooManyBidsError
+from contracts_sim.exceptions import InsufficientStakeError, StakeReservedError, TooManyBidsError
 from contracts_sim.params import TEST
+from contracts_sim.records import JobStatus
 from contracts_sim.testing import LedgerHarness
 from tests.ledger_helpers import JOB_TERMS, job, post_job
 
@@ -64,3 +70,54 @@ def test_a_bid_no_better_than_the_squatters_is_refused() -> None:
         "late", "bid", {"job_id": job_id, "price": FULL_PRICE, "capacity": 8}, TooManyBidsError
     )
     assert job(h, job_id).bids == before
+
+
+def test_evicting_sybils_cannot_unstake_and_jam_the_job() -> None:
+    """The red team's jam: outbid and evict the honest bid at price 0, then leave before close."""
+    min_stake = JOB_TERMS["min_stake"]
+    h = LedgerHarness({"submitter": 100_000, "honest": 10_000, **dict.fromkeys(SYBILS, 1_000)})
+    h.send("honest", "stake", {"amount": 1_000})
+    for sybil in SYBILS:
+        h.send(sybil, "stake", {"amount": min_stake})
+    job_id = post_job(h)
+    h.send("honest", "bid", {"job_id": job_id, "price": 700, "capacity": 8})
+    evicted = []
+    for sybil in SYBILS:
+        receipt = h.send(sybil, "bid", {"job_id": job_id, "price": 0, "capacity": 8})
+        evicted += [e.data["solver"] for e in receipt.events if e.kind == "bid_evicted"]
+    assert evicted == [h.address("honest")]
+
+    # The sybils' bids reserve their stake: none of it can leave while the job is open.
+    for sybil in SYBILS:
+        err = h.expect_error(sybil, "unstake", {"amount": min_stake}, StakeReservedError)
+        assert (err.reserved, err.available) == (min_stake, 0)  # type: ignore[attr-defined]
+
+    # At close a sybil is still eligible and wins: the job is assigned, not expired ...
+    h.advance_to(job(h, job_id).bid_deadline + 1)
+    h.send("submitter", "close_bidding", {"job_id": job_id})
+    assigned = job(h, job_id)
+    assert assigned.status is JobStatus.ASSIGNED
+    assert assigned.solver in {h.address(s) for s in SYBILS} and assigned.price == 0
+    # ... and it must train or lose the stake.
+    assert assigned.train_deadline is not None
+    h.advance_to(assigned.train_deadline + 1)
+    h.send("submitter", "claim_timeout", {"job_id": job_id})
+    assert job(h, job_id).status is JobStatus.SLASHED
+
+
+def test_one_stake_cannot_back_bids_on_many_jobs() -> None:
+    min_stake = JOB_TERMS["min_stake"]
+    h = LedgerHarness({"submitter": 100_000, "sybil": 1_000})
+    h.send("sybil", "stake", {"amount": min_stake})
+    first, second = post_job(h), post_job(h)
+    h.send("sybil", "bid", {"job_id": first, "price": 0, "capacity": 8})
+
+    bid = {"job_id": second, "price": 0, "capacity": 8}
+    err = h.expect_error("sybil", "bid", bid, InsufficientStakeError)
+    assert (err.reserved, err.available) == (min_stake, 0)  # type: ignore[attr-defined]
+    assert job(h, second).bids == ()
+
+    # More stake, bonded for this bid too, backs it.
+    h.send("sybil", "stake", {"amount": min_stake})
+    h.send("sybil", "bid", bid)
+    assert [b.solver for b in job(h, second).bids] == [h.address("sybil")]
