@@ -78,6 +78,7 @@ from contracts_sim.exceptions import (
     MalformedBodyError,
     NonceTooLowError,
     NotFoundError,
+    NotYourTurnError,
     WrongPhaseError,
 )
 from contracts_sim.fork import GENESIS_HEIGHT, apply_transaction, begin_block, genesis_state
@@ -94,7 +95,7 @@ from contracts_sim.store import (
     collect_state_changes,
     open_store,
 )
-from contracts_sim.transactions import BodyReader, PostPrestateBody, Transaction
+from contracts_sim.transactions import BodyReader, PostPrestateBody, PublishDataBody, Transaction
 from protocol.errors import ProofNetError
 from protocol.hashing import sha256
 from protocol.merkle import root_of
@@ -402,9 +403,9 @@ class Chain:
         hash (idempotent). ``admit`` runs first, without the lock.
         """
         if isinstance(tx, Transaction):
-            admit(self._head_state, tx.kind, tx.body, self.params)
+            admit(self._head_state, tx.kind, tx.body, tx.sender, self.params)
         else:
-            admit(self._head_state, tx.get("kind"), tx.get("body"), self.params)
+            admit(self._head_state, tx.get("kind"), tx.get("body"), tx.get("sender"), self.params)
             tx = Transaction.from_json(tx)  # raises MalformedTransactionError
         tx_hash = tx.tx_hash.hex()
         with self._lock:
@@ -671,24 +672,38 @@ class Chain:
 # --- admission ------------------------------------------------------------------------------
 
 
-def admit(state: LedgerState, kind: Any, body: Any, params: Params) -> None:
+LARGE_KINDS: Final = {
+    PostPrestateBody.kind: Phase.POST_PRESTATE,
+    PublishDataBody.kind: Phase.PUBLISH_DATA,
+}
+"""The kinds that carry a blob, and the dispute phase that waits for each."""
+
+
+def admit(state: LedgerState, kind: Any, body: Any, sender: Any, params: Params) -> None:
     """Cheap checks before a submission is hashed, verified or takes the chain's lock, against
     the head state (immutable, so read without the lock). Node policy, not a ledger rule: each
     check is one the rules make again, so it refuses only what would fail, except a move sent
     before the block that enables it is sealed (send it again after that block).
 
-    Only ``post_prestate`` is worth it: its blob is the one large input, and hashing and
-    verifying it for a dispute that is not waiting for it would cost the node for nothing.
+    Only the kinds that carry a blob are worth it: hashing and verifying a blob for a dispute
+    that is not waiting for it, or from someone who may not post it, would cost the node for
+    nothing.
     """
-    if kind != PostPrestateBody.kind or not isinstance(body, Mapping):
+    phase = LARGE_KINDS.get(kind) if isinstance(kind, str) else None
+    if phase is None or not isinstance(body, Mapping):
         return
     dispute = state.get_dispute(BodyReader(body).identifier("dispute_id"))  # or not found
     # The dispute is still being played ...
     if dispute.status != DisputeStatus.OPEN:
         raise DisputeClosedError(dispute.dispute_id, dispute.status)
-    # ... and waits for the pre-state ...
-    if dispute.phase != Phase.POST_PRESTATE:
-        raise WrongPhaseError(dispute.dispute_id, dispute.phase, Phase.POST_PRESTATE)
+    # ... and waits for this blob ...
+    if dispute.phase != phase:
+        raise WrongPhaseError(dispute.dispute_id, dispute.phase, phase)
+    # ... from one of its parties (only the solver publishes requested data) ...
+    solver_only = phase == Phase.PUBLISH_DATA
+    parties = {dispute.solver} if solver_only else {dispute.solver, dispute.challenger}
+    if sender not in parties:
+        raise NotYourTurnError(dispute.dispute_id, dispute.turn, str(sender))
     # ... of at most max_blob_bytes (hex: two characters a byte, "0x" allowed).
     blob = body.get("blob")
     if isinstance(blob, str) and len(blob) > 2 * params.max_blob_bytes + 2:

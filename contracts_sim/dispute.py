@@ -20,18 +20,25 @@ makes it (``TURN``); a move in another phase raises ``WrongPhaseError``, by the 
     post_midpoint      post_midpoint      solver      respond_midpoint
     respond_midpoint   respond_midpoint   challenger  post_midpoint | post_prestate
     post_prestate      post_prestate      either      resolved
+    publish_data       publish_data       solver      resolved (data_published)
 
-A *data request* (``challenge`` with ``withheld: true`` and the fast-path fields) is the
-verifier's answer to a solver that does not serve a blob: it opens straight in ``post_prestate``
-with the solver to move and only the solver may move. Publishing the blob of the agreed leaf
-(its hash must match) ends the game as ``data_published``: nobody is at fault, the bond comes
-back and the job's challenge window reopens for one window; missing the deadline loses the game
-like any other move. Data availability is the author's burden: a verifier that cannot get the
-data never pays for it, and the solver publishes or loses.
+A *data request* (``challenge {job_id, segment, withheld: true}``) is the answer to a solver
+that does not serve a verifier the data of a segment in its sample. It is not a claim of fraud:
+it posts no bond (data that exists can always be published) and opens in ``publish_data`` with
+the solver to move. The solver publishes the blob of leaf ``segment`` with both of the
+segment's leaves proved against its root: the game ends ``data_published``, nobody is at
+fault, and the job's challenge window reopens for one window, so that verifiers re-execute the
+segment from what is on chain (and challenge it on the fast path if it is wrong). A solver that
+cannot publish — the leaf was fabricated, or the data is gone — misses the deadline and loses
+like any party that stops answering. Data availability is the author's burden: a verifier that
+cannot get the data never pays for it. Bounds (``_require_data_request_allowed``): a request
+names a segment of the requester's own sample, at most one request per segment per job is ever
+opened, only within the original window; the solver has ``move_timeout`` per open request.
 
 Every move sets ``deadline = height + params.move_timeout``; once it passes, anyone may send
 ``claim_timeout {dispute_id}`` and the party whose turn it was loses (that is also how withheld
-data is punished: the pre-state blob is the solver's to post, so its turn in ``post_prestate``).
+data is punished: the pre-state blob is the solver's to post, so its turn in ``post_prestate``,
+and requested data is the solver's to publish, in ``publish_data``).
 
 Why the rules are shaped this way
     * The challenger names the *leftmost* child it disagrees with. If it ever chose a right
@@ -80,7 +87,7 @@ from contracts_sim.codec import to_json_value
 from contracts_sim.env import TxContext
 from contracts_sim.events import Event, make_event
 from contracts_sim.exceptions import (
-    AlreadyChallengedError,
+    DataAlreadyRequestedError,
     DeadlineNotReachedError,
     DeadlinePassedError,
     DisputeClosedError,
@@ -95,6 +102,7 @@ from contracts_sim.jobs import (
     close_job_slashed,
     compute_slash,
     get_job_spec,
+    get_verifier_sample,
     pay_slash,
     require_eligible_verifier,
     require_verdict_window,
@@ -107,6 +115,7 @@ from contracts_sim.transactions import (
     ChooseChildBody,
     PostMidpointBody,
     PostPrestateBody,
+    PublishDataBody,
     RespondMidpointBody,
     RevealChildrenBody,
     RevealLeafBody,
@@ -132,6 +141,7 @@ TURN: Final[dict[Phase, Party]] = {
     Phase.POST_MIDPOINT: Party.SOLVER,
     Phase.RESPOND_MIDPOINT: Party.CHALLENGER,
     Phase.POST_PRESTATE: Party.SOLVER,  # the challenger may post it too
+    Phase.PUBLISH_DATA: Party.SOLVER,
     Phase.RESOLVED: Party.NOBODY,
 }
 """Whose move it is in each phase; that party loses if the deadline passes."""
@@ -143,6 +153,7 @@ MOVE_PHASE: Final[dict[str, Phase]] = {
     "post_midpoint": Phase.POST_MIDPOINT,
     "respond_midpoint": Phase.RESPOND_MIDPOINT,
     "post_prestate": Phase.POST_PRESTATE,
+    "publish_data": Phase.PUBLISH_DATA,
 }
 """The phase in which each move is legal."""
 
@@ -218,8 +229,8 @@ def process_challenge(
     job = state.get_job(body.job_id)
     require_verdict_window(job, ctx)
     require_eligible_verifier(state, job, ctx.sender, params)
-    if body.withheld:
-        _require_data_request_allowed(state, job, ctx, params)
+    if body.data_segment is not None:
+        return _open_data_request(state, ctx, job, body.data_segment, params)
     spec = get_job_spec(job)
     evidence = body.evidence
     if evidence is not None:
@@ -256,13 +267,11 @@ def process_challenge(
             "hash_lo": evidence.pre_entry,
             "hash_hi": evidence.post_entry,
         }
-        # A data request skips bisection: the solver's next move is to publish the blob.
-        phase = Phase.POST_PRESTATE if body.withheld else phase_after_interval(a, b)
+        phase = phase_after_interval(a, b)
         move_data = {
             "segment": evidence.segment,
             "pre_entry": evidence.pre_entry.hex(),
             "post_entry": evidence.post_entry.hex(),
-            "withheld": body.withheld,
         }
     assert job.solver is not None
     dispute = Dispute(
@@ -277,16 +286,13 @@ def process_challenge(
         turn=TURN[phase],
         deadline=deadline,
         moves=(DisputeMove("challenge", Party.CHALLENGER, ctx.sender, ctx.height, move_data),),
-        data_request=body.withheld,
         **fields,
     )
     state.set_dispute(dispute)
-    # A data request is not a verdict: its author may still attest or challenge afterwards.
-    challengers = job.challengers if body.withheld else (*job.challengers, ctx.sender)
     state.set_job(
         replace(
             job,
-            challengers=challengers,
+            challengers=(*job.challengers, ctx.sender),
             disputes=(*job.disputes, dispute_id),
             open_disputes=job.open_disputes + 1,
         )
@@ -303,30 +309,98 @@ def process_challenge(
             turn=TURN[phase],
             deadline=deadline,
             fast_path=evidence is not None,
-            data_request=body.withheld,
         )
     ]
 
 
 def _require_data_request_allowed(
-    state: LedgerState, job: Job, ctx: TxContext, params: Params
+    state: LedgerState, job: Job, ctx: TxContext, segment: int, params: Params
 ) -> None:
-    """Guards of a data request (``challenge`` with ``withheld``), beyond a challenge's own.
+    """Guards of a data request, beyond those of any verdict (``process_challenge``).
 
-    A request can extend the challenge window (publishing reopens it for one window), so it is
-    only allowed within the *original* window, and only once per verifier and job: an honest
-    solver's payment is delayed by at most one window, whatever its verifiers do.
+    Each one bounds what a flood of requests (sybil verifiers, or the submitter's) can make an
+    honest solver do: it publishes each segment's blob at most once per job, only segments some
+    staked verifier was sampled to check, and gets one ``move_timeout`` per open request.
     """
     assert job.final_height is not None
     original_deadline = job.final_height + params.challenge_window
-    # INVARIANT: requests only within the original challenge window.
+    # INVARIANT: requests only within the original window (publishing reopens it: once).
     if ctx.height > original_deadline:
         raise DeadlinePassedError("data requests", Height(original_deadline), ctx.height)
-    # INVARIANT: one data request per verifier per job.
+    # INVARIANT: the segment exists and is one the requester was sampled to check.
+    if not 0 <= segment < job.num_leaves - 1:
+        raise MalformedBodyError("segment", f"must be below the job's {job.num_leaves - 1}")
+    if segment not in get_verifier_sample(state, job.job_id, ctx.sender):
+        raise MalformedBodyError("segment", f"{segment} is not in the requester's sample")
+    # INVARIANT: one request per segment per job, ever (open or answered).
     for dispute_id in job.disputes:
         other = state.get_dispute(dispute_id)
-        if other.data_request and other.challenger == ctx.sender:
-            raise AlreadyChallengedError(job.job_id, ctx.sender)
+        if other.data_request and other.leaf_index == segment:
+            raise DataAlreadyRequestedError(job.job_id, segment, other.dispute_id)
+
+
+def _open_data_request(
+    state: LedgerState, ctx: TxContext, job: Job, segment: int, params: Params
+) -> list[Event]:
+    """A verifier could not get the blob of leaf ``segment``: the solver must publish it."""
+    _require_data_request_allowed(state, job, ctx, segment, params)
+    dispute_id = compute_dispute_id(job.job_id, ctx.sender, ctx.nonce)
+    if state.get(DISPUTES, dispute_id) is not None:
+        raise WrongStatusError(f"dispute {dispute_id} already exists")
+    # No bond: a request cannot be false (data that exists can always be published), and the
+    # guards above already bound how many a job can get, one per segment.
+    open_requests = sum(
+        1
+        for other_id in job.disputes
+        if (other := state.get_dispute(other_id)).data_request
+        and other.status == DisputeStatus.OPEN
+    )
+    # The solver answers requests one after another: each open one adds a move's time.
+    deadline = Height(ctx.height + params.move_timeout * (1 + open_requests))
+    a, b = segment_interval(segment + 1, get_job_spec(job).checkpoint_interval)
+    assert job.solver is not None
+    state.set_dispute(
+        Dispute(
+            dispute_id=dispute_id,
+            job_id=job.job_id,
+            solver=job.solver,
+            challenger=ctx.sender,
+            bond=Amount(0),
+            opened_height=ctx.height,
+            status=DisputeStatus.OPEN,
+            phase=Phase.PUBLISH_DATA,
+            turn=TURN[Phase.PUBLISH_DATA],
+            deadline=deadline,
+            leaf_index=segment,
+            step_lo=a,
+            step_hi=b,
+            moves=(
+                DisputeMove(
+                    "challenge",
+                    Party.CHALLENGER,
+                    ctx.sender,
+                    ctx.height,
+                    {"segment": segment, "withheld": True},
+                ),
+            ),
+            data_request=True,
+        )
+    )
+    # A data request is not a verdict: the requester still attests or challenges afterwards.
+    state.set_job(
+        replace(job, disputes=(*job.disputes, dispute_id), open_disputes=job.open_disputes + 1)
+    )
+    return [
+        make_event(
+            "data_requested",
+            job_id=job.job_id,
+            dispute_id=dispute_id,
+            requester=ctx.sender,
+            solver=job.solver,
+            segment=segment,
+            deadline=deadline,
+        )
+    ]
 
 
 # --- moves ----------------------------------------------------------------------------------
@@ -347,7 +421,7 @@ def _begin_move(
     # INVARIANT: the sender is the party to move.
     party = party_of(dispute, ctx.sender)
     allowed = {TURN[dispute.phase]}
-    if kind in EITHER_PARTY_MOVES and not dispute.data_request:
+    if kind in EITHER_PARTY_MOVES:
         allowed |= {Party.SOLVER, Party.CHALLENGER}
     if party not in allowed:
         raise NotYourTurnError(dispute_id, TURN[dispute.phase], ctx.sender)
@@ -536,8 +610,6 @@ def process_post_prestate(
     blob_hash = sha256(body.blob)
     if blob_hash != h_a:
         raise HashMismatchError("sha256(blob)", h_a, blob_hash)
-    if dispute.data_request:
-        return _publish_data(state, ctx, dispute, party, blob_hash, len(body.blob), params)
 
     spec = get_job_spec(state.get_job(dispute.job_id))
     try:
@@ -564,33 +636,51 @@ def process_post_prestate(
     return resolve_dispute(state, ctx, dispute, winner, reason, a, params)
 
 
-def _publish_data(
-    state: LedgerState,
-    ctx: TxContext,
-    dispute: Dispute,
-    party: Party,
-    blob_hash: Hash32,
-    size: int,
-    params: Params,
+def process_publish_data(
+    state: LedgerState, ctx: TxContext, body: PublishDataBody, params: Params
 ) -> list[Event]:
-    """The solver answered a data request: the blob is now in the chain's history (this
-    transaction), nobody is at fault, the bond goes back, and the job's challenge window is
-    reopened for one window so that verifiers can judge with the data."""
-    assert dispute.leaf_index is not None
-    leaf = dispute.leaf_index - 1  # the agreed leaf whose blob was asked for
-    dispute = _record(dispute, "post_prestate", party, ctx, blob_hash=blob_hash, blob_size=size)
+    """Solver: answer a data request by publishing the blob of the requested leaf, with both
+    leaves of its segment proved against the root. Nothing is executed: the data is now in the
+    chain's history (this transaction), and the job's challenge window reopens for one window
+    so that verifiers can judge the segment with it."""
+    dispute, party = _begin_move(state, ctx, body.dispute_id, "publish_data")
+    job = state.get_job(dispute.job_id)
+    segment = dispute.leaf_index
+    assert segment is not None
+    # INVARIANT: the blob fits the chain's size limit ...
+    if len(body.blob) > params.max_blob_bytes:
+        raise MalformedBodyError(
+            "blob", f"is {len(body.blob)} bytes; at most {params.max_blob_bytes}"
+        )
+    # ... both leaves of the segment are the committed ones ...
+    _verify_leaf("pre_proof", body.pre_entry, segment, job, body.pre_proof)
+    _verify_leaf("post_proof", body.post_entry, segment + 1, job, body.post_proof)
+    # ... and the blob is the requested leaf's.
+    blob_hash = sha256(body.blob)
+    if blob_hash != body.pre_entry:
+        raise HashMismatchError("sha256(blob)", body.pre_entry, blob_hash)
+
+    dispute = _record(
+        dispute,
+        "publish_data",
+        party,
+        ctx,
+        blob_hash=blob_hash,
+        blob_size=len(body.blob),
+        post_entry=body.post_entry,
+    )
     state.set_dispute(
         replace(
             dispute,
             status=DisputeStatus.DATA_PUBLISHED,
             phase=Phase.RESOLVED,
             turn=Party.NOBODY,
-            reason=f"the solver published the blob of leaf {leaf}",
+            hash_lo=body.pre_entry,
+            hash_hi=body.post_entry,
+            reason=f"the solver published the blob of leaf {segment}",
             closed_height=ctx.height,
         )
     )
-    increase_balance(state, dispute.challenger, dispute.bond)
-    job = state.get_job(dispute.job_id)
     assert job.challenge_deadline is not None
     reopened = Height(max(job.challenge_deadline, ctx.height + params.challenge_window))
     state.set_job(replace(job, open_disputes=job.open_disputes - 1, challenge_deadline=reopened))
@@ -599,10 +689,11 @@ def _publish_data(
             "data_published",
             dispute_id=dispute.dispute_id,
             job_id=dispute.job_id,
-            leaf=leaf,
+            segment=segment,
             blob_hash=blob_hash,
-            blob_size=size,
-            bond_returned=dispute.bond,
+            blob_size=len(body.blob),
+            pre_entry=body.pre_entry,
+            post_entry=body.post_entry,
             challenge_deadline=reopened,
         )
     ]

@@ -40,6 +40,7 @@ the rules (the h11 pattern)::
     │   │                                  TreeTooLargeError, InvalidProofError,
     │   │                                  HashMismatchError
     │   ├── DuplicateVerdictError          AlreadyAttestedError, AlreadyChallengedError
+    │   ├── DataAlreadyRequestedError      a segment's data is requested once per job
     │   ├── SampleSeedNotReadyError
     │   └── InvalidBlockError              begin_block called out of order
     ├── InvariantViolation                 the supply invariant broke: a bug (500)
@@ -553,6 +554,22 @@ class AlreadyChallengedError(DuplicateVerdictError):
 
     def __init__(self, job_id: str, verifier: str) -> None:
         super().__init__(job_id, verifier, "challenged")
+
+
+class DataAlreadyRequestedError(LedgerError):
+    """A segment's data is requested at most once per job; the first request's publication
+    (``publish_data``, on chain) serves every verifier."""
+
+    code = "data_already_requested"
+    http_status = 409
+
+    def __init__(self, job_id: str, segment: int, dispute_id: str) -> None:
+        super().__init__(
+            f"the data of segment {segment} of job {job_id} was already requested ({dispute_id})"
+        )
+        self.job_id = job_id
+        self.segment = segment
+        self.dispute_id = dispute_id
 
 
 class SampleSeedNotReadyError(LedgerError):

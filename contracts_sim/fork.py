@@ -28,6 +28,7 @@ from contracts_sim.dispute import (
     process_choose_child,
     process_post_midpoint,
     process_post_prestate,
+    process_publish_data,
     process_respond_midpoint,
     process_reveal_children,
     process_reveal_leaf,
@@ -90,6 +91,7 @@ PROCESSORS: Final[dict[str, Processor]] = {
     "post_midpoint": process_post_midpoint,
     "respond_midpoint": process_respond_midpoint,
     "post_prestate": process_post_prestate,
+    "publish_data": process_publish_data,
     "claim_timeout": process_claim_timeout,
     "settle": process_settle,
 }

@@ -58,6 +58,7 @@ class Phase(StrEnum):
     POST_MIDPOINT = "post_midpoint"  # bisection: solver posts the state hash at the midpoint
     RESPOND_MIDPOINT = "respond_midpoint"  # bisection: challenger agrees or disagrees
     POST_PRESTATE = "post_prestate"  # one step left: the pre-state blob, then the referee
+    PUBLISH_DATA = "publish_data"  # a data request: the solver publishes the requested blob
     RESOLVED = "resolved"
 
 
@@ -184,6 +185,7 @@ class Dispute:
     closed_height: Height | None = None
     moves: tuple[DisputeMove, ...] = ()
     data_request: bool = False
-    """Opened by a verifier that could not get the pre-state blob of ``leaf_index - 1``: the
-    solver must publish it on chain (``post_prestate``) or lose; publishing ends the game with
-    nobody at fault (``DATA_PUBLISHED``)."""
+    """Opened by a verifier that could not get the blob of leaf ``leaf_index`` (a segment of its
+    sample): the solver must publish it on chain (``publish_data``) or lose; publishing ends
+    the game with nobody at fault (``DATA_PUBLISHED``) and records the segment's two leaves in
+    ``hash_lo`` and ``hash_hi``."""

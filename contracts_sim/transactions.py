@@ -482,12 +482,15 @@ class SegmentEvidence:
 
 @dataclass(frozen=True)
 class ChallengeBody:
+    """A dispute (``evidence`` None: Merkle descent from the root; else the fast path), or,
+    with ``withheld: true``, a data request for the blob of leaf ``data_segment``."""
+
     kind: ClassVar[str] = "challenge"
     job_id: str
     evidence: SegmentEvidence | None
-    withheld: bool = False
-    """A data request, not a claim of fraud: the challenger could not get the blob of leaf
-    ``evidence.segment`` and asks the solver to publish it (needs the fast-path fields)."""
+    data_segment: int | None = None
+    """A data request, not a claim of fraud: the requester could not get the blob of this
+    leaf (a segment of its sample) and the solver must publish it (``publish_data``)."""
 
     FAST_PATH_FIELDS: ClassVar[tuple[str, ...]] = (
         "segment",
@@ -497,14 +500,19 @@ class ChallengeBody:
         "post_proof",
     )
 
+    @property
+    def is_data_request(self) -> bool:
+        return self.data_segment is not None
+
     @classmethod
     def read(cls, r: BodyReader) -> ChallengeBody:
         job_id = r.identifier("job_id")
-        withheld = r.flag("withheld") if r.present("withheld") else False
+        if r.present("withheld") and r.flag("withheld"):
+            for name in cls.FAST_PATH_FIELDS[1:]:
+                r.absent(name)  # a data request names only the segment it lacks
+            return cls(job_id, None, r.integer("segment"))
         given = [name for name in cls.FAST_PATH_FIELDS if r.present(name)]
         if not given:
-            if withheld:
-                raise MalformedBodyError("segment", "a data request names the withheld segment")
             for name in cls.FAST_PATH_FIELDS:
                 r.absent(name)  # the plain challenge: starts the Merkle descent
             return cls(job_id, None)
@@ -521,7 +529,7 @@ class ChallengeBody:
             pre_proof=pre_proof,
             post_proof=post_proof,
         )
-        return cls(job_id, evidence, withheld)
+        return cls(job_id, evidence)
 
 
 @dataclass(frozen=True)
@@ -601,6 +609,32 @@ class PostPrestateBody:
 
 
 @dataclass(frozen=True)
+class PublishDataBody:
+    """The solver's answer to a data request: the blob of the requested leaf and both leaves
+    of its segment, proved against the committed root, so that the requester can re-execute
+    the segment (and challenge it on the fast path) from what is on chain."""
+
+    kind: ClassVar[str] = "publish_data"
+    dispute_id: str
+    blob: bytes
+    pre_entry: Hash32
+    pre_proof: InclusionProof
+    post_entry: Hash32
+    post_proof: InclusionProof
+
+    @classmethod
+    def read(cls, r: BodyReader) -> PublishDataBody:
+        return cls(
+            r.identifier("dispute_id"),
+            r.blob("blob", PostPrestateBody.MAX_BLOB_BYTES),
+            r.hash32("pre_entry"),
+            r.required_inclusion_proof("pre_proof"),
+            r.hash32("post_entry"),
+            r.required_inclusion_proof("post_proof"),
+        )
+
+
+@dataclass(frozen=True)
 class ClaimTimeoutBody:
     """Exactly one of ``job_id`` (missed training deadline) or ``dispute_id`` (missed move)."""
 
@@ -653,6 +687,7 @@ TX_KINDS: Final[dict[str, type[Any]]] = {
         PostMidpointBody,
         RespondMidpointBody,
         PostPrestateBody,
+        PublishDataBody,
         ClaimTimeoutBody,
         SettleBody,
     )
@@ -682,7 +717,7 @@ def max_transaction_bytes(kind: str, max_blob_bytes: int) -> int:
     """The largest encoded ``kind`` transaction a node admits: a pre-state carries a blob of up
     to ``max_blob_bytes`` (``Params``) as hex, two characters a byte; every other kind is
     small."""
-    if kind == PostPrestateBody.kind:
+    if kind in (PostPrestateBody.kind, PublishDataBody.kind):
         return 2 * max_blob_bytes + MAX_SMALL_TRANSACTION_BYTES
     return MAX_SMALL_TRANSACTION_BYTES
 

@@ -687,8 +687,11 @@ def fake_leaf(
     job = spec_for(spec, seed)
     fake = job.num_leaves // 2 if leaf is None else leaf
     if fake == 0:
-        # A fabricated state 0: the descent reaches leaf 0, which the referee recomputes.
-        expected = Expected(solver_slashed=True, located_step=None, caught_by=LEAF_ZERO)
+        # A fabricated state 0 has no blob: the verifiers ask for it on chain (a data request)
+        # and the solver, with nothing that hashes to its leaf, misses the deadline.
+        expected = Expected(
+            solver_slashed=True, located_step=None, caught_by=deadline("publish_data")
+        )
     else:
         # The honest step before the leaf "produced" the fabricated hash.
         expected = _slashed_at(fake * job.checkpoint_interval - 1)
@@ -710,9 +713,9 @@ def withhold_data(
         f"withhold-data{_suffix(knobs, seed, spec)}",
         "withhold-data",
         cheater("WithholdData", **knobs),
-        # Its trajectory is right, so the game ends where the solver must show data: the
-        # pre-state the referee needs, which it withholds.
-        Expected(solver_slashed=True, located_step=None, caught_by=deadline("post_prestate")),
+        # Its trajectory is right, so the verifiers ask for the data on chain (a data request)
+        # and the solver, which withholds it there too, misses the publication deadline.
+        Expected(solver_slashed=True, located_step=None, caught_by=deadline("publish_data")),
         spec=spec,
         seed=seed,
     )

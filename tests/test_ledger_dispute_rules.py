@@ -366,3 +366,23 @@ def test_every_move_is_refused_from_the_wrong_party(
         intruder, kind, {"dispute_id": dispute_id, **MOVE_BODIES[kind]}, NotYourTurnError
     )
     assert err.expected == TURN[phase]  # type: ignore[attr-defined]
+
+
+def test_admission_refuses_a_blob_from_someone_outside_the_dispute() -> None:
+    """The node's pre-check (before hashing, verifying or locking): only the dispute's parties
+    may post its pre-state, so a stranger cannot make the node hash a blob for any dispute."""
+    from contracts_sim.chain import admit
+    from contracts_sim.exceptions import NotYourTurnError
+
+    h = funded_harness()
+    solver_run = make_run(cheat_step=CHEATER)
+    job_id, _ = committed_job(h, leaves=list(solver_run.leaves))
+    dispute_id = str(
+        h.send("v1", "challenge", {"job_id": job_id}).event("challenged").data["dispute_id"]
+    )
+    _advance_to(h, dispute_id, Phase.POST_PRESTATE, solver_run)
+    body = {"dispute_id": dispute_id, "blob": "00"}
+    with pytest.raises(NotYourTurnError):
+        admit(h.state, "post_prestate", body, h.address("outsider"), TEST)
+    for party in ("solver", "v1"):
+        admit(h.state, "post_prestate", body, h.address(party), TEST)  # admitted

@@ -385,4 +385,25 @@ class SolverAgent(Agent):
             pre = run.claimed_state(int(raw["step_lo"]))
             blob = encode_state(pre)
             return Move("post_prestate", {"dispute_id": dispute_id, "blob": blob.hex()})
+        if phase == "publish_data":
+            return self._publish_data(run, dispute_id, int(raw["leaf_index"]))
         return None
+
+    def _publish_data(self, run: JobRun, dispute_id: str, segment: int) -> Move | None:
+        """Answer a data request: the blob of leaf ``segment`` (the one this solver stored
+        under that leaf's entry) and both leaves of the segment, proved against its root."""
+        if not 0 <= segment < len(run.entries) - 1:
+            return None
+        blob = run.blob_for_entry(run.entries[segment])
+        if blob is None:
+            return None  # nothing to publish: the request's deadline will decide
+        tree = run.tree()
+        body = {
+            "dispute_id": dispute_id,
+            "blob": blob.hex(),
+            "pre_entry": run.entries[segment].hex(),
+            "pre_proof": tree.inclusion_proof(segment).to_json(),
+            "post_entry": run.entries[segment + 1].hex(),
+            "post_proof": tree.inclusion_proof(segment + 1).to_json(),
+        }
+        return Move("publish_data", body)

@@ -8,7 +8,9 @@ Each ``tick``::
                           blobs (checked against their leaves), re-execute each sampled segment
     verdict               all equal → attest; any difference → find the *first* wrong leaf by
                           re-executing from the start (so the game locates the first wrong step)
-                          and challenge on the segment before it; withheld data → challenge
+                          and challenge on the segment before it; a sampled segment whose data
+                          the solver does not serve → a data request on chain, and judge again
+                          once it is published (the solver publishes or loses)
     play                  its move in each of its disputes; claim the solver's missed deadlines
     police                claim missed training deadlines of assigned jobs
 
@@ -21,7 +23,7 @@ from __future__ import annotations
 
 import functools
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 from contracts_sim.crypto import PrivateKey
@@ -57,6 +59,7 @@ class Check:
     steps_reexecuted: int = 0
     bad_segments: list[int] = field(default_factory=list)
     withheld: bool = False
+    missing: list[int] = field(default_factory=list)  # sampled segments with no data yet
 
 
 class VerifierAgent(Agent):
@@ -80,6 +83,8 @@ class VerifierAgent(Agent):
         self.verify_seconds = 0.0
         self.truths: dict[str, Truth] = {}
         self.entries: dict[str, list[bytes] | None] = {}
+        self.segment_results: dict[str, dict[int, bool]] = {}  # job -> segment -> reproduced
+        self.withheld_segments: dict[str, set[int]] = {}  # job -> segments the solver withheld
 
     # --- the loop ---------------------------------------------------------------------------
     def stake_needed(self) -> int:
@@ -103,10 +108,14 @@ class VerifierAgent(Agent):
         elif job.status == "assigned":
             self._police_training(job, height)
         elif job.status == "committed" and job.solver != self.address:
-            if funded and job.job_id not in self.checks and self.strategy.verify(job):
+            if funded and self._needs_judging(job.job_id) and self.strategy.verify(job):
                 self._judge(job, height)
             self._play(job, height)
-            self._attest_once_published(job)
+
+    def _needs_judging(self, job_id: str) -> bool:
+        """Not judged yet, or waiting for data it asked for on chain."""
+        check = self.checks.get(job_id)
+        return check is None or bool(check.missing)
 
     def _police_training(self, job: JobView, height: int) -> None:
         deadline = job.raw.get("train_deadline")
@@ -131,6 +140,10 @@ class VerifierAgent(Agent):
         started = time.perf_counter()
         check = self.check(job, sample)
         self.verify_seconds += time.perf_counter() - started
+        if check.missing:
+            self._request_missing_data(job, height, check.missing)
+            self.checks[job.job_id] = check  # pending: judged again once the data is out
+            return
         verdict = self.strategy.verdict(job, check.verdict)
         entries, leaf = self.entries.get(job.job_id), verdict.first_bad_leaf or 0
         named = verdict.action == Verdict.CHALLENGE and not verdict.challenge_body
@@ -168,12 +181,31 @@ class VerifierAgent(Agent):
             self.entries[job.job_id] = entries
         return self.entries[job.job_id]
 
-    def _segment_ok(self, job: JobView, entries: list[bytes], segment: int) -> bool | None:
-        """True/False: the segment re-executes to its leaf or not; None: data withheld."""
+    def _segment_data(
+        self, job: JobView, entries: list[bytes] | None, segment: int
+    ) -> tuple[bytes, bytes, bytes] | None:
+        """(pre entry, post entry, blob) of ``segment``: served by the solver, or published on
+        chain in answer to a data request; None while neither has it."""
         spec = job.spec
-        blob = self.blobs.blob(str(job.solver), job.job_id, entries[segment], state_blob_size(spec))
-        if blob is None or sha256(blob) != entries[segment]:
+        if entries is not None:
+            size = state_blob_size(spec)
+            blob = self.blobs.blob(str(job.solver), job.job_id, entries[segment], size)
+            if blob is not None and sha256(blob) == entries[segment]:
+                return entries[segment], entries[segment + 1], blob
+        self.withheld_segments.setdefault(job.job_id, set()).add(segment)
+        published = self._published(job, segment)
+        if published is None:
             return None
+        pre_entry, post_entry, blob, _ = published
+        return pre_entry, post_entry, blob
+
+    def _segment_ok(self, job: JobView, entries: list[bytes] | None, segment: int) -> bool | None:
+        """True/False: the segment re-executes to its leaf or not; None: no data for it yet."""
+        data = self._segment_data(job, entries, segment)
+        if data is None:
+            return None
+        _, post_entry, blob = data
+        spec = job.spec
         try:
             state = decode_state_for(spec, blob, self.device)
             if state_step(state) != segment * spec.checkpoint_interval:
@@ -186,75 +218,99 @@ class VerifierAgent(Agent):
             )
         except ProofNetError:
             return False
-        return state_hash(post) == entries[segment + 1]
+        return state_hash(post) == post_entry
 
     def check(self, job: JobView, sample: list[int]) -> Check:
-        """Re-execute the sampled segments and reach the honest verdict."""
+        """Re-execute the sampled segments and reach the honest verdict.
+
+        A segment whose data the solver does not serve is ``missing``: the verifier asks for it
+        on chain (a data request) instead of guessing, and judges once it is published — a
+        solver that cannot publish it (a fabricated leaf, or data it no longer has) loses the
+        request's deadline. So a verifier never pays, in bond or in re-executing the whole
+        trajectory, for data it could not get.
+        """
         check = Check(job.job_id, sample, Verdict(Verdict.ATTEST, "sample re-executed"))
         if not self.strategy.reexecute(job):
             check.verdict = Verdict(Verdict.ATTEST, "attested without re-executing")
             return check
         entries = self._served_entries(job)
-        if entries is None:
-            check.withheld = True
-            check.verdict = self._judge_without_leaves(job, sample)
-            return check
-        first_withheld = None
+        check.withheld = entries is None
+        results = self.segment_results.setdefault(job.job_id, {})
         for segment in sample:
-            ok = self._segment_ok(job, entries, segment)
+            if segment not in results:
+                ok = self._segment_ok(job, entries, segment)
+                if ok is None:
+                    check.missing.append(segment)
+                    check.withheld = True
+                    continue
+                results[segment] = ok
             check.steps_reexecuted += job.spec.checkpoint_interval
-            if ok is None and first_withheld is None:
-                first_withheld = segment
-                check.withheld = True
-            elif ok is False:
+            if not results[segment]:
                 check.bad_segments.append(segment)
+        check.withheld |= bool(self.withheld_segments.get(job.job_id, set()) & set(sample))
         if check.bad_segments:
-            check.verdict = self._challenge(job, entries, "sampled segment does not reproduce")
-        elif first_withheld is not None:
-            # A blob can be missing because its leaf was fabricated (no state hashes to it): a
-            # challenge on that segment would agree to the fabricated pre-state and lose. So
-            # challenge the first wrong leaf if there is one; a correct trajectory whose data is
-            # withheld gets a data request: the solver publishes the blob or loses.
-            verdict = self._challenge(job, entries, "blob withheld")
-            if verdict.action == Verdict.SKIP:
-                verdict = self._request_data(job, entries, first_withheld)
-            check.verdict = verdict
+            reason = "sampled segment does not reproduce"
+            if entries is not None:
+                check.verdict = self._challenge(job, entries, reason)
+            else:
+                check.verdict = self._challenge_published(job, check.bad_segments[0], reason)
+            check.missing = []  # a wrong segment decides it: no need to wait for more data
+        elif check.missing:
+            check.verdict = Verdict(Verdict.SKIP, "waiting for data requested on chain")
         return check
 
-    def _judge_without_leaves(self, job: JobView, sample: list[int]) -> Verdict:
-        """The leaf list is withheld: re-execute the whole trajectory. A different root is
-        challenged by Merkle descent; the committed root itself gets a data request."""
-        entries = self.truth(job).entries()
-        if root_of(entries) != bytes.fromhex(job.raw["final_root"]):
-            reason = "leaf list withheld or inconsistent"
-            return Verdict(Verdict.CHALLENGE, reason, {"job_id": job.job_id})
-        return self._request_data(job, entries, sample[0] if sample else 0)
-
-    def _request_data(self, job: JobView, entries: list[bytes], segment: int) -> Verdict:
-        """A data request for the blob of leaf ``segment`` (a ``challenge`` with ``withheld``).
-
-        Sent only once this verifier knows the trajectory is correct, so it never loses a bond
-        for the solver's silence: the solver publishes (bond back, then this verifier attests,
-        ``_attest_once_published``) or misses the deadline and is slashed.
-        """
-        verdict = self._challenge_segment(job, entries, segment, "data request: blob withheld")
-        assert verdict.challenge_body is not None
-        return replace(verdict, challenge_body={**verdict.challenge_body, "withheld": True})
-
-    def _attest_once_published(self, job: JobView) -> None:
-        """After the solver published what this verifier asked for, attest: the verifier
-        re-executed the whole trajectory when the data was withheld."""
-        check = self.checks.get(job.job_id)
-        if check is None or not (check.verdict.challenge_body or {}).get("withheld"):
-            return
+    # --- data availability ------------------------------------------------------------------
+    def _data_requests(self, job: JobView) -> dict[int, dict[str, Any]]:
+        """The job's data requests on chain, by segment (one per segment, ledger rule)."""
+        requests: dict[int, dict[str, Any]] = {}
         for dispute_id in job.raw.get("disputes", []):
             raw = self.client.get_dispute(dispute_id)
-            if raw["challenger"] != self.address or raw["status"] != "data_published":
-                continue
-            if self.send(Move("attest", {"job_id": job.job_id}), key=f"attest:{job.job_id}"):
-                check.verdict = Verdict(Verdict.ATTEST, "re-executed; withheld data published")
-                self.log.info("job %s: data published; attested", job.job_id)
-            return
+            if raw.get("data_request"):
+                requests[int(raw["leaf_index"])] = raw
+        return requests
+
+    def _published(self, job: JobView, segment: int) -> tuple[bytes, bytes, bytes, Any] | None:
+        """(pre entry, post entry, blob, proofs body) that the solver published for ``segment``
+        in answer to a data request, read from the block that holds it."""
+        raw = self._data_requests(job).get(segment)
+        if raw is None or raw["status"] != "data_published":
+            return None
+        move = next(m for m in raw["moves"] if m["kind"] == "publish_data")
+        for tx in self.client.get_block(int(move["height"])).transactions:
+            body = tx.body
+            if tx.kind == "publish_data" and body.get("dispute_id") == raw["dispute_id"]:
+                blob = bytes.fromhex(str(body["blob"]))
+                pre, post = bytes.fromhex(raw["hash_lo"]), bytes.fromhex(raw["hash_hi"])
+                if sha256(blob) == pre:  # the ledger checked it; the node serves blocks
+                    return pre, post, blob, body
+        return None
+
+    def _request_missing_data(self, job: JobView, height: int, missing: list[int]) -> None:
+        """Ask on chain for each missing segment nobody has asked for yet."""
+        final_height = job.raw.get("final_height")
+        window = int(self.params["challenge_window"])
+        if final_height is None or height > int(final_height) + window:
+            return  # requests are only allowed within the original window
+        requested = self._data_requests(job)
+        for segment in missing:
+            if segment in requested:
+                continue  # asked already: its publication (or its deadline) serves everyone
+            body = {"job_id": job.job_id, "segment": segment, "withheld": True}
+            if self.send(Move("challenge", body), key=f"request:{job.job_id}:{segment}"):
+                self.log.info("job %s: data of segment %d withheld; requested", job.job_id, segment)
+
+    def _challenge_published(self, job: JobView, segment: int, reason: str) -> Verdict:
+        """Challenge ``segment`` on the fast path with the leaves and proofs the solver published
+        (this verifier has no leaf list to locate the first wrong leaf from)."""
+        published = self._published(job, segment)
+        assert published is not None, "a bad segment without a leaf list was published"
+        _, _, _, body = published
+        evidence = {
+            key: body[key] for key in ("pre_entry", "pre_proof", "post_entry", "post_proof")
+        }
+        return Verdict(
+            Verdict.CHALLENGE, reason, {"job_id": job.job_id, "segment": segment, **evidence}
+        )
 
     def _challenge(self, job: JobView, entries: list[bytes] | None, reason: str) -> Verdict:
         """Locate the first wrong leaf from the start and challenge the segment before it."""

@@ -187,7 +187,7 @@ class WithholdData(SolverStrategy):
 
     def answer_dispute(self, dispute: DisputeView, honest: Move | None) -> Move | None:
         publish = str(self.knob("publish", False)).lower() in ("1", "true", "yes")
-        if honest is not None and honest.kind == "post_prestate" and not publish:
+        if honest is not None and honest.kind in ("post_prestate", "publish_data") and not publish:
             return None
         return honest
 
