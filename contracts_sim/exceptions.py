@@ -121,6 +121,14 @@ class UntrainableSpecError(InvalidSpecError):
     code = "untrainable_spec"
 
 
+class UnverifiableJobError(InvalidSpecError):
+    """A job whose sample a verifier could not re-execute within the chain's bound
+    (``max_verification_work``): it would settle unchecked. Shorter segments or a smaller
+    sample make it verifiable."""
+
+    code = "unverifiable_job"
+
+
 class WrongChainError(InvalidTransactionError):
     code = "wrong_chain_id"
 

@@ -47,6 +47,7 @@ from contracts_sim.exceptions import (
     TooManyBidsError,
     TreeTooLargeError,
     UntrainableSpecError,
+    UnverifiableJobError,
     WrongJobStatusError,
 )
 from contracts_sim.params import BPS, Params
@@ -67,7 +68,7 @@ from contracts_sim.transactions import (
 from protocol.datasets import Dataset, check_dataset, dataset_values
 from protocol.errors import DatasetError, ProofError
 from protocol.hashing import hash_json
-from protocol.layout import state_blob_size
+from protocol.layout import segment_work, state_blob_size
 from protocol.merkle import ConsistencyProof, verify_consistency, verify_inclusion
 from protocol.sampling import compute_sample
 from protocol.spec import JobSpec, parse_spec, spec_hash
@@ -268,6 +269,14 @@ def process_post_job(
     max_samples = min(params.max_sample_count, spec.num_segments)
     if body.sample_count > max_samples:
         raise MalformedBodyError("sample_count", f"must be at most {max_samples}")
+    # One verifier's sample can be re-executed in bounded time (within the challenge window).
+    work = body.sample_count * segment_work(spec)
+    if work > params.max_verification_work:
+        raise UnverifiableJobError(
+            "sample_count",
+            f"re-executing {body.sample_count} segments takes {work:,} multiply-accumulates; "
+            f"the chain allows {params.max_verification_work:,} (shorten checkpoint_interval)",
+        )
     # Deadlines stay within the chain's limits.
     if body.bid_blocks > params.max_bid_blocks:
         raise MalformedBodyError("bid_blocks", f"must be at most {params.max_bid_blocks}")

@@ -47,6 +47,11 @@ class Params:
     max_dataset_values: int
     """Largest dataset (features x examples) ``post_job`` builds to check a spec's dataset hash:
     bounds the time every node spends on that check."""
+    max_verification_work: int
+    """Most multiply-accumulates one verifier's sample may take to re-execute (``sample_count``
+    segments of ``protocol.layout.segment_work``): a job whose sample a verifier cannot check
+    within the challenge window would settle unchecked, and one such job could keep every
+    verifier busy while others settle unchecked too."""
     challenge_window: int
     """Blocks after the final commit during which verifiers attest or challenge (>= 2: the
     sample seed is the beacon output of block final_height + 1, known from height
@@ -135,6 +140,7 @@ TEST: Final = Params(
     max_bids_per_job=8,
     max_leaves=1_024,
     max_dataset_values=1 << 17,
+    max_verification_work=1 << 28,
     challenge_window=4,
     challenge_bond=40,
     move_timeout=2,
@@ -163,6 +169,9 @@ TESTNET: Final = Params(
     max_bids_per_job=64,
     max_leaves=65_536,
     max_dataset_values=1 << 17,
+    # About 10 s of exact CPU work on one core of the development machine: well inside the
+    # 30-block window at the local testnet's 0.5 s blocks (the example job's sample is 1/60th).
+    max_verification_work=1 << 32,
     challenge_window=30,
     challenge_bond=10**5,
     move_timeout=10,

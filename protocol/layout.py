@@ -70,3 +70,21 @@ def state_blob_size(spec: JobSpec) -> int:
     chain's blob-size limit must admit for the job to be trainable.
     """
     return encoded_size(state_layout(spec))
+
+
+def parameter_count(spec: JobSpec) -> int:
+    """Trainable numbers of the model (weights and biases)."""
+    shapes = expected_shapes(spec)
+    total = 0
+    for name in param_names(spec):
+        count = 1
+        for dim in shapes[name]:
+            count *= dim
+        total += count
+    return total
+
+
+def segment_work(spec: JobSpec) -> int:
+    """Multiply-accumulates to re-execute one segment: per step, each weight is used once per
+    example forward and twice backward (its gradient and the gradient it passes on)."""
+    return spec.checkpoint_interval * spec.batch_size * 3 * parameter_count(spec)

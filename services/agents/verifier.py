@@ -62,6 +62,15 @@ class Check:
     missing: list[int] = field(default_factory=list)  # sampled segments with no data yet
 
 
+def _urgency(raw: dict[str, Any]) -> tuple[int, int]:
+    """Earliest challenge deadline first: when jobs crowd in, the verifier checks the ones that
+    would settle soonest, so a flood of new jobs cannot push an older one past its window."""
+    deadline = raw.get("challenge_deadline")
+    if raw.get("status") == "committed" and deadline is not None:
+        return 0, int(deadline)
+    return 1, 0
+
+
 class VerifierAgent(Agent):
     role = "verifier"
 
@@ -96,7 +105,7 @@ class VerifierAgent(Agent):
     def tick(self) -> None:
         height, account = self.begin_tick()
         funded = self.ensure_funds(self.balance_needed(), self.stake_needed(), account)
-        for raw in self.client.list_jobs():
+        for raw in sorted(self.client.list_jobs(), key=_urgency):
             work = functools.partial(self._work_on, raw, height, funded)
             self.isolated(str(raw.get("job_id")), height, work)
 
