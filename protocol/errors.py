@@ -53,10 +53,10 @@ class OverflowBoundError(ExactExecutionError):
 
     code = "exact_overflow"
 
-    def __init__(self, where: str, bound: float) -> None:
-        super().__init__(
-            f"{where}: max|a|*max|b|*K = {bound:.3e} >= 2^53; the result would not be exact"
-        )
+    def __init__(
+        self, where: str, bound: float, what: str = "max|a|*max|b|*K", limit: str = "2^53"
+    ) -> None:
+        super().__init__(f"{where}: {what} = {bound:.3e} >= {limit}; the result would not be exact")
         self.where = where
         self.bound = bound
 

@@ -109,3 +109,18 @@ def test_example_reaches_accuracy_close_to_native() -> None:
         native.step()
     assert exact >= 0.90
     assert abs(exact - native.evaluate()) <= 0.03
+
+
+def test_a_step_from_a_state_past_the_range_limit_is_skipped(tiny_spec: JobSpec) -> None:
+    """Elementwise int64 arithmetic could wrap past STATE_LIMIT even when every product is
+    within 2^53 (a bias is in no product): the overflow rule covers it too."""
+    from protocol.exact.fixedpoint import STATE_LIMIT
+
+    state = init(tiny_spec)
+    last_bias = sorted(name for name in state if name.endswith(".bias"))[-1]
+    state[last_bias] = torch.full_like(state[last_bias], STATE_LIMIT)
+    after = step(tiny_spec, state, 0)
+    assert state_step(after) == 1
+    assert torch.equal(after[last_bias], state[last_bias])
+    state[last_bias] = torch.full_like(state[last_bias], STATE_LIMIT - 1)
+    assert not torch.equal(step(tiny_spec, state, 0)[last_bias], state[last_bias])

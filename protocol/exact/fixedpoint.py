@@ -14,6 +14,11 @@ House rules of the exact VM:
   nothing device-dependent can follow from it). ``mlp.step`` turns that into the overflow rule
   (see its docstring): the VM is total.
 * No float ``exp``/``log``: the softmax uses ``exp2_fixed``, an integer polynomial for 2^f.
+* Every value of a state a step starts from is below ``STATE_LIMIT`` (2^40) in magnitude, or the
+  step is skipped (``check_state_range``). With the product bound that keeps every int64
+  intermediate of a step below 2^59: a pre-activation is below 2^37 + 2^40, the softmax's
+  ``shifted * LOG2E_Q16`` below 2^59, a momentum times ``momentum_q16`` below 2^56 — so no
+  elementwise operation can wrap either.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from protocol.errors import OverflowBoundError
 FRAC = 16
 ONE = 1 << FRAC
 EXACT_LIMIT = float(2**53)
+STATE_LIMIT = 1 << 40
 
 LOG2E_Q16 = 94548  # round(log2(e) * 2^16)
 # 2^f ≈ 1 + c1 f + c2 f^2 + c3 f^3 on [0, 1), least-squares fit, coefficients in Q16;
@@ -84,6 +90,16 @@ class ExactMatmul:
 
     def check(self) -> None:
         """Kept for callers that batch their checks: every product was checked when made."""
+
+
+def check_state_range(tensors: list[torch.Tensor]) -> None:
+    """Raise OverflowBoundError if any value is ``STATE_LIMIT`` or more in magnitude (one
+    device sync): past it, elementwise int64 arithmetic of a step could wrap."""
+    if not tensors:
+        return
+    worst = int(torch.stack([t.abs().amax() for t in tensors]).amax().item())
+    if worst >= STATE_LIMIT:
+        raise OverflowBoundError("state", float(worst), "max|value|", "2^40")
 
 
 def exp2_fixed(t: torch.Tensor) -> torch.Tensor:

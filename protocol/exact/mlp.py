@@ -30,6 +30,7 @@ from protocol.exact.fixedpoint import (
     ONE,
     ExactMatmul,
     Operand,
+    check_state_range,
     rshift_round,
     softmax_fixed,
 )
@@ -185,7 +186,9 @@ def skipped_step(state: State) -> State:
 
 
 def _sgd_step(spec: JobSpec, state: State, i: int) -> State:
-    """One SGD-with-momentum step; raises OverflowBoundError before any inexact product."""
+    """One SGD-with-momentum step; raises OverflowBoundError before any inexact product or
+    any elementwise operation that could wrap (a state value past ``STATE_LIMIT``)."""
+    check_state_range([t for name, t in state.items() if name != STEP_KEY and t.numel()])
     device = state[STEP_KEY].device
     x, labels = _batch(spec, i, device)
     weights = _weights(spec, state)
