@@ -124,3 +124,7 @@ def test_a_step_from_a_state_past_the_range_limit_is_skipped(tiny_spec: JobSpec)
     assert torch.equal(after[last_bias], state[last_bias])
     state[last_bias] = torch.full_like(state[last_bias], STATE_LIMIT - 1)
     assert not torch.equal(step(tiny_spec, state, 0)[last_bias], state[last_bias])
+    # The most negative int64 is its own absolute value: the check must not wrap with it.
+    for value in (-STATE_LIMIT, -(2**63)):
+        state[last_bias] = torch.full_like(state[last_bias], value)
+        assert torch.equal(step(tiny_spec, state, 0)[last_bias], state[last_bias]), value

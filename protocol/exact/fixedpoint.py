@@ -97,9 +97,13 @@ def check_state_range(tensors: list[torch.Tensor]) -> None:
     device sync): past it, elementwise int64 arithmetic of a step could wrap."""
     if not tensors:
         return
-    worst = int(torch.stack([t.abs().amax() for t in tensors]).amax().item())
-    if worst >= STATE_LIMIT:
-        raise OverflowBoundError("state", float(worst), "max|value|", "2^40")
+    # max and min, not abs(): |-2^63| wraps to -2^63 in int64 and would pass. -(min + 1)
+    # cannot wrap, and is >= STATE_LIMIT - 1 exactly when min <= -STATE_LIMIT.
+    highest = torch.stack([t.amax() for t in tensors]).amax()
+    lowest = torch.stack([-(t.amin() + 1) for t in tensors]).amax()
+    high, low = (int(v) for v in torch.stack([highest, lowest]).tolist())
+    if high >= STATE_LIMIT or low >= STATE_LIMIT - 1:
+        raise OverflowBoundError("state", float(max(high, low + 1)), "max|value|", "2^40")
 
 
 def exp2_fixed(t: torch.Tensor) -> torch.Tensor:
