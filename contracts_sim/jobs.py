@@ -25,6 +25,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
+from contracts_sim import referee
 from contracts_sim.env import TxContext
 from contracts_sim.events import Event, make_event
 from contracts_sim.exceptions import (
@@ -560,6 +561,20 @@ def process_commit_final(
         )
     except ProofError as exc:
         raise InvalidProofError("final_proof", exc.message) from exc
+    # Leaf 0 is the spec's initial state, recomputed here: sampled segments are re-executed
+    # from the leaves the solver committed, so without this a solver could train honestly from
+    # an initial model of its choosing (a backdoored one) and pass every check.
+    try:
+        verify_inclusion(
+            referee.initial_state_hash(get_job_spec(job)),
+            0,
+            body.leaves,
+            body.root,
+            body.initial_proof,
+        )
+    except ProofError as exc:
+        reason = f"leaf 0 is not the initial state: {exc.message}"
+        raise InvalidProofError("initial_proof", reason) from exc
 
     challenge_deadline = Height(ctx.height + params.challenge_window)
     state.set_job(

@@ -446,6 +446,7 @@ class CommitFinalBody:
     final_state_hash: Hash32
     consistency_proof: ConsistencyProof | None
     final_proof: InclusionProof  # required: binds final_state_hash to the last leaf
+    initial_proof: InclusionProof  # required: binds leaf 0 to the spec's initial state
 
     @classmethod
     def read(cls, r: BodyReader) -> CommitFinalBody:
@@ -456,6 +457,7 @@ class CommitFinalBody:
             r.hash32("final_state_hash"),
             r.consistency_proof("consistency_proof"),
             r.required_inclusion_proof("final_proof"),
+            r.required_inclusion_proof("initial_proof"),
         )
 
 

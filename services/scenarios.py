@@ -61,9 +61,9 @@ LEAF_ZERO = "leaf-0 check"
 INVALID_PRESTATE = "pre-state validity check"
 """The agreed pre-state blob is not a state of the spec (the solver authored it)."""
 TRAINING_DEADLINE = "training deadline"
-CONSISTENCY = "consistency check + training deadline"
-"""The ledger refused a root that does not extend the last one; the solver then missed the
-training deadline."""
+CONSISTENCY = "commit refused + training deadline"
+"""The ledger refused a commitment (a root that does not extend the last one, or a leaf 0 that
+is not the spec's initial state); the solver then missed the training deadline."""
 NONE = "none"
 """Nobody lost anything: the job settled and every bond came back."""
 
@@ -687,11 +687,9 @@ def fake_leaf(
     job = spec_for(spec, seed)
     fake = job.num_leaves // 2 if leaf is None else leaf
     if fake == 0:
-        # A fabricated state 0 has no blob: the verifiers ask for it on chain (a data request)
-        # and the solver, with nothing that hashes to its leaf, misses the deadline.
-        expected = Expected(
-            solver_slashed=True, located_step=None, caught_by=deadline("publish_data")
-        )
+        # commit_final checks leaf 0 against the spec's initial state: the fabricated root is
+        # refused and the solver misses its training deadline.
+        expected = Expected(solver_slashed=True, located_step=None, caught_by=CONSISTENCY)
     else:
         # The honest step before the leaf "produced" the fabricated hash.
         expected = _slashed_at(fake * job.checkpoint_interval - 1)

@@ -97,6 +97,9 @@ def _rewrite_history(st: Strategy, spec: JobSpec) -> Threat:
 
 def _fake_leaf(st: Strategy, spec: JobSpec) -> Threat:
     leaf = int(st.knob("leaf", spec.num_leaves // 2))
+    if leaf == 0:
+        note = "commit_final recomputes state 0 and refuses the root; the training deadline"
+        return _solver(st, spec, None, 0.0, note + " slashes", caught=LEDGER)
     # The segment ending at the leaf re-executes to another hash; the one starting there has no
     # blob that hashes to the fabricated entry (withheld).
     c = 2 if 0 < leaf < spec.num_segments else 1

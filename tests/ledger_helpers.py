@@ -5,9 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from contracts_sim.records import Job
+from contracts_sim.referee import initial_state_hash
 from contracts_sim.testing import LedgerHarness, Receipt
 from protocol.hashing import sha256
 from protocol.merkle import CommitmentTree
+from protocol.spec import JobSpec, parse_spec
 from tests.conftest import tiny_spec_dict
 
 JOB_TERMS: dict[str, Any] = {
@@ -19,6 +21,10 @@ JOB_TERMS: dict[str, Any] = {
     "train_blocks": 8,
 }
 NUM_LEAVES = 9  # tiny spec: 32 steps, C = 4
+
+
+def tiny_spec() -> JobSpec:
+    return parse_spec(tiny_spec_dict())
 
 
 def funded_harness(**kwargs: Any) -> LedgerHarness:
@@ -65,7 +71,9 @@ def assign(h: LedgerHarness, job_id: str, solver: str = "solver", price: int = 8
 
 
 def fake_leaves(n: int = NUM_LEAVES, salt: str = "honest") -> list[bytes]:
-    return [sha256(f"{salt}/{i}".encode()) for i in range(n)]
+    """Leaves for the tiny spec: the true initial state (``commit_final`` checks leaf 0), then
+    made-up hashes."""
+    return [initial_state_hash(tiny_spec())] + [sha256(f"{salt}/{i}".encode()) for i in range(1, n)]
 
 
 def final_body(job_id: str, tree: CommitmentTree, progress_size: int = 0) -> dict[str, Any]:
@@ -76,6 +84,7 @@ def final_body(job_id: str, tree: CommitmentTree, progress_size: int = 0) -> dic
         "leaves": size,
         "final_state_hash": tree.entry(size - 1).hex(),
         "final_proof": tree.inclusion_proof(size - 1).to_json(),
+        "initial_proof": tree.inclusion_proof(0).to_json(),
     }
     if 0 < progress_size < size:
         body["consistency_proof"] = tree.consistency_proof(progress_size).to_json()

@@ -38,7 +38,6 @@ SCENARIOS = [
     Scenario("cheat mid-segment", solver_cheat_step=13, expected_step=13),
     Scenario("cheat at a segment's last step", solver_cheat_step=19, expected_step=19),
     Scenario("cheat at the final step", solver_cheat_step=31, expected_step=31),
-    Scenario("cheat at the initial state", solver_cheats_init=True, expected_step=None),
     Scenario(
         "false challenge mid-run",
         challenger_cheat_step=9,
@@ -110,6 +109,23 @@ def test_dispute_names_the_step_and_punishes_the_liar(scenario: Scenario) -> Non
         h.advance_to(max(h.height, job(h, job_id).challenge_deadline) + 1)  # type: ignore[type-var, operator]
         h.send("outsider", "settle", {"job_id": job_id})
         assert job(h, job_id).status is JobStatus.SETTLED
+
+
+def test_a_root_whose_leaf_0_is_not_the_initial_state_is_never_committed() -> None:
+    """A solver that trains honestly from an initial state of its choosing would pass every
+    sampled re-execution; commit_final recomputes state 0 and refuses its root instead (the
+    referee's leaf-0 check remains for a challenger that disputes leaf 0)."""
+    from contracts_sim.exceptions import InvalidProofError
+    from tests.ledger_helpers import assign, final_body, post_job
+
+    h = funded_harness()
+    cheat = make_run(cheat_init=True)
+    job_id = post_job(h)
+    assign(h, job_id)
+    error = h.expect_error(
+        "solver", "commit_final", final_body(job_id, cheat.tree), InvalidProofError
+    )
+    assert error.what == "initial_proof"  # type: ignore[attr-defined]
 
 
 def test_game_length_is_logarithmic() -> None:

@@ -331,6 +331,7 @@ class SolverAgent(Agent):
                 else None
             ),
             "final_proof": tree.inclusion_proof(leaves - 1).to_json(),
+            "initial_proof": tree.inclusion_proof(0).to_json(),
         }
         if self.send(Move("commit_final", body), key=f"final:{run.job.job_id}"):
             run.final_posted = True
