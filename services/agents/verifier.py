@@ -62,6 +62,28 @@ class Check:
     missing: list[int] = field(default_factory=list)  # sampled segments with no data yet
 
 
+LOCATE_BUDGET = 4
+"""A verifier that finds a wrong sampled segment re-executes from the start to locate the first
+wrong leaf only while that costs at most this many times its sample; past it, it challenges the
+sampled segment itself (a long honest prefix must not make it miss the window)."""
+
+
+@dataclass
+class SegmentGame:
+    """A fast-path challenge played relative to the segment's committed pre-state.
+
+    The game agrees to ``hash_lo``, the committed pre-state of ``segment``, whatever it is, so
+    the honest moves are those of a re-execution from that state (``truth``, seeded with it),
+    not of the job's trajectory from step 0. ``truth`` is None when the pre-state blob does not
+    decode into a state of the spec at the segment's first step: every midpoint is then
+    disputed and the blob itself is posted, which the referee refuses — the solver authored it.
+    """
+
+    segment: int
+    blob: bytes
+    truth: Truth | None
+
+
 def _urgency(raw: dict[str, Any]) -> tuple[int, int]:
     """Earliest challenge deadline first: when jobs crowd in, the verifier checks the ones that
     would settle soonest, so a flood of new jobs cannot push an older one past its window."""
@@ -94,6 +116,8 @@ class VerifierAgent(Agent):
         self.entries: dict[str, list[bytes] | None] = {}
         self.segment_results: dict[str, dict[int, bool]] = {}  # job -> segment -> reproduced
         self.withheld_segments: dict[str, set[int]] = {}  # job -> segments the solver withheld
+        self.bad_data: dict[tuple[str, int], tuple[bytes, bytes, bytes]] = {}
+        self.games: dict[str, SegmentGame] = {}  # job -> its fast-path game played relatively
 
     # --- the loop ---------------------------------------------------------------------------
     def stake_needed(self) -> int:
@@ -215,19 +239,18 @@ class VerifierAgent(Agent):
             return None
         _, post_entry, blob = data
         spec = job.spec
+        ok = False
         try:
             state = decode_state_for(spec, blob, self.device)
-            if state_step(state) != segment * spec.checkpoint_interval:
-                return False
-            post = run(
-                spec,
-                state,
-                segment * spec.checkpoint_interval,
-                (segment + 1) * spec.checkpoint_interval,
-            )
+            if state_step(state) == segment * spec.checkpoint_interval:
+                start = segment * spec.checkpoint_interval
+                post = run(spec, state, start, start + spec.checkpoint_interval)
+                ok = state_hash(post) == post_entry
         except ProofNetError:
-            return False
-        return state_hash(post) == post_entry
+            ok = False
+        if not ok:
+            self.bad_data[(job.job_id, segment)] = data
+        return ok
 
     def check(self, job: JobView, sample: list[int]) -> Check:
         """Re-execute the sampled segments and reach the honest verdict.
@@ -259,10 +282,11 @@ class VerifierAgent(Agent):
         check.withheld |= bool(self.withheld_segments.get(job.job_id, set()) & set(sample))
         if check.bad_segments:
             reason = "sampled segment does not reproduce"
-            if entries is not None:
+            first_bad = min(check.bad_segments)
+            if entries is not None and first_bad < LOCATE_BUDGET * len(sample):
                 check.verdict = self._challenge(job, entries, reason)
             else:
-                check.verdict = self._challenge_published(job, check.bad_segments[0], reason)
+                check.verdict = self._challenge_relative(job, entries, first_bad, reason)
             check.missing = []  # a wrong segment decides it: no need to wait for more data
         elif check.missing:
             check.verdict = Verdict(Verdict.SKIP, "waiting for data requested on chain")
@@ -308,18 +332,39 @@ class VerifierAgent(Agent):
             if self.send(Move("challenge", body), key=f"request:{job.job_id}:{segment}"):
                 self.log.info("job %s: data of segment %d withheld; requested", job.job_id, segment)
 
-    def _challenge_published(self, job: JobView, segment: int, reason: str) -> Verdict:
-        """Challenge ``segment`` on the fast path with the leaves and proofs the solver published
-        (this verifier has no leaf list to locate the first wrong leaf from)."""
-        published = self._published(job, segment)
-        assert published is not None, "a bad segment without a leaf list was published"
-        _, _, _, body = published
-        evidence = {
-            key: body[key] for key in ("pre_entry", "pre_proof", "post_entry", "post_proof")
-        }
-        return Verdict(
-            Verdict.CHALLENGE, reason, {"job_id": job.job_id, "segment": segment, **evidence}
+    def _challenge_relative(
+        self, job: JobView, entries: list[bytes] | None, segment: int, reason: str
+    ) -> Verdict:
+        """Challenge ``segment`` on the fast path and play it from its committed pre-state
+        (``SegmentGame``): sound whether or not that pre-state is on the true trajectory, and
+        no re-execution outside the segment. The leaves and proofs come from the served leaf
+        list, or from what the solver published in answer to a data request."""
+        _, _, blob = self.bad_data[(job.job_id, segment)]
+        if entries is not None:
+            body = self._challenge_segment(job, entries, segment, reason).challenge_body
+        else:
+            published = self._published(job, segment)
+            assert published is not None, "a bad segment without a leaf list was published"
+            proofs = published[3]
+            keys = ("pre_entry", "pre_proof", "post_entry", "post_proof")
+            body = {"job_id": job.job_id, "segment": segment, **{k: proofs[k] for k in keys}}
+        self.games[job.job_id] = SegmentGame(
+            segment, blob, self._relative_truth(job, segment, blob)
         )
+        return Verdict(Verdict.CHALLENGE, reason, body)
+
+    def _relative_truth(self, job: JobView, segment: int, blob: bytes) -> Truth | None:
+        """A trajectory seeded with the segment's pre-state; None if the blob is no such state."""
+        spec = job.spec
+        try:
+            state = decode_state_for(spec, blob, self.device)
+        except ProofNetError:
+            return None
+        if state_step(state) != segment * spec.checkpoint_interval:
+            return None
+        truth = Truth(spec, self.device)
+        truth.adopt(segment, state)
+        return truth
 
     def _challenge(self, job: JobView, entries: list[bytes] | None, reason: str) -> Verdict:
         """Locate the first wrong leaf from the start and challenge the segment before it."""
@@ -386,6 +431,10 @@ class VerifierAgent(Agent):
                 self.send(move, key=f"dispute:{dispute_id}:{len(raw['moves'])}")
 
     def honest_move(self, job: JobView, raw: dict[str, Any]) -> Move | None:
+        game = self.games.get(job.job_id)
+        leaf = raw.get("leaf_index")
+        if game is not None and leaf is not None and int(leaf) == game.segment + 1:
+            return self._relative_move(job, raw, game)
         truth = self.truth(job)
         dispute_id, phase = raw["dispute_id"], raw["phase"]
         if phase == "choose_child":
@@ -410,4 +459,24 @@ class VerifierAgent(Agent):
             return Move(
                 "post_prestate", {"dispute_id": dispute_id, "blob": encode_state(pre).hex()}
             )
+        return None
+
+    def _relative_move(self, job: JobView, raw: dict[str, Any], game: SegmentGame) -> Move | None:
+        """The honest move in a fast-path game played from the segment's committed pre-state."""
+        dispute_id, phase = raw["dispute_id"], raw["phase"]
+        start = game.segment * job.spec.checkpoint_interval
+        if phase == "respond_midpoint":
+            m = bisection_midpoint(int(raw["step_lo"]), int(raw["step_hi"]))
+            claimed = bytes.fromhex(raw["midpoint_hash"])
+            agree = game.truth is not None and claimed == game.truth.hash_at(m)
+            return Move("respond_midpoint", {"dispute_id": dispute_id, "agree": agree})
+        if phase == "post_prestate":
+            a, b = int(raw["step_lo"]), int(raw["step_hi"])
+            if a == start:
+                blob = game.blob  # the committed pre-state itself: it hashes to hash_lo
+            elif game.truth is None or game.truth.hash_at(b) == bytes.fromhex(raw["hash_hi"]):
+                return None  # the solver's claim is right: leave the pre-state to the solver
+            else:
+                blob = encode_state(game.truth.state_at(a))
+            return Move("post_prestate", {"dispute_id": dispute_id, "blob": blob.hex()})
         return None
