@@ -270,6 +270,13 @@ def process_post_job(
     max_samples = min(params.max_sample_count, spec.num_segments)
     if body.sample_count > max_samples:
         raise MalformedBodyError("sample_count", f"must be at most {max_samples}")
+    # Deadlines stay within the chain's limits.
+    if body.bid_blocks > params.max_bid_blocks:
+        raise MalformedBodyError("bid_blocks", f"must be at most {params.max_bid_blocks}")
+    if body.train_blocks > params.max_train_blocks:
+        raise MalformedBodyError("train_blocks", f"must be at most {params.max_train_blocks}")
+    # A solver can train the spec on this chain: dataset known and pinned, shapes, sizes.
+    require_trainable(spec, params)
     # One verifier's sample can be re-executed in bounded time (within the challenge window).
     work = body.sample_count * segment_work(spec)
     if work > params.max_verification_work:
@@ -278,13 +285,6 @@ def process_post_job(
             f"re-executing {body.sample_count} segments takes {work:,} multiply-accumulates; "
             f"the chain allows {params.max_verification_work:,} (shorten checkpoint_interval)",
         )
-    # Deadlines stay within the chain's limits.
-    if body.bid_blocks > params.max_bid_blocks:
-        raise MalformedBodyError("bid_blocks", f"must be at most {params.max_bid_blocks}")
-    if body.train_blocks > params.max_train_blocks:
-        raise MalformedBodyError("train_blocks", f"must be at most {params.max_train_blocks}")
-    # A solver can train the spec on this chain: dataset known and pinned, shapes, sizes.
-    require_trainable(spec, params)
     job_id = compute_job_id(spec, ctx.sender, ctx.nonce)
     # Ids are unique (the sender's nonce is in the preimage).
     if state.has_job(job_id):

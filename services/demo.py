@@ -78,7 +78,9 @@ def run_demo(
         workdir = Path(tmp.name)
     specs, terms = demo_specs(spec_file, jobs)
     topology = default_topology()
-    topology.solver_stake = int(terms.get("min_stake", 0)) or None
+    # A bid reserves the job's min_stake until bidding closes: stake for every job at once, so
+    # that each solver can bid on each of them.
+    topology.solver_stake = int(terms.get("min_stake", 0)) * len(specs) or None
     net = LocalTestnet(workdir, topology)
     try:
         say("starting chain, 3 solvers (1 cheating) and 2 verifiers as local processes")

@@ -942,6 +942,7 @@ SCENARIOS: list[Scenario] = [
     fake_leaf(0),
     withhold_data(),
     withhold_data("blobs"),
+    withhold_then_publish("leaves"),
     stall_dispute(),
     stall_dispute(moves=2),
     lie_at_midpoint(),
@@ -954,6 +955,7 @@ SCENARIOS: list[Scenario] = [
     griefer(jobs=3),
     lazy_verifier_with_honest(),
     lazy_verifier_alone(),
+    accomplice_challenger(),
     Scenario(
         name="perturb-step+2-honest-verifiers",
         attack="perturb-step",
