@@ -171,7 +171,8 @@ How a game is decided (*caught by*):
 - **⟨phase⟩ deadline** — the party whose move it was let `move_timeout` blocks pass; anyone
   claimed the timeout and that party lost (this is how withheld data and stalling are punished).
 - **{CONSISTENCY}** — the ledger refused a progress/final root that does not extend the last
-  one, so the solver could never commit; its training deadline then slashed it.
+  one, or whose leaf 0 is not the spec's initial state, so the solver could never commit; its
+  training deadline then slashed it.
 - **{NONE}** — nobody lost anything.
 
 *P(detect) theory* is 1 − (C(m − c, k) / C(m, k))^V for the scenario's sample (k = m here, so 1
@@ -208,9 +209,11 @@ def detection_section(all_stats: Sequence[DetectionStats]) -> list[str]:
         )
     lines += [
         "",
-        "A detected cheat is always located at its *first* tampered step, whichever cheated "
-        "segment the sample met: the verifier re-executes from the start once it sees a "
-        "mismatch. A missed one settles and the cheater is paid — that is the rate measured.",
+        "A detected cheat is located at its *first* tampered step, whichever cheated segment "
+        "the sample met: the verifier re-executes from the start once it sees a mismatch (on "
+        "jobs where that would cost more than a few times its sample it challenges the sampled "
+        "segment itself, which locates a tampered step of that segment). A missed one settles "
+        "and the cheater is paid — that is the rate measured.",
         "",
     ]
     return lines
