@@ -106,6 +106,19 @@ log = logging.getLogger(__name__)
 DEFAULT_CHAIN_ID: Final = "proofnet-local"
 DEFAULT_MAX_BLOCK_TXS: Final = 10_000
 MAX_EVENTS_PAGE: Final = 1_000
+DEADLINE_KINDS: Final = frozenset(
+    {
+        "reveal_children",
+        "choose_child",
+        "reveal_leaf",
+        "post_midpoint",
+        "respond_midpoint",
+        "post_prestate",
+        "publish_data",
+        "claim_timeout",
+    }
+)
+"""Transactions an honest party must get into a block before a deadline (``_has_reserved_room``)."""
 
 
 # --- errors ---------------------------------------------------------------------------------
@@ -412,7 +425,7 @@ class Chain:
             block = self._open
             if tx_hash in block.index:
                 return tx_hash
-            if len(block.queue) >= self.max_block_txs:
+            if len(block.queue) >= self.max_block_txs and not self._has_reserved_room(tx, block):
                 raise BlockFullError(self.max_block_txs)
             try:
                 events = self._apply(block, tx)
@@ -424,6 +437,13 @@ class Chain:
             block.index[tx_hash] = len(block.queue)
             block.queue.append(_Queued(tx, tx_hash, events))
             return tx_hash
+
+    def _has_reserved_room(self, tx: Transaction, block: _OpenBlock) -> bool:
+        """Dispute moves and timeout claims get room past a full block (up to twice the cap):
+        a move has a deadline in blocks, so a block stuffed with free transfers must not make
+        an honest party miss it. They cannot flood the room: each is valid only from the party
+        to move in an open dispute, or once per missed deadline."""
+        return tx.kind in DEADLINE_KINDS and len(block.queue) < 2 * self.max_block_txs
 
     def _apply(self, block: _OpenBlock, tx: Transaction) -> list[Event]:
         """Apply ``tx`` to the open block, all or nothing (and check the books in debug mode).

@@ -277,7 +277,14 @@ def process_post_job(
         raise MalformedBodyError("train_blocks", f"must be at most {params.max_train_blocks}")
     # A solver can train the spec on this chain: dataset known and pinned, shapes, sizes.
     require_trainable(spec, params)
-    # One verifier's sample can be re-executed in bounded time (within the challenge window).
+    # A disputed segment can be re-executed within a move's time ...
+    if segment_work(spec) > params.max_segment_work:
+        raise UnverifiableJobError(
+            "spec.checkpoint_interval",
+            f"one segment takes {segment_work(spec):,} multiply-accumulates; the chain allows "
+            f"{params.max_segment_work:,} (a move in a dispute must fit its deadline)",
+        )
+    # ... and one verifier's sample within the challenge window.
     work = body.sample_count * segment_work(spec)
     if work > params.max_verification_work:
         raise UnverifiableJobError(

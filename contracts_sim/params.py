@@ -52,6 +52,9 @@ class Params:
     segments of ``protocol.layout.segment_work``): a job whose sample a verifier cannot check
     within the challenge window would settle unchecked, and one such job could keep every
     verifier busy while others settle unchecked too."""
+    max_segment_work: int
+    """Most multiply-accumulates of one segment: in a dispute each party re-executes part of
+    the disputed segment for a move, and a move must fit in ``move_timeout`` blocks."""
     challenge_window: int
     """Blocks after the final commit during which verifiers attest or challenge (>= 2: the
     sample seed is the beacon output of block final_height + 1, known from height
@@ -141,6 +144,7 @@ TEST: Final = Params(
     max_leaves=1_024,
     max_dataset_values=1 << 17,
     max_verification_work=1 << 28,
+    max_segment_work=1 << 26,
     challenge_window=4,
     challenge_bond=40,
     move_timeout=2,
@@ -172,6 +176,8 @@ TESTNET: Final = Params(
     # About 10 s of exact CPU work on one core of the development machine: well inside the
     # 30-block window at the local testnet's 0.5 s blocks (the example job's sample is 1/60th).
     max_verification_work=1 << 32,
+    # About 2.5 s of exact CPU work: half of a 10-block move at the local testnet's 0.5 s blocks.
+    max_segment_work=1 << 30,
     challenge_window=30,
     challenge_bond=10**5,
     move_timeout=10,

@@ -20,6 +20,9 @@ from protocol.merkle import CommitmentTree
 from services.agents.checkpoints import CheckpointStore
 from services.agents.strategy import JobView, SolverStrategy
 
+MAX_INNER_STATES = 64
+"""States kept between dispute moves (a bisection of C steps asks for about log2(C))."""
+
 
 class JobRun:
     def __init__(
@@ -41,6 +44,7 @@ class JobRun:
         self.final_posted = False
         self._state: State | None = None
         self._tree: CommitmentTree | None = None
+        self._inner_states: dict[int, State] = {}  # step -> claimed state, for disputes
         self._load()
 
     # --- persistence --------------------------------------------------------------------
@@ -110,11 +114,26 @@ class JobRun:
 
     # --- claims ---------------------------------------------------------------------------
     def claimed_state(self, step_index: int) -> State:
-        """The state this solver claims at ``step_index`` (its own program, from its leaf)."""
-        leaf = min(step_index // self.spec.checkpoint_interval, len(self.blob_ids) - 1)
-        state = self._leaf_state(leaf)
-        for i in range(leaf * self.spec.checkpoint_interval, step_index):
+        """The state this solver claims at ``step_index`` (its own program, from its leaf).
+
+        States it computes inside a segment are kept (``_inner_states``), and the next one
+        starts from the nearest kept state before it: a bisection asks for midpoints of ever
+        smaller intervals, so a whole game re-executes about two segments, not one per move
+        (a move that took longer than ``move_timeout`` would lose the game).
+        """
+        interval = self.spec.checkpoint_interval
+        leaf = min(step_index // interval, len(self.blob_ids) - 1)
+        start = leaf * interval
+        kept = [i for i in self._inner_states if start <= i <= step_index]
+        if kept:
+            start = max(kept)
+            state = self._inner_states[start]
+        else:
+            state = self._leaf_state(leaf)
+        for i in range(start, step_index):
             state = self.strategy.train_step(self.spec, state, i)
+        if step_index % interval and len(self._inner_states) < MAX_INNER_STATES:
+            self._inner_states[step_index] = state
         return state
 
     def claimed_hash(self, step_index: int) -> bytes:

@@ -12,6 +12,9 @@ from protocol.hashing import sha256
 from protocol.merkle import CommitmentTree, NodeRef
 from protocol.spec import JobSpec
 
+MAX_INNER_STATES = 64
+"""States kept inside segments between dispute moves (a bisection asks for about log2(C))."""
+
 
 class Truth:
     def __init__(self, spec: JobSpec, device: Device | str = "cpu") -> None:
@@ -20,6 +23,7 @@ class Truth:
         self._leaf_states: dict[int, State] = {}
         self._leaf_hashes: dict[int, bytes] = {}
         self._tree: CommitmentTree | None = None
+        self._inner_states: dict[int, State] = {}  # step -> state inside a segment
         self.steps_executed = 0
 
     def _nearest_leaf(self, leaf: int) -> tuple[int, State]:
@@ -54,13 +58,23 @@ class Truth:
         return self._leaf_hashes[leaf]
 
     def state_at(self, step_index: int) -> State:
+        """The true state at ``step_index``, from the nearest state already known before it
+        (a leaf, or a step asked for earlier: bisection midpoints narrow, so a whole game
+        re-executes about two segments rather than one per move)."""
         interval = self.spec.checkpoint_interval
         leaf = step_index // interval
-        state = self.leaf_state(leaf)
-        offset = step_index - leaf * interval
-        if offset:
-            state = run(self.spec, state, leaf * interval, step_index)
-            self.steps_executed += offset
+        start = leaf * interval
+        kept = [i for i in self._inner_states if start <= i <= step_index]
+        if kept:
+            start = max(kept)
+            state = self._inner_states[start]
+        else:
+            state = self.leaf_state(leaf)
+        if step_index > start:
+            state = run(self.spec, state, start, step_index)
+            self.steps_executed += step_index - start
+        if step_index % interval and len(self._inner_states) < MAX_INNER_STATES:
+            self._inner_states[step_index] = state
         return state
 
     def hash_at(self, step_index: int) -> bytes:
