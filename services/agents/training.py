@@ -19,9 +19,7 @@ from protocol.hashing import sha256
 from protocol.merkle import CommitmentTree
 from services.agents.checkpoints import CheckpointStore
 from services.agents.strategy import JobView, SolverStrategy
-
-MAX_INNER_STATES = 64
-"""States kept between dispute moves (a bisection of C steps asks for about log2(C))."""
+from services.agents.truth import InnerStates
 
 
 class JobRun:
@@ -44,7 +42,7 @@ class JobRun:
         self.final_posted = False
         self._state: State | None = None
         self._tree: CommitmentTree | None = None
-        self._inner_states: dict[int, State] = {}  # step -> claimed state, for disputes
+        self._inner = InnerStates()  # claimed states inside segments, for disputes
         self._load()
 
     # --- persistence --------------------------------------------------------------------
@@ -116,24 +114,17 @@ class JobRun:
     def claimed_state(self, step_index: int) -> State:
         """The state this solver claims at ``step_index`` (its own program, from its leaf).
 
-        States it computes inside a segment are kept (``_inner_states``), and the next one
-        starts from the nearest kept state before it: a bisection asks for midpoints of ever
-        smaller intervals, so a whole game re-executes about two segments, not one per move
-        (a move that took longer than ``move_timeout`` would lose the game).
+        States it computes inside a segment are kept (``InnerStates``), so a whole dispute game
+        re-executes about two segments, not one per move (a move that took longer than
+        ``move_timeout`` would lose the game).
         """
         interval = self.spec.checkpoint_interval
         leaf = min(step_index // interval, len(self.blob_ids) - 1)
-        start = leaf * interval
-        kept = [i for i in self._inner_states if start <= i <= step_index]
-        if kept:
-            start = max(kept)
-            state = self._inner_states[start]
-        else:
-            state = self._leaf_state(leaf)
+        kept = self._inner.nearest(leaf * interval, step_index)
+        start, state = kept if kept is not None else (leaf * interval, self._leaf_state(leaf))
         for i in range(start, step_index):
             state = self.strategy.train_step(self.spec, state, i)
-        if step_index % interval and len(self._inner_states) < MAX_INNER_STATES:
-            self._inner_states[step_index] = state
+        self._inner.keep(step_index, state, interval)
         return state
 
     def claimed_hash(self, step_index: int) -> bytes:

@@ -12,8 +12,31 @@ from protocol.hashing import sha256
 from protocol.merkle import CommitmentTree, NodeRef
 from protocol.spec import JobSpec
 
-MAX_INNER_STATES = 64
-"""States kept inside segments between dispute moves (a bisection asks for about log2(C))."""
+
+class InnerStates:
+    """States inside segments, kept between dispute moves.
+
+    A bisection asks for midpoints of ever smaller intervals; starting each from the nearest
+    kept state before it (not from the segment's leaf) makes a whole game re-execute about two
+    segments instead of one per move — a move must fit its deadline.
+    """
+
+    LIMIT = 64  # a bisection of C steps asks for about log2(C)
+
+    def __init__(self) -> None:
+        self._states: dict[int, State] = {}
+
+    def nearest(self, start: int, step_index: int) -> tuple[int, State] | None:
+        """The kept state closest before ``step_index`` and not before ``start``."""
+        kept = [i for i in self._states if start <= i <= step_index]
+        if not kept:
+            return None
+        best = max(kept)
+        return best, self._states[best]
+
+    def keep(self, step_index: int, state: State, interval: int) -> None:
+        if step_index % interval and len(self._states) < self.LIMIT:
+            self._states[step_index] = state
 
 
 class Truth:
@@ -23,7 +46,7 @@ class Truth:
         self._leaf_states: dict[int, State] = {}
         self._leaf_hashes: dict[int, bytes] = {}
         self._tree: CommitmentTree | None = None
-        self._inner_states: dict[int, State] = {}  # step -> state inside a segment
+        self._inner = InnerStates()
         self.steps_executed = 0
 
     def _nearest_leaf(self, leaf: int) -> tuple[int, State]:
@@ -63,18 +86,12 @@ class Truth:
         re-executes about two segments rather than one per move)."""
         interval = self.spec.checkpoint_interval
         leaf = step_index // interval
-        start = leaf * interval
-        kept = [i for i in self._inner_states if start <= i <= step_index]
-        if kept:
-            start = max(kept)
-            state = self._inner_states[start]
-        else:
-            state = self.leaf_state(leaf)
+        kept = self._inner.nearest(leaf * interval, step_index)
+        start, state = kept if kept is not None else (leaf * interval, self.leaf_state(leaf))
         if step_index > start:
             state = run(self.spec, state, start, step_index)
             self.steps_executed += step_index - start
-        if step_index % interval and len(self._inner_states) < MAX_INNER_STATES:
-            self._inner_states[step_index] = state
+        self._inner.keep(step_index, state, interval)
         return state
 
     def hash_at(self, step_index: int) -> bytes:
