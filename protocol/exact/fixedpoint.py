@@ -43,7 +43,18 @@ def rshift_round(x: torch.Tensor, shift: int) -> torch.Tensor:
     """x / 2^shift rounded half towards +infinity — the VM's only rounding rule."""
     if shift == 0:
         return x
-    return (x + (1 << (shift - 1))) >> shift
+    out = x + (1 << (shift - 1))
+    out >>= shift
+    return out
+
+
+def rshift_round_(x: torch.Tensor, shift: int) -> torch.Tensor:
+    """``rshift_round`` in place, for a tensor the caller owns and no one else holds (a fresh
+    product): the same integers, without allocating two weight-sized temporaries."""
+    if shift:
+        x += 1 << (shift - 1)
+        x >>= shift
+    return x
 
 
 class Operand:
@@ -111,15 +122,15 @@ def exp2_fixed(t: torch.Tensor) -> torch.Tensor:
     t = torch.clamp(t, min=SOFTMAX_MIN_EXPONENT * ONE)
     whole = t >> FRAC  # floor: an integer <= 0
     frac = t - (whole << FRAC)  # in [0, ONE)
-    inner = EXP2_C2 + rshift_round(frac * EXP2_C3, FRAC)
-    inner = EXP2_C1 + rshift_round(frac * inner, FRAC)
-    pow2_frac = ONE + rshift_round(frac * inner, FRAC)  # 2^frac in [ONE, 2*ONE)
+    inner = rshift_round_(frac * EXP2_C3, FRAC) + EXP2_C2
+    inner = rshift_round_(frac * inner, FRAC) + EXP2_C1
+    pow2_frac = rshift_round_(frac * inner, FRAC) + ONE  # 2^frac in [ONE, 2*ONE)
     return pow2_frac >> (-whole)
 
 
 def softmax_fixed(logits: torch.Tensor) -> torch.Tensor:
     """Row-wise softmax of Q16 logits, as Q16 probabilities, in integer arithmetic only."""
     shifted = logits - logits.amax(dim=1, keepdim=True)  # <= 0
-    exps = exp2_fixed(rshift_round(shifted * LOG2E_Q16, FRAC))
+    exps = exp2_fixed(rshift_round_(shifted * LOG2E_Q16, FRAC))
     total = exps.sum(dim=1, keepdim=True)  # >= ONE: the max element contributes 2^0
     return torch.div(exps << FRAC, total, rounding_mode="floor")

@@ -32,6 +32,7 @@ from protocol.exact.fixedpoint import (
     Operand,
     check_state_range,
     rshift_round,
+    rshift_round_,
     softmax_fixed,
 )
 from protocol.exact.state import State, state_step
@@ -138,8 +139,8 @@ def _forward(
     inputs = [x]
     pre = []
     for layer in range(layers):
-        z = rshift_round(matmul(inputs[-1], weights[layer], f"forward{layer}"), FRAC)
-        z = z + state[bias_name(layer)]
+        z = rshift_round_(matmul(inputs[-1], weights[layer], f"forward{layer}"), FRAC)
+        z += state[bias_name(layer)]
         pre.append(z)
         if layer < layers - 1:
             inputs.append(Operand.of(torch.clamp(z, min=0), nonnegative=True))
@@ -200,19 +201,20 @@ def _sgd_step(spec: JobSpec, state: State, i: int) -> State:
     grads: dict[str, torch.Tensor] = {}
     for layer in reversed(range(len(pre))):
         grad_op = Operand.of(grad)
-        grads[weight_name(layer)] = rshift_round(
+        grads[weight_name(layer)] = rshift_round_(
             matmul(inputs[layer].T, grad_op, f"grad_weight{layer}"), FRAC
         )
         grads[bias_name(layer)] = grad.sum(dim=0)
         if layer > 0:
             back = matmul(grad_op, weights[layer].T, f"grad_input{layer}")
-            grad = rshift_round(back, FRAC) * (pre[layer - 1] > 0)
+            grad = rshift_round_(back, FRAC) * (pre[layer - 1] > 0)
 
     mu = spec.optimizer.momentum_q16
     shift = int(math.log2(spec.batch_size)) - spec.optimizer.lr_log2
     new_state: State = {STEP_KEY: state[STEP_KEY] + 1}
     for name, g in grads.items():
-        velocity = rshift_round(state[momentum_name(name)] * mu, FRAC) + g
+        velocity = rshift_round_(state[momentum_name(name)] * mu, FRAC)
+        velocity += g
         new_state[momentum_name(name)] = velocity
         new_state[name] = state[name] - rshift_round(velocity, shift)
     return new_state
