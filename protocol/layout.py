@@ -6,7 +6,9 @@ them, so this module is the one place that says what a state of a spec is:
 
     layer{l}.weight            (fan_in, fan_out)   for each layer l of ``spec.model.layer_sizes()``
     layer{l}.bias              (fan_out,)
-    momentum.<parameter>       the shape of its parameter (SGD momentum buffer)
+    momentum.<parameter>       the shape of its parameter (sgd: momentum buffer)
+    adam_m.<parameter>         the shape of its parameter (adamw: first moment, Q16)
+    adam_v.<parameter>         the shape of its parameter (adamw: second moment, Q20)
     step                       ()                  the step counter
 
 Every tensor is int64 (Q16 fixed point).
@@ -36,6 +38,21 @@ def momentum_name(param: str) -> str:
     return f"momentum.{param}"
 
 
+def adam_m_name(param: str) -> str:
+    return f"adam_m.{param}"
+
+
+def adam_v_name(param: str) -> str:
+    return f"adam_v.{param}"
+
+
+def optimizer_buffer_names(spec: JobSpec, param: str) -> list[str]:
+    """The optimizer-state tensors of one parameter, in layout order."""
+    if spec.optimizer.name == "adamw":
+        return [adam_m_name(param), adam_v_name(param)]
+    return [momentum_name(param)]
+
+
 def param_names(spec: JobSpec) -> list[str]:
     names = []
     for layer in range(len(spec.model.layer_sizes()) - 1):
@@ -54,7 +71,8 @@ def expected_shapes(spec: JobSpec) -> dict[str, tuple[int, ...]]:
             (bias_name(layer), (fan_out,)),
         ):
             shapes[name] = shape
-            shapes[momentum_name(name)] = shape
+            for buffer in optimizer_buffer_names(spec, name):
+                shapes[buffer] = shape
     return shapes
 
 

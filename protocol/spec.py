@@ -5,7 +5,7 @@ The spec covers *what is trained*; the economic terms of a job (payment, stake, 
 deadlines) travel beside it in the ledger's ``post_job`` transaction.
 
 Glossary
-    step        one SGD update; steps are numbered 0..N-1, state i is the state *before* step i.
+    step        one update; steps are numbered 0..N-1, state i is the state *before* step i.
     checkpoint  the state at a step that is a multiple of the checkpoint interval C.
     leaf        the hash of a checkpoint; leaves are the states at 0, C, 2C, ..., N.
     segment     the C steps between leaf j and leaf j+1 (segments 0..N/C-1).
@@ -26,6 +26,7 @@ MAX_STEPS = 10_000_000
 MAX_WIDTH = 4096
 MAX_BATCH = 4096
 MOMENTUM_FRAC_BITS = 16
+OPTIMIZERS = ("sgd", "adamw")
 _SPEC_KEYS = {
     "version",
     "model",
@@ -58,13 +59,41 @@ class DatasetRef:
 
 @dataclass(frozen=True)
 class OptimizerSpec:
+    """``sgd`` (momentum) or ``adamw``. Every number is one the exact VM applies exactly:
+    the learning rate, AdamW's epsilon and weight decay are powers of two (shifts), the betas
+    and the momentum are applied as Q16 integers (``*_q16``)."""
+
     name: str
     lr_log2: int  # learning rate = 2 ** lr_log2, so the update is an exact shift
-    momentum: float  # applied as the fixed-point integer momentum_q16
+    momentum: float = 0.0  # sgd: applied as the fixed-point integer momentum_q16
+    beta1: float = 0.9  # adamw: applied as beta1_q16
+    beta2: float = 0.999  # adamw: applied as beta2_q16
+    eps_log2: int = -12  # adamw: epsilon = 2 ** eps_log2
+    weight_decay_log2: int | None = None  # adamw: decoupled decay 2 ** weight_decay_log2, or none
 
     @property
     def momentum_q16(self) -> int:
         return round(self.momentum * (1 << MOMENTUM_FRAC_BITS))
+
+    @property
+    def beta1_q16(self) -> int:
+        return round(self.beta1 * (1 << MOMENTUM_FRAC_BITS))
+
+    @property
+    def beta2_q16(self) -> int:
+        return round(self.beta2 * (1 << MOMENTUM_FRAC_BITS))
+
+    def to_dict(self) -> dict[str, Any]:
+        if self.name == "adamw":
+            return {
+                "name": self.name,
+                "lr_log2": self.lr_log2,
+                "beta1": self.beta1,
+                "beta2": self.beta2,
+                "eps_log2": self.eps_log2,
+                "weight_decay_log2": self.weight_decay_log2,
+            }
+        return {"name": self.name, "lr_log2": self.lr_log2, "momentum": self.momentum}
 
 
 @dataclass(frozen=True)
@@ -103,11 +132,7 @@ class JobSpec:
             "seed": self.seed,
             "steps": self.steps,
             "batch_size": self.batch_size,
-            "optimizer": {
-                "name": self.optimizer.name,
-                "lr_log2": self.optimizer.lr_log2,
-                "momentum": self.optimizer.momentum,
-            },
+            "optimizer": self.optimizer.to_dict(),
             "checkpoint_interval": self.checkpoint_interval,
         }
 
@@ -171,12 +196,40 @@ def parse_model(data: Any) -> ModelSpec:
     return ModelSpec(family, input_dim, hidden, classes)
 
 
+def _fraction(data: Mapping[str, Any], key: str, default: float, field: str) -> float:
+    """A number in [0, 1) whose Q16 integer is below 1.0 (so 1 - it is at least 2^-16)."""
+    value = data.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise SpecError(field, f"must be a number, got {value!r}")
+    if not 0.0 <= float(value) < 1.0 or round(float(value) * (1 << MOMENTUM_FRAC_BITS)) >= (
+        1 << MOMENTUM_FRAC_BITS
+    ):
+        raise SpecError(field, f"must be in [0, 1 - 2^-16], got {value}")
+    return float(value)
+
+
 def parse_optimizer(data: Any) -> OptimizerSpec:
     data = _require_mapping(data, "optimizer")
-    _reject_unknown(data, {"name", "lr_log2", "momentum"}, "optimizer")
     name = _str(data, "name", "optimizer.name")
-    if name != "sgd":
-        raise SpecError("optimizer.name", f"unsupported optimizer {name!r} (supported: 'sgd')")
+    if name not in OPTIMIZERS:
+        raise SpecError(
+            "optimizer.name", f"unsupported optimizer {name!r} (supported: 'sgd', 'adamw')"
+        )
+    if name == "adamw":
+        _reject_unknown(
+            data,
+            {"name", "lr_log2", "beta1", "beta2", "eps_log2", "weight_decay_log2"},
+            "optimizer",
+        )
+        lr_log2 = _int(data, "lr_log2", "optimizer.lr_log2", -16, 0)
+        beta1 = _fraction(data, "beta1", 0.9, "optimizer.beta1")
+        beta2 = _fraction(data, "beta2", 0.999, "optimizer.beta2")
+        eps_log2 = _int({"e": data.get("eps_log2", -12)}, "e", "optimizer.eps_log2", -20, 0)
+        decay = data.get("weight_decay_log2")
+        if decay is not None:
+            decay = _int(data, "weight_decay_log2", "optimizer.weight_decay_log2", -16, 0)
+        return OptimizerSpec(name, lr_log2, 0.0, beta1, beta2, eps_log2, decay)
+    _reject_unknown(data, {"name", "lr_log2", "momentum"}, "optimizer")
     lr_log2 = _int(data, "lr_log2", "optimizer.lr_log2", -16, 0)
     momentum = data.get("momentum", 0.0)
     if isinstance(momentum, bool) or not isinstance(momentum, int | float):

@@ -19,6 +19,9 @@ House rules of the exact VM:
   intermediate of a step below 2^59: a pre-activation is below 2^37 + 2^40, the softmax's
   ``shifted * LOG2E_Q16`` below 2^59, a momentum times ``momentum_q16`` below 2^56 — so no
   elementwise operation can wrap either.
+* AdamW (``mlp._adamw_update``) adds an exact integer square root (``isqrt_int64``) and one
+  division under the same rounding rule (``div_round``); its intermediates stay below 2^62
+  (argument beside the code), and its own bounds raise ``OverflowBoundError`` like the rest.
 """
 
 from __future__ import annotations
@@ -134,3 +137,52 @@ def softmax_fixed(logits: torch.Tensor) -> torch.Tensor:
     exps = exp2_fixed(rshift_round_(shifted * LOG2E_Q16, FRAC))
     total = exps.sum(dim=1, keepdim=True)  # >= ONE: the max element contributes 2^0
     return torch.div(exps << FRAC, total, rounding_mode="floor")
+
+
+ISQRT_LIMIT = 1 << 62
+
+
+def isqrt_int64(x: torch.Tensor) -> torch.Tensor:
+    """floor(sqrt(x)) of every element of an int64 tensor with 0 <= x < 2^62, exactly.
+
+    Proof. Let s = floor(sqrt(x)) < 2^31. Converting x to float64 errs by a factor (1 + d1),
+    |d1| <= 2^-53, and the IEEE square root by (1 + d2), |d2| <= 2^-53; so the float result y
+    satisfies |y - sqrt(x)| <= sqrt(x) * 2^-52 < 2^31 * 2^-52 = 2^-21 < 1, hence
+    r = floor(y) is s - 1, s or s + 1. (Even a square root off by a few ulps on some device
+    keeps r within one of s.) One downward correction (r -= 1 where r^2 > x) then turns s + 1
+    into s and leaves s and s - 1 alone; one upward correction (r += 1 where (r+1)^2 <= x)
+    turns s - 1 into s and leaves s alone. All products are below (2^31 + 2)^2 < 2^63, so
+    nothing wraps. The result is therefore exactly s for every x in range, on every device.
+    """
+    r = torch.sqrt(x.to(torch.float64)).floor().to(torch.int64)
+    r -= (r * r > x).to(torch.int64)
+    r += ((r + 1) * (r + 1) <= x).to(torch.int64)
+    return r
+
+
+def div_round(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """a / b for b > 0 rounded half towards +infinity — ``rshift_round``'s rule for a divisor
+    that is not a power of two: floor((2a + b) / 2b) in exact int64 floor division.
+
+    The caller guarantees |2a| + b < 2^63 (no wrap) and b >= 1.
+    """
+    return torch.div(2 * a + b, 2 * b, rounding_mode="floor")
+
+
+def round_div_int(a: int, b: int) -> int:
+    """``div_round`` on Python integers (b > 0)."""
+    return (2 * a + b) // (2 * b)
+
+
+def pow_fixed(base: int, exponent: int, frac: int) -> int:
+    """base^exponent for a fixed-point ``base`` with ``frac`` fractional bits, by square and
+    multiply on Python integers, each product requantized with the VM's rounding rule
+    (round half up). Deterministic and O(log exponent)."""
+    half = 1 << (frac - 1)
+    result = 1 << frac
+    while exponent:
+        if exponent & 1:
+            result = (result * base + half) >> frac
+        base = (base * base + half) >> frac
+        exponent >>= 1
+    return result

@@ -7,7 +7,8 @@ Math per step i (all Q16 integers, B = batch size, L layers, ReLU between layers
     p   = softmax_fixed(z_L) ;  g_L = p - onehot(y)            (gradient of the summed CE loss)
     gW_l = round(a_{l-1}^T @ g_l / 2^16) ;  gb_l = sum_rows(g_l)
     g_{l-1} = round(g_l @ W_l^T / 2^16) * [z_{l-1} > 0]
-    v <- round(mu * v / 2^16) + g ;  w <- w - round(v / 2^(log2 B - lr_log2))
+    v <- round(mu * v / 2^16) + g ;  w <- w - round(v / 2^(log2 B - lr_log2))   (sgd)
+    AdamW: see ``_adamw_update`` (and docs/protocol.md, "AdamW in fixed point").
 
 The loss is summed over the batch and the 1/B of the mean is folded into the update shift,
 so SGD with momentum ``mu`` and learning rate 2^lr_log2 is exactly the usual mean-loss SGD,
@@ -31,6 +32,10 @@ from protocol.exact.fixedpoint import (
     ExactMatmul,
     Operand,
     check_state_range,
+    div_round,
+    isqrt_int64,
+    pow_fixed,
+    round_div_int,
     rshift_round,
     rshift_round_,
     softmax_fixed,
@@ -38,9 +43,12 @@ from protocol.exact.fixedpoint import (
 from protocol.exact.state import State, state_step
 from protocol.layout import (
     STEP_KEY,
+    adam_m_name,
+    adam_v_name,
     bias_name,
     expected_shapes,
     momentum_name,
+    optimizer_buffer_names,
     param_names,
     weight_name,
 )
@@ -127,7 +135,8 @@ def init(spec: JobSpec, device: str | torch.device = "cpu") -> State:
         state[weight_name(layer)] = weight.to(device)
         state[bias_name(layer)] = torch.zeros(fan_out, dtype=torch.int64, device=device)
     for name in param_names(spec):
-        state[momentum_name(name)] = torch.zeros_like(state[name])
+        for buffer in optimizer_buffer_names(spec, name):
+            state[buffer] = torch.zeros_like(state[name])
     return state
 
 
@@ -187,8 +196,9 @@ def skipped_step(state: State) -> State:
 
 
 def _sgd_step(spec: JobSpec, state: State, i: int) -> State:
-    """One SGD-with-momentum step; raises OverflowBoundError before any inexact product or
-    any elementwise operation that could wrap (a state value past ``STATE_LIMIT``)."""
+    """One training step (SGD with momentum or AdamW, by ``spec.optimizer.name``); raises
+    OverflowBoundError before any inexact product or any elementwise operation that could
+    wrap (a state value past ``STATE_LIMIT``)."""
     check_state_range([t for name, t in state.items() if name != STEP_KEY and t.numel()])
     device = state[STEP_KEY].device
     x, labels = _batch(spec, i, device)
@@ -209,6 +219,8 @@ def _sgd_step(spec: JobSpec, state: State, i: int) -> State:
             back = matmul(grad_op, weights[layer].T, f"grad_input{layer}")
             grad = rshift_round_(back, FRAC) * (pre[layer - 1] > 0)
 
+    if spec.optimizer.name == "adamw":
+        return _adamw_update(spec, state, i, grads)
     mu = spec.optimizer.momentum_q16
     shift = int(math.log2(spec.batch_size)) - spec.optimizer.lr_log2
     new_state: State = {STEP_KEY: state[STEP_KEY] + 1}
@@ -217,6 +229,98 @@ def _sgd_step(spec: JobSpec, state: State, i: int) -> State:
         velocity += g
         new_state[momentum_name(name)] = velocity
         new_state[name] = state[name] - rshift_round(velocity, shift)
+    return new_state
+
+
+ADAM_V_FRAC = 32  # v: the squared *mean* gradient (g / B)^2 in Q32, exact before averaging
+ADAM_SQRT_FRAC = 20  # sqrt(v), epsilon and the denominator are Q20
+BIAS_FRAC = 30  # beta^t and 1 - beta^t are carried in Q30
+_MH_LIMIT = 1 << 55  # max|m| * k1 must stay below this (so |m_hat| < 2^40)
+
+
+def adam_grad_limit(spec: JobSpec) -> int:
+    """|g| (Q16, summed over the batch) at or past which an AdamW step is skipped: g^2 must stay
+    below 2^62 and the squared mean gradient (Q32) below 2^40, i.e. |g / B| < 16."""
+    return min(1 << 31, 1 << (ADAM_V_FRAC - 2 * FRAC + 20 + int(math.log2(spec.batch_size))))
+
+
+def adamw_scalars(spec: JobSpec, i: int) -> tuple[int, int]:
+    """Step i's bias corrections as Q16 integers: (k1, k2) with k1 = round(1 / (1 - beta1^t))
+    and k2 = floor(1 / sqrt(1 - beta2^t)), t = i + 1. beta^t is ``pow_fixed`` in Q30; 1 - beta^t
+    is clamped below at 1 - beta (its true minimum), so k1 <= 2^32 and k2 <= 2^24."""
+    t = i + 1
+    one = 1 << BIAS_FRAC
+    scale = BIAS_FRAC - FRAC
+    b1 = spec.optimizer.beta1_q16 << scale
+    b2 = spec.optimizer.beta2_q16 << scale
+    bc1 = max(one - pow_fixed(b1, t, BIAS_FRAC), one - b1)
+    bc2 = max(one - pow_fixed(b2, t, BIAS_FRAC), one - b2)
+    k1 = round_div_int(1 << (BIAS_FRAC + FRAC), bc1)
+    k2 = math.isqrt((1 << (BIAS_FRAC + 2 * FRAC)) // bc2)
+    return k1, k2
+
+
+def _adamw_update(spec: JobSpec, state: State, i: int, grads: dict[str, torch.Tensor]) -> State:
+    """AdamW on the summed-loss gradients g (Q16), exactly — mean-loss AdamW: m is kept for the
+    summed gradient (the 1/B is applied in the division), v for the mean gradient g / B.
+    With b1, b2 the Q16 betas, k1, k2 from ``adamw_scalars``, B = 2^b:
+
+        m  <- round((b1 m + (2^16 - b1) g) / 2^16)                        Q16, summed
+        v  <- round((b2 v + (2^16 - b2) round(g^2 / 2^2b)) / 2^16)        Q32, mean
+        mh  = round(m k1 / 2^16)                                           m / (1 - b1^t)
+        den = round(isqrt(max(v, 0) 2^8) k2 / 2^16) + 2^(eps_log2 + 20)   Q20, mean
+        w  <- w - round(w / 2^-(lr_log2 + wd_log2)) - div_round(mh 2^(20 + lr_log2), den 2^b)
+
+    Rounding: ``rshift_round`` for powers of two, ``div_round`` (the same rule, half up) for the
+    one true division, ``isqrt_int64`` (exact floor) for the square root.
+
+    Bounds (every int64 intermediate < 2^62), given |w|, |m|, |v| < 2^40 (checked on entry):
+    |g| < ``adam_grad_limit`` <= 2^31 is checked here (else OverflowBoundError: the step is
+    skipped), so b1 m < 2^56, (2^16 - b1) g < 2^47, g^2 < 2^62 and round(g^2 / 2^2b) < 2^40,
+    so b2 v < 2^56; the new m and v are convex combinations, at most 2^40; max(v, 0) 2^8 <=
+    2^48, so isqrt is in range and <= 2^24; times k2 <= 2^24 is < 2^49; den >= 1 and < 2^34,
+    den 2^b < 2^46. The product m k1 (k1 <= 2^32) is checked at run time: max|m| k1 < 2^55 or
+    OverflowBoundError, so |mh| < 2^40 and the numerator mh 2^(20 + lr_log2) < 2^60, and
+    div_round's 2a + b < 2^62. The decay term is at most |w|; the update may leave |w| past
+    2^40 (< 2^61), which the next step's range check turns into a skipped step.
+    """
+    opt = spec.optimizer
+    b1, b2 = opt.beta1_q16, opt.beta2_q16
+    k1, k2 = adamw_scalars(spec, i)
+    batch_log2 = int(math.log2(spec.batch_size))
+    grad_max = max((int(g.abs().amax().item()) for g in grads.values() if g.numel()), default=0)
+    if grad_max >= adam_grad_limit(spec):
+        raise OverflowBoundError("adamw gradient", float(grad_max), "max|g|", "the g^2 limit")
+    new_m: dict[str, torch.Tensor] = {}
+    for name, g in grads.items():
+        m = state[adam_m_name(name)] * b1
+        m += g * (ONE - b1)
+        new_m[name] = rshift_round_(m, FRAC)
+    m_max = max((int(m.abs().amax().item()) for m in new_m.values() if m.numel()), default=0)
+    if m_max * k1 >= _MH_LIMIT:
+        raise OverflowBoundError("adamw first moment", float(m_max * k1), "max|m|*k1", "2^55")
+    eps = 1 << (opt.eps_log2 + ADAM_SQRT_FRAC)
+    num_shift = ADAM_SQRT_FRAC + opt.lr_log2
+    root_shift = 2 * ADAM_SQRT_FRAC - ADAM_V_FRAC
+    new_state: State = {STEP_KEY: state[STEP_KEY] + 1}
+    for name, g in grads.items():
+        g2 = rshift_round_(g * g, 2 * batch_log2 + 2 * FRAC - ADAM_V_FRAC)
+        g2 *= ONE - b2
+        v = state[adam_v_name(name)] * b2
+        v += g2
+        v = rshift_round_(v, FRAC)
+        root = isqrt_int64(torch.clamp(v, min=0) << root_shift)
+        den = rshift_round_(root * k2, FRAC)
+        den += eps
+        den <<= batch_log2
+        m = new_m[name]
+        numerator = rshift_round_(m * k1, FRAC) << num_shift
+        weight = state[name]
+        if opt.weight_decay_log2 is not None:
+            weight = weight - rshift_round(weight, -(opt.lr_log2 + opt.weight_decay_log2))
+        new_state[name] = weight - div_round(numerator, den)
+        new_state[adam_m_name(name)] = m
+        new_state[adam_v_name(name)] = v
     return new_state
 
 

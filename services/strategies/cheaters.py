@@ -14,7 +14,7 @@ from contracts_sim.dispute import bisection_midpoint
 from protocol.exact import State, init, step
 from protocol.hashing import TensorRecord, encode_tensors, sha256
 from protocol.layout import STEP_KEY, state_layout
-from protocol.spec import JobSpec, OptimizerSpec
+from protocol.spec import JobSpec
 from services.agents.moves import Move
 from services.agents.strategy import DisputeView, JobView, SolverStrategy
 from services.agents.truth import Truth
@@ -120,9 +120,7 @@ class WrongLearningRate(SolverStrategy):
 
     def train_step(self, spec: JobSpec, state: State, i: int) -> State:
         lr_log2 = int(self.knob("lr_log2", spec.optimizer.lr_log2 - 1))
-        other = replace(
-            spec, optimizer=OptimizerSpec(spec.optimizer.name, lr_log2, spec.optimizer.momentum)
-        )
+        other = replace(spec, optimizer=replace(spec.optimizer, lr_log2=lr_log2))
         return step(other, state, i)
 
 
