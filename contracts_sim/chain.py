@@ -69,6 +69,7 @@ from contracts_sim.blocks import (
     check_tx_root,
     compute_tx_root,
 )
+from contracts_sim.dispute import MOVE_PHASE
 from contracts_sim.env import BlockEnv
 from contracts_sim.events import Event
 from contracts_sim.exceptions import (
@@ -106,18 +107,7 @@ log = logging.getLogger(__name__)
 DEFAULT_CHAIN_ID: Final = "proofnet-local"
 DEFAULT_MAX_BLOCK_TXS: Final = 10_000
 MAX_EVENTS_PAGE: Final = 1_000
-DEADLINE_KINDS: Final = frozenset(
-    {
-        "reveal_children",
-        "choose_child",
-        "reveal_leaf",
-        "post_midpoint",
-        "respond_midpoint",
-        "post_prestate",
-        "publish_data",
-        "claim_timeout",
-    }
-)
+DEADLINE_KINDS: Final = frozenset(MOVE_PHASE) | {"claim_timeout"}
 """Transactions an honest party must get into a block before a deadline (``_has_reserved_room``)."""
 
 

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -11,6 +15,34 @@ from protocol.spec import JobSpec, parse_spec
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE_SPEC = ROOT / "examples" / "digits-mlp.yaml"
+
+
+def train_in_subprocess(spec_path: Path, threads: int, steps: int) -> dict[str, Any]:
+    """``proofnet train SPEC --json`` on the CPU in a fresh process (torch's thread pool is per
+    process, so thread-count determinism needs one process per count)."""
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "services.cli",
+            "train",
+            str(spec_path),
+            "--threads",
+            str(threads),
+            "--steps",
+            str(steps),
+            "--device",
+            "cpu",
+            "--json",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=300,
+    )
+    result: dict[str, Any] = json.loads(out.stdout)
+    return result
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -3,10 +3,7 @@ the layout, determinism across thread counts, segment re-execution and a protoco
 
 from __future__ import annotations
 
-import json
 import math
-import subprocess
-import sys
 from fractions import Fraction
 from typing import Any
 
@@ -24,7 +21,7 @@ from protocol.layout import expected_shapes, state_blob_size
 from protocol.spec import parse_spec, spec_hash
 from services import scenarios
 from tests.adversarial.play import assert_outcome
-from tests.conftest import EXAMPLE_SPEC, ROOT, tiny_spec_dict
+from tests.conftest import EXAMPLE_SPEC, ROOT, tiny_spec_dict, train_in_subprocess
 
 ADAMW_EXAMPLE = ROOT / "examples" / "digits-mlp-adamw.yaml"
 ADAMW = {
@@ -196,29 +193,7 @@ def test_layout_by_optimizer() -> None:
 
 
 def _train(threads: int, steps: int) -> dict[str, Any]:
-    out = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "services.cli",
-            "train",
-            str(ADAMW_EXAMPLE),
-            "--threads",
-            str(threads),
-            "--steps",
-            str(steps),
-            "--device",
-            "cpu",
-            "--json",
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=300,
-    )
-    result: dict[str, Any] = json.loads(out.stdout)
-    return result
+    return train_in_subprocess(ADAMW_EXAMPLE, threads, steps)
 
 
 def test_one_two_and_three_threads_commit_identical_roots() -> None:

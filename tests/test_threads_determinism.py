@@ -5,36 +5,13 @@ Runs the real CLI in subprocesses, because torch's thread pool is per process.
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
+from typing import Any
 
-from tests.conftest import EXAMPLE_SPEC, ROOT
+from tests.conftest import EXAMPLE_SPEC, train_in_subprocess
 
 
-def _train(threads: int, steps: int) -> dict[str, object]:
-    out = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "services.cli",
-            "train",
-            str(EXAMPLE_SPEC),
-            "--threads",
-            str(threads),
-            "--steps",
-            str(steps),
-            "--device",
-            "cpu",
-            "--json",
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=300,
-    )
-    return json.loads(out.stdout)
+def _train(threads: int, steps: int) -> dict[str, Any]:
+    return train_in_subprocess(EXAMPLE_SPEC, threads, steps)
 
 
 def test_one_and_two_threads_commit_identical_roots() -> None:

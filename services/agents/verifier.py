@@ -118,6 +118,8 @@ class VerifierAgent(Agent):
         self.withheld_segments: dict[str, set[int]] = {}  # job -> segments the solver withheld
         self.bad_data: dict[tuple[str, int], tuple[bytes, bytes, bytes]] = {}
         self.games: dict[str, SegmentGame] = {}  # job -> its fast-path game played relatively
+        self.requests_read: dict[str, tuple[int | None, dict[int, dict[str, Any]]]] = {}
+        self.published: dict[tuple[str, int], tuple[bytes, bytes, bytes, Any]] = {}
 
     # --- the loop ---------------------------------------------------------------------------
     def stake_needed(self) -> int:
@@ -294,17 +296,30 @@ class VerifierAgent(Agent):
 
     # --- data availability ------------------------------------------------------------------
     def _data_requests(self, job: JobView) -> dict[int, dict[str, Any]]:
-        """The job's data requests on chain, by segment (one per segment, ledger rule)."""
+        """The job's data requests on chain, by segment (one per segment, ledger rule); read
+        once per tick, however many segments ask."""
+        read = self.requests_read.get(job.job_id)
+        if read is not None and read[0] is not None and read[0] == self._tick_height:
+            return read[1]
         requests: dict[int, dict[str, Any]] = {}
         for dispute_id in job.raw.get("disputes", []):
             raw = self.client.get_dispute(dispute_id)
             if raw.get("data_request"):
                 requests[int(raw["leaf_index"])] = raw
+        self.requests_read[job.job_id] = (self._tick_height, requests)
         return requests
 
     def _published(self, job: JobView, segment: int) -> tuple[bytes, bytes, bytes, Any] | None:
         """(pre entry, post entry, blob, proofs body) that the solver published for ``segment``
-        in answer to a data request, read from the block that holds it."""
+        in answer to a data request, read once from the block that holds it."""
+        if (job.job_id, segment) not in self.published:
+            found = self._read_published(job, segment)
+            if found is None:
+                return None
+            self.published[(job.job_id, segment)] = found
+        return self.published[(job.job_id, segment)]
+
+    def _read_published(self, job: JobView, segment: int) -> tuple[bytes, bytes, bytes, Any] | None:
         raw = self._data_requests(job).get(segment)
         if raw is None or raw["status"] != "data_published":
             return None
@@ -366,12 +381,9 @@ class VerifierAgent(Agent):
         truth.adopt(segment, state)
         return truth
 
-    def _challenge(self, job: JobView, entries: list[bytes] | None, reason: str) -> Verdict:
+    def _challenge(self, job: JobView, entries: list[bytes], reason: str) -> Verdict:
         """Locate the first wrong leaf from the start and challenge the segment before it."""
         truth = self.truth(job)
-        if entries is None:
-            truth.entries()  # the whole trajectory: needed to play the Merkle descent
-            return Verdict(Verdict.CHALLENGE, reason, {"job_id": job.job_id})
         first = truth.first_wrong_leaf(entries)
         if first is None:
             return Verdict(Verdict.SKIP, "trajectory is correct; only data was unavailable")
