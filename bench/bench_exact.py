@@ -43,7 +43,7 @@ from torch import nn
 
 from protocol.datasets import load_dataset
 from protocol.exact import ONE, init, prepare_exact, step
-from protocol.exact.mlp import dataset_tensors
+from protocol.exact.data import dataset_tensors
 from protocol.exact.state import State, encode_state
 from protocol.hashing import sha256
 from protocol.layout import bias_name, weight_name

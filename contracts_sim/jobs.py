@@ -66,11 +66,12 @@ from contracts_sim.transactions import (
     PostJobBody,
     SettleBody,
 )
-from protocol.datasets import Dataset, check_dataset, dataset_values
+from protocol.datasets import AnyDataset, Dataset, TextDataset, check_dataset, dataset_values
 from protocol.errors import DatasetError, ProofError
 from protocol.hashing import hash_json
 from protocol.layout import segment_work, state_blob_size
 from protocol.merkle import ConsistencyProof, verify_consistency, verify_inclusion
+from protocol.models import ModelSpec, TransformerSpec
 from protocol.sampling import compute_sample
 from protocol.spec import JobSpec, parse_spec, spec_hash
 from protocol.types import Address, Amount, Hash32, Height
@@ -217,7 +218,7 @@ def close_job_slashed(
 # --- posting, bidding, assignment -----------------------------------------------------------
 
 
-def _checked_dataset(spec: JobSpec, params: Params) -> Dataset:
+def _checked_dataset(spec: JobSpec, params: Params) -> AnyDataset:
     """The spec's dataset: built only if small enough to check in bounded time, then checked
     against the spec's ``dataset.hash``. Every DatasetError becomes an UntrainableSpecError."""
     try:
@@ -248,10 +249,29 @@ def require_trainable(spec: JobSpec, params: Params) -> None:
         raise UntrainableSpecError("spec.model", f"state blob > {params.max_blob_bytes} bytes")
     # The dataset exists, is small enough to check, and is the one the spec pins by hash ...
     dataset = _checked_dataset(spec, params)
-    # ... and the model's input and output widths are the dataset's.
-    if spec.model.input_dim != dataset.num_features:
-        raise UntrainableSpecError("spec.model.input_dim", f"dataset has {dataset.num_features}")
-    if spec.model.classes != dataset.num_classes:
+    # ... and the model's inputs and outputs are the dataset's.
+    _require_model_fits_dataset(spec, dataset)
+
+
+def _require_model_fits_dataset(spec: JobSpec, dataset: AnyDataset) -> None:
+    """A classifier's input width and classes are its labelled dataset's; a language model's
+    vocabulary is its corpus's, and the corpus holds more than one context window."""
+    model = spec.model
+    if isinstance(model, TransformerSpec):
+        if not isinstance(dataset, TextDataset):
+            raise UntrainableSpecError("spec.dataset.id", "a transformer trains on a text corpus")
+        if model.vocab != dataset.vocab_size:
+            raise UntrainableSpecError("spec.model.vocab", f"dataset has {dataset.vocab_size}")
+        shortest = min(len(dataset.train_tokens), len(dataset.validation_tokens))
+        if model.context >= shortest:
+            raise UntrainableSpecError("spec.model.context", f"a split has {shortest} tokens")
+        return
+    if not isinstance(dataset, Dataset):
+        raise UntrainableSpecError("spec.dataset.id", f"a {model.family} needs labelled examples")
+    if model.input_features != dataset.num_features:
+        field = "spec.model.input_dim" if isinstance(model, ModelSpec) else "spec.model.image"
+        raise UntrainableSpecError(field, f"dataset has {dataset.num_features} features")
+    if model.classes != dataset.num_classes:
         raise UntrainableSpecError("spec.model.classes", f"dataset has {dataset.num_classes}")
 
 

@@ -4,8 +4,10 @@ Pure and torch-free, so the ledger can bound blobs without importing the exact V
 (``protocol.exact``) builds its states from these names and shapes, and decodes blobs against
 them, so this module is the one place that says what a state of a spec is:
 
-    layer{l}.weight            (fan_in, fan_out)   for each layer l of ``spec.model.layer_sizes()``
-    layer{l}.bias              (fan_out,)
+    <parameter>                the family's parameters (``protocol.models``), in its order:
+                               mlp ``layer{l}.weight`` (fan_in, fan_out) and ``layer{l}.bias``;
+                               cnn ``conv{l}.*`` then ``dense{l}.*``; transformer ``embed.*``,
+                               ``block{l}.*``, ``norm.gain``, ``head.weight``
     momentum.<parameter>       the shape of its parameter (sgd: momentum buffer)
     adam_m.<parameter>         the shape of its parameter (adamw: first moment, Q16)
     adam_v.<parameter>         the shape of its parameter (adamw: second moment, Q20)
@@ -16,10 +18,8 @@ Every tensor is int64 (Q16 fixed point).
 
 from __future__ import annotations
 
-import itertools
-
-from protocol.errors import SpecError
 from protocol.hashing import TensorLayout, encoded_size
+from protocol.models import parameter_count as model_parameter_count
 from protocol.spec import JobSpec
 
 STEP_KEY = "step"
@@ -27,10 +27,12 @@ STATE_DTYPE = "int64"
 
 
 def weight_name(layer: int) -> str:
+    """The MLP's weight of ``layer``."""
     return f"layer{layer}.weight"
 
 
 def bias_name(layer: int) -> str:
+    """The MLP's bias of ``layer``."""
     return f"layer{layer}.bias"
 
 
@@ -54,25 +56,16 @@ def optimizer_buffer_names(spec: JobSpec, param: str) -> list[str]:
 
 
 def param_names(spec: JobSpec) -> list[str]:
-    names = []
-    for layer in range(len(spec.model.layer_sizes()) - 1):
-        names += [weight_name(layer), bias_name(layer)]
-    return names
+    return list(spec.model.param_shapes())
 
 
 def expected_shapes(spec: JobSpec) -> dict[str, tuple[int, ...]]:
     """Name -> shape of every tensor of a state of ``spec``."""
-    if spec.model.family != "mlp":
-        raise SpecError("model.family", f"no state layout for family {spec.model.family!r}")
     shapes: dict[str, tuple[int, ...]] = {STEP_KEY: ()}
-    for layer, (fan_in, fan_out) in enumerate(itertools.pairwise(spec.model.layer_sizes())):
-        for name, shape in (
-            (weight_name(layer), (fan_in, fan_out)),
-            (bias_name(layer), (fan_out,)),
-        ):
-            shapes[name] = shape
-            for buffer in optimizer_buffer_names(spec, name):
-                shapes[buffer] = shape
+    for name, shape in spec.model.param_shapes().items():
+        shapes[name] = shape
+        for buffer in optimizer_buffer_names(spec, name):
+            shapes[buffer] = shape
     return shapes
 
 
@@ -91,18 +84,11 @@ def state_blob_size(spec: JobSpec) -> int:
 
 
 def parameter_count(spec: JobSpec) -> int:
-    """Trainable numbers of the model (weights and biases)."""
-    shapes = expected_shapes(spec)
-    total = 0
-    for name in param_names(spec):
-        count = 1
-        for dim in shapes[name]:
-            count *= dim
-        total += count
-    return total
+    """Trainable numbers of the model."""
+    return model_parameter_count(spec.model)
 
 
 def segment_work(spec: JobSpec) -> int:
-    """Multiply-accumulates to re-execute one segment: per step, each weight is used once per
-    example forward and twice backward (its gradient and the gradient it passes on)."""
-    return spec.checkpoint_interval * spec.batch_size * 3 * parameter_count(spec)
+    """Multiply-accumulates to re-execute one segment: per step and example, each product of
+    the forward pass once and twice backward (the weight's gradient and the one passed on)."""
+    return spec.checkpoint_interval * spec.batch_size * 3 * spec.model.macs_per_example()

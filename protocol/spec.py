@@ -19,11 +19,12 @@ from typing import Any
 
 from protocol.errors import SpecError
 from protocol.hashing import hash_json
+from protocol.models import AnyModelSpec, parse_model
+from protocol.models import ModelSpec as ModelSpec  # the MLP family's spec, re-exported
 from protocol.types import Hash32
 
 SPEC_VERSION = 1
 MAX_STEPS = 10_000_000
-MAX_WIDTH = 4096
 MAX_BATCH = 4096
 MOMENTUM_FRAC_BITS = 16
 OPTIMIZERS = ("sgd", "adamw")
@@ -38,17 +39,6 @@ _SPEC_KEYS = {
     "checkpoint_interval",
 }
 _IGNORED_KEYS = {"name", "description", "terms"}
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    family: str
-    input_dim: int
-    hidden: tuple[int, ...]
-    classes: int
-
-    def layer_sizes(self) -> list[int]:
-        return [self.input_dim, *self.hidden, self.classes]
 
 
 @dataclass(frozen=True)
@@ -99,7 +89,7 @@ class OptimizerSpec:
 @dataclass(frozen=True)
 class JobSpec:
     version: int
-    model: ModelSpec
+    model: AnyModelSpec
     dataset: DatasetRef
     seed: int
     steps: int
@@ -115,6 +105,16 @@ class JobSpec:
     def num_leaves(self) -> int:
         return self.num_segments + 1
 
+    @property
+    def loss_terms(self) -> int:
+        """Loss terms a step sums (and the optimizer averages by a shift): B examples, or
+        B x T tokens for a language model. A power of two, so the mean is exact."""
+        return self.batch_size * self.model.loss_terms_per_example
+
+    @property
+    def loss_terms_log2(self) -> int:
+        return self.loss_terms.bit_length() - 1
+
     def leaf_step(self, leaf: int) -> int:
         """The step number whose (pre-)state leaf ``leaf`` commits to."""
         return leaf * self.checkpoint_interval
@@ -122,12 +122,7 @@ class JobSpec:
     def to_dict(self) -> dict[str, Any]:
         return {
             "version": self.version,
-            "model": {
-                "family": self.model.family,
-                "input_dim": self.model.input_dim,
-                "hidden": list(self.model.hidden),
-                "classes": self.model.classes,
-            },
+            "model": self.model.to_dict(),
             "dataset": {"id": self.dataset.id, "hash": self.dataset.hash},
             "seed": self.seed,
             "steps": self.steps,
@@ -177,23 +172,6 @@ def _reject_unknown(data: Mapping[str, Any], allowed: set[str], prefix: str) -> 
 
 def _is_power_of_two(n: int) -> bool:
     return n > 0 and n & (n - 1) == 0
-
-
-def parse_model(data: Any) -> ModelSpec:
-    data = _require_mapping(data, "model")
-    _reject_unknown(data, {"family", "input_dim", "hidden", "classes"}, "model")
-    family = _str(data, "family", "model.family")
-    if family != "mlp":
-        raise SpecError("model.family", f"unsupported family {family!r} (supported: 'mlp')")
-    input_dim = _int(data, "input_dim", "model.input_dim", 1, MAX_WIDTH)
-    hidden_raw = data.get("hidden", [])
-    if not isinstance(hidden_raw, list) or len(hidden_raw) > 8:
-        raise SpecError("model.hidden", "must be a list of at most 8 layer widths")
-    hidden = tuple(
-        _int({"w": w}, "w", f"model.hidden[{i}]", 1, MAX_WIDTH) for i, w in enumerate(hidden_raw)
-    )
-    classes = _int(data, "classes", "model.classes", 2, MAX_WIDTH)
-    return ModelSpec(family, input_dim, hidden, classes)
 
 
 def _fraction(data: Mapping[str, Any], key: str, default: float, field: str) -> float:

@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from protocol.errors import SpecError
-from protocol.exact import mlp
+from protocol.exact import optim, program
 from protocol.exact.fixedpoint import ONE, div_round, isqrt_int64, pow_fixed
 from protocol.exact.state import state_hash
 from protocol.layout import expected_shapes, state_blob_size
@@ -92,7 +92,7 @@ def test_update_matches_float64(seed: int, decay: int | None) -> None:
     times, each time by half a unit, relative to the float64 formula on the same integers)."""
     spec = _spec(weight_decay_log2=decay)
     gen = torch.Generator().manual_seed(seed)
-    state = mlp.init(spec)
+    state = program.init(spec)
     i = int(torch.randint(0, 30, (1,), generator=gen))
     state["step"] = torch.tensor(i)
     batch = spec.batch_size
@@ -102,7 +102,7 @@ def test_update_matches_float64(seed: int, decay: int | None) -> None:
         grads[name] = torch.randint(-(2**20), 2**20, shape, generator=gen)
         state["adam_m." + name] = torch.randint(-(2**18), 2**18, shape, generator=gen)
         state["adam_v." + name] = torch.randint(0, 2**30, shape, generator=gen)
-    out = mlp._adamw_update(spec, state, i, grads)
+    out = optim.adamw_update(spec, state, i, grads)
     opt = spec.optimizer
     b1, b2 = opt.beta1_q16 / ONE, opt.beta2_q16 / ONE
     lr, eps, t = 2.0**opt.lr_log2, 2.0**opt.eps_log2, i + 1
@@ -120,9 +120,9 @@ def test_update_matches_float64(seed: int, decay: int | None) -> None:
 
 def test_bound_violation_skips_the_step() -> None:
     spec = _spec()
-    state = mlp.init(spec)
+    state = program.init(spec)
     state["adam_m.layer0.bias"] = torch.full_like(state["layer0.bias"], 2**39)
-    after = mlp.step(spec, state, 0)
+    after = program.step(spec, state, 0)
     assert int(after["step"]) == 1
     assert all(torch.equal(after[k], state[k]) for k in state if k != "step")
 
@@ -186,7 +186,7 @@ def test_layout_by_optimizer() -> None:
         *("adam_v." + p for p in params),
     }
     assert state_blob_size(adamw) > state_blob_size(sgd)
-    mlp.check_state(adamw, mlp.init(adamw))
+    program.check_state(adamw, program.init(adamw))
 
 
 # --- determinism, re-execution, protocol --------------------------------------------------
@@ -206,21 +206,21 @@ def test_one_two_and_three_threads_commit_identical_roots() -> None:
 
 def test_reexecuting_a_segment_reproduces_its_leaf() -> None:
     spec = _spec()
-    leaves = [mlp.init(spec)]
+    leaves = [program.init(spec)]
     for segment in range(spec.num_segments):
         start = segment * spec.checkpoint_interval
-        leaves.append(mlp.run(spec, leaves[-1], start, start + spec.checkpoint_interval))
+        leaves.append(program.run(spec, leaves[-1], start, start + spec.checkpoint_interval))
     for segment in (0, 3, spec.num_segments - 1):
         start = segment * spec.checkpoint_interval
-        again = mlp.run(spec, dict(leaves[segment]), start, start + spec.checkpoint_interval)
+        again = program.run(spec, dict(leaves[segment]), start, start + spec.checkpoint_interval)
         assert state_hash(again) == state_hash(leaves[segment + 1])
     assert state_hash(leaves[-1]) != state_hash(leaves[0])
 
 
 def test_example_trains() -> None:
     spec = parse_spec(yaml.safe_load(ADAMW_EXAMPLE.read_text()))
-    state = mlp.run(spec, mlp.init(spec), 0, spec.steps)
-    assert mlp.evaluate(spec, state) >= 0.95
+    state = program.run(spec, program.init(spec), 0, spec.steps)
+    assert program.evaluate(spec, state) >= 0.95
 
 
 def test_protocol_honest_adamw_job_is_paid() -> None:

@@ -3,6 +3,10 @@
 * ``digits`` — the UCI 8×8 hand-written digits (1797 images, 10 classes), shipped in this package
   as ``digits.csv.gz`` (the copy scikit-learn bundles). Fixed split: every fifth image (index
   ≡ 4 mod 5) is test data, the rest is training data.
+* ``shakespeare-char`` — a character-level text corpus of 1,273,727 characters: ten plays of
+  Shakespeare from Project Gutenberg (public domain), shipped as ``shakespeare.txt.xz``; see
+  ``shakespeare.SOURCE.md`` for where it comes from. Tokens are indices into the sorted set of
+  its characters (76). Fixed split: the first 90 % of the characters train, the rest validate.
 * ``synthetic-blobs-v1`` and ``blobs-f{F}-c{C}-n{N}-s{S}`` — seeded Gaussian-like clusters
   (F features, C classes, N examples of which a fifth are test data, seed S), generated from the
   counter-based hash, for fast tests.
@@ -18,6 +22,7 @@ from __future__ import annotations
 import functools
 import gzip
 import importlib.resources
+import lzma
 import re
 import struct
 from dataclasses import dataclass
@@ -47,6 +52,67 @@ class Dataset:
     @property
     def content_hash_hex(self) -> str:
         return self.content_hash.hex()
+
+
+@dataclass(frozen=True)
+class TextDataset:
+    """A token sequence for language modelling: token t is the character ``vocab[t]``."""
+
+    id: str
+    vocab: str
+    train_tokens: bytes
+    validation_tokens: bytes
+    content_hash: Hash32
+
+    @property
+    def content_hash_hex(self) -> str:
+        return self.content_hash.hex()
+
+    @property
+    def vocab_size(self) -> int:
+        return len(self.vocab)
+
+    def encode(self, text: str) -> bytes:
+        """Tokens of ``text``; DatasetError for a character outside the vocabulary."""
+        index = {c: i for i, c in enumerate(self.vocab)}
+        try:
+            return bytes(index[c] for c in text)
+        except KeyError as exc:
+            raise DatasetError(
+                f"character {exc.args[0]!r} is not in {self.id}'s vocabulary"
+            ) from None
+
+    def decode(self, tokens: bytes | list[int]) -> str:
+        return "".join(self.vocab[t] for t in tokens)
+
+
+SHAKESPEARE_FILE = "shakespeare.txt.xz"
+SHAKESPEARE_SHA256 = "540fbf3d4eb4c578193154e292d46118d9a23df6ae7dc09d1f97b00ebb18c4f8"
+TEXT_TRAIN_FRACTION_PERCENT = 90
+
+
+def _load_shakespeare() -> TextDataset:
+    """The corpus, its bytes checked against the pinned SHA-256 before anything is built."""
+    raw = importlib.resources.files("protocol.datasets").joinpath(SHAKESPEARE_FILE).read_bytes()
+    text_bytes = lzma.decompress(raw)
+    if sha256(text_bytes).hex() != SHAKESPEARE_SHA256:
+        raise DatasetError(f"{SHAKESPEARE_FILE} does not match its pinned SHA-256")
+    text = text_bytes.decode("ascii")
+    vocab = "".join(sorted(set(text)))
+    table = {c: i for i, c in enumerate(vocab)}
+    tokens = bytes(table[c] for c in text)
+    split = len(tokens) * TEXT_TRAIN_FRACTION_PERCENT // 100
+    train, validation = tokens[:split], tokens[split:]
+    header = canonical_json(
+        {
+            "id": "shakespeare-char",
+            "vocab": vocab,
+            "train": len(train),
+            "validation": len(validation),
+        }
+    )
+    digest = sha256(header + train + validation)
+    return TextDataset("shakespeare-char", vocab, train, validation, digest)
 
 
 def _content_hash(
@@ -121,14 +187,21 @@ def _make_blobs(dataset_id: str, features: int, classes: int, n: int, seed: int)
     return _build(dataset_id, rows, labels, classes)
 
 
+AnyDataset = Dataset | TextDataset
+
 DIGITS_FEATURES, DIGITS_EXAMPLES = 64, 1797
 """The shape of the shipped ``digits.csv.gz`` (``dataset_values`` reads it without loading)."""
 MAX_DATASET_ID_LENGTH = 128
 
 
+SHIPPED_DATASETS = ("digits", "shakespeare-char")
+
+
 def dataset_values(dataset_id: str) -> int:
-    """How many feature values (features x examples) ``load_dataset(dataset_id)`` would build,
-    read from the id alone, so a caller can bound the cost of loading before paying it.
+    """How many feature values (features x examples) ``load_dataset(dataset_id)`` would
+    generate, read from the id alone, so a caller can bound the cost of loading before paying
+    it. A shipped dataset generates none: it is a fixed file in this package, read and checked
+    once per process whatever the id says.
 
     Raises DatasetError for an id that names no dataset (or is too long to be one).
     """
@@ -137,8 +210,8 @@ def dataset_values(dataset_id: str) -> int:
             f"dataset id is {len(dataset_id)} characters (at most {MAX_DATASET_ID_LENGTH})"
         )
     canonical = _ALIASES.get(dataset_id, dataset_id)
-    if canonical == "digits":
-        return DIGITS_FEATURES * DIGITS_EXAMPLES
+    if canonical in SHIPPED_DATASETS:
+        return 0
     match = _BLOBS_RE.match(canonical)
     if match:
         features, _, examples, _ = (int(g) for g in match.groups())
@@ -148,17 +221,19 @@ def dataset_values(dataset_id: str) -> int:
 
 def _unknown_dataset(dataset_id: str) -> DatasetError:
     return DatasetError(
-        f"unknown dataset {dataset_id!r} (known: 'digits', 'synthetic-blobs-v1', "
-        "'blobs-f{F}-c{C}-n{N}-s{S}')"
+        f"unknown dataset {dataset_id!r} (known: 'digits', 'shakespeare-char', "
+        "'synthetic-blobs-v1', 'blobs-f{F}-c{C}-n{N}-s{S}')"
     )
 
 
 @functools.lru_cache(maxsize=32)
-def load_dataset(dataset_id: str) -> Dataset:
+def load_dataset(dataset_id: str) -> AnyDataset:
     """The dataset named ``dataset_id``; raises DatasetError for an unknown id."""
     canonical = _ALIASES.get(dataset_id, dataset_id)
     if canonical == "digits":
         return _load_digits()
+    if canonical == "shakespeare-char":
+        return _load_shakespeare()
     match = _BLOBS_RE.match(canonical)
     if match:
         f, c, n, s = (int(g) for g in match.groups())
@@ -166,7 +241,7 @@ def load_dataset(dataset_id: str) -> Dataset:
     raise _unknown_dataset(dataset_id)
 
 
-def check_dataset(dataset_id: str, expected_hash_hex: str) -> Dataset:
+def check_dataset(dataset_id: str, expected_hash_hex: str) -> AnyDataset:
     """Load a dataset and check it against the hash a spec pins; DatasetError on mismatch."""
     dataset = load_dataset(dataset_id)
     if dataset.content_hash_hex != expected_hash_hex.lower():

@@ -5,7 +5,7 @@ Public API::
     init(spec, device) -> State          state 0
     step(spec, state, i) -> State        one pure training step
     run(spec, state, a, b) -> State      steps a..b-1
-    evaluate(spec, state) -> float       test accuracy
+    evaluate(spec, state) -> float       the family's metric (metric_name: accuracy or loss)
     encode_state / decode_state / state_hash
     decode_state_for(spec, blob)         decode a blob another party sent, checked against spec
     state_blob_size(spec)                the exact length of every state blob of spec
@@ -22,8 +22,8 @@ from protocol.exact.device import (
     set_threads,
 )
 from protocol.exact.fixedpoint import FRAC, ONE
-from protocol.exact.mlp import check_state, evaluate, init, predict, run, step
 from protocol.exact.native import NativeTrainer
+from protocol.exact.program import check_state, evaluate, init, metric_name, run, step
 from protocol.exact.state import (
     State,
     decode_state,
@@ -53,7 +53,7 @@ __all__ = [
     "export_safetensors",
     "get_threads",
     "init",
-    "predict",
+    "metric_name",
     "prepare_exact",
     "resolve_device",
     "run",

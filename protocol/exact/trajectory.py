@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import torch
 
 from protocol.exact.device import prepare_exact
-from protocol.exact.mlp import init, step
+from protocol.exact.program import init, step
 from protocol.exact.state import State, encode_state, state_step
 from protocol.hashing import sha256
 from protocol.spec import JobSpec

@@ -32,6 +32,7 @@ from protocol.errors import DatasetError
 from protocol.exact import Device, as_device, encode_state
 from protocol.layout import state_blob_size
 from protocol.merkle import NodeRef, children
+from protocol.models import FAMILIES
 from protocol.spec import parse_spec
 from services.agents.base import Agent
 from services.agents.checkpoints import CheckpointStore
@@ -40,7 +41,7 @@ from services.agents.strategy import DisputeView, JobView, SolverStrategy
 from services.agents.training import JobRun
 
 OPEN, ASSIGNED, COMMITTED = "open", "assigned", "committed"
-TRAINABLE_FAMILIES = frozenset({"mlp"})  # the model families the exact VM trains
+TRAINABLE_FAMILIES = frozenset(FAMILIES)  # the model families the exact VM trains
 
 
 def job_view(raw: dict[str, Any]) -> JobView:

@@ -28,7 +28,7 @@ from contracts_sim.transactions import sign_transaction
 from protocol.datasets import load_dataset
 from protocol.errors import OverflowBoundError, ProofNetError
 from protocol.exact import get_threads, init, set_threads, step
-from protocol.exact.mlp import _sgd_step
+from protocol.exact.program import train_step
 from protocol.spec import JobSpec, parse_spec
 from services.network import JobTerms, Network, key_for
 
@@ -133,7 +133,7 @@ def skipped_steps(spec: JobSpec) -> int:
     state, skipped = init(spec), 0
     for i in range(spec.steps):
         try:
-            _sgd_step(spec, state, i)
+            train_step(spec, state, i)
         except OverflowBoundError:
             skipped += 1
         state = step(spec, state, i)

@@ -1,0 +1,147 @@
+"""The optimizers of the exact VM, shared by every model family: SGD with momentum and AdamW.
+
+Both take the gradients of the loss *summed* over the step's N loss terms (N = B examples, or
+B x T tokens; a power of two, ``JobSpec.loss_terms``) and apply the mean-loss update, the 1/N
+folded into a shift — the usual mean-loss optimizer computed with one rounding rule:
+
+    sgd    v <- round(mu v / 2^16) + g ;  w <- w - round(v / 2^(log2 N - lr_log2))
+    adamw  see ``adamw_update`` (and docs/protocol.md, "AdamW in fixed point")
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from protocol.errors import OverflowBoundError
+from protocol.exact.fixedpoint import (
+    FRAC,
+    ONE,
+    div_round,
+    isqrt_int64,
+    pow_fixed,
+    round_div_int,
+    rshift_round,
+    rshift_round_,
+)
+from protocol.exact.state import State
+from protocol.layout import STEP_KEY, adam_m_name, adam_v_name, momentum_name
+from protocol.spec import JobSpec
+
+
+def update(spec: JobSpec, state: State, i: int, grads: dict[str, torch.Tensor]) -> State:
+    """State i+1 from state i and step i's summed-loss gradients, by ``spec.optimizer``."""
+    if spec.optimizer.name == "adamw":
+        return adamw_update(spec, state, i, grads)
+    return sgd_update(spec, state, grads)
+
+
+def sgd_update(spec: JobSpec, state: State, grads: dict[str, torch.Tensor]) -> State:
+    """SGD with momentum: v <- round(mu v / 2^16) + g ; w <- w - round(v / 2^(log2 N - lr_log2)).
+
+    Bounds: |v| < 2^40 on entry, mu < 2^16, so mu v < 2^56; |g| < 2^48 for any step the
+    products admit; the new |v| < 2^49 and |w - ...| < 2^50 (the next step's range check skips
+    a state past 2^40)."""
+    mu = spec.optimizer.momentum_q16
+    shift = spec.loss_terms_log2 - spec.optimizer.lr_log2
+    new_state: State = {STEP_KEY: state[STEP_KEY] + 1}
+    for name, g in grads.items():
+        velocity = rshift_round_(state[momentum_name(name)] * mu, FRAC)
+        velocity += g
+        new_state[momentum_name(name)] = velocity
+        new_state[name] = state[name] - rshift_round(velocity, shift)
+    return new_state
+
+
+ADAM_V_FRAC = 32  # v: the squared *mean* gradient (g / B)^2 in Q32, exact before averaging
+ADAM_SQRT_FRAC = 20  # sqrt(v), epsilon and the denominator are Q20
+BIAS_FRAC = 30  # beta^t and 1 - beta^t are carried in Q30
+_MH_LIMIT = 1 << 55  # max|m| * k1 must stay below this (so |m_hat| < 2^40)
+
+
+def adam_grad_limit(spec: JobSpec) -> int:
+    """|g| (Q16, summed over the step's N loss terms) at or past which an AdamW step is skipped:
+    g^2 must stay below 2^62 and the squared mean gradient (Q32) below 2^40, i.e. |g / N| < 16."""
+    return min(1 << 31, 1 << (ADAM_V_FRAC - 2 * FRAC + 20 + spec.loss_terms_log2))
+
+
+def adamw_scalars(spec: JobSpec, i: int) -> tuple[int, int]:
+    """Step i's bias corrections as Q16 integers: (k1, k2) with k1 = round(1 / (1 - beta1^t))
+    and k2 = floor(1 / sqrt(1 - beta2^t)), t = i + 1. beta^t is ``pow_fixed`` in Q30; 1 - beta^t
+    is clamped below at 1 - beta (its true minimum), so k1 <= 2^32 and k2 <= 2^24."""
+    t = i + 1
+    one = 1 << BIAS_FRAC
+    scale = BIAS_FRAC - FRAC
+    b1 = spec.optimizer.beta1_q16 << scale
+    b2 = spec.optimizer.beta2_q16 << scale
+    bc1 = max(one - pow_fixed(b1, t, BIAS_FRAC), one - b1)
+    bc2 = max(one - pow_fixed(b2, t, BIAS_FRAC), one - b2)
+    k1 = round_div_int(1 << (BIAS_FRAC + FRAC), bc1)
+    k2 = math.isqrt((1 << (BIAS_FRAC + 2 * FRAC)) // bc2)
+    return k1, k2
+
+
+def adamw_update(spec: JobSpec, state: State, i: int, grads: dict[str, torch.Tensor]) -> State:
+    """AdamW on the summed-loss gradients g (Q16), exactly — mean-loss AdamW: m is kept for the
+    summed gradient (the 1/N is applied in the division), v for the mean gradient g / N, N = 2^b
+    the step's loss terms (``JobSpec.loss_terms``). With b1, b2 the Q16 betas, k1, k2 from
+    ``adamw_scalars``:
+
+        m  <- round((b1 m + (2^16 - b1) g) / 2^16)                        Q16, summed
+        v  <- round((b2 v + (2^16 - b2) round(g^2 / 2^2b)) / 2^16)        Q32, mean
+        mh  = round(m k1 / 2^16)                                           m / (1 - b1^t)
+        den = round(isqrt(max(v, 0) 2^8) k2 / 2^16) + 2^(eps_log2 + 20)   Q20, mean
+        w  <- w - round(w / 2^-(lr_log2 + wd_log2)) - div_round(mh 2^(20 + lr_log2), den 2^b)
+
+    Rounding: ``rshift_round`` for powers of two, ``div_round`` (the same rule, half up) for the
+    one true division, ``isqrt_int64`` (exact floor) for the square root.
+
+    Bounds (every int64 intermediate < 2^62), given |w|, |m|, |v| < 2^40 (checked on entry):
+    |g| < ``adam_grad_limit`` <= 2^31 is checked here (else OverflowBoundError: the step is
+    skipped), so b1 m < 2^56, (2^16 - b1) g < 2^47, g^2 < 2^62 and round(g^2 / 2^2b) < 2^40,
+    so b2 v < 2^56; the new m and v are convex combinations, at most 2^40; max(v, 0) 2^8 <=
+    2^48, so isqrt is in range and <= 2^24; times k2 <= 2^24 is < 2^49; den >= 1 and < 2^34,
+    den 2^b < 2^46. The product m k1 (k1 <= 2^32) is checked at run time: max|m| k1 < 2^55 or
+    OverflowBoundError, so |mh| < 2^40 and the numerator mh 2^(20 + lr_log2) < 2^60, and
+    div_round's 2a + b < 2^62. The decay term is at most |w|; the update may leave |w| past
+    2^40 (< 2^61), which the next step's range check turns into a skipped step.
+    """
+    opt = spec.optimizer
+    b1, b2 = opt.beta1_q16, opt.beta2_q16
+    k1, k2 = adamw_scalars(spec, i)
+    batch_log2 = spec.loss_terms_log2
+    grad_max = max((int(g.abs().amax().item()) for g in grads.values() if g.numel()), default=0)
+    if grad_max >= adam_grad_limit(spec):
+        raise OverflowBoundError("adamw gradient", float(grad_max), "max|g|", "the g^2 limit")
+    new_m: dict[str, torch.Tensor] = {}
+    for name, g in grads.items():
+        m = state[adam_m_name(name)] * b1
+        m += g * (ONE - b1)
+        new_m[name] = rshift_round_(m, FRAC)
+    m_max = max((int(m.abs().amax().item()) for m in new_m.values() if m.numel()), default=0)
+    if m_max * k1 >= _MH_LIMIT:
+        raise OverflowBoundError("adamw first moment", float(m_max * k1), "max|m|*k1", "2^55")
+    eps = 1 << (opt.eps_log2 + ADAM_SQRT_FRAC)
+    num_shift = ADAM_SQRT_FRAC + opt.lr_log2
+    root_shift = 2 * ADAM_SQRT_FRAC - ADAM_V_FRAC
+    new_state: State = {STEP_KEY: state[STEP_KEY] + 1}
+    for name, g in grads.items():
+        g2 = rshift_round_(g * g, 2 * batch_log2 + 2 * FRAC - ADAM_V_FRAC)
+        g2 *= ONE - b2
+        v = state[adam_v_name(name)] * b2
+        v += g2
+        v = rshift_round_(v, FRAC)
+        root = isqrt_int64(torch.clamp(v, min=0) << root_shift)
+        den = rshift_round_(root * k2, FRAC)
+        den += eps
+        den <<= batch_log2
+        m = new_m[name]
+        numerator = rshift_round_(m * k1, FRAC) << num_shift
+        weight = state[name]
+        if opt.weight_decay_log2 is not None:
+            weight = weight - rshift_round(weight, -(opt.lr_log2 + opt.weight_decay_log2))
+        new_state[name] = weight - div_round(numerator, den)
+        new_state[adam_m_name(name)] = m
+        new_state[adam_v_name(name)] = v
+    return new_state
