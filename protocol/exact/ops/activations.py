@@ -1,0 +1,137 @@
+"""Activations on Q16 int64 tensors: ReLU and an integer GELU.
+
+Also home of two small helpers the other transformer operators share: ``maxabs`` (the exact max
+|value| of an int64 tensor, as a Python integer) and ``require_below`` (the run-time bound check
+that raises ``OverflowBoundError`` before an elementwise product could wrap int64).
+
+relu
+    y = max(x, 0); dx = g * [x > 0]. No rounding, no product: nothing can wrap.
+
+gelu  (the sigmoid form, "QuickGELU":  gelu(x) ~= x * sigmoid(1.702 x))
+    Math, with a = 1.702 and s(u) = 1 / (1 + e^-u):
+
+        y  = x * s(a x)
+        dy/dx = s(a x) + a x * s(a x) * (1 - s(a x))      (the exact derivative of that form)
+
+    Integers (Q16; A = round(1.702 * 2^16) = 111542; LOG2E = round(log2(e) * 2^16)):
+
+        u   = rshift_round(x * A, 16)                              a x
+        t   = rshift_round(-min(|u|, 32) * LOG2E, 16)              -|a x| log2(e)  (<= 0)
+        e   = exp2_fixed(t)                                        e^-|ax| in [0, 1]
+        sp  = div_round(2^32, 2^16 + e)                            s(|ax|) in [1/2, 1]
+        s   = sp if u >= 0 else 2^16 - sp                          s(-v) = 1 - s(v) exactly
+        y   = rshift_round(x * s, 16)
+        s1  = rshift_round(s * (2^16 - s), 16)                     s (1 - s), <= 2^14
+        d   = s + rshift_round(u * s1, 16)                         dy/dx
+        dx  = rshift_round(g * d, 16)
+
+    Rounding: one ``rshift_round`` per product, one ``div_round`` (half up) for the sigmoid's
+    division, ``exp2_fixed``'s own (its polynomial) for 2^t.
+
+    Bound: |x| < 2^44 is checked (``OverflowBoundError`` otherwise), so |x A| < 2^61 and
+    |x s| < 2^60; min(|u|, 32) * LOG2E < 2^39; 2 * 2^32 + 2^17 for div_round. The clamp at 32
+    changes nothing: e^-32 is far below Q16's ulp, so e = 0 for every |u| >= 12 already.
+    Backward: s1 > 0 needs 0 < s < 2^16, hence e >= 1, hence |u| < 12 * 2^16, so
+    |u * s1| < 2^38 and |d| < 2^16 + 2^19 < 2^20; |g| < 2^42 is checked, so |g d| < 2^62.
+
+    Tolerance vs ``gelu_reference`` (float64 x * sigmoid(1.702 x) of the same Q16 input):
+    exp2_fixed's relative error (2.4e-4) moves s by at most 6e-5; with the roundings,
+    |y - ref| <= 1e-4 |x| + 2 ulp and |dx - ref| <= (3e-4 (1 + |x|)) |g| + 2 ulp (ulp = 2^-16).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+
+from protocol.errors import OverflowBoundError
+from protocol.exact.fixedpoint import (
+    FRAC,
+    LOG2E_Q16,
+    ONE,
+    div_round,
+    exp2_fixed,
+    rshift_round,
+)
+
+GELU_A_Q16 = 111542  # round(1.702 * 2^16)
+GELU_INPUT_LIMIT = 1 << 44
+GELU_GRAD_LIMIT = 1 << 42
+_U_CLAMP = 32 * ONE
+
+
+def maxabs(t: torch.Tensor) -> int:
+    """max |value| of an int64 tensor as a Python integer (0 for an empty tensor); computed
+    from max and min so that -2^63 cannot wrap."""
+    if t.numel() == 0:
+        return 0
+    lo, hi = torch.aminmax(t)
+    return max(int(hi.item()), -int(lo.item()))
+
+
+def require_below(value: int, limit: int, where: str, what: str) -> None:
+    """Raise ``OverflowBoundError`` unless ``value < limit`` (Python integers, no wrap)."""
+    if value >= limit:
+        raise OverflowBoundError(where, float(value), what, f"2^{limit.bit_length() - 1}")
+
+
+# --- relu ----------------------------------------------------------------------------------
+
+
+class ReluSaved(NamedTuple):
+    positive: torch.Tensor  # bool mask x > 0
+
+
+def relu_forward(x: torch.Tensor) -> tuple[torch.Tensor, ReluSaved]:
+    """y = max(x, 0) (exact)."""
+    return torch.clamp(x, min=0), ReluSaved(x > 0)
+
+
+def relu_backward(saved: ReluSaved, grad_y: torch.Tensor) -> tuple[torch.Tensor]:
+    """dx = g * [x > 0] (exact)."""
+    return (grad_y * saved.positive,)
+
+
+def relu_reference(x: torch.Tensor) -> torch.Tensor:
+    """float64 ReLU of real-valued ``x`` (references take and return real units)."""
+    return torch.relu(x)
+
+
+# --- gelu ----------------------------------------------------------------------------------
+
+
+class GeluSaved(NamedTuple):
+    x: torch.Tensor
+    u: torch.Tensor  # a x, Q16
+    s: torch.Tensor  # sigmoid(a x), Q16
+
+
+def sigmoid_fixed(u: torch.Tensor) -> torch.Tensor:
+    """sigmoid(u) of Q16 ``u`` in Q16, integer only (see the module docstring); |u| < 2^46."""
+    au = torch.clamp(u.abs(), max=_U_CLAMP)
+    e = exp2_fixed(rshift_round(-au * LOG2E_Q16, FRAC))
+    sp = div_round(torch.full_like(e, ONE * ONE), e + ONE)
+    return torch.where(u >= 0, sp, ONE - sp)
+
+
+def gelu_forward(x: torch.Tensor) -> tuple[torch.Tensor, GeluSaved]:
+    """y = x * sigmoid(1.702 x) in Q16 (see the module docstring for rounding and bounds)."""
+    require_below(maxabs(x), GELU_INPUT_LIMIT, "gelu", "max|x|")
+    u = rshift_round(x * GELU_A_Q16, FRAC)
+    s = sigmoid_fixed(u)
+    return rshift_round(x * s, FRAC), GeluSaved(x, u, s)
+
+
+def gelu_backward(saved: GeluSaved, grad_y: torch.Tensor) -> tuple[torch.Tensor]:
+    """dx = g * (s + a x s (1 - s)) in Q16."""
+    require_below(maxabs(grad_y), GELU_GRAD_LIMIT, "gelu backward", "max|g|")
+    s = saved.s
+    s1 = rshift_round(s * (ONE - s), FRAC)
+    d = s + rshift_round(saved.u * s1, FRAC)
+    return (rshift_round(grad_y * d, FRAC),)
+
+
+def gelu_reference(x: torch.Tensor) -> torch.Tensor:
+    """float64 x * sigmoid(1.702 x) for real-valued ``x`` (differentiable by autograd)."""
+    return x * torch.sigmoid(1.702 * x)

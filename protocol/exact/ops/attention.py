@@ -1,0 +1,156 @@
+"""Causal multi-head self-attention core with an integer softmax, and that softmax.
+
+Shapes: q, k, v (B, h, T, dh), Q16. Math, with c = 1/sqrt(dh) and M the causal mask
+(M_ij = [j <= i]):
+
+    S  = c q k^T ;  P = softmax_j(S masked by M) ;  O = P v
+  backward, for the gradient G of O:
+    dV = P^T G ;  dP = G v^T ;  dS = P * (dP - rowsum(dP * P)) ;  dq = c dS k ;  dk = c dS^T q
+
+Integers (Q16; C = round(2^16 / sqrt(dh)), ``attention_scale``):
+
+    S16 = rshift_round(q @ k^T, 16) ;  S = rshift_round(S16 * C, 16)
+    P   = softmax_lastdim(S, M)                        (exactly 0 where M is false)
+    O   = rshift_round(P @ v, 16)
+    dV  = rshift_round(P^T @ G, 16) ;  dP = rshift_round(G @ v^T, 16)
+    dS  = softmax_backward(P, dP)
+    dS16 = rshift_round(dS * C, 16)
+    dq  = rshift_round(dS16 @ k, 16) ;  dk = rshift_round(dS16^T @ q, 16)
+
+softmax_lastdim (the house ``softmax_fixed`` generalized to the last dimension of any shape,
+with an optional mask; bit-identical to ``softmax_fixed`` on an unmasked 2-D input):
+
+    Z  = (x - max_{j in M} x_j), clamped below at -32 (real units)
+    E  = exp2_fixed(rshift_round(Z * LOG2E, 16)), set to 0 where M is false
+    P  = floor(E * 2^16 / sum_j E_j)                   (sum >= 2^16: the max contributes 2^0)
+
+    The clamp changes nothing: exp2_fixed already clamps its argument at -31, where 2^-31
+    underflows Q16 to 0, and -32 * log2(e) < -46. It keeps Z * LOG2E below 2^39.
+
+softmax_backward:  R = rshift_round(rowsum(dP * P), 16) ;  dS = rshift_round(P (dP - R), 16)
+
+Rounding: one ``rshift_round`` per product (half up); the softmax's division is floor, as in
+``softmax_fixed``, so that rows sum to at most 2^16.
+
+Bound: every matmul goes through the caller's ``ExactMatmul`` (max|a| max|b| K < 2^53 or
+``OverflowBoundError``), so |S16| < 2^37 and |S16 C| < 2^53 (C <= 2^16). The softmax checks
+|x| < 2^61 (so x - max cannot wrap). The backward checks max|dP| < 2^44: then |dP P| < 2^60,
+|rowsum(dP P)| <= max|dP| 2^16 < 2^60 (the row of P sums to at most 2^16), |dP - R| < 2^45 and
+|P (dP - R)| < 2^61; |dS| < 2^45 and |dS C| < 2^61.
+
+Tolerance vs ``attention_reference`` (float64 with c = 1/sqrt(dh) exactly; dh a power of 4
+makes C exact): P within 4e-4 (exp2_fixed's 2.4e-4 relative error, the floor, the rounding of
+S), so |O - ref| <= 4e-4 T max|v| + 1 ulp, and the gradients within the same relative error
+of their magnitude plus a few ulp (tests/test_ops_transformer.py states the exact figures).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import torch
+
+from protocol.exact.fixedpoint import (
+    FRAC,
+    LOG2E_Q16,
+    ONE,
+    ExactMatmul,
+    Operand,
+    exp2_fixed,
+    rshift_round_,
+)
+from protocol.exact.ops.activations import maxabs, require_below
+
+SOFTMAX_INPUT_LIMIT = 1 << 61
+SOFTMAX_GRAD_LIMIT = 1 << 44
+_Z_FLOOR = -32 * ONE
+
+
+def attention_scale(dh: int) -> int:
+    """C = round(2^16 / sqrt(dh)) (half up), computed in integers."""
+    return (math.isqrt((1 << (2 * FRAC + 2)) // dh) + 1) // 2
+
+
+def causal_mask(t: int, device: torch.device) -> torch.Tensor:
+    """(T, T) bool, True where key j <= query i."""
+    return torch.ones(t, t, dtype=torch.bool, device=device).tril()
+
+
+def softmax_lastdim(x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Softmax over the last dimension of Q16 ``x`` as Q16 probabilities, integer only;
+    entries where ``mask`` (broadcast to x) is False get probability exactly 0. Every row must
+    keep at least one entry."""
+    require_below(maxabs(x), SOFTMAX_INPUT_LIMIT, "softmax", "max|x|")
+    filled = x if mask is None else x.masked_fill(~mask, -SOFTMAX_INPUT_LIMIT)
+    z = torch.clamp(x - filled.amax(dim=-1, keepdim=True), min=_Z_FLOOR)
+    exps = exp2_fixed(rshift_round_(z * LOG2E_Q16, FRAC))
+    if mask is not None:
+        exps = exps.masked_fill(~mask, 0)
+    total = exps.sum(dim=-1, keepdim=True)
+    return torch.div(exps << FRAC, total, rounding_mode="floor")
+
+
+def softmax_backward(p: torch.Tensor, grad_p: torch.Tensor) -> torch.Tensor:
+    """dS = P * (dP - rowsum(dP * P)) over the last dimension, Q16 (see the module docstring)."""
+    require_below(maxabs(grad_p), SOFTMAX_GRAD_LIMIT, "softmax backward", "max|dP|")
+    row = rshift_round_((grad_p * p).sum(dim=-1, keepdim=True), FRAC)
+    return rshift_round_(p * (grad_p - row), FRAC)
+
+
+def _transpose(op: Operand) -> Operand:
+    return Operand(op.t64.transpose(-2, -1), op.maxabs)
+
+
+class AttentionSaved(NamedTuple):
+    q: Operand
+    k: Operand
+    v: Operand
+    p: Operand  # probabilities, Q16, (B, h, T, T)
+    scale: int
+
+
+def attention_forward(
+    matmul: ExactMatmul, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, where: str
+) -> tuple[torch.Tensor, AttentionSaved]:
+    """O = softmax(q k^T / sqrt(dh), causal) v for q, k, v of shape (B, h, T, dh), Q16."""
+    t, dh = q.shape[-2], q.shape[-1]
+    scale = attention_scale(dh)
+    q_op, k_op, v_op = Operand.of(q), Operand.of(k), Operand.of(v)
+    s16 = rshift_round_(matmul(q_op, _transpose(k_op), f"{where}.scores"), FRAC)
+    scores = rshift_round_(s16 * scale, FRAC)
+    p = softmax_lastdim(scores, causal_mask(t, q.device))
+    p_op = Operand.of(p, nonnegative=True)
+    out = rshift_round_(matmul(p_op, v_op, f"{where}.values"), FRAC)
+    return out, AttentionSaved(q_op, k_op, v_op, p_op, scale)
+
+
+def attention_backward(
+    matmul: ExactMatmul, saved: AttentionSaved, grad_out: torch.Tensor, where: str
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(dq, dk, dv) for the gradient ``grad_out`` of O."""
+    g_op = Operand.of(grad_out)
+    p = saved.p.t64.to(torch.int64)
+    dv = rshift_round_(matmul(_transpose(saved.p), g_op, f"{where}.grad_v"), FRAC)
+    dp = rshift_round_(matmul(g_op, _transpose(saved.v), f"{where}.grad_p"), FRAC)
+    ds = rshift_round_(softmax_backward(p, dp) * saved.scale, FRAC)
+    ds_op = Operand.of(ds)
+    dq = rshift_round_(matmul(ds_op, saved.k, f"{where}.grad_q"), FRAC)
+    dk = rshift_round_(matmul(_transpose(ds_op), saved.q, f"{where}.grad_k"), FRAC)
+    return dq, dk, dv
+
+
+def attention_reference(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """float64 causal attention of real-valued q, k, v (B, h, T, dh), c = 1/sqrt(dh)
+    (differentiable)."""
+    t, dh = q.shape[-2], q.shape[-1]
+    scores = (q @ k.transpose(-2, -1)) / math.sqrt(dh)
+    scores = scores.masked_fill(~causal_mask(t, q.device), float("-inf"))
+    return torch.softmax(scores, dim=-1) @ v
+
+
+def softmax_reference(x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """float64 softmax over the last dimension of real-valued x (masked entries -> 0)."""
+    if mask is not None:
+        x = x.masked_fill(~mask, float("-inf"))
+    return torch.softmax(x, dim=-1)

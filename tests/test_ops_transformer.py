@@ -1,0 +1,315 @@
+"""The transformer's exact operators against their float64 references, and their bounds.
+
+Each operator's forward and hand-written backward must agree with float64 autograd of the same
+Q16 values within the tolerance its docstring states, and a bound violation must raise
+``OverflowBoundError`` (never wrap).
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from protocol.errors import OverflowBoundError
+from protocol.exact.fixedpoint import ONE, ExactMatmul, softmax_fixed
+from protocol.exact.ops.activations import (
+    gelu_backward,
+    gelu_forward,
+    gelu_reference,
+    relu_backward,
+    relu_forward,
+    relu_reference,
+    sigmoid_fixed,
+)
+from protocol.exact.ops.attention import (
+    attention_backward,
+    attention_forward,
+    attention_reference,
+    attention_scale,
+    causal_mask,
+    softmax_backward,
+    softmax_lastdim,
+    softmax_reference,
+)
+from protocol.exact.ops.embedding import (
+    embedding_backward,
+    embedding_forward,
+    embedding_reference,
+)
+from protocol.exact.ops.loss import (
+    cross_entropy_backward,
+    cross_entropy_forward,
+    cross_entropy_loss,
+    cross_entropy_reference,
+)
+from protocol.exact.ops.norm import rms_norm_backward, rms_norm_forward, rms_norm_reference
+
+SETTINGS = settings(max_examples=25, deadline=None)
+ULP = 1.0 / ONE
+
+
+def q16(gen: torch.Generator, shape: tuple[int, ...], scale: float) -> torch.Tensor:
+    """Random Q16 integers, normal with std ``scale`` (real units)."""
+    return torch.round(torch.randn(shape, generator=gen, dtype=torch.float64) * scale * ONE).long()
+
+
+def real(t: torch.Tensor) -> torch.Tensor:
+    """The real value of a Q16 tensor, as a float64 leaf that records gradients."""
+    return (t.to(torch.float64) / ONE).requires_grad_(True)
+
+
+def as_real(t: torch.Tensor) -> torch.Tensor:
+    return t.to(torch.float64) / ONE
+
+
+# --- relu, gelu ----------------------------------------------------------------------------
+
+
+@SETTINGS
+@given(seed=st.integers(0, 2**31), n=st.integers(1, 64), scale=st.sampled_from([0.1, 1.0, 8.0]))
+def test_relu_exact(seed: int, n: int, scale: float) -> None:
+    gen = torch.Generator().manual_seed(seed)
+    x, g = q16(gen, (n,), scale), q16(gen, (n,), 1.0)
+    y, saved = relu_forward(x)
+    xr = real(x)
+    ref = relu_reference(xr)
+    ref.backward(as_real(g))
+    assert torch.equal(as_real(y), ref.detach())
+    (dx,) = relu_backward(saved, g)
+    assert xr.grad is not None
+    assert torch.equal(as_real(dx), xr.grad)
+
+
+@SETTINGS
+@given(seed=st.integers(0, 2**31), n=st.integers(1, 256), scale=st.sampled_from([0.1, 1.0, 8.0]))
+def test_gelu_within_tolerance(seed: int, n: int, scale: float) -> None:
+    gen = torch.Generator().manual_seed(seed)
+    x, g = q16(gen, (n,), scale), q16(gen, (n,), 1.0)
+    y, saved = gelu_forward(x)
+    xr = real(x)
+    ref = gelu_reference(xr)
+    ref.backward(as_real(g))
+    err = (as_real(y) - ref.detach()).abs()
+    assert bool((err <= 1e-4 * xr.detach().abs() + 2 * ULP).all()), float(err.max())
+    (dx,) = gelu_backward(saved, g)
+    assert xr.grad is not None
+    err = (as_real(dx) - xr.grad).abs()
+    bound = 3e-4 * (1 + xr.detach().abs()) * as_real(g).abs() + 2 * ULP
+    assert bool((err <= bound).all()), float((err - bound).max())
+
+
+def test_sigmoid_is_symmetric_and_saturates() -> None:
+    u = torch.arange(-40 * ONE, 40 * ONE, 997)
+    s = sigmoid_fixed(u)
+    assert torch.equal(s + sigmoid_fixed(-u), torch.full_like(s, ONE))
+    assert int(s.min()) >= 0 and int(s.max()) <= ONE
+    assert int(sigmoid_fixed(torch.tensor([13 * ONE]))) == ONE
+
+
+def test_gelu_refuses_out_of_range() -> None:
+    with pytest.raises(OverflowBoundError):
+        gelu_forward(torch.tensor([1 << 44]))
+    with pytest.raises(OverflowBoundError):
+        gelu_forward(torch.tensor([-(1 << 44)]))
+    _, saved = gelu_forward(torch.tensor([ONE, -ONE]))
+    with pytest.raises(OverflowBoundError):
+        gelu_backward(saved, torch.tensor([1 << 42, 0]))
+
+
+# --- rms norm ------------------------------------------------------------------------------
+
+
+@SETTINGS
+@given(
+    seed=st.integers(0, 2**31),
+    rows=st.integers(1, 6),
+    d=st.sampled_from([4, 16, 64, 96]),
+    scale=st.sampled_from([0.05, 1.0, 30.0]),
+)
+def test_rms_norm_within_tolerance(seed: int, rows: int, d: int, scale: float) -> None:
+    gen = torch.Generator().manual_seed(seed)
+    x = q16(gen, (rows, d), scale)
+    gain = q16(gen, (d,), 0.3) + ONE
+    dy = q16(gen, (rows, d), 1.0)
+    y, saved = rms_norm_forward(x, gain)
+    xr, gr = real(x), real(gain)
+    ref = rms_norm_reference(xr, gr)
+    ref.backward(as_real(dy))
+    rms = torch.sqrt((as_real(x) ** 2).mean(dim=-1, keepdim=True) + 2.0**-16)
+    rel = 2.0**-20 / rms  # the relative error of r's floor (r is Q20)
+    err = (as_real(y) - ref.detach()).abs()
+    assert bool((err <= 2 * rel * ref.detach().abs() + 4 * ULP).all()), float(err.max())
+    dx, dgain = rms_norm_backward(saved, dy)
+    assert xr.grad is not None and gr.grad is not None
+    # dx = (dn - n c) / r: r's relative error (twice: in n and in the division) times the
+    # row's gradient scale, and a few ulp of the numerator amplified by 1 / rms
+    err = (as_real(dx) - xr.grad).abs()
+    bound = 4 * rel * xr.grad.abs().amax(dim=-1, keepdim=True) + 4 * ULP / rms + 2 * ULP
+    assert bool((err <= bound).all()), float((err - bound).max())
+    err = (as_real(dgain) - gr.grad).abs()
+    bound = 2 * float(rel.max()) * gr.grad.abs() + rows * 2 * ULP
+    assert bool((err <= bound).all()), float(err.max())
+
+
+def test_rms_norm_refuses_out_of_range() -> None:
+    d = 8
+    gain = torch.full((d,), ONE)
+    with pytest.raises(OverflowBoundError):
+        rms_norm_forward(torch.full((1, d), 1 << 27), gain)
+    with pytest.raises(OverflowBoundError):  # the gain times the normalized input
+        rms_norm_forward(torch.full((1, d), ONE), torch.full((d,), 1 << 47))
+    _, saved = rms_norm_forward(torch.arange(d).reshape(1, d) * ONE, gain)
+    with pytest.raises(OverflowBoundError):
+        rms_norm_backward(saved, torch.full((1, d), 1 << 46))
+
+
+def test_rms_norm_near_limit_does_not_wrap() -> None:
+    d = 64
+    x = torch.full((2, d), (1 << 27) - 1)
+    x[1] = -x[1]
+    y, saved = rms_norm_forward(x, torch.full((d,), ONE))
+    assert torch.equal(y, torch.sign(x) * ONE)
+    dx, _ = rms_norm_backward(saved, torch.ones_like(x) * ONE)
+    assert bool((dx.abs() <= 1).all())  # the gradient of a constant row along itself is 0
+
+
+# --- attention -----------------------------------------------------------------------------
+
+
+@SETTINGS
+@given(
+    seed=st.integers(0, 2**31),
+    batch=st.integers(1, 2),
+    heads=st.integers(1, 3),
+    t=st.integers(1, 12),
+    dh=st.sampled_from([4, 16]),
+    scale=st.sampled_from([0.3, 1.0, 3.0]),
+)
+def test_attention_within_tolerance(
+    seed: int, batch: int, heads: int, t: int, dh: int, scale: float
+) -> None:
+    gen = torch.Generator().manual_seed(seed)
+    shape = (batch, heads, t, dh)
+    q, k, v, g = (q16(gen, shape, s) for s in (scale, scale, 1.0, 1.0))
+    matmul = ExactMatmul()
+    out, saved = attention_forward(matmul, q, k, v, "test")
+    qr, kr, vr = real(q), real(k), real(v)
+    ref = attention_reference(qr, kr, vr)
+    ref.backward(as_real(g))
+    v_max = float(as_real(v).abs().max())
+    err = float((as_real(out) - ref.detach()).abs().max())
+    assert err <= 4e-4 * v_max * t + 2 * ULP, err
+    dq, dk, dv = attention_backward(matmul, saved, g, "test")
+    g_max = float(as_real(g).abs().max())
+    for name, ours, leaf in (("dq", dq, qr), ("dk", dk, kr), ("dv", dv, vr)):
+        assert leaf.grad is not None
+        err = float((as_real(ours) - leaf.grad).abs().max())
+        bound = 1e-3 * (1 + scale * scale) * g_max * v_max * t + 2e-3 * g_max * t + 4 * ULP * t
+        assert err <= bound, (name, err, bound)
+
+
+def test_attention_probabilities_are_causal() -> None:
+    gen = torch.Generator().manual_seed(1)
+    q, k, v = (q16(gen, (1, 2, 6, 4), 1.0) for _ in range(3))
+    _, saved = attention_forward(ExactMatmul(), q, k, v, "test")
+    p = saved.p.t64.to(torch.int64)
+    assert bool((p.masked_select(~causal_mask(6, p.device)) == 0).all())
+    assert int(p[..., 0, 0].min()) == ONE  # the first query sees only itself
+    assert bool((p.sum(dim=-1) <= ONE).all())
+
+
+def test_softmax_lastdim_matches_house_softmax_and_reference() -> None:
+    gen = torch.Generator().manual_seed(2)
+    x = q16(gen, (9, 17), 4.0)
+    assert torch.equal(softmax_lastdim(x), softmax_fixed(x))
+    mask = torch.rand(9, 17, generator=gen) > 0.3
+    mask[:, 0] = True
+    p = softmax_lastdim(x, mask)
+    ref = softmax_reference(as_real(x), mask)
+    assert float((as_real(p) - ref).abs().max()) <= 4e-4
+    huge = torch.tensor([[(1 << 60), -(1 << 60), 0]])
+    assert torch.equal(softmax_lastdim(huge), torch.tensor([[ONE, 0, 0]]))
+    with pytest.raises(OverflowBoundError):
+        softmax_lastdim(torch.tensor([[1 << 61, 0]]))
+
+
+def test_attention_refuses_out_of_range() -> None:
+    big = torch.full((1, 1, 4, 16), 1 << 25)
+    small = torch.full((1, 1, 4, 16), ONE)
+    with pytest.raises(OverflowBoundError):
+        attention_forward(ExactMatmul(), big, big, small, "test")
+    _, saved = attention_forward(ExactMatmul(), small, small, small, "test")
+    with pytest.raises(OverflowBoundError):
+        attention_backward(ExactMatmul(), saved, torch.full((1, 1, 4, 16), 1 << 36), "test")
+    p = torch.tensor([[ONE // 2, ONE // 2]])
+    with pytest.raises(OverflowBoundError):
+        softmax_backward(p, torch.tensor([[1 << 44, 0]]))
+    assert torch.equal(
+        softmax_backward(p, torch.tensor([[(1 << 44) - 1, 0]])).abs(), torch.full((1, 2), 1 << 42)
+    )
+
+
+def test_attention_scale_is_rounded_half_up() -> None:
+    for dh in range(1, 200):
+        assert attention_scale(dh) == math.floor(ONE / math.sqrt(dh) + 0.5)
+
+
+# --- embedding -----------------------------------------------------------------------------
+
+
+@SETTINGS
+@given(seed=st.integers(0, 2**31), vocab=st.integers(1, 20), n=st.integers(1, 40))
+def test_embedding_exact(seed: int, vocab: int, n: int) -> None:
+    gen = torch.Generator().manual_seed(seed)
+    table = q16(gen, (vocab, 8), 1.0)
+    ids = torch.randint(0, vocab, (2, n), generator=gen)
+    g = q16(gen, (2, n, 8), 1.0)
+    y, saved = embedding_forward(table, ids)
+    tr = real(table)
+    ref = embedding_reference(tr, ids)
+    ref.backward(as_real(g))
+    assert torch.equal(as_real(y), ref.detach())
+    (grad,) = embedding_backward(saved, g)
+    assert tr.grad is not None
+    assert torch.equal(as_real(grad), tr.grad)
+
+
+def test_embedding_refuses_out_of_range() -> None:
+    _, saved = embedding_forward(
+        torch.zeros(3, 2, dtype=torch.int64), torch.zeros(4, dtype=torch.int64)
+    )
+    with pytest.raises(OverflowBoundError):
+        embedding_backward(saved, torch.full((4, 2), 1 << 60))
+
+
+# --- cross-entropy -------------------------------------------------------------------------
+
+
+@SETTINGS
+@given(
+    seed=st.integers(0, 2**31),
+    n=st.integers(1, 16),
+    vocab=st.integers(2, 70),
+    scale=st.sampled_from([0.5, 3.0, 20.0]),
+)
+def test_cross_entropy_within_tolerance(seed: int, n: int, vocab: int, scale: float) -> None:
+    gen = torch.Generator().manual_seed(seed)
+    logits = q16(gen, (n, vocab), scale)
+    targets = torch.randint(0, vocab, (n,), generator=gen)
+    _, saved = cross_entropy_forward(logits, targets)
+    (grad,) = cross_entropy_backward(saved)
+    zr = real(logits)
+    ref = cross_entropy_reference(zr, targets)
+    ref.backward()  # type: ignore[no-untyped-call]
+    assert zr.grad is not None
+    assert float((as_real(grad) - zr.grad).abs().max()) <= 4e-4
+    assert math.isclose(cross_entropy_loss(logits, targets), float(ref.detach()) / n, rel_tol=1e-12)
+
+
+def test_cross_entropy_refuses_out_of_range() -> None:
+    with pytest.raises(OverflowBoundError):
+        cross_entropy_forward(torch.tensor([[1 << 61, 0]]), torch.tensor([0]))
