@@ -23,6 +23,7 @@ import functools
 import gzip
 import importlib.resources
 import lzma
+import math
 import re
 import struct
 from dataclasses import dataclass
@@ -84,6 +85,20 @@ class TextDataset:
 
     def decode(self, tokens: bytes | list[int]) -> str:
         return "".join(self.vocab[t] for t in tokens)
+
+
+def unigram_loss(dataset: TextDataset) -> float:
+    """The baseline a language model must beat: the cross-entropy (nats per character) of the
+    validation split under the training split's character frequencies (add-one smoothed)."""
+    counts = [1] * dataset.vocab_size
+    for token in dataset.train_tokens:
+        counts[token] += 1
+    total = sum(counts)
+    seen = [0] * dataset.vocab_size
+    for token in dataset.validation_tokens:
+        seen[token] += 1
+    nats = -sum(n * math.log(counts[t] / total) for t, n in enumerate(seen) if n)
+    return nats / len(dataset.validation_tokens)
 
 
 SHAKESPEARE_FILE = "shakespeare.txt.xz"

@@ -19,6 +19,7 @@ from services.agents.blobs import BlobSource
 from services.agents.runner import load_or_create_key
 from services.cli import app
 from services.cli.common import fail, print_json, reported_errors, stderr
+from services.cli.train import METRIC_KEYS
 from services.client import HttpChainClient, Wallet
 from services.specfile import load_spec
 
@@ -222,8 +223,8 @@ def download(
     json_output: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Download a settled job's model from its solver, check it is the committed final state
-    (leaf list against the root, last leaf, model hash), report its test accuracy and write it."""
-    from protocol.exact import decode_state, evaluate, export_safetensors
+    (leaf list against the root, last leaf, model hash), report its metric and write it."""
+    from protocol.exact import decode_state_for, evaluate, export_safetensors, metric_name
     from services.agents.blobs import BoundedFetcher, HttpBlobSource
 
     if fmt not in ("safetensors", "state"):
@@ -236,8 +237,8 @@ def download(
         )
         blob = verified_model(HttpBlobSource.from_chain(client, fetcher), job)
         spec = parse_spec(job["spec"])
-        state = decode_state(blob)
-        accuracy = evaluate(spec, state)
+        state = decode_state_for(spec, blob)
+        metric, value = metric_name(spec), evaluate(spec, state)
         data = export_safetensors(state, {"job_id": job_id}) if fmt == "safetensors" else blob
         out.write_bytes(data)
     result = {
@@ -246,12 +247,13 @@ def download(
         "format": fmt,
         "bytes": len(data),
         "final_state_hash": job["final_state_hash"],
-        "accuracy": accuracy,
+        "metric": metric,
+        METRIC_KEYS[metric]: value,
     }
     if json_output:
         print_json(result)
     else:
-        typer.echo(f"wrote {out} ({len(data)} bytes), hash verified, test accuracy {accuracy:.4f}")
+        typer.echo(f"wrote {out} ({len(data)} bytes), hash verified, {metric} {value:.4f}")
 
 
 @app.command()

@@ -22,6 +22,38 @@ class Mode(StrEnum):
     native = "native"
 
 
+METRIC_KEYS = {"test accuracy": "accuracy", "validation loss": "validation_loss"}
+SAMPLE_PROMPT, SAMPLE_CHARACTERS = "ROMEO.\n", 120
+
+
+def metric_result(spec: JobSpec, value: float) -> dict[str, Any]:
+    """The family's metric under its JSON key, and what to compare it with."""
+    from protocol.datasets import TextDataset, check_dataset, unigram_loss
+    from protocol.exact import metric_name
+
+    name = metric_name(spec)
+    result: dict[str, Any] = {"metric": name, METRIC_KEYS[name]: value}
+    dataset = check_dataset(spec.dataset.id, spec.dataset.hash)
+    if isinstance(dataset, TextDataset):
+        result["unigram_loss"] = unigram_loss(dataset)
+    return result
+
+
+def generated_sample(spec: JobSpec, state: Any) -> str | None:
+    """A few characters the trained language model writes after a prompt (greedy)."""
+    from protocol.datasets import TextDataset, check_dataset
+    from protocol.exact.family import family_of
+    from protocol.exact.program import params_of
+
+    dataset = check_dataset(spec.dataset.id, spec.dataset.hash)
+    family = family_of(spec)
+    if not isinstance(dataset, TextDataset) or not hasattr(family, "generate"):
+        return None
+    prompt = list(dataset.encode(SAMPLE_PROMPT))
+    tokens = family.generate(spec, params_of(spec, state), prompt, SAMPLE_CHARACTERS)
+    return SAMPLE_PROMPT + dataset.decode(tokens)
+
+
 def train_exact(spec: JobSpec, device: str, show_progress: bool) -> dict[str, Any]:
     from protocol.exact import evaluate, resolve_device, train_trajectory
 
@@ -34,7 +66,8 @@ def train_exact(spec: JobSpec, device: str, show_progress: bool) -> dict[str, An
         "leaves": len(trajectory.leaves),
         "root": root_of(trajectory.leaves).hex(),
         "final_state_hash": trajectory.leaves[-1].hex(),
-        "accuracy": evaluate(spec, trajectory.final_state),
+        **metric_result(spec, evaluate(spec, trajectory.final_state)),
+        "sample": generated_sample(spec, trajectory.final_state),
     }
 
 
@@ -55,7 +88,7 @@ def train_native(spec: JobSpec, device: str, show_progress: bool) -> dict[str, A
         "leaves": len(leaves),
         "root": root_of(leaves).hex(),
         "final_state_hash": leaves[-1].hex(),
-        "accuracy": trainer.evaluate(),
+        **metric_result(spec, trainer.evaluate()),
     }
 
 
@@ -92,10 +125,15 @@ def train(
     if json_output:
         print_json(result)
         return
+    metric = result["metric"]
     stderr.print(
         f"[bold]{mode.value}[/] on {result['device']} ({result['threads']} threads): "
-        f"{spec.steps} steps in {result['seconds']} s, test accuracy {result['accuracy']:.4f}"
+        f"{spec.steps} steps in {result['seconds']} s, {metric} "
+        f"{result[METRIC_KEYS[metric]]:.4f}"
+        + (f" (unigram baseline {result['unigram_loss']:.4f})" if "unigram_loss" in result else "")
     )
+    if result.get("sample"):
+        stderr.print(f"sample:\n{result['sample']}", markup=False, highlight=False)
     typer.echo(f"root             {result['root']}")
     typer.echo(f"leaves           {result['leaves']}")
     typer.echo(f"final_state_hash {result['final_state_hash']}")
