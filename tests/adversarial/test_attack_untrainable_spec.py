@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from contracts_sim.exceptions import UntrainableSpecError
+from protocol.datasets import load_dataset
 from services.client import ClientError
 from services.network import JobTerms, Network
 from services.scenarios import spec_for
@@ -23,6 +24,15 @@ from tests.ledger_helpers import funded_harness, post_job_body
 
 pytestmark = pytest.mark.adversarial
 
+SHAKESPEARE_HASH = load_dataset("shakespeare-char").content_hash_hex
+TINY_TRANSFORMER = {
+    "family": "transformer",
+    "vocab": 76,
+    "context": 8,
+    "d_model": 8,
+    "heads": 2,
+    "layers": 1,
+}
 BLOBS_V1_HASH = str(tiny_spec_dict()["dataset"]["hash"])  # type: ignore[index]
 UNTRAINABLE: dict[str, dict[str, Any]] = {
     "wrong dataset hash": {"dataset": {"id": "synthetic-blobs-v1", "hash": "ab" * 32}},
@@ -35,6 +45,19 @@ UNTRAINABLE: dict[str, dict[str, Any]] = {
         "model": {"family": "mlp", "input_dim": 16, "hidden": [4096], "classes": 4}
     },
     "too many leaves": {"steps": 4_096, "checkpoint_interval": 1},
+    "cnn image of another size": {
+        "model": {
+            "family": "cnn",
+            "image": [1, 4, 5],
+            "conv": [{"channels": 2, "kernel": 3}],
+            "classes": 4,
+        }
+    },
+    "transformer on labelled examples": {"model": TINY_TRANSFORMER},
+    "transformer vocabulary": {
+        "model": {**TINY_TRANSFORMER, "vocab": 75},
+        "dataset": {"id": "shakespeare-char", "hash": SHAKESPEARE_HASH},
+    },
 }
 
 
