@@ -1,6 +1,9 @@
 """CUDA check: train on CUDA and on CPU and compare every committed leaf.
 
-    python bench/cuda_check.py [--spec examples/digits-mlp.yaml] [--expect-root HEX] [--out F]
+    python bench/cuda_check.py [--spec SPEC ...] [--steps N] [--expect-root HEX] [--out F]
+
+Default: every family and optimizer the examples cover (``EXAMPLES``), each cut to ``--steps``
+(default 200; 0 keeps the spec's own).
 
 Run on a machine with an NVIDIA GPU. Prints (and writes as JSON with --out) the device, the
 torch version, the exactness self-test result on CUDA, the Merkle root and leaves on CPU with 1
@@ -18,10 +21,19 @@ import time
 
 import torch
 
-from protocol.exact import NativeTrainer, evaluate, train_trajectory
+from protocol.exact import NativeTrainer, evaluate, metric_name, train_trajectory
 from protocol.exact.device import SELFTEST_DIGEST, selftest_digest
 from protocol.merkle import root_of
+from protocol.spec import with_steps
 from services.specfile import load_spec
+
+
+EXAMPLES = [
+    "examples/digits-mlp.yaml",
+    "examples/digits-mlp-adamw.yaml",
+    "examples/digits-cnn.yaml",
+    "examples/text-transformer.yaml",
+]
 
 
 def _trajectory(spec, device: str, threads: int) -> dict[str, object]:
@@ -38,7 +50,8 @@ def _trajectory(spec, device: str, threads: int) -> dict[str, object]:
         "ms_per_step": round(1000 * seconds / spec.steps, 3),
         "root": root_of(traj.leaves).hex(),
         "leaves": [leaf.hex() for leaf in traj.leaves],
-        "accuracy": evaluate(spec, traj.final_state),
+        "metric": metric_name(spec),
+        "value": evaluate(spec, traj.final_state),
     }
 
 
@@ -49,20 +62,22 @@ def _native_ms_per_step(spec, device: str) -> float:
     if device.startswith("cuda"):
         torch.cuda.synchronize()
     started = time.perf_counter()
-    for _ in range(spec.steps - 20):
+    timed = max(spec.steps - 20, 20)
+    for _ in range(timed):
         trainer.step()
     if device.startswith("cuda"):
         torch.cuda.synchronize()
-    return round(1000 * (time.perf_counter() - started) / (spec.steps - 20), 3)
+    return round(1000 * (time.perf_counter() - started) / timed, 3)
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description="Compare exact training on CUDA and CPU.")
     parser.add_argument("--spec", action="append", default=None)
+    parser.add_argument("--steps", type=int, default=200)
     parser.add_argument("--expect-root", action="append", default=[])
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
-    specs = args.spec or ["examples/digits-mlp.yaml"]
+    specs = args.spec or EXAMPLES
     report: dict[str, object] = {
         "torch": torch.__version__,
         "cuda_available": torch.cuda.is_available(),
@@ -78,6 +93,9 @@ def main() -> int:
     all_threads = torch.get_num_threads()
     for index, path in enumerate(specs):
         spec, _ = load_spec(path)
+        if args.steps and args.steps < spec.steps:
+            steps = args.steps - args.steps % spec.checkpoint_interval or spec.checkpoint_interval
+            spec = with_steps(spec, steps)
         runs = [_trajectory(spec, "cpu", 1), _trajectory(spec, "cpu", all_threads)]
         if torch.cuda.is_available():
             _trajectory(spec, "cuda", all_threads)  # warm-up (kernels, allocator)
