@@ -8,10 +8,10 @@ Max pooling
     forward   out = max over the window;  saved: the flat index (kh·p + kw) of the winner
     backward  grad_x[winner] = grad_out, 0 elsewhere in the window
     Ties: the *first* maximal element in row-major window order (lowest kh, then lowest kw)
-    wins, chosen with integer comparisons (``window == max``, least such index) — not by
-    ``argmax``, whose tie rule is not a documented cross-device guarantee. (torch's CPU
-    kernel scans the window in the same order and keeps the first maximum, so the float
-    reference agrees even on ties.)
+    wins: a running maximum over the window offsets in that order, replaced only by a strictly
+    greater value (integer comparisons) — not ``argmax``, whose tie rule is not a documented
+    cross-device guarantee. (torch's CPU kernel scans the window in the same order and keeps
+    the first maximum, so the float reference agrees even on ties.)
     Rounding: none. Bounds: no arithmetic on values. Tolerance: equal to the reference.
 
 Average pooling (n = p·p)
@@ -50,59 +50,48 @@ class PoolSaved(NamedTuple):
     winner: torch.Tensor | None  # (B, C, OH, OW) int64 flat window index, max pooling only
 
 
-def _windows(x: torch.Tensor, p: int) -> torch.Tensor:
-    """(B, C, OH, OW, p·p): each window's elements in row-major (kh, kw) order."""
-    b, c, h, w = x.shape
-    oh, ow = h // p, w // p
-    if oh < 1 or ow < 1:
-        raise ValueError(f"pool {p} does not fit a {h}x{w} input")
-    crop = x[:, :, : oh * p, : ow * p]
-    return crop.reshape(b, c, oh, p, ow, p).permute(0, 1, 2, 4, 3, 5).reshape(b, c, oh, ow, p * p)
-
-
-def _unwindows(windows: torch.Tensor, shape: tuple[int, int, int, int], p: int) -> torch.Tensor:
-    """Inverse of ``_windows``, zero-filling the dropped trailing rows and columns."""
-    b, c, h, w = shape
-    oh, ow = h // p, w // p
-    full = (
-        windows.reshape(b, c, oh, ow, p, p).permute(0, 1, 2, 4, 3, 5).reshape(b, c, oh * p, ow * p)
-    )
-    if oh * p == h and ow * p == w:
-        return full.contiguous()
-    out = torch.zeros(shape, dtype=windows.dtype, device=windows.device)
-    out[:, :, : oh * p, : ow * p] = full
-    return out
-
-
-def _shape(x: torch.Tensor) -> tuple[int, int, int, int]:
+def _shape(x: torch.Tensor, pool: int) -> tuple[int, int, int, int]:
     if x.dim() != 4:
         raise ValueError(f"pooling needs a (B, C, H, W) tensor, got {tuple(x.shape)}")
     b, c, h, w = (int(v) for v in x.shape)
+    if pool < 1 or h // pool < 1 or w // pool < 1:
+        raise ValueError(f"pool {pool} does not fit a {h}x{w} input")
     return b, c, h, w
 
 
+def _offsets(pool: int) -> list[tuple[int, int]]:
+    """Window offsets (kh, kw) in row-major order: flat index kh·p + kw."""
+    return [(kh, kw) for kh in range(pool) for kw in range(pool)]
+
+
+def _window_slab(x: torch.Tensor, pool: int, kh: int, kw: int) -> torch.Tensor:
+    """The (B, C, OH, OW) view of every window's element at offset (kh, kw)."""
+    oh, ow = x.shape[2] // pool, x.shape[3] // pool
+    return x[:, :, kh : kh + pool * (oh - 1) + 1 : pool, kw : kw + pool * (ow - 1) + 1 : pool]
+
+
 def maxpool2d_forward(x: torch.Tensor, pool: int) -> tuple[torch.Tensor, PoolSaved]:
-    """Max over each p×p window; ties go to the first element in row-major order."""
-    shape = _shape(x)
-    windows = _windows(x, pool)
-    out = windows.amax(dim=-1)
-    n = pool * pool
-    order = torch.arange(n, dtype=torch.int64, device=x.device)
-    # least index whose value equals the max (n where it does not: never the minimum)
-    winner = torch.where(windows == out.unsqueeze(-1), order, n).amin(dim=-1)
-    return out, PoolSaved(shape, pool, winner)
+    """Max over each p×p window; ties go to the first element in row-major order (a running
+    maximum over the offsets in that order, replaced only by a strictly greater value)."""
+    shape = _shape(x, pool)
+    best = _window_slab(x, pool, 0, 0).clone()
+    winner = torch.zeros_like(best)
+    for index, (kh, kw) in enumerate(_offsets(pool)[1:], start=1):
+        candidate = _window_slab(x, pool, kh, kw)
+        better = candidate > best
+        best = torch.where(better, candidate, best)
+        winner.masked_fill_(better, index)
+    return best, PoolSaved(shape, pool, winner)
 
 
 def maxpool2d_backward(saved: PoolSaved, grad_out: torch.Tensor) -> torch.Tensor:
     """grad_out routed to each window's winner; zeros elsewhere (exact)."""
     if saved.winner is None:
         raise ValueError("maxpool2d_backward needs the saved winners of maxpool2d_forward")
-    b, c, _, _ = saved.input_shape
-    n = saved.pool * saved.pool
-    oh, ow = saved.winner.shape[2], saved.winner.shape[3]
-    windows = torch.zeros((b, c, oh, ow, n), dtype=torch.int64, device=grad_out.device)
-    windows.scatter_(-1, saved.winner.unsqueeze(-1), grad_out.unsqueeze(-1))
-    return _unwindows(windows, saved.input_shape, saved.pool)
+    grad_x = torch.zeros(saved.input_shape, dtype=torch.int64, device=grad_out.device)
+    for index, (kh, kw) in enumerate(_offsets(saved.pool)):
+        _window_slab(grad_x, saved.pool, kh, kw).copy_(grad_out * (saved.winner == index))
+    return grad_x
 
 
 def _check_sum(t: torch.Tensor, n: int, where: str) -> None:
@@ -125,10 +114,13 @@ def avgpool2d_forward(
     x: torch.Tensor, pool: int, where: str = "avgpool"
 ) -> tuple[torch.Tensor, PoolSaved]:
     """Mean over each p×p window, one half-up rounding (module doc); checks the sum bound."""
-    shape = _shape(x)
+    shape = _shape(x, pool)
     n = pool * pool
     _check_sum(x, n, where)
-    out = _divide(_windows(x, pool).sum(dim=-1), n)
+    total = _window_slab(x, pool, 0, 0).clone()
+    for kh, kw in _offsets(pool)[1:]:
+        total += _window_slab(x, pool, kh, kw)
+    out = _divide(total, n)
     return out, PoolSaved(shape, pool, None)
 
 
@@ -139,7 +131,10 @@ def avgpool2d_backward(
     n = saved.pool * saved.pool
     _check_sum(grad_out, n, f"{where}.backward")
     share = _divide(grad_out, n)
-    return _unwindows(share.unsqueeze(-1).expand(*share.shape, n), saved.input_shape, saved.pool)
+    grad_x = torch.zeros(saved.input_shape, dtype=torch.int64, device=grad_out.device)
+    for kh, kw in _offsets(saved.pool):
+        _window_slab(grad_x, saved.pool, kh, kw).copy_(share)
+    return grad_x
 
 
 def _pool_reference(
