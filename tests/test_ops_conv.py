@@ -106,6 +106,12 @@ def test_conv2d_refuses_to_overflow() -> None:
     huge = torch.full(z.shape, 2**40, dtype=torch.int64)
     with pytest.raises(OverflowBoundError, match="conv1"):
         conv2d_backward(matmul, saved, huge, "conv1")
+    # all-zero input: the grad_weight product is trivially exact, but the bias gradient's
+    # int64 sum of 16 values near 2^59 would wrap — refused, not wrapped
+    zeros = torch.zeros((1, 4, 6, 6), dtype=torch.int64)
+    z, saved = conv2d_forward(matmul, zeros, torch.ones((2, 4, 3, 3), dtype=torch.int64), bias, "c")
+    with pytest.raises(OverflowBoundError, match="grad_bias"):
+        conv2d_backward(matmul, saved, torch.full(z.shape, 2**59, dtype=torch.int64), "conv2")
 
 
 pool_cases = st.fixed_dictionaries(
