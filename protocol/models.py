@@ -29,6 +29,12 @@ MAX_CHANNELS = 512
 MAX_IMAGE_SIDE = 256
 MAX_VOCAB = 4096
 MAX_CONTEXT = 1024
+MAX_STEP_ACTIVATIONS = 1 << 25
+"""Values a step may hold at once (batch x ``activations_per_example``): 256 MiB of int64, so a
+spec cannot make every verifier and the referee allocate without bound."""
+ATTENTION_ELEMENTWISE = 16
+"""Integer operations per attention score (scale, mask, softmax, its backward), counted as
+multiply-accumulates in a step's cost: they are what a long context costs, not its products."""
 POOL_TYPES = ("max", "avg")
 FAMILIES = ("mlp", "cnn", "transformer")
 
@@ -109,6 +115,9 @@ class ModelSpec:
 
     def macs_per_example(self) -> int:
         return _dense_macs(self.layer_sizes())
+
+    def activations_per_example(self) -> int:
+        return sum(self.layer_sizes())
 
     @property
     def loss_terms_per_example(self) -> int:
@@ -208,6 +217,18 @@ class CnnSpec:
             channels, height, width = layer.channels, out_h // layer.pool, out_w // layer.pool
         return total + _dense_macs(self.head_sizes())
 
+    def activations_per_example(self) -> int:
+        """The unfolded patches (im2col) and outputs of every conv layer, and the head's."""
+        total = 0
+        channels, height, width = self.image
+        for layer in self.conv:
+            out_h = (height + 2 * layer.padding - layer.kernel) // layer.stride + 1
+            out_w = (width + 2 * layer.padding - layer.kernel) // layer.stride + 1
+            patches = out_h * out_w * channels * layer.kernel * layer.kernel
+            total += patches + out_h * out_w * layer.channels
+            channels, height, width = layer.channels, out_h // layer.pool, out_w // layer.pool
+        return total + sum(self.head_sizes())
+
     @property
     def loss_terms_per_example(self) -> int:
         return 1
@@ -269,7 +290,16 @@ class TransformerSpec:
         two T x T x d products per layer (the causal half counted whole: it is computed)."""
         d, t = self.d_model, self.context
         per_token = self.layers * (4 * d * d + 2 * d * self.ff) + d * self.vocab
-        return t * per_token + self.layers * 2 * t * t * d
+        return t * per_token + self.layers * (
+            2 * t * t * d + ATTENTION_ELEMENTWISE * t * t * self.heads
+        )
+
+    def activations_per_example(self) -> int:
+        """Per layer: the residual stream, normalized inputs, q, k, v and the MLP's hidden
+        values per token, and the heads' T x T scores and probabilities; then the logits."""
+        d, t = self.d_model, self.context
+        per_layer = t * (8 * d + 2 * self.ff) + 2 * self.heads * t * t
+        return self.layers * per_layer + t * (d + self.vocab)
 
     @property
     def loss_terms_per_example(self) -> int:

@@ -19,7 +19,7 @@ from typing import Any
 
 from protocol.errors import SpecError
 from protocol.hashing import hash_json
-from protocol.models import AnyModelSpec, parse_model
+from protocol.models import MAX_STEP_ACTIVATIONS, AnyModelSpec, parse_model
 from protocol.models import ModelSpec as ModelSpec  # the MLP family's spec, re-exported
 from protocol.types import Hash32
 
@@ -239,6 +239,13 @@ def parse_spec(data: Any) -> JobSpec:
     batch_size = _int(data, "batch_size", "batch_size", 1, MAX_BATCH)
     if not _is_power_of_two(batch_size):
         raise SpecError("batch_size", f"must be a power of two (exact averaging), got {batch_size}")
+    activations = batch_size * model.activations_per_example()
+    if activations > MAX_STEP_ACTIVATIONS:
+        raise SpecError(
+            "batch_size",
+            f"a step would hold {activations:,} activations (at most {MAX_STEP_ACTIVATIONS:,}):"
+            " lower the batch or the model's size",
+        )
     optimizer = parse_optimizer(data.get("optimizer"))
     interval = _int(data, "checkpoint_interval", "checkpoint_interval", 1, MAX_STEPS)
     if steps % interval != 0:

@@ -96,6 +96,19 @@ BAD_MODELS: dict[str, tuple[dict[str, Any], str]] = {
     "transformer context not a power of two": ({**TRANSFORMER, "context": 24}, "model.context"),
     "transformer heads do not divide": ({**TRANSFORMER, "heads": 3}, "model.heads"),
     "transformer unknown field": ({**TRANSFORMER, "dropout": 0.1}, "model.dropout"),
+    # 8 x 64 heads x 1024^2 attention scores: memory no verifier should be made to allocate.
+    "attention too large to hold": (
+        {**TRANSFORMER, "context": 1024, "d_model": 64, "heads": 64},
+        "batch_size",
+    ),
+    "unfolded patches too large to hold": (
+        {
+            **CNN,
+            "image": [1, 256, 256],
+            "conv": [{"channels": 8, "kernel": 11, "padding": 5, "pool": 4}],
+        },
+        "batch_size",
+    ),
 }
 
 
