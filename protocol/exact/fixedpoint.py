@@ -26,6 +26,8 @@ House rules of the exact VM:
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
+
 import torch
 
 from protocol.errors import OverflowBoundError
@@ -60,6 +62,17 @@ def rshift_round_(x: torch.Tensor, shift: int) -> torch.Tensor:
     return x
 
 
+def as_int64_(t: torch.Tensor) -> torch.Tensor:
+    """``t.to(torch.int64)`` for a float64 tensor the caller owns (a fresh product), written
+    over its own storage: no second weight-sized buffer (whose fresh pages cost more than the
+    conversion). ``view(int64)`` reinterprets the same 8-byte elements with the same strides,
+    and ``copy_`` from a source that overlaps its destination *fully* (element k onto element
+    k, which TensorIterator permits, as for any in-place op) reads each element before it
+    writes it; the conversion itself is the same truncation as ``to``. The float64 view must
+    not be used afterwards."""
+    return t.view(torch.int64).copy_(t)
+
+
 class Operand:
     """A matmul operand: the int64 tensor carried in float64, with its max |value|.
 
@@ -89,35 +102,69 @@ class ExactMatmul:
     The bound is checked *before* the product: a product past 2^53 would round, and what
     follows from rounded values (an int64 conversion out of range, a shift by a garbage
     amount) differs between devices. One device sync per product is the price.
+
+    ``known`` (optional) pairs tensors with their exact max |value|, as ``check_state_range``
+    returns it for a step's state; ``operand(t)`` then converts such a tensor without scanning
+    it again. One instance serves one step (``program.train_step`` makes it right after the
+    range check): the state a step starts from is not mutated while the step runs (the step
+    is pure and the family only reads its parameters), so each recorded maximum is the
+    tensor's maximum whenever ``operand`` is called. Strong references are kept, so an
+    ``id`` cannot be reused by another tensor while the instance lives.
     """
+
+    def __init__(self, known: Iterable[tuple[torch.Tensor, int]] = ()) -> None:
+        self._known: dict[int, tuple[torch.Tensor, int]] = {id(t): (t, m) for t, m in known}
+
+    def operand(self, t: torch.Tensor) -> Operand:
+        """``Operand.of(t)``, with the same ``maxabs`` value, taken from ``known`` if there.
+
+        Identity: ``Operand.of`` returns ``abs(float64(t)).amax()``; for |t| < 2^53 (every
+        known tensor is below 2^40) the conversion and ``abs`` are exact, so that is the
+        float64 value of max |t| — which ``float(m)`` is too (m < 2^40, exact in float64).
+        """
+        hit = self._known.get(id(t))
+        if hit is None or hit[0] is not t:
+            return Operand.of(t)
+        t64 = t.to(torch.float64)
+        return Operand(t64, torch.tensor(float(hit[1]), dtype=torch.float64, device=t.device))
 
     def __call__(
         self, a: Operand | torch.Tensor, b: Operand | torch.Tensor, where: str
     ) -> torch.Tensor:
-        a_op = a if isinstance(a, Operand) else Operand.of(a)
-        b_op = b if isinstance(b, Operand) else Operand.of(b)
+        a_op = a if isinstance(a, Operand) else self.operand(a)
+        b_op = b if isinstance(b, Operand) else self.operand(b)
         inner = a_op.t64.shape[-1]
         bound = float((a_op.maxabs * b_op.maxabs * float(inner)).item())
         if bound >= EXACT_LIMIT:
             raise OverflowBoundError(where, bound)
-        return torch.matmul(a_op.t64, b_op.t64).to(torch.int64)
+        product = torch.matmul(a_op.t64, b_op.t64)
+        return as_int64_(product)
 
     def check(self) -> None:
         """Kept for callers that batch their checks: every product was checked when made."""
 
 
-def check_state_range(tensors: list[torch.Tensor]) -> None:
+def check_state_range(tensors: Sequence[torch.Tensor]) -> list[int]:
     """Raise OverflowBoundError if any value is ``STATE_LIMIT`` or more in magnitude (one
-    device sync): past it, elementwise int64 arithmetic of a step could wrap."""
+    device sync): past it, elementwise int64 arithmetic of a step could wrap. Otherwise
+    return each tensor's exact max |value| (Python ints; for ``ExactMatmul(known=...)``).
+
+    One ``aminmax`` pass per tensor (min and max in one read; ``amin`` alone on int64 is
+    several times slower than ``amax`` on CPU), one stacked transfer of all the extremes.
+    The magnitudes are formed from min and max as Python ints, not by ``abs()`` in int64:
+    |-2^63| wraps there and would pass. Every tensor must be non-empty.
+    """
     if not tensors:
-        return
-    # max and min, not abs(): |-2^63| wraps to -2^63 in int64 and would pass. -(min + 1)
-    # cannot wrap, and is >= STATE_LIMIT - 1 exactly when min <= -STATE_LIMIT.
-    highest = torch.stack([t.amax() for t in tensors]).amax()
-    lowest = torch.stack([-(t.amin() + 1) for t in tensors]).amax()
-    high, low = (int(v) for v in torch.stack([highest, lowest]).tolist())
-    if high >= STATE_LIMIT or low >= STATE_LIMIT - 1:
-        raise OverflowBoundError("state", float(max(high, low + 1)), "max|value|", "2^40")
+        return []
+    extremes = [torch.aminmax(t) for t in tensors]
+    lows = torch.stack([e.min for e in extremes])
+    highs = torch.stack([e.max for e in extremes])
+    low_list, high_list = torch.stack([lows, highs]).tolist()
+    maxabs = [max(high, -low) for low, high in zip(low_list, high_list, strict=True)]
+    worst = max(maxabs)
+    if worst >= STATE_LIMIT:
+        raise OverflowBoundError("state", float(worst), "max|value|", "2^40")
+    return maxabs
 
 
 def exp2_fixed(t: torch.Tensor) -> torch.Tensor:

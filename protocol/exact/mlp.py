@@ -65,14 +65,25 @@ def forward(
     saved, pre = [], []
     inputs: Operand = x
     for layer in range(layers):
+        weight = matmul.operand(params[weight_name(layer)])
         z, kept = linear_forward(
-            matmul, inputs, params[weight_name(layer)], params[bias_name(layer)], f"forward{layer}"
+            matmul, inputs, weight, params[bias_name(layer)], f"forward{layer}"
         )
         saved.append(kept)
         pre.append(z)
         if layer < layers - 1:
-            inputs = Operand.of(torch.clamp(z, min=0), nonnegative=True)
+            inputs = relu_operand(z)
     return saved, pre
+
+
+def relu_operand(z: torch.Tensor) -> Operand:
+    """``Operand.of(clamp(z, min=0), nonnegative=True)`` with one int64 temporary fewer: the
+    conversion first, then the clamp in float64 in place. The same values: |z| < 2^53 (it is
+    a requantized exact product plus a bias, far below), so the conversion is exact and
+    commutes with max(., 0); the amax of the same float64 values is the same."""
+    t64 = z.to(torch.float64)
+    t64.clamp_(min=0)
+    return Operand(t64, t64.amax())
 
 
 def cross_entropy_grad(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -116,7 +127,8 @@ class MlpFamily:
                 matmul, saved[layer], grad, f"layer{layer}", need_input_grad=layer > 0
             )
             if grad_x is not None:
-                grad = grad_x * (pre[layer - 1] > 0)
+                # grad_x * [z > 0] in place on the fresh product: x*1 = x, x*0 = 0.
+                grad = grad_x.mul_(pre[layer - 1] > 0)
         return grads
 
     def predict(self, spec: JobSpec, params: Params, x: torch.Tensor) -> torch.Tensor:

@@ -42,15 +42,33 @@ def sgd_update(spec: JobSpec, state: State, grads: dict[str, torch.Tensor]) -> S
 
     Bounds: |v| < 2^40 on entry, mu < 2^16, so mu v < 2^56; |g| < 2^48 for any step the
     products admit; the new |v| < 2^49 and |w - ...| < 2^50 (the next step's range check skips
-    a state past 2^40)."""
+    a state past 2^40).
+
+    Passes (each weight-sized tensor is read or written once per line, two fresh outputs):
+
+        v' = 2^15 + mu v           one fused add (``alpha=mu``), fresh
+        v' >>= 16 ; v' += g        in place: v' = rshift_round(mu v, 16) + g
+        u  = v' + half_s           fresh (half_s = 2^(s-1), or 0 when s = 0)
+        u >>= s ; u = w - u        in place (``out=u``): w - rshift_round(v', s)
+
+    the same integers as the plain formula, term by term: 2^15 + mu v is computed exactly
+    (< 2^57) as the pair add-then-shift of ``rshift_round`` would, and ``torch.sub(w, u,
+    out=u)`` is elementwise with its output exactly overlapping one input (TensorIterator
+    reads each element before writing it)."""
     mu = spec.optimizer.momentum_q16
     shift = spec.loss_terms_log2 - spec.optimizer.lr_log2
+    half16 = 1 << (FRAC - 1)
+    half_s = (1 << (shift - 1)) if shift else 0
     new_state: State = {STEP_KEY: state[STEP_KEY] + 1}
     for name, g in grads.items():
-        velocity = rshift_round_(state[momentum_name(name)] * mu, FRAC)
+        old_v = state[momentum_name(name)]
+        velocity = torch.add(old_v.new_full((), half16), old_v, alpha=mu)
+        velocity >>= FRAC
         velocity += g
         new_state[momentum_name(name)] = velocity
-        new_state[name] = state[name] - rshift_round(velocity, shift)
+        step_ = velocity + half_s
+        step_ >>= shift
+        new_state[name] = torch.sub(state[name], step_, out=step_)
     return new_state
 
 
