@@ -84,11 +84,14 @@ def skipped_step(state: State) -> State:
 def train_step(spec: JobSpec, state: State, i: int) -> State:
     """One training step; raises OverflowBoundError before any inexact product or any
     elementwise operation that could wrap (a state value past ``STATE_LIMIT``)."""
-    check_state_range([t for name, t in state.items() if name != STEP_KEY and t.numel()])
+    tensors = [t for name, t in state.items() if name != STEP_KEY and t.numel()]
+    # The range check's exact maxima let the family convert a weight without rescanning it
+    # (``ExactMatmul.operand``); this step's matmul only, while the state is unchanged.
+    matmul = ExactMatmul(known=zip(tensors, check_state_range(tensors), strict=True))
     family = family_of(spec)
     device = state[STEP_KEY].device
     batch = family.batch(spec, i, device)
-    grads = family.gradients(spec, params_of(spec, state), batch, ExactMatmul())
+    grads = family.gradients(spec, params_of(spec, state), batch, matmul)
     return optim.update(spec, state, i, grads)
 
 
