@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from protocol.errors import OverflowBoundError
-from protocol.exact.fixedpoint import ONE, ExactMatmul, softmax_fixed
+from protocol.exact.fixedpoint import ONE, ExactMatmul, exp2_fixed, softmax_fixed
 from protocol.exact.ops.activations import (
     gelu_backward,
     gelu_forward,
@@ -24,6 +24,7 @@ from protocol.exact.ops.activations import (
     relu_forward,
     relu_reference,
     sigmoid_fixed,
+    sigmoid_lookup,
 )
 from protocol.exact.ops.attention import (
     attention_backward,
@@ -31,6 +32,7 @@ from protocol.exact.ops.attention import (
     attention_reference,
     attention_scale,
     causal_mask,
+    exp2_lookup,
     softmax_backward,
     softmax_lastdim,
     softmax_reference,
@@ -100,6 +102,16 @@ def test_gelu_within_tolerance(seed: int, n: int, scale: float) -> None:
     err = (as_real(dx) - xr.grad).abs()
     bound = 3e-4 * (1 + xr.detach().abs()) * as_real(g).abs() + 2 * ULP
     assert bool((err <= bound).all()), float((err - bound).max())
+
+
+def test_lookup_tables_equal_their_formulas_everywhere() -> None:
+    u = torch.arange(-14 * ONE, 14 * ONE + 1)
+    assert torch.equal(sigmoid_lookup(u), sigmoid_fixed(u))
+    far = torch.tensor([-(1 << 45), -(40 * ONE), 40 * ONE, (1 << 45)])
+    assert torch.equal(sigmoid_lookup(far), sigmoid_fixed(far))
+    t = torch.arange(-20 * ONE, 1)
+    assert torch.equal(exp2_lookup(t), exp2_fixed(t))
+    assert torch.equal(exp2_lookup(torch.tensor([-(1 << 40)])), torch.tensor([0]))
 
 
 def test_sigmoid_is_symmetric_and_saturates() -> None:

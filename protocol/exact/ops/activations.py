@@ -28,6 +28,11 @@ gelu  (the sigmoid form, "QuickGELU":  gelu(x) ~= x * sigmoid(1.702 x))
     Rounding: one ``rshift_round`` per product, one ``div_round`` (half up) for the sigmoid's
     division, ``exp2_fixed``'s own (its polynomial) for 2^t.
 
+    Speed: sp depends on |u| alone and is exactly 2^16 from |u| = 12 on, so the forward reads
+    it from a table of the formula's own values over 0..12 * 2^16 (``sigmoid_lookup``, built
+    once per device by the formula itself): the same integers, one gather instead of ~20
+    elementwise passes.
+
     Bound: |x| < 2^44 is checked (``OverflowBoundError`` otherwise), so |x A| < 2^61 and
     |x s| < 2^60; min(|u|, 32) * LOG2E < 2^39; 2 * 2^32 + 2^17 for div_round. The clamp at 32
     changes nothing: e^-32 is far below Q16's ulp, so e = 0 for every |u| >= 12 already.
@@ -107,19 +112,53 @@ class GeluSaved(NamedTuple):
     s: torch.Tensor  # sigmoid(a x), Q16
 
 
-def sigmoid_fixed(u: torch.Tensor) -> torch.Tensor:
-    """sigmoid(u) of Q16 ``u`` in Q16, integer only (see the module docstring); |u| < 2^46."""
-    au = torch.clamp(u.abs(), max=_U_CLAMP)
+def _sigmoid_of_abs(au: torch.Tensor) -> torch.Tensor:
+    """sigmoid(|u|) in Q16 for 0 <= au <= 32 * 2^16 (the formula of the module docstring)."""
     e = exp2_fixed(rshift_round(-au * LOG2E_Q16, FRAC))
-    sp = div_round(torch.full_like(e, ONE * ONE), e + ONE)
+    return div_round(torch.full_like(e, ONE * ONE), e + ONE)
+
+
+def sigmoid_fixed(u: torch.Tensor) -> torch.Tensor:
+    """sigmoid(u) of Q16 ``u`` in Q16, integer only (see the module docstring); |u| < 2^46.
+    The definition; ``sigmoid_lookup`` computes the same integers faster."""
+    sp = _sigmoid_of_abs(torch.clamp(u.abs(), max=_U_CLAMP))
     return torch.where(u >= 0, sp, ONE - sp)
+
+
+# sigmoid_fixed(|u|) is exactly 2^16 for every |u| >= SIGMOID_SPAN: there t <= -17.3 * 2^16,
+# so exp2_fixed's 2^frac (< 2^17) is shifted right by 17 or more to 0, and div_round(2^32,
+# 2^16) = 2^16. A table of _sigmoid_of_abs over 0..SIGMOID_SPAN therefore IS sigmoid_fixed.
+SIGMOID_SPAN = 12 * ONE
+_SIGMOID_TABLES: dict[str, torch.Tensor] = {}
+
+
+def sigmoid_table(device: torch.device) -> torch.Tensor:
+    """_sigmoid_of_abs(0..SIGMOID_SPAN), computed once per device by the integer formula."""
+    key = str(device)
+    if key not in _SIGMOID_TABLES:
+        table = _sigmoid_of_abs(torch.arange(SIGMOID_SPAN + 1, device=device))
+        if int(table[-1]) != ONE:  # the argument above, checked once
+            raise AssertionError("sigmoid table does not saturate at its span")
+        _SIGMOID_TABLES[key] = table
+    return _SIGMOID_TABLES[key]
+
+
+def sigmoid_lookup(u: torch.Tensor) -> torch.Tensor:
+    """``sigmoid_fixed(u)`` bit for bit, by one gather from ``sigmoid_table``."""
+    index = torch.clamp(u.abs(), max=SIGMOID_SPAN).reshape(-1)
+    sp = sigmoid_table(u.device).index_select(0, index).reshape(u.shape)
+    # sp if u >= 0 else 2^16 - sp (at u = 0, sp = 2^15 either way): no torch.where pass
+    sp -= ONE // 2
+    sp *= torch.sign(u)
+    sp += ONE // 2
+    return sp
 
 
 def gelu_forward(x: torch.Tensor) -> tuple[torch.Tensor, GeluSaved]:
     """y = x * sigmoid(1.702 x) in Q16 (see the module docstring for rounding and bounds)."""
     require_below(maxabs(x), GELU_INPUT_LIMIT, "gelu", "max|x|")
     u = rshift_round(x * GELU_A_Q16, FRAC)
-    s = sigmoid_fixed(u)
+    s = sigmoid_lookup(u)
     return rshift_round(x * s, FRAC), GeluSaved(x, u, s)
 
 

@@ -20,8 +20,9 @@ Integers (Q16; C = round(2^16 / sqrt(dh)), ``attention_scale``):
 softmax_lastdim (the house ``softmax_fixed`` generalized to the last dimension of any shape,
 with an optional mask; bit-identical to ``softmax_fixed`` on an unmasked 2-D input):
 
-    Z  = (x - max_{j in M} x_j), clamped below at -32 (real units)
-    E  = exp2_fixed(rshift_round(Z * LOG2E, 16)), set to 0 where M is false
+    Z  = (x - max_{j in M} x_j), clamped below at -32 (real units; masked x count as -2^61)
+    E  = exp2_fixed(rshift_round(Z * LOG2E, 16)), set to 0 where M is false (read from a
+         table of exp2_fixed's own values, ``exp2_lookup``: the same integers, faster)
     P  = floor(E * 2^16 / sum_j E_j)                   (sum >= 2^16: the max contributes 2^0)
 
     The clamp changes nothing: exp2_fixed already clamps its argument at -31, where 2^-31
@@ -77,14 +78,38 @@ def causal_mask(t: int, device: torch.device) -> torch.Tensor:
     return torch.ones(t, t, dtype=torch.bool, device=device).tril()
 
 
+# exp2_fixed(t) is exactly 0 for every t < -16 * 2^16 (2^frac < 2^17 shifted right by 17 or
+# more), so a table of exp2_fixed(-n) for n = 0..EXP2_SPAN + 1 (the last entry 0) IS
+# exp2_fixed on every t <= 0 with the index clamped at EXP2_SPAN + 1.
+EXP2_SPAN = 16 * ONE
+_EXP2_TABLES: dict[str, torch.Tensor] = {}
+
+
+def exp2_table(device: torch.device) -> torch.Tensor:
+    """exp2_fixed(-n) for n = 0..EXP2_SPAN + 1, computed once per device by exp2_fixed."""
+    key = str(device)
+    if key not in _EXP2_TABLES:
+        table = exp2_fixed(-torch.arange(EXP2_SPAN + 2, device=device))
+        if int(table[-1]) != 0:  # the argument above, checked once
+            raise AssertionError("exp2 table does not underflow at its span")
+        _EXP2_TABLES[key] = table
+    return _EXP2_TABLES[key]
+
+
+def exp2_lookup(t: torch.Tensor) -> torch.Tensor:
+    """``exp2_fixed(t)`` for Q16 t <= 0, bit for bit, by one gather from ``exp2_table``."""
+    index = torch.clamp(-t, max=EXP2_SPAN + 1).reshape(-1)
+    return exp2_table(t.device).index_select(0, index).reshape(t.shape)
+
+
 def softmax_lastdim(x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
     """Softmax over the last dimension of Q16 ``x`` as Q16 probabilities, integer only;
     entries where ``mask`` (broadcast to x) is False get probability exactly 0. Every row must
     keep at least one entry."""
     require_below(maxabs(x), SOFTMAX_INPUT_LIMIT, "softmax", "max|x|")
     filled = x if mask is None else x.masked_fill(~mask, -SOFTMAX_INPUT_LIMIT)
-    z = torch.clamp(x - filled.amax(dim=-1, keepdim=True), min=_Z_FLOOR)
-    exps = exp2_fixed(rshift_round_(z * LOG2E_Q16, FRAC))
+    z = torch.clamp(filled - filled.amax(dim=-1, keepdim=True), min=_Z_FLOOR)  # <= 0
+    exps = exp2_lookup(rshift_round_(z * LOG2E_Q16, FRAC))
     if mask is not None:
         exps = exps.masked_fill(~mask, 0)
     total = exps.sum(dim=-1, keepdim=True)
