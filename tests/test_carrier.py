@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -9,14 +11,18 @@ from protocol.errors import OverflowBoundError
 from protocol.exact import optim
 from protocol.exact.fixedpoint import (
     FRAC,
+    ONE,
     STATE_LIMIT,
     ExactMatmul,
     Operand,
     as_int64_,
     check_state_range,
+    div_round,
+    isqrt_int64,
+    max_abs,
     rshift_round,
 )
-from protocol.layout import STEP_KEY, momentum_name
+from protocol.layout import STEP_KEY, adam_m_name, adam_v_name, momentum_name
 from protocol.spec import parse_spec
 from tests.conftest import tiny_spec_dict
 
@@ -97,3 +103,84 @@ def test_sgd_update_equals_the_plain_formula(lr_log2: int) -> None:
         assert torch.equal(got[key], want[key]), key
     for key in before:  # pure: the input state is untouched
         assert torch.equal(state[key], before[key]), key
+
+
+def test_max_abs_equals_the_literal_formula() -> None:
+    gen = torch.Generator().manual_seed(9)
+    tensors = [
+        torch.randint(-(2**50), 2**50, (7, 5), generator=gen),
+        torch.tensor([], dtype=torch.int64),
+        torch.tensor([-(2**63), 5, -9]),  # int64 abs wraps -2^63: the literal formula skips it
+        torch.tensor([3]),
+    ]
+    for chosen in ([], [tensors[1]], tensors, tensors[2:], tensors[:1], [tensors[2]]):
+        literal = max((int(t.abs().amax().item()) for t in chosen if t.numel()), default=0)
+        assert max_abs(chosen) == literal
+
+
+def _plain_adamw(spec, state, i, grads):  # type: ignore[no-untyped-def]
+    """The AdamW update as first written (before the passes were fused): the reference."""
+    opt = spec.optimizer
+    b1, b2 = opt.beta1_q16, opt.beta2_q16
+    k1, k2 = optim.adamw_scalars(spec, i)
+    b = spec.loss_terms_log2
+    out = {STEP_KEY: state[STEP_KEY] + 1}
+    for name, g in grads.items():
+        m = state[adam_m_name(name)] * b1
+        m += g * (ONE - b1)
+        m = rshift_round(m, FRAC)
+        g2 = rshift_round(g * g, 2 * b + 2 * FRAC - optim.ADAM_V_FRAC)
+        g2 *= ONE - b2
+        v = state[adam_v_name(name)] * b2
+        v += g2
+        v = rshift_round(v, FRAC)
+        shift = 2 * optim.ADAM_SQRT_FRAC - optim.ADAM_V_FRAC
+        root = isqrt_reference(torch.clamp(v, min=0) << shift)
+        den = rshift_round(root * k2, FRAC) + (1 << (opt.eps_log2 + optim.ADAM_SQRT_FRAC))
+        den <<= b
+        numerator = rshift_round(m * k1, FRAC) << (optim.ADAM_SQRT_FRAC + opt.lr_log2)
+        weight = state[name]
+        if opt.weight_decay_log2 is not None:
+            weight = weight - rshift_round(weight, -(opt.lr_log2 + opt.weight_decay_log2))
+        out[name] = weight - div_round(numerator, den)
+        out[adam_m_name(name)] = m
+        out[adam_v_name(name)] = v
+    return out
+
+
+def isqrt_reference(x: torch.Tensor) -> torch.Tensor:
+    return torch.tensor([math.isqrt(int(v)) for v in x.reshape(-1).tolist()]).reshape(x.shape)
+
+
+@pytest.mark.parametrize(("decay", "lr_log2"), [(None, -6), (-4, -6), (-10, -6), (0, 0)])
+def test_adamw_update_equals_the_plain_formula(decay: int | None, lr_log2: int) -> None:
+    optimizer = {"name": "adamw", "lr_log2": lr_log2, "beta1": 0.9, "beta2": 0.99}
+    if decay is not None:
+        optimizer["weight_decay_log2"] = decay
+    spec = parse_spec(tiny_spec_dict(optimizer=optimizer))
+    gen = torch.Generator().manual_seed(abs(decay or 1))
+    state = {STEP_KEY: torch.tensor(2)}
+    grads = {}
+    for name, shape in [("w", (16, 16)), ("b", (16,))]:
+        state[name] = torch.randint(-(2**40) + 1, 2**40, shape, generator=gen)
+        state[adam_m_name(name)] = torch.randint(-(2**20), 2**20, shape, generator=gen)
+        state[adam_v_name(name)] = torch.randint(-(2**10), 2**36, shape, generator=gen)
+        grads[name] = torch.randint(-(2**22), 2**22, shape, generator=gen)
+    before = {k: v.clone() for k, v in state.items()}
+    for i in (0, 1, 40):
+        got = optim.adamw_update(spec, state, i, grads)
+        want = _plain_adamw(spec, before, i, grads)
+        assert set(got) == set(want)
+        for key in want:
+            assert torch.equal(got[key], want[key]), (i, key)
+    for key in before:
+        assert torch.equal(state[key], before[key]), key
+
+
+@pytest.mark.parametrize("bits", [4, 20, 40, 62])
+def test_isqrt_int64_is_exact(bits: int) -> None:
+    gen = torch.Generator().manual_seed(bits)
+    x = torch.randint(0, 2**bits, (4000,), generator=gen)
+    roots = torch.randint(0, 2 ** (bits // 2), (1000,), generator=gen)
+    x = torch.cat([x, roots * roots, roots * roots + 1, (roots * roots - 1).clamp(min=0)])
+    assert torch.equal(isqrt_int64(x), isqrt_reference(x))

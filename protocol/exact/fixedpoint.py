@@ -201,10 +201,48 @@ def isqrt_int64(x: torch.Tensor) -> torch.Tensor:
     turns s - 1 into s and leaves s alone. All products are below (2^31 + 2)^2 < 2^63, so
     nothing wraps. The result is therefore exactly s for every x in range, on every device.
     """
-    r = torch.sqrt(x.to(torch.float64)).floor().to(torch.int64)
-    r -= (r * r > x).to(torch.int64)
-    r += ((r + 1) * (r + 1) <= x).to(torch.int64)
+    r = x.to(torch.float64)
+    r.sqrt_()
+    r.floor_()
+    r = as_int64_(r)
+    # The two corrections without bool tensors: for |d| < 2^63, d >> 63 is -1 if d < 0 else 0
+    # (arithmetic shift). x - r^2 and x - (r + 1)^2 lie in (-2^62, 2^62): no wrap.
+    t = r * r
+    torch.sub(x, t, out=t)
+    t >>= 63
+    r += t  # r -= 1 where r^2 > x
+    torch.add(r, 1, out=t)
+    t.mul_(t)
+    torch.sub(x, t, out=t)
+    t >>= 63
+    t += 1
+    r += t  # r += 1 where (r + 1)^2 <= x
     return r
+
+
+_INT64_MIN = -(1 << 63)
+
+
+def max_abs(tensors: Sequence[torch.Tensor]) -> int:
+    """``max(int(t.abs().amax()) for t in tensors if t.numel())``, 0 if there is none, with
+    one ``aminmax`` pass per tensor and one device sync for all.
+
+    The same value: for a tensor whose min is not -2^63, max |t| = max(max t, -min t)
+    (Python ints, no wrap), which is what ``abs().amax()`` computes in int64. A tensor holding
+    -2^63 (whose int64 ``abs`` wraps to itself) takes the literal formula instead.
+    """
+    live = [t for t in tensors if t.numel()]
+    if not live:
+        return 0
+    extremes = [torch.aminmax(t) for t in live]
+    lows = torch.stack([e.min for e in extremes])
+    highs = torch.stack([e.max for e in extremes])
+    low_list, high_list = torch.stack([lows, highs]).tolist()
+    values = [
+        int(t.abs().amax().item()) if low == _INT64_MIN else max(high, -low)
+        for t, low, high in zip(live, low_list, high_list, strict=True)
+    ]
+    return max(values)
 
 
 def div_round(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:

@@ -18,11 +18,10 @@ from protocol.errors import OverflowBoundError
 from protocol.exact.fixedpoint import (
     FRAC,
     ONE,
-    div_round,
     isqrt_int64,
+    max_abs,
     pow_fixed,
     round_div_int,
-    rshift_round,
     rshift_round_,
 )
 from protocol.exact.state import State
@@ -129,37 +128,62 @@ def adamw_update(spec: JobSpec, state: State, i: int, grads: dict[str, torch.Ten
     b1, b2 = opt.beta1_q16, opt.beta2_q16
     k1, k2 = adamw_scalars(spec, i)
     batch_log2 = spec.loss_terms_log2
-    grad_max = max((int(g.abs().amax().item()) for g in grads.values() if g.numel()), default=0)
+    grad_max = max_abs(list(grads.values()))
     if grad_max >= adam_grad_limit(spec):
         raise OverflowBoundError("adamw gradient", float(grad_max), "max|g|", "the g^2 limit")
+    half = 1 << (FRAC - 1)
     new_m: dict[str, torch.Tensor] = {}
     for name, g in grads.items():
-        m = state[adam_m_name(name)] * b1
-        m += g * (ONE - b1)
-        new_m[name] = rshift_round_(m, FRAC)
-    m_max = max((int(m.abs().amax().item()) for m in new_m.values() if m.numel()), default=0)
+        # (b1 m + (2^16 - b1) g + 2^15) >> 16: rshift_round_ of the same exact sum.
+        old = state[adam_m_name(name)]
+        m = torch.add(old.new_full((), half), old, alpha=b1)
+        m.add_(g, alpha=ONE - b1)
+        m >>= FRAC
+        new_m[name] = m
+    m_max = max_abs(list(new_m.values()))
     if m_max * k1 >= _MH_LIMIT:
         raise OverflowBoundError("adamw first moment", float(m_max * k1), "max|m|*k1", "2^55")
     eps = 1 << (opt.eps_log2 + ADAM_SQRT_FRAC)
     num_shift = ADAM_SQRT_FRAC + opt.lr_log2
     root_shift = 2 * ADAM_SQRT_FRAC - ADAM_V_FRAC
+    decay_shift = None
+    if opt.weight_decay_log2 is not None:
+        decay_shift = -(opt.lr_log2 + opt.weight_decay_log2)
     new_state: State = {STEP_KEY: state[STEP_KEY] + 1}
     for name, g in grads.items():
         g2 = rshift_round_(g * g, 2 * batch_log2 + 2 * FRAC - ADAM_V_FRAC)
-        g2 *= ONE - b2
-        v = state[adam_v_name(name)] * b2
-        v += g2
-        v = rshift_round_(v, FRAC)
-        root = isqrt_int64(torch.clamp(v, min=0) << root_shift)
-        den = rshift_round_(root * k2, FRAC)
+        # (b2 v + (2^16 - b2) g2 + 2^15) >> 16: the same exact sum as above.
+        old = state[adam_v_name(name)]
+        v = torch.add(old.new_full((), half), old, alpha=b2)
+        v.add_(g2, alpha=ONE - b2)
+        v >>= FRAC
+        root = torch.clamp(v, min=0)
+        root <<= root_shift
+        root = isqrt_int64(root)
+        # den = (round(root k2 / 2^16) + eps) 2^b, in place on the fresh root.
+        den = torch.add(root.new_full((), half), root, alpha=k2, out=root)
+        den >>= FRAC
         den += eps
         den <<= batch_log2
         m = new_m[name]
-        numerator = rshift_round_(m * k1, FRAC) << num_shift
+        # div_round(a, den) = floor((2a + den) / 2den) with a = round(m k1 / 2^16) 2^num_shift:
+        # 2a is the same rounding shifted one place further.
+        quotient = torch.add(m.new_full((), half), m, alpha=k1)
+        quotient >>= FRAC
+        quotient <<= num_shift + 1
+        quotient += den
+        den <<= 1
+        quotient = torch.div(quotient, den, rounding_mode="floor", out=quotient)
         weight = state[name]
-        if opt.weight_decay_log2 is not None:
-            weight = weight - rshift_round(weight, -(opt.lr_log2 + opt.weight_decay_log2))
-        new_state[name] = weight - div_round(numerator, den)
+        if decay_shift is None:
+            new_weight = weight - quotient
+        else:
+            # weight - rshift_round(weight, d) - quotient, one fresh tensor.
+            new_weight = weight + ((1 << (decay_shift - 1)) if decay_shift else 0)
+            new_weight >>= decay_shift
+            torch.sub(weight, new_weight, out=new_weight)
+            new_weight -= quotient
+        new_state[name] = new_weight
         new_state[adam_m_name(name)] = m
         new_state[adam_v_name(name)] = v
     return new_state
