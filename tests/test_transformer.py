@@ -206,6 +206,10 @@ def test_generate_is_deterministic_and_in_vocabulary() -> None:
     assert len(out) == 12 and all(0 <= t < MODEL["vocab"] for t in out)
     assert out == FAMILY.generate(spec, params, prompt, 12)
     assert isinstance(FAMILY.decode(spec, out), str)
+    sampled = FAMILY.generate(spec, params, prompt, 12, sample_seed=1)
+    assert len(sampled) == 12 and all(0 <= t < MODEL["vocab"] for t in sampled)
+    assert sampled == FAMILY.generate(spec, params, prompt, 12, sample_seed=1)
+    assert sampled != FAMILY.generate(spec, params, prompt, 12, sample_seed=2)
 
 
 def test_overflow_raises_and_the_step_is_skipped() -> None:

@@ -51,13 +51,18 @@ from protocol.exact.family import Batch, Params
 from protocol.exact.fixedpoint import ONE, ExactMatmul
 from protocol.exact.mlp import init_weight
 from protocol.exact.ops.activations import GeluSaved, gelu_backward, gelu_forward
-from protocol.exact.ops.attention import AttentionSaved, attention_backward, attention_forward
+from protocol.exact.ops.attention import (
+    AttentionSaved,
+    attention_backward,
+    attention_forward,
+    softmax_lastdim,
+)
 from protocol.exact.ops.embedding import EmbeddingSaved, embedding_backward, embedding_forward
 from protocol.exact.ops.linear import LinearSaved, linear_backward, linear_forward
 from protocol.exact.ops.loss import cross_entropy_backward, cross_entropy_forward
 from protocol.exact.ops.norm import RmsNormSaved, rms_norm_backward, rms_norm_forward
 from protocol.models import TransformerSpec
-from protocol.randomness import batch_indices
+from protocol.randomness import batch_indices, random_below
 from protocol.spec import JobSpec
 
 EVAL_WINDOWS = 128  # validation windows of T tokens (non-overlapping, from the start)
@@ -264,16 +269,35 @@ class TransformerFamily:
             total += float(F.cross_entropy(z.flatten(0, 1), chunk.flatten(), reduction="sum"))
         return total / targets.numel()
 
-    def generate(self, spec: JobSpec, params: Params, prompt: list[int], n: int) -> list[int]:
-        """``n`` tokens after ``prompt`` by greedy decoding of the exact logits (the last T
-        tokens as context); deterministic everywhere."""
+    def generate(
+        self,
+        spec: JobSpec,
+        params: Params,
+        prompt: list[int],
+        n: int,
+        *,
+        sample_seed: int | None = None,
+    ) -> list[int]:
+        """``n`` tokens after ``prompt`` from the exact logits (the last T tokens as context):
+        greedy (the first maximal logit), or, with ``sample_seed``, sampled from the integer
+        softmax with ``random_below("generate", sample_seed, k)`` for the k-th token — either
+        way the same tokens on every device."""
         t = _model(spec).context
         device = next(iter(params.values())).device
         tokens = list(prompt) or [0]
         out: list[int] = []
-        for _ in range(n):
+        for k in range(n):
             window = torch.tensor([tokens[-t:]], dtype=torch.int64, device=device)
-            nxt = int(self.logits(spec, params, window)[0, -1].argmax().item())
+            last = self.logits(spec, params, window)[0, -1:]
+            if sample_seed is None:
+                nxt = int(last[0].argmax().item())
+            else:
+                cumulative = torch.cumsum(softmax_lastdim(last)[0], dim=0)
+                draw = random_below(
+                    "generate", sample_seed, k, count=1, bound=int(cumulative[-1].item())
+                )[0]
+                target = torch.tensor([draw], dtype=torch.int64, device=device)
+                nxt = int(torch.searchsorted(cumulative, target, right=True).item())
             tokens.append(nxt)
             out.append(nxt)
         return out
