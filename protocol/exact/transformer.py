@@ -35,7 +35,8 @@ Batch i: B window starts from ``batch_indices(seed, i, B, len(train) - T)``; inp
 tokens from each start, targets the T tokens one further.
 
 Evaluation: validation loss (nats per character, mean over tokens) over a fixed set of windows:
-the first ``EVAL_WINDOWS`` non-overlapping T-token windows of the validation split, computed in
+the first EVAL_TOKENS / T non-overlapping T-token windows of the validation split (16,384
+tokens, about an eighth of it, whatever T), computed in
 float64 from the exact logits (reported, never committed).
 """
 
@@ -65,8 +66,8 @@ from protocol.models import TransformerSpec
 from protocol.randomness import batch_indices, random_below
 from protocol.spec import JobSpec
 
-EVAL_WINDOWS = 128  # validation windows of T tokens (non-overlapping, from the start)
-_EVAL_CHUNK = 32  # windows per forward pass in evaluation
+EVAL_TOKENS = 16384  # validation tokens scored: EVAL_TOKENS / T windows from the start
+_EVAL_CHUNK_TOKENS = 2048  # tokens per forward pass in evaluation
 NORM_EPS = 2.0**-16  # the exact norm's eps on the mean square (ops.norm.EPS_Q32)
 
 
@@ -204,7 +205,7 @@ def _windows(tokens: torch.Tensor, starts: torch.Tensor, t: int) -> tuple[torch.
 def _eval_windows(spec: JobSpec, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     t = _model(spec).context
     _, validation = text_tensors(spec, device)
-    count = min(EVAL_WINDOWS, (validation.shape[0] - 1) // t)
+    count = max(1, min(EVAL_TOKENS // t, (validation.shape[0] - 1) // t))
     starts = torch.arange(count, device=device) * t
     inputs, targets = _windows(validation, starts, t)
     return inputs, targets
@@ -262,10 +263,11 @@ class TransformerFamily:
         device = next(iter(params.values())).device
         inputs, targets = _eval_windows(spec, device)
         total = 0.0
-        for start in range(0, inputs.shape[0], _EVAL_CHUNK):
-            logits = self.logits(spec, params, inputs[start : start + _EVAL_CHUNK])
+        chunk_windows = max(1, _EVAL_CHUNK_TOKENS // inputs.shape[1])
+        for start in range(0, inputs.shape[0], chunk_windows):
+            logits = self.logits(spec, params, inputs[start : start + chunk_windows])
             z = logits.to(torch.float64) / ONE
-            chunk = targets[start : start + _EVAL_CHUNK]
+            chunk = targets[start : start + chunk_windows]
             total += float(F.cross_entropy(z.flatten(0, 1), chunk.flatten(), reduction="sum"))
         return total / targets.numel()
 
