@@ -102,22 +102,39 @@ def reference_loss(
     return loss, leaves
 
 
-@pytest.mark.parametrize("perturb", [False, True])
-def test_gradients_match_float_autograd(perturb: bool) -> None:
+@functools.cache
+def trained_params() -> dict[str, torch.Tensor]:
+    """The tiny spec's parameters after 40 exact steps."""
     spec = tiny_spec()
-    params = perturbed_params(spec) if perturb else FAMILY.init_params(spec, CPU)
+    state = run(spec, init(spec), 0, 40)
+    assert int(state[STEP_KEY]) == 40
+    return dict(params_of(spec, state))
+
+
+@pytest.mark.parametrize("weights", ["init", "perturbed", "trained"])
+def test_gradients_match_float_autograd(weights: str) -> None:
+    spec = tiny_spec()
+    params = {
+        "init": lambda: FAMILY.init_params(spec, CPU),
+        "perturbed": lambda: perturbed_params(spec),
+        "trained": trained_params,
+    }[weights]()
     batch = FAMILY.batch(spec, 0, CPU)
     grads = FAMILY.gradients(spec, params, batch, ExactMatmul())
     assert list(grads) == list(spec.model.param_shapes())
     loss, leaves = reference_loss(spec, params, batch.inputs, batch.targets)
     loss.backward()  # type: ignore[no-untyped-call]
+    tokens = batch.targets.numel()
     for name, grad in grads.items():
         ref = leaves[name].grad
         assert ref is not None and grad.dtype == torch.int64 and grad.shape == ref.shape
         err = float((grad.to(torch.float64) / ONE - ref).abs().max())
-        # measured: <= 4e-4 of the tensor's largest gradient (the integer softmaxes, the
-        # GELU's exp2 polynomial, one rounding per product)
-        assert err <= 2e-3 * float(ref.abs().max()) + 8 / ONE, (name, err)
+        # Measured: <= 4e-4 of the tensor's largest gradient at init; once trained, the
+        # summed gradients cancel more and the per-token error (the integer softmaxes'
+        # exp2 polynomial, 2.4e-4 relative; one rounding per product) shows: up to 6e-3
+        # of the largest, about 3e-5 per token absolute.
+        bound = 5e-3 * float(ref.abs().max()) + 6e-5 * tokens
+        assert err <= bound, (name, err, bound)
 
 
 def test_logits_match_float_reference() -> None:
@@ -164,9 +181,7 @@ def exact_losses() -> tuple[float, float]:
     """Validation loss of the tiny spec at step 0 and after 40 exact steps."""
     spec = tiny_spec()
     state = init(spec)
-    after_state = run(spec, state, 0, 40)
-    assert int(after_state[STEP_KEY]) == 40
-    return evaluate(spec, state), evaluate(spec, after_state)
+    return evaluate(spec, state), FAMILY.evaluate(spec, trained_params())
 
 
 def test_a_few_exact_steps_reduce_the_loss() -> None:
