@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import torch
 
-from protocol.exact.data import dataset_tensors
+from protocol.exact.data import carried_inputs, dataset_tensors
 from protocol.exact.family import Batch, Params
 from protocol.exact.fixedpoint import ONE, ExactMatmul, Operand
 from protocol.exact.mlp import cross_entropy_grad, init_weight
@@ -65,18 +65,6 @@ def _fan_in(shape: tuple[int, ...]) -> int:
     if len(shape) == 4:
         return shape[1] * shape[2] * shape[3]
     return shape[0]
-
-
-_FLOAT_IMAGES: dict[tuple[str, str, str], Operand] = {}
-
-
-def _float_images(spec: JobSpec, device: torch.device) -> Operand:
-    """The training images (N, C, H, W) carried in float64, bounded by the dataset's max."""
-    key = (spec.dataset.id, spec.dataset.hash, str(device))
-    if key not in _FLOAT_IMAGES:
-        train_x = dataset_tensors(spec, device)[0]
-        _FLOAT_IMAGES[key] = Operand.of(train_x.reshape(-1, *_model(spec).image))
-    return _FLOAT_IMAGES[key]
 
 
 class _Forward:
@@ -166,9 +154,11 @@ class CnnFamily:
         index = torch.tensor(
             batch_indices(spec.seed, i, spec.batch_size, train_x.shape[0]), device=device
         )
-        carried = _float_images(spec, device)
-        images = train_x[index].reshape(-1, *_model(spec).image)
-        return Batch(images, train_y[index], Operand(carried.t64[index], carried.maxabs))
+        image = _model(spec).image
+        carried = carried_inputs(spec, device)
+        images = train_x[index].reshape(-1, *image)
+        operand = Operand(carried.t64[index].reshape(-1, *image), carried.maxabs)
+        return Batch(images, train_y[index], operand)
 
     def gradients(
         self, spec: JobSpec, params: Params, batch: Batch, matmul: ExactMatmul

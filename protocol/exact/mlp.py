@@ -18,7 +18,7 @@ import math
 
 import torch
 
-from protocol.exact.data import dataset_tensors
+from protocol.exact.data import carried_inputs, dataset_tensors
 from protocol.exact.family import Batch, Params
 from protocol.exact.fixedpoint import ONE, ExactMatmul, Operand, softmax_fixed
 from protocol.exact.ops.linear import LinearSaved, linear_backward, linear_forward
@@ -35,17 +35,6 @@ def _model(spec: JobSpec) -> ModelSpec:
 
 def _layers(spec: JobSpec) -> int:
     return len(_model(spec).layer_sizes()) - 1
-
-
-_FLOAT_INPUTS: dict[tuple[str, str, str], Operand] = {}
-
-
-def _float_inputs(spec: JobSpec, device: torch.device) -> Operand:
-    """The training inputs carried in float64 with their max |value| (a bound for any batch)."""
-    key = (spec.dataset.id, spec.dataset.hash, str(device))
-    if key not in _FLOAT_INPUTS:
-        _FLOAT_INPUTS[key] = Operand.of(dataset_tensors(spec, device)[0])
-    return _FLOAT_INPUTS[key]
 
 
 def init_weight(spec: JobSpec, name: str, fan_in: int, shape: tuple[int, ...]) -> torch.Tensor:
@@ -112,7 +101,7 @@ class MlpFamily:
         index = torch.tensor(
             batch_indices(spec.seed, i, spec.batch_size, train_x.shape[0]), device=device
         )
-        carried = _float_inputs(spec, device)
+        carried = carried_inputs(spec, device)
         return Batch(train_x[index], train_y[index], Operand(carried.t64[index], carried.maxabs))
 
     def gradients(
