@@ -306,3 +306,15 @@ def pow_fixed(base: int, exponent: int, frac: int) -> int:
         base = (base * base + half) >> frac
         exponent >>= 1
     return result
+
+
+SUM_LIMIT = float(2**62)
+
+
+def check_sum_bound(maxabs: torch.Tensor | float, terms: int, where: str) -> None:
+    """Raise OverflowBoundError unless a sum of ``terms`` int64 values of magnitude at most
+    ``maxabs`` stays below 2^62 (so it, and the one addition a caller may make to it, cannot
+    wrap). ``maxabs`` is the float64 max |value| an ``Operand`` already carries: no extra pass."""
+    bound = float(maxabs) * terms
+    if bound >= SUM_LIMIT:
+        raise OverflowBoundError(where, bound, "max|g|*N", "2^62")

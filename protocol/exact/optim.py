@@ -39,9 +39,11 @@ def update(spec: JobSpec, state: State, i: int, grads: dict[str, torch.Tensor]) 
 def sgd_update(spec: JobSpec, state: State, grads: dict[str, torch.Tensor]) -> State:
     """SGD with momentum: v <- round(mu v / 2^16) + g ; w <- w - round(v / 2^(log2 N - lr_log2)).
 
-    Bounds: |v| < 2^40 on entry, mu < 2^16, so mu v < 2^56; |g| < 2^48 for any step the
-    products admit; the new |v| < 2^49 and |w - ...| < 2^50 (the next step's range check skips
-    a state past 2^40).
+    Bounds: |v| < 2^40 on entry, mu < 2^16, so mu v < 2^56 and round(mu v / 2^16) < 2^40;
+    every gradient is below 2^62 — a weight's is a requantized exact product (< 2^37), a sum
+    (bias, embedding, gain) is checked against 2^62 where it is formed (``check_sum_bound``) —
+    so the new |v| < 2^62 + 2^40, its rounding adds at most 2^61, and |w| < 2^40 minus it stays
+    inside int64. (The next step's range check skips a state past 2^40.)
 
     Passes (each weight-sized tensor is read or written once per line, two fresh outputs):
 

@@ -40,11 +40,16 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 
-from protocol.errors import OverflowBoundError
-from protocol.exact.fixedpoint import FRAC, ONE, ExactMatmul, Operand, rshift_round_
+from protocol.exact.fixedpoint import (
+    FRAC,
+    ONE,
+    ExactMatmul,
+    Operand,
+    check_sum_bound,
+    rshift_round_,
+)
 
 KERNEL_LIMIT = 31
-_SUM_LIMIT = float(2**62)
 
 
 class ConvSaved(NamedTuple):
@@ -137,10 +142,7 @@ def conv2d_backward(
     grad_w = rshift_round_(matmul(g_op.T, saved.cols, f"{where}.grad_weight"), FRAC)
     grad_w = grad_w.reshape(out_c, in_c, k, k)
     terms = b * oh * ow
-    if float(g_op.maxabs.item()) * terms >= _SUM_LIMIT:
-        raise OverflowBoundError(
-            f"{where}.grad_bias", float(g_op.maxabs.item()) * terms, "max|g|*N", "2^62"
-        )
+    check_sum_bound(g_op.maxabs, terms, f"{where}.grad_bias")
     grad_b = g.sum(dim=0)
     if not need_input_grad:
         return None, grad_w, grad_b
