@@ -301,7 +301,7 @@ def process_post_job(
     if segment_work(spec) > params.max_segment_work:
         raise UnverifiableJobError(
             "spec.checkpoint_interval",
-            f"one segment takes {segment_work(spec):,} multiply-accumulates; the chain allows "
+            f"one segment takes {segment_work(spec):,} work units; the chain allows "
             f"{params.max_segment_work:,} (a move in a dispute must fit its deadline)",
         )
     # ... and one verifier's sample within the challenge window.
@@ -309,7 +309,7 @@ def process_post_job(
     if work > params.max_verification_work:
         raise UnverifiableJobError(
             "sample_count",
-            f"re-executing {body.sample_count} segments takes {work:,} multiply-accumulates; "
+            f"re-executing {body.sample_count} segments takes {work:,} work units; "
             f"the chain allows {params.max_verification_work:,} (shorten checkpoint_interval)",
         )
     job_id = compute_job_id(spec, ctx.sender, ctx.nonce)

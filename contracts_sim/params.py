@@ -48,12 +48,12 @@ class Params:
     """Largest dataset (features x examples) ``post_job`` builds to check a spec's dataset hash:
     bounds the time every node spends on that check."""
     max_verification_work: int
-    """Most multiply-accumulates one verifier's sample may take to re-execute (``sample_count``
-    segments of ``protocol.layout.segment_work``): a job whose sample a verifier cannot check
-    within the challenge window would settle unchecked, and one such job could keep every
-    verifier busy while others settle unchecked too."""
+    """Most work units (``protocol.layout.step_work``) one verifier's sample may take to
+    re-execute (``sample_count`` segments of ``protocol.layout.segment_work``): a job whose
+    sample a verifier cannot check within the challenge window would settle unchecked, and one
+    such job could keep every verifier busy while others settle unchecked too."""
     max_segment_work: int
-    """Most multiply-accumulates of one segment: in a dispute each party re-executes part of
+    """Most work units of one segment: in a dispute each party re-executes part of
     the disputed segment for a move, and a move must fit in ``move_timeout`` blocks."""
     challenge_window: int
     """Blocks after the final commit during which verifiers attest or challenge (>= 2: the
@@ -143,8 +143,8 @@ TEST: Final = Params(
     max_bids_per_job=8,
     max_leaves=1_024,
     max_dataset_values=1 << 17,
-    max_verification_work=1 << 28,
-    max_segment_work=1 << 26,
+    max_verification_work=1 << 33,
+    max_segment_work=1 << 31,
     challenge_window=4,
     challenge_bond=40,
     move_timeout=2,
@@ -173,11 +173,12 @@ TESTNET: Final = Params(
     max_bids_per_job=64,
     max_leaves=65_536,
     max_dataset_values=1 << 17,
-    # About 10 s of exact CPU work on one core of the development machine: well inside the
-    # 30-block window at the local testnet's 0.5 s blocks (the example job's sample is 1/60th).
-    max_verification_work=1 << 32,
-    # About 2.5 s of exact CPU work: half of a 10-block move at the local testnet's 0.5 s blocks.
-    max_segment_work=1 << 30,
+    # Work units (protocol.layout.step_work, about 0.06 ns each on one core of the development
+    # machine; bench/bench_cost.py): about 8 s of exact CPU work, inside the 30-block window at
+    # the local testnet's 0.5 s blocks.
+    max_verification_work=1 << 37,
+    # About 2 s of exact CPU work: under half of a 10-block move at 0.5 s blocks.
+    max_segment_work=1 << 35,
     challenge_window=30,
     challenge_bond=10**5,
     move_timeout=10,

@@ -88,7 +88,31 @@ def parameter_count(spec: JobSpec) -> int:
     return model_parameter_count(spec.model)
 
 
+STEP_BASE_WORK = 1 << 23
+"""Work of a step whatever its size: batch sampling, the range check, dispatch (~0.5 ms)."""
+TENSOR_WORK = 1 << 21
+"""Work per parameter tensor and step: its operators, its gradient, its optimizer update."""
+ACTIVATION_WORK = 512
+"""Work per activation value and step: the int64 elementwise passes (requantization, ReLU or
+GELU, norms, softmax, pooling, im2col and their backward) cost about as much as 512 exact
+multiply-accumulates inside a float64 GEMM."""
+
+
+def step_work(spec: JobSpec) -> int:
+    """An upper estimate of one exact step's cost, in work units: one unit is one exact
+    multiply-accumulate inside a float64 GEMM (about 0.06 ns on one core of the development
+    machine). Per example, each product of the forward pass counts once and twice backward (the
+    weight's gradient and the one passed on); every activation value counts its elementwise
+    passes; every step and parameter tensor its fixed cost. ``python bench/bench_cost.py``
+    measures the units against time for every family, including specs built to be slow for
+    their size (red team: a tiny model with a long segment, pooling, long contexts)."""
+    model = spec.model
+    per_example = 3 * model.macs_per_example() + ACTIVATION_WORK * model.activations_per_example()
+    tensors = len(model.param_shapes())
+    return STEP_BASE_WORK + TENSOR_WORK * tensors + spec.batch_size * per_example
+
+
 def segment_work(spec: JobSpec) -> int:
-    """Multiply-accumulates to re-execute one segment: per step and example, each product of
-    the forward pass once and twice backward (the weight's gradient and the one passed on)."""
-    return spec.checkpoint_interval * spec.batch_size * 3 * spec.model.macs_per_example()
+    """Work to re-execute one segment (``step_work`` per step): what a verifier's sample and a
+    dispute move must fit in (``max_verification_work``, ``max_segment_work``)."""
+    return spec.checkpoint_interval * step_work(spec)

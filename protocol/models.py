@@ -3,8 +3,9 @@
 A family is a declarative architecture the exact VM knows how to train (``protocol.exact``
 holds the arithmetic). This module says, from the spec alone, which fields a family has
 (every one enters the spec hash, defaults included), which parameter tensors a model of it
-has (names, shapes, order — the state layout builds on them), how many multiply-accumulates an
-example costs (what the ledger bounds), and how many loss terms a step averages over.
+has (names, shapes, order — the state layout builds on them), how many multiply-accumulates
+and activation values an example costs (what the ledger bounds), and how many loss terms a
+step averages over.
 
     mlp          input_dim -> hidden... -> classes, ReLU between layers
     cnn          image [C, H, W] -> (conv, ReLU, pool)... -> flatten -> dense head -> classes
@@ -29,12 +30,12 @@ MAX_CHANNELS = 512
 MAX_IMAGE_SIDE = 256
 MAX_VOCAB = 4096
 MAX_CONTEXT = 1024
+ATTENTION_SCORE_VALUES = 4
+"""Values per attention score a step holds and passes over: scores, probabilities and their
+two gradients (the integer softmax and its backward are the costliest elementwise work)."""
 MAX_STEP_ACTIVATIONS = 1 << 25
 """Values a step may hold at once (batch x ``activations_per_example``): 256 MiB of int64, so a
 spec cannot make every verifier and the referee allocate without bound."""
-ATTENTION_ELEMENTWISE = 16
-"""Integer operations per attention score (scale, mask, softmax, its backward), counted as
-multiply-accumulates in a step's cost: they are what a long context costs, not its products."""
 POOL_TYPES = ("max", "avg")
 FAMILIES = ("mlp", "cnn", "transformer")
 
@@ -290,15 +291,15 @@ class TransformerSpec:
         two T x T x d products per layer (the causal half counted whole: it is computed)."""
         d, t = self.d_model, self.context
         per_token = self.layers * (4 * d * d + 2 * d * self.ff) + d * self.vocab
-        return t * per_token + self.layers * (
-            2 * t * t * d + ATTENTION_ELEMENTWISE * t * t * self.heads
-        )
+        return t * per_token + self.layers * 2 * t * t * d
 
     def activations_per_example(self) -> int:
         """Per layer: the residual stream, normalized inputs, q, k, v and the MLP's hidden
-        values per token, and the heads' T x T scores and probabilities; then the logits."""
+        values per token (counted twice: GELU's forward and backward are the costliest
+        elementwise work per value), the heads' T x T scores, probabilities and their
+        gradients; then the logits."""
         d, t = self.d_model, self.context
-        per_layer = t * (8 * d + 2 * self.ff) + 2 * self.heads * t * t
+        per_layer = t * (8 * d + 4 * self.ff) + ATTENTION_SCORE_VALUES * self.heads * t * t
         return self.layers * per_layer + t * (d + self.vocab)
 
     @property

@@ -48,7 +48,7 @@ def test_the_example_job_is_far_inside_the_testnet_bound() -> None:
     from tests.conftest import EXAMPLE_SPEC
 
     spec, terms = load_spec(EXAMPLE_SPEC)
-    assert int(terms["sample_count"]) * segment_work(spec) * 50 < TESTNET.max_verification_work
+    assert int(terms["sample_count"]) * segment_work(spec) * 40 < TESTNET.max_verification_work
 
 
 def test_verifiers_judge_the_earliest_challenge_deadline_first() -> None:
@@ -59,3 +59,27 @@ def test_verifiers_judge_the_earliest_challenge_deadline_first() -> None:
         {"job_id": "flood", "status": "committed", "challenge_deadline": 60},
     ]
     assert [j["job_id"] for j in sorted(jobs, key=_urgency)] == ["old", "flood", "new", "open"]
+
+
+TINY_MODELS: dict[str, dict[str, object]] = {
+    "mlp": {"family": "mlp", "input_dim": 16, "hidden": [1], "classes": 4},
+    "cnn": {
+        "family": "cnn",
+        "image": [1, 4, 4],
+        "conv": [{"channels": 1, "kernel": 1}],
+        "classes": 4,
+    },
+}
+
+
+@pytest.mark.parametrize("family", sorted(TINY_MODELS))
+def test_a_tiny_model_cannot_hide_a_long_segment(family: str) -> None:
+    """Red team: a model of a handful of numbers costs almost nothing per example, but every
+    step costs its fixed overhead (~0.5 ms here); counted by products alone, a segment of
+    hundreds of thousands of such steps (an hour to re-execute) was admitted."""
+    spec = tiny_spec_dict(model=TINY_MODELS[family], steps=2_000_000, checkpoint_interval=1_000_000)
+    assert segment_work(parse_spec(spec)) > TESTNET.max_segment_work
+    h = funded_harness()
+    body = post_job_body(spec=spec)
+    error = h.expect_error("submitter", "post_job", body, UnverifiableJobError)
+    assert error.code == "unverifiable_job"
