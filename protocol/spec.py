@@ -175,7 +175,10 @@ def _is_power_of_two(n: int) -> bool:
 
 
 def _fraction(data: Mapping[str, Any], key: str, default: float, field: str) -> float:
-    """A number in [0, 1) whose Q16 integer is below 1.0 (so 1 - it is at least 2^-16)."""
+    """A number in [0, 1) whose Q16 integer is below 1.0 (so 1 - it is at least 2^-16).
+
+    The Q16 integer is Python's ``round(value * 2^16)`` of the float64 value: round half to
+    even (docs/protocol.md, "Numbers in the spec")."""
     value = data.get(key, default)
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise SpecError(field, f"must be a number, got {value!r}")
@@ -209,12 +212,8 @@ def parse_optimizer(data: Any) -> OptimizerSpec:
         return OptimizerSpec(name, lr_log2, 0.0, beta1, beta2, eps_log2, decay)
     _reject_unknown(data, {"name", "lr_log2", "momentum"}, "optimizer")
     lr_log2 = _int(data, "lr_log2", "optimizer.lr_log2", -16, 0)
-    momentum = data.get("momentum", 0.0)
-    if isinstance(momentum, bool) or not isinstance(momentum, int | float):
-        raise SpecError("optimizer.momentum", f"must be a number, got {momentum!r}")
-    if not 0.0 <= float(momentum) < 1.0:
-        raise SpecError("optimizer.momentum", f"must be in [0, 1), got {momentum}")
-    return OptimizerSpec(name, lr_log2, float(momentum))
+    momentum = _fraction(data, "momentum", 0.0, "optimizer.momentum")
+    return OptimizerSpec(name, lr_log2, momentum)
 
 
 def parse_spec(data: Any) -> JobSpec:

@@ -55,6 +55,7 @@ def _set(data: dict, path: str, value: object) -> dict:
         ("optimizer.name", "adam", "optimizer.name"),
         ("optimizer.lr_log2", 1, "optimizer.lr_log2"),
         ("optimizer.momentum", 1.5, "optimizer.momentum"),
+        ("optimizer.momentum", 0.999995, "optimizer.momentum"),  # Q16 rounds to exactly 1
         ("dataset.hash", "abc", "dataset.hash"),
         ("dataset.id", "", "dataset.id"),
         ("colour", "blue", "colour"),
