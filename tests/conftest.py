@@ -9,9 +9,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
 
 from protocol.datasets import load_dataset
 from protocol.spec import JobSpec, parse_spec
+
+# In-process tests run torch on one thread: exact results do not depend on it (the thread
+# determinism tests train in subprocesses with explicit counts), and on a 2-core machine shared
+# with the agents' processes the tests start, tiny float64 products ran up to 30x slower on two.
+torch.set_num_threads(1)
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE_SPEC = ROOT / "examples" / "digits-mlp.yaml"

@@ -318,3 +318,18 @@ def check_sum_bound(maxabs: torch.Tensor | float, terms: int, where: str) -> Non
     bound = float(maxabs) * terms
     if bound >= SUM_LIMIT:
         raise OverflowBoundError(where, bound, "max|g|*N", "2^62")
+
+
+def maxabs(t: torch.Tensor) -> int:
+    """max |value| of an int64 tensor as a Python integer (0 for an empty tensor); computed
+    from max and min so that -2^63 cannot wrap."""
+    if t.numel() == 0:
+        return 0
+    lo, hi = torch.aminmax(t)
+    return max(int(hi.item()), -int(lo.item()))
+
+
+def require_below(value: int, limit: int, where: str, what: str) -> None:
+    """Raise ``OverflowBoundError`` unless ``value < limit`` (Python integers, no wrap)."""
+    if value >= limit:
+        raise OverflowBoundError(where, float(value), what, f"2^{limit.bit_length() - 1}")

@@ -40,7 +40,9 @@ def metric_result(spec: JobSpec, value: float) -> dict[str, Any]:
 
 
 def generated_sample(spec: JobSpec, state: Any) -> str | None:
-    """A few characters the trained language model writes after a prompt (greedy)."""
+    """A few characters the trained language model writes after a prompt, sampled from its
+    integer softmax with the spec's seed (the same characters on every machine; greedy
+    decoding of a small model only loops)."""
     from protocol.datasets import TextDataset, check_dataset
     from protocol.exact.family import family_of
     from protocol.exact.program import params_of
@@ -50,7 +52,9 @@ def generated_sample(spec: JobSpec, state: Any) -> str | None:
     if not isinstance(dataset, TextDataset) or not hasattr(family, "generate"):
         return None
     prompt = list(dataset.encode(SAMPLE_PROMPT))
-    tokens = family.generate(spec, params_of(spec, state), prompt, SAMPLE_CHARACTERS)
+    tokens = family.generate(
+        spec, params_of(spec, state), prompt, SAMPLE_CHARACTERS, sample_seed=spec.seed
+    )
     return SAMPLE_PROMPT + dataset.decode(tokens)
 
 

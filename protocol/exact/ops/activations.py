@@ -50,13 +50,14 @@ from typing import NamedTuple
 
 import torch
 
-from protocol.errors import OverflowBoundError
 from protocol.exact.fixedpoint import (
     FRAC,
     LOG2E_Q16,
     ONE,
     div_round,
     exp2_fixed,
+    maxabs,
+    require_below,
     rshift_round,
 )
 
@@ -64,21 +65,6 @@ GELU_A_Q16 = 111542  # round(1.702 * 2^16)
 GELU_INPUT_LIMIT = 1 << 44
 GELU_GRAD_LIMIT = 1 << 42
 _U_CLAMP = 32 * ONE
-
-
-def maxabs(t: torch.Tensor) -> int:
-    """max |value| of an int64 tensor as a Python integer (0 for an empty tensor); computed
-    from max and min so that -2^63 cannot wrap."""
-    if t.numel() == 0:
-        return 0
-    lo, hi = torch.aminmax(t)
-    return max(int(hi.item()), -int(lo.item()))
-
-
-def require_below(value: int, limit: int, where: str, what: str) -> None:
-    """Raise ``OverflowBoundError`` unless ``value < limit`` (Python integers, no wrap)."""
-    if value >= limit:
-        raise OverflowBoundError(where, float(value), what, f"2^{limit.bit_length() - 1}")
 
 
 # --- relu ----------------------------------------------------------------------------------

@@ -59,9 +59,10 @@ from protocol.exact.fixedpoint import (
     ExactMatmul,
     Operand,
     exp2_fixed,
+    maxabs,
+    require_below,
     rshift_round_,
 )
-from protocol.exact.ops.activations import maxabs, require_below
 
 SOFTMAX_INPUT_LIMIT = 1 << 61
 SOFTMAX_GRAD_LIMIT = 1 << 44

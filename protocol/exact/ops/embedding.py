@@ -18,7 +18,7 @@ from typing import NamedTuple
 
 import torch
 
-from protocol.exact.ops.activations import maxabs, require_below
+from protocol.exact.fixedpoint import maxabs, require_below
 
 _LIMIT = 1 << 62
 

@@ -47,8 +47,15 @@ from typing import NamedTuple
 
 import torch
 
-from protocol.exact.fixedpoint import FRAC, ONE, div_round, isqrt_int64, rshift_round
-from protocol.exact.ops.activations import maxabs, require_below
+from protocol.exact.fixedpoint import (
+    FRAC,
+    ONE,
+    div_round,
+    isqrt_int64,
+    maxabs,
+    require_below,
+    rshift_round,
+)
 
 RMS_FRAC = 20
 EPS_Q32 = 1 << 16  # eps = 2^-16 on the mean square
