@@ -1,8 +1,6 @@
 """Activations on Q16 int64 tensors: ReLU and an integer GELU.
 
-Also home of two small helpers the other transformer operators share: ``maxabs`` (the exact max
-|value| of an int64 tensor, as a Python integer) and ``require_below`` (the run-time bound check
-that raises ``OverflowBoundError`` before an elementwise product could wrap int64).
+Run-time bounds use ``maxabs`` and ``require_below`` from ``protocol.exact.fixedpoint``.
 
 relu
     y = max(x, 0); dx = g * [x > 0]. No rounding, no product: nothing can wrap.
