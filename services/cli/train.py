@@ -65,13 +65,14 @@ def train_exact(spec: JobSpec, device: str, show_progress: bool) -> dict[str, An
     with progress_bar("training (exact)", spec.steps, show_progress) as advance:
         trajectory = train_trajectory(spec, dev, on_step=advance, keep_blobs=False)
     assert trajectory.final_state is not None
+    sample = generated_sample(spec, trajectory.final_state)
     return {
         "device": str(dev),
         "leaves": len(trajectory.leaves),
         "root": root_of(trajectory.leaves).hex(),
         "final_state_hash": trajectory.leaves[-1].hex(),
         **metric_result(spec, evaluate(spec, trajectory.final_state)),
-        "sample": generated_sample(spec, trajectory.final_state),
+        **({"sample": sample} if sample is not None else {}),
     }
 
 
