@@ -152,8 +152,17 @@ def isqrt_reference(x: torch.Tensor) -> torch.Tensor:
     return torch.tensor([math.isqrt(int(v)) for v in x.reshape(-1).tolist()]).reshape(x.shape)
 
 
-@pytest.mark.parametrize(("decay", "lr_log2"), [(None, -6), (-4, -6), (-10, -6), (0, 0)])
-def test_adamw_update_equals_the_plain_formula(decay: int | None, lr_log2: int) -> None:
+SMALL = [("w", (16, 16)), ("b", (16,))]
+MIXED = [("w", (256, 256)), ("b", (256,)), ("w2", (256, 3)), ("b2", (3,))]  # one alone
+
+
+@pytest.mark.parametrize(
+    ("decay", "lr_log2", "shapes"),
+    [(None, -6, SMALL), (-4, -6, SMALL), (-10, -6, MIXED), (0, 0, SMALL), (None, -3, MIXED)],
+)
+def test_adamw_update_equals_the_plain_formula(
+    decay: int | None, lr_log2: int, shapes: list[tuple[str, tuple[int, ...]]]
+) -> None:
     optimizer = {"name": "adamw", "lr_log2": lr_log2, "beta1": 0.9, "beta2": 0.99}
     if decay is not None:
         optimizer["weight_decay_log2"] = decay
@@ -161,7 +170,7 @@ def test_adamw_update_equals_the_plain_formula(decay: int | None, lr_log2: int) 
     gen = torch.Generator().manual_seed(abs(decay or 1))
     state = {STEP_KEY: torch.tensor(2)}
     grads = {}
-    for name, shape in [("w", (16, 16)), ("b", (16,))]:
+    for name, shape in shapes:
         state[name] = torch.randint(-(2**40) + 1, 2**40, shape, generator=gen)
         state[adam_m_name(name)] = torch.randint(-(2**20), 2**20, shape, generator=gen)
         state[adam_v_name(name)] = torch.randint(-(2**10), 2**36, shape, generator=gen)

@@ -130,19 +130,21 @@ def adamw_update(spec: JobSpec, state: State, i: int, grads: dict[str, torch.Ten
     b1, b2 = opt.beta1_q16, opt.beta2_q16
     k1, k2 = adamw_scalars(spec, i)
     batch_log2 = spec.loss_terms_log2
-    grad_max = max_abs(list(grads.values()))
+    groups = _flat_groups(grads)
+    flat_g = [_joined([grads[n] for n in names]) for names in groups]
+    grad_max = max_abs(flat_g)
     if grad_max >= adam_grad_limit(spec):
         raise OverflowBoundError("adamw gradient", float(grad_max), "max|g|", "the g^2 limit")
     half = 1 << (FRAC - 1)
-    new_m: dict[str, torch.Tensor] = {}
-    for name, g in grads.items():
+    flat_m: list[torch.Tensor] = []
+    for names, g in zip(groups, flat_g, strict=True):
         # (b1 m + (2^16 - b1) g + 2^15) >> 16: rshift_round_ of the same exact sum.
-        old = state[adam_m_name(name)]
+        old = _joined([state[adam_m_name(n)] for n in names])
         m = torch.add(old.new_full((), half), old, alpha=b1)
         m.add_(g, alpha=ONE - b1)
         m >>= FRAC
-        new_m[name] = m
-    m_max = max_abs(list(new_m.values()))
+        flat_m.append(m)
+    m_max = max_abs(flat_m)
     if m_max * k1 >= _MH_LIMIT:
         raise OverflowBoundError("adamw first moment", float(m_max * k1), "max|m|*k1", "2^55")
     eps = 1 << (opt.eps_log2 + ADAM_SQRT_FRAC)
@@ -152,10 +154,10 @@ def adamw_update(spec: JobSpec, state: State, i: int, grads: dict[str, torch.Ten
     if opt.weight_decay_log2 is not None:
         decay_shift = -(opt.lr_log2 + opt.weight_decay_log2)
     new_state: State = {STEP_KEY: state[STEP_KEY] + 1}
-    for name, g in grads.items():
+    for names, g, m in zip(groups, flat_g, flat_m, strict=True):
         g2 = rshift_round_(g * g, 2 * batch_log2 + 2 * FRAC - ADAM_V_FRAC)
         # (b2 v + (2^16 - b2) g2 + 2^15) >> 16: the same exact sum as above.
-        old = state[adam_v_name(name)]
+        old = _joined([state[adam_v_name(n)] for n in names])
         v = torch.add(old.new_full((), half), old, alpha=b2)
         v.add_(g2, alpha=ONE - b2)
         v >>= FRAC
@@ -167,7 +169,6 @@ def adamw_update(spec: JobSpec, state: State, i: int, grads: dict[str, torch.Ten
         den >>= FRAC
         den += eps
         den <<= batch_log2
-        m = new_m[name]
         # div_round(a, den) = floor((2a + den) / 2den) with a = round(m k1 / 2^16) 2^num_shift:
         # 2a is the same rounding shifted one place further.
         quotient = torch.add(m.new_full((), half), m, alpha=k1)
@@ -176,7 +177,7 @@ def adamw_update(spec: JobSpec, state: State, i: int, grads: dict[str, torch.Ten
         quotient += den
         den <<= 1
         quotient = torch.div(quotient, den, rounding_mode="floor", out=quotient)
-        weight = state[name]
+        weight = _joined([state[n] for n in names])
         if decay_shift is None:
             new_weight = weight - quotient
         else:
@@ -185,7 +186,45 @@ def adamw_update(spec: JobSpec, state: State, i: int, grads: dict[str, torch.Ten
             new_weight >>= decay_shift
             torch.sub(weight, new_weight, out=new_weight)
             new_weight -= quotient
-        new_state[name] = new_weight
-        new_state[adam_m_name(name)] = m
-        new_state[adam_v_name(name)] = v
+        shapes = [grads[n].shape for n in names]
+        for n, w_n, m_n, v_n in zip(
+            names,
+            _parts(new_weight, shapes),
+            _parts(m, shapes),
+            _parts(v, shapes),
+            strict=True,
+        ):
+            new_state[n] = w_n
+            new_state[adam_m_name(n)] = m_n
+            new_state[adam_v_name(n)] = v_n
     return new_state
+
+
+_FLAT_BELOW = 1 << 16  # tensors with fewer elements are updated together
+
+
+def _flat_groups(grads: dict[str, torch.Tensor]) -> list[list[str]]:
+    """The tensors AdamW updates in one set of elementwise ops: each large tensor alone, all
+    small ones (below ``_FLAT_BELOW`` elements) joined — every operation of the update is
+    elementwise with scalar constants, so an element's result does not depend on its
+    neighbours and joining changes no value; it saves ~40 op dispatches per small tensor."""
+    small = [n for n, g in grads.items() if g.numel() < _FLAT_BELOW]
+    large = [[n] for n, g in grads.items() if g.numel() >= _FLAT_BELOW]
+    return large + ([small] if len(small) > 1 else [[n] for n in small])
+
+
+def _joined(tensors: list[torch.Tensor]) -> torch.Tensor:
+    """One tensor as it is; several flattened and concatenated (a copy, in order)."""
+    if len(tensors) == 1:
+        return tensors[0]
+    return torch.cat([t.reshape(-1) for t in tensors])
+
+
+def _parts(flat: torch.Tensor, shapes: list[torch.Size]) -> list[torch.Tensor]:
+    """``_joined``'s inverse: the group's tensors, each its own fresh storage (a state's
+    tensors must not share storage)."""
+    if len(shapes) == 1:
+        return [flat]
+    outs = [flat.new_empty(math.prod(shape)) for shape in shapes]
+    torch.split_with_sizes_copy(flat, [o.numel() for o in outs], out=outs)
+    return [o.view(shape) for o, shape in zip(outs, shapes, strict=True)]
