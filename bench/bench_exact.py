@@ -1,7 +1,8 @@
 """Benchmark: exact vs idiomatic float32 training steps, the GEMM floor, commitments.
 
     python bench/bench_exact.py [--threads 1] [--repeats 7] [--configs a,b,...]
-                                [--steps-per-block K] [--json] [--no-commitments]
+                                [--steps-per-block K] [--batch B] [--json]
+                                [--no-commitments]
 
 Configs (default: all): mlp-1m and mlp-2m, MLPs of over a million parameters (a 1024-1024
 hidden pair, batch 128, on 64- and 1024-feature blobs), cnn (examples/digits-cnn.yaml) and
@@ -35,6 +36,7 @@ checkpoint and the Merkle tree, against the exact training time of the same run.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import itertools
 import json
 import random
@@ -368,6 +370,7 @@ def main() -> None:
         default=",".join(CONFIGS),
         help=f"comma-separated, from {', '.join(CONFIGS)} (default: all)",
     )
+    parser.add_argument("--batch", type=int, default=None, help="the MLP configs' batch (128)")
     parser.add_argument("--seed", type=int, default=0, help="of the shuffled orders")
     parser.add_argument("--no-commitments", action="store_true", help="skip that row")
     parser.add_argument("--json", action="store_true")
@@ -385,6 +388,9 @@ def main() -> None:
     for name in chosen:
         config = CONFIGS[name]
         block = args.steps_per_block or config.block
+        if args.batch and not config.path:
+            config = dataclasses.replace(config, batch=args.batch)
+            block = args.steps_per_block or max(1, config.block * 128 // args.batch)
         r = bench_config(config, block, args.repeats, device, rng)
         if r is None:
             notes.append(f"{name:<22} skipped: {config.path} does not exist (yet)")
