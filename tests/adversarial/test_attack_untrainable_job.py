@@ -90,7 +90,7 @@ def test_the_pre_bid_check_names_each_reason() -> None:
     wrong_hash = parse_spec(tiny_spec_dict(dataset={"id": "synthetic-blobs-v1", "hash": "0" * 64}))
     assert "does not match" in str(solver.untrainable(_view(net, wrong_hash)))
 
-    other_family = dataclasses.replace(spec, model=dataclasses.replace(spec.model, family="cnn"))
+    other_family = dataclasses.replace(spec, model=dataclasses.replace(spec.model, family="rnn"))
     view = dataclasses.replace(_view(net, spec), spec=other_family)
     assert "family" in str(solver.untrainable(view))
 
