@@ -20,7 +20,7 @@ def _wide_context_spec() -> JobSpec:
             "model": {
                 "family": "transformer",
                 "vocab": 76,
-                "context": 256,
+                "context": 128,
                 "d_model": 2,
                 "heads": 1,
                 "layers": 1,
@@ -32,7 +32,7 @@ def _wide_context_spec() -> JobSpec:
             },
             "seed": 1,
             "steps": 1,
-            "batch_size": 128,  # 2^15 rows in every bias gradient's sum
+            "batch_size": 256,  # 2^15 rows in every bias gradient's sum
             "optimizer": {"name": "sgd", "lr_log2": -16, "momentum": 0.0},
             "checkpoint_interval": 1,
         }

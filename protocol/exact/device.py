@@ -1,4 +1,5 @@
-"""Device selection and the start-up bit-exactness self-test.
+"""Device selection, the process's settings for exact training, and the start-up
+bit-exactness self-test.
 
 Exact mode forbids TF32, autocast and ``torch.compile`` and checks, once per process and device,
 that a fixed integer matmul near the 2^53 bound hashes to the known digest. A device or BLAS
@@ -12,7 +13,7 @@ import hashlib
 import torch
 
 from protocol.errors import ExactExecutionError, SelfTestError
-from protocol.exact.fixedpoint import ExactMatmul
+from protocol.exact.fixedpoint import ExactMatmul, retain_freed_memory
 from protocol.randomness import random_below
 
 SELFTEST_DIGEST = "de9d0d50c4681456e7d95bc6ec9c6f1ecf69add5b49644fa2292b01282632494"
@@ -55,6 +56,7 @@ def prepare_exact(device: torch.device) -> None:
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
     torch.backends.cuda.matmul.allow_fp16_reduced_precision_reduction = False
+    retain_freed_memory()  # speed only: a pure step's fresh buffers reuse mapped pages
     key = str(device)
     if key in _PASSED:
         return

@@ -105,7 +105,8 @@ _retained = False
 
 def retain_freed_memory() -> None:
     """Let glibc's malloc keep freed tensor memory for reuse instead of returning it to the
-    OS (once per process; a no-op elsewhere). Changes no value, only where buffers come from.
+    OS (once per process, from ``prepare_exact``; a no-op elsewhere). Changes no value, only
+    where buffers come from.
 
     An exact step is pure: it allocates its new state (and the float64 carriers and products)
     fresh, several weight-sized buffers per step, and frees as many. Under glibc's default
@@ -147,7 +148,6 @@ class ExactMatmul:
     """
 
     def __init__(self, known: Iterable[tuple[torch.Tensor, int]] = ()) -> None:
-        retain_freed_memory()  # the first exact step of a process sets it
         self._known: dict[int, tuple[torch.Tensor, int]] = {id(t): (t, m) for t, m in known}
 
     def operand(self, t: torch.Tensor) -> Operand:

@@ -7,7 +7,7 @@ the nearest true checkpoint it already holds and caches every leaf it passes.
 
 from __future__ import annotations
 
-from protocol.exact import Device, State, as_device, encode_state, init, run
+from protocol.exact import Device, State, as_device, encode_state, init, prepare_exact, run
 from protocol.hashing import sha256
 from protocol.merkle import CommitmentTree, NodeRef
 from protocol.spec import JobSpec
@@ -43,6 +43,7 @@ class Truth:
     def __init__(self, spec: JobSpec, device: Device | str = "cpu") -> None:
         self.spec = spec
         self.device = as_device(device)
+        prepare_exact(self.device)  # exact settings and the self-test, as for the solver
         self._leaf_states: dict[int, State] = {}
         self._leaf_hashes: dict[int, bytes] = {}
         self._tree: CommitmentTree | None = None
