@@ -20,10 +20,10 @@ from __future__ import annotations
 
 import torch
 
-from protocol.exact.data import carried_inputs, dataset_tensors
+from protocol.exact.classifier import classifier_batch, cross_entropy_grad, init_classifier
+from protocol.exact.data import dataset_tensors
 from protocol.exact.family import Batch, Params
 from protocol.exact.fixedpoint import ONE, ExactMatmul, Operand
-from protocol.exact.mlp import cross_entropy_grad, init_weight
 from protocol.exact.ops.conv import ConvSaved, conv2d_backward, conv2d_forward
 from protocol.exact.ops.linear import LinearSaved, linear_backward, linear_forward
 from protocol.exact.ops.pool import (
@@ -34,7 +34,6 @@ from protocol.exact.ops.pool import (
     maxpool2d_forward,
 )
 from protocol.models import CnnSpec
-from protocol.randomness import batch_indices
 from protocol.spec import JobSpec
 
 
@@ -58,13 +57,6 @@ def dense_weight_name(layer: int) -> str:
 
 def dense_bias_name(layer: int) -> str:
     return f"dense{layer}.bias"
-
-
-def _fan_in(shape: tuple[int, ...]) -> int:
-    """in_c·k·k for a conv weight (out_c, in_c, k, k); fan_in for a dense (fan_in, fan_out)."""
-    if len(shape) == 4:
-        return shape[1] * shape[2] * shape[3]
-    return shape[0]
 
 
 class _Forward:
@@ -137,28 +129,13 @@ class CnnFamily:
     metric = "test accuracy"
 
     def init_params(self, spec: JobSpec, device: torch.device) -> dict[str, torch.Tensor]:
-        """Weights uniform in ±1/sqrt(fan_in) (fan_in = in_c·k·k for a conv) from the
-        counter-based hash of (seed, name), as the MLP; zero biases."""
-        dataset_tensors(spec, device)  # fail early on a wrong dataset or shape
-        params = {}
-        for name, shape in _model(spec).param_shapes().items():
-            if name.endswith(".weight"):
-                params[name] = init_weight(spec, name, _fan_in(shape), shape).to(device)
-            else:
-                params[name] = torch.zeros(shape, dtype=torch.int64, device=device)
-        return params
+        """Weights uniform in ±1/sqrt(fan_in) (fan_in = in_c·k·k for a conv), as the MLP;
+        zero biases."""
+        return init_classifier(spec, device)
 
     def batch(self, spec: JobSpec, i: int, device: torch.device) -> Batch:
         """Step i's images (B, C, H, W) and labels; the operand is bounded by the dataset."""
-        train_x, train_y, _, _ = dataset_tensors(spec, device)
-        index = torch.tensor(
-            batch_indices(spec.seed, i, spec.batch_size, train_x.shape[0]), device=device
-        )
-        image = _model(spec).image
-        carried = carried_inputs(spec, device)
-        images = train_x[index].reshape(-1, *image)
-        operand = Operand(carried.t64[index].reshape(-1, *image), carried.maxabs)
-        return Batch(images, train_y[index], operand)
+        return classifier_batch(spec, i, device, _model(spec).image)
 
     def gradients(
         self, spec: JobSpec, params: Params, batch: Batch, matmul: ExactMatmul

@@ -14,17 +14,15 @@ the mean into its shift.
 
 from __future__ import annotations
 
-import math
-
 import torch
 
-from protocol.exact.data import carried_inputs, dataset_tensors
+from protocol.exact.classifier import classifier_batch, cross_entropy_grad, init_classifier
+from protocol.exact.data import dataset_tensors
 from protocol.exact.family import Batch, Params
-from protocol.exact.fixedpoint import ONE, ExactMatmul, Operand, softmax_fixed
+from protocol.exact.fixedpoint import ONE, ExactMatmul, Operand
 from protocol.exact.ops.linear import LinearSaved, linear_backward, linear_forward
 from protocol.layout import bias_name, weight_name
 from protocol.models import ModelSpec
-from protocol.randomness import batch_indices, random_below
 from protocol.spec import JobSpec
 
 
@@ -35,15 +33,6 @@ def _model(spec: JobSpec) -> ModelSpec:
 
 def _layers(spec: JobSpec) -> int:
     return len(_model(spec).layer_sizes()) - 1
-
-
-def init_weight(spec: JobSpec, name: str, fan_in: int, shape: tuple[int, ...]) -> torch.Tensor:
-    """Uniform integers in ±round(2^16 / sqrt(fan_in)) from the counter-based hash of
-    (seed, name): the usual ±1/sqrt(fan_in) initialization, identical everywhere."""
-    limit = math.isqrt(ONE * ONE // fan_in)
-    count = math.prod(shape)
-    values = random_below("init", spec.seed, name, count=count, bound=2 * limit + 1)
-    return torch.tensor(values, dtype=torch.int64).reshape(shape) - limit
 
 
 def forward(
@@ -75,34 +64,15 @@ def relu_operand(z: torch.Tensor) -> Operand:
     return Operand(t64, t64.amax())
 
 
-def cross_entropy_grad(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """Gradient of the cross-entropy summed over rows: softmax_fixed(z) - onehot(y), Q16."""
-    grad = softmax_fixed(logits)
-    grad[torch.arange(logits.shape[0], device=logits.device), targets] -= ONE
-    return grad
-
-
 class MlpFamily:
     name = "mlp"
     metric = "test accuracy"
 
     def init_params(self, spec: JobSpec, device: torch.device) -> dict[str, torch.Tensor]:
-        dataset_tensors(spec, device)  # fail early on a wrong dataset or shape
-        params = {}
-        for name, shape in _model(spec).param_shapes().items():
-            if name.endswith(".weight"):
-                params[name] = init_weight(spec, name, shape[0], shape).to(device)
-            else:
-                params[name] = torch.zeros(shape, dtype=torch.int64, device=device)
-        return params
+        return init_classifier(spec, device)
 
     def batch(self, spec: JobSpec, i: int, device: torch.device) -> Batch:
-        train_x, train_y, _, _ = dataset_tensors(spec, device)
-        index = torch.tensor(
-            batch_indices(spec.seed, i, spec.batch_size, train_x.shape[0]), device=device
-        )
-        carried = carried_inputs(spec, device)
-        return Batch(train_x[index], train_y[index], Operand(carried.t64[index], carried.maxabs))
+        return classifier_batch(spec, i, device)
 
     def gradients(
         self, spec: JobSpec, params: Params, batch: Batch, matmul: ExactMatmul

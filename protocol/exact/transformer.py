@@ -47,10 +47,10 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
+from protocol.exact.classifier import init_weight
 from protocol.exact.data import text_dataset, text_tensors
 from protocol.exact.family import Batch, Params
 from protocol.exact.fixedpoint import ONE, ExactMatmul
-from protocol.exact.mlp import init_weight
 from protocol.exact.ops.activations import GeluSaved, gelu_backward, gelu_forward
 from protocol.exact.ops.attention import (
     AttentionSaved,
