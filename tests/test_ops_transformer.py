@@ -15,11 +15,23 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from protocol.errors import OverflowBoundError
-from protocol.exact.fixedpoint import ONE, ExactMatmul, exp2_fixed, softmax_fixed
+from protocol.exact.fixedpoint import (
+    LOG2E_Q16,
+    ONE,
+    ExactMatmul,
+    Operand,
+    div_round,
+    exp2_fixed,
+    isqrt_int64,
+    rshift_round,
+    softmax_fixed,
+)
 from protocol.exact.ops.activations import (
+    GELU_A_Q16,
     gelu_backward,
     gelu_forward,
     gelu_reference,
+    gelu_slope_fixed,
     relu_backward,
     relu_forward,
     relu_reference,
@@ -33,6 +45,8 @@ from protocol.exact.ops.attention import (
     attention_scale,
     causal_mask,
     exp2_lookup,
+    head_operands,
+    operand,
     softmax_backward,
     softmax_lastdim,
     softmax_reference,
@@ -48,7 +62,13 @@ from protocol.exact.ops.loss import (
     cross_entropy_loss,
     cross_entropy_reference,
 )
-from protocol.exact.ops.norm import rms_norm_backward, rms_norm_forward, rms_norm_reference
+from protocol.exact.ops.norm import (
+    RmsNormSaved,
+    _div_round_by,
+    rms_norm_backward,
+    rms_norm_forward,
+    rms_norm_reference,
+)
 
 SETTINGS = settings(max_examples=25, deadline=None)
 ULP = 1.0 / ONE
@@ -114,6 +134,29 @@ def test_lookup_tables_equal_their_formulas_everywhere() -> None:
     assert torch.equal(exp2_lookup(torch.tensor([-(1 << 40)])), torch.tensor([0]))
 
 
+def test_gelu_tables_equal_the_plain_formulas() -> None:
+    """gelu_forward / gelu_backward (a table, in-place steps) against the plain formulas: y =
+    rshift_round(x s, 16), dx = rshift_round(g d) with s = sigmoid_fixed(rshift_round(x A, 16))
+    and d = gelu_slope_fixed(u), over every u in and around the table's span and at the
+    input limit."""
+    x = torch.cat(
+        [
+            torch.arange(-16 * ONE, 16 * ONE, 3),
+            torch.tensor([(1 << 44) - 1, -(1 << 44) + 1, 1 << 40, -(1 << 40), 0, 1, -1]),
+        ]
+    )
+    g = torch.randint(-(1 << 41), 1 << 41, x.shape, generator=torch.Generator().manual_seed(3))
+    u = (x * GELU_A_Q16 + (1 << 15)) >> 16
+    s = sigmoid_fixed(u)
+    y, saved = gelu_forward(x)
+    assert torch.equal(y, (x * s + (1 << 15)) >> 16)
+    assert torch.equal(saved.s, s) and torch.equal(saved.u, u)
+    (dx,) = gelu_backward(saved, g)
+    assert torch.equal(dx, (g * gelu_slope_fixed(u) + (1 << 15)) >> 16)
+    y2, saved2 = gelu_forward(x, max_abs=(1 << 44) - 1)
+    assert torch.equal(y2, y) and torch.equal(gelu_backward(saved2, g, max_abs=1 << 41)[0], dx)
+
+
 def test_sigmoid_is_symmetric_and_saturates() -> None:
     u = torch.arange(-40 * ONE, 40 * ONE, 997)
     s = sigmoid_fixed(u)
@@ -127,9 +170,13 @@ def test_gelu_refuses_out_of_range() -> None:
         gelu_forward(torch.tensor([1 << 44]))
     with pytest.raises(OverflowBoundError):
         gelu_forward(torch.tensor([-(1 << 44)]))
+    with pytest.raises(OverflowBoundError):  # a caller's bound is checked like the scan
+        gelu_forward(torch.tensor([ONE]), max_abs=1 << 44)
     _, saved = gelu_forward(torch.tensor([ONE, -ONE]))
     with pytest.raises(OverflowBoundError):
         gelu_backward(saved, torch.tensor([1 << 42, 0]))
+    with pytest.raises(OverflowBoundError):
+        gelu_backward(saved, torch.tensor([1, 0]), max_abs=1 << 42)
 
 
 # --- rms norm ------------------------------------------------------------------------------
@@ -325,3 +372,79 @@ def test_cross_entropy_within_tolerance(seed: int, n: int, vocab: int, scale: fl
 def test_cross_entropy_refuses_out_of_range() -> None:
     with pytest.raises(OverflowBoundError):
         cross_entropy_forward(torch.tensor([[1 << 61, 0]]), torch.tensor([0]))
+
+
+# --- the fast paths against the plain formulas they replace ----------------------------------
+
+
+def _softmax_plain(x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    filled = x if mask is None else x.masked_fill(~mask, -(1 << 61))
+    z = torch.clamp(filled - filled.amax(dim=-1, keepdim=True), min=-32 * ONE)
+    exps = exp2_fixed(rshift_round(z * LOG2E_Q16, 16))
+    if mask is not None:
+        exps = exps.masked_fill(~mask, 0)
+    return torch.div(exps << 16, exps.sum(dim=-1, keepdim=True), rounding_mode="floor")
+
+
+def test_softmax_in_place_equals_the_plain_formula() -> None:
+    gen = torch.Generator().manual_seed(5)
+    x = q16(gen, (3, 2, 8, 8), 6.0)
+    x[0, 0, 3] = -(1 << 60)  # a row far below the clamp
+    mask = causal_mask(8, x.device)
+    for m in (None, mask):
+        want = _softmax_plain(x, m)
+        assert torch.equal(softmax_lastdim(x, m), want)
+        assert torch.equal(softmax_lastdim(x.clone(), m, inplace=True), want)
+    p = softmax_lastdim(x, mask)
+    dp = q16(gen, p.shape, 3.0)
+    row = rshift_round((dp * p).sum(dim=-1, keepdim=True), 16)
+    assert torch.equal(softmax_backward(p, dp.clone()), rshift_round(p * (dp - row), 16))
+
+
+def test_attention_operands_equal_operand_of() -> None:
+    gen = torch.Generator().manual_seed(6)
+    b, t, heads, dh = 2, 5, 3, 4
+    qkv = q16(gen, (b, t, 3 * heads * dh), 2.0)
+    ops = head_operands(qkv, heads)
+    for j, op in enumerate(ops):
+        part = qkv[..., j * heads * dh : (j + 1) * heads * dh]
+        want = Operand.of(part.reshape(b, t, heads, dh).transpose(1, 2))
+        assert torch.equal(op.t64, want.t64) and torch.equal(op.maxabs, want.maxabs)
+        assert op.t64.is_contiguous()
+    for t_ in (qkv, -qkv.abs(), qkv.abs()):
+        assert torch.equal(operand(t_).maxabs, Operand.of(t_).maxabs)
+    q, k, v = (op.t64.to(torch.int64) for op in ops)
+    out_t, saved_t = attention_forward(ExactMatmul(), q, k, v, "t")
+    out_o, saved_o = attention_forward(ExactMatmul(), *ops, "t")
+    assert torch.equal(out_t, out_o) and torch.equal(saved_t.p_int, saved_o.p_int)
+
+
+def _rms_plain(x: torch.Tensor, gain: torch.Tensor, g: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """The rms norm's formulas (module docstring), step by step with div_round."""
+    d = x.shape[-1]
+    total = (x * x).sum(dim=-1, keepdim=True)
+    r = isqrt_int64((div_round(total, torch.full_like(total, d)) + (1 << 16)) << 8)
+    n = div_round(x << 20, r)
+    y = rshift_round(n * gain, 16)
+    grad_gain = rshift_round((g * n).reshape(-1, d).sum(dim=0), 16)
+    dn = rshift_round(g * gain, 16)
+    dot = (dn * n).sum(dim=-1, keepdim=True)
+    c = div_round(dot, torch.full_like(dot, d << 16))
+    grad_x = div_round(((dn << 16) - n * c) << 4, r)
+    return y, grad_x, grad_gain
+
+
+@pytest.mark.parametrize("d", [1, 3, 16, 48, 64])
+def test_rms_norm_equals_the_plain_formulas(d: int) -> None:
+    gen = torch.Generator().manual_seed(d)
+    x, g = q16(gen, (4, 7, d), 3.0), q16(gen, (4, 7, d), 5.0)
+    gain = q16(gen, (d,), 1.5)
+    y, saved = rms_norm_forward(x, gain)
+    grad_x, grad_gain = rms_norm_backward(saved, g)
+    want = _rms_plain(x, gain, g)
+    assert torch.equal(y, want[0])
+    assert torch.equal(grad_x, want[1]) and torch.equal(grad_gain, want[2])
+    bare = RmsNormSaved(saved.n, saved.r, saved.gain)  # maxima not recorded: scanned
+    assert torch.equal(rms_norm_backward(bare, g)[0], want[1])
+    a = torch.arange(-(1 << 20), 1 << 20, 997)
+    assert torch.equal(_div_round_by(a, d), div_round(a, torch.full_like(a, d)))

@@ -22,7 +22,7 @@ from protocol.exact.ops.activations import gelu_reference
 from protocol.exact.ops.attention import attention_reference
 from protocol.exact.ops.norm import rms_norm_reference
 from protocol.exact.program import evaluate, init, params_of, run, step
-from protocol.exact.transformer import FAMILY, forward
+from protocol.exact.transformer import FAMILY, _merge, _merge_qkv, forward
 from protocol.layout import STEP_KEY
 from protocol.spec import JobSpec
 from services import scenarios
@@ -257,3 +257,10 @@ def test_overflow_raises_and_the_step_is_skipped() -> None:
     after = step(spec, state, 0)
     assert int(after[STEP_KEY]) == 1
     assert all(torch.equal(after[k], state[k]) for k in state if k != STEP_KEY)
+
+
+def test_merge_qkv_equals_the_cat_of_merged_heads() -> None:
+    gen = torch.Generator().manual_seed(4)
+    dq, dk, dv = (torch.randint(-(1 << 40), 1 << 40, (2, 3, 5, 4), generator=gen) for _ in "qkv")
+    want = torch.cat([_merge(dq), _merge(dk), _merge(dv)], dim=-1)
+    assert torch.equal(_merge_qkv(dq, dk, dv), want)

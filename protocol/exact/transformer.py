@@ -27,7 +27,7 @@ norm checks it again before anything else reads it). Backward, every residual-st
 is a norm's dx, |dx| < 2^57 / 2^12 * 2^4 = 2^49 (the norm's checked |t| < 2^57 and r >= 2^12),
 or the sum of at most 2 L + 1 <= 17 of them, < 2^54. No int64 can wrap.
 
-Initialization (deterministic, ``random_below`` through ``mlp.init_weight``): every weight
+Initialization (deterministic, ``random_below`` through ``classifier.init_weight``): every weight
 (fan_in, fan_out) uniform in ±1/sqrt(fan_in); token and position embeddings uniform in
 ±1/sqrt(d); gains 1 (2^16); biases 0.
 
@@ -50,12 +50,14 @@ import torch.nn.functional as F
 from protocol.exact.classifier import init_weight
 from protocol.exact.data import text_dataset, text_tensors
 from protocol.exact.family import Batch, Params
-from protocol.exact.fixedpoint import ONE, ExactMatmul
+from protocol.exact.fixedpoint import ONE, ExactMatmul, maxabs
 from protocol.exact.ops.activations import GeluSaved, gelu_backward, gelu_forward
 from protocol.exact.ops.attention import (
     AttentionSaved,
     attention_backward,
     attention_forward,
+    head_operands,
+    operand,
     softmax_lastdim,
 )
 from protocol.exact.ops.embedding import EmbeddingSaved, embedding_backward, embedding_forward
@@ -112,10 +114,25 @@ def _merge(x: torch.Tensor) -> torch.Tensor:
     return x.transpose(1, 2).reshape(b, t, h * dh)
 
 
+def _gelu_input_bound(bias: torch.Tensor) -> int:
+    """An upper bound on max|z| of a linear output z = rshift_round(P, 16) + b: ``ExactMatmul``
+    made P only if |P| < 2^53, so |rshift_round(P, 16)| <= (2^53 + 2^15) / 2^16 < 2^37 + 1;
+    plus max|b| (a 256-element scan instead of a scan of z)."""
+    return (1 << 37) + 1 + maxabs(bias)
+
+
+# The mlp.out layer's input gradient is rshift_round(P, 16) of a product ExactMatmul made
+# (|P| < 2^53), so it is at most 2^37 + 1 in magnitude: gelu_backward's bound, proved.
+_GRAD_INPUT_BOUND = (1 << 37) + 1
+
+
 def forward(spec: JobSpec, params: Params, tokens: torch.Tensor, matmul: ExactMatmul) -> _Forward:
-    """The exact forward pass over token windows (B, t), t <= T; keeps what backward needs."""
+    """The exact forward pass over token windows (B, t), t <= T; keeps what backward needs.
+
+    Weights enter as ``matmul.operand(w)`` (their max from the step's range check when known),
+    each converted once for the forward and the backward. q, k, v enter the attention as
+    ``head_operands`` of the qkv output: one float64 copy in head layout instead of three."""
     model = _model(spec)
-    d = model.d_model
     fw = _Forward()
     b, t = tokens.shape
     positions = torch.arange(t, device=tokens.device).expand(b, t)
@@ -127,34 +144,41 @@ def forward(spec: JobSpec, params: Params, tokens: torch.Tensor, matmul: ExactMa
         blk = _Block()
         a, blk.norm1 = rms_norm_forward(x, params[p + "norm1.gain"])
         qkv, blk.qkv = linear_forward(
-            matmul, a, params[p + "attn.qkv.weight"], params[p + "attn.qkv.bias"], p + "qkv"
+            matmul,
+            a,
+            matmul.operand(params[p + "attn.qkv.weight"]),
+            params[p + "attn.qkv.bias"],
+            p + "qkv",
         )
-        q, k, v = (_heads(part, model.heads) for part in torch.split(qkv, d, dim=-1))
+        q, k, v = head_operands(qkv, model.heads)
         o, blk.attn = attention_forward(matmul, q, k, v, p + "attn")
         out, blk.proj = linear_forward(
             matmul,
             _merge(o),
-            params[p + "attn.proj.weight"],
+            matmul.operand(params[p + "attn.proj.weight"]),
             params[p + "attn.proj.bias"],
             p + "proj",
         )
-        x = x + out
+        x += out  # x is this function's own tensor (the embedding sum); no norm saves x
         m, blk.norm2 = rms_norm_forward(x, params[p + "norm2.gain"])
+        in_bias = params[p + "mlp.in.bias"]
         u, blk.mlp_in = linear_forward(
-            matmul, m, params[p + "mlp.in.weight"], params[p + "mlp.in.bias"], p + "mlp.in"
+            matmul, m, matmul.operand(params[p + "mlp.in.weight"]), in_bias, p + "mlp.in"
         )
-        hidden, blk.gelu = gelu_forward(u)
+        hidden, blk.gelu = gelu_forward(u, max_abs=_gelu_input_bound(in_bias))
         out, blk.mlp_out = linear_forward(
             matmul,
-            hidden,
-            params[p + "mlp.out.weight"],
+            operand(hidden),
+            matmul.operand(params[p + "mlp.out.weight"]),
             params[p + "mlp.out.bias"],
             p + "mlp.out",
         )
-        x = x + out
+        x += out
         fw.blocks.append(blk)
     xf, fw.norm = rms_norm_forward(x, params["norm.gain"])
-    fw.logits, fw.head = linear_forward(matmul, xf, params["head.weight"], None, "head")
+    fw.logits, fw.head = linear_forward(
+        matmul, xf, matmul.operand(params["head.weight"]), None, "head"
+    )
     return fw
 
 
@@ -176,7 +200,7 @@ def _backward(
         g, gw, gb = linear_backward(matmul, blk.mlp_out, gx, p + "mlp.out")
         grads[p + "mlp.out.weight"], grads[p + "mlp.out.bias"] = gw, gb
         assert g is not None
-        (g,) = gelu_backward(blk.gelu, g)
+        (g,) = gelu_backward(blk.gelu, g, max_abs=_GRAD_INPUT_BOUND)
         g, gw, gb = linear_backward(matmul, blk.mlp_in, g, p + "mlp.in")
         grads[p + "mlp.in.weight"], grads[p + "mlp.in.bias"] = gw, gb
         assert g is not None
@@ -186,15 +210,26 @@ def _backward(
         grads[p + "attn.proj.weight"], grads[p + "attn.proj.bias"] = gw, gb
         assert g is not None
         dq, dk, dv = attention_backward(matmul, blk.attn, _heads(g, model.heads), p + "attn")
-        g_qkv = torch.cat([_merge(dq), _merge(dk), _merge(dv)], dim=-1)
-        g, gw, gb = linear_backward(matmul, blk.qkv, g_qkv, p + "qkv")
+        g, gw, gb = linear_backward(matmul, blk.qkv, _merge_qkv(dq, dk, dv), p + "qkv")
         grads[p + "attn.qkv.weight"], grads[p + "attn.qkv.bias"] = gw, gb
         assert g is not None
         g, grads[p + "norm1.gain"] = rms_norm_backward(blk.norm1, g)
-        gx = gx + g
+        gx += g  # gx is this function's own tensor here (a sum made above)
     (grads["embed.token"],) = embedding_backward(fw.token, gx)
     (grads["embed.position"],) = embedding_backward(fw.position, gx)
     return {name: grads[name] for name in model.param_shapes()}
+
+
+def _merge_qkv(dq: torch.Tensor, dk: torch.Tensor, dv: torch.Tensor) -> torch.Tensor:
+    """(B, T, 3d) = cat([_merge(dq), _merge(dk), _merge(dv)], -1), by one copy of each into
+    its place (the same elements at the same positions as the cat)."""
+    b, h, t, dh = dq.shape
+    out = torch.empty((b, t, 3, h, dh), dtype=dq.dtype, device=dq.device)
+    parts = out.permute(2, 0, 3, 1, 4)  # (3, B, h, T, dh) view
+    parts[0].copy_(dq)
+    parts[1].copy_(dk)
+    parts[2].copy_(dv)
+    return out.view(b, t, 3 * h * dh)
 
 
 def _windows(tokens: torch.Tensor, starts: torch.Tensor, t: int) -> tuple[torch.Tensor, ...]:

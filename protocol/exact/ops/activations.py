@@ -28,8 +28,8 @@ gelu  (the sigmoid form, "QuickGELU":  gelu(x) ~= x * sigmoid(1.702 x))
 
     Speed: sp depends on |u| alone and is exactly 2^16 from |u| = 12 on, so the forward reads
     it from a table of the formula's own values over 0..12 * 2^16 (``sigmoid_lookup``, built
-    once per device by the formula itself): the same integers, one gather instead of ~20
-    elementwise passes.
+    once per device by the formula itself, kept as int16 offsets): the same integers, one
+    gather instead of ~20 elementwise passes.
 
     Bound: |x| < 2^44 is checked (``OverflowBoundError`` otherwise), so |x A| < 2^61 and
     |x s| < 2^60; min(|u|, 32) * LOG2E < 2^39; 2 * 2^32 + 2^17 for div_round. The clamp at 32
@@ -57,6 +57,7 @@ from protocol.exact.fixedpoint import (
     maxabs,
     require_below,
     rshift_round,
+    rshift_round_,
 )
 
 GELU_A_Q16 = 111542  # round(1.702 * 2^16)
@@ -91,9 +92,8 @@ def relu_reference(x: torch.Tensor) -> torch.Tensor:
 
 
 class GeluSaved(NamedTuple):
-    x: torch.Tensor
-    u: torch.Tensor  # a x, Q16
     s: torch.Tensor  # sigmoid(a x), Q16
+    u: torch.Tensor  # a x, Q16
 
 
 def _sigmoid_of_abs(au: torch.Tensor) -> torch.Tensor:
@@ -109,50 +109,88 @@ def sigmoid_fixed(u: torch.Tensor) -> torch.Tensor:
     return torch.where(u >= 0, sp, ONE - sp)
 
 
+def gelu_slope_fixed(u: torch.Tensor) -> torch.Tensor:
+    """The backward's d = s + rshift_round(u * s1, 16), s = sigmoid_fixed(u),
+    s1 = rshift_round(s * (2^16 - s), 16): the definition, for tests (``gelu_backward``
+    computes the same integers in place)."""
+    s = sigmoid_fixed(u)
+    s1 = rshift_round(s * (ONE - s), FRAC)
+    return s + rshift_round(u * s1, FRAC)
+
+
 # sigmoid_fixed(|u|) is exactly 2^16 for every |u| >= SIGMOID_SPAN: there t <= -17.3 * 2^16,
 # so exp2_fixed's 2^frac (< 2^17) is shifted right by 17 or more to 0, and div_round(2^32,
-# 2^16) = 2^16. A table of _sigmoid_of_abs over 0..SIGMOID_SPAN therefore IS sigmoid_fixed.
+# 2^16) = 2^16. A table of _sigmoid_of_abs over 0..SIGMOID_SPAN therefore IS sigmoid_fixed on
+# |u| clamped at SIGMOID_SPAN. Its values lie in [2^15, 2^16] (2^15 at 0: exp2_fixed(0) = 2^16,
+# div_round(2^32, 2^17) = 2^15), so the table is kept as sp - 2^15 - 1 in [-1, 2^15 - 1]:
+# int16, 1.5 MiB, its hot part (|u| < 3) small enough to stay in cache — the gather's cost is
+# its cache misses.
 SIGMOID_SPAN = 12 * ONE
+_SIGMOID_OFFSET = (1 << 15) + 1
 _SIGMOID_TABLES: dict[str, torch.Tensor] = {}
 
 
 def sigmoid_table(device: torch.device) -> torch.Tensor:
-    """_sigmoid_of_abs(0..SIGMOID_SPAN), computed once per device by the integer formula."""
+    """_sigmoid_of_abs(0..SIGMOID_SPAN) - 2^15 - 1 as int16, computed once per device by the
+    integer formula (its range checked, so the int16 copy is exact)."""
     key = str(device)
     if key not in _SIGMOID_TABLES:
         table = _sigmoid_of_abs(torch.arange(SIGMOID_SPAN + 1, device=device))
-        if int(table[-1]) != ONE:  # the argument above, checked once
-            raise AssertionError("sigmoid table does not saturate at its span")
-        _SIGMOID_TABLES[key] = table
+        ends = [int(table[0]), int(table[-1]), int(table.min()), int(table.max())]
+        if ends != [1 << 15, ONE, 1 << 15, ONE]:  # the argument above, checked once
+            raise AssertionError("sigmoid table does not span [2^15, 2^16] as argued")
+        _SIGMOID_TABLES[key] = (table - _SIGMOID_OFFSET).to(torch.int16)
     return _SIGMOID_TABLES[key]
 
 
 def sigmoid_lookup(u: torch.Tensor) -> torch.Tensor:
-    """``sigmoid_fixed(u)`` bit for bit, by one gather from ``sigmoid_table``."""
-    index = torch.clamp(u.abs(), max=SIGMOID_SPAN).reshape(-1)
+    """``sigmoid_fixed(u)`` bit for bit, by one gather from ``sigmoid_table``.
+
+    sp = table[min(|u|, SPAN)] + 2^15 + 1 is sigmoid_fixed(|u|); sigmoid_fixed(u) is sp for
+    u >= 0 and 2^16 - sp for u < 0, i.e. 2^15 + sign(u) (sp - 2^15) (at u = 0, sp = 2^15 and
+    both are 2^15). With sp - 2^15 = table + 1: s = sign(u) table + sign(u) + 2^15, in int64
+    (sign(u) is int64, so the product with the int16 gather is formed in int64)."""
+    index = u.abs().clamp_(max=SIGMOID_SPAN).reshape(-1)
     sp = sigmoid_table(u.device).index_select(0, index).reshape(u.shape)
-    # sp if u >= 0 else 2^16 - sp (at u = 0, sp = 2^15 either way): no torch.where pass
-    sp -= ONE // 2
-    sp *= torch.sign(u)
-    sp += ONE // 2
-    return sp
+    sign = torch.sign(u)
+    s = sign * sp
+    s += sign
+    s += 1 << 15
+    return s
 
 
-def gelu_forward(x: torch.Tensor) -> tuple[torch.Tensor, GeluSaved]:
-    """y = x * sigmoid(1.702 x) in Q16 (see the module docstring for rounding and bounds)."""
-    require_below(maxabs(x), GELU_INPUT_LIMIT, "gelu", "max|x|")
-    u = rshift_round(x * GELU_A_Q16, FRAC)
+def gelu_forward(x: torch.Tensor, *, max_abs: int | None = None) -> tuple[torch.Tensor, GeluSaved]:
+    """y = x * sigmoid(1.702 x) in Q16 (see the module docstring for rounding and bounds).
+
+    ``max_abs``: an upper bound on max|x| the caller has proved (e.g. for a linear layer's
+    output, |rshift_round(product, 16) + b| <= 2^37 + 1 + max|b| by ``ExactMatmul``'s bound);
+    it is checked against the limit instead of scanning x. Default: max|x| itself.
+    u and y are rounded in place on their fresh products (the same integers)."""
+    bound = maxabs(x) if max_abs is None else max_abs
+    require_below(bound, GELU_INPUT_LIMIT, "gelu", "max|x|")
+    u = rshift_round_(x * GELU_A_Q16, FRAC)
     s = sigmoid_lookup(u)
-    return rshift_round(x * s, FRAC), GeluSaved(x, u, s)
+    return rshift_round_(x * s, FRAC), GeluSaved(s, u)
 
 
-def gelu_backward(saved: GeluSaved, grad_y: torch.Tensor) -> tuple[torch.Tensor]:
-    """dx = g * (s + a x s (1 - s)) in Q16."""
-    require_below(maxabs(grad_y), GELU_GRAD_LIMIT, "gelu backward", "max|g|")
+def gelu_backward(
+    saved: GeluSaved, grad_y: torch.Tensor, *, max_abs: int | None = None
+) -> tuple[torch.Tensor]:
+    """dx = g * (s + a x s (1 - s)) in Q16. ``max_abs``: a proved upper bound on max|g|, as
+    in ``gelu_forward``. Every step of d = s + rshift_round(u s1, 16),
+    s1 = rshift_round(s (2^16 - s), 16), dx = rshift_round(g d, 16) is done in place on one
+    fresh tensor (2^16 - s): the same integer operations in the same order."""
+    bound = maxabs(grad_y) if max_abs is None else max_abs
+    require_below(bound, GELU_GRAD_LIMIT, "gelu backward", "max|g|")
     s = saved.s
-    s1 = rshift_round(s * (ONE - s), FRAC)
-    d = s + rshift_round(saved.u * s1, FRAC)
-    return (rshift_round(grad_y * d, FRAC),)
+    d = ONE - s
+    d *= s
+    d = rshift_round_(d, FRAC)  # s1
+    d *= saved.u
+    d = rshift_round_(d, FRAC)
+    d += s
+    d *= grad_y
+    return (rshift_round_(d, FRAC),)
 
 
 def gelu_reference(x: torch.Tensor) -> torch.Tensor:

@@ -99,33 +99,74 @@ def exp2_table(device: torch.device) -> torch.Tensor:
 
 def exp2_lookup(t: torch.Tensor) -> torch.Tensor:
     """``exp2_fixed(t)`` for Q16 t <= 0, bit for bit, by one gather from ``exp2_table``."""
-    index = torch.clamp(-t, max=EXP2_SPAN + 1).reshape(-1)
+    index = torch.neg(t).clamp_(max=EXP2_SPAN + 1).reshape(-1)
     return exp2_table(t.device).index_select(0, index).reshape(t.shape)
 
 
-def softmax_lastdim(x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+def softmax_lastdim(
+    x: torch.Tensor, mask: torch.Tensor | None = None, *, inplace: bool = False
+) -> torch.Tensor:
     """Softmax over the last dimension of Q16 ``x`` as Q16 probabilities, integer only;
     entries where ``mask`` (broadcast to x) is False get probability exactly 0. Every row must
-    keep at least one entry."""
+    keep at least one entry. ``inplace``: x is a fresh tensor the caller gives up (a product);
+    its storage is reused for the intermediates — the same integers, each step below being
+    the out-of-place formula's operation written over a tensor nothing else reads."""
     require_below(maxabs(x), SOFTMAX_INPUT_LIMIT, "softmax", "max|x|")
-    filled = x if mask is None else x.masked_fill(~mask, -SOFTMAX_INPUT_LIMIT)
-    z = torch.clamp(filled - filled.amax(dim=-1, keepdim=True), min=_Z_FLOOR)  # <= 0
-    exps = exp2_lookup(rshift_round_(z * LOG2E_Q16, FRAC))
+    if mask is None:
+        z = x.clone() if not inplace else x
+    else:
+        z = (
+            x.masked_fill_(~mask, -SOFTMAX_INPUT_LIMIT)
+            if inplace
+            else x.masked_fill(~mask, -SOFTMAX_INPUT_LIMIT)
+        )
+    z -= z.amax(dim=-1, keepdim=True)
+    z.clamp_(min=_Z_FLOOR)  # <= 0
+    z *= LOG2E_Q16
+    exps = exp2_lookup(rshift_round_(z, FRAC))
     if mask is not None:
-        exps = exps.masked_fill(~mask, 0)
+        exps.masked_fill_(~mask, 0)
     total = exps.sum(dim=-1, keepdim=True)
-    return torch.div(exps << FRAC, total, rounding_mode="floor")
+    exps <<= FRAC
+    return torch.div(exps, total, rounding_mode="floor")
 
 
 def softmax_backward(p: torch.Tensor, grad_p: torch.Tensor) -> torch.Tensor:
-    """dS = P * (dP - rowsum(dP * P)) over the last dimension, Q16 (see the module docstring)."""
+    """dS = P * (dP - rowsum(dP * P)) over the last dimension, Q16 (see the module docstring).
+    ``grad_p`` must be a fresh tensor the caller gives up: dS is written over it (the same
+    integers as rshift_round(p * (grad_p - row), 16) out of place)."""
     require_below(maxabs(grad_p), SOFTMAX_GRAD_LIMIT, "softmax backward", "max|dP|")
     row = rshift_round_((grad_p * p).sum(dim=-1, keepdim=True), FRAC)
-    return rshift_round_(p * (grad_p - row), FRAC)
+    grad_p -= row
+    grad_p *= p
+    return rshift_round_(grad_p, FRAC)
 
 
 def _transpose(op: Operand) -> Operand:
     return Operand(op.t64.transpose(-2, -1), op.maxabs)
+
+
+def operand(t: torch.Tensor) -> Operand:
+    """``Operand.of(t)`` with the same ``maxabs`` value from one ``aminmax`` pass instead of
+    ``abs()`` (a written copy) then ``amax``: max|v| = max(-min v, max v) for the float64
+    values of integers below 2^53, exactly (negation and comparison are exact). Non-empty t."""
+    t64 = t.to(torch.float64)
+    lo, hi = torch.aminmax(t64)
+    return Operand(t64, torch.maximum(-lo, hi))
+
+
+def head_operands(qkv: torch.Tensor, heads: int) -> tuple[Operand, Operand, Operand]:
+    """The q, k, v operands (B, h, T, dh) of a (B, T, 3d) int64 ``[q | k | v]`` tensor, head
+    j taking columns j dh .. (j+1) dh - 1 of its third: one strided copy into a contiguous
+    float64 (3, B, h, T, dh) buffer and one ``aminmax`` over each third — the same t64 values
+    and the same maxabs as ``Operand.of`` of each third's heads (``operand``'s argument)."""
+    b, t, three_d = qkv.shape
+    dh = three_d // (3 * heads)
+    out = torch.empty((3, b, heads, t, dh), dtype=torch.float64, device=qkv.device)
+    out.copy_(qkv.view(b, t, 3, heads, dh).permute(2, 0, 3, 1, 4))
+    lo, hi = torch.aminmax(out.view(3, -1), dim=1)
+    m = torch.maximum(-lo, hi)
+    return Operand(out[0], m[0]), Operand(out[1], m[1]), Operand(out[2], m[2])
 
 
 class AttentionSaved(NamedTuple):
@@ -134,33 +175,45 @@ class AttentionSaved(NamedTuple):
     v: Operand
     p: Operand  # probabilities, Q16, (B, h, T, T)
     scale: int
+    p_int: torch.Tensor  # the same probabilities as int64
+
+
+def _as_operand(t: Operand | torch.Tensor) -> Operand:
+    return t if isinstance(t, Operand) else operand(t)
 
 
 def attention_forward(
-    matmul: ExactMatmul, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, where: str
+    matmul: ExactMatmul,
+    q: Operand | torch.Tensor,
+    k: Operand | torch.Tensor,
+    v: Operand | torch.Tensor,
+    where: str,
 ) -> tuple[torch.Tensor, AttentionSaved]:
-    """O = softmax(q k^T / sqrt(dh), causal) v for q, k, v of shape (B, h, T, dh), Q16."""
-    t, dh = q.shape[-2], q.shape[-1]
+    """O = softmax(q k^T / sqrt(dh), causal) v for q, k, v of shape (B, h, T, dh), Q16
+    (int64 tensors, or their ``Operand``s, e.g. from ``head_operands``)."""
+    q_op, k_op, v_op = _as_operand(q), _as_operand(k), _as_operand(v)
+    t, dh = q_op.t64.shape[-2], q_op.t64.shape[-1]
     scale = attention_scale(dh)
-    q_op, k_op, v_op = Operand.of(q), Operand.of(k), Operand.of(v)
-    s16 = rshift_round_(matmul(q_op, _transpose(k_op), f"{where}.scores"), FRAC)
-    scores = rshift_round_(s16 * scale, FRAC)
-    p = softmax_lastdim(scores, causal_mask(t, q.device))
+    # S = rshift_round(rshift_round(q k^T, 16) * C, 16), each step in place on the fresh
+    # product (|S16 C| < 2^53, module docstring)
+    scores = rshift_round_(matmul(q_op, _transpose(k_op), f"{where}.scores"), FRAC)
+    scores *= scale
+    p = softmax_lastdim(rshift_round_(scores, FRAC), causal_mask(t, scores.device), inplace=True)
     p_op = Operand.of(p, nonnegative=True)
     out = rshift_round_(matmul(p_op, v_op, f"{where}.values"), FRAC)
-    return out, AttentionSaved(q_op, k_op, v_op, p_op, scale)
+    return out, AttentionSaved(q_op, k_op, v_op, p_op, scale, p)
 
 
 def attention_backward(
     matmul: ExactMatmul, saved: AttentionSaved, grad_out: torch.Tensor, where: str
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(dq, dk, dv) for the gradient ``grad_out`` of O."""
-    g_op = Operand.of(grad_out)
-    p = saved.p.t64.to(torch.int64)
+    g_op = operand(grad_out)
     dv = rshift_round_(matmul(_transpose(saved.p), g_op, f"{where}.grad_v"), FRAC)
     dp = rshift_round_(matmul(g_op, _transpose(saved.v), f"{where}.grad_p"), FRAC)
-    ds = rshift_round_(softmax_backward(p, dp) * saved.scale, FRAC)
-    ds_op = Operand.of(ds)
+    ds = softmax_backward(saved.p_int, dp)
+    ds *= saved.scale  # |dS C| < 2^61 (module docstring)
+    ds_op = operand(rshift_round_(ds, FRAC))
     dq = rshift_round_(matmul(ds_op, saved.k, f"{where}.grad_q"), FRAC)
     dk = rshift_round_(matmul(_transpose(ds_op), saved.q, f"{where}.grad_k"), FRAC)
     return dq, dk, dv

@@ -55,6 +55,7 @@ from protocol.exact.fixedpoint import (
     maxabs,
     require_below,
     rshift_round,
+    rshift_round_,
 )
 
 RMS_FRAC = 20
@@ -71,40 +72,76 @@ class RmsNormSaved(NamedTuple):
     n: torch.Tensor  # x / r, Q16
     r: torch.Tensor  # rms, Q20, shape (..., 1)
     gain: torch.Tensor
+    n_max: int = -1  # max|n| and max|gain|, as the forward found them (-1: not recorded)
+    gain_max: int = -1
+
+
+def _div_round_by(a: torch.Tensor, divisor: int) -> torch.Tensor:
+    """``div_round(a, full_like(a, divisor))`` for a Python int divisor >= 1: for a power of
+    two 2^k (k >= 1), floor((2a + 2^k) / 2^(k+1)) = floor((a + 2^(k-1)) / 2^k) =
+    rshift_round(a, k) exactly (the same rational number); otherwise the division itself."""
+    if divisor > 1 and divisor & (divisor - 1) == 0:
+        return rshift_round(a, divisor.bit_length() - 1)
+    return div_round(a, torch.full_like(a, divisor))
+
+
+def _div_round_rows_(num2: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
+    """div_round(a, r) = floor((2a + r) / 2r) given ``num2`` = 2a, a fresh tensor the caller
+    gives up: r is added and the floor division done in place (the same integers as
+    ``div_round``: the same numerator 2a + r and denominator 2r)."""
+    num2 += r
+    return num2.div_(2 * r, rounding_mode="floor")
 
 
 def rms_norm_forward(x: torch.Tensor, gain: torch.Tensor) -> tuple[torch.Tensor, RmsNormSaved]:
-    """y = x / sqrt(mean(x^2) + 2^-16) * gain over the last dimension (Q16)."""
+    """y = x / sqrt(mean(x^2) + 2^-16) * gain over the last dimension (Q16).
+
+    Speed (the same integers as the module docstring's formulas): mean(x^2)'s div_round by a
+    power-of-two d is a shift (``_div_round_by``); n = div_round(x 2^20, r) is formed as
+    (x << 21) + r floor-divided by 2r in place (``_div_round_rows_``); y's rounding is done in
+    place on the fresh product; max|n| and max|gain| are saved for the backward's checks."""
     d = x.shape[-1]
     require_below(maxabs(x), rms_input_limit(d), "rms norm", "max|x|")
-    total = (x * x).sum(dim=-1, keepdim=True)
-    mean_sq = div_round(total, torch.full_like(total, d)) + EPS_Q32
+    sq = x * x
+    total = sq.sum(dim=-1, keepdim=True)
+    del sq
+    mean_sq = _div_round_by(total, d) + EPS_Q32
     r = isqrt_int64(mean_sq << (2 * RMS_FRAC - 2 * FRAC))
-    n = div_round(x << RMS_FRAC, r)
-    require_below(maxabs(n) * maxabs(gain), _LIMIT, "rms norm", "max|n|*max|gain|")
-    y = rshift_round(n * gain, FRAC)
-    return y, RmsNormSaved(n, r, gain)
+    n = _div_round_rows_(x << (RMS_FRAC + 1), r)  # |x 2^21| < 2^48
+    n_max, gain_max = maxabs(n), maxabs(gain)
+    require_below(n_max * gain_max, _LIMIT, "rms norm", "max|n|*max|gain|")
+    y = rshift_round_(n * gain, FRAC)
+    return y, RmsNormSaved(n, r, gain, n_max, gain_max)
 
 
 def rms_norm_backward(
     saved: RmsNormSaved, grad_y: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(grad_x, grad_gain) for the gradient ``grad_y`` of y (grad_gain summed over rows)."""
-    n, r, gain = saved
+    """(grad_x, grad_gain) for the gradient ``grad_y`` of y (grad_gain summed over rows).
+
+    Speed (the same integers): max|n| and max|gain| come from the forward (n and gain are not
+    modified in between); c's div_round by d 2^16 is a shift for a power-of-two d; t and
+    grad_x are formed in place on fresh tensors (grad_x = div_round(t 2^4, r) as
+    (t << 5) + r floor-divided by 2r)."""
+    n, r, gain = saved.n, saved.r, saved.gain
     d = n.shape[-1]
     rows = n.numel() // max(d, 1)
-    g_max, n_max = maxabs(grad_y), maxabs(n)
-    require_below(g_max * maxabs(gain), _LIMIT, "rms norm backward", "max|dy|*max|gain|")
+    g_max = maxabs(grad_y)
+    n_max = saved.n_max if saved.n_max >= 0 else maxabs(n)
+    gain_max = saved.gain_max if saved.gain_max >= 0 else maxabs(gain)
+    require_below(g_max * gain_max, _LIMIT, "rms norm backward", "max|dy|*max|gain|")
     require_below(g_max * n_max * rows, _LIMIT, "rms norm backward", "max|dy|*max|n|*rows")
-    grad_gain = rshift_round((grad_y * n).reshape(-1, d).sum(dim=0), FRAC)
-    dn = rshift_round(grad_y * gain, FRAC)
+    grad_gain = rshift_round_((grad_y * n).reshape(-1, d).sum(dim=0), FRAC)
+    dn = rshift_round_(grad_y * gain, FRAC)
     require_below(maxabs(dn) * n_max * d, _LIMIT, "rms norm backward", "max|dn|*max|n|*d")
     dot = (dn * n).sum(dim=-1, keepdim=True)
-    c = div_round(dot, torch.full_like(dot, d << FRAC))
+    c = _div_round_by(dot, d << FRAC)
     require_below(n_max * maxabs(c), _LIMIT, "rms norm backward", "max|n|*max|c|")
-    t = (dn << FRAC) - n * c
+    t = n * c
+    torch.sub(dn << FRAC, t, out=t)  # t = dn 2^16 - n c
     require_below(maxabs(t), 1 << 57, "rms norm backward", "max|t|")
-    grad_x = div_round(t << (RMS_FRAC - FRAC), r)
+    t <<= RMS_FRAC - FRAC + 1  # 2 (t 2^4), |.| < 2^62
+    grad_x = _div_round_rows_(t, r)
     return grad_x, grad_gain
 
 
