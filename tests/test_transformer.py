@@ -20,9 +20,16 @@ from protocol.exact.fixedpoint import ONE, ExactMatmul
 from protocol.exact.native import NativeTrainer
 from protocol.exact.ops.activations import gelu_reference
 from protocol.exact.ops.attention import attention_reference
+from protocol.exact.ops.linear import linear_backward, linear_forward
 from protocol.exact.ops.norm import rms_norm_reference
 from protocol.exact.program import evaluate, init, params_of, run, step
-from protocol.exact.transformer import FAMILY, _merge, _merge_qkv, forward
+from protocol.exact.transformer import (
+    FAMILY,
+    _linear_backward_wt,
+    _merge,
+    _merge_qkv,
+    forward,
+)
 from protocol.layout import STEP_KEY
 from protocol.spec import JobSpec
 from services import scenarios
@@ -264,3 +271,15 @@ def test_merge_qkv_equals_the_cat_of_merged_heads() -> None:
     dq, dk, dv = (torch.randint(-(1 << 40), 1 << 40, (2, 3, 5, 4), generator=gen) for _ in "qkv")
     want = torch.cat([_merge(dq), _merge(dk), _merge(dv)], dim=-1)
     assert torch.equal(_merge_qkv(dq, dk, dv), want)
+
+
+def test_transposed_weight_gradient_equals_linear_backward() -> None:
+    gen = torch.Generator().manual_seed(5)
+    x = torch.randint(-(1 << 18), 1 << 18, (2, 3, 8), generator=gen)
+    w = torch.randint(-(1 << 16), 1 << 16, (8, 4), generator=gen)
+    g = torch.randint(-(1 << 20), 1 << 20, (2, 3, 4), generator=gen)
+    _, saved = linear_forward(ExactMatmul(), x, w, None, "t")
+    want = linear_backward(ExactMatmul(), saved, g, "t")
+    got = _linear_backward_wt(ExactMatmul(), saved, g, "t")
+    for a, b in zip(got, want, strict=True):
+        assert a is not None and b is not None and torch.equal(a, b) and a.is_contiguous()

@@ -50,7 +50,15 @@ import torch.nn.functional as F
 from protocol.exact.classifier import init_weight
 from protocol.exact.data import text_dataset, text_tensors
 from protocol.exact.family import Batch, Params
-from protocol.exact.fixedpoint import ONE, ExactMatmul, maxabs
+from protocol.exact.fixedpoint import (
+    FRAC,
+    ONE,
+    ExactMatmul,
+    Operand,
+    check_sum_bound,
+    maxabs,
+    rshift_round_,
+)
 from protocol.exact.ops.activations import GeluSaved, gelu_backward, gelu_forward
 from protocol.exact.ops.attention import (
     AttentionSaved,
@@ -197,7 +205,7 @@ def _backward(
         blk = fw.blocks[layer]
         assert blk.mlp_out and blk.gelu and blk.mlp_in and blk.norm2
         assert blk.proj and blk.attn and blk.qkv and blk.norm1
-        g, gw, gb = linear_backward(matmul, blk.mlp_out, gx, p + "mlp.out")
+        g, gw, gb = _linear_backward_wt(matmul, blk.mlp_out, gx, p + "mlp.out")
         grads[p + "mlp.out.weight"], grads[p + "mlp.out.bias"] = gw, gb
         assert g is not None
         (g,) = gelu_backward(blk.gelu, g, max_abs=_GRAD_INPUT_BOUND)
@@ -218,6 +226,28 @@ def _backward(
     (grads["embed.token"],) = embedding_backward(fw.token, gx)
     (grads["embed.position"],) = embedding_backward(fw.position, gx)
     return {name: grads[name] for name in model.param_shapes()}
+
+
+def _linear_backward_wt(
+    matmul: ExactMatmul, saved: LinearSaved, grad_z: torch.Tensor, where: str
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``linear_backward`` with the weight gradient formed as (g^T x)^T instead of x^T g:
+    MKL's float64 GEMM is ~1.5x faster that way round for the MLP's output layer
+    ((F, d) = (256, 64) from 512 rows: ~400 vs ~600 us). The same integers: each entry is the
+    same exact integer sum (every product and partial sum below 2^53 by the same bound:
+    ExactMatmul's max|g| max|x| K, the same float64 product in either order), transposing
+    commutes with rshift_round, and the result is made contiguous. The same checks, in the
+    same order, with the same names."""
+    fan_in, fan_out = saved.weight.t64.shape
+    x2 = Operand(saved.x.t64.reshape(-1, fan_in), saved.x.maxabs)
+    g_op = Operand.of(grad_z)
+    g2 = Operand(g_op.t64.reshape(-1, fan_out), g_op.maxabs)
+    product = matmul(g2.T, x2, f"{where}.grad_weight")  # (fan_out, fan_in)
+    grad_w = rshift_round_(product, FRAC).T.contiguous()
+    check_sum_bound(g_op.maxabs, g2.t64.shape[0], f"{where}.grad_bias")
+    grad_b = grad_z.reshape(-1, fan_out).sum(dim=0)
+    grad_x = rshift_round_(matmul(g_op, saved.weight.T, f"{where}.grad_input"), FRAC)
+    return grad_x, grad_w, grad_b
 
 
 def _merge_qkv(dq: torch.Tensor, dk: torch.Tensor, dv: torch.Tensor) -> torch.Tensor:
