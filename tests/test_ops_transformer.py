@@ -448,3 +448,13 @@ def test_rms_norm_equals_the_plain_formulas(d: int) -> None:
     assert torch.equal(rms_norm_backward(bare, g)[0], want[1])
     a = torch.arange(-(1 << 20), 1 << 20, 997)
     assert torch.equal(_div_round_by(a, d), div_round(a, torch.full_like(a, d)))
+
+
+def test_cross_entropy_in_place_equals_out_of_place() -> None:
+    gen = torch.Generator().manual_seed(7)
+    z, y = q16(gen, (6, 11), 3.0), torch.randint(0, 11, (6,), generator=gen)
+    p, saved = cross_entropy_forward(z, y)
+    (grad,) = cross_entropy_backward(saved)
+    p2, saved2 = cross_entropy_forward(z.clone(), y, inplace=True)
+    assert torch.equal(p2, p)
+    assert torch.equal(cross_entropy_backward(saved2, inplace=True)[0], grad)

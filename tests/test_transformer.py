@@ -25,7 +25,7 @@ from protocol.exact.ops.norm import rms_norm_reference
 from protocol.exact.program import evaluate, init, params_of, run, step
 from protocol.exact.transformer import (
     FAMILY,
-    _linear_backward_wt,
+    _linear_backward,
     _merge,
     _merge_qkv,
     forward,
@@ -273,13 +273,14 @@ def test_merge_qkv_equals_the_cat_of_merged_heads() -> None:
     assert torch.equal(_merge_qkv(dq, dk, dv), want)
 
 
-def test_transposed_weight_gradient_equals_linear_backward() -> None:
+def test_local_linear_backward_equals_linear_backward() -> None:
     gen = torch.Generator().manual_seed(5)
     x = torch.randint(-(1 << 18), 1 << 18, (2, 3, 8), generator=gen)
     w = torch.randint(-(1 << 16), 1 << 16, (8, 4), generator=gen)
     g = torch.randint(-(1 << 20), 1 << 20, (2, 3, 4), generator=gen)
     _, saved = linear_forward(ExactMatmul(), x, w, None, "t")
     want = linear_backward(ExactMatmul(), saved, g, "t")
-    got = _linear_backward_wt(ExactMatmul(), saved, g, "t")
-    for a, b in zip(got, want, strict=True):
-        assert a is not None and b is not None and torch.equal(a, b) and a.is_contiguous()
+    for transposed in (False, True):
+        got = _linear_backward(ExactMatmul(), saved, g, "t", transposed_weight_grad=transposed)
+        for a, b in zip(got, want, strict=True):
+            assert a is not None and b is not None and torch.equal(a, b) and a.is_contiguous()

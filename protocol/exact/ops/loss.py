@@ -33,16 +33,20 @@ class CrossEntropySaved(NamedTuple):
 
 
 def cross_entropy_forward(
-    logits: torch.Tensor, targets: torch.Tensor
+    logits: torch.Tensor, targets: torch.Tensor, *, inplace: bool = False
 ) -> tuple[torch.Tensor, CrossEntropySaved]:
-    """P = integer softmax of the Q16 logits (N, V); returns (P, saved)."""
-    p = softmax_lastdim(logits)
+    """P = integer softmax of the Q16 logits (N, V); returns (P, saved). ``inplace``: the
+    logits are the caller's to give up (``softmax_lastdim``'s in-place form, same integers)."""
+    p = softmax_lastdim(logits, inplace=inplace)
     return p, CrossEntropySaved(p, targets)
 
 
-def cross_entropy_backward(saved: CrossEntropySaved) -> tuple[torch.Tensor]:
-    """(grad_logits,) = P - onehot(targets), Q16: the gradient of the loss summed over rows."""
-    grad = saved.p.clone()
+def cross_entropy_backward(
+    saved: CrossEntropySaved, *, inplace: bool = False
+) -> tuple[torch.Tensor]:
+    """(grad_logits,) = P - onehot(targets), Q16: the gradient of the loss summed over rows.
+    ``inplace``: written over the saved P (which the caller no longer reads)."""
+    grad = saved.p if inplace else saved.p.clone()
     rows = torch.arange(grad.shape[0], device=grad.device)
     grad[rows, saved.targets] -= ONE
     return (grad,)
