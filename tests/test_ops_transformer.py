@@ -391,10 +391,13 @@ def test_softmax_in_place_equals_the_plain_formula() -> None:
     x = q16(gen, (3, 2, 8, 8), 6.0)
     x[0, 0, 3] = -(1 << 60)  # a row far below the clamp
     mask = causal_mask(8, x.device)
-    for m in (None, mask):
-        want = _softmax_plain(x, m)
-        assert torch.equal(softmax_lastdim(x, m), want)
-        assert torch.equal(softmax_lastdim(x.clone(), m, inplace=True), want)
+    near = x.clone()
+    near[1, 1, 5, :6] = -(1 << 61) + 5  # a row whose max is within 32 of the fill value:
+    for xs in (x, near):  # the masked exps are not 0 by themselves and must be filled
+        for m in (None, mask):
+            want = _softmax_plain(xs, m)
+            assert torch.equal(softmax_lastdim(xs, m), want)
+            assert torch.equal(softmax_lastdim(xs.clone(), m, inplace=True), want)
     p = softmax_lastdim(x, mask)
     dp = q16(gen, p.shape, 3.0)
     row = rshift_round((dp * p).sum(dim=-1, keepdim=True), 16)
