@@ -255,17 +255,11 @@ def isqrt_int64(x: torch.Tensor) -> torch.Tensor:
     return r
 
 
-_INT64_MIN = -(1 << 63)
-
-
 def max_abs(tensors: Sequence[torch.Tensor]) -> int:
-    """``max(int(t.abs().amax()) for t in tensors if t.numel())``, 0 if there is none, with
-    one ``aminmax`` pass per tensor and one device sync for all.
-
-    The same value: for a tensor whose min is not -2^63, max |t| = max(max t, -min t)
-    (Python ints, no wrap), which is what ``abs().amax()`` computes in int64. A tensor holding
-    -2^63 (whose int64 ``abs`` wraps to itself) takes the literal formula instead.
-    """
+    """The largest |value| of int64 tensors as a Python integer (0 if all are empty), from
+    one ``aminmax`` pass per tensor and one device sync for all: max(max t, -min t) on Python
+    integers, so -2^63 counts as 2^63 (int64 ``abs`` would wrap it to itself and pass a
+    bound check; red team)."""
     live = [t for t in tensors if t.numel()]
     if not live:
         return 0
@@ -273,11 +267,7 @@ def max_abs(tensors: Sequence[torch.Tensor]) -> int:
     lows = torch.stack([e.min for e in extremes])
     highs = torch.stack([e.max for e in extremes])
     low_list, high_list = torch.stack([lows, highs]).tolist()
-    values = [
-        int(t.abs().amax().item()) if low == _INT64_MIN else max(high, -low)
-        for t, low, high in zip(live, low_list, high_list, strict=True)
-    ]
-    return max(values)
+    return int(max(max(high, -low) for low, high in zip(low_list, high_list, strict=True)))
 
 
 def div_round(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -321,12 +311,8 @@ def check_sum_bound(maxabs: torch.Tensor | float, terms: int, where: str) -> Non
 
 
 def maxabs(t: torch.Tensor) -> int:
-    """max |value| of an int64 tensor as a Python integer (0 for an empty tensor); computed
-    from max and min so that -2^63 cannot wrap."""
-    if t.numel() == 0:
-        return 0
-    lo, hi = torch.aminmax(t)
-    return max(int(hi.item()), -int(lo.item()))
+    """max |value| of one int64 tensor as a Python integer (``max_abs`` of it)."""
+    return max_abs([t])
 
 
 def require_below(value: int, limit: int, where: str, what: str) -> None:

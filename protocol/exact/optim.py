@@ -121,9 +121,10 @@ def adamw_update(spec: JobSpec, state: State, i: int, grads: dict[str, torch.Ten
     skipped), so b1 m < 2^56, (2^16 - b1) g < 2^47, g^2 < 2^62 and round(g^2 / 2^2b) < 2^40,
     so b2 v < 2^56; the new m and v are convex combinations, at most 2^40; max(v, 0) 2^8 <=
     2^48, so isqrt is in range and <= 2^24; times k2 <= 2^24 is < 2^49; den >= 1 and < 2^34,
-    den 2^b < 2^46. The product m k1 (k1 <= 2^32) is checked at run time: max|m| k1 < 2^55 or
+    den 2^b < 2^56 (b = log2 N <= 22: 4,096 sequences of 1,024 tokens). The product m k1
+    (k1 <= 2^32) is checked at run time: max|m| k1 < 2^55 or
     OverflowBoundError, so |mh| < 2^40 and the numerator mh 2^(20 + lr_log2) < 2^60, and
-    div_round's 2a + b < 2^62. The decay term is at most |w|; the update may leave |w| past
+    div_round's 2a + b < 2^61 + 2^56. The decay term is at most |w|; the update may leave |w| past
     2^40 (< 2^61), which the next step's range check turns into a skipped step.
     """
     opt = spec.optimizer
