@@ -45,6 +45,7 @@ from protocol.exact.ops.attention import (
     attention_scale,
     causal_mask,
     exp2_lookup,
+    exp2_softmax_,
     head_operands,
     operand,
     softmax_backward,
@@ -132,6 +133,8 @@ def test_lookup_tables_equal_their_formulas_everywhere() -> None:
     t = torch.arange(-20 * ONE, 1)
     assert torch.equal(exp2_lookup(t), exp2_fixed(t))
     assert torch.equal(exp2_lookup(torch.tensor([-(1 << 40)])), torch.tensor([0]))
+    t = torch.arange(-47 * ONE, 1)  # every exponent the softmax can pass
+    assert torch.equal(exp2_softmax_(t.clone()), exp2_fixed(t))
 
 
 def test_gelu_tables_equal_the_plain_formulas() -> None:

@@ -21,8 +21,9 @@ softmax_lastdim (the house ``softmax_fixed`` generalized to the last dimension o
 with an optional mask; bit-identical to ``softmax_fixed`` on an unmasked 2-D input):
 
     Z  = (x - max_{j in M} x_j), clamped below at -32 (real units; masked x count as -2^61)
-    E  = exp2_fixed(rshift_round(Z * LOG2E, 16)), set to 0 where M is false (read from a
-         table of exp2_fixed's own values, ``exp2_lookup``: the same integers, faster)
+    E  = exp2_fixed(rshift_round(Z * LOG2E, 16)), set to 0 where M is false (computed as
+         exp2_fixed's own 2^frac, from a 2^16-entry table, shifted by -whole:
+         ``exp2_softmax_``, the same integers, faster)
     P  = floor(E * 2^16 / sum_j E_j)                   (sum >= 2^16: the max contributes 2^0)
 
     The clamp changes nothing: exp2_fixed already clamps its argument at -31, where 2^-31
@@ -53,6 +54,9 @@ from typing import NamedTuple
 import torch
 
 from protocol.exact.fixedpoint import (
+    EXP2_C1,
+    EXP2_C2,
+    EXP2_C3,
     FRAC,
     LOG2E_Q16,
     ONE,
@@ -103,6 +107,44 @@ def exp2_lookup(t: torch.Tensor) -> torch.Tensor:
     return exp2_table(t.device).index_select(0, index).reshape(t.shape)
 
 
+# exp2_fixed(t) = P(t mod 2^16) >> -(t >> 16) for t >= -31 * 2^16 (its definition: whole =
+# t >> 16, frac = t - whole 2^16 = t & (2^16 - 1), P(frac) = the polynomial + 2^16), and 0 below
+# (exp2_fixed clamps t at -31 * 2^16, where P(0) >> 31 = 0) — which the unclamped form also
+# gives there, as P < 2^17 is shifted right by 32 or more. So a 2^16-entry table of P (int32,
+# 256 KiB: it stays in cache, unlike the 8 MiB exp2_table) and a shift compute exp2_fixed.
+_POW2_FRAC_TABLES: dict[str, torch.Tensor] = {}
+_SOFTMAX_T_FLOOR = -47 * ONE  # the softmax's exponents: z >= -32 * 2^16, times log2(e) < 1.45
+
+
+def pow2_frac_table(device: torch.device) -> torch.Tensor:
+    """P(f) = exp2_fixed's 2^(f / 2^16) for f = 0..2^16 - 1, int32 (P in [2^16, 2^17),
+    checked), computed once per device by exp2_fixed's own steps (``pow2_frac``)."""
+    key = str(device)
+    if key not in _POW2_FRAC_TABLES:
+        table = pow2_frac(torch.arange(ONE, device=device))
+        if int(table.max()) >= 1 << 17 or int(table.min()) < ONE:
+            raise AssertionError("2^frac table out of [2^16, 2^17)")
+        _POW2_FRAC_TABLES[key] = table.to(torch.int32)
+    return _POW2_FRAC_TABLES[key]
+
+
+def pow2_frac(frac: torch.Tensor) -> torch.Tensor:
+    """exp2_fixed's polynomial 2^(frac / 2^16) in Q16 for 0 <= frac < 2^16 (its exact steps)."""
+    inner = rshift_round_(frac * EXP2_C3, FRAC) + EXP2_C2
+    inner = rshift_round_(frac * inner, FRAC) + EXP2_C1
+    return rshift_round_(frac * inner, FRAC) + ONE
+
+
+def exp2_softmax_(t: torch.Tensor) -> torch.Tensor:
+    """exp2_fixed(t) for Q16 ``_SOFTMAX_T_FLOOR`` <= t <= 0 (the shift then stays below 48),
+    bit for bit, from ``pow2_frac_table`` and a shift; t is a fresh tensor the caller gives
+    up (it becomes the shift amount)."""
+    p = pow2_frac_table(t.device).index_select(0, (t & (ONE - 1)).reshape(-1)).reshape(t.shape)
+    t >>= FRAC
+    t.neg_()  # -whole, 0..47
+    return p >> t
+
+
 def softmax_lastdim(
     x: torch.Tensor, mask: torch.Tensor | None = None, *, inplace: bool = False
 ) -> torch.Tensor:
@@ -123,7 +165,7 @@ def softmax_lastdim(
     z -= z.amax(dim=-1, keepdim=True)
     z.clamp_(min=_Z_FLOOR)  # <= 0
     z *= LOG2E_Q16
-    exps = exp2_lookup(rshift_round_(z, FRAC))
+    exps = exp2_softmax_(rshift_round_(z, FRAC))  # z LOG2E >= -32 * 94548 > -47 * 2^16
     # Masked entries are already 0 unless a row's max could lie within 32 of -2^61: every
     # unmasked x >= -max|x|, so when max|x| < 2^61 - 32 * 2^16 a masked entry's z is
     # -2^61 - rowmax < -32 * 2^16, clamped to exactly -32 * 2^16, and exp2_lookup of
