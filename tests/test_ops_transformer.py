@@ -66,6 +66,8 @@ from protocol.exact.ops.loss import (
 from protocol.exact.ops.norm import (
     RmsNormSaved,
     _div_round_by,
+    _div_round_rows,
+    floor_div_odd,
     rms_norm_backward,
     rms_norm_forward,
     rms_norm_reference,
@@ -464,3 +466,24 @@ def test_cross_entropy_in_place_equals_out_of_place() -> None:
     p2, saved2 = cross_entropy_forward(z.clone(), y, inplace=True)
     assert torch.equal(p2, p)
     assert torch.equal(cross_entropy_backward(saved2, inplace=True)[0], grad)
+
+
+def test_float_floor_division_equals_div_round() -> None:
+    """_div_round_rows (float64 below its limit, int64 above) against div_round, with exact
+    quotients, quotients just off an integer and random ones, up to the limits."""
+    gen = torch.Generator().manual_seed(8)
+    r = torch.randint(1, 1 << 31, (64, 1), generator=gen)
+    r[:4, 0] = torch.tensor([1, 2, 3, (1 << 31) - 1])
+    for a_max in (1 << 10, 1 << 30, (1 << 49) - 1, 1 << 55):
+        a = torch.randint(-a_max, a_max, (64, 50), generator=gen)
+        q = torch.randint(-(a_max // (1 << 31)) - 2, a_max // (1 << 31) + 2, (64, 10))
+        edges = torch.cat([q * r + off for off in (-1, 0, 1)] + [(2 * q + 1) * r // 2], dim=1)
+        a = torch.cat([a, edges.clamp(-a_max, a_max)], dim=1)
+        want = div_round(a, r.expand_as(a))
+        assert torch.equal(_div_round_rows(a << 2, (a_max << 2), r), want)
+    m = torch.tensor(
+        [1.0, -1.0, 3.0, float((1 << 52) - 1), -float((1 << 52) - 1)], dtype=torch.float64
+    )
+    den = torch.tensor([2.0, 2.0, 6.0, 2.0, float(1 << 40)], dtype=torch.float64)
+    want = torch.div(((m - 1) / 2).long(), (den / 2).long(), rounding_mode="floor")
+    assert torch.equal(floor_div_odd(m.clone(), den), want)

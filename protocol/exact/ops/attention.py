@@ -67,6 +67,7 @@ from protocol.exact.fixedpoint import (
     require_below,
     rshift_round_,
 )
+from protocol.exact.ops.norm import floor_div_odd
 
 SOFTMAX_INPUT_LIMIT = 1 << 61
 SOFTMAX_GRAD_LIMIT = 1 << 44
@@ -174,8 +175,12 @@ def softmax_lastdim(
     if hidden is not None and x_max >= SOFTMAX_INPUT_LIMIT + _Z_FLOOR:
         exps.masked_fill_(hidden, 0)
     total = exps.sum(dim=-1, keepdim=True)
-    exps <<= FRAC
-    return torch.div(exps, total, rounding_mode="floor")
+    # floor(E 2^16 / total) = floor((2 E 2^16 + 1) / (2 total)) by ``floor_div_odd``
+    # (E <= 2^16: the odd numerator is below 2^34 + 1 < 2^52; 2 total < 2^53)
+    m = exps.to(torch.float64)
+    m *= float(1 << (FRAC + 1))
+    m += 1.0
+    return floor_div_odd(m, (2 * total).to(torch.float64))
 
 
 def softmax_backward(p: torch.Tensor, grad_p: torch.Tensor) -> torch.Tensor:
