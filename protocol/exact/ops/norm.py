@@ -24,7 +24,10 @@ Integers (x, n, y, gain, gradients: Q16; S, m: Q32; r: Q20 = ``RMS_FRAC``):
     dx   = div_round(t * 2^4, r)                        Q32+4-20 = Q16
 
 Rounding: ``div_round`` (half up) for each true division, ``isqrt_int64`` (exact floor) for
-the square root, ``rshift_round`` (half up) for each product; all sums are exact.
+the square root, ``rshift_round`` (half up) for each product; all sums are exact. (The two
+row divisions compute div_round's integers by a float64 quotient with a proved-exact floor,
+``floor_div_odd``, while the numerator is below 2^52 — as ``isqrt_int64`` computes its exact
+floor from a float64 square root — and by int64 division otherwise.)
 
 Bound (every int64 intermediate < 2^63): |x| < min(2^27, sqrt(2^62 / d)) is checked, so
 S < 2^62, m < 2^54 (and >= 2^16), m 2^8 < 2^62 (isqrt's range), x 2^20 < 2^47. The products
