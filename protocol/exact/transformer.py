@@ -219,7 +219,7 @@ def _backward(
         grads[p + "mlp.in.weight"], grads[p + "mlp.in.bias"] = gw, gb
         assert g is not None
         g, grads[p + "norm2.gain"] = rms_norm_backward(blk.norm2, g)
-        gx = gx + g
+        gx += g  # gx is a fresh dx or sum of this function's; its reader above is done
         g, gw, gb = _linear_backward(matmul, blk.proj, gx, p + "proj")
         grads[p + "attn.proj.weight"], grads[p + "attn.proj.bias"] = gw, gb
         assert g is not None
@@ -228,7 +228,7 @@ def _backward(
         grads[p + "attn.qkv.weight"], grads[p + "attn.qkv.bias"] = gw, gb
         assert g is not None
         g, grads[p + "norm1.gain"] = rms_norm_backward(blk.norm1, g)
-        gx += g  # gx is this function's own tensor here (a sum made above)
+        gx += g  # likewise
     (grads["embed.token"],) = embedding_backward(fw.token, gx)
     (grads["embed.position"],) = embedding_backward(fw.position, gx)
     return {name: grads[name] for name in model.param_shapes()}
