@@ -23,6 +23,7 @@ from protocol.exact.fixedpoint import (
     div_round,
     exp2_fixed,
     isqrt_int64,
+    maxabs,
     rshift_round,
     softmax_fixed,
 )
@@ -68,6 +69,7 @@ from protocol.exact.ops.norm import (
     _div_round_by,
     _div_round_rows,
     floor_div_odd,
+    max_abs_int,
     rms_norm_backward,
     rms_norm_forward,
     rms_norm_reference,
@@ -487,3 +489,16 @@ def test_float_floor_division_equals_div_round() -> None:
     den = torch.tensor([2.0, 2.0, 6.0, 2.0, float(1 << 40)], dtype=torch.float64)
     want = torch.div(((m - 1) / 2).long(), (den / 2).long(), rounding_mode="floor")
     assert torch.equal(floor_div_odd(m.clone(), den), want)
+
+
+def test_max_abs_int_equals_the_shared_maxabs() -> None:
+    cases = [
+        torch.tensor([3, -7, 5]),
+        torch.tensor([-(1 << 63), 1]),
+        torch.tensor([(1 << 63) - 1]),
+        torch.zeros(0, dtype=torch.int64),
+        torch.randint(-(1 << 40), 1 << 40, (9, 13), generator=torch.Generator().manual_seed(9)),
+    ]
+    for t in cases:
+        assert max_abs_int(t) == maxabs(t)
+    assert max_abs_int(torch.tensor([-(1 << 63)])) == 1 << 63
