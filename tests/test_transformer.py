@@ -16,7 +16,7 @@ import torch.nn.functional as F
 
 from protocol.errors import OverflowBoundError
 from protocol.exact.family import family_of
-from protocol.exact.fixedpoint import ONE, ExactMatmul
+from protocol.exact.fixedpoint import ONE, ExactMatmul, Operand
 from protocol.exact.native import NativeTrainer
 from protocol.exact.ops.activations import gelu_reference
 from protocol.exact.ops.attention import attention_reference
@@ -28,6 +28,7 @@ from protocol.exact.transformer import (
     _linear_backward,
     _merge,
     _merge_qkv,
+    _merged_operand,
     forward,
 )
 from protocol.layout import STEP_KEY
@@ -271,6 +272,8 @@ def test_merge_qkv_equals_the_cat_of_merged_heads() -> None:
     dq, dk, dv = (torch.randint(-(1 << 40), 1 << 40, (2, 3, 5, 4), generator=gen) for _ in "qkv")
     want = torch.cat([_merge(dq), _merge(dk), _merge(dv)], dim=-1)
     assert torch.equal(_merge_qkv(dq, dk, dv), want)
+    merged, plain = _merged_operand(dq), Operand.of(_merge(dq))
+    assert torch.equal(merged.t64, plain.t64) and torch.equal(merged.maxabs, plain.maxabs)
 
 
 def test_local_linear_backward_equals_linear_backward() -> None:

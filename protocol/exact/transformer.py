@@ -115,6 +115,17 @@ def _heads(x: torch.Tensor, heads: int) -> torch.Tensor:
     return x.reshape(b, t, heads, d // heads).transpose(1, 2)
 
 
+def _merged_operand(o: torch.Tensor) -> Operand:
+    """``operand(_merge(o))``: the heads (B, h, T, dh) merged to (B, T, d) straight into a
+    float64 buffer (one strided copy-and-convert instead of a merge copy then a conversion);
+    the same float64 values, and the same maxabs by ``operand``'s aminmax argument."""
+    b, h, t, dh = o.shape
+    out = torch.empty((b, t, h * dh), dtype=torch.float64, device=o.device)
+    out.view(b, t, h, dh).copy_(o.transpose(1, 2))
+    lo, hi = torch.aminmax(out)
+    return Operand(out, torch.maximum(-lo, hi))
+
+
 def _merge(x: torch.Tensor) -> torch.Tensor:
     """(B, h, t, dh) -> (B, t, d)."""
     b, h, t, dh = x.shape
@@ -161,7 +172,7 @@ def forward(spec: JobSpec, params: Params, tokens: torch.Tensor, matmul: ExactMa
         o, blk.attn = attention_forward(matmul, q, k, v, p + "attn")
         out, blk.proj = linear_forward(
             matmul,
-            operand(_merge(o)),
+            _merged_operand(o),
             matmul.operand(params[p + "attn.proj.weight"]),
             params[p + "attn.proj.bias"],
             p + "proj",
