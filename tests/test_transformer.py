@@ -20,6 +20,7 @@ from protocol.exact.fixedpoint import ONE, ExactMatmul, Operand
 from protocol.exact.native import NativeTrainer
 from protocol.exact.ops.activations import gelu_reference
 from protocol.exact.ops.attention import attention_reference
+from protocol.exact.ops.embedding import embedding_backward, embedding_forward
 from protocol.exact.ops.linear import linear_backward, linear_forward
 from protocol.exact.ops.norm import rms_norm_reference
 from protocol.exact.program import evaluate, init, params_of, run, step
@@ -29,6 +30,7 @@ from protocol.exact.transformer import (
     _merge,
     _merge_qkv,
     _merged_operand,
+    _position_grad,
     forward,
 )
 from protocol.layout import STEP_KEY
@@ -287,3 +289,11 @@ def test_local_linear_backward_equals_linear_backward() -> None:
         got = _linear_backward(ExactMatmul(), saved, g, "t", transposed_weight_grad=transposed)
         for a, b in zip(got, want, strict=True):
             assert a is not None and b is not None and torch.equal(a, b) and a.is_contiguous()
+
+
+def test_position_grad_equals_embedding_backward() -> None:
+    gen = torch.Generator().manual_seed(7)
+    table = torch.zeros(8, 4, dtype=torch.int64)
+    gx = torch.randint(-(1 << 40), 1 << 40, (3, 5, 4), generator=gen)
+    _, saved = embedding_forward(table, torch.arange(5).expand(3, 5))
+    assert torch.equal(_position_grad(saved, gx), embedding_backward(saved, gx)[0])

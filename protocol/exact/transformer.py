@@ -156,7 +156,7 @@ def forward(spec: JobSpec, params: Params, tokens: torch.Tensor, matmul: ExactMa
     positions = torch.arange(t, device=tokens.device).expand(b, t)
     x_tok, fw.token = embedding_forward(params["embed.token"], tokens)
     x_pos, fw.position = embedding_forward(params["embed.position"], positions)
-    x = x_tok + x_pos
+    x = x_tok.add_(x_pos)  # the lookup's fresh copy
     for layer in range(model.layers):
         p = f"block{layer}."
         blk = _Block()
@@ -177,7 +177,7 @@ def forward(spec: JobSpec, params: Params, tokens: torch.Tensor, matmul: ExactMa
             params[p + "attn.proj.bias"],
             p + "proj",
         )
-        x += out  # x is this function's own tensor (the embedding sum); no norm saves x
+        x += out  # x is this function's own tensor (the lookup's copy); no norm saves x
         m, blk.norm2 = rms_norm_forward(x, params[p + "norm2.gain"])
         in_bias = params[p + "mlp.in.bias"]
         u, blk.mlp_in = linear_forward(
@@ -240,7 +240,7 @@ def _backward(
         g, grads[p + "norm1.gain"] = rms_norm_backward(blk.norm1, g)
         gx += g  # likewise
     (grads["embed.token"],) = embedding_backward(fw.token, gx)
-    (grads["embed.position"],) = embedding_backward(fw.position, gx)
+    grads["embed.position"] = _position_grad(fw.position, gx)
     return {name: grads[name] for name in model.param_shapes()}
 
 
@@ -276,6 +276,17 @@ def _linear_backward(
     grad_b = grad_z.reshape(-1, fan_out).sum(dim=0)
     grad_x = rshift_round_(matmul(g_op, saved.weight.T, f"{where}.grad_input"), FRAC)
     return grad_x, grad_w, grad_b
+
+
+def _position_grad(saved: EmbeddingSaved, gx: torch.Tensor) -> torch.Tensor:
+    """``embedding_backward(saved, gx)`` for the position ids arange(t) of every window: the
+    index_add puts sum_b gx[b, p] in row p < t and leaves rows t.. zero, which is gx.sum(0)
+    padded with zeros (the same exact int64 sums). Its bound check (max|gx| * B t < 2^62) is
+    the token embedding's, on the same gx and count, made just before: not repeated."""
+    t, d = gx.shape[1:]
+    grad = torch.zeros(saved.rows, d, dtype=gx.dtype, device=gx.device)
+    torch.sum(gx, dim=0, out=grad[:t])
+    return grad
 
 
 def _merge_qkv(dq: torch.Tensor, dk: torch.Tensor, dv: torch.Tensor) -> torch.Tensor:
