@@ -56,6 +56,7 @@ from protocol.exact.fixedpoint import (
     ExactMatmul,
     Operand,
     check_sum_bound,
+    maxabs,
     rshift_round_,
 )
 from protocol.exact.ops.activations import GeluSaved, gelu_backward, gelu_forward
@@ -70,7 +71,7 @@ from protocol.exact.ops.attention import (
 from protocol.exact.ops.embedding import EmbeddingSaved, embedding_backward, embedding_forward
 from protocol.exact.ops.linear import LinearSaved, linear_forward
 from protocol.exact.ops.loss import cross_entropy_backward, cross_entropy_forward
-from protocol.exact.ops.norm import RmsNormSaved, max_abs_int, rms_norm_backward, rms_norm_forward
+from protocol.exact.ops.norm import RmsNormSaved, rms_norm_backward, rms_norm_forward
 from protocol.models import TransformerSpec
 from protocol.randomness import batch_indices, random_below
 from protocol.spec import JobSpec
@@ -136,7 +137,7 @@ def _gelu_input_bound(bias: torch.Tensor) -> int:
     """An upper bound on max|z| of a linear output z = rshift_round(P, 16) + b: ``ExactMatmul``
     made P only if |P| < 2^53, so |rshift_round(P, 16)| <= (2^53 + 2^15) / 2^16 < 2^37 + 1;
     plus max|b| (a 256-element scan instead of a scan of z)."""
-    return (1 << 37) + 1 + max_abs_int(bias)
+    return (1 << 37) + 1 + maxabs(bias)
 
 
 # The mlp.out layer's input gradient is rshift_round(P, 16) of a product ExactMatmul made

@@ -1,7 +1,6 @@
 """Activations on Q16 int64 tensors: ReLU and an integer GELU.
 
-Run-time bounds use ``max_abs_int`` (ops.norm: ``fixedpoint.maxabs``'s value, faster for one
-tensor) and ``require_below`` from ``protocol.exact.fixedpoint``.
+Run-time bounds use ``maxabs`` and ``require_below`` from ``protocol.exact.fixedpoint``.
 
 relu
     y = max(x, 0); dx = g * [x > 0]. No rounding, no product: nothing can wrap.
@@ -55,11 +54,11 @@ from protocol.exact.fixedpoint import (
     ONE,
     div_round,
     exp2_fixed,
+    maxabs,
     require_below,
     rshift_round,
     rshift_round_,
 )
-from protocol.exact.ops.norm import max_abs_int
 
 GELU_A_Q16 = 111542  # round(1.702 * 2^16)
 GELU_INPUT_LIMIT = 1 << 44
@@ -167,7 +166,7 @@ def gelu_forward(x: torch.Tensor, *, max_abs: int | None = None) -> tuple[torch.
     output, |rshift_round(product, 16) + b| <= 2^37 + 1 + max|b| by ``ExactMatmul``'s bound);
     it is checked against the limit instead of scanning x. Default: max|x| itself.
     u and y are rounded in place on their fresh products (the same integers)."""
-    bound = max_abs_int(x) if max_abs is None else max_abs
+    bound = maxabs(x) if max_abs is None else max_abs
     require_below(bound, GELU_INPUT_LIMIT, "gelu", "max|x|")
     u = rshift_round_(x * GELU_A_Q16, FRAC)
     s = sigmoid_lookup(u)
@@ -181,7 +180,7 @@ def gelu_backward(
     in ``gelu_forward``. Every step of d = s + rshift_round(u s1, 16),
     s1 = rshift_round(s (2^16 - s), 16), dx = rshift_round(g d, 16) is done in place on one
     fresh tensor (2^16 - s): the same integer operations in the same order."""
-    bound = max_abs_int(grad_y) if max_abs is None else max_abs
+    bound = maxabs(grad_y) if max_abs is None else max_abs
     require_below(bound, GELU_GRAD_LIMIT, "gelu backward", "max|g|")
     s = saved.s
     d = ONE - s

@@ -63,10 +63,11 @@ from protocol.exact.fixedpoint import (
     ExactMatmul,
     Operand,
     exp2_fixed,
+    maxabs,
     require_below,
     rshift_round_,
 )
-from protocol.exact.ops.norm import floor_div_odd, max_abs_int
+from protocol.exact.ops.norm import floor_div_odd
 
 SOFTMAX_INPUT_LIMIT = 1 << 61
 SOFTMAX_GRAD_LIMIT = 1 << 44
@@ -153,7 +154,7 @@ def softmax_lastdim(
     keep at least one entry. ``inplace``: x is a fresh tensor the caller gives up (a product);
     its storage is reused for the intermediates — the same integers, each step below being
     the out-of-place formula's operation written over a tensor nothing else reads."""
-    x_max = max_abs_int(x)
+    x_max = maxabs(x)
     require_below(x_max, SOFTMAX_INPUT_LIMIT, "softmax", "max|x|")
     hidden = None if mask is None else ~mask
     if hidden is None:
@@ -186,7 +187,7 @@ def softmax_backward(p: torch.Tensor, grad_p: torch.Tensor) -> torch.Tensor:
     """dS = P * (dP - rowsum(dP * P)) over the last dimension, Q16 (see the module docstring).
     ``grad_p`` must be a fresh tensor the caller gives up: dS is written over it (the same
     integers as rshift_round(p * (grad_p - row), 16) out of place)."""
-    require_below(max_abs_int(grad_p), SOFTMAX_GRAD_LIMIT, "softmax backward", "max|dP|")
+    require_below(maxabs(grad_p), SOFTMAX_GRAD_LIMIT, "softmax backward", "max|dP|")
     row = rshift_round_((grad_p * p).sum(dim=-1, keepdim=True), FRAC)
     grad_p -= row
     grad_p *= p

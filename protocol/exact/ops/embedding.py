@@ -18,8 +18,7 @@ from typing import NamedTuple
 
 import torch
 
-from protocol.exact.fixedpoint import require_below
-from protocol.exact.ops.norm import max_abs_int
+from protocol.exact.fixedpoint import maxabs, require_below
 
 _LIMIT = 1 << 62
 
@@ -40,7 +39,7 @@ def embedding_backward(saved: EmbeddingSaved, grad_y: torch.Tensor) -> tuple[tor
     """(grad_table,) = index_add of ``grad_y`` rows at ``ids`` into a zero (V, d) table."""
     d = grad_y.shape[-1]
     flat = grad_y.reshape(-1, d)
-    require_below(max_abs_int(flat) * flat.shape[0], _LIMIT, "embedding backward", "max|g|*N")
+    require_below(maxabs(flat) * flat.shape[0], _LIMIT, "embedding backward", "max|g|*N")
     grad = torch.zeros(saved.rows, d, dtype=grad_y.dtype, device=grad_y.device)
     grad.index_add_(0, saved.ids.reshape(-1), flat)
     return (grad,)

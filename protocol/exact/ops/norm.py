@@ -56,6 +56,7 @@ from protocol.exact.fixedpoint import (
     as_int64_,
     div_round,
     isqrt_int64,
+    maxabs,
     require_below,
     rshift_round,
     rshift_round_,
@@ -64,17 +65,6 @@ from protocol.exact.fixedpoint import (
 RMS_FRAC = 20
 EPS_Q32 = 1 << 16  # eps = 2^-16 on the mean square
 _LIMIT = 1 << 62
-
-
-def max_abs_int(t: torch.Tensor) -> int:
-    """``fixedpoint.maxabs(t)``'s value — max(max t, -min t) on Python integers, so -2^63
-    counts as 2^63; 0 for an empty tensor — from one ``aminmax`` and two scalar reads (the
-    shared helper stacks the extremes for many tensors: ~9 vs ~3 us for one small tensor,
-    and the ops here call it ~25 times a step)."""
-    if t.numel() == 0:
-        return 0
-    lo, hi = torch.aminmax(t)
-    return max(int(hi.item()), -int(lo.item()))
 
 
 def rms_input_limit(d: int) -> int:
@@ -141,7 +131,7 @@ def rms_norm_forward(x: torch.Tensor, gain: torch.Tensor) -> tuple[torch.Tensor,
     division with an exact floor (``_div_round_rows``: |x 2^22| < 2^49); y's rounding is done
     in place on the fresh product; max|n| and max|gain| are saved for the backward's checks."""
     d = x.shape[-1]
-    x_max = max_abs_int(x)
+    x_max = maxabs(x)
     require_below(x_max, rms_input_limit(d), "rms norm", "max|x|")
     sq = x * x
     total = sq.sum(dim=-1, keepdim=True)
@@ -149,7 +139,7 @@ def rms_norm_forward(x: torch.Tensor, gain: torch.Tensor) -> tuple[torch.Tensor,
     mean_sq = _div_round_by(total, d) + EPS_Q32
     r = isqrt_int64(mean_sq << (2 * RMS_FRAC - 2 * FRAC))
     n = _div_round_rows(x << (RMS_FRAC + 2), x_max << (RMS_FRAC + 2), r)  # < 2^49: float
-    n_max, gain_max = max_abs_int(n), max_abs_int(gain)
+    n_max, gain_max = maxabs(n), maxabs(gain)
     require_below(n_max * gain_max, _LIMIT, "rms norm", "max|n|*max|gain|")
     y = rshift_round_(n * gain, FRAC)
     return y, RmsNormSaved(n, r, gain, n_max, gain_max)
@@ -167,20 +157,20 @@ def rms_norm_backward(
     n, r, gain = saved.n, saved.r, saved.gain
     d = n.shape[-1]
     rows = n.numel() // max(d, 1)
-    g_max = max_abs_int(grad_y)
-    n_max = saved.n_max if saved.n_max >= 0 else max_abs_int(n)
-    gain_max = saved.gain_max if saved.gain_max >= 0 else max_abs_int(gain)
+    g_max = maxabs(grad_y)
+    n_max = saved.n_max if saved.n_max >= 0 else maxabs(n)
+    gain_max = saved.gain_max if saved.gain_max >= 0 else maxabs(gain)
     require_below(g_max * gain_max, _LIMIT, "rms norm backward", "max|dy|*max|gain|")
     require_below(g_max * n_max * rows, _LIMIT, "rms norm backward", "max|dy|*max|n|*rows")
     grad_gain = rshift_round_((grad_y * n).reshape(-1, d).sum(dim=0), FRAC)
     dn = rshift_round_(grad_y * gain, FRAC)
-    require_below(max_abs_int(dn) * n_max * d, _LIMIT, "rms norm backward", "max|dn|*max|n|*d")
+    require_below(maxabs(dn) * n_max * d, _LIMIT, "rms norm backward", "max|dn|*max|n|*d")
     dot = (dn * n).sum(dim=-1, keepdim=True)
     c = _div_round_by(dot, d << FRAC)
-    require_below(n_max * max_abs_int(c), _LIMIT, "rms norm backward", "max|n|*max|c|")
+    require_below(n_max * maxabs(c), _LIMIT, "rms norm backward", "max|n|*max|c|")
     t = n * c
     torch.sub(dn << FRAC, t, out=t)  # t = dn 2^16 - n c
-    t_max = max_abs_int(t)
+    t_max = maxabs(t)
     require_below(t_max, 1 << 57, "rms norm backward", "max|t|")
     if t_max < 1 << 45:  # 4 (t 2^4) < 2^51: the float64 division (_div_round_rows)
         t <<= RMS_FRAC - FRAC + 2
