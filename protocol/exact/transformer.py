@@ -482,6 +482,14 @@ def _is_linear_weight(name: str) -> bool:
     return name.endswith(".weight") and not name.startswith("embed.")
 
 
+class SigmoidGELU(torch.nn.Module):
+    """GELU in the sigmoid form the exact VM uses, x sigmoid(1.702 x), so native and exact
+    train the same model (``nn.GELU`` is the erf form)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * torch.sigmoid(1.702 * x)
+
+
 class NativeBlock(torch.nn.Module):
     """Pre-norm block: causal self-attention and a GELU MLP, each added to the residual."""
 
@@ -494,7 +502,7 @@ class NativeBlock(torch.nn.Module):
         self.proj = torch.nn.Linear(d, d)
         self.norm2 = torch.nn.RMSNorm(d, eps=NORM_EPS)
         self.mlp_in = torch.nn.Linear(d, model.ff)
-        self.act = torch.nn.GELU()
+        self.act = SigmoidGELU()
         self.mlp_out = torch.nn.Linear(model.ff, d)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -509,7 +517,8 @@ class NativeBlock(torch.nn.Module):
 
 class NativeTransformer(torch.nn.Module):
     """The idiomatic float32 model: nn.Embedding, pre-norm blocks (nn.RMSNorm, nn.Linear,
-    scaled_dot_product_attention, nn.GELU), final nn.RMSNorm, a bias-free nn.Linear head."""
+    scaled_dot_product_attention, the sigmoid GELU), final nn.RMSNorm, a bias-free nn.Linear
+    head."""
 
     def __init__(self, model: TransformerSpec) -> None:
         super().__init__()
