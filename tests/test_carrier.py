@@ -157,12 +157,33 @@ MIXED = [("w", (256, 256)), ("b", (256,)), ("w2", (256, 3)), ("b2", (3,))]  # on
 
 
 @pytest.mark.parametrize(
-    ("decay", "lr_log2", "shapes"),
-    [(None, -6, SMALL), (-4, -6, SMALL), (-10, -6, MIXED), (0, 0, SMALL), (None, -3, MIXED)],
+    ("decay", "lr_log2", "shapes", "m_bits", "float_division"),
+    [
+        (None, -6, SMALL, 20, True),
+        (-4, -6, SMALL, 20, True),
+        (-10, -6, MIXED, 20, True),
+        (0, 0, SMALL, 20, True),
+        (None, -3, MIXED, 20, True),
+        (None, 0, SMALL, 31, False),  # 4 max|a| reaches 2^52: the int64 division
+        (-4, 0, MIXED, 31, False),
+    ],
 )
 def test_adamw_update_equals_the_plain_formula(
-    decay: int | None, lr_log2: int, shapes: list[tuple[str, tuple[int, ...]]]
+    decay: int | None,
+    lr_log2: int,
+    shapes: list[tuple[str, tuple[int, ...]]],
+    m_bits: int,
+    float_division: bool,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    fits = optim._float_division_fits
+    taken: list[bool] = []
+
+    def recorded(*args: int) -> bool:
+        taken.append(fits(*args))
+        return taken[-1]
+
+    monkeypatch.setattr(optim, "_float_division_fits", recorded)
     optimizer = {"name": "adamw", "lr_log2": lr_log2, "beta1": 0.9, "beta2": 0.99}
     if decay is not None:
         optimizer["weight_decay_log2"] = decay
@@ -172,7 +193,7 @@ def test_adamw_update_equals_the_plain_formula(
     grads = {}
     for name, shape in shapes:
         state[name] = torch.randint(-(2**40) + 1, 2**40, shape, generator=gen)
-        state[adam_m_name(name)] = torch.randint(-(2**20), 2**20, shape, generator=gen)
+        state[adam_m_name(name)] = torch.randint(-(2**m_bits), 2**m_bits, shape, generator=gen)
         state[adam_v_name(name)] = torch.randint(-(2**10), 2**36, shape, generator=gen)
         grads[name] = torch.randint(-(2**22), 2**22, shape, generator=gen)
     before = {k: v.clone() for k, v in state.items()}
@@ -184,6 +205,7 @@ def test_adamw_update_equals_the_plain_formula(
             assert torch.equal(got[key], want[key]), (i, key)
     for key in before:
         assert torch.equal(state[key], before[key]), key
+    assert taken == [float_division] * 3
 
 
 @pytest.mark.parametrize("bits", [4, 20, 40, 62])

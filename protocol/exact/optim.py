@@ -24,6 +24,7 @@ from protocol.exact.fixedpoint import (
     round_div_int,
     rshift_round_,
 )
+from protocol.exact.ops.norm import floor_div_odd
 from protocol.exact.state import State
 from protocol.layout import STEP_KEY, adam_m_name, adam_v_name, momentum_name
 from protocol.spec import JobSpec
@@ -154,6 +155,7 @@ def adamw_update(spec: JobSpec, state: State, i: int, grads: dict[str, torch.Ten
     decay_shift = None
     if opt.weight_decay_log2 is not None:
         decay_shift = -(opt.lr_log2 + opt.weight_decay_log2)
+    float_division = _float_division_fits(m_max, k1, k2, num_shift, eps, batch_log2)
     new_state: State = {STEP_KEY: state[STEP_KEY] + 1}
     for names, g, m in zip(groups, flat_g, flat_m, strict=True):
         g2 = rshift_round_(g * g, 2 * batch_log2 + 2 * FRAC - ADAM_V_FRAC)
@@ -174,23 +176,42 @@ def adamw_update(spec: JobSpec, state: State, i: int, grads: dict[str, torch.Ten
         # 2a is the same rounding shifted one place further.
         quotient = torch.add(m.new_full((), half), m, alpha=k1)
         quotient >>= FRAC
-        quotient <<= num_shift + 1
-        quotient += den
-        den <<= 1
-        quotient = torch.div(quotient, den, rounding_mode="floor", out=quotient)
-        weight = _joined([state[n] for n in names])
-        if decay_shift is None:
-            new_weight = weight - quotient
+        if float_division:
+            # floor((2a + den) / 2den) = floor((4a + 2den + 1) / 4den) (floor_div_odd's
+            # identity, N = 2a + den, D = 2den), in float64: see _float_division_fits.
+            quotient <<= num_shift + 2
+            den <<= 1
+            quotient += den
+            quotient |= 1  # 4a + 2den is even: | 1 adds 1
+            numerator = quotient.to(torch.float64)
+            divisor = den.to(torch.float64)
+            divisor *= 2.0
+            quotient = floor_div_odd(numerator, divisor)
         else:
+            quotient <<= num_shift + 1
+            quotient += den
+            den <<= 1
+            quotient = torch.div(quotient, den, rounding_mode="floor", out=quotient)
+        shapes = [grads[n].shape for n in names]
+        if decay_shift is None:
+            # w - quotient per tensor, from its slice of the joined quotient: each result is
+            # its own fresh tensor (no joined weight copy, no split), the same elementwise
+            # differences.
+            new_weights = [
+                torch.sub(state[n], q_n.view(state[n].shape))
+                for n, q_n in zip(names, _slices(quotient, shapes), strict=True)
+            ]
+        else:
+            weight = _joined([state[n] for n in names])
             # weight - rshift_round(weight, d) - quotient, one fresh tensor.
             new_weight = weight + ((1 << (decay_shift - 1)) if decay_shift else 0)
             new_weight >>= decay_shift
             torch.sub(weight, new_weight, out=new_weight)
             new_weight -= quotient
-        shapes = [grads[n].shape for n in names]
+            new_weights = _parts(new_weight, shapes)
         for n, w_n, m_n, v_n in zip(
             names,
-            _parts(new_weight, shapes),
+            new_weights,
             _parts(m, shapes),
             _parts(v, shapes),
             strict=True,
@@ -199,6 +220,28 @@ def adamw_update(spec: JobSpec, state: State, i: int, grads: dict[str, torch.Ten
             new_state[adam_m_name(n)] = m_n
             new_state[adam_v_name(n)] = v_n
     return new_state
+
+
+def _float_division_fits(
+    m_max: int, k1: int, k2: int, num_shift: int, eps: int, batch_log2: int
+) -> bool:
+    """Whether AdamW's division may run in float64 (``floor_div_odd``), from bounds known
+    before it — no extra pass. Its odd numerator is 4a + 2den + 1 and its divisor 4den (the
+    identity floor(N / D) = floor((2N + 1) / 2D) with N = 2a + den, D = 2den), integers, and
+    floor_div_odd is exact while |4a + 2den + 1| < 2^52 and 2 <= 4den < 2^53:
+
+        |a| = |round(m k1 / 2^16)| 2^num_shift <= ((m_max k1 + 2^15) >> 16) 2^num_shift
+              (|m k1| <= m_max k1 and a floor is monotone: also for the most negative m);
+        den = (round(root k2 / 2^16) + eps) 2^b <= (((2^24 k2 + 2^15) >> 16) + eps) 2^b
+              (v < 2^40, so max(v, 0) 2^8 < 2^48 and root = isqrt(.) < 2^24); den >= 1.
+
+    The bound checked is 4 max|a| + 2 max den + 1 < 2^52, which also gives 4den < 2^53.
+    Otherwise the int64 floor division, the same integers."""
+    if num_shift + 2 < 0:
+        return False
+    a_max = ((m_max * k1 + (1 << (FRAC - 1))) >> FRAC) << num_shift
+    den_max = ((((1 << 24) * k2 + (1 << (FRAC - 1))) >> FRAC) + eps) << batch_log2
+    return 4 * a_max + 2 * den_max + 1 < 1 << 52
 
 
 _FLAT_BELOW = 1 << 16  # tensors with fewer elements are updated together
@@ -219,6 +262,13 @@ def _joined(tensors: list[torch.Tensor]) -> torch.Tensor:
     if len(tensors) == 1:
         return tensors[0]
     return torch.cat([t.reshape(-1) for t in tensors])
+
+
+def _slices(flat: torch.Tensor, shapes: list[torch.Size]) -> list[torch.Tensor]:
+    """``_joined``'s inverse as views of ``flat`` (no copy), in order."""
+    if len(shapes) == 1:
+        return [flat]
+    return list(flat.split_with_sizes([math.prod(shape) for shape in shapes]))
 
 
 def _parts(flat: torch.Tensor, shapes: list[torch.Size]) -> list[torch.Tensor]:
