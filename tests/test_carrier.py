@@ -215,3 +215,14 @@ def test_isqrt_int64_is_exact(bits: int) -> None:
     roots = torch.randint(0, 2 ** (bits // 2), (1000,), generator=gen)
     x = torch.cat([x, roots * roots, roots * roots + 1, (roots * roots - 1).clamp(min=0)])
     assert torch.equal(isqrt_int64(x), isqrt_reference(x))
+
+
+@pytest.mark.parametrize("bits", [4, 20, 40, 48, 50])
+def test_isqrt_int64_below_2_50_is_exact(bits: int) -> None:
+    """The one-correction path (x < below <= 2^50) against math.isqrt, at and around squares."""
+    gen = torch.Generator().manual_seed(bits)
+    x = torch.randint(0, 2**bits, (4000,), generator=gen)
+    roots = torch.randint(0, 2 ** (bits // 2), (1000,), generator=gen)
+    top = torch.tensor([2**bits - 1, 2 ** (bits // 2) - 1, 0, 1, 2, 3])
+    x = torch.cat([x, roots * roots, roots * roots + 1, (roots * roots - 1).clamp(min=0), top])
+    assert torch.equal(isqrt_int64(x, below=1 << bits), isqrt_reference(x))

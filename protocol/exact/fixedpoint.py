@@ -234,8 +234,10 @@ def softmax_fixed(logits: torch.Tensor) -> torch.Tensor:
 ISQRT_LIMIT = 1 << 62
 
 
-def isqrt_int64(x: torch.Tensor) -> torch.Tensor:
+def isqrt_int64(x: torch.Tensor, *, below: int = 1 << 62) -> torch.Tensor:
     """floor(sqrt(x)) of every element of an int64 tensor with 0 <= x < 2^62, exactly.
+    ``below``: a bound the caller has proved, x < below (default 2^62); at or under 2^50 the
+    downward correction is skipped (second proof below).
 
     Proof. Let s = floor(sqrt(x)) < 2^31. Converting x to float64 errs by a factor (1 + d1),
     |d1| <= 2^-53, and the IEEE square root by (1 + d2), |d2| <= 2^-53; so the float result y
@@ -250,6 +252,19 @@ def isqrt_int64(x: torch.Tensor) -> torch.Tensor:
     r.sqrt_()
     r.floor_()
     r = as_int64_(r)
+    if below <= 1 << 50:
+        # x < 2^50: x converts exactly and s < 2^25. The root is within 2^-52 relative
+        # (the same device slack as above): y <= sqrt(x) + 2^-52 2^25 = sqrt(x) + 2^-27, and
+        # s + 1 - sqrt(x) >= s + 1 - sqrt(s^2 + 2s) = 1 / (s + 1 + sqrt(s^2 + 2s)) > 1 / (2s
+        # + 2) >= 2^-26, so y < s + 1; and y >= s (1 - 2^-52) > s - 1. So r is s - 1 or s,
+        # and only the upward correction is needed (the same one as below; (r + 1)^2 <= 2^50).
+        t = r + 1
+        t.mul_(t)
+        torch.sub(x, t, out=t)
+        t >>= 63
+        t += 1
+        r += t  # r += 1 where (r + 1)^2 <= x
+        return r
     # The two corrections without bool tensors: for |d| < 2^63, d >> 63 is -1 if d < 0 else 0
     # (arithmetic shift). x - r^2 and x - (r + 1)^2 lie in (-2^62, 2^62): no wrap.
     t = r * r

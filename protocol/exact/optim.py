@@ -166,7 +166,7 @@ def adamw_update(spec: JobSpec, state: State, i: int, grads: dict[str, torch.Ten
         v >>= FRAC
         root = torch.clamp(v, min=0)
         root <<= root_shift
-        root = isqrt_int64(root)
+        root = isqrt_int64(root, below=1 << 48)  # v < 2^40 (docstring): root's input < 2^48
         # den = (round(root k2 / 2^16) + eps) 2^b, in place on the fresh root.
         den = torch.add(root.new_full((), half), root, alpha=k2, out=root)
         den >>= FRAC
