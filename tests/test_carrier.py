@@ -226,3 +226,31 @@ def test_isqrt_int64_below_2_50_is_exact(bits: int) -> None:
     top = torch.tensor([2**bits - 1, 2 ** (bits // 2) - 1, 0, 1, 2, 3])
     x = torch.cat([x, roots * roots, roots * roots + 1, (roots * roots - 1).clamp(min=0), top])
     assert torch.equal(isqrt_int64(x, below=1 << bits), isqrt_reference(x))
+
+
+@pytest.mark.parametrize(
+    ("k2", "num_shift", "eps", "b"), [(10 << 16, 12, 1 << 8, 9), (ONE, 14, 1, 0)]
+)
+def test_float_quotient_equals_div_round(k2: int, num_shift: int, eps: int, b: int) -> None:
+    """AdamW's float64 root, den and division against the int64 formula, with v at squares
+    (x = v 2^8 then a square), one off, 0, negative and at the top (2^40 - 1)."""
+    gen = torch.Generator().manual_seed(k2 + num_shift)
+    roots = torch.randint(0, 2**20, (3000,), generator=gen)
+    v = torch.cat(
+        [
+            roots * roots,
+            roots * roots - 1,
+            roots * roots + 1,
+            torch.randint(-(2**10), 2**40, (3000,), generator=gen),
+            torch.tensor([0, -1, 2**40 - 1, 1, 2**40 - 2]),
+        ]
+    )
+    mh = torch.randint(-(2**30), 2**30, v.shape, generator=gen)
+    mh[:5] = torch.tensor([0, -(2**30), 2**30 - 1, -1, 1])
+    assert optim._float_division_fits(2**30, ONE, k2, num_shift, eps, b)
+    root = isqrt_reference(torch.clamp(v, min=0) << 8)
+    den = (rshift_round(root * k2, FRAC) + eps) << b
+    want = div_round(mh << num_shift, den)
+    got = optim._float_quotient(mh.clone(), v, k2, num_shift, eps, b)
+    assert got.dtype == torch.int64
+    assert torch.equal(got, want)

@@ -115,7 +115,10 @@ def adamw_update(spec: JobSpec, state: State, i: int, grads: dict[str, torch.Ten
         w  <- w - round(w / 2^-(lr_log2 + wd_log2)) - div_round(mh 2^(20 + lr_log2), den 2^b)
 
     Rounding: ``rshift_round`` for powers of two, ``div_round`` (the same rule, half up) for the
-    one true division, ``isqrt_int64`` (exact floor) for the square root.
+    one true division, ``isqrt_int64`` (exact floor) for the square root. When
+    ``_float_division_fits`` (a bound from max|m|, k1, k2 and v < 2^40, no extra pass), the
+    root, den and the division run in float64 with exact floors (``_float_quotient``, proof
+    there); otherwise in int64. The same integers either way.
 
     Bounds (every int64 intermediate < 2^62), given |w|, |m|, |v| < 2^40 (checked on entry):
     |g| < ``adam_grad_limit`` <= 2^31 is checked here (else OverflowBoundError: the step is
@@ -164,30 +167,21 @@ def adamw_update(spec: JobSpec, state: State, i: int, grads: dict[str, torch.Ten
         v = torch.add(old.new_full((), half), old, alpha=b2)
         v.add_(g2, alpha=ONE - b2)
         v >>= FRAC
-        root = torch.clamp(v, min=0)
-        root <<= root_shift
-        root = isqrt_int64(root, below=1 << 48)  # v < 2^40 (docstring): root's input < 2^48
-        # den = (round(root k2 / 2^16) + eps) 2^b, in place on the fresh root.
-        den = torch.add(root.new_full((), half), root, alpha=k2, out=root)
-        den >>= FRAC
-        den += eps
-        den <<= batch_log2
         # div_round(a, den) = floor((2a + den) / 2den) with a = round(m k1 / 2^16) 2^num_shift:
         # 2a is the same rounding shifted one place further.
         quotient = torch.add(m.new_full((), half), m, alpha=k1)
         quotient >>= FRAC
         if float_division:
-            # floor((2a + den) / 2den) = floor((4a + 2den + 1) / 4den) (floor_div_odd's
-            # identity, N = 2a + den, D = 2den), in float64: see _float_division_fits.
-            quotient <<= num_shift + 2
-            den <<= 1
-            quotient += den
-            quotient |= 1  # 4a + 2den is even: | 1 adds 1
-            numerator = quotient.to(torch.float64)
-            divisor = den.to(torch.float64)
-            divisor *= 2.0
-            quotient = floor_div_odd(numerator, divisor)
+            quotient = _float_quotient(quotient, v, k2, num_shift, eps, batch_log2)
         else:
+            root = torch.clamp(v, min=0)
+            root <<= root_shift
+            root = isqrt_int64(root, below=1 << 48)  # v < 2^40 (docstring): input < 2^48
+            # den = (round(root k2 / 2^16) + eps) 2^b, in place on the fresh root.
+            den = torch.add(root.new_full((), half), root, alpha=k2, out=root)
+            den >>= FRAC
+            den += eps
+            den <<= batch_log2
             quotient <<= num_shift + 1
             quotient += den
             den <<= 1
@@ -220,6 +214,47 @@ def adamw_update(spec: JobSpec, state: State, i: int, grads: dict[str, torch.Ten
             new_state[adam_m_name(n)] = m_n
             new_state[adam_v_name(n)] = v_n
     return new_state
+
+
+def _float_quotient(
+    mh: torch.Tensor, v: torch.Tensor, k2: int, num_shift: int, eps: int, batch_log2: int
+) -> torch.Tensor:
+    """div_round(mh 2^num_shift, den) with den = (round(isqrt(max(v, 0) 2^8) k2 / 2^16) + eps)
+    2^b, for ``mh`` (the caller's fresh tensor, overwritten) and v, when
+    ``_float_division_fits``: the root, den and the division in float64, exactly — the same
+    integers as the int64 branch of ``adamw_update``.
+
+    Root: x = max(v, 0) 2^8 is an integer below 2^48 (v < 2^40), exact in float64 (clamp and a
+    power-of-two product are exact). floor(sqrt(x)) is s - 1 or s (``isqrt_int64``'s proof
+    for x < 2^50), and the one upward correction r += [(r + 1)^2 <= x] makes it s: (r + 1)^2
+    <= 2^50 is exact, so the comparison is the integer one.
+    den: r k2 + 2^15 < 2^24 2^24 + 2^15 is exact (one rounding at most, of an exact value);
+    times 2^-16 is exact (a power of two, no underflow: an integer or a dyadic above 2^-16),
+    its floor is (r k2 + 2^15) >> 16; + eps and times 2^(b + 1) stay integers below 2^52
+    (``_float_division_fits``: 2 max den + 1 < 2^52), so d = 2den exactly.
+    Quotient: ``floor_div_odd`` of the odd 4a + 2den + 1 (a = mh 2^num_shift, |4a| < 2^52:
+    converts exactly; each partial sum below 2^52, exact) by 4den — the identity and bound of
+    ``_float_division_fits``."""
+    x = v.to(torch.float64)
+    x.clamp_(min=0.0)
+    x *= float(1 << (2 * ADAM_SQRT_FRAC - ADAM_V_FRAC))
+    r = torch.sqrt(x)
+    r.floor_()
+    t = r + 1.0
+    t *= t
+    r += t <= x  # r += 1 where (r + 1)^2 <= x
+    del t, x
+    d = torch.add(r.new_full((), float(1 << (FRAC - 1))), r, alpha=k2, out=r)
+    d *= 2.0**-FRAC
+    d.floor_()
+    d += float(eps)
+    d *= float(1 << (batch_log2 + 1))  # 2den
+    mh <<= num_shift + 2
+    numerator = mh.to(torch.float64)
+    numerator += d
+    numerator += 1.0
+    d *= 2.0  # 4den
+    return floor_div_odd(numerator, d)
 
 
 def _float_division_fits(
