@@ -148,15 +148,15 @@ def sigmoid_lookup(u: torch.Tensor) -> torch.Tensor:
 
     sp = table[min(|u|, SPAN)] + 2^15 + 1 is sigmoid_fixed(|u|); sigmoid_fixed(u) is sp for
     u >= 0 and 2^16 - sp for u < 0, i.e. 2^15 + sign(u) (sp - 2^15) (at u = 0, sp = 2^15 and
-    both are 2^15). With sp - 2^15 = table + 1: s = sign(u) table + sign(u) + 2^15, in int64
-    (sign(u) is int64, so the product with the int16 gather is formed in int64)."""
+    both are 2^15). With sp - 2^15 = table + 1: s = (sign(u) + 2^15) + sign(u) table, in int64
+    (sign(u) is int64, so the product with the int16 gather is formed in int64; every term is
+    at most 2^16 in magnitude): one fresh sum and one ``addcmul_`` into it (value 1, exact
+    integer arithmetic) instead of a product and two additions."""
     index = u.abs().clamp_(max=SIGMOID_SPAN).reshape(-1)
     sp = sigmoid_table(u.device).index_select(0, index).reshape(u.shape)
     sign = torch.sign(u)
-    s = sign * sp
-    s += sign
-    s += 1 << 15
-    return s
+    s = sign + (1 << 15)
+    return s.addcmul_(sign, sp)
 
 
 def gelu_forward(x: torch.Tensor, *, max_abs: int | None = None) -> tuple[torch.Tensor, GeluSaved]:
