@@ -21,6 +21,7 @@ from protocol.exact.fixedpoint import (
     isqrt_int64,
     max_abs,
     rshift_round,
+    scale_round,
 )
 from protocol.layout import STEP_KEY, adam_m_name, adam_v_name, momentum_name
 from protocol.spec import parse_spec
@@ -254,3 +255,15 @@ def test_float_quotient_equals_div_round(k2: int, num_shift: int, eps: int, b: i
     got = optim._float_quotient(mh.clone(), v, k2, num_shift, eps, b)
     assert got.dtype == torch.int64
     assert torch.equal(got, want)
+
+
+@pytest.mark.parametrize("c", [1, 111542, 94548, 11585, -3])
+def test_scale_round_equals_rshift_round_of_the_product(c: int) -> None:
+    gen = torch.Generator().manual_seed(abs(c))
+    x = torch.randint(-(2**40), 2**40, (3, 700), generator=gen)
+    x[0, :4] = torch.tensor([0, -(1 << 15), (1 << 15) - 1, -1])
+    want = rshift_round(x * c, FRAC)
+    assert torch.equal(scale_round(x, c, FRAC), want)
+    y = x.clone()
+    assert scale_round(y, c, FRAC, out=y).data_ptr() == y.data_ptr()
+    assert torch.equal(y, want)

@@ -64,6 +64,20 @@ def rshift_round_(x: torch.Tensor, shift: int) -> torch.Tensor:
     return x
 
 
+def scale_round(
+    x: torch.Tensor, c: int, shift: int, *, out: torch.Tensor | None = None
+) -> torch.Tensor:
+    """``rshift_round(x * c, shift)`` for an int64 tensor x, a Python integer c and shift >= 1,
+    where the caller has bounded |x c| + 2^(shift - 1) below 2^63 (the bound the product form
+    needs): x c + 2^(shift - 1) in one pass (``torch.add`` with ``alpha=c``: the exact int64
+    multiply-add, the same integer as the product then the sum), then the shift in place.
+    ``out=x`` writes over x (the output overlaps the input exactly; elementwise)."""
+    half = x.new_full((), 1 << (shift - 1))
+    r = torch.add(half, x, alpha=c) if out is None else torch.add(half, x, alpha=c, out=out)
+    r >>= shift
+    return r
+
+
 def as_int64_(t: torch.Tensor) -> torch.Tensor:
     """``t.to(torch.int64)`` for a float64 tensor the caller owns (a fresh product), written
     over its own storage: no second weight-sized buffer (whose fresh pages cost more than the

@@ -58,6 +58,7 @@ from protocol.exact.fixedpoint import (
     require_below,
     rshift_round,
     rshift_round_,
+    scale_round,
 )
 
 GELU_A_Q16 = 111542  # round(1.702 * 2^16)
@@ -168,7 +169,7 @@ def gelu_forward(x: torch.Tensor, *, max_abs: int | None = None) -> tuple[torch.
     u and y are rounded in place on their fresh products (the same integers)."""
     bound = maxabs(x) if max_abs is None else max_abs
     require_below(bound, GELU_INPUT_LIMIT, "gelu", "max|x|")
-    u = rshift_round_(x * GELU_A_Q16, FRAC)
+    u = scale_round(x, GELU_A_Q16, FRAC)  # rshift_round(x a, 16), one fused pass
     s = sigmoid_lookup(u)
     return rshift_round_(x * s, FRAC), GeluSaved(s, u)
 

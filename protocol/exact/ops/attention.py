@@ -66,6 +66,7 @@ from protocol.exact.fixedpoint import (
     maxabs,
     require_below,
     rshift_round_,
+    scale_round,
 )
 from protocol.exact.ops.norm import floor_div_odd
 
@@ -165,8 +166,9 @@ def softmax_lastdim(
         z = x.masked_fill(hidden, -SOFTMAX_INPUT_LIMIT)
     z -= z.amax(dim=-1, keepdim=True)
     z.clamp_(min=_Z_FLOOR)  # <= 0
-    z *= LOG2E_Q16
-    exps = exp2_softmax_(rshift_round_(z, FRAC))  # z LOG2E >= -32 * 94548 > -47 * 2^16
+    # rshift_round(z LOG2E, 16) in one fused pass (scale_round); z LOG2E >= -32 * 94548 >
+    # -47 * 2^16
+    exps = exp2_softmax_(scale_round(z, LOG2E_Q16, FRAC, out=z))
     # Masked entries are already 0 unless a row's max could lie within 32 of -2^61: every
     # unmasked x >= -max|x|, so when max|x| < 2^61 - 32 * 2^16 a masked entry's z is
     # -2^61 - rowmax < -32 * 2^16, clamped to exactly -32 * 2^16, and exp2_lookup of
@@ -249,8 +251,8 @@ def attention_forward(
     # S = rshift_round(rshift_round(q k^T, 16) * C, 16), each step in place on the fresh
     # product (|S16 C| < 2^53, module docstring)
     scores = rshift_round_(matmul(q_op, _transpose(k_op), f"{where}.scores"), FRAC)
-    scores *= scale
-    p = softmax_lastdim(rshift_round_(scores, FRAC), causal_mask(t, scores.device), inplace=True)
+    scores = scale_round(scores, scale, FRAC, out=scores)
+    p = softmax_lastdim(scores, causal_mask(t, scores.device), inplace=True)
     p_op = Operand.of(p, nonnegative=True)
     out = rshift_round_(matmul(p_op, v_op, f"{where}.values"), FRAC)
     return out, AttentionSaved(q_op, k_op, v_op, p_op, scale, p)
@@ -264,8 +266,7 @@ def attention_backward(
     dv = rshift_round_(matmul(_transpose(saved.p), g_op, f"{where}.grad_v"), FRAC)
     dp = rshift_round_(matmul(g_op, _transpose(saved.v), f"{where}.grad_p"), FRAC)
     ds = softmax_backward(saved.p_int, dp)
-    ds *= saved.scale  # |dS C| < 2^61 (module docstring)
-    ds_op = operand(rshift_round_(ds, FRAC))
+    ds_op = operand(scale_round(ds, saved.scale, FRAC, out=ds))  # |dS C| < 2^61 (docstring)
     dq = rshift_round_(matmul(ds_op, saved.k, f"{where}.grad_q"), FRAC)
     dk = rshift_round_(matmul(_transpose(ds_op), saved.q, f"{where}.grad_k"), FRAC)
     return dq, dk, dv
