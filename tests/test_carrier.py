@@ -18,6 +18,7 @@ from protocol.exact.fixedpoint import (
     as_int64_,
     check_state_range,
     div_round,
+    float_maxabs,
     isqrt_int64,
     max_abs,
     rshift_round,
@@ -267,3 +268,17 @@ def test_scale_round_equals_rshift_round_of_the_product(c: int) -> None:
     y = x.clone()
     assert scale_round(y, c, FRAC, out=y).data_ptr() == y.data_ptr()
     assert torch.equal(y, want)
+
+
+@pytest.mark.parametrize("n", [1, 100, 8191, 8192, 40000])
+def test_float_maxabs_is_abs_amax(n: int) -> None:
+    """Both branches (aminmax below 8,192 elements; amin and amax from there) against
+    abs().amax(), with the extreme at the negative end, the positive end and both."""
+    gen = torch.Generator().manual_seed(n)
+    base = torch.randint(-(2**52), 2**52, (n,), generator=gen).to(torch.float64)
+    for low, high in ((-(2.0**52), 5.0), (-3.0, 2.0**52), (-(2.0**52), 2.0**52)):
+        t = base.clone()
+        t[0], t[-1] = low, high
+        got = float_maxabs(t)
+        assert got.dtype == torch.float64 and got.dim() == 0
+        assert float(got) == float(t.abs().amax())

@@ -89,6 +89,18 @@ def as_int64_(t: torch.Tensor) -> torch.Tensor:
     return t.view(torch.int64).copy_(t)
 
 
+def float_maxabs(t64: torch.Tensor) -> torch.Tensor:
+    """max|v| of a non-empty float64 tensor of integers below 2^53, as a 0-d float64 tensor:
+    max(-min v, max v) from ``amin`` and ``amax`` — the same value as ``abs().amax()`` and as
+    ``aminmax``'s (negation and comparison are exact; no NaN) — two vectorized reductions
+    (~14 us each on 131k elements on CPU, where ``aminmax`` is ~44 and ``abs().amax()`` ~41:
+    a written copy); below 8,192 elements one ``aminmax`` (fewer dispatches), the same value."""
+    if t64.numel() < 8192:
+        lo, hi = torch.aminmax(t64)
+        return torch.maximum(-lo, hi)
+    return torch.maximum(t64.amin().neg_(), t64.amax())
+
+
 class Operand:
     """A matmul operand: the int64 tensor carried in float64, with its max |value|.
 
@@ -112,7 +124,7 @@ class Operand:
     @classmethod
     def of(cls, t: torch.Tensor, *, nonnegative: bool = False) -> Operand:
         t64 = t.to(torch.float64)
-        return cls(t64, t64.amax() if nonnegative else t64.abs().amax())
+        return cls(t64, t64.amax() if nonnegative else float_maxabs(t64))
 
     @property
     def T(self) -> Operand:

@@ -56,6 +56,7 @@ from protocol.exact.fixedpoint import (
     ExactMatmul,
     Operand,
     check_sum_bound,
+    float_maxabs,
     maxabs,
     rshift_round_,
 )
@@ -119,12 +120,11 @@ def _heads(x: torch.Tensor, heads: int) -> torch.Tensor:
 def _merged_operand(o: torch.Tensor) -> Operand:
     """``operand(_merge(o))``: the heads (B, h, T, dh) merged to (B, T, d) straight into a
     float64 buffer (one strided copy-and-convert instead of a merge copy then a conversion);
-    the same float64 values, and the same maxabs by ``operand``'s aminmax argument."""
+    the same float64 values, and the same maxabs (``float_maxabs``)."""
     b, h, t, dh = o.shape
     out = torch.empty((b, t, h * dh), dtype=torch.float64, device=o.device)
     out.view(b, t, h, dh).copy_(o.transpose(1, 2))
-    lo, hi = torch.aminmax(out)
-    return Operand(out, torch.maximum(-lo, hi))
+    return Operand(out, float_maxabs(out))
 
 
 def _merge(x: torch.Tensor) -> torch.Tensor:

@@ -63,6 +63,7 @@ from protocol.exact.fixedpoint import (
     ExactMatmul,
     Operand,
     exp2_fixed,
+    float_maxabs,
     maxabs,
     require_below,
     rshift_round_,
@@ -201,12 +202,11 @@ def _transpose(op: Operand) -> Operand:
 
 
 def operand(t: torch.Tensor) -> Operand:
-    """``Operand.of(t)`` with the same ``maxabs`` value from one ``aminmax`` pass instead of
-    ``abs()`` (a written copy) then ``amax``: max|v| = max(-min v, max v) for the float64
-    values of integers below 2^53, exactly (negation and comparison are exact). Non-empty t."""
+    """``Operand.of(t)``: the same ``maxabs`` value by ``float_maxabs`` (max|v| = max(-min v,
+    max v) for the float64 values of integers below 2^53, exactly: negation and comparison
+    are exact). Non-empty t."""
     t64 = t.to(torch.float64)
-    lo, hi = torch.aminmax(t64)
-    return Operand(t64, torch.maximum(-lo, hi))
+    return Operand(t64, float_maxabs(t64))  # the same value as aminmax's max(-lo, hi)
 
 
 def head_operands(qkv: torch.Tensor, heads: int) -> tuple[Operand, Operand, Operand]:
