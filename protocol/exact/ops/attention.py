@@ -219,7 +219,10 @@ def head_operands(qkv: torch.Tensor, heads: int) -> tuple[Operand, Operand, Oper
     dh = three_d // (3 * heads)
     out = torch.empty((3, b, heads, t, dh), dtype=torch.float64, device=qkv.device)
     out.copy_(qkv.view(b, t, 3, heads, dh).permute(2, 0, 3, 1, 4))
-    m = out.view(3, -1).abs().amax(dim=1)  # (aminmax along a dim is ~5x slower on CPU)
+    # max(-min, max) per third: the same values as abs().amax(dim=1) (exact negation and
+    # comparison; no written abs copy: ~34 -> ~30 us; aminmax along a dim is ~5x slower)
+    flat = out.view(3, -1)
+    m = torch.maximum(flat.amin(dim=1).neg_(), flat.amax(dim=1))
     return Operand(out[0], m[0]), Operand(out[1], m[1]), Operand(out[2], m[2])
 
 
