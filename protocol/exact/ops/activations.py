@@ -144,33 +144,20 @@ def sigmoid_table(device: torch.device) -> torch.Tensor:
     return _SIGMOID_TABLES[key]
 
 
-_SIGNED_TABLES: dict[str, torch.Tensor] = {}
-
-
-def signed_sigmoid_table(device: torch.device) -> torch.Tensor:
-    """sigmoid_fixed(u) for u = -SPAN..SPAN at index u + SPAN, int32 (values in [0, 2^16]),
-    built once per device from ``sigmoid_table`` by sigmoid_fixed's own definition: sp =
-    table[|u|] + 2^15 + 1 is sigmoid_fixed(|u|), and sigmoid_fixed(u) is sp for u >= 0 and
-    2^16 - sp for u < 0. 6 MiB; the gather's hot part (|u| < 3) ~1.5 MiB."""
-    key = str(device)
-    if key not in _SIGNED_TABLES:
-        sp = sigmoid_table(device).to(torch.int64) + _SIGMOID_OFFSET  # u = 0..SPAN
-        negative = ONE - sp.flip(0)[:-1]  # u = -SPAN..-1
-        _SIGNED_TABLES[key] = torch.cat([negative, sp]).to(torch.int32)
-    return _SIGNED_TABLES[key]
-
-
 def sigmoid_lookup(u: torch.Tensor) -> torch.Tensor:
-    """``sigmoid_fixed(u)`` bit for bit, by one gather from ``signed_sigmoid_table`` at
-    clamp(u, -SPAN, SPAN) + SPAN (int64 index: |u| < 2^46, no wrap): for |u| >= SPAN,
-    sigmoid_fixed(u) = sigmoid_fixed(sign(u) SPAN) (sp is 2^16 there, the argument above),
-    so clamping changes no value. Four passes (clamp, add, gather, int64 copy) instead of
-    six (abs, clamp, gather, sign, sum, addcmul) with the int16 table of |u|; the result is
-    int64 as before."""
-    index = torch.clamp(u, -SIGMOID_SPAN, SIGMOID_SPAN)
-    index += SIGMOID_SPAN
-    s = signed_sigmoid_table(u.device).index_select(0, index.reshape(-1))
-    return s.reshape(u.shape).to(torch.int64)
+    """``sigmoid_fixed(u)`` bit for bit, by one gather from ``sigmoid_table``.
+
+    sp = table[min(|u|, SPAN)] + 2^15 + 1 is sigmoid_fixed(|u|); sigmoid_fixed(u) is sp for
+    u >= 0 and 2^16 - sp for u < 0, i.e. 2^15 + sign(u) (sp - 2^15) (at u = 0, sp = 2^15 and
+    both are 2^15). With sp - 2^15 = table + 1: s = (sign(u) + 2^15) + sign(u) table, in int64
+    (sign(u) is int64, so the product with the int16 gather is formed in int64; every term is
+    at most 2^16 in magnitude): one fresh sum and one ``addcmul_`` into it (value 1, exact
+    integer arithmetic) instead of a product and two additions."""
+    index = u.abs().clamp_(max=SIGMOID_SPAN).reshape(-1)
+    sp = sigmoid_table(u.device).index_select(0, index).reshape(u.shape)
+    sign = torch.sign(u)
+    s = sign + (1 << 15)
+    return s.addcmul_(sign, sp)
 
 
 def gelu_forward(x: torch.Tensor, *, max_abs: int | None = None) -> tuple[torch.Tensor, GeluSaved]:
