@@ -26,7 +26,6 @@ from protocol.exact.ops.norm import rms_norm_reference
 from protocol.exact.program import evaluate, init, params_of, run, step
 from protocol.exact.transformer import (
     FAMILY,
-    _linear_backward,
     _merge,
     _merge_qkv,
     _merged_operand,
@@ -278,7 +277,7 @@ def test_merge_qkv_equals_the_cat_of_merged_heads() -> None:
     assert torch.equal(merged.t64, plain.t64) and torch.equal(merged.maxabs, plain.maxabs)
 
 
-def test_local_linear_backward_equals_linear_backward() -> None:
+def test_transposed_weight_gradient_equals_the_plain_one() -> None:
     gen = torch.Generator().manual_seed(5)
     x = torch.randint(-(1 << 18), 1 << 18, (2, 3, 8), generator=gen)
     w = torch.randint(-(1 << 16), 1 << 16, (8, 4), generator=gen)
@@ -286,7 +285,7 @@ def test_local_linear_backward_equals_linear_backward() -> None:
     _, saved = linear_forward(ExactMatmul(), x, w, None, "t")
     want = linear_backward(ExactMatmul(), saved, g, "t")
     for transposed in (False, True):
-        got = _linear_backward(ExactMatmul(), saved, g, "t", transposed_weight_grad=transposed)
+        got = linear_backward(ExactMatmul(), saved, g, "t", transposed_weight_grad=transposed)
         for a, b in zip(got, want, strict=True):
             assert a is not None and b is not None and torch.equal(a, b) and a.is_contiguous()
 

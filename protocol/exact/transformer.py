@@ -51,14 +51,11 @@ from protocol.exact.classifier import init_weight
 from protocol.exact.data import text_dataset, text_tensors
 from protocol.exact.family import Batch, Params
 from protocol.exact.fixedpoint import (
-    FRAC,
     ONE,
     ExactMatmul,
     Operand,
-    check_sum_bound,
     float_maxabs,
     maxabs,
-    rshift_round_,
 )
 from protocol.exact.ops.activations import GeluSaved, gelu_backward, gelu_forward
 from protocol.exact.ops.attention import (
@@ -70,7 +67,7 @@ from protocol.exact.ops.attention import (
     softmax_lastdim,
 )
 from protocol.exact.ops.embedding import EmbeddingSaved, embedding_backward, embedding_forward
-from protocol.exact.ops.linear import LinearSaved, linear_forward
+from protocol.exact.ops.linear import LinearSaved, linear_backward, linear_forward
 from protocol.exact.ops.loss import cross_entropy_backward, cross_entropy_forward
 from protocol.exact.ops.norm import RmsNormSaved, rms_norm_backward, rms_norm_forward
 from protocol.models import TransformerSpec
@@ -212,7 +209,7 @@ def _backward(
     grads: dict[str, torch.Tensor] = {}
     assert fw.head is not None and fw.norm is not None
     assert fw.token is not None and fw.position is not None
-    g, grads["head.weight"], _ = _linear_backward(matmul, fw.head, grad_logits, "head")
+    g, grads["head.weight"], _ = linear_backward(matmul, fw.head, grad_logits, "head")
     assert g is not None
     gx, grads["norm.gain"] = rms_norm_backward(fw.norm, g)
     for layer in reversed(range(model.layers)):
@@ -220,22 +217,22 @@ def _backward(
         blk = fw.blocks[layer]
         assert blk.mlp_out and blk.gelu and blk.mlp_in and blk.norm2
         assert blk.proj and blk.attn and blk.qkv and blk.norm1
-        g, gw, gb = _linear_backward(
+        g, gw, gb = linear_backward(
             matmul, blk.mlp_out, gx, p + "mlp.out", transposed_weight_grad=True
         )
         grads[p + "mlp.out.weight"], grads[p + "mlp.out.bias"] = gw, gb
         assert g is not None
         (g,) = gelu_backward(blk.gelu, g, max_abs=_GRAD_INPUT_BOUND)
-        g, gw, gb = _linear_backward(matmul, blk.mlp_in, g, p + "mlp.in")
+        g, gw, gb = linear_backward(matmul, blk.mlp_in, g, p + "mlp.in")
         grads[p + "mlp.in.weight"], grads[p + "mlp.in.bias"] = gw, gb
         assert g is not None
         g, grads[p + "norm2.gain"] = rms_norm_backward(blk.norm2, g)
         gx += g  # gx is a fresh dx or sum of this function's; its reader above is done
-        g, gw, gb = _linear_backward(matmul, blk.proj, gx, p + "proj")
+        g, gw, gb = linear_backward(matmul, blk.proj, gx, p + "proj")
         grads[p + "attn.proj.weight"], grads[p + "attn.proj.bias"] = gw, gb
         assert g is not None
         dq, dk, dv = attention_backward(matmul, blk.attn, _heads(g, model.heads), p + "attn")
-        g, gw, gb = _linear_backward(matmul, blk.qkv, _merge_qkv(dq, dk, dv), p + "qkv")
+        g, gw, gb = linear_backward(matmul, blk.qkv, _merge_qkv(dq, dk, dv), p + "qkv")
         grads[p + "attn.qkv.weight"], grads[p + "attn.qkv.bias"] = gw, gb
         assert g is not None
         g, grads[p + "norm1.gain"] = rms_norm_backward(blk.norm1, g)
@@ -243,40 +240,6 @@ def _backward(
     (grads["embed.token"],) = embedding_backward(fw.token, gx)
     grads["embed.position"] = _position_grad(fw.position, gx)
     return {name: grads[name] for name in model.param_shapes()}
-
-
-def _linear_backward(
-    matmul: ExactMatmul,
-    saved: LinearSaved,
-    grad_z: torch.Tensor,
-    where: str,
-    *,
-    transposed_weight_grad: bool = False,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """``ops.linear.linear_backward``'s (grad_x, grad_W, grad_b): the same products, checks
-    (in the same order, with the same names) and integers, with two speed-ups:
-
-    * grad_z's operand by ``operand`` (one ``aminmax`` pass for the same maxabs, not a
-      written ``abs()`` copy then ``amax``);
-    * ``transposed_weight_grad``: grad_W formed as (g^T x)^T instead of x^T g — MKL's float64
-      GEMM is ~1.5x faster that way round for the MLP's output layer ((F, d) = (256, 64) from
-      512 rows: ~400 vs ~600 us). Each entry is the same exact integer sum (every product and
-      partial sum below 2^53 by the same bound, ExactMatmul's max|g| max|x| K — the same
-      float64 product in either order), transposing commutes with rshift_round, and the
-      result is made contiguous."""
-    fan_in, fan_out = saved.weight.t64.shape
-    x2 = Operand(saved.x.t64.reshape(-1, fan_in), saved.x.maxabs)
-    g_op = operand(grad_z)
-    g2 = Operand(g_op.t64.reshape(-1, fan_out), g_op.maxabs)
-    if transposed_weight_grad:
-        product = matmul(g2.T, x2, f"{where}.grad_weight")  # (fan_out, fan_in)
-        grad_w = rshift_round_(product, FRAC).T.contiguous()
-    else:
-        grad_w = rshift_round_(matmul(x2.T, g2, f"{where}.grad_weight"), FRAC)
-    check_sum_bound(g_op.maxabs, g2.t64.shape[0], f"{where}.grad_bias")
-    grad_b = grad_z.reshape(-1, fan_out).sum(dim=0)
-    grad_x = rshift_round_(matmul(g_op, saved.weight.T, f"{where}.grad_input"), FRAC)
-    return grad_x, grad_w, grad_b
 
 
 def _position_grad(saved: EmbeddingSaved, gx: torch.Tensor) -> torch.Tensor:

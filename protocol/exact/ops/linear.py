@@ -57,13 +57,24 @@ def linear_backward(
     where: str,
     *,
     need_input_grad: bool = True,
+    transposed_weight_grad: bool = False,
 ) -> tuple[torch.Tensor | None, torch.Tensor, torch.Tensor]:
-    """(grad_x or None, grad_W, grad_b) for the gradient ``grad_z`` of z."""
+    """(grad_x or None, grad_W, grad_b) for the gradient ``grad_z`` of z.
+
+    ``transposed_weight_grad``: grad_W formed as (g^T x)^T instead of x^T g — MKL's float64
+    GEMM is ~1.5x faster that way round for a wide-to-narrow layer ((256, 64) from 512 rows:
+    ~400 vs ~600 us). Each entry is the same exact integer sum (every product and partial sum
+    below 2^53 by the same bound, max|g| max|x| K, the same float64 product in either order),
+    transposing commutes with rshift_round, and the result is made contiguous."""
     fan_in, fan_out = saved.weight.t64.shape
     x2 = Operand(saved.x.t64.reshape(-1, fan_in), saved.x.maxabs)
     g_op = Operand.of(grad_z)
     g2 = Operand(g_op.t64.reshape(-1, fan_out), g_op.maxabs)
-    grad_w = rshift_round_(matmul(x2.T, g2, f"{where}.grad_weight"), FRAC)
+    if transposed_weight_grad:
+        product = matmul(g2.T, x2, f"{where}.grad_weight")  # (fan_out, fan_in)
+        grad_w = rshift_round_(product, FRAC).T.contiguous()
+    else:
+        grad_w = rshift_round_(matmul(x2.T, g2, f"{where}.grad_weight"), FRAC)
     check_sum_bound(g_op.maxabs, g2.t64.shape[0], f"{where}.grad_bias")
     grad_b = grad_z.reshape(-1, fan_out).sum(dim=0)
     grad_x = None
