@@ -4,11 +4,12 @@ cross-entropy gradient over classes."""
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 
 from protocol.exact.data import carried_inputs, dataset_tensors
-from protocol.exact.family import Batch
+from protocol.exact.family import Batch, Params
 from protocol.exact.fixedpoint import ONE, Operand
 from protocol.exact.ops.loss import cross_entropy_backward, cross_entropy_forward
 from protocol.randomness import batch_indices, random_below
@@ -61,3 +62,14 @@ def cross_entropy_grad(logits: torch.Tensor, targets: torch.Tensor) -> torch.Ten
     _, saved = cross_entropy_forward(logits, targets)
     (grad,) = cross_entropy_backward(saved)
     return grad
+
+
+Predict = Callable[[JobSpec, Params, torch.Tensor], torch.Tensor]
+
+
+def held_out_accuracy(spec: JobSpec, params: Params, predict: Predict) -> float:
+    """The fraction of the dataset's test split that ``predict`` classifies right."""
+    device = next(iter(params.values())).device
+    _, _, test_x, test_y = dataset_tensors(spec, device)
+    correct = int((predict(spec, params, test_x) == test_y).sum().item())
+    return correct / int(test_y.shape[0])

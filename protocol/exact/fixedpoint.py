@@ -284,25 +284,25 @@ def isqrt_int64(x: torch.Tensor, *, below: int = 1 << 62) -> torch.Tensor:
         # s + 1 - sqrt(x) >= s + 1 - sqrt(s^2 + 2s) = 1 / (s + 1 + sqrt(s^2 + 2s)) > 1 / (2s
         # + 2) >= 2^-26, so y < s + 1; and y >= s (1 - 2^-52) > s - 1. So r is s - 1 or s,
         # and only the upward correction is needed (the same one as below; (r + 1)^2 <= 2^50).
-        t = r + 1
-        t.mul_(t)
-        torch.sub(x, t, out=t)
-        t >>= 63
-        t += 1
-        r += t  # r += 1 where (r + 1)^2 <= x
-        return r
+        return _correct_upward(r, x, r + 1)
     # The two corrections without bool tensors: for |d| < 2^63, d >> 63 is -1 if d < 0 else 0
     # (arithmetic shift). x - r^2 and x - (r + 1)^2 lie in (-2^62, 2^62): no wrap.
     t = r * r
     torch.sub(x, t, out=t)
     t >>= 63
     r += t  # r -= 1 where r^2 > x
-    torch.add(r, 1, out=t)
+    return _correct_upward(r, x, torch.add(r, 1, out=t))
+
+
+def _correct_upward(r: torch.Tensor, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """r += 1 where (r + 1)^2 <= x, in place, given t = r + 1 (a scratch tensor it consumes):
+    for |d| < 2^63, d >> 63 is -1 if d < 0 else 0 (arithmetic shift), so
+    (x - (r + 1)^2 >> 63) + 1 is 1 exactly where (r + 1)^2 <= x."""
     t.mul_(t)
     torch.sub(x, t, out=t)
     t >>= 63
     t += 1
-    r += t  # r += 1 where (r + 1)^2 <= x
+    r += t
     return r
 
 

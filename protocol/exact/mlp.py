@@ -16,7 +16,12 @@ from __future__ import annotations
 
 import torch
 
-from protocol.exact.classifier import classifier_batch, cross_entropy_grad, init_classifier
+from protocol.exact.classifier import (
+    classifier_batch,
+    cross_entropy_grad,
+    held_out_accuracy,
+    init_classifier,
+)
 from protocol.exact.data import dataset_tensors
 from protocol.exact.family import Batch, Params
 from protocol.exact.fixedpoint import ONE, ExactMatmul, Operand
@@ -96,10 +101,7 @@ class MlpFamily:
         return pre[-1].argmax(dim=1)
 
     def evaluate(self, spec: JobSpec, params: Params) -> float:
-        device = next(iter(params.values())).device
-        _, _, test_x, test_y = dataset_tensors(spec, device)
-        correct = int((self.predict(spec, params, test_x) == test_y).sum().item())
-        return correct / int(test_y.shape[0])
+        return held_out_accuracy(spec, params, self.predict)
 
     def native_module(self, spec: JobSpec, params: Params) -> torch.nn.Module:
         sizes = _model(spec).layer_sizes()
