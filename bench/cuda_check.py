@@ -27,7 +27,6 @@ from protocol.merkle import root_of
 from protocol.spec import with_steps
 from services.specfile import load_spec
 
-
 EXAMPLES = [
     "examples/digits-mlp.yaml",
     "examples/digits-mlp-adamw.yaml",
