@@ -19,6 +19,7 @@ Every tensor is int64 (Q16 fixed point).
 from __future__ import annotations
 
 from protocol.hashing import TensorLayout, encoded_size
+from protocol.models import layer_param
 from protocol.models import parameter_count as model_parameter_count
 from protocol.spec import JobSpec
 
@@ -28,12 +29,12 @@ STATE_DTYPE = "int64"
 
 def weight_name(layer: int) -> str:
     """The MLP's weight of ``layer``."""
-    return f"layer{layer}.weight"
+    return layer_param("layer", layer, "weight")
 
 
 def bias_name(layer: int) -> str:
     """The MLP's bias of ``layer``."""
-    return f"layer{layer}.bias"
+    return layer_param("layer", layer, "bias")
 
 
 def momentum_name(param: str) -> str:

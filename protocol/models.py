@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from protocol.errors import SpecError
@@ -78,11 +78,17 @@ def is_power_of_two(n: int) -> bool:
     return n > 0 and n & (n - 1) == 0
 
 
+def layer_param(prefix: str, layer: int, kind: str) -> str:
+    """The name of a numbered layer's parameter: ``layer0.weight`` (mlp), ``conv1.bias`` and
+    ``dense0.weight`` (cnn) — the one place these names are spelled."""
+    return f"{prefix}{layer}.{kind}"
+
+
 def _dense_shapes(prefix: str, sizes: list[int]) -> Shapes:
     shapes: Shapes = {}
     for layer, (fan_in, fan_out) in enumerate(itertools.pairwise(sizes)):
-        shapes[f"{prefix}{layer}.weight"] = (fan_in, fan_out)
-        shapes[f"{prefix}{layer}.bias"] = (fan_out,)
+        shapes[layer_param(prefix, layer, "weight")] = (fan_in, fan_out)
+        shapes[layer_param(prefix, layer, "bias")] = (fan_out,)
     return shapes
 
 
@@ -145,14 +151,7 @@ class ConvLayer:
     pool_type: str = "max"
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "channels": self.channels,
-            "kernel": self.kernel,
-            "stride": self.stride,
-            "padding": self.padding,
-            "pool": self.pool,
-            "pool_type": self.pool_type,
-        }
+        return asdict(self)
 
 
 @dataclass(frozen=True)
@@ -197,13 +196,13 @@ class CnnSpec:
         shapes: Shapes = {}
         in_channels = self.image[0]
         for index, layer in enumerate(self.conv):
-            shapes[f"conv{index}.weight"] = (
+            shapes[layer_param("conv", index, "weight")] = (
                 layer.channels,
                 in_channels,
                 layer.kernel,
                 layer.kernel,
             )
-            shapes[f"conv{index}.bias"] = (layer.channels,)
+            shapes[layer_param("conv", index, "bias")] = (layer.channels,)
             in_channels = layer.channels
         shapes.update(_dense_shapes("dense", self.head_sizes()))
         return shapes
@@ -257,15 +256,7 @@ class TransformerSpec:
         return self.d_model // self.heads
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "family": self.family,
-            "vocab": self.vocab,
-            "context": self.context,
-            "d_model": self.d_model,
-            "heads": self.heads,
-            "layers": self.layers,
-            "ff": self.ff,
-        }
+        return asdict(self)
 
     def param_shapes(self) -> Shapes:
         d, ff = self.d_model, self.ff

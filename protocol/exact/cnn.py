@@ -23,14 +23,18 @@ import torch
 from protocol.exact.classifier import (
     classifier_batch,
     cross_entropy_grad,
+    dense_backward,
+    dense_forward,
     held_out_accuracy,
     init_classifier,
+    native_accuracy,
+    native_dense,
+    native_dense_parameters,
 )
-from protocol.exact.data import dataset_tensors
 from protocol.exact.family import Batch, Params
 from protocol.exact.fixedpoint import ONE, ExactMatmul, Operand
 from protocol.exact.ops.conv import ConvSaved, conv2d_backward, conv2d_forward
-from protocol.exact.ops.linear import LinearSaved, linear_backward, linear_forward
+from protocol.exact.ops.linear import LinearSaved
 from protocol.exact.ops.pool import (
     PoolSaved,
     avgpool2d_backward,
@@ -38,7 +42,7 @@ from protocol.exact.ops.pool import (
     maxpool2d_backward,
     maxpool2d_forward,
 )
-from protocol.models import CnnSpec
+from protocol.models import CnnSpec, layer_param
 from protocol.spec import JobSpec
 
 
@@ -48,20 +52,11 @@ def _model(spec: JobSpec) -> CnnSpec:
     return spec.model
 
 
-def conv_weight_name(layer: int) -> str:
-    return f"conv{layer}.weight"
+DENSE = "dense"  # the head's parameters dense{l}.weight, dense{l}.bias
 
 
-def conv_bias_name(layer: int) -> str:
-    return f"conv{layer}.bias"
-
-
-def dense_weight_name(layer: int) -> str:
-    return f"dense{layer}.weight"
-
-
-def dense_bias_name(layer: int) -> str:
-    return f"dense{layer}.bias"
+def _conv(kind: str, layer: int) -> str:
+    return layer_param("conv", layer, kind)
 
 
 class _Forward:
@@ -86,8 +81,8 @@ def forward(spec: JobSpec, x: Operand, params: Params, matmul: ExactMatmul) -> _
         z, saved = conv2d_forward(
             matmul,
             inputs,
-            params[conv_weight_name(layer)],
-            params[conv_bias_name(layer)],
+            params[_conv("weight", layer)],
+            params[_conv("bias", layer)],
             f"conv{layer}",
             stride=conv.stride,
             padding=conv.padding,
@@ -106,19 +101,9 @@ def forward(spec: JobSpec, x: Operand, params: Params, matmul: ExactMatmul) -> _
     fw.conv_out_shape = tuple(inputs.t64.shape)
     batch = fw.conv_out_shape[0]
     hidden = Operand(inputs.t64.reshape(batch, -1), inputs.maxabs)
-    layers = len(model.head_sizes()) - 1
-    for layer in range(layers):
-        u, kept = linear_forward(
-            matmul,
-            hidden,
-            params[dense_weight_name(layer)],
-            params[dense_bias_name(layer)],
-            f"dense{layer}",
-        )
-        fw.dense.append(kept)
-        fw.dense_pre.append(u)
-        if layer < layers - 1:
-            hidden = Operand.of(torch.clamp(u, min=0), nonnegative=True)
+    fw.dense, fw.dense_pre = dense_forward(
+        matmul, hidden, params, DENSE, len(model.head_sizes()) - 1
+    )
     return fw
 
 
@@ -150,12 +135,11 @@ class CnnFamily:
         fw = forward(spec, x, params, matmul)
         grad = cross_entropy_grad(fw.dense_pre[-1], batch.targets)
         grads: dict[str, torch.Tensor] = {}
-        for layer in reversed(range(len(fw.dense))):
-            grad_h, gw, gb = linear_backward(matmul, fw.dense[layer], grad, f"dense{layer}")
-            grads[dense_weight_name(layer)], grads[dense_bias_name(layer)] = gw, gb
-            assert grad_h is not None
-            grad = grad_h * (fw.dense_pre[layer - 1] > 0) if layer > 0 else grad_h
-        grad = grad.reshape(fw.conv_out_shape)
+        grad_head = dense_backward(
+            matmul, fw.dense, fw.dense_pre, grad, DENSE, grads, need_input_grad=True
+        )
+        assert grad_head is not None
+        grad = grad_head.reshape(fw.conv_out_shape)
         for layer in reversed(range(len(model.conv))):
             pooled = fw.pool[layer]
             if pooled is not None:
@@ -167,7 +151,7 @@ class CnnFamily:
             grad_x, gw, gb = conv2d_backward(
                 matmul, fw.conv[layer], grad, f"conv{layer}", need_input_grad=layer > 0
             )
-            grads[conv_weight_name(layer)], grads[conv_bias_name(layer)] = gw, gb
+            grads[_conv("weight", layer)], grads[_conv("bias", layer)] = gw, gb
             if grad_x is not None:
                 grad = grad_x
         return {name: grads[name] for name in model.param_shapes()}
@@ -193,35 +177,25 @@ class CnnFamily:
                 in_c, conv.channels, conv.kernel, stride=conv.stride, padding=conv.padding
             )
             with torch.no_grad():
-                module.weight.copy_(params[conv_weight_name(index)].to(torch.float32) / ONE)
-                _parameter(module.bias).copy_(params[conv_bias_name(index)].to(torch.float32) / ONE)
+                module.weight.copy_(params[_conv("weight", index)].to(torch.float32) / ONE)
+                _parameter(module.bias).copy_(params[_conv("bias", index)].to(torch.float32) / ONE)
             layers += [module, torch.nn.ReLU()]
             if conv.pool > 1:
                 pool_cls = torch.nn.MaxPool2d if conv.pool_type == "max" else torch.nn.AvgPool2d
                 layers.append(pool_cls(conv.pool))
             in_c = conv.channels
         layers.append(torch.nn.Flatten())
-        sizes = model.head_sizes()
-        for index in range(len(sizes) - 1):
-            linear = torch.nn.Linear(sizes[index], sizes[index + 1])
-            with torch.no_grad():
-                linear.weight.copy_(params[dense_weight_name(index)].T.to(torch.float32) / ONE)
-                linear.bias.copy_(params[dense_bias_name(index)].to(torch.float32) / ONE)
-            layers += [linear, torch.nn.ReLU()]
-        return torch.nn.Sequential(*layers[:-1]).to(next(iter(params.values())).device)
+        layers += native_dense(params, model.head_sizes(), DENSE)
+        return torch.nn.Sequential(*layers).to(next(iter(params.values())).device)
 
-    def native_parameters(self, module: torch.nn.Module) -> dict[str, torch.nn.Parameter]:
+    def native_parameters(self, module: torch.nn.Module) -> dict[str, torch.Tensor]:
         """Our names -> the module's Parameters (dense weights in nn.Linear's (out, in))."""
-        named: dict[str, torch.nn.Parameter] = {}
+        named: dict[str, torch.Tensor] = {}
         convs = [m for m in module.modules() if isinstance(m, torch.nn.Conv2d)]
         for index, conv in enumerate(convs):
-            named[conv_weight_name(index)] = _parameter(conv.weight)
-            named[conv_bias_name(index)] = _parameter(conv.bias)
-        linears = [m for m in module.modules() if isinstance(m, torch.nn.Linear)]
-        for index, linear in enumerate(linears):
-            named[dense_weight_name(index)] = _parameter(linear.weight)
-            named[dense_bias_name(index)] = _parameter(linear.bias)
-        return named
+            named[_conv("weight", index)] = conv.weight
+            named[_conv("bias", index)] = _parameter(conv.bias)
+        return {**named, **native_dense_parameters(module, DENSE)}
 
     def _native_images(self, spec: JobSpec, x: torch.Tensor) -> torch.Tensor:
         return x.reshape(-1, *_model(spec).image).to(torch.float32) / ONE
@@ -231,11 +205,7 @@ class CnnFamily:
         return torch.nn.functional.cross_entropy(logits, batch.targets)
 
     def native_evaluate(self, spec: JobSpec, module: torch.nn.Module) -> float:
-        device = next(module.parameters()).device
-        _, _, test_x, test_y = dataset_tensors(spec, device)
-        with torch.no_grad():
-            predicted = module(self._native_images(spec, test_x)).argmax(dim=1)
-        return float((predicted == test_y).float().mean().item())
+        return native_accuracy(spec, module, _model(spec).image)
 
 
 FAMILY = CnnFamily()

@@ -19,16 +19,21 @@ import torch
 from protocol.exact.classifier import (
     classifier_batch,
     cross_entropy_grad,
+    dense_backward,
+    dense_forward,
     held_out_accuracy,
     init_classifier,
+    native_accuracy,
+    native_dense,
+    native_dense_parameters,
 )
-from protocol.exact.data import dataset_tensors
 from protocol.exact.family import Batch, Params
 from protocol.exact.fixedpoint import ONE, ExactMatmul, Operand
-from protocol.exact.ops.linear import LinearSaved, linear_backward, linear_forward
-from protocol.layout import bias_name, weight_name
+from protocol.exact.ops.linear import LinearSaved
 from protocol.models import ModelSpec
 from protocol.spec import JobSpec
+
+PREFIX = "layer"  # parameters layer{l}.weight, layer{l}.bias
 
 
 def _model(spec: JobSpec) -> ModelSpec:
@@ -36,37 +41,11 @@ def _model(spec: JobSpec) -> ModelSpec:
     return spec.model
 
 
-def _layers(spec: JobSpec) -> int:
-    return len(_model(spec).layer_sizes()) - 1
-
-
 def forward(
     spec: JobSpec, x: Operand, params: Params, matmul: ExactMatmul
 ) -> tuple[list[LinearSaved], list[torch.Tensor]]:
     """What each layer saved for the backward pass, and the pre-activations z_1..z_L."""
-    layers = _layers(spec)
-    saved, pre = [], []
-    inputs: Operand = x
-    for layer in range(layers):
-        weight = matmul.operand(params[weight_name(layer)])
-        z, kept = linear_forward(
-            matmul, inputs, weight, params[bias_name(layer)], f"forward{layer}"
-        )
-        saved.append(kept)
-        pre.append(z)
-        if layer < layers - 1:
-            inputs = relu_operand(z)
-    return saved, pre
-
-
-def relu_operand(z: torch.Tensor) -> Operand:
-    """``Operand.of(clamp(z, min=0), nonnegative=True)`` with one int64 temporary fewer: the
-    conversion first, then the clamp in float64 in place. The same values: |z| < 2^53 (it is
-    a requantized exact product plus a bias, far below), so the conversion is exact and
-    commutes with max(., 0); the amax of the same float64 values is the same."""
-    t64 = z.to(torch.float64)
-    t64.clamp_(min=0)
-    return Operand(t64, t64.amax())
+    return dense_forward(matmul, x, params, PREFIX, len(_model(spec).layer_sizes()) - 1)
 
 
 class MlpFamily:
@@ -84,15 +63,9 @@ class MlpFamily:
     ) -> dict[str, torch.Tensor]:
         x = batch.inputs_operand or Operand.of(batch.inputs)
         saved, pre = forward(spec, x, params, matmul)
-        grad = cross_entropy_grad(pre[-1], batch.targets)
         grads: dict[str, torch.Tensor] = {}
-        for layer in reversed(range(len(pre))):
-            grad_x, grads[weight_name(layer)], grads[bias_name(layer)] = linear_backward(
-                matmul, saved[layer], grad, f"layer{layer}", need_input_grad=layer > 0
-            )
-            if grad_x is not None:
-                # grad_x * [z > 0] in place on the fresh product: x*1 = x, x*0 = 0.
-                grad = grad_x.mul_(pre[layer - 1] > 0)
+        grad = cross_entropy_grad(pre[-1], batch.targets)
+        dense_backward(matmul, saved, pre, grad, PREFIX, grads, need_input_grad=False)
         return grads
 
     def predict(self, spec: JobSpec, params: Params, x: torch.Tensor) -> torch.Tensor:
@@ -104,34 +77,17 @@ class MlpFamily:
         return held_out_accuracy(spec, params, self.predict)
 
     def native_module(self, spec: JobSpec, params: Params) -> torch.nn.Module:
-        sizes = _model(spec).layer_sizes()
-        layers: list[torch.nn.Module] = []
-        for layer in range(len(sizes) - 1):
-            linear = torch.nn.Linear(sizes[layer], sizes[layer + 1])
-            with torch.no_grad():
-                linear.weight.copy_(params[weight_name(layer)].T.to(torch.float32) / ONE)
-                linear.bias.copy_(params[bias_name(layer)].to(torch.float32) / ONE)
-            layers += [linear, torch.nn.ReLU()]
-        return torch.nn.Sequential(*layers[:-1])
+        return torch.nn.Sequential(*native_dense(params, _model(spec).layer_sizes(), PREFIX))
 
     def native_parameters(self, module: torch.nn.Module) -> dict[str, torch.Tensor]:
-        linears = [m for m in module.modules() if isinstance(m, torch.nn.Linear)]
-        named: dict[str, torch.Tensor] = {}
-        for layer, linear in enumerate(linears):
-            named[weight_name(layer)] = linear.weight
-            named[bias_name(layer)] = linear.bias
-        return named
+        return native_dense_parameters(module, PREFIX)
 
     def native_loss(self, spec: JobSpec, module: torch.nn.Module, batch: Batch) -> torch.Tensor:
         logits = module(batch.inputs.to(torch.float32) / ONE)
         return torch.nn.functional.cross_entropy(logits, batch.targets)
 
     def native_evaluate(self, spec: JobSpec, module: torch.nn.Module) -> float:
-        device = next(module.parameters()).device
-        _, _, test_x, test_y = dataset_tensors(spec, device)
-        with torch.no_grad():
-            predicted = module(test_x.to(torch.float32) / ONE).argmax(dim=1)
-        return float((predicted == test_y).float().mean().item())
+        return native_accuracy(spec, module)
 
 
 FAMILY = MlpFamily()
