@@ -4,7 +4,7 @@ VENV    ?= .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed-stamp
 
-.PHONY: install demo test lint typecheck imports compose pytest bench clean
+.PHONY: install demo test lint typecheck imports compose browser pytest bench clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -19,7 +19,7 @@ demo: install
 	$(BIN)/proofnet demo
 
 ## Lint, type-check, import contracts, then the whole test suite.
-test: lint typecheck imports compose pytest
+test: lint typecheck imports compose browser pytest
 
 lint: install
 	$(BIN)/ruff check protocol contracts_sim services tests bench
@@ -34,6 +34,14 @@ imports: install
 
 compose:
 	bash scripts/check-compose.sh
+
+## The explorer's browser test drives Debian's chromium (installed here when missing).
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  echo "installing Debian's chromium for the explorer's browser test"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; }
 
 pytest: install
 	$(BIN)/pytest -q -p no:cacheprovider
