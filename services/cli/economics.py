@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+from rich import box
 from rich.console import Console
 from rich.table import Table
 
@@ -57,10 +58,70 @@ def economics_json(
     }
 
 
-def print_table(job: JobEconomics, preset: str, rows: list[DeterrenceRow]) -> None:
+# (header, justify, wide only): the default table keeps what decides deterrence and what would
+# fix it, and fits 80 columns; --wide adds the role, how a cheat is caught, c and s.
+_COLUMNS: list[tuple[str, str, bool]] = [
+    ("cheat", "left", False),
+    ("role", "left", True),
+    ("caught", "left", True),
+    ("c", "right", True),
+    ("s", "right", True),
+    ("P(detect)", "right", False),
+    ("E\\[loss]", "right", False),  # escaped: rich would read [loss] as markup
+    ("saved", "right", False),
+    ("deterred", "center", False),
+    ("min k", "right", False),
+    ("min stake", "right", False),
+]
+
+
+def _row_cells(row: DeterrenceRow) -> list[str]:
+    """One table row, in the order of _COLUMNS."""
+    return [
+        row.cheat,
+        row.role,
+        row.caught,
+        _fmt_opt(row.cheated_segments),
+        f"{row.saved_fraction:.3f}",
+        _fmt_p(row.detection),
+        f"{row.expected_loss:,.0f}",
+        f"{row.work_saved:,}",
+        "[green]yes[/]" if row.deterred else "[red]no[/]",
+        _fmt_opt(row.min_sample_count),
+        _fmt_opt(row.min_stake),
+    ]
+
+
+def deterrence_rich_table(rows: list[DeterrenceRow], wide: bool = False) -> Table:
+    """The deterrence table. Compact by default (no borders between columns, one space of
+    padding), so that it fits 80 columns; a cell too long for the terminal folds onto a second
+    line rather than being cut with an ellipsis. Rows are grouped by role, a rule between."""
+    table = Table(
+        title="deterrence: P(detect) · loss with accomplice > s · payment",
+        box=box.SIMPLE_HEAD,
+        show_edge=False,
+        pad_edge=False,
+        collapse_padding=True,
+    )
+    shown = [i for i, (_, _, wide_only) in enumerate(_COLUMNS) if wide or not wide_only]
+    for i in shown:
+        name, justify, _ = _COLUMNS[i]
+        table.add_column(name, justify=justify, overflow="fold")  # type: ignore[arg-type]
+    previous_role = None
+    for row in rows:
+        if not wide and previous_role is not None and row.role != previous_role:
+            table.add_section()
+        previous_role = row.role
+        cells = _row_cells(row)
+        table.add_row(*(cells[i] for i in shown))
+    return table
+
+
+def print_table(
+    job: JobEconomics, preset: str, rows: list[DeterrenceRow], wide: bool = False
+) -> None:
+    """The job's economics as prose and a table, at the terminal's width (80 when piped)."""
     console = Console()
-    if not console.is_terminal:
-        console = Console(width=140)  # piped: do not squeeze the table into 80 columns
     console.print(
         f"[bold]job[/]: {job.steps} steps, C = {job.checkpoint_interval}, m = {job.segments} "
         f"segments; payment {job.payment:,}, stake {job.stake:,} ({preset} preset), "
@@ -76,41 +137,18 @@ def print_table(job: JobEconomics, preset: str, rows: list[DeterrenceRow]) -> No
         f"({job.slash_reward_bps / 100:g}%) = {job.loss_with_accomplice:,} (worst case: the "
         "cheater's own challenger collects the reward)"
     )
-    table = Table(title="deterrence: P(detect) · loss with accomplice > s · payment")
-    for name, justify in [
-        ("cheat", "left"),
-        ("role", "left"),
-        ("caught", "left"),
-        ("c", "right"),
-        ("s", "right"),
-        ("P(detect)", "right"),
-        ("E\\[loss]", "right"),  # escaped: rich would read [loss] as markup
-        ("saved", "right"),
-        ("deterred", "center"),
-        ("min k", "right"),
-        ("min stake", "right"),
-    ]:
-        table.add_column(name, justify=justify)  # type: ignore[arg-type]
-    for row in rows:
-        table.add_row(
-            row.cheat,
-            row.role,
-            row.caught,
-            _fmt_opt(row.cheated_segments),
-            f"{row.saved_fraction:.3f}",
-            _fmt_p(row.detection),
-            f"{row.expected_loss:,.0f}",
-            f"{row.work_saved:,}",
-            "[green]yes[/]" if row.deterred else "[red]no[/]",
-            _fmt_opt(row.min_sample_count),
-            _fmt_opt(row.min_stake),
-        )
-    console.print(table)
-    console.print(
-        "c: segments the cheat corrupts; s: share of the work it saves; E[loss]: P(detect) · "
-        "loss with accomplice (the stake or bond less the reward); min k / min stake: the "
-        "smallest sample count (at this stake) / stake (at this k) that deters it."
+    console.print(deterrence_rich_table(rows, wide))
+    roles = ", ".join(dict.fromkeys(f"{row.role} cheats" for row in rows))
+    legend = (
+        "E\\[loss]: P(detect) · loss with accomplice (the stake or bond less the reward); "
+        "saved: the payment share of the work skipped; min k / min stake: the smallest sample "
+        "count (at this stake) / stake (at this k) that deters it."
     )
+    if wide:
+        legend = "c: segments the cheat corrupts; s: share of the work it saves; " + legend
+    else:
+        legend = f"Rows: {roles}. " + legend + " --wide: role, caught, c, s; --json: all."
+    console.print(legend, highlight=False)
 
 
 def plot_deterrence(job: JobEconomics, rows: list[DeterrenceRow], path: Path) -> None:
@@ -192,7 +230,12 @@ def economics(
     verifiers: Annotated[
         int, typer.Option(min=1, help="Independent verifiers sampling the job.")
     ] = 1,
-    json_output: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    json_output: Annotated[
+        bool, typer.Option("--json", help="Print one JSON object: every number.")
+    ] = False,
+    wide: Annotated[
+        bool, typer.Option("--wide", help="Every column (role, caught, c, s): > 80 columns.")
+    ] = False,
     plot: Annotated[
         Path | None, typer.Option(help="Draw the deterrence curve to this PNG file.")
     ] = None,
@@ -214,6 +257,6 @@ def economics(
             document["plot"] = str(plot)
         print_json(document)
     else:
-        print_table(job, preset, rows)
+        print_table(job, preset, rows, wide)
         if plot is not None:
             Console(stderr=True).print(f"deterrence curve written to {plot}")
