@@ -22,6 +22,7 @@ from contracts_sim.crypto import PrivateKey
 from contracts_sim.transactions import sign_transaction
 from protocol.errors import ProofNetError
 from services.agents.moves import Move
+from services.agents.telemetry import AgentTelemetry
 
 INFLIGHT_BLOCKS = 3
 NONCE_ERRORS = {"nonce_too_low", "nonce_too_high"}
@@ -53,6 +54,7 @@ class Agent:
         self._tick_height: int | None = None
         self.backoffs: dict[str, Backoff] = {}
         self._logged_once: set[str] = set()
+        self.telemetry = AgentTelemetry(self.role, self.address)
 
     # --- chain facts --------------------------------------------------------------------
     @property
@@ -102,7 +104,9 @@ class Agent:
             if getattr(exc, "code", "") in NONCE_ERRORS:
                 self._nonce = None
             self.log.info("%s rejected: %s", move.kind, exc)
+            self.telemetry.transaction(move.kind, accepted=False)
             return False
+        self.telemetry.transaction(move.kind, accepted=True)
         self._nonce = tx.nonce + 1
         if key is not None:
             self._inflight[key] = height
@@ -126,6 +130,7 @@ class Agent:
             failures = 1 if backoff is None else backoff.failures + 1
             delay = min(1 << min(failures - 1, 16), BACKOFF_MAX_BLOCKS)
             self.backoffs[job_id] = Backoff(failures, height + delay)
+            self.telemetry.error("job_failed")
             if failures == 1:  # the traceback once; then one line per retry
                 self.log.exception("job %s failed; retrying in %d blocks", job_id, delay)
             else:
@@ -138,6 +143,26 @@ class Agent:
                 )
             return
         self.backoffs.pop(job_id, None)
+
+    def observe_job(self, raw: dict[str, Any]) -> None:
+        """Count a job read from the chain in this agent's metrics (seen, won, closed)."""
+        self.telemetry.saw_job(
+            str(raw.get("job_id")),
+            str(raw.get("status")),
+            involved=self.involved_in(raw),
+            won=raw.get("solver") == self.address,
+        )
+
+    def involved_in(self, raw: dict[str, Any]) -> bool:
+        """The job is this agent's: it solved it (solver) or judged it (verifier)."""
+        return False
+
+    def send_dispute_move(self, move: Move, *, key: str) -> bool:
+        """``send`` a move in a dispute game, counted by kind when the chain accepts it."""
+        sent = self.send(move, key=key)
+        if sent:
+            self.telemetry.dispute_move(move.kind)
+        return sent
 
     def log_once(self, key: str, message: str, *args: Any) -> None:
         """Log ``message`` the first time ``key`` is seen (decisions re-made every tick)."""

@@ -68,8 +68,10 @@ def run_loop(agent: Any, lock: threading.Lock, stop: threading.Event, poll: floa
             with lock:
                 agent.tick()
         except ProofNetError as exc:
+            agent.telemetry.error("tick_failed")
             log.warning("%s: tick failed: %s", agent.name, exc)
         except Exception:  # an agent must outlive a bad answer from a peer
+            agent.telemetry.error("tick_crashed")
             log.exception("%s: tick crashed; retrying", agent.name)
         stop.wait(poll)
 

@@ -1,9 +1,14 @@
 """The solver's data endpoint: leaf lists, checkpoint blobs and final models over HTTP.
 
     GET /health                      {"status": "ok", "address": ...}
+    GET /metrics                     Prometheus counters (``services.agents.telemetry``)
+    GET /stats                       the agent's work so far as JSON (jobs, seconds, steps)
     GET /jobs/{job_id}/leaves        {"leaves": [hex, ...]}      (what the strategy serves)
     GET /blobs/{job_id}/{entry}      the blob whose SHA-256 is ``entry`` (octet-stream)
     GET /jobs/{job_id}/model         the final state's canonical bytes (after training)
+
+A verifier's endpoint serves /health, /metrics and /stats only. /metrics does not take the
+agent's lock: its counters are thread-safe, and a scrape must not wait out a training tick.
 
 Errors are JSON ``{"error": {"code", "message"}}`` with a 4xx status, like the chain node's.
 """
@@ -18,11 +23,26 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from services.agents.telemetry import METRICS_CONTENT_TYPE
+
 _HEX32 = re.compile(r"^[0-9a-f]{64}$")
 
 
 def _error(status: int, code: str, message: str) -> JSONResponse:
     return JSONResponse({"error": {"code": code, "message": message}}, status_code=status)
+
+
+def _add_metrics_routes(app: FastAPI, agent: Any, guard: threading.Lock) -> None:
+    """/metrics for Prometheus, /stats for people and scripts (the demo's figures)."""
+
+    @app.get("/metrics", response_class=Response, summary="Prometheus metrics of this agent")
+    def metrics() -> Response:
+        return Response(agent.telemetry.exposition(), media_type=METRICS_CONTENT_TYPE)
+
+    @app.get("/stats", summary="This agent's work so far, as JSON")
+    def stats() -> dict[str, Any]:
+        with guard:
+            return dict(agent.metrics())
 
 
 def create_solver_app(agent: Any, lock: threading.Lock | None = None) -> FastAPI:
@@ -42,10 +62,7 @@ def create_solver_app(agent: Any, lock: threading.Lock | None = None) -> FastAPI
     def health() -> dict[str, Any]:
         return {"status": "ok", "role": "solver", "address": agent.address}
 
-    @app.get("/metrics")
-    def metrics() -> dict[str, Any]:
-        with guard:
-            return dict(agent.metrics())
+    _add_metrics_routes(app, agent, guard)
 
     @app.get("/jobs/{job_id}/leaves", response_model=None)
     def leaves(job_id: str) -> Any:
@@ -89,9 +106,6 @@ def create_verifier_app(agent: Any, lock: threading.Lock | None = None) -> FastA
     def health() -> dict[str, Any]:
         return {"status": "ok", "role": "verifier", "address": agent.address}
 
-    @app.get("/metrics")
-    def metrics() -> dict[str, Any]:
-        with guard:
-            return dict(agent.metrics())
+    _add_metrics_routes(app, agent, guard)
 
     return app

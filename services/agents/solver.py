@@ -105,6 +105,7 @@ class SolverAgent(Agent):
         self.bid_on: set[str] = set()
         self.evictions: dict[str, int] = {}  # job id -> evictions of its bid answered by a bid
         self.unreserved_stake = 0  # free stake its bids leave, as read this tick
+        self.telemetry.set_strategy(self.strategy.name)
 
     def stake_needed(self) -> int:
         return self.stake_target or int(self.params["min_solver_stake"])
@@ -162,8 +163,12 @@ class SolverAgent(Agent):
             self.send(Move("set_endpoint", {"url": self.public_url}), key="endpoint")
         self.unreserved_stake = int(account["bonded"]) - reserved
         for raw in raws:
+            self.observe_job(raw)
             work = functools.partial(self._work_on, raw, height)
             self.isolated(str(raw.get("job_id")), height, work)
+
+    def involved_in(self, raw: dict[str, Any]) -> bool:
+        return raw.get("solver") == self.address
 
     def holds_bid(self, raw: dict[str, Any]) -> bool:
         """The job's bid list holds this solver's bid."""
@@ -241,6 +246,7 @@ class SolverAgent(Agent):
             if self.send(Move("bid", body), key=self._bid_key(job.job_id)):
                 self.unreserved_stake -= job.min_stake
                 self.bid_on.add(job.job_id)
+                self.telemetry.bids.inc()
         elif job.job_id in self.bid_on:
             self.send(Move("close_bidding", {"job_id": job.job_id}), key=f"close:{job.job_id}")
 
@@ -271,6 +277,7 @@ class SolverAgent(Agent):
         if run is None:
             run = self.runs[job.job_id] = JobRun(job, self.strategy, self.store, self.device)
         self._sync_progress(run, job)
+        steps_before = run.steps_done
         started = time.perf_counter()
         segments = 0
         while not run.trained:
@@ -283,6 +290,8 @@ class SolverAgent(Agent):
                 break
         elapsed = time.perf_counter() - started
         self.train_seconds[job.job_id] = self.train_seconds.get(job.job_id, 0.0) + elapsed
+        self.telemetry.train_seconds.inc(elapsed)
+        self.telemetry.steps_trained.inc(run.steps_done - steps_before)
         self._post_progress(run)
         if run.trained and not run.final_posted:
             self._post_final(run)
@@ -350,14 +359,14 @@ class SolverAgent(Agent):
             dispute = dispute_view(raw, job)
             if dispute.turn == "challenger" and height > dispute.deadline:
                 claim = Move("claim_timeout", {"dispute_id": dispute_id})
-                self.send(claim, key=f"timeout:{dispute_id}")
+                self.send_dispute_move(claim, key=f"timeout:{dispute_id}")
                 continue
             if dispute.turn != "solver":
                 continue
             honest = self.honest_move(run, raw) if run is not None else None
             move = self.strategy.answer_dispute(dispute, honest)
             if move is not None:
-                self.send(move, key=f"dispute:{dispute_id}:{len(raw['moves'])}")
+                self.send_dispute_move(move, key=f"dispute:{dispute_id}:{len(raw['moves'])}")
 
     def honest_move(self, run: JobRun, raw: dict[str, Any]) -> Move | None:
         """The move the protocol asks of this solver, consistent with what it committed."""

@@ -76,6 +76,11 @@ class JobRun:
         return len(self.entries)
 
     @property
+    def steps_done(self) -> int:
+        """Training steps behind the last leaf held (leaf 0 is the initial state)."""
+        return max(self.leaves_done - 1, 0) * self.spec.checkpoint_interval
+
+    @property
     def trained(self) -> bool:
         return self.leaves_done == self.spec.num_leaves
 

@@ -7,6 +7,8 @@ the nearest true checkpoint it already holds and caches every leaf it passes.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from protocol.exact import Device, State, as_device, encode_state, init, prepare_exact, run
 from protocol.hashing import sha256
 from protocol.merkle import CommitmentTree, NodeRef
@@ -40,8 +42,15 @@ class InnerStates:
 
 
 class Truth:
-    def __init__(self, spec: JobSpec, device: Device | str = "cpu") -> None:
+    def __init__(
+        self,
+        spec: JobSpec,
+        device: Device | str = "cpu",
+        on_steps: Callable[[int], None] | None = None,
+    ) -> None:
+        """``on_steps(n)`` is told of every ``n`` steps re-executed (an agent's metrics)."""
         self.spec = spec
+        self.on_steps = on_steps
         self.device = as_device(device)
         prepare_exact(self.device)  # exact settings and the self-test, as for the solver
         self._leaf_states: dict[int, State] = {}
@@ -72,9 +81,14 @@ class Truth:
         interval = self.spec.checkpoint_interval
         for j in range(start, leaf):
             state = run(self.spec, state, j * interval, (j + 1) * interval)
-            self.steps_executed += interval
+            self._executed(interval)
             self._remember(j + 1, state)
         return state
+
+    def _executed(self, steps: int) -> None:
+        self.steps_executed += steps
+        if self.on_steps is not None:
+            self.on_steps(steps)
 
     def leaf_hash(self, leaf: int) -> bytes:
         if leaf not in self._leaf_hashes:
@@ -91,7 +105,7 @@ class Truth:
         start, state = kept if kept is not None else (leaf * interval, self.leaf_state(leaf))
         if step_index > start:
             state = run(self.spec, state, start, step_index)
-            self.steps_executed += step_index - start
+            self._executed(step_index - start)
         self._inner.keep(step_index, state, interval)
         return state
 

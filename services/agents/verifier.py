@@ -120,6 +120,7 @@ class VerifierAgent(Agent):
         self.games: dict[str, SegmentGame] = {}  # job -> its fast-path game played relatively
         self.requests_read: dict[str, tuple[int | None, dict[int, dict[str, Any]]]] = {}
         self.published: dict[tuple[str, int], tuple[bytes, bytes, bytes, Any]] = {}
+        self.telemetry.set_strategy(self.strategy.name)
 
     # --- the loop ---------------------------------------------------------------------------
     def stake_needed(self) -> int:
@@ -132,6 +133,7 @@ class VerifierAgent(Agent):
         height, account = self.begin_tick()
         funded = self.ensure_funds(self.balance_needed(), self.stake_needed(), account)
         for raw in sorted(self.client.list_jobs(), key=_urgency):
+            self.observe_job(raw)
             work = functools.partial(self._work_on, raw, height, funded)
             self.isolated(str(raw.get("job_id")), height, work)
 
@@ -146,6 +148,9 @@ class VerifierAgent(Agent):
             if funded and self._needs_judging(job.job_id) and self.strategy.verify(job):
                 self._judge(job, height)
             self._play(job, height)
+
+    def involved_in(self, raw: dict[str, Any]) -> bool:
+        return str(raw.get("job_id")) in self.checks
 
     def _needs_judging(self, job_id: str) -> bool:
         """Not judged yet, or waiting for data it asked for on chain."""
@@ -174,7 +179,9 @@ class VerifierAgent(Agent):
             return
         started = time.perf_counter()
         check = self.check(job, sample)
-        self.verify_seconds += time.perf_counter() - started
+        elapsed = time.perf_counter() - started
+        self.verify_seconds += elapsed
+        self.telemetry.verify_seconds.inc(elapsed)
         if check.missing:
             self._request_missing_data(job, height, check.missing)
             self.checks[job.job_id] = check  # pending: judged again once the data is out
@@ -188,9 +195,13 @@ class VerifierAgent(Agent):
         check.verdict = verdict
         if verdict.action == Verdict.ATTEST:
             sent = self.send(Move("attest", {"job_id": job.job_id}), key=f"attest:{job.job_id}")
+            if sent:
+                self.telemetry.samples_attested.inc()
         elif verdict.action == Verdict.CHALLENGE:
             body = verdict.challenge_body or {"job_id": job.job_id}
-            sent = self.send(Move("challenge", body), key=f"challenge:{job.job_id}")
+            sent = self.send_dispute_move(Move("challenge", body), key=f"challenge:{job.job_id}")
+            if sent:
+                self.telemetry.samples_challenged.inc()
         else:
             sent = True
         if sent:
@@ -199,7 +210,7 @@ class VerifierAgent(Agent):
     # --- verification -------------------------------------------------------------------------
     def truth(self, job: JobView) -> Truth:
         if job.job_id not in self.truths:
-            self.truths[job.job_id] = Truth(job.spec, self.device)
+            self.truths[job.job_id] = Truth(job.spec, self.device, self.telemetry.truth_steps)
         return self.truths[job.job_id]
 
     def _final_state_is_last_leaf(self, job: JobView) -> bool:
@@ -247,6 +258,7 @@ class VerifierAgent(Agent):
             if state_step(state) == segment * spec.checkpoint_interval:
                 start = segment * spec.checkpoint_interval
                 post = run(spec, state, start, start + spec.checkpoint_interval)
+                self.telemetry.sample_steps(spec.checkpoint_interval)
                 ok = state_hash(post) == post_entry
         except ProofNetError:
             ok = False
@@ -344,7 +356,10 @@ class VerifierAgent(Agent):
             if segment in requested:
                 continue  # asked already: its publication (or its deadline) serves everyone
             body = {"job_id": job.job_id, "segment": segment, "withheld": True}
-            if self.send(Move("challenge", body), key=f"request:{job.job_id}:{segment}"):
+            if self.send_dispute_move(
+                Move("challenge", body), key=f"request:{job.job_id}:{segment}"
+            ):
+                self.telemetry.data_requests.inc()
                 self.log.info("job %s: data of segment %d withheld; requested", job.job_id, segment)
 
     def _challenge_relative(
@@ -377,7 +392,7 @@ class VerifierAgent(Agent):
             return None
         if state_step(state) != segment * spec.checkpoint_interval:
             return None
-        truth = Truth(spec, self.device)
+        truth = Truth(spec, self.device, self.telemetry.truth_steps)
         truth.adopt(segment, state)
         return truth
 
@@ -431,7 +446,7 @@ class VerifierAgent(Agent):
                 continue
             dispute = dispute_view(raw, job)
             if dispute.turn == "solver" and height > dispute.deadline:
-                self.send(
+                self.send_dispute_move(
                     Move("claim_timeout", {"dispute_id": dispute_id}), key=f"timeout:{dispute_id}"
                 )
                 continue
@@ -440,7 +455,7 @@ class VerifierAgent(Agent):
             honest = self.honest_move(job, raw)
             move = self.strategy.answer_dispute(dispute, honest)
             if move is not None:
-                self.send(move, key=f"dispute:{dispute_id}:{len(raw['moves'])}")
+                self.send_dispute_move(move, key=f"dispute:{dispute_id}:{len(raw['moves'])}")
 
     def honest_move(self, job: JobView, raw: dict[str, Any]) -> Move | None:
         game = self.games.get(job.job_id)

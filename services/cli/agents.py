@@ -25,7 +25,14 @@ StrategyOpt = Annotated[
 DeviceOpt = Annotated[str, typer.Option(help="auto (CUDA when present), cpu or cuda.")]
 HostOpt = Annotated[str, typer.Option(help="Address the agent's HTTP endpoint binds.")]
 PollOpt = Annotated[float, typer.Option(help="Seconds between ticks.")]
-LogOpt = Annotated[str, typer.Option(help="Log level.")]
+LogOpt = Annotated[str, typer.Option(help="Log level: debug, info, warning or error.")]
+LogFormatOpt = Annotated[
+    str,
+    typer.Option(
+        "--log-format",
+        help="text (for people) or json (one object a line, for log shippers).",
+    ),
+]
 PrivateEndpointsOpt = Annotated[
     bool,
     typer.Option(
@@ -42,14 +49,13 @@ ThreadsOpt = Annotated[
 ]
 
 
-def _setup(level: str, threads: int) -> None:
+def _setup(level: str, log_format: str, threads: int) -> None:
+    """Logging (a bad --log-format/--log-level is one line, before anything starts), threads."""
     from protocol.exact import set_threads
+    from services.logs import configure_logging
 
-    logging.basicConfig(
-        level=getattr(logging, level.upper(), logging.INFO),
-        format="%(asctime)s %(name)s %(levelname)s %(message)s",
-    )
-    logging.getLogger("httpx").setLevel(logging.WARNING)
+    with reported_errors():
+        configure_logging(log_format, level)
     set_threads(threads)
 
 
@@ -91,7 +97,9 @@ def solver_run(
     device: DeviceOpt = "auto",
     data_dir: Annotated[Path, typer.Option(help="Checkpoint store.")] = Path(".proofnet/solver"),
     host: HostOpt = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port of the blob endpoint.")] = 8601,
+    port: Annotated[
+        int, typer.Option(help="Port of the blob, /metrics and /stats endpoint.")
+    ] = 8601,
     public_url: Annotated[
         str | None, typer.Option(help="URL verifiers reach this solver at (announced on chain).")
     ] = None,
@@ -102,6 +110,7 @@ def solver_run(
     poll: PollOpt = 0.2,
     threads: ThreadsOpt = 1,
     log_level: LogOpt = "info",
+    log_format: LogFormatOpt = "text",
     allow_private_endpoints: PrivateEndpointsOpt = False,
 ) -> None:
     """Run a solver until interrupted; it resumes its jobs from --data-dir after a restart."""
@@ -112,7 +121,7 @@ def solver_run(
     from services.agents.solver import SolverAgent
     from services.agents.strategy import load_solver_strategy
 
-    _setup(log_level, threads)
+    _setup(log_level, log_format, threads)
     announced = _announced_url(public_url or f"http://{host}:{port}")
     with reported_errors():
         chosen = load_solver_strategy(strategy)
@@ -140,10 +149,13 @@ def verifier_run(
     strategy: StrategyOpt = None,
     device: DeviceOpt = "cpu",
     host: HostOpt = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port of the health/metrics endpoint.")] = 8701,
+    port: Annotated[
+        int, typer.Option(help="Port of the /health, /metrics and /stats endpoint.")
+    ] = 8701,
     poll: PollOpt = 0.2,
     threads: ThreadsOpt = 1,
     log_level: LogOpt = "info",
+    log_format: LogFormatOpt = "text",
     allow_private_endpoints: PrivateEndpointsOpt = False,
 ) -> None:
     """Run a verifier until interrupted."""
@@ -154,7 +166,7 @@ def verifier_run(
     from services.agents.strategy import load_verifier_strategy
     from services.agents.verifier import VerifierAgent
 
-    _setup(log_level, threads)
+    _setup(log_level, log_format, threads)
     with reported_errors():
         chosen = load_verifier_strategy(strategy)
         dev = resolve_device(device)
