@@ -221,7 +221,16 @@ def load_job(spec_file: Path, preset: str, verifiers: int) -> tuple[JobSpec, Job
     return spec, JobEconomics.from_terms(spec, terms, params, verifiers)
 
 
-@app.command()
+# One string per paragraph: rich help keeps a docstring's line breaks, mid-sentence.
+ECONOMICS_HELP = (
+    "Does any catalogue cheat pay on this job? Deterrence per cheat, at 80 columns.\n\n"
+    "For each cheat: P(detect), the expected loss against the work it saves, deterred or "
+    "not, and the smallest k and stake that deter it; plus the verifiers' cost. --wide shows "
+    "every column, --json every number."
+)
+
+
+@app.command(help=ECONOMICS_HELP)
 def economics(
     spec_file: Annotated[Path, typer.Argument(help="Job spec (YAML or JSON) with 'terms:'.")],
     preset: Annotated[
@@ -240,8 +249,7 @@ def economics(
         Path | None, typer.Option(help="Draw the deterrence curve to this PNG file.")
     ] = None,
 ) -> None:
-    """For each catalogue cheat: P(detect), expected slash vs work saved, deterred or not, and
-    the smallest k and stake that deter it; plus the verifiers' cost."""
+    """Print (or --json) the deterrence table of a job spec: see ECONOMICS_HELP."""
     if preset not in PRESETS:
         fail(f"unknown preset {preset!r} (known: {', '.join(sorted(PRESETS))})")
     from services.deterrence import deterrence_table
