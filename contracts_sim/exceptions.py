@@ -44,7 +44,9 @@ the rules (the h11 pattern)::
     │   ├── SampleSeedNotReadyError
     │   └── InvalidBlockError              begin_block called out of order
     ├── InvariantViolation                 the supply invariant broke: a bug (500)
-    └── CorruptStateError                  a snapshot does not decode: a bug or tampering (500)
+    ├── CorruptStateError                  a snapshot does not decode: a bug or tampering (500)
+    └── UnknownSchemaRevisionError         the database's schema revision is not one this code
+                                           knows, e.g. written by a newer ProofNet (503)
 """
 
 from __future__ import annotations
@@ -616,3 +618,25 @@ class CorruptStateError(ProofNetError):
 
     code = "corrupt_state"
     http_status = 500
+
+
+class UnknownSchemaRevisionError(ProofNetError):
+    """The database is stamped with a schema revision this code does not know.
+
+    Usually a newer ProofNet migrated it; opening it with older code could misread or corrupt
+    it, so the store refuses (``contracts_sim.migrations``). ``found`` is what the database
+    holds, ``known`` every revision of this code, oldest first (the last is the head).
+    """
+
+    code = "unknown_schema_revision"
+    http_status = 503
+
+    def __init__(self, found: Sequence[str], known: Sequence[str]) -> None:
+        known_text = ", ".join(known) + " (head)" if known else "none"
+        super().__init__(
+            f"the database is at schema revision {', '.join(found)}, which this ProofNet does "
+            f"not know (known: {known_text}); it was probably migrated by a newer ProofNet: "
+            "run that version, or point the node at another database"
+        )
+        self.found = tuple(found)
+        self.known = tuple(known)

@@ -19,6 +19,13 @@ Tables (``SqlStore``)::
     transactions   hash UNIQUE, block_height, idx, status, error → tx JSON
     events         id PK, height, tx_hash, kind, job_id, dispute_id → data JSON
     state_records  (table_name, key) PK        → record JSON
+    alembic_version version_num PK             ← the schema revision (Alembic)
+
+The schema is versioned by the Alembic migrations in ``contracts_sim.migrations``: opening a
+``SqlStore`` creates an empty database at the head revision, upgrades one at an older revision,
+stamps one made before migrations existed, and refuses one at a revision this code does not
+know (``UnknownSchemaRevisionError``). The models below are the head; a change to them needs a
+new revision (docs/ledger.md, "Schema migrations").
 
 Why two writers cannot double-apply: every block is inserted at ``head + 1`` of the writer's own
 view, and ``blocks.height`` is the primary key, so of two writers that build on the same head
@@ -35,6 +42,7 @@ unencrypted: this is a simulated chain, not a custody solution.
 from __future__ import annotations
 
 import json
+import logging
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
@@ -55,6 +63,7 @@ from sqlalchemy import (
     func,
     insert,
     select,
+    text,
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
@@ -74,6 +83,7 @@ from protocol.types import Address, Height
 SQLITE_BUSY_TIMEOUT_MS: Final = 10_000
 META_KEY: Final = "chain"
 BEACON_KEY_META_KEY: Final = "beacon_key"
+ALEMBIC_VERSION_TABLE: Final = "alembic_version"  # the schema revision (migrations/)
 STORE_FORMAT: Final = 2  # 2: block headers carry a beacon; the meta holds the producer key
 
 StateChange = tuple[str, str, Any]
@@ -450,6 +460,16 @@ def _configure_sqlite(engine: Engine, *, wal: bool) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
+def quiet_alembic_info_logs() -> None:
+    """Alembic logs its plugins (on import) and its dialect (on each run) at INFO: noise in a
+    node's log on every start. ``contracts_sim.migrations`` logs at INFO when a schema really
+    changes. Only a level nobody set is changed; set the "alembic" logger's level to see more.
+    """
+    alembic_logger = logging.getLogger("alembic")
+    if alembic_logger.level == logging.NOTSET:
+        alembic_logger.setLevel(logging.WARNING)
+
+
 class SqlStore:
     """``ChainStore`` on SQLite or PostgreSQL (see the module docstring)."""
 
@@ -461,12 +481,25 @@ class SqlStore:
         self._lock: AbstractContextManager[Any] = (
             threading.RLock() if _is_sqlite_memory(url) else nullcontext()
         )
+        self.schema_revision = self._ensure_schema()
+
+    def _ensure_schema(self) -> str:
+        """Create, check or upgrade the schema (``contracts_sim.migrations``); its revision.
+
+        Imported here, not at the top: the migrations import this module's models, and Alembic
+        is only needed once a SQL store is opened.
+        """
+        quiet_alembic_info_logs()
+        from contracts_sim.migrations import ensure_schema
+
         try:
-            Base.metadata.create_all(self.engine)
-        except IntegrityError:  # another process created the tables at the same moment
-            Base.metadata.create_all(self.engine)
+            return ensure_schema(self.engine)
         except SQLAlchemyError as exc:
+            self.engine.dispose()
             raise StoreError(f"cannot open the database: {exc.__class__.__name__}: {exc}") from exc
+        except ProofNetError:
+            self.engine.dispose()
+            raise
 
     # --- writing ----------------------------------------------------------------------------
 
@@ -748,8 +781,10 @@ class SqlStore:
         return state_from_records(rows)
 
     def drop_all(self) -> None:
-        """Drop every table (tests)."""
+        """Drop every table, the schema revision included (tests)."""
         Base.metadata.drop_all(self.engine)
+        with self.engine.begin() as conn:
+            conn.execute(text(f"DROP TABLE IF EXISTS {ALEMBIC_VERSION_TABLE}"))
 
     def close(self) -> None:
         self.engine.dispose()
