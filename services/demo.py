@@ -88,7 +88,7 @@ def run_demo(
         client = HttpChainClient(topology.chain_url)
         names = {net.address_of(a.name): a for a in topology.actors}
         say("waiting for the agents to fund and stake themselves")
-        _wait_staked(client, net, topology, timeout)
+        net.wait_staked(timeout)
         wallet = Wallet(load_or_create_key(workdir / "keys" / "submitter.key"), client)
         job_ids = []
         for spec in specs:
@@ -122,24 +122,6 @@ def run_demo(
     report["wall_seconds"] = round(time.monotonic() - started, 2)
     report["ok"] = report["ok"] and not survivors
     return report
-
-
-def _wait_staked(client: HttpChainClient, net: LocalTestnet, topology: Any, timeout: float) -> None:
-    params = client.params()
-    need = {
-        "solver": topology.solver_stake or int(params["min_solver_stake"]),
-        "verifier": int(params["min_verifier_stake"]),
-    }
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        accounts = [(a, client.get_account(net.address_of(a.name))) for a in topology.actors]
-        if all(
-            int(acc["bonded"]) >= need[a.role] and (a.role != "solver" or acc.get("endpoint"))
-            for a, acc in accounts
-        ):
-            return
-        time.sleep(0.25)
-    raise TimeoutError("agents did not stake in time")
 
 
 def _report(
@@ -203,9 +185,9 @@ def _report(
             "jobs_completed": acc.get("jobs_completed"),
             "jobs_slashed": acc.get("jobs_slashed"),
         }
-    metrics = net.status()
+    processes = net.status()
     verifier_metrics = [
-        m.get("metrics") or {} for name, m in metrics.items() if name.startswith("verifier")
+        row.get("stats") or {} for name, row in processes.items() if name.startswith("verifier")
     ]
     sampled = sum(int(m.get("sample_steps", 0)) for m in verifier_metrics)
     truth = sum(int(m.get("truth_steps", 0)) for m in verifier_metrics)

@@ -3,7 +3,13 @@
 The same topology as ``docker-compose.yml``, for machines without a container engine. Each
 process is ``python -m services.cli ...`` with its key, data directory and log file under one
 working directory; ``testnet.json`` there records what was started, so ``proofnet testnet
-status|down`` can find the processes again.
+status|down`` can find the processes again. The chain's SQLite database (``chain.db``) and the
+keys outlive a ``down``: the next ``up`` resumes the same chain with the same accounts, unless
+``reset`` wiped the database first.
+
+Start-up reports each stage through a ``progress`` callback (chain healthy, agents spawned,
+each agent healthy), and fails fast, naming the log to read, when a process exits instead of
+answering ``/health``.
 """
 
 from __future__ import annotations
@@ -11,19 +17,43 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
 
+from protocol.errors import ProofNetError
+
 STATE_FILE = "testnet.json"
+DATABASE_FILE = "chain.db"
+SUBMITTER = "submitter"
 CHEATER = "services.strategies.cheaters:PerturbFrom?step=137&price_bps=9000"
+SUBMITTER_FUNDS = 1_000_000
+"""What ``fund_submitter`` tops the testnet's client account up to from the dev faucet."""
+
+Progress = Callable[[str], None]
+
+
+class TestnetError(ProofNetError):
+    """A local testnet could not start: a port taken, a process that exited at start-up."""
+
+    code = "testnet"
+
+
+class PortInUseError(TestnetError):
+    code = "port_in_use"
+
+
+def _quiet(message: str) -> None:
+    """The default progress callback: say nothing."""
 
 
 @dataclass
@@ -37,6 +67,14 @@ class Actor:
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def strategy_label(self) -> str:
+        """``honest``, or the strategy's class name (``PerturbFrom``): short enough for a
+        table column; the full ``module:Class?knobs`` string is ``strategy``."""
+        if not self.strategy:
+            return "honest"
+        return self.strategy.split(":")[-1].split("?")[0] or self.strategy
 
 
 @dataclass
@@ -73,6 +111,17 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def port_is_free(port: int) -> bool:
+    """Whether a server could listen on 127.0.0.1:``port`` now."""
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
 def _alive(pid: int | None) -> bool:
     if pid is None:
         return False
@@ -99,6 +148,35 @@ class LocalTestnet:
 
     def log_file(self, name: str) -> Path:
         return self.workdir / "logs" / f"{name}.log"
+
+    @property
+    def database(self) -> Path:
+        return self.workdir / DATABASE_FILE
+
+    def has_database(self) -> bool:
+        """Whether ``start`` will resume an existing chain rather than create one."""
+        return self.database.exists()
+
+    def reset(self) -> list[Path]:
+        """Delete the chain database, the agents' data and the logs; keep the keys.
+
+        A chain started afterwards is empty (height 0), and agents with stale checkpoints of
+        jobs the new chain never saw would only confuse; keys stay, so the accounts keep their
+        addresses from one testnet to the next. Returns what was removed.
+        """
+        removed = []
+        for path in sorted(self.workdir.glob(f"{DATABASE_FILE}*")):  # -wal, -shm, -journal
+            path.unlink()
+            removed.append(path)
+        for folder in (self.workdir / "data", self.workdir / "logs"):
+            if folder.exists():
+                shutil.rmtree(folder)
+                removed.append(folder)
+        state = self.workdir / STATE_FILE
+        if state.exists():
+            state.unlink()
+            removed.append(state)
+        return removed
 
     def save(self) -> None:
         (self.workdir / STATE_FILE).write_text(json.dumps(asdict(self.topology), indent=2))
@@ -128,24 +206,57 @@ class LocalTestnet:
         self._procs.append(proc)
         return proc.pid
 
-    def _wait_healthy(self, url: str, name: str, timeout: float = 180.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{url}/health", timeout=2.0).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        raise TimeoutError(
-            f"{name} did not become healthy at {url} within {timeout:.0f} s; "
-            f"see {self.log_file(name)}"
-        )
+    def _last_log_line(self, name: str) -> str:
+        path = self.log_file(name)
+        lines = path.read_text(errors="replace").splitlines() if path.exists() else []
+        return lines[-1].strip() if lines else "(empty log)"
 
-    def start(self, *, detach: bool = False) -> None:
-        """Start the chain, then every agent; return once all answer /health."""
-        self.workdir.mkdir(parents=True, exist_ok=True)
+    def _wait_healthy(
+        self,
+        processes: dict[str, tuple[str, int | None]],
+        timeout: float = 180.0,
+        on_healthy: Progress = _quiet,
+    ) -> None:
+        """Poll ``{name: (url, pid)}`` until every one answers /health, calling ``on_healthy``
+        with each name as it does; TestnetError as soon as one of the processes has exited."""
+        pending = dict(processes)
+        deadline = time.monotonic() + timeout
+        while pending:
+            for name, (url, pid) in list(pending.items()):
+                try:
+                    healthy = httpx.get(f"{url}/health", timeout=2.0).status_code == 200
+                except httpx.HTTPError:
+                    healthy = False
+                if healthy:
+                    del pending[name]
+                    on_healthy(name)
+                elif pid is not None and not _alive(pid):
+                    raise TestnetError(
+                        f"{name} exited during start-up ({self._last_log_line(name)}); "
+                        f"see {self.log_file(name)}"
+                    )
+            if pending and time.monotonic() > deadline:
+                names = ", ".join(pending)
+                raise TimeoutError(
+                    f"{names} did not become healthy within {timeout:.0f} s; "
+                    f"see the logs in {self.workdir / 'logs'}"
+                )
+            if pending:
+                time.sleep(0.2)
+
+    def start(self, *, detach: bool = False, progress: Progress = _quiet) -> None:
+        """Start the chain, then every agent; return once all answer /health.
+
+        A topology with ``chain_port`` 0 gets a free port; a fixed port that is taken fails
+        at once (PortInUseError) rather than after the health timeout.
+        """
         top = self.topology
+        if top.chain_port and not port_is_free(top.chain_port):
+            raise PortInUseError(
+                f"port {top.chain_port} on 127.0.0.1 is in use (another chain?); "
+                "choose another with --port, or --port 0 for a free one"
+            )
+        self.workdir.mkdir(parents=True, exist_ok=True)
         top.chain_port = top.chain_port or free_port()
         top.chain_pid = self._spawn(
             "chain",
@@ -153,7 +264,7 @@ class LocalTestnet:
                 "chain",
                 "serve",
                 "--db",
-                f"sqlite:///{self.workdir / 'chain.db'}",
+                f"sqlite:///{self.database}",
                 "--host",
                 "127.0.0.1",
                 "--port",
@@ -167,11 +278,20 @@ class LocalTestnet:
             detach,
         )
         self.save()
-        self._wait_healthy(top.chain_url, "chain")
+        self._wait_healthy({"chain": (top.chain_url, top.chain_pid)})
+        progress(
+            f"chain started: {top.chain_url} (pid {top.chain_pid}, height {self.chain_height()})"
+        )
         for actor in top.actors:
             self._start_actor(actor, detach)
-        for actor in top.actors:
-            self._wait_healthy(actor.url, actor.name)
+        progress(
+            f"agents started: {len(top.actors)} processes "
+            f"(pids {' '.join(str(a.pid) for a in top.actors)})"
+        )
+        self._wait_healthy(
+            {a.name: (a.url, a.pid) for a in top.actors},
+            on_healthy=lambda name: progress(f"health ok: {name} ({self.actor(name).url})"),
+        )
 
     def _start_actor(self, actor: Actor, detach: bool) -> None:
         top = self.topology
@@ -224,7 +344,7 @@ class LocalTestnet:
         """Start an agent again with the same key, port and data directory."""
         actor = self.actor(name)
         self._start_actor(actor, detach=False)
-        self._wait_healthy(actor.url, actor.name)
+        self._wait_healthy({actor.name: (actor.url, actor.pid)})
 
     def pids(self) -> list[int]:
         top = self.topology
@@ -262,10 +382,7 @@ class LocalTestnet:
                 "pid": actor.pid,
                 "alive": _alive(actor.pid),
             }
-            try:
-                info["metrics"] = httpx.get(f"{actor.url}/metrics", timeout=2.0).json()
-            except (httpx.HTTPError, ValueError):
-                info["metrics"] = None
+            info["stats"] = agent_stats(actor.url)
             rows[actor.name] = info
         return rows
 
@@ -280,3 +397,117 @@ class LocalTestnet:
 
     def address_of(self, name: str) -> str:
         return str(json.loads(self.key_file(name).read_text())["address"])
+
+    # --- accounts -----------------------------------------------------------------------
+    def wait_staked(self, timeout: float = 180.0, solver_stake: int | None = None) -> None:
+        """Block until every agent has funded itself, staked and (solvers) set its endpoint.
+
+        The agents do this on their first ticks from the dev faucet; a job posted before then
+        finds no bidder. ``solver_stake`` defaults to the topology's, else the chain's minimum.
+        """
+        from services.client import HttpChainClient
+
+        client = HttpChainClient(self.topology.chain_url)
+        params = client.params()
+        need = {
+            "solver": solver_stake or self.topology.solver_stake or int(params["min_solver_stake"]),
+            "verifier": int(params["min_verifier_stake"]),
+        }
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            ready = True
+            for actor in self.topology.actors:
+                account = client.get_account(self.address_of(actor.name))
+                staked = int(account["bonded"]) + int(account.get("locked", 0))
+                if staked < need[actor.role] or (
+                    actor.role == "solver" and not account.get("endpoint")
+                ):
+                    ready = False
+                    break
+            if ready:
+                return
+            time.sleep(0.25)
+        raise TimeoutError(f"agents did not stake within {timeout:.0f} s; see {self.workdir}/logs")
+
+    def fund_submitter(self, amount: int = SUBMITTER_FUNDS) -> str:
+        """Create the testnet's client key (``keys/submitter.key``) and top it up from the
+        dev faucet, so ``proofnet submit --key`` with it works at once; returns its address."""
+        from services.agents.runner import load_or_create_key
+        from services.client import HttpChainClient, Wallet
+
+        client = HttpChainClient(self.topology.chain_url)
+        wallet = Wallet(load_or_create_key(self.key_file(SUBMITTER)), client)
+        params = client.params()
+        balance = int(client.get_account(wallet.address)["balance"])
+        if balance < amount and params.get("faucet_enabled"):
+            top_up = min(amount - balance, int(params["faucet_max"]))
+            wallet.send("faucet", {"amount": top_up}, wait=True)
+        return wallet.address
+
+    def accounts(self) -> list[dict[str, Any]]:
+        """Every account of the testnet (agents, then the submitter if it has a key): role,
+        address, key file, and balance and stake as the chain reports them (None when the
+        chain does not answer)."""
+        from services.client import HttpChainClient
+
+        rows: list[dict[str, Any]] = []
+        for actor in self.topology.actors:
+            rows.append(
+                {
+                    "name": actor.name,
+                    "role": actor.role,
+                    "strategy": actor.strategy or "honest",
+                    "url": actor.url,
+                    "pid": actor.pid,
+                    "key_file": str(self.key_file(actor.name)),
+                }
+            )
+        if self.key_file(SUBMITTER).exists():
+            rows.append(
+                {
+                    "name": SUBMITTER,
+                    "role": "client",
+                    "strategy": None,
+                    "url": None,
+                    "pid": None,
+                    "key_file": str(self.key_file(SUBMITTER)),
+                }
+            )
+        client = HttpChainClient(self.topology.chain_url)
+        for row in rows:
+            row["address"] = (
+                self.address_of(row["name"]) if Path(row["key_file"]).exists() else None
+            )
+            row["balance"] = row["stake"] = None
+            if row["address"] is None:
+                continue
+            try:
+                account = client.get_account(row["address"])
+            except (ProofNetError, httpx.HTTPError):
+                continue
+            row["balance"] = int(account["balance"])
+            row["stake"] = int(account.get("total_stake") or 0)
+        return rows
+
+    def chain_height(self) -> int | None:
+        """The chain's head height, or None when it does not answer."""
+        try:
+            response = httpx.get(f"{self.topology.chain_url}/health", timeout=2.0)
+            return int(response.json()["height"])
+        except (httpx.HTTPError, ValueError, KeyError, TypeError):
+            return None
+
+
+def agent_stats(url: str) -> dict[str, Any] | None:
+    """An agent's work so far as JSON: ``/stats`` (``/metrics`` serves Prometheus text), or
+    ``/metrics`` of an agent from before that split; None when neither answers with JSON."""
+    for path in ("/stats", "/metrics"):
+        try:
+            response = httpx.get(f"{url}{path}", timeout=2.0)
+            if response.status_code == 200:
+                data = response.json()
+                if isinstance(data, dict):
+                    return data
+        except (httpx.HTTPError, ValueError):
+            continue
+    return None

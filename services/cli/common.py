@@ -1,24 +1,122 @@
-"""Shared CLI helpers: error reporting, JSON output, progress bars on stderr."""
+"""Shared CLI helpers: the ``--chain`` option, key files, packaged examples, error reporting,
+JSON output, progress bars on stderr and tables that fit the terminal."""
 
 from __future__ import annotations
 
 import json
+import os
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any, NoReturn
+from importlib import resources
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
 
+from contracts_sim.crypto import PrivateKey
 from protocol.errors import ProofNetError
 
 stderr = Console(stderr=True)
 
+CHAIN_ENV = "PROOFNET_CHAIN"
+DEFAULT_CHAIN = "http://127.0.0.1:8545"
+"""``proofnet chain serve`` and ``proofnet testnet up`` listen here unless told otherwise."""
+
+
+def default_chain() -> str:
+    """The chain URL when ``--chain`` is left out: ``$PROOFNET_CHAIN``, else the local default.
+
+    Typer reads the variable itself for ``ChainOpt``; this is for code that needs the same
+    answer outside an option (messages, the testnet's hints).
+    """
+    return os.environ.get(CHAIN_ENV) or DEFAULT_CHAIN
+
+
+ChainOpt = Annotated[
+    str,
+    typer.Option(
+        "--chain",
+        envvar=CHAIN_ENV,
+        show_envvar=True,
+        default_factory=lambda: DEFAULT_CHAIN,
+        show_default=False,
+        help=f"Chain node URL; else ${CHAIN_ENV}, else {DEFAULT_CHAIN}.",
+    ),
+]
+"""``--chain URL``; falls back to ``$PROOFNET_CHAIN``, then to ``http://127.0.0.1:8545``.
+
+A ``default_factory`` (not a Python default) so that commands can keep ``chain: ChainOpt``
+before parameters that have no default."""
+
+
+class KeyFileError(ProofNetError):
+    """A key file that cannot be read as an ed25519 key (absent, not JSON, wrong fields)."""
+
+    code = "bad_key_file"
+
+
+class ExampleNotFoundError(ProofNetError):
+    """A spec path that is neither a file nor the name of an example shipped with ProofNet."""
+
+    code = "no_such_spec"
+
+
+def load_key_file(path: Path, *, create: bool = True) -> PrivateKey:
+    """The key in ``path`` (created when absent and ``create``); KeyFileError if unusable.
+
+    The agents' loader raises whatever ``json`` or the key parser raise; a user who pointed
+    ``--key`` at the wrong file should read one line saying which file and why.
+    """
+    from services.agents.runner import load_or_create_key
+
+    if not path.exists() and not create:
+        raise KeyFileError(f"{path}: no such key file")
+    if path.is_dir():
+        raise KeyFileError(f"{path}: is a directory, not a key file")
+    try:
+        return load_or_create_key(path)
+    except json.JSONDecodeError as exc:
+        raise KeyFileError(f"{path}: not a JSON key file ({exc.msg}, line {exc.lineno})") from None
+    except (ValueError, TypeError) as exc:
+        raise KeyFileError(f"{path}: not a ProofNet key file ({exc})") from None
+    except OSError as exc:
+        raise KeyFileError(f"{path}: cannot read or write it ({exc.strerror})") from None
+
+
+def packaged_examples() -> Path | None:
+    """The example specs installed with ProofNet (``services/examples``), if present."""
+    root = resources.files("services").joinpath("examples")
+    path = Path(str(root))
+    return path if path.is_dir() else None
+
+
+def example_names() -> list[str]:
+    root = packaged_examples()
+    return sorted(p.name for p in root.glob("*.yaml")) if root else []
+
+
+def resolve_spec_path(path: Path) -> Path:
+    """``path`` if it exists, else the shipped example of that name (``digits-mlp.yaml`` or
+    ``examples/digits-mlp.yaml``), so examples work from any directory once installed."""
+    if path.exists():
+        return path
+    root = packaged_examples()
+    if root is not None and not path.is_absolute():
+        parts = path.parts[1:] if path.parts[:1] == ("examples",) else path.parts
+        candidate = root.joinpath(*parts) if parts else root
+        if candidate.is_file():
+            return candidate
+    known = ", ".join(example_names()) or "none installed"
+    raise ExampleNotFoundError(f"{path}: no such file, nor a shipped example (examples: {known})")
+
 
 def fail(message: str, code: int = 2) -> NoReturn:
-    stderr.print(f"[bold red]error:[/] {message}")
+    stderr.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 
@@ -33,6 +131,38 @@ def reported_errors() -> Iterator[None]:
 
 def print_json(obj: Any) -> None:
     sys.stdout.write(json.dumps(obj, indent=2, sort_keys=True) + "\n")
+
+
+def plain_table(
+    columns: Sequence[str], rows: Sequence[Sequence[str]], numeric: Sequence[str] = ()
+) -> Table:
+    """A borderless table whose cells fold instead of being cut with '…'.
+
+    Borders and padding cost ~3 columns per column; without them the tables of ``testnet``
+    and ``demo`` fit 80 columns, and a value too long for the terminal wraps onto a second
+    line rather than losing its end (the full values are in ``--json``). Columns named in
+    ``numeric`` are right-aligned. No title (print it as its own line: a title is padded to
+    the table's width) and no padding after the last column, so no line ends in spaces.
+    """
+    table = Table(box=None, pad_edge=False, padding=(0, 1), header_style="bold")
+    for column in columns:
+        table.add_column(column, overflow="fold", justify="right" if column in numeric else "left")
+    for row in rows:
+        table.add_row(*row)
+    return table
+
+
+def print_table(
+    console: Console,
+    title: str,
+    columns: Sequence[str],
+    rows: Sequence[Sequence[str]],
+    numeric: Sequence[str] = (),
+) -> None:
+    """``title`` in bold on its own line, then ``plain_table(columns, rows, numeric)``."""
+    if title:
+        console.print(f"[bold]{escape(title)}[/]", highlight=False)
+    console.print(plain_table(columns, rows, numeric), highlight=False)
 
 
 @contextmanager
