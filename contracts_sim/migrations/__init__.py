@@ -196,7 +196,7 @@ def _present_store_tables(conn: Connection, metadata: MetaData) -> frozenset[str
 
 def _create_at_head(conn: Connection, metadata: MetaData, script_location: Path) -> None:
     """A brand-new database: the models' tables, stamped at head (no scripts run)."""
-    metadata.create_all(conn)
+    metadata.create_all(conn, checkfirst=False)  # none exists: checked under the lock
     MigrationContext.configure(conn).stamp(script_directory(script_location), "heads")
 
 
