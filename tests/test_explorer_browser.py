@@ -30,7 +30,7 @@ from fastapi.testclient import TestClient
 
 from contracts_sim.codec import from_json_value
 from contracts_sim.crypto import key_from_seed
-from contracts_sim.records import Dispute, DisputeStatus
+from contracts_sim.records import Dispute, DisputeStatus, Party, Phase
 from protocol.merkle import CommitmentTree
 from services.client import HttpChainClient, Wallet
 from services.node.app import create_app
@@ -65,6 +65,22 @@ def test_timeline_narrows_from_the_whole_commitment_to_the_cheated_step() -> Non
     assert [e["move"] for e in timeline][-1] == "post_prestate"
     widths = [hi - lo for scale, lo, hi in ranges if scale == "steps"]
     assert widths == sorted(widths, reverse=True) and widths[0] == 4  # one segment, C = 4
+
+
+def test_timeline_of_a_timeout_names_who_missed_which_move() -> None:
+    h = funded_harness()
+    solver_run = make_run(CHEAT_STEP)
+    job_id, _ = committed_job(h, leaves=list(solver_run.leaves))
+    h.advance(1)
+    opened = h.send("v1", "challenge", {"job_id": job_id})
+    dispute_id = str(opened.event("challenged").data["dispute_id"])
+    play(h, dispute_id, solver_run, make_run(), stop=(Party.SOLVER, Phase.POST_MIDPOINT))
+
+    last = dispute_timeline(h.state.get_dispute(dispute_id), h.state.get_job(job_id))[-1]
+
+    assert last["move"] == "claim_timeout"
+    assert last["text"] == "claimed the timeout: the solver missed its post_midpoint move"
+    assert (last["scale"], last["lo"], last["hi"]) == ("steps", 12, 16)  # where it stopped
 
 
 def test_page_and_assets_are_served_from_the_package_with_nothing_remote() -> None:
