@@ -41,7 +41,14 @@ def _trials_for(requested: int | None, output: Path | None) -> int:
     return DEFAULT_TRIALS
 
 
-@adversaries_app.command("report")
+REPORT_HELP = (
+    "Play every scenario of the table and the detection statistics; print the report.\n\n"
+    "The tracked report is regenerated with 'proofnet adversaries report --output "
+    "docs/adversaries.md': it keeps the trial count recorded in that file."
+)
+
+
+@adversaries_app.command("report", help=REPORT_HELP)
 def report(
     output: Annotated[
         Path | None,
@@ -57,8 +64,8 @@ def report(
         typer.Option(
             min=10,
             show_default=False,
-            help="Seeded trials per detection configuration [default: the count the "
-            f"--output file records, else {DEFAULT_TRIALS}].",
+            help="Seeded trials per detection configuration (default: the count the "
+            f"--output file records, else {DEFAULT_TRIALS}).",
         ),
     ] = None,
     spec: Annotated[
@@ -66,10 +73,7 @@ def report(
     ] = EXAMPLE_SPEC,
     preset: Annotated[str, typer.Option(help="Chain preset for the economics.")] = "testnet",
 ) -> None:
-    """Play every scenario of the table and the detection statistics; print the report.
-
-    The tracked report is regenerated with: proofnet adversaries report --output
-    docs/adversaries.md (it keeps the trial count recorded in the file)."""
+    """Play the scenarios and the statistics; see REPORT_HELP."""
     from services.adversary_report import ReportInputs, render
     from services.cli.economics import load_job
     from services.detection import CONFIGS, run_detection_trials

@@ -256,7 +256,17 @@ def _print_next_steps(console: Console, net: LocalTestnet) -> None:
         console.print(line, highlight=False, soft_wrap=True)
 
 
-@testnet_app.command("up")
+# One string per paragraph: rich help keeps a docstring's line breaks, mid-sentence.
+UP_HELP = (
+    "Start a chain, 3 solvers (1 cheating) and 2 verifiers as background processes, wait "
+    "until they have staked, and print the accounts, key files and URLs.\n\n"
+    "The chain's database stays in --dir: the next 'up' resumes it (and says so); --reset "
+    "starts from an empty one. With the default --port, other commands need no --chain "
+    f"(else: export {CHAIN_ENV}=URL)."
+)
+
+
+@testnet_app.command("up", help=UP_HELP)
 def testnet_up(
     workdir: DirOpt = DEFAULT_DIR,
     port: Annotated[
@@ -270,11 +280,7 @@ def testnet_up(
     timeout: Annotated[float, typer.Option(help="Seconds to wait for health and stakes.")] = 180.0,
     json_output: JsonOpt = False,
 ) -> None:
-    """Start a chain, 3 solvers (1 cheating) and 2 verifiers as background processes, wait
-    until they have staked, and print the accounts, key files and URLs.
-
-    The chain's database lives in the working directory and is reused by the next 'up'
-    (said so when it is); --reset starts from an empty one."""
+    """Start the testnet; see UP_HELP."""
     say = _Stages(enabled=True)
     with reported_errors():
         _refuse_if_running(workdir)
@@ -349,7 +355,7 @@ def _jobs_done(stats: dict[str, Any] | None) -> str:
 
 @testnet_app.command("down")
 def testnet_down(workdir: DirOpt = DEFAULT_DIR) -> None:
-    """Stop every process of the testnet (the database and keys stay for the next 'up')."""
+    """Stop every process of the testnet; its database and keys stay for the next 'up'."""
     try:
         net = LocalTestnet.load(workdir)
     except FileNotFoundError as exc:
