@@ -30,6 +30,7 @@ def _register() -> None:
         chain,
         demo,
         economics,
+        export,
         jobs,
         train,
     )

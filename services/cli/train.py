@@ -13,7 +13,7 @@ from protocol.hashing import sha256
 from protocol.merkle import root_of
 from protocol.spec import JobSpec, spec_hash, with_steps
 from services.cli import app
-from services.cli.common import print_json, progress_bar, reported_errors, stderr
+from services.cli.common import fail, print_json, progress_bar, reported_errors, stderr
 from services.specfile import load_spec
 
 
@@ -58,15 +58,21 @@ def generated_sample(spec: JobSpec, state: Any) -> str | None:
     return SAMPLE_PROMPT + dataset.decode(tokens)
 
 
-def train_exact(spec: JobSpec, device: str, show_progress: bool) -> dict[str, Any]:
+def train_exact(
+    spec: JobSpec, device: str, show_progress: bool, out: Path | None = None
+) -> dict[str, Any]:
     from protocol.exact import evaluate, resolve_device, train_trajectory
+    from protocol.exact.export import exact_state_file
 
     dev = resolve_device(device)
     with progress_bar("training (exact)", spec.steps, show_progress) as advance:
         trajectory = train_trajectory(spec, dev, on_step=advance, keep_blobs=False)
     assert trajectory.final_state is not None
     sample = generated_sample(spec, trajectory.final_state)
+    if out is not None:
+        out.write_bytes(exact_state_file(spec, trajectory.final_state))
     return {
+        **({"out": str(out)} if out is not None else {}),
         "device": str(dev),
         "leaves": len(trajectory.leaves),
         "root": root_of(trajectory.leaves).hex(),
@@ -106,11 +112,20 @@ def train(
         Mode, typer.Option(help="exact (committable) or native (float32).")
     ] = Mode.exact,
     steps: Annotated[int | None, typer.Option(min=1, help="Override the spec's steps.")] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            help="Write the final exact state here (safetensors; 'proofnet export' makes it a "
+            "float PyTorch model). Exact mode only."
+        ),
+    ] = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Train a job spec locally; print the Merkle root of its checkpoints and its accuracy."""
     from protocol.exact.device import get_threads, set_threads
 
+    if out is not None and mode is not Mode.exact:
+        fail("--out writes the exact state: it needs --mode exact")
     with reported_errors():
         spec, _terms = load_spec(spec_file)
         if steps is not None:
@@ -118,8 +133,10 @@ def train(
         if threads is not None:
             set_threads(threads)
         started = time.perf_counter()
-        runner = train_exact if mode is Mode.exact else train_native
-        result = runner(spec, device, show_progress=not json_output)
+        if mode is Mode.exact:
+            result = train_exact(spec, device, not json_output, out)
+        else:
+            result = train_native(spec, device, not json_output)
         result.update(
             steps=spec.steps,
             seconds=round(time.perf_counter() - started, 3),
@@ -142,3 +159,5 @@ def train(
     typer.echo(f"root             {result['root']}")
     typer.echo(f"leaves           {result['leaves']}")
     typer.echo(f"final_state_hash {result['final_state_hash']}")
+    if out is not None:
+        typer.echo(f"model            {out} (exact state; float: proofnet export {out})")
