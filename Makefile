@@ -31,6 +31,7 @@ typecheck: install
 
 imports: install
 	$(BIN)/lint-imports
+	$(BIN)/python -m contracts_sim.migrations check
 
 compose:
 	bash scripts/check-compose.sh
