@@ -15,7 +15,10 @@
 #   --timeout S  seconds to wait for the jobs to be final (default 900)
 #
 # Needs root (rootful podman, apt-get, debootstrap) and Debian/Ubuntu. What it installs when
-# missing: podman, runc, debootstrap (apt); podman-compose (PyPI, into .podman-venv/). The
+# missing: podman, runc, conmon, catatonit (podman's --init, which `init: true` needs),
+# netavark, aardvark-dns, iptables, debootstrap, curl (apt, without Recommends: each one is
+# named); podman-compose (PyPI, into .podman-venv/). It stops at once, naming what is missing,
+# when it cannot install something or podman cannot start a container with --init. The
 # ProofNet image is rebuilt whenever its sources changed (a content hash in an image label),
 # with podman's layer cache, so a rerun with unchanged sources builds nothing.
 #
@@ -89,29 +92,65 @@ if [ "$DOWN_ONLY" = 1 ]; then
 fi
 
 # --- 1. tools ------------------------------------------------------------------------------
-say "checking podman, runc, debootstrap, podman-compose"
+# Every host tool the run needs, as "probe package": a probe is a command on PATH, or an
+# absolute path that must exist. catatonit is podman's `--init` (docker-compose.yml says
+# `init: true`): podman only Recommends it, and without it no container starts at all. netavark
+# is podman's network stack (the compose network and its DNS: aardvark-dns); it drives iptables,
+# which podman only Suggests ("netavark: No such file or directory" without it).
+REQUIRED_TOOLS=(
+    "podman podman"
+    "runc runc"
+    "conmon conmon"
+    "/usr/libexec/podman/catatonit catatonit"
+    "/usr/lib/podman/netavark netavark"
+    "/usr/lib/podman/aardvark-dns aardvark-dns"
+    "iptables iptables"
+    "debootstrap debootstrap"
+    "curl curl"
+)
+have_tool() { case "$1" in /*) [ -e "$1" ] ;; *) command -v "$1" > /dev/null 2>&1 ;; esac; }
+missing_packages() {  # the packages of the probes that fail, space-separated
+    local entry probe package out=""
+    for entry in "${REQUIRED_TOOLS[@]}"; do
+        read -r probe package <<< "$entry"
+        have_tool "$probe" || out="$out $package"
+    done
+    echo "${out# }"
+}
+
+say "tools: podman, runc, conmon, catatonit, netavark, iptables, debootstrap, podman-compose"
 [ "$(id -u)" = 0 ] || die "run as root (rootful podman)"
-missing=""
-for tool in podman runc debootstrap curl; do
-    command -v "$tool" > /dev/null 2>&1 || missing="$missing $tool"
+for py_module in venv pip; do
+    python3 -c "import $py_module" 2> /dev/null \
+        || die "python3 has no $py_module module (Debian: apt-get install python3-$py_module)"
 done
+missing="$(missing_packages)"
 if [ -n "$missing" ]; then
-    note "installing:$missing (apt)"
+    command -v apt-get > /dev/null 2>&1 \
+        || die "missing: $missing, and no apt-get to install them (Debian/Ubuntu only)"
+    note "installing: $missing (apt-get)"
     export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq > /dev/null
+    apt-get update -qq > "$WORK/apt.log" 2>&1 \
+        || { tail -20 "$WORK/apt.log"; die "apt-get update failed"; }
+    # Recommends off and every package named: a host whose apt skips Recommends gets the same.
     # shellcheck disable=SC2086
-    apt-get install -y -qq $missing > /dev/null
+    apt-get install -y -qq --no-install-recommends $missing >> "$WORK/apt.log" 2>&1 \
+        || { tail -20 "$WORK/apt.log"; die "apt-get install $missing failed"; }
+    still_missing="$(missing_packages)"
+    [ -z "$still_missing" ] || die "still missing after apt-get install: $still_missing"
 fi
 if [ ! -x "$COMPOSE_BIN" ]; then
     note "installing podman-compose $PODMAN_COMPOSE_VERSION into .podman-venv/"
-    python3 -m venv "$ROOT/.podman-venv"
+    python3 -m venv "$ROOT/.podman-venv" || die "python3 -m venv .podman-venv failed"
     "$ROOT/.podman-venv/bin/pip" install -q "podman-compose==$PODMAN_COMPOSE_VERSION" 2>&1 \
         | grep -v 'is ignored: it is neither' || true
+    [ -x "$COMPOSE_BIN" ] || die "podman-compose $PODMAN_COMPOSE_VERSION did not install (PyPI unreachable?)"
 fi
 note "$(podman --version), $(runc --version | head -1), podman-compose $("$COMPOSE_BIN" --version 2>/dev/null | head -1 | awk '{print $3}')"
 note "CONTAINERS_CONF=$CONTAINERS_CONF"
-podman info --format '{{.Host.OCIRuntime.Name}} {{.Host.CgroupManager}} {{.Host.NetworkBackend}}' > /dev/null \
+engine="$(podman info --format '{{.Host.OCIRuntime.Name}} {{.Host.CgroupManager}} {{.Host.NetworkBackend}}')" \
     || die "podman does not work here (podman info failed)"
+note "runtime, cgroups, network: $engine"
 mark "tools"
 
 # --- 2. images -----------------------------------------------------------------------------
@@ -133,6 +172,14 @@ if [ "$REBUILD" = 1 ] || ! image_exists "$BASE_IMAGE"; then
 else
     note "exists (--rebuild to rebuild)"
 fi
+
+# Fail here, in seconds, rather than after the image builds: the compose services run with
+# `init: true`, so a container must start with podman's --init (catatonit).
+say "smoke test: podman run --init on $BASE_IMAGE"
+podman run --rm --init "$BASE_IMAGE" true > "$WORK/smoke.log" 2>&1 \
+    || { sed 's/^/    /' "$WORK/smoke.log"; die "podman cannot start a container with --init (see above)"; }
+note "ok"
+mark "smoke test"
 
 say "PostgreSQL image $PG_IMAGE_TAG (docker/postgres.Dockerfile)"
 if [ "$REBUILD" = 1 ] || ! image_exists "$PG_IMAGE_TAG"; then
