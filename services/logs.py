@@ -41,6 +41,12 @@ _STANDARD_RECORD_FIELDS = frozenset(
 ) | {"message", "asctime", "taskName"}
 
 
+def _choices(names: tuple[str, ...]) -> str:
+    """``a, b or c`` in lower case: one short line after the error code."""
+    lowered = [name.lower() for name in names]
+    return f"{', '.join(lowered[:-1])} or {lowered[-1]}"
+
+
 class LoggingConfigError(ProofNetError, ValueError):
     """A log format or level that does not exist (a typo on the command line)."""
 
@@ -51,9 +57,7 @@ class UnknownLogFormatError(LoggingConfigError):
     code = "unknown_log_format"
 
     def __init__(self, log_format: str) -> None:
-        super().__init__(
-            f"unknown log format {log_format!r}; choose one of {', '.join(LOG_FORMATS)}"
-        )
+        super().__init__(f"{log_format!r}; use {_choices(LOG_FORMATS)}")
         self.log_format = log_format
 
 
@@ -61,7 +65,7 @@ class UnknownLogLevelError(LoggingConfigError):
     code = "unknown_log_level"
 
     def __init__(self, level: str) -> None:
-        super().__init__(f"unknown log level {level!r}; choose one of {', '.join(LOG_LEVELS)}")
+        super().__init__(f"{level!r}; use {_choices(LOG_LEVELS)}")
         self.level = level
 
 

@@ -102,7 +102,7 @@ def test_unknown_format_and_level_are_typed_value_errors() -> None:
         configure_logging("yaml")
     assert isinstance(caught.value, ValueError)
     assert isinstance(caught.value, ProofNetError)
-    assert "text, json" in caught.value.message
-    with pytest.raises(UnknownLogLevelError):
+    assert caught.value.message == "'yaml'; use text or json"
+    with pytest.raises(UnknownLogLevelError, match="debug, info, warning, error or critical"):
         configure_logging("text", "loud")
     assert _ours() == before
