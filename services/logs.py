@@ -35,10 +35,11 @@ _CHATTY_LOGGERS = ("httpx", "httpcore")
 _ACCESS_LOGGER = "uvicorn.access"
 # Marks the handler this module installed, so a second call can replace it.
 _HANDLER_MARK = "_proofnet_logs_handler"
-# Attributes every LogRecord has; anything else came from ``extra=``.
+# Attributes every LogRecord has; anything else came from ``extra=``. uvicorn's
+# ``color_message`` repeats the message with terminal colour codes.
 _STANDARD_RECORD_FIELDS = frozenset(
     vars(logging.LogRecord("", 0, "", 0, "", None, None)).keys()
-) | {"message", "asctime", "taskName"}
+) | {"message", "asctime", "taskName", "color_message"}
 
 
 def _choices(names: tuple[str, ...]) -> str:

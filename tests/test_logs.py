@@ -61,6 +61,7 @@ def test_json_formats_exceptions_inside_the_object() -> None:
         record.exc_info = sys.exc_info()
     entry = json.loads(JsonFormatter().format(record))
     assert "RuntimeError: boom" in entry["exception"]
+    assert "exc_info" not in entry and "args" not in entry
     assert "\n" not in JsonFormatter().format(record)
 
 
@@ -106,3 +107,9 @@ def test_unknown_format_and_level_are_typed_value_errors() -> None:
     with pytest.raises(UnknownLogLevelError, match="debug, info, warning, error or critical"):
         configure_logging("text", "loud")
     assert _ours() == before
+
+
+def test_uvicorn_colour_duplicate_is_left_out() -> None:
+    record = _record()
+    record.color_message = "\x1b[32mbid\x1b[0m"
+    assert "color_message" not in json.loads(JsonFormatter().format(record))

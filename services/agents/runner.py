@@ -55,7 +55,11 @@ def wait_for_chain(client: HttpChainClient, stop: threading.Event, patience: flo
 
 
 def serve_in_thread(app: FastAPI, host: str, port: int) -> uvicorn.Server:
-    config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False)
+    """uvicorn in a daemon thread, logging through ``services.logs``' handler (``log_config``
+    None: its own would print text lines in a JSON log), warnings only, no access log."""
+    config = uvicorn.Config(
+        app, host=host, port=port, log_level="warning", access_log=False, log_config=None
+    )
     server = uvicorn.Server(config)
     threading.Thread(target=server.run, name=f"http:{port}", daemon=True).start()
     return server
