@@ -56,6 +56,7 @@ JsonObject = dict[str, Any]
 T = TypeVar("T")
 NONCE_ERROR_CODES: Final = frozenset({"nonce_too_low", "nonce_too_high", "nonce_mismatch"})
 DEFAULT_TIMEOUT: Final = 30.0
+_NOT_A_ROUTE: Final = frozenset({404, 405})  # what a server without the node's routes says
 
 
 class ClientError(ProofNetError):
@@ -269,6 +270,9 @@ class HttpChainClient:
         self.http = http or httpx.Client(base_url=base_url, transport=transport, timeout=timeout)
         self.timeout = timeout
         self._chain_id: str | None = None
+        # Learnt on the first "no such route" answer: None (not yet), "" (a chain node), or
+        # why the server is not one.
+        self._not_a_chain_node: str | None = None
 
     def close(self) -> None:
         if self._owns_http:
@@ -289,6 +293,23 @@ class HttpChainClient:
         json: Any = None,
         timeout: float | None = None,
     ) -> Any:
+        try:
+            return self._answer(method, path, params=params, json=json, timeout=timeout)
+        except ClientError as exc:
+            if exc.status in _NOT_A_ROUTE or exc.code == "bad_response":
+                self._refuse_if_not_a_chain_node()
+            raise
+
+    def _answer(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        json: Any = None,
+        timeout: float | None = None,
+    ) -> Any:
+        """The JSON the node answers, or the ClientError it means."""
         query = {k: v for k, v in (params or {}).items() if v is not None}
         options: dict[str, Any] = {}
         if self._owns_http:  # a given client (e.g. a TestClient) keeps its own timeouts
@@ -296,7 +317,7 @@ class HttpChainClient:
         try:
             response = self.http.request(method, path, params=query, json=json, **options)
         except httpx.HTTPError as exc:
-            raise ClientError("unreachable", f"{method} {path}: {exc}", 0) from exc
+            raise ClientError("unreachable", self._unreachable(method, path, exc), 0) from exc
         try:
             data = response.json()
         except ValueError:
@@ -315,6 +336,47 @@ class HttpChainClient:
                 "bad_response", f"{method} {path}: the answer is not JSON", response.status_code
             )
         return data
+
+    @property
+    def base_url(self) -> str:
+        return str(self.http.base_url).rstrip("/")
+
+    def _unreachable(self, method: str, path: str, exc: httpx.HTTPError) -> str:
+        """One line naming the URL: the usual cause is a node that is not running there."""
+        reason = str(exc) or type(exc).__name__
+        if isinstance(exc, httpx.ConnectError):
+            return f"no chain node answers at {self.base_url} ({reason}); is it running?"
+        return f"{method} {self.base_url}{path}: {reason}"
+
+    def _refuse_if_not_a_chain_node(self) -> None:
+        """After a "no such route" answer: if ``/health`` shows the server is not a chain node
+        (an agent's URL passed as ``--chain``, say), raise ``not_a_chain_node`` instead.
+
+        A chain node's ``/health`` names its ``chain_id`` and ``height``; an agent's names its
+        ``role``. Checked once per client; a server that does not answer keeps the original
+        error."""
+        if self._not_a_chain_node is None:
+            self._not_a_chain_node = self._why_not_a_chain_node()
+        if self._not_a_chain_node:
+            raise ClientError("not_a_chain_node", self._not_a_chain_node, 0)
+
+    def _why_not_a_chain_node(self) -> str | None:
+        """Why the server is not a chain node; "" when it is one, None when ``/health`` does
+        not answer at all (then nothing is learnt)."""
+        health: Any = None
+        try:
+            health = self._answer("GET", "/health")
+        except ClientError as exc:
+            if exc.status == 0:  # no answer at all: nothing learnt
+                return None
+        if isinstance(health, dict) and {"chain_id", "height"} <= set(health):
+            return ""
+        role = health.get("role") if isinstance(health, dict) else None
+        what = f"it is a {role} agent" if role else "its /health is not a chain node's"
+        return (
+            f"{self.base_url} is not a ProofNet chain node ({what}); "
+            "pass the chain node's URL to --chain"
+        )
 
     def chain_id(self) -> str:
         if self._chain_id is None:

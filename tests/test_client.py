@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import socket
 import warnings
 from collections.abc import Callable
 from typing import Any
@@ -198,6 +199,53 @@ def test_http_errors_without_a_json_body_still_raise_client_errors() -> None:
     assert error_of(client.params) == ("http_error", 502)
     assert error_of(lambda: client.get_account(ALICE.address)) == ("bad_response", 200)
     client.close()
+
+
+def agent_like(request: httpx.Request) -> httpx.Response:
+    """A solver agent's server: /health names its role; the chain's routes do not exist."""
+    if request.url.path == "/health":
+        return httpx.Response(200, json={"status": "ok", "role": "solver", "address": "ab" * 20})
+    return httpx.Response(404, json={"error": {"code": "not_found", "message": "Not Found"}})
+
+
+def test_an_agents_url_is_named_as_not_a_chain_node() -> None:
+    client = HttpChainClient("http://127.0.0.1:8601", transport=httpx.MockTransport(agent_like))
+    with pytest.raises(ClientError) as info:
+        client.get_job(HEX64)
+    assert info.value.code == "not_a_chain_node"
+    assert str(info.value) == (
+        "not_a_chain_node: http://127.0.0.1:8601 is not a ProofNet chain node "
+        "(it is a solver agent); pass the chain node's URL to --chain"
+    )
+    assert error_of(client.params)[0] == "not_a_chain_node"  # learnt once, said every time
+
+
+def test_a_web_page_is_not_a_chain_node() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, text="<html>hello</html>")
+
+    client = HttpChainClient("http://example.invalid", transport=httpx.MockTransport(handler))
+    with pytest.raises(ClientError, match="its /health is not a chain node's") as info:
+        client.params()
+    assert info.value.code == "not_a_chain_node"
+
+
+def test_a_missing_record_on_a_real_node_stays_not_found() -> None:
+    client = http_client()
+    assert error_of(lambda: client.get_job(HEX64)) == ("job_not_found", 404)
+    assert error_of(lambda: client.get_block(10**6))[1] == 404
+
+
+def test_connection_refused_names_the_url() -> None:
+    with socket.socket() as sock:  # a port that was free a moment ago: nothing listens
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    client = HttpChainClient(f"http://127.0.0.1:{port}", timeout=5)
+    with pytest.raises(ClientError) as info:
+        client.params()
+    assert info.value.code == "unreachable"
+    assert info.value.message.startswith(f"no chain node answers at http://127.0.0.1:{port} (")
+    assert "\n" not in info.value.message
 
 
 def test_client_errors_are_proofnet_errors() -> None:

@@ -163,7 +163,8 @@ def _read_exact(data: bytes, spec: JobSpec | None) -> tuple[JobSpec, State, dict
 
 def load_float_model(path: str | Path) -> tuple[torch.nn.Module, JobSpec]:
     """The float module (eval mode) and its spec from a file ``float_state_file`` wrote."""
-    from safetensors.torch import load_file, safe_open
+    from safetensors import safe_open
+    from safetensors.torch import load_file
 
     with safe_open(str(path), framework="pt") as handle:
         metadata: dict[str, str] = handle.metadata() or {}
