@@ -23,9 +23,9 @@
 # with podman's layer cache, so a rerun with unchanged sources builds nothing.
 #
 # Environment: CHAIN_PORT (8000), CHEATER_STRATEGY, HONEST_SOLVER_STRATEGY, VERIFIER_STRATEGY,
-# BLOCK_TIME, CHAIN_PRESET (see docs/testnet.md); TORCH_WHEEL_SRC (default: the CPU wheel of the
-# pinned torch in /opt/wheels); PROOFNET_CLI (the host's `proofnet`, default .venv/bin/proofnet;
-# without one, the client runs inside the chain container).
+# BLOCK_TIME, CHAIN_PRESET, SOLVER_STAKE (see docs/testnet.md); TORCH_WHEEL_SRC (default: the
+# CPU wheel of the pinned torch in /opt/wheels); PROOFNET_CLI (the host's `proofnet`, default
+# .venv/bin/proofnet; without one, the client runs inside the chain container).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
