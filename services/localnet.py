@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -40,6 +41,7 @@ SUBMITTER_FUNDS = 1_000_000
 """What ``fund_submitter`` tops the testnet's client account up to from the dev faucet."""
 
 Progress = Callable[[str], None]
+_ERROR_LINE = re.compile(r"^(error:|[A-Za-z_][\w.]*(Error|Exception)\b)")
 
 
 class TestnetError(ProofNetError):
@@ -207,9 +209,13 @@ class LocalTestnet:
         return proc.pid
 
     def _last_log_line(self, name: str) -> str:
+        """The line of ``name``'s log that most likely says why it stopped: the last error
+        line (``error: …``, ``SomeError: …``), else the last line."""
         path = self.log_file(name)
-        lines = path.read_text(errors="replace").splitlines() if path.exists() else []
-        return lines[-1].strip() if lines else "(empty log)"
+        text = path.read_text(errors="replace") if path.exists() else ""
+        lines = [line.strip() for line in text.splitlines() if line.strip()]
+        errors = [line for line in lines if _ERROR_LINE.match(line)]
+        return (errors or lines or ["(empty log)"])[-1]
 
     def _wait_healthy(
         self,

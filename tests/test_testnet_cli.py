@@ -246,8 +246,7 @@ def test_up_says_when_it_reuses_the_database(tmp_path: Path, taken_port: int) ->
     args = ["testnet", "up", "--dir", str(tmp_path), "--port", str(taken_port)]
     result = CliRunner().invoke(_cli(), args, env={"COLUMNS": "80"})
     assert result.exit_code == 2
-    assert f"reusing the chain in {tmp_path / 'chain.db'}" in result.output
-    assert "--reset starts an empty one" in result.output
+    assert f"reusing {tmp_path / 'chain.db'} (--reset starts a new chain)" in result.output
     assert f"port_in_use: port {taken_port}" in result.output
     assert (tmp_path / "chain.db").exists()
 
@@ -258,6 +257,18 @@ def test_up_reset_wipes_the_database_first(tmp_path: Path, taken_port: int) -> N
     result = CliRunner().invoke(_cli(), args, env={"COLUMNS": "80"})
     assert "--reset: chain.db, data, logs, testnet.json removed" in result.output
     assert not (tmp_path / "chain.db").exists() and (tmp_path / "keys").is_dir()
+
+
+@pytest.mark.e2e
+def test_a_chain_that_cannot_start_fails_fast_naming_its_log(tmp_path: Path) -> None:
+    (tmp_path / "chain.db").write_text("not a database")
+    args = ["testnet", "up", "--dir", str(tmp_path), "--port", "0", "--timeout", "120"]
+    result = CliRunner().invoke(_cli(), args, env={"COLUMNS": "80"})
+    assert result.exit_code == 2
+    assert "error: testnet: chain exited during start-up" in result.output
+    assert "file is not a database" in result.output
+    assert str(tmp_path / "logs" / "chain.log") in result.output
+    assert "agents started" not in result.output
 
 
 def test_status_of_a_stopped_testnet_fits_80_columns(tmp_path: Path) -> None:

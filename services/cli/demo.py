@@ -15,7 +15,6 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from protocol.errors import ProofNetError
 from services.cli import app
 from services.cli.common import (
     CHAIN_ENV,
@@ -184,7 +183,7 @@ def _announce_database(net: LocalTestnet, reset: bool, say: _Stages) -> bool:
         say(f"--reset: {names} removed from {net.workdir}; keys kept")
         return False
     if net.has_database():
-        say(f"reusing the chain in {net.database} (--reset starts an empty one)")
+        say(f"reusing {net.database} (--reset starts a new chain)")
         return True
     say(f"new chain database {net.database}")
     return False
@@ -202,7 +201,7 @@ def _start(net: LocalTestnet, say: _Stages, timeout: float) -> None:
     except TimeoutError as exc:
         net.stop()
         fail(str(exc), code=1)
-    except (ProofNetError, KeyboardInterrupt):
+    except BaseException:  # a typed error, Ctrl-C, a closed pipe: leave nothing running
         net.stop()
         raise
 
