@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 import os
 from pathlib import Path
 from typing import Annotated
@@ -39,13 +38,33 @@ def serve(
     genesis: Annotated[
         Path | None, typer.Option(help="JSON file {address: balance} for a new chain")
     ] = None,
-    log_level: Annotated[str, typer.Option("--log-level")] = "info",
+    log_level: Annotated[
+        str, typer.Option("--log-level", help="debug, info, warning, error or critical")
+    ] = "info",
+    log_format: Annotated[
+        str,
+        typer.Option(
+            "--log-format",
+            envvar="PROOFNET_LOG_FORMAT",
+            help="text (for people) or json (one object a line, for log shippers)",
+        ),
+    ] = "text",
+    access_log: Annotated[
+        bool,
+        typer.Option(
+            "--access-log",
+            help="log every HTTP request but the polled ones (/events, /health, /metrics)",
+        ),
+    ] = False,
 ) -> None:
-    """Serve the chain node's REST API (OpenAPI docs at /docs) and produce blocks."""
+    """Serve the chain node's REST API and produce blocks. API docs at /docs (offline),
+    Prometheus metrics at /metrics."""
     import uvicorn
     from pydantic import ValidationError
 
+    from services.logs import configure_logging
     from services.node import NodeSettings, create_app
+    from services.node.access_log import quiet_polling_access_log
 
     allocations: dict[str, int] = {}
     if genesis is not None:
@@ -66,17 +85,27 @@ def serve(
         settings = NodeSettings(**overrides)  # type: ignore[arg-type]
     except ValidationError as exc:
         fail(f"invalid settings: {exc.errors()[0]['msg']} ({exc.errors()[0]['loc']})")
-    logging.basicConfig(
-        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
     with reported_errors():
+        configure_logging(log_format, log_level, access_log=access_log)
         node = create_app(settings)
+    quiet_polling_access_log()
     typer.echo(
         f"proofnet chain {settings.chain_id} ({settings.preset}) on http://{host}:{port} "
         f"db={db} block_time={block_time}s dev={dev}",
         err=True,
     )
-    uvicorn.run(node, host=host, port=port, log_level=log_level.lower())
+    typer.echo(
+        f"API docs http://{host}:{port}/docs  metrics http://{host}:{port}/metrics", err=True
+    )
+    # log_config=None: uvicorn keeps the handler configure_logging installed (its format).
+    uvicorn.run(
+        node,
+        host=host,
+        port=port,
+        log_level=log_level.lower(),
+        log_config=None,
+        access_log=access_log,
+    )
 
 
 @keys_app.command("new")

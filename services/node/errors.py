@@ -12,6 +12,7 @@ anything else (a bug)                     -> 500 internal_error (logged)
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -33,15 +34,152 @@ HTTP_CODES = {
     413: "body_too_large",
     415: "unsupported_media_type",
 }
-ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
-    status: {"model": ErrorResponse, "description": description}
-    for status, description in (
-        (400, "Malformed request or transaction"),
-        (404, "Unknown id"),
-        (409, "Conflicts with the current state (nonce, status, deadline)"),
-        (422, "Request does not match the schema, or a rule rejected a proof"),
-    )
-}
+
+
+@dataclass(frozen=True)
+class ErrorDoc:
+    """One way a route can fail, for its OpenAPI ``responses``: the status, the code, when it
+    happens and an example message."""
+
+    status: int
+    code: str
+    when: str
+    example: str
+
+
+def error_responses(*docs: ErrorDoc) -> dict[int | str, dict[str, Any]]:
+    """``responses=`` for a route: only the statuses it can answer with, each listing the
+    codes behind it, with one example body per code (Swagger UI's example menu)."""
+    responses: dict[int | str, dict[str, Any]] = {}
+    for status in sorted({doc.status for doc in docs}):
+        mine = [doc for doc in docs if doc.status == status]
+        examples = {
+            doc.code: {
+                "summary": doc.when,
+                "value": {"error": {"code": doc.code, "message": doc.example}},
+            }
+            for doc in mine
+        }
+        responses[status] = {
+            "model": ErrorResponse,
+            "description": "; ".join(f"`{doc.code}`: {doc.when}" for doc in mine),
+            "content": {"application/json": {"examples": examples}},
+        }
+    return responses
+
+
+# --- what routes can answer (declared per route, where it can happen) ------------------------
+
+HEX = "ab" * 32
+
+INVALID_ID = ErrorDoc(
+    400,
+    "invalid_identifier",
+    "an id or address is not well formed",
+    "job id '12' is not well formed",
+)
+BAD_PARAMETER = ErrorDoc(
+    422,
+    "validation_error",
+    "a query or path parameter is of the wrong type or out of range",
+    "query.limit: Input should be less than or equal to 1000",
+)
+TX_NOT_FOUND = ErrorDoc(404, "tx_not_found", "no such transaction", f"no transaction {HEX}")
+JOB_NOT_FOUND = ErrorDoc(404, "job_not_found", "no such job", f"no job {HEX}")
+DISPUTE_NOT_FOUND = ErrorDoc(404, "dispute_not_found", "no such dispute", f"no dispute {HEX}")
+BLOCK_NOT_FOUND = ErrorDoc(404, "block_not_found", "no block yet", "no block at height 99")
+SAMPLE_SEED_NOT_READY = ErrorDoc(
+    409,
+    "sample_seed_not_ready",
+    "the block after the final commitment is not sealed yet",
+    f"job {HEX}: the sample seed is not ready (block 42 not sealed)",
+)
+
+SUBMIT_ERRORS: tuple[ErrorDoc, ...] = (
+    ErrorDoc(400, "malformed_json", "the body is not JSON", "the request body is not valid JSON"),
+    ErrorDoc(
+        400,
+        "malformed_transaction",
+        "an envelope field is malformed (hex, sizes, nonce range)",
+        "malformed transaction: public_key must be 64 lowercase hex digits",
+    ),
+    ErrorDoc(
+        400,
+        "malformed_body",
+        "the body does not fit its kind (the field is named)",
+        "body.amount: must be an integer, got 1.5",
+    ),
+    ErrorDoc(
+        400,
+        "unknown_transaction_kind",
+        "no such kind",
+        "unknown transaction kind 'mint_everything'",
+    ),
+    ErrorDoc(
+        400,
+        "wrong_chain_id",
+        "signed for another chain",
+        "transaction is for chain 'other', this is 'proofnet-dev'",
+    ),
+    ErrorDoc(
+        400,
+        "invalid_spec",
+        "a post_job's spec is invalid (untrainable_spec, unverifiable_job: not here)",
+        "body.spec.version: is required",
+    ),
+    ErrorDoc(
+        401,
+        "invalid_signature",
+        "the signature does not verify (sender_mismatch: sender is not the key's address)",
+        "the signature does not verify",
+    ),
+    ErrorDoc(
+        402,
+        "insufficient_balance",
+        "the sender cannot pay (insufficient_stake: not enough free stake)",
+        "0xf0df…d8a1 needs balance 1000000000, has 100000",
+    ),
+    ErrorDoc(
+        403,
+        "not_authorized",
+        "the sender may not do this (not_your_turn, faucet_disabled, faucet_cap_exceeded)",
+        "only the job's solver may commit",
+    ),
+    ErrorDoc(404, "job_not_found", "the body names an unknown job", f"no job {HEX}"),
+    ErrorDoc(404, "dispute_not_found", "the body names an unknown dispute", f"no dispute {HEX}"),
+    ErrorDoc(
+        409,
+        "nonce_too_low",
+        "the state forbids it now: nonce_too_low/high, wrong_job_status, deadline_passed, "
+        "deadline_not_reached, wrong_dispute_phase, …",
+        "nonce 0 is below the account's next nonce 1",
+    ),
+    ErrorDoc(
+        413,
+        "body_too_large",
+        "the body is larger than the node reads (transaction_too_large: than its kind allows)",
+        "the request body is larger than 4096 bytes",
+    ),
+    ErrorDoc(
+        422,
+        "validation_error",
+        "the envelope or a query parameter does not match the schema",
+        "nonce: Input should be a valid integer",
+    ),
+    ErrorDoc(
+        422,
+        "invalid_proof",
+        "a proof or hash is rejected (hash_mismatch, invalid_commitment, leaf_count_mismatch…)",
+        "consistency_proof: does not prove the old root",
+    ),
+    ErrorDoc(
+        429,
+        "block_full",
+        "the open block is full; retry after the next block",
+        "the open block already holds 1000 transactions",
+    ),
+)
+"""Everything a submitted transaction can be refused with (POST /txs, POST /jobs)."""
 
 
 def error_response(status: int, code: str, message: str) -> JSONResponse:

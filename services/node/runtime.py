@@ -1,5 +1,5 @@
 """What a running node holds besides its routes: the chain, a block notifier for long-polls,
-and the background block producer.
+its metrics, and the background block producer.
 
 ``BlockNotifier`` bridges threads and the event loop: the chain calls ``notify`` (from whatever
 thread sealed the block); coroutines wait with ``wait_after(generation, timeout)``. A waiter
@@ -22,6 +22,7 @@ from starlette.requests import Request
 from contracts_sim.blocks import Block, ChainEvent, Receipt
 from contracts_sim.chain import Chain
 from contracts_sim.transactions import check_transaction_size, max_request_bytes
+from services.node.metrics import NodeMetrics
 from services.node.settings import NodeSettings
 
 log = logging.getLogger("proofnet.node")
@@ -73,7 +74,11 @@ class NodeRuntime:
         self.chain = chain
         self.settings = settings
         self.notifier = BlockNotifier()
-        self._unsubscribe = chain.subscribe(self.notifier.notify)
+        self.metrics = NodeMetrics(chain)
+        self._unsubscribers = [
+            chain.subscribe(self.notifier.notify),
+            chain.subscribe(self.metrics.on_block),
+        ]
         self._producer: asyncio.Task[None] | None = None
 
     # --- admission ----------------------------------------------------------------------
@@ -104,7 +109,8 @@ class NodeRuntime:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._producer
             self._producer = None
-        self._unsubscribe()
+        for unsubscribe in self._unsubscribers:
+            unsubscribe()
 
     async def _produce_blocks(self) -> None:
         """One block every ``block_time`` seconds, empty or not: height is the clock."""

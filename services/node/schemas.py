@@ -14,9 +14,12 @@ import types
 import typing
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, create_model
+from pydantic import BaseModel, ConfigDict, Field, GetJsonSchemaHandler, create_model
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema
 
 from contracts_sim.records import Account, Dispute, Job
+from services.node.tx_schemas import SIGNED_TRANSACTION
 
 # --- derived record models ------------------------------------------------------------------
 
@@ -82,7 +85,11 @@ class ErrorResponse(BaseModel):
 
 
 class TxEnvelope(BaseModel):
-    """A signed transaction (see docs/ledger.md): ``signature`` signs every other field."""
+    """A signed transaction (see docs/ledger.md): ``signature`` signs every other field.
+
+    Validation stays this loose shape (``body`` any object) so that a bad body gets the
+    ledger's typed error (``malformed_body`` naming the field); the OpenAPI shows instead the
+    union of every kind's envelope (``services.node.tx_schemas``), told apart by ``kind``."""
 
     model_config = ConfigDict(strict=True, extra="forbid")
 
@@ -93,6 +100,18 @@ class TxEnvelope(BaseModel):
     kind: str
     body: dict[str, Any]
     signature: str = Field(description="Ed25519 signature, 128 lowercase hex digits")
+
+    @classmethod
+    def __get_pydantic_json_schema__(
+        cls, core_schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        schema = handler(SIGNED_TRANSACTION.core_schema)
+        schema["title"] = "TxEnvelope"
+        schema["description"] = (
+            "A signed transaction: one schema per kind, chosen by `kind`. `signature` signs "
+            "every other field (docs/ledger.md)."
+        )
+        return schema
 
 
 class EventPublic(BaseModel):
@@ -175,7 +194,7 @@ class BlockPublic(BaseModel):
     hash: str
     header: HeaderPublic
     tx_hashes: list[str]
-    transactions: list[dict[str, Any]]
+    transactions: list[TxEnvelope] = Field(description="the signed transactions, in order")
 
 
 class EventsPage(BaseModel):

@@ -5,13 +5,18 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 
 from services.node.deps import ChainDep, RuntimeDep
-from services.node.errors import ERROR_RESPONSES
+from services.node.errors import BAD_PARAMETER, error_responses
 from services.node.schemas import EventsPage
 
-router = APIRouter(prefix="/events", tags=["events"], responses=ERROR_RESPONSES)
+router = APIRouter(prefix="/events", tags=["events"])
 
 
-@router.get("", response_model=EventsPage)
+@router.get(
+    "",
+    response_model=EventsPage,
+    summary="Events after an id (long-poll)",
+    responses=error_responses(BAD_PARAMETER),
+)
 async def get_events(
     runtime: RuntimeDep,
     chain: ChainDep,

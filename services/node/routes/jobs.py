@@ -2,19 +2,27 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Body, Query, Request, Response
 
 from contracts_sim.exceptions import InvalidTransactionError
 from contracts_sim.jobs import compute_job_id
 from contracts_sim.records import JobStatus
 from contracts_sim.transactions import PostJobBody, Transaction, parse_body
 from services.node.deps import ChainDep, RuntimeDep
-from services.node.errors import ERROR_RESPONSES
+from services.node.errors import (
+    BAD_PARAMETER,
+    INVALID_ID,
+    JOB_NOT_FOUND,
+    SUBMIT_ERRORS,
+    ErrorDoc,
+    error_responses,
+)
 from services.node.routes.txs import TimeoutQuery
 from services.node.schemas import JobDetail, JobPublic, JobSubmitted, TxEnvelope
+from services.node.tx_schemas import openapi_examples
 from services.node.views import job_detail_view, job_view, parse_address, parse_id
 
-router = APIRouter(prefix="/jobs", tags=["jobs"], responses=ERROR_RESPONSES)
+router = APIRouter(prefix="/jobs", tags=["jobs"])
 
 
 class WrongKindError(InvalidTransactionError):
@@ -24,14 +32,26 @@ class WrongKindError(InvalidTransactionError):
         super().__init__(f"this endpoint takes a {expected!r} transaction, got {got!r}")
 
 
+WRONG_KIND = ErrorDoc(
+    400,
+    WrongKindError.code,
+    "the transaction is not a post_job",
+    "this endpoint takes a 'post_job' transaction, got 'transfer'",
+)
+
+
 @router.post(
     "",
     response_model=JobSubmitted,
     status_code=201,
-    responses={202: {"model": JobSubmitted, "description": "Accepted, not yet in a block"}},
+    summary="Post a job (a signed post_job)",
+    responses={
+        202: {"model": JobSubmitted, "description": "Accepted, not yet in a block"},
+        **error_responses(*SUBMIT_ERRORS, WRONG_KIND),
+    },
 )
 async def post_job(
-    envelope: TxEnvelope,
+    envelope: Annotated[TxEnvelope, Body(openapi_examples=openapi_examples("post_job"))],
     runtime: RuntimeDep,
     request: Request,
     response: Response,
@@ -40,19 +60,25 @@ async def post_job(
 ) -> dict[str, Any]:
     """The submitter's entry point: a signed ``post_job`` transaction. Returns the job id
     (known before inclusion: it hashes the spec, the submitter and the nonce) and the receipt."""
-    await runtime.check_size(request, envelope.kind)
-    data = envelope.model_dump()
-    tx = Transaction.from_json(data)
-    if tx.kind != PostJobBody.kind:
-        raise WrongKindError(PostJobBody.kind, tx.kind)
-    body: PostJobBody = parse_body(tx.kind, tx.body)
-    job_id = compute_job_id(body.spec, tx.sender, tx.nonce)
-    receipt = await runtime.submit(data, wait, timeout)
+    with runtime.metrics.submission(envelope.kind):
+        await runtime.check_size(request, envelope.kind)
+        data = envelope.model_dump()
+        tx = Transaction.from_json(data)
+        if tx.kind != PostJobBody.kind:
+            raise WrongKindError(PostJobBody.kind, tx.kind)
+        body: PostJobBody = parse_body(tx.kind, tx.body)
+        job_id = compute_job_id(body.spec, tx.sender, tx.nonce)
+        receipt = await runtime.submit(data, wait, timeout)
     response.status_code = 202 if receipt.status == "pending" else 201
     return {"job_id": job_id, "receipt": receipt.to_json()}
 
 
-@router.get("", response_model=list[JobPublic])
+@router.get(
+    "",
+    response_model=list[JobPublic],
+    summary="Jobs, filtered by status, submitter or solver",
+    responses=error_responses(INVALID_ID, BAD_PARAMETER),
+)
 def list_jobs(
     chain: ChainDep,
     status: JobStatus | None = None,
@@ -70,7 +96,12 @@ def list_jobs(
     return [job_view(job) for job in jobs[offset : offset + limit]]
 
 
-@router.get("/{job_id}", response_model=JobDetail)
+@router.get(
+    "/{job_id}",
+    response_model=JobDetail,
+    summary="A job's whole lifecycle",
+    responses=error_responses(INVALID_ID, JOB_NOT_FOUND),
+)
 def get_job(job_id: str, chain: ChainDep) -> dict[str, Any]:
     """A job's whole lifecycle: status, spec, terms, bids, assignment, progress and final
     commitments, attestations, challenges and their disputes, settlement, and its events."""
