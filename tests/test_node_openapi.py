@@ -7,9 +7,11 @@ from __future__ import annotations
 import dataclasses
 import re
 import warnings
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from fastapi.routing import APIRoute
 from starlette.routing import Match
 
@@ -17,9 +19,11 @@ from contracts_sim.chain import DEFAULT_CHAIN_ID
 from contracts_sim.exceptions import MalformedBodyError
 from contracts_sim.transactions import TX_KINDS, parse_body
 from protocol.errors import ProofNetError
+from protocol.models import FAMILIES
+from protocol.spec import parse_spec
 from services.node import create_app
 from services.node.metrics import flat_routes
-from services.node.tx_schemas import BODY_VARIANTS, body_examples
+from services.node.tx_schemas import BODY_VARIANTS, JobSpecJson, body_examples
 from tests.test_node_api import BAD_REQUESTS, dev_settings
 
 with warnings.catch_warnings():
@@ -132,6 +136,24 @@ def test_a_kind_with_one_body_shape_documents_every_field_of_its_body_class() ->
         if len(variants) == 1:
             ledger_fields = {f.name for f in dataclasses.fields(TX_KINDS[kind])}
             assert set(variants[0].model_fields) == ledger_fields, kind
+
+
+EXAMPLE_SPECS = sorted((Path(__file__).parents[1] / "examples").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", EXAMPLE_SPECS, ids=lambda p: p.name)
+def test_every_shipped_spec_fits_the_documented_spec_schema(path: Path) -> None:
+    """The example specs cover every model family and optimizer the docs describe."""
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    JobSpecJson.model_validate(data)
+    parse_spec(data)
+
+
+def test_the_spec_schema_documents_every_model_family() -> None:
+    families = {yaml.safe_load(p.read_text())["model"]["family"] for p in EXAMPLE_SPECS}
+    assert families == set(FAMILIES)
+    documented = JobSpecJson.model_json_schema()["properties"]["model"]["discriminator"]
+    assert set(documented["mapping"]) == set(FAMILIES)
 
 
 def test_the_signed_request_examples_are_accepted_by_a_node(openapi: dict[str, Any]) -> None:

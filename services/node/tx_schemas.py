@@ -21,6 +21,16 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, create_model
 from contracts_sim.chain import DEFAULT_CHAIN_ID
 from contracts_sim.crypto import key_from_seed
 from contracts_sim.transactions import sign_transaction
+from protocol.models import (
+    MAX_CHANNELS,
+    MAX_CONTEXT,
+    MAX_CONV_LAYERS,
+    MAX_KERNEL,
+    MAX_LAYERS,
+    MAX_VOCAB,
+    MAX_WIDTH,
+)
+from protocol.spec import MAX_BATCH, MAX_STEPS
 
 # --- field types ----------------------------------------------------------------------------
 
@@ -91,23 +101,84 @@ class DatasetRefJson(_Strict):
     hash: str = Field(pattern=r"^[0-9a-fA-F]{64}$", description="its content hash, SHA-256")
 
 
+Width = Annotated[int, Field(ge=1, le=MAX_WIDTH)]
+Hidden = Annotated[list[Width], Field(max_length=MAX_LAYERS, description="layer widths")]
+Classes = Annotated[int, Field(ge=2, le=MAX_WIDTH)]
+Log2 = Annotated[int, Field(ge=-16, le=0, description="the rate is 2^lr_log2")]
+Fraction = Annotated[
+    float, Field(ge=0, lt=1, description="in [0, 1 - 2^-16]; used as round(x * 2^16) / 2^16")
+]
+
+
+class MlpModelJson(_Strict):
+    """A multilayer perceptron on feature vectors."""
+
+    family: Literal["mlp"]
+    input_dim: Width
+    hidden: Hidden = []
+    classes: Classes
+
+
+class ConvLayerJson(_Strict):
+    channels: int = Field(ge=1, le=MAX_CHANNELS)
+    kernel: int = Field(ge=1, le=MAX_KERNEL)
+    stride: int = Field(default=1, ge=1, le=4)
+    padding: int = Field(default=0, ge=0, description="below kernel")
+    pool: int = Field(default=1, ge=1, le=4)
+    pool_type: Literal["max", "avg"] = "max"
+
+
+class CnnModelJson(_Strict):
+    """A convolutional network on images, then a dense head."""
+
+    family: Literal["cnn"]
+    image: list[int] = Field(min_length=3, max_length=3, description="[channels, height, width]")
+    conv: list[ConvLayerJson] = Field(min_length=1, max_length=MAX_CONV_LAYERS)
+    hidden: Hidden = []
+    classes: Classes
+
+
+class TransformerModelJson(_Strict):
+    """A decoder-only character transformer."""
+
+    family: Literal["transformer"]
+    vocab: int = Field(ge=2, le=MAX_VOCAB)
+    context: int = Field(ge=2, le=MAX_CONTEXT, description="a power of two")
+    d_model: int = Field(ge=2, le=MAX_WIDTH)
+    heads: int = Field(ge=1, le=64, description="divides d_model")
+    layers: int = Field(ge=1, le=MAX_LAYERS)
+    ff: int | None = Field(
+        default=None, ge=1, le=4 * MAX_WIDTH, description="4 x d_model if absent"
+    )
+
+
+class SgdJson(_Strict):
+    name: Literal["sgd"]
+    lr_log2: Log2
+    momentum: Fraction = 0.0
+
+
+class AdamWJson(_Strict):
+    name: Literal["adamw"]
+    lr_log2: Log2
+    beta1: Fraction = 0.9
+    beta2: Fraction = 0.999
+    eps_log2: int = Field(default=-12, ge=-20, le=0)
+    weight_decay_log2: int | None = Field(default=None, ge=-16, le=0)
+
+
 class JobSpecJson(_Strict):
-    """What to train, exactly (docs/spec.md): the model, dataset, seed, steps, batch and
+    """What to train, exactly (docs/protocol.md): the model, dataset, seed, steps, batch and
     optimizer fix every bit of the trajectory. ``name``, ``description`` and ``terms`` are
     accepted and ignored."""
 
     version: Literal[1]
-    model: dict[str, Any] = Field(
-        description="family mlp, cnn or transformer and its shape, e.g. "
-        '{"family": "mlp", "input_dim": 64, "hidden": [64], "classes": 10}'
-    )
+    model: MlpModelJson | CnnModelJson | TransformerModelJson = Field(discriminator="family")
     dataset: DatasetRefJson
     seed: Index
-    steps: Count
-    batch_size: Count = Field(description="a power of two")
-    optimizer: dict[str, Any] = Field(
-        description='e.g. {"name": "sgd", "lr_log2": -3, "momentum": 0.875}'
-    )
+    steps: int = Field(ge=1, le=MAX_STEPS)
+    batch_size: int = Field(ge=1, le=MAX_BATCH, description="a power of two")
+    optimizer: SgdJson | AdamWJson = Field(discriminator="name")
     checkpoint_interval: Count = Field(description="steps per leaf C; divides steps")
     name: str | None = None
     description: str | None = None
