@@ -8,7 +8,7 @@ from typing import Annotated, Any
 import typer
 
 from services.cli import app
-from services.cli.common import fail, print_json, reported_errors, stderr
+from services.cli.common import fail, print_json, reported_errors, resolve_spec_path, stderr
 from services.specfile import load_spec
 
 FORMATS = ("safetensors", "pt")
@@ -66,7 +66,7 @@ def export(
         fail(f"--format must be {' or '.join(FORMATS)}")
     target = out or default_out(model, fmt)
     with reported_errors():
-        given = load_spec(spec_file)[0] if spec_file is not None else None
+        given = load_spec(resolve_spec_path(spec_file))[0] if spec_file is not None else None
         exported = export_float(_read(model), given, fmt, source=model.name)
         target.write_bytes(exported.data)
     status = exported.job_status

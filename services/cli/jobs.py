@@ -8,6 +8,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.padding import Padding
 from rich.table import Table
 
 from protocol.errors import ProofNetError
@@ -16,16 +17,22 @@ from protocol.layout import state_blob_size
 from protocol.merkle import root_of
 from protocol.spec import JobSpec, parse_spec
 from services.agents.blobs import BlobSource
-from services.agents.runner import load_or_create_key
 from services.cli import app
-from services.cli.common import fail, print_json, reported_errors, stderr
+from services.cli.common import (
+    ChainOpt,
+    fail,
+    load_key_file,
+    print_json,
+    reported_errors,
+    resolve_spec_path,
+    stderr,
+)
 from services.cli.train import METRIC_KEYS
 from services.client import HttpChainClient, Wallet
 from services.specfile import load_spec
 
 TERMINAL = ("settled", "slashed", "expired", "cancelled")
 DEFAULT_TERMS: dict[str, int] = {"bid_blocks": 10, "train_blocks": 2000}
-ChainOpt = Annotated[str, typer.Option("--chain", help="Chain node URL.")]
 
 
 def job_terms(spec_terms: dict[str, Any], params: dict[str, Any]) -> dict[str, int]:
@@ -68,23 +75,44 @@ def submit_job(
     return client.post_job(tx, wait=True).job_id
 
 
+UNSETTLED_MEANING = {
+    "slashed": "its solver was caught cheating (or missed a deadline); the model it committed "
+    "is not the job's training",
+    "committed": "verifiers may still challenge its final commitment",
+    "assigned": "its solver is still training",
+    "open": "no solver has trained it yet",
+    "expired": "no solver took it",
+    "cancelled": "it was cancelled",
+}
+
+
 class DownloadRefusedError(ProofNetError):
     """A model that is not the settled job's committed, bound final state is never written."""
 
     code = "download_refused"
 
 
-def verified_model(source: BlobSource, job: dict[str, Any]) -> bytes:
+def verified_model(
+    source: BlobSource, job: dict[str, Any], *, require_settled: bool = True
+) -> bytes:
     """The settled job's final model, checked end to end; DownloadRefusedError otherwise.
 
     Bound means: the job settled (not slashed, not still open to challenge); the leaf list the
     solver serves is the committed trajectory (its root is ``final_root``); its last leaf is the
     declared ``final_state_hash``; and the model served hashes to that leaf. Both fetches are
-    bounded (the leaf count, the state blob's size).
+    bounded (the leaf count, the state blob's size). ``require_settled=False`` (``download
+    --force``) skips only the first check: the model is then the solver's *commitment*, which
+    for a slashed job is a trajectory the protocol refuted.
     """
     job_id, solver = str(job["job_id"]), str(job.get("solver"))
-    if job["status"] != "settled":
-        raise DownloadRefusedError(f"job {job_id} is {job['status']}, not settled")
+    if require_settled and job["status"] != "settled":
+        raise DownloadRefusedError(
+            f"job {job_id[:12]}… is {job['status']}, not settled: "
+            + UNSETTLED_MEANING.get(job["status"], "its model is not final")
+            + "; --force downloads it anyway"
+        )
+    if not job.get("final_root") or not job.get("final_state_hash"):
+        raise DownloadRefusedError(f"job {job_id[:12]}… has no committed final state")
     spec = parse_spec(job["spec"])
     leaves = source.leaves(solver, job_id, spec.num_leaves)
     if leaves is None or root_of(leaves) != bytes.fromhex(job["final_root"]):
@@ -144,9 +172,9 @@ def submit(
 ) -> None:
     """Submit a job over REST (a signed post_job transaction); print its id."""
     with reported_errors():
-        spec, spec_terms = load_spec(spec_file)
+        spec, spec_terms = load_spec(resolve_spec_path(spec_file))
         client = HttpChainClient(chain)
-        wallet = Wallet(load_or_create_key(key), client)
+        wallet = Wallet(load_key_file(key), client)
         job_id = submit_job(client, wallet, spec, spec_terms)
         result: dict[str, Any] = {"job_id": job_id}
         if wait:
@@ -181,16 +209,26 @@ def status(
         _exit_if_unfinished(watch_, summary["status"])
         return
     console = Console()
-    table = Table(title=f"job {job_id}", show_header=False)
+    console.print(f"job {job_id}", style="bold", highlight=False)
+    console.print(status_table(summary), highlight=False)
+    _exit_if_unfinished(watch_, summary["status"])
+
+
+def status_table(summary: dict[str, Any]) -> Table:
+    """Label and value, borderless: a 64-hex root beside its label fits 80 columns whole
+    (narrower, it folds rather than losing digits; ``--json`` has the same values)."""
+    table = Table.grid(padding=(0, 2))
+    table.add_column(no_wrap=True, style="dim")
+    table.add_column(overflow="fold")
+    labels = {"final_root": "final root", "final_state_hash": "final state"}
     for name in ("status", "solver", "price", "final_root", "final_state_hash"):
-        table.add_row(name, str(summary[name]))
-    table.add_row("attesters", ", ".join(summary["attesters"]) or "-")
+        table.add_row(labels.get(name, name), str(summary[name]))
+    table.add_row("attesters", "\n".join(summary["attesters"]) or "-")
     for d in summary["disputes"]:
-        table.add_row("dispute", f"{d['dispute_id'][:12]}… {d['status']} phase {d['phase']}")
+        table.add_row("dispute", f"{d['dispute_id']} {d['status']} phase {d['phase']}")
     table.add_row("located steps", str(summary["located_steps"]))
     table.add_row("events", " → ".join(summary["events"]))
-    console.print(table)
-    _exit_if_unfinished(watch_, summary["status"])
+    return table
 
 
 def _exit_if_unfinished(watched: bool, status: str) -> None:
@@ -210,6 +248,13 @@ def download(
     fmt: Annotated[
         str, typer.Option("--format", help="safetensors or state (canonical bytes).")
     ] = "safetensors",
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force",
+            help="Download a job that is not settled (e.g. slashed: the cheater's model).",
+        ),
+    ] = False,
     allow_private_endpoints: Annotated[
         bool,
         typer.Option(
@@ -222,9 +267,18 @@ def download(
     ] = 120.0,
     json_output: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
-    """Download a settled job's model from its solver, check it is the committed final state
-    (leaf list against the root, last leaf, model hash), report its metric and write it."""
-    from protocol.exact import decode_state_for, evaluate, export_safetensors, metric_name
+    """Download a settled job's model from its solver, check it and write it.
+
+    Checked: the leaf list against the committed root, its last leaf, the
+    model's hash. A job that is not settled (slashed: the cheater's model;
+    committed: still open to challenge) is refused unless --force.
+
+    The file is the exact training state: int64 Q16 parameters (value =
+    integer / 2^16), optimizer buffers and the step counter, with the spec
+    in its metadata. 'proofnet export FILE' makes it a float PyTorch model.
+    """
+    from protocol.exact import evaluate, metric_name
+    from protocol.exact.export import exact_state_file, read_exact_state
     from services.agents.blobs import BoundedFetcher, HttpBlobSource
 
     if fmt not in ("safetensors", "state"):
@@ -232,43 +286,94 @@ def download(
     with reported_errors():
         client = HttpChainClient(chain)
         job = dict(client.get_job(job_id))
+        settled = job["status"] == "settled"
         fetcher = BoundedFetcher(
             allow_private_endpoints=allow_private_endpoints, deadline=fetch_deadline
         )
-        blob = verified_model(HttpBlobSource.from_chain(client, fetcher), job)
-        spec = parse_spec(job["spec"])
-        state = decode_state_for(spec, blob)
+        source = HttpBlobSource.from_chain(client, fetcher)
+        blob = verified_model(source, job, require_settled=not force)
+        spec, state = read_exact_state(blob, parse_spec(job["spec"]))
         metric, value = metric_name(spec), evaluate(spec, state)
-        data = export_safetensors(state, {"job_id": job_id}) if fmt == "safetensors" else blob
+        meta = {"job_id": job_id, "job_status": str(job["status"])}
+        data = exact_state_file(spec, state, meta) if fmt == "safetensors" else blob
         out.write_bytes(data)
+    if not settled:
+        warn_unsettled(job)
     result = {
         "job_id": job_id,
+        "status": job["status"],
+        "settled": settled,
         "out": str(out),
         "format": fmt,
         "bytes": len(data),
         "final_state_hash": job["final_state_hash"],
+        "holds": HOLDS[fmt],
         "metric": metric,
         METRIC_KEYS[metric]: value,
     }
     if json_output:
         print_json(result)
-    else:
-        typer.echo(f"wrote {out} ({len(data)} bytes), hash verified, {metric} {value:.4f}")
+        return
+    checked = "the job's committed final state" if settled else "the solver's commitment"
+    typer.echo(f"wrote {out} ({len(data):,} bytes): {HOLDS[fmt]}")
+    typer.echo(f"hash matches {checked}; {metric} {value:.4f}")
+    if fmt == "safetensors":
+        typer.echo(f"float PyTorch model: proofnet export {out}")
+
+
+HOLDS = {
+    "safetensors": "the exact training state (int64 Q16 parameters, optimizer buffers, "
+    "step; the spec in its metadata)",
+    "state": "the canonical state blob (int64 Q16 parameters, optimizer buffers, step)",
+}
+
+
+def warn_unsettled(job: dict[str, Any]) -> None:
+    """The loud warning of ``download --force`` (on stderr, so --json output stays clean)."""
+    status = str(job["status"])
+    reason = UNSETTLED_MEANING.get(status, "its model is not final")
+    stderr.print(
+        f"[bold red]WARNING: job {str(job['job_id'])[:12]}… is {status.upper()}, not "
+        f"settled: {reason}.[/]\n[bold red]This model is NOT a verified training result; "
+        "do not use it as one.[/]"
+    )
 
 
 @app.command()
 def strategies(json_output: Annotated[bool, typer.Option("--json")] = False) -> None:
-    """List every agent strategy (honest and cheating) with its knobs."""
+    """List every agent strategy (honest and cheating) with its knobs.
+
+    The second column is what '--strategy' takes, in full (knobs as ?knob=value&...); the
+    descriptions are in --json."""
     from services.strategies import catalogue
 
     described = [cls.describe() for cls in catalogue()]
     if json_output:
         print_json(described)
         return
-    table = Table(title="strategies")
-    for column in ("role", "name", "class", "knobs"):
-        table.add_column(column)
+    console = Console()
+    for role in dict.fromkeys(d["role"] for d in described):
+        console.print(strategy_table(role, [d for d in described if d["role"] == role]))
+
+
+def strategy_table(role: str, described: list[dict[str, Any]]) -> Table:
+    """One role's strategies: name, the paste-able class path (never cut: it folds rather
+    than ends in an ellipsis), and each knob on its own line under it."""
+    table = Table(
+        title=f"{role} strategies (proofnet agents {role} run --strategy ...)",
+        title_justify="left",
+        box=None,
+        pad_edge=False,
+    )
+    table.add_column("name", no_wrap=True, style="bold")
+    table.add_column("--strategy", overflow="fold")
     for d in described:
-        knobs = "\n".join(f"{k}: {v}" for k, v in d["knobs"].items()) or "-"
-        table.add_row(d["role"], d["name"], d["class"], knobs)
-    Console().print(table)
+        table.add_row(d["name"], d["class"])
+        if d["knobs"]:
+            knobs = Table.grid(padding=(0, 1))
+            knobs.add_column(no_wrap=True)
+            knobs.add_column()
+            for knob, meaning in d["knobs"].items():
+                knobs.add_row(f"?{knob}=", meaning)
+            table.add_row("", Padding(knobs, (0, 0, 0, 2)), style="dim")
+    return table

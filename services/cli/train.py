@@ -13,7 +13,14 @@ from protocol.hashing import sha256
 from protocol.merkle import root_of
 from protocol.spec import JobSpec, spec_hash, with_steps
 from services.cli import app
-from services.cli.common import fail, print_json, progress_bar, reported_errors, stderr
+from services.cli.common import (
+    fail,
+    print_json,
+    progress_bar,
+    reported_errors,
+    resolve_spec_path,
+    stderr,
+)
 from services.specfile import load_spec
 
 
@@ -127,7 +134,7 @@ def train(
     if out is not None and mode is not Mode.exact:
         fail("--out writes the exact state: it needs --mode exact")
     with reported_errors():
-        spec, _terms = load_spec(spec_file)
+        spec, _terms = load_spec(resolve_spec_path(spec_file))
         if steps is not None:
             spec = with_steps(spec, steps)
         if threads is not None:
