@@ -281,6 +281,7 @@ def test_status_of_a_stopped_testnet_fits_80_columns(tmp_path: Path) -> None:
     assert "services.strategies.cheaters:PerturbFrom?step=137&price_bps=9000" in result.output
     for name in ("chain", "solver-honest-1", "verifier-2", "submitter"):
         assert name in result.output
+    assert result.output.count("exited") == 6  # the chain and the 5 agents
     as_json = CliRunner().invoke(
         _cli(), ["testnet", "status", "--dir", str(tmp_path), "--json"], env={"COLUMNS": "80"}
     )
@@ -311,7 +312,7 @@ def _demo_report() -> dict[str, Any]:
         "ok": True,
         "jobs": [
             {
-                "job_id": f"{i:064x}",
+                "job_id": f"{i:x}" * 64,
                 "solver": solver,
                 "strategy": strategy,
                 "outcome": outcome,
@@ -352,6 +353,14 @@ def test_demo_tables_fit_80_columns() -> None:
     _print_report(_demo_report(), console)
     text = console.export_text()
     _fits(text)
+    rows = [line for line in text.splitlines() if line[:12] in {f"{i:x}" * 12 for i in range(3)}]
+    assert len(rows) == 3, text  # one line per job: nothing folded
+    assert [line.split()[1] for line in rows] == [
+        "solver-cheater",
+        "solver-honest-1",
+        "solver-honest-2",
+    ]
+    assert all(line.rstrip() == line for line in rows)
     assert "3,000,000" in text and "12,345,678,901" in text and "137" in text
     assert "services.strategies.cheaters:PerturbFrom?step=137&price_bps=9000" in text
 

@@ -62,7 +62,6 @@ def _print_report(report: dict[str, Any], console: Console | None = None) -> Non
         [
             row["job_id"][:12],
             str(row["solver"]),
-            _label(row["strategy"]),
             str(row["outcome"]),
             str(row["dispute_rounds"]),
             "-" if row["located_step"] is None else str(row["located_step"]),
@@ -74,7 +73,7 @@ def _print_report(report: dict[str, Any], console: Console | None = None) -> Non
     print_table(
         console,
         "jobs (ids: their first 12 hex digits; --json has every value in full)",
-        ["job", "solver", "strategy", "outcome", "rounds", "step", "paid", "slashed"],
+        ["job", "solver", "outcome", "rounds", "step", "paid", "slashed"],
         rows,
         numeric=("rounds", "step", "paid", "slashed"),
     )
@@ -215,7 +214,7 @@ def _print_accounts(console: Console, accounts: list[dict[str, Any]]) -> None:
 def _print_testnet(net: LocalTestnet, accounts: list[dict[str, Any]], reused: bool) -> None:
     console = Console()
     top = net.topology
-    database = f"{net.database} ({'reused' if reused else 'new'}, height {net.chain_height()})"
+    database = f"{net.database} ({'reused' if reused else 'new'}, {_height(net)})"
     for label, value in (
         ("chain", f"{top.chain_url}  (API docs at /docs)"),
         ("database", database),
@@ -324,8 +323,7 @@ def testnet_status(workdir: DirOpt = DEFAULT_DIR, json_output: JsonOpt = False) 
             name,
             "-" if name == "chain" else _label(row.get("strategy")),
             row["url"],
-            str(row["pid"]),
-            "yes" if row["alive"] else "no",
+            str(row["pid"]) if row["alive"] else "exited",
             stake.get(name, "-"),
             _jobs_done(row.get("stats")),
         ]
@@ -333,14 +331,19 @@ def testnet_status(workdir: DirOpt = DEFAULT_DIR, json_output: JsonOpt = False) 
     ]
     print_table(
         console,
-        f"testnet in {workdir} (height {net.chain_height()})",
-        ["process", "strategy", "url", "pid", "up", "stake", "jobs"],
+        f"testnet in {workdir} ({_height(net)})",
+        ["process", "strategy", "url", "pid", "stake", "jobs"],
         table,
         numeric=("pid", "stake", "jobs"),
     )
     _print_strategies(console, [(a.name, a.strategy) for a in net.topology.actors])
     console.print()
     _print_accounts(console, accounts)
+
+
+def _height(net: LocalTestnet) -> str:
+    height = net.chain_height()
+    return "the chain does not answer" if height is None else f"height {height}"
 
 
 def _jobs_done(stats: dict[str, Any] | None) -> str:
