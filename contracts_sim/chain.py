@@ -96,7 +96,13 @@ from contracts_sim.store import (
     collect_state_changes,
     open_store,
 )
-from contracts_sim.transactions import BodyReader, PostPrestateBody, PublishDataBody, Transaction
+from contracts_sim.transactions import (
+    BodyReader,
+    PostPrestateBody,
+    PublishDataBody,
+    RevealTrapBody,
+    Transaction,
+)
 from protocol.errors import ProofNetError
 from protocol.hashing import sha256
 from protocol.merkle import root_of
@@ -685,6 +691,7 @@ class Chain:
 LARGE_KINDS: Final = {
     PostPrestateBody.kind: Phase.POST_PRESTATE,
     PublishDataBody.kind: Phase.PUBLISH_DATA,
+    RevealTrapBody.kind: Phase.REVEAL_TRAP,
 }
 """The kinds that carry a blob, and the dispute phase that waits for each."""
 
@@ -709,8 +716,8 @@ def admit(state: LedgerState, kind: Any, body: Any, sender: Any, params: Params)
     # ... and waits for this blob ...
     if dispute.phase != phase:
         raise WrongPhaseError(dispute.dispute_id, dispute.phase, phase)
-    # ... from one of its parties (only the solver publishes requested data) ...
-    solver_only = phase == Phase.PUBLISH_DATA
+    # ... from one of its parties (only the solver publishes data or reveals a trap) ...
+    solver_only = phase in (Phase.PUBLISH_DATA, Phase.REVEAL_TRAP)
     parties = {dispute.solver} if solver_only else {dispute.solver, dispute.challenger}
     if sender not in parties:
         raise NotYourTurnError(dispute.dispute_id, dispute.turn, str(sender))

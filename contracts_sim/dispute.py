@@ -19,8 +19,16 @@ makes it (``TURN``); a move in another phase raises ``WrongPhaseError``, by the 
     reveal_leaf        reveal_leaf        solver      post_midpoint | post_prestate | resolved
     post_midpoint      post_midpoint      solver      respond_midpoint
     respond_midpoint   respond_midpoint   challenger  post_midpoint | post_prestate
-    post_prestate      post_prestate      either      resolved
+    post_prestate      post_prestate      either      resolved | reveal_trap
+    reveal_trap        reveal_trap        solver      resolved (forced_error | challenger won)
     publish_data       publish_data       solver      resolved (data_published)
+
+``reveal_trap`` is entered only on a job with forced errors, when the referee disagrees with the
+solver at the last step of a segment: the solver may show that step is one of its forced errors
+(``contracts_sim.forced_errors``; not before the challenge window closes). An *audit* (the
+solver against an attester of a forced error, opened by ``audit`` after the window) is played
+with the same bisection phases, the attester in the challenger's seat; its verdict and payouts
+are ``contracts_sim.forced_errors.judge_audit_step`` and ``resolve_audit``.
 
 A *data request* (``challenge {job_id, segment, withheld: true}``) is the answer to a solver
 that does not serve a verifier the data of a segment in its sample. It is not a claim of fraud:
@@ -142,6 +150,7 @@ TURN: Final[dict[Phase, Party]] = {
     Phase.RESPOND_MIDPOINT: Party.CHALLENGER,
     Phase.POST_PRESTATE: Party.SOLVER,  # the challenger may post it too
     Phase.PUBLISH_DATA: Party.SOLVER,
+    Phase.REVEAL_TRAP: Party.SOLVER,
     Phase.RESOLVED: Party.NOBODY,
 }
 """Whose move it is in each phase; that party loses if the deadline passes."""
@@ -154,6 +163,7 @@ MOVE_PHASE: Final[dict[str, Phase]] = {
     "respond_midpoint": Phase.RESPOND_MIDPOINT,
     "post_prestate": Phase.POST_PRESTATE,
     "publish_data": Phase.PUBLISH_DATA,
+    "reveal_trap": Phase.REVEAL_TRAP,
 }
 """The phase in which each move is legal."""
 
@@ -214,7 +224,7 @@ def _address(dispute: Dispute, party: Party) -> Address:
 # --- opening a dispute ----------------------------------------------------------------------
 
 
-def _verify_leaf(what: str, entry: Hash32, index: int, job: Job, proof: InclusionProof) -> None:
+def verify_leaf(what: str, entry: Hash32, index: int, job: Job, proof: InclusionProof) -> None:
     assert job.final_root is not None
     try:
         verify_inclusion(entry, index, job.num_leaves, job.final_root, proof)
@@ -240,8 +250,8 @@ def process_challenge(
                 "segment", f"must be below the job's {job.num_leaves - 1} segments"
             )
         # ... and both of its leaves are proved against the solver's root.
-        _verify_leaf("pre_proof", evidence.pre_entry, evidence.segment, job, evidence.pre_proof)
-        _verify_leaf(
+        verify_leaf("pre_proof", evidence.pre_entry, evidence.segment, job, evidence.pre_proof)
+        verify_leaf(
             "post_proof", evidence.post_entry, evidence.segment + 1, job, evidence.post_proof
         )
     dispute_id = compute_dispute_id(job.job_id, ctx.sender, ctx.nonce)
@@ -406,7 +416,7 @@ def _open_data_request(
 # --- moves ----------------------------------------------------------------------------------
 
 
-def _begin_move(
+def begin_move(
     state: LedgerState, ctx: TxContext, dispute_id: str, kind: str
 ) -> tuple[Dispute, Party]:
     """The guards every move shares; returns the dispute and the mover's party."""
@@ -431,7 +441,7 @@ def _begin_move(
     return dispute, party
 
 
-def _record(dispute: Dispute, kind: str, party: Party, ctx: TxContext, **data: Any) -> Dispute:
+def record(dispute: Dispute, kind: str, party: Party, ctx: TxContext, **data: Any) -> Dispute:
     move = DisputeMove(kind, party, ctx.sender, ctx.height, to_json_value(data))
     return replace(dispute, moves=(*dispute.moves, move))
 
@@ -445,7 +455,13 @@ def _advance(
     **changes: Any,
 ) -> list[Event]:
     """Enter ``phase`` with a fresh deadline and store the dispute."""
-    deadline = Height(ctx.height + params.move_timeout)
+    return advance_until(state, dispute, phase, Height(ctx.height + params.move_timeout), **changes)
+
+
+def advance_until(
+    state: LedgerState, dispute: Dispute, phase: Phase, deadline: Height, **changes: Any
+) -> list[Event]:
+    """Enter ``phase`` with the move deadline ``deadline`` and store the dispute."""
     dispute = replace(dispute, phase=phase, turn=TURN[phase], deadline=deadline, **changes)
     state.set_dispute(dispute)
     last = dispute.moves[-1]
@@ -469,14 +485,14 @@ def process_reveal_children(
     state: LedgerState, ctx: TxContext, body: RevealChildrenBody, params: Params
 ) -> list[Event]:
     """Solver: the two child hashes of the disputed node."""
-    dispute, party = _begin_move(state, ctx, body.dispute_id, "reveal_children")
+    dispute, party = begin_move(state, ctx, body.dispute_id, "reveal_children")
     # INVARIANT: the children hash to the node the solver committed to.
     combined = hash_node(body.left, body.right)
     assert dispute.node_hash is not None
     if combined != dispute.node_hash:
         raise HashMismatchError("hash_node(left, right)", dispute.node_hash, combined)
 
-    dispute = _record(dispute, "reveal_children", party, ctx, left=body.left, right=body.right)
+    dispute = record(dispute, "reveal_children", party, ctx, left=body.left, right=body.right)
     return _advance(
         state, ctx, dispute, Phase.CHOOSE_CHILD, params, left_hash=body.left, right_hash=body.right
     )
@@ -486,13 +502,13 @@ def process_choose_child(
     state: LedgerState, ctx: TxContext, body: ChooseChildBody, params: Params
 ) -> list[Event]:
     """Challenger: the (leftmost) child it disagrees with."""
-    dispute, party = _begin_move(state, ctx, body.dispute_id, "choose_child")
+    dispute, party = begin_move(state, ctx, body.dispute_id, "choose_child")
     assert dispute.node_lo is not None and dispute.node_hi is not None
     left, right = children(NodeRef(dispute.node_lo, dispute.node_hi))
     node, node_hash = (
         (left, dispute.left_hash) if body.side == "left" else (right, dispute.right_hash)
     )
-    dispute = _record(dispute, "choose_child", party, ctx, side=body.side, lo=node.lo, hi=node.hi)
+    dispute = record(dispute, "choose_child", party, ctx, side=body.side, lo=node.lo, hi=node.hi)
     changes: dict[str, Any] = {
         "node_lo": node.lo,
         "node_hi": node.hi,
@@ -511,7 +527,7 @@ def process_reveal_leaf(
     state: LedgerState, ctx: TxContext, body: RevealLeafBody, params: Params
 ) -> list[Event]:
     """Solver: the disputed leaf's entry and, for d > 0, the agreed entry d - 1 with a proof."""
-    dispute, party = _begin_move(state, ctx, body.dispute_id, "reveal_leaf")
+    dispute, party = begin_move(state, ctx, body.dispute_id, "reveal_leaf")
     job = state.get_job(dispute.job_id)
     spec = get_job_spec(job)
     leaf = dispute.leaf_index
@@ -523,7 +539,7 @@ def process_reveal_leaf(
 
     if leaf == 0:
         # Leaf 0 is the initial state, which the referee recomputes from the spec.
-        dispute = _record(dispute, "reveal_leaf", party, ctx, entry=body.entry)
+        dispute = record(dispute, "reveal_leaf", party, ctx, entry=body.entry)
         try:
             expected: Hash32 | None = referee.initial_state_hash(spec)
         except ProofNetError:
@@ -543,12 +559,10 @@ def process_reveal_leaf(
         raise MalformedBodyError("pre_entry", f"is required to open leaf {leaf} > 0")
     if body.pre_proof is None:
         raise MalformedBodyError("pre_proof", f"is required to open leaf {leaf} > 0")
-    _verify_leaf("pre_proof", body.pre_entry, leaf - 1, job, body.pre_proof)
+    verify_leaf("pre_proof", body.pre_entry, leaf - 1, job, body.pre_proof)
 
     a, b = segment_interval(leaf, spec.checkpoint_interval)
-    dispute = _record(
-        dispute, "reveal_leaf", party, ctx, entry=body.entry, pre_entry=body.pre_entry
-    )
+    dispute = record(dispute, "reveal_leaf", party, ctx, entry=body.entry, pre_entry=body.pre_entry)
     return _advance(
         state,
         ctx,
@@ -566,10 +580,10 @@ def process_post_midpoint(
     state: LedgerState, ctx: TxContext, body: PostMidpointBody, params: Params
 ) -> list[Event]:
     """Solver: the state hash at the midpoint of [a, b]."""
-    dispute, party = _begin_move(state, ctx, body.dispute_id, "post_midpoint")
+    dispute, party = begin_move(state, ctx, body.dispute_id, "post_midpoint")
     assert dispute.step_lo is not None and dispute.step_hi is not None
     m = bisection_midpoint(dispute.step_lo, dispute.step_hi)
-    dispute = _record(dispute, "post_midpoint", party, ctx, step=m, state_hash=body.state_hash)
+    dispute = record(dispute, "post_midpoint", party, ctx, step=m, state_hash=body.state_hash)
     return _advance(
         state, ctx, dispute, Phase.RESPOND_MIDPOINT, params, midpoint_hash=body.state_hash
     )
@@ -579,7 +593,7 @@ def process_respond_midpoint(
     state: LedgerState, ctx: TxContext, body: RespondMidpointBody, params: Params
 ) -> list[Event]:
     """Challenger: agree (the fault is after the midpoint) or disagree (at or before it)."""
-    dispute, party = _begin_move(state, ctx, body.dispute_id, "respond_midpoint")
+    dispute, party = begin_move(state, ctx, body.dispute_id, "respond_midpoint")
     assert dispute.step_lo is not None and dispute.step_hi is not None
     m = bisection_midpoint(dispute.step_lo, dispute.step_hi)
     if body.agree:
@@ -588,7 +602,7 @@ def process_respond_midpoint(
     else:
         a, b = dispute.step_lo, m
         changes = {"step_hi": m, "hash_hi": dispute.midpoint_hash}
-    dispute = _record(dispute, "respond_midpoint", party, ctx, step=m, agree=body.agree)
+    dispute = record(dispute, "respond_midpoint", party, ctx, step=m, agree=body.agree)
     return _advance(
         state, ctx, dispute, phase_after_interval(a, b), params, midpoint_hash=None, **changes
     )
@@ -598,7 +612,7 @@ def process_post_prestate(
     state: LedgerState, ctx: TxContext, body: PostPrestateBody, params: Params
 ) -> list[Event]:
     """Either party: the agreed pre-state blob; the referee runs the one disputed step."""
-    dispute, party = _begin_move(state, ctx, body.dispute_id, "post_prestate")
+    dispute, party = begin_move(state, ctx, body.dispute_id, "post_prestate")
     a, h_a, h_b = dispute.step_lo, dispute.hash_lo, dispute.hash_hi
     assert a is not None and h_a is not None and h_b is not None
     # INVARIANT: the blob fits the chain's size limit ...
@@ -611,13 +625,19 @@ def process_post_prestate(
     if blob_hash != h_a:
         raise HashMismatchError("sha256(blob)", h_a, blob_hash)
 
-    spec = get_job_spec(state.get_job(dispute.job_id))
+    if dispute.audit:
+        from contracts_sim.forced_errors import judge_audit_step  # (imports this module)
+
+        dispute = record(dispute, "post_prestate", party, ctx, step=a, blob_hash=blob_hash)
+        return judge_audit_step(state, ctx, dispute, body.blob, params)
+    job = state.get_job(dispute.job_id)
+    spec = get_job_spec(job)
     try:
         post: Hash32 | None = referee.one_step_post_hash(spec, body.blob, a)
         invalid = ""
     except ProofNetError as exc:
         post, invalid = None, exc.message
-    dispute = _record(
+    dispute = record(
         dispute,
         "post_prestate",
         party,
@@ -627,6 +647,11 @@ def process_post_prestate(
         blob_size=len(body.blob),
         post_hash=post,
     )
+    if post is not None and post != h_b:
+        from contracts_sim.forced_errors import awaits_trap_reveal, enter_reveal_trap
+
+        if awaits_trap_reveal(job, a, spec.checkpoint_interval):
+            return enter_reveal_trap(state, ctx, dispute, params)
     if post is None:
         winner, reason = Party.CHALLENGER, f"the agreed pre-state of step {a} is invalid: {invalid}"
     elif post == h_b:
@@ -643,7 +668,7 @@ def process_publish_data(
     leaves of its segment proved against the root. Nothing is executed: the data is now in the
     chain's history (this transaction), and the job's challenge window reopens for one window
     so that verifiers can judge the segment with it."""
-    dispute, party = _begin_move(state, ctx, body.dispute_id, "publish_data")
+    dispute, party = begin_move(state, ctx, body.dispute_id, "publish_data")
     job = state.get_job(dispute.job_id)
     segment = dispute.leaf_index
     assert segment is not None
@@ -653,14 +678,14 @@ def process_publish_data(
             "blob", f"is {len(body.blob)} bytes; at most {params.max_blob_bytes}"
         )
     # ... both leaves of the segment are the committed ones ...
-    _verify_leaf("pre_proof", body.pre_entry, segment, job, body.pre_proof)
-    _verify_leaf("post_proof", body.post_entry, segment + 1, job, body.post_proof)
+    verify_leaf("pre_proof", body.pre_entry, segment, job, body.pre_proof)
+    verify_leaf("post_proof", body.post_entry, segment + 1, job, body.post_proof)
     # ... and the blob is the requested leaf's.
     blob_hash = sha256(body.blob)
     if blob_hash != body.pre_entry:
         raise HashMismatchError("sha256(blob)", body.pre_entry, blob_hash)
 
-    dispute = _record(
+    dispute = record(
         dispute,
         "publish_data",
         party,
@@ -716,7 +741,13 @@ def claim_move_timeout(
 
     loser = dispute.turn
     claimant = party_of(dispute, ctx.sender)
-    dispute = _record(dispute, "claim_timeout", claimant, ctx, phase=dispute.phase, loser=loser)
+    dispute = record(dispute, "claim_timeout", claimant, ctx, phase=dispute.phase, loser=loser)
+    if dispute.audit:
+        from contracts_sim.forced_errors import resolve_audit
+
+        role = "attester" if loser == Party.CHALLENGER else "auditing solver"
+        reason = f"the {role} missed the {dispute.phase.value} deadline ({dispute.deadline})"
+        return resolve_audit(state, ctx, dispute, loser == Party.CHALLENGER, reason, params)
     reason = f"the {loser.value} missed the {dispute.phase.value} deadline ({dispute.deadline})"
     return resolve_dispute(state, ctx, dispute, _other(loser), reason, None, params)
 
@@ -804,7 +835,7 @@ def reward_sharers(state: LedgerState, job: Job, winning: Dispute) -> tuple[Addr
         other.challenger
         for other in (state.get_dispute(other_id) for other_id in job.disputes)
         if other.dispute_id == winning.dispute_id
-        or (other.status == DisputeStatus.OPEN and not other.data_request)
+        or (other.status == DisputeStatus.OPEN and not other.data_request and not other.audit)
     )
     return tuple(dict.fromkeys(sharers))  # one share per address, in opening order
 
@@ -819,7 +850,8 @@ def _void_other_disputes(
         other = state.get_dispute(other_id)
         if other_id == winner_id or other.status != DisputeStatus.OPEN:
             continue
-        increase_balance(state, other.challenger, other.bond)
+        # The bond goes back to whoever posted it: the solver, for an audit.
+        increase_balance(state, other.solver if other.audit else other.challenger, other.bond)
         state.set_dispute(
             replace(
                 other,

@@ -41,6 +41,8 @@ the rules (the h11 pattern)::
     │   │                                  HashMismatchError
     │   ├── DuplicateVerdictError          AlreadyAttestedError, AlreadyChallengedError
     │   ├── DataAlreadyRequestedError      a segment's data is requested once per job
+    │   ├── NotAForcedErrorError           a reveal or audit of a segment with no trap
+    │   ├── AlreadyAuditedError            one audit per attester per job
     │   ├── SampleSeedNotReadyError
     │   └── InvalidBlockError              begin_block called out of order
     ├── InvariantViolation                 the supply invariant broke: a bug (500)
@@ -580,6 +582,30 @@ class DataAlreadyRequestedError(LedgerError):
         self.job_id = job_id
         self.segment = segment
         self.dispute_id = dispute_id
+
+
+class NotAForcedErrorError(LedgerError):
+    """A reveal or an audit names a segment whose secret does not draw a forced error."""
+
+    code = "not_a_forced_error"
+    http_status = 409
+
+    def __init__(self, job_id: str, segment: int) -> None:
+        super().__init__(f"segment {segment} of job {job_id} is not a forced error")
+        self.job_id = job_id
+        self.segment = segment
+
+
+class AlreadyAuditedError(LedgerError):
+    """The solver audits each attester of a job at most once."""
+
+    code = "already_audited"
+    http_status = 409
+
+    def __init__(self, job_id: str, attester: str) -> None:
+        super().__init__(f"attester {attester} of job {job_id} was already audited")
+        self.job_id = job_id
+        self.attester = attester
 
 
 class SampleSeedNotReadyError(LedgerError):

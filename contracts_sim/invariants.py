@@ -1,7 +1,7 @@
 """The ledger's accounting invariant (DESIGN §7), checked after every transaction in tests.
 
-    Σ balances + Σ stakes (bonded + locked + unbonding) + Σ job escrow + Σ open-dispute bonds
-        + burned  ==  genesis + minted
+    Σ balances + Σ stakes (bonded + locked + unbonding) + Σ job escrow + Σ held attest bonds
+        + Σ open-dispute bonds + burned  ==  genesis + minted
 
 plus the consistency the invariant relies on: no amount is negative, each account's locked
 stake is exactly the stake its active jobs hold, each job's ``open_disputes`` counts its open
@@ -47,7 +47,7 @@ def compute_supply_report(state: LedgerState) -> SupplyReport:
     for _, account in state.accounts():
         balances += account.balance
         stakes += account.total_stake
-    escrow = sum(job.escrow for job in state.jobs())
+    escrow = sum(job.escrow + job.held_attest_bonds for job in state.jobs())
     bonds = sum(d.bond for d in state.disputes() if d.status == DisputeStatus.OPEN)
     return SupplyReport(
         balances, stakes, escrow, bonds, supply.burned, supply.genesis, supply.minted
@@ -73,8 +73,8 @@ def check_invariant(state: LedgerState) -> SupplyReport:
     for job in state.jobs():
         if job.escrow < 0 or job.locked_stake < 0:
             raise InvariantViolation(f"job {job.job_id} holds a negative amount")
-        if job.status not in ESCROW_STATUSES and job.escrow != 0:
-            raise InvariantViolation(f"closed job {job.job_id} still holds escrow {job.escrow}")
+        if job.status not in ESCROW_STATUSES and (job.escrow or job.bonded_attesters):
+            raise InvariantViolation(f"closed job {job.job_id} still holds escrow or bonds")
         if job.status in ACTIVE_JOB_STATUSES:
             assert job.solver is not None
             locked[job.solver] += job.locked_stake

@@ -68,6 +68,7 @@ from contracts_sim.transactions import (
 )
 from protocol.datasets import AnyDataset, Dataset, TextDataset, check_dataset, dataset_values
 from protocol.errors import DatasetError, ProofError
+from protocol.forced_errors import lazy_attest_bond
 from protocol.hashing import hash_json
 from protocol.layout import segment_work, state_blob_size
 from protocol.merkle import ConsistencyProof, verify_consistency, verify_inclusion
@@ -198,6 +199,7 @@ def close_job_slashed(
     submitter everything in escrow, close the job."""
     slash = slash_job_solver(state, job, beneficiaries, params)
     refund = _refund_escrow(state, job)
+    job = return_attest_bonds(state, job)  # an attester is not liable for the solver's fraud
     state.set_job(closed_job(job, JobStatus.SLASHED, ctx.height))
     events = [
         make_event(
@@ -335,6 +337,14 @@ def process_post_job(
         bid_deadline=Height(ctx.height + body.bid_blocks),
         status=JobStatus.OPEN,
         escrow=escrow,
+        attest_bond=Amount(
+            lazy_attest_bond(
+                body.verification_fee,
+                min(body.sample_count, spec.num_segments),
+                params.forced_error_bps,
+                params.attest_bond_margin_bps,
+            )
+        ),
     )
     state.set_job(job)
     return [
@@ -347,6 +357,7 @@ def process_post_job(
             verification_fee=job.verification_fee,
             min_stake=job.min_stake,
             bid_deadline=job.bid_deadline,
+            attest_bond=job.attest_bond,
         )
     ]
 
@@ -399,9 +410,12 @@ def process_bid(state: LedgerState, ctx: TxContext, body: BidBody, params: Param
     reserved = reserved_stake(state, ctx.sender, except_job=job.job_id)
     if account.bonded - reserved < job.min_stake:
         raise InsufficientStakeError(ctx.sender, job.min_stake, account.bonded - reserved, reserved)
+    # While forced errors are on, the bid commits to the solver's trap secrets.
+    if params.forced_error_bps and body.trap_root is None:
+        raise MalformedBodyError("trap_root", "is required while forced errors are on")
     # One bid per solver (a re-bid replaces it) ...
     others = tuple(b for b in job.bids if b.solver != ctx.sender)
-    bid = Bid(ctx.sender, body.price, body.capacity, ctx.height)
+    bid = Bid(ctx.sender, body.price, body.capacity, ctx.height, body.trap_root)
     kept = (*others, bid)
     # ... and a bounded number of bids: when full, the worst-ranked one goes, unless it is this.
     evicted = None
@@ -479,6 +493,7 @@ def process_close_bidding(
             escrow=Amount(job.escrow - change),
             assigned_height=ctx.height,
             train_deadline=train_deadline,
+            trap_root=winner.trap_root if params.forced_error_bps else None,
         )
     )
     return [
@@ -687,9 +702,38 @@ def process_attest(
     require_eligible_verifier(state, job, ctx.sender, params)
     # The sample seed (the block after the final commit) exists.
     sample = get_verifier_sample(state, job.job_id, ctx.sender)
+    # The attestation bond, held until settlement (forfeited if an audit shows the attester
+    # vouched for a forced error in its sample).
+    bonded = job.bonded_attesters
+    if job.attest_bond:
+        decrease_balance(state, ctx.sender, job.attest_bond)  # InsufficientBalanceError
+        bonded = (*bonded, ctx.sender)
 
-    state.set_job(replace(job, attesters=(*job.attesters, ctx.sender)))
-    return [make_event("attested", job_id=job.job_id, verifier=ctx.sender, sample=sample)]
+    state.set_job(replace(job, attesters=(*job.attesters, ctx.sender), bonded_attesters=bonded))
+    return [
+        make_event(
+            "attested",
+            job_id=job.job_id,
+            verifier=ctx.sender,
+            sample=sample,
+            bond=job.attest_bond,
+        )
+    ]
+
+
+def settle_height(job: Job, params: Params) -> Height:
+    """The first height at which ``job`` may settle: after its challenge window and, on a job
+    with forced errors, after the audit window that follows it."""
+    assert job.challenge_deadline is not None
+    audits = params.audit_window if job.trap_root is not None else 0
+    return Height(job.challenge_deadline + audits + 1)
+
+
+def return_attest_bonds(state: LedgerState, job: Job) -> Job:
+    """Give every bonded attester its attestation bond back; the job holds none after."""
+    for attester in job.bonded_attesters:
+        increase_balance(state, attester, job.attest_bond)
+    return replace(job, bonded_attesters=())
 
 
 def _split_fee(fee: int, attesters: Sequence[Address]) -> tuple[Amount, Amount]:
@@ -707,10 +751,11 @@ def process_settle(
     job = state.get_job(body.job_id)
     # The job has a final commitment ...
     require_status(job, JobStatus.COMMITTED)
-    # ... whose challenge window is over ...
+    # ... whose challenge window (and audit window) is over ...
     assert job.challenge_deadline is not None and job.solver is not None
-    if ctx.height <= job.challenge_deadline:
-        raise DeadlineNotReachedError("the challenge window", job.challenge_deadline, ctx.height)
+    first = settle_height(job, params)
+    if ctx.height < first:
+        raise DeadlineNotReachedError("the challenge window", Height(first - 1), ctx.height)
     # ... and no dispute is still being played.
     if job.open_disputes:
         raise DisputesOpenError(job.job_id, job.open_disputes)
@@ -720,6 +765,7 @@ def process_settle(
     for verifier in job.attesters:
         increase_balance(state, verifier, share)
     increase_balance(state, job.submitter, remainder)
+    returned = return_attest_bonds(state, job)
     solver = state.get_account(job.solver)
     state.set_account(
         job.solver,
@@ -730,7 +776,7 @@ def process_settle(
             jobs_completed=solver.jobs_completed + 1,
         ),
     )
-    state.set_job(closed_job(job, JobStatus.SETTLED, ctx.height))
+    state.set_job(closed_job(returned, JobStatus.SETTLED, ctx.height))
     return [
         make_event(
             "job_settled",

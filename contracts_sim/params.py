@@ -72,6 +72,17 @@ class Params:
     max_blob_bytes: int
     """Largest pre-state blob accepted in ``post_prestate``."""
 
+    # --- forced errors (protocol.forced_errors) ---------------------------------------------
+    forced_error_bps: int
+    """Chance, per segment, that the assigned solver must plant a forced error there; 0 turns
+    forced errors, attestation bonds and audits off."""
+    attest_bond_margin_bps: int
+    """The attestation bond is this multiple (bps) of the smallest bond that makes a lazy
+    attester's expected profit negative on the job (``protocol.forced_errors.lazy_attest_bond``)."""
+    audit_window: int
+    """Blocks after the challenge window in which the solver may audit attesters of its forced
+    errors; settlement waits for it on a job with forced errors."""
+
     # --- bid scoring (see scoring.py) ------------------------------------------------------
     score_weight_price: int
     score_weight_stake: int
@@ -101,6 +112,7 @@ class Params:
         checks = [
             (weights == BPS, f"score weights must sum to {BPS}, got {weights}"),
             (self.slash_reward_bps <= BPS, "slash_reward_bps must be at most 10000"),
+            (self.forced_error_bps <= BPS, "forced_error_bps must be at most 10000"),
             (self.challenge_window >= 2, "challenge_window must be >= 2"),
             (self.move_timeout >= 1, "move_timeout must be >= 1"),
             (self.max_bid_blocks >= 1, "max_bid_blocks must be >= 1"),
@@ -150,6 +162,9 @@ TEST: Final = Params(
     move_timeout=2,
     slash_reward_bps=5_000,
     max_blob_bytes=1 << 20,
+    forced_error_bps=0,
+    attest_bond_margin_bps=15_000,
+    audit_window=4,
     score_weight_price=5_000,
     score_weight_stake=2_000,
     score_weight_capacity=1_000,
@@ -188,6 +203,12 @@ TESTNET: Final = Params(
     # 0.75 × payment and not training at all would pay (tests/test_economics.py).
     slash_reward_bps=2_500,
     max_blob_bytes=64 << 20,
+    # One segment in ten is a forced error: with the example's three samples a lazy attester
+    # has vouched for one on 27 % of jobs, and the bond (1.5 x what deters) makes that cost
+    # more than the fee it earns on the rest (proofnet economics examples/digits-mlp.yaml).
+    forced_error_bps=1_000,
+    attest_bond_margin_bps=15_000,
+    audit_window=10,
     score_weight_price=5_000,
     score_weight_stake=2_000,
     score_weight_capacity=1_000,

@@ -7,7 +7,10 @@ Glossary
                    slashed if the solver loses, released to free stake at settlement.
     unbonding      stake on its way out: released to the balance at ``release_height``.
     escrow         ``Job.escrow``: the submitter's payment + verification fee held by a job.
-    bond           ``Dispute.bond``: the challenger's deposit, held while the dispute is open.
+    bond           ``Dispute.bond``: the challenger's deposit (the solver's, in an audit), held
+                   while the dispute is open.
+    attest bond    ``Job.attest_bond``: what an attestation locks while forced errors are on,
+                   held by the job for each of its ``bonded_attesters`` until settlement.
 
 Records are immutable; a change is ``dataclasses.replace`` plus ``LedgerState.put``, so every
 write goes through the state's journal. Status-like fields are ``StrEnum``\\s (they serialise as
@@ -41,6 +44,9 @@ class DisputeStatus(StrEnum):
     CHALLENGER_WON = "challenger_won"  # the solver was slashed
     VOID = "void"  # closed because the solver lost another dispute; bond returned
     DATA_PUBLISHED = "data_published"  # a data request answered on chain; bond returned
+    FORCED_ERROR = "forced_error"  # the disputed step is the solver's forced error; bond returned
+    ATTESTER_LOST = "attester_lost"  # an audit: the attester's bond was forfeited
+    AUDITOR_LOST = "auditor_lost"  # an audit: the solver's audit bond was forfeited
 
 
 class Party(StrEnum):
@@ -59,6 +65,8 @@ class Phase(StrEnum):
     RESPOND_MIDPOINT = "respond_midpoint"  # bisection: challenger agrees or disagrees
     POST_PRESTATE = "post_prestate"  # one step left: the pre-state blob, then the referee
     PUBLISH_DATA = "publish_data"  # a data request: the solver publishes the requested blob
+    REVEAL_TRAP = "reveal_trap"  # the referee disagreed at a segment's last step: the solver
+    # may show it is a forced error (after the challenge window)
     RESOLVED = "resolved"
 
 
@@ -99,6 +107,7 @@ class Bid:
     price: Amount
     capacity: int  # training steps per block the solver declares
     height: Height  # when the bid (or its latest replacement) was placed
+    trap_root: Hash32 | None = None  # commits to the solver's forced-error secrets
 
 
 @dataclass(frozen=True)
@@ -136,6 +145,14 @@ class Job:
     disputes: tuple[str, ...] = ()
     open_disputes: int = 0
     closed_height: Height | None = None
+    trap_root: Hash32 | None = None  # the assigned bid's commitment to its forced errors
+    attest_bond: Amount = ZERO  # what each attestation locks (protocol.forced_errors)
+    bonded_attesters: tuple[Address, ...] = ()  # attesters whose bond the job holds
+    audited: tuple[Address, ...] = ()  # attesters the solver has audited (once each)
+
+    @property
+    def held_attest_bonds(self) -> int:
+        return self.attest_bond * len(self.bonded_attesters)
 
 
 @dataclass(frozen=True)
@@ -184,6 +201,12 @@ class Dispute:
     reason: str = ""
     closed_height: Height | None = None
     moves: tuple[DisputeMove, ...] = ()
+    audit: bool = False
+    """Opened by the solver against an attester whose sample held one of its forced errors
+    (``trap_segment``): the ``challenger`` field names the audited attester and ``bond`` is
+    the solver's audit bond (``contracts_sim.forced_errors``)."""
+    trap_segment: int | None = None
+    trap_selector: int | None = None
     data_request: bool = False
     """Opened by a verifier that could not get the blob of leaf ``leaf_index`` (a segment of its
     sample): the solver must publish it on chain (``publish_data``) or lose; publishing ends

@@ -389,14 +389,23 @@ class PostJobBody:
 
 @dataclass(frozen=True)
 class BidBody:
+    """A solver's offer; ``trap_root`` commits to its forced-error secrets (required while
+    ``Params.forced_error_bps`` is on; ``protocol.forced_errors``)."""
+
     kind: ClassVar[str] = "bid"
     job_id: str
     price: Amount
     capacity: int
+    trap_root: Hash32 | None = None
 
     @classmethod
     def read(cls, r: BodyReader) -> BidBody:
-        return cls(r.identifier("job_id"), r.amount("price"), r.integer("capacity", lo=1))
+        return cls(
+            r.identifier("job_id"),
+            r.amount("price"),
+            r.integer("capacity", lo=1),
+            r.optional_hash32("trap_root"),
+        )
 
 
 @dataclass(frozen=True)
@@ -637,6 +646,60 @@ class PublishDataBody:
 
 
 @dataclass(frozen=True)
+class RevealTrapBody:
+    """The solver shows that the step the referee disagreed with is one of its forced errors:
+    the segment's secret, proved against the job's ``trap_root``, and the agreed pre-state
+    blob again (the referee re-runs the step and applies the drawn perturbation)."""
+
+    kind: ClassVar[str] = "reveal_trap"
+    dispute_id: str
+    secret: Hash32
+    proof: InclusionProof
+    blob: bytes
+
+    @classmethod
+    def read(cls, r: BodyReader) -> RevealTrapBody:
+        return cls(
+            r.identifier("dispute_id"),
+            r.hash32("secret"),
+            r.required_inclusion_proof("proof"),
+            r.blob("blob", PostPrestateBody.MAX_BLOB_BYTES),
+        )
+
+
+@dataclass(frozen=True)
+class AuditBody:
+    """The solver audits an attester whose sample held forced error ``segment``: the segment's
+    secret (proved against ``trap_root``) and both of its leaves (proved against the root)
+    open a bisection game in which the attester must defend its attestation."""
+
+    kind: ClassVar[str] = "audit"
+    job_id: str
+    attester: Address
+    segment: int
+    secret: Hash32
+    secret_proof: InclusionProof
+    pre_entry: Hash32
+    pre_proof: InclusionProof
+    post_entry: Hash32
+    post_proof: InclusionProof
+
+    @classmethod
+    def read(cls, r: BodyReader) -> AuditBody:
+        return cls(
+            r.identifier("job_id"),
+            r.address("attester"),
+            r.integer("segment"),
+            r.hash32("secret"),
+            r.required_inclusion_proof("secret_proof"),
+            r.hash32("pre_entry"),
+            r.required_inclusion_proof("pre_proof"),
+            r.hash32("post_entry"),
+            r.required_inclusion_proof("post_proof"),
+        )
+
+
+@dataclass(frozen=True)
 class ClaimTimeoutBody:
     """Exactly one of ``job_id`` (missed training deadline) or ``dispute_id`` (missed move)."""
 
@@ -690,6 +753,8 @@ TX_KINDS: Final[dict[str, type[Any]]] = {
         RespondMidpointBody,
         PostPrestateBody,
         PublishDataBody,
+        RevealTrapBody,
+        AuditBody,
         ClaimTimeoutBody,
         SettleBody,
     )
@@ -719,7 +784,7 @@ def max_transaction_bytes(kind: str, max_blob_bytes: int) -> int:
     """The largest encoded ``kind`` transaction a node admits: a pre-state carries a blob of up
     to ``max_blob_bytes`` (``Params``) as hex, two characters a byte; every other kind is
     small."""
-    if kind in (PostPrestateBody.kind, PublishDataBody.kind):
+    if kind in (PostPrestateBody.kind, PublishDataBody.kind, RevealTrapBody.kind):
         return 2 * max_blob_bytes + MAX_SMALL_TRANSACTION_BYTES
     return MAX_SMALL_TRANSACTION_BYTES
 

@@ -138,7 +138,7 @@ def test_job_status_fits_80_columns(
     output = invoke(cli, "status", job_id, "--chain", url)
     root = json.loads(invoke(cli, "status", job_id, "--chain", url, "--json"))["final_root"]
     assert_fits(output)
-    assert root[:32] in output and root[-16:] in output
+    assert root[:32] in output and root[-16:] in output, output
 
 
 def _recorded_testnet(workdir: Path, chain_port: int) -> None:

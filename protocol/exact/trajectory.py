@@ -7,13 +7,14 @@ restarts after a crash and how a verifier re-executes one segment.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 import torch
 
 from protocol.exact.device import prepare_exact
-from protocol.exact.program import init, step
+from protocol.exact.forced_error import step_with_traps
+from protocol.exact.program import init
 from protocol.exact.state import State, encode_state, state_step
 from protocol.hashing import sha256
 from protocol.spec import JobSpec
@@ -45,11 +46,13 @@ def train_trajectory(
     on_step: StepProgress | None = None,
     keep_blobs: bool = True,
     stop: int | None = None,
+    traps: Mapping[int, int] | None = None,
 ) -> Trajectory:
     """Train from ``start_state`` (default: ``init``) to step ``stop`` (default: N).
 
     ``start_state`` must sit on a checkpoint (a multiple of C). Leaves from the start state on
-    are reported through ``on_leaf`` and collected in the returned trajectory.
+    are reported through ``on_leaf`` and collected in the returned trajectory. ``traps`` (step
+    -> selector) are the forced errors the solver plants (``protocol.forced_errors``).
     """
     device = torch.device(device)
     prepare_exact(device)
@@ -71,7 +74,7 @@ def train_trajectory(
 
     record(state)
     for i in range(start, stop):
-        state = step(spec, state, i)
+        state = step_with_traps(spec, state, i, traps or {})
         if on_step is not None:
             on_step(i + 1 - start)
         if (i + 1) % interval == 0:

@@ -1,0 +1,385 @@
+"""Forced errors on the ledger: revealing a trap in a dispute, and auditing lazy attesters
+(``protocol.forced_errors`` has the rule and the argument; docs/protocol.md "Forced errors").
+
+Two moves, both the solver's, neither accepted before the job's challenge window has closed
+(so no verdict can be made knowing where a trap is):
+
+``reveal_trap``  The referee re-executed a segment's last step and disagreed with the solver.
+                 If that segment is one of the solver's forced errors, the solver shows its
+                 secret; the referee re-runs the step with the drawn perturbation, and if that
+                 gives the solver's hash the dispute ends ``forced_error``: nobody is slashed,
+                 the challenger's bond is returned and it is paid as an attester (it did check).
+                 Otherwise, or if the solver lets the deadline pass, the challenger wins.
+
+``audit``        An attester whose sample held a forced error vouched for a transition that is
+                 false by construction. The solver opens a bisection game over that segment with
+                 a bond of its own (``challenge_bond``); the attester answers the midpoints as a
+                 challenger would. The verdict (``judge_audit_step``) at the last step: the
+                 perturbed hash — the attester loses its attestation bond (the reward share to
+                 the solver, the rest burned) and its fee share; the unperturbed hash — the trap
+                 was never planted and the solver loses its bond (the reward share to the
+                 attester). At an interior step the usual rule: whoever's hash the referee
+                 contradicts loses. A lazy attester cannot answer a midpoint and loses by
+                 timeout; an honest attester never attested a planted trap, so it cannot lose.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+from contracts_sim import dispute as game
+from contracts_sim import referee
+from contracts_sim.env import TxContext
+from contracts_sim.events import Event, make_event
+from contracts_sim.exceptions import (
+    AlreadyAuditedError,
+    DeadlineNotReachedError,
+    DeadlinePassedError,
+    HashMismatchError,
+    InvalidProofError,
+    MalformedBodyError,
+    NotAForcedErrorError,
+    NotAuthorizedError,
+    WrongStatusError,
+)
+from contracts_sim.jobs import (
+    compute_slash,
+    get_job_spec,
+    get_verifier_sample,
+    pay_slash,
+    require_status,
+)
+from contracts_sim.params import Params
+from contracts_sim.records import Dispute, DisputeMove, DisputeStatus, Job, JobStatus, Party, Phase
+from contracts_sim.state import DISPUTES, LedgerState, decrease_balance, increase_balance
+from contracts_sim.transactions import AuditBody, RevealTrapBody
+from protocol.errors import ProofError, ProofNetError
+from protocol.forced_errors import (
+    TrapDraw,
+    draw_trap,
+    segment_of_last_step,
+    trap_commitment,
+    trap_step,
+)
+from protocol.hashing import sha256
+from protocol.merkle import InclusionProof, verify_inclusion
+from protocol.types import Amount, Hash32, Height
+
+
+def trap_beacon(state: LedgerState, job: Job) -> Hash32:
+    """The beacon output that mixes with the solver's secrets: that of the block after the
+    assignment, which did not exist when the secrets were committed in the bid."""
+    assert job.assigned_height is not None
+    beacon = state.get_beacon_output(Height(job.assigned_height + 1))
+    assert beacon is not None, "the job committed after its assignment block's successor"
+    return beacon
+
+
+def verified_trap(
+    state: LedgerState,
+    job: Job,
+    segment: int,
+    secret: Hash32,
+    proof: InclusionProof,
+    params: Params,
+) -> TrapDraw:
+    """The draw of ``segment`` from a secret proved against the job's ``trap_root``; raises
+    ``NotAForcedErrorError`` unless it is a forced error."""
+    if job.trap_root is None:
+        raise NotAForcedErrorError(job.job_id, segment)
+    segments = job.num_leaves - 1
+    if not 0 <= segment < segments:
+        raise MalformedBodyError("segment", f"must be below the job's {segments} segments")
+    try:
+        verify_inclusion(trap_commitment(secret), segment, segments, job.trap_root, proof)
+    except ProofError as exc:
+        raise InvalidProofError("trap secret proof", exc.message) from exc
+    draw = draw_trap(secret, trap_beacon(state, job), job.job_id, segment, params.forced_error_bps)
+    if not draw.is_trap:
+        raise NotAForcedErrorError(job.job_id, segment)
+    return draw
+
+
+def require_window_closed(job: Job, ctx: TxContext, what: str) -> None:
+    """Reveals and audits wait for the challenge window to close: no verdict is made knowing
+    where a trap is."""
+    assert job.challenge_deadline is not None
+    if ctx.height <= job.challenge_deadline:
+        raise DeadlineNotReachedError(what, job.challenge_deadline, ctx.height)
+
+
+# --- the forced error inside a dispute ------------------------------------------------------
+
+
+def awaits_trap_reveal(job: Job, step: int, checkpoint_interval: int) -> bool:
+    """After the referee disagreed with the solver at ``step``: may the solver still show it
+    is a forced error? Only on a job with traps, at the last step of a segment."""
+    return job.trap_root is not None and segment_of_last_step(step, checkpoint_interval) is not None
+
+
+def enter_reveal_trap(
+    state: LedgerState, ctx: TxContext, dispute: Dispute, params: Params
+) -> list[Event]:
+    """Wait for the solver's ``reveal_trap``: until ``move_timeout`` blocks after the later of
+    now and the end of the challenge window."""
+    job = state.get_job(dispute.job_id)
+    assert job.challenge_deadline is not None
+    deadline = Height(max(ctx.height, job.challenge_deadline) + params.move_timeout)
+    return game.advance_until(state, dispute, Phase.REVEAL_TRAP, deadline)
+
+
+def process_reveal_trap(
+    state: LedgerState, ctx: TxContext, body: RevealTrapBody, params: Params
+) -> list[Event]:
+    """Solver: the disputed step is the forced error of its segment (see the module doc)."""
+    dispute, party = game.begin_move(state, ctx, body.dispute_id, "reveal_trap")
+    job = state.get_job(dispute.job_id)
+    require_window_closed(job, ctx, "forced-error reveals")
+    a, h_a, h_b = dispute.step_lo, dispute.hash_lo, dispute.hash_hi
+    assert a is not None and h_a is not None and h_b is not None
+    spec = get_job_spec(job)
+    segment = segment_of_last_step(a, spec.checkpoint_interval)
+    assert segment is not None
+    draw = verified_trap(state, job, segment, body.secret, body.proof, params)
+    # INVARIANT: the blob is the agreed pre-state, within the chain's size limit.
+    if len(body.blob) > params.max_blob_bytes:
+        raise MalformedBodyError(
+            "blob", f"is {len(body.blob)} bytes; at most {params.max_blob_bytes}"
+        )
+    blob_hash = sha256(body.blob)
+    if blob_hash != h_a:
+        raise HashMismatchError("sha256(blob)", h_a, blob_hash)
+    try:
+        forced: Hash32 | None = referee.forced_error_post_hash(spec, body.blob, a, draw.selector)
+    except ProofNetError:
+        forced = None
+    dispute = game.record(
+        dispute, "reveal_trap", party, ctx, segment=segment, secret=body.secret, post_hash=forced
+    )
+    if forced != h_b:
+        reason = f"step {a} is not the forced error of segment {segment} either"
+        return game.resolve_dispute(state, ctx, dispute, Party.CHALLENGER, reason, a, params)
+    return _close_forced_error(state, ctx, dispute, segment)
+
+
+def _close_forced_error(
+    state: LedgerState, ctx: TxContext, dispute: Dispute, segment: int
+) -> list[Event]:
+    """Nobody cheated: the bond goes back and the challenger is paid as an attester."""
+    reason = f"step {dispute.step_lo} is the forced error of segment {segment}"
+    state.set_dispute(
+        replace(
+            dispute,
+            status=DisputeStatus.FORCED_ERROR,
+            phase=Phase.RESOLVED,
+            turn=Party.NOBODY,
+            reason=reason,
+            located_step=dispute.step_lo,
+            closed_height=ctx.height,
+        )
+    )
+    increase_balance(state, dispute.challenger, dispute.bond)
+    job = state.get_job(dispute.job_id)
+    state.set_job(
+        replace(
+            job,
+            open_disputes=job.open_disputes - 1,
+            attesters=(*job.attesters, dispute.challenger),
+        )
+    )
+    return [
+        make_event(
+            "forced_error_confirmed",
+            dispute_id=dispute.dispute_id,
+            job_id=dispute.job_id,
+            challenger=dispute.challenger,
+            segment=segment,
+            step=dispute.step_lo,
+            bond_returned=dispute.bond,
+            reason=reason,
+        )
+    ]
+
+
+# --- audits ---------------------------------------------------------------------------------
+
+
+def _require_auditable(
+    state: LedgerState, ctx: TxContext, job: Job, body: AuditBody, params: Params
+) -> None:
+    # The job is committed, its challenge window over and its audit window open ...
+    require_status(job, JobStatus.COMMITTED)
+    require_window_closed(job, ctx, "audits")
+    assert job.challenge_deadline is not None
+    audit_deadline = Height(job.challenge_deadline + params.audit_window)
+    if ctx.height > audit_deadline:
+        raise DeadlinePassedError("audits", audit_deadline, ctx.height)
+    # ... the auditor is the job's solver ...
+    if ctx.sender != job.solver:
+        raise NotAuthorizedError(ctx.sender, "the job's solver")
+    # ... the attester posted a bond and was not audited yet ...
+    if body.attester not in job.bonded_attesters:
+        raise MalformedBodyError("attester", "did not attest this job with a bond")
+    if body.attester in job.audited:
+        raise AlreadyAuditedError(job.job_id, body.attester)
+    # ... and the segment was in its sample.
+    if body.segment not in get_verifier_sample(state, job.job_id, body.attester):
+        raise MalformedBodyError("segment", f"{body.segment} is not in the attester's sample")
+
+
+def process_audit(
+    state: LedgerState, ctx: TxContext, body: AuditBody, params: Params
+) -> list[Event]:
+    """Solver: open an audit of an attester that vouched for one of its forced errors."""
+    job = state.get_job(body.job_id)
+    _require_auditable(state, ctx, job, body, params)
+    draw = verified_trap(state, job, body.segment, body.secret, body.secret_proof, params)
+    game.verify_leaf("pre_proof", body.pre_entry, body.segment, job, body.pre_proof)
+    game.verify_leaf("post_proof", body.post_entry, body.segment + 1, job, body.post_proof)
+    dispute_id = game.compute_dispute_id(job.job_id, ctx.sender, ctx.nonce)
+    if state.get(DISPUTES, dispute_id) is not None:
+        raise WrongStatusError(f"dispute {dispute_id} already exists")
+
+    decrease_balance(state, ctx.sender, params.challenge_bond)  # InsufficientBalanceError
+    a, b = game.segment_interval(body.segment + 1, get_job_spec(job).checkpoint_interval)
+    phase = game.phase_after_interval(a, b)
+    deadline = Height(ctx.height + params.move_timeout)
+    assert job.solver is not None
+    opening: dict[str, Any] = {"attester": body.attester, "segment": body.segment}
+    state.set_dispute(
+        Dispute(
+            dispute_id=dispute_id,
+            job_id=job.job_id,
+            solver=job.solver,
+            challenger=body.attester,
+            bond=Amount(params.challenge_bond),
+            opened_height=ctx.height,
+            status=DisputeStatus.OPEN,
+            phase=phase,
+            turn=game.TURN[phase],
+            deadline=deadline,
+            leaf_index=body.segment + 1,
+            step_lo=a,
+            step_hi=b,
+            hash_lo=body.pre_entry,
+            hash_hi=body.post_entry,
+            moves=(DisputeMove("audit", Party.SOLVER, ctx.sender, ctx.height, opening),),
+            audit=True,
+            trap_segment=body.segment,
+            trap_selector=draw.selector,
+        )
+    )
+    state.set_job(
+        replace(
+            job,
+            audited=(*job.audited, body.attester),
+            disputes=(*job.disputes, dispute_id),
+            open_disputes=job.open_disputes + 1,
+        )
+    )
+    return [
+        make_event(
+            "audit_opened",
+            job_id=job.job_id,
+            dispute_id=dispute_id,
+            solver=job.solver,
+            attester=body.attester,
+            segment=body.segment,
+            bond=params.challenge_bond,
+            phase=phase,
+            turn=game.TURN[phase],
+            deadline=deadline,
+        )
+    ]
+
+
+def judge_audit_step(
+    state: LedgerState,
+    ctx: TxContext,
+    dispute: Dispute,
+    blob: bytes,
+    params: Params,
+) -> list[Event]:
+    """The referee's verdict on an audit's one remaining step (see the module doc)."""
+    a, h_b = dispute.step_lo, dispute.hash_hi
+    assert a is not None and h_b is not None and dispute.trap_segment is not None
+    assert dispute.trap_selector is not None
+    spec = get_job_spec(state.get_job(dispute.job_id))
+    try:
+        post: Hash32 | None = referee.one_step_post_hash(spec, blob, a)
+        forced = (
+            referee.forced_error_post_hash(spec, blob, a, dispute.trap_selector)
+            if a == trap_step(dispute.trap_segment, spec.checkpoint_interval)
+            else None
+        )
+    except ProofNetError as exc:
+        reason = f"the solver's pre-state of step {a} is invalid: {exc.message}"
+        return resolve_audit(state, ctx, dispute, attester_lost=False, reason=reason, params=params)
+    dispute = game.record(
+        dispute, "post_prestate", Party.NOBODY, ctx, step=a, post_hash=post, forced_hash=forced
+    )
+    if forced is not None:
+        if forced == h_b:
+            reason = f"step {a} is the planted forced error the attester vouched against"
+            return resolve_audit(state, ctx, dispute, True, reason, params)
+        why = "was never planted" if post == h_b else "is not what the solver committed"
+        return resolve_audit(state, ctx, dispute, False, f"the forced error {why}", params)
+    if post == h_b:
+        reason = f"step {a} re-executed to the solver's hash, which the attester disputed"
+        return resolve_audit(state, ctx, dispute, True, reason, params)
+    reason = f"step {a} re-executed to a different hash than the solver's"
+    return resolve_audit(state, ctx, dispute, False, reason, params)
+
+
+def resolve_audit(
+    state: LedgerState,
+    ctx: TxContext,
+    dispute: Dispute,
+    attester_lost: bool,
+    reason: str,
+    params: Params,
+) -> list[Event]:
+    """Close an audit: the loser forfeits its bond (the reward share to the winner)."""
+    job = state.get_job(dispute.job_id)
+    attester, solver = dispute.challenger, dispute.solver
+    if attester_lost:
+        # The attestation bond leaves the job; the fee share goes with it.
+        job = replace(
+            job,
+            attesters=tuple(v for v in job.attesters if v != attester),
+            bonded_attesters=tuple(v for v in job.bonded_attesters if v != attester),
+        )
+        slash = compute_slash(job.attest_bond, (solver,), params)
+        increase_balance(state, solver, dispute.bond)
+        status, winner = DisputeStatus.ATTESTER_LOST, Party.SOLVER
+    else:
+        slash = compute_slash(dispute.bond, (attester,), params)
+        status, winner = DisputeStatus.AUDITOR_LOST, Party.CHALLENGER
+    pay_slash(state, slash)
+    state.set_job(replace(job, open_disputes=job.open_disputes - 1))
+    state.set_dispute(
+        replace(
+            dispute,
+            status=status,
+            phase=Phase.RESOLVED,
+            turn=Party.NOBODY,
+            winner=winner,
+            reason=reason,
+            closed_height=ctx.height,
+        )
+    )
+    return [
+        make_event(
+            "audit_resolved",
+            dispute_id=dispute.dispute_id,
+            job_id=dispute.job_id,
+            attester=attester,
+            solver=solver,
+            attester_lost=attester_lost,
+            forfeited=slash.amount,
+            reward=slash.reward,
+            burned=slash.burned,
+            reason=reason,
+        )
+    ]

@@ -1,0 +1,154 @@
+"""Forced errors: the rule that makes attesting without re-executing lose money
+(docs/protocol.md, "Forced errors").
+
+A verifier is paid a share of the job's fee for attesting its sample. Without this rule, a
+verifier that attests without re-executing anything (a *lazy* verifier) earns the same share
+for no work, and security rests on altruism: the verifier's dilemma.
+
+The rule. Every solver commits, in its bid, to one secret per segment of the job (``trap_root``,
+a Merkle root over ``sha256(secret_x)``). Once the job is assigned, the beacon output of the
+block after the assignment mixes with each secret: with probability ``forced_error_bps`` /
+10,000, independently per segment, segment x is a *forced error* (``draw_trap``). The solver
+then perturbs its own trajectory by one unit (2^-16) in one parameter right after the last step
+of segment x (``protocol.exact.forced_error``) and trains on from there, so every later leaf is
+consistent and only re-executing segment x shows the difference. A verifier that re-executes x
+sees a mismatch and challenges; the dispute ends at that step, the solver reveals the segment's
+secret, and the referee confirms that the difference is exactly the drawn perturbation: nobody
+is slashed, the challenger's bond comes back and it is paid as an attester. A verifier that
+attested x instead has vouched for a transition that is false by construction: after the
+challenge window the solver may audit it, and an attester that cannot defend its attestation in
+the bisection game forfeits its attestation bond.
+
+Why it is shaped this way
+    * Nobody can choose where the traps are: the secrets are committed before the beacon
+      output that mixes them exists, and the beacon cannot be steered (``contracts_sim.beacon``).
+    * Nobody but the solver knows where they are until the challenge window has closed: a
+      trap is revealed only inside a dispute or an audit, and the ledger accepts neither reveal
+      before the window ends, so no verifier can learn a trap from the chain before its verdict.
+    * Per-segment secrets: revealing trap x says nothing about any other segment.
+    * The solver can tell an accomplice where its traps are; it gains nothing by it. No one is
+      ever paid for finding a forced error (no jackpot, the flaw Truebit's trackers found), so
+      a tip moves no tokens into the coalition; it only spares the accomplice the work of
+      checking its partner, whom it would never report anyway. Whether the solver's own wrong
+      work is caught depends only on the other verifiers, exactly as if the accomplice were
+      absent.
+
+All numbers are integers; probabilities are exact fractions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import Final
+
+from protocol.hashing import sha256
+from protocol.merkle import CommitmentTree, InclusionProof
+from protocol.types import HASH_SIZE, Hash32
+
+BPS: Final = 10_000
+TRAP_SECRET_DOMAIN: Final = b"proofnet/forced-error/secret/v1"
+TRAP_DRAW_DOMAIN: Final = b"proofnet/forced-error/draw/v1"
+
+
+@dataclass(frozen=True)
+class TrapDraw:
+    """Whether segment ``segment`` is a forced error, and which unit of the state moves.
+
+    ``selector`` is a uniform 64-bit number; ``protocol.exact.forced_error.perturb`` maps it
+    to one element of one parameter tensor of the spec.
+    """
+
+    segment: int
+    is_trap: bool
+    selector: int
+
+
+def segment_secret(master_secret: bytes, segment: int) -> bytes:
+    """The secret of one segment, derived from the solver's master secret (kept off chain)."""
+    if len(master_secret) != HASH_SIZE:
+        raise ValueError(f"a master secret is {HASH_SIZE} bytes")
+    return sha256(TRAP_SECRET_DOMAIN + master_secret + segment.to_bytes(8, "big"))
+
+
+def trap_commitment(secret: bytes) -> Hash32:
+    """The leaf entry that commits to one segment's secret."""
+    return sha256(secret)
+
+
+def trap_tree(master_secret: bytes, segments: int) -> CommitmentTree:
+    """The Merkle tree over the ``segments`` commitments; its root goes into the bid."""
+    return CommitmentTree(
+        trap_commitment(segment_secret(master_secret, x)) for x in range(segments)
+    )
+
+
+def trap_root(master_secret: bytes, segments: int) -> Hash32:
+    return trap_tree(master_secret, segments).root()
+
+
+def trap_proof(master_secret: bytes, segments: int, segment: int) -> InclusionProof:
+    return trap_tree(master_secret, segments).inclusion_proof(segment)
+
+
+def draw_trap(
+    secret: bytes, beacon: Hash32, job_id: str, segment: int, forced_error_bps: int
+) -> TrapDraw:
+    """Segment ``segment``'s draw: a trap with probability ``forced_error_bps`` / 10,000.
+
+    Every input has a fixed width except the job id, which comes last, so the concatenation
+    has one parse.
+    """
+    if len(secret) != HASH_SIZE or len(beacon) != HASH_SIZE:
+        raise ValueError("a trap secret and a beacon output are 32 bytes each")
+    if not 0 <= forced_error_bps <= BPS:
+        raise ValueError(f"forced_error_bps must be in [0, {BPS}], got {forced_error_bps}")
+    digest = sha256(
+        TRAP_DRAW_DOMAIN + secret + beacon + segment.to_bytes(8, "big") + job_id.encode("utf-8")
+    )
+    lottery = int.from_bytes(digest[:8], "big") % BPS
+    selector = int.from_bytes(digest[8:16], "big")
+    return TrapDraw(segment, lottery < forced_error_bps, selector)
+
+
+def trap_step(segment: int, checkpoint_interval: int) -> int:
+    """The step after which a trap in ``segment`` perturbs the state: its last one."""
+    return (segment + 1) * checkpoint_interval - 1
+
+
+def segment_of_last_step(step: int, checkpoint_interval: int) -> int | None:
+    """The segment whose last step is ``step``, or None if ``step`` ends no segment."""
+    if (step + 1) % checkpoint_interval:
+        return None
+    return (step + 1) // checkpoint_interval - 1
+
+
+def catch_probability(sample_size: int, forced_error_bps: int) -> Fraction:
+    """P(at least one of ``sample_size`` distinct segments is a trap): a lazy attester's chance
+    of having vouched for a forced error on one job."""
+    if sample_size < 0:
+        raise ValueError("sample_size must be non-negative")
+    miss = 1 - Fraction(forced_error_bps, BPS)
+    return 1 - miss**sample_size
+
+
+def lazy_attest_bond(fee: int, sample_size: int, forced_error_bps: int, margin_bps: int) -> int:
+    """The attestation bond that makes a lazy attester lose in expectation on this job.
+
+    A lazy attester keeps its fee share F when no trap is in its sample and forfeits the bond B
+    (and F) when one is, with probability ρ: its expected profit is F - ρ·(B + F). The bond is
+    B = ceil(margin · F / ρ) - F for F = the whole fee, so that profit is at most
+    F·(1 - margin): negative for any margin above one, whatever the number of attesters (each
+    one's F is at most the fee). Zero when forced errors are off (ρ = 0: no bond can deter, and
+    none is asked).
+    """
+    rho = catch_probability(sample_size, forced_error_bps)
+    if rho == 0 or fee == 0:
+        return 0
+    bound = Fraction(fee) * Fraction(margin_bps, BPS) / rho
+    return -(-bound.numerator // bound.denominator) - fee
+
+
+def lazy_expected_profit(fee_share: int, bond: int, rho: Fraction) -> Fraction:
+    """A lazy attester's expected profit on one job: F - ρ·(B + F)."""
+    return fee_share - rho * (bond + fee_share)

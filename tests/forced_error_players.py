@@ -1,0 +1,277 @@
+"""Scripted players for forced errors (``protocol.forced_errors``) in ledger tests.
+
+``TrapSolver`` is an honest solver on a chain with forced errors: it commits to its secrets in
+the bid, plants the drawn traps in its trajectory, reveals a trap when a dispute reaches one and
+audits the attesters of its traps. Verifiers are played from ``tests.dispute_agents`` runs: an
+honest verifier re-executes from the honest (trap-free) trajectory and sees a trap as a
+mismatch; a lazy one attests without looking. These are test strategies; the real agents live
+in ``services/``.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+from dataclasses import dataclass
+from typing import Any
+
+from contracts_sim.jobs import get_verifier_sample
+from contracts_sim.records import DisputeStatus, Job, JobStatus, Phase
+from contracts_sim.testing import LedgerHarness
+from protocol.exact import decode_state, encode_state, init, step
+from protocol.exact.forced_error import step_with_traps
+from protocol.forced_errors import (
+    draw_trap,
+    segment_secret,
+    trap_proof,
+    trap_root,
+    trap_step,
+)
+from protocol.hashing import sha256
+from tests.dispute_agents import Run, next_move, tiny_spec
+from tests.ledger_helpers import final_body, job, post_job
+
+
+@functools.cache
+def run_with_traps(traps: frozenset[tuple[int, int]]) -> Run:
+    """The tiny spec's trajectory with forced errors planted (step -> selector)."""
+    spec = tiny_spec()
+    plan = dict(traps)
+    state = init(spec)
+    blobs = [encode_state(state)]
+    for i in range(spec.steps):
+        state = step_with_traps(spec, state, i, plan)
+        blobs.append(encode_state(state))
+    hashes = tuple(sha256(b) for b in blobs)
+    return Run(spec, hashes, tuple(blobs), hashes[:: spec.checkpoint_interval])
+
+
+def verifier_view(run: Run, segment: int) -> Run:
+    """What an honest verifier computes for ``segment`` of the solver's ``run``: the segment
+    re-executed from the solver's own checkpoint, with no forced error (it knows of none).
+    Outside the segment the view copies the solver's hashes (the verifier has no other)."""
+    spec = tiny_spec()
+    c = spec.checkpoint_interval
+    a = segment * c
+    hashes, blobs = list(run.hashes), list(run.blobs)
+    state = decode_state(run.blobs[a])
+    for i in range(a, a + c):
+        state = step(spec, state, i)
+        blobs[i + 1] = encode_state(state)
+        hashes[i + 1] = sha256(blobs[i + 1])
+    return Run(spec, tuple(hashes), tuple(blobs), tuple(hashes[::c]))
+
+
+@dataclass
+class TrapSolver:
+    """An honest solver with forced errors, for one job."""
+
+    h: LedgerHarness
+    name: str = "solver"
+    seed: str = "solver"
+    plant: bool = True  # False: commits to traps but never plants them (not honest)
+
+    @property
+    def master(self) -> bytes:
+        return hashlib.sha256(f"trap-master/{self.seed}".encode()).digest()
+
+    @property
+    def segments(self) -> int:
+        return tiny_spec().num_segments
+
+    def bid(self, job_id: str, price: int = 800) -> None:
+        root = trap_root(self.master, self.segments)
+        body = {"job_id": job_id, "price": price, "capacity": 8, "trap_root": root.hex()}
+        self.h.send(self.name, "bid", body)
+
+    def draws(self, job: Job) -> dict[int, int]:
+        """Segment -> selector of every forced error drawn for ``job``."""
+        assert job.assigned_height is not None
+        beacon = self.h.state.get_beacon_output(job.assigned_height + 1)
+        assert beacon is not None, "advance past the assignment block first"
+        found = {}
+        for x in range(self.segments):
+            draw = draw_trap(
+                segment_secret(self.master, x),
+                beacon,
+                job.job_id,
+                x,
+                self.h.params.forced_error_bps,
+            )
+            if draw.is_trap:
+                found[x] = draw.selector
+        return found
+
+    def run(self, job: Job) -> Run:
+        if not self.plant:
+            return run_with_traps(frozenset())
+        c = tiny_spec().checkpoint_interval
+        return run_with_traps(frozenset((trap_step(x, c), s) for x, s in self.draws(job).items()))
+
+    def commit(self, job_id: str, run: Run) -> None:
+        self.h.send(self.name, "commit_final", final_body(job_id, run.tree))
+
+    def reveal_body(self, dispute_id: str, segment: int, run: Run, step: int) -> dict[str, Any]:
+        return {
+            "dispute_id": dispute_id,
+            "secret": segment_secret(self.master, segment).hex(),
+            "proof": trap_proof(self.master, self.segments, segment).to_json(),
+            "blob": run.blobs[step].hex(),
+        }
+
+    def audit_body(self, job_id: str, attester: str, segment: int, run: Run) -> dict[str, Any]:
+        return {
+            "job_id": job_id,
+            "attester": self.h.address(attester),
+            "segment": segment,
+            "secret": segment_secret(self.master, segment).hex(),
+            "secret_proof": trap_proof(self.master, self.segments, segment).to_json(),
+            "pre_entry": run.leaves[segment].hex(),
+            "pre_proof": run.tree.inclusion_proof(segment).to_json(),
+            "post_entry": run.leaves[segment + 1].hex(),
+            "post_proof": run.tree.inclusion_proof(segment + 1).to_json(),
+        }
+
+
+def sample_of(h: LedgerHarness, job_id: str, verifier: str) -> list[int]:
+    return get_verifier_sample(h.state, job_id, h.address(verifier))
+
+
+def fast_path_challenge(h: LedgerHarness, job_id: str, segment: int, run: Run) -> dict[str, Any]:
+    """The body of a fast-path challenge of ``segment`` of the solver's ``run``."""
+    return {
+        "job_id": job_id,
+        "segment": segment,
+        "pre_entry": run.leaves[segment].hex(),
+        "post_entry": run.leaves[segment + 1].hex(),
+        "pre_proof": run.tree.inclusion_proof(segment).to_json(),
+        "post_proof": run.tree.inclusion_proof(segment + 1).to_json(),
+    }
+
+
+# --- many jobs: the economics of laziness, measured on the ledger -----------------------------
+
+VERIFIER_MODES = ("honest", "lazy", "colluding")
+
+
+@dataclass
+class MarketTally:
+    """Token changes over a run of jobs (balances after minus before)."""
+
+    jobs: int = 0
+    profit: dict[str, int] | None = None
+    caught_lazy: int = 0  # audits the lazy attester lost
+    forced_errors: int = 0  # disputes that ended forced_error
+    slashed_jobs: int = 0
+
+
+def _honest_verdict(run: Run, sample: list[int]) -> int | None:
+    """The first segment of ``sample`` whose re-execution disagrees with ``run`` (None: all
+    agree): what an honest verifier challenges."""
+    for segment in sample:
+        if verifier_view(run, segment).leaves[segment + 1] != run.leaves[segment + 1]:
+            return segment
+    return None
+
+
+def play_jobs(
+    h: LedgerHarness, rounds: int, per_round: int, modes: dict[str, str], seed: str
+) -> MarketTally:
+    """``rounds`` x ``per_round`` jobs by one honest ``TrapSolver``, each checked by the
+    verifiers of ``modes`` (name -> honest | lazy | colluding). The colluding verifier knows
+    the solver's traps: it attests when none is in its sample, otherwise challenges one and
+    agrees with every midpoint, re-executing nothing. Every game is played to its end."""
+    names = ["solver", "submitter", *modes]
+    before = {n: h.account(n).balance for n in names}
+    tally = MarketTally()
+    for r in range(rounds):
+        jobs = [post_job(h) for _ in range(per_round)]
+        solvers = {j: TrapSolver(h, seed=f"{seed}/{r}/{j}") for j in jobs}
+        for j in jobs:
+            solvers[j].bid(j)
+        h.advance_to(job(h, jobs[0]).bid_deadline + 1)
+        for j in jobs:
+            h.send("outsider", "close_bidding", {"job_id": j})
+        h.advance(2)
+        runs = {j: solvers[j].run(job(h, j)) for j in jobs}
+        for j in jobs:
+            solvers[j].commit(j, runs[j])
+        h.advance(2)
+        disputes: dict[str, tuple[str, str, Run]] = {}  # id -> (job, verifier, its view)
+        for j in jobs:
+            traps = solvers[j].draws(job(h, j))
+            for v, mode in modes.items():
+                sample = sample_of(h, j, v)
+                if mode == "lazy":
+                    target = None
+                elif mode == "colluding":
+                    target = next((x for x in sample if x in traps), None)
+                else:
+                    target = _honest_verdict(runs[j], sample)
+                if target is None:
+                    h.send(v, "attest", {"job_id": j})
+                    continue
+                body = fast_path_challenge(h, j, target, runs[j])
+                receipt = h.send(v, "challenge", body)
+                view = runs[j] if mode == "colluding" else verifier_view(runs[j], target)
+                disputes[receipt.event("challenged").data["dispute_id"]] = (j, v, view)
+        for dispute_id, (j, v, view) in disputes.items():
+            _play_until_reveal(h, dispute_id, runs[j], view, v)
+        deadline = job(h, jobs[0]).challenge_deadline
+        assert deadline is not None
+        h.advance_to(max(h.height, deadline + 1))
+        for dispute_id, (j, _, _) in disputes.items():
+            d = h.state.get_dispute(dispute_id)
+            if d.phase is Phase.REVEAL_TRAP:
+                assert d.step_lo is not None
+                segment = d.step_lo // tiny_spec().checkpoint_interval
+                body = solvers[j].reveal_body(dispute_id, segment, runs[j], d.step_lo)
+                h.send("solver", "reveal_trap", body)
+                tally.forced_errors += 1
+        audits = _audit_attesters(h, jobs, solvers, runs)
+        if audits:
+            h.advance_to(max(h.state.get_dispute(a).deadline for a in audits) + 1)
+            for audit_id in audits:
+                receipt = h.send("outsider", "claim_timeout", {"dispute_id": audit_id})
+                tally.caught_lazy += bool(receipt.event("audit_resolved").data["attester_lost"])
+        h.advance_to(max(h.height, deadline + h.params.audit_window + 1))
+        for j in jobs:
+            if job(h, j).status is JobStatus.COMMITTED:
+                h.send("outsider", "settle", {"job_id": j})
+            tally.slashed_jobs += job(h, j).status is JobStatus.SLASHED
+        tally.jobs += per_round
+    tally.profit = {n: h.account(n).balance - before[n] for n in names}
+    return tally
+
+
+def _play_until_reveal(h: LedgerHarness, dispute_id: str, run: Run, view: Run, v: str) -> None:
+    """Both sides' moves, in the current block, until the dispute resolves or waits for the
+    solver's reveal (which the ledger takes only after the challenge window)."""
+    while (d := h.state.get_dispute(dispute_id)).status is DisputeStatus.OPEN:
+        if d.phase is Phase.REVEAL_TRAP:
+            return
+        role, kind, body = next_move(d, run, view)
+        h.send("solver" if role == "solver" else v, kind, body)
+
+
+def _audit_attesters(
+    h: LedgerHarness, jobs: list[str], solvers: dict[str, TrapSolver], runs: dict[str, Run]
+) -> list[str]:
+    """The solver audits every bonded attester whose sample holds a trap and posts its first
+    midpoint; returns the audits' ids (an attester that re-executed never attested a trap)."""
+    audits = []
+    for j in jobs:
+        record = job(h, j)
+        traps = solvers[j].draws(record)
+        for address in record.bonded_attesters:
+            name = next(n for n in h.keys if h.address(n) == address)
+            trapped = [x for x in sample_of(h, j, name) if x in traps]
+            if not trapped:
+                continue
+            body = solvers[j].audit_body(j, name, trapped[0], runs[j])
+            audit_id = h.send("solver", "audit", body).event("audit_opened").data["dispute_id"]
+            d = h.state.get_dispute(audit_id)
+            _, kind, move = next_move(d, runs[j], runs[j])
+            h.send("solver", kind, move)
+            audits.append(audit_id)
+    return audits
