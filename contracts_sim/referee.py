@@ -8,7 +8,7 @@ Three questions, all answered by the exact VM (``protocol.exact``), never by a p
 * ``forced_error_post_hash(spec, blob, step, selector)`` — the same with a forced error planted
   after the step (``protocol.forced_errors``).
 
-Both raise ``ProofNetError`` when the input cannot be executed (a blob that is not a state of this
+Each raises ``ProofNetError`` when the input cannot be executed (a blob that is not a state of this
 spec, a step that would leave the exact range, a dataset that does not match). The dispute rules
 treat that as the solver's fault: every hash the game refers to was authored by the solver.
 

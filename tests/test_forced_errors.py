@@ -5,7 +5,6 @@ from __future__ import annotations
 from fractions import Fraction
 from typing import Any
 
-import pytest
 import torch
 
 from contracts_sim.exceptions import (
@@ -298,11 +297,3 @@ def test_forced_errors_off_change_nothing() -> None:
     h = funded_harness()
     job_id = post_job(h)
     assert job(h, job_id).attest_bond == 0 and TEST.forced_error_bps == 0
-
-
-@pytest.mark.parametrize("preset", ["testnet"])
-def test_the_testnet_preset_turns_forced_errors_on(preset: str) -> None:
-    from contracts_sim.params import get_preset
-
-    params = get_preset(preset)
-    assert params.forced_error_bps > 0 and params.audit_window >= params.move_timeout
