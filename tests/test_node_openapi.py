@@ -23,6 +23,7 @@ from protocol.models import FAMILIES
 from protocol.spec import parse_spec
 from services.node import create_app
 from services.node.metrics import flat_routes
+from services.node.schemas import EventsPage, ReceiptPublic
 from services.node.tx_schemas import BODY_VARIANTS, JobSpecJson, body_examples
 from tests.test_node_api import BAD_REQUESTS, dev_settings
 
@@ -166,6 +167,19 @@ def test_the_signed_request_examples_are_accepted_by_a_node(openapi: dict[str, A
     faucet = examples["faucet"]["value"]
     response = api.post("/txs?wait=true", json=faucet)
     assert response.status_code == 200 and response.json()["status"] == "applied"
+    documented = openapi["components"]["schemas"]["ReceiptPublic"]["examples"][0]
+    # the docs show what a fresh dev node answers (FastAPI drops nulls from the OpenAPI)
+    assert {k: v for k, v in response.json().items() if v is not None} == documented
+    page = api.get("/events", params={"since": 1}).json()
+    documented_page = openapi["components"]["schemas"]["EventsPage"]["examples"][0]
+    assert page["events"][0] == documented_page["events"][0]
+    assert [e["kind"] for e in page["events"]] == [e["kind"] for e in documented_page["events"]]
+
+
+@pytest.mark.parametrize("model", [ReceiptPublic, EventsPage])
+def test_response_examples_fit_their_models(model: Any) -> None:
+    for example in model.model_json_schema()["examples"]:
+        model.model_validate(example)
 
 
 # --- summaries and responses ----------------------------------------------------------------

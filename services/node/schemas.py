@@ -19,7 +19,7 @@ from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import CoreSchema
 
 from contracts_sim.records import Account, Dispute, Job
-from services.node.tx_schemas import SIGNED_TRANSACTION
+from services.node.tx_schemas import EVENTS_PAGE_EXAMPLE, RECEIPT_EXAMPLES, SIGNED_TRANSACTION
 
 # --- derived record models ------------------------------------------------------------------
 
@@ -123,6 +123,11 @@ class EventPublic(BaseModel):
 
 
 class ReceiptPublic(BaseModel):
+    """What became of a transaction: ``pending`` (in the open block), ``applied`` (its
+    block's height, its index there and its events) or ``failed`` (``error``)."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": RECEIPT_EXAMPLES})
+
     tx_hash: str
     status: Literal["pending", "applied", "failed"]
     height: int | None
@@ -198,6 +203,8 @@ class BlockPublic(BaseModel):
 
 
 class EventsPage(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [EVENTS_PAGE_EXAMPLE]})
+
     events: list[EventPublic]
     last_id: int = Field(description="pass as ?since= to get the next page")
     height: int

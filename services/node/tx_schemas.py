@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, create_model
 
 from contracts_sim.chain import DEFAULT_CHAIN_ID
 from contracts_sim.crypto import key_from_seed
-from contracts_sim.transactions import sign_transaction
+from contracts_sim.transactions import Transaction, sign_transaction
 from protocol.models import (
     MAX_CHANNELS,
     MAX_CONTEXT,
@@ -615,3 +615,48 @@ def openapi_examples(*kinds: str) -> dict[str, Any]:
         }
         for kind in kinds
     }
+
+
+# --- response examples ----------------------------------------------------------------------
+# What a fresh dev node (default chain id) answers after the faucet example above, as
+# tests/test_node_openapi.py checks against a real node.
+
+FAUCET_EXAMPLE = signed_example("faucet", {"amount": 1_000_000})
+FAUCET_HASH = Transaction.from_json(FAUCET_EXAMPLE).tx_hash.hex()
+MINTED_EVENT: dict[str, Any] = {
+    "id": 2,
+    "height": 1,
+    "tx_hash": FAUCET_HASH,
+    "kind": "minted",
+    "data": {"address": EXAMPLE_KEY.address, "amount": 1_000_000},
+}
+RECEIPT_EXAMPLES: list[Any] = [
+    {
+        "tx_hash": FAUCET_HASH,
+        "status": "applied",
+        "height": 1,
+        "index": 0,
+        "error": None,
+        "events": [MINTED_EVENT],
+    },
+    {
+        "tx_hash": FAUCET_HASH,
+        "status": "pending",
+        "height": 1,
+        "index": 0,
+        "error": None,
+        "events": [],
+    },
+]
+BLOCK_EVENT: dict[str, Any] = {
+    "id": 3,
+    "height": 1,
+    "tx_hash": None,
+    "kind": "block",
+    "data": {"height": 1, "hash": _example_hex("block 1"), "time": 1_796_181_127, "txs": 1},
+}
+EVENTS_PAGE_EXAMPLE: dict[str, Any] = {
+    "events": [MINTED_EVENT, BLOCK_EVENT],
+    "last_id": 3,
+    "height": 1,
+}
