@@ -171,7 +171,8 @@ def _refuse_if_running(workdir: Path) -> None:
         return
     existing = LocalTestnet.load(workdir)
     if any(row.get("alive") for row in existing.status().values()):
-        fail(f"a testnet is already running in {workdir} ('proofnet testnet down --dir {workdir}')")
+        dir_flag = "" if workdir == DEFAULT_DIR else f" --dir {workdir}"
+        fail(f"a testnet is already running in {workdir} ('proofnet testnet down{dir_flag}')")
 
 
 def _announce_database(net: LocalTestnet, reset: bool, say: _Stages) -> bool:
@@ -246,7 +247,8 @@ def _print_next_steps(console: Console, net: LocalTestnet) -> None:
     console.print("[bold]next[/]")
     lines = [f"export {CHAIN_ENV}={url}"] if url != DEFAULT_CHAIN else []
     lines += [
-        f"proofnet submit examples/digits-mlp.yaml --key {net.key_file(SUBMITTER)}",
+        "proofnet submit examples/digits-mlp.yaml \\",
+        f"    --key {net.key_file(SUBMITTER)}",
         f"proofnet testnet status{dir_flag}",
         f"proofnet testnet down{dir_flag}",
     ]
