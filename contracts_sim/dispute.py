@@ -95,6 +95,7 @@ from contracts_sim.codec import to_json_value
 from contracts_sim.env import TxContext
 from contracts_sim.events import Event, make_event
 from contracts_sim.exceptions import (
+    AlreadyChallengedError,
     DataAlreadyRequestedError,
     DeadlineNotReachedError,
     DeadlinePassedError,
@@ -238,7 +239,8 @@ def process_challenge(
     """A staked verifier disputes a final commitment and posts a bond."""
     job = state.get_job(body.job_id)
     require_verdict_window(job, ctx)
-    require_eligible_verifier(state, job, ctx.sender, params)
+    if not _is_further_trap_challenge(state, ctx, job, body):
+        require_eligible_verifier(state, job, ctx.sender, params)
     if body.data_segment is not None:
         return _open_data_request(state, ctx, job, body.data_segment, params)
     spec = get_job_spec(job)
@@ -302,7 +304,7 @@ def process_challenge(
     state.set_job(
         replace(
             job,
-            challengers=(*job.challengers, ctx.sender),
+            challengers=tuple(dict.fromkeys((*job.challengers, ctx.sender))),
             disputes=(*job.disputes, dispute_id),
             open_disputes=job.open_disputes + 1,
         )
@@ -321,6 +323,30 @@ def process_challenge(
             fast_path=evidence is not None,
         )
     ]
+
+
+def _is_further_trap_challenge(
+    state: LedgerState, ctx: TxContext, job: Job, body: ChallengeBody
+) -> bool:
+    """A verifier holds one dispute per job, except on a job with forced errors: there every
+    segment of its sample that does not re-execute may be a trap or a cheat, and it cannot
+    tell which, so it may challenge each of them on the fast path, once. (With one dispute a
+    trap would use it up, and a cheat beside the trap would go unchallenged.)"""
+    evidence = body.evidence
+    if job.trap_root is None or evidence is None or ctx.sender not in job.challengers:
+        return False
+    if ctx.sender in job.attesters:
+        return False  # require_eligible_verifier says why
+    if evidence.segment not in get_verifier_sample(state, job.job_id, ctx.sender):
+        raise MalformedBodyError("segment", "a further challenge names a segment of the sample")
+    for dispute_id in job.disputes:
+        other = state.get_dispute(dispute_id)
+        fraud_claim = not other.audit and not other.data_request
+        # Once per segment: the fast path opens the dispute at leaf segment + 1.
+        same_segment = other.leaf_index == evidence.segment + 1
+        if fraud_claim and other.challenger == ctx.sender and same_segment:
+            raise AlreadyChallengedError(job.job_id, ctx.sender)
+    return True
 
 
 def _require_data_request_allowed(

@@ -185,7 +185,7 @@ def _close_forced_error(
         replace(
             job,
             open_disputes=job.open_disputes - 1,
-            attesters=(*job.attesters, dispute.challenger),
+            attesters=tuple(dict.fromkeys((*job.attesters, dispute.challenger))),
         )
     )
     return [

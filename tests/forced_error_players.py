@@ -33,14 +33,19 @@ from tests.ledger_helpers import final_body, job, post_job
 
 
 @functools.cache
-def run_with_traps(traps: frozenset[tuple[int, int]]) -> Run:
-    """The tiny spec's trajectory with forced errors planted (step -> selector)."""
+def run_with_traps(traps: frozenset[tuple[int, int]], cheat_step: int | None = None) -> Run:
+    """The tiny spec's trajectory with forced errors planted (step -> selector), and a cheat
+    (one more unit in ``layer0.weight[0, 0]``) after ``cheat_step`` if given."""
     spec = tiny_spec()
     plan = dict(traps)
     state = init(spec)
     blobs = [encode_state(state)]
     for i in range(spec.steps):
         state = step_with_traps(spec, state, i, plan)
+        if i == cheat_step:
+            weight = state["layer0.weight"].clone()
+            weight[0, 0] += 1
+            state = {**state, "layer0.weight": weight}
         blobs.append(encode_state(state))
     hashes = tuple(sha256(b) for b in blobs)
     return Run(spec, hashes, tuple(blobs), hashes[:: spec.checkpoint_interval])
@@ -102,11 +107,12 @@ class TrapSolver:
                 found[x] = draw.selector
         return found
 
-    def run(self, job: Job) -> Run:
+    def run(self, job: Job, cheat_step: int | None = None) -> Run:
         if not self.plant:
-            return run_with_traps(frozenset())
+            return run_with_traps(frozenset(), cheat_step)
         c = tiny_spec().checkpoint_interval
-        return run_with_traps(frozenset((trap_step(x, c), s) for x, s in self.draws(job).items()))
+        plan = frozenset((trap_step(x, c), s) for x, s in self.draws(job).items())
+        return run_with_traps(plan, cheat_step)
 
     def commit(self, job_id: str, run: Run) -> None:
         self.h.send(self.name, "commit_final", final_body(job_id, run.tree))
@@ -165,13 +171,14 @@ class MarketTally:
     slashed_jobs: int = 0
 
 
-def _honest_verdict(run: Run, sample: list[int]) -> int | None:
-    """The first segment of ``sample`` whose re-execution disagrees with ``run`` (None: all
-    agree): what an honest verifier challenges."""
-    for segment in sample:
-        if verifier_view(run, segment).leaves[segment + 1] != run.leaves[segment + 1]:
-            return segment
-    return None
+def _honest_verdict(run: Run, sample: list[int]) -> list[int]:
+    """The segments of ``sample`` whose re-execution disagrees with ``run``: what an honest
+    verifier challenges (each may be a trap or a cheat; it cannot tell which)."""
+    return [
+        segment
+        for segment in sample
+        if verifier_view(run, segment).leaves[segment + 1] != run.leaves[segment + 1]
+    ]
 
 
 def play_jobs(
@@ -203,18 +210,18 @@ def play_jobs(
             for v, mode in modes.items():
                 sample = sample_of(h, j, v)
                 if mode == "lazy":
-                    target = None
+                    targets = []
                 elif mode == "colluding":
-                    target = next((x for x in sample if x in traps), None)
+                    targets = [x for x in sample if x in traps]
                 else:
-                    target = _honest_verdict(runs[j], sample)
-                if target is None:
+                    targets = _honest_verdict(runs[j], sample)
+                if not targets:
                     h.send(v, "attest", {"job_id": j})
-                    continue
-                body = fast_path_challenge(h, j, target, runs[j])
-                receipt = h.send(v, "challenge", body)
-                view = runs[j] if mode == "colluding" else verifier_view(runs[j], target)
-                disputes[receipt.event("challenged").data["dispute_id"]] = (j, v, view)
+                for target in targets:
+                    body = fast_path_challenge(h, j, target, runs[j])
+                    receipt = h.send(v, "challenge", body)
+                    view = runs[j] if mode == "colluding" else verifier_view(runs[j], target)
+                    disputes[receipt.event("challenged").data["dispute_id"]] = (j, v, view)
         for dispute_id, (j, v, view) in disputes.items():
             _play_until_reveal(h, dispute_id, runs[j], view, v)
         deadline = job(h, jobs[0]).challenge_deadline

@@ -9,6 +9,7 @@ import torch
 
 from contracts_sim.exceptions import (
     AlreadyAuditedError,
+    AlreadyChallengedError,
     DeadlineNotReachedError,
     DeadlinePassedError,
     MalformedBodyError,
@@ -297,3 +298,42 @@ def test_forced_errors_off_change_nothing() -> None:
     h = funded_harness()
     job_id = post_job(h)
     assert job(h, job_id).attest_bond == 0 and TEST.forced_error_bps == 0
+
+
+def test_a_trap_does_not_use_up_the_challenge_a_cheat_beside_it_needs() -> None:
+    """A verifier whose sample holds a trap and a cheat challenges both (it cannot tell which
+    is which): the cheat is located and slashed, the other game voided with its bond back."""
+    h = funded_harness(params=ALL_TRAPS)
+    c = tiny_spec().checkpoint_interval
+    cheat_at = 7 * c + 1  # inside the last segment; every segment is a trap
+    for _ in range(10):  # until some verifier samples the last segment and another one
+        job_id = post_job(h)
+        solver = TrapSolver(h)
+        solver.bid(job_id)
+        h.advance_to(job(h, job_id).bid_deadline + 1)
+        h.send("outsider", "close_bidding", {"job_id": job_id})
+        h.advance(2)
+        cheat = solver.run(job(h, job_id), cheat_step=cheat_at)
+        solver.commit(job_id, cheat)
+        h.advance(2)
+        found = [v for v in ("v1", "v2", "v3") if 7 in sample_of(h, job_id, v)]
+        if found:
+            break
+    verifier = found[0]
+    sample = sample_of(h, job_id, verifier)
+    ids = {}
+    for segment in sample:
+        body = fast_path_challenge(h, job_id, segment, cheat)
+        ids[segment] = h.send(verifier, "challenge", body).event("challenged").data["dispute_id"]
+    again = fast_path_challenge(h, job_id, sample[0], cheat)
+    h.expect_error(verifier, "challenge", again, AlreadyChallengedError)
+    outside = next(x for x in range(solver.segments) if x not in sample)
+    elsewhere = fast_path_challenge(h, job_id, outside, cheat)
+    h.expect_error(verifier, "challenge", elsewhere, MalformedBodyError)
+    view = verifier_view(cheat, 7)
+    while (d := h.state.get_dispute(ids[7])).status is DisputeStatus.OPEN:
+        role, kind, body = next_move(d, cheat, view)
+        h.send("solver" if role == "solver" else verifier, kind, body)
+    assert d.status is DisputeStatus.CHALLENGER_WON and d.located_step == cheat_at
+    assert job(h, job_id).status is JobStatus.SLASHED
+    assert h.state.get_dispute(ids[sample[0]]).status is DisputeStatus.VOID
