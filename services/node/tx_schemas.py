@@ -280,10 +280,22 @@ class PostJobBody(BaseModel):
 class BidBody(BaseModel):
     """Bid on an open job (replaces the sender's earlier bid)."""
 
-    model_config = _body({"job_id": JOB_ID, "price": 1_500_000, "capacity": 10})
+    model_config = _body(
+        {
+            "job_id": JOB_ID,
+            "price": 1_500_000,
+            "capacity": 10,
+            "trap_root": _example_hex("trap root"),
+        }
+    )
     job_id: Identifier
     price: Amount = Field(description="at most the job's payment")
     capacity: Count = Field(description="steps a block; capacity x train_blocks >= steps")
+    trap_root: Hash32 | None = Field(
+        default=None,
+        description="Merkle root of the solver's forced-error secrets (required while the "
+        "chain's forced_error_bps is on)",
+    )
 
 
 class CloseBiddingBody(BaseModel):
@@ -484,6 +496,54 @@ class PublishDataBody(BaseModel):
     post_proof: InclusionProofJson
 
 
+class RevealTrapBody(BaseModel):
+    """The solver shows that the step the referee disagreed with is one of its forced errors:
+    the segment's secret, proved against the job's ``trap_root``, and the agreed pre-state
+    blob again (the referee re-runs the step with the drawn perturbation)."""
+
+    model_config = _body(
+        {
+            "dispute_id": DISPUTE_ID,
+            "secret": _example_hex("trap secret"),
+            "proof": {"index": 3, "size": 12, "path": PATH},
+            "blob": "00ff" * 8,
+        }
+    )
+    dispute_id: Identifier
+    secret: Hash32
+    proof: InclusionProofJson
+    blob: Blob
+
+
+class AuditBody(BaseModel):
+    """The solver audits an attester whose sample held forced error ``segment``: the
+    segment's secret (proved against ``trap_root``) and both of its leaves (proved against
+    the root) open a game in which the attester must defend its attestation."""
+
+    model_config = _body(
+        {
+            "job_id": JOB_ID,
+            "attester": "0x" + "cd" * 20,
+            "segment": 3,
+            "secret": _example_hex("trap secret"),
+            "secret_proof": {"index": 3, "size": 12, "path": PATH},
+            "pre_entry": _example_hex("leaf 3"),
+            "pre_proof": {"index": 3, "size": 13, "path": PATH},
+            "post_entry": _example_hex("leaf 4"),
+            "post_proof": {"index": 4, "size": 13, "path": PATH},
+        }
+    )
+    job_id: Identifier
+    attester: AddressHex
+    segment: Index
+    secret: Hash32
+    secret_proof: InclusionProofJson
+    pre_entry: Hash32
+    pre_proof: InclusionProofJson
+    post_entry: Hash32
+    post_proof: InclusionProofJson
+
+
 class ClaimJobTimeoutBody(BaseModel):
     """Anyone, after an assigned job's training deadline: the solver is slashed."""
 
@@ -520,6 +580,8 @@ BODY_VARIANTS: dict[str, tuple[type[BaseModel], ...]] = {
     "respond_midpoint": (RespondMidpointBody,),
     "post_prestate": (PostPrestateBody,),
     "publish_data": (PublishDataBody,),
+    "reveal_trap": (RevealTrapBody,),
+    "audit": (AuditBody,),
     "claim_timeout": (ClaimJobTimeoutBody, ClaimDisputeTimeoutBody),
     "settle": (SettleBody,),
 }
