@@ -196,7 +196,8 @@ def test_download_of_a_settled_job_says_what_the_file_holds(
     assert result.exit_code == 0, result.output
     text = flat(result.stdout)
     assert f"wrote {out}" in text
-    assert "the exact training state (int64 Q16 parameters, optimizer buffers, step" in text
+    assert "holds the exact training state: int64 Q16 parameters" in text
+    assert max(len(line) for line in result.stdout.splitlines()) <= 80
     assert "hash matches the job's committed final state" in text
     assert f"proofnet export {out}" in text
     assert result.stderr == ""

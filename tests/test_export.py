@@ -4,6 +4,7 @@ predictions."""
 from __future__ import annotations
 
 import io
+import json
 from pathlib import Path
 
 import pytest
@@ -148,12 +149,15 @@ def test_export_command(digits_mlp: tuple[JobSpec, State], tmp_path: Path) -> No
     spec, state = digits_mlp
     model = tmp_path / "model.safetensors"
     model.write_bytes(exact_state_file(spec, state, {"job_status": "settled"}))
-    result = CliRunner().invoke(app, ["export", str(model)])
+    result = CliRunner(env={"COLUMNS": "80"}).invoke(app, ["export", str(model)])
     assert result.exit_code == 0, result.output
     out = tmp_path / "model-float.safetensors"
-    assert f"wrote {out}" in result.output
-    assert "load_float_model" in result.output
     assert set(load_file(out)) == {"0.weight", "0.bias", "2.weight", "2.bias"}
+    text = flat(result.stdout)
+    assert "holds the float32 state_dict of the mlp (4,810 parameters" in text
+    assert "load it: module, spec = protocol.exact.export.load_float_model(" in text
+    report = CliRunner().invoke(app, ["export", str(model), "--out", str(out), "--json"])
+    assert json.loads(report.stdout)["out"] == str(out)
 
 
 def test_export_warns_about_a_slashed_jobs_model(

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.console import Console
 
 from services.cli import app
 from services.cli.common import fail, print_json, reported_errors, resolve_spec_path, stderr
@@ -87,11 +88,14 @@ def export(
     if json_output:
         print_json(result)
         return
-    typer.echo(
-        f"wrote {target} ({len(exported.data):,} bytes): float32 state_dict of the "
-        f"{exported.spec.model.family} ({exported.parameters:,} parameters)"
+    console = Console(highlight=False)  # wraps at the terminal's width, at spaces
+    console.print(f"wrote {target} ({len(exported.data):,} bytes)", markup=False)
+    console.print(
+        f"holds the float32 state_dict of the {exported.spec.model.family} "
+        f"({exported.parameters:,} parameters; no optimizer state)",
+        markup=False,
     )
-    typer.echo(f"load it: {result['load']}")
+    console.print(f"load it: {result['load']}", markup=False)
 
 
 def _read(model: Path) -> bytes:

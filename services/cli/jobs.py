@@ -315,16 +315,19 @@ def download(
         print_json(result)
         return
     checked = "the job's committed final state" if settled else "the solver's commitment"
-    typer.echo(f"wrote {out} ({len(data):,} bytes): {HOLDS[fmt]}")
-    typer.echo(f"hash matches {checked}; {metric} {value:.4f}")
+    console = Console(highlight=False)  # wraps at the terminal's width, at spaces
+    console.print(f"wrote {out} ({len(data):,} bytes)", markup=False)
+    console.print(f"holds {HOLDS[fmt]}", markup=False)
+    console.print(f"hash matches {checked}; {metric} {value:.4f}", markup=False)
     if fmt == "safetensors":
-        typer.echo(f"float PyTorch model: proofnet export {out}")
+        console.print(f"float PyTorch model: proofnet export {out}", markup=False)
 
 
 HOLDS = {
-    "safetensors": "the exact training state (int64 Q16 parameters, optimizer buffers, "
-    "step; the spec in its metadata)",
-    "state": "the canonical state blob (int64 Q16 parameters, optimizer buffers, step)",
+    "safetensors": "the exact training state: int64 Q16 parameters (value = integer / "
+    "2^16), optimizer buffers and the step counter; the spec is in its metadata",
+    "state": "the canonical state blob: int64 Q16 parameters (value = integer / 2^16), "
+    "optimizer buffers and the step counter",
 }
 
 
