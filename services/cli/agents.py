@@ -9,14 +9,13 @@ from typing import Annotated
 import typer
 
 from services.cli import app
-from services.cli.common import fail, reported_errors
+from services.cli.common import ChainOpt, fail, load_key_file, reported_errors
 
 solver_app = typer.Typer(help="Run a solver: stake, bid, train, commit, serve data, defend.")
 verifier_app = typer.Typer(help="Run a verifier: sample, re-execute, attest or challenge.")
 app.add_typer(solver_app, name="solver")
 app.add_typer(verifier_app, name="verifier")
 
-ChainOpt = Annotated[str, typer.Option("--chain", help="Chain node URL.")]
 KeyOpt = Annotated[Path, typer.Option("--key", help="Key file (created if absent).")]
 StrategyOpt = Annotated[
     str | None,
@@ -126,6 +125,7 @@ def solver_run(
     with reported_errors():
         chosen = load_solver_strategy(strategy)
         dev = resolve_device(device)
+        load_key_file(key)  # one-line error for a bad key file
         client, private_key, stop = connect(chain, key)
         agent = SolverAgent(
             client,
@@ -170,6 +170,7 @@ def verifier_run(
     with reported_errors():
         chosen = load_verifier_strategy(strategy)
         dev = resolve_device(device)
+        load_key_file(key)  # one-line error for a bad key file
         client, private_key, stop = connect(chain, key)
 
         agent = VerifierAgent(
