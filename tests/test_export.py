@@ -183,3 +183,46 @@ def test_export_command_errors_are_one_line(tmp_path: Path) -> None:
     assert refused.exit_code == 2
     assert flat(refused.stderr).startswith("error: export_error: neither a state blob")
     assert "Traceback" not in refused.output
+
+
+def test_a_canonical_blob_exports_with_its_spec_file(
+    digits_mlp: tuple[JobSpec, State], tmp_path: Path
+) -> None:
+    """``download --format state`` writes the bare blob: export needs ``--spec``."""
+    spec, state = digits_mlp
+    blob = tmp_path / "model.state"
+    blob.write_bytes(encode_state(state))
+    runner = CliRunner(env={"COLUMNS": "80"})
+    refused = runner.invoke(app, ["export", str(blob)])
+    assert refused.exit_code == 2 and "pass --spec" in refused.stderr
+    spec_file = tmp_path / "spec.yaml"
+    spec_file.write_text(json.dumps(spec.to_dict()))
+    out = tmp_path / "model.pt"
+    args = ["export", str(blob), "--spec", str(spec_file), "--format", "pt", "--out", str(out)]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    float_module(spec).load_state_dict(torch.load(out, weights_only=True))
+
+
+def test_the_transformer_exports_into_its_native_module() -> None:
+    spec = parse_spec(
+        {
+            **load_spec(EXAMPLE_SPEC.parent / "text-transformer.yaml")[0].to_dict(),
+            "model": {
+                "family": "transformer",
+                "vocab": 76,
+                "context": 8,
+                "d_model": 16,
+                "heads": 2,
+                "layers": 1,
+                "ff": 32,
+            },
+        }
+    )
+    state = init(spec)
+    module = float_module(spec)
+    module.load_state_dict(float_state_dict(spec, state))
+    same = family_of(spec).native_module(spec, params_of(spec, state))
+    tokens = torch.arange(8).reshape(1, 8)
+    with torch.no_grad():
+        assert torch.equal(module(tokens), same.eval()(tokens))
