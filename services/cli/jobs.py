@@ -346,8 +346,9 @@ def warn_unsettled(job: dict[str, Any]) -> None:
 def strategies(json_output: Annotated[bool, typer.Option("--json")] = False) -> None:
     """List every agent strategy (honest and cheating) with its knobs.
 
-    The second column is what '--strategy' takes, in full (knobs as ?knob=value&...); the
-    descriptions are in --json."""
+    The second column is what '--strategy' takes, in full; knobs are added
+    as ?knob=value&knob=value. The descriptions are in --json.
+    """
     from services.strategies import catalogue
 
     described = [cls.describe() for cls in catalogue()]
