@@ -32,6 +32,7 @@ def _register() -> None:
         economics,
         export,
         jobs,
+        market,
         train,
     )
 
