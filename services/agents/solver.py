@@ -30,6 +30,7 @@ from contracts_sim.scoring import required_capacity
 from protocol.datasets import check_dataset
 from protocol.errors import DatasetError
 from protocol.exact import Device, as_device, encode_state
+from protocol.forced_errors import segment_of_last_step
 from protocol.layout import state_blob_size
 from protocol.merkle import NodeRef, children
 from protocol.models import FAMILIES
@@ -39,6 +40,7 @@ from services.agents.checkpoints import CheckpointStore
 from services.agents.moves import Move
 from services.agents.strategy import DisputeView, JobView, SolverStrategy
 from services.agents.training import JobRun
+from services.agents.traps import TrapBook
 
 OPEN, ASSIGNED, COMMITTED = "open", "assigned", "committed"
 TRAINABLE_FAMILIES = frozenset(FAMILIES)  # the model families the exact VM trains
@@ -105,10 +107,17 @@ class SolverAgent(Agent):
         self.bid_on: set[str] = set()
         self.evictions: dict[str, int] = {}  # job id -> evictions of its bid answered by a bid
         self.unreserved_stake = 0  # free stake its bids leave, as read this tick
+        self.trap_books: dict[str, TrapBook] = {}
         self.telemetry.set_strategy(self.strategy.name)
 
     def stake_needed(self) -> int:
         return self.stake_target or int(self.params["min_solver_stake"])
+
+    def balance_needed(self) -> int:
+        """Audit bonds (forced errors on): one per attester it may audit on a job at once."""
+        if not self.forced_errors_on:
+            return 0
+        return int(self.params["challenge_bond"]) * int(self.params["max_sample_count"])
 
     # --- data served to verifiers and submitters -------------------------------------------
     def _run_for(self, job_id: str) -> JobRun | None:
@@ -117,8 +126,43 @@ class SolverAgent(Agent):
         if self.store.load_job(job_id) is None:
             return None
         run = JobRun(job_view(self.client.get_job(job_id)), self.strategy, self.store, self.device)
+        self._draw_traps(run)
         self.runs[job_id] = run
         return run
+
+    # --- forced errors ----------------------------------------------------------------------
+    @property
+    def forced_errors_on(self) -> bool:
+        return int(self.params.get("forced_error_bps", 0)) > 0
+
+    def trap_book(self, job: JobView) -> TrapBook:
+        book = self.trap_books.get(job.job_id)
+        if book is None:
+            book = self.trap_books[job.job_id] = TrapBook(
+                self.key, job.job_id, job.spec.num_segments
+            )
+        return book
+
+    def _draw_traps(self, run: JobRun) -> bool:
+        """Set the run's forced errors once the block after the assignment exists (its beacon
+        mixes with the secrets); False while it does not. A job without traps has none."""
+        if run.traps is not None:
+            return True
+        job = run.job
+        if job.raw.get("trap_root") is None:
+            run.traps = {}
+            return True
+        seed_height = int(job.raw["assigned_height"]) + 1
+        if self.height() < seed_height:
+            return False
+        block = self.client.get_block(seed_height)
+        book = self.trap_book(job)
+        book.draw(block.header.beacon, int(self.params["forced_error_bps"]))
+        run.traps = book.plan(job.spec.checkpoint_interval)
+        if book.selectors:
+            segments = sorted(book.selectors)
+            self.log.info("job %s: forced errors in segments %s", job.job_id, segments)
+        return True
 
     def serve_leaves(self, job_id: str) -> list[bytes] | None:
         run = self._run_for(job_id)
@@ -158,7 +202,7 @@ class SolverAgent(Agent):
             stake = max(self.stake_needed(), stake)
         else:
             stake = self.stake_target
-        self.ensure_funds(0, stake, account)
+        self.ensure_funds(self.balance_needed(), stake, account)
         if self.public_url and account.get("endpoint", "") != self.public_url:
             self.send(Move("set_endpoint", {"url": self.public_url}), key="endpoint")
         self.unreserved_stake = int(account["bonded"]) - reserved
@@ -195,11 +239,15 @@ class SolverAgent(Agent):
             self._train(job, height)
         elif job.solver == self.address and job.status == COMMITTED:
             self._defend(job, height)
+            self._audit(job, height)
             self._settle(job, height)
 
     def _settle(self, job: JobView, height: int) -> None:
         deadline = job.raw.get("challenge_deadline")
-        if deadline is not None and height > int(deadline) and int(job.raw["open_disputes"]) == 0:
+        if deadline is None or int(job.raw["open_disputes"]):
+            return
+        audits = int(self.params.get("audit_window", 0)) if job.raw.get("trap_root") else 0
+        if height > int(deadline) + audits:
             self.send(Move("settle", {"job_id": job.job_id}), key=f"settle:{job.job_id}")
 
     def _bid_key(self, job_id: str) -> str:
@@ -243,6 +291,8 @@ class SolverAgent(Agent):
             if price is None:
                 return
             body = {"job_id": job.job_id, "price": int(price), "capacity": self.capacity}
+            if self.forced_errors_on:
+                body["trap_root"] = self.trap_book(job).root.hex()
             if self.send(Move("bid", body), key=self._bid_key(job.job_id)):
                 self.unreserved_stake -= job.min_stake
                 self.bid_on.add(job.job_id)
@@ -276,6 +326,8 @@ class SolverAgent(Agent):
         run = self.runs.get(job.job_id)
         if run is None:
             run = self.runs[job.job_id] = JobRun(job, self.strategy, self.store, self.device)
+        if not self._draw_traps(run):
+            return  # the beacon that places this job's forced errors is a block away
         self._sync_progress(run, job)
         steps_before = run.steps_done
         started = time.perf_counter()
@@ -363,6 +415,8 @@ class SolverAgent(Agent):
                 continue
             if dispute.turn != "solver":
                 continue
+            if raw["phase"] == "reveal_trap" and height <= int(job.raw["challenge_deadline"]):
+                continue  # reveals wait for the challenge window to close
             honest = self.honest_move(run, raw) if run is not None else None
             move = self.strategy.answer_dispute(dispute, honest)
             if move is not None:
@@ -398,7 +452,55 @@ class SolverAgent(Agent):
             return Move("post_prestate", {"dispute_id": dispute_id, "blob": blob.hex()})
         if phase == "publish_data":
             return self._publish_data(run, dispute_id, int(raw["leaf_index"]))
+        if phase == "reveal_trap":
+            return self._reveal_trap(run, dispute_id, int(raw["step_lo"]))
         return None
+
+    def _reveal_trap(self, run: JobRun, dispute_id: str, step: int) -> Move | None:
+        """Show that the step the referee disagreed with is this job's forced error."""
+        segment = segment_of_last_step(step, run.spec.checkpoint_interval)
+        book = self.trap_books.get(run.job.job_id)
+        if segment is None or book is None or segment not in (book.selectors or {}):
+            return None  # not one of ours: the deadline decides
+        blob = encode_state(run.claimed_state(step))
+        self.log.info("job %s: step %d is our forced error; revealing it", run.job.job_id, step)
+        body = {"dispute_id": dispute_id, **book.reveal(segment), "blob": blob.hex()}
+        return Move("reveal_trap", body)
+
+    def _audit(self, job: JobView, height: int) -> None:
+        """After the challenge window: audit each bonded attester whose sample held one of this
+        job's forced errors (it vouched for a transition that is false by construction)."""
+        deadline = job.raw.get("challenge_deadline")
+        book = self.trap_books.get(job.job_id)
+        if deadline is None or book is None or not book.selectors:
+            return
+        if not int(deadline) < height <= int(deadline) + int(self.params["audit_window"]):
+            return
+        run = self._run_for(job.job_id)
+        if run is None:
+            return
+        for attester in job.raw.get("bonded_attesters", []):
+            if attester in job.raw.get("audited", []):
+                continue
+            sample = [int(x) for x in self.client.sample(job.job_id, attester)]
+            trapped = [x for x in sample if x in book.selectors]
+            if not trapped:
+                continue
+            segment, tree = trapped[0], run.tree()
+            body = {
+                "job_id": job.job_id,
+                "attester": attester,
+                "segment": segment,
+                "secret": book.reveal(segment)["secret"],
+                "secret_proof": book.reveal(segment)["proof"],
+                "pre_entry": run.entries[segment].hex(),
+                "pre_proof": tree.inclusion_proof(segment).to_json(),
+                "post_entry": run.entries[segment + 1].hex(),
+                "post_proof": tree.inclusion_proof(segment + 1).to_json(),
+            }
+            if self.send_dispute_move(Move("audit", body), key=f"audit:{job.job_id}:{attester}"):
+                what = "job %s: auditing %s, who attested forced error %d"
+                self.log.info(what, job.job_id, attester, segment)
 
     def _publish_data(self, run: JobRun, dispute_id: str, segment: int) -> Move | None:
         """Answer a data request: the blob of leaf ``segment`` (the one this solver stored

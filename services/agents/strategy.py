@@ -79,6 +79,10 @@ class Verdict:
     reason: str = ""
     challenge_body: dict[str, Any] | None = None
     first_bad_leaf: int | None = None
+    more_challenges: tuple[dict[str, Any], ...] = ()
+    """Further fast-path challenges, one per other bad segment of the sample: on a job with
+    forced errors any bad segment may be a trap, so each is challenged
+    (``protocol.forced_errors``)."""
 
     ATTEST: ClassVar[str] = "attest"
     CHALLENGE: ClassVar[str] = "challenge"

@@ -15,6 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 from protocol.exact import Device, State, decode_state, encode_state, init
+from protocol.exact.forced_error import perturb
 from protocol.hashing import sha256
 from protocol.merkle import CommitmentTree
 from services.agents.checkpoints import CheckpointStore
@@ -43,6 +44,7 @@ class JobRun:
         self._state: State | None = None
         self._tree: CommitmentTree | None = None
         self._inner = InnerStates()  # claimed states inside segments, for disputes
+        self.traps: dict[int, int] | None = None  # step -> forced error; None: not drawn yet
         self._load()
 
     # --- persistence --------------------------------------------------------------------
@@ -112,8 +114,14 @@ class JobRun:
         state = self._state if self._state is not None else self._leaf_state(len(self.entries) - 1)
         start = (len(self.entries) - 1) * self.spec.checkpoint_interval
         for i in range(start, start + self.spec.checkpoint_interval):
-            state = self.strategy.train_step(self.spec, state, i)
+            state = self._step(state, i)
         self._record_leaf(state)
+
+    def _step(self, state: State, i: int) -> State:
+        """The strategy's step, then the forced error the job draws after it, if any."""
+        state = self.strategy.train_step(self.spec, state, i)
+        selector = (self.traps or {}).get(i)
+        return state if selector is None else perturb(self.spec, state, selector)
 
     # --- claims ---------------------------------------------------------------------------
     def claimed_state(self, step_index: int) -> State:
@@ -128,7 +136,7 @@ class JobRun:
         kept = self._inner.nearest(leaf * interval, step_index)
         start, state = kept if kept is not None else (leaf * interval, self._leaf_state(leaf))
         for i in range(start, step_index):
-            state = self.strategy.train_step(self.spec, state, i)
+            state = self._step(state, i)
         self._inner.keep(step_index, state, interval)
         return state
 

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import functools
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from contracts_sim.crypto import PrivateKey
@@ -117,7 +117,10 @@ class VerifierAgent(Agent):
         self.segment_results: dict[str, dict[int, bool]] = {}  # job -> segment -> reproduced
         self.withheld_segments: dict[str, set[int]] = {}  # job -> segments the solver withheld
         self.bad_data: dict[tuple[str, int], tuple[bytes, bytes, bytes]] = {}
-        self.games: dict[str, SegmentGame] = {}  # job -> its fast-path game played relatively
+        # (job, segment) -> a fast-path game (or an audit) played relative to the segment
+        self.games: dict[tuple[str, int], SegmentGame] = {}
+        self.sampled_blobs: dict[tuple[str, int], bytes] = {}  # pre-states it re-executed
+        self.attest_bond_needed = 0  # the bonds of the committed jobs it may attest, this tick
         self.requests_read: dict[str, tuple[int | None, dict[int, dict[str, Any]]]] = {}
         self.published: dict[tuple[str, int], tuple[bytes, bytes, bytes, Any]] = {}
         self.telemetry.set_strategy(self.strategy.name)
@@ -127,12 +130,21 @@ class VerifierAgent(Agent):
         return int(self.params["min_verifier_stake"])
 
     def balance_needed(self) -> int:
-        return 2 * int(self.params["challenge_bond"])
+        """Bonds for its disputes, and (forced errors on) an attestation bond: on a job with
+        traps it challenges every bad segment of its sample, each with a bond."""
+        bonds = int(self.params["challenge_bond"])
+        if int(self.params.get("forced_error_bps", 0)):
+            return bonds * (int(self.params["max_sample_count"]) + 1) + self.attest_bond_needed
+        return 2 * bonds
 
     def tick(self) -> None:
         height, account = self.begin_tick()
+        raws = sorted(self.client.list_jobs(), key=_urgency)
+        self.attest_bond_needed = sum(
+            int(r.get("attest_bond", 0)) for r in raws if r.get("status") == "committed"
+        )
         funded = self.ensure_funds(self.balance_needed(), self.stake_needed(), account)
-        for raw in sorted(self.client.list_jobs(), key=_urgency):
+        for raw in raws:
             self.observe_job(raw)
             work = functools.partial(self._work_on, raw, height, funded)
             self.isolated(str(raw.get("job_id")), height, work)
@@ -202,6 +214,10 @@ class VerifierAgent(Agent):
             sent = self.send_dispute_move(Move("challenge", body), key=f"challenge:{job.job_id}")
             if sent:
                 self.telemetry.samples_challenged.inc()
+            for more in verdict.more_challenges:
+                key = f"challenge:{job.job_id}:{more.get('segment')}"
+                if self.send_dispute_move(Move("challenge", more), key=key):
+                    self.telemetry.samples_challenged.inc()
         else:
             sent = True
         if sent:
@@ -251,6 +267,7 @@ class VerifierAgent(Agent):
         if data is None:
             return None
         _, post_entry, blob = data
+        self.sampled_blobs[(job.job_id, segment)] = blob  # to defend an audit of the verdict
         spec = job.spec
         ok = False
         try:
@@ -294,7 +311,18 @@ class VerifierAgent(Agent):
             if not results[segment]:
                 check.bad_segments.append(segment)
         check.withheld |= bool(self.withheld_segments.get(job.job_id, set()) & set(sample))
-        if check.bad_segments:
+        if check.bad_segments and job.raw.get("trap_root") is not None:
+            # Any bad segment may be a forced error: challenge each of them, relatively.
+            reason = "sampled segment does not reproduce (a forced error or a cheat)"
+            verdicts = [
+                self._challenge_relative(job, entries, segment, reason)
+                for segment in sorted(check.bad_segments)
+            ]
+            check.verdict = replace(
+                verdicts[0], more_challenges=tuple(v.challenge_body or {} for v in verdicts[1:])
+            )
+            check.missing = []
+        elif check.bad_segments:
             reason = "sampled segment does not reproduce"
             first_bad = min(check.bad_segments)
             if entries is not None and first_bad < LOCATE_BUDGET * len(sample):
@@ -378,10 +406,24 @@ class VerifierAgent(Agent):
             proofs = published[3]
             keys = ("pre_entry", "pre_proof", "post_entry", "post_proof")
             body = {"job_id": job.job_id, "segment": segment, **{k: proofs[k] for k in keys}}
-        self.games[job.job_id] = SegmentGame(
+        self.games[(job.job_id, segment)] = SegmentGame(
             segment, blob, self._relative_truth(job, segment, blob)
         )
         return Verdict(Verdict.CHALLENGE, reason, body)
+
+    def _audit_game(self, job: JobView, segment: int) -> SegmentGame | None:
+        """The game of an audit of this verifier's attestation: defended from the segment's
+        pre-state it re-executed (kept since), exactly as its own fast-path challenge would be."""
+        blob = self.sampled_blobs.get((job.job_id, segment))
+        if blob is None:
+            data = self._segment_data(job, self._served_entries(job), segment)
+            if data is None:
+                return None
+            blob = data[2]
+        game = SegmentGame(segment, blob, self._relative_truth(job, segment, blob))
+        self.games[(job.job_id, segment)] = game
+        self.log.info("job %s: defending my attestation of segment %d", job.job_id, segment)
+        return game
 
     def _relative_truth(self, job: JobView, segment: int, blob: bytes) -> Truth | None:
         """A trajectory seeded with the segment's pre-state; None if the blob is no such state."""
@@ -458,9 +500,11 @@ class VerifierAgent(Agent):
                 self.send_dispute_move(move, key=f"dispute:{dispute_id}:{len(raw['moves'])}")
 
     def honest_move(self, job: JobView, raw: dict[str, Any]) -> Move | None:
-        game = self.games.get(job.job_id)
         leaf = raw.get("leaf_index")
-        if game is not None and leaf is not None and int(leaf) == game.segment + 1:
+        game = self.games.get((job.job_id, int(leaf) - 1)) if leaf is not None else None
+        if game is None and raw.get("audit"):
+            game = self._audit_game(job, int(raw["trap_segment"]))
+        if game is not None:
             return self._relative_move(job, raw, game)
         truth = self.truth(job)
         dispute_id, phase = raw["dispute_id"], raw["phase"]
