@@ -206,7 +206,7 @@ TESTNET: Final = Params(
     # One segment in ten is a forced error: with the example's three samples a lazy attester
     # has vouched for one on 27 % of jobs, and the bond (1.5 x what deters) makes that cost
     # more than the fee it earns on the rest (proofnet economics examples/digits-mlp.yaml).
-    forced_error_bps=0,  # on once the agents plant, reveal and audit (next commit)
+    forced_error_bps=1_000,
     attest_bond_margin_bps=15_000,
     audit_window=10,
     score_weight_price=5_000,

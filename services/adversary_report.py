@@ -293,10 +293,12 @@ def render(inputs: ReportInputs) -> str:
         )
     lines += [
         "",
-        "The lazy verifier is the one entry the protocol cannot observe: it gains its fee share "
-        "without re-executing and loses nothing. The defence today is that one honest verifier "
-        "among the V is enough (`lazy-verifier+honest` above); a forced-error audit "
-        "(Truebit-style) would make it deterrable and is future work.",
+        "The lazy verifier is priced by forced errors (`protocol.forced_errors`): on one job "
+        "nothing it does shows, and one honest verifier among the V is enough to catch a cheat "
+        "(`lazy-verifier+honest` above); across jobs, whenever its sample holds a forced error "
+        "it vouched for, the solver audits it and it forfeits its attestation bond and fee "
+        "share, so its expected profit is negative "
+        "(`tests/adversarial/test_attack_lazy_verifier.py`, 200 jobs on the ledger).",
         "",
     ]
     return "\n".join(lines)

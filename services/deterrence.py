@@ -15,9 +15,10 @@ than ``max_sample_count`` samples (or more than m), so those bounds are applied 
 
 Cheating challengers are priced the same way with the bond as their stake: the referee (or the
 move deadline) takes it with certainty and they gain nothing; in the worst case the solver is
-their accomplice and recovers the reward share of the bond. A lazy verifier is the one entry
-the protocol cannot observe; it is reported, not hidden (a forced-error audit would be the
-answer; until then, one honest verifier among the V is enough).
+their accomplice and recovers the reward share of the bond. A lazy verifier is priced by the
+chain's forced errors (``protocol.forced_errors``): on each job its sample holds one with
+probability 1 - (1 - f)^k, and then it forfeits its attestation bond and its fee share; with
+forced errors off it is reported as undetected (one honest verifier among the V is enough).
 """
 
 from __future__ import annotations
@@ -28,8 +29,16 @@ from typing import Any
 
 from contracts_sim.params import Params
 from protocol import economics
+from protocol.forced_errors import catch_probability, lazy_attest_bond
 from protocol.spec import JobSpec
-from services.threats import BOND, LEDGER, SAMPLING, UNDETECTED, Threat, catalogue_threats
+from services.threats import (
+    BOND,
+    FORCED_ERRORS,
+    LEDGER,
+    SAMPLING,
+    Threat,
+    catalogue_threats,
+)
 
 
 @dataclass(frozen=True)
@@ -48,6 +57,8 @@ class JobEconomics:
     slash_reward_bps: int  # the share of a slash paid out, which an accomplice may collect
     loss_with_accomplice: int  # the stake less that reward: what a caught cheater surely loses
     verifier_cost_fraction: float  # k / m: one verifier's re-execution vs the solver's training
+    forced_error_bps: int = 0  # the chain's forced-error rate per segment
+    attest_bond: int = 0  # what an attestation locks on this job (0: forced errors off)
 
     @classmethod
     def from_terms(
@@ -69,6 +80,13 @@ class JobEconomics:
             slash_reward_bps=params.slash_reward_bps,
             loss_with_accomplice=economics.loss_with_accomplice(stake, params.slash_reward_bps),
             verifier_cost_fraction=k / m,
+            forced_error_bps=params.forced_error_bps,
+            attest_bond=lazy_attest_bond(
+                int(terms.get("verification_fee", 0)),
+                k,
+                params.forced_error_bps,
+                params.attest_bond_margin_bps,
+            ),
         )
 
 
@@ -141,7 +159,8 @@ def assess_threat(threat: Threat, job: JobEconomics) -> DeterrenceRow:
             economics.stake_to_deter(Fraction(1), saved, r),
             threat.note,
         )
-    assert threat.caught == UNDETECTED
+    if threat.caught == FORCED_ERRORS and job.attest_bond:
+        return _assess_lazy_attester(threat, job)
     return DeterrenceRow(
         threat.name,
         threat.role,
@@ -155,6 +174,34 @@ def assess_threat(threat: Threat, job: JobEconomics) -> DeterrenceRow:
         0.0,
         0,
         False,
+        None,
+        None,
+        threat.note,
+    )
+
+
+def _assess_lazy_attester(threat: Threat, job: JobEconomics) -> DeterrenceRow:
+    """A lazy attester keeps its fee share F (what laziness gains: the share without the work)
+    unless its sample holds a forced error, with probability ρ = 1 - (1 - f)^k: then it
+    forfeits its attestation bond B and F. Deterred when ρ·(B + F) > F: its expected profit,
+    F - ρ·(B + F), is negative."""
+    rho = catch_probability(job.sample_count, job.forced_error_bps)
+    share = job.verification_fee // max(job.verifiers, 1)
+    loss = job.attest_bond + share
+    expected = rho * loss
+    return DeterrenceRow(
+        threat.name,
+        threat.role,
+        threat.caught,
+        None,
+        threat.saved_fraction,
+        float(rho),
+        job.attest_bond,
+        float(rho * job.attest_bond),
+        loss,
+        float(expected),
+        share,
+        expected > share,
         None,
         None,
         threat.note,

@@ -32,6 +32,9 @@ LEDGER = "ledger"
 """Caught by a ledger rule whatever the sample (P = 1)."""
 BOND = "bond"
 """A cheating challenger: the referee or a deadline takes its bond (P = 1)."""
+FORCED_ERRORS = "forced errors"
+"""A lazy attester: caught when its sample holds a forced error it vouched for
+(``protocol.forced_errors``), with probability 1 - (1 - f)^k on each job."""
 UNDETECTED = "undetected"
 """Not observable by the protocol (mitigated by independent verifiers)."""
 
@@ -42,7 +45,7 @@ class Threat:
     role: str
     cheated_segments: int | None  # c; None where sampling plays no part
     saved_fraction: float  # s, in [0, 1]
-    caught: str  # SAMPLING, LEDGER, BOND or UNDETECTED
+    caught: str  # SAMPLING, LEDGER, BOND, FORCED_ERRORS or UNDETECTED
     note: str = ""
 
 
@@ -129,8 +132,8 @@ def _challenger(st: Strategy, spec: JobSpec) -> Threat:
 
 
 def _lazy_verifier(st: Strategy, spec: JobSpec) -> Threat:
-    note = "attests without re-executing; needs one honest verifier beside it"
-    return Threat(st.name, "verifier", None, 0.0, UNDETECTED, note)
+    note = "attests without re-executing: forfeits its bond when it vouched for a forced error"
+    return Threat(st.name, "verifier", None, 0.0, FORCED_ERRORS, note)
 
 
 FOOTPRINTS: dict[type[Strategy], Callable[[Strategy, JobSpec], Threat]] = {

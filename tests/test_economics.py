@@ -26,7 +26,7 @@ from services.deterrence import JobEconomics, deterrence_table
 from services.specfile import load_spec
 from services.strategies import catalogue
 from services.strategies.verifiers import LazyVerifier
-from services.threats import FOOTPRINTS, SAMPLING, UNDETECTED, catalogue_threats
+from services.threats import FOOTPRINTS, FORCED_ERRORS, SAMPLING, UNDETECTED, catalogue_threats
 from tests.conftest import EXAMPLE_SPEC
 
 # --- detection with several verifiers ---------------------------------------------------------
@@ -228,7 +228,8 @@ def test_every_catalogue_cheat_has_a_threat_model() -> None:
         if threat.caught == SAMPLING:
             assert threat.cheated_segments is not None
             assert 1 <= threat.cheated_segments <= spec.num_segments
-    assert [t.name for t in threats if t.caught == UNDETECTED] == [LazyVerifier.name]
+    assert [t.name for t in threats if t.caught == FORCED_ERRORS] == [LazyVerifier.name]
+    assert not [t.name for t in threats if t.caught == UNDETECTED]
 
 
 # --- deterrence on the example job ------------------------------------------------------------
@@ -245,14 +246,15 @@ def test_testnet_preset_with_the_example_terms_deters_every_catalogue_cheat() ->
     assert job.stake >= TESTNET.min_solver_stake and job.sample_count <= TESTNET.max_sample_count
     rows = deterrence_table(spec, job)  # type: ignore[arg-type]
     assert len(rows) == len(catalogue()) - 2
-    undeterred = [row.cheat for row in rows if not row.deterred]
-    # The one exception is the entry the protocol cannot observe at all (see deterrence.py):
-    # a lazy verifier risks nothing; one honest verifier among the V is the defence.
-    assert undeterred == [LazyVerifier.name]
+    # Every one, the lazy verifier included: forced errors make attesting without
+    # re-executing cost more, in expectation, than the fee share it earns (issue 14).
+    assert [row.cheat for row in rows if not row.deterred] == []
+    lazy = next(row for row in rows if row.cheat == LazyVerifier.name)
+    assert lazy.caught == FORCED_ERRORS and lazy.expected_loss > lazy.work_saved > 0
     # Worst case: an accomplice challenger collects the whole reward.
     assert job.loss_with_accomplice == job.stake - job.stake * TESTNET.slash_reward_bps // 10_000
     for row in rows:
-        if row.caught != UNDETECTED:
+        if row.caught not in (UNDETECTED, FORCED_ERRORS):
             assert row.loss_with_accomplice < row.at_stake
             assert row.expected_loss > row.work_saved
             if row.min_stake is not None:
@@ -301,7 +303,10 @@ def test_economics_json(cli: CliRunner) -> None:
     rows = {row["cheat"]: row for row in document["rows"]}
     assert rows["perturb-step"]["detection"] == pytest.approx(1 - (9 / 12) ** 2)
     assert rows["no-training"]["cheated_segments"] == 12
-    assert rows["lazy-verifier"]["deterred"] is False
+    lazy = rows["lazy-verifier"]
+    assert lazy["deterred"] is True and lazy["caught"] == "forced errors"
+    assert lazy["detection"] == pytest.approx(1 - 0.9**3)  # a trap among its 3 segments
+    assert lazy["work_saved"] == document["job"]["verification_fee"] // 2  # its fee share
     # The worst case is carried: the accomplice's reward is not counted as lost.
     stake, reward_bps = document["job"]["stake"], document["job"]["slash_reward_bps"]
     loss = stake - stake * reward_bps // 10_000

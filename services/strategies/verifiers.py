@@ -62,9 +62,10 @@ class Griefer(VerifierStrategy):
 
 class LazyVerifier(VerifierStrategy):
     name = "lazy-verifier"
-    description = """Attests without re-executing anything, collecting fees for no work. The
-    protocol cannot see this directly: it is why several independent verifiers sample each job
-    (one honest one is enough), and why a forced-error (Truebit-style) audit is future work."""
+    description = """Attests without re-executing anything, collecting fees for no work. On one
+    job nothing shows (one honest verifier beside it is enough to catch a cheat); across jobs,
+    forced errors make it lose money: when its sample holds one it vouched for, the solver
+    audits it and it forfeits its attestation bond and fee share (protocol.forced_errors)."""
 
     def reexecute(self, job: JobView) -> bool:
         return False
