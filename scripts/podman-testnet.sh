@@ -137,7 +137,8 @@ if [ -n "$missing" ]; then
     apt-get install -y -qq --no-install-recommends $missing >> "$WORK/apt.log" 2>&1 \
         || { tail -20 "$WORK/apt.log"; die "apt-get install $missing failed"; }
     still_missing="$(missing_packages)"
-    [ -z "$still_missing" ] || die "still missing after apt-get install: $still_missing"
+    [ -z "$still_missing" ] \
+        || die "still missing after apt-get install: $still_missing (apt-get install --reinstall?)"
 fi
 if [ ! -x "$COMPOSE_BIN" ]; then
     note "installing podman-compose $PODMAN_COMPOSE_VERSION into .podman-venv/"
