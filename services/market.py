@@ -209,7 +209,6 @@ class _SolverState:
     busy_blocks: int = 0
     wins: int = 0
     misses: int = 0
-    steps_worked: int = 0
     running: list[_Running] = field(default_factory=list)
 
     def bid_capacity(self, free: bool) -> int:
@@ -299,6 +298,7 @@ class RunMetrics:
             "busy_gini": self.busy_gini,
             "busy_max": max(self.busy_share.values()),
             "busy_min": min(self.busy_share.values()),
+            "objective": objective(self),
         }
 
     def to_json(self) -> dict[str, Any]:
@@ -316,6 +316,7 @@ METRICS: Final = {
     "busy_gini": "busy-share Gini",
     "busy_max": "busiest solver's busy share",
     "busy_min": "idlest solver's busy share",
+    "objective": "objective (market grid)",
 }
 """Metric key -> label, in table order."""
 
@@ -452,7 +453,6 @@ def _work(solver: _SolverState) -> None:
     for i, run in enumerate(active):
         give = min(left // (len(active) - i), run.workable)
         run.done += give
-        solver.steps_worked += give
         left -= give
 
 

@@ -100,7 +100,7 @@ def format_metric(key: str, spread: Spread) -> str:
         return f"{spread.mean:,.1f} ± {spread.sd:,.1f}"
     if key in TOKEN_METRICS:
         return f"{spread.mean:,.0f} ± {spread.sd:,.0f}"
-    if key == "busy_gini":
+    if key in {"busy_gini", "objective"}:
         return f"{spread.mean:.3f} ± {spread.sd:.3f}"
     return f"{spread.mean:.1f} ± {spread.sd:.1f}"
 
