@@ -20,12 +20,14 @@ makes it (``TURN``); a move in another phase raises ``WrongPhaseError``, by the 
     post_midpoint      post_midpoint      solver      respond_midpoint
     respond_midpoint   respond_midpoint   challenger  post_midpoint | post_prestate
     post_prestate      post_prestate      either      resolved | reveal_trap
+    unseal             unseal             challenger  post_midpoint | post_prestate
     reveal_trap        reveal_trap        solver      resolved (forced_error | challenger won)
     publish_data       publish_data       solver      resolved (data_published)
 
-``reveal_trap`` is entered only on a job with forced errors, when the referee disagrees with the
-solver at the last step of a segment: the solver may show that step is one of its forced errors
-(``contracts_sim.forced_errors``; not before the challenge window closes). An *audit* (the
+On a job with forced errors every challenge is *sealed* (it opens in ``unseal`` and names its
+segment only after the window: ``contracts_sim.forced_errors``), and ``reveal_trap`` is entered
+when the referee disagrees with the solver at the last step of a segment: the solver may show
+that step is one of its forced errors (not before the challenge window closes). An *audit* (the
 solver against an attester of a forced error, opened by ``audit`` after the window) is played
 with the same bisection phases, the attester in the challenger's seat; its verdict and payouts
 are ``contracts_sim.forced_errors.judge_audit_step`` and ``resolve_audit``.
@@ -95,7 +97,6 @@ from contracts_sim.codec import to_json_value
 from contracts_sim.env import TxContext
 from contracts_sim.events import Event, make_event
 from contracts_sim.exceptions import (
-    AlreadyChallengedError,
     DataAlreadyRequestedError,
     DeadlineNotReachedError,
     DeadlinePassedError,
@@ -152,6 +153,7 @@ TURN: Final[dict[Phase, Party]] = {
     Phase.POST_PRESTATE: Party.SOLVER,  # the challenger may post it too
     Phase.PUBLISH_DATA: Party.SOLVER,
     Phase.REVEAL_TRAP: Party.SOLVER,
+    Phase.UNSEAL: Party.CHALLENGER,
     Phase.RESOLVED: Party.NOBODY,
 }
 """Whose move it is in each phase; that party loses if the deadline passes."""
@@ -165,6 +167,7 @@ MOVE_PHASE: Final[dict[str, Phase]] = {
     "post_prestate": Phase.POST_PRESTATE,
     "publish_data": Phase.PUBLISH_DATA,
     "reveal_trap": Phase.REVEAL_TRAP,
+    "unseal": Phase.UNSEAL,
 }
 """The phase in which each move is legal."""
 
@@ -239,10 +242,15 @@ def process_challenge(
     """A staked verifier disputes a final commitment and posts a bond."""
     job = state.get_job(body.job_id)
     require_verdict_window(job, ctx)
-    if not _is_further_trap_challenge(state, ctx, job, body):
-        require_eligible_verifier(state, job, ctx.sender, params)
+    if job.trap_root is not None:
+        from contracts_sim.forced_errors import open_trap_job_challenge  # (imports this module)
+
+        return open_trap_job_challenge(state, ctx, job, body, params)
+    if body.sealed is not None:
+        raise MalformedBodyError("sealed", "only a job with forced errors takes sealed challenges")
+    require_eligible_verifier(state, job, ctx.sender, params)
     if body.data_segment is not None:
-        return _open_data_request(state, ctx, job, body.data_segment, params)
+        return open_data_request(state, ctx, job, body.data_segment, params)
     spec = get_job_spec(job)
     evidence = body.evidence
     if evidence is not None:
@@ -325,30 +333,6 @@ def process_challenge(
     ]
 
 
-def _is_further_trap_challenge(
-    state: LedgerState, ctx: TxContext, job: Job, body: ChallengeBody
-) -> bool:
-    """A verifier holds one dispute per job, except on a job with forced errors: there every
-    segment of its sample that does not re-execute may be a trap or a cheat, and it cannot
-    tell which, so it may challenge each of them on the fast path, once. (With one dispute a
-    trap would use it up, and a cheat beside the trap would go unchallenged.)"""
-    evidence = body.evidence
-    if job.trap_root is None or evidence is None or ctx.sender not in job.challengers:
-        return False
-    if ctx.sender in job.attesters:
-        return False  # require_eligible_verifier says why
-    if evidence.segment not in get_verifier_sample(state, job.job_id, ctx.sender):
-        raise MalformedBodyError("segment", "a further challenge names a segment of the sample")
-    for dispute_id in job.disputes:
-        other = state.get_dispute(dispute_id)
-        fraud_claim = not other.audit and not other.data_request
-        # Once per segment: the fast path opens the dispute at leaf segment + 1.
-        same_segment = other.leaf_index == evidence.segment + 1
-        if fraud_claim and other.challenger == ctx.sender and same_segment:
-            raise AlreadyChallengedError(job.job_id, ctx.sender)
-    return True
-
-
 def _require_data_request_allowed(
     state: LedgerState, job: Job, ctx: TxContext, segment: int, params: Params
 ) -> None:
@@ -375,7 +359,7 @@ def _require_data_request_allowed(
             raise DataAlreadyRequestedError(job.job_id, segment, other.dispute_id)
 
 
-def _open_data_request(
+def open_data_request(
     state: LedgerState, ctx: TxContext, job: Job, segment: int, params: Params
 ) -> list[Event]:
     """A verifier could not get the blob of leaf ``segment``: the solver must publish it."""
@@ -735,6 +719,7 @@ def process_publish_data(
     assert job.challenge_deadline is not None
     reopened = Height(max(job.challenge_deadline, ctx.height + params.challenge_window))
     state.set_job(replace(job, open_disputes=job.open_disputes - 1, challenge_deadline=reopened))
+    _extend_window_waits(state, job, Height(reopened + params.move_timeout))
     return [
         make_event(
             "data_published",
@@ -750,6 +735,26 @@ def process_publish_data(
     ]
 
 
+WINDOW_WAITS: Final = frozenset({Phase.UNSEAL, Phase.REVEAL_TRAP})
+"""Moves that wait for the challenge window to close (``contracts_sim.forced_errors``)."""
+
+
+def _extend_window_waits(state: LedgerState, job: Job, deadline: Height) -> None:
+    """The window reopened: every move waiting for it gets ``move_timeout`` past its new end."""
+    for dispute_id in job.disputes:
+        other = state.get_dispute(dispute_id)
+        if other.status == DisputeStatus.OPEN and other.phase in WINDOW_WAITS:
+            state.set_dispute(replace(other, deadline=Height(max(other.deadline, deadline))))
+
+
+def has_open_data_request(state: LedgerState, job: Job) -> bool:
+    """A data request is open: publishing it would reopen the challenge window."""
+    return any(
+        (other := state.get_dispute(dispute_id)).data_request and other.status == DisputeStatus.OPEN
+        for dispute_id in job.disputes
+    )
+
+
 # --- timeouts and outcomes ------------------------------------------------------------------
 
 
@@ -761,8 +766,14 @@ def claim_move_timeout(
     # The game is still being played ...
     if dispute.status != DisputeStatus.OPEN:
         raise DisputeClosedError(dispute_id, dispute.status)
-    # ... and the party to move let its deadline pass.
+    # ... and the party to move let its deadline pass ...
     if ctx.height <= dispute.deadline:
+        raise DeadlineNotReachedError("the dispute move", dispute.deadline, ctx.height)
+    # ... while it could move: a move that waits for the window waits for open data requests
+    # too (publishing one reopens the window and moves the deadline on).
+    if dispute.phase in WINDOW_WAITS and has_open_data_request(
+        state, state.get_job(dispute.job_id)
+    ):
         raise DeadlineNotReachedError("the dispute move", dispute.deadline, ctx.height)
 
     loser = dispute.turn

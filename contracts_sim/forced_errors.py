@@ -1,14 +1,23 @@
 """Forced errors on the ledger: revealing a trap in a dispute, and auditing lazy attesters
 (``protocol.forced_errors`` has the rule and the argument; docs/protocol.md "Forced errors").
 
-Two moves, both the solver's, neither accepted before the job's challenge window has closed
-(so no verdict can be made knowing where a trap is):
+Every challenge of a job with forced errors is *sealed* during the window: it posts its bond
+and a commitment to its segment (``protocol.forced_errors.seal``), and the challenger opens it
+with ``unseal`` once the window has closed. Otherwise a lazy verifier could copy, in the last
+block of the window, an honest verifier's challenge of a segment of its own sample, agree with
+every midpoint and be paid for a check it never made. A verifier of such a job may also attest
+(with the attestation bond): its attestation vouches for its sample except the segments it
+challenged, and only attesters are paid. It may hold one sealed challenge per segment of its
+sample: it cannot tell a trap from a cheat, and with one challenge a trap would use it up.
+
+Two moves are the solver's, neither accepted before the job's challenge window has closed (so
+no verdict can be made knowing where a trap is):
 
 ``reveal_trap``  The referee re-executed a segment's last step and disagreed with the solver.
                  If that segment is one of the solver's forced errors, the solver shows its
                  secret; the referee re-runs the step with the drawn perturbation, and if that
                  gives the solver's hash the dispute ends ``forced_error``: nobody is slashed,
-                 the challenger's bond is returned and it is paid as an attester (it did check).
+                 the challenger's bond is returned (it did check; its attestation pays it).
                  Otherwise, or if the solver lets the deadline pass, the challenger wins.
 
 ``audit``        An attester whose sample held a forced error vouched for a transition that is
@@ -34,6 +43,7 @@ from contracts_sim.env import TxContext
 from contracts_sim.events import Event, make_event
 from contracts_sim.exceptions import (
     AlreadyAuditedError,
+    AlreadyChallengedError,
     DeadlineNotReachedError,
     DeadlinePassedError,
     HashMismatchError,
@@ -44,20 +54,24 @@ from contracts_sim.exceptions import (
     WrongStatusError,
 )
 from contracts_sim.jobs import (
+    audit_window_end,
+    audit_window_start,
     compute_slash,
     get_job_spec,
     get_verifier_sample,
     pay_slash,
+    require_staked_verifier,
     require_status,
 )
 from contracts_sim.params import Params
 from contracts_sim.records import Dispute, DisputeMove, DisputeStatus, Job, JobStatus, Party, Phase
 from contracts_sim.state import DISPUTES, LedgerState, decrease_balance, increase_balance
-from contracts_sim.transactions import AuditBody, RevealTrapBody
+from contracts_sim.transactions import AuditBody, ChallengeBody, RevealTrapBody, UnsealBody
 from protocol.errors import ProofError, ProofNetError
 from protocol.forced_errors import (
     TrapDraw,
     draw_trap,
+    seal,
     segment_of_last_step,
     trap_commitment,
     trap_step,
@@ -101,12 +115,133 @@ def verified_trap(
     return draw
 
 
-def require_window_closed(job: Job, ctx: TxContext, what: str) -> None:
-    """Reveals and audits wait for the challenge window to close: no verdict is made knowing
-    where a trap is."""
+def require_window_closed(state: LedgerState, job: Job, ctx: TxContext, what: str) -> None:
+    """Reveals, unseals and audits wait for the challenge window to close, and for every open
+    data request (publishing one reopens the window): no verdict is made knowing where a trap
+    is, or which segment another verifier challenged."""
     assert job.challenge_deadline is not None
-    if ctx.height <= job.challenge_deadline:
+    if ctx.height <= job.challenge_deadline or game.has_open_data_request(state, job):
         raise DeadlineNotReachedError(what, job.challenge_deadline, ctx.height)
+
+
+# --- sealed challenges ----------------------------------------------------------------------
+
+
+def open_trap_job_challenge(
+    state: LedgerState, ctx: TxContext, job: Job, body: ChallengeBody, params: Params
+) -> list[Event]:
+    """A challenge (or data request) of a job with forced errors; see the module doc."""
+    require_staked_verifier(state, job, ctx.sender, params)
+    if body.data_segment is not None:
+        return game.open_data_request(state, ctx, job, body.data_segment, params)
+    if body.sealed is None:
+        raise MalformedBodyError(
+            "sealed", "a challenge of a job with forced errors is sealed until its window closes"
+        )
+    # One sealed challenge per segment of the challenger's sample, at most.
+    sample_size = min(job.sample_count, job.num_leaves - 1)
+    if len(_fraud_claims(state, job, ctx.sender)) >= sample_size:
+        raise AlreadyChallengedError(job.job_id, ctx.sender)
+    dispute_id = game.compute_dispute_id(job.job_id, ctx.sender, ctx.nonce)
+    if state.get(DISPUTES, dispute_id) is not None:
+        raise WrongStatusError(f"dispute {dispute_id} already exists")
+
+    decrease_balance(state, ctx.sender, params.challenge_bond)  # InsufficientBalanceError
+    assert job.solver is not None and job.challenge_deadline is not None
+    deadline = Height(job.challenge_deadline + params.move_timeout)
+    opening: dict[str, Any] = {"sealed": body.sealed.hex()}
+    state.set_dispute(
+        Dispute(
+            dispute_id=dispute_id,
+            job_id=job.job_id,
+            solver=job.solver,
+            challenger=ctx.sender,
+            bond=Amount(params.challenge_bond),
+            opened_height=ctx.height,
+            status=DisputeStatus.OPEN,
+            phase=Phase.UNSEAL,
+            turn=game.TURN[Phase.UNSEAL],
+            deadline=deadline,
+            moves=(DisputeMove("challenge", Party.CHALLENGER, ctx.sender, ctx.height, opening),),
+            sealed=body.sealed,
+        )
+    )
+    state.set_job(
+        replace(
+            job,
+            challengers=tuple(dict.fromkeys((*job.challengers, ctx.sender))),
+            disputes=(*job.disputes, dispute_id),
+            open_disputes=job.open_disputes + 1,
+        )
+    )
+    return [
+        make_event(
+            "challenged",
+            job_id=job.job_id,
+            dispute_id=dispute_id,
+            challenger=ctx.sender,
+            solver=job.solver,
+            bond=params.challenge_bond,
+            phase=Phase.UNSEAL,
+            turn=Party.CHALLENGER,
+            deadline=deadline,
+            sealed=True,
+        )
+    ]
+
+
+def _fraud_claims(state: LedgerState, job: Job, challenger: str) -> list[Dispute]:
+    """``challenger``'s challenges of ``job`` (not its data requests, not audits of it)."""
+    return [
+        other
+        for dispute_id in job.disputes
+        if (other := state.get_dispute(dispute_id)).challenger == challenger
+        and not other.audit
+        and not other.data_request
+    ]
+
+
+def _challenged_segments(state: LedgerState, job: Job, challenger: str) -> set[int]:
+    """The segments ``challenger`` named in its opened challenges of ``job``."""
+    return {
+        d.leaf_index - 1 for d in _fraud_claims(state, job, challenger) if d.leaf_index is not None
+    }
+
+
+def process_unseal(
+    state: LedgerState, ctx: TxContext, body: UnsealBody, params: Params
+) -> list[Event]:
+    """Challenger: open a sealed challenge after the window; it becomes a fast-path game."""
+    dispute, party = game.begin_move(state, ctx, body.dispute_id, "unseal")
+    job = state.get_job(dispute.job_id)
+    require_window_closed(state, job, ctx, "unsealing a challenge")
+    # INVARIANT: the segment and salt are the sealed ones, of the challenger's own sample ...
+    assert dispute.sealed is not None
+    opened = seal(body.segment, body.salt, dispute.challenger)
+    if opened != dispute.sealed:
+        raise HashMismatchError("seal(segment, salt, challenger)", dispute.sealed, opened)
+    if body.segment not in get_verifier_sample(state, job.job_id, dispute.challenger):
+        raise MalformedBodyError("segment", f"{body.segment} is not in the challenger's sample")
+    # ... challenged once ...
+    if body.segment in _challenged_segments(state, job, dispute.challenger):
+        raise AlreadyChallengedError(job.job_id, dispute.challenger)
+    # ... and both of its leaves are proved against the solver's root.
+    game.verify_leaf("pre_proof", body.pre_entry, body.segment, job, body.pre_proof)
+    game.verify_leaf("post_proof", body.post_entry, body.segment + 1, job, body.post_proof)
+    leaf = body.segment + 1
+    a, b = game.segment_interval(leaf, get_job_spec(job).checkpoint_interval)
+    dispute = game.record(dispute, "unseal", party, ctx, segment=body.segment)
+    return game.advance_until(
+        state,
+        dispute,
+        game.phase_after_interval(a, b),
+        Height(ctx.height + params.move_timeout),
+        leaf_index=leaf,
+        step_lo=a,
+        step_hi=b,
+        hash_lo=body.pre_entry,
+        hash_hi=body.post_entry,
+    )
 
 
 # --- the forced error inside a dispute ------------------------------------------------------
@@ -135,7 +270,7 @@ def process_reveal_trap(
     """Solver: the disputed step is the forced error of its segment (see the module doc)."""
     dispute, party = game.begin_move(state, ctx, body.dispute_id, "reveal_trap")
     job = state.get_job(dispute.job_id)
-    require_window_closed(job, ctx, "forced-error reveals")
+    require_window_closed(state, job, ctx, "forced-error reveals")
     a, h_a, h_b = dispute.step_lo, dispute.hash_lo, dispute.hash_hi
     assert a is not None and h_a is not None and h_b is not None
     spec = get_job_spec(job)
@@ -181,13 +316,7 @@ def _close_forced_error(
     )
     increase_balance(state, dispute.challenger, dispute.bond)
     job = state.get_job(dispute.job_id)
-    state.set_job(
-        replace(
-            job,
-            open_disputes=job.open_disputes - 1,
-            attesters=tuple(dict.fromkeys((*job.attesters, dispute.challenger))),
-        )
-    )
+    state.set_job(replace(job, open_disputes=job.open_disputes - 1))
     return [
         make_event(
             "forced_error_confirmed",
@@ -208,13 +337,15 @@ def _close_forced_error(
 def _require_auditable(
     state: LedgerState, ctx: TxContext, job: Job, body: AuditBody, params: Params
 ) -> None:
-    # The job is committed, its challenge window over and its audit window open ...
+    # The job is committed, its challenge window over, every sealed challenge opened (or
+    # expired) and its audit window open ...
     require_status(job, JobStatus.COMMITTED)
-    require_window_closed(job, ctx, "audits")
-    assert job.challenge_deadline is not None
-    audit_deadline = Height(job.challenge_deadline + params.audit_window)
-    if ctx.height > audit_deadline:
-        raise DeadlinePassedError("audits", audit_deadline, ctx.height)
+    require_window_closed(state, job, ctx, "audits")
+    start, end = audit_window_start(job, params), audit_window_end(job, params)
+    if ctx.height < start:
+        raise DeadlineNotReachedError("audits", Height(start - 1), ctx.height)
+    if ctx.height > end:
+        raise DeadlinePassedError("audits", end, ctx.height)
     # ... the auditor is the job's solver ...
     if ctx.sender != job.solver:
         raise NotAuthorizedError(ctx.sender, "the job's solver")
@@ -223,9 +354,11 @@ def _require_auditable(
         raise MalformedBodyError("attester", "did not attest this job with a bond")
     if body.attester in job.audited:
         raise AlreadyAuditedError(job.job_id, body.attester)
-    # ... and the segment was in its sample.
+    # ... and the segment was in its sample, and not one it challenged.
     if body.segment not in get_verifier_sample(state, job.job_id, body.attester):
         raise MalformedBodyError("segment", f"{body.segment} is not in the attester's sample")
+    if body.segment in _challenged_segments(state, job, body.attester):
+        raise MalformedBodyError("segment", f"the attester challenged segment {body.segment}")
 
 
 def process_audit(

@@ -45,7 +45,7 @@ from contracts_sim.exceptions import (
     UnknownTransactionKindError,
     WrongChainError,
 )
-from contracts_sim.forced_errors import process_audit, process_reveal_trap
+from contracts_sim.forced_errors import process_audit, process_reveal_trap, process_unseal
 from contracts_sim.invariants import check_invariant
 from contracts_sim.jobs import (
     process_attest,
@@ -93,6 +93,7 @@ PROCESSORS: Final[dict[str, Processor]] = {
     "respond_midpoint": process_respond_midpoint,
     "post_prestate": process_post_prestate,
     "publish_data": process_publish_data,
+    "unseal": process_unseal,
     "reveal_trap": process_reveal_trap,
     "audit": process_audit,
     "claim_timeout": process_claim_timeout,

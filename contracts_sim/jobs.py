@@ -676,7 +676,7 @@ def require_verdict_window(job: Job, ctx: TxContext) -> None:
         raise DeadlinePassedError("the challenge window", job.challenge_deadline, ctx.height)
 
 
-def require_eligible_verifier(
+def require_staked_verifier(
     state: LedgerState, job: Job, verifier: Address, params: Params
 ) -> None:
     # The verifier is not the solver checking itself.
@@ -686,10 +686,17 @@ def require_eligible_verifier(
     account = state.get_account(verifier)
     if account.bonded < params.min_verifier_stake:
         raise InsufficientStakeError(verifier, params.min_verifier_stake, account.bonded)
-    # One verdict per verifier per job.
+
+
+def require_eligible_verifier(
+    state: LedgerState, job: Job, verifier: Address, params: Params
+) -> None:
+    require_staked_verifier(state, job, verifier, params)
+    # One verdict per verifier per job (a job with forced errors takes an attestation and
+    # sealed challenges from one verifier: contracts_sim.forced_errors).
     if verifier in job.attesters:
         raise AlreadyAttestedError(job.job_id, verifier)
-    if verifier in job.challengers:
+    if verifier in job.challengers and job.trap_root is None:
         raise AlreadyChallengedError(job.job_id, verifier)
 
 
@@ -725,8 +732,20 @@ def settle_height(job: Job, params: Params) -> Height:
     """The first height at which ``job`` may settle: after its challenge window and, on a job
     with forced errors, after the audit window that follows it."""
     assert job.challenge_deadline is not None
-    audits = params.audit_window if job.trap_root is not None else 0
-    return Height(job.challenge_deadline + audits + 1)
+    audits = audit_window_end(job, params) if job.trap_root is not None else job.challenge_deadline
+    return Height(audits + 1)
+
+
+def audit_window_start(job: Job, params: Params) -> Height:
+    """The first height at which the solver may audit: after the window and after every sealed
+    challenge had its ``move_timeout`` to be opened (a segment its attester challenged is not
+    audited)."""
+    assert job.challenge_deadline is not None
+    return Height(job.challenge_deadline + params.move_timeout + 1)
+
+
+def audit_window_end(job: Job, params: Params) -> Height:
+    return Height(audit_window_start(job, params) + params.audit_window - 1)
 
 
 def return_attest_bonds(state: LedgerState, job: Job) -> Job:

@@ -113,6 +113,14 @@ class Params:
             (weights == BPS, f"score weights must sum to {BPS}, got {weights}"),
             (self.slash_reward_bps <= BPS, "slash_reward_bps must be at most 10000"),
             (self.forced_error_bps <= BPS, "forced_error_bps must be at most 10000"),
+            (
+                not self.forced_error_bps or self.attest_bond_margin_bps > BPS,
+                "attest_bond_margin_bps must exceed 10000 (a lazy attester must lose)",
+            ),
+            (
+                not self.forced_error_bps or self.audit_window >= self.move_timeout,
+                "audit_window must be at least move_timeout while forced errors are on",
+            ),
             (self.challenge_window >= 2, "challenge_window must be >= 2"),
             (self.move_timeout >= 1, "move_timeout must be >= 1"),
             (self.max_bid_blocks >= 1, "max_bid_blocks must be >= 1"),

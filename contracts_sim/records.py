@@ -65,6 +65,8 @@ class Phase(StrEnum):
     RESPOND_MIDPOINT = "respond_midpoint"  # bisection: challenger agrees or disagrees
     POST_PRESTATE = "post_prestate"  # one step left: the pre-state blob, then the referee
     PUBLISH_DATA = "publish_data"  # a data request: the solver publishes the requested blob
+    UNSEAL = "unseal"  # a sealed challenge (job with forced errors): the challenger names its
+    # segment once the challenge window has closed
     REVEAL_TRAP = "reveal_trap"  # the referee disagreed at a segment's last step: the solver
     # may show it is a forced error (after the challenge window)
     RESOLVED = "resolved"
@@ -207,6 +209,9 @@ class Dispute:
     the solver's audit bond (``contracts_sim.forced_errors``)."""
     trap_segment: int | None = None
     trap_selector: int | None = None
+    sealed: Hash32 | None = None
+    """A challenge of a job with forced errors: the commitment to its segment
+    (``protocol.forced_errors.seal``) until the challenger opens it after the window."""
     data_request: bool = False
     """Opened by a verifier that could not get the blob of leaf ``leaf_index`` (a segment of its
     sample): the solver must publish it on chain (``publish_data``) or lose; publishing ends

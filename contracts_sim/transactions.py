@@ -502,6 +502,9 @@ class ChallengeBody:
     data_segment: int | None = None
     """A data request, not a claim of fraud: the requester could not get the blob of this
     leaf (a segment of its sample) and the solver must publish it (``publish_data``)."""
+    sealed: Hash32 | None = None
+    """On a job with forced errors, the only kind of fraud claim: a commitment to the segment
+    (``protocol.forced_errors.seal``), opened by ``unseal`` after the window."""
 
     FAST_PATH_FIELDS: ClassVar[tuple[str, ...]] = (
         "segment",
@@ -518,6 +521,10 @@ class ChallengeBody:
     @classmethod
     def read(cls, r: BodyReader) -> ChallengeBody:
         job_id = r.identifier("job_id")
+        if r.present("sealed"):
+            for name in ("withheld", *cls.FAST_PATH_FIELDS):
+                r.absent(name)  # a sealed challenge names nothing until it is opened
+            return cls(job_id, None, sealed=r.hash32("sealed"))
         if r.present("withheld") and r.flag("withheld"):
             for name in cls.FAST_PATH_FIELDS[1:]:
                 r.absent(name)  # a data request names only the segment it lacks
@@ -646,6 +653,33 @@ class PublishDataBody:
 
 
 @dataclass(frozen=True)
+class UnsealBody:
+    """The challenger opens a sealed challenge after the window: the segment and salt of its
+    seal, and both of the segment's leaves proved against the root (the fast path's evidence)."""
+
+    kind: ClassVar[str] = "unseal"
+    dispute_id: str
+    segment: int
+    salt: Hash32
+    pre_entry: Hash32
+    pre_proof: InclusionProof
+    post_entry: Hash32
+    post_proof: InclusionProof
+
+    @classmethod
+    def read(cls, r: BodyReader) -> UnsealBody:
+        return cls(
+            r.identifier("dispute_id"),
+            r.integer("segment"),
+            r.hash32("salt"),
+            r.hash32("pre_entry"),
+            r.required_inclusion_proof("pre_proof"),
+            r.hash32("post_entry"),
+            r.required_inclusion_proof("post_proof"),
+        )
+
+
+@dataclass(frozen=True)
 class RevealTrapBody:
     """The solver shows that the step the referee disagreed with is one of its forced errors:
     the segment's secret, proved against the job's ``trap_root``, and the agreed pre-state
@@ -753,6 +787,7 @@ TX_KINDS: Final[dict[str, type[Any]]] = {
         RespondMidpointBody,
         PostPrestateBody,
         PublishDataBody,
+        UnsealBody,
         RevealTrapBody,
         AuditBody,
         ClaimTimeoutBody,

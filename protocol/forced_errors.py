@@ -23,8 +23,10 @@ Why it is shaped this way
     * Nobody can choose where the traps are: the secrets are committed before the beacon
       output that mixes them exists, and the beacon cannot be steered (``contracts_sim.beacon``).
     * Nobody but the solver knows where they are until the challenge window has closed: a
-      trap is revealed only inside a dispute or an audit, and the ledger accepts neither reveal
-      before the window ends, so no verifier can learn a trap from the chain before its verdict.
+      trap is revealed only inside a dispute or an audit, which start only after the window
+      (a challenge of such a job is *sealed* until then: it names its segment only when it is
+      opened, ``seal``), so no verifier can learn a trap from the chain before its verdict,
+      nor copy another verifier's challenge of one.
     * Per-segment secrets: revealing trap x says nothing about any other segment.
     * The solver can tell an accomplice where its traps are; it gains nothing by it. No one is
       ever paid for finding a forced error (no jackpot, the flaw Truebit's trackers found), so
@@ -49,6 +51,7 @@ from protocol.types import HASH_SIZE, Hash32
 BPS: Final = 10_000
 TRAP_SECRET_DOMAIN: Final = b"proofnet/forced-error/secret/v1"
 TRAP_DRAW_DOMAIN: Final = b"proofnet/forced-error/draw/v1"
+SEAL_DOMAIN: Final = b"proofnet/sealed-challenge/v1"
 
 
 @dataclass(frozen=True)
@@ -64,11 +67,15 @@ class TrapDraw:
     selector: int
 
 
-def segment_secret(master_secret: bytes, segment: int) -> bytes:
-    """The secret of one segment, derived from the solver's master secret (kept off chain)."""
+def segment_secret(master_secret: bytes, job_id: str, segment: int) -> bytes:
+    """The secret of one segment of one job, derived from the solver's master secret (kept off
+    chain). The job id is in the derivation: a secret revealed on one job says nothing about
+    another job of the same solver."""
     if len(master_secret) != HASH_SIZE:
         raise ValueError(f"a master secret is {HASH_SIZE} bytes")
-    return sha256(TRAP_SECRET_DOMAIN + master_secret + segment.to_bytes(8, "big"))
+    return sha256(
+        TRAP_SECRET_DOMAIN + master_secret + segment.to_bytes(8, "big") + job_id.encode("utf-8")
+    )
 
 
 def trap_commitment(secret: bytes) -> Hash32:
@@ -76,19 +83,28 @@ def trap_commitment(secret: bytes) -> Hash32:
     return sha256(secret)
 
 
-def trap_tree(master_secret: bytes, segments: int) -> CommitmentTree:
+def trap_tree(master_secret: bytes, job_id: str, segments: int) -> CommitmentTree:
     """The Merkle tree over the ``segments`` commitments; its root goes into the bid."""
     return CommitmentTree(
-        trap_commitment(segment_secret(master_secret, x)) for x in range(segments)
+        trap_commitment(segment_secret(master_secret, job_id, x)) for x in range(segments)
     )
 
 
-def trap_root(master_secret: bytes, segments: int) -> Hash32:
-    return trap_tree(master_secret, segments).root()
+def trap_root(master_secret: bytes, job_id: str, segments: int) -> Hash32:
+    return trap_tree(master_secret, job_id, segments).root()
 
 
-def trap_proof(master_secret: bytes, segments: int, segment: int) -> InclusionProof:
-    return trap_tree(master_secret, segments).inclusion_proof(segment)
+def trap_proof(master_secret: bytes, job_id: str, segments: int, segment: int) -> InclusionProof:
+    return trap_tree(master_secret, job_id, segments).inclusion_proof(segment)
+
+
+def seal(segment: int, salt: bytes, challenger: str) -> Hash32:
+    """The commitment a challenge of a job with forced errors carries during the window: it
+    names the disputed segment only once the window has closed (``unseal``), so no verifier
+    can copy another's challenge of a trap and be paid for a check it never made."""
+    if len(salt) != HASH_SIZE:
+        raise ValueError(f"a seal's salt is {HASH_SIZE} bytes")
+    return sha256(SEAL_DOMAIN + segment.to_bytes(8, "big") + salt + challenger.encode("ascii"))
 
 
 def draw_trap(

@@ -15,13 +15,14 @@ import hashlib
 from dataclasses import dataclass
 from typing import Any
 
-from contracts_sim.jobs import get_verifier_sample
+from contracts_sim.jobs import audit_window_start, get_verifier_sample, settle_height
 from contracts_sim.records import DisputeStatus, Job, JobStatus, Phase
 from contracts_sim.testing import LedgerHarness
 from protocol.exact import decode_state, encode_state, init, step
 from protocol.exact.forced_error import step_with_traps
 from protocol.forced_errors import (
     draw_trap,
+    seal,
     segment_secret,
     trap_proof,
     trap_root,
@@ -85,7 +86,7 @@ class TrapSolver:
         return tiny_spec().num_segments
 
     def bid(self, job_id: str, price: int = 800) -> None:
-        root = trap_root(self.master, self.segments)
+        root = trap_root(self.master, job_id, self.segments)
         body = {"job_id": job_id, "price": price, "capacity": 8, "trap_root": root.hex()}
         self.h.send(self.name, "bid", body)
 
@@ -97,7 +98,7 @@ class TrapSolver:
         found = {}
         for x in range(self.segments):
             draw = draw_trap(
-                segment_secret(self.master, x),
+                segment_secret(self.master, job.job_id, x),
                 beacon,
                 job.job_id,
                 x,
@@ -117,11 +118,13 @@ class TrapSolver:
     def commit(self, job_id: str, run: Run) -> None:
         self.h.send(self.name, "commit_final", final_body(job_id, run.tree))
 
-    def reveal_body(self, dispute_id: str, segment: int, run: Run, step: int) -> dict[str, Any]:
+    def reveal_body(
+        self, job_id: str, dispute_id: str, segment: int, run: Run, step: int
+    ) -> dict[str, Any]:
         return {
             "dispute_id": dispute_id,
-            "secret": segment_secret(self.master, segment).hex(),
-            "proof": trap_proof(self.master, self.segments, segment).to_json(),
+            "secret": segment_secret(self.master, job_id, segment).hex(),
+            "proof": trap_proof(self.master, job_id, self.segments, segment).to_json(),
             "blob": run.blobs[step].hex(),
         }
 
@@ -130,8 +133,8 @@ class TrapSolver:
             "job_id": job_id,
             "attester": self.h.address(attester),
             "segment": segment,
-            "secret": segment_secret(self.master, segment).hex(),
-            "secret_proof": trap_proof(self.master, self.segments, segment).to_json(),
+            "secret": segment_secret(self.master, job_id, segment).hex(),
+            "secret_proof": trap_proof(self.master, job_id, self.segments, segment).to_json(),
             "pre_entry": run.leaves[segment].hex(),
             "pre_proof": run.tree.inclusion_proof(segment).to_json(),
             "post_entry": run.leaves[segment + 1].hex(),
@@ -141,6 +144,38 @@ class TrapSolver:
 
 def sample_of(h: LedgerHarness, job_id: str, verifier: str) -> list[int]:
     return get_verifier_sample(h.state, job_id, h.address(verifier))
+
+
+def salt_of(verifier: str, job_id: str, segment: int) -> bytes:
+    return hashlib.sha256(f"salt/{verifier}/{job_id}/{segment}".encode()).digest()
+
+
+def sealed_challenge(h: LedgerHarness, job_id: str, verifier: str, segment: int) -> str:
+    """A sealed challenge of ``segment`` (a job with forced errors); returns its dispute id."""
+    commitment = seal(segment, salt_of(verifier, job_id, segment), h.address(verifier))
+    body = {"job_id": job_id, "sealed": commitment.hex()}
+    return str(h.send(verifier, "challenge", body).event("challenged").data["dispute_id"])
+
+
+def unseal_body(
+    h: LedgerHarness, job_id: str, dispute_id: str, verifier: str, segment: int, run: Run
+) -> dict[str, Any]:
+    evidence = fast_path_challenge(h, job_id, segment, run)
+    del evidence["job_id"]
+    salt = salt_of(verifier, job_id, segment).hex()
+    return {"dispute_id": dispute_id, "salt": salt, **evidence}
+
+
+def close_window(h: LedgerHarness, job_id: str) -> None:
+    """Move past the challenge window (or stay, if already past it)."""
+    deadline = job(h, job_id).challenge_deadline
+    assert deadline is not None
+    h.advance_to(max(h.height, deadline + 1))
+
+
+def open_audits(h: LedgerHarness, job_id: str) -> None:
+    """Move to the first height of the audit window (or stay, if already in it)."""
+    h.advance_to(max(h.height, audit_window_start(job(h, job_id), h.params)))
 
 
 def fast_path_challenge(h: LedgerHarness, job_id: str, segment: int, run: Run) -> dict[str, Any]:
@@ -185,9 +220,10 @@ def play_jobs(
     h: LedgerHarness, rounds: int, per_round: int, modes: dict[str, str], seed: str
 ) -> MarketTally:
     """``rounds`` x ``per_round`` jobs by one honest ``TrapSolver``, each checked by the
-    verifiers of ``modes`` (name -> honest | lazy | colluding). The colluding verifier knows
-    the solver's traps: it attests when none is in its sample, otherwise challenges one and
-    agrees with every midpoint, re-executing nothing. Every game is played to its end."""
+    verifiers of ``modes`` (name -> honest | lazy | colluding). Every verifier attests; an
+    honest one first seals a challenge of each segment of its sample that does not re-execute.
+    The colluding verifier knows the solver's traps: it seals challenges of those in its
+    sample and agrees with every midpoint, re-executing nothing. Every game is played out."""
     names = ["solver", "submitter", *modes]
     before = {n: h.account(n).balance for n in names}
     tally = MarketTally()
@@ -204,7 +240,7 @@ def play_jobs(
         for j in jobs:
             solvers[j].commit(j, runs[j])
         h.advance(2)
-        disputes: dict[str, tuple[str, str, Run]] = {}  # id -> (job, verifier, its view)
+        disputes: dict[str, tuple[str, str, Run, int]] = {}  # id -> (job, verifier, view, seg)
         for j in jobs:
             traps = solvers[j].draws(job(h, j))
             for v, mode in modes.items():
@@ -215,33 +251,33 @@ def play_jobs(
                     targets = [x for x in sample if x in traps]
                 else:
                     targets = _honest_verdict(runs[j], sample)
-                if not targets:
-                    h.send(v, "attest", {"job_id": j})
-                for target in targets:
-                    body = fast_path_challenge(h, j, target, runs[j])
-                    receipt = h.send(v, "challenge", body)
+                for target in targets:  # sealed: named only after the window
+                    dispute_id = sealed_challenge(h, j, v, target)
                     view = runs[j] if mode == "colluding" else verifier_view(runs[j], target)
-                    disputes[receipt.event("challenged").data["dispute_id"]] = (j, v, view)
-        for dispute_id, (j, v, view) in disputes.items():
-            _play_until_reveal(h, dispute_id, runs[j], view, v)
+                    disputes[dispute_id] = (j, v, view, target)
+                h.send(v, "attest", {"job_id": j})  # vouches for the rest of its sample
         deadline = job(h, jobs[0]).challenge_deadline
         assert deadline is not None
         h.advance_to(max(h.height, deadline + 1))
-        for dispute_id, (j, _, _) in disputes.items():
+        for dispute_id, (j, v, view, target) in disputes.items():
+            h.send(v, "unseal", unseal_body(h, j, dispute_id, v, target, runs[j]))
+            _play_until_reveal(h, dispute_id, runs[j], view, v)
+        for dispute_id, (j, _, _, _) in disputes.items():
             d = h.state.get_dispute(dispute_id)
             if d.phase is Phase.REVEAL_TRAP:
                 assert d.step_lo is not None
                 segment = d.step_lo // tiny_spec().checkpoint_interval
-                body = solvers[j].reveal_body(dispute_id, segment, runs[j], d.step_lo)
+                body = solvers[j].reveal_body(j, dispute_id, segment, runs[j], d.step_lo)
                 h.send("solver", "reveal_trap", body)
                 tally.forced_errors += 1
-        audits = _audit_attesters(h, jobs, solvers, runs)
+        h.advance_to(max(h.height, audit_window_start(job(h, jobs[0]), h.params)))
+        audits = _audit_attesters(h, jobs, solvers, runs, disputes)
         if audits:
             h.advance_to(max(h.state.get_dispute(a).deadline for a in audits) + 1)
             for audit_id in audits:
                 receipt = h.send("outsider", "claim_timeout", {"dispute_id": audit_id})
                 tally.caught_lazy += bool(receipt.event("audit_resolved").data["attester_lost"])
-        h.advance_to(max(h.height, deadline + h.params.audit_window + 1))
+        h.advance_to(max(h.height, settle_height(job(h, jobs[0]), h.params)))
         for j in jobs:
             if job(h, j).status is JobStatus.COMMITTED:
                 h.send("outsider", "settle", {"job_id": j})
@@ -262,7 +298,11 @@ def _play_until_reveal(h: LedgerHarness, dispute_id: str, run: Run, view: Run, v
 
 
 def _audit_attesters(
-    h: LedgerHarness, jobs: list[str], solvers: dict[str, TrapSolver], runs: dict[str, Run]
+    h: LedgerHarness,
+    jobs: list[str],
+    solvers: dict[str, TrapSolver],
+    runs: dict[str, Run],
+    disputes: dict[str, tuple[str, str, Run, int]],
 ) -> list[str]:
     """The solver audits every bonded attester whose sample holds a trap and posts its first
     midpoint; returns the audits' ids (an attester that re-executed never attested a trap)."""
@@ -272,7 +312,8 @@ def _audit_attesters(
         traps = solvers[j].draws(record)
         for address in record.bonded_attesters:
             name = next(n for n in h.keys if h.address(n) == address)
-            trapped = [x for x in sample_of(h, j, name) if x in traps]
+            challenged = {seg for (jj, v, _, seg) in disputes.values() if jj == j and v == name}
+            trapped = [x for x in sample_of(h, j, name) if x in traps and x not in challenged]
             if not trapped:
                 continue
             body = solvers[j].audit_body(j, name, trapped[0], runs[j])

@@ -17,9 +17,9 @@ def _events(job: dict, kind: str) -> list[dict]:
     return [e["data"] for e in job["history"] if e["kind"] == kind]
 
 
-def _play(net: Network, spec: JobSpec) -> dict:
+def _play(net: Network, spec: JobSpec, sample_count: int = 4) -> dict:
     net.warm_up()
-    job_id = net.post_job(spec, JobTerms(sample_count=4))
+    job_id = net.post_job(spec, JobTerms(sample_count=sample_count))
     net.run_jobs(job_id, max_rounds=400)
     return net.job(job_id)
 
@@ -44,7 +44,7 @@ def test_a_cheat_is_still_slashed_among_forced_errors(tiny_spec: JobSpec) -> Non
     net = Network(params=HALF_TRAPS)
     net.add_solver("cheater", PerturbStep(step=9))
     net.add_verifier("honest")
-    job = _play(net, tiny_spec)
+    job = _play(net, tiny_spec, sample_count=8)  # the whole job: the cheat is in the sample
     assert job["status"] == "slashed"
     located = [r["located_step"] for r in _events(job, "dispute_resolved")]
     assert 9 in located

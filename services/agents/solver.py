@@ -246,7 +246,12 @@ class SolverAgent(Agent):
         deadline = job.raw.get("challenge_deadline")
         if deadline is None or int(job.raw["open_disputes"]):
             return
-        audits = int(self.params.get("audit_window", 0)) if job.raw.get("trap_root") else 0
+        # A job with forced errors: sealed challenges have move_timeout to open, then audits.
+        audits = (
+            int(self.params["move_timeout"]) + int(self.params["audit_window"])
+            if job.raw.get("trap_root")
+            else 0
+        )
         if height > int(deadline) + audits:
             self.send(Move("settle", {"job_id": job.job_id}), key=f"settle:{job.job_id}")
 
@@ -456,6 +461,15 @@ class SolverAgent(Agent):
             return self._reveal_trap(run, dispute_id, int(raw["step_lo"]))
         return None
 
+    def _challenged_segments(self, job: JobView, verifier: str) -> set[int]:
+        """The segments ``verifier`` named in its opened challenges of ``job`` (never audited)."""
+        segments = set()
+        for raw in self.client.list_disputes(job.job_id):
+            fraud_claim = not raw.get("audit") and not raw.get("data_request")
+            if fraud_claim and raw["challenger"] == verifier and raw.get("leaf_index") is not None:
+                segments.add(int(raw["leaf_index"]) - 1)
+        return segments
+
     def _reveal_trap(self, run: JobRun, dispute_id: str, step: int) -> Move | None:
         """Show that the step the referee disagreed with is this job's forced error."""
         segment = segment_of_last_step(step, run.spec.checkpoint_interval)
@@ -474,7 +488,8 @@ class SolverAgent(Agent):
         book = self.trap_books.get(job.job_id)
         if deadline is None or book is None or not book.selectors:
             return
-        if not int(deadline) < height <= int(deadline) + int(self.params["audit_window"]):
+        start = int(deadline) + int(self.params["move_timeout"]) + 1
+        if not start <= height < start + int(self.params["audit_window"]):
             return
         run = self._run_for(job.job_id)
         if run is None:
@@ -483,7 +498,8 @@ class SolverAgent(Agent):
             if attester in job.raw.get("audited", []):
                 continue
             sample = [int(x) for x in self.client.sample(job.job_id, attester)]
-            trapped = [x for x in sample if x in book.selectors]
+            challenged = self._challenged_segments(job, attester)
+            trapped = [x for x in sample if x in book.selectors and x not in challenged]
             if not trapped:
                 continue
             segment, tree = trapped[0], run.tree()

@@ -36,7 +36,7 @@ class TrapBook:
 
     @property
     def root(self) -> Hash32:
-        return trap_root(self.master, self.segments)
+        return trap_root(self.master, self.job_id, self.segments)
 
     def draw(self, beacon: bytes, forced_error_bps: int) -> dict[int, int]:
         """Segment -> selector of every forced error, from the raw beacon of the block after
@@ -44,7 +44,7 @@ class TrapBook:
         output = beacon_output(beacon)
         self.selectors = {}
         for segment in range(self.segments):
-            secret = segment_secret(self.master, segment)
+            secret = segment_secret(self.master, self.job_id, segment)
             drawn = draw_trap(secret, output, self.job_id, segment, forced_error_bps)
             if drawn.is_trap:
                 self.selectors[segment] = drawn.selector
@@ -58,6 +58,6 @@ class TrapBook:
     def reveal(self, segment: int) -> dict[str, Any]:
         """The secret and proof that show ``segment``'s forced error."""
         return {
-            "secret": segment_secret(self.master, segment).hex(),
-            "proof": trap_proof(self.master, self.segments, segment).to_json(),
+            "secret": segment_secret(self.master, self.job_id, segment).hex(),
+            "proof": trap_proof(self.master, self.job_id, self.segments, segment).to_json(),
         }

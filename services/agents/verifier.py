@@ -38,6 +38,7 @@ from protocol.exact import (
     state_hash,
     state_step,
 )
+from protocol.forced_errors import seal
 from protocol.hashing import sha256
 from protocol.layout import state_blob_size
 from protocol.merkle import CommitmentTree, NodeRef, children, root_of
@@ -121,6 +122,7 @@ class VerifierAgent(Agent):
         self.games: dict[tuple[str, int], SegmentGame] = {}
         self.sampled_blobs: dict[tuple[str, int], bytes] = {}  # pre-states it re-executed
         self.attest_bond_needed = 0  # the bonds of the committed jobs it may attest, this tick
+        self.unseal_evidence: dict[tuple[str, int], dict[str, Any]] = {}  # what each seal hides
         self.requests_read: dict[str, tuple[int | None, dict[int, dict[str, Any]]]] = {}
         self.published: dict[tuple[str, int], tuple[bytes, bytes, bytes, Any]] = {}
         self.telemetry.set_strategy(self.strategy.name)
@@ -205,7 +207,9 @@ class VerifierAgent(Agent):
             # The strategy named the wrong leaf: challenge the segment before it, with proofs.
             verdict = self._challenge_segment(job, entries, leaf - 1, verdict.reason)
         check.verdict = verdict
-        if verdict.action == Verdict.ATTEST:
+        if job.raw.get("trap_root") is not None:
+            sent = self._verdict_with_traps(job, verdict)
+        elif verdict.action == Verdict.ATTEST:
             sent = self.send(Move("attest", {"job_id": job.job_id}), key=f"attest:{job.job_id}")
             if sent:
                 self.telemetry.samples_attested.inc()
@@ -463,6 +467,48 @@ class VerifierAgent(Agent):
         }
         return Verdict(Verdict.CHALLENGE, reason, body)
 
+    # --- forced errors (protocol.forced_errors) ------------------------------------------------
+    def _salt(self, job_id: str, segment: int) -> bytes:
+        """The salt of a seal, derived from the key: a restarted verifier can still open it."""
+        return sha256(self.key.sign(f"proofnet/seal-salt/v1/{job_id}/{segment}".encode()))
+
+    def _verdict_with_traps(self, job: JobView, verdict: Verdict) -> bool:
+        """On a job with forced errors: seal a challenge of each bad segment (opened after the
+        window, so nobody can copy it) and attest for the rest of the sample."""
+        bodies = [verdict.challenge_body or {}, *verdict.more_challenges]
+        if verdict.action != Verdict.CHALLENGE:
+            bodies = []
+        for body in bodies:
+            if "segment" not in body:
+                continue  # only a named segment can be sealed
+            segment = int(body["segment"])
+            self.unseal_evidence[(job.job_id, segment)] = body
+            commitment = seal(segment, self._salt(job.job_id, segment), self.address)
+            sealed = {"job_id": job.job_id, "sealed": commitment.hex()}
+            key = f"challenge:{job.job_id}:{segment}"
+            if self.send_dispute_move(Move("challenge", sealed), key=key):
+                self.telemetry.samples_challenged.inc()
+        if verdict.action == Verdict.SKIP:
+            return True
+        sent = self.send(Move("attest", {"job_id": job.job_id}), key=f"attest:{job.job_id}")
+        if sent:
+            self.telemetry.samples_attested.inc()
+        return sent
+
+    def _unseal(self, job: JobView, raw: dict[str, Any], height: int) -> Move | None:
+        """Open this verifier's sealed challenge once the window has closed."""
+        if height <= int(job.raw["challenge_deadline"]):
+            return None
+        sealed = bytes.fromhex(raw["sealed"])
+        for (job_id, segment), body in self.unseal_evidence.items():
+            salt = self._salt(job_id, segment)
+            if job_id == job.job_id and seal(segment, salt, self.address) == sealed:
+                evidence = {k: v for k, v in body.items() if k != "job_id"}
+                return Move(
+                    "unseal", {"dispute_id": raw["dispute_id"], "salt": salt.hex(), **evidence}
+                )
+        return None
+
     def metrics(self) -> dict[str, Any]:
         """Work done so far: steps re-executed (sample checks and dispute ground truth)."""
         sampled = sum(c.steps_reexecuted for c in self.checks.values())
@@ -493,6 +539,11 @@ class VerifierAgent(Agent):
                 )
                 continue
             if raw["challenger"] != self.address:
+                continue
+            if raw["phase"] == "unseal":
+                move = self._unseal(job, raw, height)
+                if move is not None:
+                    self.send_dispute_move(move, key=f"unseal:{dispute_id}")
                 continue
             honest = self.honest_move(job, raw)
             move = self.strategy.answer_dispute(dispute, honest)

@@ -412,6 +412,40 @@ class DataRequestBody(BaseModel):
     withheld: Literal[True]
 
 
+class SealedChallengeBody(BaseModel):
+    """On a job with forced errors, the only kind of challenge: a commitment
+    ``sha256("proofnet/sealed-challenge/v1" || segment (u64) || salt || challenger)`` (posts
+    ``challenge_bond``), opened by ``unseal`` after the window."""
+
+    model_config = _body({"job_id": JOB_ID, "sealed": _example_hex("seal")})
+    job_id: Identifier
+    sealed: Hash32
+
+
+class UnsealBody(BaseModel):
+    """The challenger opens its sealed challenge after the window: the segment and salt of
+    the seal, and both of the segment's leaves proved against the committed root."""
+
+    model_config = _body(
+        {
+            "dispute_id": DISPUTE_ID,
+            "segment": 3,
+            "salt": _example_hex("salt"),
+            "pre_entry": _example_hex("leaf 3"),
+            "pre_proof": {"index": 3, "size": 13, "path": PATH},
+            "post_entry": _example_hex("leaf 4"),
+            "post_proof": {"index": 4, "size": 13, "path": PATH},
+        }
+    )
+    dispute_id: Identifier
+    segment: Index
+    salt: Hash32
+    pre_entry: Hash32
+    pre_proof: InclusionProofJson
+    post_entry: Hash32
+    post_proof: InclusionProofJson
+
+
 class RevealChildrenBody(BaseModel):
     """The solver reveals the two children of the disputed node."""
 
@@ -572,7 +606,7 @@ BODY_VARIANTS: dict[str, tuple[type[BaseModel], ...]] = {
     "commit_progress": (CommitProgressBody,),
     "commit_final": (CommitFinalBody,),
     "attest": (AttestBody,),
-    "challenge": (ChallengeBody, ChallengeFastPathBody, DataRequestBody),
+    "challenge": (ChallengeBody, ChallengeFastPathBody, DataRequestBody, SealedChallengeBody),
     "reveal_children": (RevealChildrenBody,),
     "choose_child": (ChooseChildBody,),
     "reveal_leaf": (RevealLeafBody,),
@@ -580,6 +614,7 @@ BODY_VARIANTS: dict[str, tuple[type[BaseModel], ...]] = {
     "respond_midpoint": (RespondMidpointBody,),
     "post_prestate": (PostPrestateBody,),
     "publish_data": (PublishDataBody,),
+    "unseal": (UnsealBody,),
     "reveal_trap": (RevealTrapBody,),
     "audit": (AuditBody,),
     "claim_timeout": (ClaimJobTimeoutBody, ClaimDisputeTimeoutBody),
