@@ -115,7 +115,15 @@ def _print_report(report: dict[str, Any], console: Console | None = None) -> Non
     )
 
 
-@app.command()
+DEMO_HELP = (
+    "Run a local testnet, submit jobs and show who was paid and who was slashed.\n\n"
+    "The testnet is a chain on SQLite, 2 honest solvers, 1 cheater and 2 verifiers as local "
+    "processes; jobs go over REST. Exits non-zero if an honest party was slashed or the "
+    "cheater was not."
+)
+
+
+@app.command(help=DEMO_HELP)
 def demo(
     spec_file: Annotated[
         Path,
@@ -128,9 +136,7 @@ def demo(
     workdir: Annotated[Path | None, typer.Option("--dir", help="Keep files here.")] = None,
     json_output: JsonOpt = False,
 ) -> None:
-    """Run a local testnet (SQLite, 2 honest solvers, 1 cheater, 2 verifiers), submit jobs over
-    REST, and show who was paid and who was slashed. Exits non-zero if an honest party was
-    slashed or the cheater was not."""
+    """The demo (``DEMO_HELP``): ``services.demo.run_demo`` and its report."""
     from services.demo import run_demo
 
     with reported_errors():

@@ -144,6 +144,12 @@ def print_table(
         "saved: the payment share of the work skipped; min k / min stake: the smallest sample "
         "count (at this stake) / stake (at this k) that deters it."
     )
+    if job.attest_bond:
+        legend += (
+            f" lazy-verifier: P(detect) is the chance its sample holds a forced error, E[loss] "
+            f"its attestation bond ({job.attest_bond:,}) and fee share at that chance, saved "
+            "the fee share it earns without re-executing."
+        ).replace("E[loss]", "E\\[loss]")
     if wide:
         legend = "c: segments the cheat corrupts; s: share of the work it saves; " + legend
     else:
