@@ -94,9 +94,8 @@ def serve(
         f"db={db} block_time={block_time}s dev={dev}",
         err=True,
     )
-    typer.echo(
-        f"API docs http://{host}:{port}/docs  metrics http://{host}:{port}/metrics", err=True
-    )
+    base = f"http://{host}:{port}"
+    typer.echo(f"explorer {base}/explorer  API docs {base}/docs  metrics {base}/metrics", err=True)
     # log_config=None: uvicorn keeps the handler configure_logging installed (its format).
     uvicorn.run(
         node,
