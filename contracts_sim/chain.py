@@ -113,7 +113,7 @@ log = logging.getLogger(__name__)
 DEFAULT_CHAIN_ID: Final = "proofnet-local"
 DEFAULT_MAX_BLOCK_TXS: Final = 10_000
 MAX_EVENTS_PAGE: Final = 1_000
-DEADLINE_KINDS: Final = frozenset(MOVE_PHASE) | {"claim_timeout", "audit", "attest", "challenge"}
+DEADLINE_KINDS: Final = frozenset(MOVE_PHASE) | {"claim_timeout", "audit"}
 """Transactions an honest party must get into a block before a deadline (``_has_reserved_room``)."""
 
 

@@ -829,6 +829,12 @@ def resolve_dispute(
     else:
         slash = compute_slash(dispute.bond, (dispute.solver,), params)
         pay_slash(state, slash)
+        if job.trap_root is not None and not dispute.data_request:
+            # A seal opened on a segment that re-executes (or never opened) was not a check:
+            # the attestation beside it goes too (contracts_sim.forced_errors).
+            from contracts_sim.forced_errors import forfeit_attestation
+
+            events += forfeit_attestation(state, job, dispute.challenger, reason, params)
         events.append(
             make_event(
                 "bond_forfeited",

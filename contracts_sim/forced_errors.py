@@ -42,6 +42,7 @@ from contracts_sim import referee
 from contracts_sim.env import TxContext
 from contracts_sim.events import Event, make_event
 from contracts_sim.exceptions import (
+    AlreadyAttestedError,
     AlreadyAuditedError,
     AlreadyChallengedError,
     DeadlineNotReachedError,
@@ -138,10 +139,11 @@ def open_trap_job_challenge(
         raise MalformedBodyError(
             "sealed", "a challenge of a job with forced errors is sealed until its window closes"
         )
-    # One sealed challenge per segment of the challenger's sample, at most.
-    sample_size = min(job.sample_count, job.num_leaves - 1)
-    if len(_fraud_claims(state, job, ctx.sender)) >= sample_size:
+    # One sealed challenge per segment of the challenger's sample, at most, before it attests.
+    if len(_fraud_claims(state, job, ctx.sender)) >= sample_size(job):
         raise AlreadyChallengedError(job.job_id, ctx.sender)
+    if ctx.sender in job.attesters:
+        raise AlreadyAttestedError(job.job_id, ctx.sender)
     dispute_id = game.compute_dispute_id(job.job_id, ctx.sender, ctx.nonce)
     if state.get(DISPUTES, dispute_id) is not None:
         raise WrongStatusError(f"dispute {dispute_id} already exists")
@@ -215,19 +217,26 @@ def process_unseal(
     dispute, party = game.begin_move(state, ctx, body.dispute_id, "unseal")
     job = state.get_job(dispute.job_id)
     require_window_closed(state, job, ctx, "unsealing a challenge")
-    # INVARIANT: the segment and salt are the sealed ones, of the challenger's own sample ...
+    # INVARIANT: the segment and salt are the sealed ones ...
     assert dispute.sealed is not None
     opened = seal(body.segment, body.salt, dispute.challenger)
     if opened != dispute.sealed:
         raise HashMismatchError("seal(segment, salt, challenger)", dispute.sealed, opened)
+    if body.segment == empty_seal_segment(job):
+        if body.evidence is not None:
+            raise MalformedBodyError("pre_entry", "an empty seal disputes no segment")
+        return _close_empty_seal(state, ctx, game.record(dispute, "unseal", party, ctx))
+    # ... of a segment of the challenger's own sample, challenged once ...
     if body.segment not in get_verifier_sample(state, job.job_id, dispute.challenger):
         raise MalformedBodyError("segment", f"{body.segment} is not in the challenger's sample")
-    # ... challenged once ...
     if body.segment in _challenged_segments(state, job, dispute.challenger):
         raise AlreadyChallengedError(job.job_id, dispute.challenger)
     # ... and both of its leaves are proved against the solver's root.
-    game.verify_leaf("pre_proof", body.pre_entry, body.segment, job, body.pre_proof)
-    game.verify_leaf("post_proof", body.post_entry, body.segment + 1, job, body.post_proof)
+    evidence = body.evidence
+    if evidence is None:
+        raise MalformedBodyError("pre_entry", f"is required to open a seal of {body.segment}")
+    game.verify_leaf("pre_proof", evidence.pre_entry, body.segment, job, evidence.pre_proof)
+    game.verify_leaf("post_proof", evidence.post_entry, body.segment + 1, job, evidence.post_proof)
     leaf = body.segment + 1
     a, b = game.segment_interval(leaf, get_job_spec(job).checkpoint_interval)
     dispute = game.record(dispute, "unseal", party, ctx, segment=body.segment)
@@ -239,9 +248,87 @@ def process_unseal(
         leaf_index=leaf,
         step_lo=a,
         step_hi=b,
-        hash_lo=body.pre_entry,
-        hash_hi=body.post_entry,
+        hash_lo=evidence.pre_entry,
+        hash_hi=evidence.post_entry,
     )
+
+
+def empty_seal_segment(job: Job) -> int:
+    """The segment an empty seal names: one past the last (it disputes nothing)."""
+    return job.num_leaves - 1
+
+
+def _close_empty_seal(state: LedgerState, ctx: TxContext, dispute: Dispute) -> list[Event]:
+    """An empty seal opened: nothing was disputed; the bond goes back."""
+    state.set_dispute(
+        replace(
+            dispute,
+            status=DisputeStatus.VOID,
+            phase=Phase.RESOLVED,
+            turn=Party.NOBODY,
+            reason="an empty seal: the verifier disputed nothing",
+            closed_height=ctx.height,
+        )
+    )
+    increase_balance(state, dispute.challenger, dispute.bond)
+    job = state.get_job(dispute.job_id)
+    state.set_job(replace(job, open_disputes=job.open_disputes - 1))
+    return [
+        make_event(
+            "seal_opened_empty",
+            dispute_id=dispute.dispute_id,
+            job_id=dispute.job_id,
+            challenger=dispute.challenger,
+            bond_returned=dispute.bond,
+        )
+    ]
+
+
+def sample_size(job: Job) -> int:
+    return min(job.sample_count, job.num_leaves - 1)
+
+
+def require_sealed_verdict(state: LedgerState, job: Job, verifier: str) -> None:
+    """An attestation of a job with forced errors follows exactly one seal per segment of the
+    sample (empty ones for the segments the verifier does not dispute): every verdict then
+    looks the same on chain, so an attestation says nothing about the attester's sample."""
+    seals = len(_fraud_claims(state, job, verifier))
+    if seals != sample_size(job):
+        raise MalformedBodyError(
+            "job_id",
+            f"an attestation of a job with forced errors follows {sample_size(job)} sealed "
+            f"challenges (empty ones for the segments not disputed); {verifier} has {seals}",
+        )
+
+
+def forfeit_attestation(
+    state: LedgerState, job: Job, attester: str, reason: str, params: Params
+) -> list[Event]:
+    """Take an attester's bond and fee share: the reward share to the solver, the rest burned
+    (an audit it lost, or a seal it opened on a segment that re-executes, or never opened)."""
+    if attester not in job.bonded_attesters:
+        return []
+    assert job.solver is not None
+    state.set_job(
+        replace(
+            job,
+            attesters=tuple(v for v in job.attesters if v != attester),
+            bonded_attesters=tuple(v for v in job.bonded_attesters if v != attester),
+        )
+    )
+    slash = compute_slash(job.attest_bond, (job.solver,), params)
+    pay_slash(state, slash)
+    return [
+        make_event(
+            "attestation_forfeited",
+            job_id=job.job_id,
+            attester=attester,
+            forfeited=slash.amount,
+            reward=slash.reward,
+            burned=slash.burned,
+            reason=reason,
+        )
+    ]
 
 
 # --- the forced error inside a dispute ------------------------------------------------------
@@ -476,21 +563,17 @@ def resolve_audit(
     """Close an audit: the loser forfeits its bond (the reward share to the winner)."""
     job = state.get_job(dispute.job_id)
     attester, solver = dispute.challenger, dispute.solver
+    state.set_job(replace(job, open_disputes=job.open_disputes - 1))
     if attester_lost:
         # The attestation bond leaves the job; the fee share goes with it.
-        job = replace(
-            job,
-            attesters=tuple(v for v in job.attesters if v != attester),
-            bonded_attesters=tuple(v for v in job.bonded_attesters if v != attester),
-        )
+        forfeit_attestation(state, state.get_job(job.job_id), attester, reason, params)
         slash = compute_slash(job.attest_bond, (solver,), params)
         increase_balance(state, solver, dispute.bond)
         status, winner = DisputeStatus.ATTESTER_LOST, Party.SOLVER
     else:
         slash = compute_slash(dispute.bond, (attester,), params)
+        pay_slash(state, slash)
         status, winner = DisputeStatus.AUDITOR_LOST, Party.CHALLENGER
-    pay_slash(state, slash)
-    state.set_job(replace(job, open_disputes=job.open_disputes - 1))
     state.set_dispute(
         replace(
             dispute,

@@ -709,6 +709,11 @@ def process_attest(
     require_eligible_verifier(state, job, ctx.sender, params)
     # The sample seed (the block after the final commit) exists.
     sample = get_verifier_sample(state, job.job_id, ctx.sender)
+    # With forced errors, the verdict is sealed: one seal per sampled segment came first.
+    if job.trap_root is not None:
+        from contracts_sim.forced_errors import require_sealed_verdict  # (imports this module)
+
+        require_sealed_verdict(state, job, ctx.sender)
     # The attestation bond, held until settlement (forfeited if an audit shows the attester
     # vouched for a forced error in its sample).
     bonded = job.bonded_attesters

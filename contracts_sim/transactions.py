@@ -655,28 +655,35 @@ class PublishDataBody:
 @dataclass(frozen=True)
 class UnsealBody:
     """The challenger opens a sealed challenge after the window: the segment and salt of its
-    seal, and both of the segment's leaves proved against the root (the fast path's evidence)."""
+    seal and, unless the seal is empty (segment = the job's segment count: it disputes
+    nothing), both of the segment's leaves proved against the root (the fast path's evidence)."""
 
     kind: ClassVar[str] = "unseal"
     dispute_id: str
     segment: int
     salt: Hash32
-    pre_entry: Hash32
-    pre_proof: InclusionProof
-    post_entry: Hash32
-    post_proof: InclusionProof
+    evidence: SegmentEvidence | None
+
+    EVIDENCE_FIELDS: ClassVar[tuple[str, ...]] = (
+        "pre_entry",
+        "pre_proof",
+        "post_entry",
+        "post_proof",
+    )
 
     @classmethod
     def read(cls, r: BodyReader) -> UnsealBody:
-        return cls(
+        dispute_id, segment, salt = (
             r.identifier("dispute_id"),
             r.integer("segment"),
             r.hash32("salt"),
-            r.hash32("pre_entry"),
-            r.required_inclusion_proof("pre_proof"),
-            r.hash32("post_entry"),
-            r.required_inclusion_proof("post_proof"),
         )
+        if not any(r.present(name) for name in cls.EVIDENCE_FIELDS):
+            return cls(dispute_id, segment, salt, None)  # an empty seal
+        pre_entry, pre_proof = r.hash32("pre_entry"), r.required_inclusion_proof("pre_proof")
+        post_entry, post_proof = r.hash32("post_entry"), r.required_inclusion_proof("post_proof")
+        evidence = SegmentEvidence(segment, pre_entry, post_entry, pre_proof, post_proof)
+        return cls(dispute_id, segment, salt, evidence)
 
 
 @dataclass(frozen=True)

@@ -146,13 +146,15 @@ def sample_of(h: LedgerHarness, job_id: str, verifier: str) -> list[int]:
     return get_verifier_sample(h.state, job_id, h.address(verifier))
 
 
-def salt_of(verifier: str, job_id: str, segment: int) -> bytes:
-    return hashlib.sha256(f"salt/{verifier}/{job_id}/{segment}".encode()).digest()
+def salt_of(verifier: str, job_id: str, segment: int, nonce: int = 0) -> bytes:
+    return hashlib.sha256(f"salt/{verifier}/{job_id}/{segment}/{nonce}".encode()).digest()
 
 
-def sealed_challenge(h: LedgerHarness, job_id: str, verifier: str, segment: int) -> str:
+def sealed_challenge(
+    h: LedgerHarness, job_id: str, verifier: str, segment: int, nonce: int = 0
+) -> str:
     """A sealed challenge of ``segment`` (a job with forced errors); returns its dispute id."""
-    commitment = seal(segment, salt_of(verifier, job_id, segment), h.address(verifier))
+    commitment = seal(segment, salt_of(verifier, job_id, segment, nonce), h.address(verifier))
     body = {"job_id": job_id, "sealed": commitment.hex()}
     return str(h.send(verifier, "challenge", body).event("challenged").data["dispute_id"])
 
@@ -164,6 +166,32 @@ def unseal_body(
     del evidence["job_id"]
     salt = salt_of(verifier, job_id, segment).hex()
     return {"dispute_id": dispute_id, "salt": salt, **evidence}
+
+
+def sealed_verdict(
+    h: LedgerHarness, job_id: str, verifier: str, segments: list[int]
+) -> dict[int, str]:
+    """A verifier's whole verdict on a job with forced errors: a seal of each of ``segments``,
+    empty seals up to its sample size, then its attestation. Returns segment -> dispute id,
+    the empty seals under the job's segment count (``empty_segment``) and above."""
+    record = job(h, job_id)
+    k = min(record.sample_count, record.num_leaves - 1)
+    empty = record.num_leaves - 1
+    ids = {x: sealed_challenge(h, job_id, verifier, x) for x in segments}
+    for n in range(k - len(segments)):
+        ids[empty + n] = sealed_challenge(h, job_id, verifier, empty, nonce=n)
+    h.send(verifier, "attest", {"job_id": job_id})
+    return ids
+
+
+def open_empty_seals(h: LedgerHarness, job_id: str, verifier: str, ids: dict[int, str]) -> None:
+    """Open the verifier's empty seals (after the window)."""
+    empty = job(h, job_id).num_leaves - 1
+    for key, dispute_id in ids.items():
+        if key >= empty:
+            salt = salt_of(verifier, job_id, empty, nonce=key - empty).hex()
+            body = {"dispute_id": dispute_id, "segment": empty, "salt": salt}
+            h.send(verifier, "unseal", body)
 
 
 def close_window(h: LedgerHarness, job_id: str) -> None:
@@ -241,6 +269,7 @@ def play_jobs(
             solvers[j].commit(j, runs[j])
         h.advance(2)
         disputes: dict[str, tuple[str, str, Run, int]] = {}  # id -> (job, verifier, view, seg)
+        empties: dict[tuple[str, str], dict[int, str]] = {}  # (job, verifier) -> its seals
         for j in jobs:
             traps = solvers[j].draws(job(h, j))
             for v, mode in modes.items():
@@ -251,14 +280,16 @@ def play_jobs(
                     targets = [x for x in sample if x in traps]
                 else:
                     targets = _honest_verdict(runs[j], sample)
-                for target in targets:  # sealed: named only after the window
-                    dispute_id = sealed_challenge(h, j, v, target)
+                ids = sealed_verdict(h, j, v, targets)  # named only after the window
+                for target in targets:
                     view = runs[j] if mode == "colluding" else verifier_view(runs[j], target)
-                    disputes[dispute_id] = (j, v, view, target)
-                h.send(v, "attest", {"job_id": j})  # vouches for the rest of its sample
+                    disputes[ids[target]] = (j, v, view, target)
+                empties[(j, v)] = ids
         deadline = job(h, jobs[0]).challenge_deadline
         assert deadline is not None
         h.advance_to(max(h.height, deadline + 1))
+        for (j, v), ids in empties.items():
+            open_empty_seals(h, j, v, ids)
         for dispute_id, (j, v, view, target) in disputes.items():
             h.send(v, "unseal", unseal_body(h, j, dispute_id, v, target, runs[j]))
             _play_until_reveal(h, dispute_id, runs[j], view, v)

@@ -43,8 +43,10 @@ from tests.forced_error_players import (
     close_window,
     fast_path_challenge,
     open_audits,
+    open_empty_seals,
     sample_of,
     sealed_challenge,
+    sealed_verdict,
     unseal_body,
     verifier_view,
 )
@@ -194,8 +196,7 @@ def test_an_honest_verifier_finds_a_forced_error_and_loses_nothing() -> None:
     sample = sample_of(h, job_id, "v1")
     for segment in sample:  # every segment is a trap: each one is a mismatch
         assert run.leaves[segment + 1] != verifier_view(run, segment).leaves[segment + 1]
-    ids = {x: sealed_challenge(h, job_id, "v1", x) for x in sample}
-    h.send("v1", "attest", {"job_id": job_id})  # for the rest of its sample (nothing here)
+    ids = sealed_verdict(h, job_id, "v1", sample)  # seals of both, then the attestation
     close_window(h, job_id)
     for segment, dispute_id in ids.items():
         h.send("v1", "unseal", unseal_body(h, job_id, dispute_id, "v1", segment, run))
@@ -278,11 +279,13 @@ def test_a_lazy_attester_is_audited_and_forfeits_its_bond() -> None:
     bond = job(h, job_id).attest_bond
     assert bond > 0
     start, solver_start = h.account("v2").balance, h.account("solver").balance
-    h.send("v2", "attest", {"job_id": job_id})
-    assert h.account("v2").balance == start - bond
+    seals = sealed_verdict(h, job_id, "v2", [])  # empty seals: it disputes nothing
+    assert h.account("v2").balance == start - bond - 2 * h.params.challenge_bond
     segment = sample_of(h, job_id, "v2")[0]
     audit = solver.audit_body(job_id, "v2", segment, run)
     h.expect_error("solver", "audit", audit, DeadlineNotReachedError)  # window still open
+    close_window(h, job_id)
+    open_empty_seals(h, job_id, "v2", seals)  # opening empty seals takes no work
     open_audits(h, job_id)
     h.expect_error("outsider", "audit", audit, NotAuthorizedError)
     receipt = h.send("solver", "audit", audit)
@@ -308,7 +311,9 @@ def test_an_honest_attester_wins_an_audit_of_a_trap_never_planted() -> None:
     h = funded_harness(params=ALL_TRAPS)
     job_id, solver, run = committed_with_traps(h, plant=False)  # honest trajectory, no traps
     start = h.account("v2").balance
-    h.send("v2", "attest", {"job_id": job_id})
+    seals = sealed_verdict(h, job_id, "v2", [])  # every segment re-executes: nothing to dispute
+    close_window(h, job_id)
+    open_empty_seals(h, job_id, "v2", seals)
     open_audits(h, job_id)
     segment = sample_of(h, job_id, "v2")[0]
     receipt = h.send("solver", "audit", solver.audit_body(job_id, "v2", segment, run))
@@ -328,7 +333,9 @@ def test_an_honest_attester_wins_an_audit_of_a_trap_never_planted() -> None:
 def test_audit_guards() -> None:
     h = funded_harness(params=ALL_TRAPS)
     job_id, solver, run = committed_with_traps(h)
-    h.send("v2", "attest", {"job_id": job_id})
+    seals = sealed_verdict(h, job_id, "v2", [])
+    close_window(h, job_id)
+    open_empty_seals(h, job_id, "v2", seals)
     open_audits(h, job_id)
     outside = next(x for x in range(solver.segments) if x not in sample_of(h, job_id, "v2"))
     h.expect_error(
@@ -348,7 +355,9 @@ def test_no_trap_no_audit() -> None:
     h = funded_harness(params=TEST.with_changes(forced_error_bps=1))
     job_id, solver, run = committed_with_traps(h)
     h.send("v2", "faucet", {"amount": 900_000})  # a rare trap asks for a large bond
-    h.send("v2", "attest", {"job_id": job_id})
+    seals = sealed_verdict(h, job_id, "v2", [])
+    close_window(h, job_id)
+    open_empty_seals(h, job_id, "v2", seals)
     open_audits(h, job_id)
     segment = sample_of(h, job_id, "v2")[0]
     assert segment not in solver.draws(job(h, job_id))  # 1 in 10,000
@@ -412,4 +421,50 @@ def test_forced_errors_off_change_nothing() -> None:
     h = funded_harness()
     job_id = post_job(h)
     assert job(h, job_id).attest_bond == 0 and TEST.forced_error_bps == 0
-    assert "audit" in DEADLINE_KINDS and "attest" in DEADLINE_KINDS
+    # Room past a full block for the solver's audit, not for attestations anyone can send.
+    assert "audit" in DEADLINE_KINDS and "attest" not in DEADLINE_KINDS
+
+
+def test_an_attestation_follows_one_seal_per_sampled_segment() -> None:
+    """Every verdict looks the same on chain: k seals, then the attestation (red-team N2)."""
+    h = funded_harness(params=ALL_TRAPS)
+    job_id, _, _ = committed_with_traps(h)
+    h.expect_error("v2", "attest", {"job_id": job_id}, MalformedBodyError)
+    sealed_challenge(h, job_id, "v2", sample_of(h, job_id, "v2")[0])
+    h.expect_error("v2", "attest", {"job_id": job_id}, MalformedBodyError)  # one of two
+    sealed_challenge(h, job_id, "v2", 8, nonce=1)  # an empty seal completes it
+    h.send("v2", "attest", {"job_id": job_id})
+    h.expect_error(
+        "v2", "challenge", {"job_id": job_id, "sealed": "00" * 32}, AlreadyChallengedError
+    )
+
+
+def test_sealing_a_segment_that_re_executes_forfeits_the_attestation() -> None:
+    """A lazy verifier cannot hide from audits by sealing its whole sample: a seal opened on a
+    segment that re-executes loses its bond and the attestation beside it (red-team N1)."""
+    h = funded_harness(params=ALL_TRAPS)
+    job_id, _, run = committed_with_traps(h, plant=False)  # every segment re-executes
+    start = h.account("v2").balance
+    segment = sample_of(h, job_id, "v2")[0]
+    ids = sealed_verdict(h, job_id, "v2", [segment])
+    close_window(h, job_id)
+    open_empty_seals(h, job_id, "v2", ids)
+    h.send("v2", "unseal", unseal_body(h, job_id, ids[segment], "v2", segment, run))
+    d = play_out(h, ids[segment], run, run, "v2")  # it agrees with every midpoint
+    assert d.status is DisputeStatus.SOLVER_WON
+    assert h.address("v2") not in job(h, job_id).attesters
+    settle_when_due(h, job_id)
+    h.send("outsider", "settle", {"job_id": job_id})
+    lost = job(h, job_id).attest_bond + h.params.challenge_bond
+    assert h.account("v2").balance == start - lost  # no fee, no bonds back
+
+
+def test_an_unopened_seal_forfeits_the_attestation() -> None:
+    h = funded_harness(params=ALL_TRAPS)
+    job_id, _, _ = committed_with_traps(h)
+    ids = sealed_verdict(h, job_id, "v2", [])
+    close_window(h, job_id)
+    h.advance_to(max(h.state.get_dispute(i).deadline for i in ids.values()) + 1)
+    for dispute_id in ids.values():
+        h.send("outsider", "claim_timeout", {"dispute_id": dispute_id})
+    assert h.address("v2") not in job(h, job_id).attesters

@@ -122,7 +122,8 @@ class VerifierAgent(Agent):
         self.games: dict[tuple[str, int], SegmentGame] = {}
         self.sampled_blobs: dict[tuple[str, int], bytes] = {}  # pre-states it re-executed
         self.attest_bond_needed = 0  # the bonds of the committed jobs it may attest, this tick
-        self.unseal_evidence: dict[tuple[str, int], dict[str, Any]] = {}  # what each seal hides
+        # (job, index) -> (segment, salt, fast-path body or None): what each of its seals hides
+        self.seals: dict[tuple[str, int], tuple[int, bytes, dict[str, Any] | None]] = {}
         self.requests_read: dict[str, tuple[int | None, dict[int, dict[str, Any]]]] = {}
         self.published: dict[tuple[str, int], tuple[bytes, bytes, bytes, Any]] = {}
         self.telemetry.set_strategy(self.strategy.name)
@@ -468,28 +469,35 @@ class VerifierAgent(Agent):
         return Verdict(Verdict.CHALLENGE, reason, body)
 
     # --- forced errors (protocol.forced_errors) ------------------------------------------------
-    def _salt(self, job_id: str, segment: int) -> bytes:
-        """The salt of a seal, derived from the key: a restarted verifier can still open it."""
-        return sha256(self.key.sign(f"proofnet/seal-salt/v1/{job_id}/{segment}".encode()))
+    def _salt(self, job_id: str, index: int) -> bytes:
+        """The salt of this verifier's ``index``-th seal on ``job_id``, derived from its key: a
+        restarted verifier can still open it, and no two seals of a verdict look alike."""
+        return sha256(self.key.sign(f"proofnet/seal-salt/v2/{job_id}/{index}".encode()))
 
     def _verdict_with_traps(self, job: JobView, verdict: Verdict) -> bool:
-        """On a job with forced errors: seal a challenge of each bad segment (opened after the
-        window, so nobody can copy it) and attest for the rest of the sample."""
+        """On a job with forced errors the whole verdict is sealed and looks the same for every
+        verifier: one seal per sampled segment — of each bad one, empty for the rest — then the
+        attestation. Opened after the window (``_unseal``), so nobody can copy it or read it."""
         bodies = [verdict.challenge_body or {}, *verdict.more_challenges]
-        if verdict.action != Verdict.CHALLENGE:
-            bodies = []
-        for body in bodies:
-            if "segment" not in body:
-                continue  # only a named segment can be sealed
-            segment = int(body["segment"])
-            self.unseal_evidence[(job.job_id, segment)] = body
-            commitment = seal(segment, self._salt(job.job_id, segment), self.address)
-            sealed = {"job_id": job.job_id, "sealed": commitment.hex()}
-            key = f"challenge:{job.job_id}:{segment}"
-            if self.send_dispute_move(Move("challenge", sealed), key=key):
-                self.telemetry.samples_challenged.inc()
+        named = [b for b in bodies if "segment" in b] if verdict.action == Verdict.CHALLENGE else []
         if verdict.action == Verdict.SKIP:
             return True
+        size = min(int(job.raw["sample_count"]), job.num_leaves - 1)
+        empty = job.num_leaves - 1  # an empty seal names one past the last segment
+        seals: list[tuple[int, dict[str, Any] | None]] = [
+            (int(b["segment"]), b) for b in named[:size]
+        ]
+        seals += [(empty, None)] * (size - len(seals))
+        for index, (segment, body) in enumerate(seals):
+            salt = self._salt(job.job_id, index)
+            self.seals[(job.job_id, index)] = (segment, salt, body)
+            commitment = seal(segment, salt, self.address)
+            sealed = {"job_id": job.job_id, "sealed": commitment.hex()}
+            sent = self.send_dispute_move(
+                Move("challenge", sealed), key=f"seal:{job.job_id}:{index}"
+            )
+            if sent and body is not None:
+                self.telemetry.samples_challenged.inc()
         sent = self.send(Move("attest", {"job_id": job.job_id}), key=f"attest:{job.job_id}")
         if sent:
             self.telemetry.samples_attested.inc()
@@ -500,13 +508,15 @@ class VerifierAgent(Agent):
         if height <= int(job.raw["challenge_deadline"]):
             return None
         sealed = bytes.fromhex(raw["sealed"])
-        for (job_id, segment), body in self.unseal_evidence.items():
-            salt = self._salt(job_id, segment)
-            if job_id == job.job_id and seal(segment, salt, self.address) == sealed:
-                evidence = {k: v for k, v in body.items() if k != "job_id"}
-                return Move(
-                    "unseal", {"dispute_id": raw["dispute_id"], "salt": salt.hex(), **evidence}
-                )
+        for (job_id, _), (segment, salt, body) in self.seals.items():
+            if job_id != job.job_id or seal(segment, salt, self.address) != sealed:
+                continue
+            opened: dict[str, Any] = {"dispute_id": raw["dispute_id"], "segment": segment}
+            opened["salt"] = salt.hex()
+            if body is not None:
+                keys = ("pre_entry", "pre_proof", "post_entry", "post_proof")
+                opened.update({k: body[k] for k in keys})
+            return Move("unseal", opened)
         return None
 
     def metrics(self) -> dict[str, Any]:

@@ -446,6 +446,17 @@ class UnsealBody(BaseModel):
     post_proof: InclusionProofJson
 
 
+class UnsealEmptyBody(BaseModel):
+    """The challenger opens an empty seal (segment = the job's segment count): every verdict
+    of a job with forced errors seals one challenge per sampled segment, empty ones for the
+    segments it does not dispute; the bond comes back."""
+
+    model_config = _body({"dispute_id": DISPUTE_ID, "segment": 12, "salt": _example_hex("salt")})
+    dispute_id: Identifier
+    segment: Index
+    salt: Hash32
+
+
 class RevealChildrenBody(BaseModel):
     """The solver reveals the two children of the disputed node."""
 
@@ -614,7 +625,7 @@ BODY_VARIANTS: dict[str, tuple[type[BaseModel], ...]] = {
     "respond_midpoint": (RespondMidpointBody,),
     "post_prestate": (PostPrestateBody,),
     "publish_data": (PublishDataBody,),
-    "unseal": (UnsealBody,),
+    "unseal": (UnsealBody, UnsealEmptyBody),
     "reveal_trap": (RevealTrapBody,),
     "audit": (AuditBody,),
     "claim_timeout": (ClaimJobTimeoutBody, ClaimDisputeTimeoutBody),
