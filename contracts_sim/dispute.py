@@ -873,12 +873,19 @@ def reward_sharers(state: LedgerState, job: Job, winning: Dispute) -> tuple[Addr
 
     Each of them bonded the claim that the solver is wrong, so none is paid less for having
     been slower to finish its game than the solver's own accomplice (see the module docstring).
+    A seal not yet opened claims nothing yet (it may be empty, which costs nothing): it does
+    not share (contracts_sim.forced_errors).
     """
     sharers = (
         other.challenger
         for other in (state.get_dispute(other_id) for other_id in job.disputes)
         if other.dispute_id == winning.dispute_id
-        or (other.status == DisputeStatus.OPEN and not other.data_request and not other.audit)
+        or (
+            other.status == DisputeStatus.OPEN
+            and not other.data_request
+            and not other.audit
+            and other.phase != Phase.UNSEAL
+        )
     )
     return tuple(dict.fromkeys(sharers))  # one share per address, in opening order
 

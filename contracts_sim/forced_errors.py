@@ -565,9 +565,11 @@ def resolve_audit(
     attester, solver = dispute.challenger, dispute.solver
     state.set_job(replace(job, open_disputes=job.open_disputes - 1))
     if attester_lost:
-        # The attestation bond leaves the job; the fee share goes with it.
+        # The attestation bond leaves the job (unless a losing seal took it already); the fee
+        # share goes with it.
+        bonded = attester in job.bonded_attesters
         forfeit_attestation(state, state.get_job(job.job_id), attester, reason, params)
-        slash = compute_slash(job.attest_bond, (solver,), params)
+        slash = compute_slash(job.attest_bond if bonded else 0, (solver,), params)
         increase_balance(state, solver, dispute.bond)
         status, winner = DisputeStatus.ATTESTER_LOST, Party.SOLVER
     else:

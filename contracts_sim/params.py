@@ -112,7 +112,7 @@ class Params:
         checks = [
             (weights == BPS, f"score weights must sum to {BPS}, got {weights}"),
             (self.slash_reward_bps <= BPS, "slash_reward_bps must be at most 10000"),
-            (self.forced_error_bps <= BPS, "forced_error_bps must be at most 10000"),
+            (self.forced_error_bps <= BPS // 2, "forced_error_bps must be at most 5000"),
             (
                 not self.forced_error_bps or self.attest_bond_margin_bps > BPS,
                 "attest_bond_margin_bps must exceed 10000 (a lazy attester must lose)",

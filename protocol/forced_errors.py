@@ -139,9 +139,16 @@ def segment_of_last_step(step: int, checkpoint_interval: int) -> int | None:
     return (step + 1) // checkpoint_interval - 1
 
 
+MAX_FORCED_ERROR_BPS: Final = BPS // 2
+"""Above one half, sealing the whole sample (every seal a trap) is caught less often than
+attesting blind: the rate is capped where attesting blind is the lazy attester's best move."""
+
+
 def catch_probability(sample_size: int, forced_error_bps: int) -> Fraction:
-    """P(at least one of ``sample_size`` distinct segments is a trap): a lazy attester's chance
-    of having vouched for a forced error on one job."""
+    """A lazy attester's chance of being caught on one job: P(at least one of its
+    ``sample_size`` distinct segments is a trap) when it attests blind. (A lazy attester that
+    seals its whole sample instead is caught when one is *not* a trap: 1 - f^k, never less
+    while f <= 1/2, ``MAX_FORCED_ERROR_BPS``.)"""
     if sample_size < 0:
         raise ValueError("sample_size must be non-negative")
     miss = 1 - Fraction(forced_error_bps, BPS)

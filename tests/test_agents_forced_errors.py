@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from contracts_sim.params import TEST
 from protocol.spec import JobSpec
+from services.agents.strategy import JobView, SolverStrategy
 from services.network import JobTerms, Network
 from services.strategies.cheaters import PerturbStep
 from services.strategies.verifiers import LazyVerifier
@@ -48,3 +49,48 @@ def test_a_cheat_is_still_slashed_among_forced_errors(tiny_spec: JobSpec) -> Non
     assert job["status"] == "slashed"
     located = [r["located_step"] for r in _events(job, "dispute_resolved")]
     assert 9 in located
+
+
+def test_a_restarted_verifier_still_opens_its_seals(tiny_spec: JobSpec) -> None:
+    """What a seal hides is rebuilt from the key after a restart (red-team E3): the verifier
+    opens every seal and keeps its attestation."""
+    net = Network(params=HALF_TRAPS)
+    net.add_solver("solver")
+    honest = net.add_verifier("honest")
+    net.warm_up()
+    job_id = net.post_job(tiny_spec, JobTerms(sample_count=4))
+    net.run_until(lambda: honest.address in net.job(job_id).get("attesters", []))
+    honest.seals.clear()  # the restart: nothing in memory
+    net.run_jobs(job_id, max_rounds=400)
+    job = net.job(job_id)
+    assert job["status"] == "settled"
+    assert honest.address in job["attesters"]
+    assert not _events(job, "attestation_forfeited")
+
+
+class WithholdOneBlob(SolverStrategy):
+    """Honest, but does not serve the blob of one leaf until a data request makes it publish."""
+
+    name = "withhold-one-blob"
+
+    def serve_leaves(self, job: JobView, entries: list[bytes]) -> list[bytes] | None:
+        self.withheld = entries[1]  # the pre-state of segment 1
+        return entries
+
+    def serve_blob(self, job: JobView, entry: bytes, blob: bytes) -> bytes | None:
+        return None if entry == getattr(self, "withheld", None) else blob
+
+
+def test_no_verdict_while_a_sampled_segment_is_unchecked(tiny_spec: JobSpec) -> None:
+    """A verifier that finds a trap but lacks one segment's data asks for it on chain and judges
+    the whole sample before it seals and attests (red-team E4/E5): its attestation never
+    vouches for a segment it did not re-execute."""
+    net = Network(params=HALF_TRAPS)
+    net.add_solver("solver", WithholdOneBlob())
+    honest = net.add_verifier("honest")
+    job = _play(net, tiny_spec, sample_count=8)
+    kinds = [e["kind"] for e in job["history"]]
+    assert "data_requested" in kinds and "data_published" in kinds
+    assert kinds.index("data_published") < kinds.index("attested")
+    assert job["status"] == "settled" and honest.address in job["attesters"]
+    assert not _events(job, "audit_resolved")

@@ -52,8 +52,9 @@ from tests.forced_error_players import (
 )
 from tests.ledger_helpers import funded_harness, job, post_job
 
-ALL_TRAPS = TEST.with_changes(forced_error_bps=10_000)
-"""Every segment a forced error: the scenarios need one where they look."""
+ALL_TRAPS = TEST.with_changes(forced_error_bps=5_000)
+"""Half the segments are forced errors (the most the chain allows): the scenarios find one
+where they look (``with_trap_in_sample``)."""
 
 # --- the rule --------------------------------------------------------------------------------
 
@@ -135,6 +136,24 @@ def committed_with_traps(
     return job_id, solver, run
 
 
+def with_trap_in_sample(
+    h: LedgerHarness,
+    verifier: str = "v1",
+    plant: bool = True,
+    cheat_step: int | None = None,
+    traps_needed: int = 1,
+) -> tuple[str, TrapSolver, Run, list[int]]:
+    """A committed job whose ``verifier`` samples at least ``traps_needed`` forced errors;
+    returns it with the trapped segments of that sample."""
+    for _ in range(20):
+        job_id, solver, run = committed_with_traps(h, plant=plant, cheat_step=cheat_step)
+        drawn = solver.draws(job(h, job_id))
+        trapped = [x for x in sample_of(h, job_id, verifier) if x in drawn]
+        if len(trapped) >= traps_needed:
+            return job_id, solver, run, trapped
+    raise AssertionError("no job with a trap in the sample in 20 tries")
+
+
 def play_out(h: LedgerHarness, dispute_id: str, run: Run, view: Run, verifier: str) -> Dispute:
     """Both sides' honest moves in the current block until the dispute waits for a reveal or
     ends; returns it."""
@@ -191,14 +210,17 @@ def test_an_unopened_seal_loses_its_bond() -> None:
 
 def test_an_honest_verifier_finds_a_forced_error_and_loses_nothing() -> None:
     h = funded_harness(params=ALL_TRAPS)
-    job_id, solver, run = committed_with_traps(h)
+    job_id, solver, run, trapped = with_trap_in_sample(h)
     start = h.account("v1").balance
     sample = sample_of(h, job_id, "v1")
-    for segment in sample:  # every segment is a trap: each one is a mismatch
-        assert run.leaves[segment + 1] != verifier_view(run, segment).leaves[segment + 1]
-    ids = sealed_verdict(h, job_id, "v1", sample)  # seals of both, then the attestation
+    for segment in sample:  # a trap, and only a trap, shows as a mismatch
+        mismatch = run.leaves[segment + 1] != verifier_view(run, segment).leaves[segment + 1]
+        assert mismatch == (segment in trapped)
+    ids = sealed_verdict(h, job_id, "v1", trapped)  # seals (empty for the rest), attestation
     close_window(h, job_id)
-    for segment, dispute_id in ids.items():
+    open_empty_seals(h, job_id, "v1", ids)
+    for segment in trapped:
+        dispute_id = ids[segment]
         h.send("v1", "unseal", unseal_body(h, job_id, dispute_id, "v1", segment, run))
         d = play_out(h, dispute_id, run, verifier_view(run, segment), "v1")
         assert d.phase is Phase.REVEAL_TRAP and d.step_lo == trap_step(segment, 4)
@@ -209,7 +231,7 @@ def test_an_honest_verifier_finds_a_forced_error_and_loses_nothing() -> None:
     # Nothing left to audit: it challenged every trap of its sample.
     open_audits(h, job_id)
     h.expect_error(
-        "solver", "audit", solver.audit_body(job_id, "v1", sample[0], run), MalformedBodyError
+        "solver", "audit", solver.audit_body(job_id, "v1", trapped[0], run), MalformedBodyError
     )
     settle_when_due(h, job_id)
     h.send("outsider", "settle", {"job_id": job_id})
@@ -221,12 +243,13 @@ def test_a_solver_cannot_hide_a_cheat_behind_a_forced_error() -> None:
     """A reveal must prove the disputed segment's own secret; without one the solver loses by
     timeout like any party that does not move."""
     h = funded_harness(params=ALL_TRAPS)
-    job_id, solver, run = committed_with_traps(h)
-    segment = sample_of(h, job_id, "v1")[0]
+    job_id, solver, run, trapped = with_trap_in_sample(h)
+    segment = trapped[0]
     dispute_id = sealed_challenge(h, job_id, "v1", segment)
     close_window(h, job_id)
     h.send("v1", "unseal", unseal_body(h, job_id, dispute_id, "v1", segment, run))
     d = play_out(h, dispute_id, run, verifier_view(run, segment), "v1")
+    assert d.phase is Phase.REVEAL_TRAP
     other = (segment + 1) % solver.segments
     wrong = solver.reveal_body(job_id, dispute_id, other, run, d.step_lo)
     wrong["proof"] = trap_proof(solver.master, job_id, solver.segments, segment).to_json()
@@ -253,10 +276,16 @@ def test_a_trap_does_not_use_up_the_challenge_a_cheat_beside_it_needs() -> None:
     """A verifier whose sample holds a trap and a cheat challenges both (it cannot tell which
     is which): the cheat is located and slashed, the other game voided with its bond back."""
     h = funded_harness(params=ALL_TRAPS)
-    cheat_at = 7 * 4 + 1  # inside the last segment; every segment is a trap
-    for _ in range(10):  # until some verifier samples the last segment and another one
-        job_id, _, cheat = committed_with_traps(h, cheat_step=cheat_at)
-        found = [v for v in ("v1", "v2", "v3") if 7 in sample_of(h, job_id, v)]
+    cheat_at = 7 * 4 + 1  # inside the last segment
+    found: list[str] = []
+    for _ in range(30):  # until some verifier samples the last segment and a trap before it
+        job_id, solver, cheat = committed_with_traps(h, cheat_step=cheat_at)
+        drawn = solver.draws(job(h, job_id))
+        found = [
+            v
+            for v in ("v1", "v2", "v3")
+            if 7 in (sample := sample_of(h, job_id, v)) and sample[0] in drawn and sample[0] != 7
+        ]
         if found:
             break
     verifier = found[0]
@@ -275,13 +304,13 @@ def test_a_trap_does_not_use_up_the_challenge_a_cheat_beside_it_needs() -> None:
 
 def test_a_lazy_attester_is_audited_and_forfeits_its_bond() -> None:
     h = funded_harness(params=ALL_TRAPS)
-    job_id, solver, run = committed_with_traps(h)
+    job_id, solver, run, trapped = with_trap_in_sample(h, "v2")
     bond = job(h, job_id).attest_bond
     assert bond > 0
     start, solver_start = h.account("v2").balance, h.account("solver").balance
     seals = sealed_verdict(h, job_id, "v2", [])  # empty seals: it disputes nothing
     assert h.account("v2").balance == start - bond - 2 * h.params.challenge_bond
-    segment = sample_of(h, job_id, "v2")[0]
+    segment = trapped[0]
     audit = solver.audit_body(job_id, "v2", segment, run)
     h.expect_error("solver", "audit", audit, DeadlineNotReachedError)  # window still open
     close_window(h, job_id)
@@ -309,13 +338,13 @@ def test_a_lazy_attester_is_audited_and_forfeits_its_bond() -> None:
 
 def test_an_honest_attester_wins_an_audit_of_a_trap_never_planted() -> None:
     h = funded_harness(params=ALL_TRAPS)
-    job_id, solver, run = committed_with_traps(h, plant=False)  # honest trajectory, no traps
+    job_id, solver, run, trapped = with_trap_in_sample(h, "v2", plant=False)  # none planted
     start = h.account("v2").balance
     seals = sealed_verdict(h, job_id, "v2", [])  # every segment re-executes: nothing to dispute
     close_window(h, job_id)
     open_empty_seals(h, job_id, "v2", seals)
     open_audits(h, job_id)
-    segment = sample_of(h, job_id, "v2")[0]
+    segment = trapped[0]
     receipt = h.send("solver", "audit", solver.audit_body(job_id, "v2", segment, run))
     dispute_id = receipt.event("audit_opened").data["dispute_id"]
     honest = verifier_view(run, segment)
@@ -384,8 +413,8 @@ def test_a_data_request_cannot_make_an_honest_solver_miss_its_reveal() -> None:
     """Publishing requested data reopens the window; every move waiting for the window gets
     its deadline moved past the new end (red-team finding F1)."""
     h = funded_harness(params=SHORT)
-    job_id, solver, run = committed_with_traps(h)
-    sample = sample_of(h, job_id, "v1")
+    job_id, solver, run, trapped = with_trap_in_sample(h)
+    sample = sorted(sample_of(h, job_id, "v1"), key=lambda x: x not in trapped)  # trap first
     dispute_id = sealed_challenge(h, job_id, "v1", sample[0])
     h.advance_to(job(h, job_id).challenge_deadline - 1)
     request = {"job_id": job_id, "segment": sample[1], "withheld": True}

@@ -122,8 +122,8 @@ class VerifierAgent(Agent):
         self.games: dict[tuple[str, int], SegmentGame] = {}
         self.sampled_blobs: dict[tuple[str, int], bytes] = {}  # pre-states it re-executed
         self.attest_bond_needed = 0  # the bonds of the committed jobs it may attest, this tick
-        # (job, index) -> (segment, salt, fast-path body or None): what each of its seals hides
-        self.seals: dict[tuple[str, int], tuple[int, bytes, dict[str, Any] | None]] = {}
+        # seal -> (segment, salt, fast-path body or None): what each of its seals hides
+        self.seals: dict[bytes, tuple[int, bytes, dict[str, Any] | None]] = {}
         self.requests_read: dict[str, tuple[int | None, dict[int, dict[str, Any]]]] = {}
         self.published: dict[tuple[str, int], tuple[bytes, bytes, bytes, Any]] = {}
         self.telemetry.set_strategy(self.strategy.name)
@@ -326,7 +326,8 @@ class VerifierAgent(Agent):
             check.verdict = replace(
                 verdicts[0], more_challenges=tuple(v.challenge_body or {} for v in verdicts[1:])
             )
-            check.missing = []
+            # No verdict while a sampled segment is unchecked: the attestation would vouch
+            # for it (and the solver decides what it withholds). The data request decides.
         elif check.bad_segments:
             reason = "sampled segment does not reproduce"
             first_bad = min(check.bad_segments)
@@ -490,8 +491,8 @@ class VerifierAgent(Agent):
         seals += [(empty, None)] * (size - len(seals))
         for index, (segment, body) in enumerate(seals):
             salt = self._salt(job.job_id, index)
-            self.seals[(job.job_id, index)] = (segment, salt, body)
             commitment = seal(segment, salt, self.address)
+            self.seals[commitment] = (segment, salt, body)
             sealed = {"job_id": job.job_id, "sealed": commitment.hex()}
             sent = self.send_dispute_move(
                 Move("challenge", sealed), key=f"seal:{job.job_id}:{index}"
@@ -508,16 +509,36 @@ class VerifierAgent(Agent):
         if height <= int(job.raw["challenge_deadline"]):
             return None
         sealed = bytes.fromhex(raw["sealed"])
-        for (job_id, _), (segment, salt, body) in self.seals.items():
-            if job_id != job.job_id or seal(segment, salt, self.address) != sealed:
-                continue
-            opened: dict[str, Any] = {"dispute_id": raw["dispute_id"], "segment": segment}
-            opened["salt"] = salt.hex()
-            if body is not None:
-                keys = ("pre_entry", "pre_proof", "post_entry", "post_proof")
-                opened.update({k: body[k] for k in keys})
-            return Move("unseal", opened)
-        return None
+        if sealed not in self.seals:
+            self._recover_seals(job)  # a restarted verifier: its seals come from its key
+        if sealed not in self.seals:
+            return None
+        segment, salt, body = self.seals[sealed]
+        opened: dict[str, Any] = {"dispute_id": raw["dispute_id"], "segment": segment}
+        opened["salt"] = salt.hex()
+        if body is not None:
+            keys = ("pre_entry", "pre_proof", "post_entry", "post_proof")
+            opened.update({k: body[k] for k in keys})
+        return Move("unseal", opened)
+
+    def _recover_seals(self, job: JobView) -> None:
+        """Rebuild what this verifier's seals on ``job`` hide from its key alone: every salt is
+        derived from the key and the seal's index, so trying each sampled segment (and the
+        empty one) at each index finds them; the evidence comes from the served leaves."""
+        try:
+            sample = [int(x) for x in self.client.sample(job.job_id, self.address)]
+        except ProofNetError:
+            return
+        size = min(int(job.raw["sample_count"]), job.num_leaves - 1)
+        empty = job.num_leaves - 1
+        entries = self._served_entries(job)
+        for index in range(size):
+            salt = self._salt(job.job_id, index)
+            for segment in (*sample, empty):
+                body = None
+                if segment != empty and entries is not None:
+                    body = self._challenge_segment(job, entries, segment, "").challenge_body
+                self.seals[seal(segment, salt, self.address)] = (segment, salt, body)
 
     def metrics(self) -> dict[str, Any]:
         """Work done so far: steps re-executed (sample checks and dispute ground truth)."""
