@@ -22,6 +22,7 @@ Money: ``post_job`` moves payment + fee into ``Job.escrow``; assignment refunds
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
@@ -68,7 +69,7 @@ from contracts_sim.transactions import (
 )
 from protocol.datasets import AnyDataset, Dataset, TextDataset, check_dataset, dataset_values
 from protocol.errors import DatasetError, ProofError
-from protocol.forced_errors import lazy_attest_bond
+from protocol.forced_errors import job_seed, lazy_attest_bond
 from protocol.hashing import hash_json
 from protocol.layout import segment_work, state_blob_size
 from protocol.merkle import ConsistencyProof, verify_consistency, verify_inclusion
@@ -318,6 +319,10 @@ def process_post_job(
     # Ids are unique (the sender's nonce is in the preimage).
     if state.has_job(job_id):
         raise JobExistsError(job_id)
+    # With forced errors every job trains its own trajectory: the seed is mixed with the id
+    # (protocol.forced_errors.job_seed), so no two jobs' leaves can be compared for traps.
+    if params.forced_error_bps:
+        spec = dataclasses.replace(spec, seed=job_seed(job_id, spec.seed))
 
     escrow = Amount(body.payment + body.verification_fee)
     decrease_balance(state, ctx.sender, escrow)  # raises InsufficientBalanceError

@@ -127,6 +127,20 @@ def draw_trap(
     return TrapDraw(segment, lottery < forced_error_bps, selector)
 
 
+JOB_SEED_DOMAIN: Final = b"proofnet/forced-error/job-seed/v1"
+
+
+def job_seed(job_id: str, seed: int) -> int:
+    """The seed a job with forced errors trains with: the spec's seed mixed with the job id.
+
+    Two jobs of one spec would otherwise share a trajectory up to their first forced error, and
+    a verifier could find the traps by comparing their leaves without re-executing anything
+    (the fourth red team's finding); mixed, no two jobs share a leaf after leaf 0's seed.
+    """
+    digest = sha256(JOB_SEED_DOMAIN + seed.to_bytes(8, "big") + job_id.encode("utf-8"))
+    return int.from_bytes(digest[:8], "big") >> 1  # 63 bits: a valid spec seed
+
+
 def trap_step(segment: int, checkpoint_interval: int) -> int:
     """The step after which a trap in ``segment`` perturbs the state: its last one."""
     return (segment + 1) * checkpoint_interval - 1

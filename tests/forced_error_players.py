@@ -15,7 +15,12 @@ import hashlib
 from dataclasses import dataclass
 from typing import Any
 
-from contracts_sim.jobs import audit_window_start, get_verifier_sample, settle_height
+from contracts_sim.jobs import (
+    audit_window_start,
+    get_job_spec,
+    get_verifier_sample,
+    settle_height,
+)
 from contracts_sim.records import DisputeStatus, Job, JobStatus, Phase
 from contracts_sim.testing import LedgerHarness
 from protocol.exact import decode_state, encode_state, init, step
@@ -29,15 +34,17 @@ from protocol.forced_errors import (
     trap_step,
 )
 from protocol.hashing import sha256
+from protocol.spec import JobSpec
 from tests.dispute_agents import Run, next_move, tiny_spec
 from tests.ledger_helpers import final_body, job, post_job
 
 
 @functools.cache
-def run_with_traps(traps: frozenset[tuple[int, int]], cheat_step: int | None = None) -> Run:
-    """The tiny spec's trajectory with forced errors planted (step -> selector), and a cheat
-    (one more unit in ``layer0.weight[0, 0]``) after ``cheat_step`` if given."""
-    spec = tiny_spec()
+def run_with_traps(
+    spec: JobSpec, traps: frozenset[tuple[int, int]], cheat_step: int | None = None
+) -> Run:
+    """The job's trajectory with forced errors planted (step -> selector), and a cheat (one
+    more unit in ``layer0.weight[0, 0]``) after ``cheat_step`` if given."""
     plan = dict(traps)
     state = init(spec)
     blobs = [encode_state(state)]
@@ -56,7 +63,7 @@ def verifier_view(run: Run, segment: int) -> Run:
     """What an honest verifier computes for ``segment`` of the solver's ``run``: the segment
     re-executed from the solver's own checkpoint, with no forced error (it knows of none).
     Outside the segment the view copies the solver's hashes (the verifier has no other)."""
-    spec = tiny_spec()
+    spec = run.spec
     c = spec.checkpoint_interval
     a = segment * c
     hashes, blobs = list(run.hashes), list(run.blobs)
@@ -109,11 +116,12 @@ class TrapSolver:
         return found
 
     def run(self, job: Job, cheat_step: int | None = None) -> Run:
+        spec = get_job_spec(job)  # the job's own seed (protocol.forced_errors.job_seed)
         if not self.plant:
-            return run_with_traps(frozenset(), cheat_step)
-        c = tiny_spec().checkpoint_interval
+            return run_with_traps(spec, frozenset(), cheat_step)
+        c = spec.checkpoint_interval
         plan = frozenset((trap_step(x, c), s) for x, s in self.draws(job).items())
-        return run_with_traps(plan, cheat_step)
+        return run_with_traps(spec, plan, cheat_step)
 
     def commit(self, job_id: str, run: Run) -> None:
         self.h.send(self.name, "commit_final", final_body(job_id, run.tree))

@@ -52,20 +52,29 @@ def test_a_cheat_is_still_slashed_among_forced_errors(tiny_spec: JobSpec) -> Non
 
 
 def test_a_restarted_verifier_still_opens_its_seals(tiny_spec: JobSpec) -> None:
-    """What a seal hides is rebuilt from the key after a restart (red-team E3): the verifier
-    opens every seal and keeps its attestation."""
+    """What a seal hides, and the game of each opened seal, are rebuilt after a restart past the
+    window (red-team E3, H2): the verifier opens every seal, plays each from the segment's
+    pre-state and keeps its attestation."""
     net = Network(params=HALF_TRAPS)
     net.add_solver("solver")
     honest = net.add_verifier("honest")
     net.warm_up()
-    job_id = net.post_job(tiny_spec, JobTerms(sample_count=4))
-    net.run_until(lambda: honest.address in net.job(job_id).get("attesters", []))
-    honest.seals.clear()  # the restart: nothing in memory
+    job_id = net.post_job(tiny_spec, JobTerms(sample_count=8))  # every trap, later ones too
+
+    def window_closed() -> bool:
+        deadline = net.job(job_id).get("challenge_deadline")
+        return deadline is not None and net.client.head_height() > int(deadline)
+
+    net.run_until(window_closed)
+    # The restart, after the window: nothing in memory, and no verdict left to give.
+    for kept in (honest.seals, honest.games, honest.sampled_blobs, honest.truths):
+        kept.clear()
     net.run_jobs(job_id, max_rounds=400)
     job = net.job(job_id)
     assert job["status"] == "settled"
     assert honest.address in job["attesters"]
     assert not _events(job, "attestation_forfeited")
+    assert _events(job, "forced_error_confirmed")  # its seals were played after the restart
 
 
 class WithholdOneBlob(SolverStrategy):

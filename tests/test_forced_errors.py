@@ -18,7 +18,7 @@ from contracts_sim.exceptions import (
     NotAForcedErrorError,
     NotAuthorizedError,
 )
-from contracts_sim.jobs import audit_window_end, settle_height
+from contracts_sim.jobs import audit_window_end, get_job_spec, settle_height
 from contracts_sim.params import TEST
 from contracts_sim.records import Dispute, DisputeStatus, JobStatus, Party, Phase
 from contracts_sim.testing import LedgerHarness
@@ -497,3 +497,15 @@ def test_an_unopened_seal_forfeits_the_attestation() -> None:
     for dispute_id in ids.values():
         h.send("outsider", "claim_timeout", {"dispute_id": dispute_id})
     assert h.address("v2") not in job(h, job_id).attesters
+
+
+def test_jobs_of_one_spec_do_not_share_a_trajectory() -> None:
+    """With forced errors each job's seed is mixed with its id, so two jobs of the same spec
+    cannot be compared leaf by leaf to find the traps (red-team H1)."""
+    h = funded_harness(params=ALL_TRAPS)
+    first, second = post_job(h), post_job(h)
+    seeds = {get_job_spec(job(h, j)).seed for j in (first, second)}
+    assert len(seeds) == 2 and tiny_spec().seed not in seeds
+    assert job(h, first).spec_hash != job(h, second).spec_hash
+    plain = funded_harness()  # forced errors off: the submitter's spec as it is
+    assert get_job_spec(job(plain, post_job(plain))).seed == tiny_spec().seed

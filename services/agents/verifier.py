@@ -417,9 +417,10 @@ class VerifierAgent(Agent):
         )
         return Verdict(Verdict.CHALLENGE, reason, body)
 
-    def _audit_game(self, job: JobView, segment: int) -> SegmentGame | None:
-        """The game of an audit of this verifier's attestation: defended from the segment's
-        pre-state it re-executed (kept since), exactly as its own fast-path challenge would be."""
+    def _segment_game(self, job: JobView, segment: int) -> SegmentGame | None:
+        """A game over one segment played from its committed pre-state: an audit of this
+        verifier's attestation, or its own opened seal after a restart (the pre-state it
+        re-executed, kept since, or fetched again), exactly as its fast-path challenge is."""
         blob = self.sampled_blobs.get((job.job_id, segment))
         if blob is None:
             data = self._segment_data(job, self._served_entries(job), segment)
@@ -428,7 +429,7 @@ class VerifierAgent(Agent):
             blob = data[2]
         game = SegmentGame(segment, blob, self._relative_truth(job, segment, blob))
         self.games[(job.job_id, segment)] = game
-        self.log.info("job %s: defending my attestation of segment %d", job.job_id, segment)
+        self.log.info("job %s: playing segment %d from its pre-state", job.job_id, segment)
         return game
 
     def _relative_truth(self, job: JobView, segment: int, blob: bytes) -> Truth | None:
@@ -535,10 +536,21 @@ class VerifierAgent(Agent):
         for index in range(size):
             salt = self._salt(job.job_id, index)
             for segment in (*sample, empty):
-                body = None
-                if segment != empty and entries is not None:
-                    body = self._challenge_segment(job, entries, segment, "").challenge_body
+                body = None if segment == empty else self._seal_evidence(job, entries, segment)
                 self.seals[seal(segment, salt, self.address)] = (segment, salt, body)
+
+    def _seal_evidence(
+        self, job: JobView, entries: list[bytes] | None, segment: int
+    ) -> dict[str, Any] | None:
+        """Both leaves of ``segment`` with their proofs: from the served leaf list, or from
+        what the solver published on chain in answer to a data request."""
+        if entries is not None:
+            return self._challenge_segment(job, entries, segment, "").challenge_body
+        published = self._published(job, segment)
+        if published is None:
+            return None
+        keys = ("pre_entry", "pre_proof", "post_entry", "post_proof")
+        return {k: published[3][k] for k in keys}
 
     def metrics(self) -> dict[str, Any]:
         """Work done so far: steps re-executed (sample checks and dispute ground truth)."""
@@ -585,7 +597,9 @@ class VerifierAgent(Agent):
         leaf = raw.get("leaf_index")
         game = self.games.get((job.job_id, int(leaf) - 1)) if leaf is not None else None
         if game is None and raw.get("audit"):
-            game = self._audit_game(job, int(raw["trap_segment"]))
+            game = self._segment_game(job, int(raw["trap_segment"]))
+        elif game is None and raw.get("sealed") and leaf is not None:
+            game = self._segment_game(job, int(leaf) - 1)  # its own seal, after a restart
         if game is not None:
             return self._relative_move(job, raw, game)
         truth = self.truth(job)
