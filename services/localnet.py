@@ -326,6 +326,8 @@ class LocalTestnet:
             ]
             if top.solver_stake:
                 args += ["--stake", str(top.solver_stake)]
+        if actor.role == "verifier":
+            args += ["--data-dir", str(self.workdir / "data" / actor.name)]
         if actor.strategy:
             args += ["--strategy", actor.strategy]
         actor.pid = self._spawn(actor.name, args, detach)

@@ -103,3 +103,43 @@ def test_no_verdict_while_a_sampled_segment_is_unchecked(tiny_spec: JobSpec) -> 
     assert kinds.index("data_published") < kinds.index("attested")
     assert job["status"] == "settled" and honest.address in job["attesters"]
     assert not _events(job, "audit_resolved")
+
+
+class ServeOnlyInTheWindow(SolverStrategy):
+    """Honest, but stops serving its data once the challenge window has closed (nothing obliges
+    it to serve after: a data request is only allowed within the window)."""
+
+    name = "serve-only-in-the-window"
+    closed = False
+
+    def serve_leaves(self, job: JobView, entries: list[bytes]) -> list[bytes] | None:
+        return None if self.closed else entries
+
+    def serve_blob(self, job: JobView, entry: bytes, blob: bytes) -> bytes | None:
+        return None if self.closed else blob
+
+
+def test_a_restarted_verifier_keeps_what_it_sealed_on_disk(tiny_spec: JobSpec, tmp_path) -> None:
+    """A verifier restarted after the window, when the solver no longer serves anything, opens
+    and plays its seals from what it wrote down when it sealed (red-team R1)."""
+    net = Network(params=HALF_TRAPS)
+    strategy = ServeOnlyInTheWindow()
+    net.add_solver("solver", strategy)
+    honest = net.add_verifier("honest", data_dir=tmp_path / "verifier")
+    net.warm_up()
+    job_id = net.post_job(tiny_spec, JobTerms(sample_count=8))
+
+    def window_closed() -> bool:
+        deadline = net.job(job_id).get("challenge_deadline")
+        return deadline is not None and net.client.head_height() > int(deadline)
+
+    net.run_until(window_closed)
+    strategy.closed = True
+    net.agents.remove(honest)  # the restart: a new process with the same key and data dir
+    restarted = net.add_verifier("honest", data_dir=tmp_path / "verifier")
+    net.run_jobs(job_id, max_rounds=400)
+    job = net.job(job_id)
+    assert job["status"] == "settled"
+    assert restarted.address in job["attesters"]
+    assert not _events(job, "attestation_forfeited")
+    assert _events(job, "forced_error_confirmed")

@@ -24,6 +24,7 @@ from __future__ import annotations
 import functools
 import time
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 from contracts_sim.crypto import PrivateKey
@@ -45,6 +46,7 @@ from protocol.merkle import CommitmentTree, NodeRef, children, root_of
 from services.agents.base import Agent
 from services.agents.blobs import BlobSource
 from services.agents.moves import Move
+from services.agents.seal_store import SealStore
 from services.agents.solver import dispute_view, job_view
 from services.agents.strategy import JobView, Verdict, VerifierStrategy
 from services.agents.truth import Truth
@@ -106,9 +108,11 @@ class VerifierAgent(Agent):
         strategy: VerifierStrategy | None = None,
         device: str | Device = "cpu",
         name: str | None = None,
+        data_dir: Path | None = None,
     ) -> None:
         super().__init__(client, key, name=name)
         self.blobs = blobs
+        self.seal_store = SealStore(data_dir)  # sealed verdicts survive a restart
         self.strategy = strategy or VerifierStrategy()
         self.device = as_device(device)
         self.checks: dict[str, Check] = {}
@@ -422,6 +426,13 @@ class VerifierAgent(Agent):
         verifier's attestation, or its own opened seal after a restart (the pre-state it
         re-executed, kept since, or fetched again), exactly as its fast-path challenge is."""
         blob = self.sampled_blobs.get((job.job_id, segment))
+        entries = self.entries.get(job.job_id)
+        if blob is None and entries:
+            blob = self.seal_store.get_blob(entries[segment])  # kept when it sealed
+        if blob is None:
+            for record in self.seal_store.seals_of(job.job_id).values():
+                if record[0] == segment and record[2] is not None:
+                    blob = self.seal_store.get_blob(bytes.fromhex(record[2]["pre_entry"]))
         if blob is None:
             data = self._segment_data(job, self._served_entries(job), segment)
             if data is None:
@@ -494,6 +505,10 @@ class VerifierAgent(Agent):
             salt = self._salt(job.job_id, index)
             commitment = seal(segment, salt, self.address)
             self.seals[commitment] = (segment, salt, body)
+            self.seal_store.put_seal(commitment, job.job_id, segment, salt, body)
+            pre_state = self.sampled_blobs.get((job.job_id, segment))
+            if body is not None and pre_state is not None:
+                self.seal_store.put_blob(pre_state)  # its game is played from it
             sealed = {"job_id": job.job_id, "sealed": commitment.hex()}
             sent = self.send_dispute_move(
                 Move("challenge", sealed), key=f"seal:{job.job_id}:{index}"
@@ -511,7 +526,9 @@ class VerifierAgent(Agent):
             return None
         sealed = bytes.fromhex(raw["sealed"])
         if sealed not in self.seals:
-            self._recover_seals(job)  # a restarted verifier: its seals come from its key
+            self.seals.update(self.seal_store.seals_of(job.job_id))  # a restarted verifier
+        if sealed not in self.seals:
+            self._recover_seals(job)  # no record on disk either: its seals come from its key
         if sealed not in self.seals:
             return None
         segment, salt, body = self.seals[sealed]

@@ -157,6 +157,10 @@ def verifier_run(
     log_level: LogOpt = "info",
     log_format: LogFormatOpt = "text",
     allow_private_endpoints: PrivateEndpointsOpt = False,
+    data_dir: Annotated[
+        Path | None,
+        typer.Option(help="Where its sealed verdicts are kept [default: .proofnet/verifier/ADDR]."),
+    ] = None,
 ) -> None:
     """Run a verifier until interrupted."""
     from protocol.exact import resolve_device
@@ -182,5 +186,6 @@ def verifier_run(
             strategy=chosen,
             device=dev,
             name=f"verifier-{private_key.address[2:8]}",
+            data_dir=data_dir or Path(".proofnet/verifier") / private_key.address[2:10],
         )
         serve_agent(agent, create_verifier_app, host, port, poll, stop)

@@ -1,0 +1,65 @@
+"""A verifier's record of its sealed verdicts (``protocol.forced_errors``), kept on disk.
+
+A seal must be opened after the window with its segment, salt and evidence, and its game is
+played from the segment's pre-state. The solver owes nobody that data after the window, so a
+verifier that restarts in between must not depend on it: what a seal hides and the pre-state
+it re-executed are written here when it seals (atomically: a temporary file, then a rename).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from protocol.hashing import sha256
+
+
+class SealStore:
+    """``root/seals.json`` (seal hex -> record) and ``root/blobs/<sha256>`` (pre-states)."""
+
+    def __init__(self, root: Path | None) -> None:
+        self.root = root
+        self._seals: dict[str, dict[str, Any]] = {}
+        if root is not None:
+            (root / "blobs").mkdir(parents=True, exist_ok=True)
+            path = root / "seals.json"
+            if path.exists():
+                self._seals = json.loads(path.read_text(encoding="utf-8"))
+
+    def put_seal(
+        self, seal: bytes, job_id: str, segment: int, salt: bytes, body: dict[str, Any] | None
+    ) -> None:
+        record = {"job_id": job_id, "segment": segment, "salt": salt.hex(), "body": body}
+        self._seals[seal.hex()] = record
+        if self.root is not None:
+            self._write(self.root / "seals.json", json.dumps(self._seals).encode("utf-8"))
+
+    def seals_of(self, job_id: str) -> dict[bytes, tuple[int, bytes, dict[str, Any] | None]]:
+        return {
+            bytes.fromhex(seal): (r["segment"], bytes.fromhex(r["salt"]), r["body"])
+            for seal, r in self._seals.items()
+            if r["job_id"] == job_id
+        }
+
+    def put_blob(self, blob: bytes) -> None:
+        if self.root is not None:
+            path = self.root / "blobs" / sha256(blob).hex()
+            if not path.exists():
+                self._write(path, blob)
+
+    def get_blob(self, entry: bytes) -> bytes | None:
+        if self.root is None:
+            return None
+        path = self.root / "blobs" / entry.hex()
+        if not path.exists():
+            return None
+        blob = path.read_bytes()
+        return blob if sha256(blob) == entry else None
+
+    @staticmethod
+    def _write(path: Path, data: bytes) -> None:
+        tmp = path.with_suffix(path.suffix + ".tmp")
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
