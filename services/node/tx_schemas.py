@@ -255,7 +255,9 @@ class SetEndpointBody(BaseModel):
 
 class PostJobBody(BaseModel):
     """A job order: the spec and its terms; escrows ``payment + verification_fee``. The job id
-    is ``sha256(canonical_json({spec_hash, submitter, nonce}))``."""
+    is ``sha256(canonical_json({spec_hash, submitter, nonce}))`` of the spec as posted; on a
+    chain with forced errors the job record holds that spec with its seed mixed with the id
+    (``protocol.forced_errors.job_seed``), and that is the spec a solver trains."""
 
     model_config = _body(
         {
