@@ -509,3 +509,26 @@ def test_jobs_of_one_spec_do_not_share_a_trajectory() -> None:
     assert job(h, first).spec_hash != job(h, second).spec_hash
     plain = funded_harness()  # forced errors off: the submitter's spec as it is
     assert get_job_spec(job(plain, post_job(plain))).seed == tiny_spec().seed
+
+
+def test_the_explorer_tells_a_forced_error_game_move_by_move() -> None:
+    from services.node.explorer.timeline import dispute_timeline
+
+    h = funded_harness(params=ALL_TRAPS)
+    job_id, solver, run, trapped = with_trap_in_sample(h)
+    segment = trapped[0]
+    ids = sealed_verdict(h, job_id, "v1", [segment])
+    close_window(h, job_id)
+    open_empty_seals(h, job_id, "v1", ids)
+    h.send("v1", "unseal", unseal_body(h, job_id, ids[segment], "v1", segment, run))
+    d = play_out(h, ids[segment], run, verifier_view(run, segment), "v1")
+    h.send(
+        "solver", "reveal_trap", solver.reveal_body(job_id, d.dispute_id, segment, run, d.step_lo)
+    )
+    texts = [e["text"] for e in dispute_timeline(h.state.get_dispute(d.dispute_id), job(h, job_id))]
+    assert texts[0].startswith("sealed a challenge")
+    assert texts[1].startswith(f"opened its seal: segment {segment}")
+    assert texts[-1].startswith(f"revealed the forced error of segment {segment}")
+    empty = next(i for key, i in ids.items() if key != segment)
+    empty_texts = [e["text"] for e in dispute_timeline(h.state.get_dispute(empty), job(h, job_id))]
+    assert empty_texts[-1] == "opened an empty seal: it disputes nothing"

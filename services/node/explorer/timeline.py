@@ -39,6 +39,8 @@ def job_geometry(job: Job) -> tuple[int, int]:
 
 def _open(cursor: _Cursor, move: DisputeMove, job: Job, interval: int) -> str:
     data = move.data
+    if "sealed" in data:
+        return "sealed a challenge: its segment stays hidden until the window closes"
     if data.get("withheld"):
         segment = int(data["segment"])
         cursor.scale = "steps"
@@ -89,6 +91,26 @@ def _describe(cursor: _Cursor, move: DisputeMove, job: Job, interval: int) -> st
         return f"posted the pre-state of step {data.get('step')}; the referee re-ran that step"
     if move.kind == "publish_data":
         return f"published the data ({data.get('blob_size')} bytes)"
+    if move.kind == "unseal":
+        if "segment" not in data:
+            return "opened an empty seal: it disputes nothing"
+        segment = int(data["segment"])
+        cursor.scale = "steps"
+        cursor.lo, cursor.hi = segment_interval(segment + 1, interval)
+        return f"opened its seal: segment {segment}, steps [{cursor.lo}, {cursor.hi}] disputed"
+    if move.kind == "audit":
+        segment = int(data["segment"])
+        cursor.scale = "steps"
+        cursor.lo, cursor.hi = segment_interval(segment + 1, interval)
+        return (
+            f"audited an attester of the forced error in segment {segment}: "
+            f"steps [{cursor.lo}, {cursor.hi}] disputed"
+        )
+    if move.kind == "reveal_trap":
+        return (
+            f"revealed the forced error of segment {data.get('segment')}; the referee re-ran "
+            "the step with it"
+        )
     if move.kind == "claim_timeout":
         return f"claimed the timeout: the {data.get('loser')} missed its {data.get('phase')} move"
     return move.kind
