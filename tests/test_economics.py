@@ -305,6 +305,7 @@ def test_economics_json(cli: CliRunner) -> None:
     assert rows["no-training"]["cheated_segments"] == 12
     lazy = rows["lazy-verifier"]
     assert lazy["deterred"] is True and lazy["caught"] == "forced errors"
+    assert document["lazy_verifier_expected_profit"] < 0
     assert lazy["detection"] == pytest.approx(1 - 0.9**3)  # a trap among its 3 segments
     assert lazy["work_saved"] == document["job"]["verification_fee"] // 2  # its fee share
     # The worst case is carried: the accomplice's reward is not counted as lost.

@@ -54,6 +54,7 @@ def economics_json(
             "verifiers_cost_fraction": job.verifiers * job.verifier_cost_fraction,
         },
         "rows": [row.to_json() for row in rows],
+        "lazy_verifier_expected_profit": lazy_expected_profit(rows),
         "all_deterred": all(row.deterred for row in rows if row.caught != "undetected"),
     }
 
@@ -117,6 +118,13 @@ def deterrence_rich_table(rows: list[DeterrenceRow], wide: bool = False) -> Tabl
     return table
 
 
+def lazy_expected_profit(rows: list[DeterrenceRow]) -> float | None:
+    """A lazy verifier's expected profit per job under forced errors, F - ρ·(B + F): its fee
+    share less the expected forfeit (None: forced errors are off on this preset)."""
+    lazy = next((r for r in rows if r.caught == "forced errors"), None)
+    return None if lazy is None else round(lazy.work_saved - lazy.expected_loss, 2)
+
+
 def print_table(
     job: JobEconomics, preset: str, rows: list[DeterrenceRow], wide: bool = False
 ) -> None:
@@ -137,6 +145,13 @@ def print_table(
         f"({job.slash_reward_bps / 100:g}%) = {job.loss_with_accomplice:,} (worst case: the "
         "cheater's own challenger collects the reward)"
     )
+    profit = lazy_expected_profit(rows)
+    if profit is not None:
+        console.print(
+            f"[bold]lazy verifier[/]: expected profit {profit:,.0f} a job (its fee share less "
+            f"the chance its sample holds a forced error times its bond and share; attestation "
+            f"bond {job.attest_bond:,})"
+        )
     console.print(deterrence_rich_table(rows, wide))
     roles = ", ".join(dict.fromkeys(f"{row.role} cheats" for row in rows))
     legend = (
