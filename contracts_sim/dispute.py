@@ -200,6 +200,33 @@ def compute_dispute_id(job_id: str, challenger: Address, nonce: int) -> str:
     return hash_json({"job_id": job_id, "challenger": challenger, "nonce": nonce}).hex()
 
 
+def new_dispute_id(state: LedgerState, job: Job, ctx: TxContext) -> str:
+    """The id of the dispute ``ctx`` opens on ``job``: unique, since the sender's nonce is in
+    the preimage (checked all the same)."""
+    dispute_id = compute_dispute_id(job.job_id, ctx.sender, ctx.nonce)
+    if state.get(DISPUTES, dispute_id) is not None:
+        raise WrongStatusError(f"dispute {dispute_id} already exists")
+    return dispute_id
+
+
+def register_dispute(state: LedgerState, job: Job, dispute: Dispute, **job_changes: Any) -> None:
+    """Store a newly opened dispute and count it on its job (plus ``job_changes``)."""
+    state.set_dispute(dispute)
+    state.set_job(
+        replace(
+            job,
+            disputes=(*job.disputes, dispute.dispute_id),
+            open_disputes=job.open_disputes + 1,
+            **job_changes,
+        )
+    )
+
+
+def with_challenger(job: Job, challenger: Address) -> tuple[Address, ...]:
+    """``job.challengers`` with ``challenger`` (once)."""
+    return tuple(dict.fromkeys((*job.challengers, challenger)))
+
+
 def segment_interval(leaf: int, checkpoint_interval: int) -> tuple[int, int]:
     """The steps [a, b] between agreed leaf ``leaf - 1`` and disputed leaf ``leaf``."""
     return (leaf - 1) * checkpoint_interval, leaf * checkpoint_interval
@@ -264,10 +291,7 @@ def process_challenge(
         verify_leaf(
             "post_proof", evidence.post_entry, evidence.segment + 1, job, evidence.post_proof
         )
-    dispute_id = compute_dispute_id(job.job_id, ctx.sender, ctx.nonce)
-    # Ids are unique (the challenger's nonce is in the preimage).
-    if state.get(DISPUTES, dispute_id) is not None:
-        raise WrongStatusError(f"dispute {dispute_id} already exists")
+    dispute_id = new_dispute_id(state, job, ctx)
 
     decrease_balance(state, ctx.sender, params.challenge_bond)  # InsufficientBalanceError
     deadline = Height(ctx.height + params.move_timeout)
@@ -308,15 +332,7 @@ def process_challenge(
         moves=(DisputeMove("challenge", Party.CHALLENGER, ctx.sender, ctx.height, move_data),),
         **fields,
     )
-    state.set_dispute(dispute)
-    state.set_job(
-        replace(
-            job,
-            challengers=tuple(dict.fromkeys((*job.challengers, ctx.sender))),
-            disputes=(*job.disputes, dispute_id),
-            open_disputes=job.open_disputes + 1,
-        )
-    )
+    register_dispute(state, job, dispute, challengers=with_challenger(job, ctx.sender))
     return [
         make_event(
             "challenged",
@@ -364,9 +380,7 @@ def open_data_request(
 ) -> list[Event]:
     """A verifier could not get the blob of leaf ``segment``: the solver must publish it."""
     _require_data_request_allowed(state, job, ctx, segment, params)
-    dispute_id = compute_dispute_id(job.job_id, ctx.sender, ctx.nonce)
-    if state.get(DISPUTES, dispute_id) is not None:
-        raise WrongStatusError(f"dispute {dispute_id} already exists")
+    dispute_id = new_dispute_id(state, job, ctx)
     # No bond: a request cannot be false (data that exists can always be published), and the
     # guards above already bound how many a job can get, one per segment.
     open_requests = sum(
@@ -379,37 +393,33 @@ def open_data_request(
     deadline = Height(ctx.height + params.move_timeout * (1 + open_requests))
     a, b = segment_interval(segment + 1, get_job_spec(job).checkpoint_interval)
     assert job.solver is not None
-    state.set_dispute(
-        Dispute(
-            dispute_id=dispute_id,
-            job_id=job.job_id,
-            solver=job.solver,
-            challenger=ctx.sender,
-            bond=Amount(0),
-            opened_height=ctx.height,
-            status=DisputeStatus.OPEN,
-            phase=Phase.PUBLISH_DATA,
-            turn=TURN[Phase.PUBLISH_DATA],
-            deadline=deadline,
-            leaf_index=segment,
-            step_lo=a,
-            step_hi=b,
-            moves=(
-                DisputeMove(
-                    "challenge",
-                    Party.CHALLENGER,
-                    ctx.sender,
-                    ctx.height,
-                    {"segment": segment, "withheld": True},
-                ),
+    request = Dispute(
+        dispute_id=dispute_id,
+        job_id=job.job_id,
+        solver=job.solver,
+        challenger=ctx.sender,
+        bond=Amount(0),
+        opened_height=ctx.height,
+        status=DisputeStatus.OPEN,
+        phase=Phase.PUBLISH_DATA,
+        turn=TURN[Phase.PUBLISH_DATA],
+        deadline=deadline,
+        leaf_index=segment,
+        step_lo=a,
+        step_hi=b,
+        moves=(
+            DisputeMove(
+                "challenge",
+                Party.CHALLENGER,
+                ctx.sender,
+                ctx.height,
+                {"segment": segment, "withheld": True},
             ),
-            data_request=True,
-        )
+        ),
+        data_request=True,
     )
     # A data request is not a verdict: the requester still attests or challenges afterwards.
-    state.set_job(
-        replace(job, disputes=(*job.disputes, dispute_id), open_disputes=job.open_disputes + 1)
-    )
+    register_dispute(state, job, request)
     return [
         make_event(
             "data_requested",

@@ -52,7 +52,6 @@ from contracts_sim.exceptions import (
     MalformedBodyError,
     NotAForcedErrorError,
     NotAuthorizedError,
-    WrongStatusError,
 )
 from contracts_sim.jobs import (
     audit_window_end,
@@ -66,7 +65,7 @@ from contracts_sim.jobs import (
 )
 from contracts_sim.params import Params
 from contracts_sim.records import Dispute, DisputeMove, DisputeStatus, Job, JobStatus, Party, Phase
-from contracts_sim.state import DISPUTES, LedgerState, decrease_balance, increase_balance
+from contracts_sim.state import LedgerState, decrease_balance, increase_balance
 from contracts_sim.transactions import AuditBody, ChallengeBody, RevealTrapBody, UnsealBody
 from protocol.errors import ProofError, ProofNetError
 from protocol.forced_errors import (
@@ -144,37 +143,28 @@ def open_trap_job_challenge(
         raise AlreadyChallengedError(job.job_id, ctx.sender)
     if ctx.sender in job.attesters:
         raise AlreadyAttestedError(job.job_id, ctx.sender)
-    dispute_id = game.compute_dispute_id(job.job_id, ctx.sender, ctx.nonce)
-    if state.get(DISPUTES, dispute_id) is not None:
-        raise WrongStatusError(f"dispute {dispute_id} already exists")
+    dispute_id = game.new_dispute_id(state, job, ctx)
 
     decrease_balance(state, ctx.sender, params.challenge_bond)  # InsufficientBalanceError
     assert job.solver is not None and job.challenge_deadline is not None
     deadline = Height(job.challenge_deadline + params.move_timeout)
     opening: dict[str, Any] = {"sealed": body.sealed.hex()}
-    state.set_dispute(
-        Dispute(
-            dispute_id=dispute_id,
-            job_id=job.job_id,
-            solver=job.solver,
-            challenger=ctx.sender,
-            bond=Amount(params.challenge_bond),
-            opened_height=ctx.height,
-            status=DisputeStatus.OPEN,
-            phase=Phase.UNSEAL,
-            turn=game.TURN[Phase.UNSEAL],
-            deadline=deadline,
-            moves=(DisputeMove("challenge", Party.CHALLENGER, ctx.sender, ctx.height, opening),),
-            sealed=body.sealed,
-        )
+    sealed_challenge = Dispute(
+        dispute_id=dispute_id,
+        job_id=job.job_id,
+        solver=job.solver,
+        challenger=ctx.sender,
+        bond=Amount(params.challenge_bond),
+        opened_height=ctx.height,
+        status=DisputeStatus.OPEN,
+        phase=Phase.UNSEAL,
+        turn=game.TURN[Phase.UNSEAL],
+        deadline=deadline,
+        moves=(DisputeMove("challenge", Party.CHALLENGER, ctx.sender, ctx.height, opening),),
+        sealed=body.sealed,
     )
-    state.set_job(
-        replace(
-            job,
-            challengers=tuple(dict.fromkeys((*job.challengers, ctx.sender))),
-            disputes=(*job.disputes, dispute_id),
-            open_disputes=job.open_disputes + 1,
-        )
+    game.register_dispute(
+        state, job, sealed_challenge, challengers=game.with_challenger(job, ctx.sender)
     )
     return [
         make_event(
@@ -258,21 +248,36 @@ def empty_seal_segment(job: Job) -> int:
     return job.num_leaves - 1
 
 
-def _close_empty_seal(state: LedgerState, ctx: TxContext, dispute: Dispute) -> list[Event]:
-    """An empty seal opened: nothing was disputed; the bond goes back."""
+def _close_at_no_fault(
+    state: LedgerState,
+    ctx: TxContext,
+    dispute: Dispute,
+    status: DisputeStatus,
+    reason: str,
+    **changes: Any,
+) -> None:
+    """Close a game nobody lost (an empty seal, a confirmed forced error): the challenger's
+    bond goes back and the job counts one open dispute less."""
     state.set_dispute(
         replace(
             dispute,
-            status=DisputeStatus.VOID,
+            status=status,
             phase=Phase.RESOLVED,
             turn=Party.NOBODY,
-            reason="an empty seal: the verifier disputed nothing",
+            reason=reason,
             closed_height=ctx.height,
+            **changes,
         )
     )
     increase_balance(state, dispute.challenger, dispute.bond)
     job = state.get_job(dispute.job_id)
     state.set_job(replace(job, open_disputes=job.open_disputes - 1))
+
+
+def _close_empty_seal(state: LedgerState, ctx: TxContext, dispute: Dispute) -> list[Event]:
+    """An empty seal opened: nothing was disputed; the bond goes back."""
+    reason = "an empty seal: the verifier disputed nothing"
+    _close_at_no_fault(state, ctx, dispute, DisputeStatus.VOID, reason)
     return [
         make_event(
             "seal_opened_empty",
@@ -388,22 +393,10 @@ def process_reveal_trap(
 def _close_forced_error(
     state: LedgerState, ctx: TxContext, dispute: Dispute, segment: int
 ) -> list[Event]:
-    """Nobody cheated: the bond goes back and the challenger is paid as an attester."""
+    """Nobody cheated: the bond goes back (the challenger's attestation pays its fee share)."""
     reason = f"step {dispute.step_lo} is the forced error of segment {segment}"
-    state.set_dispute(
-        replace(
-            dispute,
-            status=DisputeStatus.FORCED_ERROR,
-            phase=Phase.RESOLVED,
-            turn=Party.NOBODY,
-            reason=reason,
-            located_step=dispute.step_lo,
-            closed_height=ctx.height,
-        )
-    )
-    increase_balance(state, dispute.challenger, dispute.bond)
-    job = state.get_job(dispute.job_id)
-    state.set_job(replace(job, open_disputes=job.open_disputes - 1))
+    status, located = DisputeStatus.FORCED_ERROR, dispute.step_lo
+    _close_at_no_fault(state, ctx, dispute, status, reason, located_step=located)
     return [
         make_event(
             "forced_error_confirmed",
@@ -457,9 +450,7 @@ def process_audit(
     draw = verified_trap(state, job, body.segment, body.secret, body.secret_proof, params)
     game.verify_leaf("pre_proof", body.pre_entry, body.segment, job, body.pre_proof)
     game.verify_leaf("post_proof", body.post_entry, body.segment + 1, job, body.post_proof)
-    dispute_id = game.compute_dispute_id(job.job_id, ctx.sender, ctx.nonce)
-    if state.get(DISPUTES, dispute_id) is not None:
-        raise WrongStatusError(f"dispute {dispute_id} already exists")
+    dispute_id = game.new_dispute_id(state, job, ctx)
 
     decrease_balance(state, ctx.sender, params.challenge_bond)  # InsufficientBalanceError
     a, b = game.segment_interval(body.segment + 1, get_job_spec(job).checkpoint_interval)
@@ -467,37 +458,28 @@ def process_audit(
     deadline = Height(ctx.height + params.move_timeout)
     assert job.solver is not None
     opening: dict[str, Any] = {"attester": body.attester, "segment": body.segment}
-    state.set_dispute(
-        Dispute(
-            dispute_id=dispute_id,
-            job_id=job.job_id,
-            solver=job.solver,
-            challenger=body.attester,
-            bond=Amount(params.challenge_bond),
-            opened_height=ctx.height,
-            status=DisputeStatus.OPEN,
-            phase=phase,
-            turn=game.TURN[phase],
-            deadline=deadline,
-            leaf_index=body.segment + 1,
-            step_lo=a,
-            step_hi=b,
-            hash_lo=body.pre_entry,
-            hash_hi=body.post_entry,
-            moves=(DisputeMove("audit", Party.SOLVER, ctx.sender, ctx.height, opening),),
-            audit=True,
-            trap_segment=body.segment,
-            trap_selector=draw.selector,
-        )
+    audit = Dispute(
+        dispute_id=dispute_id,
+        job_id=job.job_id,
+        solver=job.solver,
+        challenger=body.attester,
+        bond=Amount(params.challenge_bond),
+        opened_height=ctx.height,
+        status=DisputeStatus.OPEN,
+        phase=phase,
+        turn=game.TURN[phase],
+        deadline=deadline,
+        leaf_index=body.segment + 1,
+        step_lo=a,
+        step_hi=b,
+        hash_lo=body.pre_entry,
+        hash_hi=body.post_entry,
+        moves=(DisputeMove("audit", Party.SOLVER, ctx.sender, ctx.height, opening),),
+        audit=True,
+        trap_segment=body.segment,
+        trap_selector=draw.selector,
     )
-    state.set_job(
-        replace(
-            job,
-            audited=(*job.audited, body.attester),
-            disputes=(*job.disputes, dispute_id),
-            open_disputes=job.open_disputes + 1,
-        )
-    )
+    game.register_dispute(state, job, audit, audited=(*job.audited, body.attester))
     return [
         make_event(
             "audit_opened",

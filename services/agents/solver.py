@@ -503,12 +503,13 @@ class SolverAgent(Agent):
             if not trapped:
                 continue
             segment, tree = trapped[0], run.tree()
+            revealed = book.reveal(segment)  # builds the secrets' tree: once
             body = {
                 "job_id": job.job_id,
                 "attester": attester,
                 "segment": segment,
-                "secret": book.reveal(segment)["secret"],
-                "secret_proof": book.reveal(segment)["proof"],
+                "secret": revealed["secret"],
+                "secret_proof": revealed["proof"],
                 "pre_entry": run.entries[segment].hex(),
                 "pre_proof": tree.inclusion_proof(segment).to_json(),
                 "post_entry": run.entries[segment + 1].hex(),
