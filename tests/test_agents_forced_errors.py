@@ -3,6 +3,8 @@ verifier challenges every trap in its sample and is paid; a lazy one forfeits it
 
 from __future__ import annotations
 
+import pytest
+
 from contracts_sim.params import TEST
 from protocol.spec import JobSpec
 from services.agents.strategy import JobView, SolverStrategy
@@ -143,3 +145,14 @@ def test_a_restarted_verifier_keeps_what_it_sealed_on_disk(tiny_spec: JobSpec, t
     assert restarted.address in job["attesters"]
     assert not _events(job, "attestation_forfeited")
     assert _events(job, "forced_error_confirmed")
+
+
+def test_a_corrupt_verdict_record_is_a_clear_error(tmp_path) -> None:
+    from services.agents.seal_store import SealStore, SealStoreError
+
+    (tmp_path / "seals.json").write_text("not json", encoding="utf-8")
+    with pytest.raises(SealStoreError, match="sealed verdicts"):
+        SealStore(tmp_path)
+    (tmp_path / "seals.json").write_text("[]", encoding="utf-8")
+    with pytest.raises(SealStoreError):
+        SealStore(tmp_path)

@@ -13,7 +13,14 @@ import os
 from pathlib import Path
 from typing import Any
 
+from protocol.errors import ProofNetError
 from protocol.hashing import sha256
+
+
+class SealStoreError(ProofNetError):
+    """The verifier's data directory cannot be used (not writable, or its record is corrupt)."""
+
+    code = "seal_store_error"
 
 
 class SealStore:
@@ -23,10 +30,15 @@ class SealStore:
         self.root = root
         self._seals: dict[str, dict[str, Any]] = {}
         if root is not None:
-            (root / "blobs").mkdir(parents=True, exist_ok=True)
             path = root / "seals.json"
-            if path.exists():
-                self._seals = json.loads(path.read_text(encoding="utf-8"))
+            try:
+                (root / "blobs").mkdir(parents=True, exist_ok=True)
+                if path.exists():
+                    self._seals = json.loads(path.read_text(encoding="utf-8"))
+            except (OSError, ValueError) as exc:
+                raise SealStoreError(f"cannot use {root} for sealed verdicts: {exc}") from exc
+            if not isinstance(self._seals, dict):
+                raise SealStoreError(f"{path} is not a record of sealed verdicts")
 
     def put_seal(
         self, seal: bytes, job_id: str, segment: int, salt: bytes, body: dict[str, Any] | None
