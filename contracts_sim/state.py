@@ -1,11 +1,12 @@
-"""The ledger state: tables of frozen records, with an undo journal.
+"""The ledger state: tables of frozen records, with an undo journal and a Merkle commitment.
 
 Tables (key → record)::
 
     accounts      Address (0x + 40 hex)   → Account      (absent = the empty Account)
     jobs          job id (64 hex)         → Job
     disputes      dispute id (64 hex)     → Dispute
-    block_hashes  height (int)            → Hash32       (hash of block ``height``; EIP-2935)
+    block_hashes  height (int)            → Hash32       (hash of block ``height``; only the
+                                                          last BLOCK_HASH_WINDOW heights)
     beacons       height (int)            → Hash32       (beacon output of block ``height``)
     supply        "total"                 → Supply       (genesis, minted, burned)
 
@@ -14,11 +15,23 @@ House rules
       ``rollback()`` each write records the previous value, so ``rollback`` restores the state
       exactly (journals nest, as in execution-specs' ``begin_transaction``).
     * Every write marks ``(table, key)`` dirty until ``clear_dirty()``; a persistence layer
-      writes back exactly ``dirty_keys()`` after a block. A rolled-back write is not dirty.
-    * Records are immutable, so ``copy()`` only copies the tables' dicts.
-    * ``state_root()`` = SHA-256 of the canonical JSON of ``to_json()``: deterministic, and
-      independent of insertion order. An account equal to ``Account()`` is never stored, so
-      touching an account without changing it does not change the root.
+      writes back exactly ``dirty_keys()`` after a block. A rolled-back write is not dirty
+      (each journal entry remembers whether its key was dirty before; call ``clear_dirty``
+      outside a unit).
+    * ``state_root()`` is the root of a sparse Merkle tree over every row
+      (``contracts_sim.state_tree``, docs/state-commitment.md): leaf = the row's key path and
+      the hash of its record's canonical JSON. A write only marks its row *stale*; the next
+      ``state_root()`` or ``prove()`` re-hashes the stale rows' paths, so a block costs
+      O(rows changed · log rows), not O(state). Deterministic and independent of insertion
+      order. An account equal to ``Account()`` is never stored, so touching an account without
+      changing it does not change the root. A state loaded from rows (``from_json``) builds
+      its tree on the first ``state_root()``.
+    * Records and tree nodes are immutable, so ``copy()`` copies the tables' dicts and shares
+      the tree (a pointer).
+    * ``block_hashes`` keeps the last ``BLOCK_HASH_WINDOW`` heights: ``set_block_hash`` deletes
+      the one that falls out (the rules read only the parent's and its parent's hash), so the
+      state does not grow with height through it. Blocks stay stored: replay from genesis
+      re-applies the same deletions.
 
 Typed accessors (``get_account``, ``get_job`` …) and the money mutators at the bottom of the
 module (``increase_balance``, ``decrease_balance``, ``mint``, ``burn``) are what the rules use.
@@ -26,6 +39,7 @@ module (``increase_balance``, ``decrease_balance``, ``mint``, ``burn``) are what
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from dataclasses import replace
 from typing import Any, Final
@@ -38,7 +52,17 @@ from contracts_sim.exceptions import (
     JobNotFoundError,
 )
 from contracts_sim.records import Account, Dispute, Job, Supply
-from protocol.hashing import hash_json
+from contracts_sim.state_tree import (
+    Change,
+    Node,
+    StateProof,
+    build,
+    key_path,
+    make_leaf,
+    node_hash,
+    prove,
+    update,
+)
 from protocol.types import Address, Amount, Hash32, Height
 
 Key = str | int
@@ -50,6 +74,8 @@ BLOCK_HASHES: Final = "block_hashes"
 BEACONS: Final = "beacons"
 SUPPLY: Final = "supply"
 SUPPLY_KEY: Final = "total"
+BLOCK_HASH_WINDOW: Final = 256
+"""Heights ``block_hashes`` keeps (as the EVM's BLOCKHASH serves the last 256 blocks)."""
 
 TABLES: Final[dict[str, tuple[type, Any]]] = {
     # table: (key type, record type)
@@ -63,7 +89,8 @@ TABLES: Final[dict[str, tuple[type, Any]]] = {
 
 _MISSING: Final = object()
 
-JournalEntry = tuple[str, Key, Any]
+JournalEntry = tuple[str, Key, Any, bool]
+"""``(table, key, previous record or _MISSING, whether the key was dirty before)``."""
 
 
 def _record_type(table: str) -> type:
@@ -77,8 +104,10 @@ class LedgerState:
     def __init__(self) -> None:
         self._tables: dict[str, dict[Key, Any]] = {name: {} for name in TABLES}
         self._journals: list[list[JournalEntry]] = []
-        self._dirty_snapshots: list[set[tuple[str, Key]]] = []
         self._dirty: set[tuple[str, Key]] = set()
+        self._tree: Node = None  # the commitment to every row not in _stale
+        self._stale: set[tuple[str, Key]] = set()  # rows written since the tree was updated
+        self._tree_lock = threading.Lock()  # readers of a shared head state may both update
 
     # --- raw table access ---------------------------------------------------------------
 
@@ -100,13 +129,15 @@ class LedgerState:
 
     def _write(self, table: str, key: Key, record: Any) -> None:
         rows = self._tables[table]
+        row = (table, key)
         if self._journals:
-            self._journals[-1].append((table, key, rows.get(key, _MISSING)))
+            self._journals[-1].append((table, key, rows.get(key, _MISSING), row in self._dirty))
         if record is _MISSING:
             del rows[key]
         else:
             rows[key] = record
-        self._dirty.add((table, key))
+        self._dirty.add(row)
+        self._stale.add(row)
 
     def keys(self, table: str) -> list[Key]:
         return sorted(self._tables[table])
@@ -124,25 +155,25 @@ class LedgerState:
     def begin(self) -> None:
         """Start an all-or-nothing unit of writes (nests)."""
         self._journals.append([])
-        self._dirty_snapshots.append(set(self._dirty))
 
     def commit(self) -> None:
         """Keep the writes since the matching ``begin``."""
         entries = self._journals.pop()
-        self._dirty_snapshots.pop()
         if self._journals:  # an outer unit can still undo them
             self._journals[-1].extend(entries)
 
     def rollback(self) -> None:
         """Undo every write since the matching ``begin``."""
         entries = self._journals.pop()
-        for table, key, old in reversed(entries):
+        for table, key, old, was_dirty in reversed(entries):
             rows = self._tables[table]
             if old is _MISSING:
                 rows.pop(key, None)
             else:
                 rows[key] = old
-        self._dirty = self._dirty_snapshots.pop()
+            if not was_dirty:
+                self._dirty.discard((table, key))
+            self._stale.add((table, key))  # the tree may hold the undone value
 
     @property
     def in_transaction(self) -> bool:
@@ -166,10 +197,16 @@ class LedgerState:
 
     @classmethod
     def from_json(cls, data: Any) -> LedgerState:
-        """Inverse of ``to_json``; raises CorruptStateError on anything malformed."""
+        """Inverse of ``to_json``; raises CorruptStateError on anything malformed.
+
+        The tree is built here from the rows' JSON: a row that decodes is exactly the JSON of
+        its record (``codec.from_json_value`` is strict), so this is the record's value hash
+        without encoding every record again.
+        """
         if not isinstance(data, dict) or set(data) != set(TABLES):
             raise CorruptStateError(f"a state snapshot has exactly the tables {sorted(TABLES)}")
         state = cls()
+        leaves = []
         for table, (key_type, record_type) in TABLES.items():
             rows = data[table]
             if not isinstance(rows, dict):
@@ -181,6 +218,8 @@ class LedgerState:
                         raise CorruptStateError(f"{table}: key {raw_key!r} is not a height")
                     key = int(raw_key)
                 state._tables[table][key] = from_json_value(record_type, raw, f"{table}.{key}")
+                leaves.append(make_leaf(table, str(key), raw))
+        state._tree = build(sorted(leaves, key=lambda leaf: leaf.bits))
         return state
 
     def record_to_json(self, table: str, key: Key) -> Any | None:
@@ -192,10 +231,40 @@ class LedgerState:
         """An independent state with the same contents (no journal, nothing dirty)."""
         other = LedgerState()
         other._tables = {name: dict(rows) for name, rows in self._tables.items()}
+        with self._tree_lock:
+            other._tree, other._stale = self._tree, set(self._stale)
         return other
 
+    # --- the commitment (contracts_sim.state_tree) ---------------------------------------
+
     def state_root(self) -> Hash32:
-        return hash_json(self.to_json())
+        """The root of the sparse Merkle tree over every row (see the module docstring)."""
+        return node_hash(self._updated_tree())
+
+    def prove(self, table: str, key: Key) -> StateProof:
+        """The proof that row ``(table, key)`` holds its record, or is absent, under
+        ``state_root()`` (``state_tree.verify_proof`` checks it)."""
+        return prove(self._updated_tree(), key_path(table, str(key)))
+
+    def _updated_tree(self) -> Node:
+        """The tree with every stale row re-hashed: O(stale rows · log rows)."""
+        with self._tree_lock:
+            if self._stale:
+                self._tree = update(self._tree, self._stale_changes())
+                self._stale = set()
+            return self._tree
+
+    def _stale_changes(self) -> list[Change]:
+        changes: list[Change] = []
+        for table, key in self._stale:
+            record = self._tables[table].get(key)
+            if record is None:
+                changes.append((int.from_bytes(key_path(table, str(key)), "big"), None))
+            else:
+                leaf = make_leaf(table, str(key), to_json_value(record))
+                changes.append((leaf.bits, leaf))
+        changes.sort(key=lambda change: change[0])
+        return changes
 
     # --- typed accessors ----------------------------------------------------------------
 
@@ -251,11 +320,14 @@ class LedgerState:
         self.put(SUPPLY, SUPPLY_KEY, supply)
 
     def get_block_hash(self, height: Height) -> Hash32 | None:
-        """The hash of block ``height``, once a later block has begun (``None`` before)."""
+        """The hash of block ``height``, once a later block has begun (``None`` before) and
+        while it is one of the last ``BLOCK_HASH_WINDOW`` (``None`` after)."""
         return self._tables[BLOCK_HASHES].get(height)  # type: ignore[no-any-return]
 
     def set_block_hash(self, height: Height, block_hash: Hash32) -> None:
+        """Record the hash of block ``height`` and forget the one ``BLOCK_HASH_WINDOW`` below."""
         self.put(BLOCK_HASHES, height, block_hash)
+        self.delete(BLOCK_HASHES, height - BLOCK_HASH_WINDOW)
 
     def get_beacon_output(self, height: Height) -> Hash32 | None:
         """The beacon output of block ``height`` (the randomness that seeds samples), once a
