@@ -10,8 +10,8 @@ from collections.abc import Callable
 import torch
 
 from protocol.exact.data import carried_inputs, dataset_tensors
-from protocol.exact.family import Batch, Params
-from protocol.exact.fixedpoint import ONE, ExactMatmul, Operand
+from protocol.exact.family import Batch, Params, RowSum
+from protocol.exact.fixedpoint import FRAC, ONE, ExactMatmul, Operand
 from protocol.exact.ops.linear import LinearSaved, linear_backward, linear_forward
 from protocol.exact.ops.loss import cross_entropy_backward, cross_entropy_forward
 from protocol.models import layer_param
@@ -112,12 +112,13 @@ def dense_backward(
     pre: list[torch.Tensor],
     grad: torch.Tensor,
     prefix: str,
-    grads: dict[str, torch.Tensor],
+    grads: dict[str, RowSum],
     *,
     need_input_grad: bool,
 ) -> torch.Tensor | None:
-    """The stack's parameter gradients into ``grads``, for the gradient ``grad`` of its
-    logits; returns the gradient of its input when ``need_input_grad`` (else None)."""
+    """The stack's parameter gradients into ``grads`` as row sums (``RowSum``: a weight's
+    before its rounding), for the gradient ``grad`` of its logits; returns the gradient of its
+    input when ``need_input_grad`` (else None)."""
     for layer in reversed(range(len(saved))):
         grad_x, gw, gb = linear_backward(
             matmul,
@@ -125,9 +126,10 @@ def dense_backward(
             grad,
             f"{prefix}{layer}",
             need_input_grad=layer > 0 or need_input_grad,
+            round_weight_grad=False,
         )
-        grads[layer_param(prefix, layer, "weight")] = gw
-        grads[layer_param(prefix, layer, "bias")] = gb
+        grads[layer_param(prefix, layer, "weight")] = RowSum(gw, FRAC)
+        grads[layer_param(prefix, layer, "bias")] = RowSum(gb, 0)
         if layer == 0:
             return grad_x
         assert grad_x is not None

@@ -31,8 +31,8 @@ from protocol.exact.classifier import (
     native_dense,
     native_dense_parameters,
 )
-from protocol.exact.family import Batch, Params
-from protocol.exact.fixedpoint import ONE, ExactMatmul, Operand
+from protocol.exact.family import Batch, Params, RowSum, rounded
+from protocol.exact.fixedpoint import FRAC, ONE, ExactMatmul, Operand
 from protocol.exact.ops.conv import ConvSaved, conv2d_backward, conv2d_forward
 from protocol.exact.ops.linear import LinearSaved
 from protocol.exact.ops.pool import (
@@ -130,11 +130,16 @@ class CnnFamily:
     def gradients(
         self, spec: JobSpec, params: Params, batch: Batch, matmul: ExactMatmul
     ) -> dict[str, torch.Tensor]:
+        return rounded(self.row_sums(spec, params, batch, matmul))
+
+    def row_sums(
+        self, spec: JobSpec, params: Params, batch: Batch, matmul: ExactMatmul
+    ) -> dict[str, RowSum]:
         model = _model(spec)
         x = batch.inputs_operand or Operand.of(batch.inputs.reshape(-1, *model.image))
         fw = forward(spec, x, params, matmul)
         grad = cross_entropy_grad(fw.dense_pre[-1], batch.targets)
-        grads: dict[str, torch.Tensor] = {}
+        grads: dict[str, RowSum] = {}
         grad_head = dense_backward(
             matmul, fw.dense, fw.dense_pre, grad, DENSE, grads, need_input_grad=True
         )
@@ -149,9 +154,15 @@ class CnnFamily:
                     grad = avgpool2d_backward(pooled, grad, f"pool{layer}")
             grad = grad * (fw.conv_pre[layer] > 0)
             grad_x, gw, gb = conv2d_backward(
-                matmul, fw.conv[layer], grad, f"conv{layer}", need_input_grad=layer > 0
+                matmul,
+                fw.conv[layer],
+                grad,
+                f"conv{layer}",
+                need_input_grad=layer > 0,
+                round_weight_grad=False,
             )
-            grads[_conv("weight", layer)], grads[_conv("bias", layer)] = gw, gb
+            grads[_conv("weight", layer)] = RowSum(gw, FRAC)
+            grads[_conv("bias", layer)] = RowSum(gb, 0)
             if grad_x is not None:
                 grad = grad_x
         return {name: grads[name] for name in model.param_shapes()}

@@ -2,7 +2,9 @@
 
 A family (``mlp``, ``cnn``, ``transformer``) turns a spec's model into three things the
 training program needs: its initial parameters, step i's batch, and the exact gradients of
-the loss summed over the batch's loss terms. The optimizer (``protocol.exact.optim``) and the
+the loss summed over the batch's loss terms (as ``row_sums``: the exact sums over the batch's
+rows before their one rounding, so a batch split across workers sums its shares exactly,
+``protocol.exact.shard``). The optimizer (``protocol.exact.optim``) and the
 step (``protocol.exact.program``) are shared, so every family gets SGD and AdamW, the overflow
 rule and the state layout the same way. The native float32 side (an idiomatic ``nn.Module``)
 is the family's too: it is the baseline exact training is measured against.
@@ -13,12 +15,12 @@ from __future__ import annotations
 import importlib
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 import torch
 
 from protocol.errors import SpecError
-from protocol.exact.fixedpoint import ExactMatmul, Operand
+from protocol.exact.fixedpoint import ExactMatmul, Operand, rshift_round_
 from protocol.spec import JobSpec
 
 Params = Mapping[str, torch.Tensor]
@@ -34,6 +36,33 @@ class Batch:
     # (one conversion and one reduction per dataset instead of per step), when the family
     # multiplies its inputs directly.
     inputs_operand: Operand | None = None
+
+    @property
+    def examples(self) -> int:
+        return int(self.targets.shape[0])
+
+    def rows(self, start: int, stop: int) -> Batch:
+        """Examples ``start``..``stop-1`` (views); the carried operand keeps its bound (the
+        whole dataset's max, the same on every share)."""
+        operand = self.inputs_operand
+        if operand is not None:
+            operand = Operand(operand.t64[start:stop], operand.maxabs)
+        return Batch(self.inputs[start:stop], self.targets[start:stop], operand)
+
+
+class RowSum(NamedTuple):
+    """A parameter's gradient before its last rounding: ``total`` is the exact int64 sum over
+    the batch's rows of the per-row terms, and the gradient is rshift_round(total, shift)
+    (shift 0: a plain sum, e.g. a bias). Integer sums do not depend on order or grouping, so
+    the totals of disjoint shares of the batch add up to the whole batch's total."""
+
+    total: torch.Tensor
+    shift: int
+
+
+def rounded(sums: Mapping[str, RowSum]) -> dict[str, torch.Tensor]:
+    """The gradients: each total rounded once by its shift (in place: the totals are fresh)."""
+    return {name: rshift_round_(s.total, s.shift) for name, s in sums.items()}
 
 
 class Family(Protocol):
@@ -52,7 +81,15 @@ class Family(Protocol):
         self, spec: JobSpec, params: Params, batch: Batch, matmul: ExactMatmul
     ) -> dict[str, torch.Tensor]:
         """Exact Q16 gradients of the loss summed over the batch's loss terms; raises
-        OverflowBoundError before any inexact product or wrapping operation."""
+        OverflowBoundError before any inexact product or wrapping operation.
+        (``rounded(row_sums(...))``.)"""
+        ...
+
+    def row_sums(
+        self, spec: JobSpec, params: Params, batch: Batch, matmul: ExactMatmul
+    ) -> dict[str, RowSum]:
+        """The gradients as exact row sums before their last rounding (``RowSum``), in
+        ``spec.model.param_shapes()`` order; the same bounds as ``gradients``."""
         ...
 
     def evaluate(self, spec: JobSpec, params: Params) -> float:

@@ -33,6 +33,13 @@ from collections.abc import Iterable, Sequence
 import torch
 
 from protocol.errors import OverflowBoundError
+from protocol.exact.bounds import (
+    BoundCheck,
+    batch_rows,
+    logging_active,
+    record_only,
+    require_product,
+)
 
 FRAC = 16
 ONE = 1 << FRAC
@@ -166,6 +173,9 @@ def retain_freed_memory() -> None:
     mallopt(_M_TRIM_THRESHOLD, 1 << 30)
 
 
+_MATMUL_WHAT = "max|a|*max|b|*K"
+
+
 class ExactMatmul:
     """Performs exact integer matmuls, refusing any whose result could be inexact.
 
@@ -199,13 +209,28 @@ class ExactMatmul:
         return Operand(t64, torch.tensor(float(hit[1]), dtype=torch.float64, device=t.device))
 
     def __call__(
-        self, a: Operand | torch.Tensor, b: Operand | torch.Tensor, where: str
+        self,
+        a: Operand | torch.Tensor,
+        b: Operand | torch.Tensor,
+        where: str,
+        *,
+        over_rows: bool = False,
     ) -> torch.Tensor:
+        """a @ b, exactly, or ``OverflowBoundError``. ``over_rows``: the inner dimension runs
+        over the batch's rows (a weight gradient x^T g): K is the whole batch's row count
+        (``bounds.batch_rows``), also when this process computes only its share of it."""
         a_op = a if isinstance(a, Operand) else self.operand(a)
         b_op = b if isinstance(b, Operand) else self.operand(b)
         inner = a_op.t64.shape[-1]
+        if over_rows:
+            inner = batch_rows(inner)
         # The same float64 products in the same order as on 0-d tensors: (a * b) * K.
-        bound = a_op.maxabs_float() * b_op.maxabs_float() * float(inner)
+        a_max, b_max = a_op.maxabs_float(), b_op.maxabs_float()
+        bound = a_max * b_max * float(inner)
+        if logging_active():
+            record_only(
+                BoundCheck(where, _MATMUL_WHAT, "2^53", (a_max, b_max), inner, EXACT_LIMIT, True)
+            )
         if bound >= EXACT_LIMIT:
             raise OverflowBoundError(where, bound)
         product = torch.matmul(a_op.t64, b_op.t64)
@@ -355,10 +380,10 @@ SUM_LIMIT = float(2**62)
 def check_sum_bound(maxabs: torch.Tensor | float, terms: int, where: str) -> None:
     """Raise OverflowBoundError unless a sum of ``terms`` int64 values of magnitude at most
     ``maxabs`` stays below 2^62 (so it, and the one addition a caller may make to it, cannot
-    wrap). ``maxabs`` is the float64 max |value| an ``Operand`` already carries: no extra pass."""
-    bound = float(maxabs) * terms
-    if bound >= SUM_LIMIT:
-        raise OverflowBoundError(where, bound, "max|g|*N", "2^62")
+    wrap). ``maxabs`` is the float64 max |value| an ``Operand`` already carries: no extra pass.
+    ``terms`` counts the whole batch's rows (``bounds.batch_rows``) where the sum runs over
+    them."""
+    require_product(where, "max|g|*N", "2^62", (float(maxabs),), terms, SUM_LIMIT, in_float=True)
 
 
 def maxabs(t: torch.Tensor) -> int:
@@ -372,6 +397,17 @@ def maxabs(t: torch.Tensor) -> int:
 
 
 def require_below(value: int, limit: int, where: str, what: str) -> None:
-    """Raise ``OverflowBoundError`` unless ``value < limit`` (Python integers, no wrap)."""
-    if value >= limit:
-        raise OverflowBoundError(where, float(value), what, f"2^{limit.bit_length() - 1}")
+    """Raise ``OverflowBoundError`` unless ``value < limit`` (Python integers, no wrap);
+    ``value`` is one max|.| (recorded as such: ``protocol.exact.bounds``)."""
+    require_product_below((value,), 1, limit, where, what)
+
+
+def require_product_below(
+    factors: tuple[int, ...], scale: int, limit: int, where: str, what: str
+) -> None:
+    """Raise ``OverflowBoundError`` unless factors[0] * ... * scale < limit (Python
+    integers). The factors are maxima over the step's tensors, given separately so that a
+    step split across workers combines each one's max (``protocol.exact.bounds``); a
+    ``scale`` that counts the batch's rows is the whole batch's (``bounds.batch_rows``)."""
+    limit_text = f"2^{limit.bit_length() - 1}"
+    require_product(where, what, limit_text, factors, scale, limit, in_float=False)

@@ -27,7 +27,7 @@ from protocol.exact.classifier import (
     native_dense,
     native_dense_parameters,
 )
-from protocol.exact.family import Batch, Params
+from protocol.exact.family import Batch, Params, RowSum, rounded
 from protocol.exact.fixedpoint import ONE, ExactMatmul, Operand
 from protocol.exact.ops.linear import LinearSaved
 from protocol.models import ModelSpec
@@ -61,12 +61,17 @@ class MlpFamily:
     def gradients(
         self, spec: JobSpec, params: Params, batch: Batch, matmul: ExactMatmul
     ) -> dict[str, torch.Tensor]:
+        return rounded(self.row_sums(spec, params, batch, matmul))
+
+    def row_sums(
+        self, spec: JobSpec, params: Params, batch: Batch, matmul: ExactMatmul
+    ) -> dict[str, RowSum]:
         x = batch.inputs_operand or Operand.of(batch.inputs)
         saved, pre = forward(spec, x, params, matmul)
-        grads: dict[str, torch.Tensor] = {}
+        grads: dict[str, RowSum] = {}
         grad = cross_entropy_grad(pre[-1], batch.targets)
         dense_backward(matmul, saved, pre, grad, PREFIX, grads, need_input_grad=False)
-        return grads
+        return {name: grads[name] for name in spec.model.param_shapes()}
 
     def predict(self, spec: JobSpec, params: Params, x: torch.Tensor) -> torch.Tensor:
         """Class indices predicted for the Q16 inputs ``x``."""

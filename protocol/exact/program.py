@@ -12,9 +12,8 @@ from collections.abc import Callable
 import torch
 
 from protocol.errors import OverflowBoundError, StateMismatchError
-from protocol.exact import optim
 from protocol.exact.family import Params, family_of
-from protocol.exact.fixedpoint import ExactMatmul, check_state_range
+from protocol.exact.shard import WHOLE, apply_row_sums, share_row_sums, skipped
 from protocol.exact.state import State, state_step
 from protocol.layout import STEP_KEY, expected_shapes, optimizer_buffer_names, param_names
 from protocol.spec import JobSpec
@@ -65,6 +64,9 @@ def step(spec: JobSpec, state: State, i: int) -> State:
     every device, so a job the ledger accepted can always be completed — a submitter whose
     learning rate diverges gets a model that stopped updating, and no honest solver is slashed
     for it.
+
+    The same step split across workers is ``shard.shared_step`` (bit for bit; this is its
+    one-worker case, without the collectives).
     """
     if state_step(state) != i:
         raise StateMismatchError(f"state is at step {state_step(state)}, not {i}")
@@ -78,21 +80,13 @@ def step(spec: JobSpec, state: State, i: int) -> State:
 
 def skipped_step(state: State) -> State:
     """The state after a step the overflow rule skipped: only the counter moves on."""
-    return {**state, STEP_KEY: state[STEP_KEY] + 1}
+    return skipped(state)
 
 
 def train_step(spec: JobSpec, state: State, i: int) -> State:
     """One training step; raises OverflowBoundError before any inexact product or any
     elementwise operation that could wrap (a state value past ``STATE_LIMIT``)."""
-    tensors = [t for name, t in state.items() if name != STEP_KEY and t.numel()]
-    # The range check's exact maxima let the family convert a weight without rescanning it
-    # (``ExactMatmul.operand``); this step's matmul only, while the state is unchanged.
-    matmul = ExactMatmul(known=zip(tensors, check_state_range(tensors), strict=True))
-    family = family_of(spec)
-    device = state[STEP_KEY].device
-    batch = family.batch(spec, i, device)
-    grads = family.gradients(spec, params_of(spec, state), batch, matmul)
-    return optim.update(spec, state, i, grads)
+    return apply_row_sums(spec, state, i, share_row_sums(spec, state, i, WHOLE))
 
 
 def run(

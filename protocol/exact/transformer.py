@@ -49,8 +49,9 @@ import torch.nn.functional as F
 
 from protocol.exact.classifier import init_weight
 from protocol.exact.data import text_dataset, text_tensors
-from protocol.exact.family import Batch, Params
+from protocol.exact.family import Batch, Params, RowSum, rounded
 from protocol.exact.fixedpoint import (
+    FRAC,
     ONE,
     ExactMatmul,
     Operand,
@@ -202,43 +203,77 @@ def forward(spec: JobSpec, params: Params, tokens: torch.Tensor, matmul: ExactMa
     return fw
 
 
+def _linear_sums(
+    matmul: ExactMatmul,
+    saved: LinearSaved,
+    grad: torch.Tensor,
+    where: str,
+    grads: dict[str, RowSum],
+    name: str,
+    *,
+    transposed_weight_grad: bool = False,
+) -> torch.Tensor:
+    """``linear_backward`` with its weight gradient kept as a row sum (``RowSum``, shift 16)
+    and its bias gradient (a plain sum), under ``name``.weight / .bias; returns grad_x."""
+    g, gw, gb = linear_backward(
+        matmul,
+        saved,
+        grad,
+        where,
+        transposed_weight_grad=transposed_weight_grad,
+        round_weight_grad=False,
+    )
+    grads[name + ".weight"], grads[name + ".bias"] = RowSum(gw, FRAC), RowSum(gb, 0)
+    assert g is not None
+    return g
+
+
+def _norm_sums(
+    saved: RmsNormSaved, grad: torch.Tensor, grads: dict[str, RowSum], name: str
+) -> torch.Tensor:
+    """``rms_norm_backward`` with its gain gradient kept as a row sum (shift 16); grad_x."""
+    g, gain = rms_norm_backward(saved, grad, round_gain_grad=False)
+    grads[name] = RowSum(gain, FRAC)
+    return g
+
+
 def _backward(
     spec: JobSpec, fw: _Forward, grad_logits: torch.Tensor, matmul: ExactMatmul
-) -> dict[str, torch.Tensor]:
+) -> dict[str, RowSum]:
     model = _model(spec)
-    grads: dict[str, torch.Tensor] = {}
+    grads: dict[str, RowSum] = {}
     assert fw.head is not None and fw.norm is not None
     assert fw.token is not None and fw.position is not None
-    g, grads["head.weight"], _ = linear_backward(matmul, fw.head, grad_logits, "head")
+    g, head, _ = linear_backward(matmul, fw.head, grad_logits, "head", round_weight_grad=False)
+    grads["head.weight"] = RowSum(head, FRAC)
     assert g is not None
-    gx, grads["norm.gain"] = rms_norm_backward(fw.norm, g)
+    gx = _norm_sums(fw.norm, g, grads, "norm.gain")
     for layer in reversed(range(model.layers)):
         p = f"block{layer}."
         blk = fw.blocks[layer]
         assert blk.mlp_out and blk.gelu and blk.mlp_in and blk.norm2
         assert blk.proj and blk.attn and blk.qkv and blk.norm1
-        g, gw, gb = linear_backward(
-            matmul, blk.mlp_out, gx, p + "mlp.out", transposed_weight_grad=True
+        g = _linear_sums(
+            matmul,
+            blk.mlp_out,
+            gx,
+            p + "mlp.out",
+            grads,
+            p + "mlp.out",
+            transposed_weight_grad=True,
         )
-        grads[p + "mlp.out.weight"], grads[p + "mlp.out.bias"] = gw, gb
-        assert g is not None
         (g,) = gelu_backward(blk.gelu, g, max_abs=_GRAD_INPUT_BOUND)
-        g, gw, gb = linear_backward(matmul, blk.mlp_in, g, p + "mlp.in")
-        grads[p + "mlp.in.weight"], grads[p + "mlp.in.bias"] = gw, gb
-        assert g is not None
-        g, grads[p + "norm2.gain"] = rms_norm_backward(blk.norm2, g)
+        g = _linear_sums(matmul, blk.mlp_in, g, p + "mlp.in", grads, p + "mlp.in")
+        g = _norm_sums(blk.norm2, g, grads, p + "norm2.gain")
         gx += g  # gx is a fresh dx or sum of this function's; its reader above is done
-        g, gw, gb = linear_backward(matmul, blk.proj, gx, p + "proj")
-        grads[p + "attn.proj.weight"], grads[p + "attn.proj.bias"] = gw, gb
-        assert g is not None
+        g = _linear_sums(matmul, blk.proj, gx, p + "proj", grads, p + "attn.proj")
         dq, dk, dv = attention_backward(matmul, blk.attn, _heads(g, model.heads), p + "attn")
-        g, gw, gb = linear_backward(matmul, blk.qkv, _merge_qkv(dq, dk, dv), p + "qkv")
-        grads[p + "attn.qkv.weight"], grads[p + "attn.qkv.bias"] = gw, gb
-        assert g is not None
-        g, grads[p + "norm1.gain"] = rms_norm_backward(blk.norm1, g)
+        g = _linear_sums(matmul, blk.qkv, _merge_qkv(dq, dk, dv), p + "qkv", grads, p + "attn.qkv")
+        g = _norm_sums(blk.norm1, g, grads, p + "norm1.gain")
         gx += g  # likewise
-    (grads["embed.token"],) = embedding_backward(fw.token, gx)
-    grads["embed.position"] = _position_grad(fw.position, gx)
+    (token,) = embedding_backward(fw.token, gx)
+    grads["embed.token"] = RowSum(token, 0)
+    grads["embed.position"] = RowSum(_position_grad(fw.position, gx), 0)
     return {name: grads[name] for name in model.param_shapes()}
 
 
@@ -313,6 +348,12 @@ class TransformerFamily:
         self, spec: JobSpec, params: Params, batch: Batch, matmul: ExactMatmul
     ) -> dict[str, torch.Tensor]:
         """Exact Q16 gradients of the cross-entropy summed over the B*T tokens."""
+        return rounded(self.row_sums(spec, params, batch, matmul))
+
+    def row_sums(
+        self, spec: JobSpec, params: Params, batch: Batch, matmul: ExactMatmul
+    ) -> dict[str, RowSum]:
+        """``gradients`` before their last rounding (``RowSum``)."""
         fw = forward(spec, params, batch.inputs, matmul)
         assert fw.logits is not None
         vocab = fw.logits.shape[-1]

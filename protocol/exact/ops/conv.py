@@ -40,6 +40,7 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 
+from protocol.exact.bounds import batch_rows
 from protocol.exact.fixedpoint import (
     FRAC,
     ONE,
@@ -128,10 +129,15 @@ def conv2d_backward(
     grad_out: torch.Tensor,
     where: str,
     need_input_grad: bool = True,
+    *,
+    round_weight_grad: bool = True,
 ) -> tuple[torch.Tensor | None, torch.Tensor, torch.Tensor]:
     """(grad_x | None, grad_w, grad_b) for grad_out (B, O, OH, OW) int64 Q16 (module doc).
 
-    Raises ``OverflowBoundError`` if a product could be inexact.
+    Raises ``OverflowBoundError`` if a product could be inexact. ``round_weight_grad=False``:
+    grad_w is the exact sum before its rshift_round (a worker's share of the batch, summed
+    across workers and rounded once: ``protocol.exact.shard``). Row counts in the bounds are
+    the whole batch's.
     """
     b, in_c, h, w = saved.input_shape
     k, s, p = saved.kernel, saved.stride, saved.padding
@@ -139,9 +145,11 @@ def conv2d_backward(
     out_c = int(saved.weight.t64.shape[0])
     g = grad_out.permute(0, 2, 3, 1).reshape(b * oh * ow, out_c)
     g_op = Operand.of(g)
-    grad_w = rshift_round_(matmul(g_op.T, saved.cols, f"{where}.grad_weight"), FRAC)
+    grad_w = matmul(g_op.T, saved.cols, f"{where}.grad_weight", over_rows=True)
+    if round_weight_grad:
+        grad_w = rshift_round_(grad_w, FRAC)
     grad_w = grad_w.reshape(out_c, in_c, k, k)
-    terms = b * oh * ow
+    terms = batch_rows(b * oh * ow)
     check_sum_bound(g_op.maxabs, terms, f"{where}.grad_bias")
     grad_b = g.sum(dim=0)
     if not need_input_grad:

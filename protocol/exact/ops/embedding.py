@@ -18,7 +18,8 @@ from typing import NamedTuple
 
 import torch
 
-from protocol.exact.fixedpoint import maxabs, require_below
+from protocol.exact.bounds import batch_rows
+from protocol.exact.fixedpoint import maxabs, require_product_below
 
 _LIMIT = 1 << 62
 
@@ -39,7 +40,8 @@ def embedding_backward(saved: EmbeddingSaved, grad_y: torch.Tensor) -> tuple[tor
     """(grad_table,) = index_add of ``grad_y`` rows at ``ids`` into a zero (V, d) table."""
     d = grad_y.shape[-1]
     flat = grad_y.reshape(-1, d)
-    require_below(maxabs(flat) * flat.shape[0], _LIMIT, "embedding backward", "max|g|*N")
+    rows = batch_rows(int(flat.shape[0]))
+    require_product_below((maxabs(flat),), rows, _LIMIT, "embedding backward", "max|g|*N")
     grad = torch.zeros(saved.rows, d, dtype=grad_y.dtype, device=grad_y.device)
     grad.index_add_(0, saved.ids.reshape(-1), flat)
     return (grad,)

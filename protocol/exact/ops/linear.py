@@ -23,6 +23,7 @@ from typing import NamedTuple
 
 import torch
 
+from protocol.exact.bounds import batch_rows
 from protocol.exact.fixedpoint import FRAC, ExactMatmul, Operand, check_sum_bound, rshift_round_
 
 
@@ -58,6 +59,7 @@ def linear_backward(
     *,
     need_input_grad: bool = True,
     transposed_weight_grad: bool = False,
+    round_weight_grad: bool = True,
 ) -> tuple[torch.Tensor | None, torch.Tensor, torch.Tensor]:
     """(grad_x or None, grad_W, grad_b) for the gradient ``grad_z`` of z.
 
@@ -65,22 +67,32 @@ def linear_backward(
     GEMM is ~1.5x faster that way round for a wide-to-narrow layer ((256, 64) from 512 rows:
     ~400 vs ~600 us). Each entry is the same exact integer sum (every product and partial sum
     below 2^53 by the same bound, max|g| max|x| K, the same float64 product in either order),
-    transposing commutes with rshift_round, and the result is made contiguous."""
+    transposing commutes with rshift_round, and the result is made contiguous.
+
+    ``round_weight_grad=False``: grad_W is the exact sum x^T g *before* its rshift_round (a
+    worker's share of the batch, summed across workers and rounded once:
+    ``protocol.exact.shard``). Row counts in the bounds are the whole batch's."""
     fan_in, fan_out = saved.weight.t64.shape
     x2 = Operand(saved.x.t64.reshape(-1, fan_in), saved.x.maxabs)
     g_op = Operand.of(grad_z)
     g2 = Operand(g_op.t64.reshape(-1, fan_out), g_op.maxabs)
     if transposed_weight_grad:
-        product = matmul(g2.T, x2, f"{where}.grad_weight")  # (fan_out, fan_in)
-        grad_w = rshift_round_(product, FRAC).T.contiguous()
+        product = matmul(g2.T, x2, f"{where}.grad_weight", over_rows=True)  # (out, in)
+        grad_w = _rounded(product, round_weight_grad).T.contiguous()
     else:
-        grad_w = rshift_round_(matmul(x2.T, g2, f"{where}.grad_weight"), FRAC)
-    check_sum_bound(g_op.maxabs, g2.t64.shape[0], f"{where}.grad_bias")
+        product = matmul(x2.T, g2, f"{where}.grad_weight", over_rows=True)
+        grad_w = _rounded(product, round_weight_grad)
+    check_sum_bound(g_op.maxabs, batch_rows(g2.t64.shape[0]), f"{where}.grad_bias")
     grad_b = grad_z.reshape(-1, fan_out).sum(dim=0)
     grad_x = None
     if need_input_grad:
         grad_x = rshift_round_(matmul(g_op, saved.weight.T, f"{where}.grad_input"), FRAC)
     return grad_x, grad_w, grad_b
+
+
+def _rounded(product: torch.Tensor, rounding: bool) -> torch.Tensor:
+    """rshift_round(product, 16) in place, or the product itself when ``rounding`` is off."""
+    return rshift_round_(product, FRAC) if rounding else product
 
 
 def linear_reference(

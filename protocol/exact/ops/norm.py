@@ -50,6 +50,7 @@ from typing import NamedTuple
 
 import torch
 
+from protocol.exact.bounds import batch_rows
 from protocol.exact.fixedpoint import (
     FRAC,
     ONE,
@@ -58,6 +59,7 @@ from protocol.exact.fixedpoint import (
     isqrt_int64,
     maxabs,
     require_below,
+    require_product_below,
     rshift_round,
     rshift_round_,
 )
@@ -140,34 +142,41 @@ def rms_norm_forward(x: torch.Tensor, gain: torch.Tensor) -> tuple[torch.Tensor,
     r = isqrt_int64(mean_sq << (2 * RMS_FRAC - 2 * FRAC))
     n = _div_round_rows(x << (RMS_FRAC + 2), x_max << (RMS_FRAC + 2), r)  # < 2^49: float
     n_max, gain_max = maxabs(n), maxabs(gain)
-    require_below(n_max * gain_max, _LIMIT, "rms norm", "max|n|*max|gain|")
+    require_product_below((n_max, gain_max), 1, _LIMIT, "rms norm", "max|n|*max|gain|")
     y = rshift_round_(n * gain, FRAC)
     return y, RmsNormSaved(n, r, gain, n_max, gain_max)
 
 
 def rms_norm_backward(
-    saved: RmsNormSaved, grad_y: torch.Tensor
+    saved: RmsNormSaved, grad_y: torch.Tensor, *, round_gain_grad: bool = True
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(grad_x, grad_gain) for the gradient ``grad_y`` of y (grad_gain summed over rows).
 
     Speed (the same integers): max|n| and max|gain| come from the forward (n and gain are not
     modified in between); c's div_round by d 2^16 is a shift for a power-of-two d; t is
     formed in place; grad_x = div_round(t 2^4, r) by ``_div_round_rows``'s float64 division
-    when max|t| < 2^45, else in int64 in place."""
+    when max|t| < 2^45, else in int64 in place.
+
+    ``round_gain_grad=False``: grad_gain is the exact row sum before its rshift_round (a
+    worker's share of the batch: ``protocol.exact.shard``); the row count in the bounds is the
+    whole batch's."""
     n, r, gain = saved.n, saved.r, saved.gain
     d = n.shape[-1]
-    rows = n.numel() // max(d, 1)
+    rows = batch_rows(n.numel() // max(d, 1))
     g_max = maxabs(grad_y)
     n_max = saved.n_max if saved.n_max >= 0 else maxabs(n)
     gain_max = saved.gain_max if saved.gain_max >= 0 else maxabs(gain)
-    require_below(g_max * gain_max, _LIMIT, "rms norm backward", "max|dy|*max|gain|")
-    require_below(g_max * n_max * rows, _LIMIT, "rms norm backward", "max|dy|*max|n|*rows")
-    grad_gain = rshift_round_((grad_y * n).reshape(-1, d).sum(dim=0), FRAC)
+    where = "rms norm backward"
+    require_product_below((g_max, gain_max), 1, _LIMIT, where, "max|dy|*max|gain|")
+    require_product_below((g_max, n_max), rows, _LIMIT, where, "max|dy|*max|n|*rows")
+    grad_gain = (grad_y * n).reshape(-1, d).sum(dim=0)
+    if round_gain_grad:
+        grad_gain = rshift_round_(grad_gain, FRAC)
     dn = rshift_round_(grad_y * gain, FRAC)
-    require_below(maxabs(dn) * n_max * d, _LIMIT, "rms norm backward", "max|dn|*max|n|*d")
+    require_product_below((maxabs(dn), n_max), d, _LIMIT, where, "max|dn|*max|n|*d")
     dot = (dn * n).sum(dim=-1, keepdim=True)
     c = _div_round_by(dot, d << FRAC)
-    require_below(n_max * maxabs(c), _LIMIT, "rms norm backward", "max|n|*max|c|")
+    require_product_below((n_max, maxabs(c)), 1, _LIMIT, where, "max|n|*max|c|")
     t = n * c
     torch.sub(dn << FRAC, t, out=t)  # t = dn 2^16 - n c
     t_max = maxabs(t)

@@ -36,8 +36,7 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 
-from protocol.errors import OverflowBoundError
-from protocol.exact.fixedpoint import ONE, div_round, rshift_round
+from protocol.exact.fixedpoint import ONE, div_round, require_product_below, rshift_round
 
 _SUM_LIMIT = 1 << 61
 
@@ -99,8 +98,7 @@ def _check_sum(t: torch.Tensor, n: int, where: str) -> None:
         return
     # max and min, not abs(): |-2^63| wraps in int64.
     high = max(int(t.amax().item()), -int(t.amin().item()))
-    if high * n >= _SUM_LIMIT:
-        raise OverflowBoundError(where, float(high * n), "n*max|x|", "2^61")
+    require_product_below((high,), n, _SUM_LIMIT, where, "n*max|x|")
 
 
 def _divide(t: torch.Tensor, n: int) -> torch.Tensor:
