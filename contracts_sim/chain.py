@@ -50,9 +50,13 @@ never mutated once it is the head, so reads take a reference and need no lock.
 from __future__ import annotations
 
 import logging
+import multiprocessing
+import os
 import threading
 import time as _time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -69,12 +73,14 @@ from contracts_sim.blocks import (
     check_tx_root,
     compute_tx_root,
 )
+from contracts_sim.crypto import verify_signature
 from contracts_sim.dispute import MOVE_PHASE
 from contracts_sim.env import BlockEnv
 from contracts_sim.events import Event
 from contracts_sim.exceptions import (
     DisputeClosedError,
     InvalidBlockError,
+    InvalidSignatureError,
     LedgerError,
     MalformedBodyError,
     NonceTooLowError,
@@ -82,7 +88,13 @@ from contracts_sim.exceptions import (
     NotYourTurnError,
     WrongPhaseError,
 )
-from contracts_sim.fork import GENESIS_HEIGHT, apply_transaction, begin_block, genesis_state
+from contracts_sim.fork import (
+    GENESIS_HEIGHT,
+    apply_transaction,
+    begin_block,
+    check_transaction,
+    genesis_state,
+)
 from contracts_sim.invariants import check_invariant
 from contracts_sim.jobs import get_sample_seed, get_verifier_sample
 from contracts_sim.params import PRESETS, Params, get_preset, with_dev_rules
@@ -98,10 +110,12 @@ from contracts_sim.store import (
 )
 from contracts_sim.transactions import (
     BodyReader,
+    CheckedEnvelope,
     PostPrestateBody,
     PublishDataBody,
     RevealTrapBody,
     Transaction,
+    check_envelopes,
 )
 from protocol.errors import ProofNetError
 from protocol.hashing import sha256
@@ -235,6 +249,74 @@ def _wall_clock() -> int:
     return int(_time.time())
 
 
+# --- checking envelopes in parallel -----------------------------------------------------
+
+
+class EnvelopeChecker:
+    """Worker processes that parse envelopes and verify their signatures (``check_envelopes``)
+    while the chain applies earlier transactions: the stateless half of ``submit``, spread over
+    the cores. Processes, not threads: the library releases the GIL while it verifies, but a
+    thread waiting to take the GIL back from a busy sequencer waits a switch interval (5 ms),
+    so threads verified 3-4x fewer signatures a second than processes (docs/ledger.md).
+
+    The pool is spawned on first use (``spawn``: forking a threaded server can deadlock) and
+    rebuilt if a worker dies (the chunk is then checked in this process). Fewer than
+    ``min_parallel`` items are checked here: a round trip to a worker costs more."""
+
+    def __init__(self, workers: int | None = None, *, min_parallel: int = 16) -> None:
+        self.workers = workers or os.cpu_count() or 1
+        self.min_parallel = min_parallel
+        self._pool: ProcessPoolExecutor | None = None
+        self._pool_lock = threading.Lock()
+
+    def _executor(self) -> ProcessPoolExecutor:
+        with self._pool_lock:
+            if self._pool is None:
+                context = multiprocessing.get_context("spawn")
+                self._pool = ProcessPoolExecutor(self.workers, mp_context=context)
+            return self._pool
+
+    def submit(self, items: Sequence[Any]) -> Future[list[CheckedEnvelope]]:
+        """``check_envelopes(items)`` in a worker (a future)."""
+        return self._executor().submit(check_envelopes, list(items))
+
+    def check_in_chunks(self, items: Sequence[Any]) -> Iterator[list[CheckedEnvelope]]:
+        """``check_envelopes`` of ``items``, chunk after chunk in order; every chunk is queued
+        to the workers at once, so later chunks are checked while earlier ones are used."""
+        if len(items) < self.min_parallel:
+            yield check_envelopes(items)
+            return
+        size = max(self.min_parallel, min(256, -(-len(items) // (4 * self.workers))))
+        chunks = [items[lo : lo + size] for lo in range(0, len(items), size)]
+        try:
+            futures = [self.submit(chunk) for chunk in chunks]
+        except BrokenProcessPool:
+            futures = []
+        for index, chunk in enumerate(chunks):
+            try:
+                yield futures[index].result()
+            except (BrokenProcessPool, IndexError):
+                self._discard_broken_pool()
+                yield check_envelopes(chunk)
+
+    def _discard_broken_pool(self) -> None:
+        with self._pool_lock:
+            if self._pool is not None:
+                log.warning("a signature-checking worker died; starting a new pool")
+                self._pool.shutdown(wait=False, cancel_futures=True)
+                self._pool = None
+
+    def close(self) -> None:
+        with self._pool_lock:
+            if self._pool is not None:
+                self._pool.shutdown(wait=True, cancel_futures=True)
+                self._pool = None
+
+
+SHARED_CHECKER: Final = EnvelopeChecker()
+"""The checker chains use unless given another: one pool per process, started on first use."""
+
+
 # --- the chain ------------------------------------------------------------------------------
 
 
@@ -252,8 +334,10 @@ class Chain:
         check_invariants: bool = False,
         max_block_txs: int = DEFAULT_MAX_BLOCK_TXS,
         clock: Callable[[], int] = _wall_clock,
+        checker: EnvelopeChecker = SHARED_CHECKER,
     ) -> None:
         self.store = store
+        self.checker = checker
         self.meta = meta
         self._beacon_key = beacon_key
         self.check_invariants = check_invariants
@@ -409,13 +493,82 @@ class Chain:
 
         Raises the typed error of the first rule it breaks (nothing changes), ``BlockFullError``
         when the open block is full. A copy of a pending or applied transaction returns its
-        hash (idempotent). ``admit`` runs first, without the lock.
+        hash (idempotent). ``admit``, the parsing and the signature check run first, without
+        the lock; only what depends on the state (nonce, balance, the rules) runs under it.
         """
+        tx = self._admitted(tx)
+        checked = CheckedEnvelope(
+            tx, verify_signature(tx.public_key, tx.signing_bytes(), tx.signature)
+        )
+        return self._sequence(checked)
+
+    def submit_many(
+        self, items: Sequence[Transaction | Mapping[str, Any]]
+    ) -> list[str | ProofNetError]:
+        """``submit`` each item, in order: item ``i``'s hash, or the error that refused it.
+
+        Per item, not all or nothing: each is judged exactly as ``submit`` would judge it at
+        its place in the sequence (a refused item changes nothing and the next is judged as if
+        it had not been sent). Envelopes are parsed and signatures verified by ``checker``'s
+        worker processes while earlier items are applied under the lock."""
+        results: list[str | ProofNetError | None] = [None] * len(items)
+        admitted: list[tuple[int, Transaction | Mapping[str, Any]]] = []
+        for index, item in enumerate(items):
+            try:
+                self._admit(item)
+            except ProofNetError as exc:
+                results[index] = exc
+                continue
+            admitted.append((index, item))
+        chunks = self.checker.check_in_chunks([item for _, item in admitted])
+        position = 0
+        for checked_chunk in chunks:
+            for checked in checked_chunk:
+                index, item = admitted[position]
+                position += 1
+                try:
+                    results[index] = self._sequence(self._recheck(checked, item))
+                except ProofNetError as exc:
+                    results[index] = exc
+        assert all(result is not None for result in results)
+        return [result for result in results if result is not None]
+
+    def _admit(self, tx: Transaction | Mapping[str, Any]) -> None:
+        """``admit``: the cheap checks against the head state (no lock), before anything is
+        parsed, hashed or verified."""
         if isinstance(tx, Transaction):
             admit(self._head_state, tx.kind, tx.body, tx.sender, self.params)
-        else:
+        elif isinstance(tx, Mapping):
             admit(self._head_state, tx.get("kind"), tx.get("body"), tx.get("sender"), self.params)
-            tx = Transaction.from_json(tx)  # raises MalformedTransactionError
+
+    def _admitted(self, tx: Transaction | Mapping[str, Any]) -> Transaction:
+        """``_admit``, then the parsed transaction (MalformedTransactionError)."""
+        self._admit(tx)
+        return tx if isinstance(tx, Transaction) else Transaction.from_json(tx)
+
+    def _recheck(
+        self, checked: CheckedEnvelope, item: Transaction | Mapping[str, Any]
+    ) -> CheckedEnvelope:
+        """A worker's finding, made usable here: a malformed envelope is parsed again in this
+        process to raise its typed error, a valid signature is remembered."""
+        if checked.tx is None:
+            Transaction.from_json(item)  # raises the MalformedTransactionError
+            raise AssertionError("a worker found malformed what parses here")  # pragma: no cover
+        checked.remember()
+        return checked
+
+    def _sequence(self, checked: CheckedEnvelope) -> str:
+        """Apply a checked transaction to the open block under the lock.
+
+        A transaction whose signature does not verify is refused before the lock with the
+        rules' own error: ``check_transaction`` makes every check that can fail on such a
+        transaction (chain, sender, key, signature) before the first that reads the state
+        (the nonce), so it fails the same way against the head state as in the open block."""
+        tx = checked.tx
+        assert tx is not None
+        if not checked.signature_valid:
+            check_transaction(self._head_state, tx, self._open.env)  # raises
+            raise InvalidSignatureError(tx.sender)  # pragma: no cover
         tx_hash = tx.tx_hash.hex()
         with self._lock:
             block = self._open

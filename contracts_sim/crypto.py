@@ -4,6 +4,7 @@
     generate_key() / key_from_seed()  a PrivateKey
     sign(key, msg) / verify_signature(public_key, msg, signature)
     check_public_key(public_key)      why a key is refused ("" for a valid one)
+    remember_verified(public_key, msg, signature)       a verification done elsewhere
     PrivateKey.to_json() / PrivateKey.from_json(data)   file-friendly key material
 
 Ed25519 implementations disagree at the edges (small-order keys, non-canonical encodings,
@@ -13,13 +14,21 @@ library is asked: a key must be a canonical encoding of a point that is not of s
 ``S`` must be below the group order ``L``, and verification is RFC 8032's cofactorless equation
 ``[S]B == R + [k]A`` (what OpenSSL computes; ``R`` is compared as bytes, so it must be canonical).
 
+Verified signatures are remembered (a bounded memo of exact ``(key, message, signature)``
+triples that verified, as Bitcoin Core's signature cache): a node verifies a transaction before
+it takes the chain's lock, often in a worker process (``remember_verified`` records what a
+worker found), and the rules' check under the lock then costs a lookup. ``verify_signature``
+stays the one implementation of the rule; the memo only skips doing it twice for the same bytes.
+
 No I/O here: services decide where key files live.
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
 import re
+import threading
 from typing import Any, Final
 
 from cryptography.exceptions import InvalidSignature
@@ -183,15 +192,83 @@ def is_canonical_scalar(encoded: bytes) -> bool:
     return len(encoded) == 32 and int.from_bytes(encoded, "little") < GROUP_ORDER
 
 
-def verify_signature(public_key: bytes, message: bytes, signature: bytes) -> bool:
-    """True iff ``signature`` is a valid Ed25519 signature of ``message`` by ``public_key``
-    under the pinned rules (docs/protocol.md "Signatures")."""
+@functools.lru_cache(maxsize=4096)
+def _library_key(public_key: bytes) -> Ed25519PublicKey:
+    """The library's key object (cached: building it costs as much as a tenth of a verify)."""
+    return Ed25519PublicKey.from_public_bytes(public_key)
+
+
+def _verify_uncached(public_key: bytes, message: bytes, signature: bytes) -> bool:
     if len(public_key) != PUBLIC_KEY_SIZE or len(signature) != SIGNATURE_SIZE:
         return False
     if check_public_key(public_key) or not is_canonical_scalar(signature[32:]):
         return False
     try:
-        Ed25519PublicKey.from_public_bytes(public_key).verify(signature, message)
+        _library_key(public_key).verify(signature, message)
     except (InvalidSignature, ValueError):
         return False
     return True
+
+
+class _VerifiedMemo:
+    """The digests of the last ``capacity`` triples that verified (oldest forgotten first).
+
+    A digest, not the triple: a message can be a pre-state blob of many megabytes. Forgetting
+    is harmless (the signature is verified again), so a flood of valid signatures can cost
+    time, never a wrong answer."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self._digests: dict[bytes, None] = {}
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def digest(public_key: bytes, message: bytes, signature: bytes) -> bytes:
+        hasher = hashlib.sha256(b"proofnet/verified/v1\x00")
+        hasher.update(public_key)
+        hasher.update(signature)
+        hasher.update(message)
+        return hasher.digest()
+
+    def __contains__(self, digest: bytes) -> bool:
+        return digest in self._digests
+
+    def add(self, digest: bytes) -> None:
+        with self._lock:
+            if digest in self._digests:
+                return
+            if len(self._digests) >= self.capacity:
+                del self._digests[next(iter(self._digests))]
+            self._digests[digest] = None
+
+    def clear(self) -> None:
+        with self._lock:
+            self._digests.clear()
+
+
+VERIFIED_MEMO_SIZE: Final = 1 << 17
+"""Triples remembered: more than ten full blocks of ``DEFAULT_MAX_BLOCK_TXS``."""
+_verified = _VerifiedMemo(VERIFIED_MEMO_SIZE)
+
+
+def verify_signature(public_key: bytes, message: bytes, signature: bytes) -> bool:
+    """True iff ``signature`` is a valid Ed25519 signature of ``message`` by ``public_key``
+    under the pinned rules (docs/protocol.md "Signatures"). Remembered when true."""
+    digest = _VerifiedMemo.digest(public_key, message, signature)
+    if digest in _verified:
+        return True
+    if not _verify_uncached(public_key, message, signature):
+        return False
+    _verified.add(digest)
+    return True
+
+
+def remember_verified(public_key: bytes, message: bytes, signature: bytes) -> None:
+    """Record that ``verify_signature(public_key, message, signature)`` returned True in
+    another process (a verifying worker of this node, running this very function)."""
+    _verified.add(_VerifiedMemo.digest(public_key, message, signature))
+
+
+def forget_verified() -> None:
+    """Empty the memo (tests and benchmarks that must verify again)."""
+    _verified.clear()

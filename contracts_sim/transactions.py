@@ -25,11 +25,18 @@ from __future__ import annotations
 import functools
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, ClassVar, Final
 
-from contracts_sim.crypto import PUBLIC_KEY_SIZE, SIGNATURE_SIZE, PrivateKey, is_address
+from contracts_sim.crypto import (
+    PUBLIC_KEY_SIZE,
+    SIGNATURE_SIZE,
+    PrivateKey,
+    is_address,
+    remember_verified,
+    verify_signature,
+)
 from contracts_sim.exceptions import (
     InvalidSpecError,
     MalformedBodyError,
@@ -97,16 +104,28 @@ class Transaction:
         return self._signing_bytes
 
     @functools.cached_property
+    def _unsigned_canonical(self) -> bytes:
+        """``canonical_json(unsigned_json())``: the one serialization both the signing bytes
+        and the hash are cut from."""
+        return canonical_json(self.unsigned_json())
+
+    @functools.cached_property
     def _signing_bytes(self) -> bytes:
-        return signing_bytes(self.unsigned_json())
+        return TX_DOMAIN + self._unsigned_canonical
 
     def to_json(self) -> dict[str, Any]:
         return {**self.unsigned_json(), "signature": self.signature.hex()}
 
     @functools.cached_property
     def tx_hash(self) -> Hash32:
-        """SHA-256 of the canonical JSON of the whole transaction (cached: it is immutable)."""
-        return sha256(canonical_json(self.to_json()))
+        """SHA-256 of the canonical JSON of the whole transaction (cached: it is immutable).
+
+        Built from the unsigned envelope's canonical JSON, not serialized again: canonical JSON
+        sorts keys and ``"signature"`` sorts after every other envelope key, so the whole
+        envelope's encoding is the unsigned one with ``,"signature":"<hex>"`` before its final
+        brace (``tests/test_ledger_ingest.py`` checks the identity on every kind)."""
+        unsigned = self._unsigned_canonical
+        return sha256(unsigned[:-1] + b',"signature":"' + self.signature.hex().encode() + b'"}')
 
     @classmethod
     def from_json(cls, data: Any) -> Transaction:
@@ -843,3 +862,40 @@ def check_transaction_size(kind: str, size: int, max_blob_bytes: int) -> None:
     limit = max_transaction_bytes(kind, max_blob_bytes)
     if size > limit:
         raise TransactionTooLargeError(kind, size, limit)
+
+
+# --- checks before sequencing ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CheckedEnvelope:
+    """What can be known of a submission without any state, found before it is sequenced
+    (often in a worker process): the parsed transaction, None if the envelope is malformed
+    (parse it again where the typed error is wanted: errors do not cross processes), and
+    whether its signature verifies (``verify_signature``, the rules' own check)."""
+
+    tx: Transaction | None
+    signature_valid: bool
+
+    def remember(self) -> None:
+        """Record a worker's valid signature here, so the rules' check under the chain's lock
+        is a lookup (``contracts_sim.crypto.remember_verified``)."""
+        if self.tx is not None and self.signature_valid:
+            tx = self.tx
+            remember_verified(tx.public_key, tx.signing_bytes(), tx.signature)
+
+
+def check_envelope(data: Any) -> CheckedEnvelope:
+    """Parse ``data`` and verify its signature; the hash is computed too, so that a worker
+    process hands back a transaction with nothing left to serialize."""
+    try:
+        tx = data if isinstance(data, Transaction) else Transaction.from_json(data)
+    except ProofNetError:
+        return CheckedEnvelope(None, False)
+    _ = tx.tx_hash
+    return CheckedEnvelope(tx, verify_signature(tx.public_key, tx.signing_bytes(), tx.signature))
+
+
+def check_envelopes(items: Sequence[Any]) -> list[CheckedEnvelope]:
+    """``check_envelope`` of each item: the function a verifying worker runs."""
+    return [check_envelope(item) for item in items]

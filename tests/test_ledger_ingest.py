@@ -1,0 +1,180 @@
+"""Ingest: signatures checked before sequencing (in worker processes), one serialization per
+transaction, and the same accept/reject decisions as one ``submit`` at a time."""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from contracts_sim.chain import Chain, EnvelopeChecker
+from contracts_sim.crypto import (
+    forget_verified,
+    key_from_seed,
+    remember_verified,
+    verify_signature,
+)
+from contracts_sim.transactions import (
+    Transaction,
+    check_envelope,
+    sign_transaction,
+)
+from protocol.errors import ProofNetError
+from protocol.hashing import canonical_json, sha256
+
+CHAIN_ID = "ingest-test"
+T0 = 1_700_000_000
+KEYS = [key_from_seed(f"ingest/{i}") for i in range(4)]
+GENESIS = {key.address: 1_000 for key in KEYS}
+
+
+@pytest.fixture(scope="module")
+def checker() -> Iterator[EnvelopeChecker]:
+    """Two worker processes, used for every batch however small."""
+    pool = EnvelopeChecker(workers=2, min_parallel=1)
+    yield pool
+    pool.close()
+
+
+def _chain(checker: EnvelopeChecker) -> Chain:
+    chain = Chain.open(None, CHAIN_ID, "test", GENESIS, genesis_time=T0, clock=lambda: T0)
+    chain.checker = checker
+    return chain
+
+
+def _transfer(sender: int, nonce: int, amount: int = 1) -> dict[str, Any]:
+    to = KEYS[(sender + 1) % len(KEYS)].address
+    body = {"to": to, "amount": amount}
+    return sign_transaction(KEYS[sender], CHAIN_ID, nonce, "transfer", body).to_json()
+
+
+def _with_bad_signature(tx: dict[str, Any]) -> dict[str, Any]:
+    signature = bytearray(bytes.fromhex(tx["signature"]))
+    signature[5] ^= 1
+    return {**tx, "signature": signature.hex()}
+
+
+def _mixed_batch() -> list[dict[str, Any]]:
+    """Good transfers with, among them, every way a transaction can be refused."""
+    batch = [_transfer(0, 0), _transfer(1, 0)]
+    batch.append(_with_bad_signature(_transfer(0, 1)))  # bad signature, next nonce
+    batch.append(_transfer(0, 1))  # the good one with that nonce, after the bad one
+    batch.append({**_transfer(2, 0), "nonce": "zero"})  # malformed envelope
+    batch.append(_transfer(2, 5))  # a nonce gap
+    batch.append(_transfer(3, 0, amount=10**6))  # more than the balance
+    batch.append(_transfer(1, 0))  # a copy of a pending one: its hash again
+    batch.append({**_transfer(3, 0), "chain_id": "another-chain"})  # signed for no chain
+    batch.extend(_transfer(2, nonce) for nonce in range(3))
+    batch.append(_with_bad_signature(_transfer(2, 3)))
+    return batch
+
+
+def _outcome(result: str | ProofNetError) -> str:
+    return result if isinstance(result, str) else f"error:{result.code}"
+
+
+def _serial(chain: Chain, items: list[dict[str, Any]]) -> list[str]:
+    outcomes = []
+    for item in items:
+        try:
+            outcomes.append(chain.submit(item))
+        except ProofNetError as exc:
+            outcomes.append(f"error:{exc.code}")
+    return outcomes
+
+
+def test_tx_hash_is_the_hash_of_the_whole_envelopes_canonical_json() -> None:
+    bodies: list[tuple[str, dict[str, Any]]] = [
+        ("transfer", {"to": KEYS[1].address, "amount": 5}),
+        ("faucet", {"amount": 1}),
+        ("set_endpoint", {"url": "https://ünïcode.example/ä"}),
+        ("withdraw", {}),
+        ("bid", {"job_id": "ab" * 32, "price": 3, "capacity": 2, "trap_root": None}),
+    ]
+    for kind, body in bodies:
+        tx = sign_transaction(KEYS[0], CHAIN_ID, 7, kind, body)
+        assert tx.tx_hash == sha256(canonical_json(tx.to_json()))
+        parsed = Transaction.from_json(tx.to_json())
+        assert parsed.tx_hash == tx.tx_hash
+        assert parsed.signing_bytes() == tx.signing_bytes()
+
+
+def test_a_worker_hands_back_the_transaction_its_hash_and_the_verdict() -> None:
+    good = _transfer(0, 0)
+    checked = check_envelope(good)
+    assert checked.tx is not None and checked.signature_valid
+    assert checked.tx.tx_hash == Transaction.from_json(good).tx_hash
+    bad = check_envelope(_with_bad_signature(good))
+    assert bad.tx is not None and not bad.signature_valid
+    assert check_envelope({"kind": "transfer"}) == type(checked)(None, False)
+
+
+def test_only_what_verified_is_remembered() -> None:
+    forget_verified()
+    tx = Transaction.from_json(_transfer(0, 0))
+    bad = Transaction.from_json(_with_bad_signature(_transfer(0, 0)))
+    assert not verify_signature(bad.public_key, bad.signing_bytes(), bad.signature)
+    assert not verify_signature(bad.public_key, bad.signing_bytes(), bad.signature)
+    assert verify_signature(tx.public_key, tx.signing_bytes(), tx.signature)
+    remember_verified(tx.public_key, tx.signing_bytes(), tx.signature)  # idempotent
+    assert verify_signature(tx.public_key, tx.signing_bytes(), tx.signature)
+    assert not verify_signature(tx.public_key, tx.signing_bytes() + b" ", tx.signature)
+
+
+def test_parallel_checking_decides_as_one_submit_at_a_time(checker: EnvelopeChecker) -> None:
+    batch = _mixed_batch()
+    forget_verified()
+    serial_chain = _chain(checker)
+    serial = _serial(serial_chain, batch)
+    forget_verified()  # the parallel chain must verify in its workers, not find a memo
+    parallel_chain = _chain(checker)
+    parallel = [_outcome(result) for result in parallel_chain.submit_many(batch)]
+    assert parallel == serial
+    assert serial.count("error:invalid_signature") == 2
+    assert {"error:malformed_transaction", "error:nonce_too_high"} <= set(serial)
+    assert {"error:insufficient_balance", "error:wrong_chain_id"} <= set(serial)
+    assert parallel[7] == parallel[1]  # the copy: the pending transaction's hash
+    assert parallel_chain.pending_hashes() == serial_chain.pending_hashes()
+    serial_block = serial_chain.produce_block()
+    parallel_block = parallel_chain.produce_block()
+    assert parallel_block.header.tx_root == serial_block.header.tx_root
+    assert parallel_chain.state.to_json()["accounts"] == serial_chain.state.to_json()["accounts"]
+
+
+def test_a_refused_item_changes_nothing(checker: EnvelopeChecker) -> None:
+    chain = _chain(checker)
+    before = [chain.next_nonce(key.address) for key in KEYS], chain.state.to_json()
+    results = chain.submit_many([_with_bad_signature(_transfer(0, 0)), _transfer(3, 0, 10**6)])
+    assert [_outcome(r) for r in results] == [
+        "error:invalid_signature",
+        "error:insufficient_balance",
+    ]
+    assert chain.pending_hashes() == []
+    assert ([chain.next_nonce(key.address) for key in KEYS], chain.state.to_json()) == before
+
+
+def test_small_batches_are_checked_in_this_process() -> None:
+    local = EnvelopeChecker(workers=2, min_parallel=16)
+    chain = _chain(local)
+    results = chain.submit_many([_transfer(0, 0), _with_bad_signature(_transfer(1, 0))])
+    assert [_outcome(r) for r in results][1] == "error:invalid_signature"
+    assert local._pool is None  # no worker was started for two items
+
+
+def test_a_dead_worker_costs_time_not_answers(checker: EnvelopeChecker) -> None:
+    fresh = EnvelopeChecker(workers=1, min_parallel=1)
+    try:
+        list(fresh.check_in_chunks([_transfer(0, 0)]))  # start the pool
+        assert fresh._pool is not None
+        for pid in list(fresh._pool._processes):  # the workers this test started
+            os.kill(pid, signal.SIGKILL)
+        chain = _chain(fresh)
+        batch = [_transfer(0, 0), _with_bad_signature(_transfer(1, 0)), _transfer(2, 0)]
+        outcomes = [_outcome(r) for r in chain.submit_many(batch)]
+        assert outcomes[1] == "error:invalid_signature"
+        assert outcomes[0] != outcomes[2] and not outcomes[0].startswith("error")
+    finally:
+        fresh.close()
