@@ -34,6 +34,11 @@ included) rolls back. ``transactions.hash`` is UNIQUE as a second line of defenc
 receipt is kept until the same transaction is applied later (its row is then replaced), so a
 sender can re-send a transaction that failed for lack of funds.
 
+State rows are stored, not the state tree: ``load_state`` rebuilds the sparse Merkle tree
+from the rows once (``LedgerState.from_json``; docs/state-commitment.md has its cost), and
+``Chain.open`` checks its root against the head block's. Rows a block deleted (an account back
+to empty, a block hash out of the window) are deleted here in the same transaction.
+
 The producer's beacon key (``contracts_sim.beacon``) is written with the genesis block and read
 back on every open, so a restarted node signs with the key fixed at genesis. It is stored
 unencrypted: this is a simulated chain, not a custody solution.
@@ -84,7 +89,10 @@ SQLITE_BUSY_TIMEOUT_MS: Final = 10_000
 META_KEY: Final = "chain"
 BEACON_KEY_META_KEY: Final = "beacon_key"
 ALEMBIC_VERSION_TABLE: Final = "alembic_version"  # the schema revision (migrations/)
-STORE_FORMAT: Final = 2  # 2: block headers carry a beacon; the meta holds the producer key
+STORE_FORMAT: Final = 3
+"""2: block headers carry a beacon, the meta holds the producer key; 3: state roots are sparse
+Merkle roots (docs/state-commitment.md) and block_hashes keeps a window. A chain stored in
+another format is refused on open (its roots do not reproduce)."""
 
 StateChange = tuple[str, str, Any]
 """``(table, key, record JSON)``; a ``None`` record deletes the row."""
@@ -103,6 +111,20 @@ class BlockConflictError(LedgerError):
         super().__init__(f"block {height} conflicts with the stored chain: {reason}")
         self.height = height
         self.reason = reason
+
+
+class UnsupportedStoreFormatError(ProofNetError):
+    """The database holds a chain stored in a format this code does not read."""
+
+    code = "unsupported_store_format"
+    http_status = 500
+
+    def __init__(self, found: int) -> None:
+        super().__init__(
+            f"the database holds a chain in store format {found}; this node reads format "
+            f"{STORE_FORMAT} (its state roots are computed differently): start a new chain"
+        )
+        self.found = found
 
 
 class StoreError(ProofNetError):
@@ -141,6 +163,12 @@ class ChainMeta:
     @classmethod
     def from_json(cls, data: Any) -> ChainMeta:
         try:
+            found = int(data["format"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise CorruptStateError(f"stored chain metadata is malformed: {exc}") from exc
+        if found != STORE_FORMAT:
+            raise UnsupportedStoreFormatError(found)
+        try:
             return cls(
                 chain_id=str(data["chain_id"]),
                 preset=str(data["preset"]),
@@ -150,7 +178,7 @@ class ChainMeta:
                 },
                 genesis_time=int(data["genesis_time"]),
                 beacon_public_key=bytes.fromhex(data["beacon_public_key"]),
-                format=int(data["format"]),
+                format=found,
             )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise CorruptStateError(f"stored chain metadata is malformed: {exc}") from exc

@@ -31,11 +31,13 @@ from typing import Any, Final, Protocol, TypeVar, runtime_checkable
 
 import httpx
 
-from contracts_sim.blocks import Block, ChainEvent, Receipt
+from contracts_sim.blocks import Block, BlockHeader, ChainEvent, Receipt
 from contracts_sim.chain import Chain
 from contracts_sim.crypto import PrivateKey
 from contracts_sim.jobs import compute_job_id
 from contracts_sim.records import JobStatus
+from contracts_sim.state import ACCOUNTS, DISPUTES, JOBS
+from contracts_sim.state_tree import StateProof, StateProofError, verify_proof
 from contracts_sim.transactions import PostJobBody, Transaction, parse_body, sign_transaction
 from protocol.errors import ProofNetError
 from protocol.types import Address
@@ -233,6 +235,29 @@ class LocalChainClient:
 
     def supply(self) -> JsonObject:
         return views.supply_view(self.chain)
+
+
+PROOF_TABLES: Final = {"accounts": ACCOUNTS, "jobs": JOBS, "disputes": DISPUTES}
+"""``/proofs/{kind}/…`` → the state table it proves a row of."""
+PROVEN_ROW_KEYS: Final = frozenset({"table", "key", "record", "height", "state_root", "proof"})
+
+
+def _verified_row(answer: dict[str, Any], table: str, key: str, header: BlockHeader) -> Any:
+    """The record in a node's proof answer, once it is shown to be the row ``(table, key)``
+    under ``header.state_root``; StateProofError otherwise."""
+    if set(answer) != PROVEN_ROW_KEYS:
+        raise StateProofError(f"a proof answer has exactly the keys {sorted(PROVEN_ROW_KEYS)}")
+    if answer["table"] != table or answer["key"] != key:
+        raise StateProofError(f"the answer proves {answer['table']}/{answer['key']}, not {key}")
+    if answer["height"] != header.height or answer["state_root"] != header.state_root.hex():
+        raise StateProofError(
+            f"the proof is against block {answer['height']}, not the header's {header.height}"
+        )
+    record = answer["record"]
+    if record is not None and not isinstance(record, dict):
+        raise StateProofError("a proven record is an object or null")
+    verify_proof(header.state_root, table, key, record, StateProof.from_json(answer["proof"]))
+    return record
 
 
 def _job_id_of(tx: TxLike) -> str:
@@ -477,6 +502,28 @@ class HttpChainClient:
 
     def supply(self) -> JsonObject:
         return dict(self._request("GET", "/supply"))
+
+    def proven_record(
+        self, kind: str, identifier: str, header: BlockHeader | None = None
+    ) -> JsonObject | None:
+        """The record of ``/proofs/{kind}/{identifier}`` (kind: accounts, jobs or disputes),
+        verified against ``header``'s state root; ``None`` when the proof shows no record.
+
+        A light client passes a header it trusts; without one the node's own header at the
+        proof's height is used (that checks the node's consistency, not its honesty). The node
+        proves against its head only, so a header of another height is refused. Raises
+        ``StateProofError`` unless the answer proves exactly that record under that root.
+        """
+        table = PROOF_TABLES.get(kind)
+        if table is None:
+            raise ValueError(f"kind must be one of {sorted(PROOF_TABLES)}, not {kind!r}")
+        answer = self._request("GET", f"/proofs/{kind}/{identifier}")
+        if not isinstance(answer, dict) or not isinstance(answer.get("height"), int):
+            raise StateProofError("a proof answer is an object with an integer height")
+        if header is None:
+            header = self.get_block(answer["height"]).header
+        key = identifier if table == ACCOUNTS else identifier.removeprefix("0x").lower()
+        return _verified_row(answer, table, key, header)
 
 
 def _block_from_view(data: Any) -> Block:

@@ -15,6 +15,7 @@ assets from the fastapi-offline package: it works with no network)::
     GET  /blocks/head, /blocks/{height}   blocks
     GET  /events?since=ID&timeout=S       events after ID (long-poll)
     GET  /samples/{job_id}/{verifier}     a verifier's spot-check sample
+    GET  /proofs/{accounts,jobs,disputes}/{id}  a head-state row with its Merkle proof
     GET  /metrics                         Prometheus metrics (services.node.metrics)
     GET  /explorer                        the block explorer (services.node.explorer)
     POST /dev/blocks[?count=N]            dev mode only: produce blocks now
@@ -49,6 +50,7 @@ from services.node.routes import (
     health,
     jobs,
     metrics,
+    proofs,
     samples,
     txs,
 )
@@ -130,7 +132,7 @@ def create_app(settings: NodeSettings | None = None, *, chain: Chain | None = No
     app.add_middleware(RequestMetricsMiddleware, metrics=runtime.metrics)  # outermost: times all
     app.state.runtime = runtime
     install_error_handlers(app)
-    for module in (health, txs, jobs, accounts, disputes, blocks, events, samples, metrics):
+    for module in (health, txs, jobs, accounts, disputes, blocks, events, samples, proofs, metrics):
         app.include_router(module.router)
     app.include_router(explorer_router)
     if settings.dev:
