@@ -3,15 +3,15 @@
     python bench/bench_state_root.py [--accounts 1000,10000,100000] [--changed 10]
                                      [--repeats 15] [--heights 100,3000] [--json]
 
-For each state size it builds a state of that many funded accounts, commits it once, then
-``--repeats`` times changes ``--changed`` accounts and times ``state_root()`` (the sparse Merkle
-tree re-hashes the changed paths). Interleaved with each sample it times the commitment this
-replaced — SHA-256 of the canonical JSON of the whole state — on the same state, so the two
-are compared on the same machine load. It also times ``copy()`` (what the chain does to open a
-block) and a load: ``from_json`` of every row plus the first ``state_root()`` (what
-``Chain.open`` does). With ``--heights`` it times one block's commitment at those heights
-(``begin_block`` records a block hash and a beacon output every block). Prints median and
-spread (min–max) in milliseconds.
+For each state size it builds a state of that many funded accounts and commits it once; then,
+``--repeats`` times, does what the chain does per block: copies the head state (``copy()``),
+changes ``--changed`` accounts in the copy and times ``state_root()`` (the sparse Merkle tree
+re-hashes the changed paths); the copy is the next head. Interleaved with each round it times
+what these replaced, on the same rows: SHA-256 of the canonical JSON of the whole state (the
+old root) and a copy of every table's dict (the old ``copy()``). A load — ``from_json`` of
+every row plus the first ``state_root()``, what ``Chain.open`` does — is timed 3 times. With
+``--heights`` it times one block's root at those heights (``begin_block`` records a block hash
+and a beacon output every block). Prints median and spread (min-max) in milliseconds.
 
 ``state_root_seconds`` is the function other benchmarks call (bench/bench_ledger.py).
 """
@@ -56,9 +56,9 @@ def change_accounts(state: LedgerState, accounts: int, changed: int, round_: int
         increase_balance(state, address((round_ * changed + j) * 7919 % accounts), 1)
 
 
-def _timed(fn: Callable[[], Any]) -> float:
+def _timed(fn: Callable[..., Any], *args: Any) -> float:
     start = time.perf_counter()
-    fn()
+    fn(*args)
     return time.perf_counter() - start
 
 
@@ -78,15 +78,28 @@ def _full_json_root(state: LedgerState) -> Hash32:
     return hash_json(state.to_json())
 
 
+def _copy_dicts(tables: dict[str, dict[Any, Any]]) -> dict[str, dict[Any, Any]]:
+    """What ``copy()`` did before the tables were sharded: copy every table's dict."""
+    return {table: dict(rows) for table, rows in tables.items()}
+
+
 def size_row(accounts: int, changed: int, repeats: int, baseline_repeats: int) -> dict[str, Any]:
+    """Per round, what the chain does per block: copy the head, change ``changed`` accounts
+    in the copy, take its root; the copy is the next head. Interleaved: the old commitment
+    and the old copy (every table's dict copied) on the same rows."""
     state = funded_state(accounts)
-    tree, full, copies = [], [], []
+    plain = {table: dict(state.items(table)) for table in state.to_json()}
+    tree, full, copies, dict_copies, writes = [], [], [], [], []
     for round_ in range(repeats):
-        change_accounts(state, accounts, changed, round_)
+        start = time.perf_counter()
+        head, state = state, state.copy()
+        copies.append(time.perf_counter() - start)
+        writes.append(_timed(change_accounts, state, accounts, changed, round_))
         tree.append(_timed(state.state_root))
-        copies.append(_timed(state.copy))
+        dict_copies.append(_timed(_copy_dicts, plain))
         if round_ < baseline_repeats:
-            full.append(_timed(lambda: _full_json_root(state)))
+            full.append(_timed(_full_json_root, state))
+        del head
     rows = state.to_json()
     loads = [_timed(lambda: LedgerState.from_json(rows).state_root()) for _ in range(3)]
     return {
@@ -95,6 +108,8 @@ def size_row(accounts: int, changed: int, repeats: int, baseline_repeats: int) -
         "state_root_ms": summary(tree),
         "full_json_hash_ms": summary(full),
         "copy_ms": summary(copies),
+        "dict_copy_ms": summary(dict_copies),
+        "writes_ms": summary(writes),
         "load_ms": summary(loads),
     }
 
@@ -110,7 +125,7 @@ def height_row(height: int, accounts: int, changed: int, repeats: int) -> dict[s
         _begin(state, height + 1 + round_)
         change_accounts(state, accounts, changed, round_)
         tree.append(_timed(state.state_root))
-        full.append(_timed(lambda: _full_json_root(state)))
+        full.append(_timed(_full_json_root, state))
     return {
         "height": height,
         "accounts": accounts,
@@ -162,11 +177,18 @@ def main() -> None:
         print(json.dumps({"sizes": sizes, "heights": heights}, indent=2))
         return
     print(f"state_root() after {args.changed} changed accounts; ms, median (min-max)")
-    print(f"{'accounts':>9} {'tree':>22} {'full JSON (old)':>24} {'copy()':>22}")
+    print(f"{'accounts':>9} {'tree':>22} {'full JSON (old)':>24}")
     for row in sizes:
         print(
             f"{row['accounts']:>9} {_cell(row['state_root_ms']):>22} "
-            f"{_cell(row['full_json_hash_ms']):>24} {_cell(row['copy_ms']):>22}"
+            f"{_cell(row['full_json_hash_ms']):>24}"
+        )
+    print(f"copy() of the head, then {args.changed} writes to the copy; ms")
+    print(f"{'accounts':>9} {'copy()':>22} {'dict copy (old)':>24} {'writes':>22}")
+    for row in sizes:
+        print(
+            f"{row['accounts']:>9} {_cell(row['copy_ms']):>22} "
+            f"{_cell(row['dict_copy_ms']):>24} {_cell(row['writes_ms']):>22}"
         )
     print("load (from_json + first state_root), ms:")
     for row in sizes:

@@ -26,8 +26,9 @@ House rules
       order. An account equal to ``Account()`` is never stored, so touching an account without
       changing it does not change the root. A state loaded from rows (``from_json``) builds
       its tree on the first ``state_root()``.
-    * Records and tree nodes are immutable, so ``copy()`` copies the tables' dicts and shares
-      the tree (a pointer).
+    * Records and tree nodes are immutable, and each table is ``Rows``: shards copied on write.
+      So ``copy()`` shares the shards and the tree, and costs O(shards), not O(rows); the
+      first write to a shard after a copy copies that shard alone.
     * ``block_hashes`` keeps the last ``BLOCK_HASH_WINDOW`` heights: ``set_block_hash`` deletes
       the one that falls out (the rules read only the parent's and its parent's hash), so the
       state does not grow with height through it. Blocks stay stored: replay from genesis
@@ -93,6 +94,69 @@ JournalEntry = tuple[str, Key, Any, bool]
 """``(table, key, previous record or _MISSING, whether the key was dirty before)``."""
 
 
+ROW_SHARDS: Final = 256
+_SHARD_MASK: Final = ROW_SHARDS - 1
+_NO_ROWS: Final[dict[Key, Any]] = {}  # the shard of a fresh table; never written (not owned)
+
+
+class Rows:
+    """One table's rows (a dict's interface), in ``ROW_SHARDS`` shards copied on write.
+
+    ``copy()`` shares every shard with the original and both give up ownership of them; the
+    first write to a shard copies that shard only (about n/256 rows). So copying a state is
+    O(shards), not O(rows), and a block that writes k rows copies at most k shards. A shard is
+    chosen by Python's ``hash`` of the key: internal only (iteration is sorted by callers).
+    """
+
+    __slots__ = ("_owned", "_shards", "_size")
+
+    def __init__(self) -> None:
+        self._shards: list[dict[Key, Any]] = [_NO_ROWS] * ROW_SHARDS
+        self._owned = [False] * ROW_SHARDS
+        self._size = 0
+
+    def get(self, key: Key, default: Any = None) -> Any:
+        return self._shards[hash(key) & _SHARD_MASK].get(key, default)
+
+    def __getitem__(self, key: Key) -> Any:
+        return self._shards[hash(key) & _SHARD_MASK][key]
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._shards[hash(key) & _SHARD_MASK]
+
+    def __setitem__(self, key: Key, record: Any) -> None:
+        shard = self._writable(hash(key) & _SHARD_MASK)
+        self._size += key not in shard
+        shard[key] = record
+
+    def pop(self, key: Key, default: Any = None) -> Any:
+        index = hash(key) & _SHARD_MASK
+        if key not in self._shards[index]:
+            return default
+        self._size -= 1
+        return self._writable(index).pop(key)
+
+    def __len__(self) -> int:
+        return self._size
+
+    def __iter__(self) -> Iterator[Key]:
+        for shard in self._shards:
+            yield from shard
+
+    def _writable(self, index: int) -> dict[Key, Any]:
+        if not self._owned[index]:
+            self._shards[index] = dict(self._shards[index])
+            self._owned[index] = True
+        return self._shards[index]
+
+    def copy(self) -> Rows:
+        """The same rows, sharing every shard (neither side owns them any more)."""
+        other = Rows()
+        other._shards, other._size = list(self._shards), self._size
+        self._owned = [False] * ROW_SHARDS
+        return other
+
+
 def _record_type(table: str) -> type:
     record_type = TABLES[table][1]
     return getattr(record_type, "__supertype__", record_type)  # type: ignore[no-any-return]
@@ -102,7 +166,7 @@ class LedgerState:
     """All ledger data. See the module docstring for the tables and the journal."""
 
     def __init__(self) -> None:
-        self._tables: dict[str, dict[Key, Any]] = {name: {} for name in TABLES}
+        self._tables: dict[str, Rows] = {name: Rows() for name in TABLES}
         self._journals: list[list[JournalEntry]] = []
         self._dirty: set[tuple[str, Key]] = set()
         self._tree: Node = None  # the commitment to every row not in _stale
@@ -133,7 +197,7 @@ class LedgerState:
         if self._journals:
             self._journals[-1].append((table, key, rows.get(key, _MISSING), row in self._dirty))
         if record is _MISSING:
-            del rows[key]
+            rows.pop(key)
         else:
             rows[key] = record
         self._dirty.add(row)
@@ -230,7 +294,7 @@ class LedgerState:
     def copy(self) -> LedgerState:
         """An independent state with the same contents (no journal, nothing dirty)."""
         other = LedgerState()
-        other._tables = {name: dict(rows) for name, rows in self._tables.items()}
+        other._tables = {name: rows.copy() for name, rows in self._tables.items()}
         with self._tree_lock:
             other._tree, other._stale = self._tree, set(self._stale)
         return other

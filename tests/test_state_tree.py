@@ -164,9 +164,15 @@ def test_a_copy_shares_the_tree_and_changes_independently() -> None:
     copy = state.copy()
     assert copy.state_root() == root
     copy.set_account(address(7), Account(balance=Amount(1)))
+    copy.set_account(address(9), Account())  # deleted in the copy only
     state.set_account(address(8), Account(balance=Amount(2)))
+    state.set_account(address(60), Account(balance=Amount(3)))  # added to the original only
     assert copy.state_root() == reference_root(copy) != root
     assert state.state_root() == reference_root(state) != copy.state_root()
+    assert (state.get_account(address(7)).balance, copy.get_account(address(7)).balance) == (8, 1)
+    assert (state.get_account(address(8)).balance, copy.get_account(address(8)).balance) == (2, 9)
+    assert (state.count(ACCOUNTS), copy.count(ACCOUNTS)) == (51, 49)
+    assert len(list(state.items(ACCOUNTS))) == 51 and len(copy.keys(ACCOUNTS)) == 49
 
 
 # --- block hashes ---------------------------------------------------------------------------
