@@ -89,6 +89,42 @@ def train_exact(
     }
 
 
+def train_workers(
+    spec: JobSpec, device: str, show_progress: bool, out: Path | None, config: Any
+) -> dict[str, Any]:
+    """``train_exact`` on a worker group (``services.distributed``): the same leaves."""
+    from protocol.exact import evaluate, resolve_device
+    from protocol.exact.export import exact_state_file
+    from services.distributed.pool import WorkerPool
+    from services.distributed.train import train_shared
+
+    dev = resolve_device(device)
+    with (
+        WorkerPool(config) as pool,
+        progress_bar(
+            f"training (exact, {config.world} workers)", spec.steps, show_progress
+        ) as advance,
+    ):
+        run = train_shared(spec, pool, dev, on_step=advance)
+    assert run.final_state is not None
+    sample = generated_sample(spec, run.final_state)
+    if out is not None:
+        out.write_bytes(exact_state_file(spec, run.final_state))
+    steps = max(len(run.seconds_per_step), 1)
+    return {
+        **({"out": str(out)} if out is not None else {}),
+        "device": str(dev),
+        "workers": config.world,
+        "restarts": pool.restarts,
+        "all_reduced_bytes_per_step": pool.collective.reduced_bytes // steps,
+        "leaves": len(run.leaves),
+        "root": root_of(run.leaves).hex(),
+        "final_state_hash": run.leaves[-1].hex(),
+        **metric_result(spec, evaluate(spec, run.final_state)),
+        **({"sample": sample} if sample is not None else {}),
+    }
+
+
 def train_native(spec: JobSpec, device: str, show_progress: bool) -> dict[str, Any]:
     from protocol.exact import NativeTrainer, encode_state, resolve_device
 
@@ -127,12 +163,30 @@ def train(
         ),
     ] = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    workers: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="Ranks of an exact data-parallel group (torch.distributed: gloo on CPU, "
+            "NCCL on CUDA); the same root as 1. Across hosts: --rdzv, --nnodes.",
+        ),
+    ] = 1,
+    rdzv: Annotated[
+        str | None,
+        typer.Option(help="HOST:PORT where rank 0 (this host) listens for the other hosts."),
+    ] = None,
+    nnodes: Annotated[
+        int, typer.Option(min=1, help="Hosts sharing --workers (others: proofnet worker).")
+    ] = 1,
 ) -> None:
     """Train a job spec locally; print the Merkle root of its checkpoints and its accuracy."""
     from protocol.exact.device import get_threads, set_threads
 
     if out is not None and mode is not Mode.exact:
         fail("--out writes the exact state: it needs --mode exact")
+    if workers > 1 and mode is not Mode.exact:
+        fail("--workers trains the exact VM: it needs --mode exact")
+    config = worker_config(workers, device, threads, rdzv, nnodes) if workers > 1 else None
     with reported_errors():
         spec, _terms = load_spec(resolve_spec_path(spec_file))
         if steps is not None:
@@ -140,7 +194,9 @@ def train(
         if threads is not None:
             set_threads(threads)
         started = time.perf_counter()
-        if mode is Mode.exact:
+        if config is not None:
+            result = train_workers(spec, device, not json_output, out, config)
+        elif mode is Mode.exact:
             result = train_exact(spec, device, not json_output, out)
         else:
             result = train_native(spec, device, not json_output)
@@ -155,8 +211,9 @@ def train(
         print_json(result)
         return
     metric = result["metric"]
+    ranks = f", {workers} workers" if workers > 1 else ""
     stderr.print(
-        f"[bold]{mode.value}[/] on {result['device']} ({result['threads']} threads): "
+        f"[bold]{mode.value}[/] on {result['device']} ({result['threads']} threads{ranks}): "
         f"{spec.steps} steps in {result['seconds']} s, {metric} "
         f"{result[METRIC_KEYS[metric]]:.4f}"
         + (f" (unigram baseline {result['unigram_loss']:.4f})" if "unigram_loss" in result else "")
@@ -168,3 +225,51 @@ def train(
     typer.echo(f"final_state_hash {result['final_state_hash']}")
     if out is not None:
         typer.echo(f"model            {out} (exact state; float: proofnet export {out})")
+
+
+def worker_config(
+    workers: int, device: str, threads: int | None, rdzv: str | None, nnodes: int
+) -> Any:
+    """The group of ``--workers`` ranks (``PoolConfig``), or a one-line error."""
+    from protocol.exact import resolve_device
+    from services.distributed.group import Rendezvous
+    from services.distributed.pool import PoolConfig
+
+    try:
+        return PoolConfig(
+            world=workers,
+            device=str(resolve_device(device)),
+            threads=threads or 1,
+            rdzv=Rendezvous.parse(rdzv) if rdzv else None,
+            nnodes=nnodes,
+        )
+    except ValueError as exc:
+        fail(str(exc))
+
+
+@app.command()
+def worker(
+    rdzv: Annotated[str, typer.Option(help="HOST:PORT of rank 0 (proofnet train/solver).")],
+    workers: Annotated[int, typer.Option(min=2, help="Ranks in the whole group.")],
+    nnodes: Annotated[int, typer.Option(min=2, help="Hosts sharing the ranks.")],
+    node_rank: Annotated[int, typer.Option(min=1, help="This host: 1..nnodes-1.")],
+    device: Annotated[str, typer.Option(help="auto (CUDA when present), cpu or cuda.")] = "auto",
+    threads: Annotated[int, typer.Option(min=1, help="torch CPU threads per rank.")] = 1,
+) -> None:
+    """Serve this host's ranks of a remote exact data-parallel group until rank 0 stops it
+    (rank 0 runs on node 0: proofnet train/solver run --workers N --rdzv HOST:PORT)."""
+    from protocol.exact import resolve_device
+    from services.distributed.group import Rendezvous
+    from services.distributed.pool import PoolConfig
+    from services.distributed.worker import serve_forever
+
+    if node_rank >= nnodes:
+        fail(f"--node-rank must be 1..{nnodes - 1}")
+    try:
+        address = Rendezvous.parse(rdzv)
+        config = PoolConfig(workers, rdzv=address, nnodes=nnodes)
+    except ValueError as exc:
+        fail(str(exc))
+    serve_forever(
+        address, config.node_ranks(node_rank), workers, str(resolve_device(device)), threads
+    )

@@ -1,0 +1,134 @@
+"""Exact data parallelism on real ``torch.distributed`` groups (gloo, worker processes).
+
+Issue 11's acceptance: the root for 1, 2 and 4 workers equals the single-process root for
+the MLP, the CNN and the transformer (>= 100 steps each), with SGD and AdamW and with steps
+skipped by the overflow rule; ``proofnet train --workers``; two "hosts" on loopback; a rank
+killed mid-run is replaced and the run ends on the same root.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+import yaml
+
+from protocol.exact import train_trajectory
+from protocol.merkle import root_of
+from protocol.spec import JobSpec
+from services import scenarios
+from services.distributed.pool import PoolConfig, WorkerPool
+from services.distributed.train import train_shared
+from tests.test_distributed_shard import MLP
+from tests.test_families import ADAMW, SGD, TINY_CNN, TINY_TRANSFORMER
+
+STEPS = 100
+DIVERGING = {"name": "sgd", "lr_log2": 0, "momentum": 0.99}  # steps 52.. skipped
+CASES: dict[str, dict[str, Any]] = {
+    "mlp-sgd": {**MLP, "optimizer": SGD},
+    "mlp-adamw": {**MLP, "optimizer": ADAMW},
+    "mlp-overflow": {**MLP, "optimizer": DIVERGING},
+    "cnn-sgd": {**TINY_CNN, "optimizer": SGD},
+    "transformer-adamw": {**TINY_TRANSFORMER, "optimizer": ADAMW},
+}
+
+
+def case_spec(name: str, steps: int = STEPS) -> JobSpec:
+    return scenarios.spec_for(
+        {**CASES[name], "steps": steps, "checkpoint_interval": 10}, seed=3
+    )
+
+
+def single_root(spec: JobSpec) -> str:
+    return root_of(train_trajectory(spec, "cpu", keep_blobs=False).leaves).hex()
+
+
+@pytest.mark.parametrize("world", [1, 2, 4])
+def test_every_family_commits_the_single_process_root(world: int) -> None:
+    with WorkerPool(PoolConfig(world=world, timeout=120)) as pool:
+        for name in CASES:
+            spec = case_spec(name)
+            run = train_shared(spec, pool, torch.device("cpu"))
+            assert len(run.leaves) == 11
+            assert root_of(run.leaves).hex() == single_root(spec), name
+    assert pool.restarts == 0
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _spec_file(tmp_path: Path, spec: JobSpec) -> Path:
+    path = tmp_path / "spec.yaml"
+    path.write_text(yaml.safe_dump(spec.to_dict()), encoding="utf-8")
+    return path
+
+
+def _train(path: Path, *extra: str) -> dict[str, Any]:
+    done = subprocess.run(
+        [sys.executable, "-m", "services.cli", "train", str(path), "--json", *extra],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=True,
+    )
+    result: dict[str, Any] = json.loads(done.stdout)
+    return result
+
+
+def test_proofnet_train_with_workers_prints_the_single_process_root(tmp_path: Path) -> None:
+    spec = case_spec("cnn-sgd")
+    path = _spec_file(tmp_path, spec)
+    one = _train(path)
+    two = _train(path, "--workers", "2")
+    assert two["workers"] == 2 and two["restarts"] == 0
+    assert two["root"] == one["root"] == single_root(spec)
+    assert two["final_state_hash"] == one["final_state_hash"]
+    assert two["all_reduced_bytes_per_step"] > 0
+
+
+def test_two_hosts_on_loopback_commit_the_single_process_root(tmp_path: Path) -> None:
+    # "host" 1 serves ranks 2, 3 with proofnet worker; "host" 0 trains with ranks 0, 1.
+    spec = case_spec("transformer-adamw")
+    path = _spec_file(tmp_path, spec)
+    rdzv = f"127.0.0.1:{_free_port()}"
+    group = ["--workers", "4", "--nnodes", "2", "--rdzv", rdzv]
+    host1 = subprocess.Popen(
+        [sys.executable, "-m", "services.cli", "worker", *group, "--node-rank", "1"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        result = _train(path, *group)
+        assert host1.wait(timeout=60) == 0  # rank 0 told it to stop
+    finally:
+        if host1.poll() is None:
+            host1.kill()
+    assert result["workers"] == 4
+    assert result["root"] == single_root(spec)
+
+
+def test_a_killed_rank_is_replaced_and_the_run_ends_on_the_same_root() -> None:
+    spec = case_spec("mlp-sgd")
+    with WorkerPool(PoolConfig(world=2, timeout=30)) as pool:
+        killed: list[int] = []
+
+        def kill_once(done: int) -> None:
+            if done == 35 and not killed:
+                killed.append(pool.worker_pids()[0])
+                os.kill(killed[0], signal.SIGKILL)
+
+        run = train_shared(spec, pool, torch.device("cpu"), on_step=kill_once)
+    assert killed and pool.restarts == 1
+    assert root_of(run.leaves).hex() == single_root(spec)
