@@ -39,7 +39,7 @@ from services.agents.base import Agent
 from services.agents.checkpoints import CheckpointStore
 from services.agents.moves import Move
 from services.agents.strategy import DisputeView, JobView, SolverStrategy
-from services.agents.training import JobRun
+from services.agents.training import JobRun, SegmentRunner
 from services.agents.traps import TrapBook
 
 OPEN, ASSIGNED, COMMITTED = "open", "assigned", "committed"
@@ -91,9 +91,11 @@ class SolverAgent(Agent):
         train_budget: float | None = None,
         public_url: str | None = None,
         name: str | None = None,
+        workers: SegmentRunner | None = None,
     ) -> None:
         super().__init__(client, key, name=name)
         self.strategy = strategy or SolverStrategy()
+        self.workers = workers  # a data-parallel group (--workers N), or train alone
         self.store = store or CheckpointStore()
         self.device = as_device(device)
         self.stake_target = stake
@@ -125,7 +127,8 @@ class SolverAgent(Agent):
             return self.runs[job_id]
         if self.store.load_job(job_id) is None:
             return None
-        run = JobRun(job_view(self.client.get_job(job_id)), self.strategy, self.store, self.device)
+        job = job_view(self.client.get_job(job_id))
+        run = JobRun(job, self.strategy, self.store, self.device, self.workers)
         self._draw_traps(run)
         self.runs[job_id] = run
         return run
@@ -330,7 +333,8 @@ class SolverAgent(Agent):
     def _train(self, job: JobView, height: int) -> None:
         run = self.runs.get(job.job_id)
         if run is None:
-            run = self.runs[job.job_id] = JobRun(job, self.strategy, self.store, self.device)
+            run = JobRun(job, self.strategy, self.store, self.device, self.workers)
+            self.runs[job.job_id] = run
         if not self._draw_traps(run):
             return  # the beacon that places this job's forced errors is a block away
         self._sync_progress(run, job)

@@ -12,15 +12,33 @@ with itself, and the game still finds the step where it departs from the protoco
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol
 
 from protocol.exact import Device, State, decode_state, encode_state, init
 from protocol.exact.forced_error import perturb
 from protocol.hashing import sha256
 from protocol.merkle import CommitmentTree
+from protocol.spec import JobSpec
 from services.agents.checkpoints import CheckpointStore
 from services.agents.strategy import JobView, SolverStrategy
 from services.agents.truth import InnerStates
+
+
+class SegmentRunner(Protocol):
+    """Runs steps start..stop-1 of a spec and the forced errors after them, as
+    ``program.step`` would, bit for bit (``services.distributed.pool.WorkerPool``: a
+    data-parallel group whose rank 0 is this process)."""
+
+    def advance(
+        self,
+        spec: JobSpec,
+        state: State,
+        start: int,
+        stop: int,
+        traps: Mapping[int, int] | None = None,
+        on_step: Callable[[int], None] | None = None,
+    ) -> State: ...
 
 
 class JobRun:
@@ -30,12 +48,17 @@ class JobRun:
         strategy: SolverStrategy,
         store: CheckpointStore,
         device: Device,
+        workers: SegmentRunner | None = None,
     ) -> None:
         self.job = job
         self.spec = job.spec
         self.strategy = strategy
         self.store = store
         self.device = device
+        # A worker group trains for an honest strategy; one that tampers with its steps
+        # (``train_step``) trains alone.
+        honest_steps = type(strategy).train_step is SolverStrategy.train_step
+        self.workers = workers if honest_steps else None
         self.entries: list[bytes] = []  # committed entry per leaf
         self.blob_ids: list[bytes] = []  # address of the held state's blob per leaf
         self.progress_size = 0
@@ -113,9 +136,17 @@ class JobRun:
             return
         state = self._state if self._state is not None else self._leaf_state(len(self.entries) - 1)
         start = (len(self.entries) - 1) * self.spec.checkpoint_interval
-        for i in range(start, start + self.spec.checkpoint_interval):
-            state = self._step(state, i)
+        state = self._advance(state, start, start + self.spec.checkpoint_interval)
         self._record_leaf(state)
+
+    def _advance(self, state: State, start: int, stop: int) -> State:
+        """Steps start..stop-1 from ``state``: on the worker group when there is one (which
+        restarts itself and reruns from ``state`` if a rank dies), else one by one."""
+        if self.workers is not None and start < stop:
+            return self.workers.advance(self.spec, state, start, stop, self.traps or {})
+        for i in range(start, stop):
+            state = self._step(state, i)
+        return state
 
     def _step(self, state: State, i: int) -> State:
         """The strategy's step, then the forced error the job draws after it, if any."""
@@ -135,8 +166,7 @@ class JobRun:
         leaf = min(step_index // interval, len(self.blob_ids) - 1)
         kept = self._inner.nearest(leaf * interval, step_index)
         start, state = kept if kept is not None else (leaf * interval, self._leaf_state(leaf))
-        for i in range(start, step_index):
-            state = self._step(state, i)
+        state = self._advance(state, start, step_index)
         self._inner.keep(step_index, state, interval)
         return state
 

@@ -111,6 +111,21 @@ def solver_run(
     log_level: LogOpt = "info",
     log_format: LogFormatOpt = "text",
     allow_private_endpoints: PrivateEndpointsOpt = False,
+    workers: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="Train on an exact data-parallel group of N ranks (torch.distributed; this "
+            "process is rank 0, commits and serves). Across hosts: --rdzv, --nnodes.",
+        ),
+    ] = 1,
+    rdzv: Annotated[
+        str | None,
+        typer.Option(help="HOST:PORT where rank 0 (this host) listens for the other hosts."),
+    ] = None,
+    nnodes: Annotated[
+        int, typer.Option(min=1, help="Hosts sharing --workers (others: proofnet worker).")
+    ] = 1,
 ) -> None:
     """Run a solver until interrupted; it resumes its jobs from --data-dir after a restart."""
     from protocol.exact import resolve_device
@@ -119,8 +134,13 @@ def solver_run(
     from services.agents.server import create_solver_app
     from services.agents.solver import SolverAgent
     from services.agents.strategy import load_solver_strategy
+    from services.cli.train import worker_config
+    from services.distributed.pool import WorkerPool
 
     _setup(log_level, log_format, threads)
+    group = None
+    if workers > 1:
+        group = WorkerPool(worker_config(workers, device, threads, rdzv, nnodes))
     announced = _announced_url(public_url or f"http://{host}:{port}")
     with reported_errors():
         chosen = load_solver_strategy(strategy)
@@ -137,9 +157,14 @@ def solver_run(
             train_budget=train_budget,
             public_url=announced,
             name=f"solver-{private_key.address[2:8]}",
+            workers=group,
         )
         _warn_if_unreachable(agent.public_url, allow_private_endpoints)
-        serve_agent(agent, create_solver_app, host, port, poll, stop)
+        try:
+            serve_agent(agent, create_solver_app, host, port, poll, stop)
+        finally:
+            if group is not None:
+                group.close()
 
 
 @verifier_app.command("run")
