@@ -52,6 +52,7 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
+import signal
 import threading
 import time as _time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -273,7 +274,9 @@ class EnvelopeChecker:
         with self._pool_lock:
             if self._pool is None:
                 context = multiprocessing.get_context("spawn")
-                self._pool = ProcessPoolExecutor(self.workers, mp_context=context)
+                self._pool = ProcessPoolExecutor(
+                    self.workers, mp_context=context, initializer=_leave_interrupts_to_parent
+                )
             return self._pool
 
     def submit(self, items: Sequence[Any]) -> Future[list[CheckedEnvelope]]:
@@ -311,6 +314,12 @@ class EnvelopeChecker:
             if self._pool is not None:
                 self._pool.shutdown(wait=True, cancel_futures=True)
                 self._pool = None
+
+
+def _leave_interrupts_to_parent() -> None:
+    """A worker ignores Ctrl-C (the terminal sends it to the whole process group): the node
+    shuts its pool down, and a worker has nothing to save."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 SHARED_CHECKER: Final = EnvelopeChecker()

@@ -850,6 +850,78 @@ def max_transaction_bytes(kind: str, max_blob_bytes: int) -> int:
     return MAX_SMALL_TRANSACTION_BYTES
 
 
+MAX_SCANNED_STRINGS: Final = 1024
+"""Strings (and escaped quotes) ``envelope_kind`` looks at: a large transaction has a few dozen."""
+_JSON_SPACE = re.compile(rb"[ \t\r\n]*")
+
+
+def envelope_kind(encoded: bytes) -> str | None:
+    """The ``kind`` of an encoded envelope, read without decoding it (admission of a large body
+    before it is parsed): the value of the last top-level ``"kind"`` key, as ``json.loads``
+    keeps the last of repeated keys; None if there is none, if it is not a plain string, or if
+    the body holds more than ``MAX_SCANNED_STRINGS`` strings. Strings are skipped with
+    ``bytes.find`` and nesting is counted with ``bytes.count`` between them, so a blob of
+    hundreds of megabytes costs a memchr, not a Python loop. A key spelt with escapes is not
+    seen: the check after parsing still applies the kind's limit to such a body."""
+    depth, position, kind = 0, 0, None
+    budget = [MAX_SCANNED_STRINGS]
+    while budget[0] > 0:
+        start = encoded.find(b'"', position)
+        if start < 0:
+            return kind
+        depth += sum(encoded.count(c, position, start) for c in (b"{", b"[")) - sum(
+            encoded.count(c, position, start) for c in (b"}", b"]")
+        )
+        end = _string_end(encoded, start, budget)
+        if end < 0:
+            return None
+        position = end + 1
+        after = _JSON_SPACE.match(encoded, position)
+        colon = after.end() if after else position
+        if depth != 1 or encoded[start + 1 : end] != b"kind" or encoded[colon : colon + 1] != b":":
+            continue
+        value = _JSON_SPACE.match(encoded, colon + 1)
+        value_start = value.end() if value else colon + 1
+        if encoded[value_start : value_start + 1] != b'"':
+            kind = None  # not a string: no valid transaction
+            continue
+        value_end = _string_end(encoded, value_start, budget)
+        if value_end < 0 or value_end - value_start > 6 * MAX_KIND_LENGTH + 2:
+            return None
+        decoded = json.loads(encoded[value_start : value_end + 1])
+        kind = decoded if isinstance(decoded, str) else None
+        position = value_end + 1
+    return None
+
+
+def _string_end(encoded: bytes, start: int, budget: list[int]) -> int:
+    """The index of the quote that closes the JSON string opened at ``start`` (-1: none, or
+    the budget of looks is spent); a quote preceded by an odd run of backslashes is escaped."""
+    look = start
+    while budget[0] > 0:
+        budget[0] -= 1
+        look = encoded.find(b'"', look + 1)
+        if look < 0:
+            return -1
+        backslashes = look - 1
+        while backslashes > start and encoded[backslashes] == 0x5C:
+            backslashes -= 1
+        if (look - 1 - backslashes) % 2 == 0:
+            return look
+    return -1
+
+
+def check_encoded_size(encoded: bytes, max_blob_bytes: int) -> None:
+    """Admission before parsing: raise ``TransactionTooLargeError`` if the encoded envelope is
+    larger than its kind allows. Every kind allows ``MAX_SMALL_TRANSACTION_BYTES``; past that
+    the kind is read with ``envelope_kind`` (a body that names none plainly is held to the
+    small limit)."""
+    if len(encoded) <= MAX_SMALL_TRANSACTION_BYTES:
+        return
+    kind = envelope_kind(encoded)
+    check_transaction_size(kind or "(unnamed)", len(encoded), max_blob_bytes)
+
+
 def max_request_bytes(max_blob_bytes: int) -> int:
     """The largest request body a node reads at all: that of the largest kind."""
     return max(max_transaction_bytes(kind, max_blob_bytes) for kind in TX_KINDS)

@@ -1,5 +1,12 @@
 """What a running node holds besides its routes: the chain, a block notifier for long-polls,
-its metrics, and the background block producer.
+its metrics, the background block producer, and the reading of submissions.
+
+Reading a submission (``read_envelope``, ``read_batch``): the body is read within the
+middleware's cap, a transaction larger than its kind allows is refused before it is parsed
+(``check_encoded_size``), and a large body is parsed in a worker thread, not on the event loop.
+``submit`` then parses the envelope and verifies its signature outside the chain's lock (a
+thread of the pool), ``submit_batch`` hands a batch to the chain's verifying processes; one
+sequencer applies transactions, in order, under the lock.
 
 ``BlockNotifier`` bridges threads and the event loop: the chain calls ``notify`` (from whatever
 thread sealed the block); coroutines wait with ``wait_after(generation, timeout)``. A waiter
@@ -14,15 +21,26 @@ import contextlib
 import logging
 import threading
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, TypeVar
 
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
 from contracts_sim.blocks import Block, ChainEvent, Receipt
 from contracts_sim.chain import Chain
-from contracts_sim.transactions import check_transaction_size, max_request_bytes
+from contracts_sim.exceptions import TransactionTooLargeError
+from contracts_sim.transactions import (
+    MAX_SMALL_TRANSACTION_BYTES,
+    check_encoded_size,
+    check_transaction_size,
+    max_request_bytes,
+)
+from protocol.errors import ProofNetError
+from services.node.errors import BatchTooLargeError
 from services.node.metrics import NodeMetrics
+from services.node.schemas import TxEnvelope
 from services.node.settings import NodeSettings
 
 log = logging.getLogger("proofnet.node")
@@ -64,6 +82,38 @@ class BlockNotifier:
         return True
 
 
+class _BatchShape(BaseModel):
+    model_config = ConfigDict(strict=True, extra="forbid")
+
+    txs: list[Any]
+
+
+_Model = TypeVar("_Model", bound=BaseModel)
+
+
+def _require_json(request: Request) -> None:
+    """FastAPI's rule for a declared body: JSON unless a content type says otherwise."""
+    content_type = request.headers.get("content-type")
+    if content_type is None:
+        return
+    subtype = content_type.split(";", 1)[0].strip().lower().rpartition("/")[2]
+    if subtype != "json" and not subtype.endswith("+json"):
+        raise RequestValidationError(
+            [{"type": "dict_type", "loc": ("body",), "msg": "Input should be a JSON object"}]
+        )
+
+
+def _parse(model: type[_Model], encoded: bytes) -> _Model:
+    """``model`` from JSON bytes; the errors FastAPI would raise for a declared body."""
+    if not encoded.strip():
+        missing = {"type": "missing", "loc": ("body",), "msg": "Field required", "input": None}
+        raise RequestValidationError([missing])
+    try:
+        return model.model_validate_json(encoded)
+    except ValidationError as exc:
+        raise RequestValidationError(exc.errors(include_url=False)) from exc
+
+
 def _resolve(future: asyncio.Future[None]) -> None:
     if not future.done():
         future.set_result(None)
@@ -96,6 +146,46 @@ class NodeRuntime:
         hashed or verified (the body was read already, within ``max_body_bytes``)."""
         size = len(await request.body())
         check_transaction_size(kind, size, self.chain.params.max_blob_bytes)
+
+    async def read_envelope(self, request: Request) -> dict[str, Any]:
+        """The request's signed envelope: refused by size before it is parsed (413), then
+        parsed (a large one off the event loop) into the envelope's shape (400, 422); the
+        kind's limit is checked again on the parsed kind (a key spelt with escapes)."""
+        encoded = await request.body()
+        _require_json(request)
+        max_blob = self.chain.params.max_blob_bytes
+        try:
+            check_encoded_size(encoded, max_blob)
+            if len(encoded) > MAX_SMALL_TRANSACTION_BYTES:
+                envelope = await run_in_threadpool(_parse, TxEnvelope, encoded)
+            else:
+                envelope = _parse(TxEnvelope, encoded)
+            check_transaction_size(envelope.kind, len(encoded), max_blob)
+        except TransactionTooLargeError as exc:
+            with self.metrics.submission(exc.kind):
+                raise  # counted as a rejected submission of its kind
+        return envelope.model_dump()
+
+    async def read_batch(self, request: Request) -> list[Any]:
+        """The items of a ``{"txs": [...]}`` batch (parsed off the event loop), at most
+        ``max_batch_txs`` (else ``BatchTooLargeError``, 413). Items are not checked here: each
+        is judged alone by the ledger's parser, so a malformed one is refused by itself."""
+        encoded = await request.body()
+        _require_json(request)
+        batch = await run_in_threadpool(_parse, _BatchShape, encoded)
+        if len(batch.txs) > self.settings.max_batch_txs:
+            raise BatchTooLargeError(len(batch.txs), self.settings.max_batch_txs)
+        return batch.txs
+
+    async def submit_batch(self, items: list[Any]) -> list[str | ProofNetError]:
+        """``Chain.submit_many``: per item, its hash or the error that refused it."""
+        results = await run_in_threadpool(self.chain.submit_many, items)
+        for item, result in zip(items, results, strict=True):
+            kind = item.get("kind") if isinstance(item, dict) else None
+            with contextlib.suppress(ProofNetError), self.metrics.submission(str(kind)):
+                if isinstance(result, ProofNetError):
+                    raise result
+        return results
 
     # --- lifecycle ----------------------------------------------------------------------
 

@@ -136,6 +136,50 @@ class ReceiptPublic(BaseModel):
     events: list[EventPublic]
 
 
+class TxBatch(BaseModel):
+    """Signed transactions to judge in order (``POST /txs/batch``). Items are checked one by
+    one by the ledger's own parser, so a malformed item is refused alone; the OpenAPI shows
+    each as a ``TxEnvelope``."""
+
+    txs: list[TxEnvelope] = Field(description="at most the node's max_batch_txs")
+
+
+class TxBatchItem(BaseModel):
+    """One item's fate: its hash (accepted into the open block, or a copy of a pending or
+    applied transaction), or the error that refused it (it changed nothing)."""
+
+    tx_hash: str | None = None
+    error: ErrorBody | None = None
+
+
+class TxBatchResult(BaseModel):
+    """Per item, in the order sent."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "accepted": 1,
+                    "refused": 1,
+                    "results": [
+                        {"tx_hash": "3f" * 32},
+                        {
+                            "error": {
+                                "code": "invalid_signature",
+                                "message": "the signature does not verify",
+                            }
+                        },
+                    ],
+                }
+            ]
+        }
+    )
+
+    accepted: int
+    refused: int
+    results: list[TxBatchItem]
+
+
 class JobSubmitted(BaseModel):
     job_id: str
     receipt: ReceiptPublic

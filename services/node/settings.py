@@ -38,6 +38,12 @@ class NodeSettings(BaseSettings):
         default=30.0, gt=0, le=600, description="longest ?wait=true, seconds"
     )
     max_block_txs: int = Field(default=DEFAULT_MAX_BLOCK_TXS, ge=1)
+    max_batch_txs: int = Field(
+        default=1000,
+        ge=1,
+        le=10_000,
+        description="most transactions in one POST /txs/batch",
+    )
     max_body_bytes: int | None = Field(
         default=None,
         ge=1024,

@@ -1,0 +1,194 @@
+"""HTTP ingest: POST /txs/batch (per item, not all or nothing), size admission before the body
+is parsed, and the signature checked before the chain's lock is taken."""
+
+from __future__ import annotations
+
+import json
+import warnings
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+import services.node.runtime
+from contracts_sim.chain import Chain, EnvelopeChecker
+from contracts_sim.crypto import key_from_seed
+from contracts_sim.transactions import MAX_SMALL_TRANSACTION_BYTES, sign_transaction
+from services.node import NodeSettings, create_app
+from services.node.errors import MAX_BATCH_BYTES
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")  # starlette: "install httpx2 instead"
+    from fastapi.testclient import TestClient
+
+CHAIN_ID = "ingest-node-test"
+T0 = 1_700_000_000
+KEYS = [key_from_seed(f"ingest-node/{i}") for i in range(3)]
+GENESIS = {key.address: 10_000 for key in KEYS}
+JSON = {"content-type": "application/json"}
+
+
+class CountingLock:
+    """The chain's lock, counting how often it is taken."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.taken = 0
+
+    def __enter__(self) -> Any:
+        self.taken += 1
+        return self.inner.__enter__()
+
+    def __exit__(self, *exc: object) -> Any:
+        return self.inner.__exit__(*exc)
+
+
+@pytest.fixture(scope="module")
+def checker() -> Iterator[EnvelopeChecker]:
+    pool = EnvelopeChecker(workers=2, min_parallel=1)
+    yield pool
+    pool.close()
+
+
+@pytest.fixture
+def chain(checker: EnvelopeChecker) -> Chain:
+    chain = Chain.open(None, CHAIN_ID, "test", GENESIS, genesis_time=T0, clock=lambda: T0)
+    chain.checker = checker
+    return chain
+
+
+@pytest.fixture
+def api(chain: Chain) -> TestClient:
+    settings = NodeSettings(
+        db_url="memory://",
+        chain_id=CHAIN_ID,
+        preset="test",
+        block_time=0,
+        dev=True,
+        max_batch_txs=20,
+    )
+    return TestClient(create_app(settings, chain=chain))
+
+
+def _transfer(sender: int, nonce: int, amount: int = 1) -> dict[str, Any]:
+    body = {"to": KEYS[(sender + 1) % len(KEYS)].address, "amount": amount}
+    return sign_transaction(KEYS[sender], CHAIN_ID, nonce, "transfer", body).to_json()
+
+
+def _bad_signature(tx: dict[str, Any]) -> dict[str, Any]:
+    flipped = bytearray(bytes.fromhex(tx["signature"]))
+    flipped[0] ^= 1
+    return {**tx, "signature": flipped.hex()}
+
+
+def _error(response: Any) -> tuple[int, str]:
+    body = response.json()
+    assert set(body) == {"error"} and set(body["error"]) == {"code", "message"}, body
+    return response.status_code, body["error"]["code"]
+
+
+def test_a_batch_of_good_transactions_is_accepted_in_order(api: TestClient, chain: Chain) -> None:
+    batch = [_transfer(0, nonce) for nonce in range(5)] + [_transfer(1, 0)]
+    response = api.post("/txs/batch", json={"txs": batch})
+    assert response.status_code == 200, response.text
+    result = response.json()
+    assert (result["accepted"], result["refused"]) == (6, 0)
+    hashes = [item["tx_hash"] for item in result["results"]]
+    assert hashes == chain.pending_hashes()
+    assert api.get(f"/txs/{hashes[0]}").json()["status"] == "pending"
+    api.post("/dev/blocks")
+    assert all(api.get(f"/txs/{h}").json()["status"] == "applied" for h in hashes)
+    again = api.post("/txs/batch", json={"txs": batch[:2]}).json()  # idempotent
+    assert [item["tx_hash"] for item in again["results"]] == hashes[:2]
+
+
+def test_a_bad_item_is_refused_alone_and_changes_nothing(api: TestClient, chain: Chain) -> None:
+    batch = [
+        _transfer(0, 0),
+        _bad_signature(_transfer(0, 1)),
+        "not an envelope",
+        _transfer(0, 1),
+        _transfer(1, 3),  # a nonce gap
+        _transfer(2, 0, amount=10**9),  # more than the balance
+        _transfer(1, 0),
+    ]
+    response = api.post("/txs/batch", json={"txs": batch})
+    assert response.status_code == 200, response.text
+    result = response.json()
+    assert (result["accepted"], result["refused"]) == (3, 4)
+    codes = [item.get("error", {}).get("code") for item in result["results"]]
+    assert codes == [
+        None,
+        "invalid_signature",
+        "malformed_transaction",
+        None,
+        "nonce_too_high",
+        "insufficient_balance",
+        None,
+    ]
+    accepted = [item["tx_hash"] for item in result["results"] if "tx_hash" in item]
+    assert chain.pending_hashes() == accepted
+    assert [chain.next_nonce(key.address) for key in KEYS] == [2, 1, 0]
+
+
+@pytest.mark.parametrize(
+    "content, status, code",
+    [
+        (b"{not json", 400, "malformed_json"),
+        (b"[]", 422, "validation_error"),
+        (b'{"txs": 5}', 422, "validation_error"),
+        (b'{"txs": [], "more": 1}', 422, "validation_error"),
+        (json.dumps({"txs": [{}] * 21}).encode(), 413, "batch_too_large"),
+        (b'{"txs": ["' + b"0" * MAX_BATCH_BYTES + b'"]}', 413, "body_too_large"),
+    ],
+    ids=["not-json", "a-list", "txs-not-a-list", "extra-key", "too-many", "too-big"],
+)
+def test_a_bad_batch_is_refused_whole_with_a_json_4xx(
+    api: TestClient, chain: Chain, content: bytes, status: int, code: str
+) -> None:
+    assert _error(api.post("/txs/batch", content=content, headers=JSON)) == (status, code)
+    assert chain.pending_hashes() == []
+
+
+def test_a_small_kind_padded_past_its_limit_is_refused_before_it_is_parsed(
+    api: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    parsed: list[int] = []
+    real = services.node.runtime._parse
+
+    def counting(model: Any, encoded: bytes) -> Any:
+        parsed.append(len(encoded))
+        return real(model, encoded)
+
+    monkeypatch.setattr(services.node.runtime, "_parse", counting)
+    encoded = json.dumps(_transfer(0, 0))
+    padded = encoded[:-1] + " " * (MAX_SMALL_TRANSACTION_BYTES + 1 - len(encoded)) + "}"
+    response = api.post("/txs", content=padded.encode(), headers=JSON)
+    assert _error(response) == (413, "transaction_too_large")
+    assert parsed == []
+    named_last = '{"body": {"blob": "' + "00" * MAX_SMALL_TRANSACTION_BYTES + '"}, "kind": "bid"}'
+    response = api.post("/txs", content=named_last.encode(), headers=JSON)
+    assert _error(response) == (413, "transaction_too_large")  # the last top-level kind
+    assert parsed == []
+    assert api.post("/txs", json=_transfer(0, 0)).status_code == 202
+    assert len(parsed) == 1
+
+
+def test_a_bad_signature_is_refused_before_the_lock_is_taken(api: TestClient, chain: Chain) -> None:
+    lock = CountingLock(chain._lock)
+    chain._lock = lock  # type: ignore[assignment]
+    assert _error(api.post("/txs", json=_bad_signature(_transfer(0, 0)))) == (
+        401,
+        "invalid_signature",
+    )
+    assert lock.taken == 0
+    assert api.post("/txs", json=_transfer(0, 0)).status_code == 202
+    assert lock.taken > 0
+
+
+def test_the_batch_route_is_documented_with_its_errors(api: TestClient) -> None:
+    operation = api.get("/openapi.json").json()["paths"]["/txs/batch"]["post"]
+    body = operation["requestBody"]["content"]["application/json"]["schema"]
+    assert body["properties"]["txs"]["items"] == {"$ref": "#/components/schemas/TxEnvelope"}
+    assert {"400", "413", "422"} <= set(operation["responses"])
+    assert "not all or nothing" in operation["description"]
