@@ -40,8 +40,9 @@ LEAF_PREFIX: Final = b"\x00"
 BRANCH_PREFIX: Final = b"\x01"
 EMPTY_HASH: Final = Hash32(bytes(HASH_SIZE))
 KEY_BITS: Final = 8 * HASH_SIZE
-MAX_SIBLINGS: Final = KEY_BITS - 1
-"""Two distinct key paths differ within 256 bits, so no leaf is deeper than 255."""
+MAX_SIBLINGS: Final = KEY_BITS
+"""Two distinct key paths differ within 256 bits: the deepest branch splits on bit 255, so no
+leaf is deeper than 256."""
 
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 

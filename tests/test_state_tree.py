@@ -26,11 +26,17 @@ from contracts_sim.state import (
 )
 from contracts_sim.state_tree import (
     EMPTY_HASH,
+    MAX_SIBLINGS,
+    Leaf,
     StateProof,
     StateProofError,
     branch_hash,
+    build,
     key_path,
     leaf_hash,
+    node_hash,
+    prove,
+    update,
     value_hash,
     verify_proof,
 )
@@ -123,6 +129,19 @@ def test_a_row_written_back_unchanged_leaves_the_root_as_it_was() -> None:
     state.set_account(address(1), Account(balance=Amount(11)))
     state.set_account(address(1), Account(balance=Amount(10)))
     assert state.state_root() == root
+
+
+def test_paths_that_part_at_the_last_bit_meet_at_depth_256_and_collapse_when_one_goes() -> None:
+    low, high = Leaf(bytes(32), sha256(b"a")), Leaf(bytes(31) + b"\x01", sha256(b"b"))
+    root = build([low, high])
+    proof = prove(root, high.path)
+    assert len(proof.siblings) == MAX_SIBLINGS == 256
+    assert proof.siblings[-1] == low.hash and set(proof.siblings[:-1]) == {EMPTY_HASH}
+    expected = branch_hash(low.hash, high.hash)  # both paths start with 255 zero bits
+    for _ in range(255):
+        expected = branch_hash(expected, EMPTY_HASH)
+    assert node_hash(root) == expected
+    assert update(root, [(low.bits, None)]) is high  # the lone leaf moves back to the top
 
 
 # --- the journal and copies -----------------------------------------------------------------
@@ -301,7 +320,7 @@ def test_a_proof_round_trips_through_json_and_malformed_json_is_refused(
         {**good, "siblings": "00"},
         {**good, "siblings": ["AB" * 32]},
         {**good, "siblings": ["00" * 31]},
-        {**good, "siblings": [EMPTY_HASH.hex()] * 256},
+        {**good, "siblings": [EMPTY_HASH.hex()] * 257},
         {**good, "leaf": {"key_path": "00" * 32}},
         {**good, "leaf": {"key_path": 1, "value_hash": "00" * 32}},
     ]
