@@ -130,8 +130,8 @@ from contracts_sim.transactions import (
     RevealChildrenBody,
     RevealLeafBody,
 )
-from protocol.errors import ProofError, ProofNetError
-from protocol.hashing import hash_json, sha256
+from protocol.errors import EncodingError, ProofError, ProofNetError
+from protocol.hashing import hash_json
 from protocol.merkle import (
     InclusionProof,
     NodeRef,
@@ -142,6 +142,7 @@ from protocol.merkle import (
     root_node,
     verify_inclusion,
 )
+from protocol.state_commitment import blob_root
 from protocol.types import Address, Amount, Hash32, Height
 
 TURN: Final[dict[Phase, Party]] = {
@@ -635,15 +636,8 @@ def process_post_prestate(
     dispute, party = begin_move(state, ctx, body.dispute_id, "post_prestate")
     a, h_a, h_b = dispute.step_lo, dispute.hash_lo, dispute.hash_hi
     assert a is not None and h_a is not None and h_b is not None
-    # INVARIANT: the blob fits the chain's size limit ...
-    if len(body.blob) > params.max_blob_bytes:
-        raise MalformedBodyError(
-            "blob", f"is {len(body.blob)} bytes; at most {params.max_blob_bytes}"
-        )
-    # INVARIANT: ... and is the agreed pre-state.
-    blob_hash = sha256(body.blob)
-    if blob_hash != h_a:
-        raise HashMismatchError("sha256(blob)", h_a, blob_hash)
+    # INVARIANT: the blob is the agreed pre-state, within the chain's size limit.
+    blob_hash = require_state_blob(body.blob, h_a, params)
 
     if dispute.audit:
         from contracts_sim.forced_errors import judge_audit_step  # (imports this module)
@@ -681,6 +675,23 @@ def process_post_prestate(
     return resolve_dispute(state, ctx, dispute, winner, reason, a, params)
 
 
+def require_state_blob(blob: bytes, expected: Hash32, params: Params) -> Hash32:
+    """The state root of ``blob`` (``protocol.state_commitment``), which must be ``expected``;
+    a blob over ``max_blob_bytes`` or one that is not a state blob at all is refused
+    (``MalformedBodyError``) before anything else: such bytes have no state root, so they can
+    be no party's committed state. A blob that decodes but does not fit the job's spec is
+    accepted here: the referee judges it (the solver authored its hash)."""
+    if len(blob) > params.max_blob_bytes:
+        raise MalformedBodyError("blob", f"is {len(blob)} bytes; at most {params.max_blob_bytes}")
+    try:
+        root = blob_root(blob)
+    except EncodingError as exc:
+        raise MalformedBodyError("blob", f"is not a state blob: {exc.message}") from exc
+    if root != expected:
+        raise HashMismatchError("state root of blob", expected, root)
+    return root
+
+
 def process_publish_data(
     state: LedgerState, ctx: TxContext, body: PublishDataBody, params: Params
 ) -> list[Event]:
@@ -692,18 +703,11 @@ def process_publish_data(
     job = state.get_job(dispute.job_id)
     segment = dispute.leaf_index
     assert segment is not None
-    # INVARIANT: the blob fits the chain's size limit ...
-    if len(body.blob) > params.max_blob_bytes:
-        raise MalformedBodyError(
-            "blob", f"is {len(body.blob)} bytes; at most {params.max_blob_bytes}"
-        )
-    # ... both leaves of the segment are the committed ones ...
+    # INVARIANT: both leaves of the segment are the committed ones ...
     verify_leaf("pre_proof", body.pre_entry, segment, job, body.pre_proof)
     verify_leaf("post_proof", body.post_entry, segment + 1, job, body.post_proof)
-    # ... and the blob is the requested leaf's.
-    blob_hash = sha256(body.blob)
-    if blob_hash != body.pre_entry:
-        raise HashMismatchError("sha256(blob)", body.pre_entry, blob_hash)
+    # ... and the blob, within the chain's size limit, is the requested leaf's.
+    blob_hash = require_state_blob(body.blob, body.pre_entry, params)
 
     dispute = record(
         dispute,

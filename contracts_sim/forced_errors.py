@@ -76,7 +76,6 @@ from protocol.forced_errors import (
     trap_commitment,
     trap_step,
 )
-from protocol.hashing import sha256
 from protocol.merkle import InclusionProof, verify_inclusion
 from protocol.types import Amount, Hash32, Height
 
@@ -370,13 +369,7 @@ def process_reveal_trap(
     assert segment is not None
     draw = verified_trap(state, job, segment, body.secret, body.proof, params)
     # INVARIANT: the blob is the agreed pre-state, within the chain's size limit.
-    if len(body.blob) > params.max_blob_bytes:
-        raise MalformedBodyError(
-            "blob", f"is {len(body.blob)} bytes; at most {params.max_blob_bytes}"
-        )
-    blob_hash = sha256(body.blob)
-    if blob_hash != h_a:
-        raise HashMismatchError("sha256(blob)", h_a, blob_hash)
+    game.require_state_blob(body.blob, h_a, params)
     try:
         forced: Hash32 | None = referee.forced_error_post_hash(spec, body.blob, a, draw.selector)
     except ProofNetError:

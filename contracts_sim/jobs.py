@@ -248,8 +248,14 @@ def require_trainable(spec: JobSpec, params: Params) -> None:
     if spec.num_leaves > params.max_leaves:
         raise UntrainableSpecError("spec.steps", f"{spec.num_leaves} leaves > {params.max_leaves}")
     # A checkpoint fits in the blobs the chain accepts as dispute evidence (post_prestate).
-    if state_blob_size(spec) > params.max_blob_bytes:
-        raise UntrainableSpecError("spec.model", f"state blob > {params.max_blob_bytes} bytes")
+    size = state_blob_size(spec)
+    if size > params.max_blob_bytes:
+        raise UntrainableSpecError(
+            "spec.model",
+            f"a state of this model is {size:,} bytes and the referee takes a pre-state of at"
+            f" most max_blob_bytes = {params.max_blob_bytes:,}: an honest solver could not"
+            " defend a dispute",
+        )
     # The dataset exists, is small enough to check, and is the one the spec pins by hash ...
     dataset = _checked_dataset(spec, params)
     # ... and the model's inputs and outputs are the dataset's.

@@ -264,16 +264,26 @@ def verify_inclusion(
     """
     if not isinstance(proof, InclusionProof):
         raise ProofError("not an inclusion proof")
-    leaf = hash_leaf(entry)
     _require_hash(root, "root")
     index = _check_size(index, "index")
     size = _check_size(size, "size")
-    path = _check_path(proof.path)
     # INVARIANT: the proof is for the position and tree the caller asks about.
     if proof.index != index or proof.size != size:
         raise ProofError(
             f"proof is for leaf {proof.index} of {proof.size}, not leaf {index} of {size}"
         )
+    if inclusion_root(entry, proof) != root:
+        raise ProofError(f"leaf {index} does not lead to the claimed root of a {size}-leaf tree")
+
+
+def inclusion_root(entry: bytes, proof: InclusionProof) -> Hash32:
+    """The root that ``entry`` as leaf ``proof.index`` of ``proof.size`` leaves leads to along
+    ``proof.path`` (RFC 9162 §2.1.3.2, without the final comparison). Raises ``ProofError`` for
+    a path of the wrong length or an index outside the tree."""
+    leaf = hash_leaf(entry)
+    index = _check_size(proof.index, "index")
+    size = _check_size(proof.size, "size")
+    path = _check_path(proof.path)
     if index >= size:
         raise ProofError(f"leaf index {index} is not below tree size {size}")
 
@@ -292,8 +302,14 @@ def verify_inclusion(
         fn, sn = fn >> 1, sn >> 1
     if sn != 0:
         raise ProofError("inclusion path is too short")
-    if r != root:
-        raise ProofError(f"leaf {index} does not lead to the claimed root of a {size}-leaf tree")
+    return r
+
+
+def inclusion_path(entries: Sequence[bytes], index: int) -> tuple[bytes, ...]:
+    """The RFC 9162 inclusion path of leaf ``index`` among ``entries`` (pure Python: each
+    sibling's hash from the entries under it, so O(len(entries)) hashes per path)."""
+    siblings = _inclusion_siblings(index, len(entries))
+    return tuple(range_root(entries, node.lo, node.hi) for node in siblings)
 
 
 def verify_consistency(

@@ -13,12 +13,18 @@ import struct
 _U64 = struct.Struct("<Q")
 
 
-def random_u64(tag: str, seed: int, *counters: int | str, count: int) -> list[int]:
-    """``count`` uniform 64-bit integers for the stream named by (tag, seed, counters)."""
+def random_bytes(tag: str, seed: int, *counters: int | str, count: int) -> bytes:
+    """The stream named by (tag, seed, counters) as ``count`` little-endian uint64 values'
+    bytes: what ``random_u64`` unpacks, for callers that read it as an array at once."""
     if count < 0:
         raise ValueError("count must be non-negative")
     header = f"proofnet/{tag}/{seed}/" + "/".join(str(c) for c in counters)
-    raw = hashlib.shake_256(header.encode("utf-8")).digest(8 * count)
+    return hashlib.shake_256(header.encode("utf-8")).digest(8 * count)
+
+
+def random_u64(tag: str, seed: int, *counters: int | str, count: int) -> list[int]:
+    """``count`` uniform 64-bit integers for the stream named by (tag, seed, counters)."""
+    raw = random_bytes(tag, seed, *counters, count=count)
     return [v for (v,) in _U64.iter_unpack(raw)]
 
 

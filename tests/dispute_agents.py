@@ -18,9 +18,9 @@ from contracts_sim.dispute import bisection_midpoint
 from contracts_sim.records import Dispute, DisputeStatus, Party, Phase
 from contracts_sim.testing import LedgerHarness, Receipt
 from protocol.exact import State, encode_state, init, step
-from protocol.hashing import sha256
 from protocol.merkle import CommitmentTree, NodeRef, children
 from protocol.spec import JobSpec, parse_spec
+from protocol.state_commitment import blob_root
 from tests.conftest import tiny_spec_dict
 
 
@@ -62,7 +62,7 @@ def make_run(cheat_step: int | None = None, cheat_init: bool = False) -> Run:
         if i == cheat_step:
             state = _perturb(state)
         blobs.append(encode_state(state))
-    hashes = tuple(sha256(b) for b in blobs)
+    hashes = tuple(blob_root(b) for b in blobs)
     leaves = hashes[:: spec.checkpoint_interval]
     return Run(spec, hashes, tuple(blobs), leaves)
 

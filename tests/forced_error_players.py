@@ -33,8 +33,8 @@ from protocol.forced_errors import (
     trap_root,
     trap_step,
 )
-from protocol.hashing import sha256
 from protocol.spec import JobSpec
+from protocol.state_commitment import blob_root
 from tests.dispute_agents import Run, next_move, tiny_spec
 from tests.ledger_helpers import final_body, job, post_job
 
@@ -55,7 +55,7 @@ def run_with_traps(
             weight[0, 0] += 1
             state = {**state, "layer0.weight": weight}
         blobs.append(encode_state(state))
-    hashes = tuple(sha256(b) for b in blobs)
+    hashes = tuple(blob_root(b) for b in blobs)
     return Run(spec, hashes, tuple(blobs), hashes[:: spec.checkpoint_interval])
 
 
@@ -71,7 +71,7 @@ def verifier_view(run: Run, segment: int) -> Run:
     for i in range(a, a + c):
         state = step(spec, state, i)
         blobs[i + 1] = encode_state(state)
-        hashes[i + 1] = sha256(blobs[i + 1])
+        hashes[i + 1] = blob_root(blobs[i + 1])
     return Run(spec, tuple(hashes), tuple(blobs), tuple(hashes[::c]))
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from contracts_sim.params import TEST
+from protocol.exact import encode_state, init, state_hash
 from protocol.merkle import CommitmentTree
 from protocol.spec import JobSpec
 from services.agents.checkpoints import CheckpointStore
@@ -17,6 +18,7 @@ from services.agents.strategy import (
 from services.network import JobTerms, Network, key_for
 from services.strategies.cheaters import PerturbStep
 from tests.conftest import ROOT
+from tests.ledger_helpers import tiny_spec
 
 
 def _play(net: Network, spec: JobSpec, terms: JobTerms | None = None) -> dict:
@@ -111,8 +113,12 @@ def test_solver_resumes_from_its_store_after_a_restart(tiny_spec: JobSpec, tmp_p
 
 def test_checkpoint_store_never_serves_a_corrupt_blob(tmp_path) -> None:
     store = CheckpointStore(tmp_path)
-    digest = store.put_blob(b"checkpoint")
-    assert store.get_blob(digest) == b"checkpoint"
+    state = init(tiny_spec())
+    blob = encode_state(state)
+    digest = store.put_blob(blob)
+    assert digest == state_hash(state) and store.get_blob(digest) == blob
+    (tmp_path / "blobs" / f"{digest.hex()}.bin").write_bytes(blob[:-1] + b"\x01")
+    assert store.get_blob(digest) is None
     (tmp_path / "blobs" / f"{digest.hex()}.bin").write_bytes(b"tampered")
     assert store.get_blob(digest) is None
     store.save_job("j", {"entries": []})

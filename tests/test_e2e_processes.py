@@ -12,7 +12,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from protocol.hashing import sha256
+from protocol.state_commitment import blob_root
 from services import cli
 from services.agents.runner import load_or_create_key
 from services.cli.jobs import submit_job
@@ -98,7 +98,7 @@ def test_job_over_rest_settles_and_the_model_hash_matches(testnet, tmp_path: Pat
 
     endpoint = client.get_account(job["solver"])["endpoint"]
     model = httpx.get(f"{endpoint}/jobs/{job_id}/model", timeout=10).content
-    assert sha256(model).hex() == job["final_state_hash"]
+    assert blob_root(model).hex() == job["final_state_hash"]
 
     # The submitter's command does the same check, reports accuracy and writes safetensors.
     out = tmp_path / "model.safetensors"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -18,10 +20,13 @@ from protocol.exact import (
     step,
     train_trajectory,
 )
+from protocol.exact.classifier import init_weight
 from protocol.exact.device import SELFTEST_DIGEST, selftest_digest
+from protocol.randomness import random_below
 from protocol.spec import JobSpec
 from services.specfile import load_spec
 from tests.conftest import EXAMPLE_SPEC
+from tests.ledger_helpers import tiny_spec
 
 
 def test_selftest_digest_on_cpu() -> None:
@@ -128,3 +133,13 @@ def test_a_step_from_a_state_past_the_range_limit_is_skipped(tiny_spec: JobSpec)
     for value in (-STATE_LIMIT, -(2**63)):
         state[last_bias] = torch.full_like(state[last_bias], value)
         assert torch.equal(step(tiny_spec, state, 0)[last_bias], state[last_bias]), value
+
+
+def test_initial_weights_are_the_counter_based_stream_mod_the_bound() -> None:
+    """``init_weight`` reads the stream as one array; its values are ``random_below``'s."""
+    spec = tiny_spec()
+    shape = (37, 11)
+    limit = math.isqrt((1 << 32) // 37)
+    expected = random_below("init", spec.seed, "w", count=37 * 11, bound=2 * limit + 1)
+    got = init_weight(spec, "w", 37, shape)
+    assert got.dtype == torch.int64 and got.flatten().tolist() == [v - limit for v in expected]

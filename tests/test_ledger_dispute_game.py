@@ -11,10 +11,13 @@ from dataclasses import dataclass
 
 import pytest
 
+from contracts_sim.exceptions import MalformedBodyError
 from contracts_sim.params import BPS, TEST
 from contracts_sim.records import DisputeStatus, JobStatus, Party, Phase
 from contracts_sim.testing import LedgerHarness
-from protocol.hashing import sha256
+from protocol.errors import EncodingError
+from protocol.hashing import TensorRecord, encode_tensors, sha256
+from protocol.state_commitment import blob_root
 from tests.dispute_agents import Run, make_run, next_move, play
 from tests.ledger_helpers import committed_job, funded_harness, job
 
@@ -204,11 +207,12 @@ def test_false_and_true_challengers_on_the_same_job() -> None:
 
 
 def test_invalid_pre_state_blob_loses_for_the_solver() -> None:
-    """A solver whose agreed pre-state hash is not the hash of a valid state loses."""
+    """A solver whose agreed pre-state hash is the root of a blob that is not a state of the
+    job's spec loses; bytes that are no state blob at all cannot be posted (they have no root)."""
     h = funded_harness()
     honest = make_run()
     _, dispute_id = _open(h, honest)
-    garbage = b"not a state blob"
+    garbage = encode_tensors([TensorRecord("other", "int64", (2,), bytes(16))])
     # A fast-path-free game where the challenger (colluding or careless) agrees with a garbage
     # midpoint hash, so the garbage becomes the agreed pre-state of the last step.
     d = h.state.get_dispute(dispute_id)
@@ -223,14 +227,21 @@ def test_invalid_pre_state_blob_loses_for_the_solver() -> None:
         h.send("solver", "post_midpoint", {"dispute_id": dispute_id, "state_hash": h_hex(b"x")})
         h.send("v1", "respond_midpoint", {"dispute_id": dispute_id, "agree": False})
         d = h.state.get_dispute(dispute_id)
-    assert d.phase is Phase.POST_PRESTATE and d.hash_lo == sha256(garbage)
+    assert d.phase is Phase.POST_PRESTATE and d.hash_lo == blob_root(garbage)
+    with pytest.raises(MalformedBodyError, match="not a state blob"):
+        h.send("solver", "post_prestate", {"dispute_id": dispute_id, "blob": b"no blob".hex()})
+    assert h.state.get_dispute(dispute_id) == d  # the refused move changed nothing
     receipt = h.send("solver", "post_prestate", {"dispute_id": dispute_id, "blob": garbage.hex()})
     resolved = receipt.event("dispute_resolved").data
     assert resolved["loser_role"] == "solver" and "invalid" in resolved["reason"]
 
 
 def h_hex(data: bytes) -> str:
-    return sha256(data).hex()
+    """A hash the solver may claim: the root of ``data`` when it is a state blob."""
+    try:
+        return blob_root(data).hex()
+    except EncodingError:
+        return sha256(data).hex()
 
 
 # --- timeouts -------------------------------------------------------------------------------

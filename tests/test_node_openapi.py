@@ -200,6 +200,9 @@ def test_every_route_has_a_written_summary_and_description(api: TestClient) -> N
 # The 4xx statuses each route can answer with (500s can happen anywhere; not listed).
 EXPECTED_ERRORS: dict[tuple[str, str], set[int]] = {
     ("GET", "/health"): set(),
+    ("GET", "/proofs/accounts/{address}"): {400},
+    ("GET", "/proofs/jobs/{job_id}"): {400},
+    ("GET", "/proofs/disputes/{dispute_id}"): {400},
     ("GET", "/params"): set(),
     ("GET", "/supply"): set(),
     ("GET", "/metrics"): set(),

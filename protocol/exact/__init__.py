@@ -26,6 +26,7 @@ from protocol.exact.native import NativeTrainer
 from protocol.exact.program import check_state, evaluate, init, metric_name, run, step
 from protocol.exact.state import (
     State,
+    checkpoint,
     decode_state,
     decode_state_for,
     encode_state,
@@ -33,7 +34,7 @@ from protocol.exact.state import (
     state_hash,
     state_step,
 )
-from protocol.exact.trajectory import Trajectory, checkpoint, train_trajectory
+from protocol.exact.trajectory import Trajectory, train_trajectory
 from protocol.layout import state_blob_size
 
 __all__ = [

@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 
+import numpy as np
 import torch
 
 from protocol.exact.data import carried_inputs, dataset_tensors
@@ -15,7 +16,7 @@ from protocol.exact.fixedpoint import FRAC, ONE, ExactMatmul, Operand
 from protocol.exact.ops.linear import LinearSaved, linear_backward, linear_forward
 from protocol.exact.ops.loss import cross_entropy_backward, cross_entropy_forward
 from protocol.models import layer_param
-from protocol.randomness import batch_indices, random_below
+from protocol.randomness import batch_indices, random_bytes
 from protocol.spec import JobSpec
 
 
@@ -29,8 +30,12 @@ def init_weight(spec: JobSpec, name: str, fan_in: int, shape: tuple[int, ...]) -
     (seed, name): the usual ±1/sqrt(fan_in) initialization, identical everywhere."""
     limit = math.isqrt(ONE * ONE // fan_in)
     count = math.prod(shape)
-    values = random_below("init", spec.seed, name, count=count, bound=2 * limit + 1)
-    return torch.tensor(values, dtype=torch.int64).reshape(shape) - limit
+    # ``random_below``'s values (v mod bound of the same uint64 stream), as one array: the
+    # referee recomputes state 0 for leaf 0, in a transaction (1.15 s at 4.35M parameters as
+    # a Python list, ~0.1 s so).
+    raw = np.frombuffer(random_bytes("init", spec.seed, name, count=count), dtype="<u8")
+    values = (raw % np.uint64(2 * limit + 1)).astype(np.int64)
+    return torch.from_numpy(values).reshape(shape) - limit
 
 
 def init_classifier(spec: JobSpec, device: torch.device) -> dict[str, torch.Tensor]:

@@ -1,8 +1,10 @@
 """Training states and their canonical bytes.
 
 A state is a ``dict[str, torch.Tensor]`` of int64 tensors: parameters, optimizer (momentum)
-buffers and the 0-dim ``step`` counter. Its canonical bytes (``protocol.hashing``) are both its
-hash preimage and the checkpoint blob a solver serves, so a blob is addressed by its own hash.
+buffers and the 0-dim ``step`` counter. Its canonical bytes (``protocol.hashing``) are the
+checkpoint blob a solver serves; its hash is the root of the state tree over its tensors and
+their chunks (``protocol.state_commitment``), which any piece of it can be proved against. A blob
+is addressed by the root of the state it encodes (``blob_root``).
 
 Blobs from another party are decoded with ``decode_state_for(spec, blob)``: the hardened decoder
 (``protocol.hashing.decode_tensors``) checks every header against the spec's layout
@@ -17,9 +19,10 @@ import numpy as np
 import torch
 
 from protocol.errors import EncodingError, StateMismatchError
-from protocol.hashing import TensorRecord, decode_tensors, encode_tensors, encoded_size, sha256
+from protocol.hashing import TensorRecord, decode_tensors, encode_tensors, encoded_size
 from protocol.layout import STEP_KEY, state_layout
 from protocol.spec import JobSpec
+from protocol.state_commitment import records_root
 from protocol.types import Hash32
 
 State = dict[str, torch.Tensor]
@@ -37,14 +40,27 @@ def _record(name: str, tensor: torch.Tensor) -> TensorRecord:
     return TensorRecord(name, dtype, tuple(int(d) for d in tensor.shape), array.tobytes())
 
 
+def state_records(state: State) -> list[TensorRecord]:
+    """The state's tensors as canonical records (CPU bytes), what both the blob and the state
+    root are computed from."""
+    return [_record(name, t) for name, t in state.items()]
+
+
 def encode_state(state: State) -> bytes:
     """Canonical bytes of a state (the checkpoint blob)."""
-    return encode_tensors([_record(name, t) for name, t in state.items()])
+    return encode_tensors(state_records(state))
 
 
 def state_hash(state: State) -> Hash32:
-    """SHA-256 of the canonical bytes; the Merkle leaf entry for a checkpoint."""
-    return sha256(encode_state(state))
+    """The root of the state's tree (``protocol.state_commitment``): the Merkle leaf entry of a
+    checkpoint."""
+    return records_root(state_records(state))
+
+
+def checkpoint(state: State) -> tuple[Hash32, bytes]:
+    """(state hash, blob) of a state, from one conversion of its tensors."""
+    records = state_records(state)
+    return records_root(records), encode_tensors(records)
 
 
 def decode_state(blob: bytes, device: str | torch.device = "cpu") -> State:

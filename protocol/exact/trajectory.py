@@ -15,8 +15,7 @@ import torch
 from protocol.exact.device import prepare_exact
 from protocol.exact.forced_error import step_with_traps
 from protocol.exact.program import init
-from protocol.exact.state import State, encode_state, state_step
-from protocol.hashing import sha256
+from protocol.exact.state import State, checkpoint, state_step
 from protocol.spec import JobSpec
 
 LeafCallback = Callable[[int, bytes, bytes], None]  # (leaf index, state hash, blob)
@@ -29,12 +28,6 @@ class Trajectory:
     leaves: list[bytes] = field(default_factory=list)
     blobs: dict[bytes, bytes] = field(default_factory=dict)
     final_state: State | None = None
-
-
-def checkpoint(state: State) -> tuple[bytes, bytes]:
-    """(state hash, blob) of a state."""
-    blob = encode_state(state)
-    return sha256(blob), blob
 
 
 def train_trajectory(

@@ -13,7 +13,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from protocol.hashing import sha256
+from protocol.state_commitment import blob_has_root, blob_root
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
@@ -40,9 +40,11 @@ class CheckpointStore:
             (self.root / "jobs").mkdir(parents=True, exist_ok=True)
 
     # --- blobs ----------------------------------------------------------------------------
-    def put_blob(self, blob: bytes) -> bytes:
-        """Store a blob; returns its address (SHA-256)."""
-        digest = sha256(blob)
+    def put_blob(self, blob: bytes, root: bytes | None = None) -> bytes:
+        """Store a state blob; returns its address, the root of the state it encodes
+        (``protocol.state_commitment``): ``root`` when the caller computed it with the blob,
+        else computed here (EncodingError for bytes that are not a state blob)."""
+        digest = blob_root(blob) if root is None else root
         if self.root is None:
             self._blobs[digest] = blob
         else:
@@ -59,7 +61,7 @@ class CheckpointStore:
             blob = path.read_bytes()
         except FileNotFoundError:
             return None
-        return blob if sha256(blob) == digest else None  # never serve a corrupt file
+        return blob if blob_has_root(blob, digest) else None  # never serve a corrupt file
 
     # --- per-job progress -----------------------------------------------------------------
     def save_job(self, job_id: str, record: dict[str, Any]) -> None:

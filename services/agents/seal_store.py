@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from protocol.errors import ProofNetError
-from protocol.hashing import sha256
+from protocol.state_commitment import blob_has_root, blob_root
 
 
 class SealStoreError(ProofNetError):
@@ -24,7 +24,7 @@ class SealStoreError(ProofNetError):
 
 
 class SealStore:
-    """``root/seals.json`` (seal hex -> record) and ``root/blobs/<sha256>`` (pre-states)."""
+    """``root/seals.json`` (seal hex -> record) and ``root/blobs/<state root>`` (pre-states)."""
 
     def __init__(self, root: Path | None) -> None:
         self.root = root
@@ -57,7 +57,7 @@ class SealStore:
 
     def put_blob(self, blob: bytes) -> None:
         if self.root is not None:
-            path = self.root / "blobs" / sha256(blob).hex()
+            path = self.root / "blobs" / blob_root(blob).hex()
             if not path.exists():
                 self._write(path, blob)
 
@@ -68,7 +68,7 @@ class SealStore:
         if not path.exists():
             return None
         blob = path.read_bytes()
-        return blob if sha256(blob) == entry else None
+        return blob if blob_has_root(blob, entry) else None
 
     @staticmethod
     def _write(path: Path, data: bytes) -> None:

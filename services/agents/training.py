@@ -15,9 +15,8 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
-from protocol.exact import Device, State, decode_state, encode_state, init
+from protocol.exact import Device, State, checkpoint, decode_state, init, state_hash
 from protocol.exact.forced_error import perturb
-from protocol.hashing import sha256
 from protocol.merkle import CommitmentTree
 from protocol.spec import JobSpec
 from services.agents.checkpoints import CheckpointStore
@@ -116,8 +115,8 @@ class JobRun:
         return decode_state(blob, self.device)
 
     def _record_leaf(self, state: State) -> None:
-        blob = encode_state(state)
-        blob_id = self.store.put_blob(blob)
+        root, blob = checkpoint(state)
+        blob_id = self.store.put_blob(blob, root)
         leaf = len(self.entries)
         # The entry committed may differ from the held state's hash (a fabricated leaf).
         entry = self.strategy.leaf_entry(self.job, leaf, blob_id, list(self.entries))
@@ -173,7 +172,7 @@ class JobRun:
     def claimed_hash(self, step_index: int) -> bytes:
         if step_index % self.spec.checkpoint_interval == 0:
             return self.entries[step_index // self.spec.checkpoint_interval]
-        return sha256(encode_state(self.claimed_state(step_index)))
+        return state_hash(self.claimed_state(step_index))
 
     def tree(self, entries: list[bytes] | None = None) -> CommitmentTree:
         """The tree over ``entries`` (default: the committed ones, built once training is done)."""

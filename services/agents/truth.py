@@ -9,8 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from protocol.exact import Device, State, as_device, encode_state, init, prepare_exact, run
-from protocol.hashing import sha256
+from protocol.exact import Device, State, as_device, init, prepare_exact, run, state_hash
 from protocol.merkle import CommitmentTree, NodeRef
 from protocol.spec import JobSpec
 
@@ -70,7 +69,7 @@ class Truth:
 
     def _remember(self, leaf: int, state: State) -> None:
         self._leaf_states[leaf] = state
-        self._leaf_hashes[leaf] = sha256(encode_state(state))
+        self._leaf_hashes[leaf] = state_hash(state)
 
     def adopt(self, leaf: int, state: State) -> None:
         """Accept a state checked elsewhere as the true state at ``leaf``."""
@@ -112,7 +111,7 @@ class Truth:
     def hash_at(self, step_index: int) -> bytes:
         if step_index % self.spec.checkpoint_interval == 0:
             return self.leaf_hash(step_index // self.spec.checkpoint_interval)
-        return sha256(encode_state(self.state_at(step_index)))
+        return state_hash(self.state_at(step_index))
 
     def entries(self) -> list[bytes]:
         return [self.leaf_hash(j) for j in range(self.spec.num_leaves)]

@@ -43,6 +43,7 @@ from protocol.forced_errors import seal
 from protocol.hashing import sha256
 from protocol.layout import state_blob_size
 from protocol.merkle import CommitmentTree, NodeRef, children, root_of
+from protocol.state_commitment import blob_has_root
 from services.agents.base import Agent
 from services.agents.blobs import BlobSource
 from services.agents.moves import Move
@@ -261,7 +262,7 @@ class VerifierAgent(Agent):
         if entries is not None:
             size = state_blob_size(spec)
             blob = self.blobs.blob(str(job.solver), job.job_id, entries[segment], size)
-            if blob is not None and sha256(blob) == entries[segment]:
+            if blob is not None and blob_has_root(blob, entries[segment]):
                 return entries[segment], entries[segment + 1], blob
         self.withheld_segments.setdefault(job.job_id, set()).add(segment)
         published = self._published(job, segment)
@@ -379,7 +380,7 @@ class VerifierAgent(Agent):
             if tx.kind == "publish_data" and body.get("dispute_id") == raw["dispute_id"]:
                 blob = bytes.fromhex(str(body["blob"]))
                 pre, post = bytes.fromhex(raw["hash_lo"]), bytes.fromhex(raw["hash_hi"])
-                if sha256(blob) == pre:  # the ledger checked it; the node serves blocks
+                if blob_has_root(blob, pre):  # the ledger checked it; the node serves blocks
                     return pre, post, blob, body
         return None
 

@@ -12,10 +12,10 @@ from rich.padding import Padding
 from rich.table import Table
 
 from protocol.errors import ProofNetError
-from protocol.hashing import sha256
 from protocol.layout import state_blob_size
 from protocol.merkle import root_of
 from protocol.spec import JobSpec, parse_spec
+from protocol.state_commitment import blob_has_root
 from services.agents.blobs import BlobSource
 from services.cli import app
 from services.cli.common import (
@@ -122,7 +122,7 @@ def verified_model(
     blob = source.model(solver, job_id, state_blob_size(spec))
     if blob is None:
         raise DownloadRefusedError("the solver did not serve the model (or it is too large)")
-    if sha256(blob) != leaves[-1]:
+    if not blob_has_root(blob, leaves[-1]):
         raise DownloadRefusedError("the served model does not hash to the committed final state")
     return blob
 

@@ -9,7 +9,6 @@ from typing import Annotated, Any
 
 import typer
 
-from protocol.hashing import sha256
 from protocol.merkle import root_of
 from protocol.spec import JobSpec, spec_hash, with_steps
 from services.cli import app
@@ -126,17 +125,17 @@ def train_workers(
 
 
 def train_native(spec: JobSpec, device: str, show_progress: bool) -> dict[str, Any]:
-    from protocol.exact import NativeTrainer, encode_state, resolve_device
+    from protocol.exact import NativeTrainer, resolve_device, state_hash
 
     dev = resolve_device(device)
     trainer = NativeTrainer(spec, dev)
-    leaves = [sha256(encode_state(trainer.state()))]
+    leaves = [state_hash(trainer.state())]
     with progress_bar("training (native)", spec.steps, show_progress) as advance:
         for i in range(spec.steps):
             trainer.step()
             advance(i + 1)
             if (i + 1) % spec.checkpoint_interval == 0:
-                leaves.append(sha256(encode_state(trainer.state())))
+                leaves.append(state_hash(trainer.state()))
     return {
         "device": str(dev),
         "leaves": len(leaves),

@@ -12,9 +12,10 @@ from typing import Any
 
 from contracts_sim.dispute import bisection_midpoint
 from protocol.exact import State, init, step
-from protocol.hashing import TensorRecord, encode_tensors, sha256
+from protocol.hashing import MAX_DIM, TensorRecord, encode_tensors
 from protocol.layout import STEP_KEY, state_layout
 from protocol.spec import JobSpec
+from protocol.state_commitment import blob_root
 from services.agents.moves import Move
 from services.agents.strategy import DisputeView, JobView, SolverStrategy
 from services.agents.truth import Truth
@@ -192,20 +193,23 @@ class WithholdData(SolverStrategy):
 
 def crafted_blob(spec: JobSpec) -> bytes:
     """A blob with a state's tensor names and a well-formed header, except that the step counter
-    declares shape ``(0, 2**63)`` and holds no bytes: consistent lengths, but no array library
-    can build it (numpy raised ``ValueError`` from ``decode_state`` before the hardened decoder).
+    declares shape ``(0, MAX_DIM)`` and holds no bytes: consistent lengths and within every
+    generic limit, so it decodes and has a state root the solver can commit, but it is no state
+    of the spec (with ``(0, 2**63)``, no array library could build it: numpy raised
+    ``ValueError`` from ``decode_state`` before the hardened decoder; such bytes now have no
+    root at all, and the hardened decoder refuses them generically).
     """
     records = [
         TensorRecord(name, t.dtype, t.shape, bytes(t.nbytes))
         for name, t in state_layout(spec).items()
         if name != STEP_KEY
     ]
-    return encode_tensors([*records, TensorRecord(STEP_KEY, "int64", (0, 2**63), b"")])
+    return encode_tensors([*records, TensorRecord(STEP_KEY, "int64", (0, MAX_DIM), b"")])
 
 
 class CraftedBlob(SolverStrategy):
     name = "crafted-blob"
-    description = """Trains honestly but commits, at leaf L, the hash of ``crafted_blob(spec)``
+    description = """Trains honestly but commits, at leaf L, the root of ``crafted_blob(spec)``
     and serves those bytes, hoping the verifiers' decoder crashes and the job settles unchecked.
     The solver must hold the blob in its store to serve it (the in-process test puts it there);
     not in ``CHEATERS``: the scenario runner cannot place it."""
@@ -219,7 +223,7 @@ class CraftedBlob(SolverStrategy):
         if target is not None and job.spec.seed != int(target):
             return entry
         if leaf == int(self.knob("leaf", job.num_leaves // 2)):
-            return sha256(crafted_blob(job.spec))
+            return blob_root(crafted_blob(job.spec))
         return entry
 
 

@@ -18,6 +18,7 @@ from protocol.errors import EncodingError, ProofNetError
 from protocol.exact import decode_state, decode_state_for, encode_state, init
 from protocol.hashing import BLOB_MAGIC, decode_tensors, encode_tensors
 from protocol.spec import JobSpec
+from protocol.state_commitment import blob_root
 from services.network import Network
 from services.scenarios import DEFAULT_TERMS, spec_for
 from services.strategies.cheaters import CraftedBlob, crafted_blob
@@ -52,12 +53,22 @@ def only_typed_errors(blob: bytes) -> None:
 # --- the reported blobs ---------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("blob", [huge_empty_shape_blob(), crafted_blob(SPEC)])
-def test_huge_zero_size_shape_is_an_encoding_error(blob: bytes) -> None:
-    for decode in (decode_tensors, decode_state):
+def test_huge_zero_size_shape_is_an_encoding_error() -> None:
+    blob = huge_empty_shape_blob()
+    for decode in (decode_tensors, decode_state, blob_root):
         with pytest.raises(EncodingError, match="MAX_DIM"):
             decode(blob)
     with pytest.raises(EncodingError):  # refused by its length already
+        decode_state_for(SPEC, blob)
+
+
+def test_the_committable_crafted_blob_has_a_root_but_is_no_state_of_the_spec() -> None:
+    """What the crafted-blob solver commits: bytes within every generic limit (so they have a
+    state root), whose step counter is (0, MAX_DIM): a verifier's spec-bound decoder refuses
+    them with a typed error."""
+    blob = crafted_blob(SPEC)
+    assert len(blob_root(blob)) == 32
+    with pytest.raises(EncodingError):
         decode_state_for(SPEC, blob)
 
 

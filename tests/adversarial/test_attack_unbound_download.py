@@ -14,6 +14,7 @@ import pytest
 from protocol.exact import encode_state, init
 from protocol.hashing import sha256
 from protocol.spec import JobSpec, parse_spec
+from protocol.state_commitment import blob_root
 from services.agents.blobs import LocalBlobSource
 from services.agents.solver import job_view
 from services.cli.jobs import DownloadRefusedError, verified_model
@@ -60,7 +61,7 @@ class Served:
 def test_a_settled_honest_model_is_verified_end_to_end(settled) -> None:
     net, job = settled
     model = verified_model(net.blobs, job)
-    assert sha256(model).hex() == job["final_state_hash"]
+    assert blob_root(model).hex() == job["final_state_hash"]
 
 
 def test_a_slashed_jobs_model_is_never_handed_over(tiny_spec: JobSpec) -> None:
@@ -82,7 +83,7 @@ def test_a_declared_final_state_that_is_not_the_last_leaf_is_refused(settled) ->
     net, job = settled
     leaves = net.blobs.leaves(job["solver"], job["job_id"], int(job["num_leaves"]))
     backdoor = encode_state(init(job_view(job).spec))
-    record = {**job, "final_state_hash": sha256(backdoor).hex()}
+    record = {**job, "final_state_hash": blob_root(backdoor).hex()}
     with pytest.raises(DownloadRefusedError, match="not the committed last leaf"):
         verified_model(Served(leaves, backdoor), record)
 
