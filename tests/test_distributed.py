@@ -42,9 +42,7 @@ CASES: dict[str, dict[str, Any]] = {
 
 
 def case_spec(name: str, steps: int = STEPS) -> JobSpec:
-    return scenarios.spec_for(
-        {**CASES[name], "steps": steps, "checkpoint_interval": 10}, seed=3
-    )
+    return scenarios.spec_for({**CASES[name], "steps": steps, "checkpoint_interval": 10}, seed=3)
 
 
 def single_root(spec: JobSpec) -> str:
