@@ -29,8 +29,9 @@ step's layouts against float32 in nn.Linear's, interleaved the same way. They ar
 of an exact step that carries its products in float64; the row under them splits each step
 into its GEMMs and the rest.
 
-The commitments row: for examples/digits-mlp.yaml, the canonical bytes + SHA-256 of every
-checkpoint and the Merkle tree, against the exact training time of the same run.
+The commitments row: for examples/digits-mlp.yaml, every checkpoint's state root (its tensors'
+bytes, chunk hashes and state tree: ``protocol.state_commitment``) and the trajectory's Merkle
+tree, against the exact training time of the same run.
 """
 
 from __future__ import annotations
@@ -50,10 +51,9 @@ from typing import Any
 import torch
 
 from protocol.datasets import load_dataset
-from protocol.exact import NativeTrainer, init, prepare_exact, step
+from protocol.exact import NativeTrainer, init, prepare_exact, state_hash, step
 from protocol.exact.fixedpoint import ONE
-from protocol.exact.state import State, encode_state
-from protocol.hashing import sha256
+from protocol.exact.state import State
 from protocol.layout import STEP_KEY, param_names
 from protocol.merkle import CommitmentTree
 from protocol.spec import JobSpec, parse_spec, with_steps
@@ -285,7 +285,7 @@ def bench_commitments(repeats: int, device: torch.device) -> dict[str, Any]:
         started = time.thread_time()
         tree = CommitmentTree()
         for s in states:
-            tree.append(sha256(encode_state(s)))
+            tree.append(state_hash(s))
         tree.root()
         samples.append(time.thread_time() - started)
     commit_ms = 1000 * statistics.median(samples)
