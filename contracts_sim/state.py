@@ -171,6 +171,7 @@ class LedgerState:
         self._dirty: set[tuple[str, Key]] = set()
         self._tree: Node = None  # the commitment to every row not in _stale
         self._stale: set[tuple[str, Key]] = set()  # rows written since the tree was updated
+        self._encoded: dict[tuple[str, Key], tuple[Any, Any]] = {}  # row -> (record, its JSON)
         self._tree_lock = threading.Lock()  # readers of a shared head state may both update
 
     # --- raw table access ---------------------------------------------------------------
@@ -249,6 +250,7 @@ class LedgerState:
 
     def clear_dirty(self) -> None:
         self._dirty.clear()
+        self._encoded.clear()
 
     # --- snapshots ----------------------------------------------------------------------
 
@@ -287,9 +289,18 @@ class LedgerState:
         return state
 
     def record_to_json(self, table: str, key: Key) -> Any | None:
-        """One row as JSON (``None`` if absent): what a persistence layer stores per key."""
+        """One row as JSON (``None`` if absent): what a persistence layer stores per key.
+
+        A row the tree re-hashed since ``clear_dirty`` is not encoded again: the chain writes
+        back every changed row right after taking the block's root. Treat it as read-only.
+        """
         record = self.get(table, key)
-        return None if record is None else to_json_value(record)
+        if record is None:
+            return None
+        encoded = self._encoded.get((table, key))
+        if encoded is not None and encoded[0] is record:
+            return encoded[1]
+        return to_json_value(record)
 
     def copy(self) -> LedgerState:
         """An independent state with the same contents (no journal, nothing dirty)."""
@@ -325,7 +336,9 @@ class LedgerState:
             if record is None:
                 changes.append((int.from_bytes(key_path(table, str(key)), "big"), None))
             else:
-                leaf = make_leaf(table, str(key), to_json_value(record))
+                encoded = to_json_value(record)
+                self._encoded[(table, key)] = (record, encoded)
+                leaf = make_leaf(table, str(key), encoded)
                 changes.append((leaf.bits, leaf))
         changes.sort(key=lambda change: change[0])
         return changes

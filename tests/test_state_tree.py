@@ -194,6 +194,21 @@ def test_a_copy_shares_the_tree_and_changes_independently() -> None:
     assert len(list(state.items(ACCOUNTS))) == 51 and len(copy.keys(ACCOUNTS)) == 49
 
 
+def test_rows_written_back_are_the_records_even_when_rewritten_after_a_root() -> None:
+    state = account_state({1: 10})
+    state.state_root()  # encodes the row once for the tree
+    assert state.record_to_json(ACCOUNTS, address(1)) == to_json_value(Account(balance=Amount(10)))
+    state.set_account(address(1), Account(balance=Amount(12)))  # not re-hashed yet
+    assert state.record_to_json(ACCOUNTS, address(1))["balance"] == 12
+    state.state_root()
+    state.clear_dirty()
+    state.begin()
+    state.set_account(address(1), Account(balance=Amount(13)))
+    state.state_root()
+    state.rollback()
+    assert state.record_to_json(ACCOUNTS, address(1))["balance"] == 12
+
+
 # --- block hashes ---------------------------------------------------------------------------
 
 
