@@ -25,7 +25,7 @@ House rules
       O(rows changed · log rows), not O(state). Deterministic and independent of insertion
       order. An account equal to ``Account()`` is never stored, so touching an account without
       changing it does not change the root. A state loaded from rows (``from_json``) builds
-      its tree on the first ``state_root()``.
+      its tree there, once, from the rows' JSON.
     * Records and tree nodes are immutable, and each table is ``Rows``: shards copied on write.
       So ``copy()`` shares the shards and the tree, and costs O(shards), not O(rows); the
       first write to a shard after a copy copies that shard alone.
