@@ -1,0 +1,114 @@
+"""The operator registry: what each ``OpNode.kind`` of a step's program computes.
+
+An operator definition (``OpDef``) gives three views of one computation:
+
+* ``run``: the whole output from the whole inputs — what a solver executes, and what the
+  trace's entries hash;
+* ``reads``: for one output element, the box (one half-open range per dimension) of each
+  input that element depends on — what a referee must be shown, with chunk proofs;
+* ``element``: that one output element from those boxes alone — what a referee recomputes,
+  at a cost of the box sizes (one dot product, one row, one window, one value), never a
+  whole tensor.
+
+``element`` equals ``run``'s value at the same index whenever ``run`` does not overflow:
+both perform the same exact integer arithmetic (products are exact, sums do not depend on
+order), the one on all rows, the other on the rows the element needs.
+
+Definitions register themselves by ``kind`` on import (``register``); ``op_def`` finds one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+import torch
+
+from protocol.errors import SpecError
+from protocol.trace import OpNode
+
+Box = tuple[tuple[int, int], ...]
+"""One half-open (lo, hi) range per dimension of an input."""
+
+
+class OpDef(Protocol):
+    kind: str
+
+    def run(self, node: OpNode, inputs: Sequence[torch.Tensor]) -> torch.Tensor:
+        """The whole output: int64, shape node.shape, on the inputs' device. Raises
+        OverflowBoundError when one of its run-time checks fails (and only then)."""
+        ...
+
+    def reads(
+        self, node: OpNode, shapes: Sequence[tuple[int, ...]], index: tuple[int, ...]
+    ) -> tuple[Box | None, ...]:
+        """For output element ``index``: the box of each input it depends on (None: that
+        input is not read). Boxes are contiguous in row-major order where the arithmetic
+        allows (whole trailing dimensions: a row), so a referee proves them with few 4 KiB
+        chunks."""
+        ...
+
+    def element(
+        self, node: OpNode, index: tuple[int, ...], pieces: Sequence[torch.Tensor | None]
+    ) -> int:
+        """Output element ``index`` from the boxes' values only (piece j = input j cut to
+        its box, CPU int64; None where ``reads`` gave None). Equals run(...)[index] whenever
+        run does not overflow."""
+        ...
+
+
+OPS: dict[str, OpDef] = {}
+
+
+def register(op: OpDef) -> OpDef:
+    """Add ``op`` to ``OPS`` under its kind (once: a second definition is a bug)."""
+    if op.kind in OPS:
+        raise ValueError(f"operator kind {op.kind!r} is registered twice")
+    OPS[op.kind] = op
+    return op
+
+
+def op_def(kind: str) -> OpDef:
+    """The definition of ``kind``; SpecError for a kind no module registered."""
+    op = OPS.get(kind)
+    if op is None:
+        raise SpecError("trace.kind", f"no operator kind {kind!r}")
+    return op
+
+
+def int_attr(node: OpNode, name: str) -> int:
+    """An integer attribute of ``node`` (a str there is a malformed program)."""
+    value = node.attr(name)
+    if not isinstance(value, int):
+        raise SpecError("trace.attrs", f"operator {node.index}: {name} is not an integer")
+    return value
+
+
+def str_attr(node: OpNode, name: str) -> str:
+    """A string attribute of ``node``."""
+    value = node.attr(name)
+    if not isinstance(value, str):
+        raise SpecError("trace.attrs", f"operator {node.index}: {name} is not a string")
+    return value
+
+
+def cut(tensor: torch.Tensor, box: Box) -> torch.Tensor:
+    """``tensor`` cut to ``box`` (a view): how a piece is made from a whole input."""
+    return tensor[tuple(slice(lo, hi) for lo, hi in box)]
+
+
+def whole(shape: Sequence[int]) -> Box:
+    """The box of a whole tensor of ``shape``."""
+    return tuple((0, dim) for dim in shape)
+
+
+def row_box(shape: Sequence[int], lead: Sequence[int]) -> Box:
+    """The box of one row: the leading indices ``lead`` fixed, every trailing dimension
+    whole (contiguous in row-major order)."""
+    fixed = tuple((i, i + 1) for i in lead)
+    return fixed + tuple((0, dim) for dim in shape[len(lead) :])
+
+
+def point_box(index: Sequence[int]) -> Box:
+    """The box of one element."""
+    return tuple((i, i + 1) for i in index)
