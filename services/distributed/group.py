@@ -48,6 +48,16 @@ class Rendezvous:
         return f"{self.host}:{self.port}"
 
 
+def rank_device(device: str, rank: int) -> torch.device:
+    """The device of ``rank``: ``cuda`` without an index means one GPU per rank (rank r on
+    GPU r mod the GPUs here: NCCL refuses two ranks of a group on one GPU); otherwise
+    ``device`` as given."""
+    dev = torch.device(device)
+    if dev.type == "cuda" and dev.index is None and torch.cuda.is_available():
+        return torch.device("cuda", rank % torch.cuda.device_count())
+    return dev
+
+
 def backend_for(device: torch.device) -> str:
     return "nccl" if device.type == "cuda" else "gloo"
 

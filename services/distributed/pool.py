@@ -39,6 +39,7 @@ from services.distributed.group import (
     broadcast_bytes,
     join_group,
     leave_group,
+    rank_device,
 )
 from services.distributed.worker import Segment, TamperingCollective, _start, run_segment
 
@@ -79,7 +80,7 @@ class WorkerPool:
 
     def __init__(self, config: PoolConfig) -> None:
         self.config = config
-        self.device = torch.device(config.device)
+        self.device = rank_device(config.device, 0)
         self.collective = TorchCollective()
         self.restarts = 0
         self._procs: list[SpawnProcess] = []
@@ -159,16 +160,19 @@ class WorkerPool:
         on_step: Callable[[int], None] | None = None,
     ) -> State:
         """Steps start..stop-1 from ``state`` on every rank; rank 0's end state. Restarts the
-        group and reruns the segment from ``state`` after a failure (up to max_restarts)."""
+        group and reruns the segment from ``state`` after a failure (up to max_restarts times
+        in a row; then GroupError, and the next call starts a fresh group)."""
         check_world(spec, self.world)
         segment = Segment(spec, state, start, stop, dict(traps or {}))
+        failures = 0
         while True:
             try:
                 self.start()
                 return self._run(segment, on_step)
             except GroupError as exc:
-                if self.restarts >= self.config.max_restarts:
-                    self._teardown(graceful=False)
+                failures += 1
+                if failures > self.config.max_restarts:
+                    self._teardown(graceful=False)  # the next call starts a fresh group
                     raise
                 log.warning(
                     "worker group failed (%s); restarting it, segment %d..%d", exc, start, stop

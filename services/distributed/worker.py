@@ -36,6 +36,7 @@ from services.distributed.group import (
     broadcast_bytes,
     join_group,
     leave_group,
+    rank_device,
 )
 
 log = logging.getLogger("proofnet.distributed")
@@ -123,7 +124,7 @@ def serve(
     """Join the group as ``rank`` and run segments until rank 0 says stop. Raises GroupError
     when the group fails (the caller decides whether to rejoin)."""
     set_threads(threads)
-    dev = torch.device(device)
+    dev = rank_device(device, rank)
     prepare_exact(dev)
     join_group(rdzv, rank, world, dev, timeout)
     try:
