@@ -506,10 +506,9 @@ class Chain:
         the lock; only what depends on the state (nonce, balance, the rules) runs under it.
         """
         tx = self._admitted(tx)
-        checked = CheckedEnvelope(
-            tx, verify_signature(tx.public_key, tx.signing_bytes(), tx.signature)
-        )
-        return self._sequence(checked)
+        if not verify_signature(tx.public_key, tx.signing_bytes(), tx.signature):
+            self._refuse_unverified(tx)
+        return self._sequence(tx)
 
     def submit_many(
         self, items: Sequence[Transaction | Mapping[str, Any]]
@@ -519,7 +518,8 @@ class Chain:
         Per item, not all or nothing: each is judged exactly as ``submit`` would judge it at
         its place in the sequence (a refused item changes nothing and the next is judged as if
         it had not been sent). Envelopes are parsed and signatures verified by ``checker``'s
-        worker processes while earlier items are applied under the lock."""
+        worker processes while earlier items are applied; each chunk the workers hand back
+        is applied under one taking of the lock."""
         results: list[str | ProofNetError | None] = [None] * len(items)
         admitted: list[tuple[int, Transaction | Mapping[str, Any]]] = []
         for index, item in enumerate(items):
@@ -529,16 +529,22 @@ class Chain:
                 results[index] = exc
                 continue
             admitted.append((index, item))
-        chunks = self.checker.check_in_chunks([item for _, item in admitted])
         position = 0
-        for checked_chunk in chunks:
+        for checked_chunk in self.checker.check_in_chunks([item for _, item in admitted]):
+            ready: list[tuple[int, Transaction]] = []
             for checked in checked_chunk:
                 index, item = admitted[position]
                 position += 1
                 try:
-                    results[index] = self._sequence(self._recheck(checked, item))
+                    ready.append((index, self._recheck(checked, item)))
                 except ProofNetError as exc:
                     results[index] = exc
+            with self._lock:
+                for index, tx in ready:
+                    try:
+                        results[index] = self._sequence(tx)
+                    except ProofNetError as exc:
+                        results[index] = exc
         assert all(result is not None for result in results)
         return [result for result in results if result is not None]
 
@@ -557,27 +563,28 @@ class Chain:
 
     def _recheck(
         self, checked: CheckedEnvelope, item: Transaction | Mapping[str, Any]
-    ) -> CheckedEnvelope:
-        """A worker's finding, made usable here: a malformed envelope is parsed again in this
-        process to raise its typed error, a valid signature is remembered."""
+    ) -> Transaction:
+        """A worker's finding, made usable here (no lock): a malformed envelope is parsed
+        again in this process to raise its typed error, a signature that failed is refused,
+        one that verified is remembered."""
         if checked.tx is None:
             Transaction.from_json(item)  # raises the MalformedTransactionError
             raise AssertionError("a worker found malformed what parses here")  # pragma: no cover
-        checked.remember()
-        return checked
-
-    def _sequence(self, checked: CheckedEnvelope) -> str:
-        """Apply a checked transaction to the open block under the lock.
-
-        A transaction whose signature does not verify is refused before the lock with the
-        rules' own error: ``check_transaction`` makes every check that can fail on such a
-        transaction (chain, sender, key, signature) before the first that reads the state
-        (the nonce), so it fails the same way against the head state as in the open block."""
-        tx = checked.tx
-        assert tx is not None
         if not checked.signature_valid:
-            check_transaction(self._head_state, tx, self._open.env)  # raises
-            raise InvalidSignatureError(tx.sender)  # pragma: no cover
+            self._refuse_unverified(checked.tx)
+        checked.remember()
+        return checked.tx
+
+    def _refuse_unverified(self, tx: Transaction) -> None:
+        """Refuse a transaction whose signature does not verify, before the lock, with the
+        rules' own error: ``check_transaction`` makes every check that can fail on it (chain,
+        sender, key, signature) before the first that reads the state (the nonce), so it
+        fails the same way against the head state as it would in the open block."""
+        check_transaction(self._head_state, tx, self._open.env)  # raises
+        raise InvalidSignatureError(tx.sender)  # pragma: no cover
+
+    def _sequence(self, tx: Transaction) -> str:
+        """Apply ``tx`` to the open block under the lock (the rules check it all again)."""
         tx_hash = tx.tx_hash.hex()
         with self._lock:
             block = self._open

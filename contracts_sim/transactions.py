@@ -100,18 +100,15 @@ class Transaction:
         }
 
     def signing_bytes(self) -> bytes:
-        """What the sender signed (computed once: every rebuild of a block checks it again)."""
-        return self._signing_bytes
+        """What the sender signed: the domain tag and the unsigned envelope's canonical JSON
+        (serialized once: every rebuild of a block checks it again)."""
+        return TX_DOMAIN + self._unsigned_canonical
 
     @functools.cached_property
     def _unsigned_canonical(self) -> bytes:
         """``canonical_json(unsigned_json())``: the one serialization both the signing bytes
         and the hash are cut from."""
         return canonical_json(self.unsigned_json())
-
-    @functools.cached_property
-    def _signing_bytes(self) -> bytes:
-        return TX_DOMAIN + self._unsigned_canonical
 
     def to_json(self) -> dict[str, Any]:
         return {**self.unsigned_json(), "signature": self.signature.hex()}

@@ -221,8 +221,8 @@ class NodeRuntime:
         """Submit; with ``wait``, return once the transaction is in a block (or the timeout
         passes: the receipt is then still pending)."""
         generation = self.notifier.generation
-        tx_hash = await run_in_threadpool(self.chain.submit, tx)
-        receipt = await run_in_threadpool(self.chain.receipt, tx_hash)
+        receipt = await run_in_threadpool(self._submit_and_read, tx)
+        tx_hash = receipt.tx_hash
         if not wait:
             return receipt
         loop = asyncio.get_running_loop()
@@ -238,6 +238,10 @@ class NodeRuntime:
             generation = self.notifier.generation
             receipt = await run_in_threadpool(self.chain.receipt, tx_hash)
         return receipt
+
+    def _submit_and_read(self, tx: Mapping[str, Any]) -> Receipt:
+        """``submit`` then its receipt, in one trip to a worker thread."""
+        return self.chain.receipt(self.chain.submit(tx))
 
     async def events(self, since: int, limit: int, timeout: float) -> list[ChainEvent]:
         """Events after ``since``; if there are none, wait up to ``timeout`` for a block."""
