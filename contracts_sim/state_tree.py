@@ -27,8 +27,9 @@ from __future__ import annotations
 
 import re
 from bisect import bisect_left
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from operator import attrgetter, itemgetter
 from typing import Any, Final
 
 from protocol.errors import ProofError
@@ -125,11 +126,11 @@ def _join(left: Node, right: Node) -> Node:
     return Branch(left, right)
 
 
-def _split(bits: Sequence[int], depth: int) -> int:
-    """How many of ``bits`` (sorted, sharing their first ``depth`` bits) go left at ``depth``."""
+def _split(items: Sequence[Any], depth: int, bits_of: Callable[[Any], int]) -> int:
+    """How many of ``items`` (sorted by path, sharing their first ``depth`` bits) go left."""
     shift = KEY_BITS - 1 - depth
-    first_right = ((bits[0] >> (shift + 1)) << (shift + 1)) | (1 << shift)
-    return bisect_left(bits, first_right)
+    first_right = ((bits_of(items[0]) >> (shift + 1)) << (shift + 1)) | (1 << shift)
+    return bisect_left(items, first_right, key=bits_of)
 
 
 # --- updating -------------------------------------------------------------------------------
@@ -137,6 +138,8 @@ def _split(bits: Sequence[int], depth: int) -> int:
 
 Change = tuple[int, Leaf | None]
 """``(key path as int, new leaf)``; ``None`` deletes the row."""
+_CHANGE_BITS: Final = itemgetter(0)
+_LEAF_BITS: Final = attrgetter("bits")
 
 
 def update(node: Node, changes: Sequence[Change], depth: int = 0) -> Node:
@@ -148,7 +151,7 @@ def update(node: Node, changes: Sequence[Change], depth: int = 0) -> Node:
         return node
     if not isinstance(node, Branch):
         return build(_merge(node, changes), depth)
-    split = _split([bits for bits, _ in changes], depth)
+    split = _split(changes, depth, _CHANGE_BITS)
     return _join(
         update(node.left, changes[:split], depth + 1),
         update(node.right, changes[split:], depth + 1),
@@ -168,7 +171,7 @@ def build(leaves: Sequence[Leaf], depth: int = 0) -> Node:
     """The subtree holding exactly ``leaves`` (sorted by path, distinct paths)."""
     if len(leaves) <= 1:
         return leaves[0] if leaves else None
-    split = _split([leaf.bits for leaf in leaves], depth)
+    split = _split(leaves, depth, _LEAF_BITS)
     return _join(build(leaves[:split], depth + 1), build(leaves[split:], depth + 1))
 
 
