@@ -209,6 +209,57 @@ def test_rows_written_back_are_the_records_even_when_rewritten_after_a_root() ->
     assert state.record_to_json(ACCOUNTS, address(1))["balance"] == 12
 
 
+OPS = st.lists(
+    st.one_of(
+        st.tuples(st.just("write"), st.integers(0, 8), st.integers(0, 3)),
+        st.tuples(st.sampled_from(["begin", "commit", "rollback", "root", "copy"])),
+    ),
+    max_size=40,
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(OPS)
+def test_journal_copies_and_roots_against_a_model(ops: list[Any]) -> None:
+    """Random writes, nested units, roots taken anywhere and copies, against plain dicts: the
+    rows, the dirty keys (snapshot semantics) and the root after every step."""
+    state, rows, dirty = LedgerState(), {}, set()
+    saved: list[tuple[dict[int, int], set[int]]] = []
+    earlier: list[tuple[LedgerState, dict[int, int], bytes]] = []
+    for op, *args in ops:
+        if op == "write":
+            i, balance = args
+            state.set_account(address(i), Account(balance=Amount(balance)))
+            if balance or i in rows:
+                dirty.add(i)
+            rows = {k: v for k, v in {**rows, i: balance}.items() if v}
+        elif op == "begin":
+            state.begin()
+            saved.append((dict(rows), set(dirty)))
+        elif op in ("commit", "rollback") and saved:
+            restored = saved.pop()
+            if op == "commit":
+                state.commit()
+            else:
+                state.rollback()
+                rows, dirty = restored
+        elif op == "copy" and not saved:
+            earlier.append((state, dict(rows), state.state_root()))
+            state = state.copy()
+            dirty = set()
+        elif op == "root":
+            assert state.state_root() == reference_root(state)
+    expected = {address(i): balance for i, balance in rows.items()}
+    assert {a: acc.balance for a, acc in state.accounts()} == expected
+    assert state.dirty_keys() == {(ACCOUNTS, address(i)) for i in dirty}
+    assert state.state_root() == reference_root(state)
+    for old, old_rows, old_root in earlier:  # a copy's writes never reach the original
+        assert {a: acc.balance for a, acc in old.accounts()} == {
+            address(i): b for i, b in old_rows.items()
+        }
+        assert old.state_root() == old_root
+
+
 # --- block hashes ---------------------------------------------------------------------------
 
 
