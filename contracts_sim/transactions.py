@@ -113,16 +113,18 @@ class Transaction:
     def to_json(self) -> dict[str, Any]:
         return {**self.unsigned_json(), "signature": self.signature.hex()}
 
+    def envelope_bytes(self) -> bytes:
+        """``canonical_json(to_json())``, the whole envelope, without serializing it again:
+        canonical JSON sorts keys and ``"signature"`` sorts after every other envelope key, so
+        the whole envelope's encoding is the unsigned one with ``,"signature":"<hex>"`` before
+        its final brace (``tests/test_ledger_ingest.py`` checks the identity)."""
+        unsigned = self._unsigned_canonical
+        return unsigned[:-1] + b',"signature":"' + self.signature.hex().encode() + b'"}'
+
     @functools.cached_property
     def tx_hash(self) -> Hash32:
-        """SHA-256 of the canonical JSON of the whole transaction (cached: it is immutable).
-
-        Built from the unsigned envelope's canonical JSON, not serialized again: canonical JSON
-        sorts keys and ``"signature"`` sorts after every other envelope key, so the whole
-        envelope's encoding is the unsigned one with ``,"signature":"<hex>"`` before its final
-        brace (``tests/test_ledger_ingest.py`` checks the identity on every kind)."""
-        unsigned = self._unsigned_canonical
-        return sha256(unsigned[:-1] + b',"signature":"' + self.signature.hex().encode() + b'"}')
+        """SHA-256 of the canonical JSON of the whole transaction (cached: it is immutable)."""
+        return sha256(self.envelope_bytes())
 
     @classmethod
     def from_json(cls, data: Any) -> Transaction:

@@ -96,6 +96,7 @@ def test_tx_hash_is_the_hash_of_the_whole_envelopes_canonical_json() -> None:
     ]
     for kind, body in bodies:
         tx = sign_transaction(KEYS[0], CHAIN_ID, 7, kind, body)
+        assert tx.envelope_bytes() == canonical_json(tx.to_json())
         assert tx.tx_hash == sha256(canonical_json(tx.to_json()))
         parsed = Transaction.from_json(tx.to_json())
         assert parsed.tx_hash == tx.tx_hash
