@@ -90,11 +90,17 @@ def adamw_scalars(spec: JobSpec, i: int) -> tuple[int, int]:
     """Step i's bias corrections as Q16 integers: (k1, k2) with k1 = round(1 / (1 - beta1^t))
     and k2 = floor(1 / sqrt(1 - beta2^t)), t = i + 1. beta^t is ``pow_fixed`` in Q30; 1 - beta^t
     is clamped below at 1 - beta (its true minimum), so k1 <= 2^32 and k2 <= 2^24."""
+    return bias_corrections(spec.optimizer.beta1_q16, spec.optimizer.beta2_q16, i)
+
+
+def bias_corrections(beta1_q16: int, beta2_q16: int, i: int) -> tuple[int, int]:
+    """``adamw_scalars`` from the Q16 betas alone (an operator of a step's trace has its
+    attributes and the step counter, not the spec: ``protocol.exact.trace``)."""
     t = i + 1
     one = 1 << BIAS_FRAC
     scale = BIAS_FRAC - FRAC
-    b1 = spec.optimizer.beta1_q16 << scale
-    b2 = spec.optimizer.beta2_q16 << scale
+    b1 = beta1_q16 << scale
+    b2 = beta2_q16 << scale
     bc1 = max(one - pow_fixed(b1, t, BIAS_FRAC), one - b1)
     bc2 = max(one - pow_fixed(b2, t, BIAS_FRAC), one - b2)
     k1 = round_div_int(1 << (BIAS_FRAC + FRAC), bc1)
