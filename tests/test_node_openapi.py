@@ -208,6 +208,7 @@ EXPECTED_ERRORS: dict[tuple[str, str], set[int]] = {
     ("GET", "/metrics"): set(),
     ("GET", "/blocks/head"): set(),
     ("POST", "/txs"): {400, 401, 402, 403, 404, 409, 413, 422, 429},
+    ("POST", "/txs/batch"): {400, 413, 422},
     ("POST", "/jobs"): {400, 401, 402, 403, 404, 409, 413, 422, 429},
     ("GET", "/txs/{tx_hash}"): {400, 404},
     ("GET", "/jobs"): {400, 422},
