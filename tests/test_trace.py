@@ -98,6 +98,14 @@ BUDGETS: dict[str, Any] = {
     "adamw_m": lambda node, shapes: 2,
     "adamw_v": lambda node, shapes: 2,
     "adamw_param": lambda node, shapes: 4,
+    "im2col": lambda node, shapes: 1,
+    "col2im": lambda node, shapes: (
+        math.ceil(node.attr("kernel") / node.attr("stride")) ** 2 * node.attr("kernel") ** 2
+    ),
+    "maxpool": lambda node, shapes: node.attr("pool") ** 2,
+    "maxpool_grad": lambda node, shapes: node.attr("pool") ** 2 + 1,
+    "avgpool": lambda node, shapes: node.attr("pool") ** 2,
+    "avgpool_grad": lambda node, shapes: 1,
 }
 
 

@@ -9,6 +9,7 @@ where each tensor of the post-state comes from.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 
 import torch
@@ -82,8 +83,13 @@ class Builder:
         shape = self.shape(x)
         return self.add("transpose", [x], (*shape[:-2], shape[-1], shape[-2]), label)
 
-    def rearrange(self, x: Ref, view: Shape, dims: Sequence[int], label: str) -> Ref:
-        shape = tuple(view[d] for d in dims)
+    def rearrange(
+        self, x: Ref, view: Shape, dims: Sequence[int], label: str, shape: Shape | None = None
+    ) -> Ref:
+        """x viewed as ``view``, permuted by ``dims``, viewed as ``shape`` (default: the
+        permuted shape)."""
+        if shape is None:
+            shape = tuple(view[d] for d in dims)
         text = ",".join
         return self.add(
             "rearrange",
@@ -103,13 +109,17 @@ class Builder:
         shift: int = FRAC,
         bias: Ref | None = None,
         a_max: int | None = None,
+        b_max: int | None = None,
         a_max_of: Ref | None = None,
         b_max_of: Ref | None = None,
+        shape: Shape | None = None,
     ) -> Ref:
-        """out[.., i, j] = rshift_round(a[.., i, :] . b[.., j, :], shift) (+ bias[j]); the
-        bound's factors from ``a_max`` (a constant) or another tensor (``*_max_of``)."""
+        """out[.., i, j] = rshift_round(a[.., i, :] . b[.., j, :], shift) (+ bias[j]), b's
+        trailing dimensions read as one row, the product viewed as ``shape``; the bound's
+        factors from a constant (``a_max``, ``b_max``) or another tensor (``*_max_of``)."""
         a_shape, b_shape = self.shape(a), self.shape(b)
-        if a_shape[-1] != b_shape[-1] or a_shape[:-2] != b_shape[:-2]:
+        lead = a_shape[:-2]
+        if b_shape[: len(lead)] != lead or math.prod(b_shape[len(lead) + 1 :]) != a_shape[-1]:
             raise ValueError(f"{label}: matmul_nt of {a_shape} and {b_shape}")
         inputs = [a, b]
         attrs: dict[str, int | str] = {"shift": shift, "bias": int(bias is not None)}
@@ -117,13 +127,19 @@ class Builder:
             inputs.append(bias)
         if a_max is not None:
             attrs["a_max"] = a_max
+        if b_max is not None:
+            attrs["b_max"] = b_max
         if a_max_of is not None:
             attrs["a_max_input"] = len(inputs)
             inputs.append(a_max_of)
         if b_max_of is not None:
             attrs["b_max_input"] = len(inputs)
             inputs.append(b_max_of)
-        shape = (*a_shape[:-1], b_shape[-2])
+        product = (*a_shape[:-1], b_shape[len(lead)])
+        if shape is None:
+            shape = product
+        elif math.prod(shape) != math.prod(product):
+            raise ValueError(f"{label}: a product of {product} viewed as {shape}")
         return self.add("matmul_nt", inputs, shape, label, **attrs)
 
     def row_sum(self, x: Ref, label: str) -> Ref:

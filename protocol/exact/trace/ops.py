@@ -11,9 +11,10 @@ elementwise update.
 Kinds (inputs; attributes):
 
     transpose          x (..., m, n) -> (..., n, m)
-    rearrange          x viewed as ``view`` (row-major), dimensions permuted by ``dims``
-    matmul_nt          a (..., M, K), b (..., N, K) [, bias (N,)] [, bound sources];
-                       shift, bias, a_max, a_max_input, b_max_input:
+    rearrange          x viewed as ``view`` (row-major), dimensions permuted by ``dims``,
+                       the result viewed as the node's shape
+    matmul_nt          a (..., M, K), b (..., N, K...) [, bias (N,)] [, bound sources];
+                       shift, bias, a_max, b_max, a_max_input, b_max_input:
                        out[.., i, j] = rshift_round(a[.., i, :] . b[.., j, :], shift) + bias[j]
     relu               x -> max(x, 0)
     relu_grad          g, z -> g * [z > 0]
@@ -126,7 +127,8 @@ class Transpose:
 
 
 class Rearrange:
-    """out = x.reshape(view).permute(dims), materialized (the conv's layouts, a flatten).
+    """out = x.reshape(view).permute(dims).reshape(shape), materialized (the conv's layouts,
+    a flatten).
     O(1) per element: the output index maps back through the permutation to one input
     value."""
 
@@ -135,14 +137,15 @@ class Rearrange:
     def run(self, node: OpNode, inputs: Sequence[torch.Tensor]) -> torch.Tensor:
         view = int_list(str_attr(node, "view"))
         dims = int_list(str_attr(node, "dims"))
-        return inputs[0].reshape(view).permute(dims).contiguous()
+        return inputs[0].reshape(view).permute(dims).reshape(node.shape).contiguous()
 
     def reads(self, node: OpNode, shapes: Shapes, index: tuple[int, ...]) -> tuple[Box | None, ...]:
         view = int_list(str_attr(node, "view"))
         dims = int_list(str_attr(node, "dims"))
+        permuted = unravel(ravel(index, node.shape), tuple(view[d] for d in dims))
         view_index = [0] * len(view)
         for out_dim, in_dim in enumerate(dims):
-            view_index[in_dim] = index[out_dim]
+            view_index[in_dim] = permuted[out_dim]
         return (point_box(unravel(ravel(view_index, view), shapes[0])),)
 
     def element(self, node: OpNode, index: tuple[int, ...], pieces: Pieces) -> int:
@@ -168,25 +171,37 @@ def _factor(node: OpNode, inputs: Sequence[torch.Tensor], side: str, t64: torch.
 class MatmulNT:
     """out[.., i, j] = rshift_round(a[.., i, :] . b[.., j, :], shift) (+ bias[j]).
 
-    Both operands are read by rows (contiguous), so an element costs one dot product of the
+    a is (*lead, M, K); b is (*lead, N, ...) with its trailing dimensions read as one row
+    of K (a conv weight (O, C, k, k) is (O, C k k)); the product (*lead, M, N) is
+    reshaped to the node's shape (a conv weight's gradient back to (O, C, k, k)). Both
+    operands are read by rows (contiguous), so an element costs one dot product of the
     contraction length K. The product is ``ExactMatmul``'s, with its check: max|a| max|b| K
     < 2^53 in float64, (a b) K, the factors as the step forms them (``_factor``)."""
 
     kind = "matmul_nt"
 
+    def _product_shape(self, node: OpNode, shapes: Shapes) -> tuple[int, ...]:
+        a_shape, b_shape = shapes[0], shapes[1]
+        lead = a_shape[:-2]
+        return (*lead, a_shape[-2], b_shape[len(lead)])
+
     def run(self, node: OpNode, inputs: Sequence[torch.Tensor]) -> torch.Tensor:
-        a64 = inputs[0].to(torch.float64)
-        b64 = inputs[1].to(torch.float64)
+        a, b = inputs[0], inputs[1]
+        lead, k = tuple(a.shape[:-2]), int(a.shape[-1])
+        a64 = a.to(torch.float64)
+        b64 = b.reshape(*lead, int(b.shape[len(lead)]), k).to(torch.float64)
         a_op = Operand(a64, torch.tensor(_factor(node, inputs, "a", a64), dtype=torch.float64))
         b_max = torch.tensor(_factor(node, inputs, "b", b64), dtype=torch.float64)
         b_op = Operand(b64.transpose(-2, -1), b_max)
         out = rshift_round_(ExactMatmul()(a_op, b_op, node.label), int_attr(node, "shift"))
         if int_attr(node, "bias"):
             out += inputs[2]
-        return out
+        return out.reshape(node.shape)
 
     def reads(self, node: OpNode, shapes: Shapes, index: tuple[int, ...]) -> tuple[Box | None, ...]:
-        lead, i, j = index[:-2], index[-2], index[-1]
+        product = self._product_shape(node, shapes)
+        at = unravel(ravel(index, node.shape), product)
+        lead, i, j = at[:-2], at[-2], at[-1]
         boxes: list[Box | None] = [
             row_box(shapes[0], (*lead, i)),
             row_box(shapes[1], (*lead, j)),
