@@ -1,0 +1,216 @@
+"""The transformer's step as an operator trace (issue 10, stage A):
+
+* run_trace's post-state is program.step's, bit for bit, for SGD and AdamW at several steps
+  and at steps the overflow rule skips (a norm's input past its limit, a product past 2^53,
+  a state past 2^40, AdamW's first-moment bound, a diverging learning rate);
+* the entries do not depend on the thread count;
+* every operator's ``element`` equals its ``run`` at random indices, from the pieces its
+  ``reads`` cuts, and reads at most its kind's budget: a row of each operand of a product, one
+  row of a norm or a softmax, one transposed row for a sum over the batch, one value for an
+  elementwise operator (the token embedding: one column of the table, which row the id
+  selects being data);
+* one perturbed output (an attention, norm, gradient or optimizer output) changes the trace
+  root, and the first differing entry is its op's.
+
+The helpers are the MLP's (tests/test_trace.py), with the transformer's kinds' budgets.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pytest
+import torch
+
+from protocol.exact import init
+from protocol.exact.fixedpoint import STATE_LIMIT
+from protocol.exact.state import State
+from protocol.exact.trace import program_of
+from protocol.exact.trace import transformer as transformer_trace
+from protocol.spec import JobSpec
+from protocol.trace import OpNode
+from services import scenarios
+from tests.test_trace import (
+    BUDGETS,
+    assert_same_state,
+    assert_trace_matches_step,
+    check_elements,
+    check_perturbation,
+    states,
+)
+
+SGD = {"name": "sgd", "lr_log2": -3, "momentum": 0.875}
+ADAMW = {"name": "adamw", "lr_log2": -7, "beta1": 0.9, "beta2": 0.99, "weight_decay_log2": -8}
+OPTIMIZERS = {"sgd": SGD, "adamw": ADAMW}
+
+
+def transformer_spec(optimizer: str | dict[str, Any] = "sgd", **overrides: Any) -> JobSpec:
+    """A tiny transformer job: 2 blocks of width 16, 2 heads, 8-token windows, 4 windows."""
+    model = {
+        "family": "transformer",
+        "vocab": 76,
+        "context": 8,
+        "d_model": 16,
+        "heads": 2,
+        "layers": 2,
+        "ff": 32,
+        **overrides.pop("model", {}),
+    }
+    data = {
+        "model": model,
+        "dataset": {"id": "shakespeare-char"},
+        "batch_size": 4,
+        "optimizer": OPTIMIZERS[optimizer] if isinstance(optimizer, str) else optimizer,
+        **overrides,
+    }
+    return scenarios.spec_for(data, seed=3)
+
+
+def _rows(shape: tuple[int, ...]) -> int:
+    return shape[-1]
+
+
+# What one element of each transformer kind may read (contract rule 3), from its inputs'
+# shapes: the row of its contraction or of its row-wise operation, one value elementwise.
+BUDGETS.update(
+    {
+        "embed_tokens": lambda node, shapes: shapes[0][0] + 2,  # a table column, 2 values
+        "embedding_grad": lambda node, shapes: shapes[0][1] + math.prod(shapes[1]),
+        "position_grad": lambda node, shapes: shapes[0][1],  # one transposed row (B T)
+        "rms_norm": lambda node, shapes: _rows(shapes[0]),  # one row (d)
+        "gain_mul": lambda node, shapes: 2,
+        "rms_norm_backward": lambda node, shapes: 3 * _rows(shapes[0]),  # x, gain, dy rows
+        "rms_gain_grad": lambda node, shapes: 2 * shapes[0][1],  # two transposed rows
+        "split_heads": lambda node, shapes: 1,
+        "merge_heads": lambda node, shapes: 1,
+        "attention_scores": lambda node, shapes: 2 * _rows(shapes[0]),  # a q and a k row
+        "causal_softmax": lambda node, shapes: _rows(shapes[0]),  # one row of T scores
+        "attention_softmax_backward": lambda node, shapes: 2 * _rows(shapes[0]),
+        "residual_add": lambda node, shapes: 2,
+        "gelu": lambda node, shapes: 1,
+        "gelu_backward": lambda node, shapes: 2,
+    }
+)
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adamw"])
+def test_transformer_trace_post_state_is_the_step(optimizer: str) -> None:
+    spec = transformer_spec(optimizer)
+    for i, state in enumerate(states(spec, 4)):
+        assert not assert_trace_matches_step(spec, state, i).overflowed
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adamw"])
+def test_transformer_program_is_static(optimizer: str) -> None:
+    spec = transformer_spec(optimizer)
+    assert program_of(spec) is program_of(spec)
+    assert transformer_trace.build(spec) == program_of(spec)
+
+
+def _set(state: State, name: str, value: int) -> State:
+    out = dict(state)
+    out[name] = state[name].clone()
+    out[name].view(-1)[0] = value
+    return out
+
+
+@pytest.mark.parametrize(
+    ("optimizer", "name", "value", "kind"),
+    [
+        ("sgd", "embed.position", 1 << 30, "rms_norm"),  # every window's token 0: x >= 2^27
+        ("sgd", "block0.attn.qkv.weight", 1 << 39, "matmul_nt"),
+        ("sgd", "block1.norm2.gain", 1 << 39, "matmul_nt"),
+        ("sgd", "momentum.head.weight", STATE_LIMIT, "state_range"),
+        ("adamw", "norm.gain", 1 << 39, "matmul_nt"),
+        ("adamw", "adam_m.block0.attn.proj.weight", 1 << 39, "adamw_param"),
+    ],
+)
+def test_a_skipped_step_is_skipped_in_the_trace(
+    optimizer: str, name: str, value: int, kind: str
+) -> None:
+    spec = transformer_spec(optimizer)
+    state = _set(states(spec, 2)[1], name, value)
+    run = assert_trace_matches_step(spec, state, 1)
+    assert run.overflowed
+    first = next(n for n in program_of(spec).nodes if run.outputs[n.index] is None)
+    assert first.kind == kind
+    assert_same_state(run.post_state, {**state, "step": state["step"] + 1})
+
+
+def test_a_diverging_run_skips_the_same_steps() -> None:
+    diverging = {"name": "sgd", "lr_log2": 0, "momentum": 0.99}
+    spec = transformer_spec(diverging, steps=22, checkpoint_interval=2)
+    state = init(spec)
+    skipped = 0
+    for i in range(22):  # program.step skips from step 19 on
+        run = assert_trace_matches_step(spec, state, i)
+        skipped += run.overflowed
+        state = run.post_state
+    assert skipped > 0
+
+
+def _entries_with_threads(spec: JobSpec, state: State, threads: int) -> list[bytes]:
+    from protocol.exact.trace import run_trace
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        return list(run_trace(spec, state, 2).entries)
+    finally:
+        torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adamw"])
+def test_entries_do_not_depend_on_threads(optimizer: str) -> None:
+    spec = transformer_spec(optimizer)
+    state = states(spec, 3)[2]
+    assert _entries_with_threads(spec, state, 1) == _entries_with_threads(spec, state, 2)
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adamw"])
+def test_every_transformer_element_is_recomputed_from_its_reads(optimizer: str) -> None:
+    spec = transformer_spec(optimizer)
+    state = states(spec, 3)[2]
+    largest = check_elements(spec, state, 2)
+    kinds = {node.kind for node in program_of(spec).nodes}
+    assert kinds <= largest.keys()
+    # the longest contraction is the head's input gradient, over the vocabulary (76 > B T)
+    assert largest["matmul_nt"] == 2 * 76
+    assert largest["causal_softmax"] == 8 and largest["rms_norm"] == 16
+    assert largest["attention_scores"] == 2 * 8  # a q row and a k row of dh = 8
+    assert largest["split_heads"] == largest["merge_heads"] == 1
+
+
+def _first(spec: JobSpec, predicate: Any) -> int:
+    return next(n.index for n in program_of(spec).nodes if predicate(n))
+
+
+def test_a_perturbed_output_is_located() -> None:
+    spec = transformer_spec("adamw")
+    state = states(spec, 2)[1]
+    nodes = program_of(spec).nodes
+    picks: list[Any] = [
+        lambda n: n.kind == "causal_softmax",
+        lambda n: n.kind == "attention_scores",
+        lambda n: n.kind == "rms_norm",
+        lambda n: n.kind == "rms_norm_backward",
+        lambda n: n.label == "block0.attn.qkv.weight.grad",
+        lambda n: n.kind == "embedding_grad",
+        lambda n: n.kind == "adamw_param",
+    ]
+    ops = [0, len(nodes) - 1, *(_first(spec, p) for p in picks)]
+    check_perturbation(spec, state, 1, ops)
+
+
+def test_program_shape_and_labels() -> None:
+    spec = transformer_spec()
+    program = program_of(spec)
+    labels = [n.label for n in program.nodes]
+    assert len(set(labels)) == len(labels)
+    for label in ("block1.attn.softmax", "block0.norm1.gain.grad", "embed.token.grad"):
+        assert label in labels
+    assert dict(program.post_state).keys() == {n for n in init(spec) if n != "step"}
+    products: list[OpNode] = [n for n in program.nodes if n.kind == "matmul_nt"]
+    # per block: 4 linear layers x 3 products, P v, dv, dP, dq, dk; the head's 3
+    assert len(products) == 2 * (4 * 3 + 5) + 3
