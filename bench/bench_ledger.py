@@ -1,6 +1,6 @@
 """Benchmark: ledger ingest, from raw Ed25519 verification to a real node over HTTP.
 
-    python bench/bench_ledger.py [--quick] [--txs 6000] [--repeats 3] [--block-size 2000]
+    python bench/bench_ledger.py [--quick] [--txs 4000] [--repeats 3] [--block-size 2000]
                                  [--backends sqlite,postgres] [--clients 1,20,50]
                                  [--pg-url postgresql+psycopg://postgres@127.0.0.1:5432/test]
                                  [--state-accounts 1000,10000,100000] [--no-http]
@@ -385,7 +385,7 @@ def main() -> None:
     parser.add_argument("--readme", type=Path, default=None)
     args = parser.parse_args()
     quick = args.quick
-    n = args.txs or (1_500 if quick else 6_000)
+    n = args.txs or (1_500 if quick else 4_000)
     rounds = args.repeats or (2 if quick else 3)
     backends = (args.backends or ("sqlite" if quick else "sqlite,postgres")).split(",")
     state_sizes = [
@@ -407,7 +407,7 @@ def main() -> None:
 
     print("verify ...", file=sys.stderr)
     _genesis, txs = make_transfers(n, args.accounts)
-    triples = triples_of(txs)
+    triples = triples_of(txs[:2_000])
     spawn = multiprocessing.get_context("spawn")
     with ThreadPoolExecutor(2) as threads, ProcessPoolExecutor(2, mp_context=spawn) as processes:
         list(processes.map(verify_all, [triples[:2], triples[2:4]]))  # start both workers
@@ -470,8 +470,8 @@ def main() -> None:
 
 def http_section(tmp: Path, rounds: int, clients: list[int], quick: bool) -> dict[str, Any]:
     """Both modes at each client count, interleaved, on one node; workloads signed up front."""
-    single_total = 400 if quick else 2_000
-    batch_total = 2_000 if quick else 8_000
+    single_total = 400 if quick else 1_000
+    batch_total = 2_000 if quick else 5_000
     configs = [(c, batch) for c in clients for batch in (False, True)]
     plans: dict[tuple[int, int, bool], list[list[dict[str, Any]]]] = {}
     for r in range(rounds):

@@ -275,7 +275,10 @@ class EnvelopeChecker:
             if self._pool is None:
                 context = multiprocessing.get_context("spawn")
                 self._pool = ProcessPoolExecutor(
-                    self.workers, mp_context=context, initializer=_leave_interrupts_to_parent
+                    self.workers,
+                    mp_context=context,
+                    initializer=_start_worker,
+                    initargs=(os.getpid(),),
                 )
             return self._pool
 
@@ -316,10 +319,22 @@ class EnvelopeChecker:
                 self._pool = None
 
 
-def _leave_interrupts_to_parent() -> None:
-    """A worker ignores Ctrl-C (the terminal sends it to the whole process group): the node
-    shuts its pool down, and a worker has nothing to save."""
+def _start_worker(parent: int) -> None:
+    """A worker ignores Ctrl-C (the terminal sends it to the whole process group: the node
+    shuts its pool down, and a worker has nothing to save) and ends when its node does, even
+    killed with SIGKILL: it would otherwise wait on the task queue for ever."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True).start()
+
+
+def _exit_with_parent(parent: int) -> None:
+    while os.getppid() == parent:
+        _time.sleep(PARENT_CHECK_SECONDS)
+    os._exit(0)
+
+
+PARENT_CHECK_SECONDS: Final = 1.0
+"""How often a worker looks whether its node is still alive."""
 
 
 SHARED_CHECKER: Final = EnvelopeChecker()

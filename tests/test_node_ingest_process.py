@@ -63,6 +63,23 @@ def _descendants(pid: int) -> list[int]:
     return found
 
 
+def _wait_gone(pids: list[int], timeout: float) -> list[int]:
+    """Those of ``pids`` still running after up to ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    alive = list(pids)
+    while alive and time.monotonic() < deadline:
+        alive = [pid for pid in alive if Path(f"/proc/{pid}").exists() and not _zombie(pid)]
+        time.sleep(0.2)
+    return alive
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z"
+    except OSError:
+        return False
+
+
 class Load:
     """Threads that send transfers and record what the node acknowledged as applied:
     ``tx_hash -> (height, index)``."""
@@ -129,6 +146,7 @@ def test_kill_9_under_load_loses_no_acknowledged_transaction(tmp_path: Path) -> 
     node = _start(tmp_path, db, port)
     load = Load(base)
     workers: list[int] = []
+    orphans: list[int] = []
     threads = [
         threading.Thread(target=load.singles, args=(0,)),
         threading.Thread(target=load.singles, args=(1,)),
@@ -148,9 +166,12 @@ def test_kill_9_under_load_loses_no_acknowledged_transaction(tmp_path: Path) -> 
         load.stop.set()
         for thread in threads:
             thread.join(timeout=30)
-        for pid in workers:
+        orphans = _wait_gone(workers, timeout=30)
+        for pid in orphans:
             with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)  # the killed node's workers, if still alive
+                os.kill(pid, signal.SIGKILL)
+    assert workers, "the batches started no verifying worker"
+    assert orphans == [], "the killed node's verifying workers outlived it"
     assert load.errors == []
     acknowledged = dict(load.applied)
     assert len(acknowledged) >= 200, "the load did not get far enough before the kill"
