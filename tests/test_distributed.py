@@ -30,6 +30,7 @@ from services.distributed.train import train_shared
 from tests.test_distributed_shard import MLP
 from tests.test_families import ADAMW, SGD, TINY_CNN, TINY_TRANSFORMER
 
+pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(900)]
 STEPS = 100
 DIVERGING = {"name": "sgd", "lr_log2": 0, "momentum": 0.99}  # steps 52.. skipped
 CASES: dict[str, dict[str, Any]] = {

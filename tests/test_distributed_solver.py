@@ -21,6 +21,8 @@ from services.distributed.pool import PoolConfig, WorkerPool
 from services.network import JobTerms, Network
 from tests.ledger_helpers import tiny_spec
 
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(420)]
+
 
 @pytest.fixture
 def spec() -> JobSpec:

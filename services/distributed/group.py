@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import datetime
 import socket
+import time
 from dataclasses import dataclass
 
 import torch
@@ -62,26 +63,79 @@ def backend_for(device: torch.device) -> str:
     return "nccl" if device.type == "cuda" else "gloo"
 
 
+class Mailbox:
+    """Rank 0's segments to the other ranks, through the group's TCP store (which rank 0
+    hosts): rank 0 posts segment n under its own key; a worker waits for it as long as it
+    takes — an idle solver's workers wait for the next job without any timeout firing, while
+    the steps' collectives keep the group's timeout — and fails at once when the store (rank
+    0) is gone."""
+
+    _WAIT = datetime.timedelta(hours=1)  # one wait call; a worker waits again after it
+
+    def __init__(self, store: dist.Store) -> None:
+        self.store = store
+        self.posted = 0
+        self.read = 0
+
+    def post(self, payload: bytes) -> None:
+        try:
+            # bytes go through as they are (the stub says str; the binding takes either)
+            self.store.set(f"segment/{self.posted}", payload)  # type: ignore[arg-type]
+            if self.posted >= 2:  # every rank has finished segment n - 2: it ran n - 1
+                self.store.delete_key(f"segment/{self.posted - 2}")
+        except (RuntimeError, ValueError, OSError) as exc:
+            raise GroupError(f"posting a segment failed: {exc}") from exc
+        self.posted += 1
+
+    def stop(self, workers: int, patience: float = 10.0) -> None:
+        """Post the empty segment (stop) and wait (up to ``patience`` s) until every worker
+        has read it, so none finds the store gone first and takes it for a failure."""
+        self.post(b"")
+        deadline = time.monotonic() + patience
+        with contextlib.suppress(RuntimeError, ValueError, OSError):
+            while self.store.add("stopped", 0) < workers and time.monotonic() < deadline:
+                time.sleep(0.05)
+
+    def stopped(self) -> None:
+        """A worker acknowledges the stop segment."""
+        with contextlib.suppress(RuntimeError, ValueError, OSError):
+            self.store.add("stopped", 1)
+
+    def next(self) -> bytes:
+        key = f"segment/{self.read}"
+        while True:
+            try:
+                self.store.wait([key], self._WAIT)
+                payload = bytes(self.store.get(key))
+                break
+            except dist.DistStoreError as exc:
+                if "timeout" not in str(exc).lower():
+                    raise GroupError(f"rank 0 is gone: {exc}") from exc
+            except (RuntimeError, ValueError, OSError) as exc:
+                raise GroupError(f"rank 0 is gone: {exc}") from exc
+        self.read += 1
+        return payload
+
+
 def join_group(
     rdzv: Rendezvous,
     rank: int,
     world: int,
     device: torch.device,
     timeout: float = DEFAULT_TIMEOUT_S,
-) -> None:
-    """Join (rank 0: host) the default process group of ``world`` ranks."""
+) -> Mailbox:
+    """Join (rank 0: host) the default process group of ``world`` ranks; its mailbox."""
     if device.type == "cuda":
         torch.cuda.set_device(device)
+    limit = datetime.timedelta(seconds=timeout)
     try:
+        store = dist.TCPStore(rdzv.host, rdzv.port, world, rank == 0, timeout=limit)
         dist.init_process_group(
-            backend_for(device),
-            init_method=f"tcp://{rdzv.host}:{rdzv.port}",
-            rank=rank,
-            world_size=world,
-            timeout=datetime.timedelta(seconds=timeout),
+            backend_for(device), store=store, rank=rank, world_size=world, timeout=limit
         )
     except (RuntimeError, ValueError, OSError) as exc:
         raise GroupError(f"rank {rank} could not join {rdzv} ({world} ranks): {exc}") from exc
+    return Mailbox(store)
 
 
 def leave_group() -> None:
@@ -113,21 +167,3 @@ class TorchCollective:
             dist.all_reduce(t, op=op)
         except (RuntimeError, ValueError, OSError) as exc:
             raise GroupError(f"all-reduce failed: {exc}") from exc
-
-
-def broadcast_bytes(payload: bytes | None, device: torch.device) -> bytes:
-    """Rank 0's ``payload`` on every rank (others pass None): a length, then the bytes."""
-    try:
-        size = torch.tensor([0 if payload is None else len(payload)], dtype=torch.int64)
-        size = size.to(device)
-        dist.broadcast(size, src=0)
-        n = int(size.item())
-        if payload is None:
-            data = torch.empty(n, dtype=torch.uint8, device=device)
-        else:
-            data = torch.frombuffer(bytearray(payload), dtype=torch.uint8).to(device)
-        if n:
-            dist.broadcast(data, src=0)
-        return bytes(data.cpu().numpy().tobytes())
-    except (RuntimeError, ValueError, OSError) as exc:
-        raise GroupError(f"broadcast failed: {exc}") from exc

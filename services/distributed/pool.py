@@ -34,9 +34,9 @@ from protocol.spec import JobSpec
 from services.distributed.group import (
     DEFAULT_TIMEOUT_S,
     GroupError,
+    Mailbox,
     Rendezvous,
     TorchCollective,
-    broadcast_bytes,
     join_group,
     leave_group,
     rank_device,
@@ -85,6 +85,7 @@ class WorkerPool:
         self.restarts = 0
         self._procs: list[SpawnProcess] = []
         self._rdzv: Rendezvous | None = None
+        self._mailbox: Mailbox | None = None
         self._started = False
 
     @property
@@ -123,14 +124,14 @@ class WorkerPool:
             for rank in self.config.node_ranks(0)
             if rank != 0
         ]
-        join_group(self._rdzv, 0, self.world, self.device, self.config.timeout)
+        self._mailbox = join_group(self._rdzv, 0, self.world, self.device, self.config.timeout)
         self._started = True
 
     def close(self) -> None:
         """Tell the workers to stop, leave the group, reap the local processes."""
-        if self._started:
+        if self._started and self._mailbox is not None:
             with contextlib.suppress(GroupError):
-                broadcast_bytes(b"", self.device)
+                self._mailbox.stop(self.world - 1)
         self._teardown(graceful=self._started)
 
     def _teardown(self, *, graceful: bool) -> None:
@@ -182,7 +183,8 @@ class WorkerPool:
     def _run(self, segment: Segment, on_step: Callable[[int], None] | None) -> State:
         if self.world == 1:
             return run_segment(segment, Share(0, 1), _Alone(), on_step=on_step)
-        broadcast_bytes(segment.encode(), self.device)
+        assert self._mailbox is not None
+        self._mailbox.post(segment.encode())
         tamper = self.config.tamper.get(0)
         collective: Collective = self.collective
         if tamper is not None:

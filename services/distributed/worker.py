@@ -3,8 +3,9 @@
 A segment is (spec, start state, start step, stop step, forced errors): every rank decodes
 the same start state, runs ``shared_step`` for each step with the others and plants the same
 forced errors, so every rank holds rank 0's state after it — rank 0 needs nothing back. The
-state travels with every segment (one broadcast per segment, not per step), so a worker keeps
-nothing between segments and a restarted group resumes from any checkpoint.
+state travels with every segment (posted once per segment on the group's store, not per
+step: ``group.Mailbox``), so a worker keeps nothing between segments and a restarted group
+resumes from any checkpoint.
 
 An empty segment payload means "stop". A cheating rank for the adversarial tests
 (``tamper_step``): at that step, the worker adds 1 (after rounding) to the first element of
@@ -33,7 +34,6 @@ from services.distributed.group import (
     GroupError,
     Rendezvous,
     TorchCollective,
-    broadcast_bytes,
     join_group,
     leave_group,
     rank_device,
@@ -126,14 +126,15 @@ def serve(
     set_threads(threads)
     dev = rank_device(device, rank)
     prepare_exact(dev)
-    join_group(rdzv, rank, world, dev, timeout)
+    mailbox = join_group(rdzv, rank, world, dev, timeout)
     try:
         base = TorchCollective()
         collective: Collective = base if tamper_step is None else TamperingCollective(base)
         share = Share(rank, world)
         while True:
-            payload = broadcast_bytes(None, dev)
+            payload = mailbox.next()
             if not payload:
+                mailbox.stopped()
                 return
             run_segment(Segment.decode(payload, dev), share, collective, tamper_step)
     finally:
