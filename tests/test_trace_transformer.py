@@ -22,14 +22,18 @@ from typing import Any
 
 import pytest
 import torch
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 
+from protocol.errors import OverflowBoundError
 from protocol.exact import init
 from protocol.exact.fixedpoint import STATE_LIMIT
 from protocol.exact.state import State
-from protocol.exact.trace import program_of
+from protocol.exact.trace import op_def, program_of
 from protocol.exact.trace import transformer as transformer_trace
+from protocol.exact.trace.registry import cut
 from protocol.spec import JobSpec
-from protocol.trace import OpNode
+from protocol.trace import OpNode, Ref
 from services import scenarios
 from tests.test_trace import (
     BUDGETS,
@@ -214,3 +218,129 @@ def test_program_shape_and_labels() -> None:
     products: list[OpNode] = [n for n in program.nodes if n.kind == "matmul_nt"]
     # per block: 4 linear layers x 3 products, P v, dv, dP, dq, dk; the head's 3
     assert len(products) == 2 * (4 * 3 + 5) + 3
+
+
+# --- the operators alone, on random values up to their bounds --------------------------------
+
+B, T, D, HEADS, V, FF = 2, 4, 8, 2, 5, 6
+ROWS, DH = B * T, D // HEADS
+
+
+def _ints(gen: torch.Generator, shape: tuple[int, ...], bits: int) -> torch.Tensor:
+    """Uniform int64 values in (-2^bits, 2^bits)."""
+    span = 1 << bits
+    return torch.randint(-span + 1, span, shape, generator=gen, dtype=torch.int64)
+
+
+def _ids(gen: torch.Generator, high: int) -> torch.Tensor:
+    return torch.randint(0, high, (B, T), generator=gen, dtype=torch.int64)
+
+
+Case = tuple[dict[str, int], list[torch.Tensor], tuple[int, ...]]
+
+
+def _case(kind: str, gen: torch.Generator, bits: int) -> Case:
+    """Attributes, inputs and the output shape of one operator on random values."""
+    heads4 = (B, HEADS, T, DH)
+    square = (B, HEADS, T, T)
+    rows = (ROWS, D)
+    scale = 1 << 15  # attention_scale(4)
+    z_bits = min(bits, 41)  # a gelu input is a linear output: |z| < 2^37 + 2^40
+    cases: dict[str, Any] = {
+        "rms_norm": lambda: ({}, [_ints(gen, rows, bits)], rows),
+        "gain_mul": lambda: ({}, [_ints(gen, rows, bits), _ints(gen, (D,), bits)], rows),
+        "rms_norm_backward": lambda: (
+            {},
+            [_ints(gen, rows, min(bits, 27)), _ints(gen, (D,), bits), _ints(gen, rows, bits)],
+            rows,
+        ),
+        "rms_gain_grad": lambda: ({}, [_ints(gen, (D, ROWS), bits)] * 2, (D,)),
+        "attention_scores": lambda: (
+            {"scale": scale},
+            [_ints(gen, heads4, bits), _ints(gen, heads4, bits)],
+            square,
+        ),
+        "causal_softmax": lambda: ({}, [_ints(gen, square, bits)], square),
+        "attention_softmax_backward": lambda: (
+            {"scale": scale},
+            [_ints(gen, square, 16).abs(), _ints(gen, square, bits)],
+            square,
+        ),
+        "gelu": lambda: ({}, [_ints(gen, (ROWS, FF), z_bits), _ints(gen, (FF,), 20)], (ROWS, FF)),
+        "gelu_backward": lambda: (
+            {},
+            [_ints(gen, (ROWS, FF), z_bits), _ints(gen, (FF,), 20), _ints(gen, (ROWS, FF), 37)],
+            (ROWS, FF),
+        ),
+        "embed_tokens": lambda: (
+            {},
+            [_ints(gen, (V, D), bits), _ints(gen, (T, D), bits), _ids(gen, V)],
+            rows,
+        ),
+        "embedding_grad": lambda: (
+            {"rows": V},
+            [_ints(gen, (D, ROWS), bits), _ids(gen, V)],
+            (V, D),
+        ),
+        "position_grad": lambda: ({"context": T}, [_ints(gen, (D, ROWS), bits)], (T, D)),
+        "residual_add": lambda: ({}, [_ints(gen, rows, bits), _ints(gen, rows, bits)], rows),
+        "split_heads": lambda: (
+            {"context": T, "heads": HEADS, "part": 2, "width": D, "transposed": 1},
+            [_ints(gen, (ROWS, 3 * D), bits)],
+            (B, HEADS, DH, T),
+        ),
+        "merge_heads": lambda: ({}, [_ints(gen, heads4, bits) for _ in range(3)], (ROWS, 3 * D)),
+    }
+    attrs, inputs, shape = cases[kind]()
+    return attrs, inputs, shape
+
+
+TRANSFORMER_KINDS = sorted(
+    [
+        "rms_norm",
+        "gain_mul",
+        "rms_norm_backward",
+        "rms_gain_grad",
+        "attention_scores",
+        "causal_softmax",
+        "attention_softmax_backward",
+        "gelu",
+        "gelu_backward",
+        "embed_tokens",
+        "embedding_grad",
+        "position_grad",
+        "residual_add",
+        "split_heads",
+        "merge_heads",
+    ]
+)
+
+
+@pytest.mark.parametrize("kind", TRANSFORMER_KINDS)
+@settings(max_examples=12, deadline=None)
+@given(bits=st.integers(0, 50), seed=st.integers(0, 2**16))
+@example(bits=16, seed=0)  # within every bound
+@example(bits=40, seed=1)
+def test_every_element_of_an_operator_matches_its_run(kind: str, bits: int, seed: int) -> None:
+    """On random inputs up to 2^50 (past most bounds): wherever ``run`` passes its checks,
+    every output element recomputed from the pieces ``reads`` names is ``run``'s."""
+    gen = torch.Generator().manual_seed(seed)
+    attrs, inputs, shape = _case(kind, gen, bits)
+    refs = tuple(Ref("batch", f"in{j}") for j in range(len(inputs)))
+    node = OpNode(0, kind, refs, tuple(sorted(attrs.items())), shape, kind)
+    op = op_def(kind)
+    try:
+        output = op.run(node, inputs)
+    except OverflowBoundError:
+        return
+    assert output.dtype == torch.int64 and tuple(output.shape) == shape
+    shapes = [tuple(t.shape) for t in inputs]
+    budget = BUDGETS[kind](node, shapes)
+    for flat in range(output.numel()):
+        index = tuple(int(i) for i in torch.unravel_index(torch.tensor(flat), shape))
+        boxes = op.reads(node, shapes, index)
+        pieces = [
+            None if b is None else cut(t, b).clone() for t, b in zip(inputs, boxes, strict=True)
+        ]
+        assert sum(0 if p is None else p.numel() for p in pieces) <= budget
+        assert op.element(node, index, pieces) == int(output[index].item()), (kind, index)
