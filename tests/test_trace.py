@@ -20,11 +20,12 @@ from typing import Any
 import pytest
 import torch
 
+from protocol.errors import OverflowBoundError
 from protocol.exact import init, step
 from protocol.exact.fixedpoint import STATE_LIMIT
 from protocol.exact.state import State
 from protocol.exact.trace import TraceRun, op_def, program_of, run_trace
-from protocol.exact.trace.registry import cut
+from protocol.exact.trace.registry import cut, op_checks
 from protocol.exact.trace.run import batch_tensors, entry_of, resolve
 from protocol.spec import JobSpec, parse_spec
 from protocol.trace import OVERFLOW_ENTRY, OpNode, Program, trace_root
@@ -176,6 +177,40 @@ def check_perturbation(spec: JobSpec, state: State, i: int, ops: list[int]) -> N
         assert differing == [k]
 
 
+def check_verdicts(spec: JobSpec, state: State, i: int) -> int:
+    """Every operator whose inputs exist: ``run`` raises OverflowBoundError exactly when one
+    of its stated ``checks`` fails on those inputs. Returns how many raised."""
+    run = run_trace(spec, state, i)
+    batch = batch_tensors(spec, i, torch.device("cpu"))
+    raised = 0
+    for node in program_of(spec).nodes:
+        inputs = [resolve(ref, state, batch, run.outputs) for ref in node.inputs]
+        present = [t for t in inputs if t is not None]
+        if len(present) != len(inputs):
+            assert run.outputs[node.index] is None
+            continue
+        try:
+            op_def(node.kind).run(node, present)
+            failed = False
+        except OverflowBoundError:
+            failed = True
+        assert failed == (run.outputs[node.index] is None), node.label
+        verdict = any(c.bound(present).fails() for c in op_checks(node, present))
+        assert failed == verdict, node.label
+        raised += failed
+    return raised
+
+
+def scaled_states(spec: JobSpec) -> list[State]:
+    """State 2 with every parameter and buffer times 1, 2^8, 2^16 and 2^22: the larger ones
+    fail products, sums and the softmax's bound (and still pass the state's range)."""
+    base = states(spec, 3)[2]
+    out = []
+    for shift in (0, 8, 16, 22):
+        out.append({n: t if n == "step" else t << shift for n, t in base.items()})
+    return out
+
+
 # --- tests ----------------------------------------------------------------------------------
 
 
@@ -262,6 +297,15 @@ def test_every_mlp_element_is_recomputed_from_its_reads(optimizer: str) -> None:
     assert largest["transpose"] == 1
 
 
+@pytest.mark.parametrize("optimizer", ["sgd", "adamw"])
+def test_stated_checks_are_the_checks_run_makes(optimizer: str) -> None:
+    spec = mlp_spec(optimizer)
+    raised = [check_verdicts(spec, state, 2) for state in scaled_states(spec)]
+    assert raised[0] == 0 and max(raised) > 0
+    for state in scaled_states(spec):
+        assert_trace_matches_step(spec, state, 2)
+
+
 def test_a_perturbed_output_is_located() -> None:
     spec = mlp_spec("adamw")
     state = states(spec, 2)[1]
@@ -275,3 +319,54 @@ def test_program_shape_and_labels() -> None:
     assert len(set(labels)) == len(labels)
     assert "layer0.forward" in labels and "layer1.weight.grad" in labels
     assert dict(program.post_state).keys() == {n for n in init(mlp_spec()) if n != "step"}
+
+
+def _node(kind: str, shape: tuple[int, ...], **attrs: int | str) -> OpNode:
+    return OpNode(0, kind, (), tuple(sorted(attrs.items())), shape, kind)
+
+
+def _crafted() -> list[tuple[OpNode, list[torch.Tensor]]]:
+    """Operators on inputs around each of their limits (both sides)."""
+    from protocol.exact.trace import conv_ops  # noqa: F401  (registers the pooling operators)
+
+    cases: list[tuple[OpNode, list[torch.Tensor]]] = []
+    for top in (2**39, 2**58, 2**60 - 1, 2**60, 2**59 + 3, 2**61 - 1, 2**61):
+        row = torch.tensor([[top, -5, 0, 7]])
+        cases.append((_node("row_sum", (1,)), [row]))
+        cases.append((_node("softmax_xent_grad", (1, 4)), [row, torch.tensor([2])]))
+        cases.append((_node("state_range", ()), [row]))
+        image = torch.tensor([[[[top, 1], [2, 3]]]])
+        cases.append((_node("avgpool", (1, 1, 1, 1), pool=2), [image]))
+        grad = torch.tensor([[[[top]]]])
+        cases.append((_node("avgpool_grad", (1, 1, 2, 2), pool=2), [grad]))
+    for a_top in (2**20, 2**26, 2**27):
+        a = torch.tensor([[a_top, 3, -2, 1]])
+        b = torch.tensor([[2**24, 1, 1, 1], [5, 6, 7, 8]])
+        cases.append((_node("matmul_nt", (1, 2), shift=16, bias=0), [a, b]))
+        cases.append((_node("matmul_nt", (1, 2), shift=16, bias=0, a_max=a_top * 2), [a, b]))
+    for g_top in (2**20, 2**31):
+        g = torch.tensor([g_top, -1])
+        zeros = torch.zeros(2, dtype=torch.int64)
+        attrs: dict[str, int | str] = {"beta1": 58982, "grad_limit": 2**24}
+        cases.append((_node("adamw_m", (2,), **attrs), [zeros, g]))
+    for m_top in (2**20, 2**30, 2**40):
+        m = torch.tensor([m_top, 1])
+        w = torch.zeros(2, dtype=torch.int64)
+        attrs = {"beta1": 58982, "beta2": 64880, "eps_log2": -8, "lr_log2": -7, "batch_log2": 3}
+        node = _node("adamw_param", (2,), **attrs)
+        cases.append((node, [w, m, torch.ones(2, dtype=torch.int64), torch.tensor(0)]))
+    return cases
+
+
+def test_stated_checks_decide_every_crafted_overflow() -> None:
+    outcomes = {}
+    for node, inputs in _crafted():
+        try:
+            op_def(node.kind).run(node, inputs)
+            failed = False
+        except OverflowBoundError:
+            failed = True
+        verdict = any(c.bound(inputs).fails() for c in op_checks(node, inputs))
+        assert failed == verdict, (node.kind, node.attrs, inputs)
+        outcomes.setdefault(node.kind, set()).add(failed)
+    assert all(seen == {True, False} for seen in outcomes.values()), outcomes

@@ -21,6 +21,8 @@ from tests.test_trace import (
     assert_trace_matches_step,
     check_elements,
     check_perturbation,
+    check_verdicts,
+    scaled_states,
     states,
 )
 
@@ -89,3 +91,12 @@ def test_cnn_entries_do_not_depend_on_threads() -> None:
     spec = CASES["max-pool, two convs, adamw"]
     state = states(spec, 3)[2]
     assert _entries_with_threads(spec, state, 1) == _entries_with_threads(spec, state, 2)
+
+
+@pytest.mark.parametrize("name", ["stride 2 over a padded 3x3", "max-pool, two convs, adamw"])
+def test_stated_cnn_checks_are_the_checks_run_makes(name: str) -> None:
+    spec = CASES[name]
+    raised = [check_verdicts(spec, state, 2) for state in scaled_states(spec)]
+    assert raised[0] == 0 and max(raised) > 0
+    for state in scaled_states(spec):
+        assert_trace_matches_step(spec, state, 2)

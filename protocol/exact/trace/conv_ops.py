@@ -35,7 +35,7 @@ from protocol.exact.ops.pool import (
     maxpool2d_forward,
 )
 from protocol.exact.trace.ops import Pieces, Shapes, piece, scalar, unravel
-from protocol.exact.trace.registry import Box, int_attr, point_box, register
+from protocol.exact.trace.registry import Box, Check, int_attr, point_box, register
 from protocol.trace import OpNode
 
 
@@ -194,11 +194,23 @@ class MaxPoolGrad:
         return scalar(piece(pieces, 1)) if scalar(saved.winner) == mine else 0
 
 
+POOL_SUM_LIMIT = 1 << 61
+
+
+def _pool_sum_check(node: OpNode) -> tuple[Check, ...]:
+    """``ops.pool``'s check: p^2 max|x| < 2^61 (the window sum and div_round cannot wrap)."""
+    pool = int_attr(node, "pool")
+    return (Check(node.label, "n*max|x|", (0,), (), pool * pool, POOL_SUM_LIMIT, False),)
+
+
 class AvgPool:
     """The mean of each p x p window, rounded half up once; checks p^2 max|x| < 2^61 over the
     whole input (``avgpool2d_forward``)."""
 
     kind = "avgpool"
+
+    def checks(self, node: OpNode, inputs: Sequence[torch.Tensor]) -> tuple[Check, ...]:
+        return _pool_sum_check(node)
 
     def run(self, node: OpNode, inputs: Sequence[torch.Tensor]) -> torch.Tensor:
         return avgpool2d_forward(inputs[0], int_attr(node, "pool"), node.label)[0]
@@ -215,6 +227,9 @@ class AvgPoolGrad:
     2^61 over the whole gradient (``avgpool2d_backward``)."""
 
     kind = "avgpool_grad"
+
+    def checks(self, node: OpNode, inputs: Sequence[torch.Tensor]) -> tuple[Check, ...]:
+        return _pool_sum_check(node)
 
     def run(self, node: OpNode, inputs: Sequence[torch.Tensor]) -> torch.Tensor:
         pool = int_attr(node, "pool")

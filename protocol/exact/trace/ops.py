@@ -42,6 +42,7 @@ from protocol.exact.fixedpoint import (
     FRAC,
     ONE,
     STATE_LIMIT,
+    SUM_LIMIT,
     ExactMatmul,
     Operand,
     check_sum_bound,
@@ -50,9 +51,11 @@ from protocol.exact.fixedpoint import (
     maxabs,
     rshift_round_,
 )
+from protocol.exact.ops.attention import SOFTMAX_INPUT_LIMIT
 from protocol.exact.optim import ADAM_SQRT_FRAC, ADAM_V_FRAC, bias_corrections
 from protocol.exact.trace.registry import (
     Box,
+    Check,
     int_attr,
     point_box,
     register,
@@ -180,6 +183,21 @@ class MatmulNT:
 
     kind = "matmul_nt"
 
+    def checks(self, node: OpNode, inputs: Sequence[torch.Tensor]) -> tuple[Check, ...]:
+        sources: list[int | None] = []
+        constants: list[int] = []
+        for side, own in (("a", 0), ("b", 1)):
+            if has_attr(node, f"{side}_max"):
+                sources.append(None)
+                constants.append(int_attr(node, f"{side}_max"))
+            elif has_attr(node, f"{side}_max_input"):
+                sources.append(int_attr(node, f"{side}_max_input"))
+            else:
+                sources.append(own)
+        k = int(inputs[0].shape[-1])
+        what = "max|a|*max|b|*K"
+        return (Check(node.label, what, tuple(sources), tuple(constants), k, 1 << 53, True),)
+
     def _product_shape(self, node: OpNode, shapes: Shapes) -> tuple[int, ...]:
         a_shape, b_shape = shapes[0], shapes[1]
         lead = a_shape[:-2]
@@ -263,6 +281,9 @@ class SoftmaxXentGrad:
 
     kind = "softmax_xent_grad"
 
+    def checks(self, node: OpNode, inputs: Sequence[torch.Tensor]) -> tuple[Check, ...]:
+        return (Check("softmax", "max|x|", (0,), (), 1, SOFTMAX_INPUT_LIMIT, False),)
+
     def run(self, node: OpNode, inputs: Sequence[torch.Tensor]) -> torch.Tensor:
         return cross_entropy_grad(inputs[0], inputs[1])
 
@@ -285,6 +306,11 @@ class RowSum:
 
     kind = "row_sum"
 
+    def checks(self, node: OpNode, inputs: Sequence[torch.Tensor]) -> tuple[Check, ...]:
+        terms = math.prod(inputs[0].shape[1:])
+        limit = int(SUM_LIMIT)
+        return (Check(node.label, "max|g|*N", (0,), (), terms, limit, True),)
+
     def run(self, node: OpNode, inputs: Sequence[torch.Tensor]) -> torch.Tensor:
         x = inputs[0]
         terms = math.prod(x.shape[1:])
@@ -306,6 +332,9 @@ class StateRange:
     overflow. Nothing reads its output; its element reads nothing."""
 
     kind = "state_range"
+
+    def checks(self, node: OpNode, inputs: Sequence[torch.Tensor]) -> tuple[Check, ...]:
+        return (Check("state", "max|value|", (0,), (), 1, STATE_LIMIT, False),)
 
     def run(self, node: OpNode, inputs: Sequence[torch.Tensor]) -> torch.Tensor:
         worst = maxabs(inputs[0])
@@ -377,6 +406,11 @@ class SgdParam(Elementwise):
         return torch.sub(w, step, out=step)
 
 
+def _adam_grad_check(node: OpNode) -> tuple[Check, ...]:
+    limit = int_attr(node, "grad_limit")
+    return (Check("adamw gradient", "max|g|", (1,), (), 1, limit, False),)
+
+
 def _check_adam_grad(node: OpNode, g: torch.Tensor) -> None:
     """``adamw_update``'s first check, max|g| < adam_grad_limit, on this parameter's
     gradient: the step's check over all gradients fails iff it fails on one of them."""
@@ -392,6 +426,9 @@ class AdamwM(Elementwise):
 
     def check(self, node: OpNode, inputs: Sequence[torch.Tensor]) -> None:
         _check_adam_grad(node, inputs[1])
+
+    def checks(self, node: OpNode, inputs: Sequence[torch.Tensor]) -> tuple[Check, ...]:
+        return _adam_grad_check(node)
 
     def compute(self, node: OpNode, inputs: Sequence[torch.Tensor]) -> torch.Tensor:
         m, g = inputs
@@ -410,6 +447,9 @@ class AdamwV(Elementwise):
 
     def check(self, node: OpNode, inputs: Sequence[torch.Tensor]) -> None:
         _check_adam_grad(node, inputs[1])
+
+    def checks(self, node: OpNode, inputs: Sequence[torch.Tensor]) -> tuple[Check, ...]:
+        return _adam_grad_check(node)
 
     def compute(self, node: OpNode, inputs: Sequence[torch.Tensor]) -> torch.Tensor:
         v, g = inputs
@@ -436,6 +476,10 @@ class AdamwParam(Elementwise):
 
     def _scalars(self, node: OpNode, step: torch.Tensor) -> tuple[int, int]:
         return bias_corrections(int_attr(node, "beta1"), int_attr(node, "beta2"), scalar(step))
+
+    def checks(self, node: OpNode, inputs: Sequence[torch.Tensor]) -> tuple[Check, ...]:
+        k1, _ = self._scalars(node, inputs[3])
+        return (Check("adamw first moment", "max|m|*k1", (1, None), (k1,), 1, MH_LIMIT, False),)
 
     def check(self, node: OpNode, inputs: Sequence[torch.Tensor]) -> None:
         k1, _ = self._scalars(node, inputs[3])

@@ -20,11 +20,14 @@ Definitions register themselves by ``kind`` on import (``register``); ``op_def``
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Protocol
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
 
 import torch
 
 from protocol.errors import SpecError
+from protocol.exact.bounds import BoundCheck
+from protocol.exact.fixedpoint import maxabs
 from protocol.trace import OpNode
 
 Box = tuple[tuple[int, int], ...]
@@ -55,6 +58,49 @@ class OpDef(Protocol):
         its box, CPU int64; None where ``reads`` gave None). Equals run(...)[index] whenever
         run does not overflow."""
         ...
+
+
+@dataclass(frozen=True)
+class Check:
+    """One run-time check of an operator, as metadata: the product of its factors times
+    ``scale`` must stay below ``limit``. Each factor is the max |value| of one input
+    (``sources[f]`` its index) or a constant (``sources[f]`` None, the value the next of
+    ``constants``). A failing check is proved by one element of each source input: any
+    element's |value| is at most its input's max, so elements whose product already reaches
+    the limit show the check fails (the next stage's witness)."""
+
+    where: str
+    what: str
+    sources: tuple[int | None, ...]
+    constants: tuple[int, ...]
+    scale: int
+    limit: int
+    in_float: bool  # the product formed in float64, left to right (as ``BoundCheck``)
+
+    def bound(self, inputs: Sequence[torch.Tensor]) -> BoundCheck:
+        """The check on whole inputs, with the factors the operator's ``run`` multiplies."""
+        constants = iter(self.constants)
+        values = [next(constants) if j is None else maxabs(inputs[j]) for j in self.sources]
+        factors = tuple(float(v) for v in values) if self.in_float else tuple(values)
+        limit_text = f"2^{self.limit.bit_length() - 1}"
+        limit = float(self.limit) if self.in_float else self.limit
+        return BoundCheck(
+            self.where, self.what, limit_text, factors, self.scale, limit, self.in_float
+        )
+
+
+@runtime_checkable
+class CheckedOp(Protocol):
+    """An operator that states its run-time checks (``Check``): ``run`` raises
+    OverflowBoundError exactly when one of them fails on its inputs."""
+
+    def checks(self, node: OpNode, inputs: Sequence[torch.Tensor]) -> tuple[Check, ...]: ...
+
+
+def op_checks(node: OpNode, inputs: Sequence[torch.Tensor]) -> tuple[Check, ...]:
+    """``node``'s checks (none for an operator that makes none or does not say)."""
+    op = op_def(node.kind)
+    return op.checks(node, inputs) if isinstance(op, CheckedOp) else ()
 
 
 OPS: dict[str, OpDef] = {}
