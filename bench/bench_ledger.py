@@ -22,6 +22,10 @@ median and the spread (min-max) of its rounds:
 * **state root**: ``LedgerState.state_root()`` after a block of 10 changed accounts at 1k, 10k
   and 100k accounts (``bench_state_root.state_root_seconds``, from the state helper).
 
+``--profile`` adds where the in-process time goes: per transfer, the microseconds of each stage
+(parsing and hashing, verifying, the round trip to a worker, applying under the lock, sealing)
+and, under cProfile, the share of the sequencer's time of the functions that cost most.
+
 ``--quick`` (under a minute): fewer transactions, two rounds, no PostgreSQL run unless asked,
 state root at 1k and 10k accounts. ``--readme PATH`` writes the markdown table. PostgreSQL runs
 in a throw-away schema and is skipped if the server is unreachable.
@@ -31,9 +35,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import cProfile
 import json
 import multiprocessing
 import os
+import pickle
+import pstats
 import statistics
 import subprocess
 import sys
@@ -51,7 +58,7 @@ from sqlalchemy.exc import OperationalError
 
 from contracts_sim.chain import Chain, EnvelopeChecker
 from contracts_sim.crypto import forget_verified, key_from_seed, verify_signature
-from contracts_sim.transactions import Transaction, sign_transaction
+from contracts_sim.transactions import Transaction, check_envelopes, sign_transaction
 from protocol.types import Address
 
 CHAIN_ID = "bench"
@@ -189,6 +196,103 @@ def backend_url(backend: str, tmp: Path, pg_url: str) -> Iterator[str | None]:
         with engine.begin() as conn:
             conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
         engine.dispose()
+
+
+# --- profile --------------------------------------------------------------------------------
+
+PROFILED: dict[str, str] = {
+    "apply_transaction (the rules)": "fork.py:apply_transaction",
+    "  process_transfer": "tokens.py:process_transfer",
+    "  increment_nonce": "fork.py:increment_nonce",
+    "  parse_body": "transactions.py:parse_body",
+    "  check_transaction": "fork.py:check_transaction",
+    "  make_event": "events.py:make_event",
+    "dataclasses.replace (all callers)": "dataclasses.py:replace",
+    "produce_block": "chain.py:produce_block",
+    "  store.commit_block": "store.py:commit_block",
+    "  state_root": "state.py:state_root",
+    "  tx_root (root_of)": "merkle.py:root_of",
+}
+
+
+def stage_costs(n: int, block: int, tag: str, url: str) -> dict[str, float]:
+    """Microseconds per transfer of each stage, one after the other in this process; the
+    round trip to a worker counts the sequencer's half (pickling the envelope, unpickling the
+    checked transaction)."""
+    genesis, txs = make_transfers(n, 200, tag)
+    forget_verified()
+    started = time.perf_counter()
+    parsed = [Transaction.from_json(tx) for tx in txs]
+    for tx in parsed:
+        _ = tx.tx_hash
+    parse_s = time.perf_counter() - started
+    forget_verified()
+    started = time.perf_counter()
+    checked = check_envelopes(parsed)
+    verify_s = time.perf_counter() - started
+    returned = pickle.dumps(checked, protocol=5)
+    started = time.perf_counter()
+    pickle.dumps(txs, protocol=5)
+    pickle.loads(returned)
+    ipc_s = time.perf_counter() - started
+    for c in checked:
+        c.remember()
+    applied = [c.tx for c in checked if c.tx is not None]
+    local = EnvelopeChecker(min_parallel=n + 1)  # the memo answers: applying only
+    chain = Chain.open(url, CHAIN_ID, "test", genesis)
+    chain.checker = local
+    apply_s = seal_s = 0.0
+    for lo in range(0, n, block):
+        started = time.perf_counter()
+        chain.submit_many(applied[lo : lo + block])
+        sealing = time.perf_counter()
+        chain.produce_block()
+        apply_s += sealing - started
+        seal_s += time.perf_counter() - sealing
+    chain.close()
+    stages = {
+        "parse + hash (worker)": parse_s,
+        "verify (worker)": verify_s,
+        "to and from a worker (pickle)": ipc_s,
+        "apply under the lock (sequencer)": apply_s,
+        "seal + persist (sequencer)": seal_s,
+    }
+    return {name: 1e6 * s / n for name, s in stages.items()}
+
+
+def profile_section(n: int, block: int, tmp: Path, rounds: int) -> dict[str, Any]:
+    """Stage costs on SQLite (median over ``rounds``), and cProfile shares of the
+    sequencer's time."""
+    runs = []
+    for r in range(rounds):
+        with backend_url("sqlite", tmp, "") as url:
+            assert url is not None
+            runs.append(stage_costs(n, block, f"profile-r{r}", url))
+    costs = {name: summary([run[name] for run in runs]) for name in runs[0]}
+    genesis, txs = make_transfers(n, 200, "profile-cprofile")
+    checked = check_envelopes(txs)
+    for c in checked:
+        c.remember()
+    applied = [c.tx for c in checked if c.tx is not None]
+    chain = Chain.open(f"sqlite:///{tmp / 'profile.db'}", CHAIN_ID, "test", genesis)
+    chain.checker = EnvelopeChecker(min_parallel=n + 1)
+    profiler = cProfile.Profile()
+    profiler.enable()
+    for lo in range(0, n, block):
+        chain.submit_many(applied[lo : lo + block])
+        chain.produce_block()
+    profiler.disable()
+    chain.close()
+    stats = pstats.Stats(profiler).stats  # type: ignore[attr-defined]
+    total = sum(entry[2] for entry in stats.values())
+
+    def cumulative(where: str) -> float:
+        return max(
+            (v[3] for k, v in stats.items() if where in f"{Path(k[0]).name}:{k[2]}"), default=0.0
+        )
+
+    shares = {label: 100 * cumulative(where) / total for label, where in PROFILED.items()}
+    return {"us_per_tx": costs, "sequencer_share_pct": shares}
 
 
 # --- http -----------------------------------------------------------------------------------
@@ -381,6 +485,7 @@ def main() -> None:
     parser.add_argument("--pg-url", default=DEFAULT_PG)
     parser.add_argument("--state-accounts", default=None)
     parser.add_argument("--no-http", action="store_true")
+    parser.add_argument("--profile", action="store_true")
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--readme", type=Path, default=None)
     args = parser.parse_args()
@@ -450,6 +555,10 @@ def main() -> None:
             name: summary(s) if s and s[0] == s[0] else {"skipped": "unreachable"}
             for name, s in in_proc.items()
         }
+
+        if args.profile:
+            print("profile ...", file=sys.stderr)
+            results["profile"] = profile_section(n, args.block_size, tmp, rounds)
 
         if not args.no_http:
             print("http ...", file=sys.stderr)
@@ -559,6 +668,16 @@ def readme(r: dict[str, Any]) -> str:
         lines += ["", "| state root after a block of 10 changed accounts | ms |", "| --- | --- |"]
         for size, s in state.items():
             lines.append(f"| {int(size):,} accounts | {_spread(s, '.2f')} |")
+    if "profile" in r:
+        lines += ["", "| in-process stage (per transfer) | µs |", "| --- | --- |"]
+        for name, s in r["profile"]["us_per_tx"].items():
+            lines.append(f"| {name} | {_spread(s, '.1f')} |")
+        lines += ["", "| sequencer's time (cProfile, SQLite) | share |", "| --- | --- |"]
+        for name, share in r["profile"]["sequencer_share_pct"].items():
+            lines.append(
+                f"| {name.strip()}{' (in the above)' if name.startswith(' ') else ''} "
+                f"| {share:.1f} % |"
+            )
     return "\n".join(lines) + "\n"
 
 
