@@ -9,10 +9,15 @@ import math
 from typing import Any
 
 import pytest
+import torch
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 
 from protocol.exact.fixedpoint import STATE_LIMIT
-from protocol.exact.trace import program_of
+from protocol.exact.trace import op_def, program_of
+from protocol.exact.trace.registry import cut
 from protocol.spec import JobSpec
+from protocol.trace import OpNode
 from tests.test_cnn import SPECS, cnn_spec
 from tests.test_trace import (
     ADAMW,
@@ -100,3 +105,39 @@ def test_stated_cnn_checks_are_the_checks_run_makes(name: str) -> None:
     assert raised[0] == 0 and max(raised) > 0
     for state in scaled_states(spec):
         assert_trace_matches_step(spec, state, 2)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    kernel=st.integers(1, 4),
+    stride=st.integers(1, 3),
+    padding=st.integers(0, 2),
+    size=st.integers(4, 7),
+    channels=st.integers(1, 2),
+    seed=st.integers(0, 2**16),
+)
+def test_im2col_and_col2im_elements_for_any_geometry(
+    kernel: int, stride: int, padding: int, size: int, channels: int, seed: int
+) -> None:
+    """Every element of im2col and col2im, over conv geometries the specs allow, equals the
+    whole operator's, from one value / one window of patches."""
+    oh = (size + 2 * padding - kernel) // stride + 1
+    assume(oh >= 1 and padding < kernel)
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randint(-(2**20), 2**20, (2, channels, size, size), generator=gen)
+    attrs = (("kernel", kernel), ("padding", padding), ("stride", stride))
+    patches = OpNode(0, "im2col", (), attrs, (2 * oh * oh, channels * kernel**2), "im2col")
+    cols_shape = (2, oh, oh, channels, kernel, kernel)
+    fold = OpNode(1, "col2im", (), attrs, tuple(x.shape), "col2im")
+    cols = torch.randint(-(2**30), 2**30, cols_shape, generator=gen)
+    budget = math.ceil(kernel / stride) ** 2 * kernel**2
+    for node, source in ((patches, x), (fold, cols)):
+        op = op_def(node.kind)
+        whole = op.run(node, [source])
+        assert tuple(whole.shape) == node.shape
+        for flat in range(whole.numel()):
+            index = tuple(int(v) for v in torch.unravel_index(torch.tensor(flat), node.shape))
+            (box,) = op.reads(node, [tuple(source.shape)], index)
+            piece = None if box is None else cut(source, box).clone()
+            assert piece is None or piece.numel() <= (1 if node.kind == "im2col" else budget)
+            assert op.element(node, index, [piece]) == int(whole[index]), (node.kind, index)

@@ -14,11 +14,13 @@ An operator definition (``OpDef``) gives three views of one computation:
 both perform the same exact integer arithmetic (products are exact, sums do not depend on
 order), the one on all rows, the other on the rows the element needs.
 
-Definitions register themselves by ``kind`` on import (``register``); ``op_def`` finds one.
+Definitions register themselves by ``kind`` on import (``register``); ``op_def`` finds one
+(importing every operator module, ``OP_MODULES``, on a kind not yet seen).
 """
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
@@ -114,8 +116,28 @@ def register(op: OpDef) -> OpDef:
     return op
 
 
+OP_MODULES = (
+    "protocol.exact.trace.ops",
+    "protocol.exact.trace.conv_ops",
+    "protocol.exact.trace.transformer_ops",
+)
+"""The modules that register operators: ``op_def`` imports them all on a kind it has not
+seen, so a referee finds any kind without building a program first."""
+
+
+def _load_all() -> None:
+    for module in OP_MODULES:
+        try:
+            importlib.import_module(module)
+        except ModuleNotFoundError as missing:
+            if missing.name != module:
+                raise
+
+
 def op_def(kind: str) -> OpDef:
-    """The definition of ``kind``; SpecError for a kind no module registered."""
+    """The definition of ``kind``; SpecError for a kind no module registers."""
+    if kind not in OPS:
+        _load_all()
     op = OPS.get(kind)
     if op is None:
         raise SpecError("trace.kind", f"no operator kind {kind!r}")
