@@ -31,7 +31,8 @@ from protocol.exact.fixedpoint import STATE_LIMIT
 from protocol.exact.state import State
 from protocol.exact.trace import op_def, program_of
 from protocol.exact.trace import transformer as transformer_trace
-from protocol.exact.trace.registry import cut
+from protocol.exact.trace.registry import CheckedOp, cut, op_checks
+from protocol.exact.trace.run import batch_tensors, resolve
 from protocol.spec import JobSpec
 from protocol.trace import OpNode, Ref
 from services import scenarios
@@ -84,7 +85,9 @@ BUDGETS.update(
         "position_grad": lambda node, shapes: shapes[0][1],  # one transposed row (B T)
         "rms_norm": lambda node, shapes: _rows(shapes[0]),  # one row (d)
         "gain_mul": lambda node, shapes: 2,
-        "rms_norm_backward": lambda node, shapes: 3 * _rows(shapes[0]),  # x, gain, dy rows
+        "rms_mean_dot": lambda node, shapes: 2 * _rows(shapes[0]),  # a row of dn and of n
+        "rms_center": lambda node, shapes: 3,
+        "rms_norm_dx": lambda node, shapes: 1 + _rows(shapes[1]),  # t and the row of x
         "rms_gain_grad": lambda node, shapes: 2 * shapes[0][1],  # two transposed rows
         "split_heads": lambda node, shapes: 1,
         "merge_heads": lambda node, shapes: 1,
@@ -140,6 +143,20 @@ def test_a_skipped_step_is_skipped_in_the_trace(
     first = next(n for n in program_of(spec).nodes if run.outputs[n.index] is None)
     assert first.kind == kind
     assert_same_state(run.post_state, {**state, "step": state["step"] + 1})
+    _assert_checks_say_which_overflowed(spec, state, 1, run)
+
+
+def _assert_checks_say_which_overflowed(spec: JobSpec, state: State, i: int, run: Any) -> None:
+    """An operator whose inputs all exist overflowed exactly when one of its stated checks
+    (``Check``: maxima of its inputs) fails on them."""
+    batch = batch_tensors(spec, i, torch.device("cpu"))
+    for node in program_of(spec).nodes:
+        inputs = [resolve(ref, state, batch, run.outputs) for ref in node.inputs]
+        if any(t is None for t in inputs):
+            continue
+        present = [t for t in inputs if t is not None]
+        failing = any(c.bound(present).fails() for c in op_checks(node, present))
+        assert failing == (run.outputs[node.index] is None), node.label
 
 
 def test_a_diverging_run_skips_the_same_steps() -> None:
@@ -198,7 +215,7 @@ def test_a_perturbed_output_is_located() -> None:
         lambda n: n.kind == "causal_softmax",
         lambda n: n.kind == "attention_scores",
         lambda n: n.kind == "rms_norm",
-        lambda n: n.kind == "rms_norm_backward",
+        lambda n: n.kind == "rms_norm_dx",
         lambda n: n.label == "block0.attn.qkv.weight.grad",
         lambda n: n.kind == "embedding_grad",
         lambda n: n.kind == "adamw_param",
@@ -249,11 +266,13 @@ def _case(kind: str, gen: torch.Generator, bits: int) -> Case:
     cases: dict[str, Any] = {
         "rms_norm": lambda: ({}, [_ints(gen, rows, bits)], rows),
         "gain_mul": lambda: ({}, [_ints(gen, rows, bits), _ints(gen, (D,), bits)], rows),
-        "rms_norm_backward": lambda: (
+        "rms_mean_dot": lambda: ({}, [_ints(gen, rows, bits), _ints(gen, rows, 18)], (ROWS,)),
+        "rms_center": lambda: (
             {},
-            [_ints(gen, rows, min(bits, 27)), _ints(gen, (D,), bits), _ints(gen, rows, bits)],
+            [_ints(gen, rows, bits), _ints(gen, rows, 18), _ints(gen, (ROWS,), bits)],
             rows,
         ),
+        "rms_norm_dx": lambda: ({}, [_ints(gen, rows, bits), _ints(gen, rows, 27)], rows),
         "rms_gain_grad": lambda: ({}, [_ints(gen, (D, ROWS), bits)] * 2, (D,)),
         "attention_scores": lambda: (
             {"scale": scale},
@@ -299,7 +318,9 @@ TRANSFORMER_KINDS = sorted(
     [
         "rms_norm",
         "gain_mul",
-        "rms_norm_backward",
+        "rms_mean_dot",
+        "rms_center",
+        "rms_norm_dx",
         "rms_gain_grad",
         "attention_scores",
         "causal_softmax",
@@ -329,10 +350,14 @@ def test_every_element_of_an_operator_matches_its_run(kind: str, bits: int, seed
     refs = tuple(Ref("batch", f"in{j}") for j in range(len(inputs)))
     node = OpNode(0, kind, refs, tuple(sorted(attrs.items())), shape, kind)
     op = op_def(kind)
+    assert isinstance(op, CheckedOp)
+    failing = any(check.bound(inputs).fails() for check in op.checks(node, inputs))
     try:
         output = op.run(node, inputs)
     except OverflowBoundError:
+        assert failing  # the stated checks are the ones run makes
         return
+    assert not failing
     assert output.dtype == torch.int64 and tuple(output.shape) == shape
     shapes = [tuple(t.shape) for t in inputs]
     budget = BUDGETS[kind](node, shapes)

@@ -18,7 +18,8 @@ qkv rows (``split_heads``) and put back as rows (``merge_heads``). Per block l:
               g = softmax_xent_grad(logits, targets as rows)
     backward  a linear layer (x, g, W): dW = matmul_nt(x^T, g^T), db = row_sum(g^T),
               dx = matmul_nt(g, W); a norm: dgain = rms_gain_grad(dy^T, n^T),
-              dx = rms_norm_backward(x, gain, dy); gelu_backward(u, in.bias, g);
+              dn = gain_mul(dy, gain), c = rms_mean_dot(dn, n), t = rms_center(dn, n, c),
+              dx = rms_norm_dx(t, x); gelu_backward(u, in.bias, g);
               attention: dv = matmul_nt(P^T, G^T), dP = matmul_nt(G, v),
               dS = attention_softmax_backward(P, dP), dq = matmul_nt(dS, k^T),
               dk = matmul_nt(dS^T, q^T), dqkv = merge_heads(dq, dk, dv);
@@ -111,14 +112,17 @@ class _Transformer:
         return n, b.add("gain_mul", [n, b.state(gain)], shape, f"{gain}.forward")
 
     def norm_backward(self, x: Ref, n: Ref, grad: Ref, gain: str) -> Ref:
-        """``rms_norm_backward``: the gain's gradient into ``grads``; dx."""
+        """``rms_norm_backward`` one step an operator: the gain's gradient into ``grads``;
+        dn = dy gain, c = mean(dn n) per row, t = dn 2^16 - n c, dx = t / r."""
         b = self.b
         shape = b.shape(x)
         grad_t = b.transpose(grad, f"{gain}.output_grad.T")
         n_t = b.transpose(n, f"{gain}.normalized.T")
         self.grads[gain] = b.add("rms_gain_grad", [grad_t, n_t], shape[-1:], f"{gain}.grad")
-        inputs = [x, b.state(gain), grad]
-        return b.add("rms_norm_backward", inputs, shape, f"{gain}.input_grad")
+        dn = b.add("gain_mul", [grad, b.state(gain)], shape, f"{gain}.normalized_grad")
+        c = b.add("rms_mean_dot", [dn, n], shape[:1], f"{gain}.mean_dot")
+        t = b.add("rms_center", [dn, n, c], shape, f"{gain}.centered")
+        return b.add("rms_norm_dx", [t, x], shape, f"{gain}.input_grad")
 
     def heads(self, rows: Ref, part: int, label: str, *, transposed: bool = False) -> Ref:
         """Part ``part`` (q 0, k 1, v 2) of token rows as (B, h, T, dh), or (B, h, dh, T)."""

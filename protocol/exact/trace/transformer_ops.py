@@ -33,18 +33,34 @@ from protocol.exact.fixedpoint import (
     ONE,
     ExactMatmul,
     Operand,
-    maxabs,
-    require_product_below,
+    div_round,
     rshift_round,
     rshift_round_,
     scale_round,
 )
-from protocol.exact.ops.activations import gelu_backward, gelu_forward
-from protocol.exact.ops.attention import causal_mask, softmax_backward, softmax_lastdim
+from protocol.exact.ops.activations import (
+    GELU_GRAD_LIMIT,
+    GELU_INPUT_LIMIT,
+    gelu_backward,
+    gelu_forward,
+)
+from protocol.exact.ops.attention import (
+    SOFTMAX_GRAD_LIMIT,
+    SOFTMAX_INPUT_LIMIT,
+    causal_mask,
+    softmax_backward,
+    softmax_lastdim,
+)
 from protocol.exact.ops.embedding import EmbeddingSaved, embedding_backward
-from protocol.exact.ops.norm import RmsNormSaved, rms_norm_backward, rms_norm_forward
+from protocol.exact.ops.norm import (
+    RMS_FRAC,
+    _div_round_by,
+    rms_input_limit,
+    rms_norm_forward,
+)
 from protocol.exact.trace.registry import (
     Box,
+    Check,
     int_attr,
     point_box,
     register,
@@ -55,6 +71,7 @@ from protocol.exact.transformer import _GRAD_INPUT_BOUND, _gelu_input_bound
 from protocol.trace import OpNode
 
 _LIMIT = 1 << 62
+_EXACT = 1 << 53  # ExactMatmul's limit
 Pieces = Sequence[torch.Tensor | None]
 Shapes = Sequence[tuple[int, ...]]
 
@@ -68,6 +85,14 @@ def _piece(pieces: Pieces, j: int) -> torch.Tensor:
 
 def _scalar(t: torch.Tensor) -> int:
     return int(t.reshape(-1)[0].item())
+
+
+def _require(checks: Sequence[Check], inputs: Sequence[torch.Tensor]) -> None:
+    """Raise ``OverflowBoundError`` at the first of ``checks`` that fails on ``inputs``."""
+    for check in checks:
+        bound = check.bound(inputs)
+        if bound.fails():
+            raise bound.error()
 
 
 def _column_box(shape: tuple[int, ...], column: int) -> Box:
@@ -84,6 +109,9 @@ class EmbedTokens:
     (T, d), the ids (B, T)."""
 
     kind = "embed_tokens"
+
+    def checks(self, node: OpNode, inputs: Sequence[torch.Tensor]) -> tuple[Check, ...]:
+        return ()  # none: exact copies and adds
 
     def run(self, node: OpNode, inputs: Sequence[torch.Tensor]) -> torch.Tensor:
         token, position, ids = inputs
@@ -110,6 +138,9 @@ class EmbeddingGrad:
 
     kind = "embedding_grad"
 
+    def checks(self, node: OpNode, inputs: Sequence[torch.Tensor]) -> tuple[Check, ...]:
+        return (_embedding_sum_check(inputs[0]),)
+
     def run(self, node: OpNode, inputs: Sequence[torch.Tensor]) -> torch.Tensor:
         g_t, ids = inputs
         saved = _ids_saved(ids, int_attr(node, "rows"))
@@ -132,10 +163,13 @@ class PositionGrad:
 
     kind = "position_grad"
 
+    def checks(self, node: OpNode, inputs: Sequence[torch.Tensor]) -> tuple[Check, ...]:
+        return (_embedding_sum_check(inputs[0]),)
+
     def run(self, node: OpNode, inputs: Sequence[torch.Tensor]) -> torch.Tensor:
+        _require(self.checks(node, inputs), inputs)
         g_t = inputs[0]
         t = int_attr(node, "context")
-        _check_embedding_sum(g_t)
         return g_t.reshape(g_t.shape[0], -1, t).sum(dim=1).T.contiguous()
 
     def reads(self, node: OpNode, shapes: Shapes, index: tuple[int, ...]) -> tuple[Box | None, ...]:
@@ -148,12 +182,21 @@ class PositionGrad:
         return int(row[:, t].sum().item())
 
 
-def _check_embedding_sum(g_t: torch.Tensor) -> None:
+def _embedding_sum_check(g_t: torch.Tensor) -> Check:
+    """``embedding_backward``'s check on gx^T (d, N): max|g| N < 2^62."""
     rows = batch_rows(int(g_t.shape[1]))
-    require_product_below((maxabs(g_t),), rows, _LIMIT, "embedding backward", "max|g|*N")
+    return Check("embedding backward", "max|g|*N", (0,), (), rows, _LIMIT, False)
 
 
 # --- RMS norm -------------------------------------------------------------------------------
+
+_NORM_BACK = "rms norm backward"
+_T_LIMIT = 1 << 57
+
+
+def _input_check(d: int, source: int) -> Check:
+    """The norm's check on its input x: max|x| < ``rms_input_limit(d)``."""
+    return Check("rms norm", "max|x|", (source,), (), 1, rms_input_limit(d), False)
 
 
 def _normalized(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -171,6 +214,9 @@ class RmsNorm:
 
     kind = "rms_norm"
 
+    def checks(self, node: OpNode, inputs: Sequence[torch.Tensor]) -> tuple[Check, ...]:
+        return (_input_check(int(inputs[0].shape[-1]), 0),)
+
     def run(self, node: OpNode, inputs: Sequence[torch.Tensor]) -> torch.Tensor:
         return _normalized(inputs[0])[0]
 
@@ -187,10 +233,12 @@ class GainMul:
 
     kind = "gain_mul"
 
+    def checks(self, node: OpNode, inputs: Sequence[torch.Tensor]) -> tuple[Check, ...]:
+        return (Check("rms norm", "max|x|*max|gain|", (0, 1), (), 1, _LIMIT, False),)
+
     def run(self, node: OpNode, inputs: Sequence[torch.Tensor]) -> torch.Tensor:
+        _require(self.checks(node, inputs), inputs)
         x, gain = inputs
-        factors = (maxabs(x), maxabs(gain))
-        require_product_below(factors, 1, _LIMIT, "rms norm", "max|x|*max|gain|")
         return rshift_round_(x * gain, FRAC)
 
     def reads(self, node: OpNode, shapes: Shapes, index: tuple[int, ...]) -> tuple[Box | None, ...]:
@@ -201,28 +249,85 @@ class GainMul:
         return (product + (1 << (FRAC - 1))) >> FRAC
 
 
-class RmsNormBackward:
-    """dx of the norm for the gradient dy of its output y, from x (its n and r recomputed
-    row by row), the gain and dy: ``rms_norm_backward``, every check of it included."""
+class RmsMeanDot:
+    """c = div_round(sum_j dn_j n_j, d 2^16) per row: mean(dn n), Q16, shape (rows,)
+    (``rms_norm_backward``'s c; its check max|dn| max|n| d < 2^62)."""
 
-    kind = "rms_norm_backward"
+    kind = "rms_mean_dot"
+
+    def checks(self, node: OpNode, inputs: Sequence[torch.Tensor]) -> tuple[Check, ...]:
+        d = int(inputs[0].shape[-1])
+        return (Check(_NORM_BACK, "max|dn|*max|n|*d", (0, 1), (), d, _LIMIT, False),)
 
     def run(self, node: OpNode, inputs: Sequence[torch.Tensor]) -> torch.Tensor:
-        return _norm_grad(*inputs)
+        _require(self.checks(node, inputs), inputs)
+        return _mean_dot(inputs[0], inputs[1])
 
     def reads(self, node: OpNode, shapes: Shapes, index: tuple[int, ...]) -> tuple[Box | None, ...]:
-        lead = index[:-1]
-        return (row_box(shapes[0], lead), whole(shapes[1]), row_box(shapes[2], lead))
+        return (row_box(shapes[0], index), row_box(shapes[1], index))
 
     def element(self, node: OpNode, index: tuple[int, ...], pieces: Pieces) -> int:
-        grad = _norm_grad(_piece(pieces, 0), _piece(pieces, 1), _piece(pieces, 2))
-        return _scalar(grad[..., index[-1]])
+        return _scalar(_mean_dot(_piece(pieces, 0), _piece(pieces, 1)))
 
 
-def _norm_grad(x: torch.Tensor, gain: torch.Tensor, grad_y: torch.Tensor) -> torch.Tensor:
-    n, r = _normalized(x)
-    grad_x, _ = rms_norm_backward(RmsNormSaved(n, r, gain), grad_y, round_gain_grad=False)
-    return grad_x
+def _mean_dot(dn: torch.Tensor, n: torch.Tensor) -> torch.Tensor:
+    dot = (dn * n).sum(dim=-1)
+    return _div_round_by(dot, n.shape[-1] << FRAC)
+
+
+class RmsCenter:
+    """t = dn 2^16 - n c, Q32, exact (``rms_norm_backward``'s t; its check max|n| max|c|
+    < 2^62). Inputs dn, n (rows, d) and c (rows,)."""
+
+    kind = "rms_center"
+
+    def checks(self, node: OpNode, inputs: Sequence[torch.Tensor]) -> tuple[Check, ...]:
+        return (Check(_NORM_BACK, "max|n|*max|c|", (1, 2), (), 1, _LIMIT, False),)
+
+    def run(self, node: OpNode, inputs: Sequence[torch.Tensor]) -> torch.Tensor:
+        _require(self.checks(node, inputs), inputs)
+        return _centered(*inputs)
+
+    def reads(self, node: OpNode, shapes: Shapes, index: tuple[int, ...]) -> tuple[Box | None, ...]:
+        return (point_box(index), point_box(index), point_box(index[:1]))
+
+    def element(self, node: OpNode, index: tuple[int, ...], pieces: Pieces) -> int:
+        t = _centered(_piece(pieces, 0), _piece(pieces, 1), _piece(pieces, 2).reshape(-1))
+        return _scalar(t)
+
+
+def _centered(dn: torch.Tensor, n: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+    t = n * c[:, None]
+    return torch.sub(dn << FRAC, t, out=t)
+
+
+class RmsNormDx:
+    """dx = div_round(t 2^4, r) with r the row's rms (Q20) recomputed from x: the norm's
+    input gradient (``rms_norm_backward``'s last step, in its int64 form, whose integers its
+    float64 fast path equals; its check max|t| < 2^57, and the forward's on x, repeated)."""
+
+    kind = "rms_norm_dx"
+
+    def checks(self, node: OpNode, inputs: Sequence[torch.Tensor]) -> tuple[Check, ...]:
+        return (
+            Check(_NORM_BACK, "max|t|", (0,), (), 1, _T_LIMIT, False),
+            _input_check(int(inputs[1].shape[-1]), 1),
+        )
+
+    def run(self, node: OpNode, inputs: Sequence[torch.Tensor]) -> torch.Tensor:
+        _require(self.checks(node, inputs), inputs)
+        return _dx(inputs[0], inputs[1])
+
+    def reads(self, node: OpNode, shapes: Shapes, index: tuple[int, ...]) -> tuple[Box | None, ...]:
+        return (point_box(index), row_box(shapes[1], index[:1]))
+
+    def element(self, node: OpNode, index: tuple[int, ...], pieces: Pieces) -> int:
+        return _scalar(_dx(_piece(pieces, 0), _piece(pieces, 1)))
+
+
+def _dx(t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    _, r = _normalized(x)
+    return div_round(t << (RMS_FRAC - FRAC), r)
 
 
 class RmsGainGrad:
@@ -231,11 +336,13 @@ class RmsGainGrad:
 
     kind = "rms_gain_grad"
 
+    def checks(self, node: OpNode, inputs: Sequence[torch.Tensor]) -> tuple[Check, ...]:
+        rows = batch_rows(int(inputs[1].shape[1]))
+        return (Check(_NORM_BACK, "max|dy|*max|n|*rows", (0, 1), (), rows, _LIMIT, False),)
+
     def run(self, node: OpNode, inputs: Sequence[torch.Tensor]) -> torch.Tensor:
+        _require(self.checks(node, inputs), inputs)
         dy_t, n_t = inputs
-        rows = batch_rows(int(n_t.shape[1]))
-        factors = (maxabs(dy_t), maxabs(n_t))
-        require_product_below(factors, rows, _LIMIT, "rms norm backward", "max|dy|*max|n|*rows")
         return rshift_round_((dy_t * n_t).sum(dim=1), FRAC)
 
     def reads(self, node: OpNode, shapes: Shapes, index: tuple[int, ...]) -> tuple[Box | None, ...]:
@@ -256,6 +363,9 @@ class SplitHeads:
     part, width (d), transposed."""
 
     kind = "split_heads"
+
+    def checks(self, node: OpNode, inputs: Sequence[torch.Tensor]) -> tuple[Check, ...]:
+        return ()  # none: exact copies and adds
 
     def run(self, node: OpNode, inputs: Sequence[torch.Tensor]) -> torch.Tensor:
         x = inputs[0]
@@ -283,6 +393,9 @@ class MergeHeads:
     input p at columns p d + j dh + e (the inverse of ``split_heads``)."""
 
     kind = "merge_heads"
+
+    def checks(self, node: OpNode, inputs: Sequence[torch.Tensor]) -> tuple[Check, ...]:
+        return ()  # none: exact copies and adds
 
     def run(self, node: OpNode, inputs: Sequence[torch.Tensor]) -> torch.Tensor:
         parts = [x.transpose(1, 2).reshape(x.shape[0] * x.shape[2], -1) for x in inputs]
@@ -315,6 +428,10 @@ class AttentionScores:
 
     kind = "attention_scores"
 
+    def checks(self, node: OpNode, inputs: Sequence[torch.Tensor]) -> tuple[Check, ...]:
+        dh = int(inputs[0].shape[-1])
+        return (Check(node.label, "max|a|*max|b|*K", (0, 1), (), dh, _EXACT, True),)
+
     def run(self, node: OpNode, inputs: Sequence[torch.Tensor]) -> torch.Tensor:
         return _scores(inputs[0], inputs[1], int_attr(node, "scale"), node.label)
 
@@ -332,6 +449,9 @@ class CausalSoftmax:
     its check max|S| < 2^61)."""
 
     kind = "causal_softmax"
+
+    def checks(self, node: OpNode, inputs: Sequence[torch.Tensor]) -> tuple[Check, ...]:
+        return (Check("softmax", "max|x|", (0,), (), 1, SOFTMAX_INPUT_LIMIT, False),)
 
     def run(self, node: OpNode, inputs: Sequence[torch.Tensor]) -> torch.Tensor:
         s = inputs[0]
@@ -358,6 +478,9 @@ class AttentionSoftmaxBackward:
 
     kind = "attention_softmax_backward"
 
+    def checks(self, node: OpNode, inputs: Sequence[torch.Tensor]) -> tuple[Check, ...]:
+        return (Check("softmax backward", "max|dP|", (1,), (), 1, SOFTMAX_GRAD_LIMIT, False),)
+
     def run(self, node: OpNode, inputs: Sequence[torch.Tensor]) -> torch.Tensor:
         return _softmax_grad(inputs[0], inputs[1], int_attr(node, "scale"))
 
@@ -379,6 +502,9 @@ class ResidualAdd:
 
     kind = "residual_add"
 
+    def checks(self, node: OpNode, inputs: Sequence[torch.Tensor]) -> tuple[Check, ...]:
+        return ()  # none: exact copies and adds
+
     def run(self, node: OpNode, inputs: Sequence[torch.Tensor]) -> torch.Tensor:
         return inputs[0] + inputs[1]
 
@@ -389,11 +515,21 @@ class ResidualAdd:
         return _scalar(_piece(pieces, 0)) + _scalar(_piece(pieces, 1))
 
 
+def _gelu_bias_check() -> Check:
+    """``gelu_forward``'s check on the transformer's bound of a linear output z,
+    2^37 + 1 + max|bias| < 2^44 (``_gelu_input_bound``): max|bias| < 2^44 - 2^37 - 1."""
+    limit = GELU_INPUT_LIMIT - _gelu_input_bound(torch.zeros(1, dtype=torch.int64))
+    return Check("gelu", "max|bias|", (1,), (), 1, limit, False)
+
+
 class Gelu:
     """gelu(z) of a linear output z, from z and its bias (``gelu_forward`` with the
     transformer's proved bound max|z| <= 2^37 + 1 + max|bias|, checked below 2^44)."""
 
     kind = "gelu"
+
+    def checks(self, node: OpNode, inputs: Sequence[torch.Tensor]) -> tuple[Check, ...]:
+        return (_gelu_bias_check(),)
 
     def run(self, node: OpNode, inputs: Sequence[torch.Tensor]) -> torch.Tensor:
         return gelu_forward(inputs[0], max_abs=_gelu_input_bound(inputs[1]))[0]
@@ -411,6 +547,12 @@ class GeluBackward:
     of a rounded product)."""
 
     kind = "gelu_backward"
+
+    def checks(self, node: OpNode, inputs: Sequence[torch.Tensor]) -> tuple[Check, ...]:
+        grad = Check(
+            "gelu backward", "max|g|", (None,), (_GRAD_INPUT_BOUND,), 1, GELU_GRAD_LIMIT, False
+        )
+        return (_gelu_bias_check(), grad)
 
     def run(self, node: OpNode, inputs: Sequence[torch.Tensor]) -> torch.Tensor:
         z, bias, grad = inputs
@@ -431,7 +573,9 @@ for _op in (
     PositionGrad(),
     RmsNorm(),
     GainMul(),
-    RmsNormBackward(),
+    RmsMeanDot(),
+    RmsCenter(),
+    RmsNormDx(),
     RmsGainGrad(),
     SplitHeads(),
     MergeHeads(),
