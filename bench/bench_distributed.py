@@ -15,7 +15,7 @@ block of K steps of every config (in a shuffled order; steps 0..K-1 from state 0
 steps for every world size; the first step of a block is a warm-up and not timed) and stops
 the group. Per (config, world) it reports the median per-step wall time over the rounds'
 block medians with their spread (min-max), the speed-up against world 1, and the bytes one
-rank contributes to the step's all-reduces (payload, int64: three collectives, the row sums
+rank contributes to the step's all-reduces (payload, int64: two collectives, the row sums
 dominate; gloo's ring moves about 2 (W - 1) / W times that per rank on the wire). Every
 block's end state is checked against world 1's: the bench refuses to report a wrong run.
 

@@ -98,7 +98,7 @@ def test_proofnet_train_with_workers_prints_the_single_process_root(tmp_path: Pa
 
 def test_two_hosts_on_loopback_commit_the_single_process_root(tmp_path: Path) -> None:
     # "host" 1 serves ranks 2, 3 with proofnet worker; "host" 0 trains with ranks 0, 1.
-    spec = case_spec("transformer-adamw")
+    spec = case_spec("mlp-adamw")
     path = _spec_file(tmp_path, spec)
     rdzv = f"127.0.0.1:{_free_port()}"
     group = ["--workers", "4", "--nnodes", "2", "--rdzv", rdzv]

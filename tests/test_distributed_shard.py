@@ -18,6 +18,7 @@ from protocol.exact import init, state_hash, step
 from protocol.exact.bounds import BoundLog, recording
 from protocol.exact.fixedpoint import ExactMatmul, Operand
 from protocol.exact.shard import (
+    FactorPlan,
     Share,
     any_check_fails,
     check_world,
@@ -87,9 +88,9 @@ def run_shared_from(spec: JobSpec, start: State, world: int, steps: int = 1) -> 
     def work(rank: int) -> None:
         try:
             view = collective.worker(rank)
-            state = dict(start)
+            state, plan = dict(start), FactorPlan()
             for i in range(steps):
-                state = shared_step(spec, state, i, Share(rank, world), view)
+                state = shared_step(spec, state, i, Share(rank, world), view, plan)
             finals[rank] = state
         except BaseException as exc:  # surfaced below
             errors.append(exc)

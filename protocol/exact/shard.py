@@ -15,14 +15,16 @@ The overflow rule (``program.step``) skips a step when any run-time bound check 
 records the check's factors (``protocol.exact.bounds``); the workers take the MAX of each
 factor and of a "some check already failed here" flag, then every worker evaluates every
 check on the combined factors — the whole batch's values, in the single process's arithmetic
-— and all skip, or none. Three collectives a step, in this order on every worker:
+— and all skip, or none. Three collectives (at most) a step, in this order on every worker:
 
-    MAX  [failed, n, -n]               int64, n = the number of checks recorded
+    MAX  [failed, n, -n]               int64, n = the number of check factors recorded
     MAX  the checks' factors           int64 (float64 maxima as their bit patterns)
     SUM  the row sums, flattened       int64, the parameters' sizes in layout order
 
-(skipped when a step is already decided). The all-reduce itself is the caller's
-(``Collective``: ``torch.distributed`` in ``services``); this module is pure given it.
+(skipped when a step is already decided). The first two are one all-reduce when the workers
+expect n from the last step (``FactorPlan``): two collectives a step in a steady run. The
+all-reduce itself is the caller's (``Collective``: ``torch.distributed`` in ``services``);
+this module is pure given it.
 
 Why the decision is the same: the single process skips iff some check fails on the whole
 batch (it raises at the first). Every check before the first failing one passes on the whole
@@ -110,9 +112,27 @@ class Collective(Protocol):
     def sum_(self, t: torch.Tensor) -> None: ...
 
 
-def shared_step(spec: JobSpec, state: State, i: int, share: Share, collective: Collective) -> State:
+@dataclass
+class FactorPlan:
+    """How many check factors the workers expect at the next step: the count the last step
+    agreed on (0: unknown). The same on every worker (each updates it from the same reduced
+    header), it lets the header and the factors share one all-reduce; it changes no result,
+    only whether a step needs a second MAX (when the count differs from the expected)."""
+
+    expected: int = 0
+
+
+def shared_step(
+    spec: JobSpec,
+    state: State,
+    i: int,
+    share: Share,
+    collective: Collective,
+    plan: FactorPlan | None = None,
+) -> State:
     """Step i computed by ``share`` with the others through ``collective``: every worker
-    returns ``program.step(spec, state, i)``, bit for bit (module docstring)."""
+    returns ``program.step(spec, state, i)``, bit for bit (module docstring). ``plan``: kept
+    across a run's steps by the caller, it saves one collective a step."""
     if state_step(state) != i:
         raise StateMismatchError(f"state is at step {state_step(state)}, not {i}")
     if not 0 <= i < spec.steps:
@@ -127,18 +147,29 @@ def shared_step(spec: JobSpec, state: State, i: int, share: Share, collective: C
     except OverflowBoundError:
         sums = None
     device = state[STEP_KEY].device
-    count = len(log.checks)
-    header = torch.tensor([int(sums is None), count, -count], dtype=torch.int64, device=device)
-    collective.max_(header)
-    failed, most, fewest = (int(v) for v in header.tolist())
+    plan = plan if plan is not None else FactorPlan()
+    mine = encode_factors(log.checks, device)
+    count = int(mine.numel())
+    # [failed, count, -count] then this worker's factors, cut or zero-padded to the expected
+    # count: one MAX carries the header and, when every worker recorded the expected count,
+    # the whole batch's factors too.
+    joined = torch.zeros(3 + plan.expected, dtype=torch.int64, device=device)
+    joined[0], joined[1], joined[2] = int(sums is None), count, -count
+    joined[3 : 3 + min(count, plan.expected)] = mine[: plan.expected]
+    collective.max_(joined)
+    failed, most, fewest = (int(v) for v in joined[:3].tolist())
     if failed:
         return skipped(state)
     if most != -fewest:
-        raise StateMismatchError(f"workers recorded {-fewest}..{most} bound checks; a bug")
+        raise StateMismatchError(f"workers recorded {-fewest}..{most} check factors; a bug")
     assert sums is not None
-    factors = encode_factors(log.checks, device)
-    collective.max_(factors)
-    if any_check_fails(log.checks, factors.tolist()):
+    if most == plan.expected:
+        combined = joined[3:]
+    else:  # the same branch on every worker (the same reduced header); now all hold `most`
+        plan.expected = most
+        combined = mine
+        collective.max_(combined)
+    if any_check_fails(log.checks, combined.tolist()):
         return skipped(state)
     flat = flatten(sums)
     collective.sum_(flat)

@@ -164,6 +164,8 @@ class WorkerPool:
         group and reruns the segment from ``state`` after a failure (up to max_restarts times
         in a row; then GroupError, and the next call starts a fresh group)."""
         check_world(spec, self.world)
+        if start >= stop:  # nothing to run (a segment without steps would sync no rank)
+            return state
         segment = Segment(spec, state, start, stop, dict(traps or {}))
         failures = 0
         while True:

@@ -26,7 +26,7 @@ import torch
 
 from protocol.exact import decode_state_for, encode_state, prepare_exact, set_threads
 from protocol.exact.forced_error import perturb
-from protocol.exact.shard import Collective, Share, shared_step
+from protocol.exact.shard import Collective, FactorPlan, Share, shared_step
 from protocol.exact.state import State
 from protocol.spec import JobSpec, parse_spec
 from services.distributed.group import (
@@ -99,10 +99,11 @@ def run_segment(
 ) -> State:
     """The segment's shared steps on this rank (and its forced errors): the end state."""
     spec, state = segment.spec, segment.state
+    plan = FactorPlan()  # every rank starts each segment with the same (empty) plan
     for i in range(segment.start, segment.stop):
         if isinstance(collective, TamperingCollective):
             collective.armed = i == tamper_step
-        state = shared_step(spec, state, i, share, collective)
+        state = shared_step(spec, state, i, share, collective, plan)
         selector = segment.traps.get(i)
         if selector is not None:
             state = perturb(spec, state, selector)
