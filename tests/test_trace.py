@@ -19,9 +19,11 @@ from typing import Any
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from protocol.errors import OverflowBoundError
-from protocol.exact import init, step
+from protocol.exact import init, state_hash, step
 from protocol.exact.fixedpoint import STATE_LIMIT
 from protocol.exact.state import State
 from protocol.exact.trace import TraceRun, op_def, program_of, run_trace
@@ -48,6 +50,7 @@ def assert_same_state(a: State, b: State) -> None:
     for name in a:
         assert a[name].dtype == b[name].dtype, name
         assert torch.equal(a[name], b[name]), name
+    assert state_hash(a) == state_hash(b)
 
 
 def states(spec: JobSpec, count: int) -> list[State]:
@@ -370,3 +373,31 @@ def test_stated_checks_decide_every_crafted_overflow() -> None:
         assert failed == verdict, (node.kind, node.attrs, inputs)
         outcomes.setdefault(node.kind, set()).add(failed)
     assert all(seen == {True, False} for seen in outcomes.values()), outcomes
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    hidden=st.lists(st.integers(1, 12), max_size=2),
+    adamw=st.booleans(),
+    lr_log2=st.integers(-8, 0),
+    at=st.integers(0, 2),
+    pick=st.integers(0, 99),
+    shift=st.sampled_from([0, 6, 12, 18, 23, 26]),
+)
+def test_any_mlp_state_steps_the_same_as_a_trace(
+    hidden: list[int], adamw: bool, lr_log2: int, at: int, pick: int, shift: int
+) -> None:
+    """Random widths, optimizers and learning rates, one state tensor scaled by 2^shift (up
+    to past the state's range): the trace's post-state is the step's, skipped or not."""
+    optimizer: dict[str, Any] = (
+        {**ADAMW, "lr_log2": lr_log2}
+        if adamw
+        else {"name": "sgd", "lr_log2": lr_log2, "momentum": 0.875}
+    )
+    model = {"family": "mlp", "input_dim": 16, "hidden": hidden, "classes": 4}
+    spec = mlp_spec(optimizer, model=model)
+    state = states(spec, at + 1)[at]
+    names = sorted(n for n in state if n != "step")
+    name = names[pick % len(names)]
+    state = {**state, name: state[name] << shift}
+    assert_trace_matches_step(spec, state, at)

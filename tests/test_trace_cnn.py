@@ -13,6 +13,7 @@ import torch
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
+from protocol.errors import SpecError
 from protocol.exact.fixedpoint import STATE_LIMIT
 from protocol.exact.trace import op_def, program_of
 from protocol.exact.trace.registry import cut
@@ -141,3 +142,43 @@ def test_im2col_and_col2im_elements_for_any_geometry(
             piece = None if box is None else cut(source, box).clone()
             assert piece is None or piece.numel() <= (1 if node.kind == "im2col" else budget)
             assert op.element(node, index, [piece]) == int(whole[index]), (node.kind, index)
+
+
+@settings(max_examples=12, deadline=None)
+@given(
+    kernel=st.integers(1, 3),
+    stride=st.integers(1, 2),
+    padding=st.integers(0, 1),
+    pool=st.integers(1, 2),
+    max_pool=st.booleans(),
+    two=st.booleans(),
+    adamw=st.booleans(),
+    shift=st.sampled_from([0, 12, 20, 26]),
+    pick=st.integers(0, 99),
+)
+def test_any_cnn_state_steps_the_same_as_a_trace(
+    kernel: int,
+    stride: int,
+    padding: int,
+    pool: int,
+    max_pool: bool,
+    two: bool,
+    adamw: bool,
+    shift: int,
+    pick: int,
+) -> None:
+    """Random conv geometries and optimizers, one state tensor scaled by 2^shift: the
+    trace's post-state is the step's, skipped or not."""
+    layer = {"channels": 2, "kernel": kernel, "stride": stride, "padding": padding}
+    layer |= {"pool": pool, "pool_type": "max" if max_pool else "avg"}
+    conv = [layer, {"channels": 3, "kernel": 2, "padding": 1, "pool": 1}] if two else [layer]
+    try:
+        spec = cnn_spec(conv, [6], batch_size=8, **({"optimizer": ADAMW} if adamw else {}))
+    except SpecError:
+        assume(False)
+        return
+    state = states(spec, 2)[1]
+    names = sorted(n for n in state if n != "step")
+    name = names[pick % len(names)]
+    state = {**state, name: state[name] << shift}
+    assert_trace_matches_step(spec, state, 1)
