@@ -28,6 +28,7 @@ from hypothesis import strategies as st
 from protocol.errors import OverflowBoundError
 from protocol.exact import init
 from protocol.exact.fixedpoint import STATE_LIMIT
+from protocol.exact.ops.norm import rms_norm_backward, rms_norm_forward
 from protocol.exact.state import State
 from protocol.exact.trace import op_def, program_of
 from protocol.exact.trace import transformer as transformer_trace
@@ -369,3 +370,56 @@ def test_every_element_of_an_operator_matches_its_run(kind: str, bits: int, seed
         ]
         assert sum(0 if p is None else p.numel() for p in pieces) <= budget
         assert op.element(node, index, pieces) == int(output[index].item()), (kind, index)
+
+
+def _run_op(kind: str, inputs: list[torch.Tensor], shape: tuple[int, ...]) -> torch.Tensor:
+    refs = tuple(Ref("batch", f"in{j}") for j in range(len(inputs)))
+    return op_def(kind).run(OpNode(0, kind, refs, (), shape, kind), inputs)
+
+
+def _norm_backward_as_operators(
+    x: torch.Tensor, gain: torch.Tensor, dy: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(dx, grad_gain) by the program's operators, one after the other."""
+    rows, d = x.shape
+    n = _run_op("rms_norm", [x], (rows, d))
+    gain_grad = _run_op("rms_gain_grad", [dy.T.contiguous(), n.T.contiguous()], (d,))
+    dn = _run_op("gain_mul", [dy, gain], (rows, d))
+    c = _run_op("rms_mean_dot", [dn, n], (rows,))
+    t = _run_op("rms_center", [dn, n, c], (rows, d))
+    return _run_op("rms_norm_dx", [t, x], (rows, d)), gain_grad
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    x_bits=st.integers(0, 28),
+    gain_bits=st.integers(0, 30),
+    dy_bits=st.integers(0, 36),
+    seed=st.integers(0, 2**16),
+)
+@example(x_bits=20, gain_bits=17, dy_bits=20, seed=0)  # a training step's sizes
+@example(x_bits=20, gain_bits=22, dy_bits=24, seed=3)  # |t| >= 2^45: int64 division
+@example(x_bits=20, gain_bits=28, dy_bits=30, seed=3)  # |t| >= 2^57: an overflow
+def test_the_norm_backward_operators_are_rms_norm_backward(
+    x_bits: int, gain_bits: int, dy_bits: int, seed: int
+) -> None:
+    """The norm's backward as five operators overflows exactly when ``rms_norm_backward``
+    does, and otherwise gives its dx and its gain gradient (rounded once), bit for bit."""
+    gen = torch.Generator().manual_seed(seed)
+    x, gain, dy = (
+        _ints(gen, (ROWS, D), x_bits),
+        _ints(gen, (D,), gain_bits),
+        _ints(gen, (ROWS, D), dy_bits),
+    )
+    try:
+        _, saved = rms_norm_forward(x, torch.full((D,), 1 << 16, dtype=torch.int64))
+        expected = rms_norm_backward(saved._replace(gain=gain, gain_max=-1), dy)
+    except OverflowBoundError:
+        expected = None
+    try:
+        got: tuple[torch.Tensor, torch.Tensor] | None = _norm_backward_as_operators(x, gain, dy)
+    except OverflowBoundError:
+        got = None
+    assert (got is None) == (expected is None)
+    if got is not None and expected is not None:
+        assert torch.equal(got[0], expected[0]) and torch.equal(got[1], expected[1])
