@@ -28,9 +28,9 @@ from protocol.exact.fixedpoint import STATE_LIMIT
 from protocol.exact.state import State
 from protocol.exact.trace import TraceRun, op_def, program_of, run_trace
 from protocol.exact.trace.registry import cut, op_checks
-from protocol.exact.trace.run import batch_tensors, entry_of, resolve
+from protocol.exact.trace.run import batch_tensors, execute, resolve
 from protocol.spec import JobSpec, parse_spec
-from protocol.trace import OVERFLOW_ENTRY, OpNode, Program, trace_root
+from protocol.trace import OVERFLOW_ENTRY, OpNode, Program
 from tests.conftest import tiny_spec_dict
 
 ADAMW = {"name": "adamw", "lr_log2": -7, "beta1": 0.9, "beta2": 0.99, "weight_decay_log2": -8}
@@ -166,18 +166,27 @@ def unravel(flat: int, shape: tuple[int, ...]) -> tuple[int, ...]:
 
 
 def check_perturbation(spec: JobSpec, state: State, i: int, ops: list[int]) -> None:
-    """One output element +1 of op k: its entry changes, no other, and so does the root."""
-    run = run_trace(spec, state, i)
+    """A cheater adds 1 to one element of op k's output and executes the rest of the step
+    on it: the root changes and the first entry that differs from the honest trace is op
+    k's (everything before it is untouched)."""
+    program = program_of(spec)
+    batch = batch_tensors(spec, i, torch.device("cpu"))
+    honest = execute(program, state, batch)
+    assert honest.entries == run_trace(spec, state, i).entries
     for k in ops:
-        output = run.outputs[k]
-        assert output is not None
-        bad = output.clone()
-        bad.view(-1)[bad.numel() // 2] += 1
-        entries = list(run.entries)
-        entries[k] = entry_of(k, bad)
-        assert trace_root(entries) != run.root
-        differing = [j for j, (a, b) in enumerate(zip(entries, run.entries, strict=True)) if a != b]
-        assert differing == [k]
+
+        def tamper(node: OpNode, output: torch.Tensor, k: int = k) -> torch.Tensor:
+            if node.index != k:
+                return output
+            bad = output.clone()
+            bad.view(-1)[bad.numel() // 2] += 1
+            return bad
+
+        cheat = execute(program, state, batch, tamper)
+        assert cheat.root != honest.root
+        pairs = zip(cheat.entries, honest.entries, strict=True)
+        differing = [j for j, (a, b) in enumerate(pairs) if a != b]
+        assert differing[0] == k
 
 
 def check_verdicts(spec: JobSpec, state: State, i: int) -> int:

@@ -10,6 +10,7 @@ skips it exactly then, because the program makes the step's checks on the same v
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -22,7 +23,7 @@ from protocol.exact.trace.registry import op_def
 from protocol.layout import STEP_KEY
 from protocol.spec import JobSpec
 from protocol.state_commitment import data_root
-from protocol.trace import OVERFLOW_ENTRY, Program, Ref, output_entry, trace_root
+from protocol.trace import OVERFLOW_ENTRY, OpNode, Program, Ref, output_entry, trace_root
 from protocol.types import Hash32
 
 Outputs = list[torch.Tensor | None]
@@ -76,8 +77,19 @@ def resolve(
     return outputs[ref.key]
 
 
-def execute(program: Program, state: State, batch: dict[str, torch.Tensor]) -> TraceRun:
-    """Run every operator of ``program`` on ``state`` and ``batch``."""
+Tamper = Callable[[OpNode, torch.Tensor], torch.Tensor]
+"""What a dishonest executor does to an output before it is recorded and read (tests and
+adversarial players: a cheater who perturbs one operator)."""
+
+
+def execute(
+    program: Program,
+    state: State,
+    batch: dict[str, torch.Tensor],
+    tamper: Tamper | None = None,
+) -> TraceRun:
+    """Run every operator of ``program`` on ``state`` and ``batch``; ``tamper`` (if given)
+    may replace each output before later operators read it."""
     for name, shape in program.batch:
         if tuple(batch[name].shape) != shape:
             raise StateMismatchError(f"batch {name}: {tuple(batch[name].shape)}, not {shape}")
@@ -96,6 +108,8 @@ def execute(program: Program, state: State, batch: dict[str, torch.Tensor]) -> T
                 f"operator {node.index} ({node.kind}) made {output.dtype} "
                 f"{tuple(output.shape)}, not int64 {node.shape}"
             )
+        if output is not None and tamper is not None:
+            output = tamper(node, output)
         outputs.append(output)
         entries.append(entry_of(node.index, output))
     if any(out is None for out in outputs):
