@@ -257,8 +257,9 @@ class EnvelopeChecker:
     """Worker processes that parse envelopes and verify their signatures (``check_envelopes``)
     while the chain applies earlier transactions: the stateless half of ``submit``, spread over
     the cores. Processes, not threads: the library releases the GIL while it verifies, but a
-    thread waiting to take the GIL back from a busy sequencer waits a switch interval (5 ms),
-    so threads verified 3-4x fewer signatures a second than processes (docs/ledger.md).
+    thread waiting to take the GIL back from a busy sequencer waits a switch interval (5 ms):
+    beside a busy main thread, two threads verified a quarter to a third fewer signatures a
+    second than two processes (``bench/bench_ledger.py``, docs/ledger.md).
 
     The pool is spawned on first use (``spawn``: forking a threaded server can deadlock) and
     rebuilt if a worker dies (the chunk is then checked in this process). Fewer than
@@ -282,6 +283,11 @@ class EnvelopeChecker:
                 )
             return self._pool
 
+    def start(self) -> None:
+        """Start the workers now (a node at start-up), not on the first batch: spawning one
+        and importing the rules takes about a second."""
+        self._executor().submit(check_envelopes, [])
+
     def submit(self, items: Sequence[Any]) -> Future[list[CheckedEnvelope]]:
         """``check_envelopes(items)`` in a worker (a future)."""
         return self._executor().submit(check_envelopes, list(items))
@@ -294,22 +300,25 @@ class EnvelopeChecker:
             return
         size = max(self.min_parallel, min(256, -(-len(items) // (4 * self.workers))))
         chunks = [items[lo : lo + size] for lo in range(0, len(items), size)]
+        pool = self._executor()
+        futures: list[Future[list[CheckedEnvelope]]] = []
         try:
-            futures = [self.submit(chunk) for chunk in chunks]
+            futures = [pool.submit(check_envelopes, list(chunk)) for chunk in chunks]
         except BrokenProcessPool:
-            futures = []
+            self._discard_broken_pool(pool)
         for index, chunk in enumerate(chunks):
             try:
                 yield futures[index].result()
             except (BrokenProcessPool, IndexError):
-                self._discard_broken_pool()
+                self._discard_broken_pool(pool)
                 yield check_envelopes(chunk)
 
-    def _discard_broken_pool(self) -> None:
+    def _discard_broken_pool(self, pool: ProcessPoolExecutor) -> None:
+        """Forget ``pool`` after a worker of it died (not a newer one another thread made)."""
         with self._pool_lock:
-            if self._pool is not None:
+            if self._pool is pool:
                 log.warning("a signature-checking worker died; starting a new pool")
-                self._pool.shutdown(wait=False, cancel_futures=True)
+                pool.shutdown(wait=False, cancel_futures=True)
                 self._pool = None
 
     def close(self) -> None:
