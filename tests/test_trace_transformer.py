@@ -110,6 +110,21 @@ def test_transformer_trace_post_state_is_the_step(optimizer: str) -> None:
 
 
 @pytest.mark.parametrize("optimizer", ["sgd", "adamw"])
+def test_odd_widths_and_one_head(optimizer: str) -> None:
+    """The step and every element, for d = 24 (the norms divide by d and d 2^16, not powers
+    of two: ``div_round``), 3 heads of dh = 8, ff = 40, one block; and d = 12 with one head
+    of dh = 12 (the scale C rounded)."""
+    for model in (
+        {"d_model": 24, "heads": 3, "ff": 40, "layers": 1},
+        {"d_model": 12, "heads": 1, "ff": 20, "layers": 1, "context": 4},
+    ):
+        spec = transformer_spec(optimizer, model=model)
+        for i, state in enumerate(states(spec, 3)):
+            assert not assert_trace_matches_step(spec, state, i).overflowed
+        check_elements(spec, state, 2, samples=2)
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adamw"])
 def test_transformer_program_is_static(optimizer: str) -> None:
     spec = transformer_spec(optimizer)
     assert program_of(spec) is program_of(spec)
