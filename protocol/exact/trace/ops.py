@@ -232,8 +232,10 @@ class MatmulNT:
         return tuple(boxes)
 
     def element(self, node: OpNode, index: tuple[int, ...], pieces: Pieces) -> int:
-        a, b = piece(pieces, 0).reshape(-1), piece(pieces, 1).reshape(-1)
-        total = int((a * b).sum().item())  # |a . b| < 2^53 when run passes its check
+        a, b = piece(pieces, 0).reshape(-1).tolist(), piece(pieces, 1).reshape(-1).tolist()
+        # Python integers: the exact dot product whatever the pieces (run's, below 2^53,
+        # whenever run passes its check).
+        total = sum(x * y for x, y in zip(a, b, strict=True))
         shift = int_attr(node, "shift")
         value = (total + (1 << (shift - 1))) >> shift if shift else total
         if int_attr(node, "bias"):
@@ -321,7 +323,8 @@ class RowSum:
         return (row_box(shapes[0], index),)
 
     def element(self, node: OpNode, index: tuple[int, ...], pieces: Pieces) -> int:
-        return int(piece(pieces, 0).sum().item())
+        values: list[int] = piece(pieces, 0).reshape(-1).tolist()
+        return sum(values)  # exact (Python integers)
 
 
 # --- the state's range ----------------------------------------------------------------------
