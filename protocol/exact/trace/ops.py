@@ -232,7 +232,8 @@ class MatmulNT:
         return tuple(boxes)
 
     def element(self, node: OpNode, index: tuple[int, ...], pieces: Pieces) -> int:
-        a, b = piece(pieces, 0).reshape(-1).tolist(), piece(pieces, 1).reshape(-1).tolist()
+        a: list[int] = piece(pieces, 0).reshape(-1).tolist()
+        b: list[int] = piece(pieces, 1).reshape(-1).tolist()
         # Python integers: the exact dot product whatever the pieces (run's, below 2^53,
         # whenever run passes its check).
         total = sum(x * y for x, y in zip(a, b, strict=True))
