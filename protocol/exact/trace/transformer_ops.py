@@ -2,23 +2,29 @@
 
 Each operator runs the exact VM's own operator library (``protocol.exact.ops``) on its whole
 inputs (``run``), and on the few input values one output element depends on (``element``): a
-row-wise operator (the norms, the softmaxes and their backwards, the cross-entropy gradient)
-on one row, a product on one row of each operand, an elementwise one on one value. The
-arithmetic is the same exact integer arithmetic on fewer rows, so the values are the same;
-every run-time bound check an operator makes is the one the library makes on the same
-tensors (a check on a subset of rows passes whenever the whole tensor's passes), so a step
-overflows exactly when ``program.step`` skips it.
+row-wise operator (the norm, the softmax and its backward) on one row, the scores on one row
+of q and of k, an elementwise one on one value. The arithmetic is the same exact integer
+arithmetic on fewer rows, so the values are the same. The norm's backward is
+``rms_norm_backward`` one step an operator (``gain_mul`` for dn, then ``rms_mean_dot``,
+``rms_center``, ``rms_norm_dx``), so that every check multiplies maxima of an operator's
+inputs.
 
-Layouts. Heads are (B, h, T, dh), q, k, v cut from the (B, T, 3d) qkv output
-(``split_heads``, also transposed to (B, h, dh, T) where a product needs a column);
-``merge_heads`` puts heads back as (B, T, k d). A weight or bias gradient is a row of a
-product of transposed (feature, B T) tensors, made by ``flat_transpose``.
+Checks. Every operator states its run-time checks (``checks``: ``registry.Check``, maxima of
+its inputs times a constant below a limit), and ``run`` raises ``OverflowBoundError`` exactly
+when one fails: the checks the library makes on the same tensors (where the library call
+makes them itself, ``checks`` says which they are). A check on a subset of rows passes
+whenever the whole tensor's does, so ``element`` needs none.
 
-Costs of one element (``reads``): a row of the contraction (two rows of K for ``matmul_nt``
-and ``attention_scores``), one row (d, T or V) for the row-wise operators, one value for the
-elementwise ones, one transposed row (B T) for the gradients summed over the batch, and for
-``embed_tokens`` one column of the token table (V values: which row the id selects is data,
-and a box is fixed by the index alone).
+Layouts. Token rows (B T, features); heads (B, h, T, dh) cut from the qkv rows
+(``split_heads``, also transposed to (B, h, dh, T) where a product reads a column) and put
+back as rows (``merge_heads``). The gradients summed over the batch read one row of a
+transposed (feature, B T) gradient.
+
+Costs of one element (``reads``): one row (d, T) for the row-wise operators, two rows of dh
+for ``attention_scores``, one value for the elementwise and layout ones, one transposed row
+(B T) for the position gradient and two (the gradient's and the ids) for the token
+embedding's, and for ``embed_tokens`` one column of the token table (V values: which row the
+id selects is data, and a box is fixed by the index alone).
 """
 
 from __future__ import annotations
@@ -128,10 +134,6 @@ class EmbedTokens:
         return int(column[_scalar(ids), 0].item()) + _scalar(position)
 
 
-def _ids_saved(ids: torch.Tensor, rows: int) -> EmbeddingSaved:
-    return EmbeddingSaved(ids, rows)
-
-
 class EmbeddingGrad:
     """grad_table[v, c] = sum of gx over the positions whose id is v, from gx^T (d, B T)
     (``embedding_backward``: its check max|g| N < 2^62). attrs: rows (V)."""
@@ -143,7 +145,7 @@ class EmbeddingGrad:
 
     def run(self, node: OpNode, inputs: Sequence[torch.Tensor]) -> torch.Tensor:
         g_t, ids = inputs
-        saved = _ids_saved(ids, int_attr(node, "rows"))
+        saved = EmbeddingSaved(ids, int_attr(node, "rows"))
         return embedding_backward(saved, g_t.T)[0]
 
     def reads(self, node: OpNode, shapes: Shapes, index: tuple[int, ...]) -> tuple[Box | None, ...]:
@@ -152,7 +154,7 @@ class EmbeddingGrad:
 
     def element(self, node: OpNode, index: tuple[int, ...], pieces: Pieces) -> int:
         v, _ = index
-        saved = _ids_saved(_piece(pieces, 1), int_attr(node, "rows"))
+        saved = EmbeddingSaved(_piece(pieces, 1), int_attr(node, "rows"))
         return int(embedding_backward(saved, _piece(pieces, 0).T)[0][v, 0].item())
 
 
