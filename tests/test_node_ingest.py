@@ -129,6 +129,11 @@ def test_a_bad_item_is_refused_alone_and_changes_nothing(api: TestClient, chain:
     accepted = [item["tx_hash"] for item in result["results"] if "tx_hash" in item]
     assert chain.pending_hashes() == accepted
     assert [chain.next_nonce(key.address) for key in KEYS] == [2, 1, 0]
+    metrics = api.get("/metrics").text
+    counted = "proofnet_transactions_submitted_total{code=%s,kind=%s,result=%s} %s"
+    assert counted % ('""', '"transfer"', '"accepted"', "3.0") in metrics
+    assert counted % ('"invalid_signature"', '"transfer"', '"rejected"', "1.0") in metrics
+    assert counted % ('"malformed_transaction"', '"unknown"', '"rejected"', "1.0") in metrics
 
 
 @pytest.mark.parametrize(

@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import logging
 import threading
+from collections import Counter
 from collections.abc import Mapping
 from typing import Any, TypeVar
 
@@ -39,7 +40,7 @@ from contracts_sim.transactions import (
 )
 from protocol.errors import ProofNetError
 from services.node.errors import BatchTooLargeError
-from services.node.metrics import NodeMetrics
+from services.node.metrics import NodeMetrics, known_kind
 from services.node.schemas import TxEnvelope
 from services.node.settings import NodeSettings
 
@@ -180,11 +181,15 @@ class NodeRuntime:
     async def submit_batch(self, items: list[Any]) -> list[str | ProofNetError]:
         """``Chain.submit_many``: per item, its hash or the error that refused it."""
         results = await run_in_threadpool(self.chain.submit_many, items)
+        counts: Counter[tuple[str, str, str]] = Counter()
         for item, result in zip(items, results, strict=True):
-            kind = item.get("kind") if isinstance(item, dict) else None
-            with contextlib.suppress(ProofNetError), self.metrics.submission(str(kind)):
-                if isinstance(result, ProofNetError):
-                    raise result
+            kind = known_kind(str(item.get("kind") if isinstance(item, dict) else None))
+            if isinstance(result, ProofNetError):
+                counts[(kind, "rejected", result.code)] += 1
+            else:
+                counts[(kind, "accepted", "")] += 1
+        for labels, count in counts.items():  # as many submissions, counted at once
+            self.metrics.transactions_submitted.labels(*labels).inc(count)
         return results
 
     # --- lifecycle ----------------------------------------------------------------------
