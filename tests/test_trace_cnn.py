@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from protocol.errors import SpecError
 from protocol.exact.fixedpoint import STATE_LIMIT
-from protocol.exact.trace import op_def, program_of
+from protocol.exact.trace import cnn, op_def, program_of
 from protocol.exact.trace.registry import cut
 from protocol.spec import JobSpec
 from protocol.trace import OpNode
@@ -53,6 +53,7 @@ CASES: dict[str, JobSpec] = {
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_cnn_trace_post_state_is_the_step(name: str) -> None:
     spec = CASES[name]
+    assert cnn.build(spec) == program_of(spec)  # static: the spec alone decides it
     for i, state in enumerate(states(spec, 3)):
         assert not assert_trace_matches_step(spec, state, i).overflowed
 
