@@ -14,7 +14,8 @@ shuffled order; a world size > 1 starts its group (start-up timed separately), r
 block of K steps of every config (in a shuffled order; steps 0..K-1 from state 0, the same
 steps for every world size; the first step of a block is a warm-up and not timed) and stops
 the group. Per (config, world) it reports the median per-step wall time over the rounds'
-block medians with their spread (min-max), the speed-up against world 1, and the bytes one
+block medians with their spread (min-max), the speed-up against world 1, rank 0's CPU time
+per step (its share of the work: it waits in the collectives without CPU), and the bytes one
 rank contributes to the step's all-reduces (payload, int64: two collectives, the row sums
 dominate; gloo's ring moves about 2 (W - 1) / W times that per rank on the wire). Every
 block's end state is checked against world 1's: the bench refuses to report a wrong run.
@@ -57,30 +58,38 @@ def spec_of(name: str) -> JobSpec:
     return spec
 
 
-def block_single(spec: JobSpec, steps: int) -> tuple[list[float], bytes]:
-    """Per-step wall seconds (steps 1..K-1) and the end state's hash, one process."""
+def block_single(spec: JobSpec, steps: int) -> tuple[list[float], list[float], bytes]:
+    """Per-step wall and CPU seconds (steps 1..K-1) and the end state's hash, one process."""
     state = init(spec)
-    times = []
+    times, cpu = [], []
     for i in range(steps):
-        started = time.perf_counter()
+        started, started_cpu = time.perf_counter(), time.thread_time()
         state = step(spec, state, i)
         if i:
             times.append(time.perf_counter() - started)
-    return times, state_hash(state)
+            cpu.append(time.thread_time() - started_cpu)
+    return times, cpu, state_hash(state)
 
 
-def block_pool(pool: WorkerPool, spec: JobSpec, steps: int) -> tuple[list[float], bytes, int]:
-    """Per-step wall seconds, end hash and all-reduced bytes per step (rank 0's payload)."""
-    stamps: list[float] = []
+def block_pool(
+    pool: WorkerPool, spec: JobSpec, steps: int
+) -> tuple[list[float], list[float], bytes, int]:
+    """Per-step wall and rank 0 CPU seconds, end hash and all-reduced bytes per step (rank
+    0's payload). Rank 0's thread waits in the collectives without CPU (gloo runs them on
+    its own threads), so its CPU time is its share of the step's work."""
+    stamps: list[tuple[float, float]] = []
     state = pool.advance(spec, init(spec), 0, 1)  # warm-up step
     bytes_before = pool.collective.reduced_bytes
-    stamps.append(time.perf_counter())
-    state = pool.advance(
-        spec, state, 1, steps, on_step=lambda _done: stamps.append(time.perf_counter())
-    )
-    times = [b - a for a, b in itertools.pairwise(stamps)]
+
+    def stamp(_done: int = 0) -> None:
+        stamps.append((time.perf_counter(), time.thread_time()))
+
+    stamp()
+    state = pool.advance(spec, state, 1, steps, on_step=stamp)
+    times = [b[0] - a[0] for a, b in itertools.pairwise(stamps)]
+    cpu = [b[1] - a[1] for a, b in itertools.pairwise(stamps)]
     per_step = (pool.collective.reduced_bytes - bytes_before) // max(steps - 1, 1)
-    return times, state_hash(state), per_step
+    return times, cpu, state_hash(state), per_step
 
 
 def main() -> None:
@@ -99,6 +108,7 @@ def main() -> None:
     specs = {name: spec_of(name) for name in names}
     rng = random.Random(args.seed)
     medians: dict[tuple[str, int], list[float]] = {(n, w): [] for n in names for w in worlds}
+    cpu_medians: dict[tuple[str, int], list[float]] = {key: [] for key in medians}
     traffic: dict[tuple[str, int], int] = {}
     startups: dict[int, list[float]] = {w: [] for w in worlds if w > 1}
     want: dict[str, bytes] = {}
@@ -115,16 +125,19 @@ def main() -> None:
                 for name in rng.sample(names, len(names)):
                     steps = CONFIGS[name][1]
                     if pool is None:
-                        times, digest = block_single(specs[name], steps)
+                        times, cpu, digest = block_single(specs[name], steps)
                     else:
-                        times, digest, traffic[(name, world)] = block_pool(pool, specs[name], steps)
+                        times, cpu, digest, traffic[(name, world)] = block_pool(
+                            pool, specs[name], steps
+                        )
                     if want.setdefault(name, digest) != digest:
                         raise SystemExit(f"{name}: {world} workers ended on another state")
                     medians[(name, world)].append(statistics.median(times))
+                    cpu_medians[(name, world)].append(statistics.median(cpu))
             finally:
                 if pool is not None:
                     pool.close()
-    report(args, names, worlds, specs, medians, traffic, startups, started_all)
+    report(args, names, worlds, specs, (medians, cpu_medians), traffic, startups, started_all)
 
 
 def report(
@@ -132,11 +145,12 @@ def report(
     names: list[str],
     worlds: list[int],
     specs: dict[str, JobSpec],
-    medians: dict[tuple[str, int], list[float]],
+    timings: tuple[dict[tuple[str, int], list[float]], dict[tuple[str, int], list[float]]],
     traffic: dict[tuple[str, int], int],
     startups: dict[int, list[float]],
     started_all: float,
 ) -> None:
+    medians, cpu_medians = timings
     rows: list[dict[str, Any]] = []
     for name in names:
         base = statistics.median(medians[(name, 1)]) if (name, 1) in medians else None
@@ -151,6 +165,7 @@ def report(
                     "step_ms": round(median, 2),
                     "spread_ms": [round(min(ms), 2), round(max(ms), 2)],
                     "speedup": round(base * 1e3 / median, 2) if base else None,
+                    "rank0_cpu_ms": round(statistics.median(cpu_medians[(name, world)]) * 1e3, 2),
                     "all_reduced_bytes_per_step": traffic.get((name, world), 0),
                 }
             )
@@ -166,13 +181,14 @@ def report(
         return
     print(
         f"{'config':17} {'batch':>5} {'W':>2} {'step ms':>8} {'spread':>15} "
-        f"{'vs W=1':>6} {'bytes/step':>10}"
+        f"{'vs W=1':>6} {'r0 cpu ms':>9} {'bytes/step':>10}"
     )
     for r in rows:
         spread = f"{r['spread_ms'][0]:.2f}-{r['spread_ms'][1]:.2f}"
         print(
             f"{r['config']:17} {r['batch']:>5} {r['workers']:>2} {r['step_ms']:>8.2f} "
-            f"{spread:>15} {r['speedup']:>6.2f} {r['all_reduced_bytes_per_step']:>10,}"
+            f"{spread:>15} {r['speedup']:>6.2f} {r['rank0_cpu_ms']:>9.2f} "
+            f"{r['all_reduced_bytes_per_step']:>10,}"
         )
     print(
         f"{args.rounds} rounds, {args.threads} thread(s) per rank; group start-up (s): "

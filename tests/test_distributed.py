@@ -14,6 +14,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,7 @@ import pytest
 import torch
 import yaml
 
-from protocol.exact import train_trajectory
+from protocol.exact import init, run, state_hash, train_trajectory
 from protocol.merkle import root_of
 from protocol.spec import JobSpec
 from services import scenarios
@@ -131,3 +132,16 @@ def test_a_killed_rank_is_replaced_and_the_run_ends_on_the_same_root() -> None:
         run = train_shared(spec, pool, torch.device("cpu"), on_step=kill_once)
     assert killed and pool.restarts == 1
     assert root_of(run.leaves).hex() == single_root(spec)
+
+
+def test_an_idle_group_outlives_its_collective_timeout() -> None:
+    # A solver's group waits between jobs: the workers wait for the next segment on the
+    # store, without the collectives' timeout (5 s here), and the group needs no restart.
+    spec = case_spec("mlp-sgd", steps=20)
+    with WorkerPool(PoolConfig(world=2, timeout=5)) as pool:
+        state = pool.advance(spec, init(spec), 0, 10)
+        restarts = pool.restarts
+        time.sleep(8)
+        state = pool.advance(spec, state, 10, 20)
+    assert pool.restarts == restarts
+    assert state_hash(state) == state_hash(run(spec, init(spec), 0, 20))
