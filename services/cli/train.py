@@ -255,8 +255,10 @@ def worker(
     device: Annotated[str, typer.Option(help="auto (CUDA when present), cpu or cuda.")] = "auto",
     threads: Annotated[int, typer.Option(min=1, help="torch CPU threads per rank.")] = 1,
 ) -> None:
-    """Serve this host's ranks of a remote exact data-parallel group until rank 0 stops it
-    (rank 0 runs on node 0: proofnet train/solver run --workers N --rdzv HOST:PORT)."""
+    """Serve this host's ranks of another host's exact data-parallel group.
+
+    Rank 0 runs on node 0 (proofnet train or solver run --workers N --nnodes K --rdzv
+    HOST:PORT); this serves until rank 0 stops the group, rejoining after a failure."""
     from protocol.exact import resolve_device
     from services.distributed.group import Rendezvous
     from services.distributed.pool import PoolConfig
