@@ -451,47 +451,85 @@ def _summary(samples: Sequence[float]) -> dict[str, float]:
 # --- one model ------------------------------------------------------------------------------
 
 
-def measure(model: Model, rounds: int, samples: int) -> dict[str, Any]:
-    spec = model.spec()
-    real = Step(spec)
-    shapes = Shapes(spec, real.program)
-    nodes = real.program.nodes
-    costs = [worst_element(shapes, node) for node in nodes]
+def worst_per_kind(costs: Sequence[ElementCost]) -> list[ElementCost]:
+    """The costliest operator of each kind (``work_key``), costliest first."""
     by_kind: dict[str, ElementCost] = {}
     for cost in costs:
         kind = cost.node.kind
         if kind not in by_kind or work_key(cost) > work_key(by_kind[kind]):
             by_kind[kind] = cost
-    worst = max(costs, key=work_key)
-    heaviest = max(costs, key=lambda c: (c.bytes, c.macs))
-    timed = sorted(by_kind.values(), key=work_key, reverse=True)
-    evidence = {c.node.index: real.evidence(c) for c in timed}
-    for cost in timed:  # the referee's verdict is the honest value: the pieces are real
-        ev = evidence[cost.node.index]
-        chunk_bytes, hashes = ev.posted()
-        if (chunk_bytes + HASH_BYTES * hashes, hashes) != (cost.bytes, cost.hashes):
-            raise RuntimeError(f"{cost.node.label}: the real proofs are not the counted ones")
-        value = element_of(ev, verified_pieces(spec, shapes, ev))
-        if value != real.expected(cost):
-            raise RuntimeError(f"{cost.node.label}: element {value} != {real.expected(cost)}")
-    step_s: list[float] = []
-    referee_s: dict[int, list[float]] = {c.node.index: [] for c in timed}
-    verify_s: dict[int, list[float]] = {c.node.index: [] for c in timed}
-    element_s: dict[int, list[float]] = {c.node.index: [] for c in timed}
-    for _ in range(rounds):  # interleaved: a whole step, then every timed dispute
-        step_s.append(_seconds(lambda: step(spec, real.state, 0)))
-        for cost in timed:
-            k = cost.node.index
+    return sorted(by_kind.values(), key=work_key, reverse=True)
+
+
+def check_evidence(real: Step, shapes: Shapes, cost: ElementCost, ev: Evidence) -> None:
+    """The real proofs are the ones counted, and the referee's element is the run's value
+    (the pieces are honest): otherwise the bench, not the dispute, is wrong."""
+    chunk_bytes, hashes = ev.posted()
+    if (chunk_bytes + HASH_BYTES * hashes, hashes) != (cost.bytes, cost.hashes):
+        raise RuntimeError(f"{cost.node.label}: the real proofs are not the counted ones")
+    value = element_of(ev, verified_pieces(real.spec, shapes, ev))
+    if value != real.expected(cost):
+        raise RuntimeError(f"{cost.node.label}: element {value} != {real.expected(cost)}")
+
+
+@dataclass
+class Timings:
+    """Thread CPU seconds: whole steps, and per timed operator the referee's verifying and
+    cutting (``verify``) and its element (``element``)."""
+
+    step: list[float] = field(default_factory=list)
+    verify: dict[int, list[float]] = field(default_factory=dict)
+    element: dict[int, list[float]] = field(default_factory=dict)
+
+    def referee(self, index: int) -> list[float]:
+        return [v + e for v, e in zip(self.verify[index], self.element[index], strict=True)]
+
+    def ratio(self, index: int) -> float:
+        """The referee's median time over the step's."""
+        return statistics.median(self.referee(index)) / statistics.median(self.step)
+
+    def figures(self, index: int) -> dict[str, Any]:
+        return {
+            "referee_s": _summary(self.referee(index)),
+            "verify_s": _summary(self.verify[index]),
+            "element_s": _summary(self.element[index]),
+            "time_ratio": self.ratio(index),
+        }
+
+
+def time_disputes(
+    real: Step, shapes: Shapes, evidence: dict[int, Evidence], rounds: int, samples: int
+) -> Timings:
+    """Interleaved: per round one whole step (``program.step``), then ``samples`` referee
+    runs of every timed dispute."""
+    timings = Timings()
+    for index in evidence:
+        timings.verify[index], timings.element[index] = [], []
+    for _ in range(rounds):
+        timings.step.append(_seconds(lambda: step(real.spec, real.state, 0)))
+        for index, ev in evidence.items():
             for _ in range(samples):
-                verify, element = referee_times(spec, shapes, evidence[k])
-                verify_s[k].append(verify)
-                element_s[k].append(element)
-                referee_s[k].append(verify + element)
+                verify, element = referee_times(real.spec, shapes, ev)
+                timings.verify[index].append(verify)
+                timings.element[index].append(element)
+    return timings
+
+
+def measure(model: Model, rounds: int, samples: int) -> dict[str, Any]:
+    """Every operator's dispute counted, the worst of each kind timed, against one step."""
+    spec = model.spec()
+    real = Step(spec)
+    shapes = Shapes(spec, real.program)
+    nodes = real.program.nodes
+    costs = [worst_element(shapes, node) for node in nodes]
+    timed = worst_per_kind(costs)
+    evidence = {c.node.index: real.evidence(c) for c in timed}
+    for cost in timed:
+        check_evidence(real, shapes, cost, evidence[cost.node.index])
+    timings = time_disputes(real, shapes, evidence, rounds, samples)
     counted = step_macs(shapes, DOT_KINDS)
-    products = step_macs(shapes, PRODUCT_KINDS)
-    step_time = statistics.median(step_s)
-    worst_time = statistics.median(referee_s[worst.node.index])
-    slowest = max(timed, key=lambda c: statistics.median(referee_s[c.node.index]))
+    worst = max(costs, key=work_key)
+    slowest = max(timed, key=lambda c: timings.ratio(c.node.index))
     return {
         "model": model.name,
         "example": model.example,
@@ -501,10 +539,10 @@ def measure(model: Model, rounds: int, samples: int) -> dict[str, Any]:
         "operators": len(nodes),
         "step": {
             "macs_counted": counted,
-            "macs_products": products,
+            "macs_products": step_macs(shapes, PRODUCT_KINDS),
             "step_work_products": 3 * spec.batch_size * spec.model.macs_per_example(),
             "step_work_units": step_work(spec),
-            "step_s": _summary(step_s),
+            "step_s": _summary(timings.step),
             "run_trace_s": real.run_trace_s,
         },
         "rounds": {
@@ -513,23 +551,16 @@ def measure(model: Model, rounds: int, samples: int) -> dict[str, Any]:
             "phase3_descents_max": max(descents(tensor_chunks(n.shape)) for n in nodes),
             "moves_per_descent": 2,
         },
-        "worst": _worst(worst, counted, referee_s, verify_s, element_s, step_time),
-        "most_bytes": _cost_json(heaviest),
-        "slowest_referee": {
-            **_cost_json(slowest),
-            "referee_s": _summary(referee_s[slowest.node.index]),
-            "time_ratio": statistics.median(referee_s[slowest.node.index]) / step_time,
+        "worst": {
+            **_cost_json(worst),
+            **timings.figures(worst.node.index),
+            "macs_ratio": worst.macs / counted,
+            "work_ratio": (worst.macs + worst.read) / counted,
+            "bound": BOUND,
         },
-        "worst_time_ratio": worst_time / step_time,
-        "per_kind": [
-            {
-                **_cost_json(c),
-                "referee_s": _summary(referee_s[c.node.index]),
-                "verify_s": _summary(verify_s[c.node.index]),
-                "element_s": _summary(element_s[c.node.index]),
-            }
-            for c in timed
-        ],
+        "most_bytes": _cost_json(max(costs, key=lambda c: (c.bytes, c.macs))),
+        "slowest_referee": {**_cost_json(slowest), **timings.figures(slowest.node.index)},
+        "per_kind": [{**_cost_json(c), **timings.figures(c.node.index)} for c in timed],
         "operators_all": [_cost_json(c) for c in costs],
     }
 
@@ -549,27 +580,6 @@ def _cost_json(cost: ElementCost) -> dict[str, Any]:
         "bytes": cost.bytes,
         "output_chunks": tensor_chunks(node.shape),
         "phase3_descents": descents(tensor_chunks(node.shape)),
-    }
-
-
-def _worst(
-    cost: ElementCost,
-    counted: int,
-    referee_s: dict[int, list[float]],
-    verify_s: dict[int, list[float]],
-    element_s: dict[int, list[float]],
-    step_time: float,
-) -> dict[str, Any]:
-    times = referee_s[cost.node.index]
-    return {
-        **_cost_json(cost),
-        "referee_s": _summary(times),
-        "verify_s": _summary(verify_s[cost.node.index]),
-        "element_s": _summary(element_s[cost.node.index]),
-        "macs_ratio": cost.macs / counted,
-        "work_ratio": (cost.macs + cost.read) / counted,
-        "time_ratio": statistics.median(times) / step_time,
-        "bound": BOUND,
     }
 
 
