@@ -23,6 +23,7 @@ import torch
 import yaml
 
 from protocol.exact import init, run, state_hash, train_trajectory
+from protocol.exact.forced_error import step_with_traps
 from protocol.merkle import root_of
 from protocol.spec import JobSpec
 from services import scenarios
@@ -137,11 +138,16 @@ def test_a_killed_rank_is_replaced_and_the_run_ends_on_the_same_root() -> None:
 def test_an_idle_group_outlives_its_collective_timeout() -> None:
     # A solver's group waits between jobs: the workers wait for the next segment on the
     # store, without the collectives' timeout (5 s here), and the group needs no restart.
+    # The second segment plants a forced error after step 12, as a job with traps does.
     spec = case_spec("mlp-sgd", steps=20)
+    traps = {12: 5}
     with WorkerPool(PoolConfig(world=2, timeout=5)) as pool:
         state = pool.advance(spec, init(spec), 0, 10)
         restarts = pool.restarts
         time.sleep(8)
-        state = pool.advance(spec, state, 10, 20)
+        state = pool.advance(spec, state, 10, 20, traps)
     assert pool.restarts == restarts
-    assert state_hash(state) == state_hash(run(spec, init(spec), 0, 20))
+    want = init(spec)
+    for i in range(20):
+        want = step_with_traps(spec, want, i, traps)
+    assert state_hash(state) == state_hash(want) != state_hash(run(spec, init(spec), 0, 20))
