@@ -146,8 +146,11 @@ def run_chain(
     txs: list[dict[str, Any]],
     block: int,
     parallel: bool,
+    cpu_us: list[float] | None = None,
 ) -> float:
-    """tx/s of one fresh chain taking ``txs`` (submit or submit_many) and sealing blocks."""
+    """tx/s of one fresh chain taking ``txs`` (submit or submit_many) and sealing blocks;
+    appends to ``cpu_us`` the CPU this process spent a transaction (the sequencer's and its
+    threads', not the workers'): what bounds the rate when every other core is free."""
     checker = EnvelopeChecker(min_parallel=1)
     chain = Chain.open(url, CHAIN_ID, "test", genesis)
     chain.checker = checker
@@ -155,7 +158,7 @@ def run_chain(
         if parallel:  # start the workers outside the timing
             list(checker.check_in_chunks(txs[: 2 * checker.workers]))
         forget_verified()
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), time.process_time()
         for lo in range(0, len(txs), block):
             if parallel:
                 results = chain.submit_many(txs[lo : lo + block])
@@ -165,6 +168,8 @@ def run_chain(
                     chain.submit(tx)
             chain.produce_block()
         elapsed = time.perf_counter() - started
+        if cpu_us is not None:
+            cpu_us.append(1e6 * (time.process_time() - cpu_started) / len(txs))
         assert chain.get_block(1).transactions
         return len(txs) / elapsed
     finally:
@@ -535,24 +540,27 @@ def main() -> None:
         tmp = Path(tmp_name)
         workloads = [make_transfers(n, args.accounts, f"bench-r{r}") for r in range(rounds)]
 
-        def in_process(backend: str, parallel: bool) -> Callable[[int], float]:
+        cpu: dict[str, list[float]] = {}
+
+        def in_process(name: str, backend: str, parallel: bool) -> Callable[[int], float]:
             def run(round_: int) -> float:
                 genesis_r, txs_r = workloads[round_]
                 with backend_url(backend, tmp, args.pg_url) as url:
                     if url is None:
                         return float("nan")
-                    return run_chain(url, genesis_r, txs_r, args.block_size, parallel)
+                    spent = cpu.setdefault(name, [])
+                    return run_chain(url, genesis_r, txs_r, args.block_size, parallel, spent)
 
             return run
 
-        variants = {
-            f"{b} {'submit_many' if p else 'submit'}": in_process(b, p)
-            for b in backends
-            for p in (False, True)
-        }
-        in_proc = timed_rounds(rounds, variants)
+        names = [
+            (f"{b} {'submit_many' if p else 'submit'}", b, p) for b in backends for p in (0, 1)
+        ]
+        in_proc = timed_rounds(rounds, {name: in_process(name, b, bool(p)) for name, b, p in names})
         results["in_process"] = {
-            name: summary(s) if s and s[0] == s[0] else {"skipped": "unreachable"}
+            name: {**summary(s), "cpu_us_per_tx": summary(cpu[name])}
+            if s and s[0] == s[0]
+            else {"skipped": "unreachable"}
             for name, s in in_proc.items()
         }
 
@@ -653,7 +661,12 @@ def readme(r: dict[str, Any]) -> str:
         if name.startswith("sqlite"):
             best_in_process = max(best_in_process, s["median"])
         ratio = s["median"] / r["verify"]["1 core"]["median"]
-        lines.append(f"| in-process {name} | {_spread(s)} | {ratio:.2f} × 1-core verify |")
+        cpu = s["cpu_us_per_tx"]
+        lines.append(
+            f"| in-process {name} | {_spread(s)} | {ratio:.2f} × 1-core verify; this "
+            f"process's CPU {_spread(cpu)} µs/tx, so ≤ {1e6 / cpu['median']:,.0f} tx/s "
+            f"with a core to itself |"
+        )
     for name, h in r.get("http", {}).items():
         ratio = h["tx_per_s"]["median"] / best_in_process if best_in_process else 0.0
         lines.append(
