@@ -258,8 +258,8 @@ class EnvelopeChecker:
     while the chain applies earlier transactions: the stateless half of ``submit``, spread over
     the cores. Processes, not threads: the library releases the GIL while it verifies, but a
     thread waiting to take the GIL back from a busy sequencer waits a switch interval (5 ms):
-    beside a busy main thread, two threads verified a quarter to a third fewer signatures a
-    second than two processes (``bench/bench_ledger.py``, docs/ledger.md).
+    beside a busy main thread, two threads verified 12-40 % fewer signatures a second than two
+    processes in six runs of ``bench/bench_ledger.py`` (docs/ledger.md).
 
     The pool is spawned on first use (``spawn``: forking a threaded server can deadlock) and
     rebuilt if a worker dies (the chunk is then checked in this process). Fewer than
