@@ -24,6 +24,22 @@ makes it (``TURN``); a move in another phase raises ``WrongPhaseError``, by the 
     reveal_trap        reveal_trap        solver      resolved (forced_error | challenger won)
     publish_data       publish_data       solver      resolved (data_published)
 
+With ``Params.operator_disputes`` the one-step phase is ``commit_trace`` instead of
+``post_prestate``, and the game plays on inside the step, to one operator and one element of
+its output; the descent phases above are reused over the trace and over the output's chunks
+(``contracts_sim.operator_dispute`` has the rules and why)::
+
+    commit_trace       commit_trace       solver      reveal_children | reveal_op
+    choose_child       show_overflow      challenger  resolved (trace tree: the solver's
+                                                      trace overflows, its claim says not)
+    reveal_op          reveal_op          solver      prove_overflow | reveal_children |
+                                                      reveal_chunk | name_element | resolved
+    prove_overflow     show_overflow      solver      resolved (challenger lost)
+    reveal_chunk       reveal_chunk       solver      name_element
+    name_element       name_element       challenger  post_pieces
+    name_element       show_overflow      challenger  resolved (solver lost)
+    post_pieces        post_pieces        solver      resolved
+
 On a job with forced errors every challenge is *sealed* (it opens in ``unseal`` and names its
 segment only after the window: ``contracts_sim.forced_errors``), and ``reveal_trap`` is entered
 when the referee disagrees with the solver at the last step of a segment: the solver may show
@@ -155,6 +171,12 @@ TURN: Final[dict[Phase, Party]] = {
     Phase.PUBLISH_DATA: Party.SOLVER,
     Phase.REVEAL_TRAP: Party.SOLVER,
     Phase.UNSEAL: Party.CHALLENGER,
+    Phase.COMMIT_TRACE: Party.SOLVER,
+    Phase.REVEAL_OP: Party.SOLVER,
+    Phase.PROVE_OVERFLOW: Party.SOLVER,
+    Phase.REVEAL_CHUNK: Party.SOLVER,
+    Phase.NAME_ELEMENT: Party.CHALLENGER,
+    Phase.POST_PIECES: Party.SOLVER,
     Phase.RESOLVED: Party.NOBODY,
 }
 """Whose move it is in each phase; that party loses if the deadline passes."""
@@ -169,8 +191,20 @@ MOVE_PHASE: Final[dict[str, Phase]] = {
     "publish_data": Phase.PUBLISH_DATA,
     "reveal_trap": Phase.REVEAL_TRAP,
     "unseal": Phase.UNSEAL,
+    "commit_trace": Phase.COMMIT_TRACE,
+    "reveal_op": Phase.REVEAL_OP,
+    "reveal_chunk": Phase.REVEAL_CHUNK,
+    "name_element": Phase.NAME_ELEMENT,
+    "post_pieces": Phase.POST_PIECES,
+    "show_overflow": Phase.PROVE_OVERFLOW,
 }
 """The phase in which each move is legal."""
+
+ALSO_LEGAL: Final[dict[str, frozenset[Phase]]] = {
+    "show_overflow": frozenset({Phase.CHOOSE_CHILD, Phase.NAME_ELEMENT}),
+}
+"""Further phases in which a move is legal, by the party whose turn it is there
+(``contracts_sim.operator_dispute``: an overflow may be shown in several places)."""
 
 EITHER_PARTY_MOVES: Final = frozenset({"post_prestate"})
 
@@ -233,8 +267,12 @@ def segment_interval(leaf: int, checkpoint_interval: int) -> tuple[int, int]:
     return (leaf - 1) * checkpoint_interval, leaf * checkpoint_interval
 
 
-def phase_after_interval(a: int, b: int) -> Phase:
-    return Phase.POST_MIDPOINT if b - a > 1 else Phase.POST_PRESTATE
+def phase_after_interval(a: int, b: int, operator_disputes: bool = False) -> Phase:
+    """Bisect on while more than one step is disputed; at one step, the referee's phase:
+    the pre-state blob, or (``Params.operator_disputes``) the step's operator trace."""
+    if b - a > 1:
+        return Phase.POST_MIDPOINT
+    return Phase.COMMIT_TRACE if operator_disputes else Phase.POST_PRESTATE
 
 
 def party_of(dispute: Dispute, address: Address) -> Party:
@@ -312,7 +350,7 @@ def process_challenge(
             "hash_lo": evidence.pre_entry,
             "hash_hi": evidence.post_entry,
         }
-        phase = phase_after_interval(a, b)
+        phase = phase_after_interval(a, b, params.operator_disputes)
         move_data = {
             "segment": evidence.segment,
             "pre_entry": evidence.pre_entry.hex(),
@@ -447,7 +485,7 @@ def begin_move(
         raise DisputeClosedError(dispute_id, dispute.status)
     # INVARIANT: this is the move the current phase expects.
     expected = MOVE_PHASE[kind]
-    if dispute.phase != expected:
+    if dispute.phase != expected and dispute.phase not in ALSO_LEGAL.get(kind, ()):
         raise WrongPhaseError(dispute_id, dispute.phase, expected)
     # INVARIANT: the sender is the party to move.
     party = party_of(dispute, ctx.sender)
@@ -522,7 +560,9 @@ def process_reveal_children(
 def process_choose_child(
     state: LedgerState, ctx: TxContext, body: ChooseChildBody, params: Params
 ) -> list[Event]:
-    """Challenger: the (leftmost) child it disagrees with."""
+    """Challenger: the (leftmost) child it disagrees with. The one descent rule of every
+    tree: the trajectory's, and in an operator dispute the trace's and the chunks' (what
+    happens at their leaf: ``contracts_sim.operator_dispute.reached_leaf``)."""
     dispute, party = begin_move(state, ctx, body.dispute_id, "choose_child")
     assert dispute.node_lo is not None and dispute.node_hi is not None
     left, right = children(NodeRef(dispute.node_lo, dispute.node_hi))
@@ -537,6 +577,10 @@ def process_choose_child(
         "left_hash": None,
         "right_hash": None,
     }
+    if is_leaf_node(node) and dispute.operator is not None:
+        from contracts_sim.operator_dispute import reached_leaf  # (imports this module)
+
+        return reached_leaf(state, ctx, dispute, node, params, changes)
     if is_leaf_node(node):
         return _advance(
             state, ctx, dispute, Phase.REVEAL_LEAF, params, leaf_index=node.lo, **changes
@@ -588,7 +632,7 @@ def process_reveal_leaf(
         state,
         ctx,
         dispute,
-        phase_after_interval(a, b),
+        phase_after_interval(a, b, params.operator_disputes),
         params,
         step_lo=a,
         step_hi=b,
@@ -625,7 +669,13 @@ def process_respond_midpoint(
         changes = {"step_hi": m, "hash_hi": dispute.midpoint_hash}
     dispute = record(dispute, "respond_midpoint", party, ctx, step=m, agree=body.agree)
     return _advance(
-        state, ctx, dispute, phase_after_interval(a, b), params, midpoint_hash=None, **changes
+        state,
+        ctx,
+        dispute,
+        phase_after_interval(a, b, params.operator_disputes),
+        params,
+        midpoint_hash=None,
+        **changes,
     )
 
 
@@ -876,8 +926,17 @@ def resolve_dispute(
         reward=slash.reward,
         burned=slash.burned,
         reason=reason,
+        **_located_op(closed),
     )
     return [resolved, *events]
+
+
+def _located_op(dispute: Dispute) -> dict[str, Any]:
+    """The operator an operator-level verdict located (none otherwise)."""
+    game = dispute.operator
+    if game is None or game.located_op is None:
+        return {}
+    return {"located_op": game.located_op, "located_label": game.op_label}
 
 
 def reward_sharers(state: LedgerState, job: Job, winning: Dispute) -> tuple[Address, ...]:

@@ -57,6 +57,14 @@ from contracts_sim.jobs import (
     process_post_job,
     process_settle,
 )
+from contracts_sim.operator_dispute import (
+    process_commit_trace,
+    process_name_element,
+    process_post_pieces,
+    process_reveal_chunk,
+    process_reveal_op,
+    process_show_overflow,
+)
 from contracts_sim.params import Params
 from contracts_sim.records import Account, Supply
 from contracts_sim.registry import process_set_endpoint
@@ -98,6 +106,12 @@ PROCESSORS: Final[dict[str, Processor]] = {
     "audit": process_audit,
     "claim_timeout": process_claim_timeout,
     "settle": process_settle,
+    "commit_trace": process_commit_trace,
+    "reveal_op": process_reveal_op,
+    "show_overflow": process_show_overflow,
+    "reveal_chunk": process_reveal_chunk,
+    "name_element": process_name_element,
+    "post_pieces": process_post_pieces,
 }
 assert set(PROCESSORS) == set(TX_KINDS), "every body kind has exactly one processor"
 

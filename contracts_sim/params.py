@@ -70,7 +70,8 @@ class Params:
     rest is burned. A cheater's accomplice may collect all of it, so deterrence prices a caught
     cheater's loss as the stake less this share (``protocol.economics.loss_with_accomplice``)."""
     max_blob_bytes: int
-    """Largest pre-state blob accepted in ``post_prestate``."""
+    """Largest pre-state blob accepted in ``post_prestate`` (and, with operator disputes, the
+    most bytes of chunks one ``post_pieces`` may carry)."""
 
     # --- forced errors (protocol.forced_errors) ---------------------------------------------
     forced_error_bps: int
@@ -94,6 +95,13 @@ class Params:
     """Declared capacity earns full marks at this multiple (bps) of what the deadline needs."""
     slash_history_weight: int
     """In the history score one slashed job counts as this many failures."""
+
+    # --- operator disputes (contracts_sim.operator_dispute) ---------------------------------
+    operator_disputes: bool = False
+    """Once bisection reaches one step, play on to one operator of it and one element of that
+    operator's output (``contracts_sim.operator_dispute``) instead of re-executing the whole
+    step from a posted pre-state. Not with forced errors yet: their trap reveal and audits
+    still judge a whole step."""
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -120,6 +128,10 @@ class Params:
             (
                 not self.forced_error_bps or self.audit_window >= self.move_timeout,
                 "audit_window must be at least move_timeout while forced errors are on",
+            ),
+            (
+                not (self.operator_disputes and self.forced_error_bps),
+                "operator_disputes needs forced_error_bps 0 (traps are judged per whole step)",
             ),
             (self.challenge_window >= 2, "challenge_window must be >= 2"),
             (self.move_timeout >= 1, "move_timeout must be >= 1"),

@@ -69,6 +69,13 @@ class Phase(StrEnum):
     # segment once the challenge window has closed
     REVEAL_TRAP = "reveal_trap"  # the referee disagreed at a segment's last step: the solver
     # may show it is a forced error (after the challenge window)
+    COMMIT_TRACE = "commit_trace"  # operator disputes: the solver commits step a's trace
+    REVEAL_OP = "reveal_op"  # the trace descent ended at op k: the solver opens its entry
+    PROVE_OVERFLOW = "prove_overflow"  # entry k is an overflow: the solver shows why
+    REVEAL_CHUNK = "reveal_chunk"  # the chunk descent ended: the solver posts the chunk
+    NAME_ELEMENT = "name_element"  # the challenger names the element it disputes (or shows
+    # that op k overflows)
+    POST_PIECES = "post_pieces"  # the solver posts the inputs the element reads, proved
     RESOLVED = "resolved"
 
 
@@ -167,6 +174,30 @@ class DisputeMove:
 
 
 @dataclass(frozen=True)
+class OperatorGame:
+    """The operator-level part of a dispute (``contracts_sim.operator_dispute``), from the
+    solver's ``commit_trace`` of the one disputed step ``step_lo`` on.
+
+    ``tree`` says which tree ``Dispute``'s descent fields walk: ``trace`` (leaves: the step's
+    operator outputs) or ``chunks`` (leaves: the chunks of op ``op_index``'s output).
+    ``pre_roots`` are the data roots of the agreed pre-state's tensors in the state tree's
+    order (by name), proved against ``hash_lo`` when the trace was committed."""
+
+    trace_root: Hash32
+    trace_size: int
+    overflow: bool  # the solver's claim: the step overflowed (its post-state is the skip)
+    pre_roots: tuple[Hash32, ...]
+    tree: str = "trace"
+    op_index: int | None = None
+    op_label: str = ""
+    output_root: Hash32 | None = None  # op k's output data root, once revealed
+    chunk_index: int | None = None
+    chunk: bytes | None = None  # the revealed chunk of op k's output
+    element: int | None = None  # the disputed element's flat index in op k's output
+    located_op: int | None = None  # op k, once an operator-level verdict is made
+
+
+@dataclass(frozen=True)
 class Dispute:
     """One refereed bisection game between a job's solver and one challenger (DESIGN §6).
 
@@ -217,3 +248,6 @@ class Dispute:
     sample): the solver must publish it on chain (``publish_data``) or lose; publishing ends
     the game with nobody at fault (``DATA_PUBLISHED``) and records the segment's two leaves in
     ``hash_lo`` and ``hash_hi``."""
+    operator: OperatorGame | None = None
+    """With ``Params.operator_disputes``: the operator-level game of the one disputed step
+    (``contracts_sim.operator_dispute``); None before it starts and whenever the flag is off."""

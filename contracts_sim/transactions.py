@@ -48,6 +48,7 @@ from protocol.errors import ProofNetError, SpecError
 from protocol.hashing import canonical_json, sha256
 from protocol.merkle import ConsistencyProof, InclusionProof
 from protocol.spec import JobSpec, parse_spec
+from protocol.state_commitment import CHUNK_BYTES
 from protocol.types import HASH_SIZE, Address, Amount, Hash32
 
 TX_DOMAIN: Final = b"proofnet/tx/v1\x00"
@@ -296,6 +297,23 @@ class BodyReader:
             return ConsistencyProof.from_json(value)
         except ProofNetError as exc:
             raise MalformedBodyError(name, exc.message) from exc
+
+    def items(self, name: str, max_items: int) -> list[Any]:
+        """A JSON list of at most ``max_items`` elements (each read by the caller)."""
+        value = self._raw(name, optional=False)
+        if not isinstance(value, list) or len(value) > max_items:
+            raise MalformedBodyError(name, f"must be a list of at most {max_items} items")
+        return value
+
+    def value(self, name: str) -> Any:
+        """An optional field as given (None if absent); the caller reads it."""
+        return self._raw(name, optional=True)
+
+    def record(self, name: str, value: Any) -> BodyReader:
+        """A reader of ``value``, an object nested in this body (``name`` says where)."""
+        if not isinstance(value, Mapping):
+            raise MalformedBodyError(name, "must be an object")
+        return BodyReader(value)
 
     def finish(self) -> None:
         unknown = sorted(set(self._body) - self._seen)
@@ -758,6 +776,220 @@ class AuditBody:
         )
 
 
+# --- operator disputes (contracts_sim.operator_dispute) ------------------------------------
+
+MAX_TRACE_TENSORS: Final = 256
+"""Most tensors a state may have in a ``commit_trace`` (its pre and post data roots)."""
+MAX_PIECE_INPUTS: Final = 16
+"""Most inputs an operator reads (the widest reads 4)."""
+MAX_PIECE_CHUNKS: Final = 1 << 16
+"""Most chunks one input's piece may list; the bytes are bounded by ``Params.max_blob_bytes``."""
+MAX_CHUNK_PATH: Final = 64
+
+
+def _hash_list(r: BodyReader, name: str, max_items: int) -> tuple[Hash32, ...]:
+    return tuple(
+        Hash32(BodyReader._hex(f"{name}[{i}]", v, HASH_SIZE))
+        for i, v in enumerate(r.items(name, max_items))
+    )
+
+
+def _optional_proofs(r: BodyReader, name: str, max_items: int) -> tuple[InclusionProof | None, ...]:
+    proofs: list[InclusionProof | None] = []
+    for i, value in enumerate(r.items(name, max_items)):
+        if value is None:
+            proofs.append(None)
+            continue
+        try:
+            proofs.append(InclusionProof.from_json(value))
+        except ProofNetError as exc:
+            raise MalformedBodyError(f"{name}[{i}]", exc.message) from exc
+    return tuple(proofs)
+
+
+@dataclass(frozen=True)
+class CommitTraceBody:
+    """The solver commits the operator trace of the one disputed step a: its root, whether
+    the step overflowed, and the data roots of every tensor of the agreed pre-state and the
+    disputed post-state (the state tree's order, by name), with the proofs that tie each
+    post tensor to the trace (``post_proofs``, null for a tensor the step keeps or for the
+    counter) or, for an overflow, the proof of an ``OVERFLOW_ENTRY`` leaf."""
+
+    kind: ClassVar[str] = "commit_trace"
+    dispute_id: str
+    trace_root: Hash32
+    overflow: bool
+    pre: tuple[Hash32, ...]
+    post: tuple[Hash32, ...]
+    post_proofs: tuple[InclusionProof | None, ...]
+    overflow_proof: InclusionProof | None
+
+    @classmethod
+    def read(cls, r: BodyReader) -> CommitTraceBody:
+        dispute_id, root, overflow = (
+            r.identifier("dispute_id"),
+            r.hash32("trace_root"),
+            r.flag("overflow"),
+        )
+        pre = _hash_list(r, "pre", MAX_TRACE_TENSORS)
+        post = _hash_list(r, "post", MAX_TRACE_TENSORS)
+        if overflow:
+            r.absent("post_proofs")
+            return cls(
+                dispute_id, root, True, pre, post, (), r.required_inclusion_proof("overflow_proof")
+            )
+        r.absent("overflow_proof")
+        proofs = _optional_proofs(r, "post_proofs", MAX_TRACE_TENSORS)
+        return cls(dispute_id, root, False, pre, post, proofs, None)
+
+
+@dataclass(frozen=True)
+class RevealOpBody:
+    """The trace descent ended at op k: the solver opens its entry, an overflow or the
+    output's data root (the entry is then ``protocol.trace.output_entry(k, shape, root)``)."""
+
+    kind: ClassVar[str] = "reveal_op"
+    dispute_id: str
+    overflow: bool
+    data_root: Hash32 | None
+
+    @classmethod
+    def read(cls, r: BodyReader) -> RevealOpBody:
+        dispute_id, overflow = r.identifier("dispute_id"), r.flag("overflow")
+        if overflow:
+            r.absent("data_root")
+            return cls(dispute_id, True, None)
+        return cls(dispute_id, False, r.hash32("data_root"))
+
+
+@dataclass(frozen=True)
+class ChunkPiece:
+    """Chunk ``index`` of a tensor and its path in the tensor's chunk tree."""
+
+    index: int
+    data: bytes
+    path: tuple[bytes, ...]
+
+    @classmethod
+    def read(cls, r: BodyReader) -> ChunkPiece:
+        index = r.integer("index")
+        data = r.blob("data", CHUNK_BYTES)
+        path = _hash_list(r, "path", MAX_CHUNK_PATH)
+        r.finish()
+        return cls(index, data, path)
+
+
+@dataclass(frozen=True)
+class InputPiece:
+    """Chunks of one input of op k, proved: for an earlier operator's output, its data root
+    and the proof of its entry in the trace (``entry_proof``); for a pre-state tensor,
+    neither (its data root was committed with the trace)."""
+
+    data_root: Hash32 | None
+    entry_proof: InclusionProof | None
+    chunks: tuple[ChunkPiece, ...]
+
+    @classmethod
+    def read(cls, r: BodyReader, name: str) -> InputPiece:
+        root, proof = r.optional_hash32("data_root"), r.inclusion_proof("entry_proof")
+        chunks = tuple(
+            ChunkPiece.read(r.record(f"{name}.chunks[{i}]", value))
+            for i, value in enumerate(r.items("chunks", MAX_PIECE_CHUNKS))
+        )
+        r.finish()
+        return cls(root, proof, chunks)
+
+
+def _optional_piece(r: BodyReader, name: str, value: Any) -> InputPiece | None:
+    return None if value is None else InputPiece.read(r.record(name, value), name)
+
+
+@dataclass(frozen=True)
+class Witness:
+    """One element of an input of op k (flat ``element`` index) with the chunk holding it
+    (``piece``, one chunk; null for a batch input, which the referee computes)."""
+
+    element: int
+    piece: InputPiece | None
+
+
+@dataclass(frozen=True)
+class ShowOverflowBody:
+    """Evidence that op k (or, during the trace descent, the solver's step) overflows:
+    ``leaf``, the proof of an ``OVERFLOW_ENTRY`` leaf of the trace (an input of op k, or any
+    leaf while the solver claims no overflow), or ``check`` (an index into op k's checks,
+    ``protocol.exact.trace.registry.op_checks``) with one witness per input factor."""
+
+    kind: ClassVar[str] = "show_overflow"
+    dispute_id: str
+    leaf: InclusionProof | None
+    check: int | None
+    witnesses: tuple[Witness, ...]
+
+    @classmethod
+    def read(cls, r: BodyReader) -> ShowOverflowBody:
+        dispute_id = r.identifier("dispute_id")
+        if r.present("leaf"):
+            r.absent("check")
+            r.absent("witnesses")
+            return cls(dispute_id, r.required_inclusion_proof("leaf"), None, ())
+        r.absent("leaf")
+        check = r.integer("check", hi=MAX_PIECE_INPUTS)
+        witnesses = []
+        for i, value in enumerate(r.items("witnesses", MAX_PIECE_INPUTS)):
+            name = f"witnesses[{i}]"
+            w = r.record(name, value)
+            element = w.integer("element")
+            piece = _optional_piece(w, f"{name}.piece", w.value("piece"))
+            w.finish()
+            witnesses.append(Witness(element, piece))
+        return cls(dispute_id, None, check, tuple(witnesses))
+
+
+@dataclass(frozen=True)
+class RevealChunkBody:
+    """The chunk descent ended at chunk c of op k's output: the solver posts its bytes."""
+
+    kind: ClassVar[str] = "reveal_chunk"
+    dispute_id: str
+    data: bytes
+
+    @classmethod
+    def read(cls, r: BodyReader) -> RevealChunkBody:
+        return cls(r.identifier("dispute_id"), r.blob("data", CHUNK_BYTES))
+
+
+@dataclass(frozen=True)
+class NameElementBody:
+    """The challenger names the element of the revealed chunk it disagrees with (its flat
+    index in op k's output)."""
+
+    kind: ClassVar[str] = "name_element"
+    dispute_id: str
+    element: int
+
+    @classmethod
+    def read(cls, r: BodyReader) -> NameElementBody:
+        return cls(r.identifier("dispute_id"), r.integer("element"))
+
+
+@dataclass(frozen=True)
+class PostPiecesBody:
+    """The solver posts, for each input of op k, the chunks covering the box the named
+    element reads, proved (null for an input it does not read or a batch input)."""
+
+    kind: ClassVar[str] = "post_pieces"
+    dispute_id: str
+    inputs: tuple[InputPiece | None, ...]
+
+    @classmethod
+    def read(cls, r: BodyReader) -> PostPiecesBody:
+        dispute_id = r.identifier("dispute_id")
+        values = r.items("inputs", MAX_PIECE_INPUTS)
+        pieces = tuple(_optional_piece(r, f"inputs[{i}]", v) for i, v in enumerate(values))
+        return cls(dispute_id, pieces)
+
+
 @dataclass(frozen=True)
 class ClaimTimeoutBody:
     """Exactly one of ``job_id`` (missed training deadline) or ``dispute_id`` (missed move)."""
@@ -817,6 +1049,12 @@ TX_KINDS: Final[dict[str, type[Any]]] = {
         AuditBody,
         ClaimTimeoutBody,
         SettleBody,
+        CommitTraceBody,
+        RevealOpBody,
+        ShowOverflowBody,
+        RevealChunkBody,
+        NameElementBody,
+        PostPiecesBody,
     )
 }
 """Every transaction kind and its body class."""
@@ -846,6 +1084,8 @@ def max_transaction_bytes(kind: str, max_blob_bytes: int) -> int:
     small."""
     if kind in (PostPrestateBody.kind, PublishDataBody.kind, RevealTrapBody.kind):
         return 2 * max_blob_bytes + MAX_SMALL_TRANSACTION_BYTES
+    if kind == PostPiecesBody.kind:  # chunks of up to max_blob_bytes, each with its path
+        return 4 * max_blob_bytes + MAX_SMALL_TRANSACTION_BYTES
     return MAX_SMALL_TRANSACTION_BYTES
 
 

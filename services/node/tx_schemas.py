@@ -605,6 +605,152 @@ class ClaimDisputeTimeoutBody(BaseModel):
     dispute_id: Identifier
 
 
+# --- operator disputes (contracts_sim.operator_dispute) ------------------------------------
+
+CHUNK_HEX = "2a00000000000000" * 4  # an example chunk: four int64 values of 42
+
+
+class CommitTraceBody(BaseModel):
+    """The solver commits the operator trace of the disputed step: its root, whether the step
+    overflowed, the data roots of every pre- and post-state tensor (by name), and a proof
+    tying each post tensor an operator writes to its leaf (null where none)."""
+
+    model_config = _body(
+        {
+            "dispute_id": DISPUTE_ID,
+            "trace_root": _example_hex("trace root"),
+            "overflow": False,
+            "pre": [_example_hex("pre 0"), _example_hex("pre 1")],
+            "post": [_example_hex("post 0"), _example_hex("post 1")],
+            "post_proofs": [None, {"index": 5, "size": 9, "path": PATH}],
+        }
+    )
+    dispute_id: Identifier
+    trace_root: Hash32
+    overflow: Literal[False]
+    pre: list[Hash32] = Field(max_length=256)
+    post: list[Hash32] = Field(max_length=256)
+    post_proofs: list[InclusionProofJson | None] = Field(max_length=256)
+
+
+class CommitTraceOverflowBody(BaseModel):
+    """The solver commits the trace of a step that overflowed: the post-state is the
+    pre-state with the counter moved on, and one leaf of the trace is an overflow."""
+
+    model_config = _body(
+        {
+            "dispute_id": DISPUTE_ID,
+            "trace_root": _example_hex("trace root"),
+            "overflow": True,
+            "pre": [_example_hex("pre 0"), _example_hex("pre 1")],
+            "post": [_example_hex("post 0"), _example_hex("pre 1")],
+            "overflow_proof": {"index": 5, "size": 9, "path": PATH},
+        }
+    )
+    dispute_id: Identifier
+    trace_root: Hash32
+    overflow: Literal[True]
+    pre: list[Hash32] = Field(max_length=256)
+    post: list[Hash32] = Field(max_length=256)
+    overflow_proof: InclusionProofJson
+
+
+class RevealOpBody(BaseModel):
+    """The trace descent reached op k: the solver opens its entry (an overflow, or its
+    output's data root)."""
+
+    model_config = _body(
+        {"dispute_id": DISPUTE_ID, "overflow": False, "data_root": _example_hex("op 5")}
+    )
+    dispute_id: Identifier
+    overflow: Literal[False]
+    data_root: Hash32
+
+
+class RevealOpOverflowBody(BaseModel):
+    """The trace descent reached op k and its entry is an overflow."""
+
+    model_config = _body({"dispute_id": DISPUTE_ID, "overflow": True})
+    dispute_id: Identifier
+    overflow: Literal[True]
+
+
+class ChunkPieceJson(_Strict):
+    index: Index
+    data: Blob = Field(description="the chunk's bytes (at most 4096)")
+    path: list[Hash32] = Field(max_length=64)
+
+
+class InputPieceJson(_Strict):
+    data_root: Hash32 | None = None
+    entry_proof: InclusionProofJson | None = None
+    chunks: list[ChunkPieceJson]
+
+
+class WitnessJson(_Strict):
+    element: Index
+    piece: InputPieceJson | None = None
+
+
+class ShowOverflowBody(BaseModel):
+    """Proof of an overflow: an overflowed leaf of the trace, or a check of op k with one
+    witness element per input factor."""
+
+    model_config = _body(
+        {
+            "dispute_id": DISPUTE_ID,
+            "check": 0,
+            "witnesses": [
+                {"element": 3, "piece": {"chunks": [{"index": 0, "data": CHUNK_HEX, "path": []}]}}
+            ],
+        }
+    )
+    dispute_id: Identifier
+    check: Index
+    witnesses: list[WitnessJson] = Field(max_length=16)
+
+
+class ShowOverflowLeafBody(BaseModel):
+    """Proof of an overflow: an ``OVERFLOW_ENTRY`` leaf of the solver's trace (an input of
+    op k, or any leaf while the solver claims its step does not overflow)."""
+
+    model_config = _body({"dispute_id": DISPUTE_ID, "leaf": {"index": 5, "size": 9, "path": PATH}})
+    dispute_id: Identifier
+    leaf: InclusionProofJson
+
+
+class RevealChunkBody(BaseModel):
+    """The chunk descent reached chunk c of op k's output: the solver posts its bytes."""
+
+    model_config = _body({"dispute_id": DISPUTE_ID, "data": CHUNK_HEX})
+    dispute_id: Identifier
+    data: Blob
+
+
+class NameElementBody(BaseModel):
+    """The challenger names the element of the revealed chunk it disagrees with."""
+
+    model_config = _body({"dispute_id": DISPUTE_ID, "element": 3})
+    dispute_id: Identifier
+    element: Index
+
+
+class PostPiecesBody(BaseModel):
+    """The solver posts the proved chunks of each input the named element reads."""
+
+    model_config = _body(
+        {
+            "dispute_id": DISPUTE_ID,
+            "inputs": [
+                {"chunks": [{"index": 0, "data": CHUNK_HEX, "path": []}]},
+                None,
+            ],
+        }
+    )
+    dispute_id: Identifier
+    inputs: list[InputPieceJson | None] = Field(max_length=16)
+
+
 BODY_VARIANTS: dict[str, tuple[type[BaseModel], ...]] = {
     "faucet": (FaucetBody,),
     "transfer": (TransferBody,),
@@ -632,6 +778,12 @@ BODY_VARIANTS: dict[str, tuple[type[BaseModel], ...]] = {
     "audit": (AuditBody,),
     "claim_timeout": (ClaimJobTimeoutBody, ClaimDisputeTimeoutBody),
     "settle": (SettleBody,),
+    "commit_trace": (CommitTraceBody, CommitTraceOverflowBody),
+    "reveal_op": (RevealOpBody, RevealOpOverflowBody),
+    "show_overflow": (ShowOverflowBody, ShowOverflowLeafBody),
+    "reveal_chunk": (RevealChunkBody,),
+    "name_element": (NameElementBody,),
+    "post_pieces": (PostPiecesBody,),
 }
 """Every transaction kind and the body shapes it takes (several: one of them)."""
 
