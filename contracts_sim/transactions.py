@@ -1090,7 +1090,10 @@ def max_transaction_bytes(kind: str, max_blob_bytes: int) -> int:
 
 
 MAX_SCANNED_STRINGS: Final = 1024
-"""Strings (and escaped quotes) ``envelope_kind`` looks at: a large transaction has a few dozen."""
+"""Strings (and escaped quotes) ``envelope_kind`` looks at besides one per
+``SCANNED_BYTES_PER_STRING`` bytes: a ``post_prestate`` has a few dozen, a ``post_pieces`` a
+few dozen per chunk of 8 KiB of hex."""
+SCANNED_BYTES_PER_STRING: Final = 256
 _JSON_SPACE = re.compile(rb"[ \t\r\n]*")
 
 
@@ -1098,12 +1101,13 @@ def envelope_kind(encoded: bytes) -> str | None:
     """The ``kind`` of an encoded envelope, read without decoding it (admission of a large body
     before it is parsed): the value of the last top-level ``"kind"`` key, as ``json.loads``
     keeps the last of repeated keys; None if there is none, if it is not a plain string, or if
-    the body holds more than ``MAX_SCANNED_STRINGS`` strings. Strings are skipped with
+    the body holds more than ``MAX_SCANNED_STRINGS`` strings and one per
+    ``SCANNED_BYTES_PER_STRING`` bytes (a Python step each). Strings are skipped with
     ``bytes.find`` and nesting is counted with ``bytes.count`` between them, so a blob of
     hundreds of megabytes costs a memchr, not a Python loop. A key spelt with escapes is not
     seen: the check after parsing still applies the kind's limit to such a body."""
     depth, position, kind = 0, 0, None
-    budget = [MAX_SCANNED_STRINGS]
+    budget = [MAX_SCANNED_STRINGS + len(encoded) // SCANNED_BYTES_PER_STRING]
     while budget[0] > 0:
         start = encoded.find(b'"', position)
         if start < 0:

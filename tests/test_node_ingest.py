@@ -179,6 +179,19 @@ def test_a_small_kind_padded_past_its_limit_is_refused_before_it_is_parsed(
     assert len(parsed) == 1
 
 
+def test_a_large_body_of_many_chunks_passes_admission_by_size(api: TestClient) -> None:
+    """A ``post_pieces`` carries many chunks, each with its Merkle path: past 64 KiB it has
+    hundreds of separators and strings, few for its size; admission lets it reach the rules."""
+    chunk = {"index": 3, "data": "ab" * 4096, "path": ["cd" * 32] * 12}
+    body = {"dispute_id": "ef" * 32, "inputs": [{"data_root": None, "chunks": [chunk] * 100}]}
+    tx = sign_transaction(KEYS[0], CHAIN_ID, 0, "post_pieces", body).to_json()
+    encoded = json.dumps(tx).encode()
+    assert len(encoded) > 8 * MAX_SMALL_TRANSACTION_BYTES // 2
+    assert encoded.count(b",") > 256 and encoded.count(b'"') // 2 > 1024
+    status, code = _error(api.post("/txs", content=encoded, headers=JSON))
+    assert status != 413, code  # past every size check: the rules answer
+
+
 def test_a_bad_signature_is_refused_before_the_lock_is_taken(api: TestClient, chain: Chain) -> None:
     lock = CountingLock(chain._lock)
     chain._lock = lock  # type: ignore[assignment]

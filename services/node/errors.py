@@ -267,9 +267,19 @@ def install_error_handlers(app: FastAPI) -> None:
 LARGE_BODY_BYTES = MAX_SMALL_TRANSACTION_BYTES
 """Past this size a body can only be a ``post_prestate``, whose bulk is one hex string."""
 MAX_LARGE_BODY_STRUCTURE = 256
-"""JSON structural characters (``,``, ``{``, ``[``) a body past ``LARGE_BODY_BYTES`` may hold:
-a ``post_prestate`` envelope has a few dozen, so a large body made of many tiny values (which
-would cost far more memory to parse than its size) is refused before it is parsed."""
+"""JSON structural characters (``,``, ``{``, ``[``) a body past ``LARGE_BODY_BYTES`` may hold
+besides one per ``LARGE_BODY_BYTES_PER_SEPARATOR`` bytes: a ``post_prestate`` envelope has a
+few dozen, a ``post_pieces`` one a few dozen per 4 KiB chunk (8 KiB of hex), so a large body
+made of many tiny values (which would cost far more memory to parse than its size) is refused
+before it is parsed."""
+LARGE_BODY_BYTES_PER_SEPARATOR = 256
+
+
+def large_body_structure(size: int) -> int:
+    """The structural characters a body of ``size`` bytes (past ``LARGE_BODY_BYTES``) may hold:
+    values of ``LARGE_BODY_BYTES_PER_SEPARATOR`` bytes on average cost less memory parsed
+    than the body itself."""
+    return MAX_LARGE_BODY_STRUCTURE + size // LARGE_BODY_BYTES_PER_SEPARATOR
 
 
 class BodyLimitMiddleware:
@@ -305,11 +315,11 @@ class BodyLimitMiddleware:
                 if batch:  # many small values by nature, within a small cap
                     return message
                 structure += chunk.count(b",") + chunk.count(b"{") + chunk.count(b"[")
-                if received > LARGE_BODY_BYTES and structure > MAX_LARGE_BODY_STRUCTURE:
+                if received > LARGE_BODY_BYTES and structure > large_body_structure(received):
                     raise StarletteHTTPException(
                         413,
-                        f"a body over {LARGE_BODY_BYTES} bytes must be a post_prestate "
-                        f"(at most {MAX_LARGE_BODY_STRUCTURE} JSON separators)",
+                        f"a body over {LARGE_BODY_BYTES} bytes must be one of few large "
+                        f"values (at most {large_body_structure(received)} JSON separators)",
                     )
             return message
 

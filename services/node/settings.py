@@ -47,7 +47,7 @@ class NodeSettings(BaseSettings):
     max_body_bytes: int | None = Field(
         default=None,
         ge=1024,
-        description="largest request body (default: the chain's, 2 x max_blob_bytes + 64 KiB)",
+        description="largest request body (default: the largest transaction the chain allows)",
     )
 
     @model_validator(mode="after")
