@@ -3,6 +3,7 @@ receipts, events and a store.
 
     chain = Chain.open("sqlite:///.proofnet/chain.db", "proofnet-local", "test", {alice: 10**6})
     tx_hash = chain.submit(tx)          # checked now; raises the rule's LedgerError if it fails
+    chain.submit_many(txs)              # the same per item; signatures checked in parallel
     block = chain.produce_block()       # seals the open block, persists it in one DB transaction
     chain.receipt(tx_hash)              # pending -> applied (or failed)
 
@@ -44,7 +45,9 @@ Bugs in the rules
     the node fail, and nothing changes.
 
 Thread safety: one lock guards the head, the open block and the store writes. The head state is
-never mutated once it is the head, so reads take a reference and need no lock.
+never mutated once it is the head, so reads take a reference and need no lock. What needs no
+state (parsing, hashing, the signature) is done before the lock: by the submitting thread in
+``submit``, by the worker processes of an ``EnvelopeChecker`` in ``submit_many``.
 """
 
 from __future__ import annotations
