@@ -46,6 +46,8 @@ class Cheat:
     element: int = 0
     delta: int = 1
     overflow_op: int | None = None  # also claim this op overflowed (its output None)
+    hide: str = ""  # at ``step``: "zeros" (an overflowed output replaced by zeros) or
+    # "ignore" (the trace kept, the post-state assembled as if nothing overflowed)
 
     def tamper(self, node: OpNode, output: torch.Tensor) -> torch.Tensor:
         if node.index not in self.ops:
@@ -61,6 +63,7 @@ class World:
 
     spec: JobSpec
     cheat: Cheat | None = None
+    shared: Cheat | None = None  # a perturbation both parties make (an agreed pre-state)
     states: list[State] = field(default_factory=list)
     runs: dict[int, TraceRun] = field(default_factory=dict)
 
@@ -68,11 +71,17 @@ class World:
         state = init(self.spec)
         self.states = [state]
         for i in range(self.spec.steps):
-            if self.cheat is not None and i == self.cheat.step:
+            if self.cheat_at(i) is not None:
                 state = self.trace(i).post_state
             else:
                 state = step(self.spec, state, i)
             self.states.append(state)
+
+    def cheat_at(self, i: int) -> Cheat | None:
+        for cheat in (self.shared, self.cheat):
+            if cheat is not None and cheat.step == i:
+                return cheat
+        return None
 
     @property
     def program(self) -> Program:
@@ -82,8 +91,11 @@ class World:
         if i not in self.runs:
             state = self.states[i]
             batch = batch_tensors(self.spec, i, torch.device("cpu"))
-            cheat = self.cheat if self.cheat is not None and self.cheat.step == i else None
-            run = execute(self.program, state, batch, cheat.tamper if cheat else None)
+            cheat = self.cheat_at(i)
+            if cheat is not None and cheat.hide:
+                run = _hiding(self.program, state, batch, fill=cheat.hide == "zeros")
+            else:
+                run = execute(self.program, state, batch, cheat.tamper if cheat else None)
             if cheat is not None and cheat.overflow_op is not None:
                 run = _claim_overflow(run, state, cheat.overflow_op)
             self.runs[i] = run
@@ -114,6 +126,34 @@ class World:
         assert t is not None
         data = tensor_bytes(t)
         return [data[i : i + CHUNK_BYTES] for i in range(0, len(data), CHUNK_BYTES)]
+
+
+def _hiding(program: Program, state: State, batch: dict[str, torch.Tensor], fill: bool) -> TraceRun:
+    """A solver that does not apply the overflow rule at this step: its post-state is
+    assembled from the outputs as if nothing overflowed (``fill``: each overflowed output
+    replaced by zeros and read on; otherwise left an overflow in the trace)."""
+    from protocol.errors import OverflowBoundError
+    from protocol.exact.trace.run import entry_of, resolve
+
+    outputs: list[torch.Tensor | None] = []
+    for node in program.nodes:
+        inputs = [resolve(ref, state, batch, outputs) for ref in node.inputs]
+        out: torch.Tensor | None = None
+        if all(t is not None for t in inputs):
+            try:
+                out = op_def(node.kind).run(node, [t for t in inputs if t is not None])
+            except OverflowBoundError:
+                out = None
+        if out is None and fill:
+            out = torch.zeros(node.shape, dtype=torch.int64)
+        outputs.append(out)
+    post: State = {STEP_KEY: state[STEP_KEY] + 1}
+    for name, ref in program.post_state:
+        value = resolve(ref, state, batch, outputs)
+        assert value is not None
+        post[name] = value
+    entries = [entry_of(i, out) for i, out in enumerate(outputs)]
+    return TraceRun(post, outputs, entries)
 
 
 def _claim_overflow(run: TraceRun, state: State, k: int) -> TraceRun:
@@ -223,7 +263,7 @@ def _tree_hashes(world: World, d: Dispute) -> list[bytes]:
     output = run.outputs[game.op_index]
     if output is None:
         return []
-    return chunk_entries(tensor_bytes(output))
+    return list(chunk_entries(tensor_bytes(output)))
 
 
 def _node_hash(leaves: list[bytes], node: NodeRef) -> bytes | None:
@@ -261,7 +301,8 @@ def operator_move(d: Dispute, solver: World, challenger: World) -> tuple[str, st
         own = _tree_hashes(challenger, d)
         if d.left_hash != _node_hash(own, left):
             return "challenger", "choose_child", {**base, "side": "left"}
-        if d.right_hash != _node_hash(own, right) or game.tree != "trace" or game.overflow:
+        contradicted = game.tree == "trace" and not game.overflow and OVERFLOW_ENTRY in own
+        if d.right_hash != _node_hash(own, right) or not contradicted:
             return "challenger", "choose_child", {**base, "side": "right"}
         # The solver's trace is this one, and it overflows though the solver claims not.
         j = own.index(OVERFLOW_ENTRY)
@@ -287,13 +328,13 @@ def operator_move(d: Dispute, solver: World, challenger: World) -> tuple[str, st
             {**base, "data": solver.chunks(a, "op", k)[game.chunk_index].hex()},
         )
     if d.phase is Phase.NAME_ELEMENT:
-        own = challenger.trace(a).outputs[k]
-        if own is None:
+        output = challenger.trace(a).outputs[k]
+        if output is None:
             return "challenger", "show_overflow", {**base, **overflow_evidence(challenger, a, k)}
         assert game.chunk_index is not None and game.chunk is not None
         first = game.chunk_index * VALUES
         theirs = torch.frombuffer(bytearray(game.chunk), dtype=torch.int64)
-        mine = own.reshape(-1)[first : first + theirs.numel()]
+        mine = output.reshape(-1)[first : first + theirs.numel()]
         differ = (theirs != mine).nonzero()
         offset = int(differ[0].item()) if differ.numel() else 0
         return "challenger", "name_element", {**base, "element": first + offset}
@@ -316,11 +357,13 @@ def pieces_body(world: World, a: int, node: OpNode, game: OperatorGame) -> list[
 
 def commit_trace_body(world: World, a: int) -> dict[str, Any]:
     run = world.trace(a)
+    cheat = world.cheat_at(a)
+    claims_overflow = run.overflowed and not (cheat and cheat.hide)
     names = _names(world)
     pre = [data_root(tensor_bytes(world.states[a][n])).hex() for n in names]
     post = [data_root(tensor_bytes(run.post_state[n])).hex() for n in names]
     body: dict[str, Any] = {"trace_root": run.root.hex(), "pre": pre, "post": post}
-    if run.overflowed:
+    if claims_overflow:
         j = run.entries.index(OVERFLOW_ENTRY)
         return {**body, "overflow": True, "overflow_proof": _trace_proof(world, a, j)}
     sources = dict(world.program.post_state)
@@ -358,7 +401,8 @@ def play(
     while True:
         d = h.state.get_dispute(dispute_id)
         assert d.status is DisputeStatus.OPEN
-        if stop is not None and (d.turn, d.phase) == stop:
+        in_operator_game = d.operator is not None or d.phase is Phase.COMMIT_TRACE
+        if stop is not None and in_operator_game and (d.turn, d.phase) == stop:
             h.advance_to(d.deadline + 1)
             return h.send("outsider", "claim_timeout", {"dispute_id": dispute_id})
         h.advance(1)
@@ -366,7 +410,3 @@ def play(
         receipt = h.send(who_is[role], kind, body)
         if any(e.kind == "dispute_resolved" for e in receipt.events):
             return receipt
-
-
-def step_of_state(world: World, name: str = STEP_KEY) -> int:
-    return int(world.states[-1][name].item())
