@@ -46,8 +46,8 @@ class Cheat:
     element: int = 0
     delta: int = 1
     overflow_op: int | None = None  # also claim this op overflowed (its output None)
-    hide: str = ""  # at ``step``: "zeros" (an overflowed output replaced by zeros) or
-    # "ignore" (the trace kept, the post-state assembled as if nothing overflowed)
+    hide: str = ""  # at ``step``, the overflow rule not applied (``_hiding``): "zeros",
+    # "reads" or "ignore"
 
     def tamper(self, node: OpNode, output: torch.Tensor) -> torch.Tensor:
         if node.index not in self.ops:
@@ -93,7 +93,7 @@ class World:
             batch = batch_tensors(self.spec, i, torch.device("cpu"))
             cheat = self.cheat_at(i)
             if cheat is not None and cheat.hide:
-                run = _hiding(self.program, state, batch, fill=cheat.hide == "zeros")
+                run = _hiding(self.program, state, batch, cheat.hide)
             else:
                 run = execute(self.program, state, batch, cheat.tamper if cheat else None)
             if cheat is not None and cheat.overflow_op is not None:
@@ -128,23 +128,31 @@ class World:
         return [data[i : i + CHUNK_BYTES] for i in range(0, len(data), CHUNK_BYTES)]
 
 
-def _hiding(program: Program, state: State, batch: dict[str, torch.Tensor], fill: bool) -> TraceRun:
-    """A solver that does not apply the overflow rule at this step: its post-state is
-    assembled from the outputs as if nothing overflowed (``fill``: each overflowed output
-    replaced by zeros and read on; otherwise left an overflow in the trace)."""
+def _hiding(program: Program, state: State, batch: dict[str, torch.Tensor], hide: str) -> TraceRun:
+    """A party that does not apply the overflow rule at this step: its post-state is
+    assembled from the outputs as if nothing overflowed. ``zeros``: each overflowed output
+    replaced by zeros and read on; ``reads``: an overflowed output stays one, but the ops
+    reading it read zeros instead; ``ignore``: the trace as it is."""
     from protocol.errors import OverflowBoundError
     from protocol.exact.trace.run import entry_of, resolve
 
     outputs: list[torch.Tensor | None] = []
     for node in program.nodes:
         inputs = [resolve(ref, state, batch, outputs) for ref in node.inputs]
+        if hide == "reads":
+            inputs = [
+                torch.zeros(program.nodes[int(ref.key)].shape, dtype=torch.int64)
+                if t is None
+                else t
+                for ref, t in zip(node.inputs, inputs, strict=True)
+            ]
         out: torch.Tensor | None = None
         if all(t is not None for t in inputs):
             try:
                 out = op_def(node.kind).run(node, [t for t in inputs if t is not None])
             except OverflowBoundError:
                 out = None
-        if out is None and fill:
+        if out is None and hide == "zeros":
             out = torch.zeros(node.shape, dtype=torch.int64)
         outputs.append(out)
     post: State = {STEP_KEY: state[STEP_KEY] + 1}

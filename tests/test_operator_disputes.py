@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from contracts_sim.exceptions import MalformedBodyError
+from contracts_sim.exceptions import InvalidProofError, MalformedBodyError
 from contracts_sim.params import TEST, Params
 from contracts_sim.records import DisputeStatus, JobStatus, Party, Phase
 from contracts_sim.testing import LedgerHarness
@@ -235,6 +235,50 @@ def test_an_honest_overflow_claim_wins() -> None:
     assert kinds[-2:] == ["reveal_op", "show_overflow"]
 
 
+def test_an_overflow_read_from_an_earlier_op_is_proved_by_its_leaf() -> None:
+    """Layer 0's forward overflows (its weight near 2^39: |x|·|w|·K past 2^53), so the ReLU
+    that reads it is an overflow too. A mistaken challenger that agrees with the first but
+    lets the ReLU read zeros disputes the ReLU: the solver proves it by the leaf of the
+    overflowed input."""
+    spec = mlp_spec()
+    shared = Cheat(step=4, ops=(op_index(spec, "layer0.weight.update"),), delta=1 << 39)
+    honest = world(spec, None, shared)
+    mistaken = world(spec, Cheat(step=5, ops=(), hide="reads"), shared)
+    relu = op_index(spec, "layer0.relu")
+    assert honest.trace(5).outputs[relu - 1] is None is mistaken.trace(5).outputs[relu - 1]
+    h, _, dispute_id = _open(spec, honest)
+    receipt = play(h, dispute_id, honest, mistaken)
+    resolved = receipt.event("dispute_resolved").data
+    assert resolved["loser_role"] == Party.CHALLENGER
+    assert resolved["located_op"] == relu and "reads op" in resolved["reason"]
+    assert h.state.get_dispute(dispute_id).moves[-1].data["leaf"] == relu - 1
+
+
+def test_show_overflow_out_of_place_is_refused() -> None:
+    """During the trace descent only against a solver claiming no overflow, with a leaf;
+    at op k only a leaf that is one of its inputs."""
+    spec = mlp_spec()
+    solver, honest = world(spec, SOLVER_CHEATS), world(spec)
+    h, _, dispute_id = _open(spec, solver)
+    _until(h, dispute_id, Phase.CHOOSE_CHILD, solver, honest)  # the trajectory's descent
+    body = {"dispute_id": dispute_id, "leaf": {"index": 0, "size": 32, "path": []}}
+    h.expect_error("v1", "show_overflow", body)
+    _until(h, dispute_id, Phase.REVEAL_CHILDREN, solver, honest)
+    while h.state.get_dispute(dispute_id).operator is None:
+        h.advance(1)
+        role, kind, move = next_move(h.state.get_dispute(dispute_id), solver, honest)
+        h.send({"solver": "solver", "challenger": "v1"}[role], kind, move)
+    _until(h, dispute_id, Phase.CHOOSE_CHILD, solver, honest)  # the trace's descent
+    from tests.operator_players import _trace_proof
+
+    not_overflow = {"dispute_id": dispute_id, "leaf": _trace_proof(solver, 5, 3)}
+    h.expect_error("v1", "show_overflow", not_overflow, InvalidProofError)
+    _until(h, dispute_id, Phase.NAME_ELEMENT, solver, honest)
+    h.expect_error("v1", "show_overflow", not_overflow, MalformedBodyError)  # not an input
+    checks = {"dispute_id": dispute_id, "check": 0, "witnesses": []}
+    h.expect_error("v1", "show_overflow", checks, MalformedBodyError)  # one per factor
+
+
 # --- timeouts ---------------------------------------------------------------------------------
 
 SOLVER_CHEATS = Cheat(step=5, ops=(9,), element=3)
@@ -386,6 +430,8 @@ def test_rounds_are_logarithmic() -> None:
     leaves = spec.steps // spec.checkpoint_interval + 1
     ops = len(world(spec).program.nodes)
     levels = [math.ceil(math.log2(n)) for n in (leaves, spec.checkpoint_interval, ops, 2)]
-    rounds = moves.count("choose_child") + moves.count("respond_midpoint")
-    assert rounds <= levels[0] + levels[1] + levels[2] + levels[3]
+    # The challenger's decisions: the challenge, one per level of each descent and of the
+    # bisection, and the element it names (issue 10's bound).
+    decisions = [m for m in h.state.get_dispute(dispute_id).moves if m.party is Party.CHALLENGER]
+    assert len(decisions) <= sum(levels) + 2
     assert len(moves) <= 2 * sum(levels) + 7
