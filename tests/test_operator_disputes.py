@@ -435,3 +435,14 @@ def test_rounds_are_logarithmic() -> None:
     decisions = [m for m in h.state.get_dispute(dispute_id).moves if m.party is Party.CHALLENGER]
     assert len(decisions) <= sum(levels) + 2
     assert len(moves) <= 2 * sum(levels) + 7
+
+
+def test_a_row_over_several_chunks_is_posted_whole() -> None:
+    """Hidden width 600: layer 1's forward reads a 600-value row of the ReLU's output and of
+    the transposed weight, each over two chunks; every one of them is posted and proved."""
+    model = {"family": "mlp", "input_dim": 16, "hidden": [600], "classes": 4}
+    spec = parse_spec(tiny_spec_dict(steps=8, model=model))
+    k = op_index(spec, "layer1.forward")
+    h, dispute_id, _ = _slashed_at(spec, Cheat(step=6, ops=(k,), element=30, delta=1 << 14), k)
+    posted = [m for m in h.state.get_dispute(dispute_id).moves if m.kind == "post_pieces"]
+    assert posted[0].data["bytes"] > 2 * 4096  # rows of 4800 bytes, each over two chunks
