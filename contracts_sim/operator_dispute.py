@@ -97,6 +97,7 @@ from contracts_sim.transactions import (
     Witness,
 )
 from protocol.errors import ProofError, ProofNetError
+from protocol.hashing import sha256
 from protocol.layout import STEP_KEY, state_layout
 from protocol.merkle import InclusionProof, NodeRef, hash_leaf, inclusion_root, verify_inclusion
 from protocol.spec import JobSpec
@@ -108,7 +109,7 @@ from protocol.state_commitment import (
     tensor_entry,
 )
 from protocol.trace import OVERFLOW_ENTRY, OpNode, Program, output_entry
-from protocol.types import Hash32
+from protocol.types import Hash32, Height
 
 VALUE_BYTES = 8
 """Every operator output and state tensor is int64."""
@@ -211,8 +212,6 @@ def _verify_chunk(what: str, root: Hash32, nbytes: int, chunk: ChunkPiece) -> No
     size = min(CHUNK_BYTES, nbytes - chunk.index * CHUNK_BYTES)
     if len(chunk.data) != size:
         raise MalformedBodyError(what, f"is {len(chunk.data)} bytes; chunk {chunk.index} is {size}")
-    from protocol.hashing import sha256
-
     try:
         found = inclusion_root(sha256(chunk.data), InclusionProof(chunk.index, total, chunk.path))
     except ProofError as exc:
@@ -344,9 +343,7 @@ def _descend(
     operator = replace(operator, tree=tree)
     node = {"node_lo": 0, "node_hi": size, "node_hash": root, "left_hash": None, "right_hash": None}
     if size > 1:
-        return game._advance(
-            state, ctx, dispute, Phase.REVEAL_CHILDREN, params, operator=operator, **node
-        )
+        return _enter(state, ctx, dispute, Phase.REVEAL_CHILDREN, params, operator=operator, **node)
     return reached_leaf(
         state, ctx, replace(dispute, operator=operator), NodeRef(0, 1), params, node
     )
@@ -371,7 +368,7 @@ def reached_leaf(
     else:
         operator = replace(operator, chunk_index=leaf.lo)
         phase = Phase.REVEAL_CHUNK
-    return game._advance(state, ctx, dispute, phase, params, operator=operator, **changes)
+    return _enter(state, ctx, dispute, phase, params, operator=operator, **changes)
 
 
 def process_reveal_op(
@@ -403,12 +400,12 @@ def process_reveal_op(
         reason = _contradiction(node.index, node.label)
         return _verdict(state, ctx, dispute, Party.CHALLENGER, reason, params)
     if body.overflow:
-        return game._advance(state, ctx, dispute, Phase.PROVE_OVERFLOW, params)
+        return _enter(state, ctx, dispute, Phase.PROVE_OVERFLOW, params)
     assert body.data_root is not None
     operator = replace(operator, output_root=body.data_root)
     total = chunk_count(_nbytes(node.shape))
     if total == 0:  # nothing to dispute in an empty output but an overflow
-        return game._advance(state, ctx, dispute, Phase.NAME_ELEMENT, params, operator=operator)
+        return _enter(state, ctx, dispute, Phase.NAME_ELEMENT, params, operator=operator)
     return _descend(state, ctx, dispute, operator, "chunks", total, body.data_root, params)
 
 
@@ -425,14 +422,12 @@ def process_reveal_chunk(
     # INVARIANT: the chunk has its length and hashes to the leaf the descent reached.
     if len(body.data) != size:
         raise MalformedBodyError("data", f"is {len(body.data)} bytes; chunk {c} is {size}")
-    from protocol.hashing import sha256
-
     leaf = hash_leaf(sha256(body.data))
     if leaf != dispute.node_hash:
         raise HashMismatchError("hash_leaf(sha256(data))", dispute.node_hash, leaf)
     dispute = game.record(dispute, "reveal_chunk", party, ctx, op=node.index, chunk=c)
     operator = replace(operator, chunk=body.data)
-    return game._advance(state, ctx, dispute, Phase.NAME_ELEMENT, params, operator=operator)
+    return _enter(state, ctx, dispute, Phase.NAME_ELEMENT, params, operator=operator)
 
 
 def process_name_element(
@@ -452,7 +447,7 @@ def process_name_element(
         )
     dispute = game.record(dispute, "name_element", party, ctx, element=body.element)
     operator = replace(operator, element=body.element)
-    return game._advance(state, ctx, dispute, Phase.POST_PIECES, params, operator=operator)
+    return _enter(state, ctx, dispute, Phase.POST_PIECES, params, operator=operator)
 
 
 def process_post_pieces(
@@ -663,6 +658,19 @@ def _witness_value(
 
 def _contradiction(op: int, label: str) -> str:
     return f"op {op} ({label}) overflows in the solver's trace; it claimed the step does not"
+
+
+def _enter(
+    state: LedgerState,
+    ctx: TxContext,
+    dispute: Dispute,
+    phase: Phase,
+    params: Params,
+    **changes: Any,
+) -> list[Event]:
+    """Enter ``phase`` with a fresh move deadline (``contracts_sim.dispute.advance_until``)."""
+    deadline = Height(ctx.height + params.move_timeout)
+    return game.advance_until(state, dispute, phase, deadline, **changes)
 
 
 def _verdict(
