@@ -446,3 +446,22 @@ def test_a_row_over_several_chunks_is_posted_whole() -> None:
     h, dispute_id, _ = _slashed_at(spec, Cheat(step=6, ops=(k,), element=30, delta=1 << 14), k)
     posted = [m for m in h.state.get_dispute(dispute_id).moves if m.kind == "post_pieces"]
     assert posted[0].data["bytes"] > 2 * 4096  # rows of 4800 bytes, each over two chunks
+
+
+@functools.cache
+def cnn_spec() -> JobSpec:
+    from tests.test_cnn import MAX2
+    from tests.test_cnn import cnn_spec as build
+
+    return build([MAX2], [12], steps=8, checkpoint_interval=4)
+
+
+@pytest.mark.parametrize(
+    ("label", "element"),
+    [("conv0.im2col", 100), ("pool0", 9), ("conv0.weight.grad", 4), ("pool0.grad", 130)],
+)
+def test_cnn_cheat_is_located_at_its_operator(label: str, element: int) -> None:
+    """Windows, pools and a weight gradient whose rows (1024 values) span two chunks."""
+    spec = cnn_spec()
+    k = op_index(spec, label)
+    _slashed_at(spec, Cheat(step=5, ops=(k,), element=element, delta=1 << 14), k)
