@@ -15,7 +15,7 @@ from contracts_sim.chain import Chain, EnvelopeChecker
 from contracts_sim.crypto import key_from_seed
 from contracts_sim.transactions import MAX_SMALL_TRANSACTION_BYTES, sign_transaction
 from services.node import NodeSettings, create_app
-from services.node.errors import MAX_BATCH_BYTES
+from services.node.errors import MAX_BATCH_BYTES, batch_structure
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")  # starlette: "install httpx2 instead"
@@ -153,6 +153,58 @@ def test_a_bad_batch_is_refused_whole_with_a_json_4xx(
 ) -> None:
     assert _error(api.post("/txs/batch", content=content, headers=JSON)) == (status, code)
     assert chain.pending_hashes() == []
+
+
+@pytest.fixture
+def parsed(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The sizes of the bodies the node parsed (``runtime._parse``)."""
+    sizes: list[int] = []
+    real = services.node.runtime._parse
+
+    def counting(model: Any, encoded: bytes) -> Any:
+        sizes.append(len(encoded))
+        return real(model, encoded)
+
+    monkeypatch.setattr(services.node.runtime, "_parse", counting)
+    return sizes
+
+
+@pytest.mark.parametrize("item", [b"[]", b"{}", b'{"a":' * 150 + b"1" + b"}" * 150])
+def test_a_batch_of_many_tiny_values_is_refused_before_it_is_parsed(
+    api: TestClient, chain: Chain, parsed: list[int], item: bytes
+) -> None:
+    """Parsing a batch of tiny values costs tens of times its size in memory, with the GIL
+    held (the node froze): its JSON separators are counted first."""
+    count = 4 * batch_structure(300_000, 20) // (item.count(b"{") + item.count(b"[") + 1)
+    content = b'{"txs": [' + b",".join([item] * count) + b"]}"
+    assert len(content) < MAX_BATCH_BYTES
+    assert _error(api.post("/txs/batch", content=content, headers=JSON)) == (
+        413,
+        "batch_too_complex",
+    )
+    assert parsed == [] and chain.pending_hashes() == []
+    real = [_transfer(0, nonce) for nonce in range(20)]  # as many as the node takes
+    response = api.post("/txs/batch", json={"txs": real})
+    assert response.status_code == 200 and response.json()["accepted"] == 20
+
+
+def test_a_batch_is_held_to_the_operators_body_limit(chain: Chain) -> None:
+    settings = NodeSettings(
+        db_url="memory://",
+        chain_id=CHAIN_ID,
+        preset="test",
+        block_time=0,
+        dev=True,
+        max_body_bytes=4096,
+    )
+    api = TestClient(create_app(settings, chain=chain))
+    padded = b'{"txs": [' + json.dumps(_transfer(0, 0)).encode() + b"]" + b" " * 4096 + b"}"
+    assert _error(api.post("/txs/batch", content=padded, headers=JSON)) == (
+        413,
+        "body_too_large",
+    )
+    assert chain.pending_hashes() == []
+    assert api.post("/txs/batch", json={"txs": [_transfer(0, 0)]}).status_code == 200
 
 
 def test_a_small_kind_padded_past_its_limit_is_refused_before_it_is_parsed(

@@ -128,7 +128,11 @@ def create_app(settings: NodeSettings | None = None, *, chain: Chain | None = No
         swagger_ui_parameters={"validatorUrl": None},
         redoc_url=None,
     )
-    app.add_middleware(BodyLimitMiddleware, max_bytes=runtime.max_body_bytes)
+    app.add_middleware(
+        BodyLimitMiddleware,
+        max_bytes=runtime.max_body_bytes,
+        max_batch_bytes=runtime.max_batch_bytes,
+    )
     app.add_middleware(RequestMetricsMiddleware, metrics=runtime.metrics)  # outermost: times all
     app.state.runtime = runtime
     install_error_handlers(app)

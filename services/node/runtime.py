@@ -24,6 +24,7 @@ from collections import Counter
 from collections.abc import Mapping
 from typing import Any, TypeVar
 
+from anyio import CapacityLimiter, to_thread
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, ValidationError
 from starlette.concurrency import run_in_threadpool
@@ -39,12 +40,17 @@ from contracts_sim.transactions import (
     max_request_bytes,
 )
 from protocol.errors import ProofNetError
-from services.node.errors import BatchTooLargeError
+from services.node.errors import MAX_BATCH_BYTES, BatchTooLargeError, check_batch_structure
 from services.node.metrics import NodeMetrics, known_kind
 from services.node.schemas import TxEnvelope
 from services.node.settings import NodeSettings
 
 log = logging.getLogger("proofnet.node")
+
+MAX_CONCURRENT_BATCH_PARSES = 2
+"""Batches parsed at once: a parse holds the GIL, so more at once only add memory (a 4 MiB
+batch of small values takes over a hundred MiB parsed) and lengthen the event loop's pauses;
+further batches wait their turn without a thread."""
 
 
 class BlockNotifier:
@@ -131,6 +137,7 @@ class NodeRuntime:
             chain.subscribe(self.metrics.on_block),
         ]
         self._producer: asyncio.Task[None] | None = None
+        self._batch_parses = CapacityLimiter(MAX_CONCURRENT_BATCH_PARSES)
 
     # --- admission ----------------------------------------------------------------------
 
@@ -141,6 +148,13 @@ class NodeRuntime:
         if self.settings.max_body_bytes is not None:
             return self.settings.max_body_bytes
         return max_request_bytes(self.chain.params.max_blob_bytes)
+
+    @property
+    def max_batch_bytes(self) -> int:
+        """The largest batch body read: ``MAX_BATCH_BYTES``, or the operator's smaller
+        ``max_body_bytes``."""
+        configured = self.settings.max_body_bytes
+        return MAX_BATCH_BYTES if configured is None else min(MAX_BATCH_BYTES, configured)
 
     async def check_size(self, request: Request, kind: str) -> None:
         """Refuse a transaction larger than any valid one of its ``kind`` (413), before it is
@@ -168,14 +182,19 @@ class NodeRuntime:
         return envelope.model_dump()
 
     async def read_batch(self, request: Request) -> list[Any]:
-        """The items of a ``{"txs": [...]}`` batch (parsed off the event loop), at most
-        ``max_batch_txs`` (else ``BatchTooLargeError``, 413). Items are not checked here: each
-        is judged alone by the ledger's parser, so a malformed one is refused by itself."""
+        """The items of a ``{"txs": [...]}`` batch, at most ``max_batch_txs`` (else
+        ``BatchTooLargeError``, 413). The work is bounded before parsing: the body is at most
+        ``max_batch_bytes`` (the middleware) and holds at most the JSON separators
+        ``max_batch_txs`` transactions need (``BatchTooComplexError``, 413); then it is parsed
+        off the event loop, ``MAX_CONCURRENT_BATCH_PARSES`` at a time. Items are not checked
+        here: each is judged alone by the chain, so a malformed one is refused by itself."""
         encoded = await request.body()
         _require_json(request)
-        batch = await run_in_threadpool(_parse, _BatchShape, encoded)
-        if len(batch.txs) > self.settings.max_batch_txs:
-            raise BatchTooLargeError(len(batch.txs), self.settings.max_batch_txs)
+        max_txs = self.settings.max_batch_txs
+        check_batch_structure(encoded, max_txs)
+        batch = await to_thread.run_sync(_parse, _BatchShape, encoded, limiter=self._batch_parses)
+        if len(batch.txs) > max_txs:
+            raise BatchTooLargeError(len(batch.txs), max_txs)
         return batch.txs
 
     async def submit_batch(self, items: list[Any]) -> list[str | ProofNetError]:
