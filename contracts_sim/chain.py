@@ -120,6 +120,7 @@ from contracts_sim.transactions import (
     RevealTrapBody,
     Transaction,
     check_envelopes,
+    check_transaction_size,
 )
 from protocol.errors import ProofNetError
 from protocol.hashing import sha256
@@ -533,6 +534,7 @@ class Chain:
         the lock; only what depends on the state (nonce, balance, the rules) runs under it.
         """
         tx = self._admitted(tx)
+        self._check_size(tx)
         if not verify_signature(tx.public_key, tx.signing_bytes(), tx.signature):
             self._refuse_unverified(tx)
         return self._sequence(tx)
@@ -597,10 +599,19 @@ class Chain:
         if checked.tx is None:
             Transaction.from_json(item)  # raises the MalformedTransactionError
             raise AssertionError("a worker found malformed what parses here")  # pragma: no cover
+        self._check_size(checked.tx)
         if not checked.signature_valid:
             self._refuse_unverified(checked.tx)
         checked.remember()
         return checked.tx
+
+    def _check_size(self, tx: Transaction) -> None:
+        """Node policy on every ingest path (``submit``, ``submit_many``, so ``POST /txs`` and
+        ``POST /txs/batch``): ``TransactionTooLargeError`` for a transaction whose canonical
+        envelope is larger than its kind allows (``check_transaction_size``; ``POST /txs``
+        also refuses an oversized body before parsing it)."""
+        size = len(tx.envelope_bytes())
+        check_transaction_size(tx.kind, size, self.params.max_blob_bytes)
 
     def _refuse_unverified(self, tx: Transaction) -> None:
         """Refuse a transaction whose signature does not verify, before the lock, with the

@@ -13,9 +13,11 @@ import pytest
 import services.node.runtime
 from contracts_sim.chain import Chain, EnvelopeChecker
 from contracts_sim.crypto import key_from_seed
+from contracts_sim.exceptions import TransactionTooLargeError
 from contracts_sim.transactions import MAX_SMALL_TRANSACTION_BYTES, sign_transaction
 from services.node import NodeSettings, create_app
 from services.node.errors import MAX_BATCH_BYTES, batch_structure
+from tests.ledger_helpers import post_job_body, tiny_spec_dict
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")  # starlette: "install httpx2 instead"
@@ -205,6 +207,24 @@ def test_a_batch_is_held_to_the_operators_body_limit(chain: Chain) -> None:
     )
     assert chain.pending_hashes() == []
     assert api.post("/txs/batch", json={"txs": [_transfer(0, 0)]}).status_code == 200
+
+
+def test_a_batch_item_larger_than_its_kind_allows_is_refused_alone(
+    api: TestClient, chain: Chain
+) -> None:
+    """The per-kind size limit of ``POST /txs`` holds for each batch item too: a post_job
+    padded past 64 KiB (a spec's ignored description) is refused, not sealed."""
+    spec = dict(tiny_spec_dict(), description="x" * MAX_SMALL_TRANSACTION_BYTES)
+    big = sign_transaction(KEYS[0], CHAIN_ID, 0, "post_job", post_job_body(spec=spec))
+    assert _error(api.post("/txs", json=big.to_json())) == (413, "transaction_too_large")
+    response = api.post("/txs/batch", json={"txs": [big.to_json(), _transfer(1, 0)]})
+    assert response.status_code == 200, response.text
+    results = response.json()["results"]
+    assert results[0]["error"]["code"] == "transaction_too_large"
+    assert chain.pending_hashes() == [results[1]["tx_hash"]]
+    with pytest.raises(TransactionTooLargeError):
+        chain.submit(big)  # in process too
+    assert [type(r) for r in chain.submit_many([big] * 20)] == [TransactionTooLargeError] * 20
 
 
 def test_a_small_kind_padded_past_its_limit_is_refused_before_it_is_parsed(
