@@ -87,6 +87,7 @@ from contracts_sim.exceptions import (
     InvalidSignatureError,
     LedgerError,
     MalformedBodyError,
+    MalformedTransactionError,
     NonceTooLowError,
     NotFoundError,
     NotYourTurnError,
@@ -554,8 +555,8 @@ class Chain:
         for index, item in enumerate(items):
             try:
                 self._admit(item)
-            except ProofNetError as exc:
-                results[index] = exc
+            except Exception as exc:  # one item never fails the batch
+                results[index] = _item_error(exc, "admission")
                 continue
             admitted.append((index, item))
         position = 0
@@ -566,8 +567,8 @@ class Chain:
                 position += 1
                 try:
                     ready.append((index, self._recheck(checked, item)))
-                except ProofNetError as exc:
-                    results[index] = exc
+                except Exception as exc:  # one item never fails the batch
+                    results[index] = _item_error(exc, "checking")
             with self._lock:
                 for index, tx in ready:
                     try:
@@ -895,6 +896,16 @@ class Chain:
 # --- admission ------------------------------------------------------------------------------
 
 
+def _item_error(exc: Exception, stage: str) -> ProofNetError:
+    """A batch item's result for ``exc``: a ProofNetError as it is; anything else is a bug
+    met on one item's input, logged with its traceback and refused as a malformed
+    transaction, so one item never fails the others (``submit_many``)."""
+    if isinstance(exc, ProofNetError):
+        return exc
+    log.error("batch item refused: %s failed", stage, exc_info=exc)
+    return MalformedTransactionError(f"the item could not be read ({type(exc).__name__})")
+
+
 LARGE_KINDS: Final = {
     PostPrestateBody.kind: Phase.POST_PRESTATE,
     PublishDataBody.kind: Phase.PUBLISH_DATA,
@@ -916,6 +927,8 @@ def admit(state: LedgerState, kind: Any, body: Any, sender: Any, params: Params)
     phase = LARGE_KINDS.get(kind) if isinstance(kind, str) else None
     if phase is None or not isinstance(body, Mapping):
         return
+    if not isinstance(sender, str):  # the envelope's parser would refuse it too
+        raise MalformedTransactionError("sender must be 0x and 40 lowercase hex digits")
     dispute = state.get_dispute(BodyReader(body).identifier("dispute_id"))  # or not found
     # The dispute is still being played ...
     if dispute.status != DisputeStatus.OPEN:

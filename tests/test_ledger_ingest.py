@@ -5,18 +5,21 @@ from __future__ import annotations
 
 import os
 import signal
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import pytest
 
-from contracts_sim.chain import Chain, EnvelopeChecker
+from contracts_sim.chain import Chain, EnvelopeChecker, admit
 from contracts_sim.crypto import (
     forget_verified,
     key_from_seed,
     remember_verified,
     verify_signature,
 )
+from contracts_sim.exceptions import MalformedTransactionError
+from contracts_sim.records import Dispute, DisputeStatus, Party, Phase
+from contracts_sim.state import DISPUTES
 from contracts_sim.transactions import (
     Transaction,
     check_envelope,
@@ -24,6 +27,7 @@ from contracts_sim.transactions import (
 )
 from protocol.errors import ProofNetError
 from protocol.hashing import canonical_json, sha256
+from protocol.types import Amount, Height
 
 CHAIN_ID = "ingest-test"
 T0 = 1_700_000_000
@@ -179,3 +183,57 @@ def test_a_dead_worker_costs_time_not_answers(checker: EnvelopeChecker) -> None:
         assert outcomes[0] != outcomes[2] and not outcomes[0].startswith("error")
     finally:
         fresh.close()
+
+
+def _chain_with_a_dispute_waiting_for_a_prestate(checker: EnvelopeChecker) -> Chain:
+    """A chain whose head holds an open dispute in ``post_prestate`` (put there directly: the
+    game that reaches it is tests/test_ledger_dispute_game.py's)."""
+    chain = _chain(checker)
+    dispute = Dispute(
+        dispute_id=DISPUTE_ID,
+        job_id="cd" * 32,
+        solver=KEYS[2].address,
+        challenger=KEYS[3].address,
+        bond=Amount(1),
+        opened_height=Height(0),
+        status=DisputeStatus.OPEN,
+        phase=Phase.POST_PRESTATE,
+        turn=Party.SOLVER,
+        deadline=Height(100),
+    )
+    chain.state.put(DISPUTES, DISPUTE_ID, dispute)
+    return chain
+
+
+DISPUTE_ID = "ab" * 32
+
+
+class _Unreadable(Mapping[str, Any]):
+    """An in-process item whose reading fails with an error no rule expects."""
+
+    def __getitem__(self, key: str) -> Any:
+        raise RuntimeError("unreadable")
+
+    def __iter__(self) -> Iterator[str]:
+        raise RuntimeError("unreadable")
+
+    def __len__(self) -> int:
+        return 7
+
+
+def test_one_unreadable_item_is_refused_alone(checker: EnvelopeChecker) -> None:
+    """A ``sender`` that is not a string, aimed at a dispute waiting for a blob, was a
+    TypeError in ``admit`` that failed the whole batch (HTTP 500)."""
+    chain = _chain_with_a_dispute_waiting_for_a_prestate(checker)
+    body = {"dispute_id": DISPUTE_ID, "blob": "00"}
+    prestate = {**_transfer(0, 0), "kind": "post_prestate", "sender": ["x"], "body": body}
+    with pytest.raises(MalformedTransactionError):
+        admit(chain.state, "post_prestate", body, ["x"], chain.params)
+    good = _transfer(0, 0)
+    results = chain.submit_many([prestate, _Unreadable(), good])
+    assert [_outcome(r) for r in results] == [
+        "error:malformed_transaction",
+        "error:malformed_transaction",
+        sha256(canonical_json(good)).hex(),
+    ]
+    assert chain.pending_hashes() == [results[2]]
