@@ -41,7 +41,7 @@ def to_json_value(value: Any) -> Any:
     type is its enum class, so it reaches the enum branch; bools are tested by identity."""
     if type(value) in _PLAIN or value is True or value is False:
         return value
-    names = _field_names(type(value))
+    names = _field_names(value.__class__)
     if names is not None:
         return {name: to_json_value(getattr(value, name)) for name in names}
     if isinstance(value, enum.Enum):

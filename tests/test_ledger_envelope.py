@@ -117,7 +117,7 @@ def test_from_json_rejects_non_objects() -> None:
 
 def test_every_kind_has_a_body_and_a_processor() -> None:
     assert set(TX_KINDS) == set(PROCESSORS)
-    assert len(TX_KINDS) == 26
+    assert len(TX_KINDS) == 32
 
 
 # --- envelope errors change nothing ---------------------------------------------------------

@@ -23,6 +23,7 @@ from contracts_sim.crypto import key_from_seed
 from contracts_sim.transactions import (
     MAX_SMALL_TRANSACTION_BYTES,
     max_request_bytes,
+    max_transaction_bytes,
     sign_transaction,
 )
 from services.node import NodeSettings, create_app
@@ -109,7 +110,8 @@ def test_a_request_declaring_a_body_over_the_cap_is_refused_before_it_is_read(
     chain: Chain, api: TestClient
 ) -> None:
     cap = max_request_bytes(chain.params.max_blob_bytes)
-    assert cap == 2 * chain.params.max_blob_bytes + 64 * 1024
+    # The largest kind: post_pieces, chunks of up to max_blob_bytes as hex with their paths.
+    assert cap == 4 * chain.params.max_blob_bytes + 64 * 1024
     reads: list[object] = []
     sent: list[dict[str, Any]] = []
 
@@ -146,7 +148,8 @@ def test_a_request_declaring_a_body_over_the_cap_is_refused_before_it_is_read(
 def test_a_blob_over_the_cap_is_refused_with_413_declared_or_streamed(
     chain: Chain, api: TestClient, verified: list[int]
 ) -> None:
-    blob = bytes(2 * chain.params.max_blob_bytes).hex()
+    # Past the node's body cap (the largest kind's limit, post_pieces: 4 x max_blob_bytes).
+    blob = bytes(4 * chain.params.max_blob_bytes).hex()
     tx = _signed("post_prestate", {"dispute_id": NO_DISPUTE, "blob": blob})
     assert _error(api.post("/txs", json=tx)) == (413, "body_too_large")
 
@@ -196,7 +199,7 @@ def test_a_large_body_of_tiny_values_is_refused_before_it_is_parsed(
 
 
 def test_requests_just_under_the_caps_are_admitted(chain: Chain, api: TestClient) -> None:
-    cap = max_request_bytes(chain.params.max_blob_bytes)
+    cap = max_transaction_bytes("post_prestate", chain.params.max_blob_bytes)
     largest_blob = bytes(chain.params.max_blob_bytes).hex()
     body = json.dumps(_signed("post_prestate", {"dispute_id": NO_DISPUTE, "blob": largest_blob}))
     body = body[:-1] + " " * (cap - len(body)) + "}"
