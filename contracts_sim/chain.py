@@ -97,7 +97,7 @@ from contracts_sim.fork import (
     GENESIS_HEIGHT,
     apply_transaction,
     begin_block,
-    check_transaction,
+    check_signer,
     genesis_state,
 )
 from contracts_sim.invariants import check_invariant
@@ -615,12 +615,13 @@ class Chain:
         check_transaction_size(tx.kind, size, self.params.max_blob_bytes)
 
     def _refuse_unverified(self, tx: Transaction) -> None:
-        """Refuse a transaction whose signature does not verify, before the lock, with the
-        rules' own error: ``check_transaction`` makes every check that can fail on it (chain,
-        sender, key, signature) before the first that reads the state (the nonce), so it
-        fails the same way against the head state as it would in the open block."""
-        check_transaction(self._head_state, tx, self._open.env)  # raises
-        raise InvalidSignatureError(tx.sender)  # pragma: no cover
+        """Refuse a transaction whose signature did not verify, before the lock, with the
+        rules' own error: ``check_transaction`` makes its cheap checks (``check_signer``:
+        chain, sender, key) before the signature and the signature before anything that reads
+        the state, so the first of them that fails, else ``InvalidSignatureError``, is what
+        the open block would answer. The signature is not verified a second time."""
+        check_signer(tx, self._open.env)
+        raise InvalidSignatureError(tx.sender)
 
     def _sequence(self, tx: Transaction) -> str:
         """Apply ``tx`` to the open block under the lock (the rules check it all again)."""

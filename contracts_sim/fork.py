@@ -157,8 +157,9 @@ def begin_block(
     state.set_beacon_output(parent_height, parent_beacon)
 
 
-def check_transaction(state: LedgerState, tx: Transaction, env: BlockEnv) -> None:
-    """The envelope checks: chain, key, signature, nonce. Changes nothing."""
+def check_signer(tx: Transaction, env: BlockEnv) -> None:
+    """The envelope checks that come before the signature's: chain, sender, key (cheap, no
+    state). Changes nothing."""
     # Signed for this chain.
     if tx.chain_id != env.chain_id:
         raise WrongChainError(env.chain_id, tx.chain_id)
@@ -169,6 +170,11 @@ def check_transaction(state: LedgerState, tx: Transaction, env: BlockEnv) -> Non
     # By a key that may sign: canonical and not of small order (docs/protocol.md "Signatures").
     if reason := check_public_key(tx.public_key):
         raise InvalidPublicKeyError(tx.sender, reason)
+
+
+def check_transaction(state: LedgerState, tx: Transaction, env: BlockEnv) -> None:
+    """The envelope checks: chain, key, signature, nonce. Changes nothing."""
+    check_signer(tx, env)
     # Signed by that key.
     if not verify_signature(tx.public_key, tx.signing_bytes(), tx.signature):
         raise InvalidSignatureError(tx.sender)

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from contracts_sim import crypto
 from contracts_sim.chain import Chain, EnvelopeChecker, admit
 from contracts_sim.crypto import (
     forget_verified,
@@ -237,3 +238,24 @@ def test_one_unreadable_item_is_refused_alone(checker: EnvelopeChecker) -> None:
         sha256(canonical_json(good)).hex(),
     ]
     assert chain.pending_hashes() == [results[2]]
+
+
+def test_a_signature_that_failed_is_not_verified_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``submit_many`` refuses an item whose signature the checker found invalid without
+    verifying it a second time (an attacker's bad items cost one verification each)."""
+    calls: list[int] = []
+    real = crypto._verify_uncached
+
+    def counting(public_key: bytes, message: bytes, signature: bytes) -> bool:
+        calls.append(1)
+        return real(public_key, message, signature)
+
+    monkeypatch.setattr(crypto, "_verify_uncached", counting)
+    chain = Chain.open(None, CHAIN_ID, "test", GENESIS, genesis_time=T0, clock=lambda: T0)
+    chain.checker = EnvelopeChecker(1, min_parallel=10**9)  # in this process: counted
+    bad = [_with_bad_signature(_transfer(0, nonce)) for nonce in range(10)]
+    results = chain.submit_many([*bad, {**bad[0], "chain_id": "another-chain"}])
+    assert [_outcome(r) for r in results] == ["error:invalid_signature"] * 10 + [
+        "error:wrong_chain_id"
+    ]
+    assert len(calls) == 11
