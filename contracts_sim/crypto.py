@@ -253,7 +253,13 @@ _verified = _VerifiedMemo(VERIFIED_MEMO_SIZE)
 
 def verify_signature(public_key: bytes, message: bytes, signature: bytes) -> bool:
     """True iff ``signature`` is a valid Ed25519 signature of ``message`` by ``public_key``
-    under the pinned rules (docs/protocol.md "Signatures"). Remembered when true."""
+    under the pinned rules (docs/protocol.md "Signatures"). Remembered when true.
+
+    The sizes are checked before the memo is read: its digest is over ``public_key ||
+    signature || message``, one parse only when the first two have their fixed sizes
+    (otherwise a triple that verified would make every re-split of its bytes "verify")."""
+    if len(public_key) != PUBLIC_KEY_SIZE or len(signature) != SIGNATURE_SIZE:
+        return False
     digest = _VerifiedMemo.digest(public_key, message, signature)
     if digest in _verified:
         return True
@@ -266,6 +272,8 @@ def verify_signature(public_key: bytes, message: bytes, signature: bytes) -> boo
 def remember_verified(public_key: bytes, message: bytes, signature: bytes) -> None:
     """Record that ``verify_signature(public_key, message, signature)`` returned True in
     another process (a verifying worker of this node, running this very function)."""
+    if len(public_key) != PUBLIC_KEY_SIZE or len(signature) != SIGNATURE_SIZE:
+        return  # never verifies: nothing to remember
     _verified.add(_VerifiedMemo.digest(public_key, message, signature))
 
 

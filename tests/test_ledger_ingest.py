@@ -259,3 +259,18 @@ def test_a_signature_that_failed_is_not_verified_again(monkeypatch: pytest.Monke
         "error:wrong_chain_id"
     ]
     assert len(calls) == 11
+
+
+def test_a_verified_triple_does_not_make_its_bytes_resplit_verify() -> None:
+    """The memo's digest is over ``key || signature || message``: sizes are checked before
+    it is read, so a triple that verified lends nothing to another split of those bytes (a
+    31-byte key, or a 69-byte signature and a message without the transaction domain)."""
+    key = KEYS[0]
+    message = b"proofnet/tx/v1\x00hello"
+    signature, public_key = key.sign(message), key.public_key
+    assert verify_signature(public_key, message, signature)  # now remembered
+    resplit_key = (public_key[:31], signature[63:] + message, public_key[31:] + signature[:63])
+    assert not verify_signature(*resplit_key)
+    assert not verify_signature(public_key, message[5:], signature + message[:5])
+    remember_verified(*resplit_key)
+    assert not verify_signature(*resplit_key)
