@@ -40,6 +40,7 @@ module (``increase_balance``, ``decrease_balance``, ``mint``, ``burn``) are what
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Iterator
 from dataclasses import replace
@@ -280,9 +281,7 @@ class LedgerState:
             for raw_key, raw in rows.items():
                 key: Key = raw_key
                 if key_type is int:
-                    if not raw_key.isdigit():
-                        raise CorruptStateError(f"{table}: key {raw_key!r} is not a height")
-                    key = int(raw_key)
+                    key = _height_key(table, raw_key)
                 state._tables[table][key] = from_json_value(record_type, raw, f"{table}.{key}")
                 leaves.append(make_leaf(table, str(key), raw))
         state._tree = build(sorted(leaves, key=lambda leaf: leaf.bits))
@@ -448,3 +447,15 @@ def burn(state: LedgerState, amount: int) -> None:
         raise ValueError(f"burn a negative amount {amount}")
     supply = state.get_supply()
     state.set_supply(replace(supply, burned=Amount(supply.burned + amount)))
+
+
+_CANONICAL_HEIGHT = re.compile(r"0|[1-9][0-9]{0,19}")
+
+
+def _height_key(table: str, raw_key: Any) -> int:
+    """A stored height key: ASCII decimal as ``str(height)`` writes it, else
+    CorruptStateError (``"05"`` beside ``"5"`` would be two rows at one tree path; ``isdigit``
+    also takes ``"²"`` and ``"٥"``)."""
+    if not isinstance(raw_key, str) or not _CANONICAL_HEIGHT.fullmatch(raw_key):
+        raise CorruptStateError(f"{table}: key {raw_key!r} is not a height in decimal")
+    return int(raw_key)

@@ -14,6 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from contracts_sim.codec import to_json_value
+from contracts_sim.exceptions import CorruptStateError
 from contracts_sim.records import Account, Supply
 from contracts_sim.state import (
     ACCOUNTS,
@@ -42,7 +43,7 @@ from contracts_sim.state_tree import (
 )
 from contracts_sim.testing import LedgerHarness
 from protocol.hashing import sha256
-from protocol.types import Amount
+from protocol.types import Amount, Hash32, Height
 from tests.ledger_helpers import post_job_body
 
 # --- the definition, written out ------------------------------------------------------------
@@ -393,3 +394,20 @@ def test_a_proof_round_trips_through_json_and_malformed_json_is_refused(
     for data in bad:
         with pytest.raises(StateProofError):
             StateProof.from_json(data)
+
+
+@pytest.mark.parametrize("bad", ["05", "²", "٥", "-5", " 5", "5 ", "+5", ""])
+def test_a_stored_height_key_must_be_decimal_as_written(bad: str) -> None:
+    """Rows are loaded by their key's text: ``"05"`` beside ``"5"`` would be two rows at one
+    tree path, and ``"²"`` passes ``isdigit``; each is a corrupt store, not a ValueError."""
+    state = LedgerState()
+    state.set_block_hash(Height(5), Hash32(sha256(b"five")))
+    state.set_supply(Supply())
+    data = state.to_json()
+    assert LedgerState.from_json(data).state_root() == state.state_root()
+    tampered = {**data, BLOCK_HASHES: {**data[BLOCK_HASHES], bad: data[BLOCK_HASHES]["5"]}}
+    with pytest.raises(CorruptStateError):
+        LedgerState.from_json(tampered)
+    alone = {**data, BLOCK_HASHES: {bad: data[BLOCK_HASHES]["5"]}}
+    with pytest.raises(CorruptStateError):
+        LedgerState.from_json(alone)
