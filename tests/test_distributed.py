@@ -27,8 +27,10 @@ from protocol.exact.forced_error import step_with_traps
 from protocol.merkle import root_of
 from protocol.spec import JobSpec
 from services import scenarios
+from services.distributed.group import Rendezvous
 from services.distributed.pool import PoolConfig, WorkerPool
 from services.distributed.train import train_shared
+from tests.test_distributed_e2e import worker_ranks
 from tests.test_distributed_shard import MLP
 from tests.test_families import ADAMW, SGD, TINY_CNN, TINY_TRANSFORMER
 
@@ -151,3 +153,33 @@ def test_an_idle_group_outlives_its_collective_timeout() -> None:
     for i in range(20):
         want = step_with_traps(spec, want, i, traps)
     assert state_hash(state) == state_hash(want) != state_hash(run(spec, init(spec), 0, 20))
+
+
+def test_a_remote_rank_killed_mid_run_rejoins_and_the_run_ends_on_the_same_root() -> None:
+    # Ranks 2, 3 on "host" 1 (proofnet worker); rank 3 is killed mid-run. Rank 0 restarts
+    # the group at the same --rdzv, host 1 restarts its ranks, the segment reruns.
+    spec = case_spec("mlp-sgd")
+    rdzv = Rendezvous("127.0.0.1", _free_port())
+    group = ["--workers", "4", "--nnodes", "2", "--node-rank", "1", "--rdzv", str(rdzv)]
+    host1 = subprocess.Popen(
+        [sys.executable, "-m", "services.cli", "worker", *group],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        config = PoolConfig(world=4, nnodes=2, rdzv=rdzv, timeout=30)
+        with WorkerPool(config) as pool:
+            killed: list[int] = []
+
+            def kill_once(done: int) -> None:
+                if done == 35 and not killed:
+                    killed.append(max(worker_ranks(host1.pid)))
+                    os.kill(killed[0], signal.SIGKILL)
+
+            result = train_shared(spec, pool, torch.device("cpu"), on_step=kill_once)
+        assert killed and pool.restarts >= 1
+        assert root_of(result.leaves).hex() == single_root(spec)
+        assert host1.wait(timeout=60) == 0  # rank 0 stopped the group; host 1 is done
+    finally:
+        if host1.poll() is None:
+            host1.kill()

@@ -117,25 +117,57 @@ class Mailbox:
         return payload
 
 
+def host_store(rdzv: Rendezvous, timeout: float = DEFAULT_TIMEOUT_S) -> dist.TCPStore:
+    """Rank 0's store at ``rdzv``, for the pool's whole life: every generation of the group
+    (a restart is a new one) meets under its own prefix in it, so a restart never binds the
+    port again (a failed group's objects may hold the old socket a while)."""
+    limit = datetime.timedelta(seconds=timeout)
+    try:
+        return dist.TCPStore(
+            rdzv.host, rdzv.port, None, True, timeout=limit, wait_for_workers=False
+        )
+    except (RuntimeError, ValueError, OSError) as exc:
+        raise GroupError(f"cannot listen at {rdzv}: {exc}") from exc
+
+
 def join_group(
     rdzv: Rendezvous,
     rank: int,
     world: int,
     device: torch.device,
     timeout: float = DEFAULT_TIMEOUT_S,
+    hosted: dist.TCPStore | None = None,
 ) -> Mailbox:
-    """Join (rank 0: host) the default process group of ``world`` ranks; its mailbox."""
+    """Join the default process group of ``world`` ranks; its mailbox. Rank 0 passes the
+    store it hosts (``host_store``) and opens a new generation; the others connect to it and
+    join the newest generation."""
     if device.type == "cuda":
         torch.cuda.set_device(device)
     limit = datetime.timedelta(seconds=timeout)
     try:
-        store = dist.TCPStore(rdzv.host, rdzv.port, world, rank == 0, timeout=limit)
+        if hosted is not None:
+            base = hosted
+            generation = base.add("generation", 1)
+        else:
+            base = dist.TCPStore(rdzv.host, rdzv.port, None, False, timeout=limit)
+            generation = _newest_generation(base, timeout)
+        store = dist.PrefixStore(f"generation/{generation}/", base)
         dist.init_process_group(
             backend_for(device), store=store, rank=rank, world_size=world, timeout=limit
         )
     except (RuntimeError, ValueError, OSError) as exc:
         raise GroupError(f"rank {rank} could not join {rdzv} ({world} ranks): {exc}") from exc
     return Mailbox(store)
+
+
+def _newest_generation(store: dist.Store, timeout: float) -> int:
+    """The generation rank 0 opened last (waiting up to ``timeout`` for its first)."""
+    deadline = time.monotonic() + timeout
+    while (generation := store.add("generation", 0)) == 0:
+        if time.monotonic() > deadline:
+            raise GroupError("rank 0 opened no group in time")
+        time.sleep(0.1)
+    return int(generation)
 
 
 def leave_group() -> None:

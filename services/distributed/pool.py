@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from multiprocessing.context import SpawnProcess
 
 import torch
+from torch.distributed import TCPStore
 
 from protocol.exact import prepare_exact
 from protocol.exact.shard import Collective, Share, check_world
@@ -37,6 +38,7 @@ from services.distributed.group import (
     Mailbox,
     Rendezvous,
     TorchCollective,
+    host_store,
     join_group,
     leave_group,
     rank_device,
@@ -86,6 +88,7 @@ class WorkerPool:
         self._procs: list[SpawnProcess] = []
         self._rdzv: Rendezvous | None = None
         self._mailbox: Mailbox | None = None
+        self._store: TCPStore | None = None  # hosted at the rendezvous for the pool's life
         self._started = False
 
     @property
@@ -108,7 +111,10 @@ class WorkerPool:
         if self._started or self.world == 1:
             return
         prepare_exact(self.device)
-        self._rdzv = self.config.rdzv or Rendezvous.local()
+        if self._store is None:
+            self._rdzv = self.config.rdzv or Rendezvous.local()
+            self._store = host_store(self._rdzv, self.config.timeout)
+        assert self._rdzv is not None
         ctx = multiprocessing.get_context("spawn")
         self._procs = [
             _start(
@@ -124,7 +130,9 @@ class WorkerPool:
             for rank in self.config.node_ranks(0)
             if rank != 0
         ]
-        self._mailbox = join_group(self._rdzv, 0, self.world, self.device, self.config.timeout)
+        self._mailbox = join_group(
+            self._rdzv, 0, self.world, self.device, self.config.timeout, self._store
+        )
         self._started = True
 
     def close(self) -> None:
@@ -133,9 +141,11 @@ class WorkerPool:
             with contextlib.suppress(GroupError):
                 self._mailbox.stop(self.world - 1)
         self._teardown(graceful=self._started)
+        self._store = None  # the rendezvous port is free again
 
     def _teardown(self, *, graceful: bool) -> None:
         leave_group()
+        self._mailbox = None
         for proc in self._procs:
             proc.join(timeout=10.0 if graceful else 0.0)
             if proc.is_alive():
@@ -180,7 +190,7 @@ class WorkerPool:
                 log.warning(
                     "worker group failed (%s); restarting it, segment %d..%d", exc, start, stop
                 )
-                self.restart()
+            self.restart()
 
     def _run(self, segment: Segment, on_step: Callable[[int], None] | None) -> State:
         if self.world == 1:
