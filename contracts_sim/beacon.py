@@ -23,6 +23,13 @@ Remaining trust (docs/protocol.md, "Randomness"): the producer knows future valu
 help a solver by choosing at which height to include a commitment — the ordering power a single
 sequencer has anyway. The message is unambiguous: the height is always its last 8 bytes.
 
+The same key also signs every header (``sign_header``: ``RSASSA-PKCS1-v1_5-SHA256(producer
+key, b"proofnet/header/v1\x00" || block hash)``), so a light client that pins the producer's
+public key can tell the producer's headers — and the state roots in them — from a node's
+inventions (docs/state-commitment.md, "Trust"). The two messages cannot be confused: the beacon's
+starts ``proofnet/beacon/v1``, the header's ``proofnet/header/v1``, and neither is a prefix of
+the other, so no header signature is a beacon and no beacon signs a header.
+
 This is a simulated chain: the node keeps the private key in its store (``store.py``).
 """
 
@@ -48,6 +55,8 @@ BEACON_SIZE: Final = BEACON_KEY_BITS // 8
 """A beacon (an RSA-2048 signature) is exactly this many bytes."""
 
 MAX_BEACON_HEIGHT: Final = 2**64 - 1
+HEADER_DOMAIN: Final = b"proofnet/header/v1\x00"
+"""Prefixes what the producer signs for a header: a block hash, 32 bytes."""
 
 
 def beacon_message(chain_id: str, height: int) -> bytes:
@@ -55,6 +64,13 @@ def beacon_message(chain_id: str, height: int) -> bytes:
     if not 0 <= height <= MAX_BEACON_HEIGHT:
         raise ValueError(f"beacon height {height} is out of range")
     return BEACON_DOMAIN + chain_id.encode("utf-8") + height.to_bytes(8, "big")
+
+
+def header_message(block_hash: bytes) -> bytes:
+    """What the producer signs for a header: the header domain and the 32-byte block hash."""
+    if len(block_hash) != 32:
+        raise ValueError("a block hash is 32 bytes")
+    return HEADER_DOMAIN + block_hash
 
 
 def beacon_output(beacon: bytes) -> Hash32:
@@ -77,6 +93,10 @@ class BeaconKey:
     def sign(self, chain_id: str, height: int) -> bytes:
         """``beacon(height)``: the one valid value for this key, chain and height."""
         return self._key.sign(beacon_message(chain_id, height), padding.PKCS1v15(), hashes.SHA256())
+
+    def sign_header(self, block_hash: bytes) -> bytes:
+        """The producer's signature of a header, by its block hash (``header_message``)."""
+        return self._key.sign(header_message(block_hash), padding.PKCS1v15(), hashes.SHA256())
 
     def to_der(self) -> bytes:
         """The private key as unencrypted PKCS#8 DER (what the node's store keeps)."""
@@ -196,6 +216,19 @@ def verify_beacon(public_key: bytes, chain_id: str, height: int, beacon: bytes) 
         return False
     try:
         key.verify(beacon, beacon_message(chain_id, height), padding.PKCS1v15(), hashes.SHA256())
+    except InvalidSignature:
+        return False
+    return True
+
+
+def verify_header_signature(public_key: bytes, block_hash: bytes, signature: bytes) -> bool:
+    """True iff ``signature`` is the producer's (``public_key``) for the header whose block
+    hash is ``block_hash``."""
+    key = _load_public_key(public_key)
+    if key is None or len(signature) != BEACON_SIZE or len(block_hash) != 32:
+        return False
+    try:
+        key.verify(signature, header_message(block_hash), padding.PKCS1v15(), hashes.SHA256())
     except InvalidSignature:
         return False
     return True

@@ -1,6 +1,7 @@
 """Blocks, receipts and chain events: what the block producer records.
 
-    BlockHeader   height, parent_hash, time, tx_root, state_root, chain_id, beacon
+    BlockHeader   height, parent_hash, time, tx_root, state_root, chain_id, beacon,
+                  producer_signature
     Block         header + the transactions it applied, in order
     Receipt       what became of one transaction (pending, applied at (height, index), failed)
     ChainEvent    one ledger event with its chain-wide id, height and transaction
@@ -8,13 +9,20 @@
 Hashes
     * ``tx_root`` = the RFC 9162 Merkle root (``protocol.merkle.root_of``) of the transactions'
       hashes in block order; ``SHA-256(b"")`` for an empty block.
-    * ``block hash`` = SHA-256 of the canonical JSON of the header (``BlockHeader.to_json``).
+    * ``block hash`` = SHA-256 of the canonical JSON of the header without its producer
+      signature (``BlockHeader.unsigned_json``): the signature is over the hash. It is
+      deterministic and unique for the key and hash (RSA PKCS#1 v1.5), so the hash still
+      determines it.
     * ``state_root`` = ``LedgerState.state_root()`` after ``begin_block`` and every transaction
       of the block. The genesis block (height 0, parent hash 32 zero bytes, no transactions)
       carries the root of ``genesis_state``.
     * ``beacon`` = the producer's unique signature over the chain id and the height
       (``contracts_sim.beacon``): the block's randomness, which no transaction can change.
       ``check_beacon`` verifies it with the producer key fixed at genesis.
+    * ``producer_signature`` = the same key's signature of the block hash
+      (``contracts_sim.beacon``, ``sign_header``): what lets a client that pins the producer
+      key trust a header it got from any node, and the state root in it
+      (``check_producer_signature``; ``check_header`` checks both signatures).
 
 A block holds only the transactions it applied; one that failed when the block was sealed is
 not in it (it changed nothing) and gets a failed ``Receipt`` instead. ``from_json`` of each type
@@ -25,10 +33,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Set as AbstractSet
+from dataclasses import dataclass, field, replace
 from typing import Any, Final, Literal
 
-from contracts_sim.beacon import BEACON_SIZE, verify_beacon
+from contracts_sim.beacon import BEACON_SIZE, BeaconKey, verify_beacon, verify_header_signature
 from contracts_sim.exceptions import LedgerError
 from contracts_sim.transactions import Transaction
 from protocol.errors import ProofNetError
@@ -70,6 +79,17 @@ class InvalidBeaconError(MalformedBlockError):
         self.height = height
 
 
+class InvalidHeaderSignatureError(MalformedBlockError):
+    """A header's producer signature is not the producer's signature of its block hash: the
+    header (its state root included) did not come from the block producer."""
+
+    code = "invalid_header_signature"
+
+    def __init__(self, height: int) -> None:
+        super().__init__(f"block {height}: the header is not signed by the producer")
+        self.height = height
+
+
 # --- helpers ------------------------------------------------------------------------------
 
 
@@ -92,7 +112,7 @@ def _int(value: Any, what: str, *, optional: bool = False) -> Any:
     return value
 
 
-def _object(data: Any, keys: set[str], what: str) -> Mapping[str, Any]:
+def _object(data: Any, keys: AbstractSet[str], what: str) -> Mapping[str, Any]:
     if not isinstance(data, Mapping) or set(data) != keys:
         raise MalformedBlockError(f"{what} needs exactly the keys {sorted(keys)}")
     return data
@@ -110,8 +130,10 @@ class BlockHeader:
     state_root: Hash32
     chain_id: str
     beacon: bytes  # the producer's signature over (chain_id, height); see contracts_sim.beacon
+    producer_signature: bytes = b""  # the producer's signature of ``hash``; b"": not yet signed
 
-    def to_json(self) -> dict[str, Any]:
+    def unsigned_json(self) -> dict[str, Any]:
+        """Every field but the producer signature: what the block hash is the hash of."""
         return {
             "height": self.height,
             "parent_hash": self.parent_hash.hex(),
@@ -122,26 +144,32 @@ class BlockHeader:
             "beacon": self.beacon.hex(),
         }
 
+    def to_json(self) -> dict[str, Any]:
+        return {**self.unsigned_json(), "producer_signature": self.producer_signature.hex()}
+
     @property
     def hash(self) -> Hash32:
-        """SHA-256 of the header's canonical JSON."""
-        return hash_json(self.to_json())
+        """SHA-256 of the canonical JSON of the header without its producer signature."""
+        return hash_json(self.unsigned_json())
+
+    def signed(self, producer_key: BeaconKey) -> BlockHeader:
+        """This header with ``producer_key``'s signature of its hash."""
+        return replace(self, producer_signature=producer_key.sign_header(self.hash))
 
     @classmethod
     def from_json(cls, data: Any) -> BlockHeader:
-        raw = _object(
-            data,
-            {"height", "parent_hash", "time", "tx_root", "state_root", "chain_id", "beacon"},
-            "header",
-        )
+        raw = _object(data, HEADER_KEYS, "header")
         chain_id = raw["chain_id"]
         if not isinstance(chain_id, str) or not chain_id:
             raise MalformedBlockError("header.chain_id must be a non-empty string")
-        beacon = raw["beacon"]
-        if not isinstance(beacon, str) or not _HEX_BEACON.fullmatch(beacon):
-            raise MalformedBlockError(
-                f"header.beacon must be {2 * BEACON_SIZE} lowercase hex digits"
-            )
+        signatures = {}
+        for name in ("beacon", "producer_signature"):
+            value = raw[name]
+            if not isinstance(value, str) or not _HEX_BEACON.fullmatch(value):
+                raise MalformedBlockError(
+                    f"header.{name} must be {2 * BEACON_SIZE} lowercase hex digits"
+                )
+            signatures[name] = bytes.fromhex(value)
         return cls(
             height=Height(_int(raw["height"], "header.height")),
             parent_hash=_hash_from_hex(raw["parent_hash"], "header.parent_hash"),
@@ -149,8 +177,23 @@ class BlockHeader:
             tx_root=_hash_from_hex(raw["tx_root"], "header.tx_root"),
             state_root=_hash_from_hex(raw["state_root"], "header.state_root"),
             chain_id=chain_id,
-            beacon=bytes.fromhex(beacon),
+            beacon=signatures["beacon"],
+            producer_signature=signatures["producer_signature"],
         )
+
+
+HEADER_KEYS: Final = frozenset(
+    {
+        "height",
+        "parent_hash",
+        "time",
+        "tx_root",
+        "state_root",
+        "chain_id",
+        "beacon",
+        "producer_signature",
+    }
+)
 
 
 def check_beacon(header: BlockHeader, producer_key: bytes) -> None:
@@ -158,6 +201,21 @@ def check_beacon(header: BlockHeader, producer_key: bytes) -> None:
     the header's chain id and height (the one value that height can have)."""
     if not verify_beacon(producer_key, header.chain_id, header.height, header.beacon):
         raise InvalidBeaconError(header.height)
+
+
+def check_producer_signature(header: BlockHeader, producer_key: bytes) -> None:
+    """Raise InvalidHeaderSignatureError unless ``header.producer_signature`` is
+    ``producer_key``'s signature of the header's hash: the header, and its state root, are
+    the producer's."""
+    if not verify_header_signature(producer_key, header.hash, header.producer_signature):
+        raise InvalidHeaderSignatureError(header.height)
+
+
+def check_header(header: BlockHeader, producer_key: bytes) -> None:
+    """Both of a header's signatures by ``producer_key``: its beacon (``check_beacon``) and
+    the producer's signature of its hash (``check_producer_signature``)."""
+    check_beacon(header, producer_key)
+    check_producer_signature(header, producer_key)
 
 
 @dataclass(frozen=True)

@@ -19,13 +19,14 @@ The open block
     ``produce_block()`` seals the open block as it is: its header's ``time`` is the time at
     which it was opened (``clock()``, never before the parent's), the state root is that of the
     open state, the beacon is the producer's signature for the height (``contracts_sim.beacon``;
-    the key is made with the chain and kept in the store), and the receipts and events are those
-    recorded at submission. Nothing is applied
-    twice. The block is *rebuilt* — the head state copied again, ``begin_block`` run and every
-    queued transaction re-applied in order — only when ``produce_block(time=T)`` asks for another
-    time, or when another writer took the height (``BlockConflictError``: the chain reloads the
-    stored head first). A transaction that fails on a rebuild is dropped with a failed receipt,
-    stored with the next block; it changed nothing.
+    the key is made with the chain and kept in the store), the same key signs the header's hash
+    (``producer_signature``: what a light client checks), and the receipts and events are those
+    recorded at submission. Nothing is applied twice. The block is *rebuilt* — the head state
+    copied again, ``begin_block`` run and every queued transaction re-applied in order — only
+    when ``produce_block(time=T)`` asks for another time, or when another writer took the
+    height (``BlockConflictError``: the chain reloads the stored head first). A transaction
+    that fails on a rebuild is dropped with a failed receipt, stored with the next block; it
+    changed nothing.
 
 Duplicates
     ``submit`` is idempotent: a copy of a transaction that is pending or already applied returns
@@ -73,7 +74,7 @@ from contracts_sim.blocks import (
     ChainEvent,
     ErrorInfo,
     Receipt,
-    check_beacon,
+    check_header,
     check_tx_root,
     compute_tx_root,
 )
@@ -712,7 +713,7 @@ class Chain:
             state_root=open_block.state.state_root(),
             chain_id=self.chain_id,
             beacon=self._beacon_key.sign(self.chain_id, height),
-        )
+        ).signed(self._beacon_key)
         block = Block(header, txs)
         next_id = self._last_event_id + 1
         events: list[ChainEvent] = []
@@ -960,7 +961,7 @@ def genesis_block(meta: ChainMeta, state: LedgerState, beacon_key: BeaconKey) ->
         state_root=state.state_root(),
         chain_id=meta.chain_id,
         beacon=beacon_key.sign(meta.chain_id, GENESIS_HEIGHT),
-    )
+    ).signed(beacon_key)
     return Block(header, ())
 
 
@@ -1030,9 +1031,10 @@ def iter_replay(
 ) -> Iterator[tuple[Block, LedgerState]]:
     """Re-apply every stored block from genesis; yield each block with the state after it.
 
-    Raises ChainIntegrityError at the first block whose parent hash, transaction root, beacon
-    or state root does not follow from the blocks before it (the beacon: from the producer key
-    in the chain's meta), or whose transactions do not all apply.
+    Raises ChainIntegrityError at the first block whose parent hash, transaction root, beacon,
+    producer signature or state root does not follow from the blocks before it (the
+    signatures: by the producer key in the chain's meta), or whose transactions do not all
+    apply.
     """
     meta = store.load_meta()
     if meta is None:
@@ -1072,11 +1074,12 @@ def iter_replay(
 
 
 def _check_header_beacon(header: BlockHeader, meta: ChainMeta) -> None:
-    """ChainIntegrityError unless the header is of this chain and its beacon verifies."""
+    """ChainIntegrityError unless the header is of this chain and both its signatures (the
+    beacon, the producer's of its hash) verify with the producer key in the meta."""
     if header.chain_id != meta.chain_id:
         raise ChainIntegrityError(f"block {header.height} is of chain {header.chain_id!r}")
     try:
-        check_beacon(header, meta.beacon_public_key)
+        check_header(header, meta.beacon_public_key)
     except LedgerError as exc:
         raise ChainIntegrityError(exc.message) from exc
 

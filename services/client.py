@@ -31,7 +31,13 @@ from typing import Any, Final, Protocol, TypeVar, runtime_checkable
 
 import httpx
 
-from contracts_sim.blocks import Block, BlockHeader, ChainEvent, Receipt
+from contracts_sim.blocks import (
+    Block,
+    BlockHeader,
+    ChainEvent,
+    Receipt,
+    check_producer_signature,
+)
 from contracts_sim.chain import Chain
 from contracts_sim.crypto import PrivateKey
 from contracts_sim.jobs import compute_job_id
@@ -504,15 +510,24 @@ class HttpChainClient:
         return dict(self._request("GET", "/supply"))
 
     def proven_record(
-        self, kind: str, identifier: str, header: BlockHeader | None = None
+        self,
+        kind: str,
+        identifier: str,
+        header: BlockHeader | None = None,
+        *,
+        producer_key: bytes,
     ) -> JsonObject | None:
         """The record of ``/proofs/{kind}/{identifier}`` (kind: accounts, jobs or disputes),
-        verified against ``header``'s state root; ``None`` when the proof shows no record.
+        verified against the state root of a header the block producer signed; ``None`` when
+        the proof shows no record.
 
-        A light client passes a header it trusts; without one the node's own header at the
-        proof's height is used (that checks the node's consistency, not its honesty). The node
-        proves against its head only, so a header of another height is refused. Raises
-        ``StateProofError`` unless the answer proves exactly that record under that root.
+        ``producer_key`` is the producer's public key (DER) as the caller already trusts it
+        (the chain's genesis, a node it trusts): never one read from this node for this call.
+        The header — ``header``, else this node's at the proof's height — must carry that
+        key's signature of its hash (``InvalidHeaderSignatureError`` otherwise), so a node
+        cannot invent a state root. The node proves against its head only, so a header of
+        another height is refused. Raises ``StateProofError`` unless the answer proves exactly
+        that record under that root (docs/state-commitment.md, "Trust").
         """
         table = PROOF_TABLES.get(kind)
         if table is None:
@@ -522,6 +537,7 @@ class HttpChainClient:
             raise StateProofError("a proof answer is an object with an integer height")
         if header is None:
             header = self.get_block(answer["height"]).header
+        check_producer_signature(header, producer_key)
         key = identifier if table == ACCOUNTS else identifier.removeprefix("0x").lower()
         return _verified_row(answer, table, key, header)
 

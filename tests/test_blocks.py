@@ -12,8 +12,10 @@ from contracts_sim.beacon import (
     beacon_message,
     beacon_output,
     generate_beacon_key,
+    header_message,
     shared_beacon_key,
     verify_beacon,
+    verify_header_signature,
 )
 from contracts_sim.blocks import (
     GENESIS_PARENT_HASH,
@@ -22,9 +24,12 @@ from contracts_sim.blocks import (
     ChainEvent,
     ErrorInfo,
     InvalidBeaconError,
+    InvalidHeaderSignatureError,
     MalformedBlockError,
     Receipt,
     check_beacon,
+    check_header,
+    check_producer_signature,
     compute_tx_root,
 )
 from contracts_sim.crypto import key_from_seed
@@ -55,13 +60,15 @@ def header(**overrides: Any) -> BlockHeader:
         "beacon": shared_beacon_key().sign("c", 3),
     }
     values.update(overrides)
-    return BlockHeader(**values)
+    return BlockHeader(**values).signed(shared_beacon_key())
 
 
-def test_block_hash_is_sha256_of_the_canonical_header_json() -> None:
+def test_block_hash_is_sha256_of_the_canonical_header_json_without_its_signature() -> None:
     h = header()
-    assert h.hash == sha256(canonical_json(h.to_json()))
+    unsigned = {k: v for k, v in h.to_json().items() if k != "producer_signature"}
+    assert h.hash == sha256(canonical_json(unsigned)) == sha256(canonical_json(h.unsigned_json()))
     assert Block(h).hash == h.hash
+    assert dataclasses.replace(h, producer_signature=b"").hash == h.hash
 
 
 @pytest.mark.parametrize(
@@ -132,6 +139,9 @@ def _bad_header(**changes: Any) -> dict[str, Any]:
         _bad_header(beacon="AB" * BEACON_SIZE),  # uppercase is not canonical
         _bad_header(beacon=None),
         {k: v for k, v in header().to_json().items() if k != "beacon"},
+        _bad_header(producer_signature="00" * (BEACON_SIZE - 1)),
+        _bad_header(producer_signature=""),  # an unsigned header is not a stored one
+        {k: v for k, v in header().to_json().items() if k != "producer_signature"},
         {**header().to_json(), "extra": 1},
     ],
 )
@@ -218,3 +228,55 @@ def test_check_beacon_rejects_another_producer_key_and_non_keys() -> None:
         check_beacon(header(), generate_beacon_key().public_key)
     for not_a_key in (b"", b"\x30" * 10, key_from_seed("x").public_key):
         assert not verify_beacon(not_a_key, "c", 3, header().beacon)
+
+
+# --- the producer's signature of the header -------------------------------------------------
+
+
+def test_the_producer_signs_the_header_hash() -> None:
+    key = shared_beacon_key()
+    h = header()
+    assert len(h.producer_signature) == BEACON_SIZE
+    assert h.producer_signature == key.sign_header(h.hash)  # deterministic
+    check_producer_signature(h, key.public_key)  # does not raise
+    check_header(h, key.public_key)
+    assert BlockHeader.from_json(h.to_json()) == h
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"state_root": sha256(b"an invented state")},  # a node's forged root, beacon copied
+        {"tx_root": sha256(b"other txs")},
+        {"height": Height(4), "beacon": shared_beacon_key().sign("c", 4)},
+        {"producer_signature": shared_beacon_key().sign("c", 3)},  # a beacon is not one
+        {"producer_signature": bytes(BEACON_SIZE)},
+    ],
+)
+def test_a_header_the_producer_did_not_sign_is_refused(changes: dict[str, Any]) -> None:
+    forged = dataclasses.replace(header(), **changes)
+    check_beacon(dataclasses.replace(header(), state_root=sha256(b"x")), KEY.public_key)
+    with pytest.raises(InvalidHeaderSignatureError) as caught:
+        check_producer_signature(forged, KEY.public_key)
+    assert caught.value.code == "invalid_header_signature"
+    with pytest.raises(MalformedBlockError):
+        check_header(forged, KEY.public_key)
+
+
+def test_a_header_signed_by_another_key_is_refused() -> None:
+    with pytest.raises(InvalidHeaderSignatureError):
+        check_producer_signature(header(), generate_beacon_key().public_key)
+    assert not verify_header_signature(b"not a key", header().hash, header().producer_signature)
+
+
+def test_header_and_beacon_messages_are_domain_separated() -> None:
+    assert header_message(bytes(32)) == b"proofnet/header/v1\x00" + bytes(32)
+    for height in (0, 3, 2**64 - 1):
+        beacon = beacon_message("c", height)
+        assert not beacon.startswith(b"proofnet/header/v1")
+        assert not header_message(bytes(32)).startswith(b"proofnet/beacon/v1")
+    with pytest.raises(ValueError):
+        header_message(b"short")
+
+
+KEY = shared_beacon_key()

@@ -13,7 +13,13 @@ import pytest
 
 from contracts_sim import fork
 from contracts_sim.beacon import beacon_output, generate_beacon_key, verify_beacon
-from contracts_sim.blocks import BLOCK_EVENT, GENESIS_PARENT_HASH, Block, compute_tx_root
+from contracts_sim.blocks import (
+    BLOCK_EVENT,
+    GENESIS_PARENT_HASH,
+    Block,
+    check_header,
+    compute_tx_root,
+)
 from contracts_sim.chain import (
     BlockFullError,
     BlockNotFoundError,
@@ -393,6 +399,23 @@ def test_replay_verifies_every_beacon_from_genesis(sqlite_url: str) -> None:
     db.close()
     again = Chain.open(sqlite_url)  # the head is intact ...
     with pytest.raises(ChainIntegrityError, match="block 2: the beacon"):  # ... block 2 is not
+        replay(again.store)
+
+
+def test_every_header_is_signed_by_the_producer_and_replay_checks_it(sqlite_url: str) -> None:
+    chain = _busy_chain(sqlite_url)
+    for height in range(chain.height + 1):
+        check_header(chain.get_block(height).header, chain.beacon_public_key)
+    chain.close()
+    db = sqlite3.connect(sqlite_url.removeprefix("sqlite:///"))
+    (header,) = db.execute("SELECT header FROM blocks WHERE height = 2").fetchone()
+    (other,) = db.execute("SELECT header FROM blocks WHERE height = 1").fetchone()
+    old, moved = (json.loads(h)["producer_signature"] for h in (header, other))
+    db.execute("UPDATE blocks SET header = replace(header, ?, ?)", (old, moved))
+    db.commit()
+    db.close()
+    again = Chain.open(sqlite_url)  # the head is intact ...
+    with pytest.raises(ChainIntegrityError, match="block 2: the header is not signed"):
         replay(again.store)
 
 

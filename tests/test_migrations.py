@@ -16,6 +16,7 @@ skipped only when that server cannot be reached.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import threading
@@ -30,7 +31,8 @@ from sqlalchemy import Engine, create_engine, inspect, text
 from sqlalchemy.exc import OperationalError
 
 import contracts_sim.migrations as migrations
-from contracts_sim.chain import Chain
+from contracts_sim.blocks import BlockHeader, MalformedBlockError, check_header
+from contracts_sim.chain import Chain, replay
 from contracts_sim.crypto import key_from_seed
 from contracts_sim.exceptions import UnknownSchemaRevisionError
 from contracts_sim.migrations import (
@@ -311,3 +313,46 @@ def test_an_unknown_revision_is_one_line_on_stderr(
     err = capsys.readouterr().err
     assert err.startswith("error: unknown_schema_revision: ")
     assert err.count("\n") == 1
+
+
+# --- data migrations ------------------------------------------------------------------------
+
+
+def test_a_format_3_chain_gets_its_headers_signed_and_keeps_its_hashes(sqlite_url: str) -> None:
+    """0002: a chain stored before headers carried the producer's signature is signed with the
+    key the store keeps; block hashes, the head and replay from genesis are unchanged."""
+    chain = open_chain(sqlite_url)
+    chain.produce_block()
+    chain.produce_block()
+    blocks = [chain.get_block(height) for height in range(3)]
+    chain.close()
+    engine = _make_engine(sqlite_url)
+    with engine.begin() as conn:  # what format 3 left at revision 0001
+        for height, encoded in conn.execute(text("SELECT height, header FROM blocks")).all():
+            header = json.loads(encoded)
+            del header["producer_signature"]
+            conn.execute(
+                text("UPDATE blocks SET header = :header WHERE height = :height"),
+                {"header": json.dumps(header), "height": height},
+            )
+        meta = json.loads(conn.execute(text("SELECT value FROM meta WHERE key = 'chain'")).one()[0])
+        conn.execute(
+            text("UPDATE meta SET value = :value WHERE key = 'chain'"),
+            {"value": json.dumps({**meta, "format": 3})},
+        )
+        conn.execute(text("UPDATE alembic_version SET version_num = '0001'"))
+    with pytest.raises(MalformedBlockError):  # unreadable as format 4 until migrated
+        with engine.connect() as conn:
+            encoded = conn.execute(text("SELECT header FROM blocks WHERE height = 1")).one()[0]
+        BlockHeader.from_json(json.loads(encoded))
+
+    reopened = open_chain(sqlite_url)
+
+    assert revisions_of(engine) == (head_revision(),)
+    assert [reopened.get_block(height) for height in range(3)] == blocks
+    for block in blocks:
+        check_header(block.header, reopened.beacon_public_key)
+    replay(reopened.store)
+    reopened.produce_block()
+    reopened.close()
+    engine.dispose()

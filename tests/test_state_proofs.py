@@ -10,14 +10,19 @@ from typing import Any
 import httpx
 import pytest
 
+from contracts_sim.beacon import generate_beacon_key, shared_beacon_key
+from contracts_sim.blocks import Block, InvalidHeaderSignatureError
 from contracts_sim.chain import Chain
 from contracts_sim.crypto import key_from_seed
+from contracts_sim.records import Account
 from contracts_sim.state import ACCOUNTS, JOBS
 from contracts_sim.state_tree import StateProofError
 from contracts_sim.transactions import sign_transaction
 from protocol.hashing import sha256
+from protocol.types import Amount
 from services.client import HttpChainClient
 from services.node import NodeSettings, create_app
+from services.node.views import block_view
 from tests.ledger_helpers import post_job_body
 
 with warnings.catch_warnings():
@@ -28,12 +33,20 @@ CHAIN_ID = "proofs-test"
 T0 = 1_700_000_000
 ALICE = key_from_seed("proofs/alice")
 NOBODY = key_from_seed("proofs/nobody")
+PRODUCER = shared_beacon_key().public_key
+"""The producer key the client pins (the chains here are made with the shared key)."""
 
 
 @pytest.fixture
 def chain() -> Chain:
     chain = Chain.open(
-        None, CHAIN_ID, "test", {ALICE.address: 10**9}, genesis_time=T0, clock=lambda: T0
+        None,
+        CHAIN_ID,
+        "test",
+        {ALICE.address: 10**9},
+        genesis_time=T0,
+        clock=lambda: T0,
+        beacon_key=shared_beacon_key(),
     )
     chain.submit(sign_transaction(ALICE, CHAIN_ID, 0, "post_job", post_job_body()))
     chain.produce_block()
@@ -59,17 +72,17 @@ def job_id(chain: Chain) -> str:
 
 
 def test_present_rows_are_proved_against_the_head(chain: Chain, client: HttpChainClient) -> None:
-    account = client.proven_record("accounts", ALICE.address)
+    account = client.proven_record("accounts", ALICE.address, producer_key=PRODUCER)
     assert account == chain.state.record_to_json(ACCOUNTS, ALICE.address)
-    job = client.proven_record("jobs", job_id(chain), chain.head)
+    job = client.proven_record("jobs", job_id(chain), chain.head, producer_key=PRODUCER)
     assert job == chain.state.record_to_json(JOBS, job_id(chain))
-    assert client.proven_record("jobs", "0x" + job_id(chain).upper()) == job
+    assert client.proven_record("jobs", "0x" + job_id(chain).upper(), producer_key=PRODUCER) == job
 
 
 def test_absent_rows_are_proved_absent(chain: Chain, client: HttpChainClient) -> None:
-    assert client.proven_record("accounts", NOBODY.address) is None
-    assert client.proven_record("jobs", "ab" * 32, chain.head) is None
-    assert client.proven_record("disputes", "cd" * 32) is None
+    assert client.proven_record("accounts", NOBODY.address, producer_key=PRODUCER) is None
+    assert client.proven_record("jobs", "ab" * 32, chain.head, producer_key=PRODUCER) is None
+    assert client.proven_record("disputes", "cd" * 32, producer_key=PRODUCER) is None
 
 
 def test_a_proof_answer_names_its_block_and_changes_nothing(chain: Chain, api: TestClient) -> None:
@@ -85,10 +98,15 @@ def test_a_header_of_another_block_or_root_is_refused(
     chain: Chain, client: HttpChainClient
 ) -> None:
     with pytest.raises(StateProofError, match="against block"):
-        client.proven_record("accounts", ALICE.address, chain.get_block(0).header)
+        client.proven_record(
+            "accounts", ALICE.address, chain.get_block(0).header, producer_key=PRODUCER
+        )
     forged = replace(chain.head, state_root=sha256(b"another state"))
-    with pytest.raises(StateProofError):
-        client.proven_record("accounts", ALICE.address, forged)
+    with pytest.raises(InvalidHeaderSignatureError):  # the producer signed another root
+        client.proven_record("accounts", ALICE.address, forged, producer_key=PRODUCER)
+    resigned = replace(chain.head, state_root=sha256(b"another state")).signed(shared_beacon_key())
+    with pytest.raises(StateProofError):  # a root the producer signed, not the proof's
+        client.proven_record("accounts", ALICE.address, resigned, producer_key=PRODUCER)
 
 
 def tampering_client(api: TestClient, tamper: Callable[[dict[str, Any]], None]) -> HttpChainClient:
@@ -137,10 +155,13 @@ def test_a_tampered_answer_fails_with_a_typed_error(
     api: TestClient, chain: Chain, tamper: Callable[[dict[str, Any]], None]
 ) -> None:
     client = tampering_client(api, lambda data: None)
-    assert client.proven_record("accounts", ALICE.address, chain.head) is not None
+    assert (
+        client.proven_record("accounts", ALICE.address, chain.head, producer_key=PRODUCER)
+        is not None
+    )
     liar = tampering_client(api, tamper)
     with pytest.raises(StateProofError) as caught:
-        liar.proven_record("accounts", ALICE.address, chain.head)
+        liar.proven_record("accounts", ALICE.address, chain.head, producer_key=PRODUCER)
     assert caught.value.code == "invalid_state_proof"
 
 
@@ -160,3 +181,46 @@ def test_a_bad_id_is_a_400_json_error(api: TestClient, chain: Chain, path: str) 
     error = response.json()["error"]
     assert error["code"] == "invalid_identifier" and error["message"]
     assert chain.state.state_root() == root
+
+
+def test_a_node_cannot_invent_a_state_root(api: TestClient, chain: Chain) -> None:
+    """A dishonest node proves a balance of 10**18 against an invented state and serves the
+    real header with that state root (the beacon, over chain id and height only, still
+    verifies). The client pins the producer key: the header's producer signature fails,
+    whether the header is the node's (``header=None``) or one the client read from it."""
+    invented = chain.state.copy()
+    invented.set_account(ALICE.address, Account(balance=Amount(10**18)))
+    head = chain.head
+    forged = replace(head, state_root=invented.state_root())
+    forged_block = Block(forged, chain.head_block().transactions)
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        if request.url.path.startswith("/proofs/accounts/"):
+            proof = invented.prove(ACCOUNTS, ALICE.address).to_json()
+            answer = {
+                "table": ACCOUNTS,
+                "key": ALICE.address,
+                "record": invented.record_to_json(ACCOUNTS, ALICE.address),
+                "height": head.height,
+                "state_root": forged.state_root.hex(),
+                "proof": proof,
+            }
+            return httpx.Response(200, json=answer)
+        if request.url.path in (f"/blocks/{head.height}", "/blocks/head"):
+            return httpx.Response(200, json=block_view(forged_block))
+        answer = api.request(request.method, str(request.url.raw_path, "ascii"))
+        return httpx.Response(answer.status_code, json=answer.json())
+
+    liar = HttpChainClient("http://node", transport=httpx.MockTransport(handle))
+    with pytest.raises(InvalidHeaderSignatureError):
+        liar.proven_record("accounts", ALICE.address, producer_key=PRODUCER)
+    with pytest.raises(InvalidHeaderSignatureError):
+        liar.proven_record(
+            "accounts", ALICE.address, liar.head_block().header, producer_key=PRODUCER
+        )
+    with pytest.raises(StateProofError):  # the true header: the proof does not match it
+        liar.proven_record("accounts", ALICE.address, head, producer_key=PRODUCER)
+    other_producer = generate_beacon_key().public_key
+    honest = tampering_client(api, lambda data: None)
+    with pytest.raises(InvalidHeaderSignatureError):  # not the key the client pinned
+        honest.proven_record("accounts", ALICE.address, producer_key=other_producer)

@@ -237,6 +237,11 @@ class HeaderPublic(BaseModel):
         description="the producer's RSA signature over (chain id, height), hex; its SHA-256 is "
         "the block's randomness (sample seeds); verify it with /params beacon_public_key"
     )
+    producer_signature: str = Field(
+        description="the producer's RSA signature of the block hash (the hash of the header "
+        "without this field), hex: a client that pins the producer key trusts the header's "
+        "state root through it (docs/state-commitment.md)"
+    )
 
 
 class BlockPublic(BaseModel):
