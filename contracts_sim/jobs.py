@@ -23,6 +23,7 @@ Money: ``post_job`` moves payment + fee into ``Job.escrow``; assignment refunds
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
@@ -58,6 +59,7 @@ from contracts_sim.scoring import rank_bids, required_capacity
 from contracts_sim.staking import reserved_stake
 from contracts_sim.state import LedgerState, burn, decrease_balance, increase_balance
 from contracts_sim.transactions import (
+    MAX_TRACE_TENSORS,
     AttestBody,
     BidBody,
     CancelJobBody,
@@ -71,11 +73,13 @@ from protocol.datasets import AnyDataset, Dataset, TextDataset, check_dataset, d
 from protocol.errors import DatasetError, ProofError
 from protocol.forced_errors import job_seed, lazy_attest_bond
 from protocol.hashing import hash_json
-from protocol.layout import segment_work, state_blob_size
+from protocol.layout import segment_work, state_blob_size, state_layout
 from protocol.merkle import ConsistencyProof, verify_consistency, verify_inclusion
 from protocol.models import ModelSpec, TransformerSpec
 from protocol.sampling import compute_sample
 from protocol.spec import JobSpec, parse_spec, spec_hash
+from protocol.state_commitment import CHUNK_BYTES
+from protocol.trace import OpNode
 from protocol.types import Address, Amount, Hash32, Height
 
 # --- pure helpers and read helpers ----------------------------------------------------------
@@ -247,19 +251,82 @@ def require_trainable(spec: JobSpec, params: Params) -> None:
     # The commitment stays within what verifiers fetch and a dispute bisects.
     if spec.num_leaves > params.max_leaves:
         raise UntrainableSpecError("spec.steps", f"{spec.num_leaves} leaves > {params.max_leaves}")
-    # A checkpoint fits in the blobs the chain accepts as dispute evidence (post_prestate).
-    size = state_blob_size(spec)
-    if size > params.max_blob_bytes:
-        raise UntrainableSpecError(
-            "spec.model",
-            f"a state of this model is {size:,} bytes and the referee takes a pre-state of at"
-            f" most max_blob_bytes = {params.max_blob_bytes:,}: an honest solver could not"
-            " defend a dispute",
-        )
+    if params.operator_disputes:
+        # The referee never takes a whole state: what it takes is one operator's element.
+        _require_operator_adjudicable(spec, params)
+    else:
+        # A checkpoint fits in the blobs the chain accepts as dispute evidence (post_prestate).
+        size = state_blob_size(spec)
+        if size > params.max_blob_bytes:
+            raise UntrainableSpecError(
+                "spec.model",
+                f"a state of this model is {size:,} bytes and the referee takes a pre-state of"
+                f" at most max_blob_bytes = {params.max_blob_bytes:,}: an honest solver could"
+                " not defend a dispute",
+            )
     # The dataset exists, is small enough to check, and is the one the spec pins by hash ...
     dataset = _checked_dataset(spec, params)
     # ... and the model's inputs and outputs are the dataset's.
     _require_model_fits_dataset(spec, dataset)
+
+
+def _require_operator_adjudicable(spec: JobSpec, params: Params) -> None:
+    """Refuse a spec whose disputes the operator game (``contracts_sim.operator_dispute``)
+    could not adjudicate, whatever the state's size.
+
+    ``commit_trace`` carries one data root per state tensor, at most ``MAX_TRACE_TENSORS``;
+    ``post_pieces`` carries the chunks covering what one output element reads, at most
+    ``max_blob_bytes``. An element's reads are boxes (a row, a window) whose extent depends on
+    the element only at the edges of its output (a causal row, a padded window), so each op's
+    bytes are taken as the most of its first, middle and last elements.
+    """
+    from contracts_sim.operator_dispute import input_shapes  # it imports this module
+
+    if len(state_layout(spec)) > MAX_TRACE_TENSORS:
+        raise UntrainableSpecError(
+            "spec.model",
+            f"a state of this model has {len(state_layout(spec))} tensors and commit_trace"
+            f" carries at most {MAX_TRACE_TENSORS}: an honest solver could not commit its trace",
+        )
+    program = referee.trace_program(spec)
+    for node in program.nodes:
+        shapes = input_shapes(spec, program, node)
+        posted = max(
+            _element_read_bytes(node, shapes, flat) for flat in _probe_elements(node.shape)
+        )
+        if posted > params.max_blob_bytes:
+            raise UntrainableSpecError(
+                "spec.model",
+                f"one element of op {node.index} ({node.label}) reads {posted:,} bytes of"
+                f" chunks and post_pieces carries at most max_blob_bytes ="
+                f" {params.max_blob_bytes:,}: an honest solver could not defend a dispute",
+            )
+
+
+def _probe_elements(shape: tuple[int, ...]) -> tuple[int, ...]:
+    """The first, middle and last flat element of an output (none when it is empty)."""
+    size = math.prod(shape)
+    return tuple(sorted({0, size // 2, size - 1})) if size else ()
+
+
+def _element_read_bytes(node: OpNode, shapes: list[tuple[int, ...]], flat: int) -> int:
+    """The bytes of the chunks ``post_pieces`` carries for output element ``flat`` of
+    ``node``: those covering each box it reads (nothing for the batch, which the referee
+    computes)."""
+    from contracts_sim.operator_dispute import VALUES_PER_CHUNK, box_runs, unravel
+
+    boxes = referee.element_reads(node, shapes, unravel(flat, node.shape))
+    total = 0
+    for ref, shape, box in zip(node.inputs, shapes, boxes, strict=True):
+        if box is None or ref.source == "batch":
+            continue
+        chunks = {
+            c
+            for lo, hi in box_runs(shape, box)
+            for c in range(lo // VALUES_PER_CHUNK, (hi - 1) // VALUES_PER_CHUNK + 1)
+        }
+        total += len(chunks) * CHUNK_BYTES
+    return total
 
 
 def _require_model_fits_dataset(spec: JobSpec, dataset: AnyDataset) -> None:

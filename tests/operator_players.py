@@ -20,18 +20,17 @@ from typing import Any
 
 import torch
 
-from contracts_sim.records import Dispute, DisputeStatus, OperatorGame, Party, Phase
+from contracts_sim.records import Dispute, DisputeStatus, Party, Phase
 from contracts_sim.testing import LedgerHarness, Receipt
 from protocol.exact import State, init, step
 from protocol.exact.state import state_records
 from protocol.exact.trace import op_def, program_of
-from protocol.exact.trace.registry import Check, op_checks
 from protocol.exact.trace.run import TraceRun, batch_tensors, execute, tensor_bytes
 from protocol.layout import STEP_KEY
-from protocol.merkle import NodeRef, children, inclusion_path, range_root
 from protocol.spec import JobSpec
-from protocol.state_commitment import CHUNK_BYTES, chunk_entries, data_root, records_root
+from protocol.state_commitment import CHUNK_BYTES, records_root
 from protocol.trace import OVERFLOW_ENTRY, OpNode, Program
+from services.agents import operator_moves
 from tests import dispute_agents
 
 VALUES = CHUNK_BYTES // 8
@@ -66,6 +65,7 @@ class World:
     shared: Cheat | None = None  # a perturbation both parties make (an agreed pre-state)
     states: list[State] = field(default_factory=list)
     runs: dict[int, TraceRun] = field(default_factory=dict)
+    own: dict[int, operator_moves.OwnStep] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         state = init(self.spec)
@@ -174,214 +174,36 @@ def _claim_overflow(run: TraceRun, state: State, k: int) -> TraceRun:
     return TraceRun(skipped_step(state), outputs, entries)
 
 
-# --- proofs from a world ---------------------------------------------------------------------
+# --- the moves: services.agents.operator_moves, from each world's own step ----------------
 
 
-def _names(world: World) -> list[str]:
-    return sorted(world.states[0])
-
-
-def _root_of(world: World, a: int, source: str, key: str | int) -> bytes:
-    t = world.tensor(a, source, key)
-    assert t is not None
-    return data_root(tensor_bytes(t))
+def own_step(world: World, a: int) -> operator_moves.OwnStep:
+    """``world``'s run of step a, in the form the honest moves read."""
+    if a not in world.own:
+        run = world.trace(a)
+        cheat = world.cheat_at(a)
+        claims_overflow = run.overflowed and not (cheat and cheat.hide)
+        world.own[a] = operator_moves.OwnStep(world.spec, a, world.states[a], run, claims_overflow)
+    return world.own[a]
 
 
 def piece(world: World, a: int, node: OpNode, j: int, chunks: list[int]) -> dict[str, Any] | None:
-    """Input j of ``node`` at step ``a``: the listed chunks with their paths (and, for an
-    operator output, its data root and the proof of its leaf)."""
-    ref = node.inputs[j]
-    if ref.source == "batch":
-        return None
-    data = world.chunks(a, ref.source, ref.key)
-    entries = chunk_entries(b"".join(data))
-    body: dict[str, Any] = {
-        "chunks": [
-            {
-                "index": c,
-                "data": data[c].hex(),
-                "path": [h.hex() for h in inclusion_path(entries, c)],
-            }
-            for c in chunks
-        ]
-    }
-    if ref.source == "op":
-        assert isinstance(ref.key, int)
-        body["data_root"] = _root_of(world, a, "op", ref.key).hex()
-        body["entry_proof"] = _trace_proof(world, a, ref.key)
-    return body
+    return operator_moves.piece(own_step(world, a), node, j, chunks)
 
 
 def _trace_proof(world: World, a: int, leaf: int) -> dict[str, Any]:
-    entries = world.trace(a).entries
-    return {
-        "index": leaf,
-        "size": len(entries),
-        "path": [h.hex() for h in inclusion_path(entries, leaf)],
-    }
-
-
-def box_chunks(shape: tuple[int, ...], box: Any) -> list[int]:
-    from contracts_sim.operator_dispute import box_runs
-
-    runs = box_runs(shape, box)
-    return sorted({c for lo, hi in runs for c in range(lo // VALUES, (hi - 1) // VALUES + 1)})
-
-
-def input_shapes(world: World, node: OpNode) -> list[tuple[int, ...]]:
-    from contracts_sim.operator_dispute import input_shapes as shapes_of
-
-    return shapes_of(world.spec, world.program, node)
-
-
-def overflow_evidence(world: World, a: int, k: int) -> dict[str, Any]:
-    """Why op k overflows in ``world``: an overflowed input, or a failing check with the
-    largest element of each source input as its witness."""
-    node = world.program.nodes[k]
-    run = world.trace(a)
-    for ref in node.inputs:
-        if ref.source == "op" and run.outputs[int(ref.key)] is None:
-            return {"leaf": _trace_proof(world, a, int(ref.key))}
-    inputs = [world.tensor(a, ref.source, ref.key) for ref in node.inputs]
-    assert all(t is not None for t in inputs)
-    real = [t for t in inputs if t is not None]
-    checks: tuple[Check, ...] = op_checks(node, real)
-    for number, check in enumerate(checks):
-        if not check.bound(real).fails():
-            continue
-        witnesses = []
-        for j in (j for j in check.sources if j is not None):
-            flat = int(real[j].reshape(-1).abs().argmax().item())
-            witnesses.append({"element": flat, "piece": piece(world, a, node, j, [flat // VALUES])})
-        return {"check": number, "witnesses": witnesses}
-    raise AssertionError(f"op {k} does not overflow in this world")
-
-
-# --- the moves -------------------------------------------------------------------------------
-
-
-def _tree_hashes(world: World, d: Dispute) -> list[bytes]:
-    """The leaves of the tree ``d`` descends, in ``world``."""
-    game = d.operator
-    assert game is not None and d.step_lo is not None
-    run = world.trace(d.step_lo)
-    if game.tree == "trace":
-        return list(run.entries)
-    assert game.op_index is not None
-    output = run.outputs[game.op_index]
-    if output is None:
-        return []
-    return list(chunk_entries(tensor_bytes(output)))
-
-
-def _node_hash(leaves: list[bytes], node: NodeRef) -> bytes | None:
-    if node.hi > len(leaves):
-        return None
-    return range_root(leaves, node.lo, node.hi)
+    return own_step(world, a).trace_proof(leaf)
 
 
 def operator_move(d: Dispute, solver: World, challenger: World) -> tuple[str, str, dict[str, Any]]:
     """(who, kind, body) of the operator-level move the dispute expects."""
-    base = {"dispute_id": d.dispute_id}
-    a = d.step_lo
-    assert a is not None
-    game = d.operator
-    if d.phase is Phase.COMMIT_TRACE:
-        return "solver", "commit_trace", {**base, **commit_trace_body(solver, a)}
-    assert game is not None
-    k = game.op_index
-    if d.phase is Phase.REVEAL_CHILDREN:
-        assert d.node_lo is not None and d.node_hi is not None
-        left, right = children(NodeRef(d.node_lo, d.node_hi))
-        leaves = _tree_hashes(solver, d)
-        return (
-            "solver",
-            "reveal_children",
-            {
-                **base,
-                "left": range_root(leaves, left.lo, left.hi).hex(),
-                "right": range_root(leaves, right.lo, right.hi).hex(),
-            },
-        )
-    if d.phase is Phase.CHOOSE_CHILD:
-        assert d.node_lo is not None and d.node_hi is not None
-        left, right = children(NodeRef(d.node_lo, d.node_hi))
-        own = _tree_hashes(challenger, d)
-        if d.left_hash != _node_hash(own, left):
-            return "challenger", "choose_child", {**base, "side": "left"}
-        contradicted = game.tree == "trace" and not game.overflow and OVERFLOW_ENTRY in own
-        if d.right_hash != _node_hash(own, right) or not contradicted:
-            return "challenger", "choose_child", {**base, "side": "right"}
-        # The solver's trace is this one, and it overflows though the solver claims not.
-        j = own.index(OVERFLOW_ENTRY)
-        return "challenger", "show_overflow", {**base, "leaf": _trace_proof(challenger, a, j)}
-    assert k is not None
-    node = solver.program.nodes[k]
-    if d.phase is Phase.REVEAL_OP:
-        out = solver.trace(a).outputs[k]
-        if out is None:
-            return "solver", "reveal_op", {**base, "overflow": True}
-        return (
-            "solver",
-            "reveal_op",
-            {**base, "overflow": False, "data_root": data_root(tensor_bytes(out)).hex()},
-        )
-    if d.phase is Phase.PROVE_OVERFLOW:
-        return "solver", "show_overflow", {**base, **overflow_evidence(solver, a, k)}
-    if d.phase is Phase.REVEAL_CHUNK:
-        assert game.chunk_index is not None
-        return (
-            "solver",
-            "reveal_chunk",
-            {**base, "data": solver.chunks(a, "op", k)[game.chunk_index].hex()},
-        )
-    if d.phase is Phase.NAME_ELEMENT:
-        output = challenger.trace(a).outputs[k]
-        if output is None:
-            return "challenger", "show_overflow", {**base, **overflow_evidence(challenger, a, k)}
-        assert game.chunk_index is not None and game.chunk is not None
-        first = game.chunk_index * VALUES
-        theirs = torch.frombuffer(bytearray(game.chunk), dtype=torch.int64)
-        mine = output.reshape(-1)[first : first + theirs.numel()]
-        differ = (theirs != mine).nonzero()
-        offset = int(differ[0].item()) if differ.numel() else 0
-        return "challenger", "name_element", {**base, "element": first + offset}
-    if d.phase is Phase.POST_PIECES:
-        return "solver", "post_pieces", {**base, "inputs": pieces_body(solver, a, node, game)}
-    raise AssertionError(f"no operator move in phase {d.phase}")
-
-
-def pieces_body(world: World, a: int, node: OpNode, game: OperatorGame) -> list[Any]:
-    from contracts_sim.operator_dispute import unravel
-
-    assert game.element is not None
-    shapes = input_shapes(world, node)
-    boxes = op_def(node.kind).reads(node, shapes, unravel(game.element, node.shape))
-    return [
-        None if box is None else piece(world, a, node, j, box_chunks(shapes[j], box))
-        for j, box in enumerate(boxes)
-    ]
-
-
-def commit_trace_body(world: World, a: int) -> dict[str, Any]:
-    run = world.trace(a)
-    cheat = world.cheat_at(a)
-    claims_overflow = run.overflowed and not (cheat and cheat.hide)
-    names = _names(world)
-    pre = [data_root(tensor_bytes(world.states[a][n])).hex() for n in names]
-    post = [data_root(tensor_bytes(run.post_state[n])).hex() for n in names]
-    body: dict[str, Any] = {"trace_root": run.root.hex(), "pre": pre, "post": post}
-    if claims_overflow:
-        j = run.entries.index(OVERFLOW_ENTRY)
-        return {**body, "overflow": True, "overflow_proof": _trace_proof(world, a, j)}
-    sources = dict(world.program.post_state)
-    proofs = []
-    for name in names:
-        ref = sources.get(name)
-        proofs.append(
-            _trace_proof(world, a, int(ref.key)) if ref is not None and ref.source == "op" else None
-        )
-    return {**body, "overflow": False, "post_proofs": proofs}
+    assert d.step_lo is not None
+    role = "solver" if d.phase in operator_moves.SOLVER_PHASES else "challenger"
+    world = solver if role == "solver" else challenger
+    move = operator_moves.next_move(d, own_step(world, d.step_lo))
+    if move is None:
+        raise AssertionError(f"no operator move in phase {d.phase}")
+    return role, move[0], move[1]
 
 
 def next_move(d: Dispute, solver: World, challenger: World) -> tuple[str, str, dict[str, Any]]:

@@ -35,6 +35,7 @@ from protocol.layout import state_blob_size
 from protocol.merkle import NodeRef, children
 from protocol.models import FAMILIES
 from protocol.spec import parse_spec
+from services.agents import operator_moves
 from services.agents.base import Agent
 from services.agents.checkpoints import CheckpointStore
 from services.agents.moves import Move
@@ -110,6 +111,7 @@ class SolverAgent(Agent):
         self.evictions: dict[str, int] = {}  # job id -> evictions of its bid answered by a bid
         self.unreserved_stake = 0  # free stake its bids leave, as read this tick
         self.trap_books: dict[str, TrapBook] = {}
+        self.own_steps: dict[str, operator_moves.OwnStep] = {}  # dispute id -> its step a
         self.telemetry.set_strategy(self.strategy.name)
 
     def stake_needed(self) -> int:
@@ -323,7 +325,8 @@ class SolverAgent(Agent):
         except DatasetError as exc:
             return exc.message
         blob_bytes, limit = state_blob_size(spec), int(self.params["max_blob_bytes"])
-        if blob_bytes > limit:
+        # Operator-level disputes post pieces of a state, never a whole one.
+        if blob_bytes > limit and not self.params.get("operator_disputes"):
             return f"its state blob ({blob_bytes} bytes) exceeds the chain's max_blob_bytes {limit}"
         needed = required_capacity(spec.steps, int(job.raw["train_blocks"]))
         if needed > self.capacity:
@@ -411,6 +414,8 @@ class SolverAgent(Agent):
     # --- disputes ---------------------------------------------------------------------------
     def _defend(self, job: JobView, height: int) -> None:
         if not int(job.raw["open_disputes"]):
+            for dispute_id in job.raw.get("disputes", []):
+                self.own_steps.pop(dispute_id, None)  # its step's trace is no longer needed
             return  # nothing to answer: do not re-read closed disputes every tick
         run = self._run_for(job.job_id)
         for dispute_id in job.raw.get("disputes", []):
@@ -433,6 +438,8 @@ class SolverAgent(Agent):
 
     def honest_move(self, run: JobRun, raw: dict[str, Any]) -> Move | None:
         """The move the protocol asks of this solver, consistent with what it committed."""
+        if operator_moves.in_operator_game(raw):
+            return self._operator_move(run, raw)
         dispute_id, phase = raw["dispute_id"], raw["phase"]
         if phase == "reveal_children":
             tree = run.tree()
@@ -464,6 +471,21 @@ class SolverAgent(Agent):
         if phase == "reveal_trap":
             return self._reveal_trap(run, dispute_id, int(raw["step_lo"]))
         return None
+
+    def _operator_move(self, run: JobRun, raw: dict[str, Any]) -> Move | None:
+        """A move of the operator-level game (``services.agents.operator_moves``), from this
+        solver's trace of the disputed step: run once per dispute from the pre-state it
+        claims, explaining the post-state it committed."""
+        dispute = operator_moves.dispute_record(raw)
+        a = dispute.step_lo
+        assert a is not None
+        own = self.own_steps.get(dispute.dispute_id)
+        if own is None:
+            pre, post = run.claimed_state(a), run.claimed_state(a + 1)
+            own = operator_moves.solver_step(run.spec, pre, post, a)
+            self.own_steps[dispute.dispute_id] = own
+        move = operator_moves.next_move(dispute, own)
+        return None if move is None else Move(*move)
 
     def _challenged_segments(self, job: JobView, verifier: str) -> set[int]:
         """The segments ``verifier`` named in its opened challenges of ``job`` (never audited)."""

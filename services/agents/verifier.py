@@ -44,6 +44,7 @@ from protocol.hashing import sha256
 from protocol.layout import state_blob_size
 from protocol.merkle import CommitmentTree, NodeRef, children, root_of
 from protocol.state_commitment import blob_has_root
+from services.agents import operator_moves
 from services.agents.base import Agent
 from services.agents.blobs import BlobSource
 from services.agents.moves import Move
@@ -131,6 +132,7 @@ class VerifierAgent(Agent):
         self.seals: dict[bytes, tuple[int, bytes, dict[str, Any] | None]] = {}
         self.requests_read: dict[str, tuple[int | None, dict[int, dict[str, Any]]]] = {}
         self.published: dict[tuple[str, int], tuple[bytes, bytes, bytes, Any]] = {}
+        self.own_steps: dict[str, operator_moves.OwnStep] = {}  # dispute id -> its step a
         self.telemetry.set_strategy(self.strategy.name)
 
     # --- the loop ---------------------------------------------------------------------------
@@ -588,6 +590,8 @@ class VerifierAgent(Agent):
     # --- the game -----------------------------------------------------------------------------
     def _play(self, job: JobView, height: int) -> None:
         if not int(job.raw["open_disputes"]):
+            for dispute_id in job.raw.get("disputes", []):
+                self.own_steps.pop(dispute_id, None)  # its step's trace is no longer needed
             return  # nothing to play: do not re-read closed disputes every tick
         for dispute_id in job.raw.get("disputes", []):
             raw = self.client.get_dispute(dispute_id)
@@ -618,6 +622,9 @@ class VerifierAgent(Agent):
             game = self._segment_game(job, int(raw["trap_segment"]))
         elif game is None and raw.get("sealed") and leaf is not None:
             game = self._segment_game(job, int(leaf) - 1)  # its own seal, after a restart
+        if operator_moves.in_operator_game(raw):
+            truth = game.truth if game is not None else self.truth(job)
+            return self._operator_move(job, raw, truth)
         if game is not None:
             return self._relative_move(job, raw, game)
         truth = self.truth(job)
@@ -645,6 +652,21 @@ class VerifierAgent(Agent):
                 "post_prestate", {"dispute_id": dispute_id, "blob": encode_state(pre).hex()}
             )
         return None
+
+    def _operator_move(self, job: JobView, raw: dict[str, Any], truth: Truth | None) -> Move | None:
+        """A move of the operator-level game (``services.agents.operator_moves``), from this
+        verifier's own run of the disputed step from the agreed pre-state (``truth``'s state
+        at step a, which hashes to ``hash_lo``: it agreed to it); run once per dispute."""
+        dispute = operator_moves.dispute_record(raw)
+        a, hash_lo = dispute.step_lo, dispute.hash_lo
+        own = self.own_steps.get(dispute.dispute_id)
+        if own is None:
+            if truth is None or a is None or truth.hash_at(a) != hash_lo:
+                return None  # no state of its own to play from: the deadline decides
+            own = operator_moves.run_step(job.spec, truth.state_at(a), a)
+            self.own_steps[dispute.dispute_id] = own
+        move = operator_moves.next_move(dispute, own)
+        return None if move is None else Move(*move)
 
     def _relative_move(self, job: JobView, raw: dict[str, Any], game: SegmentGame) -> Move | None:
         """The honest move in a fast-path game played from the segment's committed pre-state."""

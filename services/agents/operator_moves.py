@@ -1,0 +1,329 @@
+"""The honest moves of the operator-level dispute game (``contracts_sim.operator_dispute``).
+
+Pure functions from the dispute (a ``Dispute`` record; agents rebuild it from the node's
+JSON with ``dispute_record``) and the party's own run of the disputed step (``OwnStep``) to
+the body of the next move. One implementation, played by the solver and verifier agents and
+by the scripted test players (``tests.operator_players``): each party answers from its own
+trace only; the ledger's rules decide who was right.
+
+    phase            solver                       challenger
+    commit_trace     commit_trace                 -
+    reveal_children  both children of the node    -
+    choose_child     -                            the leftmost child it disagrees with, or
+                                                  show_overflow (its trace overflows where
+                                                  the solver claims none)
+    reveal_op        reveal_op (root or overflow) -
+    prove_overflow   show_overflow (evidence)     -
+    reveal_chunk     the chunk's bytes            -
+    name_element     -                            the first element it disagrees with, or
+                                                  show_overflow (op k overflows for it)
+    post_pieces      the element's proved reads   -
+
+A solver's own step explains what it committed: run from its claimed pre-state, with each
+post-state tensor an operator writes replaced by the claimed one where they differ
+(``solver_step``); a challenger's is the step run from the agreed pre-state (``run_step``).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+from dataclasses import dataclass, fields
+from typing import Any
+
+from contracts_sim.codec import from_json_value
+from contracts_sim.operator_dispute import VALUES_PER_CHUNK, box_runs, input_shapes, unravel
+from contracts_sim.records import Dispute, OperatorGame, Phase
+from protocol.exact import State
+from protocol.exact.trace import op_def, program_of
+from protocol.exact.trace.registry import Check, op_checks
+from protocol.exact.trace.run import TraceRun, batch_tensors, execute, tensor_bytes
+from protocol.layout import STEP_KEY
+from protocol.merkle import NodeRef, children, inclusion_path, range_root
+from protocol.spec import JobSpec
+from protocol.state_commitment import CHUNK_BYTES, chunk_entries, data_root
+from protocol.trace import OVERFLOW_ENTRY, OpNode, Program
+
+Body = dict[str, Any]
+SOLVER_PHASES = frozenset(
+    {
+        Phase.COMMIT_TRACE,
+        Phase.REVEAL_CHILDREN,
+        Phase.REVEAL_OP,
+        Phase.PROVE_OVERFLOW,
+        Phase.REVEAL_CHUNK,
+        Phase.POST_PIECES,
+    }
+)
+CHALLENGER_PHASES = frozenset({Phase.CHOOSE_CHILD, Phase.NAME_ELEMENT})
+
+
+def dispute_record(raw: dict[str, Any]) -> Dispute:
+    """The ``Dispute`` record of a dispute as the node serves it (``to_json_value``)."""
+    known = {f.name for f in fields(Dispute)}
+    return from_json_value(Dispute, {k: v for k, v in raw.items() if k in known}, "dispute")  # type: ignore[no-any-return]
+
+
+def in_operator_game(raw: dict[str, Any]) -> bool:
+    """The dispute waits on an operator-level move (``commit_trace`` and after)."""
+    return raw.get("operator") is not None or raw.get("phase") == Phase.COMMIT_TRACE.value
+
+
+@dataclass(eq=False)
+class OwnStep:
+    """One party's run of the disputed step ``step`` of ``spec``: its pre-state, batch and
+    trace, and whether it claims the step overflowed."""
+
+    spec: JobSpec
+    step: int
+    pre: State
+    run: TraceRun
+    claims_overflow: bool
+
+    @functools.cached_property
+    def program(self) -> Program:
+        return program_of(self.spec)
+
+    @functools.cached_property
+    def batch(self) -> dict[str, Any]:
+        return batch_tensors(self.spec, self.step, self.pre[STEP_KEY].device)
+
+    def tensor(self, source: str, key: str | int) -> Any:
+        """Input ``(source, key)`` of some op: a state tensor, a batch tensor or an output."""
+        if source == "state":
+            return self.pre[str(key)]
+        if source == "batch":
+            return self.batch[str(key)]
+        assert isinstance(key, int)
+        return self.run.outputs[key]
+
+    @functools.cache  # noqa: B019 (one OwnStep per dispute: its cache lives as long)
+    def data(self, source: str, key: str | int) -> bytes:
+        t = self.tensor(source, key)
+        assert t is not None
+        return tensor_bytes(t)
+
+    @functools.cache  # noqa: B019
+    def chunk_leaves(self, source: str, key: str | int) -> list[bytes]:
+        return list(chunk_entries(self.data(source, key)))
+
+    def chunk(self, source: str, key: str | int, c: int) -> bytes:
+        return self.data(source, key)[c * CHUNK_BYTES : (c + 1) * CHUNK_BYTES]
+
+    def trace_proof(self, leaf: int) -> Body:
+        entries = self.run.entries
+        return {
+            "index": leaf,
+            "size": len(entries),
+            "path": [h.hex() for h in inclusion_path(entries, leaf)],
+        }
+
+
+def run_step(spec: JobSpec, pre: State, a: int) -> OwnStep:
+    """Step ``a`` run honestly from ``pre`` (the agreed pre-state)."""
+    run = execute(program_of(spec), pre, batch_tensors(spec, a, pre[STEP_KEY].device))
+    return OwnStep(spec, a, pre, run, run.overflowed)
+
+
+def solver_step(spec: JobSpec, pre: State, post: State, a: int) -> OwnStep:
+    """The solver's step ``a``: run from its pre-state, each post-state tensor an operator
+    writes replaced by the one it claims where they differ, so its trace explains the
+    post-state it committed (an honest solver's trace is the honest one)."""
+    own = run_step(spec, pre, a)
+    if own.run.overflowed or _same_state(own.run.post_state, post):
+        return own
+    writes = {int(ref.key): name for name, ref in own.program.post_state if ref.source == "op"}
+
+    def claimed(node: OpNode, output: Any) -> Any:
+        name = writes.get(node.index)
+        return output if name is None else post[name]
+
+    run = execute(own.program, pre, own.batch, claimed)
+    return OwnStep(spec, a, pre, run, run.overflowed)
+
+
+def _same_state(x: State, y: State) -> bool:
+    return x.keys() == y.keys() and all(tensor_bytes(x[k]) == tensor_bytes(y[k]) for k in x)
+
+
+# --- the moves ---------------------------------------------------------------------------------
+
+
+def next_move(d: Dispute, own: OwnStep) -> tuple[str, Body] | None:
+    """(kind, body) of the operator-level move ``d`` waits on, from ``own``: the solver's
+    in a solver phase, the challenger's in a challenger phase; None outside the game."""
+    base: Body = {"dispute_id": d.dispute_id}
+    move = _solver_move(d, own) if d.phase in SOLVER_PHASES else _challenger_move(d, own)
+    if move is None:
+        return None
+    kind, body = move
+    return kind, {**base, **body}
+
+
+def _solver_move(d: Dispute, own: OwnStep) -> tuple[str, Body] | None:
+    if d.phase is Phase.COMMIT_TRACE:
+        return "commit_trace", commit_trace_body(own)
+    game = d.operator
+    if game is None:
+        return None
+    if d.phase is Phase.REVEAL_CHILDREN:
+        assert d.node_lo is not None and d.node_hi is not None
+        left, right = children(NodeRef(d.node_lo, d.node_hi))
+        leaves = tree_leaves(game, own)
+        return "reveal_children", {
+            "left": range_root(leaves, left.lo, left.hi).hex(),
+            "right": range_root(leaves, right.lo, right.hi).hex(),
+        }
+    k = game.op_index
+    assert k is not None
+    if d.phase is Phase.REVEAL_OP:
+        out = own.run.outputs[k]
+        if out is None:
+            return "reveal_op", {"overflow": True}
+        return "reveal_op", {"overflow": False, "data_root": data_root(own.data("op", k)).hex()}
+    if d.phase is Phase.PROVE_OVERFLOW:
+        return "show_overflow", overflow_evidence(own, k)
+    if d.phase is Phase.REVEAL_CHUNK:
+        assert game.chunk_index is not None
+        return "reveal_chunk", {"data": own.chunk("op", k, game.chunk_index).hex()}
+    assert d.phase is Phase.POST_PIECES
+    return "post_pieces", {"inputs": pieces_body(own, own.program.nodes[k], game)}
+
+
+def _challenger_move(d: Dispute, own: OwnStep) -> tuple[str, Body] | None:
+    game = d.operator
+    if game is None:
+        return None
+    if d.phase is Phase.CHOOSE_CHILD:
+        assert d.node_lo is not None and d.node_hi is not None
+        left, right = children(NodeRef(d.node_lo, d.node_hi))
+        leaves = tree_leaves(game, own)
+        if d.left_hash != _node_hash(leaves, left):
+            return "choose_child", {"side": "left"}
+        contradicted = game.tree == "trace" and not game.overflow and OVERFLOW_ENTRY in leaves
+        if d.right_hash != _node_hash(leaves, right) or not contradicted:
+            return "choose_child", {"side": "right"}
+        # The solver's trace is this one, and it overflows though the solver claims not.
+        return "show_overflow", {"leaf": own.trace_proof(leaves.index(OVERFLOW_ENTRY))}
+    assert d.phase is Phase.NAME_ELEMENT
+    k = game.op_index
+    assert k is not None
+    if own.run.outputs[k] is None:
+        return "show_overflow", overflow_evidence(own, k)
+    assert game.chunk_index is not None and game.chunk is not None
+    return "name_element", {"element": disputed_element(own, k, game.chunk_index, game.chunk)}
+
+
+def tree_leaves(game: OperatorGame, own: OwnStep) -> list[bytes]:
+    """The leaves of the tree the dispute descends, in ``own``: the trace's entries, or the
+    chunk entries of op k's output."""
+    if game.tree == "trace":
+        return list(own.run.entries)
+    assert game.op_index is not None
+    if own.run.outputs[game.op_index] is None:
+        return []
+    return own.chunk_leaves("op", game.op_index)
+
+
+def _node_hash(leaves: list[bytes], node: NodeRef) -> bytes | None:
+    if node.hi > len(leaves):
+        return None
+    return range_root(leaves, node.lo, node.hi)
+
+
+def disputed_element(own: OwnStep, k: int, c: int, chunk: bytes) -> int:
+    """The first element of the solver's chunk ``c`` of op k's output that differs from
+    ``own``'s (its first element when none does: the referee then upholds the solver)."""
+    mine = own.chunk("op", k, c)
+    first = c * VALUES_PER_CHUNK
+    for offset in range(0, len(chunk), 8):
+        if chunk[offset : offset + 8] != mine[offset : offset + 8]:
+            return first + offset // 8
+    return first
+
+
+def commit_trace_body(own: OwnStep) -> Body:
+    """The trace root, the pre- and post-state's data roots, and the evidence tying them."""
+    run = own.run
+    names = sorted(own.pre)
+    pre = [data_root(own.data("state", n)).hex() for n in names]
+    post = [data_root(tensor_bytes(run.post_state[n])).hex() for n in names]
+    body: Body = {"trace_root": run.root.hex(), "pre": pre, "post": post}
+    if own.claims_overflow:
+        j = run.entries.index(OVERFLOW_ENTRY)
+        return {**body, "overflow": True, "overflow_proof": own.trace_proof(j)}
+    sources = dict(own.program.post_state)
+    proofs = []
+    for name in names:
+        ref = sources.get(name)
+        writes = ref is not None and ref.source == "op"
+        proofs.append(own.trace_proof(int(ref.key)) if ref is not None and writes else None)
+    return {**body, "overflow": False, "post_proofs": proofs}
+
+
+def piece(own: OwnStep, node: OpNode, j: int, chunks: Sequence[int]) -> Body | None:
+    """Input j of ``node``: the listed chunks with their paths (and, for an operator output,
+    its data root and the proof of its leaf); None for the batch (the referee computes it)."""
+    ref = node.inputs[j]
+    if ref.source == "batch":
+        return None
+    leaves = own.chunk_leaves(ref.source, ref.key)
+    body: Body = {
+        "chunks": [
+            {
+                "index": c,
+                "data": own.chunk(ref.source, ref.key, c).hex(),
+                "path": [h.hex() for h in inclusion_path(leaves, c)],
+            }
+            for c in chunks
+        ]
+    }
+    if ref.source == "op":
+        assert isinstance(ref.key, int)
+        body["data_root"] = data_root(own.data("op", ref.key)).hex()
+        body["entry_proof"] = own.trace_proof(ref.key)
+    return body
+
+
+def box_chunks(shape: tuple[int, ...], box: Any) -> list[int]:
+    """The chunks covering ``box`` of a tensor of ``shape``, in order."""
+    runs = box_runs(shape, box)
+    return sorted(
+        {
+            c
+            for lo, hi in runs
+            for c in range(lo // VALUES_PER_CHUNK, (hi - 1) // VALUES_PER_CHUNK + 1)
+        }
+    )
+
+
+def pieces_body(own: OwnStep, node: OpNode, game: OperatorGame) -> list[Body | None]:
+    """What the named element of op k reads: each input's covering chunks, proved."""
+    assert game.element is not None
+    shapes = input_shapes(own.spec, own.program, node)
+    boxes = op_def(node.kind).reads(node, shapes, unravel(game.element, node.shape))
+    return [
+        None if box is None else piece(own, node, j, box_chunks(shapes[j], box))
+        for j, box in enumerate(boxes)
+    ]
+
+
+def overflow_evidence(own: OwnStep, k: int) -> Body:
+    """Why op k overflows in ``own``: an overflowed input (its leaf), or a failing check with
+    the largest element of each source input as its witness."""
+    node = own.program.nodes[k]
+    for ref in node.inputs:
+        if ref.source == "op" and own.run.outputs[int(ref.key)] is None:
+            return {"leaf": own.trace_proof(int(ref.key))}
+    inputs = [own.tensor(ref.source, ref.key) for ref in node.inputs]
+    checks: tuple[Check, ...] = op_checks(node, inputs)
+    for number, check in enumerate(checks):
+        if not check.bound(inputs).fails():
+            continue
+        witnesses = []
+        for j in (j for j in check.sources if j is not None):
+            flat = int(inputs[j].reshape(-1).abs().argmax().item())
+            evidence = piece(own, node, j, [flat // VALUES_PER_CHUNK])
+            witnesses.append({"element": flat, "piece": evidence})
+        return {"check": number, "witnesses": witnesses}
+    raise AssertionError(f"op {k} does not overflow in this run")
