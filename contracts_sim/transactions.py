@@ -62,8 +62,44 @@ _ENVELOPE_KEYS: Final = {"chain_id", "sender", "public_key", "nonce", "kind", "b
 # --- the envelope ---------------------------------------------------------------------------
 
 
+def _read_only(*_args: Any, **_kwargs: Any) -> Any:
+    raise TypeError("a transaction's body is read-only: it is what the sender signed")
+
+
+class FrozenObject(dict[str, Any]):
+    """A JSON object that refuses every change: a transaction caches the bytes it was signed
+    and hashed over, so its body must not change under them. A ``dict`` still (JSON encoders,
+    ``isinstance`` checks and readers see one); pickled as a plain dict rebuilt frozen."""
+
+    __setitem__ = __delitem__ = __ior__ = _read_only
+    clear = pop = popitem = setdefault = update = _read_only
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (FrozenObject, (dict(self),))
+
+
+class FrozenArray(list[Any]):
+    """A JSON array that refuses every change (see ``FrozenObject``)."""
+
+    __setitem__ = __delitem__ = __iadd__ = __imul__ = _read_only
+    append = clear = extend = insert = pop = remove = reverse = sort = _read_only
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (FrozenArray, (list(self),))
+
+
+def _frozen(value: Any) -> Any:
+    """``value`` (decoded JSON) with every object and array frozen, all the way down."""
+    if isinstance(value, dict):
+        return FrozenObject({key: _frozen(item) for key, item in value.items()})
+    if isinstance(value, list):
+        return FrozenArray([_frozen(item) for item in value])
+    return value
+
+
 def _normalise_body(body: Any) -> dict[str, Any]:
-    """A private, JSON-normal copy of ``body`` (lists not tuples; rejects NaN and non-JSON)."""
+    """A private, JSON-normal, frozen copy of ``body`` (lists not tuples; rejects NaN and
+    non-JSON)."""
     if not isinstance(body, Mapping):
         raise MalformedTransactionError("body must be a JSON object")
     try:
@@ -71,7 +107,8 @@ def _normalise_body(body: Any) -> dict[str, Any]:
     except (TypeError, ValueError) as exc:
         raise MalformedTransactionError(f"body is not canonical JSON: {exc}") from exc
     assert isinstance(normal, dict)
-    return normal
+    frozen: FrozenObject = _frozen(normal)
+    return frozen
 
 
 def _strict_hex(value: Any, size: int, what: str) -> bytes:

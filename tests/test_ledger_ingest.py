@@ -4,6 +4,7 @@ transaction, and the same accept/reject decisions as one ``submit`` at a time.""
 from __future__ import annotations
 
 import os
+import pickle
 import signal
 from collections.abc import Iterator, Mapping
 from typing import Any
@@ -274,3 +275,32 @@ def test_a_verified_triple_does_not_make_its_bytes_resplit_verify() -> None:
     assert not verify_signature(public_key, message[5:], signature + message[:5])
     remember_verified(*resplit_key)
     assert not verify_signature(*resplit_key)
+
+
+def test_a_transactions_body_cannot_change_under_its_signature() -> None:
+    """Signing bytes and hash are cached: a body changed afterwards would be applied as
+    changed, still verify, and break replay. Bodies are frozen all the way down, still read,
+    encoded and pickled as JSON."""
+    body = {"to": KEYS[1].address, "amount": 1, "note": {"tags": ["a"]}}
+    tx = sign_transaction(KEYS[0], CHAIN_ID, 0, "transfer", body)
+    hashed = tx.tx_hash
+    changes = [
+        lambda: tx.body.__setitem__("amount", 123_456),
+        lambda: tx.body.update(amount=2),
+        lambda: tx.body.pop("amount"),
+        lambda: tx.body["note"].__setitem__("x", 1),
+        lambda: tx.body["note"]["tags"].append("b"),
+        lambda: tx.body["note"]["tags"].__setitem__(0, "b"),
+    ]
+    for change in changes:
+        with pytest.raises(TypeError):
+            change()
+    assert tx.body == body and sha256(tx.envelope_bytes()) == hashed
+    assert Transaction.from_json(tx.to_json()) == tx
+    assert canonical_json(tx.to_json()) == tx.envelope_bytes()
+    assert pickle.loads(pickle.dumps(tx)) == tx
+    with pytest.raises(TypeError):
+        pickle.loads(pickle.dumps(tx)).body["note"]["tags"].append("b")
+    assert body == {"to": KEYS[1].address, "amount": 1, "note": {"tags": ["a"]}}
+    body["amount"] = 2  # the caller's dict is its own
+    assert tx.body["amount"] == 1
