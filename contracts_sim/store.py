@@ -16,7 +16,8 @@ Tables (``SqlStore``)::
     meta           key PK                      → JSON (the ChainMeta under "chain", the
                                                   producer's beacon key under "beacon_key")
     blocks         height PK, hash UNIQUE      → header JSON
-    transactions   hash UNIQUE, block_height, idx, status, error → tx JSON
+    transactions   hash UNIQUE, block_height, idx, status, error → tx JSON (its
+                                                  canonical envelope, ``envelope_bytes``)
     events         id PK, height, tx_hash, kind, job_id, dispute_id → data JSON
     state_records  (table_name, key) PK        → record JSON
     alembic_version version_num PK             ← the schema revision (Alembic)
@@ -603,7 +604,7 @@ class SqlStore:
                         "status": "applied",
                         "error_code": None,
                         "error_message": None,
-                        "data": _dumps(txs[_position(r)].to_json()),
+                        "data": txs[_position(r)].envelope_bytes().decode(),
                     }
                     for r in applied
                 ],
@@ -650,7 +651,7 @@ class SqlStore:
                     .values(**values)
                 )
             else:
-                data = _dumps(tx.to_json())
+                data = tx.envelope_bytes().decode()
                 conn.execute(insert(TxRow).values(hash=receipt.tx_hash, data=data, **values))
 
     def _write_state(self, conn: Connection, changes: Sequence[StateChange]) -> None:
