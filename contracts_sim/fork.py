@@ -19,7 +19,6 @@ the block after a job's final commitment seeds its verifiers' samples (``contrac
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import replace
 from typing import Any, Final
 
 from contracts_sim.crypto import address_of, check_public_key, is_address, verify_signature
@@ -69,7 +68,7 @@ from contracts_sim.params import Params
 from contracts_sim.records import Account, Supply
 from contracts_sim.registry import process_set_endpoint
 from contracts_sim.staking import process_stake, process_unstake, process_withdraw
-from contracts_sim.state import LedgerState
+from contracts_sim.state import LedgerState, account_with
 from contracts_sim.timeouts import process_claim_timeout
 from contracts_sim.tokens import process_faucet, process_transfer
 from contracts_sim.transactions import TX_KINDS, Transaction, parse_body
@@ -215,4 +214,4 @@ def _process_transaction(
 
 def increment_nonce(state: LedgerState, address: Address) -> None:
     account = state.get_account(address)
-    state.set_account(address, replace(account, nonce=account.nonce + 1))
+    state.set_account(address, account_with(account, nonce=account.nonce + 1))

@@ -43,7 +43,7 @@ from __future__ import annotations
 import re
 import threading
 from collections.abc import Iterator
-from dataclasses import replace
+from dataclasses import fields, replace
 from typing import Any, Final
 
 from contracts_sim.codec import from_json_value, to_json_value
@@ -421,7 +421,7 @@ def increase_balance(state: LedgerState, address: Address, amount: int) -> None:
     if amount < 0:
         raise ValueError(f"increase_balance by a negative amount {amount}")
     account = state.get_account(address)
-    state.set_account(address, replace(account, balance=Amount(account.balance + amount)))
+    state.set_account(address, account_with(account, balance=account.balance + amount))
 
 
 def decrease_balance(state: LedgerState, address: Address, amount: int) -> None:
@@ -431,7 +431,39 @@ def decrease_balance(state: LedgerState, address: Address, amount: int) -> None:
     account = state.get_account(address)
     if account.balance < amount:
         raise InsufficientBalanceError(address, amount, account.balance)
-    state.set_account(address, replace(account, balance=Amount(account.balance - amount)))
+    state.set_account(address, account_with(account, balance=account.balance - amount))
+
+
+_ACCOUNT_FIELDS: Final = (
+    "balance",
+    "nonce",
+    "bonded",
+    "locked",
+    "unbonding",
+    "jobs_completed",
+    "jobs_slashed",
+    "endpoint",
+)
+assert tuple(f.name for f in fields(Account)) == _ACCOUNT_FIELDS, "update account_with"
+
+
+def account_with(
+    account: Account, *, balance: int | None = None, nonce: int | None = None
+) -> Account:
+    """``replace(account, balance=…, nonce=…)`` for the two fields every transaction changes,
+    built directly: ``dataclasses.replace`` costs about 7 µs, this 3 µs, and a transfer
+    changes three accounts (its nonce, both balances). ``_ACCOUNT_FIELDS`` fails the import
+    if ``Account`` gains a field this would drop."""
+    return Account(
+        balance=account.balance if balance is None else Amount(balance),
+        nonce=account.nonce if nonce is None else nonce,
+        bonded=account.bonded,
+        locked=account.locked,
+        unbonding=account.unbonding,
+        jobs_completed=account.jobs_completed,
+        jobs_slashed=account.jobs_slashed,
+        endpoint=account.endpoint,
+    )
 
 
 def mint(state: LedgerState, address: Address, amount: int) -> None:

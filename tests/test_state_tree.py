@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from contracts_sim.codec import to_json_value
 from contracts_sim.exceptions import CorruptStateError
-from contracts_sim.records import Account, Supply
+from contracts_sim.records import Account, Supply, UnbondingEntry
 from contracts_sim.state import (
     ACCOUNTS,
     BLOCK_HASH_WINDOW,
@@ -24,6 +24,7 @@ from contracts_sim.state import (
     SUPPLY,
     SUPPLY_KEY,
     LedgerState,
+    account_with,
 )
 from contracts_sim.state_tree import (
     EMPTY_HASH,
@@ -411,3 +412,12 @@ def test_a_stored_height_key_must_be_decimal_as_written(bad: str) -> None:
     alone = {**data, BLOCK_HASHES: {bad: data[BLOCK_HASHES]["5"]}}
     with pytest.raises(CorruptStateError):
         LedgerState.from_json(alone)
+
+
+def test_account_with_changes_only_the_fields_it_is_given() -> None:
+    entry = UnbondingEntry(amount=Amount(3), release_height=Height(9))
+    account = Account(Amount(10), 4, Amount(5), Amount(6), (entry,), 7, 8, "http://a")
+    assert account_with(account) == account
+    assert account_with(account, balance=11) == replace(account, balance=Amount(11))
+    assert account_with(account, nonce=5) == replace(account, nonce=5)
+    assert account_with(account, balance=0, nonce=0) == replace(account, balance=0, nonce=0)
