@@ -8,7 +8,7 @@ The kinds are listed in ``docs/ledger.md``.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 from contracts_sim.codec import to_json_value
 
@@ -26,6 +26,13 @@ class Event:
         return cls(str(raw["kind"]), dict(raw["data"]))
 
 
+_PLAIN_VALUES: Final = frozenset({str, int, bool, type(None)})
+
+
 def make_event(kind: str, **data: Any) -> Event:
-    """An event whose values are converted to JSON (bytes → hex, tuples → lists)."""
+    """An event whose values are converted to JSON (bytes → hex, tuples → lists). Data made
+    only of strings, integers, booleans and nulls (a transfer's) is JSON already and is kept
+    as it is: the exact type test sends an enum or a bytes value to ``to_json_value``."""
+    if all(type(value) in _PLAIN_VALUES for value in data.values()):
+        return Event(kind, data)
     return Event(kind, to_json_value(data))
