@@ -227,6 +227,24 @@ def test_a_batch_item_larger_than_its_kind_allows_is_refused_alone(
     assert [type(r) for r in chain.submit_many([big] * 20)] == [TransactionTooLargeError] * 20
 
 
+def test_post_jobs_refuses_an_oversized_job_before_parsing_it(
+    api: TestClient, parsed: list[int]
+) -> None:
+    """POST /jobs reads its body as POST /txs does: a post_job past its kind's limit is
+    refused by size (413) without being parsed, even when it would not parse at all."""
+    tx = sign_transaction(KEYS[0], CHAIN_ID, 0, "post_job", post_job_body()).to_json()
+    encoded = json.dumps(tx).encode()
+    unparsable = encoded[:-1] + b" " * MAX_SMALL_TRANSACTION_BYTES + b"{not json"
+    assert _error(api.post("/jobs", content=unparsable, headers=JSON)) == (
+        413,
+        "transaction_too_large",
+    )
+    assert parsed == []
+    response = api.post("/jobs", content=encoded, headers=JSON)
+    assert response.status_code in (201, 202), response.text
+    assert parsed == [len(encoded)]
+
+
 def test_a_small_kind_padded_past_its_limit_is_refused_before_it_is_parsed(
     api: TestClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:

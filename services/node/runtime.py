@@ -156,12 +156,6 @@ class NodeRuntime:
         configured = self.settings.max_body_bytes
         return MAX_BATCH_BYTES if configured is None else min(MAX_BATCH_BYTES, configured)
 
-    async def check_size(self, request: Request, kind: str) -> None:
-        """Refuse a transaction larger than any valid one of its ``kind`` (413), before it is
-        hashed or verified (the body was read already, within ``max_body_bytes``)."""
-        size = len(await request.body())
-        check_transaction_size(kind, size, self.chain.params.max_blob_bytes)
-
     async def read_envelope(self, request: Request) -> dict[str, Any]:
         """The request's signed envelope: refused by size before it is parsed (413), then
         parsed (a large one off the event loop) into the envelope's shape (400, 422); the
