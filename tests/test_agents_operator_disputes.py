@@ -9,11 +9,18 @@ to the operator that wrote the perturbed tensor and slashed.
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 import time
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
+import yaml
 
 from contracts_sim.exceptions import UntrainableSpecError
 from contracts_sim.jobs import require_trainable
@@ -23,11 +30,16 @@ from protocol.layout import state_blob_size
 from protocol.merkle import NodeRef, children
 from protocol.spec import JobSpec, parse_spec
 from services.agents.moves import Move
+from services.agents.runner import load_or_create_key
 from services.agents.strategy import DisputeView
-from services.network import JobTerms, Network
+from services.cli.jobs import submit_job
+from services.client import HttpChainClient, Wallet
+from services.localnet import free_port
+from services.network import TERMINAL, JobTerms, Network
+from services.specfile import load_spec
 from services.strategies.cheaters import PerturbStep
 from services.strategies.verifiers import FalseChallenger
-from tests.conftest import tiny_spec_dict
+from tests.conftest import EXAMPLE_SPEC, tiny_spec_dict
 
 OPERATOR = replace(TEST, operator_disputes=True, forced_error_bps=0, max_blob_bytes=64 << 20)
 OPERATOR_KINDS = {
@@ -146,3 +158,129 @@ def test_cheating_solver_is_located_at_its_operator_and_slashed() -> None:
     # PerturbStep adds one to the output bias after the step: the op that writes it.
     assert resolved["located_label"] == "layer1.bias.update"
     assert "post_pieces" in _moves(net, job)
+
+
+# --- over real processes ------------------------------------------------------------------------
+
+NODE = """
+import sys
+import uvicorn
+from contracts_sim.chain import Chain
+from contracts_sim.params import TESTNET, with_dev_rules
+from services.node import NodeSettings, create_app
+port, db = int(sys.argv[1]), sys.argv[2]
+params = with_dev_rules(TESTNET).with_changes(operator_disputes=True, forced_error_bps=0)
+settings = NodeSettings(db_url=db, block_time=0.5, dev=True)
+chain = Chain.open(db, settings.chain_id, params, None, check_invariants=True)
+uvicorn.run(create_app(settings, chain=chain), host="127.0.0.1", port=port, log_level="warning")
+"""
+"""A dev node of the testnet preset with operator disputes on (no preset has them yet):
+the node's own app and chain, started by hand so its parameters can differ."""
+
+
+def _spawn(logs: Path, name: str, args: list[str]) -> subprocess.Popen[bytes]:
+    out = (logs / f"{name}.log").open("ab")
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen([sys.executable, *args], stdout=out, stderr=subprocess.STDOUT, env=env)
+
+
+def _agent(role: str, name: str, chain: str, tmp: Path, *extra: str) -> list[str]:
+    return [
+        "-m",
+        "services.cli",
+        role,
+        "run",
+        "--chain",
+        chain,
+        "--key",
+        str(tmp / f"{name}.key"),
+        "--port",
+        str(free_port()),
+        "--poll",
+        "0.1",
+        "--allow-private-endpoints",
+        "--data-dir",
+        str(tmp / name),
+        *extra,
+    ]
+
+
+@pytest.mark.e2e
+@pytest.mark.timeout(600)
+def test_over_processes_an_honest_solver_over_64_mib_wins_a_false_challenge(
+    tmp_path: Path,
+) -> None:
+    """The chain node, the solver and a false challenger as separate processes over HTTP."""
+    document = yaml.safe_load(EXAMPLE_SPEC.read_text())
+    document.update(steps=2, checkpoint_interval=1, batch_size=4)
+    document["model"]["hidden"] = [2048, 2048]
+    path = tmp_path / "spec.yaml"
+    path.write_text(yaml.safe_dump(document))
+    spec, terms = load_spec(path)
+    terms = {**terms, "sample_count": spec.num_segments}
+    assert state_blob_size(spec) > 64 << 20
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    port = free_port()
+    chain = f"http://127.0.0.1:{port}"
+    stake = int(terms["min_stake"])
+    strategy = "services.strategies.verifiers:FalseChallenger"
+    procs = [_spawn(logs, "chain", ["-c", NODE, str(port), f"sqlite:///{tmp_path}/chain.db"])]
+    try:
+        client = HttpChainClient(chain)
+        _wait(lambda: _healthy(chain), 60, "the chain node", logs)
+        solver_args = ["--device", "cpu", "--train-budget", "0.5", "--stake", str(stake)]
+        procs.append(
+            _spawn(logs, "solver", _agent("solver", "solver", chain, tmp_path, *solver_args))
+        )
+        procs.append(
+            _spawn(
+                logs,
+                "verifier",
+                _agent("verifier", "verifier", chain, tmp_path, "--strategy", strategy),
+            )
+        )
+        solver = _wait(lambda: _address(tmp_path / "solver.key"), 60, "the solver's key", logs)
+        _wait(lambda: int(client.get_account(solver)["bonded"]) >= stake, 120, "stake", logs)
+        wallet = Wallet(load_or_create_key(tmp_path / "submitter.key"), client)
+        job_id = submit_job(client, wallet, spec, terms)
+        job = _wait(
+            lambda: (j := client.get_job(job_id))["status"] in TERMINAL and j, 420, "the job", logs
+        )
+        (dispute_id,) = job["disputes"]
+        moves = [m["kind"] for m in client.get_dispute(dispute_id)["moves"]]
+    finally:
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            proc.wait(timeout=30)
+    assert job["status"] == "settled", job["status"]
+    (resolved,) = _resolutions(job)
+    assert resolved["loser_role"] == "challenger", resolved["reason"]
+    assert "recomputed to the solver's value" in resolved["reason"]
+    (forfeited,) = [e["data"] for e in job["history"] if e["kind"] == "bond_forfeited"]
+    assert forfeited["beneficiary"] == solver == job["solver"]
+    assert OPERATOR_KINDS - {"show_overflow"} <= set(moves)
+    assert "post_prestate" not in moves
+
+
+def _healthy(url: str) -> bool:
+    try:
+        return httpx.get(f"{url}/health", timeout=2.0).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def _address(key: Path) -> str | None:
+    return str(json.loads(key.read_text())["address"]) if key.exists() else None
+
+
+def _wait(predicate: Any, timeout: float, what: str, logs: Path) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.25)
+    tails = "\n".join(f"--- {p.name}\n{p.read_text()[-3000:]}" for p in sorted(logs.iterdir()))
+    raise AssertionError(f"timed out waiting for {what}\n{tails}")
