@@ -244,7 +244,16 @@ TESTNET: Final = Params(
 """A local multi-process testnet: windows long enough for real agents over HTTP. No faucet:
 ``with_dev_rules`` turns it on for a ``--dev`` node."""
 
-PRESETS: Final[dict[str, Params]] = {"test": TEST, "testnet": TESTNET}
+TESTNET_OPERATOR: Final = TESTNET.with_changes(operator_disputes=True, forced_error_bps=0)
+"""The testnet with operator-level disputes (docs/protocol.md, "Operator-level disputes"): a
+disputed step is settled at one element of one operator, so a model of any size can be
+defended; forced errors are off, because a trap reveal and an audit still judge a whole step."""
+
+PRESETS: Final[dict[str, Params]] = {
+    "test": TEST,
+    "testnet": TESTNET,
+    "testnet-operator": TESTNET_OPERATOR,
+}
 
 
 def with_dev_rules(params: Params) -> Params:

@@ -26,6 +26,9 @@ def h() -> LedgerHarness:
 
 def test_presets_are_valid_and_named() -> None:
     assert get_preset("test") is TEST and get_preset("testnet") is TESTNET
+    operator = get_preset("testnet-operator")
+    assert operator.operator_disputes and operator.forced_error_bps == 0
+    assert operator == TESTNET.with_changes(operator_disputes=True, forced_error_bps=0)
     assert TEST.challenge_window < TESTNET.challenge_window
     with pytest.raises(ValueError):
         get_preset("mainnet")

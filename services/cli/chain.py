@@ -33,7 +33,9 @@ def serve(
     dev: Annotated[
         bool, typer.Option("--dev", help="dev mode: faucet, POST /dev/blocks, checks")
     ] = False,
-    preset: Annotated[str, typer.Option(help="params preset: test or testnet")] = "testnet",
+    preset: Annotated[
+        str, typer.Option(help="params preset: test, testnet or testnet-operator")
+    ] = "testnet",
     chain_id: Annotated[str, typer.Option("--chain-id", help="chain id")] = DEFAULT_CHAIN_ID,
     genesis: Annotated[
         Path | None, typer.Option(help="JSON file {address: balance} for a new chain")

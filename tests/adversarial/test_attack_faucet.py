@@ -15,7 +15,7 @@ import pytest
 
 from contracts_sim.crypto import key_from_seed
 from contracts_sim.exceptions import FaucetDisabledError
-from contracts_sim.params import TEST, TESTNET, with_dev_rules
+from contracts_sim.params import TEST, TESTNET, get_preset, with_dev_rules
 from contracts_sim.testing import LedgerHarness
 from contracts_sim.transactions import sign_transaction
 from services.node import NodeSettings, create_app
@@ -29,8 +29,9 @@ pytestmark = pytest.mark.adversarial
 SYBIL = key_from_seed("faucet/sybil")
 
 
-def test_the_testnet_preset_has_no_faucet() -> None:
-    h = LedgerHarness({"sybil": 0}, params=TESTNET)
+@pytest.mark.parametrize("preset", ["testnet", "testnet-operator"])
+def test_the_testnet_presets_have_no_faucet(preset: str) -> None:
+    h = LedgerHarness({"sybil": 0}, params=get_preset(preset))
     h.expect_error("sybil", "faucet", {"amount": 10**12}, FaucetDisabledError)
     assert h.account("sybil").balance == 0
 
