@@ -4,6 +4,7 @@ is parsed, and the signature checked before the chain's lock is taken."""
 from __future__ import annotations
 
 import json
+import threading
 import warnings
 from collections.abc import Iterator
 from typing import Any
@@ -188,6 +189,59 @@ def test_a_batch_of_many_tiny_values_is_refused_before_it_is_parsed(
     real = [_transfer(0, nonce) for nonce in range(20)]  # as many as the node takes
     response = api.post("/txs/batch", json={"txs": real})
     assert response.status_code == 200 and response.json()["accepted"] == 20
+
+
+def test_at_most_two_batches_are_parsed_at_once(
+    chain: Chain, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A parse holds the GIL: more batches parsed at once only add memory. Further batches
+    wait on the runtime's limiter, without a thread, until a parse ends."""
+    parsing, most, lock = [0], [0], threading.Lock()
+    release = threading.Event()
+    real = services.node.runtime._parse
+
+    def held(model: Any, encoded: bytes) -> Any:
+        with lock:
+            parsing[0] += 1
+            most[0] = max(most[0], parsing[0])
+        release.wait(30)
+        with lock:
+            parsing[0] -= 1
+        return real(model, encoded)
+
+    monkeypatch.setattr(services.node.runtime, "_parse", held)
+    settings = NodeSettings(
+        db_url="memory://", chain_id=CHAIN_ID, preset="test", block_time=0, dev=True
+    )
+    app = create_app(settings, chain=chain)
+    limiter = app.state.runtime._batch_parses
+    answers: list[int] = []
+    with TestClient(app) as api:
+        posts = [
+            threading.Thread(
+                target=lambda n=n: answers.append(
+                    api.post("/txs/batch", json={"txs": [_transfer(n, 0)]}).status_code
+                )
+            )
+            for n in range(3)
+        ] + [
+            threading.Thread(
+                target=lambda: answers.append(
+                    api.post("/txs/batch", json={"txs": [_transfer(0, 1)]}).status_code
+                )
+            )
+        ]
+        for post in posts:
+            post.start()
+        for _ in range(3000):  # until two parse and two wait (a hang guard, not a timing)
+            if limiter.statistics().tasks_waiting == 2 and parsing[0] == 2:
+                break
+            threading.Event().wait(0.01)
+        assert (parsing[0], limiter.statistics().tasks_waiting) == (2, 2)
+        release.set()
+        for post in posts:
+            post.join(30)
+    assert most[0] == 2 and answers == [200] * 4
 
 
 def test_a_batch_is_held_to_the_operators_body_limit(chain: Chain) -> None:

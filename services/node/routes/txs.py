@@ -113,7 +113,10 @@ async def submit_batch(runtime: RuntimeDep, request: Request) -> JSONResponse:
     block, or a copy of a pending or applied transaction) or the error that refused it, and a
     refused item changes nothing: the next is judged as if it had not been sent. The whole
     batch is refused (4xx, nothing judged) only if it is not JSON, not ``{"txs": [...]}``, over
-    ``max_batch_txs`` items or over 4 MiB. Receipts: ``GET /txs/{tx_hash}``."""
+    ``max_batch_txs`` items, over 4 MiB (or the node's ``max_body_bytes``) or made of more JSON
+    values than ``max_batch_txs`` transactions need (``batch_too_complex``, before parsing).
+    Each item is held to its kind's size limit, as on ``POST /txs``. Receipts:
+    ``GET /txs/{tx_hash}``."""
     items = await runtime.read_batch(request)
     results = await runtime.submit_batch(items)
     entries: list[dict[str, Any]] = [
