@@ -27,7 +27,7 @@ post-state tensor an operator writes replaced by the claimed one where they diff
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -45,6 +45,7 @@ from protocol.state_commitment import CHUNK_BYTES, chunk_entries, data_root
 from protocol.trace import OVERFLOW_ENTRY, OpNode, Program
 
 Body = dict[str, Any]
+TraceProver = Callable[[int], Body]  # leaf index -> its inclusion proof in the solver's trace
 SOLVER_PHASES = frozenset(
     {
         Phase.COMMIT_TRACE,
@@ -209,7 +210,8 @@ def _challenger_move(d: Dispute, own: OwnStep) -> tuple[str, Body] | None:
     k = game.op_index
     assert k is not None
     if own.run.outputs[k] is None:
-        return "show_overflow", overflow_evidence(own, k)
+        prove = functools.partial(solver_trace_proof, d, own)
+        return "show_overflow", overflow_evidence(own, k, prove)
     assert game.chunk_index is not None and game.chunk is not None
     return "name_element", {"element": disputed_element(own, k, game.chunk_index, game.chunk)}
 
@@ -261,9 +263,16 @@ def commit_trace_body(own: OwnStep) -> Body:
     return {**body, "overflow": False, "post_proofs": proofs}
 
 
-def piece(own: OwnStep, node: OpNode, j: int, chunks: Sequence[int]) -> Body | None:
+def piece(
+    own: OwnStep,
+    node: OpNode,
+    j: int,
+    chunks: Sequence[int],
+    prove: TraceProver | None = None,
+) -> Body | None:
     """Input j of ``node``: the listed chunks with their paths (and, for an operator output,
-    its data root and the proof of its leaf); None for the batch (the referee computes it)."""
+    its data root and the proof of its leaf, by ``prove``: the party's own trace unless
+    given); None for the batch (the referee computes it)."""
     ref = node.inputs[j]
     if ref.source == "batch":
         return None
@@ -281,7 +290,7 @@ def piece(own: OwnStep, node: OpNode, j: int, chunks: Sequence[int]) -> Body | N
     if ref.source == "op":
         assert isinstance(ref.key, int)
         body["data_root"] = data_root(own.data("op", ref.key)).hex()
-        body["entry_proof"] = own.trace_proof(ref.key)
+        body["entry_proof"] = (prove or own.trace_proof)(ref.key)
     return body
 
 
@@ -308,13 +317,16 @@ def pieces_body(own: OwnStep, node: OpNode, game: OperatorGame) -> list[Body | N
     ]
 
 
-def overflow_evidence(own: OwnStep, k: int) -> Body:
+def overflow_evidence(own: OwnStep, k: int, prove: TraceProver | None = None) -> Body:
     """Why op k overflows in ``own``: an overflowed input (its leaf), or a failing check with
-    the largest element of each source input as its witness."""
+    the largest element of each source input as its witness. Leaves j < k are proved by
+    ``prove``: the party's own trace (the solver's) unless given (the challenger gives
+    ``solver_trace_proof``)."""
+    prove = prove or own.trace_proof
     node = own.program.nodes[k]
     for ref in node.inputs:
         if ref.source == "op" and own.run.outputs[int(ref.key)] is None:
-            return {"leaf": own.trace_proof(int(ref.key))}
+            return {"leaf": prove(int(ref.key))}
     inputs = [own.tensor(ref.source, ref.key) for ref in node.inputs]
     checks: tuple[Check, ...] = op_checks(node, inputs)
     for number, check in enumerate(checks):
@@ -323,7 +335,61 @@ def overflow_evidence(own: OwnStep, k: int) -> Body:
         witnesses = []
         for j in (j for j in check.sources if j is not None):
             flat = int(inputs[j].reshape(-1).abs().argmax().item())
-            evidence = piece(own, node, j, [flat // VALUES_PER_CHUNK])
+            evidence = piece(own, node, j, [flat // VALUES_PER_CHUNK], prove)
             witnesses.append({"element": flat, "piece": evidence})
         return {"check": number, "witnesses": witnesses}
     raise AssertionError(f"op {k} does not overflow in this run")
+
+
+def solver_trace_proof(d: Dispute, own: OwnStep, leaf: int) -> Body:
+    """The proof that ``leaf`` (< k, the op the trace descent reached) is that leaf of the
+    *solver's* trace, built by the challenger, whose own trace differs at leaf k.
+
+    A path built from the challenger's own trace is refused: at the level where the leaf's
+    path leaves the descent's, the sibling is the subtree holding leaf k, and above it the
+    siblings cover leaves past k. Every such hash is on chain: the descent passes through
+    each of those levels, and there the solver revealed both children (``reveal_children``
+    moves, recorded in ``d.moves``). The siblings below the split lie in a subtree the
+    descent went right of, so the two traces agree on it (the challenger takes the left
+    child whenever it differs): the challenger's own hashes are the solver's there.
+
+    The ledger could instead keep the descent's hashes and accept paths relative to them;
+    that would add state and a second proof rule to the game, where this uses the one
+    inclusion check the ledger has and data every client can read.
+    """
+    revealed = _revealed_hashes(d)
+    entries = own.run.entries
+    size = len(entries)
+
+    def node_hash(node: NodeRef) -> bytes:
+        known = revealed.get((node.lo, node.hi))
+        return known if known is not None else range_root(entries, node.lo, node.hi)
+
+    path: list[bytes] = []
+    node = NodeRef(0, size)
+    while node.hi - node.lo > 1:
+        left, right = children(node)
+        sibling, node = (right, left) if leaf < left.hi else (left, right)
+        path.append(node_hash(sibling))
+    return {"index": leaf, "size": size, "path": [h.hex() for h in reversed(path)]}
+
+
+def _revealed_hashes(d: Dispute) -> dict[tuple[int, int], bytes]:
+    """(lo, hi) -> the hash of that node of the solver's trace, as the solver revealed it in
+    the trace descent (from ``commit_trace`` to ``reveal_op``)."""
+    known: dict[tuple[int, int], bytes] = {}
+    node: NodeRef | None = None
+    for move in d.moves:
+        if move.kind == "commit_trace":
+            node = NodeRef(0, int(move.data["trace_size"]))
+        elif node is None:
+            continue
+        elif move.kind == "reveal_children":
+            left, right = children(node)
+            known[(left.lo, left.hi)] = bytes.fromhex(move.data["left"])
+            known[(right.lo, right.hi)] = bytes.fromhex(move.data["right"])
+        elif move.kind == "choose_child":
+            node = NodeRef(int(move.data["lo"]), int(move.data["hi"]))
+        elif move.kind == "reveal_op":
+            break
+    return known
