@@ -59,6 +59,7 @@ from contracts_sim.scoring import rank_bids, required_capacity
 from contracts_sim.staking import reserved_stake
 from contracts_sim.state import LedgerState, burn, decrease_balance, increase_balance
 from contracts_sim.transactions import (
+    MAX_SMALL_TRANSACTION_BYTES,
     MAX_TRACE_TENSORS,
     AttestBody,
     BidBody,
@@ -72,14 +73,14 @@ from contracts_sim.transactions import (
 from protocol.datasets import AnyDataset, Dataset, TextDataset, check_dataset, dataset_values
 from protocol.errors import DatasetError, ProofError
 from protocol.forced_errors import job_seed, lazy_attest_bond
-from protocol.hashing import hash_json
+from protocol.hashing import canonical_json, hash_json
 from protocol.layout import segment_work, state_blob_size, state_layout
 from protocol.merkle import ConsistencyProof, verify_consistency, verify_inclusion
 from protocol.models import ModelSpec, TransformerSpec
 from protocol.sampling import compute_sample
 from protocol.spec import JobSpec, parse_spec, spec_hash
 from protocol.state_commitment import CHUNK_BYTES
-from protocol.trace import OpNode
+from protocol.trace import OpNode, Program
 from protocol.types import Address, Amount, Hash32, Height
 
 # --- pure helpers and read helpers ----------------------------------------------------------
@@ -274,7 +275,8 @@ def _require_operator_adjudicable(spec: JobSpec, params: Params) -> None:
     """Refuse a spec whose disputes the operator game (``contracts_sim.operator_dispute``)
     could not adjudicate, whatever the state's size.
 
-    ``commit_trace`` carries one data root per state tensor, at most ``MAX_TRACE_TENSORS``;
+    ``commit_trace`` carries one data root per state tensor, at most ``MAX_TRACE_TENSORS``,
+    and must fit the small-transaction limit (``commit_trace_bytes``);
     ``post_pieces`` carries the chunks covering what one output element reads, at most
     ``max_blob_bytes``. An element's reads are boxes (a row, a window) whose extent depends on
     the element only at the edges of its output (a causal row, a padded window), so each op's
@@ -289,6 +291,14 @@ def _require_operator_adjudicable(spec: JobSpec, params: Params) -> None:
             f" carries at most {MAX_TRACE_TENSORS}: an honest solver could not commit its trace",
         )
     program = referee.trace_program(spec)
+    size = commit_trace_bytes(spec, program)
+    if size > MAX_SMALL_TRANSACTION_BYTES:
+        raise UntrainableSpecError(
+            "spec.model",
+            f"an honest commit_trace of this model is up to {size:,} bytes and a node admits"
+            f" at most {MAX_SMALL_TRANSACTION_BYTES:,}: an honest solver could not commit"
+            " its trace",
+        )
     for node in program.nodes:
         shapes = input_shapes(spec, program, node)
         posted = max(
@@ -301,6 +311,34 @@ def _require_operator_adjudicable(spec: JobSpec, params: Params) -> None:
                 f" chunks and post_pieces carries at most max_blob_bytes ="
                 f" {params.max_blob_bytes:,}: an honest solver could not defend a dispute",
             )
+
+
+COMMIT_TRACE_ENVELOPE_BYTES = 1024
+"""What the signed envelope adds to a ``commit_trace`` body (chain id, sender, key, nonce,
+kind, signature: about 400 bytes), with room to spare."""
+
+
+def commit_trace_bytes(spec: JobSpec, program: Program) -> int:
+    """The most bytes an honest ``commit_trace`` envelope of ``spec`` takes: its canonical
+    body (``services.agents.operator_moves.commit_trace_body``) built with placeholder
+    hashes, every post-state proof as long as the trace tree's deepest path, plus the
+    envelope. The overflow form (one proof instead of one per written tensor) is smaller.
+    Checked at admission, so a spec the node could not take the honest trace of is never
+    trained (red team 10, finding 2)."""
+    names = sorted(state_layout(spec))
+    size = len(program.nodes)
+    hash_hex = "00" * 32
+    proof = {"index": size, "size": size, "path": [hash_hex] * (size - 1).bit_length()}
+    writes = {name for name, ref in program.post_state if ref.source == "op"}
+    body = {
+        "dispute_id": hash_hex,
+        "trace_root": hash_hex,
+        "overflow": False,
+        "pre": [hash_hex] * len(names),
+        "post": [hash_hex] * len(names),
+        "post_proofs": [proof if name in writes else None for name in names],
+    }
+    return len(canonical_json(body)) + COMMIT_TRACE_ENVELOPE_BYTES
 
 
 def _probe_elements(shape: tuple[int, ...]) -> tuple[int, ...]:

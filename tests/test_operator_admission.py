@@ -1,0 +1,65 @@
+"""Admission of operator-dispute jobs (red team 10, findings 2-4): a spec is refused when an
+honest party could not play the operator game on it."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from contracts_sim.exceptions import UntrainableSpecError
+from contracts_sim.jobs import commit_trace_bytes, require_trainable
+from contracts_sim.params import TESTNET_OPERATOR
+from contracts_sim.referee import trace_program
+from contracts_sim.transactions import MAX_SMALL_TRANSACTION_BYTES
+from protocol.layout import state_layout
+from protocol.merkle import inclusion_path
+from tests.test_trace_transformer import transformer_spec
+
+
+def _honest_body_bytes(layers: int) -> int:
+    """The canonical body an honest solver sends, with its real proof paths (placeholder
+    hashes: the size does not depend on their values)."""
+    spec = transformer_spec("adamw", model={"layers": layers}, steps=8, checkpoint_interval=4)
+    program = trace_program(spec)
+    entries = [bytes([i % 256]) * 32 for i in range(len(program.nodes))]
+    sources = dict(program.post_state)
+    names = sorted(state_layout(spec))
+    proofs = []
+    for name in names:
+        ref = sources.get(name)
+        if ref is None or ref.source != "op":
+            proofs.append(None)
+            continue
+        path = inclusion_path(entries, int(ref.key))
+        proofs.append(
+            {"index": int(ref.key), "size": len(entries), "path": [h.hex() for h in path]}
+        )
+    body = {
+        "dispute_id": "d" * 64,
+        "trace_root": "00" * 32,
+        "overflow": False,
+        "pre": ["11" * 32] * len(names),
+        "post": ["22" * 32] * len(names),
+        "post_proofs": proofs,
+    }
+    return len(json.dumps(body, sort_keys=True, separators=(",", ":")))
+
+
+@pytest.mark.parametrize("layers", [2, 4])
+def test_commit_trace_bytes_covers_the_honest_body(layers: int) -> None:
+    spec = transformer_spec("adamw", model={"layers": layers}, steps=8, checkpoint_interval=4)
+    assert commit_trace_bytes(spec, trace_program(spec)) >= _honest_body_bytes(layers)
+
+
+def test_a_transformer_whose_commit_trace_would_not_fit_is_refused() -> None:
+    """4 layers with AdamW: admitted before, its honest commit_trace ~98 KB > 64 KiB."""
+    spec = transformer_spec("adamw", model={"layers": 4}, steps=8, checkpoint_interval=4)
+    assert _honest_body_bytes(4) > MAX_SMALL_TRANSACTION_BYTES
+    with pytest.raises(UntrainableSpecError, match="an honest commit_trace"):
+        require_trainable(spec, TESTNET_OPERATOR)
+
+
+def test_a_transformer_whose_commit_trace_fits_is_admitted() -> None:
+    spec = transformer_spec("adamw", model={"layers": 2}, steps=8, checkpoint_interval=4)
+    require_trainable(spec, TESTNET_OPERATOR)
