@@ -254,6 +254,15 @@ def require_trainable(spec: JobSpec, params: Params) -> None:
         raise UntrainableSpecError("spec.steps", f"{spec.num_leaves} leaves > {params.max_leaves}")
     if params.operator_disputes:
         # The referee never takes a whole state: what it takes is one operator's element.
+        # The ledger still hashes the initial state whole, inside a transaction.
+        size = state_blob_size(spec)
+        if size > params.max_state_bytes:
+            raise UntrainableSpecError(
+                "spec.model",
+                f"a state of this model is {size:,} bytes and the ledger hashes the initial"
+                f" state inside a transaction (commit_final, a dispute of leaf 0) only up to"
+                f" max_state_bytes = {params.max_state_bytes:,}",
+            )
         _require_operator_adjudicable(spec, params)
     else:
         # A checkpoint fits in the blobs the chain accepts as dispute evidence (post_prestate).

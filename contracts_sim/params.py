@@ -102,6 +102,11 @@ class Params:
     operator's output (``contracts_sim.operator_dispute``) instead of re-executing the whole
     step from a posted pre-state. Not with forced errors yet: their trap reveal and audits
     still judge a whole step."""
+    max_state_bytes: int = 128 << 20
+    """With operator disputes, the largest state (``protocol.layout.state_blob_size``) a job
+    may have: the ledger still hashes a whole state inside a transaction, the initial one
+    (``referee.initial_state_hash``, at ``commit_final`` and for a dispute of leaf 0), and
+    that work must stay bounded. Without them ``max_blob_bytes`` bounds the state."""
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -244,7 +249,15 @@ TESTNET: Final = Params(
 """A local multi-process testnet: windows long enough for real agents over HTTP. No faucet:
 ``with_dev_rules`` turns it on for a ``--dev`` node."""
 
-TESTNET_OPERATOR: Final = TESTNET.with_changes(operator_disputes=True, forced_error_bps=0)
+TESTNET_OPERATOR: Final = TESTNET.with_changes(
+    operator_disputes=True,
+    forced_error_bps=0,
+    # referee.initial_state_hash took 0.52 s for a 69.6 MB state, 0.84 s for 138.8 MB and
+    # 2.53 s for 273.4 MB (MLPs, one run each on the shared 2-core development machine,
+    # /tmp/opfixes_init_time.py): 128 MiB keeps it under a second, within max_segment_work's
+    # 2 s and well inside a 10-block move.
+    max_state_bytes=128 << 20,
+)
 """The testnet with operator-level disputes (docs/protocol.md, "Operator-level disputes"): a
 disputed step is settled at one element of one operator, so a model of any size can be
 defended; forced errors are off, because a trap reveal and an audit still judge a whole step."""

@@ -9,11 +9,13 @@ import pytest
 
 from contracts_sim.exceptions import UntrainableSpecError
 from contracts_sim.jobs import commit_trace_bytes, require_trainable
-from contracts_sim.params import TESTNET_OPERATOR
+from contracts_sim.params import TESTNET, TESTNET_OPERATOR
 from contracts_sim.referee import trace_program
 from contracts_sim.transactions import MAX_SMALL_TRANSACTION_BYTES
-from protocol.layout import state_layout
+from protocol.layout import state_blob_size, state_layout
 from protocol.merkle import inclusion_path
+from protocol.spec import JobSpec, parse_spec
+from tests.conftest import tiny_spec_dict
 from tests.test_trace_transformer import transformer_spec
 
 
@@ -62,4 +64,24 @@ def test_a_transformer_whose_commit_trace_would_not_fit_is_refused() -> None:
 
 def test_a_transformer_whose_commit_trace_fits_is_admitted() -> None:
     spec = transformer_spec("adamw", model={"layers": 2}, steps=8, checkpoint_interval=4)
+    require_trainable(spec, TESTNET_OPERATOR)
+
+
+def _mlp(hidden: list[int]) -> JobSpec:
+    model = {"family": "mlp", "input_dim": 16, "hidden": hidden, "classes": 4}
+    return parse_spec(tiny_spec_dict(model=model, batch_size=1, checkpoint_interval=1, steps=8))
+
+
+def test_a_state_the_ledger_could_not_hash_in_a_transaction_is_refused() -> None:
+    """Red team 10's 117.6 M-parameter MLP (1.88 GB): admitted before with operator
+    disputes, though commit_final hashes its initial state inside a transaction."""
+    spec = _mlp([4096] * 8)
+    assert state_blob_size(spec) > TESTNET_OPERATOR.max_state_bytes
+    with pytest.raises(UntrainableSpecError, match="max_state_bytes"):
+        require_trainable(spec, TESTNET_OPERATOR)
+
+
+def test_a_state_within_max_state_bytes_is_admitted() -> None:
+    spec = _mlp([2048, 2048])
+    assert TESTNET.max_blob_bytes < state_blob_size(spec) <= TESTNET_OPERATOR.max_state_bytes
     require_trainable(spec, TESTNET_OPERATOR)
