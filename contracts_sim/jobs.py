@@ -289,7 +289,7 @@ def _require_operator_adjudicable(spec: JobSpec, params: Params) -> None:
     ``post_pieces`` carries the chunks covering what one output element reads, at most
     ``max_blob_bytes``. An element's reads are boxes (a row, a window) whose extent depends on
     the element only at the edges of its output (a causal row, a padded window), so each op's
-    bytes are taken as the most of its first, middle and last elements.
+    bytes are bounded from its first, middle and last elements (``element_read_bound``).
     """
     from contracts_sim.operator_dispute import input_shapes  # it imports this module
 
@@ -309,10 +309,7 @@ def _require_operator_adjudicable(spec: JobSpec, params: Params) -> None:
             " its trace",
         )
     for node in program.nodes:
-        shapes = input_shapes(spec, program, node)
-        posted = max(
-            _element_read_bytes(node, shapes, flat) for flat in _probe_elements(node.shape)
-        )
+        posted = element_read_bound(node, input_shapes(spec, program, node))
         if posted > params.max_blob_bytes:
             raise UntrainableSpecError(
                 "spec.model",
@@ -350,30 +347,51 @@ def commit_trace_bytes(spec: JobSpec, program: Program) -> int:
     return len(canonical_json(body)) + COMMIT_TRACE_ENVELOPE_BYTES
 
 
-def _probe_elements(shape: tuple[int, ...]) -> tuple[int, ...]:
-    """The first, middle and last flat element of an output (none when it is empty)."""
-    size = math.prod(shape)
-    return tuple(sorted({0, size // 2, size - 1})) if size else ()
+def element_read_bound(node: OpNode, shapes: list[tuple[int, ...]]) -> int:
+    """The most bytes of chunks ``post_pieces`` carries for one output element of ``node``.
+    A box's extent depends on the element only at the edges of the output, so the first,
+    middle and last elements give every extent; where the box lies (so how its rows fall
+    on chunk boundaries) depends on every element, so each box is counted at its worst
+    alignment (``worst_box_chunks``)."""
+    size = math.prod(node.shape)
+    probes = sorted({0, size // 2, size - 1}) if size else []
+    return max((_element_read_bytes(node, shapes, flat) for flat in probes), default=0)
 
 
 def _element_read_bytes(node: OpNode, shapes: list[tuple[int, ...]], flat: int) -> int:
-    """The bytes of the chunks ``post_pieces`` carries for output element ``flat`` of
-    ``node``: those covering each box it reads (nothing for the batch, which the referee
-    computes)."""
-    from contracts_sim.operator_dispute import VALUES_PER_CHUNK, box_runs, unravel
+    """The most bytes of chunks ``post_pieces`` carries for a box of the extents output
+    element ``flat`` of ``node`` reads, wherever it lies (nothing for the batch, which the
+    referee computes)."""
+    from contracts_sim.operator_dispute import unravel
 
     boxes = referee.element_reads(node, shapes, unravel(flat, node.shape))
     total = 0
     for ref, shape, box in zip(node.inputs, shapes, boxes, strict=True):
         if box is None or ref.source == "batch":
             continue
-        chunks = {
-            c
-            for lo, hi in box_runs(shape, box)
-            for c in range(lo // VALUES_PER_CHUNK, (hi - 1) // VALUES_PER_CHUNK + 1)
-        }
-        total += len(chunks) * CHUNK_BYTES
+        total += worst_box_chunks(shape, box) * CHUNK_BYTES
     return total
+
+
+def worst_box_chunks(shape: tuple[int, ...], box: Sequence[tuple[int, int]]) -> int:
+    """The most chunks a box of this extent covers in a tensor of ``shape``, wherever its
+    first value lies relative to a chunk boundary. n contiguous values starting r values
+    into a chunk cover ``(r + n - 1) // V + 1`` chunks (V values a chunk), the most at
+    r = V - 1: ``1 + ceil((n - 1) / V)``. Summed over the box's runs (rows) this bounds the
+    box; so does its hull (first to last value) taken as one run, and the tensor's chunk
+    count: the least of the three."""
+    from contracts_sim.operator_dispute import VALUES_PER_CHUNK, box_runs
+
+    def most(n: int) -> int:
+        return 1 + -(-(n - 1) // VALUES_PER_CHUNK)
+
+    runs = [(lo, hi) for lo, hi in box_runs(shape, box) if hi > lo]
+    if not runs:
+        return 0
+    per_run = sum(most(hi - lo) for lo, hi in runs)
+    hull = most(runs[-1][1] - runs[0][0])
+    tensor = -(-math.prod(shape) // VALUES_PER_CHUNK)
+    return min(per_run, hull, tensor)
 
 
 def _require_model_fits_dataset(spec: JobSpec, dataset: AnyDataset) -> None:

@@ -8,13 +8,17 @@ import json
 import pytest
 
 from contracts_sim.exceptions import UntrainableSpecError
-from contracts_sim.jobs import commit_trace_bytes, require_trainable
+from contracts_sim.jobs import commit_trace_bytes, element_read_bound, require_trainable
+from contracts_sim.operator_dispute import unravel
 from contracts_sim.params import TESTNET, TESTNET_OPERATOR
-from contracts_sim.referee import trace_program
+from contracts_sim.referee import element_reads, trace_program
 from contracts_sim.transactions import MAX_SMALL_TRANSACTION_BYTES
 from protocol.layout import state_blob_size, state_layout
 from protocol.merkle import inclusion_path
 from protocol.spec import JobSpec, parse_spec
+from protocol.state_commitment import CHUNK_BYTES
+from protocol.trace import OpNode, Ref
+from services.agents.operator_moves import box_chunks
 from tests.conftest import tiny_spec_dict
 from tests.test_trace_transformer import transformer_spec
 
@@ -85,3 +89,30 @@ def test_a_state_within_max_state_bytes_is_admitted() -> None:
     spec = _mlp([2048, 2048])
     assert TESTNET.max_blob_bytes < state_blob_size(spec) <= TESTNET_OPERATOR.max_state_bytes
     require_trainable(spec, TESTNET_OPERATOR)
+
+
+@pytest.mark.parametrize(("rows", "width"), [(7, 600), (4, 700), (8, 1100), (5, 512), (3, 64)])
+def test_the_read_bound_covers_every_elements_posted_chunks(rows: int, width: int) -> None:
+    """Red team 10, finding 4: a row of ``width`` values (not a multiple of 512) straddles
+    one chunk more at some offsets than at the first, middle and last elements, which the
+    bound alone probed. The bound must cover what the honest solver posts for every element
+    (``operator_moves.box_chunks``, the chunks it sends)."""
+    node = OpNode(
+        0,
+        "matmul_nt",
+        (Ref("state", "a"), Ref("state", "b")),
+        (("bias", 0), ("shift", 16)),
+        (rows, rows),
+        "synthetic",
+    )
+    shapes = [(rows, width), (rows, width)]
+
+    def posted(flat: int) -> int:
+        boxes = element_reads(node, shapes, unravel(flat, node.shape))
+        return sum(
+            len(box_chunks(shape, box)) * CHUNK_BYTES
+            for shape, box in zip(shapes, boxes, strict=True)
+            if box is not None
+        )
+
+    assert max(posted(flat) for flat in range(rows * rows)) <= element_read_bound(node, shapes)
