@@ -257,6 +257,10 @@ TESTNET_OPERATOR: Final = TESTNET.with_changes(
     # /tmp/opfixes_init_time.py): 128 MiB keeps it under a second, within max_segment_work's
     # 2 s and well inside a 10-block move.
     max_state_bytes=128 << 20,
+    # A move in the operator game may run the disputed step as its trace (about 3x the step,
+    # plus hashing every output: several seconds for a 128 MiB state on a loaded core), so
+    # each party gets 30 blocks (15 s at the local testnet's 0.5 s blocks), not 10.
+    move_timeout=30,
 )
 """The testnet with operator-level disputes (docs/protocol.md, "Operator-level disputes"): a
 disputed step is settled at one element of one operator, so a model of any size can be

@@ -162,21 +162,6 @@ def test_cheating_solver_is_located_at_its_operator_and_slashed() -> None:
 
 # --- over real processes ------------------------------------------------------------------------
 
-NODE = """
-import sys
-import uvicorn
-from contracts_sim.chain import Chain
-from contracts_sim.params import TESTNET, with_dev_rules
-from services.node import NodeSettings, create_app
-port, db = int(sys.argv[1]), sys.argv[2]
-params = with_dev_rules(TESTNET).with_changes(operator_disputes=True, forced_error_bps=0)
-settings = NodeSettings(db_url=db, block_time=0.5, dev=True)
-chain = Chain.open(db, settings.chain_id, params, None, check_invariants=True)
-uvicorn.run(create_app(settings, chain=chain), host="127.0.0.1", port=port, log_level="warning")
-"""
-"""A dev node of the testnet preset with operator disputes on (no preset has them yet):
-the node's own app and chain, started by hand so its parameters can differ."""
-
 
 def _spawn(logs: Path, name: str, args: list[str]) -> subprocess.Popen[bytes]:
     out = (logs / f"{name}.log").open("ab")
@@ -225,7 +210,9 @@ def test_over_processes_an_honest_solver_over_64_mib_wins_a_false_challenge(
     chain = f"http://127.0.0.1:{port}"
     stake = int(terms["min_stake"])
     strategy = "services.strategies.verifiers:FalseChallenger"
-    procs = [_spawn(logs, "chain", ["-c", NODE, str(port), f"sqlite:///{tmp_path}/chain.db"])]
+    node = ["-m", "services.cli", "chain", "serve", "--db", f"sqlite:///{tmp_path}/chain.db"]
+    node += ["--port", str(port), "--block-time", "0.5", "--dev", "--preset", "testnet-operator"]
+    procs = [_spawn(logs, "chain", node)]
     try:
         client = HttpChainClient(chain)
         _wait(lambda: _healthy(chain), 60, "the chain node", logs)
