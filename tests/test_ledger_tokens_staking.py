@@ -28,7 +28,7 @@ def test_presets_are_valid_and_named() -> None:
     assert get_preset("test") is TEST and get_preset("testnet") is TESTNET
     operator = get_preset("testnet-operator")
     assert operator.operator_disputes and operator.forced_error_bps == 0
-    assert operator == TESTNET.with_changes(operator_disputes=True, forced_error_bps=0)
+    assert operator.move_timeout > TESTNET.move_timeout  # a move may run a step's trace
     assert TEST.challenge_window < TESTNET.challenge_window
     with pytest.raises(ValueError):
         get_preset("mainnet")
