@@ -8,6 +8,7 @@ killed mid-run is replaced and the run ends on the same root.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -22,7 +23,7 @@ import pytest
 import torch
 import yaml
 
-from protocol.exact import init, run, state_hash, train_trajectory
+from protocol.exact import encode_state, init, run, state_hash, train_trajectory
 from protocol.exact.forced_error import step_with_traps
 from protocol.merkle import root_of
 from protocol.spec import JobSpec
@@ -183,3 +184,112 @@ def test_a_remote_rank_killed_mid_run_rejoins_and_the_run_ends_on_the_same_root(
     finally:
         if host1.poll() is None:
             host1.kill()
+
+
+def _listening(pid: int) -> list[tuple[str, int]]:
+    """The TCP addresses process ``pid`` listens on (from /proc: no extra package)."""
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        with contextlib.suppress(OSError):
+            link = os.readlink(fd)
+            if link.startswith("socket:["):
+                inodes.add(link[8:-1])
+    found = []
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            cols = line.split()
+            if cols[3] == "0A" and cols[9] in inodes:  # 0A: LISTEN
+                host, port = cols[1].split(":")
+                found.append((host, int(port, 16)))
+    return found
+
+
+def _is_loopback(hex_host: str) -> bool:
+    if len(hex_host) == 8:  # IPv4, little-endian: 127.x.x.x ends in 7F
+        return hex_host.endswith("7F")
+    return hex_host == "0" * 24 + "01000000"  # ::1
+
+
+def _other_address() -> str | None:
+    """A non-loopback IPv4 address of this machine, if it has one."""
+    with contextlib.suppress(OSError), socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.connect(("192.0.2.1", 9))  # no packet is sent: picks the outgoing address
+        address = str(s.getsockname()[0])
+        return None if address.startswith("127.") else address
+    return None
+
+
+@pytest.mark.skipif(not Path("/proc/net/tcp").exists(), reason="needs Linux /proc")
+def test_a_one_host_group_listens_on_no_network_address() -> None:
+    # Red team 11, finding 1: the rendezvous store listened on every interface, so anyone
+    # who reached the port could post a segment. One host now meets in a file store.
+    spec = case_spec("mlp-sgd", steps=10)
+    with WorkerPool(PoolConfig(world=2, timeout=30)) as pool:
+        pool.advance(spec, init(spec), 0, 2)
+        addresses = [a for pid in [os.getpid(), *pool.worker_pids()] for a in _listening(pid)]
+        assert all(_is_loopback(host) for host, _ in addresses), addresses
+        other = _other_address()
+        for _, port in addresses if other else []:
+            with socket.socket() as probe, pytest.raises(OSError):
+                probe.settimeout(2)
+                probe.connect((other, port))
+        state = pool.advance(spec, init(spec), 0, 10)
+    assert state_hash(state) == state_hash(run(spec, init(spec), 0, 10))
+
+
+def _mlp_spec(hidden: list[int], batch_size: int, steps: int) -> JobSpec:
+    model = {"family": "mlp", "input_dim": 16, "hidden": hidden, "classes": 4}
+    return scenarios.spec_for(
+        {
+            "model": model,
+            "dataset": {"id": "synthetic-blobs-v1"},
+            "batch_size": batch_size,
+            "steps": steps,
+            "checkpoint_interval": 1,
+            "optimizer": {"name": "sgd", "lr_log2": -4, "momentum": 0.0},
+        },
+        seed=3,
+    )
+
+
+def test_a_state_over_8_mib_trains_and_the_pool_stays_usable() -> None:
+    # Red team 11, finding 3: the state went through the store in one message (torch's TCP
+    # store refuses over 8 MiB) and the failure broke the pool for every later job.
+    big = _mlp_spec([1024, 1024], batch_size=8, steps=2)
+    small = case_spec("mlp-sgd", steps=10)
+    assert len(encode_state(init(big))) > 8 << 20
+    with WorkerPool(PoolConfig(world=2, timeout=120, max_restarts=1)) as pool:
+        got = pool.advance(big, init(big), 0, 2)
+        after = pool.advance(small, init(small), 0, 3)
+    assert pool.restarts == 0
+    assert state_hash(got) == state_hash(run(big, init(big), 0, 2))
+    assert state_hash(after) == state_hash(run(small, init(small), 0, 3))
+
+
+def test_an_ordinary_error_on_rank_0_mid_segment_leaves_no_stale_worker() -> None:
+    # Red team 11, finding 4: a non-GroupError on rank 0 (an out-of-memory, a bug) left the
+    # worker inside the old segment; the retry paired with its stale collectives.
+    spec = case_spec("mlp-sgd", steps=10)
+
+    def fail_at_4(done: int) -> None:
+        if done == 4:
+            raise MemoryError("stand-in for an out-of-memory on rank 0")
+
+    with WorkerPool(PoolConfig(world=2, timeout=30)) as pool:
+        with pytest.raises(MemoryError):
+            pool.advance(spec, init(spec), 0, 10, on_step=fail_at_4)
+        state = pool.advance(spec, init(spec), 0, 10)  # the retry from the same leaf
+    assert state_hash(state) == state_hash(run(spec, init(spec), 0, 10))
+
+
+def test_a_batch_smaller_than_the_group_runs_on_rank_0_alone() -> None:
+    # Red team 11, finding 5: a --workers 2 solver bid on a batch-size-1 job, then every
+    # training call failed. Rank 0 alone computes the same state.
+    spec = _mlp_spec([16], batch_size=1, steps=4)
+    traps = {2: 5}
+    with WorkerPool(PoolConfig(world=2, timeout=30)) as pool:
+        state = pool.advance(spec, init(spec), 0, 4, traps)
+    want = init(spec)
+    for i in range(4):
+        want = step_with_traps(spec, want, i, traps)
+    assert state_hash(state) == state_hash(want)

@@ -12,7 +12,11 @@ forced errors), whatever the number of ranks. When the group fails (a rank died,
 collective timed out), the pool tears the group down, starts it again (respawning its local
 ranks; remote ``proofnet worker``s rejoin by themselves) and runs the segment again from the
 same start state: the caller's last checkpoint. Nothing committed is lost; the segment's
-steps are recomputed.
+steps are recomputed. Any other exception on rank 0 mid-segment (out of memory, a bug) also
+tears the group down before it propagates, so no worker is left inside an old segment.
+
+A job whose batch is smaller than the group (fewer examples than ranks) runs on rank 0
+alone: the same state bit for bit, since one process is the group of one.
 """
 
 from __future__ import annotations
@@ -20,13 +24,15 @@ from __future__ import annotations
 import contextlib
 import logging
 import multiprocessing
+import os
+import shutil
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from multiprocessing.context import SpawnProcess
 
 import torch
-from torch.distributed import TCPStore
+import torch.distributed as dist
 
 from protocol.exact import prepare_exact
 from protocol.exact.shard import Collective, Share, check_world
@@ -43,7 +49,13 @@ from services.distributed.group import (
     leave_group,
     rank_device,
 )
-from services.distributed.worker import Segment, TamperingCollective, _start, run_segment
+from services.distributed.worker import (
+    Segment,
+    TamperingCollective,
+    _start,
+    run_segment,
+    send_segment,
+)
 
 log = logging.getLogger("proofnet.distributed")
 
@@ -52,8 +64,8 @@ log = logging.getLogger("proofnet.distributed")
 class PoolConfig:
     """A group of ``world`` ranks over ``nnodes`` hosts (this one is node 0, with rank 0);
     node k runs ranks k W / n .. (k + 1) W / n - 1. ``rdzv``: where rank 0's store listens
-    (None: a free loopback port, all ranks here). ``tamper``: rank -> step, cheating ranks
-    (adversarial tests only)."""
+    (None: a file store in a private temporary directory, all ranks here: no port).
+    ``tamper``: rank -> step, cheating ranks (adversarial tests only)."""
 
     world: int
     device: str = "cpu"
@@ -83,12 +95,12 @@ class WorkerPool:
     def __init__(self, config: PoolConfig) -> None:
         self.config = config
         self.device = rank_device(config.device, 0)
-        self.collective = TorchCollective()
+        self.collective = TorchCollective(self.device)
         self.restarts = 0
         self._procs: list[SpawnProcess] = []
         self._rdzv: Rendezvous | None = None
         self._mailbox: Mailbox | None = None
-        self._store: TCPStore | None = None  # hosted at the rendezvous for the pool's life
+        self._store: dist.Store | None = None  # hosted at the rendezvous
         self._started = False
 
     @property
@@ -114,6 +126,9 @@ class WorkerPool:
         if self._store is None:
             self._rdzv = self.config.rdzv or Rendezvous.local()
             self._store = host_store(self._rdzv, self.config.timeout)
+        elif not _store_answers(self._store):  # a failed TCP store: listen afresh
+            self._store = None
+            self._store = host_store(self._rdzv or Rendezvous.local(), self.config.timeout)
         assert self._rdzv is not None
         ctx = multiprocessing.get_context("spawn")
         self._procs = [
@@ -141,7 +156,14 @@ class WorkerPool:
             with contextlib.suppress(GroupError):
                 self._mailbox.stop(self.world - 1)
         self._teardown(graceful=self._started)
-        self._store = None  # the rendezvous port is free again
+        self._drop_store()
+
+    def _drop_store(self) -> None:
+        """Forget the hosted store (the port is free again; a file store's directory goes)."""
+        self._store = None
+        if self._rdzv is not None and self._rdzv.path:
+            shutil.rmtree(os.path.dirname(self._rdzv.path), ignore_errors=True)
+            self._rdzv = None
 
     def _teardown(self, *, graceful: bool) -> None:
         leave_group()
@@ -158,6 +180,8 @@ class WorkerPool:
         """Tear the group down (killing local workers left) and start it again."""
         self.restarts += 1
         self._teardown(graceful=False)
+        if self._rdzv is not None and self._rdzv.path:
+            self._drop_store()  # a fresh file: nothing of the failed group is left in it
         time.sleep(0.5)
         self.start()
 
@@ -172,17 +196,23 @@ class WorkerPool:
     ) -> State:
         """Steps start..stop-1 from ``state`` on every rank; rank 0's end state. Restarts the
         group and reruns the segment from ``state`` after a failure (up to max_restarts times
-        in a row; then GroupError, and the next call starts a fresh group)."""
-        check_world(spec, self.world)
+        in a row; then GroupError, and the next call starts a fresh group). A batch smaller
+        than the group runs on rank 0 alone (the same state)."""
         if start >= stop:  # nothing to run (a segment without steps would sync no rank)
             return state
         segment = Segment(spec, state, start, stop, dict(traps or {}))
+        if spec.batch_size < self.world:
+            return run_segment(segment, Share(0, 1), _Alone(), on_step=on_step)
+        check_world(spec, self.world)
         failures = 0
         while True:
             try:
                 self.start()
                 return self._run(segment, on_step)
-            except GroupError as exc:
+            except BaseException as exc:
+                if not isinstance(exc, GroupError):
+                    self._teardown(graceful=False)  # no worker stays in this segment
+                    raise
                 failures += 1
                 if failures > self.config.max_restarts:
                     self._teardown(graceful=False)  # the next call starts a fresh group
@@ -196,12 +226,13 @@ class WorkerPool:
         if self.world == 1:
             return run_segment(segment, Share(0, 1), _Alone(), on_step=on_step)
         assert self._mailbox is not None
-        self._mailbox.post(segment.encode())
+        number = send_segment(segment, self._mailbox, self.collective, self.device)
         tamper = self.config.tamper.get(0)
         collective: Collective = self.collective
         if tamper is not None:
             collective = TamperingCollective(self.collective)
-        return run_segment(segment, Share(0, self.world), collective, tamper, on_step)
+        share = Share(0, self.world)
+        return run_segment(segment, share, collective, tamper, on_step, number)
 
 
 class _Alone:
@@ -212,3 +243,13 @@ class _Alone:
 
     def sum_(self, t: torch.Tensor) -> None:
         return None
+
+
+def _store_answers(store: dist.Store) -> bool:
+    """Whether the hosted store still serves rank 0's own client (a reset connection stays
+    broken: the pool would fail every later job)."""
+    try:
+        store.add("generation", 0)
+    except (RuntimeError, ValueError, OSError):
+        return False
+    return True

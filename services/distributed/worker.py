@@ -3,9 +3,15 @@
 A segment is (spec, start state, start step, stop step, forced errors): every rank decodes
 the same start state, runs ``shared_step`` for each step with the others and plants the same
 forced errors, so every rank holds rank 0's state after it — rank 0 needs nothing back. The
-state travels with every segment (posted once per segment on the group's store, not per
-step: ``group.Mailbox``), so a worker keeps nothing between segments and a restarted group
-resumes from any checkpoint.
+segment's header (spec, step range, forced errors, state size) is posted on the group's
+store (``group.Mailbox``); the state itself is broadcast from rank 0 through the group
+(once per segment, not per step), so a worker keeps nothing between segments and a
+restarted group resumes from any checkpoint.
+
+Before computing, every rank checks that all hold the same header and segment number (a
+digest, all-reduced as MAX of d and of -d): a header injected into the store, or a rank
+still in an older segment, is a GroupError, never a mixed sum. Each step repeats the check
+on (segment number, step index).
 
 An empty segment payload means "stop". A cheating rank for the adversarial tests
 (``tamper_step``): at that step, the worker adds 1 (after rounding) to the first element of
@@ -14,9 +20,9 @@ its gradient share before the all-reduce, as a compromised or faulty GPU would.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
-import struct
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -32,15 +38,18 @@ from protocol.spec import JobSpec, parse_spec
 from services.distributed.group import (
     DEFAULT_TIMEOUT_S,
     GroupError,
+    Mailbox,
     Rendezvous,
     TorchCollective,
+    broadcast_bytes,
     join_group,
     leave_group,
     rank_device,
 )
 
 log = logging.getLogger("proofnet.distributed")
-_HEADER = struct.Struct("<Q")
+MAX_HEADER_BYTES = 1 << 20  # a spec and its forced errors: far below
+MAX_STATE_BYTES = 1 << 36  # what a worker agrees to allocate for a start state
 
 
 @dataclass(frozen=True)
@@ -53,24 +62,70 @@ class Segment:
     stop: int
     traps: dict[int, int]
 
-    def encode(self) -> bytes:
+    def header(self, state_bytes: int) -> bytes:
+        """Everything but the state, and the state's size (it follows by broadcast)."""
         meta = {
             "spec": self.spec.to_dict(),
             "start": self.start,
             "stop": self.stop,
             "traps": {str(k): v for k, v in self.traps.items()},
+            "state_bytes": state_bytes,
         }
-        text = json.dumps(meta, sort_keys=True).encode()
-        return _HEADER.pack(len(text)) + text + encode_state(self.state)
+        return json.dumps(meta, sort_keys=True).encode()
 
-    @classmethod
-    def decode(cls, payload: bytes, device: torch.device) -> Segment:
-        (n,) = _HEADER.unpack_from(payload)
-        meta = json.loads(payload[_HEADER.size : _HEADER.size + n])
-        spec = parse_spec(meta["spec"])
-        state = decode_state_for(spec, payload[_HEADER.size + n :], device)
-        traps = {int(k): int(v) for k, v in meta["traps"].items()}
-        return cls(spec, state, int(meta["start"]), int(meta["stop"]), traps)
+
+def send_segment(
+    segment: Segment, mailbox: Mailbox, collective: Collective, device: torch.device
+) -> int:
+    """Rank 0: post the segment's header, check every rank holds it, broadcast the state.
+    The segment's number."""
+    blob = encode_state(segment.state)
+    header = segment.header(len(blob))
+    mailbox.post(header)
+    number = mailbox.posted - 1
+    check_agreement(collective, _digest(header), number)
+    broadcast_bytes(blob, len(blob), device)
+    return number
+
+
+def receive_segment(
+    header: bytes, number: int, collective: Collective, device: torch.device
+) -> Segment:
+    """A worker: check the header against rank 0's (before trusting its sizes), then take
+    the start state from rank 0's broadcast."""
+    check_agreement(collective, _digest(header), number)
+    try:
+        meta = json.loads(header) if len(header) <= MAX_HEADER_BYTES else None
+        spec = parse_spec(meta["spec"])  # type: ignore[index]
+        size = int(meta["state_bytes"])  # type: ignore[index]
+        traps = {int(k): int(v) for k, v in meta["traps"].items()}  # type: ignore[index]
+        start, stop = int(meta["start"]), int(meta["stop"])  # type: ignore[index]
+    except (TypeError, KeyError, ValueError, AttributeError) as exc:
+        raise GroupError(f"rank 0 sent a malformed segment header: {exc}") from exc
+    if not 0 < size <= MAX_STATE_BYTES:
+        raise GroupError(f"rank 0 announced a state of {size} bytes")
+    blob = broadcast_bytes(None, size, device)
+    return Segment(spec, decode_state_for(spec, blob, device), start, stop, traps)
+
+
+def check_agreement(collective: Collective, *values: int) -> None:
+    """Every rank holds the same ``values`` (else GroupError on every rank): all-reduce MAX
+    of each v and of -v; equal on all ranks iff max(v) == -max(-v)."""
+    pairs = [x for v in values for x in (v, -v)]
+    t = torch.tensor(pairs, dtype=torch.int64, device=_device_of(collective))
+    collective.max_(t)
+    got = t.tolist()
+    if any(got[k] != -got[k + 1] for k in range(0, len(got), 2)):
+        raise GroupError("the ranks disagree on the segment or step (a stale or foreign rank)")
+
+
+def _device_of(collective: Collective) -> torch.device | None:
+    return getattr(collective, "device", None)
+
+
+def _digest(header: bytes) -> int:
+    """62 bits of the header's hash (so that -d fits an int64 too)."""
+    return int.from_bytes(hashlib.blake2b(header, digest_size=8).digest(), "little") >> 2
 
 
 class TamperingCollective:
@@ -79,6 +134,7 @@ class TamperingCollective:
 
     def __init__(self, inner: TorchCollective) -> None:
         self.inner = inner
+        self.device = inner.device
         self.armed = False
 
     def max_(self, t: torch.Tensor) -> None:
@@ -96,11 +152,14 @@ def run_segment(
     collective: Collective,
     tamper_step: int | None = None,
     on_step: Callable[[int], None] | None = None,
+    number: int = 0,
 ) -> State:
-    """The segment's shared steps on this rank (and its forced errors): the end state."""
+    """The segment's shared steps on this rank (and its forced errors): the end state.
+    ``number``: the segment's number in the group (checked with every step's index)."""
     spec, state = segment.spec, segment.state
     plan = FactorPlan()  # every rank starts each segment with the same (empty) plan
     for i in range(segment.start, segment.stop):
+        check_agreement(collective, number, i)
         if isinstance(collective, TamperingCollective):
             collective.armed = i == tamper_step
         state = shared_step(spec, state, i, share, collective, plan)
@@ -129,15 +188,17 @@ def serve(
     prepare_exact(dev)
     mailbox = join_group(rdzv, rank, world, dev, timeout)
     try:
-        base = TorchCollective()
+        base = TorchCollective(dev)
         collective: Collective = base if tamper_step is None else TamperingCollective(base)
         share = Share(rank, world)
         while True:
-            payload = mailbox.next()
-            if not payload:
+            header = mailbox.next()
+            if not header:
                 mailbox.stopped()
                 return
-            run_segment(Segment.decode(payload, dev), share, collective, tamper_step)
+            number = mailbox.read - 1
+            segment = receive_segment(header, number, base, dev)
+            run_segment(segment, share, collective, tamper_step, number=number)
     finally:
         leave_group()
 
