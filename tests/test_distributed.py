@@ -28,6 +28,9 @@ from protocol.exact.forced_error import step_with_traps
 from protocol.merkle import root_of
 from protocol.spec import JobSpec
 from services import scenarios
+from services.agents.checkpoints import CheckpointStore
+from services.agents.strategy import JobView, SolverStrategy
+from services.agents.training import JobRun
 from services.distributed.group import Rendezvous
 from services.distributed.pool import PoolConfig, WorkerPool
 from services.distributed.train import train_shared
@@ -293,3 +296,29 @@ def test_a_batch_smaller_than_the_group_runs_on_rank_0_alone() -> None:
     for i in range(4):
         want = step_with_traps(spec, want, i, traps)
     assert state_hash(state) == state_hash(want)
+
+
+def test_a_dispute_claim_is_computed_alone_when_the_group_fails(tmp_path: Path) -> None:
+    # Red team 11, finding 7: claims were computed on the group only; a group that fails
+    # during a dispute now leaves the claim to rank 0 alone (the same state).
+    spec = case_spec("mlp-sgd", steps=20)
+    job = JobView(
+        job_id="j1",
+        spec=spec,
+        submitter="0x",
+        payment=1,
+        min_stake=1,
+        sample_count=1,
+        num_leaves=spec.num_leaves,
+        status="assigned",
+        solver="0x",
+        raw={},
+    )
+    with WorkerPool(PoolConfig(world=2, timeout=30, max_restarts=0)) as pool:
+        job_run = JobRun(job, SolverStrategy(), CheckpointStore(str(tmp_path)), "cpu", pool)
+        job_run.traps = {}
+        job_run.train_segment()  # leaf 0
+        job_run.train_segment()  # leaf 1, on the group
+        os.kill(pool.worker_pids()[0], signal.SIGKILL)
+        claim = job_run.claimed_state(5)
+    assert state_hash(claim) == state_hash(run(spec, init(spec), 0, 5))

@@ -12,6 +12,7 @@ with itself, and the game still finds the step where it departs from the protoco
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
@@ -22,6 +23,8 @@ from protocol.spec import JobSpec
 from services.agents.checkpoints import CheckpointStore
 from services.agents.strategy import JobView, SolverStrategy
 from services.agents.truth import InnerStates
+
+log = logging.getLogger("proofnet.solver")
 
 
 class SegmentRunner(Protocol):
@@ -138,11 +141,18 @@ class JobRun:
         state = self._advance(state, start, start + self.spec.checkpoint_interval)
         self._record_leaf(state)
 
-    def _advance(self, state: State, start: int, stop: int) -> State:
+    def _advance(self, state: State, start: int, stop: int, *, fallback: bool = False) -> State:
         """Steps start..stop-1 from ``state``: on the worker group when there is one (which
-        restarts itself and reruns from ``state`` if a rank dies), else one by one."""
+        restarts itself and reruns from ``state`` if a rank dies), else one by one. With
+        ``fallback`` (a dispute claim, which cannot wait for the next tick) a group that
+        still fails is replaced by this process alone: the same state bit for bit."""
         if self.workers is not None and start < stop:
-            return self.workers.advance(self.spec, state, start, stop, self.traps or {})
+            try:
+                return self.workers.advance(self.spec, state, start, stop, self.traps or {})
+            except RuntimeError as exc:  # the group's GroupError
+                if not fallback:
+                    raise
+                log.warning("worker group failed (%s); computing the claim alone", exc)
         for i in range(start, stop):
             state = self._step(state, i)
         return state
@@ -165,7 +175,7 @@ class JobRun:
         leaf = min(step_index // interval, len(self.blob_ids) - 1)
         kept = self._inner.nearest(leaf * interval, step_index)
         start, state = kept if kept is not None else (leaf * interval, self._leaf_state(leaf))
-        state = self._advance(state, start, step_index)
+        state = self._advance(state, start, step_index, fallback=True)
         self._inner.keep(step_index, state, interval)
         return state
 
