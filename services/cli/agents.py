@@ -9,7 +9,14 @@ from typing import Annotated
 import typer
 
 from services.cli import app
-from services.cli.common import ChainOpt, fail, load_key_file, reported_errors
+from services.cli.common import (
+    ChainOpt,
+    NnodesOpt,
+    RdzvOpt,
+    fail,
+    load_key_file,
+    reported_errors,
+)
 
 solver_app = typer.Typer(help="Run a solver: stake, bid, train, commit, serve data, defend.")
 verifier_app = typer.Typer(help="Run a verifier: sample, re-execute, attest or challenge.")
@@ -119,13 +126,8 @@ def solver_run(
             "process is rank 0, commits and serves). Across hosts: --rdzv, --nnodes.",
         ),
     ] = 1,
-    rdzv: Annotated[
-        str | None,
-        typer.Option(help="HOST:PORT where rank 0 (this host) listens for the other hosts."),
-    ] = None,
-    nnodes: Annotated[
-        int, typer.Option(min=1, help="Hosts sharing --workers (others: proofnet worker).")
-    ] = 1,
+    rdzv: RdzvOpt = None,
+    nnodes: NnodesOpt = 1,
 ) -> None:
     """Run a solver until interrupted; it resumes its jobs from --data-dir after a restart."""
     from protocol.exact import resolve_device

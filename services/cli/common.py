@@ -53,6 +53,16 @@ ChainOpt = Annotated[
 A ``default_factory`` (not a Python default) so that commands can keep ``chain: ChainOpt``
 before parameters that have no default."""
 
+RdzvOpt = Annotated[
+    str | None,
+    typer.Option(help="HOST:PORT where rank 0 (this host) listens for the other hosts."),
+]
+"""``--rdzv``: where a data-parallel group's other hosts join (``train``, ``solver run``)."""
+NnodesOpt = Annotated[
+    int, typer.Option(min=1, help="Hosts sharing --workers (others: proofnet worker).")
+]
+"""``--nnodes``: how many hosts share ``--workers``."""
+
 
 class KeyFileError(ProofNetError):
     """A key file that cannot be read as an ed25519 key (absent, not JSON, wrong fields)."""

@@ -13,6 +13,8 @@ from protocol.merkle import root_of
 from protocol.spec import JobSpec, spec_hash, with_steps
 from services.cli import app
 from services.cli.common import (
+    NnodesOpt,
+    RdzvOpt,
     fail,
     print_json,
     progress_bar,
@@ -170,13 +172,8 @@ def train(
             "NCCL on CUDA); the same root as 1. Across hosts: --rdzv, --nnodes.",
         ),
     ] = 1,
-    rdzv: Annotated[
-        str | None,
-        typer.Option(help="HOST:PORT where rank 0 (this host) listens for the other hosts."),
-    ] = None,
-    nnodes: Annotated[
-        int, typer.Option(min=1, help="Hosts sharing --workers (others: proofnet worker).")
-    ] = 1,
+    rdzv: RdzvOpt = None,
+    nnodes: NnodesOpt = 1,
 ) -> None:
     """Train a job spec locally; print the Merkle root of its checkpoints and its accuracy."""
     from protocol.exact.device import get_threads, set_threads
