@@ -282,7 +282,7 @@ def test_a_diverging_run_skips_the_same_steps() -> None:
     assert skipped > 0
 
 
-def _entries_with_threads(spec: JobSpec, state: State, threads: int) -> list[bytes]:
+def entries_with_threads(spec: JobSpec, state: State, threads: int) -> list[bytes]:
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
@@ -295,7 +295,7 @@ def _entries_with_threads(spec: JobSpec, state: State, threads: int) -> list[byt
 def test_entries_do_not_depend_on_threads(optimizer: str) -> None:
     spec = mlp_spec(optimizer)
     state = states(spec, 3)[2]
-    assert _entries_with_threads(spec, state, 1) == _entries_with_threads(spec, state, 2)
+    assert entries_with_threads(spec, state, 1) == entries_with_threads(spec, state, 2)
 
 
 @pytest.mark.parametrize("optimizer", ["sgd", "adamw"])

@@ -43,6 +43,7 @@ from tests.test_trace import (
     assert_trace_matches_step,
     check_elements,
     check_perturbation,
+    entries_with_threads,
     states,
 )
 
@@ -187,22 +188,11 @@ def test_a_diverging_run_skips_the_same_steps() -> None:
     assert skipped > 0
 
 
-def _entries_with_threads(spec: JobSpec, state: State, threads: int) -> list[bytes]:
-    from protocol.exact.trace import run_trace
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        return list(run_trace(spec, state, 2).entries)
-    finally:
-        torch.set_num_threads(before)
-
-
 @pytest.mark.parametrize("optimizer", ["sgd", "adamw"])
 def test_entries_do_not_depend_on_threads(optimizer: str) -> None:
     spec = transformer_spec(optimizer)
     state = states(spec, 3)[2]
-    assert _entries_with_threads(spec, state, 1) == _entries_with_threads(spec, state, 2)
+    assert entries_with_threads(spec, state, 1) == entries_with_threads(spec, state, 2)
 
 
 @pytest.mark.parametrize("optimizer", ["sgd", "adamw"])
