@@ -22,12 +22,12 @@ from protocol.trace import OpNode
 from tests.test_cnn import SPECS, cnn_spec
 from tests.test_trace import (
     ADAMW,
-    _entries_with_threads,
     _scaled,
     assert_trace_matches_step,
     check_elements,
     check_perturbation,
     check_verdicts,
+    entries_with_threads,
     scaled_states,
     states,
 )
@@ -97,7 +97,7 @@ def test_a_perturbed_cnn_output_is_located() -> None:
 def test_cnn_entries_do_not_depend_on_threads() -> None:
     spec = CASES["max-pool, two convs, adamw"]
     state = states(spec, 3)[2]
-    assert _entries_with_threads(spec, state, 1) == _entries_with_threads(spec, state, 2)
+    assert entries_with_threads(spec, state, 1) == entries_with_threads(spec, state, 2)
 
 
 @pytest.mark.parametrize("name", ["stride 2 over a padded 3x3", "max-pool, two convs, adamw"])
