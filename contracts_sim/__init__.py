@@ -1,4 +1,4 @@
-"""ProofNet's ledger: a simulated chain written like a spec (DESIGN §7).
+"""ProofNet's ledger: a simulated chain written like a spec (docs/ledger.md).
 
 The tree is the table of contents:
 

@@ -1,4 +1,4 @@
-"""Accounts are Ed25519 keys (DESIGN §7).
+"""Accounts are Ed25519 keys (docs/protocol.md, "Signatures").
 
     address_of(public_key)            "0x" + SHA-256(public key)[:20].hex()   (lowercase)
     generate_key() / key_from_seed()  a PrivateKey

@@ -1,4 +1,4 @@
-"""Challenges and the refereed bisection game (DESIGN §6).
+"""Challenges and the refereed bisection game (docs/protocol.md, "The dispute game").
 
 Glossary
     solver       the job's assigned solver; it authored every hash the game talks about.

@@ -1,4 +1,5 @@
-"""The ledger's accounting invariant (DESIGN §7), checked after every transaction in tests.
+"""The ledger's accounting invariant, checked after every transaction in tests
+(docs/protocol.md, "The accounting invariant").
 
     Σ balances + Σ stakes (bonded + locked + unbonding) + Σ job escrow + Σ held attest bonds
         + Σ open-dispute bonds + burned  ==  genesis + minted

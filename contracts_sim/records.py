@@ -37,6 +37,11 @@ class JobStatus(StrEnum):
     EXPIRED = "expired"  # bidding closed without an eligible bid (terminal)
     CANCELLED = "cancelled"  # withdrawn by the submitter (terminal)
 
+    @property
+    def is_terminal(self) -> bool:
+        """The job is closed: nothing in escrow or locked, no transaction changes it again."""
+        return self in _TERMINAL_JOB_STATUSES
+
 
 class DisputeStatus(StrEnum):
     OPEN = "open"
@@ -47,6 +52,16 @@ class DisputeStatus(StrEnum):
     FORCED_ERROR = "forced_error"  # the disputed step is the solver's forced error; bond returned
     ATTESTER_LOST = "attester_lost"  # an audit: the attester's bond was forfeited
     AUDITOR_LOST = "auditor_lost"  # an audit: the solver's audit bond was forfeited
+
+    @property
+    def is_open(self) -> bool:
+        """The game is still being played (every other status is final)."""
+        return self is DisputeStatus.OPEN
+
+
+_TERMINAL_JOB_STATUSES: Final = frozenset(
+    {JobStatus.SETTLED, JobStatus.SLASHED, JobStatus.EXPIRED, JobStatus.CANCELLED}
+)
 
 
 class Party(StrEnum):
@@ -77,6 +92,54 @@ class Phase(StrEnum):
     # that op k overflows)
     POST_PIECES = "post_pieces"  # the solver posts the inputs the element reads, proved
     RESOLVED = "resolved"
+
+
+class Resolution(StrEnum):
+    """What decided a closed dispute (``Dispute.resolution``) or a slashed job (the
+    ``slashed`` event's ``resolution``); ``Dispute.status`` and ``winner`` say who it went to.
+    ``reason`` stays the human-readable account; this is what programs read."""
+
+    NONE = ""  # the dispute is still open
+    ONE_STEP = "one_step"  # the referee re-executed the one disputed step and compared
+    LEAF_ZERO = "leaf_zero"  # the descent reached leaf 0: the initial state, recomputed
+    INVALID_PRESTATE = "invalid_prestate"  # the agreed pre-state is not a state of the spec
+    FORCED_ERROR = "forced_error"  # the disputed step is the solver's forced error
+    NOT_FORCED_ERROR = "not_forced_error"  # a revealed forced error does not explain the step
+    EMPTY_SEAL = "empty_seal"  # a sealed challenge opened empty: nothing was disputed
+    DATA_PUBLISHED = "data_published"  # the solver published the requested blob
+    VOID = "void"  # the solver lost another dispute on the job
+    OPERATOR_CHECK = "operator_check"  # the referee recomputed one element of one operator
+    OVERFLOW_EVIDENCE = "overflow_evidence"  # shown (or refuted) overflow of an operator
+    AUDIT_FORCED_ERROR = "audit_forced_error"  # an audit's step is (or is not) the planted error
+    TRAINING_TIMEOUT = "timeout_training"  # a job: the solver missed its training deadline
+    TIMEOUT_REVEAL_CHILDREN = "timeout_reveal_children"
+    TIMEOUT_CHOOSE_CHILD = "timeout_choose_child"
+    TIMEOUT_REVEAL_LEAF = "timeout_reveal_leaf"
+    TIMEOUT_POST_MIDPOINT = "timeout_post_midpoint"
+    TIMEOUT_RESPOND_MIDPOINT = "timeout_respond_midpoint"
+    TIMEOUT_POST_PRESTATE = "timeout_post_prestate"
+    TIMEOUT_PUBLISH_DATA = "timeout_publish_data"
+    TIMEOUT_UNSEAL = "timeout_unseal"
+    TIMEOUT_REVEAL_TRAP = "timeout_reveal_trap"
+    TIMEOUT_COMMIT_TRACE = "timeout_commit_trace"
+    TIMEOUT_REVEAL_OP = "timeout_reveal_op"
+    TIMEOUT_PROVE_OVERFLOW = "timeout_prove_overflow"
+    TIMEOUT_REVEAL_CHUNK = "timeout_reveal_chunk"
+    TIMEOUT_NAME_ELEMENT = "timeout_name_element"
+    TIMEOUT_POST_PIECES = "timeout_post_pieces"
+
+    @classmethod
+    def timeout(cls, phase: Phase) -> Resolution:
+        """The party to move in ``phase`` let its deadline pass."""
+        return cls(f"timeout_{phase.value}")
+
+    @property
+    def timed_out_phase(self) -> Phase | None:
+        """The phase whose deadline passed, for a ``timeout_<phase>`` resolution."""
+        prefix = "timeout_"
+        if not self.value.startswith(prefix) or self is Resolution.TRAINING_TIMEOUT:
+            return None
+        return Phase(self.value.removeprefix(prefix))
 
 
 @dataclass(frozen=True)
@@ -199,7 +262,8 @@ class OperatorGame:
 
 @dataclass(frozen=True)
 class Dispute:
-    """One refereed bisection game between a job's solver and one challenger (DESIGN §6).
+    """One refereed bisection game between a job's solver and one challenger
+    (docs/protocol.md, "The dispute game").
 
     Descent fields (``node_*``, ``left_hash``/``right_hash``) describe the Merkle node under
     dispute; ``leaf_index`` is the disputed leaf d once the descent ends; ``step_lo``/``step_hi``

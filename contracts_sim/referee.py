@@ -1,4 +1,5 @@
-"""The referee: the only place where the ledger executes training (DESIGN §6.3).
+"""The referee: the only place where the ledger executes training
+(docs/protocol.md, "The one-step referee").
 
 Three questions, all answered by the exact VM (``protocol.exact``), never by a party:
 

@@ -1,4 +1,4 @@
-"""Bid scoring: who gets a job (DESIGN §7 — not "lowest price wins").
+"""Bid scoring: who gets a job (not "lowest price wins"; docs/protocol.md, "Bid scoring").
 
 A bid's score is a weighted mean, in basis points (0..10_000), of four components, all integer
 arithmetic so every node computes the same number:

@@ -1,4 +1,4 @@
-"""The economics of deterrence (DESIGN §5): when does cheating not pay?
+"""The economics of deterrence (docs/protocol.md, "Economics"): when does cheating not pay?
 
 A job of N steps is split into m = N / C segments. A cheater whose lie shows in c of them is
 caught by one verifier sampling k segments without replacement with probability

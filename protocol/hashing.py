@@ -4,10 +4,11 @@ Two canonical forms matter to the protocol:
 
 * **Canonical JSON** — UTF-8, keys sorted, no whitespace, integers only where money or heights
   are concerned. Used for spec hashes, job ids and transaction signing bytes.
-* **Canonical tensor bytes** — the encoding of a training state (DESIGN §2): tensors sorted by
-  name; for each, the name, dtype, shape and little-endian contiguous bytes, every variable-length
-  field prefixed with its length. ``state_hash = SHA-256(canonical bytes)``. The same bytes are the
-  checkpoint *blob*, so a blob is addressed by its own hash and decodes back to the state.
+* **Canonical tensor bytes** — the encoding of a training state (docs/protocol.md, "The state
+  commitment"): tensors sorted by name; for each, the name, dtype, shape and little-endian
+  contiguous bytes, every variable-length field prefixed with its length.
+  ``state_hash = SHA-256(canonical bytes)``. The same bytes are the checkpoint *blob*, so a
+  blob is addressed by its own hash and decodes back to the state.
 
 This module knows nothing about torch; ``protocol.exact.state`` converts tensors to and from the
 ``TensorRecord`` tuples defined here.

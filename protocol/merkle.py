@@ -1,4 +1,5 @@
-"""The trajectory commitment: an RFC 9162 Merkle tree over state hashes (DESIGN §4, §6).
+"""The trajectory commitment: an RFC 9162 Merkle tree over state hashes
+(docs/protocol.md, "Commitments" and "The dispute game").
 
 A solver commits to its training trajectory as an RFC 9162 (Certificate Transparency v2) Merkle
 tree. The ledger stores only (size, root); everything else is proved against that pair.

@@ -1,4 +1,5 @@
-"""The verifier's spot-check sample and the probability that it catches a cheat (DESIGN §5).
+"""The verifier's spot-check sample and the probability that it catches a cheat
+(docs/protocol.md, "Sampling").
 
 A verifier re-executes k of the m segments of a job. Which ones is decided by
 

@@ -1,4 +1,5 @@
-"""Measuring the detection rate of a partial cheat against DESIGN §5's formula.
+"""Measuring the detection rate of a partial cheat against the detection formula
+(docs/protocol.md, "Sampling").
 
 An ``AdaptiveCheater`` flips one bit at the last step of c of the m segments and is honest
 elsewhere; each of V honest verifiers re-executes k segments drawn from the block hash after the

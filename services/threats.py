@@ -1,6 +1,7 @@
 """The threat model: what each catalogue cheat corrupts and what it saves, for one job spec.
 
-The economics of deterrence (``protocol.economics``, DESIGN §5) needs two numbers per cheat:
+The economics of deterrence (``protocol.economics``; docs/protocol.md, "Economics") needs two
+numbers per cheat:
 
     c   cheated segments — segments whose committed pre-state does not re-execute to their
         committed post-state, or whose data is withheld. A verifier that samples any of them

@@ -1,4 +1,5 @@
-"""The verifier's spot-check sample and the detection probability (DESIGN §5)."""
+"""The verifier's spot-check sample and the detection probability
+(docs/protocol.md, "Sampling")."""
 
 from __future__ import annotations
 

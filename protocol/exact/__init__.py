@@ -1,4 +1,5 @@
-"""The exact VM: bit-identical training on any device and thread count (DESIGN §2).
+"""The exact VM: bit-identical training on any device and thread count
+(docs/protocol.md, "Exact execution").
 
 Public API::
 

@@ -1,4 +1,5 @@
-"""``proofnet economics``: does any catalogue cheat pay on this job? (DESIGN §5)
+"""``proofnet economics``: does any catalogue cheat pay on this job?
+(docs/protocol.md, "Economics")
 
 The threat model reads the strategy catalogue, which imports the exact VM (torch): it is
 imported when the command runs, not when the CLI registers its commands.

@@ -1,4 +1,5 @@
-"""adaptive, under partial sampling: the measured detection rate against DESIGN §5's formula.
+"""adaptive, under partial sampling: the measured detection rate against the detection
+formula (docs/protocol.md, "Sampling").
 
 m = 8 segments (16 steps, C = 2), the cheater tampers with c = 2 of them, one honest verifier
 samples k = 2: P(detect) = 1 − C(6, 2) / C(8, 2) = 13/28 ≈ 0.464. 200 seeded trials; the count
