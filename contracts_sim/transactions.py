@@ -26,8 +26,8 @@ import functools
 import json
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
-from typing import Any, ClassVar, Final
+from dataclasses import dataclass, fields, replace
+from typing import Any, ClassVar, Final, overload
 
 from contracts_sim.crypto import (
     PUBLIC_KEY_SIZE,
@@ -201,10 +201,36 @@ def signing_bytes(unsigned: Mapping[str, Any]) -> bytes:
     return TX_DOMAIN + canonical_json(dict(unsigned))
 
 
+@overload
 def sign_transaction(
-    key: PrivateKey, chain_id: str, nonce: int, kind: str, body: Mapping[str, Any]
+    key: PrivateKey, chain_id: str, nonce: int, body: TxBody, /
+) -> Transaction: ...
+
+
+@overload
+def sign_transaction(
+    key: PrivateKey, chain_id: str, nonce: int, kind: str, body: Mapping[str, Any], /
+) -> Transaction: ...
+
+
+def sign_transaction(
+    key: PrivateKey,
+    chain_id: str,
+    nonce: int,
+    kind: str | TxBody,
+    body: Mapping[str, Any] | None = None,
+    /,
 ) -> Transaction:
-    """Build and sign a transaction from ``key``'s account."""
+    """Build and sign a transaction from ``key``'s account: from a typed body
+    (``sign_transaction(key, chain_id, nonce, BidBody(...))``, the kind is the body's), or
+    from a kind and a JSON body (for bodies a test deliberately malforms)."""
+    if isinstance(kind, TxBody):
+        if body is not None:
+            raise TypeError("a typed body carries its kind: pass no JSON body with it")
+        typed = kind
+        kind, body = typed.kind, typed.to_json()
+    elif body is None:
+        raise TypeError(f"a {kind!r} transaction needs a body")
     unsigned = Transaction(
         chain_id=chain_id,
         sender=key.address,
@@ -373,8 +399,48 @@ class BodyReader:
 # --- bodies, one per kind -------------------------------------------------------------------
 
 
+def encode_field(value: Any) -> Any:
+    """A body field in the JSON form its reader takes: bytes as lowercase hex, proofs and
+    specs as their JSON, tuples as lists, nested pieces by their own ``to_json``."""
+    if isinstance(value, bytes):
+        return value.hex()
+    if isinstance(value, InclusionProof | ConsistencyProof | ChunkPiece | InputPiece | Witness):
+        return value.to_json()
+    if isinstance(value, JobSpec):
+        return value.to_dict()
+    if isinstance(value, tuple):
+        return [encode_field(v) for v in value]
+    return value
+
+
+class TxBody:
+    """A typed transaction body: ``kind`` names its transaction kind, ``read`` parses the JSON
+    a node receives (through ``parse_body``) and ``to_json`` is its inverse:
+    ``parse_body(body.kind, body.to_json()) == body``. Construct one directly and sign it with
+    ``sign_transaction(key, chain_id, nonce, body)``.
+
+    The default ``to_json`` writes every field under its own name and leaves out fields that
+    are None (every optional field may be absent); bodies whose JSON is shaped otherwise
+    override it."""
+
+    kind: ClassVar[str]
+
+    @classmethod
+    def read(cls, r: BodyReader) -> TxBody:
+        """Parse a body of this kind (each body class defines it)."""
+        raise NotImplementedError(f"{cls.__name__} defines no reader")
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for f in fields(self):  # type: ignore[arg-type]
+            value = getattr(self, f.name)
+            if value is not None:
+                out[f.name] = encode_field(value)
+        return out
+
+
 @dataclass(frozen=True)
-class FaucetBody:
+class FaucetBody(TxBody):
     kind: ClassVar[str] = "faucet"
     amount: Amount
 
@@ -384,7 +450,7 @@ class FaucetBody:
 
 
 @dataclass(frozen=True)
-class TransferBody:
+class TransferBody(TxBody):
     kind: ClassVar[str] = "transfer"
     to: Address
     amount: Amount
@@ -395,7 +461,7 @@ class TransferBody:
 
 
 @dataclass(frozen=True)
-class StakeBody:
+class StakeBody(TxBody):
     kind: ClassVar[str] = "stake"
     amount: Amount
 
@@ -405,7 +471,7 @@ class StakeBody:
 
 
 @dataclass(frozen=True)
-class UnstakeBody:
+class UnstakeBody(TxBody):
     kind: ClassVar[str] = "unstake"
     amount: Amount
 
@@ -415,7 +481,7 @@ class UnstakeBody:
 
 
 @dataclass(frozen=True)
-class WithdrawBody:
+class WithdrawBody(TxBody):
     kind: ClassVar[str] = "withdraw"
 
     @classmethod
@@ -424,7 +490,7 @@ class WithdrawBody:
 
 
 @dataclass(frozen=True)
-class SetEndpointBody:
+class SetEndpointBody(TxBody):
     """Announce where this account serves data (a solver's blobs); "" withdraws it."""
 
     kind: ClassVar[str] = "set_endpoint"
@@ -437,7 +503,7 @@ class SetEndpointBody:
 
 
 @dataclass(frozen=True)
-class PostJobBody:
+class PostJobBody(TxBody):
     kind: ClassVar[str] = "post_job"
     spec: JobSpec
     payment: Amount
@@ -461,7 +527,7 @@ class PostJobBody:
 
 
 @dataclass(frozen=True)
-class BidBody:
+class BidBody(TxBody):
     """A solver's offer; ``trap_root`` commits to its forced-error secrets (required while
     ``Params.forced_error_bps`` is on; ``protocol.forced_errors``)."""
 
@@ -482,7 +548,7 @@ class BidBody:
 
 
 @dataclass(frozen=True)
-class CloseBiddingBody:
+class CloseBiddingBody(TxBody):
     kind: ClassVar[str] = "close_bidding"
     job_id: str
 
@@ -492,7 +558,7 @@ class CloseBiddingBody:
 
 
 @dataclass(frozen=True)
-class CancelJobBody:
+class CancelJobBody(TxBody):
     kind: ClassVar[str] = "cancel_job"
     job_id: str
 
@@ -502,7 +568,7 @@ class CancelJobBody:
 
 
 @dataclass(frozen=True)
-class CommitProgressBody:
+class CommitProgressBody(TxBody):
     kind: ClassVar[str] = "commit_progress"
     job_id: str
     size: int
@@ -520,7 +586,7 @@ class CommitProgressBody:
 
 
 @dataclass(frozen=True)
-class CommitFinalBody:
+class CommitFinalBody(TxBody):
     kind: ClassVar[str] = "commit_final"
     job_id: str
     root: Hash32
@@ -544,7 +610,7 @@ class CommitFinalBody:
 
 
 @dataclass(frozen=True)
-class AttestBody:
+class AttestBody(TxBody):
     kind: ClassVar[str] = "attest"
     job_id: str
 
@@ -563,9 +629,19 @@ class SegmentEvidence:
     pre_proof: InclusionProof
     post_proof: InclusionProof
 
+    def to_json(self) -> dict[str, Any]:
+        """The fields a fast-path challenge (or an unseal) carries, flat in its body."""
+        return {
+            "segment": self.segment,
+            "pre_entry": self.pre_entry.hex(),
+            "post_entry": self.post_entry.hex(),
+            "pre_proof": self.pre_proof.to_json(),
+            "post_proof": self.post_proof.to_json(),
+        }
+
 
 @dataclass(frozen=True)
-class ChallengeBody:
+class ChallengeBody(TxBody):
     """A dispute (``evidence`` None: Merkle descent from the root; else the fast path), or,
     with ``withheld: true``, a data request for the blob of leaf ``data_segment``."""
 
@@ -590,6 +666,16 @@ class ChallengeBody:
     @property
     def is_data_request(self) -> bool:
         return self.data_segment is not None
+
+    def to_json(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"job_id": self.job_id}
+        if self.sealed is not None:
+            return {**body, "sealed": self.sealed.hex()}
+        if self.data_segment is not None:
+            return {**body, "segment": self.data_segment, "withheld": True}
+        if self.evidence is not None:
+            return {**body, **self.evidence.to_json()}
+        return body
 
     @classmethod
     def read(cls, r: BodyReader) -> ChallengeBody:
@@ -624,7 +710,7 @@ class ChallengeBody:
 
 
 @dataclass(frozen=True)
-class RevealChildrenBody:
+class RevealChildrenBody(TxBody):
     kind: ClassVar[str] = "reveal_children"
     dispute_id: str
     left: Hash32
@@ -636,7 +722,7 @@ class RevealChildrenBody:
 
 
 @dataclass(frozen=True)
-class ChooseChildBody:
+class ChooseChildBody(TxBody):
     kind: ClassVar[str] = "choose_child"
     dispute_id: str
     side: str  # "left" or "right"
@@ -647,7 +733,7 @@ class ChooseChildBody:
 
 
 @dataclass(frozen=True)
-class RevealLeafBody:
+class RevealLeafBody(TxBody):
     kind: ClassVar[str] = "reveal_leaf"
     dispute_id: str
     entry: Hash32
@@ -665,7 +751,7 @@ class RevealLeafBody:
 
 
 @dataclass(frozen=True)
-class PostMidpointBody:
+class PostMidpointBody(TxBody):
     kind: ClassVar[str] = "post_midpoint"
     dispute_id: str
     state_hash: Hash32
@@ -676,7 +762,7 @@ class PostMidpointBody:
 
 
 @dataclass(frozen=True)
-class RespondMidpointBody:
+class RespondMidpointBody(TxBody):
     kind: ClassVar[str] = "respond_midpoint"
     dispute_id: str
     agree: bool
@@ -687,7 +773,7 @@ class RespondMidpointBody:
 
 
 @dataclass(frozen=True)
-class PostPrestateBody:
+class PostPrestateBody(TxBody):
     kind: ClassVar[str] = "post_prestate"
     dispute_id: str
     blob: bytes
@@ -700,7 +786,7 @@ class PostPrestateBody:
 
 
 @dataclass(frozen=True)
-class PublishDataBody:
+class PublishDataBody(TxBody):
     """The solver's answer to a data request: the blob of the requested leaf and both leaves
     of its segment, proved against the committed root, so that the requester can re-execute
     the segment (and challenge it on the fast path) from what is on chain."""
@@ -726,7 +812,7 @@ class PublishDataBody:
 
 
 @dataclass(frozen=True)
-class UnsealBody:
+class UnsealBody(TxBody):
     """The challenger opens a sealed challenge after the window: the segment and salt of its
     seal and, unless the seal is empty (segment = the job's segment count: it disputes
     nothing), both of the segment's leaves proved against the root (the fast path's evidence)."""
@@ -744,6 +830,12 @@ class UnsealBody:
         "post_proof",
     )
 
+    def to_json(self) -> dict[str, Any]:
+        body = {"dispute_id": self.dispute_id, "segment": self.segment, "salt": self.salt.hex()}
+        if self.evidence is None:
+            return body  # an empty seal
+        return {**self.evidence.to_json(), **body}
+
     @classmethod
     def read(cls, r: BodyReader) -> UnsealBody:
         dispute_id, segment, salt = (
@@ -760,7 +852,7 @@ class UnsealBody:
 
 
 @dataclass(frozen=True)
-class RevealTrapBody:
+class RevealTrapBody(TxBody):
     """The solver shows that the step the referee disagreed with is one of its forced errors:
     the segment's secret, proved against the job's ``trap_root``, and the agreed pre-state
     blob again (the referee re-runs the step and applies the drawn perturbation)."""
@@ -782,7 +874,7 @@ class RevealTrapBody:
 
 
 @dataclass(frozen=True)
-class AuditBody:
+class AuditBody(TxBody):
     """The solver audits an attester whose sample held forced error ``segment``: the segment's
     secret (proved against ``trap_root``) and both of its leaves (proved against the root)
     open a bisection game in which the attester must defend its attestation."""
@@ -845,7 +937,7 @@ def _optional_proofs(r: BodyReader, name: str, max_items: int) -> tuple[Inclusio
 
 
 @dataclass(frozen=True)
-class CommitTraceBody:
+class CommitTraceBody(TxBody):
     """The solver commits the operator trace of the one disputed step a: its root, whether
     the step overflowed, and the data roots of every tensor of the agreed pre-state and the
     disputed post-state (the state tree's order, by name), with the proofs that tie each
@@ -860,6 +952,19 @@ class CommitTraceBody:
     post: tuple[Hash32, ...]
     post_proofs: tuple[InclusionProof | None, ...]
     overflow_proof: InclusionProof | None
+
+    def to_json(self) -> dict[str, Any]:
+        body = {
+            "dispute_id": self.dispute_id,
+            "trace_root": self.trace_root.hex(),
+            "overflow": self.overflow,
+            "pre": encode_field(self.pre),
+            "post": encode_field(self.post),
+        }
+        if self.overflow:
+            assert self.overflow_proof is not None, "an overflow needs its overflow_proof"
+            return {**body, "overflow_proof": self.overflow_proof.to_json()}
+        return {**body, "post_proofs": encode_field(self.post_proofs)}
 
     @classmethod
     def read(cls, r: BodyReader) -> CommitTraceBody:
@@ -881,7 +986,7 @@ class CommitTraceBody:
 
 
 @dataclass(frozen=True)
-class RevealOpBody:
+class RevealOpBody(TxBody):
     """The trace descent ended at op k: the solver opens its entry, an overflow or the
     output's data root (the entry is then ``protocol.trace.output_entry(k, shape, root)``)."""
 
@@ -907,6 +1012,9 @@ class ChunkPiece:
     data: bytes
     path: tuple[bytes, ...]
 
+    def to_json(self) -> dict[str, Any]:
+        return {"index": self.index, "data": self.data.hex(), "path": encode_field(self.path)}
+
     @classmethod
     def read(cls, r: BodyReader) -> ChunkPiece:
         index = r.integer("index")
@@ -925,6 +1033,14 @@ class InputPiece:
     data_root: Hash32 | None
     entry_proof: InclusionProof | None
     chunks: tuple[ChunkPiece, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"chunks": encode_field(self.chunks)}
+        if self.data_root is not None:
+            body["data_root"] = self.data_root.hex()
+        if self.entry_proof is not None:
+            body["entry_proof"] = self.entry_proof.to_json()
+        return body
 
     @classmethod
     def read(cls, r: BodyReader, name: str) -> InputPiece:
@@ -949,9 +1065,12 @@ class Witness:
     element: int
     piece: InputPiece | None
 
+    def to_json(self) -> dict[str, Any]:
+        return {"element": self.element, "piece": encode_field(self.piece)}
+
 
 @dataclass(frozen=True)
-class ShowOverflowBody:
+class ShowOverflowBody(TxBody):
     """Evidence that op k (or, during the trace descent, the solver's step) overflows:
     ``leaf``, the proof of an ``OVERFLOW_ENTRY`` leaf of the trace (an input of op k, or any
     leaf while the solver claims no overflow), or ``check`` (an index into op k's checks,
@@ -962,6 +1081,15 @@ class ShowOverflowBody:
     leaf: InclusionProof | None
     check: int | None
     witnesses: tuple[Witness, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        if self.leaf is not None:
+            return {"dispute_id": self.dispute_id, "leaf": self.leaf.to_json()}
+        return {
+            "dispute_id": self.dispute_id,
+            "check": self.check,
+            "witnesses": [w.to_json() for w in self.witnesses],
+        }
 
     @classmethod
     def read(cls, r: BodyReader) -> ShowOverflowBody:
@@ -984,7 +1112,7 @@ class ShowOverflowBody:
 
 
 @dataclass(frozen=True)
-class RevealChunkBody:
+class RevealChunkBody(TxBody):
     """The chunk descent ended at chunk c of op k's output: the solver posts its bytes."""
 
     kind: ClassVar[str] = "reveal_chunk"
@@ -997,7 +1125,7 @@ class RevealChunkBody:
 
 
 @dataclass(frozen=True)
-class NameElementBody:
+class NameElementBody(TxBody):
     """The challenger names the element of the revealed chunk it disagrees with (its flat
     index in op k's output)."""
 
@@ -1011,7 +1139,7 @@ class NameElementBody:
 
 
 @dataclass(frozen=True)
-class PostPiecesBody:
+class PostPiecesBody(TxBody):
     """The solver posts, for each input of op k, the chunks covering the box the named
     element reads, proved (null for an input it does not read or a batch input)."""
 
@@ -1028,7 +1156,7 @@ class PostPiecesBody:
 
 
 @dataclass(frozen=True)
-class ClaimTimeoutBody:
+class ClaimTimeoutBody(TxBody):
     """Exactly one of ``job_id`` (missed training deadline) or ``dispute_id`` (missed move)."""
 
     kind: ClassVar[str] = "claim_timeout"
@@ -1048,7 +1176,7 @@ class ClaimTimeoutBody:
 
 
 @dataclass(frozen=True)
-class SettleBody:
+class SettleBody(TxBody):
     kind: ClassVar[str] = "settle"
     job_id: str
 
@@ -1057,7 +1185,7 @@ class SettleBody:
         return cls(r.identifier("job_id"))
 
 
-TX_KINDS: Final[dict[str, type[Any]]] = {
+TX_KINDS: Final[dict[str, type[TxBody]]] = {
     cls.kind: cls
     for cls in (
         FaucetBody,
