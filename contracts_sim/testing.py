@@ -1,9 +1,13 @@
 """An in-memory chain for tests and simulations: named keys, correct nonces, blocks on demand.
 
     h = LedgerHarness(balances={"alice": 1_000, "bob": 500})
-    h.send("alice", "transfer", {"to": h.address("bob"), "amount": 10})   # at h.height
+    h.send("alice", TransferBody(h.address("bob"), Amount(10)))   # at h.height
     h.advance(3)                                  # three more blocks (deadlines move)
-    h.expect_error("bob", "stake", {"amount": 10**9}, InsufficientBalanceError)
+    h.expect_error("bob", StakeBody(Amount(10**9)), error=InsufficientBalanceError)
+    h.expect_error("bob", "stake", {"amount": -1}, MalformedBodyError)  # a hand-made body
+
+Transactions are typed bodies (``contracts_sim.transactions``); a kind and a JSON body are
+taken too, for the bodies a test means to malform.
 
 Every accepted transaction is followed by ``check_invariant``; ``expect_error`` also checks that
 the rejected transaction changed nothing at all (same ``to_json()``, same state root). Block
@@ -29,7 +33,7 @@ from contracts_sim.invariants import check_invariant
 from contracts_sim.params import TEST, Params
 from contracts_sim.records import Account
 from contracts_sim.state import LedgerState
-from contracts_sim.transactions import Transaction, sign_transaction
+from contracts_sim.transactions import Transaction, TxBody, sign_transaction
 from protocol.errors import ProofNetError
 from protocol.hashing import hash_json
 from protocol.types import Address, Hash32, Height
@@ -139,11 +143,21 @@ class LedgerHarness:
     # --- transactions -------------------------------------------------------------------
 
     def sign(
-        self, name: str, kind: str, body: Mapping[str, Any], *, nonce: int | None = None
+        self,
+        name: str,
+        kind: str | TxBody,
+        body: Mapping[str, Any] | None = None,
+        *,
+        nonce: int | None = None,
     ) -> Transaction:
+        """Sign a typed body, or a kind and its JSON body, with ``name``'s next nonce."""
         if nonce is None:
             nonce = self.account(name).nonce
-        return sign_transaction(self.key(name), self.chain_id, nonce, kind, body)
+        if isinstance(kind, TxBody):
+            if body is not None:
+                raise TypeError("a typed body carries its kind: pass no JSON body with it")
+            return sign_transaction(self.key(name), self.chain_id, nonce, kind)
+        return sign_transaction(self.key(name), self.chain_id, nonce, kind, body or {})
 
     def apply(self, tx: Transaction) -> Receipt:
         events = apply_transaction(self.state, tx, self.env, self.params)
@@ -153,21 +167,22 @@ class LedgerHarness:
         self.receipts.append(receipt)
         return receipt
 
-    def send(self, name: str, kind: str, body: Mapping[str, Any] | None = None) -> Receipt:
+    def send(self, name: str, kind: str | TxBody, body: Mapping[str, Any] | None = None) -> Receipt:
         """Sign with the next nonce and apply at the current height."""
-        return self.apply(self.sign(name, kind, body or {}))
+        return self.apply(self.sign(name, kind, body))
 
     def expect_error(
         self,
         name: str,
-        kind: str,
-        body: Mapping[str, Any] | None,
+        kind: str | TxBody,
+        body: Mapping[str, Any] | None = None,
         error: type[ProofNetError] = LedgerError,
         *,
         tx: Transaction | None = None,
     ) -> ProofNetError:
-        """Apply a transaction that must fail with ``error`` and change nothing."""
-        tx = tx if tx is not None else self.sign(name, kind, body or {})
+        """Apply a transaction that must fail with ``error`` and change nothing (a typed body:
+        ``expect_error(name, body, error=...)``)."""
+        tx = tx if tx is not None else self.sign(name, kind, body)
         return self.expect_rejected(tx, error)
 
     def expect_rejected(
