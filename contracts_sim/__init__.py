@@ -1,27 +1,43 @@
 """ProofNet's ledger: a simulated chain written like a spec (docs/ledger.md).
 
-The tree is the table of contents:
+The tree is the table of contents. The rules (no I/O; a transaction applies all or nothing):
 
-    fork.py          the state-transition function: apply_transaction, begin_block, genesis_state
-    transactions.py  the signed envelope and one typed body per kind (TX_KINDS)
-    state.py         LedgerState: tables of frozen records with an undo journal
-    records.py       Account, Job, Bid, Dispute, ... (the tables' rows)
-    tokens.py        faucet, transfer
-    staking.py       stake, unstake, withdraw
-    jobs.py          post_job, bid, close_bidding, cancel_job, commit_progress, commit_final,
-                     attest, settle, and the training-deadline timeout
-    scoring.py       score_bid: how bids are ranked
-    dispute.py       challenge and the refereed bisection game
-    referee.py       the one-step re-execution (the only place that runs the exact VM)
-    timeouts.py      claim_timeout
-    invariants.py    check_invariant: tokens are neither created nor lost outside the rules
-    params.py        Params and its presets ("test", "testnet")
-    events.py        Event
-    exceptions.py    the LedgerError tree
-    crypto.py        Ed25519 keys and addresses
-    codec.py         JSON encoding of records
-    testing.py       LedgerHarness: an in-memory chain for tests
+    fork.py             the state-transition function: apply_transaction, begin_block,
+                        genesis_state, check_transaction; PROCESSORS (kind -> process_*)
+    transactions.py     the signed envelope and one typed body per kind (TX_KINDS)
+    env.py              BlockEnv, TxContext: the block a transaction is in and its sender
+    state.py            LedgerState: tables of frozen records, copy-on-write, an undo journal
+    records.py          Account, Job, Bid, Dispute, ... (the tables' rows) and their enums
+    tokens.py           faucet, transfer
+    staking.py          stake, unstake, withdraw; the stake a bid reserves
+    registry.py         set_endpoint: where an account serves its data
+    jobs.py             post_job, bid, close_bidding, cancel_job, commit_progress,
+                        commit_final, attest, settle; the training-deadline timeout; slashing
+    scoring.py          score_bid: how bids are ranked
+    dispute.py          challenge, data requests and the refereed bisection game
+    operator_dispute.py the game inside one step: to one operator, then one element
+    forced_errors.py    sealed challenges, unseal, reveal_trap, audits of attesters
+    referee.py          the only place the ledger runs the exact VM: one step, one element
+    timeouts.py         claim_timeout
+    invariants.py       check_invariant: tokens are neither created nor lost outside the rules
+    params.py           Params and its presets ("test", "testnet", "testnet-operator")
+    events.py           Event
+    exceptions.py       the LedgerError tree
+    crypto.py           Ed25519 keys, addresses and the pinned verification rule
+    beacon.py           the block producer's unique RSA signature per height: the randomness
+    codec.py            JSON encoding of records
 
+Around the rules (the block producer and its persistence):
+
+    chain.py            Chain: the open block (mempool), block production, receipts, events
+    blocks.py           block headers, receipts, chain events
+    state_tree.py       the sparse Merkle tree over the state: state roots and row proofs
+    store.py            SqlStore: SQLAlchemy 2, SQLite by default, PostgreSQL by URL
+    migrations/         Alembic migrations of the store's schema (``python -m
+                        contracts_sim.migrations``)
+    testing.py          LedgerHarness: an in-memory chain for tests
+
+The protocol these rules implement, and why each is shaped as it is: docs/protocol.md.
 Layering: imports ``protocol`` only, never ``services``; torch only through ``protocol.exact``.
 See docs/ledger.md for the transaction kinds, bodies, errors and tables.
 """
