@@ -25,7 +25,7 @@ virtual clock, so with ``automine`` (the default) it produces the block itself.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Protocol, TypeVar, runtime_checkable
 
@@ -48,9 +48,11 @@ from contracts_sim.transactions import PostJobBody, Transaction, parse_body, sig
 from protocol.errors import ProofNetError
 from protocol.types import Address
 from services.node import views
+from services.node.views import MAX_JOB_IDS
 
 __all__ = [
     "ChainClient",
+    "ChainHead",
     "ClientError",
     "HttpChainClient",
     "JobSubmission",
@@ -92,6 +94,14 @@ class JobSubmission:
 TxLike = Transaction | Mapping[str, Any]
 
 
+@dataclass(frozen=True)
+class ChainHead:
+    """The head block's height and the id of the last event: where an event cursor starts."""
+
+    height: int
+    last_event_id: int
+
+
 def _tx_json(tx: TxLike) -> dict[str, Any]:
     return tx.to_json() if isinstance(tx, Transaction) else dict(tx)
 
@@ -103,6 +113,7 @@ class ChainClient(Protocol):
     def chain_id(self) -> str: ...
     def params(self) -> JsonObject: ...
     def head_height(self) -> int: ...
+    def chain_head(self) -> ChainHead: ...
     def submit(self, tx: TxLike, wait: bool = False) -> Receipt: ...
     def post_job(self, tx: TxLike, wait: bool = True) -> JobSubmission: ...
     def receipt(self, tx_hash: str) -> Receipt: ...
@@ -110,7 +121,11 @@ class ChainClient(Protocol):
     def pending_nonce(self, address: str) -> int: ...
     def get_job(self, job_id: str) -> JsonObject: ...
     def list_jobs(
-        self, status: str | None = None, submitter: str | None = None, solver: str | None = None
+        self,
+        status: str | None = None,
+        submitter: str | None = None,
+        solver: str | None = None,
+        job_ids: Sequence[str] | None = None,
     ) -> list[JsonObject]: ...
     def get_dispute(self, dispute_id: str) -> JsonObject: ...
     def list_disputes(self, job_id: str | None = None) -> list[JsonObject]: ...
@@ -157,6 +172,9 @@ class LocalChainClient:
     def head_height(self) -> int:
         return int(self.chain.height)
 
+    def chain_head(self) -> ChainHead:
+        return ChainHead(int(self.chain.height), int(self.chain.last_event_id))
+
     def submit(self, tx: TxLike, wait: bool = False) -> Receipt:
         tx_hash = self._call(lambda: self.chain.submit(tx))
         receipt = self._call(lambda: self.chain.receipt(tx_hash))
@@ -188,17 +206,22 @@ class LocalChainClient:
         )
 
     def list_jobs(
-        self, status: str | None = None, submitter: str | None = None, solver: str | None = None
+        self,
+        status: str | None = None,
+        submitter: str | None = None,
+        solver: str | None = None,
+        job_ids: Sequence[str] | None = None,
     ) -> list[JsonObject]:
         def run() -> list[JsonObject]:
             if status is not None and status not in {s.value for s in JobStatus}:
                 raise ClientError("validation_error", f"status: unknown job status {status!r}", 422)
+            wanted = None if job_ids is None else {views.parse_id(j, "job id") for j in job_ids}
             jobs = self.chain.list_jobs(
                 status=status,
                 submitter=None if submitter is None else views.parse_address(submitter),
                 solver=None if solver is None else views.parse_address(solver),
             )
-            return [views.job_view(job) for job in jobs]
+            return [views.job_view(job) for job in jobs if wanted is None or job.job_id in wanted]
 
         return self._call(run)
 
@@ -423,6 +446,10 @@ class HttpChainClient:
     def head_height(self) -> int:
         return int(self._request("GET", "/health")["height"])
 
+    def chain_head(self) -> ChainHead:
+        health = self._request("GET", "/health")
+        return ChainHead(int(health["height"]), int(health["last_event_id"]))
+
     def submit(self, tx: TxLike, wait: bool = False, timeout: float | None = None) -> Receipt:
         params = {"wait": "true", "timeout": timeout} if wait else None
         data = self._request(
@@ -465,23 +492,50 @@ class HttpChainClient:
         return dict(self._request("GET", f"/jobs/{job_id}"))
 
     def list_jobs(
-        self, status: str | None = None, submitter: str | None = None, solver: str | None = None
+        self,
+        status: str | None = None,
+        submitter: str | None = None,
+        solver: str | None = None,
+        job_ids: Sequence[str] | None = None,
     ) -> list[JsonObject]:
+        """Jobs by filter, every page of them; with ``job_ids``, only those jobs (in
+        requests of at most ``MAX_JOB_IDS`` ids; an unknown id is simply absent)."""
+        if job_ids is not None:
+            ids = list(job_ids)
+            return [
+                job
+                for start in range(0, len(ids), MAX_JOB_IDS)
+                for job in self._jobs_page(
+                    status, submitter, solver, ids[start : start + MAX_JOB_IDS], MAX_JOB_IDS, 0
+                )
+            ]
         found: list[JsonObject] = []
         offset, page = 0, 1000
         while True:
-            params = {
-                "status": status,
-                "submitter": submitter,
-                "solver": solver,
-                "limit": page,
-                "offset": offset,
-            }
-            batch = self._request("GET", "/jobs", params=params)
+            batch = self._jobs_page(status, submitter, solver, None, page, offset)
             found.extend(batch)
             if len(batch) < page:
                 return found
             offset += page
+
+    def _jobs_page(
+        self,
+        status: str | None,
+        submitter: str | None,
+        solver: str | None,
+        job_ids: list[str] | None,
+        limit: int,
+        offset: int,
+    ) -> list[JsonObject]:
+        params = {
+            "status": status,
+            "submitter": submitter,
+            "solver": solver,
+            "job_id": job_ids,
+            "limit": limit,
+            "offset": offset,
+        }
+        return list(self._request("GET", "/jobs", params=params))
 
     def get_dispute(self, dispute_id: str) -> JsonObject:
         return dict(self._request("GET", f"/disputes/{dispute_id}"))

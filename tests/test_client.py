@@ -88,6 +88,9 @@ def play(client: ChainClient) -> list[tuple[str, Any]]:
     job_id = posted.job_id
     out.append(("post_job", (job_id, posted.receipt.to_json())))
     out.append(("open jobs", client.list_jobs(status="open")))
+    out.append(("jobs by id", client.list_jobs(job_ids=[job_id, HEX64])))
+    out.append(("no jobs by id", client.list_jobs(job_ids=[HEX64])))
+    out.append(("open jobs by id", client.list_jobs(status="settled", job_ids=[job_id])))
 
     bid = solver.send("bid", {"job_id": job_id, "price": 700, "capacity": 8})
     out.append(("bid pending", bid.to_json()))
@@ -110,6 +113,7 @@ def play(client: ChainClient) -> list[tuple[str, Any]]:
     out.append(("nonces", [client.pending_nonce(k.address) for k in (ALICE, SOLVER, VERIFIER)]))
     out.append(("disputes", client.list_disputes(job_id)))
     out.append(("supply", client.supply()))
+    out.append(("chain head", client.chain_head()))
 
     events = client.events_since(0, limit=1000)
     out.append(("events", [e.to_json() for e in events]))
@@ -137,6 +141,22 @@ def test_http_and_local_backends_give_the_same_results() -> None:
     assert [label for label, _ in local] == [label for label, _ in http]
     for (label, a), (_, b) in zip(local, http, strict=True):
         assert a == b, label
+
+
+@pytest.mark.parametrize("backend", sorted(BACKENDS))
+def test_jobs_by_id_name_only_those_jobs(backend: str) -> None:
+    client = BACKENDS[backend]()
+    alice = Wallet(ALICE, client)
+    posted = [alice.post_job({"spec": tiny_spec_dict(seed=s), **JOB_TERMS}) for s in (1, 2, 3)]
+    ids = [p.job_id for p in posted]
+    assert [j["job_id"] for j in client.list_jobs(job_ids=[ids[2], ids[0]])] == sorted(
+        [ids[0], ids[2]], key=[j["job_id"] for j in client.list_jobs()].index
+    )
+    assert client.list_jobs(job_ids=[]) == []
+    assert error_of(lambda: client.list_jobs(job_ids=["nope"]))[0] == "invalid_identifier"
+    head = client.chain_head()
+    assert head.height == client.head_height()
+    assert head.last_event_id == client.events_since(0, limit=1000)[-1].id
 
 
 @pytest.mark.parametrize("backend", sorted(BACKENDS))

@@ -25,6 +25,8 @@ JsonObject = dict[str, Any]
 
 _ID = re.compile(r"(?:0x)?[0-9a-fA-F]{64}")
 MAX_HISTORY: Final = 1000
+MAX_JOB_IDS: Final = 100
+"""The most job ids one ``GET /jobs?job_id=…`` names (a client splits a longer list)."""
 
 
 class InvalidIdentifierError(ProofNetError):

@@ -20,7 +20,13 @@ from services.node.errors import (
 from services.node.routes.txs import TimeoutQuery
 from services.node.schemas import JobDetail, JobPublic, JobSubmitted
 from services.node.tx_schemas import openapi_examples
-from services.node.views import job_detail_view, job_view, parse_address, parse_id
+from services.node.views import (
+    MAX_JOB_IDS,
+    job_detail_view,
+    job_view,
+    parse_address,
+    parse_id,
+)
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
 
@@ -99,15 +105,27 @@ def list_jobs(
     status: JobStatus | None = None,
     submitter: str | None = None,
     solver: str | None = None,
+    job_id: Annotated[
+        list[str] | None,
+        Query(
+            max_length=MAX_JOB_IDS,
+            description=f"only these jobs (repeat the parameter, at most {MAX_JOB_IDS}); "
+            "an unknown id is left out",
+        ),
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> list[dict[str, Any]]:
-    """Jobs at the head block, by id; filter by status, submitter or solver."""
+    """Jobs at the head block, by id; filter by status, submitter, solver or a list of ids
+    (an agent following ``/events`` re-reads the jobs the events name in one request)."""
+    wanted = None if job_id is None else {parse_id(j, "job id") for j in job_id}
     jobs = chain.list_jobs(
         status=None if status is None else status.value,
         submitter=None if submitter is None else parse_address(submitter),
         solver=None if solver is None else parse_address(solver),
     )
+    if wanted is not None:
+        jobs = [job for job in jobs if job.job_id in wanted]
     return [job_view(job) for job in jobs[offset : offset + limit]]
 
 

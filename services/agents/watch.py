@@ -1,0 +1,317 @@
+"""Event-driven reads: an agent's view of the chain, kept up to date from ``/events``.
+
+An agent used to re-read every job, its account and the head height on every tick. A
+``ChainWatcher`` follows the event stream instead and reads only what the events say changed::
+
+    watcher = ChainWatcher(client, address)
+    watcher.wait(timeout)        # long-poll: True once new events arrived (False: timeout)
+    watcher.height               # the head height as of the last block event (no read)
+    watcher.jobs()               # every job, as the node's JSON view (``GET /jobs``)
+    watcher.job(job_id)          # one job's view, or None
+    watcher.disputes(job_id)     # the job's disputes (``GET /disputes?job_id=``)
+    watcher.account()            # this agent's account (``GET /accounts/{address}``)
+    watcher.invalidate(job_id=None, account=False)   # the agent sent something
+
+What is read, and when:
+
+- The first read of anything starts the cursor at the chain's last event (``GET /health``)
+  and reads every job once (``GET /jobs``).
+- An event naming a job (``job_id``) marks that job stale, and its disputes; an event naming
+  this agent's address anywhere in its data, or naming a job that mentions the address (its
+  bid, its assignment, its attestation...), marks the account stale. An event that names no
+  job, no dispute and no address could touch anything: everything is marked stale. A
+  ``block`` event only moves the height.
+- Stale records are read again when asked for, not when the event arrives: the stale jobs in
+  one ``GET /jobs?job_id=…`` request, a job's disputes in one ``GET /disputes?job_id=``, the
+  account in one ``GET /accounts/{address}``. A record nobody asks for is never read.
+- A gap in event ids (the node pruned events) or a cursor beyond the chain's last event (a
+  chain started over) drops the cache and fills it again.
+
+``blocks_left`` of a cached open dispute is recomputed from ``height``: the one field of the
+views that moves with the clock rather than with an event.
+
+Two ways to drive it. Push (``services.agents.runner``): the loop calls ``wait`` between
+ticks, and reads between two waits see the chain as of the last batch of events. Pull
+(tests that produce blocks themselves and tick agents by hand, never calling ``wait``): each
+read first catches up with the events so far (``sync``), so a tick always sees the chain's
+head. Either way a record is read from the node at most once per batch of events naming it.
+
+The JSON returned is the watcher's cached copy (one level copied): callers decode it, they do
+not mutate it. ``job`` returns the list view (``GET /jobs``), not ``GET /jobs/{id}``'s detail:
+no ``history`` or ``dispute_summaries``.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import Counter
+from collections.abc import Iterable
+from typing import Any, Final
+
+from contracts_sim.blocks import BLOCK_EVENT, ChainEvent
+from services.client import ChainClient, JsonObject
+
+log = logging.getLogger("proofnet.watch")
+
+EVENTS_PAGE: Final = 1000
+"""Events asked for per request (the node's largest page)."""
+RESET_CHECK_AFTER: Final = 1.0
+"""A long-poll at least this long that brings nothing (a live chain seals a block every
+``block_time``) is followed by one ``/health`` read: has the chain started over?"""
+
+
+def mentions(value: Any, address: str) -> bool:
+    """Whether ``address`` occurs as a string anywhere in ``value`` (JSON: dicts, lists)."""
+    if isinstance(value, str):
+        return value.lower() == address
+    if isinstance(value, dict):
+        return any(mentions(v, address) for v in value.values())
+    if isinstance(value, list | tuple):
+        return any(mentions(v, address) for v in value)
+    return False
+
+
+class ChainWatcher:
+    """One agent's cache of the jobs, disputes and account it reads, driven by events."""
+
+    def __init__(self, client: ChainClient, address: str) -> None:
+        self.client = client
+        self.address = address.lower()
+        self._lock = threading.RLock()
+        self._cursor: int | None = None  # the last event id applied; None: not started
+        self._height = 0
+        self._pushed = False  # ``wait`` has been called: reads do not catch up themselves
+        self._jobs: dict[str, JsonObject] = {}
+        self._stale_jobs: set[str] = set()
+        self._disputes: dict[str, list[JsonObject]] = {}  # job id -> its disputes
+        self._account: JsonObject | None = None
+        self._account_after_block = False  # the agent sent a transaction: re-read after a block
+        self._jobs_after_block: set[str] = set()
+        self.reads: Counter[str] = Counter()  # records read from the node, by kind
+        self.events_seen = 0
+
+    # --- driving --------------------------------------------------------------------------
+    def wait(self, timeout: float) -> bool:
+        """Block up to ``timeout`` seconds for new events (a long-poll of ``/events``) and
+        apply them; True if any arrived. From the first call on, reads no longer catch up by
+        themselves: they see the chain as of the last ``wait``."""
+        with self._lock:
+            self._pushed = True
+            if self._cursor is None:
+                self._start()
+                return True
+            cursor = self._cursor
+        events = self.client.events_since(cursor, EVENTS_PAGE, timeout)
+        self.reads["events"] += 1
+        if not events:
+            if timeout >= RESET_CHECK_AFTER:
+                self._check_reset()
+            return False
+        with self._lock:
+            self._apply(events)
+        if len(events) >= EVENTS_PAGE:
+            self.sync()  # a full page: fetch the rest now
+        return True
+
+    def sync(self) -> None:
+        """Apply every event so far without waiting (at least one ``/events`` request)."""
+        with self._lock:
+            if self._cursor is None:
+                self._start()
+                return
+            while True:
+                events = self.client.events_since(self._cursor, EVENTS_PAGE, 0.0)
+                self.reads["events"] += 1
+                if events:
+                    self._apply(events)
+                if len(events) < EVENTS_PAGE:
+                    return
+
+    def _catch_up(self) -> None:
+        """Before a read in pull mode (``wait`` never called): apply the events so far."""
+        if not self._pushed:
+            self.sync()
+        elif self._cursor is None:
+            self._start()
+
+    def _start(self) -> None:
+        """Start the cursor at the chain's last event and read every job once."""
+        head = self.client.chain_head()
+        self.reads["head"] += 1
+        self._cursor = head.last_event_id
+        self._height = max(self._height, head.height)
+        self._jobs = {}
+        for job in self.client.list_jobs():
+            self._jobs[str(job["job_id"])] = job
+        self.reads["jobs"] += 1
+        self._stale_jobs.clear()
+        self._disputes.clear()
+        self._account = None
+
+    def _check_reset(self) -> None:
+        """After a long-poll with no events: if the chain is behind the cursor, it started
+        over (a new database behind the same URL); fill the cache again."""
+        with self._lock:
+            head = self.client.chain_head()
+            self.reads["head"] += 1
+            if self._cursor is not None and head.last_event_id < self._cursor:
+                log.warning(
+                    "the chain's last event %d is before this watcher's cursor %d: reloading",
+                    head.last_event_id,
+                    self._cursor,
+                )
+                self._height = 0
+                self._start()
+
+    # --- events ---------------------------------------------------------------------------
+    def _apply(self, events: Iterable[ChainEvent]) -> None:
+        for event in events:
+            assert self._cursor is not None
+            if event.id <= self._cursor:
+                continue  # already applied (an overlapping page)
+            if event.id != self._cursor + 1:
+                log.warning("events %d..%d are missing: reloading", self._cursor + 1, event.id - 1)
+                self._start()
+                return
+            self._cursor = event.id
+            self.events_seen += 1
+            self._height = max(self._height, int(event.height))
+            if event.kind == BLOCK_EVENT:
+                self._after_block()
+                continue
+            self._note(event)
+
+    def _after_block(self) -> None:
+        """What the agent's own transactions may have changed, stale once a block is sealed."""
+        if self._account_after_block:
+            self._account, self._account_after_block = None, False
+        for job_id in self._jobs_after_block:
+            self._stale_jobs.add(job_id)
+            self._disputes.pop(job_id, None)
+        self._jobs_after_block.clear()
+
+    def _note(self, event: ChainEvent) -> None:
+        """Mark what ``event`` may have changed as stale."""
+        data = event.data
+        job_id = data.get("job_id")
+        dispute_id = data.get("dispute_id")
+        named_me = mentions(data, self.address)
+        if named_me:
+            self._account = None
+        if isinstance(job_id, str):
+            cached = self._jobs.get(job_id)
+            if cached is not None and not named_me and mentions(cached, self.address):
+                self._account = None  # a job of this agent's: its pay, bonds or stake moved
+            self._stale_jobs.add(job_id)
+            self._disputes.pop(job_id, None)
+            return
+        if isinstance(dispute_id, str):
+            owners = [j for j, ds in self._disputes.items() if _holds(ds, dispute_id)]
+            if owners:
+                for owner in owners:
+                    self._disputes.pop(owner, None)
+            else:
+                self._disputes.clear()
+            return
+        if named_me or _names_an_address(data):
+            return  # an account event (transfer, stake, endpoint...) of someone else's
+        self.invalidate_all()
+
+    # --- reads ----------------------------------------------------------------------------
+    @property
+    def height(self) -> int:
+        """The head height as of the last block event applied."""
+        with self._lock:
+            self._catch_up()
+            return self._height
+
+    @property
+    def cursor(self) -> int | None:
+        """The id of the last event applied (None before the first read)."""
+        return self._cursor
+
+    def jobs(self) -> list[JsonObject]:
+        """Every job on the chain (the stale ones read again, in one request)."""
+        with self._lock:
+            self._catch_up()
+            self._refresh_jobs()
+            return [dict(job) for job in self._jobs.values()]
+
+    def job(self, job_id: str) -> JsonObject | None:
+        """One job, or None if the chain has no such job."""
+        job_id = job_id.removeprefix("0x").lower()
+        with self._lock:
+            self._catch_up()
+            if job_id in self._stale_jobs:
+                self._refresh_jobs()
+            job = self._jobs.get(job_id)
+            return None if job is None else dict(job)
+
+    def disputes(self, job_id: str) -> list[JsonObject]:
+        """The disputes of one job (read again after an event names the job or one of them)."""
+        job_id = job_id.removeprefix("0x").lower()
+        with self._lock:
+            self._catch_up()
+            found = self._disputes.get(job_id)
+            if found is None:
+                found = self.client.list_disputes(job_id)
+                self.reads["disputes"] += 1
+                self._disputes[job_id] = found
+            return [self._with_blocks_left(d) for d in found]
+
+    def account(self) -> JsonObject:
+        """This agent's account (read again after an event names it or one of its jobs, and
+        after the first block following an ``invalidate(account=True)``)."""
+        with self._lock:
+            self._catch_up()
+            if self._account is None:
+                self._account = self.client.get_account(self.address)
+                self.reads["account"] += 1
+            return dict(self._account)
+
+    def _refresh_jobs(self) -> None:
+        if not self._stale_jobs:
+            return
+        wanted = sorted(self._stale_jobs)
+        fresh = {str(j["job_id"]): j for j in self.client.list_jobs(job_ids=wanted)}
+        self.reads["jobs"] += 1
+        for job_id in wanted:
+            if job_id in fresh:
+                self._jobs[job_id] = fresh[job_id]
+            else:
+                self._jobs.pop(job_id, None)
+        self._stale_jobs.clear()
+
+    def _with_blocks_left(self, dispute: JsonObject) -> JsonObject:
+        copy = dict(dispute)
+        if copy.get("blocks_left") is not None and isinstance(copy.get("deadline"), int):
+            copy["blocks_left"] = max(int(copy["deadline"]) - self._height, 0)
+        return copy
+
+    # --- the agent's own changes ------------------------------------------------------------
+    def invalidate(self, job_id: str | None = None, *, account: bool = False) -> None:
+        """The agent sent a transaction about ``job_id`` and/or its account. Nothing changes
+        before the transaction's block, whose events name what it changed; this re-reads
+        them after that block even so (a rejected or unnamed effect still shows)."""
+        with self._lock:
+            if job_id is not None:
+                self._jobs_after_block.add(job_id.removeprefix("0x").lower())
+            if account:
+                self._account_after_block = True
+
+    def invalidate_all(self) -> None:
+        """Everything cached is read again when next asked for."""
+        with self._lock:
+            self._stale_jobs.update(self._jobs)
+            self._disputes.clear()
+            self._account = None
+
+
+def _holds(disputes: list[JsonObject], dispute_id: str) -> bool:
+    return any(d.get("dispute_id") == dispute_id for d in disputes)
+
+
+def _names_an_address(data: dict[str, Any]) -> bool:
+    """Whether an event's data names an account (``0x`` and 40 hex digits)."""
+    return any(isinstance(v, str) and len(v) == 42 and v.startswith("0x") for v in data.values())

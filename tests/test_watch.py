@@ -1,0 +1,284 @@
+"""``ChainWatcher``: the cache it keeps from ``/events`` always equals what the chain says, and
+it reads a record again only when an event names it."""
+
+from __future__ import annotations
+
+import threading
+import warnings
+from collections import Counter
+from typing import Any
+
+import pytest
+
+from contracts_sim.beacon import shared_beacon_key
+from contracts_sim.chain import Chain
+from contracts_sim.crypto import key_from_seed
+from protocol.merkle import CommitmentTree
+from services.agents.watch import ChainWatcher, mentions
+from services.client import ChainClient, HttpChainClient, LocalChainClient, Wallet
+from services.node import NodeSettings, create_app
+from tests.conftest import tiny_spec_dict
+from tests.ledger_helpers import JOB_TERMS, fake_leaves, final_body
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")  # starlette: "install httpx2 instead"
+    from fastapi.testclient import TestClient
+
+CHAIN_ID = "watch-test"
+T0 = 1_700_000_000
+ALICE = key_from_seed("watch/alice")
+SOLVER = key_from_seed("watch/solver")
+VERIFIER = key_from_seed("watch/verifier")
+STRANGER = key_from_seed("watch/stranger")
+READS = ("chain_head", "list_jobs", "get_job", "list_disputes", "get_account")
+
+
+def make_chain() -> Chain:
+    return Chain.open(
+        None,
+        CHAIN_ID,
+        "test",
+        {ALICE.address: 100_000, STRANGER.address: 1_000},
+        genesis_time=T0,
+        beacon_key=shared_beacon_key(),
+        clock=lambda: T0,
+    )
+
+
+class Counting:
+    """A client that counts the record reads (``READS``) passed on to the real one."""
+
+    def __init__(self, client: ChainClient) -> None:
+        self.client = client
+        self.calls: Counter[str] = Counter()
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self.client, name)
+        if name not in READS:
+            return attr
+
+        def counted(*args: Any, **kwargs: Any) -> Any:
+            self.calls[name] += 1
+            return attr(*args, **kwargs)
+
+        return counted
+
+    def take(self) -> Counter[str]:
+        calls, self.calls = self.calls, Counter()
+        return calls
+
+
+def matches_the_chain(watcher: ChainWatcher, truth: ChainClient) -> None:
+    jobs = truth.list_jobs()
+    assert watcher.jobs() == jobs
+    for job in jobs:
+        assert watcher.job(job["job_id"]) == job
+        assert watcher.disputes(job["job_id"]) == truth.list_disputes(job["job_id"])
+    assert watcher.account() == truth.get_account(watcher.address)
+    assert watcher.height == truth.head_height()
+
+
+def lifecycle(client: ChainClient, check: Any) -> str:
+    """A job from posting to settlement; ``check()`` after every block."""
+    alice, solver, verifier = (Wallet(k, client) for k in (ALICE, SOLVER, VERIFIER))
+    for wallet, kind, amount in [
+        (solver, "faucet", 50_000),
+        (verifier, "faucet", 5_000),
+        (solver, "stake", 1_000),
+        (verifier, "stake", 100),
+    ]:
+        wallet.send(kind, {"amount": amount}, wait=True)
+        check()
+    job_id = alice.post_job({"spec": tiny_spec_dict(), **JOB_TERMS}).job_id
+    check()
+    solver.send("bid", {"job_id": job_id, "price": 700, "capacity": 8}, wait=True)
+    check()
+    Wallet(STRANGER, client).send("transfer", {"to": ALICE.address, "amount": 5}, wait=True)
+    check()
+    while client.head_height() <= client.get_job(job_id)["bid_deadline"]:
+        client.produce_block()
+        check()
+    alice.send("close_bidding", {"job_id": job_id}, wait=True)
+    check()
+    solver.send("commit_final", final_body(job_id, CommitmentTree(fake_leaves())), wait=True)
+    check()
+    client.produce_block()
+    verifier.send("attest", {"job_id": job_id}, wait=True)
+    check()
+    while client.head_height() <= client.get_job(job_id)["challenge_deadline"]:
+        client.produce_block()
+        check()
+    alice.send("settle", {"job_id": job_id}, wait=True)
+    check()
+    return job_id
+
+
+def http_client(chain: Chain) -> HttpChainClient:
+    settings = NodeSettings(
+        db_url="memory://", chain_id=CHAIN_ID, preset="test", block_time=0, dev=True
+    )
+    return HttpChainClient(http=TestClient(create_app(settings, chain=chain)))
+
+
+@pytest.mark.parametrize("who", [SOLVER, VERIFIER, ALICE, STRANGER], ids=lambda k: k.address[:8])
+def test_the_cache_equals_the_chain_after_every_block(who: Any) -> None:
+    """Pull mode (reads catch up by themselves), for every party of a job's lifecycle."""
+    client = LocalChainClient(make_chain())
+    watcher = ChainWatcher(client, who.address)
+    lifecycle(client, lambda: matches_the_chain(watcher, client))
+
+
+def test_the_cache_equals_the_chain_driven_by_waits() -> None:
+    """Push mode: ``wait`` applies the events; reads see the chain as of the last wait."""
+    client = LocalChainClient(make_chain())
+    watcher = ChainWatcher(client, SOLVER.address)
+    watcher.wait(0)
+
+    def check() -> None:
+        while watcher.wait(0):
+            pass
+        matches_the_chain(watcher, client)
+
+    lifecycle(client, check)
+
+
+def test_only_the_records_events_name_are_read_again() -> None:
+    counting = Counting(LocalChainClient(make_chain()))
+    client: Any = counting
+    alice, solver = Wallet(ALICE, client), Wallet(SOLVER, client)
+    solver.send("faucet", {"amount": 5_000}, wait=True)
+    solver.send("stake", {"amount": 1_000}, wait=True)
+    first = alice.post_job({"spec": tiny_spec_dict(seed=1), **JOB_TERMS}).job_id
+    second = alice.post_job({"spec": tiny_spec_dict(seed=2), **JOB_TERMS}).job_id
+    counting.take()
+
+    watcher = ChainWatcher(client, SOLVER.address)
+    assert len(watcher.jobs()) == 2
+    assert counting.take() == {"chain_head": 1, "list_jobs": 1}
+    watcher.account()
+    assert counting.take() == {"get_account": 1}
+
+    # Nothing happened: nothing is read.
+    watcher.jobs(), watcher.account(), watcher.height
+    assert counting.take() == {}
+
+    # A bid on the first job: that job (only) is read again, in one request; the bid names
+    # this solver, so its account (stake reserved) is read again too.
+    solver.send("bid", {"job_id": first, "price": 700, "capacity": 8}, wait=True)
+    counting.take()
+    jobs = {j["job_id"]: j for j in watcher.jobs()}
+    assert counting.take() == {"list_jobs": 1}
+    assert jobs[first]["bids"] and not jobs[second]["bids"]
+    watcher.job(first), watcher.job(second)
+    assert counting.take() == {}
+    watcher.account()
+    assert counting.take() == {"get_account": 1}
+
+    # Empty blocks move the height, and read nothing.
+    height = watcher.height
+    client.produce_block()
+    client.produce_block()
+    assert watcher.height == height + 2
+    watcher.jobs(), watcher.account()
+    assert counting.take() == {}
+
+    # Someone else's transfer names neither a job nor this agent.
+    Wallet(STRANGER, client).send("transfer", {"to": ALICE.address, "amount": 1}, wait=True)
+    counting.take()  # the wallet's own reads
+    watcher.jobs(), watcher.account()
+    assert counting.take() == {}
+
+    # This agent's faucet names it: the account is read again, the jobs are not.
+    solver.send("faucet", {"amount": 5_000}, wait=True)
+    counting.take()
+    watcher.jobs()
+    assert counting.take() == {}
+    assert int(watcher.account()["balance"]) == 5_000 + 5_000 - 1_000
+    assert counting.take() == {"get_account": 1}
+
+    # Disputes: read once, then from the cache until an event names the job.
+    assert watcher.disputes(second) == []
+    assert watcher.disputes(second) == []
+    assert counting.take() == {"list_disputes": 1}
+
+
+def test_what_the_agent_sent_is_read_again_after_the_next_block() -> None:
+    counting = Counting(LocalChainClient(make_chain()))
+    client: Any = counting
+    job_id = Wallet(ALICE, client).post_job({"spec": tiny_spec_dict(), **JOB_TERMS}).job_id
+    watcher = ChainWatcher(client, SOLVER.address)
+    watcher.jobs(), watcher.account()
+    counting.take()
+    watcher.invalidate(job_id, account=True)
+    watcher.jobs(), watcher.account()
+    assert counting.take() == {}  # nothing changes before a block
+    client.produce_block()
+    watcher.jobs(), watcher.account()
+    assert counting.take() == {"list_jobs": 1, "get_account": 1}
+
+
+def test_a_job_of_the_agents_names_its_account_even_when_the_event_does_not() -> None:
+    """``job_settled`` pays the attesters without naming them: the verifier's account is
+    read again because the cached job holds its attestation."""
+    client = LocalChainClient(make_chain())
+    watcher = ChainWatcher(client, VERIFIER.address)
+    balances = []
+
+    def check() -> None:
+        balances.append(int(watcher.account()["balance"]))
+        assert watcher.account() == client.get_account(VERIFIER.address)
+
+    lifecycle(client, check)
+    assert balances[-1] > balances[-2]  # the fee arrived and was seen
+
+
+def test_a_gap_in_the_events_refills_the_cache(monkeypatch: pytest.MonkeyPatch) -> None:
+    client = LocalChainClient(make_chain())
+    watcher = ChainWatcher(client, SOLVER.address)
+    assert watcher.jobs() == []
+    job_id = Wallet(ALICE, client).post_job({"spec": tiny_spec_dict(), **JOB_TERMS}).job_id
+    real = client.events_since
+    monkeypatch.setattr(client, "events_since", lambda s, n=100, t=0.0: real(s, n, t)[1:])
+    assert [j["job_id"] for j in watcher.jobs()] == [job_id]
+
+
+def test_a_chain_started_over_refills_the_cache() -> None:
+    client = LocalChainClient(make_chain())
+    Wallet(ALICE, client).post_job({"spec": tiny_spec_dict(), **JOB_TERMS})
+    for _ in range(3):
+        client.produce_block()
+    watcher = ChainWatcher(client, SOLVER.address)
+    assert len(watcher.jobs()) == 1
+    client.chain = make_chain()  # the same URL, a new database
+    assert not watcher.wait(1.0)
+    assert watcher.jobs() == [] and watcher.height == 0
+
+
+def test_wait_long_polls_the_node_until_a_block() -> None:
+    chain = make_chain()
+    client = http_client(chain)
+    watcher = ChainWatcher(client, SOLVER.address)
+    assert watcher.wait(0.0)  # the first call starts the cursor
+    assert not watcher.wait(0.0)
+    timer = threading.Timer(0.2, chain.produce_block)
+    timer.start()
+    try:
+        assert watcher.wait(5.0)
+    finally:
+        timer.join()
+    assert watcher.height == chain.height == 1
+    assert watcher.reads["events"] == 2
+
+
+def test_open_disputes_count_their_blocks_left_from_the_height() -> None:
+    watcher = ChainWatcher(LocalChainClient(make_chain()), SOLVER.address)
+    watcher._height = 7
+    assert watcher._with_blocks_left({"deadline": 10, "blocks_left": 5})["blocks_left"] == 3
+    assert watcher._with_blocks_left({"deadline": 5, "blocks_left": 1})["blocks_left"] == 0
+    assert watcher._with_blocks_left({"deadline": 5, "blocks_left": None})["blocks_left"] is None
+
+
+def test_mentions_finds_an_address_anywhere() -> None:
+    address = SOLVER.address.lower()
+    assert mentions({"bids": [{"solver": SOLVER.address}]}, address)
+    assert not mentions({"bids": [{"solver": ALICE.address}], "n": 3}, address)
