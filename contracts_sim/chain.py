@@ -79,7 +79,6 @@ from contracts_sim.blocks import (
     compute_tx_root,
 )
 from contracts_sim.crypto import verify_signature
-from contracts_sim.dispute import MOVE_PHASE
 from contracts_sim.env import BlockEnv
 from contracts_sim.events import Event
 from contracts_sim.exceptions import (
@@ -103,6 +102,7 @@ from contracts_sim.fork import (
 )
 from contracts_sim.invariants import check_invariant
 from contracts_sim.jobs import get_sample_seed, get_verifier_sample
+from contracts_sim.moves import GAME_MOVES
 from contracts_sim.params import PRESETS, Params, get_preset, with_dev_rules
 from contracts_sim.records import Account, Dispute, DisputeStatus, Job, Phase
 from contracts_sim.state import LedgerState
@@ -134,7 +134,7 @@ log = logging.getLogger(__name__)
 DEFAULT_CHAIN_ID: Final = "proofnet-local"
 DEFAULT_MAX_BLOCK_TXS: Final = 10_000
 MAX_EVENTS_PAGE: Final = 1_000
-DEADLINE_KINDS: Final = frozenset(MOVE_PHASE) | {"claim_timeout", "audit"}
+DEADLINE_KINDS: Final = GAME_MOVES | {"audit"}
 """Transactions an honest party must get into a block before a deadline (``_has_reserved_room``)."""
 
 

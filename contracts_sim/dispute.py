@@ -9,36 +9,19 @@ Glossary
                  the one at b is disputed (``hash_hi``); it starts as [(d-1)·C, d·C].
     one step     b - a == 1: the referee runs step a from the agreed pre-state and compares.
 
-The game is a transition table. Each phase names the one move it accepts and the party that
-makes it (``TURN``); a move in another phase raises ``WrongPhaseError``, by the other party
-``NotYourTurnError``, after ``deadline`` ``DeadlinePassedError`` — and changes nothing::
-
-    phase              move               by          next phase
-    reveal_children    reveal_children    solver      choose_child
-    choose_child       choose_child       challenger  reveal_children | reveal_leaf
-    reveal_leaf        reveal_leaf        solver      post_midpoint | post_prestate | resolved
-    post_midpoint      post_midpoint      solver      respond_midpoint
-    respond_midpoint   respond_midpoint   challenger  post_midpoint | post_prestate
-    post_prestate      post_prestate      either      resolved | reveal_trap
-    unseal             unseal             challenger  post_midpoint | post_prestate
-    reveal_trap        reveal_trap        solver      resolved (forced_error | challenger won)
-    publish_data       publish_data       solver      resolved (data_published)
+The game is a transition table, ``contracts_sim.moves.MOVES``: each move is legal in the
+phases it names, by the party whose turn it is there (``TURN``) unless the row says otherwise,
+and may lead only to the row's next phases. A move in another phase raises ``WrongPhaseError``,
+by another party ``NotYourTurnError``, after ``deadline`` ``DeadlinePassedError`` — and changes
+nothing. Every phase change passes ``moves.require_transition``: one the table does not list is
+a bug (``InvariantViolation``). The trajectory descent (``reveal_children``/``choose_child``/
+``reveal_leaf``) narrows the dispute to one segment, bisection (``post_midpoint``/
+``respond_midpoint``) to one step, and ``post_prestate`` hands that step to the referee.
 
 With ``Params.operator_disputes`` the one-step phase is ``commit_trace`` instead of
 ``post_prestate``, and the game plays on inside the step, to one operator and one element of
-its output; the descent phases above are reused over the trace and over the output's chunks
-(``contracts_sim.operator_dispute`` has the rules and why)::
-
-    commit_trace       commit_trace       solver      reveal_children | reveal_op
-    choose_child       show_overflow      challenger  resolved (trace tree: the solver's
-                                                      trace overflows, its claim says not)
-    reveal_op          reveal_op          solver      prove_overflow | reveal_children |
-                                                      reveal_chunk | name_element | resolved
-    prove_overflow     show_overflow      solver      resolved (challenger lost)
-    reveal_chunk       reveal_chunk       solver      name_element
-    name_element       name_element       challenger  post_pieces
-    name_element       show_overflow      challenger  resolved (solver lost)
-    post_pieces        post_pieces        solver      resolved
+its output; the descent phases are reused over the trace and over the output's chunks
+(``contracts_sim.operator_dispute`` has the rules and why).
 
 On a job with forced errors every challenge is *sealed* (it opens in ``unseal`` and names its
 segment only after the window: ``contracts_sim.forced_errors``), and ``reveal_trap`` is entered
@@ -133,8 +116,17 @@ from contracts_sim.jobs import (
     require_eligible_verifier,
     require_verdict_window,
 )
+from contracts_sim.moves import MOVES, TURN, expected_phases, require_transition
 from contracts_sim.params import Params
-from contracts_sim.records import Dispute, DisputeMove, DisputeStatus, Job, Party, Phase
+from contracts_sim.records import (
+    Dispute,
+    DisputeMove,
+    DisputeStatus,
+    Job,
+    Party,
+    Phase,
+    Resolution,
+)
 from contracts_sim.state import DISPUTES, LedgerState, decrease_balance, increase_balance
 from contracts_sim.transactions import (
     ChallengeBody,
@@ -160,54 +152,6 @@ from protocol.merkle import (
 )
 from protocol.state_commitment import blob_root
 from protocol.types import Address, Amount, Hash32, Height
-
-TURN: Final[dict[Phase, Party]] = {
-    Phase.REVEAL_CHILDREN: Party.SOLVER,
-    Phase.CHOOSE_CHILD: Party.CHALLENGER,
-    Phase.REVEAL_LEAF: Party.SOLVER,
-    Phase.POST_MIDPOINT: Party.SOLVER,
-    Phase.RESPOND_MIDPOINT: Party.CHALLENGER,
-    Phase.POST_PRESTATE: Party.SOLVER,  # the challenger may post it too
-    Phase.PUBLISH_DATA: Party.SOLVER,
-    Phase.REVEAL_TRAP: Party.SOLVER,
-    Phase.UNSEAL: Party.CHALLENGER,
-    Phase.COMMIT_TRACE: Party.SOLVER,
-    Phase.REVEAL_OP: Party.SOLVER,
-    Phase.PROVE_OVERFLOW: Party.SOLVER,
-    Phase.REVEAL_CHUNK: Party.SOLVER,
-    Phase.NAME_ELEMENT: Party.CHALLENGER,
-    Phase.POST_PIECES: Party.SOLVER,
-    Phase.RESOLVED: Party.NOBODY,
-}
-"""Whose move it is in each phase; that party loses if the deadline passes."""
-
-MOVE_PHASE: Final[dict[str, Phase]] = {
-    "reveal_children": Phase.REVEAL_CHILDREN,
-    "choose_child": Phase.CHOOSE_CHILD,
-    "reveal_leaf": Phase.REVEAL_LEAF,
-    "post_midpoint": Phase.POST_MIDPOINT,
-    "respond_midpoint": Phase.RESPOND_MIDPOINT,
-    "post_prestate": Phase.POST_PRESTATE,
-    "publish_data": Phase.PUBLISH_DATA,
-    "reveal_trap": Phase.REVEAL_TRAP,
-    "unseal": Phase.UNSEAL,
-    "commit_trace": Phase.COMMIT_TRACE,
-    "reveal_op": Phase.REVEAL_OP,
-    "reveal_chunk": Phase.REVEAL_CHUNK,
-    "name_element": Phase.NAME_ELEMENT,
-    "post_pieces": Phase.POST_PIECES,
-    "show_overflow": Phase.PROVE_OVERFLOW,
-}
-"""The phase in which each move is legal."""
-
-ALSO_LEGAL: Final[dict[str, frozenset[Phase]]] = {
-    "show_overflow": frozenset({Phase.CHOOSE_CHILD, Phase.NAME_ELEMENT}),
-}
-"""Further phases in which a move is legal, by the party whose turn it is there
-(``contracts_sim.operator_dispute``: an overflow may be shown in several places)."""
-
-EITHER_PARTY_MOVES: Final = frozenset({"post_prestate"})
-
 
 # --- pure helpers ---------------------------------------------------------------------------
 
@@ -371,6 +315,7 @@ def process_challenge(
         moves=(DisputeMove("challenge", Party.CHALLENGER, ctx.sender, ctx.height, move_data),),
         **fields,
     )
+    require_transition(dispute, phase)
     register_dispute(state, job, dispute, challengers=with_challenger(job, ctx.sender))
     return [
         make_event(
@@ -457,6 +402,7 @@ def open_data_request(
         ),
         data_request=True,
     )
+    require_transition(request, request.phase)
     # A data request is not a verdict: the requester still attests or challenges afterwards.
     register_dispute(state, job, request)
     return [
@@ -483,16 +429,13 @@ def begin_move(
     # INVARIANT: the game is still being played.
     if dispute.status != DisputeStatus.OPEN:
         raise DisputeClosedError(dispute_id, dispute.status)
-    # INVARIANT: this is the move the current phase expects.
-    expected = MOVE_PHASE[kind]
-    if dispute.phase != expected and dispute.phase not in ALSO_LEGAL.get(kind, ()):
-        raise WrongPhaseError(dispute_id, dispute.phase, expected)
-    # INVARIANT: the sender is the party to move.
+    # INVARIANT: the current phase takes this move (contracts_sim.moves.MOVES) ...
+    rule = MOVES[kind]
+    if dispute.phase not in rule.phases:
+        raise WrongPhaseError(dispute_id, dispute.phase, expected_phases(kind))
+    # INVARIANT: ... from the sender's party (the party to move, unless the table says else).
     party = party_of(dispute, ctx.sender)
-    allowed = {TURN[dispute.phase]}
-    if kind in EITHER_PARTY_MOVES:
-        allowed |= {Party.SOLVER, Party.CHALLENGER}
-    if party not in allowed:
+    if party not in rule.allowed(dispute.phase):
         raise NotYourTurnError(dispute_id, TURN[dispute.phase], ctx.sender)
     # INVARIANT: the move is in time.
     if ctx.height > dispute.deadline:
@@ -520,7 +463,9 @@ def _advance(
 def advance_until(
     state: LedgerState, dispute: Dispute, phase: Phase, deadline: Height, **changes: Any
 ) -> list[Event]:
-    """Enter ``phase`` with the move deadline ``deadline`` and store the dispute."""
+    """Enter ``phase`` with the move deadline ``deadline`` and store the dispute (a phase the
+    last recorded move may lead to: ``contracts_sim.moves.require_transition``)."""
+    require_transition(dispute, phase)
     dispute = replace(dispute, phase=phase, turn=TURN[phase], deadline=deadline, **changes)
     state.set_dispute(dispute)
     last = dispute.moves[-1]
@@ -617,7 +562,9 @@ def process_reveal_leaf(
         )
         dispute = replace(dispute, hash_hi=body.entry)
         winner = Party.SOLVER if solver_right else Party.CHALLENGER
-        return resolve_dispute(state, ctx, dispute, winner, reason, None, params)
+        return resolve_dispute(
+            state, ctx, dispute, winner, reason, None, params, Resolution.LEAF_ZERO
+        )
 
     # INVARIANT: leaf d - 1 (agreed by the descent) is proved against the solver's root.
     if body.pre_entry is None:
@@ -718,11 +665,14 @@ def process_post_prestate(
             return enter_reveal_trap(state, ctx, dispute, params)
     if post is None:
         winner, reason = Party.CHALLENGER, f"the agreed pre-state of step {a} is invalid: {invalid}"
+        resolution = Resolution.INVALID_PRESTATE
     elif post == h_b:
         winner, reason = Party.SOLVER, f"step {a} re-executed to the solver's hash"
+        resolution = Resolution.ONE_STEP
     else:
         winner, reason = Party.CHALLENGER, f"step {a} re-executed to a different hash"
-    return resolve_dispute(state, ctx, dispute, winner, reason, a, params)
+        resolution = Resolution.ONE_STEP
+    return resolve_dispute(state, ctx, dispute, winner, reason, a, params, resolution)
 
 
 def require_state_blob(blob: bytes, expected: Hash32, params: Params) -> Hash32:
@@ -768,10 +718,12 @@ def process_publish_data(
         blob_size=len(body.blob),
         post_entry=body.post_entry,
     )
+    require_transition(dispute, Phase.RESOLVED)
     state.set_dispute(
         replace(
             dispute,
             status=DisputeStatus.DATA_PUBLISHED,
+            resolution=Resolution.DATA_PUBLISHED,
             phase=Phase.RESOLVED,
             turn=Party.NOBODY,
             hash_lo=body.pre_entry,
@@ -841,6 +793,7 @@ def claim_move_timeout(
         raise DeadlineNotReachedError("the dispute move", dispute.deadline, ctx.height)
 
     loser = dispute.turn
+    timed_out = Resolution.timeout(dispute.phase)
     claimant = party_of(dispute, ctx.sender)
     dispute = record(dispute, "claim_timeout", claimant, ctx, phase=dispute.phase, loser=loser)
     if dispute.audit:
@@ -848,9 +801,11 @@ def claim_move_timeout(
 
         role = "attester" if loser == Party.CHALLENGER else "auditing solver"
         reason = f"the {role} missed the {dispute.phase.value} deadline ({dispute.deadline})"
-        return resolve_audit(state, ctx, dispute, loser == Party.CHALLENGER, reason, params)
+        return resolve_audit(
+            state, ctx, dispute, loser == Party.CHALLENGER, reason, params, timed_out
+        )
     reason = f"the {loser.value} missed the {dispute.phase.value} deadline ({dispute.deadline})"
-    return resolve_dispute(state, ctx, dispute, _other(loser), reason, None, params)
+    return resolve_dispute(state, ctx, dispute, _other(loser), reason, None, params, timed_out)
 
 
 def resolve_dispute(
@@ -861,8 +816,11 @@ def resolve_dispute(
     reason: str,
     located_step: int | None,
     params: Params,
+    resolution: Resolution,
 ) -> list[Event]:
-    """Close ``dispute`` with ``winner`` and move the money (see the module docstring)."""
+    """Close ``dispute`` with ``winner`` (``resolution`` says what decided it) and move the
+    money (see the module docstring)."""
+    require_transition(dispute, Phase.RESOLVED)
     loser = _other(winner)
     status = (
         DisputeStatus.CHALLENGER_WON if winner == Party.CHALLENGER else DisputeStatus.SOLVER_WON
@@ -874,6 +832,7 @@ def resolve_dispute(
         turn=Party.NOBODY,
         winner=winner,
         reason=reason,
+        resolution=resolution,
         located_step=located_step,
         closed_height=ctx.height,
     )
@@ -888,7 +847,9 @@ def resolve_dispute(
         increase_balance(state, dispute.challenger, dispute.bond)
         events += _void_other_disputes(state, ctx, job, dispute.dispute_id)
         job = state.get_job(dispute.job_id)
-        slash, slash_events = close_job_slashed(state, ctx, job, sharers, reason, params)
+        slash, slash_events = close_job_slashed(
+            state, ctx, job, sharers, reason, resolution, params
+        )
         events += slash_events
     else:
         slash = compute_slash(dispute.bond, (dispute.solver,), params)
@@ -926,6 +887,7 @@ def resolve_dispute(
         reward=slash.reward,
         burned=slash.burned,
         reason=reason,
+        resolution=resolution,
         **_located_op(closed),
     )
     return [resolved, *events]
@@ -979,9 +941,10 @@ def _void_other_disputes(
             replace(
                 other,
                 status=DisputeStatus.VOID,
-                phase=Phase.RESOLVED,
+                phase=Phase.RESOLVED,  # VOID_TRANSITION: not a move of this game
                 turn=Party.NOBODY,
                 reason=f"the solver lost dispute {winner_id}",
+                resolution=Resolution.VOID,
                 closed_height=ctx.height,
             )
         )

@@ -63,8 +63,18 @@ from contracts_sim.jobs import (
     require_staked_verifier,
     require_status,
 )
+from contracts_sim.moves import TURN, require_transition
 from contracts_sim.params import Params
-from contracts_sim.records import Dispute, DisputeMove, DisputeStatus, Job, JobStatus, Party, Phase
+from contracts_sim.records import (
+    Dispute,
+    DisputeMove,
+    DisputeStatus,
+    Job,
+    JobStatus,
+    Party,
+    Phase,
+    Resolution,
+)
 from contracts_sim.state import LedgerState, decrease_balance, increase_balance
 from contracts_sim.transactions import AuditBody, ChallengeBody, RevealTrapBody, UnsealBody
 from protocol.errors import ProofError, ProofNetError
@@ -157,11 +167,12 @@ def open_trap_job_challenge(
         opened_height=ctx.height,
         status=DisputeStatus.OPEN,
         phase=Phase.UNSEAL,
-        turn=game.TURN[Phase.UNSEAL],
+        turn=TURN[Phase.UNSEAL],
         deadline=deadline,
         moves=(DisputeMove("challenge", Party.CHALLENGER, ctx.sender, ctx.height, opening),),
         sealed=body.sealed,
     )
+    require_transition(sealed_challenge, sealed_challenge.phase)
     game.register_dispute(
         state, job, sealed_challenge, challengers=game.with_challenger(job, ctx.sender)
     )
@@ -253,10 +264,12 @@ def _close_at_no_fault(
     dispute: Dispute,
     status: DisputeStatus,
     reason: str,
+    resolution: Resolution,
     **changes: Any,
 ) -> None:
     """Close a game nobody lost (an empty seal, a confirmed forced error): the challenger's
     bond goes back and the job counts one open dispute less."""
+    require_transition(dispute, Phase.RESOLVED)
     state.set_dispute(
         replace(
             dispute,
@@ -264,6 +277,7 @@ def _close_at_no_fault(
             phase=Phase.RESOLVED,
             turn=Party.NOBODY,
             reason=reason,
+            resolution=resolution,
             closed_height=ctx.height,
             **changes,
         )
@@ -276,7 +290,7 @@ def _close_at_no_fault(
 def _close_empty_seal(state: LedgerState, ctx: TxContext, dispute: Dispute) -> list[Event]:
     """An empty seal opened: nothing was disputed; the bond goes back."""
     reason = "an empty seal: the verifier disputed nothing"
-    _close_at_no_fault(state, ctx, dispute, DisputeStatus.VOID, reason)
+    _close_at_no_fault(state, ctx, dispute, DisputeStatus.VOID, reason, Resolution.EMPTY_SEAL)
     return [
         make_event(
             "seal_opened_empty",
@@ -379,7 +393,9 @@ def process_reveal_trap(
     )
     if forced != h_b:
         reason = f"step {a} is not the forced error of segment {segment} either"
-        return game.resolve_dispute(state, ctx, dispute, Party.CHALLENGER, reason, a, params)
+        return game.resolve_dispute(
+            state, ctx, dispute, Party.CHALLENGER, reason, a, params, Resolution.NOT_FORCED_ERROR
+        )
     return _close_forced_error(state, ctx, dispute, segment)
 
 
@@ -389,7 +405,9 @@ def _close_forced_error(
     """Nobody cheated: the bond goes back (the challenger's attestation pays its fee share)."""
     reason = f"step {dispute.step_lo} is the forced error of segment {segment}"
     status, located = DisputeStatus.FORCED_ERROR, dispute.step_lo
-    _close_at_no_fault(state, ctx, dispute, status, reason, located_step=located)
+    _close_at_no_fault(
+        state, ctx, dispute, status, reason, Resolution.FORCED_ERROR, located_step=located
+    )
     return [
         make_event(
             "forced_error_confirmed",
@@ -460,7 +478,7 @@ def process_audit(
         opened_height=ctx.height,
         status=DisputeStatus.OPEN,
         phase=phase,
-        turn=game.TURN[phase],
+        turn=TURN[phase],
         deadline=deadline,
         leaf_index=body.segment + 1,
         step_lo=a,
@@ -472,6 +490,7 @@ def process_audit(
         trap_segment=body.segment,
         trap_selector=draw.selector,
     )
+    require_transition(audit, audit.phase)
     game.register_dispute(state, job, audit, audited=(*job.audited, body.attester))
     return [
         make_event(
@@ -483,7 +502,7 @@ def process_audit(
             segment=body.segment,
             bond=params.challenge_bond,
             phase=phase,
-            turn=game.TURN[phase],
+            turn=TURN[phase],
             deadline=deadline,
         )
     ]
@@ -510,21 +529,28 @@ def judge_audit_step(
         )
     except ProofNetError as exc:
         reason = f"the solver's pre-state of step {a} is invalid: {exc.message}"
-        return resolve_audit(state, ctx, dispute, attester_lost=False, reason=reason, params=params)
+        return resolve_audit(
+            state, ctx, dispute, False, reason, params, Resolution.INVALID_PRESTATE
+        )
     dispute = game.record(
         dispute, "post_prestate", Party.NOBODY, ctx, step=a, post_hash=post, forced_hash=forced
     )
     if forced is not None:
         if forced == h_b:
             reason = f"step {a} is the planted forced error the attester vouched against"
-            return resolve_audit(state, ctx, dispute, True, reason, params)
+            return resolve_audit(
+                state, ctx, dispute, True, reason, params, Resolution.AUDIT_FORCED_ERROR
+            )
         why = "was never planted" if post == h_b else "is not what the solver committed"
-        return resolve_audit(state, ctx, dispute, False, f"the forced error {why}", params)
+        reason = f"the forced error {why}"
+        return resolve_audit(
+            state, ctx, dispute, False, reason, params, Resolution.AUDIT_FORCED_ERROR
+        )
     if post == h_b:
         reason = f"step {a} re-executed to the solver's hash, which the attester disputed"
-        return resolve_audit(state, ctx, dispute, True, reason, params)
+        return resolve_audit(state, ctx, dispute, True, reason, params, Resolution.ONE_STEP)
     reason = f"step {a} re-executed to a different hash than the solver's"
-    return resolve_audit(state, ctx, dispute, False, reason, params)
+    return resolve_audit(state, ctx, dispute, False, reason, params, Resolution.ONE_STEP)
 
 
 def resolve_audit(
@@ -534,8 +560,11 @@ def resolve_audit(
     attester_lost: bool,
     reason: str,
     params: Params,
+    resolution: Resolution,
 ) -> list[Event]:
-    """Close an audit: the loser forfeits its bond (the reward share to the winner)."""
+    """Close an audit: the loser forfeits its bond (the reward share to the winner);
+    ``resolution`` says what decided it."""
+    require_transition(dispute, Phase.RESOLVED)
     job = state.get_job(dispute.job_id)
     attester, solver = dispute.challenger, dispute.solver
     state.set_job(replace(job, open_disputes=job.open_disputes - 1))
@@ -559,6 +588,7 @@ def resolve_audit(
             turn=Party.NOBODY,
             winner=winner,
             reason=reason,
+            resolution=resolution,
             closed_height=ctx.height,
         )
     )
@@ -574,5 +604,6 @@ def resolve_audit(
             reward=slash.reward,
             burned=slash.burned,
             reason=reason,
+            resolution=resolution,
         )
     ]

@@ -54,7 +54,7 @@ from contracts_sim.exceptions import (
     WrongJobStatusError,
 )
 from contracts_sim.params import BPS, Params
-from contracts_sim.records import Bid, Job, JobStatus
+from contracts_sim.records import Bid, Job, JobStatus, Resolution
 from contracts_sim.scoring import rank_bids, required_capacity
 from contracts_sim.staking import reserved_stake
 from contracts_sim.state import LedgerState, burn, decrease_balance, increase_balance
@@ -199,6 +199,7 @@ def close_job_slashed(
     job: Job,
     beneficiaries: Sequence[Address],
     reason: str,
+    resolution: Resolution,
     params: Params,
 ) -> tuple[Slash, list[Event]]:
     """The solver failed: slash it (the reward shared by ``beneficiaries``), refund the
@@ -217,6 +218,7 @@ def close_job_slashed(
             burned=slash.burned,
             rewards=slash.rewards,
             reason=reason,
+            resolution=resolution,
         ),
         make_event("job_refunded", job_id=job.job_id, submitter=job.submitter, amount=refund),
     ]
@@ -803,7 +805,13 @@ def claim_training_timeout(
         raise DeadlineNotReachedError("training", job.train_deadline, ctx.height)
 
     _, events = close_job_slashed(
-        state, ctx, job, (job.submitter,), "missed the training deadline", params
+        state,
+        ctx,
+        job,
+        (job.submitter,),
+        "missed the training deadline",
+        Resolution.TRAINING_TIMEOUT,
+        params,
     )
     return events
 

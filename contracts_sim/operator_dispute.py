@@ -83,7 +83,7 @@ from contracts_sim.events import Event
 from contracts_sim.exceptions import HashMismatchError, InvalidProofError, MalformedBodyError
 from contracts_sim.jobs import get_job_spec
 from contracts_sim.params import Params
-from contracts_sim.records import Dispute, OperatorGame, Party, Phase
+from contracts_sim.records import Dispute, OperatorGame, Party, Phase, Resolution
 from contracts_sim.state import LedgerState
 from contracts_sim.transactions import (
     ChunkPiece,
@@ -398,7 +398,9 @@ def process_reveal_op(
     )
     if body.overflow and not operator.overflow:
         reason = _contradiction(node.index, node.label)
-        return _verdict(state, ctx, dispute, Party.CHALLENGER, reason, params)
+        return _verdict(
+            state, ctx, dispute, Party.CHALLENGER, reason, params, Resolution.OVERFLOW_EVIDENCE
+        )
     if body.overflow:
         return _enter(state, ctx, dispute, Phase.PROVE_OVERFLOW, params)
     assert body.data_root is not None
@@ -501,10 +503,17 @@ def process_post_pieces(
             Party.CHALLENGER,
             f"{where} cannot be recomputed: {invalid}",
             params,
+            Resolution.OPERATOR_CHECK,
         )
     if expected == solver_value:
         return _verdict(
-            state, ctx, dispute, Party.SOLVER, f"{where} recomputed to the solver's value", params
+            state,
+            ctx,
+            dispute,
+            Party.SOLVER,
+            f"{where} recomputed to the solver's value",
+            params,
+            Resolution.OPERATOR_CHECK,
         )
     return _verdict(
         state,
@@ -513,6 +522,7 @@ def process_post_pieces(
         Party.CHALLENGER,
         f"{where} recomputed to {expected}, not the solver's {solver_value}",
         params,
+        Resolution.OPERATOR_CHECK,
     )
 
 
@@ -573,7 +583,9 @@ def process_show_overflow(
         dispute = replace(
             dispute, operator=replace(operator, op_index=j, op_label=program.nodes[j].label)
         )
-        return _verdict(state, ctx, dispute, Party.CHALLENGER, reason, params)
+        return _verdict(
+            state, ctx, dispute, Party.CHALLENGER, reason, params, Resolution.OVERFLOW_EVIDENCE
+        )
     spec, program = _program(dispute, state)
     node = _op(dispute, program)
     if body.leaf is not None:
@@ -589,7 +601,7 @@ def process_show_overflow(
         assert body.check is not None
         what = _require_failing_check(dispute, spec, program, node, body.check, body.witnesses)
         dispute = game.record(dispute, "show_overflow", party, ctx, check=body.check)
-    return _verdict(state, ctx, dispute, party, what, params)
+    return _verdict(state, ctx, dispute, party, what, params, Resolution.OVERFLOW_EVIDENCE)
 
 
 def _require_failing_check(
@@ -680,8 +692,11 @@ def _verdict(
     winner: Party,
     reason: str,
     params: Params,
+    resolution: Resolution,
 ) -> list[Event]:
     """An operator-level verdict: located at step a and op k."""
     operator = _game(dispute)
     dispute = replace(dispute, operator=replace(operator, located_op=operator.op_index))
-    return game.resolve_dispute(state, ctx, dispute, winner, reason, dispute.step_lo, params)
+    return game.resolve_dispute(
+        state, ctx, dispute, winner, reason, dispute.step_lo, params, resolution
+    )

@@ -296,6 +296,8 @@ class Dispute:
     located_step: int | None = None
     winner: Party = Party.NOBODY
     reason: str = ""
+    resolution: Resolution = Resolution.NONE
+    """What decided the game once closed (``reason`` is its human-readable account)."""
     closed_height: Height | None = None
     moves: tuple[DisputeMove, ...] = ()
     audit: bool = False

@@ -90,11 +90,13 @@ SQLITE_BUSY_TIMEOUT_MS: Final = 10_000
 META_KEY: Final = "chain"
 BEACON_KEY_META_KEY: Final = "beacon_key"
 ALEMBIC_VERSION_TABLE: Final = "alembic_version"  # the schema revision (migrations/)
-STORE_FORMAT: Final = 4
+STORE_FORMAT: Final = 5
 """2: block headers carry a beacon, the meta holds the producer key; 3: state roots are sparse
 Merkle roots (docs/state-commitment.md) and block_hashes keeps a window; 4: headers carry the
 producer's signature of their hash (migration 0002 signs a format-3 chain's headers with its
-stored key). A chain stored in another format is refused on open (its roots do not
+stored key); 5: a dispute record carries its ``resolution`` (every state root from the first
+dispute on differs, and the signed headers commit to them, so no migration can carry a format-4
+chain over). A chain stored in another format is refused on open (its roots do not
 reproduce)."""
 
 StateChange = tuple[str, str, Any]

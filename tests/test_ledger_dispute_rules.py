@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from contracts_sim.dispute import MOVE_PHASE, TURN, bisection_midpoint
+from contracts_sim.dispute import bisection_midpoint
 from contracts_sim.exceptions import (
     DeadlineNotReachedError,
     DeadlinePassedError,
@@ -20,6 +20,7 @@ from contracts_sim.exceptions import (
     WrongJobStatusError,
     WrongPhaseError,
 )
+from contracts_sim.moves import MOVES, TURN, expected_phases
 from contracts_sim.params import TEST
 from contracts_sim.records import DisputeStatus, Party, Phase
 from contracts_sim.testing import LedgerHarness
@@ -47,7 +48,7 @@ def test_bisection_midpoint_error_rows(a: object, b: object) -> None:
 
 def test_the_transition_table_is_complete() -> None:
     assert set(TURN) == set(Phase)
-    assert set(MOVE_PHASE.values()) == set(Phase) - {Phase.RESOLVED}
+    assert {p for rule in MOVES.values() for p in rule.phases} == set(Phase) - {Phase.RESOLVED}
 
 
 # --- fixtures -------------------------------------------------------------------------------
@@ -344,7 +345,7 @@ def test_every_move_is_refused_outside_its_phase(
         err = h.expect_error(
             who, kind, {"dispute_id": dispute_id, **MOVE_BODIES[kind]}, WrongPhaseError
         )
-        assert err.expected == MOVE_PHASE[kind]  # type: ignore[attr-defined]
+        assert err.expected == expected_phases(kind)  # type: ignore[attr-defined]
 
 
 @pytest.mark.parametrize(

@@ -44,7 +44,13 @@ from contracts_sim.migrations import (
     run_migrations,
 )
 from contracts_sim.migrations.__main__ import main as migrations_cli
-from contracts_sim.store import Base, SqlStore, StoreError, _make_engine
+from contracts_sim.store import (
+    Base,
+    SqlStore,
+    StoreError,
+    UnsupportedStoreFormatError,
+    _make_engine,
+)
 
 PG_URL = os.environ.get("PROOFNET_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 ALICE = key_from_seed("migrations/alice")
@@ -355,4 +361,58 @@ def test_a_format_3_chain_gets_its_headers_signed_and_keeps_its_hashes(sqlite_ur
     replay(reopened.store)
     reopened.produce_block()
     reopened.close()
+    engine.dispose()
+
+
+def _set_stored_format(engine: Engine, found: int, revision: str) -> None:
+    """Rewind a stored chain to store format ``found`` at schema revision ``revision``."""
+    with engine.begin() as conn:
+        meta = json.loads(conn.execute(text("SELECT value FROM meta WHERE key = 'chain'")).one()[0])
+        conn.execute(
+            text("UPDATE meta SET value = :value WHERE key = 'chain'"),
+            {"value": json.dumps({**meta, "format": found})},
+        )
+        conn.execute(text("UPDATE alembic_version SET version_num = :rev"), {"rev": revision})
+
+
+def test_a_format_4_chain_without_disputes_is_raised_to_format_5(sqlite_url: str) -> None:
+    """0003: with no dispute stored, format 4's state roots are format 5's: only the format
+    number changes, and the chain replays from genesis."""
+    chain = open_chain(sqlite_url)
+    chain.produce_block()
+    blocks = [chain.get_block(height) for height in range(2)]
+    chain.close()
+    engine = _make_engine(sqlite_url)
+    _set_stored_format(engine, 4, "0002")
+
+    reopened = open_chain(sqlite_url)
+
+    assert revisions_of(engine) == (head_revision(),)
+    assert [reopened.get_block(height) for height in range(2)] == blocks
+    replay(reopened.store)
+    reopened.close()
+    engine.dispose()
+
+
+def test_a_format_4_chain_that_held_a_dispute_stays_refused(sqlite_url: str) -> None:
+    """0003: a stored dispute record has format 4's JSON (no ``resolution``): its roots cannot
+    be reproduced, so the chain keeps format 4 and opening it is refused."""
+    chain = open_chain(sqlite_url)
+    chain.produce_block()
+    chain.close()
+    engine = _make_engine(sqlite_url)
+    _set_stored_format(engine, 4, "0002")
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO state_records (table_name, key, value) VALUES ('disputes', :k, '{}')"
+            ),
+            {"k": "ab" * 32},
+        )
+
+    with pytest.raises(UnsupportedStoreFormatError) as err:
+        open_chain(sqlite_url)
+
+    assert err.value.found == 4
+    assert revisions_of(engine) == (head_revision(),)
     engine.dispose()
