@@ -14,13 +14,14 @@ import functools
 from dataclasses import dataclass
 from typing import Any
 
-from contracts_sim.dispute import bisection_midpoint
 from contracts_sim.records import Dispute, DisputeStatus, Party, Phase
 from contracts_sim.testing import LedgerHarness, Receipt
 from protocol.exact import State, encode_state, init, step
-from protocol.merkle import CommitmentTree, NodeRef, children
+from protocol.merkle import CommitmentTree, NodeRef
 from protocol.spec import JobSpec, parse_spec
 from protocol.state_commitment import blob_root
+from services.agents import operator_moves, player
+from services.agents.moves import Move
 from tests.conftest import tiny_spec_dict
 
 
@@ -34,6 +35,37 @@ class Run:
     @functools.cached_property
     def tree(self) -> CommitmentTree:
         return CommitmentTree(self.leaves)
+
+    # --- either side of the honest player (services.agents.player) -------------------------
+    def node_hash(self, node: NodeRef) -> bytes:
+        return self.tree.node_hash(node)
+
+    def hash_at(self, step: int) -> bytes:
+        return self.hashes[step]
+
+    def blob_at(self, step: int) -> bytes:
+        return self.blobs[step]
+
+    def operator_step(self, dispute: Dispute) -> operator_moves.OwnStep | None:
+        return None  # a step-level player
+
+    def leaf(self, index: int) -> bytes:
+        return self.leaves[index]
+
+    def leaf_proof(self, index: int) -> dict[str, Any]:
+        return self.tree.inclusion_proof(index).to_json()
+
+    def published_data(self, segment: int) -> dict[str, Any] | None:
+        return None  # tests publish data themselves
+
+    def trap_reveal(self, step: int) -> dict[str, Any] | None:
+        return None  # forced errors: tests.forced_error_players.TrapSolver reveals
+
+    def agreed_blob(self, step: int) -> bytes | None:
+        return None
+
+    def unseal(self, dispute: Dispute) -> dict[str, Any] | None:
+        return None  # tests.forced_error_players opens seals
 
 
 def _perturb(state: State) -> State:
@@ -67,46 +99,24 @@ def make_run(cheat_step: int | None = None, cheat_init: bool = False) -> Run:
     return Run(spec, hashes, tuple(blobs), leaves)
 
 
-def next_move(dispute: Dispute, solver: Run, challenger: Run) -> tuple[str, str, dict[str, Any]]:
-    """(who, kind, body) of the move the current phase expects, played honestly from each run."""
-    d = dispute
-    base = {"dispute_id": d.dispute_id}
-    if d.phase is Phase.REVEAL_CHILDREN:
-        assert d.node_lo is not None and d.node_hi is not None
-        left, right = children(NodeRef(d.node_lo, d.node_hi))
-        return (
-            "solver",
-            "reveal_children",
-            {
-                **base,
-                "left": solver.tree.node_hash(left).hex(),
-                "right": solver.tree.node_hash(right).hex(),
-            },
-        )
-    if d.phase is Phase.CHOOSE_CHILD:
-        assert d.node_lo is not None and d.node_hi is not None
-        left, _ = children(NodeRef(d.node_lo, d.node_hi))
-        side = "left" if d.left_hash != challenger.tree.node_hash(left) else "right"
-        return "challenger", "choose_child", {**base, "side": side}
-    if d.phase is Phase.REVEAL_LEAF:
-        leaf = d.leaf_index
-        assert leaf is not None
-        body = {**base, "entry": solver.leaves[leaf].hex()}
-        if leaf > 0:
-            body["pre_entry"] = solver.leaves[leaf - 1].hex()
-            body["pre_proof"] = solver.tree.inclusion_proof(leaf - 1).to_json()
-        return "solver", "reveal_leaf", body
-    assert d.step_lo is not None and d.step_hi is not None
-    if d.phase is Phase.POST_MIDPOINT:
-        m = bisection_midpoint(d.step_lo, d.step_hi)
-        return "solver", "post_midpoint", {**base, "state_hash": solver.hashes[m].hex()}
-    if d.phase is Phase.RESPOND_MIDPOINT:
-        m = bisection_midpoint(d.step_lo, d.step_hi)
-        agree = d.midpoint_hash == challenger.hashes[m]
-        return "challenger", "respond_midpoint", {**base, "agree": agree}
-    if d.phase is Phase.POST_PRESTATE:
-        return "solver", "post_prestate", {**base, "blob": solver.blobs[d.step_lo].hex()}
-    raise AssertionError(f"no move in phase {d.phase}")
+def honest_move(d: Dispute, solver: player.Claims, challenger: player.Checks) -> Move:
+    """The move of the party whose turn it is, played honestly from its side."""
+    if d.turn is Party.SOLVER:
+        move = player.solver_move(d, solver)
+    else:
+        move = player.challenger_move(d, challenger)
+    if move is None:
+        raise AssertionError(f"no move in phase {d.phase}")
+    return move
+
+
+def next_move(
+    dispute: Dispute, solver: player.Claims, challenger: player.Checks
+) -> tuple[str, str, dict[str, Any]]:
+    """(who, kind, body) of the move the current phase expects, played honestly from each run
+    (``services.agents.player``, the agents' own player)."""
+    move = honest_move(dispute, solver, challenger)
+    return dispute.turn.value, move.kind, move.body
 
 
 def play(

@@ -22,15 +22,16 @@ import torch
 
 from contracts_sim.records import Dispute, DisputeStatus, Party, Phase
 from contracts_sim.testing import LedgerHarness, Receipt
-from protocol.exact import State, init, step
+from protocol.exact import State, encode_state, init, step
 from protocol.exact.state import state_records
 from protocol.exact.trace import op_def, program_of
 from protocol.exact.trace.run import TraceRun, batch_tensors, execute, tensor_bytes
 from protocol.layout import STEP_KEY
+from protocol.merkle import NodeRef
 from protocol.spec import JobSpec
 from protocol.state_commitment import CHUNK_BYTES, records_root
 from protocol.trace import OVERFLOW_ENTRY, OpNode, Program
-from services.agents import operator_moves
+from services.agents import operator_moves, player
 from tests import dispute_agents
 
 VALUES = CHUNK_BYTES // 8
@@ -110,6 +111,38 @@ class World:
         """The trajectory in the form the step-level players read."""
         leaves = self.hashes[:: self.spec.checkpoint_interval]
         return dispute_agents.Run(self.spec, self.hashes, (), leaves)
+
+    # --- either side of the honest player (services.agents.player) -------------------------
+    def node_hash(self, node: NodeRef) -> bytes:
+        return self.as_run.node_hash(node)
+
+    def hash_at(self, step: int) -> bytes:
+        return self.hashes[step]
+
+    def blob_at(self, step: int) -> bytes:
+        return encode_state(self.states[step])
+
+    def operator_step(self, dispute: Dispute) -> operator_moves.OwnStep:
+        assert dispute.step_lo is not None
+        return own_step(self, dispute.step_lo)
+
+    def leaf(self, index: int) -> bytes:
+        return self.as_run.leaf(index)
+
+    def leaf_proof(self, index: int) -> dict[str, Any]:
+        return self.as_run.leaf_proof(index)
+
+    def published_data(self, segment: int) -> dict[str, Any] | None:
+        return None
+
+    def trap_reveal(self, step: int) -> dict[str, Any] | None:
+        return None
+
+    def agreed_blob(self, step: int) -> bytes | None:
+        return None
+
+    def unseal(self, dispute: Dispute) -> dict[str, Any] | None:
+        return None
 
     # --- one step's data -------------------------------------------------------------------
 
@@ -195,22 +228,10 @@ def _trace_proof(world: World, a: int, leaf: int) -> dict[str, Any]:
     return own_step(world, a).trace_proof(leaf)
 
 
-def operator_move(d: Dispute, solver: World, challenger: World) -> tuple[str, str, dict[str, Any]]:
-    """(who, kind, body) of the operator-level move the dispute expects."""
-    assert d.step_lo is not None
-    role = "solver" if d.phase in operator_moves.SOLVER_PHASES else "challenger"
-    world = solver if role == "solver" else challenger
-    move = operator_moves.next_move(d, own_step(world, d.step_lo))
-    if move is None:
-        raise AssertionError(f"no operator move in phase {d.phase}")
-    return role, move[0], move[1]
-
-
 def next_move(d: Dispute, solver: World, challenger: World) -> tuple[str, str, dict[str, Any]]:
-    """The move of any phase: the step-level players until the operator game starts."""
-    if d.operator is None and d.phase is not Phase.COMMIT_TRACE:
-        return dispute_agents.next_move(d, solver.as_run, challenger.as_run)
-    return operator_move(d, solver, challenger)
+    """(who, kind, body) of the move of any phase, step-level or operator-level: the agents'
+    honest player (``services.agents.player``) on each world."""
+    return dispute_agents.next_move(d, solver, challenger)
 
 
 Tweak = Callable[[str, str, dict[str, Any]], dict[str, Any]]
@@ -231,8 +252,7 @@ def play(
     while True:
         d = h.state.get_dispute(dispute_id)
         assert d.status is DisputeStatus.OPEN
-        in_operator_game = d.operator is not None or d.phase is Phase.COMMIT_TRACE
-        if stop is not None and in_operator_game and (d.turn, d.phase) == stop:
+        if stop is not None and player.in_operator_game(d) and (d.turn, d.phase) == stop:
             h.advance_to(d.deadline + 1)
             return h.send("outsider", "claim_timeout", {"dispute_id": dispute_id})
         h.advance(1)

@@ -32,13 +32,13 @@ from protocol.spec import JobSpec, parse_spec
 from services.agents.moves import Move
 from services.agents.runner import load_or_create_key
 from services.agents.strategy import DisputeView
-from services.cli.jobs import submit_job
 from services.client import HttpChainClient, Wallet
-from services.localnet import free_port
-from services.network import TERMINAL, JobTerms, Network
-from services.specfile import load_spec
+from services.jobspec import load_spec
+from services.ops.localnet import free_port
+from services.sim.network import TERMINAL, JobTerms, Network
 from services.strategies.cheaters import PerturbStep
 from services.strategies.verifiers import FalseChallenger
+from services.submitter import submit_job
 from tests.conftest import EXAMPLE_SPEC, tiny_spec_dict
 
 OPERATOR = replace(TEST, operator_disputes=True, forced_error_bps=0, max_blob_bytes=64 << 20)
@@ -96,16 +96,15 @@ class SteeredFalseChallenger(FalseChallenger):
     knobs = {"label": "the operator it disputes"}
 
     def answer_dispute(self, dispute: DisputeView, honest: Move | None) -> Move | None:
-        raw = dispute.raw
-        operator = raw.get("operator")
-        if honest is None or honest.kind != "choose_child" or operator is None:
+        d = dispute.record
+        if honest is None or honest.kind != "choose_child" or d.operator is None:
             return honest
-        if operator["tree"] != "trace":
+        if d.operator.tree != "trace":
             return honest
-        assert dispute.spec is not None
+        assert dispute.spec is not None and d.node_lo is not None and d.node_hi is not None
         nodes = program_of(dispute.spec).nodes
         (target,) = [n.index for n in nodes if n.label == self.knob("label", "")]
-        _, right = children(NodeRef(int(raw["node_lo"]), int(raw["node_hi"])))
+        _, right = children(NodeRef(d.node_lo, d.node_hi))
         return Move(honest.kind, {**honest.body, "side": "left" if target < right.lo else "right"})
 
 

@@ -23,17 +23,19 @@ import pytest
 import torch
 import yaml
 
+from contracts_sim.records import JobStatus
 from protocol.exact import encode_state, init, run, state_hash, train_trajectory
 from protocol.exact.forced_error import step_with_traps
 from protocol.merkle import root_of
 from protocol.spec import JobSpec
-from services import scenarios
 from services.agents.checkpoints import CheckpointStore
-from services.agents.strategy import JobView, SolverStrategy
+from services.agents.strategy import SolverStrategy
 from services.agents.training import JobRun
 from services.distributed.group import Rendezvous
 from services.distributed.pool import PoolConfig, WorkerPool
 from services.distributed.train import train_shared
+from services.sim import scenarios
+from tests.agent_views import job_view_for
 from tests.test_distributed_e2e import worker_ranks
 from tests.test_distributed_shard import MLP
 from tests.test_families import ADAMW, SGD, TINY_CNN, TINY_TRANSFORMER
@@ -302,18 +304,7 @@ def test_a_dispute_claim_is_computed_alone_when_the_group_fails(tmp_path: Path) 
     # Red team 11, finding 7: claims were computed on the group only; a group that fails
     # during a dispute now leaves the claim to rank 0 alone (the same state).
     spec = case_spec("mlp-sgd", steps=20)
-    job = JobView(
-        job_id="j1",
-        spec=spec,
-        submitter="0x",
-        payment=1,
-        min_stake=1,
-        sample_count=1,
-        num_leaves=spec.num_leaves,
-        status="assigned",
-        solver="0x",
-        raw={},
-    )
+    job = job_view_for(spec, job_id="j1", status=JobStatus.ASSIGNED)
     with WorkerPool(PoolConfig(world=2, timeout=30, max_restarts=0)) as pool:
         job_run = JobRun(job, SolverStrategy(), CheckpointStore(str(tmp_path)), "cpu", pool)
         job_run.traps = {}

@@ -18,15 +18,32 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from contracts_sim.blocks import ChainEvent
 from contracts_sim.crypto import PrivateKey
+from contracts_sim.params import Params
+from contracts_sim.records import Account, Party, Phase
 from contracts_sim.transactions import sign_transaction
 from protocol.errors import ProofNetError
+from services.agents import player
 from services.agents.moves import Move
+from services.agents.strategy import Strategy
 from services.agents.telemetry import AgentTelemetry
+from services.agents.views import (
+    DisputeView,
+    JobView,
+    decode_account,
+    decode_dispute,
+    decode_history,
+    decode_job,
+    decode_params,
+)
+from services.agents.watch import ChainWatcher
+from services.client import NONCE_ERROR_CODES, ChainClient
 
 INFLIGHT_BLOCKS = 3
-NONCE_ERRORS = {"nonce_too_low", "nonce_too_high"}
 BACKOFF_MAX_BLOCKS = 32
+AFTER_THE_WINDOW = frozenset({Phase.REVEAL_TRAP, Phase.UNSEAL})
+"""Phases whose move the ledger takes only once the job's challenge window has closed."""
 
 
 @dataclass(frozen=True)
@@ -39,8 +56,11 @@ class Backoff:
 
 class Agent:
     role = "agent"
+    side = Party.NOBODY
+    """The party this agent plays in disputes (``play_disputes``)."""
+    strategy: Strategy
 
-    def __init__(self, client: Any, key: PrivateKey, *, name: str | None = None) -> None:
+    def __init__(self, client: ChainClient, key: PrivateKey, *, name: str | None = None) -> None:
         self.client = client
         self.key = key
         self.address = key.address
@@ -49,12 +69,14 @@ class Agent:
         self._nonce: int | None = None
         self._inflight: dict[str, int] = {}
         self._chain_id: str | None = None
-        self._params: dict[str, Any] | None = None
+        self._params: Params | None = None
         self.sent: list[tuple[int, str]] = []  # (height, kind) of every accepted submission
         self._tick_height: int | None = None
         self.backoffs: dict[str, Backoff] = {}
         self._logged_once: set[str] = set()
         self.telemetry = AgentTelemetry(self.role, self.address)
+        self.watcher = ChainWatcher(client, self.address)  # every ledger read goes through it
+        self.more_work = False  # set by a tick that stopped with local work left (training)
 
     # --- chain facts --------------------------------------------------------------------
     @property
@@ -64,21 +86,47 @@ class Agent:
         return self._chain_id
 
     @property
-    def params(self) -> dict[str, Any]:
+    def params(self) -> Params:
         if self._params is None:
-            self._params = dict(self.client.params())
+            self._params = decode_params(self.client.params())
         return self._params
 
     def height(self) -> int:
-        return int(self.client.head_height())
+        return self.watcher.height
 
-    def begin_tick(self) -> tuple[int, dict[str, Any]]:
+    def begin_tick(self) -> tuple[int, Account]:
         """Read the head height and this agent's account once; moves sent this tick use them."""
+        self.more_work = False
         self._tick_height = self.height()
         return self._tick_height, self.account()
 
-    def account(self) -> dict[str, Any]:
-        return dict(self.client.get_account(self.address))
+    # --- reads: every read of ledger records goes through these ------------------------------
+    def account(self) -> Account:
+        return decode_account(self.watcher.account())
+
+    def jobs(self) -> list[JobView]:
+        """Every job on the chain, decoded; one the agent cannot decode is logged and left out
+        (one bad answer must not stop its work on the others)."""
+        views = []
+        for answer in self.watcher.jobs():
+            try:
+                views.append(decode_job(answer))
+            except ProofNetError as exc:
+                self.telemetry.error("job_unreadable")
+                self.log.warning("a job the agent cannot read: %s", exc)
+        return views
+
+    def job(self, job_id: str) -> JobView:
+        cached = self.watcher.job(job_id)  # None: no such job; get_job raises job_not_found
+        return decode_job(cached if cached is not None else self.client.get_job(job_id))
+
+    def job_history(self, job_id: str) -> tuple[ChainEvent, ...]:
+        """The job's events, oldest first (``bid_evicted``, ``dispute_resolved`` ...)."""
+        return decode_history(self.client.get_job(job_id))
+
+    def disputes(self, job: JobView) -> list[DisputeView]:
+        """The job's disputes, each carrying the job's spec."""
+        return [decode_dispute(d, job) for d in self.watcher.disputes(job.job_id)]
 
     # --- sending ------------------------------------------------------------------------
     def _next_nonce(self) -> int:
@@ -101,7 +149,7 @@ class Agent:
         try:
             self.client.submit(tx)
         except ProofNetError as exc:
-            if getattr(exc, "code", "") in NONCE_ERRORS:
+            if getattr(exc, "code", "") in NONCE_ERROR_CODES:
                 self._nonce = None
             self.log.info("%s rejected: %s", move.kind, exc)
             self.telemetry.transaction(move.kind, accepted=False)
@@ -144,24 +192,30 @@ class Agent:
             return
         self.backoffs.pop(job_id, None)
 
-    def observe_job(self, raw: dict[str, Any]) -> None:
-        """Count a job read from the chain in this agent's metrics (seen, won, closed)."""
-        self.telemetry.saw_job(
-            str(raw.get("job_id")),
-            str(raw.get("status")),
-            involved=self.involved_in(raw),
-            won=raw.get("solver") == self.address,
+    def observe_job(self, job: JobView) -> None:
+        """Count a job read from the chain in this agent's metrics (seen, won, closed), and log
+        its outcome once when it closes with this agent involved."""
+        involved = self.involved_in(job)
+        closed = self.telemetry.saw_job(
+            job.job_id, job.status, involved=involved, won=job.solver == self.address
         )
+        if closed:
+            self.log.info("job %s: %s", job.job_id, self.outcome(job))
 
-    def involved_in(self, raw: dict[str, Any]) -> bool:
+    def outcome(self, job: JobView) -> str:
+        """What a closed job meant for this agent, in a few words (its lifecycle log)."""
+        return job.status.value
+
+    def involved_in(self, job: JobView) -> bool:
         """The job is this agent's: it solved it (solver) or judged it (verifier)."""
         return False
 
     def send_dispute_move(self, move: Move, *, key: str) -> bool:
-        """``send`` a move in a dispute game, counted by kind when the chain accepts it."""
+        """``send`` a move in a dispute game, counted by kind (and logged) when accepted."""
         sent = self.send(move, key=key)
         if sent:
             self.telemetry.dispute_move(move.kind)
+            self.log.info("%s sent (%s)", move.kind, _subject(move))
         return sent
 
     def log_once(self, key: str, message: str, *args: Any) -> None:
@@ -170,14 +224,62 @@ class Agent:
             self._logged_once.add(key)
             self.log.info(message, *args)
 
+    # --- disputes ------------------------------------------------------------------------
+    def play_disputes(self, job: JobView, height: int) -> None:
+        """This agent's part in the job's open disputes: the one play loop of every agent.
+
+        For each open dispute: the other party's missed deadline is claimed (anyone may);
+        then, where this agent is a party and its side has a move in the phase, the honest
+        move (``services.agents.player``) goes through its strategy, which sends it, changes
+        it or stalls. Opening a seal is no decision of the strategy's: it gave its verdict
+        when it sealed. Reveals and seals wait for the challenge window to close.
+        """
+        if not job.record.open_disputes:
+            for dispute_id in job.record.disputes:
+                self.forget_dispute(dispute_id)
+            return  # nothing to play: do not re-read closed disputes every tick
+        opponent = Party.CHALLENGER if self.side is Party.SOLVER else Party.SOLVER
+        for dispute in self.disputes(job):
+            d = dispute.record
+            if not d.status.is_open:
+                continue
+            if d.turn is opponent and height > d.deadline:
+                claim = Move("claim_timeout", {"dispute_id": d.dispute_id})
+                self.send_dispute_move(claim, key=f"timeout:{d.dispute_id}")
+                continue
+            if not self.is_party(dispute):
+                continue
+            if d.turn is not self.side and not player.moves_in(self.side, d):
+                continue
+            window = job.record.challenge_deadline
+            if d.phase in AFTER_THE_WINDOW and (window is None or height <= window):
+                continue
+            honest = self.honest_move(job, dispute)
+            if d.phase is Phase.UNSEAL:
+                if honest is not None:
+                    self.send_dispute_move(honest, key=f"unseal:{d.dispute_id}")
+                continue
+            move = self.strategy.answer_dispute(dispute, honest)
+            if move is not None:
+                self.send_dispute_move(move, key=f"dispute:{d.dispute_id}:{len(d.moves)}")
+
+    def is_party(self, dispute: DisputeView) -> bool:
+        """This agent plays ``dispute``: it is the dispute's party of this agent's side."""
+        d = dispute.record
+        return (d.solver if self.side is Party.SOLVER else d.challenger) == self.address
+
+    def honest_move(self, job: JobView, dispute: DisputeView) -> Move | None:
+        """The move the protocol asks of this agent's side (None: none it can make)."""
+        return None
+
+    def forget_dispute(self, dispute_id: str) -> None:
+        """The dispute is closed: drop what was kept to play it."""
+
     # --- money --------------------------------------------------------------------------
     def ready(self) -> bool:
         """Funded and staked as this agent needs (see ``stake_needed``/``balance_needed``)."""
         account = self.account()
-        return (
-            int(account["bonded"]) >= self.stake_needed()
-            and int(account["balance"]) >= self.balance_needed()
-        )
+        return account.bonded >= self.stake_needed() and account.balance >= self.balance_needed()
 
     def stake_needed(self) -> int:
         return 0
@@ -186,7 +288,7 @@ class Agent:
         return 0
 
     def ensure_funds(
-        self, balance_needed: int, stake_needed: int, account: dict[str, Any] | None = None
+        self, balance_needed: int, stake_needed: int, account: Account | None = None
     ) -> bool:
         """Use the dev faucet and stake until the account holds what the agent needs.
 
@@ -195,15 +297,24 @@ class Agent:
         operator chose to stake for. ``account`` is this tick's read, if the caller has one.
         """
         account = account if account is not None else self.account()
-        balance = int(account["balance"])
-        staked = int(account["bonded"]) + int(account.get("locked", 0))
+        balance = account.balance
+        staked = account.bonded + account.locked
         missing_stake = max(0, stake_needed - staked)
         missing_balance = max(0, balance_needed + missing_stake - balance)
-        if missing_balance and self.params.get("faucet_enabled"):
-            amount = min(int(self.params["faucet_max"]), missing_balance)
+        if missing_balance and self.params.faucet_enabled:
+            amount = min(self.params.faucet_max, missing_balance)
             self.send(Move("faucet", {"amount": amount}), key="faucet")
             return False
         if missing_stake and balance >= missing_stake:
             self.send(Move("stake", {"amount": missing_stake}), key="stake")
             return False
         return missing_stake == 0 and missing_balance == 0
+
+
+def _subject(move: Move) -> str:
+    """What a move is about, for its log line: its dispute or job (short ids)."""
+    for field in ("dispute_id", "job_id"):
+        value = move.body.get(field)
+        if isinstance(value, str):
+            return f"{field.removesuffix('_id')} {value[:12]}"
+    return "-"

@@ -1,7 +1,7 @@
 """The honest moves of the operator-level dispute game (``contracts_sim.operator_dispute``).
 
-Pure functions from the dispute (a ``Dispute`` record; agents rebuild it from the node's
-JSON with ``dispute_record``) and the party's own run of the disputed step (``OwnStep``) to
+Pure functions from the dispute (a ``Dispute`` record; agents decode it from the node's
+JSON, ``services.agents.views``) and the party's own run of the disputed step (``OwnStep``) to
 the body of the next move. One implementation, played by the solver and verifier agents and
 by the scripted test players (``tests.operator_players``): each party answers from its own
 trace only; the ledger's rules decide who was right.
@@ -28,10 +28,9 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any
 
-from contracts_sim.codec import from_json_value
 from contracts_sim.operator_dispute import VALUES_PER_CHUNK, box_runs, input_shapes, unravel
 from contracts_sim.records import Dispute, OperatorGame, Phase
 from protocol.exact import State
@@ -57,17 +56,6 @@ SOLVER_PHASES = frozenset(
     }
 )
 CHALLENGER_PHASES = frozenset({Phase.CHOOSE_CHILD, Phase.NAME_ELEMENT})
-
-
-def dispute_record(raw: dict[str, Any]) -> Dispute:
-    """The ``Dispute`` record of a dispute as the node serves it (``to_json_value``)."""
-    known = {f.name for f in fields(Dispute)}
-    return from_json_value(Dispute, {k: v for k, v in raw.items() if k in known}, "dispute")  # type: ignore[no-any-return]
-
-
-def in_operator_game(raw: dict[str, Any]) -> bool:
-    """The dispute waits on an operator-level move (``commit_trace`` and after)."""
-    return raw.get("operator") is not None or raw.get("phase") == Phase.COMMIT_TRACE.value
 
 
 @dataclass(eq=False)

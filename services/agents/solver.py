@@ -22,64 +22,39 @@ from __future__ import annotations
 
 import functools
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from contracts_sim.crypto import PrivateKey
-from contracts_sim.dispute import bisection_midpoint
+from contracts_sim.records import Dispute, JobStatus, Party
 from contracts_sim.scoring import required_capacity
 from protocol.datasets import check_dataset
 from protocol.errors import DatasetError
 from protocol.exact import Device, as_device, encode_state
 from protocol.forced_errors import segment_of_last_step
 from protocol.layout import state_blob_size
-from protocol.merkle import NodeRef, children
+from protocol.merkle import NodeRef
 from protocol.models import FAMILIES
-from protocol.spec import parse_spec
-from services.agents import operator_moves
+from services.agents import operator_moves, player
 from services.agents.base import Agent
 from services.agents.checkpoints import CheckpointStore
 from services.agents.moves import Move
-from services.agents.strategy import DisputeView, JobView, SolverStrategy
+from services.agents.strategy import SolverStrategy
 from services.agents.training import JobRun, SegmentRunner
 from services.agents.traps import TrapBook
+from services.agents.views import DisputeView, JobView
+from services.client import ChainClient
 
-OPEN, ASSIGNED, COMMITTED = "open", "assigned", "committed"
 TRAINABLE_FAMILIES = frozenset(FAMILIES)  # the model families the exact VM trains
-
-
-def job_view(raw: dict[str, Any]) -> JobView:
-    return JobView(
-        job_id=raw["job_id"],
-        spec=parse_spec(raw["spec"]),
-        submitter=raw["submitter"],
-        payment=int(raw["payment"]),
-        min_stake=int(raw["min_stake"]),
-        sample_count=int(raw["sample_count"]),
-        num_leaves=int(raw["num_leaves"]),
-        status=str(raw["status"]),
-        solver=raw.get("solver"),
-        raw=raw,
-    )
-
-
-def dispute_view(raw: dict[str, Any], job: JobView | None = None) -> DisputeView:
-    return DisputeView(
-        dispute_id=raw["dispute_id"],
-        job_id=raw["job_id"],
-        phase=str(raw["phase"]),
-        turn=str(raw["turn"]),
-        deadline=int(raw["deadline"]),
-        spec=job.spec if job is not None else None,
-        raw=raw,
-    )
 
 
 class SolverAgent(Agent):
     role = "solver"
+    side = Party.SOLVER
 
     def __init__(
         self,
-        client: Any,
+        client: ChainClient,
         key: PrivateKey,
         *,
         strategy: SolverStrategy | None = None,
@@ -115,13 +90,13 @@ class SolverAgent(Agent):
         self.telemetry.set_strategy(self.strategy.name)
 
     def stake_needed(self) -> int:
-        return self.stake_target or int(self.params["min_solver_stake"])
+        return self.stake_target or self.params.min_solver_stake
 
     def balance_needed(self) -> int:
         """Audit bonds (forced errors on): one per attester it may audit on a job at once."""
         if not self.forced_errors_on:
             return 0
-        return int(self.params["challenge_bond"]) * int(self.params["max_sample_count"])
+        return self.params.challenge_bond * self.params.max_sample_count
 
     # --- data served to verifiers and submitters -------------------------------------------
     def _run_for(self, job_id: str) -> JobRun | None:
@@ -129,7 +104,7 @@ class SolverAgent(Agent):
             return self.runs[job_id]
         if self.store.load_job(job_id) is None:
             return None
-        job = job_view(self.client.get_job(job_id))
+        job = self.job(job_id)
         run = JobRun(job, self.strategy, self.store, self.device, self.workers)
         self._draw_traps(run)
         self.runs[job_id] = run
@@ -138,7 +113,7 @@ class SolverAgent(Agent):
     # --- forced errors ----------------------------------------------------------------------
     @property
     def forced_errors_on(self) -> bool:
-        return int(self.params.get("forced_error_bps", 0)) > 0
+        return self.params.forced_error_bps > 0
 
     def trap_book(self, job: JobView) -> TrapBook:
         book = self.trap_books.get(job.job_id)
@@ -154,15 +129,16 @@ class SolverAgent(Agent):
         if run.traps is not None:
             return True
         job = run.job
-        if job.raw.get("trap_root") is None:
+        if job.record.trap_root is None:
             run.traps = {}
             return True
-        seed_height = int(job.raw["assigned_height"]) + 1
+        assert job.record.assigned_height is not None
+        seed_height = job.record.assigned_height + 1
         if self.height() < seed_height:
             return False
         block = self.client.get_block(seed_height)
         book = self.trap_book(job)
-        book.draw(block.header.beacon, int(self.params["forced_error_bps"]))
+        book.draw(block.header.beacon, self.params.forced_error_bps)
         run.traps = book.plan(job.spec.checkpoint_interval)
         if book.selectors:
             segments = sorted(book.selectors)
@@ -198,66 +174,65 @@ class SolverAgent(Agent):
 
     # --- the loop ---------------------------------------------------------------------------
     def tick(self) -> None:
-        raws = self.client.list_jobs()
+        jobs = self.jobs()
         height, account = self.begin_tick()
-        reserved = self.reserved_stake(raws)
+        reserved = self.reserved_stake(jobs)
         if self.stake_target is None:  # no operator choice: its bids and any one more job
-            unbid = [int(r["min_stake"]) for r in raws if self._may_bid_on(r, height)]
-            stake = int(account.get("locked", 0)) + reserved + max(unbid, default=0)
+            unbid = [job.min_stake for job in jobs if self._may_bid_on(job, height)]
+            stake = account.locked + reserved + max(unbid, default=0)
             stake = max(self.stake_needed(), stake)
         else:
             stake = self.stake_target
         self.ensure_funds(self.balance_needed(), stake, account)
-        if self.public_url and account.get("endpoint", "") != self.public_url:
+        if self.public_url and account.endpoint != self.public_url:
             self.send(Move("set_endpoint", {"url": self.public_url}), key="endpoint")
-        self.unreserved_stake = int(account["bonded"]) - reserved
-        for raw in raws:
-            self.observe_job(raw)
-            work = functools.partial(self._work_on, raw, height)
-            self.isolated(str(raw.get("job_id")), height, work)
+        self.unreserved_stake = account.bonded - reserved
+        for job in jobs:
+            self.observe_job(job)
+            work = functools.partial(self._work_on, job, height)
+            self.isolated(job.job_id, height, work)
 
-    def involved_in(self, raw: dict[str, Any]) -> bool:
-        return raw.get("solver") == self.address
+    def involved_in(self, job: JobView) -> bool:
+        return job.solver == self.address
 
-    def holds_bid(self, raw: dict[str, Any]) -> bool:
-        """The job's bid list holds this solver's bid."""
-        return any(bid.get("solver") == self.address for bid in raw.get("bids", []))
+    def outcome(self, job: JobView) -> str:
+        if job.status is JobStatus.SETTLED:
+            return f"settled; paid {job.record.price}"
+        return f"{job.status.value}; its stake of {job.record.locked_stake} slashed"
 
-    def reserved_stake(self, raws: list[dict[str, Any]]) -> int:
+    def reserved_stake(self, jobs: list[JobView]) -> int:
         """The free stake this solver's bids reserve: the ledger's ``staking.reserved_stake``,
         the sum of ``min_stake`` over the open jobs holding its bid."""
         return sum(
-            int(r["min_stake"]) for r in raws if r.get("status") == OPEN and self.holds_bid(r)
+            job.min_stake
+            for job in jobs
+            if job.status is JobStatus.OPEN and job.holds_bid_of(self.address)
         )
 
-    def _may_bid_on(self, raw: dict[str, Any], height: int) -> bool:
+    def _may_bid_on(self, job: JobView, height: int) -> bool:
         """An open job in its bid window that holds no bid of this solver's."""
-        in_window = height <= int(raw.get("bid_deadline", -1))
-        return raw.get("status") == OPEN and in_window and not self.holds_bid(raw)
+        in_window = height <= job.record.bid_deadline
+        return job.status is JobStatus.OPEN and in_window and not job.holds_bid_of(self.address)
 
-    def _work_on(self, raw: dict[str, Any], height: int) -> None:
+    def _work_on(self, job: JobView, height: int) -> None:
         """This tick's work on one job (run isolated: a failure here backs off this job only)."""
-        job = job_view(raw)
-        if job.status == OPEN:
+        if job.status is JobStatus.OPEN:
             self._bid_or_close(job, height)
-        elif job.solver == self.address and job.status == ASSIGNED:
+        elif job.solver == self.address and job.status is JobStatus.ASSIGNED:
+            self.log_once(f"won:{job.job_id}", "job %s: won at %d", job.job_id, job.record.price)
             self._train(job, height)
-        elif job.solver == self.address and job.status == COMMITTED:
-            self._defend(job, height)
+        elif job.solver == self.address and job.status is JobStatus.COMMITTED:
+            self.play_disputes(job, height)
             self._audit(job, height)
             self._settle(job, height)
 
     def _settle(self, job: JobView, height: int) -> None:
-        deadline = job.raw.get("challenge_deadline")
-        if deadline is None or int(job.raw["open_disputes"]):
+        deadline = job.record.challenge_deadline
+        if deadline is None or job.record.open_disputes:
             return
         # A job with forced errors: sealed challenges have move_timeout to open, then audits.
-        audits = (
-            int(self.params["move_timeout"]) + int(self.params["audit_window"])
-            if job.raw.get("trap_root")
-            else 0
-        )
-        if height > int(deadline) + audits:
+        audits = self.params.move_timeout + self.params.audit_window if job.record.trap_root else 0
+        if height > deadline + audits:
             self.send(Move("settle", {"job_id": job.job_id}), key=f"settle:{job.job_id}")
 
     def _bid_key(self, job_id: str) -> str:
@@ -270,14 +245,12 @@ class SolverAgent(Agent):
         the list and none is in flight: one new bid per eviction, so a bid placed again that
         the ledger refuses (it would be the worst) is not retried, and nothing loops.
         """
-        if self.holds_bid(job.raw) or self.in_flight(self._bid_key(job.job_id)):
+        if job.holds_bid_of(self.address) or self.in_flight(self._bid_key(job.job_id)):
             return False
-        history = self.client.get_job(job.job_id).get("history", [])
         evictions = sum(
             1
-            for event in history
-            if event.get("kind") == "bid_evicted"
-            and event.get("data", {}).get("solver") == self.address
+            for event in self.job_history(job.job_id)
+            if event.kind == "bid_evicted" and event.data.get("solver") == self.address
         )
         if evictions <= self.evictions.get(job.job_id, 0):
             return False
@@ -286,8 +259,7 @@ class SolverAgent(Agent):
         return True
 
     def _bid_or_close(self, job: JobView, height: int) -> None:
-        deadline = int(job.raw["bid_deadline"])
-        if height <= deadline:
+        if height <= job.record.bid_deadline:
             if job.job_id in self.bid_on and not self._was_evicted(job):
                 return
             # The bid reserves the job's min_stake of free stake until it is resolved.
@@ -307,6 +279,7 @@ class SolverAgent(Agent):
                 self.unreserved_stake -= job.min_stake
                 self.bid_on.add(job.job_id)
                 self.telemetry.bids.inc()
+                self.log.info("job %s: bid %d", job.job_id, price)
         elif job.job_id in self.bid_on:
             self.send(Move("close_bidding", {"job_id": job.job_id}), key=f"close:{job.job_id}")
 
@@ -324,11 +297,11 @@ class SolverAgent(Agent):
             check_dataset(spec.dataset.id, spec.dataset.hash)
         except DatasetError as exc:
             return exc.message
-        blob_bytes, limit = state_blob_size(spec), int(self.params["max_blob_bytes"])
+        blob_bytes, limit = state_blob_size(spec), self.params.max_blob_bytes
         # Operator-level disputes post pieces of a state, never a whole one.
-        if blob_bytes > limit and not self.params.get("operator_disputes"):
+        if blob_bytes > limit and not self.params.operator_disputes:
             return f"its state blob ({blob_bytes} bytes) exceeds the chain's max_blob_bytes {limit}"
-        needed = required_capacity(spec.steps, int(job.raw["train_blocks"]))
+        needed = required_capacity(spec.steps, job.record.train_blocks)
         if needed > self.capacity:
             return f"it needs {needed} steps a block; this solver's capacity is {self.capacity}"
         return None
@@ -353,6 +326,7 @@ class SolverAgent(Agent):
             elif time.perf_counter() - started >= self.train_budget:
                 break
         elapsed = time.perf_counter() - started
+        self.more_work = self.more_work or not run.trained  # the runner ticks again at once
         self.train_seconds[job.job_id] = self.train_seconds.get(job.job_id, 0.0) + elapsed
         self.telemetry.train_seconds.inc(elapsed)
         self.telemetry.steps_trained.inc(run.steps_done - steps_before)
@@ -368,12 +342,11 @@ class SolverAgent(Agent):
         saved that never made a block. A consistency proof must extend what the chain holds,
         so, while none of this solver's commits is in flight, the chain's record wins.
         """
-        size = int(job.raw["progress_size"])
+        size = job.record.progress_size
         if size == run.progress_size or self.in_flight(f"progress:{job.job_id}"):
             return
-        root = job.raw.get("progress_root")
         self.log.info("progress record %d -> %d from the chain", run.progress_size, size)
-        run.progress_size, run.progress_root = size, bytes.fromhex(root) if root else None
+        run.progress_size, run.progress_root = size, job.record.progress_root
         run.save()
 
     def _post_progress(self, run: JobRun) -> None:
@@ -389,6 +362,8 @@ class SolverAgent(Agent):
         if self.send(Move("commit_progress", body), key=f"progress:{run.job.job_id}"):
             run.progress_size, run.progress_root = size, tree.root()
             run.save()
+            what = "job %s: trained %d of %d leaves; progress committed"
+            self.log.info(what, run.job.job_id, size, run.job.num_leaves)
 
     def _post_final(self, run: JobRun) -> None:
         entries = self.strategy.committed_entries(run.job, list(run.entries))
@@ -410,93 +385,40 @@ class SolverAgent(Agent):
         if self.send(Move("commit_final", body), key=f"final:{run.job.job_id}"):
             run.final_posted = True
             run.save()
+            self.log.info("job %s: final commitment sent (%d leaves)", run.job.job_id, leaves)
 
     # --- disputes ---------------------------------------------------------------------------
-    def _defend(self, job: JobView, height: int) -> None:
-        if not int(job.raw["open_disputes"]):
-            for dispute_id in job.raw.get("disputes", []):
-                self.own_steps.pop(dispute_id, None)  # its step's trace is no longer needed
-            return  # nothing to answer: do not re-read closed disputes every tick
-        run = self._run_for(job.job_id)
-        for dispute_id in job.raw.get("disputes", []):
-            raw = self.client.get_dispute(dispute_id)
-            if raw["status"] != "open":
-                continue
-            dispute = dispute_view(raw, job)
-            if dispute.turn == "challenger" and height > dispute.deadline:
-                claim = Move("claim_timeout", {"dispute_id": dispute_id})
-                self.send_dispute_move(claim, key=f"timeout:{dispute_id}")
-                continue
-            if dispute.turn != "solver":
-                continue
-            if raw["phase"] == "reveal_trap" and height <= int(job.raw["challenge_deadline"]):
-                continue  # reveals wait for the challenge window to close
-            honest = self.honest_move(run, raw) if run is not None else None
-            move = self.strategy.answer_dispute(dispute, honest)
-            if move is not None:
-                self.send_dispute_move(move, key=f"dispute:{dispute_id}:{len(raw['moves'])}")
+    def forget_dispute(self, dispute_id: str) -> None:
+        self.own_steps.pop(dispute_id, None)  # its step's trace is no longer needed
 
-    def honest_move(self, run: JobRun, raw: dict[str, Any]) -> Move | None:
+    def honest_move(self, job: JobView, dispute: DisputeView) -> Move | None:
         """The move the protocol asks of this solver, consistent with what it committed."""
-        if operator_moves.in_operator_game(raw):
-            return self._operator_move(run, raw)
-        dispute_id, phase = raw["dispute_id"], raw["phase"]
-        if phase == "reveal_children":
-            tree = run.tree()
-            left, right = children(NodeRef(int(raw["node_lo"]), int(raw["node_hi"])))
-            body = {
-                "dispute_id": dispute_id,
-                "left": tree.node_hash(left).hex(),
-                "right": tree.node_hash(right).hex(),
-            }
-            return Move("reveal_children", body)
-        if phase == "reveal_leaf":
-            leaf = int(raw["leaf_index"])
-            body = {"dispute_id": dispute_id, "entry": run.entries[leaf].hex()}
-            if leaf > 0:
-                body["pre_entry"] = run.entries[leaf - 1].hex()
-                body["pre_proof"] = run.tree().inclusion_proof(leaf - 1).to_json()
-            return Move("reveal_leaf", body)
-        if phase == "post_midpoint":
-            m = bisection_midpoint(int(raw["step_lo"]), int(raw["step_hi"]))
-            return Move(
-                "post_midpoint", {"dispute_id": dispute_id, "state_hash": run.claimed_hash(m).hex()}
-            )
-        if phase == "post_prestate":
-            pre = run.claimed_state(int(raw["step_lo"]))
-            blob = encode_state(pre)
-            return Move("post_prestate", {"dispute_id": dispute_id, "blob": blob.hex()})
-        if phase == "publish_data":
-            return self._publish_data(run, dispute_id, int(raw["leaf_index"]))
-        if phase == "reveal_trap":
-            return self._reveal_trap(run, dispute_id, int(raw["step_lo"]))
-        return None
+        run = self._run_for(job.job_id)
+        return None if run is None else player.solver_move(dispute.record, _Claims(self, run))
 
-    def _operator_move(self, run: JobRun, raw: dict[str, Any]) -> Move | None:
-        """A move of the operator-level game (``services.agents.operator_moves``), from this
-        solver's trace of the disputed step: run once per dispute from the pre-state it
-        claims, explaining the post-state it committed."""
-        dispute = operator_moves.dispute_record(raw)
-        a = dispute.step_lo
+    def own_step(self, run: JobRun, d: Dispute) -> operator_moves.OwnStep | None:
+        """This solver's trace of the disputed step, for the operator-level game: run once per
+        dispute from the pre-state it claims, explaining the post-state it committed."""
+        a = d.step_lo
         assert a is not None
-        own = self.own_steps.get(dispute.dispute_id)
+        own = self.own_steps.get(d.dispute_id)
         if own is None:
             pre, post = run.claimed_state(a), run.claimed_state(a + 1)
             own = operator_moves.solver_step(run.spec, pre, post, a)
-            self.own_steps[dispute.dispute_id] = own
-        move = operator_moves.next_move(dispute, own)
-        return None if move is None else Move(*move)
+            self.own_steps[d.dispute_id] = own
+        return own
 
     def _challenged_segments(self, job: JobView, verifier: str) -> set[int]:
         """The segments ``verifier`` named in its opened challenges of ``job`` (never audited)."""
         segments = set()
-        for raw in self.client.list_disputes(job.job_id):
-            fraud_claim = not raw.get("audit") and not raw.get("data_request")
-            if fraud_claim and raw["challenger"] == verifier and raw.get("leaf_index") is not None:
-                segments.add(int(raw["leaf_index"]) - 1)
+        for dispute in self.disputes(job):
+            d = dispute.record
+            fraud_claim = not d.audit and not d.data_request
+            if fraud_claim and d.challenger == verifier and d.leaf_index is not None:
+                segments.add(d.leaf_index - 1)
         return segments
 
-    def _reveal_trap(self, run: JobRun, dispute_id: str, step: int) -> Move | None:
+    def trap_reveal(self, run: JobRun, step: int) -> dict[str, Any] | None:
         """Show that the step the referee disagreed with is this job's forced error."""
         segment = segment_of_last_step(step, run.spec.checkpoint_interval)
         book = self.trap_books.get(run.job.job_id)
@@ -504,24 +426,23 @@ class SolverAgent(Agent):
             return None  # not one of ours: the deadline decides
         blob = encode_state(run.claimed_state(step))
         self.log.info("job %s: step %d is our forced error; revealing it", run.job.job_id, step)
-        body = {"dispute_id": dispute_id, **book.reveal(segment), "blob": blob.hex()}
-        return Move("reveal_trap", body)
+        return {**book.reveal(segment), "blob": blob.hex()}
 
     def _audit(self, job: JobView, height: int) -> None:
         """After the challenge window: audit each bonded attester whose sample held one of this
         job's forced errors (it vouched for a transition that is false by construction)."""
-        deadline = job.raw.get("challenge_deadline")
+        deadline = job.record.challenge_deadline
         book = self.trap_books.get(job.job_id)
         if deadline is None or book is None or not book.selectors:
             return
-        start = int(deadline) + int(self.params["move_timeout"]) + 1
-        if not start <= height < start + int(self.params["audit_window"]):
+        start = deadline + self.params.move_timeout + 1
+        if not start <= height < start + self.params.audit_window:
             return
         run = self._run_for(job.job_id)
         if run is None:
             return
-        for attester in job.raw.get("bonded_attesters", []):
-            if attester in job.raw.get("audited", []):
+        for attester in job.record.bonded_attesters:
+            if attester in job.record.audited:
                 continue
             sample = [int(x) for x in self.client.sample(job.job_id, attester)]
             challenged = self._challenged_segments(job, attester)
@@ -545,7 +466,7 @@ class SolverAgent(Agent):
                 what = "job %s: auditing %s, who attested forced error %d"
                 self.log.info(what, job.job_id, attester, segment)
 
-    def _publish_data(self, run: JobRun, dispute_id: str, segment: int) -> Move | None:
+    def published_data(self, run: JobRun, segment: int) -> dict[str, Any] | None:
         """Answer a data request: the blob of leaf ``segment`` (the one this solver stored
         under that leaf's entry) and both leaves of the segment, proved against its root."""
         if not 0 <= segment < len(run.entries) - 1:
@@ -554,12 +475,42 @@ class SolverAgent(Agent):
         if blob is None:
             return None  # nothing to publish: the request's deadline will decide
         tree = run.tree()
-        body = {
-            "dispute_id": dispute_id,
+        return {
             "blob": blob.hex(),
             "pre_entry": run.entries[segment].hex(),
             "pre_proof": tree.inclusion_proof(segment).to_json(),
             "post_entry": run.entries[segment + 1].hex(),
             "post_proof": tree.inclusion_proof(segment + 1).to_json(),
         }
-        return Move("publish_data", body)
+
+
+@dataclass(frozen=True)
+class _Claims:
+    """The solver's side of a dispute (``player.Claims``): the run it committed."""
+
+    agent: SolverAgent
+    run: JobRun
+
+    def node_hash(self, node: NodeRef) -> bytes:
+        return self.run.tree().node_hash(node)
+
+    def leaf(self, index: int) -> bytes:
+        return self.run.entries[index]
+
+    def leaf_proof(self, index: int) -> dict[str, Any]:
+        return self.run.tree().inclusion_proof(index).to_json()
+
+    def hash_at(self, step: int) -> bytes:
+        return self.run.claimed_hash(step)
+
+    def blob_at(self, step: int) -> bytes:
+        return encode_state(self.run.claimed_state(step))
+
+    def operator_step(self, dispute: Dispute) -> operator_moves.OwnStep | None:
+        return self.agent.own_step(self.run, dispute)
+
+    def published_data(self, segment: int) -> dict[str, Any] | None:
+        return self.agent.published_data(self.run, segment)
+
+    def trap_reveal(self, step: int) -> dict[str, Any] | None:
+        return self.agent.trap_reveal(self.run, step)

@@ -29,46 +29,28 @@ from __future__ import annotations
 
 import importlib
 import inspect
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from protocol.errors import ProofNetError
 from protocol.exact import State, step
 from protocol.spec import JobSpec
 from services.agents.moves import Move
+from services.agents.views import DisputeView, JobView
+
+__all__ = [
+    "DisputeView",
+    "JobView",
+    "SolverStrategy",
+    "Strategy",
+    "StrategyError",
+    "Verdict",
+    "VerifierStrategy",
+]
 
 
 class StrategyError(ProofNetError):
     code = "invalid_strategy"
-
-
-@dataclass(frozen=True)
-class JobView:
-    """What a strategy sees of a job (read from the chain)."""
-
-    job_id: str
-    spec: JobSpec
-    submitter: str
-    payment: int
-    min_stake: int
-    sample_count: int
-    num_leaves: int
-    status: str
-    solver: str | None = None
-    raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
-
-
-@dataclass(frozen=True)
-class DisputeView:
-    """What a strategy sees of a dispute (read from the chain)."""
-
-    dispute_id: str
-    job_id: str
-    phase: str
-    turn: str
-    deadline: int
-    spec: JobSpec | None = None
-    raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -112,6 +94,10 @@ class Strategy:
     def knob(self, name: str, default: Any) -> Any:
         return self.settings.get(name, default)
 
+    def answer_dispute(self, dispute: DisputeView, honest: Move | None) -> Move | None:
+        """The move to send in ``dispute`` given the honest one (None: stall)."""
+        return honest
+
     @classmethod
     def describe(cls) -> dict[str, Any]:
         return {
@@ -151,9 +137,6 @@ class SolverStrategy(Strategy):
     def serve_blob(self, job: JobView, entry: bytes, blob: bytes) -> bytes | None:
         return blob
 
-    def answer_dispute(self, dispute: DisputeView, honest: Move | None) -> Move | None:
-        return honest
-
 
 class VerifierStrategy(Strategy):
     """The honest verifier: re-executes its sample, attests or challenges, plays to the end."""
@@ -168,9 +151,6 @@ class VerifierStrategy(Strategy):
         return True
 
     def verdict(self, job: JobView, honest: Verdict) -> Verdict:
-        return honest
-
-    def answer_dispute(self, dispute: DisputeView, honest: Move | None) -> Move | None:
         return honest
 
 

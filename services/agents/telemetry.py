@@ -33,9 +33,11 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, Counter, Info, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+from contracts_sim.records import JobStatus
+
 PREFIX = "proofnet_agent"
 METRICS_CONTENT_TYPE = CONTENT_TYPE_LATEST
-TERMINAL_OUTCOMES = ("settled", "slashed")
+TERMINAL_OUTCOMES = frozenset({JobStatus.SETTLED, JobStatus.SLASHED})
 ERROR_PLACES = ("job_failed", "tick_failed", "tick_crashed")
 
 
@@ -91,9 +93,10 @@ class AgentTelemetry:
         self._info.info(self._identity)
 
     # --- events, named as the agent code calls them -------------------------------------------
-    def saw_job(self, job_id: str, status: str, involved: bool, won: bool) -> None:
+    def saw_job(self, job_id: str, status: JobStatus, involved: bool, won: bool) -> bool:
         """One job as read this tick: counted once when first seen, once when this solver
-        won it, once when it closed (settled or slashed) with this agent involved."""
+        won it, once when it closed (settled or slashed) with this agent involved. True when
+        this read is the one that counted it closed."""
         if job_id not in self._seen:
             self._seen.add(job_id)
             self.jobs_seen.inc()
@@ -102,7 +105,9 @@ class AgentTelemetry:
             self.jobs_won.inc()
         if involved and status in TERMINAL_OUTCOMES and job_id not in self._closed:
             self._closed.add(job_id)
-            (self.jobs_settled if status == "settled" else self.jobs_slashed).inc()
+            (self.jobs_settled if status == JobStatus.SETTLED else self.jobs_slashed).inc()
+            return True
+        return False
 
     def transaction(self, kind: str, accepted: bool) -> None:
         self.transactions.labels(kind=kind, result="accepted" if accepted else "rejected").inc()

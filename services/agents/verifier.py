@@ -28,7 +28,8 @@ from pathlib import Path
 from typing import Any
 
 from contracts_sim.crypto import PrivateKey
-from contracts_sim.dispute import bisection_midpoint
+from contracts_sim.records import Dispute, DisputeStatus, JobStatus, Party
+from contracts_sim.transactions import PublishDataBody, parse_body
 from protocol.errors import ProofNetError
 from protocol.exact import (
     Device,
@@ -42,16 +43,20 @@ from protocol.exact import (
 from protocol.forced_errors import seal
 from protocol.hashing import sha256
 from protocol.layout import state_blob_size
-from protocol.merkle import CommitmentTree, NodeRef, children, root_of
+from protocol.merkle import CommitmentTree, NodeRef, root_of
 from protocol.state_commitment import blob_has_root
-from services.agents import operator_moves
+from services.agents import operator_moves, player
 from services.agents.base import Agent
 from services.agents.blobs import BlobSource
 from services.agents.moves import Move
 from services.agents.seal_store import SealStore
-from services.agents.solver import dispute_view, job_view
-from services.agents.strategy import JobView, Verdict, VerifierStrategy
+from services.agents.strategy import Verdict, VerifierStrategy
 from services.agents.truth import Truth
+from services.agents.views import DisputeView, JobView
+from services.client import ChainClient
+
+Evidence = dict[str, Any]
+"""Both leaves of a segment with their inclusion proofs (a fast-path challenge's evidence)."""
 
 
 @dataclass
@@ -89,21 +94,22 @@ class SegmentGame:
     truth: Truth | None
 
 
-def _urgency(raw: dict[str, Any]) -> tuple[int, int]:
+def _urgency(job: JobView) -> tuple[int, int]:
     """Earliest challenge deadline first: when jobs crowd in, the verifier checks the ones that
     would settle soonest, so a flood of new jobs cannot push an older one past its window."""
-    deadline = raw.get("challenge_deadline")
-    if raw.get("status") == "committed" and deadline is not None:
-        return 0, int(deadline)
+    deadline = job.record.challenge_deadline
+    if job.status is JobStatus.COMMITTED and deadline is not None:
+        return 0, deadline
     return 1, 0
 
 
 class VerifierAgent(Agent):
     role = "verifier"
+    side = Party.CHALLENGER
 
     def __init__(
         self,
-        client: Any,
+        client: ChainClient,
         key: PrivateKey,
         blobs: BlobSource,
         *,
@@ -130,49 +136,53 @@ class VerifierAgent(Agent):
         self.attest_bond_needed = 0  # the bonds of the committed jobs it may attest, this tick
         # seal -> (segment, salt, fast-path body or None): what each of its seals hides
         self.seals: dict[bytes, tuple[int, bytes, dict[str, Any] | None]] = {}
-        self.requests_read: dict[str, tuple[int | None, dict[int, dict[str, Any]]]] = {}
-        self.published: dict[tuple[str, int], tuple[bytes, bytes, bytes, Any]] = {}
+        self.requests_read: dict[str, tuple[int | None, dict[int, Dispute]]] = {}
+        self.published: dict[tuple[str, int], tuple[bytes, bytes, bytes, Evidence]] = {}
         self.own_steps: dict[str, operator_moves.OwnStep] = {}  # dispute id -> its step a
         self.telemetry.set_strategy(self.strategy.name)
 
     # --- the loop ---------------------------------------------------------------------------
     def stake_needed(self) -> int:
-        return int(self.params["min_verifier_stake"])
+        return self.params.min_verifier_stake
 
     def balance_needed(self) -> int:
         """Bonds for its disputes, and (forced errors on) an attestation bond: on a job with
         traps it challenges every bad segment of its sample, each with a bond."""
-        bonds = int(self.params["challenge_bond"])
-        if int(self.params.get("forced_error_bps", 0)):
-            return bonds * (int(self.params["max_sample_count"]) + 1) + self.attest_bond_needed
+        bonds = self.params.challenge_bond
+        if self.params.forced_error_bps:
+            return bonds * (self.params.max_sample_count + 1) + self.attest_bond_needed
         return 2 * bonds
 
     def tick(self) -> None:
         height, account = self.begin_tick()
-        raws = sorted(self.client.list_jobs(), key=_urgency)
+        jobs = sorted(self.jobs(), key=_urgency)
         self.attest_bond_needed = sum(
-            int(r.get("attest_bond", 0)) for r in raws if r.get("status") == "committed"
+            job.record.attest_bond for job in jobs if job.status is JobStatus.COMMITTED
         )
         funded = self.ensure_funds(self.balance_needed(), self.stake_needed(), account)
-        for raw in raws:
-            self.observe_job(raw)
-            work = functools.partial(self._work_on, raw, height, funded)
-            self.isolated(str(raw.get("job_id")), height, work)
+        for job in jobs:
+            self.observe_job(job)
+            work = functools.partial(self._work_on, job, height, funded)
+            self.isolated(job.job_id, height, work)
 
-    def _work_on(self, raw: dict[str, Any], height: int, funded: bool) -> None:
+    def _work_on(self, job: JobView, height: int, funded: bool) -> None:
         """This tick's work on one job (run isolated: a failure here backs off this job only)."""
-        job = job_view(raw)
-        if job.status == "open" and not job.raw["bids"] and height > int(job.raw["bid_deadline"]):
+        record = job.record
+        if job.status is JobStatus.OPEN and not record.bids and height > record.bid_deadline:
             self.send(Move("close_bidding", {"job_id": job.job_id}), key=f"close:{job.job_id}")
-        elif job.status == "assigned":
+        elif job.status is JobStatus.ASSIGNED:
             self._police_training(job, height)
-        elif job.status == "committed" and job.solver != self.address:
+        elif job.status is JobStatus.COMMITTED and job.solver != self.address:
             if funded and self._needs_judging(job.job_id) and self.strategy.verify(job):
                 self._judge(job, height)
-            self._play(job, height)
+            self.play_disputes(job, height)
 
-    def involved_in(self, raw: dict[str, Any]) -> bool:
-        return str(raw.get("job_id")) in self.checks
+    def involved_in(self, job: JobView) -> bool:
+        return job.job_id in self.checks
+
+    def outcome(self, job: JobView) -> str:
+        check = self.checks[job.job_id]
+        return f"{job.status.value} (it judged: {check.verdict.action})"
 
     def _needs_judging(self, job_id: str) -> bool:
         """Not judged yet, or waiting for data it asked for on chain."""
@@ -180,17 +190,19 @@ class VerifierAgent(Agent):
         return check is None or bool(check.missing)
 
     def _police_training(self, job: JobView, height: int) -> None:
-        deadline = job.raw.get("train_deadline")
-        if deadline is not None and height > int(deadline):
+        deadline = job.record.train_deadline
+        if deadline is not None and height > deadline:
             self.send(Move("claim_timeout", {"job_id": job.job_id}), key=f"late:{job.job_id}")
 
     def _judge(self, job: JobView, height: int) -> None:
-        if height > int(job.raw["challenge_deadline"]):
+        deadline = job.record.challenge_deadline
+        if deadline is None or height > deadline:
             return
         try:
             sample = [int(s) for s in self.client.sample(job.job_id, self.address)]
         except ProofNetError:
             return  # the seed block does not exist yet
+        self.log_once(f"sample:{job.job_id}", "job %s: sample drawn: %s", job.job_id, sample)
         if not self._final_state_is_last_leaf(job):
             # Belt and braces (the ledger requires the proof): never vouch for a final model
             # that is not the committed trajectory's end.
@@ -215,7 +227,7 @@ class VerifierAgent(Agent):
             # The strategy named the wrong leaf: challenge the segment before it, with proofs.
             verdict = self._challenge_segment(job, entries, leaf - 1, verdict.reason)
         check.verdict = verdict
-        if job.raw.get("trap_root") is not None:
+        if job.record.trap_root is not None:
             sent = self._verdict_with_traps(job, verdict)
         elif verdict.action == Verdict.ATTEST:
             sent = self.send(Move("attest", {"job_id": job.job_id}), key=f"attest:{job.job_id}")
@@ -234,6 +246,9 @@ class VerifierAgent(Agent):
             sent = True
         if sent:
             self.checks[job.job_id] = check
+            if verdict.action != Verdict.SKIP:
+                what = "job %s: %s (%s)"
+                self.log.info(what, job.job_id, verdict.action, verdict.reason or "-")
 
     # --- verification -------------------------------------------------------------------------
     def truth(self, job: JobView) -> Truth:
@@ -244,12 +259,12 @@ class VerifierAgent(Agent):
     def _final_state_is_last_leaf(self, job: JobView) -> bool:
         """The declared final state is the last leaf served (unknown while leaves are withheld)."""
         entries = self._served_entries(job)
-        return entries is None or entries[-1].hex() == job.raw.get("final_state_hash")
+        return entries is None or entries[-1] == job.record.final_state_hash
 
     def _served_entries(self, job: JobView) -> list[bytes] | None:
         if job.job_id not in self.entries:
             entries = self.blobs.leaves(str(job.solver), job.job_id, job.num_leaves)
-            root = bytes.fromhex(job.raw["final_root"])
+            root = job.record.final_root
             if entries is not None and (len(entries) != job.num_leaves or root_of(entries) != root):
                 entries = None  # not the committed trajectory: treat as withheld
             self.entries[job.job_id] = entries
@@ -323,7 +338,7 @@ class VerifierAgent(Agent):
             if not results[segment]:
                 check.bad_segments.append(segment)
         check.withheld |= bool(self.withheld_segments.get(job.job_id, set()) & set(sample))
-        if check.bad_segments and job.raw.get("trap_root") is not None:
+        if check.bad_segments and job.record.trap_root is not None:
             # Any bad segment may be a forced error: challenge each of them, relatively.
             reason = "sampled segment does not reproduce (a forced error or a cheat)"
             verdicts = [
@@ -348,21 +363,22 @@ class VerifierAgent(Agent):
         return check
 
     # --- data availability ------------------------------------------------------------------
-    def _data_requests(self, job: JobView) -> dict[int, dict[str, Any]]:
+    def _data_requests(self, job: JobView) -> dict[int, Dispute]:
         """The job's data requests on chain, by segment (one per segment, ledger rule); read
         once per tick, however many segments ask."""
         read = self.requests_read.get(job.job_id)
         if read is not None and read[0] is not None and read[0] == self._tick_height:
             return read[1]
-        requests: dict[int, dict[str, Any]] = {}
-        for dispute_id in job.raw.get("disputes", []):
-            raw = self.client.get_dispute(dispute_id)
-            if raw.get("data_request"):
-                requests[int(raw["leaf_index"])] = raw
+        requests: dict[int, Dispute] = {}
+        if job.record.disputes:
+            for dispute in self.disputes(job):
+                d = dispute.record
+                if d.data_request and d.leaf_index is not None:
+                    requests[d.leaf_index] = d
         self.requests_read[job.job_id] = (self._tick_height, requests)
         return requests
 
-    def _published(self, job: JobView, segment: int) -> tuple[bytes, bytes, bytes, Any] | None:
+    def _published(self, job: JobView, segment: int) -> tuple[bytes, bytes, bytes, Evidence] | None:
         """(pre entry, post entry, blob, proofs body) that the solver published for ``segment``
         in answer to a data request, read once from the block that holds it."""
         if (job.job_id, segment) not in self.published:
@@ -372,25 +388,35 @@ class VerifierAgent(Agent):
             self.published[(job.job_id, segment)] = found
         return self.published[(job.job_id, segment)]
 
-    def _read_published(self, job: JobView, segment: int) -> tuple[bytes, bytes, bytes, Any] | None:
-        raw = self._data_requests(job).get(segment)
-        if raw is None or raw["status"] != "data_published":
+    def _read_published(
+        self, job: JobView, segment: int
+    ) -> tuple[bytes, bytes, bytes, Evidence] | None:
+        d = self._data_requests(job).get(segment)
+        if d is None or d.status is not DisputeStatus.DATA_PUBLISHED:
             return None
-        move = next(m for m in raw["moves"] if m["kind"] == "publish_data")
-        for tx in self.client.get_block(int(move["height"])).transactions:
-            body = tx.body
-            if tx.kind == "publish_data" and body.get("dispute_id") == raw["dispute_id"]:
-                blob = bytes.fromhex(str(body["blob"]))
-                pre, post = bytes.fromhex(raw["hash_lo"]), bytes.fromhex(raw["hash_hi"])
-                if blob_has_root(blob, pre):  # the ledger checked it; the node serves blocks
-                    return pre, post, blob, body
+        assert d.hash_lo is not None and d.hash_hi is not None
+        move = next(m for m in d.moves if m.kind == "publish_data")
+        for tx in self.client.get_block(move.height).transactions:
+            if tx.kind != "publish_data":
+                continue
+            body = parse_body(tx.kind, tx.body)
+            assert isinstance(body, PublishDataBody)
+            if body.dispute_id == d.dispute_id and blob_has_root(body.blob, d.hash_lo):
+                # the ledger checked it; the node serves blocks
+                evidence = {
+                    "pre_entry": body.pre_entry.hex(),
+                    "pre_proof": body.pre_proof.to_json(),
+                    "post_entry": body.post_entry.hex(),
+                    "post_proof": body.post_proof.to_json(),
+                }
+                return d.hash_lo, d.hash_hi, body.blob, evidence
         return None
 
     def _request_missing_data(self, job: JobView, height: int, missing: list[int]) -> None:
         """Ask on chain for each missing segment nobody has asked for yet."""
-        final_height = job.raw.get("final_height")
-        window = int(self.params["challenge_window"])
-        if final_height is None or height > int(final_height) + window:
+        final_height = job.record.final_height
+        window = self.params.challenge_window
+        if final_height is None or height > final_height + window:
             return  # requests are only allowed within the original window
         requested = self._data_requests(job)
         for segment in missing:
@@ -416,9 +442,7 @@ class VerifierAgent(Agent):
         else:
             published = self._published(job, segment)
             assert published is not None, "a bad segment without a leaf list was published"
-            proofs = published[3]
-            keys = ("pre_entry", "pre_proof", "post_entry", "post_proof")
-            body = {"job_id": job.job_id, "segment": segment, **{k: proofs[k] for k in keys}}
+            body = {"job_id": job.job_id, "segment": segment, **published[3]}
         self.games[(job.job_id, segment)] = SegmentGame(
             segment, blob, self._relative_truth(job, segment, blob)
         )
@@ -498,7 +522,7 @@ class VerifierAgent(Agent):
         named = [b for b in bodies if "segment" in b] if verdict.action == Verdict.CHALLENGE else []
         if verdict.action == Verdict.SKIP:
             return True
-        size = min(int(job.raw["sample_count"]), job.num_leaves - 1)
+        size = min(job.sample_count, job.num_leaves - 1)
         empty = job.num_leaves - 1  # an empty seal names one past the last segment
         seals: list[tuple[int, dict[str, Any] | None]] = [
             (int(b["segment"]), b) for b in named[:size]
@@ -523,11 +547,10 @@ class VerifierAgent(Agent):
             self.telemetry.samples_attested.inc()
         return sent
 
-    def _unseal(self, job: JobView, raw: dict[str, Any], height: int) -> Move | None:
-        """Open this verifier's sealed challenge once the window has closed."""
-        if height <= int(job.raw["challenge_deadline"]):
-            return None
-        sealed = bytes.fromhex(raw["sealed"])
+    def unseal(self, job: JobView, d: Dispute) -> dict[str, Any] | None:
+        """What this verifier's sealed challenge hides (opened once the window has closed)."""
+        sealed = d.sealed
+        assert sealed is not None
         if sealed not in self.seals:
             self.seals.update(self.seal_store.seals_of(job.job_id))  # a restarted verifier
         if sealed not in self.seals:
@@ -535,12 +558,11 @@ class VerifierAgent(Agent):
         if sealed not in self.seals:
             return None
         segment, salt, body = self.seals[sealed]
-        opened: dict[str, Any] = {"dispute_id": raw["dispute_id"], "segment": segment}
-        opened["salt"] = salt.hex()
+        opened: dict[str, Any] = {"segment": segment, "salt": salt.hex()}
         if body is not None:
             keys = ("pre_entry", "pre_proof", "post_entry", "post_proof")
-            opened.update({k: body[k] for k in keys})
-        return Move("unseal", opened)
+            opened.update({k: v for k, v in body.items() if k in keys})
+        return opened
 
     def _recover_seals(self, job: JobView) -> None:
         """Rebuild what this verifier's seals on ``job`` hide from its key alone: every salt is
@@ -550,7 +572,7 @@ class VerifierAgent(Agent):
             sample = [int(x) for x in self.client.sample(job.job_id, self.address)]
         except ProofNetError:
             return
-        size = min(int(job.raw["sample_count"]), job.num_leaves - 1)
+        size = min(job.sample_count, job.num_leaves - 1)
         empty = job.num_leaves - 1
         entries = self._served_entries(job)
         for index in range(size):
@@ -567,10 +589,7 @@ class VerifierAgent(Agent):
         if entries is not None:
             return self._challenge_segment(job, entries, segment, "").challenge_body
         published = self._published(job, segment)
-        if published is None:
-            return None
-        keys = ("pre_entry", "pre_proof", "post_entry", "post_proof")
-        return {k: published[3][k] for k in keys}
+        return None if published is None else dict(published[3])
 
     def metrics(self) -> dict[str, Any]:
         """Work done so far: steps re-executed (sample checks and dispute ground truth)."""
@@ -588,102 +607,76 @@ class VerifierAgent(Agent):
         }
 
     # --- the game -----------------------------------------------------------------------------
-    def _play(self, job: JobView, height: int) -> None:
-        if not int(job.raw["open_disputes"]):
-            for dispute_id in job.raw.get("disputes", []):
-                self.own_steps.pop(dispute_id, None)  # its step's trace is no longer needed
-            return  # nothing to play: do not re-read closed disputes every tick
-        for dispute_id in job.raw.get("disputes", []):
-            raw = self.client.get_dispute(dispute_id)
-            if raw["status"] != "open":
-                continue
-            dispute = dispute_view(raw, job)
-            if dispute.turn == "solver" and height > dispute.deadline:
-                self.send_dispute_move(
-                    Move("claim_timeout", {"dispute_id": dispute_id}), key=f"timeout:{dispute_id}"
-                )
-                continue
-            if raw["challenger"] != self.address:
-                continue
-            if raw["phase"] == "unseal":
-                move = self._unseal(job, raw, height)
-                if move is not None:
-                    self.send_dispute_move(move, key=f"unseal:{dispute_id}")
-                continue
-            honest = self.honest_move(job, raw)
-            move = self.strategy.answer_dispute(dispute, honest)
-            if move is not None:
-                self.send_dispute_move(move, key=f"dispute:{dispute_id}:{len(raw['moves'])}")
+    def forget_dispute(self, dispute_id: str) -> None:
+        self.own_steps.pop(dispute_id, None)  # its step's trace is no longer needed
 
-    def honest_move(self, job: JobView, raw: dict[str, Any]) -> Move | None:
-        leaf = raw.get("leaf_index")
-        game = self.games.get((job.job_id, int(leaf) - 1)) if leaf is not None else None
-        if game is None and raw.get("audit"):
-            game = self._segment_game(job, int(raw["trap_segment"]))
-        elif game is None and raw.get("sealed") and leaf is not None:
-            game = self._segment_game(job, int(leaf) - 1)  # its own seal, after a restart
-        if operator_moves.in_operator_game(raw):
-            truth = game.truth if game is not None else self.truth(job)
-            return self._operator_move(job, raw, truth)
-        if game is not None:
-            return self._relative_move(job, raw, game)
-        truth = self.truth(job)
-        dispute_id, phase = raw["dispute_id"], raw["phase"]
-        if phase == "choose_child":
-            left, _right = children(NodeRef(int(raw["node_lo"]), int(raw["node_hi"])))
-            wrong_left = bytes.fromhex(raw["left_hash"]) != truth.node_hash(left)
-            return Move(
-                "choose_child",
-                {"dispute_id": dispute_id, "side": "left" if wrong_left else "right"},
-            )
-        if phase == "respond_midpoint":
-            m = bisection_midpoint(int(raw["step_lo"]), int(raw["step_hi"]))
-            agree = bytes.fromhex(raw["midpoint_hash"]) == truth.hash_at(m)
-            return Move("respond_midpoint", {"dispute_id": dispute_id, "agree": agree})
-        if phase == "post_prestate":
-            a, b = int(raw["step_lo"]), int(raw["step_hi"])
-            claimed_post = bytes.fromhex(raw["hash_hi"])
-            if truth.hash_at(b) == claimed_post:
-                return None  # the solver's claim is right: leave the pre-state to the solver
-            pre = truth.state_at(a)
-            if state_hash(pre) != bytes.fromhex(raw["hash_lo"]):
-                return None
-            return Move(
-                "post_prestate", {"dispute_id": dispute_id, "blob": encode_state(pre).hex()}
-            )
-        return None
+    def honest_move(self, job: JobView, dispute: DisputeView) -> Move | None:
+        return player.challenger_move(dispute.record, _Checks(self, job, dispute.record))
 
-    def _operator_move(self, job: JobView, raw: dict[str, Any], truth: Truth | None) -> Move | None:
-        """A move of the operator-level game (``services.agents.operator_moves``), from this
-        verifier's own run of the disputed step from the agreed pre-state (``truth``'s state
-        at step a, which hashes to ``hash_lo``: it agreed to it); run once per dispute."""
-        dispute = operator_moves.dispute_record(raw)
-        a, hash_lo = dispute.step_lo, dispute.hash_lo
-        own = self.own_steps.get(dispute.dispute_id)
+    def game_of(self, job: JobView, d: Dispute) -> SegmentGame | None:
+        """The fast-path game ``d`` is played in, relative to its segment's committed
+        pre-state (None: a game played from step 0 on this verifier's own trajectory)."""
+        leaf = d.leaf_index
+        game = self.games.get((job.job_id, leaf - 1)) if leaf is not None else None
+        if game is None and d.audit:
+            assert d.trap_segment is not None
+            game = self._segment_game(job, d.trap_segment)
+        elif game is None and d.sealed and leaf is not None:
+            game = self._segment_game(job, leaf - 1)  # its own seal, after a restart
+        return game
+
+    def own_step(
+        self, job: JobView, d: Dispute, truth: Truth | None
+    ) -> operator_moves.OwnStep | None:
+        """This verifier's own run of the disputed step from the agreed pre-state
+        (``truth``'s state at step a, which hashes to ``hash_lo``: it agreed to it), for the
+        operator-level game; run once per dispute."""
+        own = self.own_steps.get(d.dispute_id)
         if own is None:
-            if truth is None or a is None or truth.hash_at(a) != hash_lo:
+            a = d.step_lo
+            if truth is None or a is None or truth.hash_at(a) != d.hash_lo:
                 return None  # no state of its own to play from: the deadline decides
             own = operator_moves.run_step(job.spec, truth.state_at(a), a)
-            self.own_steps[dispute.dispute_id] = own
-        move = operator_moves.next_move(dispute, own)
-        return None if move is None else Move(*move)
+            self.own_steps[d.dispute_id] = own
+        return own
 
-    def _relative_move(self, job: JobView, raw: dict[str, Any], game: SegmentGame) -> Move | None:
-        """The honest move in a fast-path game played from the segment's committed pre-state."""
-        dispute_id, phase = raw["dispute_id"], raw["phase"]
-        start = game.segment * job.spec.checkpoint_interval
-        if phase == "respond_midpoint":
-            m = bisection_midpoint(int(raw["step_lo"]), int(raw["step_hi"]))
-            claimed = bytes.fromhex(raw["midpoint_hash"])
-            agree = game.truth is not None and claimed == game.truth.hash_at(m)
-            return Move("respond_midpoint", {"dispute_id": dispute_id, "agree": agree})
-        if phase == "post_prestate":
-            a, b = int(raw["step_lo"]), int(raw["step_hi"])
-            if a == start:
-                blob = game.blob  # the committed pre-state itself: it hashes to hash_lo
-            elif game.truth is None or game.truth.hash_at(b) == bytes.fromhex(raw["hash_hi"]):
-                return None  # the solver's claim is right: leave the pre-state to the solver
-            else:
-                blob = encode_state(game.truth.state_at(a))
-            return Move("post_prestate", {"dispute_id": dispute_id, "blob": blob.hex()})
-        return None
+
+class _Checks:
+    """The verifier's side of a dispute (``player.Checks``): its own re-execution, from step 0
+    (``Truth``) or, in a fast-path game, from the segment's committed pre-state."""
+
+    def __init__(self, agent: VerifierAgent, job: JobView, dispute: Dispute) -> None:
+        self.agent, self.job, self.dispute = agent, job, dispute
+
+    @functools.cached_property
+    def game(self) -> SegmentGame | None:
+        return self.agent.game_of(self.job, self.dispute)
+
+    @functools.cached_property
+    def truth(self) -> Truth | None:
+        """The trajectory this side answers from (None: a pre-state that is no state)."""
+        return self.agent.truth(self.job) if self.game is None else self.game.truth
+
+    def node_hash(self, node: NodeRef) -> bytes | None:
+        if self.game is not None:
+            return None  # a fast-path game has no descent
+        assert self.truth is not None
+        return self.truth.node_hash(node)
+
+    def hash_at(self, step: int) -> bytes | None:
+        return None if self.truth is None else self.truth.hash_at(step)
+
+    def blob_at(self, step: int) -> bytes | None:
+        return None if self.truth is None else encode_state(self.truth.state_at(step))
+
+    def agreed_blob(self, step: int) -> bytes | None:
+        game = self.game
+        if game is None or step != game.segment * self.job.spec.checkpoint_interval:
+            return None
+        return game.blob  # the committed pre-state itself: it hashes to hash_lo
+
+    def operator_step(self, dispute: Dispute) -> operator_moves.OwnStep | None:
+        return self.agent.own_step(self.job, dispute, self.truth)
+
+    def unseal(self, dispute: Dispute) -> dict[str, Any] | None:
+        return self.agent.unseal(self.job, dispute)

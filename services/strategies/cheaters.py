@@ -252,8 +252,9 @@ class LieAtMidpoint(PerturbStep):
     def answer_dispute(self, dispute: DisputeView, honest: Move | None) -> Move | None:
         if honest is None or honest.kind != "post_midpoint" or dispute.spec is None:
             return honest
-        raw = dispute.raw
-        m = bisection_midpoint(int(raw["step_lo"]), int(raw["step_hi"]))
+        d = dispute.record
+        assert d.step_lo is not None and d.step_hi is not None
+        m = bisection_midpoint(d.step_lo, d.step_hi)
         true_hash = Truth(dispute.spec).hash_at(m)
         return Move("post_midpoint", {**honest.body, "state_hash": true_hash.hex()})
 

@@ -16,10 +16,10 @@ from protocol.hashing import sha256
 from protocol.spec import JobSpec, parse_spec
 from protocol.state_commitment import blob_root
 from services.agents.blobs import LocalBlobSource
-from services.agents.solver import job_view
-from services.cli.jobs import DownloadRefusedError, verified_model
-from services.network import JobTerms, Network
+from services.agents.views import decode_job
+from services.sim.network import JobTerms, Network
 from services.strategies.cheaters import PerturbStep
+from services.submitter import DownloadRefusedError, verified_model
 from tests.conftest import tiny_spec_dict
 
 pytestmark = pytest.mark.adversarial
@@ -82,7 +82,7 @@ def test_a_declared_final_state_that_is_not_the_last_leaf_is_refused(settled) ->
     """The backdoor: the honest root, a declared final hash of another model, that model served."""
     net, job = settled
     leaves = net.blobs.leaves(job["solver"], job["job_id"], int(job["num_leaves"]))
-    backdoor = encode_state(init(job_view(job).spec))
+    backdoor = encode_state(init(decode_job(job).spec))
     record = {**job, "final_state_hash": blob_root(backdoor).hex()}
     with pytest.raises(DownloadRefusedError, match="not the committed last leaf"):
         verified_model(Served(leaves, backdoor), record)
@@ -115,9 +115,9 @@ def test_a_verifier_does_not_vouch_for_a_final_state_off_the_last_leaf(settled) 
     net, job = settled
     verifier = next(a for a in net.agents if a.role == "verifier")
     verifier.entries.pop(job["job_id"], None)
-    assert verifier._final_state_is_last_leaf(job_view(job))
+    assert verifier._final_state_is_last_leaf(decode_job(job))
     other = {**job, "final_state_hash": "ee" * 32}
-    assert not verifier._final_state_is_last_leaf(job_view(other))
+    assert not verifier._final_state_is_last_leaf(decode_job(other))
 
 
 def test_the_local_source_applies_the_same_caps(settled) -> None:

@@ -11,13 +11,14 @@ import logging
 from typing import Any
 
 import pytest
+from services.network import JobTerms, Network
 
 from protocol.datasets import check_dataset
 from protocol.errors import DatasetError
 from protocol.spec import JobSpec, parse_spec
 from services.agents import solver as solver_module
-from services.agents.solver import job_view
-from services.network import JobTerms, Network
+from services.agents.views import JobView
+from tests.agent_views import job_view_for
 from tests.conftest import tiny_spec_dict
 
 pytestmark = pytest.mark.adversarial
@@ -65,20 +66,8 @@ def test_a_job_the_solver_cannot_train_gets_no_bid_and_expires_unpunished(
     assert len(said) == 1 and untrainable in said[0].getMessage()
 
 
-def _view(net: Network, spec: JobSpec, **raw: Any) -> Any:
-    record = {
-        "job_id": "ab" * 32,
-        "spec": spec.to_dict(),
-        "submitter": "0x" + "00" * 20,
-        "payment": 1000,
-        "min_stake": 200,
-        "sample_count": 2,
-        "num_leaves": spec.num_leaves,
-        "status": "open",
-        "train_blocks": 60,
-        **raw,
-    }
-    return job_view(record)
+def _view(net: Network, spec: JobSpec, **fields: Any) -> JobView:
+    return job_view_for(spec, **fields)
 
 
 def test_the_pre_bid_check_names_each_reason() -> None:
@@ -94,7 +83,7 @@ def test_the_pre_bid_check_names_each_reason() -> None:
     view = dataclasses.replace(_view(net, spec), spec=other_family)
     assert "family" in str(solver.untrainable(view))
 
-    solver._params = {**solver.params, "max_blob_bytes": 100}
+    solver._params = dataclasses.replace(solver.params, max_blob_bytes=100)
     assert "max_blob_bytes" in str(solver.untrainable(_view(net, spec)))
     solver._params = None
 

@@ -1,0 +1,251 @@
+"""The honest dispute player: for each phase, the move the protocol asks of each side.
+
+One implementation, written as a table from ``Phase`` to the function that makes the move,
+one table per side (``SOLVER_MOVES``, ``CHALLENGER_MOVES``). The solver and verifier agents
+play it, and so do the tests' scripted players (``tests.dispute_agents``,
+``tests.operator_players``, ``tests.forced_error_players``); a cheating strategy changes or
+withholds the move it returns. The rules never see what a side believes, only its moves
+(``docs/protocol.md``, "The dispute game").
+
+A side answers from what it believes the job's trajectory is, nothing else:
+
+    phase              solver (``Claims``)                 challenger (``Checks``)
+    reveal_children    the node's two children             -
+    choose_child       -                                   the left child if it disagrees
+                                                           with it, else the right one
+    reveal_leaf        the disputed leaf (and the one      -
+                       before it, with its proof)
+    post_midpoint      its state hash at the midpoint      -
+    respond_midpoint   -                                   whether it agrees with that hash
+    post_prestate      its state at the step's start       the same, only when it disagrees
+                                                           with the claimed post-state and
+                                                           holds a state hashing to hash_lo
+    publish_data       the requested leaf's blob, proved   -
+    reveal_trap        the forced error's secret, proved   -
+    unseal             -                                   what its seal hides
+    commit_trace ...   the operator-level game (``services.agents.operator_moves``), from
+                       the side's own run of the disputed step
+
+Both players' trees are descended the same way and the operator-level phases
+``reveal_children`` and ``choose_child`` reuse the step-level names: a dispute with an
+operator game under way (``in_operator_game``) is answered from the operator-level table.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from contracts_sim.dispute import bisection_midpoint
+from contracts_sim.records import Dispute, Party, Phase
+from protocol.merkle import NodeRef, children
+from protocol.state_commitment import blob_has_root
+from services.agents import operator_moves
+from services.agents.moves import Move
+
+Body = dict[str, Any]
+
+
+class Side(Protocol):
+    """What one party believes the disputed job's trajectory is."""
+
+    def node_hash(self, node: NodeRef) -> bytes | None:
+        """The hash of a node of its commitment tree over the leaves (None: it cannot tell)."""
+
+    def hash_at(self, step: int) -> bytes | None:
+        """Its state hash after ``step`` steps (None: it cannot tell)."""
+
+    def blob_at(self, step: int) -> bytes | None:
+        """Its state after ``step`` steps, encoded (None: it has none)."""
+
+    def operator_step(self, dispute: Dispute) -> operator_moves.OwnStep | None:
+        """Its own run of the disputed step, for the operator-level game (None: none)."""
+
+
+class Claims(Side, Protocol):
+    """The solver's side: its committed trajectory, and what it must show on request."""
+
+    def leaf(self, index: int) -> bytes:
+        """Its committed leaf ``index``."""
+
+    def leaf_proof(self, index: int) -> Body:
+        """The inclusion proof of its leaf ``index`` in its committed root."""
+
+    def published_data(self, segment: int) -> Body | None:
+        """A data request's answer: leaf ``segment``'s blob and both leaves, proved."""
+
+    def trap_reveal(self, step: int) -> Body | None:
+        """The reveal of the forced error at ``step`` (None: not one of its forced errors)."""
+
+
+class Checks(Side, Protocol):
+    """The challenger's side: its own re-execution, and the seals it made."""
+
+    def agreed_blob(self, step: int) -> bytes | None:
+        """A state at ``step`` the game started from (a fast-path challenge's committed
+        pre-state), posted whatever the claimed post-state; None for any other step."""
+
+    def unseal(self, dispute: Dispute) -> Body | None:
+        """What its sealed challenge hides (None: it cannot open it)."""
+
+
+def in_operator_game(d: Dispute) -> bool:
+    """The dispute waits on an operator-level move (``commit_trace`` and after)."""
+    return d.operator is not None or d.phase is Phase.COMMIT_TRACE
+
+
+def _move(kind: str, d: Dispute, body: Body | None) -> Move | None:
+    return None if body is None else Move(kind, {"dispute_id": d.dispute_id, **body})
+
+
+def _node(d: Dispute) -> NodeRef:
+    assert d.node_lo is not None and d.node_hi is not None
+    return NodeRef(d.node_lo, d.node_hi)
+
+
+def _steps(d: Dispute) -> tuple[int, int]:
+    assert d.step_lo is not None and d.step_hi is not None
+    return d.step_lo, d.step_hi
+
+
+def _hex(value: bytes | None) -> str | None:
+    return None if value is None else value.hex()
+
+
+# --- the operator-level game -------------------------------------------------------------
+
+
+def operator_move(d: Dispute, me: Side) -> Move | None:
+    """The operator-level move ``d`` waits on, from ``me``'s own run of the step."""
+    own = me.operator_step(d)
+    if own is None:
+        return None  # no run of its own to play from: the deadline decides
+    move = operator_moves.next_move(d, own)
+    return None if move is None else Move(*move)
+
+
+# --- the solver's moves ----------------------------------------------------------------------
+
+
+def reveal_children(d: Dispute, me: Claims) -> Move | None:
+    if in_operator_game(d):
+        return operator_move(d, me)
+    left, right = children(_node(d))
+    hashes = _hex(me.node_hash(left)), _hex(me.node_hash(right))
+    if None in hashes:
+        return None
+    return _move("reveal_children", d, {"left": hashes[0], "right": hashes[1]})
+
+
+def reveal_leaf(d: Dispute, me: Claims) -> Move | None:
+    leaf = d.leaf_index
+    assert leaf is not None
+    body: Body = {"entry": me.leaf(leaf).hex()}
+    if leaf > 0:
+        body["pre_entry"] = me.leaf(leaf - 1).hex()
+        body["pre_proof"] = me.leaf_proof(leaf - 1)
+    return _move("reveal_leaf", d, body)
+
+
+def post_midpoint(d: Dispute, me: Claims) -> Move | None:
+    claimed = me.hash_at(bisection_midpoint(*_steps(d)))
+    return None if claimed is None else _move("post_midpoint", d, {"state_hash": claimed.hex()})
+
+
+def post_own_prestate(d: Dispute, me: Claims) -> Move | None:
+    """The solver's state at the step's start, which its own claims hash to ``hash_lo``."""
+    blob = me.blob_at(_steps(d)[0])
+    return None if blob is None else _move("post_prestate", d, {"blob": blob.hex()})
+
+
+def publish_data(d: Dispute, me: Claims) -> Move | None:
+    assert d.leaf_index is not None
+    return _move("publish_data", d, me.published_data(d.leaf_index))
+
+
+def reveal_trap(d: Dispute, me: Claims) -> Move | None:
+    assert d.step_lo is not None
+    return _move("reveal_trap", d, me.trap_reveal(d.step_lo))
+
+
+# --- the challenger's moves --------------------------------------------------------------------
+
+
+def choose_child(d: Dispute, me: Checks) -> Move | None:
+    if in_operator_game(d):
+        return operator_move(d, me)
+    left, _ = children(_node(d))
+    mine = me.node_hash(left)
+    if mine is None:
+        return None
+    return _move("choose_child", d, {"side": "left" if d.left_hash != mine else "right"})
+
+
+def respond_midpoint(d: Dispute, me: Checks) -> Move | None:
+    mine = me.hash_at(bisection_midpoint(*_steps(d)))
+    agree = mine is not None and d.midpoint_hash == mine
+    return _move("respond_midpoint", d, {"agree": agree})
+
+
+def post_agreed_prestate(d: Dispute, me: Checks) -> Move | None:
+    """The pre-state, posted by the challenger only when the solver's claimed post-state is
+    wrong by its own run and it holds the agreed pre-state: otherwise the solver posts it."""
+    a, b = _steps(d)
+    blob = me.agreed_blob(a)
+    if blob is None:
+        mine = me.hash_at(b)
+        if mine is None or mine == d.hash_hi:
+            return None  # the solver's claim is right (or it cannot tell): the solver posts
+        blob = me.blob_at(a)
+        if blob is None or d.hash_lo is None or not blob_has_root(blob, d.hash_lo):
+            return None
+    return _move("post_prestate", d, {"blob": blob.hex()})
+
+
+def unseal(d: Dispute, me: Checks) -> Move | None:
+    return _move("unseal", d, me.unseal(d))
+
+
+SOLVER_MOVES: dict[Phase, Callable[[Dispute, Claims], Move | None]] = {
+    Phase.REVEAL_CHILDREN: reveal_children,
+    Phase.REVEAL_LEAF: reveal_leaf,
+    Phase.POST_MIDPOINT: post_midpoint,
+    Phase.POST_PRESTATE: post_own_prestate,
+    Phase.PUBLISH_DATA: publish_data,
+    Phase.REVEAL_TRAP: reveal_trap,
+    Phase.COMMIT_TRACE: operator_move,
+    Phase.REVEAL_OP: operator_move,
+    Phase.PROVE_OVERFLOW: operator_move,
+    Phase.REVEAL_CHUNK: operator_move,
+    Phase.POST_PIECES: operator_move,
+}
+"""The solver's move in each phase it may move in."""
+
+CHALLENGER_MOVES: dict[Phase, Callable[[Dispute, Checks], Move | None]] = {
+    Phase.CHOOSE_CHILD: choose_child,
+    Phase.RESPOND_MIDPOINT: respond_midpoint,
+    Phase.POST_PRESTATE: post_agreed_prestate,
+    Phase.UNSEAL: unseal,
+    Phase.NAME_ELEMENT: operator_move,
+}
+"""The challenger's move in each phase it may move in."""
+
+
+def moves_in(side: Party, d: Dispute) -> bool:
+    """``side`` has a move in ``d``'s phase (its turn, or a move either party may make)."""
+    table: dict[Phase, Any] = SOLVER_MOVES if side is Party.SOLVER else CHALLENGER_MOVES
+    return side in (Party.SOLVER, Party.CHALLENGER) and d.phase in table
+
+
+def solver_move(d: Dispute, me: Claims) -> Move | None:
+    """The honest solver's move in ``d`` (None: it has none to make, or nothing to make it
+    from)."""
+    make = SOLVER_MOVES.get(d.phase)
+    return None if make is None else make(d, me)
+
+
+def challenger_move(d: Dispute, me: Checks) -> Move | None:
+    """The honest challenger's move in ``d`` (None: it has none to make, or nothing to make
+    it from)."""
+    make = CHALLENGER_MOVES.get(d.phase)
+    return None if make is None else make(d, me)

@@ -1,0 +1,172 @@
+"""Typed views of what the chain answers: jobs, disputes, accounts and parameters.
+
+The node (and ``LocalChainClient``) serve ledger records as JSON (``services.node.views``:
+``contracts_sim.codec.to_json_value`` of the record, plus a few derived fields). An agent decodes
+each answer once, here, back into the ledger's own records (``Job``, ``Dispute``, ``Account``,
+``Params``), carrying its enums (``JobStatus``, ``DisputeStatus``, ``Phase``, ``Party``), and
+reads nothing else. Decoding is strict: an answer that is not such a record raises
+``MalformedAnswerError`` (a ``ProofNetError``, so an agent's isolation treats it as any other
+failure of that job), never a ``KeyError`` deep inside a decision.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from contracts_sim.blocks import ChainEvent
+from contracts_sim.codec import from_json_value
+from contracts_sim.params import Params
+from contracts_sim.records import (
+    Account,
+    Dispute,
+    DisputeStatus,
+    Job,
+    JobStatus,
+    Party,
+    Phase,
+)
+from protocol.errors import ProofNetError
+from protocol.spec import JobSpec, parse_spec
+from protocol.types import Address
+
+R = TypeVar("R")
+
+
+class MalformedAnswerError(ProofNetError):
+    """The chain's answer is not the record it should be (a missing or mistyped field)."""
+
+    code = "malformed_answer"
+
+
+def _record(cls: type[R], answer: Any, what: str) -> R:
+    """``answer`` decoded as ``cls``: its fields exactly (derived fields the node adds dropped)."""
+    if not isinstance(answer, dict):
+        raise MalformedAnswerError(f"{what}: expected an object, got {type(answer).__name__}")
+    known = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    try:
+        record = from_json_value(cls, {k: v for k, v in answer.items() if k in known}, what)
+    except (ProofNetError, ValueError, TypeError, KeyError) as exc:
+        raise MalformedAnswerError(f"{what}: {exc}") from exc
+    assert isinstance(record, cls)
+    return record
+
+
+@dataclass(frozen=True)
+class JobView:
+    """A job as the chain holds it (``record``) and its parsed spec.
+
+    The properties name what strategies and agents read most; anything else is on ``record``.
+    """
+
+    record: Job
+    spec: JobSpec
+
+    @property
+    def job_id(self) -> str:
+        return self.record.job_id
+
+    @property
+    def submitter(self) -> Address:
+        return self.record.submitter
+
+    @property
+    def payment(self) -> int:
+        return int(self.record.payment)
+
+    @property
+    def min_stake(self) -> int:
+        return int(self.record.min_stake)
+
+    @property
+    def sample_count(self) -> int:
+        return self.record.sample_count
+
+    @property
+    def num_leaves(self) -> int:
+        return self.record.num_leaves
+
+    @property
+    def status(self) -> JobStatus:
+        return self.record.status
+
+    @property
+    def solver(self) -> Address | None:
+        return self.record.solver
+
+    def holds_bid_of(self, address: str) -> bool:
+        """The job's bid list holds a bid of ``address``."""
+        return any(bid.solver == address for bid in self.record.bids)
+
+
+@dataclass(frozen=True)
+class DisputeView:
+    """A dispute as the chain holds it (``record``), with its job's spec when known."""
+
+    record: Dispute
+    spec: JobSpec | None = None
+
+    @property
+    def dispute_id(self) -> str:
+        return self.record.dispute_id
+
+    @property
+    def job_id(self) -> str:
+        return self.record.job_id
+
+    @property
+    def status(self) -> DisputeStatus:
+        return self.record.status
+
+    @property
+    def phase(self) -> Phase:
+        return self.record.phase
+
+    @property
+    def turn(self) -> Party:
+        return self.record.turn
+
+    @property
+    def deadline(self) -> int:
+        return int(self.record.deadline)
+
+
+def decode_job(answer: Any) -> JobView:
+    """A job answer (``get_job``, an element of ``list_jobs``) as a ``JobView``."""
+    record = _record(Job, answer, "job")
+    try:
+        spec = parse_spec(record.spec)
+    except ProofNetError as exc:
+        raise MalformedAnswerError(f"job {record.job_id}: its spec: {exc}") from exc
+    return JobView(record, spec)
+
+
+@dataclass(frozen=True)
+class _History:
+    history: tuple[ChainEvent, ...]
+
+
+def decode_history(answer: Any) -> tuple[ChainEvent, ...]:
+    """The event history of a job detail answer (``get_job``'s ``history``)."""
+    return _record(_History, answer, "job detail").history
+
+
+def decode_dispute(answer: Any, job: JobView | None = None) -> DisputeView:
+    """A dispute answer (``get_dispute``, an element of ``list_disputes``) as a view."""
+    return DisputeView(_record(Dispute, answer, "dispute"), job.spec if job is not None else None)
+
+
+def decode_account(answer: Any) -> Account:
+    """An account answer (``get_account``) as the ledger's ``Account`` record."""
+    return _record(Account, answer, "account")
+
+
+def decode_params(answer: Any) -> Params:
+    """The chain's parameters (``params()``) as the ledger's ``Params`` record."""
+    if not isinstance(answer, dict):
+        raise MalformedAnswerError("params: expected an object")
+    try:
+        return Params.from_json(answer)
+    except (ValueError, TypeError) as exc:
+        raise MalformedAnswerError(f"params: {exc}") from exc
