@@ -11,13 +11,13 @@ import logging
 from typing import Any
 
 import pytest
-from services.network import JobTerms, Network
 
 from protocol.datasets import check_dataset
 from protocol.errors import DatasetError
 from protocol.spec import JobSpec, parse_spec
 from services.agents import solver as solver_module
 from services.agents.views import JobView
+from services.sim.network import JobTerms, Network
 from tests.agent_views import job_view_for
 from tests.conftest import tiny_spec_dict
 
