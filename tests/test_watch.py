@@ -282,3 +282,45 @@ def test_mentions_finds_an_address_anywhere() -> None:
     address = SOLVER.address.lower()
     assert mentions({"bids": [{"solver": SOLVER.address}]}, address)
     assert not mentions({"bids": [{"solver": ALICE.address}], "n": 3}, address)
+
+
+class TickCounter:
+    """An agent as ``run_loop`` sees it: a name, telemetry, a watcher, ``tick`` and
+    ``more_work``."""
+
+    name = "counter"
+    telemetry = None
+
+    def __init__(self, watcher: ChainWatcher, busy_ticks: int = 0) -> None:
+        self.watcher = watcher
+        self.heights: list[int] = []
+        self.busy_ticks = busy_ticks
+        self.more_work = False
+
+    def tick(self) -> None:
+        self.heights.append(self.watcher.height)
+        self.more_work = len(self.heights) <= self.busy_ticks
+
+
+def test_the_run_loop_ticks_once_per_block_and_at_once_while_busy() -> None:
+    from services.agents.runner import run_loop
+
+    chain = make_chain()
+    agent = TickCounter(ChainWatcher(LocalChainClient(chain), SOLVER.address), busy_ticks=5)
+    stop = threading.Event()
+    loop = threading.Thread(target=run_loop, args=(agent, threading.Lock(), stop, 0.01))
+    loop.start()
+    try:
+        deadline = threading.Event()
+        while len(agent.heights) < 6 and not deadline.wait(0.01):
+            pass
+        assert agent.heights[:6] == [0] * 6  # busy: ticked again with no block
+        for _ in range(3):
+            chain.produce_block()
+            deadline.wait(0.2)
+    finally:
+        stop.set()
+        chain.produce_block()  # wakes the long-poll
+        loop.join(timeout=10)
+    assert not loop.is_alive()
+    assert agent.heights[6:] == [1, 2, 3] or agent.heights[6:] == [1, 2, 3, 4]

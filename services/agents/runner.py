@@ -2,6 +2,12 @@
 
 The loop retries until the chain answers (in a compose testnet the node may start later),
 serialises ticks with the HTTP handlers through one lock, and stops cleanly on SIGINT/SIGTERM.
+
+Between ticks the agent sleeps until the chain has news: its ``ChainWatcher`` long-polls
+``/events`` (``EVENT_WAIT``), so a tick follows each block (height is the clock) and reads only
+what that block's events changed (``services.agents.watch``). A tick that left local work
+(``agent.more_work``: a solver part-way through training) is followed at once by the next,
+after a look at the events without waiting.
 """
 
 from __future__ import annotations
@@ -23,6 +29,10 @@ from protocol.errors import ProofNetError
 from services.client import HttpChainClient
 
 log = logging.getLogger("proofnet.runner")
+
+EVENT_WAIT = 3.0
+"""The longest one long-poll of ``/events`` waits. A chain seals a block every ``block_time``
+(well under this), so it bounds only how long a stop waits on an idle chain."""
 
 
 def load_or_create_key(path: str | Path) -> PrivateKey:
@@ -66,7 +76,8 @@ def serve_in_thread(app: FastAPI, host: str, port: int) -> uvicorn.Server:
 
 
 def run_loop(agent: Any, lock: threading.Lock, stop: threading.Event, poll: float) -> None:
-    """Tick until stopped; a failing tick is logged and retried, never fatal."""
+    """Tick until stopped, each tick after the chain's next events (``wait_for_news``); a
+    failing tick is logged and retried ``poll`` seconds later, never fatal."""
     while not stop.is_set():
         try:
             with lock:
@@ -74,9 +85,27 @@ def run_loop(agent: Any, lock: threading.Lock, stop: threading.Event, poll: floa
         except ProofNetError as exc:
             agent.telemetry.error("tick_failed")
             log.warning("%s: tick failed: %s", agent.name, exc)
+            stop.wait(poll)
         except Exception:  # an agent must outlive a bad answer from a peer
             agent.telemetry.error("tick_crashed")
             log.exception("%s: tick crashed; retrying", agent.name)
+            stop.wait(poll)
+        if not stop.is_set():
+            wait_for_news(agent, stop, poll)
+
+
+def wait_for_news(agent: Any, stop: threading.Event, poll: float) -> None:
+    """Until the chain has new events (at most ``EVENT_WAIT``); no wait when the last tick
+    left local work. An agent without a watcher sleeps ``poll`` seconds; a chain that does
+    not answer is retried after ``poll``."""
+    watcher = getattr(agent, "watcher", None)
+    if watcher is None:
+        stop.wait(poll)
+        return
+    try:
+        watcher.wait(0.0 if getattr(agent, "more_work", False) else EVENT_WAIT)
+    except ProofNetError as exc:
+        log.warning("%s: waiting for events failed: %s", agent.name, exc)
         stop.wait(poll)
 
 
