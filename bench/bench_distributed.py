@@ -44,7 +44,7 @@ import torch  # noqa: E402
 from protocol.exact import init, prepare_exact, set_threads, state_hash, step  # noqa: E402
 from protocol.spec import JobSpec  # noqa: E402
 from services.distributed.pool import PoolConfig, WorkerPool  # noqa: E402
-from services.specfile import load_spec  # noqa: E402
+from services.jobspec import load_spec  # noqa: E402
 
 CONFIGS = {  # name -> (spec file, steps per block)
     "digits-mlp": ("examples/digits-mlp.yaml", 40),

@@ -57,7 +57,7 @@ from protocol.exact.state import State
 from protocol.layout import STEP_KEY, param_names
 from protocol.merkle import CommitmentTree
 from protocol.spec import JobSpec, parse_spec, with_steps
-from services.specfile import load_spec
+from services.jobspec import load_spec
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE_SPEC = ROOT / "examples" / "digits-mlp.yaml"

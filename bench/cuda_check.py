@@ -25,7 +25,7 @@ from protocol.exact import NativeTrainer, evaluate, metric_name, train_trajector
 from protocol.exact.device import SELFTEST_DIGEST, selftest_digest
 from protocol.merkle import root_of
 from protocol.spec import with_steps
-from services.specfile import load_spec
+from services.jobspec import load_spec
 
 EXAMPLES = [
     "examples/digits-mlp.yaml",

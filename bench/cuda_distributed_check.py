@@ -25,9 +25,9 @@ import torch  # noqa: E402
 from protocol.exact import train_trajectory  # noqa: E402
 from protocol.merkle import root_of  # noqa: E402
 from protocol.spec import JobSpec  # noqa: E402
-from services import scenarios  # noqa: E402
 from services.distributed.pool import PoolConfig, WorkerPool  # noqa: E402
 from services.distributed.train import train_shared  # noqa: E402
+from services.sim import scenarios  # noqa: E402
 
 SGD = {"name": "sgd", "lr_log2": -3, "momentum": 0.875}
 ADAMW = {"name": "adamw", "lr_log2": -7, "beta1": 0.9, "beta2": 0.99, "weight_decay_log2": -8}

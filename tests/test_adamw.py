@@ -19,7 +19,7 @@ from protocol.exact.fixedpoint import ONE, div_round, isqrt_int64, pow_fixed
 from protocol.exact.state import state_hash
 from protocol.layout import expected_shapes, state_blob_size
 from protocol.spec import parse_spec, spec_hash
-from services import scenarios
+from services.sim import scenarios
 from tests.adversarial.play import assert_outcome
 from tests.conftest import EXAMPLE_SPEC, ROOT, tiny_spec_dict, train_in_subprocess
 

@@ -16,7 +16,7 @@ from services.agents.moves import Move
 from services.agents.runner import run_loop
 from services.agents.server import create_solver_app, create_verifier_app
 from services.agents.telemetry import AgentTelemetry
-from services.network import JobTerms, Network
+from services.sim.network import JobTerms, Network
 from services.strategies.cheaters import PerturbStep
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]

@@ -15,7 +15,7 @@ from services.agents.strategy import (
     VerifierStrategy,
     load_strategy,
 )
-from services.network import JobTerms, Network, key_for
+from services.sim.network import JobTerms, Network, key_for
 from services.strategies.cheaters import PerturbStep
 from tests.conftest import ROOT
 from tests.ledger_helpers import tiny_spec

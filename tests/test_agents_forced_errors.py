@@ -8,7 +8,7 @@ import pytest
 from contracts_sim.params import TEST
 from protocol.spec import JobSpec
 from services.agents.strategy import JobView, SolverStrategy
-from services.network import JobTerms, Network
+from services.sim.network import JobTerms, Network
 from services.strategies.cheaters import PerturbStep
 from services.strategies.verifiers import LazyVerifier
 

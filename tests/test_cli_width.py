@@ -143,7 +143,7 @@ def test_job_status_fits_80_columns(
 
 def _recorded_testnet(workdir: Path, chain_port: int) -> None:
     """A testnet's state file and key files, as `testnet up` leaves them (processes gone)."""
-    from services.localnet import LocalTestnet, default_topology
+    from services.ops.localnet import LocalTestnet, default_topology
 
     topology = default_topology(CHEATER)
     topology.chain_port = chain_port

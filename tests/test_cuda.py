@@ -8,7 +8,7 @@ import torch
 from protocol.exact import decode_state, run, state_hash, train_trajectory
 from protocol.exact.device import SELFTEST_DIGEST, selftest_digest
 from protocol.spec import JobSpec, with_steps
-from services.specfile import load_spec
+from services.jobspec import load_spec
 from tests.conftest import EXAMPLE_SPEC
 
 pytestmark = pytest.mark.gpu

@@ -6,7 +6,7 @@ import pytest
 
 from protocol.datasets import check_dataset, load_dataset
 from protocol.errors import DatasetError
-from services.specfile import load_spec
+from services.jobspec import load_spec
 from tests.conftest import EXAMPLE_SPEC
 
 

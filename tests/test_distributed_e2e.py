@@ -16,10 +16,10 @@ from pathlib import Path
 import pytest
 
 from services.agents.runner import load_or_create_key
-from services.cli.jobs import submit_job
 from services.client import HttpChainClient, Wallet
-from services.localnet import Actor, LocalTestnet, Topology, free_port
-from services.specfile import load_spec
+from services.jobspec import load_spec
+from services.ops.localnet import Actor, LocalTestnet, Topology, free_port
+from services.submitter import submit_job
 from tests.test_e2e_processes import STAKE, TERMINAL, small_spec, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(420)]

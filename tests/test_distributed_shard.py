@@ -27,7 +27,7 @@ from protocol.exact.shard import (
 )
 from protocol.exact.state import State
 from protocol.spec import JobSpec
-from services import scenarios
+from services.sim import scenarios
 from tests.test_exact_bounds import _wide_context_spec
 from tests.test_families import ADAMW, SGD, TINY_CNN, TINY_TRANSFORMER
 

@@ -18,7 +18,7 @@ import pytest
 
 from protocol.spec import JobSpec
 from services.distributed.pool import PoolConfig, WorkerPool
-from services.network import JobTerms, Network
+from services.sim.network import JobTerms, Network
 from tests.ledger_helpers import tiny_spec
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(420)]

@@ -15,10 +15,10 @@ from typer.testing import CliRunner
 from protocol.state_commitment import blob_root
 from services import cli
 from services.agents.runner import load_or_create_key
-from services.cli.jobs import submit_job
 from services.client import HttpChainClient, Wallet
-from services.localnet import Actor, LocalTestnet, Topology
-from services.specfile import load_spec
+from services.jobspec import load_spec
+from services.ops.localnet import Actor, LocalTestnet, Topology
+from services.submitter import submit_job
 from tests.conftest import EXAMPLE_SPEC
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(420)]

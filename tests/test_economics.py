@@ -22,11 +22,11 @@ from protocol.economics import (
     work_saved,
 )
 from protocol.sampling import detection_probability
-from services.deterrence import JobEconomics, deterrence_table
-from services.specfile import load_spec
+from services.jobspec import load_spec
+from services.sim.deterrence import JobEconomics, deterrence_table
+from services.sim.threats import FOOTPRINTS, FORCED_ERRORS, SAMPLING, UNDETECTED, catalogue_threats
 from services.strategies import catalogue
 from services.strategies.verifiers import LazyVerifier
-from services.threats import FOOTPRINTS, FORCED_ERRORS, SAMPLING, UNDETECTED, catalogue_threats
 from tests.conftest import EXAMPLE_SPEC
 
 # --- detection with several verifiers ---------------------------------------------------------

@@ -24,7 +24,7 @@ from protocol.exact.classifier import init_weight
 from protocol.exact.device import SELFTEST_DIGEST, selftest_digest
 from protocol.randomness import random_below
 from protocol.spec import JobSpec
-from services.specfile import load_spec
+from services.jobspec import load_spec
 from tests.conftest import EXAMPLE_SPEC
 from tests.ledger_helpers import tiny_spec
 

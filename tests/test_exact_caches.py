@@ -12,7 +12,7 @@ import sys
 
 from protocol.exact import init, state_hash, step
 from protocol.spec import JobSpec
-from services.scenarios import spec_for
+from services.sim.scenarios import spec_for
 
 
 def _cnn(image: list[int]) -> JobSpec:

@@ -30,7 +30,7 @@ from protocol.exact.program import params_of
 from protocol.exact.state import State, export_safetensors
 from protocol.spec import JobSpec, parse_spec, with_steps
 from services.cli import _register, app
-from services.specfile import load_spec
+from services.jobspec import load_spec
 from tests.conftest import EXAMPLE_SPEC, tiny_spec_dict
 
 _register()

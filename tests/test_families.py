@@ -17,7 +17,7 @@ import yaml
 
 from protocol.exact import init, run, state_hash
 from protocol.spec import JobSpec
-from services import scenarios
+from services.sim import scenarios
 from tests.adversarial.play import assert_outcome
 from tests.conftest import train_in_subprocess
 

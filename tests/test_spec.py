@@ -8,7 +8,7 @@ import pytest
 
 from protocol.errors import SpecError
 from protocol.spec import parse_spec, spec_hash, with_steps
-from services.specfile import load_spec
+from services.jobspec import load_spec
 from tests.conftest import EXAMPLE_SPEC, tiny_spec_dict
 
 

@@ -15,7 +15,7 @@ from pydantic import BaseModel
 from contracts_sim.transactions import PostJobBody
 from protocol.errors import SpecError
 from protocol.spec import JobSpec, parse_spec
-from services.specfile import (
+from services.jobspec import (
     AdamWSection,
     CnnSection,
     ConvLayerSection,

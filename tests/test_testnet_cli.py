@@ -31,7 +31,7 @@ from services.cli.common import (
     reported_errors,
     resolve_spec_path,
 )
-from services.localnet import (
+from services.ops.localnet import (
     STATE_FILE,
     LocalTestnet,
     PortInUseError,
@@ -156,7 +156,7 @@ def test_a_bad_key_file_prints_one_line_without_traceback(tmp_path: Path) -> Non
 def test_example_specs_resolve_from_any_directory(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str
 ) -> None:
-    from services.demo import demo_specs
+    from services.ops.demo import demo_specs
 
     monkeypatch.chdir(tmp_path)
     path = resolve_spec_path(Path(name))
@@ -372,8 +372,8 @@ def test_demo_tables_fit_80_columns() -> None:
 def quick_report(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """``adversaries report`` without its scenarios, with fake statistics; records the trial
     counts it was asked for."""
-    from services import detection, scenarios
-    from services.detection import DetectionStats
+    from services.sim import detection, scenarios
+    from services.sim.detection import DetectionStats
 
     asked: list[int] = []
 
@@ -401,7 +401,7 @@ def test_adversaries_report_prints_to_stdout_by_default(
 def test_adversaries_report_keeps_the_trial_count_of_its_output_file(
     tmp_path: Path, quick_report: list[int]
 ) -> None:
-    from services.adversary_report import recorded_trials
+    from services.sim.report import recorded_trials
 
     out = tmp_path / "adversaries.md"
     out.write_text((ROOT / "docs" / "adversaries.md").read_text(encoding="utf-8"))

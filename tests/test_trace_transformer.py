@@ -36,7 +36,7 @@ from protocol.exact.trace.registry import CheckedOp, cut, op_checks
 from protocol.exact.trace.run import batch_tensors, resolve
 from protocol.spec import JobSpec
 from protocol.trace import OpNode, Ref
-from services import scenarios
+from services.sim import scenarios
 from tests.test_trace import (
     BUDGETS,
     assert_same_state,

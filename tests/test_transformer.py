@@ -34,7 +34,7 @@ from protocol.exact.transformer import (
 )
 from protocol.layout import STEP_KEY
 from protocol.spec import JobSpec
-from services import scenarios
+from services.sim import scenarios
 
 CPU = torch.device("cpu")
 MODEL: dict[str, Any] = {

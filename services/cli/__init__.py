@@ -5,6 +5,8 @@ Each command group lives in its own module and registers itself on ``app``.
 
 from __future__ import annotations
 
+import importlib
+
 import typer
 
 app = typer.Typer(
@@ -22,19 +24,30 @@ def _root() -> None:
     """ProofNet: verifiable decentralized training on a simulated ledger."""
 
 
+COMMAND_MODULES = (
+    "adversaries",
+    "solver",
+    "verifier",
+    "chain",
+    "keys",
+    "demo",
+    "testnet",
+    "economics",
+    "export",
+    "train",
+    "worker",
+    "jobs",
+    "strategies",
+    "market",
+)
+"""One module per command or command group, in the order of ``proofnet --help`` (Typer lists
+the commands, then the groups, each in the order they registered)."""
+
+
 def _register() -> None:
     """Import every command module; each registers its commands on ``app``."""
-    from services.cli import (  # noqa: F401
-        adversaries,
-        agents,
-        chain,
-        demo,
-        economics,
-        export,
-        jobs,
-        market,
-        train,
-    )
+    for name in COMMAND_MODULES:
+        importlib.import_module(f"services.cli.{name}")
 
 
 def main() -> None:

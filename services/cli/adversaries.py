@@ -29,7 +29,7 @@ DEFAULT_TRIALS = 50
 def _trials_for(requested: int | None, output: Path | None) -> int:
     """``--trials`` if given; else the count the existing ``--output`` file was made with;
     else DEFAULT_TRIALS."""
-    from services.adversary_report import recorded_trials
+    from services.sim.report import recorded_trials
 
     if requested is not None:
         return requested
@@ -74,11 +74,11 @@ def report(
     preset: Annotated[str, typer.Option(help="Chain preset for the economics.")] = "testnet",
 ) -> None:
     """Play the scenarios and the statistics; see REPORT_HELP."""
-    from services.adversary_report import ReportInputs, render
     from services.cli.economics import load_job
-    from services.detection import CONFIGS, run_detection_trials
-    from services.deterrence import deterrence_table
-    from services.scenarios import SCENARIOS, run_scenario
+    from services.sim.detection import CONFIGS, run_detection_trials
+    from services.sim.deterrence import deterrence_table
+    from services.sim.report import ReportInputs, render
+    from services.sim.scenarios import SCENARIOS, run_scenario
 
     with reported_errors():
         spec_path = resolve_spec_path(spec)

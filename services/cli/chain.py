@@ -1,23 +1,19 @@
-"""``proofnet chain serve`` (a chain node) and ``proofnet keys new`` (an Ed25519 key file)."""
+"""``proofnet chain serve``: a chain node."""
 
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from contracts_sim.chain import DEFAULT_CHAIN_ID
-from contracts_sim.crypto import generate_key
 from services.cli import app
-from services.cli.common import fail, print_json, reported_errors
+from services.cli.common import fail, reported_errors
 
 chain_app = typer.Typer(help="Run a chain node.", no_args_is_help=True)
-keys_app = typer.Typer(help="Manage Ed25519 account keys.", no_args_is_help=True)
 app.add_typer(chain_app, name="chain")
-app.add_typer(keys_app, name="keys")
 
 
 @chain_app.command("serve")
@@ -107,24 +103,3 @@ def serve(
         log_config=None,
         access_log=access_log,
     )
-
-
-@keys_app.command("new")
-def new_key(
-    out: Annotated[
-        Path | None, typer.Option("--out", help="write the key file here (mode 0600)")
-    ] = None,
-) -> None:
-    """Generate an Ed25519 key; print its address (and the key file if no --out)."""
-    key = generate_key()
-    if out is None:
-        print_json(key.to_json())
-        return
-    if out.exists():
-        fail(f"{out} exists; refusing to overwrite a key file")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        json.dump(key.to_json(), fh, indent=2)
-        fh.write("\n")
-    typer.echo(key.address)

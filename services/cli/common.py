@@ -201,3 +201,89 @@ def progress_bar(
                 progress.update(task, completed=completed)
 
         yield advance_to
+
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Every value in full, as JSON.")]
+
+
+def amount(value: int | None) -> str:
+    """A token amount with thousands separators; '-' when unknown."""
+    return "-" if value is None else f"{value:,}"
+
+
+def strategy_label(strategy: str | None) -> str:
+    """'honest' or 'cheater': the tables' column (the full string is in a footnote)."""
+    return "honest" if strategy in (None, "honest") else "cheater"
+
+
+def print_strategies(console: Console, rows: list[tuple[str, str | None]]) -> None:
+    """Each agent whose strategy is not honest, with its full ``module:Class?knobs``: the
+    tables show only ``cheater``, and the string is too long for a column at 80."""
+    for name, strategy in rows:
+        if strategy and strategy != "honest":
+            console.print(f"{name} runs:", highlight=False)
+            console.print(f"  {strategy}", highlight=False, soft_wrap=True)
+
+
+# --- the long-running agents (solver run, verifier run) ----------------------------------
+
+KeyOpt = Annotated[Path, typer.Option("--key", help="Key file (created if absent).")]
+StrategyOpt = Annotated[
+    str | None,
+    typer.Option(help="Strategy 'package.module:Class[?knob=value&...]' (default: honest)."),
+]
+DeviceOpt = Annotated[str, typer.Option(help="auto (CUDA when present), cpu or cuda.")]
+HostOpt = Annotated[str, typer.Option(help="Address the agent's HTTP endpoint binds.")]
+PollOpt = Annotated[float, typer.Option(help="Seconds between ticks.")]
+LogOpt = Annotated[str, typer.Option(help="Log level: debug, info, warning or error.")]
+LogFormatOpt = Annotated[
+    str,
+    typer.Option(
+        "--log-format",
+        help="text (for people) or json (one object a line, for log shippers).",
+    ),
+]
+PrivateEndpointsOpt = Annotated[
+    bool,
+    typer.Option(
+        "--allow-private-endpoints",
+        help="Accept solver endpoints on loopback and private addresses (a local or compose "
+        "testnet). Off: verifiers fetch only from public addresses, and a solver warns if it "
+        "announces another. Link-local addresses are refused either way.",
+    ),
+]
+
+
+ThreadsOpt = Annotated[
+    int, typer.Option(min=1, help="torch CPU threads (exact results do not depend on it).")
+]
+
+
+def setup_agent(level: str, log_format: str, threads: int) -> None:
+    """Logging (a bad --log-format/--log-level is one line, before anything starts), threads."""
+    from protocol.exact import set_threads
+    from services.logs import configure_logging
+
+    with reported_errors():
+        configure_logging(log_format, level)
+    set_threads(threads)
+
+
+def worker_config(
+    workers: int, device: str, threads: int | None, rdzv: str | None, nnodes: int
+) -> Any:
+    """The group of ``--workers`` ranks (``PoolConfig``), or a one-line error."""
+    from protocol.exact import resolve_device
+    from services.distributed.group import Rendezvous
+    from services.distributed.pool import PoolConfig
+
+    try:
+        return PoolConfig(
+            world=workers,
+            device=str(resolve_device(device)),
+            threads=threads or 1,
+            rdzv=Rendezvous.parse(rdzv) if rdzv else None,
+            nnodes=nnodes,
+        )
+    except ValueError as exc:
+        fail(str(exc))

@@ -20,10 +20,10 @@ from protocol import economics as econ
 from protocol.spec import JobSpec
 from services.cli import app
 from services.cli.common import fail, print_json, reported_errors
-from services.specfile import load_spec
+from services.jobspec import load_spec
 
 if TYPE_CHECKING:
-    from services.deterrence import DeterrenceRow, JobEconomics
+    from services.sim.deterrence import DeterrenceRow, JobEconomics
 
 
 def _fmt_p(p: float) -> str:
@@ -180,7 +180,7 @@ def plot_deterrence(job: JobEconomics, rows: list[DeterrenceRow], path: Path) ->
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from services.deterrence import detection_curve
+    from services.sim.deterrence import detection_curve
 
     m, v = job.segments, job.verifiers
     ks = sorted({1, 2, job.sample_count, max(1, m // 4), max(1, m // 2), m})
@@ -236,7 +236,7 @@ def plot_deterrence(job: JobEconomics, rows: list[DeterrenceRow], path: Path) ->
 
 
 def load_job(spec_file: Path, preset: str, verifiers: int) -> tuple[JobSpec, JobEconomics]:
-    from services.deterrence import JobEconomics
+    from services.sim.deterrence import JobEconomics
 
     spec, terms = load_spec(spec_file)
     params: Params = get_preset(preset)
@@ -274,7 +274,7 @@ def economics(
     """Print (or --json) the deterrence table of a job spec: see ECONOMICS_HELP."""
     if preset not in PRESETS:
         fail(f"unknown preset {preset!r} (known: {', '.join(sorted(PRESETS))})")
-    from services.deterrence import deterrence_table
+    from services.sim.deterrence import deterrence_table
 
     with reported_errors():
         spec, job = load_job(spec_file, preset, verifiers)

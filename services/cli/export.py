@@ -10,7 +10,7 @@ from rich.console import Console
 
 from services.cli import app
 from services.cli.common import fail, print_json, reported_errors, resolve_spec_path, stderr
-from services.specfile import load_spec
+from services.jobspec import load_spec
 
 FORMATS = ("safetensors", "pt")
 

@@ -21,8 +21,9 @@ from services.cli.common import (
     reported_errors,
     resolve_spec_path,
     stderr,
+    worker_config,
 )
-from services.specfile import load_spec
+from services.jobspec import load_spec
 
 
 class Mode(StrEnum):
@@ -221,53 +222,3 @@ def train(
     typer.echo(f"final_state_hash {result['final_state_hash']}")
     if out is not None:
         typer.echo(f"model            {out} (exact state; float: proofnet export {out})")
-
-
-def worker_config(
-    workers: int, device: str, threads: int | None, rdzv: str | None, nnodes: int
-) -> Any:
-    """The group of ``--workers`` ranks (``PoolConfig``), or a one-line error."""
-    from protocol.exact import resolve_device
-    from services.distributed.group import Rendezvous
-    from services.distributed.pool import PoolConfig
-
-    try:
-        return PoolConfig(
-            world=workers,
-            device=str(resolve_device(device)),
-            threads=threads or 1,
-            rdzv=Rendezvous.parse(rdzv) if rdzv else None,
-            nnodes=nnodes,
-        )
-    except ValueError as exc:
-        fail(str(exc))
-
-
-@app.command()
-def worker(
-    rdzv: Annotated[str, typer.Option(help="HOST:PORT of rank 0 (proofnet train/solver).")],
-    workers: Annotated[int, typer.Option(min=2, help="Ranks in the whole group.")],
-    nnodes: Annotated[int, typer.Option(min=2, help="Hosts sharing the ranks.")],
-    node_rank: Annotated[int, typer.Option(min=1, help="This host: 1..nnodes-1.")],
-    device: Annotated[str, typer.Option(help="auto (CUDA when present), cpu or cuda.")] = "auto",
-    threads: Annotated[int, typer.Option(min=1, help="torch CPU threads per rank.")] = 1,
-) -> None:
-    """Serve this host's ranks of another host's exact data-parallel group.
-
-    Rank 0 runs on node 0 (proofnet train or solver run --workers N --nnodes K --rdzv
-    HOST:PORT); this serves until rank 0 stops the group, rejoining after a failure."""
-    from protocol.exact import resolve_device
-    from services.distributed.group import Rendezvous
-    from services.distributed.pool import PoolConfig
-    from services.distributed.worker import serve_forever
-
-    if node_rank >= nnodes:
-        fail(f"--node-rank must be 1..{nnodes - 1}")
-    try:
-        address = Rendezvous.parse(rdzv)
-        config = PoolConfig(workers, rdzv=address, nnodes=nnodes)
-    except ValueError as exc:
-        fail(str(exc))
-    serve_forever(
-        address, config.node_ranks(node_rank), workers, str(resolve_device(device)), threads
-    )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from services.scenarios import Scenario, ScenarioResult, run_scenario
+from services.sim.scenarios import Scenario, ScenarioResult, run_scenario
 
 _played: dict[str, ScenarioResult] = {}
 

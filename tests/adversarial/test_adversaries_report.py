@@ -9,10 +9,10 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from services import detection, scenarios
-from services.adversary_report import TABLE_HEADER, scenario_row, table_rows
-from services.detection import DetectionStats
-from services.scenarios import SCENARIOS
+from services.sim import detection, scenarios
+from services.sim.detection import DetectionStats
+from services.sim.report import TABLE_HEADER, scenario_row, table_rows
+from services.sim.scenarios import SCENARIOS
 from tests.adversarial.play import play
 from tests.conftest import ROOT
 

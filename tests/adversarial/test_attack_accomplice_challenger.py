@@ -18,7 +18,7 @@ from contracts_sim.params import BPS, TEST
 from contracts_sim.records import DisputeStatus, JobStatus
 from contracts_sim.testing import LedgerHarness
 from protocol.economics import assess, loss_with_accomplice
-from services import scenarios
+from services.sim import scenarios
 from tests.dispute_agents import Run, make_run, play
 from tests.ledger_helpers import committed_job, funded_harness, job
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from services import scenarios
+from services.sim import scenarios
 from services.strategies.cheaters import AdaptiveCheater
 from tests.adversarial.play import assert_outcome
 

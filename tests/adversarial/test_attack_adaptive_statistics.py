@@ -14,7 +14,7 @@ import math
 
 import pytest
 
-from services.detection import (
+from services.sim.detection import (
     CONFIGS,
     DetectionStats,
     binomial_acceptance,

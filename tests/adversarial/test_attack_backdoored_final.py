@@ -21,8 +21,8 @@ from protocol.merkle import CommitmentTree
 from services.agents.moves import Move
 from services.agents.solver import SolverAgent
 from services.agents.strategy import SolverStrategy
-from services.network import JobTerms, Network, key_for
-from services.scenarios import spec_for
+from services.sim.network import JobTerms, Network, key_for
+from services.sim.scenarios import spec_for
 from tests.ledger_helpers import assign, fake_leaves, final_body, funded_harness, job, post_job
 
 pytestmark = pytest.mark.adversarial

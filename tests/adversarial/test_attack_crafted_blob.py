@@ -19,8 +19,8 @@ from protocol.exact import decode_state, decode_state_for, encode_state, init
 from protocol.hashing import BLOB_MAGIC, decode_tensors, encode_tensors
 from protocol.spec import JobSpec
 from protocol.state_commitment import blob_root
-from services.network import Network
-from services.scenarios import DEFAULT_TERMS, spec_for
+from services.sim.network import Network
+from services.sim.scenarios import DEFAULT_TERMS, spec_for
 from services.strategies.cheaters import CraftedBlob, crafted_blob
 from tests.crafted_blobs import (
     RawTensor,

@@ -13,7 +13,7 @@ import random
 
 import pytest
 
-from services.network import JobTerms, Network
+from services.sim.network import JobTerms, Network
 from tests.adversarial.test_honest_soak import diverging_spec, skipped_steps
 
 pytestmark = pytest.mark.adversarial

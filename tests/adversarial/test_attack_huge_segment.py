@@ -44,7 +44,7 @@ def test_a_job_whose_sample_cannot_be_checked_in_time_is_refused() -> None:
 
 
 def test_the_example_job_is_far_inside_the_testnet_bound() -> None:
-    from services.specfile import load_spec
+    from services.jobspec import load_spec
     from tests.conftest import EXAMPLE_SPEC
 
     spec, terms = load_spec(EXAMPLE_SPEC)

@@ -17,7 +17,7 @@ import pytest
 from contracts_sim.params import TEST
 from contracts_sim.testing import LedgerHarness
 from protocol.forced_errors import catch_probability, lazy_attest_bond
-from services import scenarios
+from services.sim import scenarios
 from tests.adversarial.play import assert_outcome
 from tests.forced_error_players import MarketTally, play_jobs
 from tests.ledger_helpers import JOB_TERMS

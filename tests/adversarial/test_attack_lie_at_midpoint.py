@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from services import scenarios
+from services.sim import scenarios
 from tests.adversarial.play import assert_outcome
 
 pytestmark = pytest.mark.adversarial

@@ -20,7 +20,7 @@ import pytest
 
 from protocol.exact import State, step
 from protocol.spec import JobSpec
-from services.scenarios import (
+from services.sim.scenarios import (
     DEFAULT_TERMS,
     Expected,
     Scenario,
@@ -74,8 +74,8 @@ def test_past_the_location_budget_the_sampled_segment_is_challenged_itself(
     """A long honest prefix must not make the verifier re-execute the whole job before it
     challenges (it would miss the window): past ``LOCATE_BUDGET`` it challenges the bad
     sampled segment itself and plays it from its committed pre-state."""
-    from services import scenarios
     from services.agents import verifier
+    from services.sim import scenarios
 
     monkeypatch.setattr(verifier, "LOCATE_BUDGET", 0)
     scenario = scenarios.perturb_step(step=29)  # in the last segment of 8

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import pytest
 
-from services import scenarios
-from services.scenarios import run_scenario
+from services.sim import scenarios
+from services.sim.scenarios import run_scenario
 from tests.adversarial.play import assert_outcome
 
 pytestmark = pytest.mark.adversarial

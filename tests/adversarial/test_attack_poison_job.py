@@ -11,7 +11,7 @@ import pytest
 
 from protocol.spec import JobSpec, parse_spec
 from services.agents.blobs import LocalBlobSource
-from services.network import JobTerms, Network
+from services.sim.network import JobTerms, Network
 from tests.conftest import tiny_spec_dict
 
 pytestmark = pytest.mark.adversarial

@@ -11,7 +11,7 @@ cheated segment.
 * On the beacon (``contracts_sim.beacon``: the producer's unique signature over chain id and
   height), the seed the ledger uses is the same whatever the block holds, so every variant gives
   the same sample and the verifier catches the grinder at the no-grinding rate: the count of
-  detected trials lies in the exact 99 % region of that P (``services.detection``).
+  detected trials lies in the exact 99 % region of that P (``services.sim.detection``).
 
 m = 8 segments (the tiny spec's 9 leaves), c = 1 cheated, k = 2 sampled, one verifier: P = 1/4.
 A trial counts as detected when the cheated segment is in the verifier's sample: that is what an
@@ -34,7 +34,7 @@ from protocol.economics import exact_detection
 from protocol.hashing import sha256
 from protocol.sampling import compute_sample
 from protocol.types import Hash32, Height
-from services.detection import binomial_acceptance
+from services.sim.detection import binomial_acceptance
 from tests.ledger_helpers import (
     JOB_TERMS,
     NUM_LEAVES,

@@ -17,8 +17,8 @@ import pytest
 from contracts_sim.exceptions import UntrainableSpecError
 from protocol.datasets import load_dataset
 from services.client import ClientError
-from services.network import JobTerms, Network
-from services.scenarios import spec_for
+from services.sim.network import JobTerms, Network
+from services.sim.scenarios import spec_for
 from tests.conftest import tiny_spec_dict
 from tests.ledger_helpers import funded_harness, post_job_body
 

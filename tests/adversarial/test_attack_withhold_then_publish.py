@@ -175,7 +175,7 @@ def test_requests_only_in_the_original_window() -> None:
 
 @pytest.mark.parametrize("what", ["blobs", "leaves", "all"])
 def test_in_process_the_verifier_asks_the_solver_publishes_and_nobody_pays(what: str) -> None:
-    from services import scenarios
+    from services.sim import scenarios
     from tests.adversarial.play import assert_outcome
 
     result = assert_outcome(scenarios.withhold_then_publish(what))

@@ -30,7 +30,7 @@ from protocol.errors import OverflowBoundError, ProofNetError
 from protocol.exact import get_threads, init, set_threads, step
 from protocol.exact.program import train_step
 from protocol.spec import JobSpec, parse_spec
-from services.network import JobTerms, Network, key_for
+from services.sim.network import JobTerms, Network, key_for
 
 pytestmark = pytest.mark.adversarial
 

@@ -1,13 +1,13 @@
-"""The scenario table (``services.scenarios.SCENARIOS``): every catalogue entry, each played to
+"""The scenario table (``services.sim.scenarios.SCENARIOS``): every catalogue entry, each played to
 its expected outcome, and the threat model checked against what the verifiers found."""
 
 from __future__ import annotations
 
 import pytest
 
-from services.scenarios import SCENARIOS, Scenario
+from services.sim.scenarios import SCENARIOS, Scenario
+from services.sim.threats import SAMPLING, threat_of
 from services.strategies import catalogue
-from services.threats import SAMPLING, threat_of
 from tests.adversarial.play import assert_outcome, play
 
 pytestmark = pytest.mark.adversarial

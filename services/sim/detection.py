@@ -26,8 +26,8 @@ from statistics import NormalDist
 from typing import Any
 
 from protocol.economics import detection_with_verifiers
-from services import scenarios
-from services.scenarios import Expected, Scenario, honest_verifier, run_scenario
+from services.sim import scenarios
+from services.sim.scenarios import Expected, Scenario, honest_verifier, run_scenario
 from services.strategies.cheaters import AdaptiveCheater
 
 Z99 = NormalDist().inv_cdf(0.995)

@@ -20,10 +20,10 @@ import httpx
 
 from protocol.spec import JobSpec, parse_spec
 from services.agents.runner import load_or_create_key
-from services.cli.jobs import submit_job
 from services.client import HttpChainClient, Wallet
-from services.localnet import LocalTestnet, default_topology
-from services.specfile import load_spec
+from services.jobspec import load_spec
+from services.ops.localnet import LocalTestnet, default_topology
+from services.submitter import submit_job
 
 TERMINAL = ("settled", "slashed", "expired", "cancelled")
 DEMO_SEEDS = (11, 12, 13)

@@ -31,7 +31,7 @@ from contracts_sim.params import Params
 from protocol import economics
 from protocol.forced_errors import catch_probability, lazy_attest_bond
 from protocol.spec import JobSpec
-from services.threats import (
+from services.sim.threats import (
     BOND,
     FORCED_ERRORS,
     LEDGER,

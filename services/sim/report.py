@@ -1,7 +1,7 @@
 """``docs/adversaries.md``: what the adversarial suite measured, rendered as markdown.
 
 The report is generated (``proofnet adversaries report``), never written by hand. Its scenario
-table has one row per entry of ``services.scenarios.SCENARIOS``; every cell of a deterministic
+table has one row per entry of ``services.sim.scenarios.SCENARIOS``; every cell of a deterministic
 row is a pure function of the run (no timings), so ``tests/adversarial`` re-plays the table and
 checks that the committed file still says what the suite measures.
 """
@@ -13,9 +13,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from protocol.economics import detection_with_verifiers
-from services.detection import DetectionStats
-from services.deterrence import DeterrenceRow, JobEconomics
-from services.scenarios import (
+from services.sim.detection import DetectionStats
+from services.sim.deterrence import DeterrenceRow, JobEconomics
+from services.sim.scenarios import (
     ANY,
     CONSISTENCY,
     INVALID_PRESTATE,
@@ -25,8 +25,8 @@ from services.scenarios import (
     Scenario,
     ScenarioResult,
 )
+from services.sim.threats import LEDGER, SAMPLING, threat_of
 from services.strategies.verifiers import LazyVerifier
-from services.threats import LEDGER, SAMPLING, threat_of
 
 TABLE_HEADER = (
     "| scenario | attack | actors | caught by | P(detect) theory | measured | located step "
@@ -190,7 +190,7 @@ How a game is decided (*caught by*):
 - **{NONE}** — nobody lost anything.
 
 *P(detect) theory* is 1 − (C(m − c, k) / C(m, k))^V for the scenario's sample (k = m here, so 1
-for every cheat a checking verifier can see), with c from `services/threats.py` and V the
+for every cheat a checking verifier can see), with c from `services/sim/threats.py` and V the
 verifiers that re-execute; 1 for ledger rules and for cheating challengers (their bond is lost
 for certain). *Measured* counts the games in which the cheat was caught. Slashed amounts: the
 solver's locked stake, half shared by the challengers of every dispute then open and half
@@ -244,7 +244,7 @@ def render(inputs: ReportInputs) -> str:
         "deterministic rows below still match what the suite measures. "
         + TRIALS_LINE.format(trials=inputs.trials),
         "",
-        "Every scenario is played in-process (`services/scenarios.py`): the in-memory ledger "
+        "Every scenario is played in-process (`services/sim/scenarios/`): the in-memory ledger "
         "with its supply invariant checked after every transaction, real solver and verifier "
         "agents, a virtual clock. Job: a 16-16-4 MLP on synthetic blobs, 32 steps, C = 4 "
         "(m = 8 segments), payment 1000, stake 200, bond 40 (`test` preset), every segment "

@@ -1,4 +1,4 @@
-"""``proofnet solver run`` and ``proofnet verifier run``: agents as long-running processes."""
+"""``proofnet solver run``: a solver as a long-running process."""
 
 from __future__ import annotations
 
@@ -11,58 +11,26 @@ import typer
 from services.cli import app
 from services.cli.common import (
     ChainOpt,
+    DeviceOpt,
+    HostOpt,
+    KeyOpt,
+    LogFormatOpt,
+    LogOpt,
     NnodesOpt,
+    PollOpt,
+    PrivateEndpointsOpt,
     RdzvOpt,
+    StrategyOpt,
+    ThreadsOpt,
     fail,
     load_key_file,
     reported_errors,
+    setup_agent,
+    worker_config,
 )
 
 solver_app = typer.Typer(help="Run a solver: stake, bid, train, commit, serve data, defend.")
-verifier_app = typer.Typer(help="Run a verifier: sample, re-execute, attest or challenge.")
 app.add_typer(solver_app, name="solver")
-app.add_typer(verifier_app, name="verifier")
-
-KeyOpt = Annotated[Path, typer.Option("--key", help="Key file (created if absent).")]
-StrategyOpt = Annotated[
-    str | None,
-    typer.Option(help="Strategy 'package.module:Class[?knob=value&...]' (default: honest)."),
-]
-DeviceOpt = Annotated[str, typer.Option(help="auto (CUDA when present), cpu or cuda.")]
-HostOpt = Annotated[str, typer.Option(help="Address the agent's HTTP endpoint binds.")]
-PollOpt = Annotated[float, typer.Option(help="Seconds between ticks.")]
-LogOpt = Annotated[str, typer.Option(help="Log level: debug, info, warning or error.")]
-LogFormatOpt = Annotated[
-    str,
-    typer.Option(
-        "--log-format",
-        help="text (for people) or json (one object a line, for log shippers).",
-    ),
-]
-PrivateEndpointsOpt = Annotated[
-    bool,
-    typer.Option(
-        "--allow-private-endpoints",
-        help="Accept solver endpoints on loopback and private addresses (a local or compose "
-        "testnet). Off: verifiers fetch only from public addresses, and a solver warns if it "
-        "announces another. Link-local addresses are refused either way.",
-    ),
-]
-
-
-ThreadsOpt = Annotated[
-    int, typer.Option(min=1, help="torch CPU threads (exact results do not depend on it).")
-]
-
-
-def _setup(level: str, log_format: str, threads: int) -> None:
-    """Logging (a bad --log-format/--log-level is one line, before anything starts), threads."""
-    from protocol.exact import set_threads
-    from services.logs import configure_logging
-
-    with reported_errors():
-        configure_logging(log_format, level)
-    set_threads(threads)
 
 
 def _warn_if_unreachable(public_url: str | None, allow_private: bool) -> None:
@@ -136,10 +104,9 @@ def solver_run(
     from services.agents.server import create_solver_app
     from services.agents.solver import SolverAgent
     from services.agents.strategy import load_solver_strategy
-    from services.cli.train import worker_config
     from services.distributed.pool import WorkerPool
 
-    _setup(log_level, log_format, threads)
+    setup_agent(log_level, log_format, threads)
     group = None
     if workers > 1:
         group = WorkerPool(worker_config(workers, device, threads, rdzv, nnodes))
@@ -167,52 +134,3 @@ def solver_run(
         finally:
             if group is not None:
                 group.close()
-
-
-@verifier_app.command("run")
-def verifier_run(
-    chain: ChainOpt,
-    key: KeyOpt,
-    strategy: StrategyOpt = None,
-    device: DeviceOpt = "cpu",
-    host: HostOpt = "127.0.0.1",
-    port: Annotated[
-        int, typer.Option(help="Port of the /health, /metrics and /stats endpoint.")
-    ] = 8701,
-    poll: PollOpt = 0.2,
-    threads: ThreadsOpt = 1,
-    log_level: LogOpt = "info",
-    log_format: LogFormatOpt = "text",
-    allow_private_endpoints: PrivateEndpointsOpt = False,
-    data_dir: Annotated[
-        Path | None,
-        typer.Option(help="Where its sealed verdicts are kept [default: .proofnet/verifier/ADDR]."),
-    ] = None,
-) -> None:
-    """Run a verifier until interrupted."""
-    from protocol.exact import resolve_device
-    from services.agents.blobs import BoundedFetcher, HttpBlobSource
-    from services.agents.runner import connect, serve_agent
-    from services.agents.server import create_verifier_app
-    from services.agents.strategy import load_verifier_strategy
-    from services.agents.verifier import VerifierAgent
-
-    _setup(log_level, log_format, threads)
-    with reported_errors():
-        chosen = load_verifier_strategy(strategy)
-        dev = resolve_device(device)
-        load_key_file(key)  # one-line error for a bad key file
-        client, private_key, stop = connect(chain, key)
-
-        agent = VerifierAgent(
-            client,
-            private_key,
-            HttpBlobSource.from_chain(
-                client, BoundedFetcher(allow_private_endpoints=allow_private_endpoints)
-            ),
-            strategy=chosen,
-            device=dev,
-            name=f"verifier-{private_key.address[2:8]}",
-            data_dir=data_dir or Path(".proofnet/verifier") / private_key.address[2:10],
-        )
-        serve_agent(agent, create_verifier_app, host, port, poll, stop)

@@ -1,0 +1,221 @@
+"""Playing a scenario: ``run_scenario`` on a fresh in-process ``Network``, and the outcome of
+each job read back from the ledger (what decided it, who lost what)."""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from contracts_sim.blocks import Receipt
+from contracts_sim.invariants import check_invariant
+from contracts_sim.transactions import Transaction
+from protocol.errors import ProofNetError
+from services.agents.strategy import (
+    SolverStrategy,
+    VerifierStrategy,
+)
+from services.agents.verifier import VerifierAgent
+from services.client import LocalChainClient, TxLike
+from services.sim.network import Network
+from services.sim.scenarios.model import (
+    CONSISTENCY,
+    INVALID_PRESTATE,
+    LEAF_ZERO,
+    NONE,
+    ONE_STEP,
+    TRAINING_DEADLINE,
+    JobOutcome,
+    Rejection,
+    Scenario,
+    ScenarioResult,
+    deadline,
+)
+
+# --- running --------------------------------------------------------------------------------
+
+
+class RecordingClient(LocalChainClient):
+    """The in-process client, remembering every transaction the ledger refuses."""
+
+    def __init__(self, network: Network) -> None:
+        super().__init__(network.chain, automine=False)
+        self.refused: list[tuple[str, str, str, str]] = []  # (sender, kind, code, message)
+
+    def submit(self, tx: TxLike, wait: bool = False) -> Receipt:
+        try:
+            return super().submit(tx, wait)
+        except ProofNetError as exc:
+            parsed = tx if isinstance(tx, Transaction) else None
+            sender = str(parsed.sender) if parsed else str(tx.get("sender", ""))  # type: ignore[union-attr]
+            kind = parsed.kind if parsed else str(tx.get("kind", ""))  # type: ignore[union-attr]
+            self.refused.append((sender, kind, exc.code, exc.message))
+            raise
+
+
+_DEADLINE = re.compile(r"missed the (\w+) deadline")
+
+
+def classify(reason: str, refused_commit: bool = False) -> str:
+    """What a ledger reason (of a dispute resolution or a slash) says decided the game."""
+    if "re-executed to" in reason:
+        return ONE_STEP
+    if reason.startswith("leaf 0 "):
+        return LEAF_ZERO
+    if "pre-state of step" in reason and "invalid" in reason:
+        return INVALID_PRESTATE
+    if reason == "missed the training deadline":
+        return CONSISTENCY if refused_commit else TRAINING_DEADLINE
+    match = _DEADLINE.search(reason)
+    if match:
+        return deadline(match.group(1))
+    return reason
+
+
+def _outcome(net: Network, job_id: str, names: dict[str, str], refused_commit: bool) -> JobOutcome:
+    record = net.job(job_id)
+    events = [(e["kind"], e["data"]) for e in record["history"]]
+    slash = next((d for k, d in events if k == "slashed"), None)
+    resolved = [d for k, d in events if k == "dispute_resolved"]
+    settled = next((d for k, d in events if k == "job_settled"), None)
+    bonds: dict[str, int] = {}
+    for kind, data in events:
+        if kind == "bond_forfeited":
+            actor = names.get(data["address"], data["address"])
+            bonds[actor] = bonds.get(actor, 0) + int(data["amount"])
+    reasons = [str(d["reason"]) for d in resolved]
+    if slash is not None:
+        deciding = next((d for d in resolved if d["loser_role"] == "solver"), None)
+        located = None if deciding is None else deciding["located_step"]
+        caught = classify(str(slash["reason"]), refused_commit)
+        if deciding is None:
+            reasons.append(str(slash["reason"]))
+    elif resolved:
+        located = resolved[0]["located_step"]
+        caught = "; ".join(sorted({classify(r) for r in reasons}))
+    else:
+        located, caught = None, NONE
+    return JobOutcome(
+        job_id=job_id,
+        status=str(record["status"]),
+        solver_slashed=slash is not None,
+        located_step=None if located is None else int(located),
+        caught_by=caught,
+        slashed=0 if slash is None else int(slash["amount"]),
+        slash_reward=0 if slash is None else int(slash["reward"]),
+        slash_burned=0 if slash is None else int(slash["burned"]),
+        solver_paid=0 if settled is None else int(settled["price"]),
+        bonds_lost=bonds,
+        challengers=[names.get(a, a) for a in record["challengers"]],
+        attesters=[names.get(a, a) for a in record["attesters"]],
+        reasons=reasons,
+        slash_rewards={
+            names.get(address, address): int(amount)
+            for address, amount in (slash or {}).get("rewards", {}).items()
+        },
+    )
+
+
+def _check_supply(net: Network, addresses: Sequence[str]) -> str:
+    """'' if the books balance: the ledger's invariant, and our own tally of the accounts."""
+    state = net.chain.state
+    try:
+        report = check_invariant(state)
+    except ProofNetError as exc:
+        return exc.message
+    known = set(addresses)
+    strangers = sorted(a for a, _ in state.accounts() if a not in known)
+    if strangers:
+        return f"accounts nobody in the scenario owns: {strangers}"
+    held = 0
+    for address in addresses:
+        account = net.client.get_account(address)
+        held += int(account["balance"]) + int(account["total_stake"])
+    held += report.escrow + report.bonds + report.burned
+    if held != report.issued:
+        return f"the actors hold {held}, {report.issued} were issued"
+    return ""
+
+
+def run_scenario(
+    scenario: Scenario,
+    *,
+    max_rounds: int = 300,
+    solver_options: Mapping[str, Any] | None = None,
+    verifier_options: Mapping[str, Any] | None = None,
+) -> ScenarioResult:
+    """Play ``scenario`` on a fresh in-process network and report what happened."""
+    net = Network(salt=f"{scenario.name}/{scenario.seed}")
+    client = RecordingClient(net)
+    net.client = client
+    names: dict[str, str] = {}
+    honest: set[str] = set()
+    verifiers: dict[str, VerifierAgent] = {}
+    for actor, ref in scenario.actors():
+        if ref.is_solver:
+            strategy = ref.load()
+            assert isinstance(strategy, SolverStrategy)
+            stake = 4 * max(scenario.jobs, 1) * scenario.job_terms().min_stake
+            agent: Any = net.add_solver(
+                actor, strategy, **{"stake": stake, **(solver_options or {})}
+            )
+        else:
+            strategy = ref.load()
+            assert isinstance(strategy, VerifierStrategy)
+            agent = net.add_verifier(actor, strategy, **(verifier_options or {}))
+            verifiers[actor] = agent
+        names[agent.address] = actor
+        if ref.is_honest:
+            honest.add(actor)
+    net.warm_up()
+
+    started = time.perf_counter()
+    job_ids = [
+        net.post_job(scenario.job_spec(i), scenario.job_terms(), submitter=f"submitter-{i}")
+        for i in range(scenario.jobs)
+    ]
+    timed_out = False
+    try:
+        rounds = net.run_jobs(*job_ids, max_rounds=max_rounds)
+    except TimeoutError:
+        rounds, timed_out = max_rounds, True
+    wall = time.perf_counter() - started
+
+    rejections = [
+        Rejection(names.get(sender, sender), kind, code, message)
+        for sender, kind, code, message in client.refused
+    ]
+    refused_commit = any(
+        r.kind in ("commit_progress", "commit_final") and r.code == "invalid_proof"
+        for r in rejections
+    )
+    jobs = [_outcome(net, job_id, names, refused_commit) for job_id in job_ids]
+    honest_losses = sorted(
+        {a for job in jobs for a in job.bonds_lost if a in honest}
+        | {names[a.address] for a in net.agents if names[a.address] in honest and _slashed(net, a)}
+    )
+    submitters = [
+        net.client.get_job(job_id)["submitter"] for job_id in job_ids
+    ]  # funded by post_job
+    error = _check_supply(net, [*names, *submitters])
+    checks = {
+        actor: {job_id: agent.checks[job_id] for job_id in job_ids if job_id in agent.checks}
+        for actor, agent in verifiers.items()
+    }
+    return ScenarioResult(
+        scenario=scenario,
+        jobs=jobs,
+        honest_losses=honest_losses,
+        supply_ok=not error,
+        supply_error=error,
+        rounds=rounds,
+        wall_s=wall,
+        checks=checks,
+        rejections=rejections,
+        timed_out=timed_out,
+    )
+
+
+def _slashed(net: Network, agent: Any) -> bool:
+    return int(net.client.get_account(agent.address)["jobs_slashed"]) > 0

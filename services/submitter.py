@@ -1,0 +1,126 @@
+"""The submitter's side, for the CLI, the demo and tests: post a job (funded from the dev
+faucet when needed), describe it, and download its model only when it is the settled job's
+committed, bound final state (``verified_model``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from protocol.errors import ProofNetError
+from protocol.layout import state_blob_size
+from protocol.merkle import root_of
+from protocol.spec import JobSpec, parse_spec
+from protocol.state_commitment import blob_has_root
+from services.agents.blobs import BlobSource
+from services.client import HttpChainClient, Wallet
+
+TERMINAL = ("settled", "slashed", "expired", "cancelled")
+DEFAULT_TERMS: dict[str, int] = {"bid_blocks": 10, "train_blocks": 2000}
+
+
+def job_terms(spec_terms: dict[str, Any], params: dict[str, Any]) -> dict[str, int]:
+    """The spec file's terms, with defaults that fit the chain's params."""
+    terms = {**DEFAULT_TERMS, **{k: v for k, v in spec_terms.items()}}
+    terms.setdefault("verification_fee", 0)
+    terms.setdefault("sample_count", 1)
+    terms.setdefault("payment", 1)
+    terms["min_stake"] = max(int(terms.get("min_stake", 0)), int(params["min_solver_stake"]))
+    terms["bid_blocks"] = min(int(terms["bid_blocks"]), int(params["max_bid_blocks"]))
+    terms["train_blocks"] = min(int(terms["train_blocks"]), int(params["max_train_blocks"]))
+    return {k: int(v) for k, v in terms.items()}
+
+
+def post_job_body(spec: JobSpec, terms: dict[str, int]) -> dict[str, Any]:
+    fields = (
+        "payment",
+        "verification_fee",
+        "min_stake",
+        "sample_count",
+        "bid_blocks",
+        "train_blocks",
+    )
+    return {"spec": spec.to_dict(), **{f: terms[f] for f in fields}}
+
+
+def submit_job(
+    client: HttpChainClient, wallet: Wallet, spec: JobSpec, spec_terms: dict[str, Any]
+) -> str:
+    """Fund the submitter from the dev faucet if needed and post the job; returns its id."""
+    params = client.params()
+    terms = job_terms(spec_terms, params)
+    needed = terms["payment"] + terms["verification_fee"]
+    balance = int(client.get_account(wallet.address)["balance"])
+    if balance < needed and params.get("faucet_enabled"):
+        wallet.send(
+            "faucet", {"amount": min(needed - balance, int(params["faucet_max"]))}, wait=True
+        )
+    tx = wallet.sign("post_job", post_job_body(spec, terms))
+    return client.post_job(tx, wait=True).job_id
+
+
+UNSETTLED_MEANING = {
+    "slashed": "its solver was caught cheating (or missed a deadline); the model it committed "
+    "is not the job's training",
+    "committed": "verifiers may still challenge its final commitment",
+    "assigned": "its solver is still training",
+    "open": "no solver has trained it yet",
+    "expired": "no solver took it",
+    "cancelled": "it was cancelled",
+}
+
+
+class DownloadRefusedError(ProofNetError):
+    """A model that is not the settled job's committed, bound final state is never written."""
+
+    code = "download_refused"
+
+
+def verified_model(
+    source: BlobSource, job: dict[str, Any], *, require_settled: bool = True
+) -> bytes:
+    """The settled job's final model, checked end to end; DownloadRefusedError otherwise.
+
+    Bound means: the job settled (not slashed, not still open to challenge); the leaf list the
+    solver serves is the committed trajectory (its root is ``final_root``); its last leaf is the
+    declared ``final_state_hash``; and the model served hashes to that leaf. Both fetches are
+    bounded (the leaf count, the state blob's size). ``require_settled=False`` (``download
+    --force``) skips only the first check: the model is then the solver's *commitment*, which
+    for a slashed job is a trajectory the protocol refuted.
+    """
+    job_id, solver = str(job["job_id"]), str(job.get("solver"))
+    if require_settled and job["status"] != "settled":
+        raise DownloadRefusedError(
+            f"job {job_id[:12]}… is {job['status']}, not settled: "
+            + UNSETTLED_MEANING.get(job["status"], "its model is not final")
+            + "; --force downloads it anyway"
+        )
+    if not job.get("final_root") or not job.get("final_state_hash"):
+        raise DownloadRefusedError(f"job {job_id[:12]}… has no committed final state")
+    spec = parse_spec(job["spec"])
+    leaves = source.leaves(solver, job_id, spec.num_leaves)
+    if leaves is None or root_of(leaves) != bytes.fromhex(job["final_root"]):
+        raise DownloadRefusedError("the solver did not serve the committed leaf list")
+    if leaves[-1].hex() != job["final_state_hash"]:
+        raise DownloadRefusedError("the declared final state is not the committed last leaf")
+    blob = source.model(solver, job_id, state_blob_size(spec))
+    if blob is None:
+        raise DownloadRefusedError("the solver did not serve the model (or it is too large)")
+    if not blob_has_root(blob, leaves[-1]):
+        raise DownloadRefusedError("the served model does not hash to the committed final state")
+    return blob
+
+
+def describe_job(job: dict[str, Any]) -> dict[str, Any]:
+    resolved = [e["data"] for e in job.get("history", []) if e["kind"] == "dispute_resolved"]
+    return {
+        "job_id": job["job_id"],
+        "status": job["status"],
+        "solver": job.get("solver"),
+        "price": job.get("price"),
+        "final_root": job.get("final_root"),
+        "final_state_hash": job.get("final_state_hash"),
+        "attesters": job.get("attesters", []),
+        "disputes": job.get("dispute_summaries", []),
+        "located_steps": [r.get("located_step") for r in resolved],
+        "events": [e["kind"] for e in job.get("history", [])],
+    }
