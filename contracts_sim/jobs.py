@@ -56,7 +56,7 @@ from contracts_sim.exceptions import (
 from contracts_sim.params import BPS, Params
 from contracts_sim.records import Bid, Job, JobStatus, Resolution
 from contracts_sim.scoring import rank_bids, required_capacity
-from contracts_sim.staking import reserved_stake
+from contracts_sim.staking import lock_stake, release_stake, reserved_stake, slash_stake
 from contracts_sim.state import LedgerState, burn, decrease_balance, increase_balance
 from contracts_sim.transactions import (
     MAX_SMALL_TRANSACTION_BYTES,
@@ -173,15 +173,7 @@ def slash_job_solver(
     ``beneficiaries``, the rest burned."""
     assert job.solver is not None
     slash = compute_slash(job.locked_stake, beneficiaries, params)
-    solver = state.get_account(job.solver)
-    state.set_account(
-        job.solver,
-        replace(
-            solver,
-            locked=Amount(solver.locked - slash.amount),
-            jobs_slashed=solver.jobs_slashed + 1,
-        ),
-    )
+    slash_stake(state, job.solver, slash.amount)
     pay_slash(state, slash)
     return slash
 
@@ -615,15 +607,7 @@ def process_close_bidding(
         ]
 
     score, winner = ranked[0]
-    solver = state.get_account(winner.solver)
-    state.set_account(
-        winner.solver,
-        replace(
-            solver,
-            bonded=Amount(solver.bonded - job.min_stake),
-            locked=Amount(solver.locked + job.min_stake),
-        ),
-    )
+    lock_stake(state, winner.solver, job.min_stake)
     change = Amount(job.payment - winner.price)
     increase_balance(state, job.submitter, change)
     train_deadline = Height(ctx.height + job.train_blocks)
@@ -941,16 +925,7 @@ def process_settle(
         increase_balance(state, verifier, share)
     increase_balance(state, job.submitter, remainder)
     returned = return_attest_bonds(state, job)
-    solver = state.get_account(job.solver)
-    state.set_account(
-        job.solver,
-        replace(
-            solver,
-            locked=Amount(solver.locked - job.locked_stake),
-            bonded=Amount(solver.bonded + job.locked_stake),
-            jobs_completed=solver.jobs_completed + 1,
-        ),
-    )
+    release_stake(state, job.solver, job.locked_stake)
     state.set_job(closed_job(returned, JobStatus.SETTLED, ctx.height))
     return [
         make_event(

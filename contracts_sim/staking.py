@@ -8,6 +8,10 @@ Free stake is what bids and verifier checks look at. A bid on an open job reserv
 needs free stake beyond it. A bid that wins moves the job's ``min_stake`` from ``bonded`` to
 ``locked`` (jobs.py), out of reach of ``unstake`` until the job settles or is slashed. The
 unbonding delay keeps stake slashable for a while after a verifier or solver decides to leave.
+
+Every change of an account's stake goes through one of the named mutators below (``bond_stake``,
+``unbond_stake``, ``withdraw_unbonded``, ``lock_stake``, ``release_stake``, ``slash_stake``);
+the rules never rewrite ``bonded``, ``locked`` or ``unbonding`` themselves.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from contracts_sim.env import TxContext
 from contracts_sim.events import Event, make_event
 from contracts_sim.exceptions import (
     InsufficientStakeError,
+    InvariantViolation,
     NothingToWithdrawError,
     StakeReservedError,
     TooManyUnbondingEntriesError,
@@ -50,13 +55,101 @@ def reserved_stake(state: LedgerState, address: Address, except_job: str | None 
     )
 
 
+# --- the stake mutators ---------------------------------------------------------------------
+
+
+def _require(holds: bool, mutator: str, address: Address, amount: Amount) -> None:
+    """The caller checked the stake was there: a shortfall is a bug in the rules."""
+    if not holds:
+        raise InvariantViolation(f"{mutator}: {address} has less than {amount} to move")
+
+
+def bond_stake(state: LedgerState, address: Address, amount: Amount) -> None:
+    """Balance -> free stake (``InsufficientBalanceError`` if the balance is short)."""
+    decrease_balance(state, address, amount)
+    account = state.get_account(address)
+    state.set_account(address, replace(account, bonded=Amount(account.bonded + amount)))
+
+
+def unbond_stake(state: LedgerState, address: Address, amount: Amount, release: Height) -> None:
+    """Free stake -> an unbonding entry withdrawable from ``release`` (the caller checks that
+    ``amount`` is free and not reserved)."""
+    account = state.get_account(address)
+    _require(account.bonded >= amount, "unbond_stake", address, amount)
+    state.set_account(
+        address,
+        replace(
+            account,
+            bonded=Amount(account.bonded - amount),
+            unbonding=(*account.unbonding, UnbondingEntry(amount, release)),
+        ),
+    )
+
+
+def withdraw_unbonded(state: LedgerState, address: Address, height: Height) -> Amount:
+    """Every unbonding entry matured at ``height`` -> the balance; returns the amount."""
+    account = state.get_account(address)
+    matured = sum(e.amount for e in account.unbonding if e.release_height <= height)
+    pending = tuple(e for e in account.unbonding if e.release_height > height)
+    state.set_account(
+        address,
+        replace(account, balance=Amount(account.balance + matured), unbonding=pending),
+    )
+    return Amount(matured)
+
+
+def lock_stake(state: LedgerState, address: Address, amount: Amount) -> None:
+    """Free stake -> locked: it backs an assigned job until settlement or a slash."""
+    account = state.get_account(address)
+    _require(account.bonded >= amount, "lock_stake", address, amount)
+    state.set_account(
+        address,
+        replace(
+            account,
+            bonded=Amount(account.bonded - amount),
+            locked=Amount(account.locked + amount),
+        ),
+    )
+
+
+def release_stake(state: LedgerState, address: Address, amount: Amount) -> None:
+    """Locked -> free stake: the job it backed settled (counted in ``jobs_completed``)."""
+    account = state.get_account(address)
+    _require(account.locked >= amount, "release_stake", address, amount)
+    state.set_account(
+        address,
+        replace(
+            account,
+            locked=Amount(account.locked - amount),
+            bonded=Amount(account.bonded + amount),
+            jobs_completed=account.jobs_completed + 1,
+        ),
+    )
+
+
+def slash_stake(state: LedgerState, address: Address, amount: Amount) -> None:
+    """Take ``amount`` of locked stake (the caller pays it out or burns it): the job it backed
+    is slashed (counted in ``jobs_slashed``)."""
+    account = state.get_account(address)
+    _require(account.locked >= amount, "slash_stake", address, amount)
+    state.set_account(
+        address,
+        replace(
+            account,
+            locked=Amount(account.locked - amount),
+            jobs_slashed=account.jobs_slashed + 1,
+        ),
+    )
+
+
+# --- transactions ---------------------------------------------------------------------------
+
+
 def process_stake(
     state: LedgerState, ctx: TxContext, body: StakeBody, params: Params
 ) -> list[Event]:
     """Move ``amount`` from the balance to free stake."""
-    decrease_balance(state, ctx.sender, body.amount)  # raises InsufficientBalanceError
-    account = state.get_account(ctx.sender)
-    state.set_account(ctx.sender, replace(account, bonded=Amount(account.bonded + body.amount)))
+    bond_stake(state, ctx.sender, body.amount)  # raises InsufficientBalanceError
     return [make_event("staked", address=ctx.sender, amount=body.amount)]
 
 
@@ -81,15 +174,7 @@ def process_unstake(
         raise TooManyUnbondingEntriesError(ctx.sender, params.max_unbonding_entries)
 
     release = Height(ctx.height + params.unbonding_delay)
-    entry = UnbondingEntry(body.amount, release)
-    state.set_account(
-        ctx.sender,
-        replace(
-            account,
-            bonded=Amount(account.bonded - body.amount),
-            unbonding=(*account.unbonding, entry),
-        ),
-    )
+    unbond_stake(state, ctx.sender, body.amount, release)
     return [make_event("unstaked", address=ctx.sender, amount=body.amount, release_height=release)]
 
 
@@ -98,16 +183,10 @@ def process_withdraw(
 ) -> list[Event]:
     """Move every matured unbonding entry to the balance."""
     account = state.get_account(ctx.sender)
-    matured = [e for e in account.unbonding if e.release_height <= ctx.height]
-    pending = tuple(e for e in account.unbonding if e.release_height > ctx.height)
     # Something must have matured.
-    if not matured:
-        next_release = min((e.release_height for e in pending), default=None)
+    if not any(e.release_height <= ctx.height for e in account.unbonding):
+        next_release = min((e.release_height for e in account.unbonding), default=None)
         raise NothingToWithdrawError(ctx.sender, next_release)
 
-    amount = sum(e.amount for e in matured)
-    state.set_account(
-        ctx.sender,
-        replace(account, balance=Amount(account.balance + amount), unbonding=pending),
-    )
+    amount = withdraw_unbonded(state, ctx.sender, ctx.height)
     return [make_event("withdrawn", address=ctx.sender, amount=amount)]
