@@ -9,11 +9,13 @@ The tree is the table of contents. The rules (no I/O; a transaction applies all 
     state.py            LedgerState: tables of frozen records, copy-on-write, an undo journal
     records.py          Account, Job, Bid, Dispute, ... (the tables' rows) and their enums
     tokens.py           faucet, transfer
-    staking.py          stake, unstake, withdraw; the stake a bid reserves
+    staking.py          stake, unstake, withdraw; the stake a bid reserves; every change of
+                        stake by name (bond, unbond, lock, release, slash)
     registry.py         set_endpoint: where an account serves its data
     jobs.py             post_job, bid, close_bidding, cancel_job, commit_progress,
                         commit_final, attest, settle; the training-deadline timeout; slashing
     scoring.py          score_bid: how bids are ranked
+    moves.py            the dispute game's move table: MOVES (phases, parties, next phases), TURN
     dispute.py          challenge, data requests and the refereed bisection game
     operator_dispute.py the game inside one step: to one operator, then one element
     forced_errors.py    sealed challenges, unseal, reveal_trap, audits of attesters
