@@ -47,6 +47,7 @@ from contracts_sim.state_tree import StateProof, StateProofError, verify_proof
 from contracts_sim.transactions import PostJobBody, Transaction, parse_body, sign_transaction
 from protocol.errors import ProofNetError
 from protocol.types import Address
+from services.errors import ClientError
 from services.node import views
 from services.node.views import MAX_JOB_IDS
 
@@ -67,22 +68,6 @@ T = TypeVar("T")
 NONCE_ERROR_CODES: Final = frozenset({"nonce_too_low", "nonce_too_high", "nonce_mismatch"})
 DEFAULT_TIMEOUT: Final = 30.0
 _NOT_A_ROUTE: Final = frozenset({404, 405})  # what a server without the node's routes says
-
-
-class ClientError(ProofNetError):
-    """An error answer from the chain (or no answer: ``status == 0``)."""
-
-    def __init__(self, code: str, message: str, status: int) -> None:
-        super().__init__(message)
-        self.code = code
-        self.http_status = status
-        self.status = status
-
-    def __repr__(self) -> str:
-        return f"ClientError({self.code!r}, {self.message!r}, {self.status})"
-
-    def __str__(self) -> str:
-        return f"{self.code}: {self.message}"
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ import sys
 from datetime import UTC, datetime
 from typing import Any
 
-from protocol.errors import ProofNetError
+from services.errors import UnknownLogFormatError, UnknownLogLevelError
 
 LOG_FORMATS = ("text", "json")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
@@ -40,34 +40,6 @@ _HANDLER_MARK = "_proofnet_logs_handler"
 _STANDARD_RECORD_FIELDS = frozenset(
     vars(logging.LogRecord("", 0, "", 0, "", None, None)).keys()
 ) | {"message", "asctime", "taskName", "color_message"}
-
-
-def _choices(names: tuple[str, ...]) -> str:
-    """``a, b or c`` in lower case: one short line after the error code."""
-    lowered = [name.lower() for name in names]
-    return f"{', '.join(lowered[:-1])} or {lowered[-1]}"
-
-
-class LoggingConfigError(ProofNetError, ValueError):
-    """A log format or level that does not exist (a typo on the command line)."""
-
-    code = "invalid_logging_config"
-
-
-class UnknownLogFormatError(LoggingConfigError):
-    code = "unknown_log_format"
-
-    def __init__(self, log_format: str) -> None:
-        super().__init__(f"{log_format!r}; use {_choices(LOG_FORMATS)}")
-        self.log_format = log_format
-
-
-class UnknownLogLevelError(LoggingConfigError):
-    code = "unknown_log_level"
-
-    def __init__(self, level: str) -> None:
-        super().__init__(f"{level!r}; use {_choices(LOG_LEVELS)}")
-        self.level = level
 
 
 class JsonFormatter(logging.Formatter):
@@ -93,14 +65,14 @@ class JsonFormatter(logging.Formatter):
 def _checked_format(log_format: str) -> str:
     normalised = log_format.strip().lower()
     if normalised not in LOG_FORMATS:
-        raise UnknownLogFormatError(log_format)
+        raise UnknownLogFormatError(log_format, LOG_FORMATS)
     return normalised
 
 
 def _checked_level(level: str) -> int:
     normalised = level.strip().upper()
     if normalised not in LOG_LEVELS:
-        raise UnknownLogLevelError(level)
+        raise UnknownLogLevelError(level, LOG_LEVELS)
     return logging.getLevelNamesMapping()[normalised]
 
 

@@ -37,8 +37,8 @@ from contracts_sim.params import BPS, Params
 from contracts_sim.records import Account, Bid
 from contracts_sim.scoring import rank_bids, rank_key, required_capacity
 from protocol.economics import detection_with_verifiers
-from protocol.errors import ProofNetError
 from protocol.types import Address, Amount, Height
+from services.errors import MarketConfigError
 
 SCORED: Final = "scored"
 LOWEST_PRICE: Final = "lowest-price"
@@ -50,13 +50,6 @@ WEIGHT_NAMES: Final = (
     "score_weight_capacity",
     "score_weight_history",
 )
-
-
-class MarketConfigError(ProofNetError):
-    """A market simulation asked for something it cannot run (no jobs, no seeds, a bad
-    weight grid, an unknown policy)."""
-
-    code = "bad_market_config"
 
 
 # --- the scenario ------------------------------------------------------------------------

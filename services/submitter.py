@@ -6,13 +6,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from protocol.errors import ProofNetError
 from protocol.layout import state_blob_size
 from protocol.merkle import root_of
 from protocol.spec import JobSpec, parse_spec
 from protocol.state_commitment import blob_has_root
 from services.agents.blobs import BlobSource
 from services.client import HttpChainClient, Wallet
+from services.errors import DownloadRefusedError
 
 TERMINAL = ("settled", "slashed", "expired", "cancelled")
 DEFAULT_TERMS: dict[str, int] = {"bid_blocks": 10, "train_blocks": 2000}
@@ -67,12 +67,6 @@ UNSETTLED_MEANING = {
     "expired": "no solver took it",
     "cancelled": "it was cancelled",
 }
-
-
-class DownloadRefusedError(ProofNetError):
-    """A model that is not the settled job's committed, bound final state is never written."""
-
-    code = "download_refused"
 
 
 def verified_model(

@@ -148,7 +148,8 @@ def test_a_restarted_verifier_keeps_what_it_sealed_on_disk(tiny_spec: JobSpec, t
 
 
 def test_a_corrupt_verdict_record_is_a_clear_error(tmp_path) -> None:
-    from services.agents.seal_store import SealStore, SealStoreError
+    from services.agents.seal_store import SealStore
+    from services.errors import SealStoreError
 
     (tmp_path / "seals.json").write_text("not json", encoding="utf-8")
     with pytest.raises(SealStoreError, match="sealed verdicts"):

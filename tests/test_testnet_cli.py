@@ -31,10 +31,10 @@ from services.cli.common import (
     reported_errors,
     resolve_spec_path,
 )
+from services.errors import PortInUseError
 from services.ops.localnet import (
     STATE_FILE,
     LocalTestnet,
-    PortInUseError,
     Topology,
     default_topology,
 )

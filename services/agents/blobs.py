@@ -27,11 +27,11 @@ import httpx
 
 from services.agents.deadline_transport import deadline_transport, within_deadline
 from services.agents.endpoints import (
-    EndpointRefusedError,
     Resolver,
     resolve_endpoint,
     system_resolver,
 )
+from services.errors import EndpointRefusedError
 
 log = logging.getLogger("proofnet.blobs")
 

@@ -29,17 +29,11 @@ from dataclasses import dataclass
 
 import httpx
 
-from protocol.errors import ProofNetError
+from services.errors import EndpointRefusedError
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 Resolver = Callable[[str, int], list[str]]
 DEFAULT_PORTS = {"http": 80, "https": 443}
-
-
-class EndpointRefusedError(ProofNetError):
-    """An announced endpoint is not one this agent connects to (address or URL form)."""
-
-    code = "endpoint_refused"
 
 
 @dataclass(frozen=True)

@@ -13,14 +13,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from protocol.errors import ProofNetError
 from protocol.state_commitment import blob_has_root, blob_root
-
-
-class SealStoreError(ProofNetError):
-    """The verifier's data directory cannot be used (not writable, or its record is corrupt)."""
-
-    code = "seal_store_error"
+from services.errors import SealStoreError
 
 
 class SealStore:

@@ -32,11 +32,11 @@ import inspect
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from protocol.errors import ProofNetError
 from protocol.exact import State, step
 from protocol.spec import JobSpec
 from services.agents.moves import Move
 from services.agents.views import DisputeView, JobView
+from services.errors import StrategyError
 
 __all__ = [
     "DisputeView",
@@ -47,10 +47,6 @@ __all__ = [
     "Verdict",
     "VerifierStrategy",
 ]
-
-
-class StrategyError(ProofNetError):
-    code = "invalid_strategy"
 
 
 @dataclass(frozen=True)

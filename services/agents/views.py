@@ -30,14 +30,9 @@ from contracts_sim.records import (
 from protocol.errors import ProofNetError
 from protocol.spec import JobSpec, parse_spec
 from protocol.types import Address
+from services.errors import MalformedAnswerError
 
 R = TypeVar("R")
-
-
-class MalformedAnswerError(ProofNetError):
-    """The chain's answer is not the record it should be (a missing or mistyped field)."""
-
-    code = "malformed_answer"
 
 
 def _record(cls: type[R], answer: Any, what: str) -> R:

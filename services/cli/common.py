@@ -20,6 +20,7 @@ from rich.table import Table
 
 from contracts_sim.crypto import PrivateKey
 from protocol.errors import ProofNetError
+from services.errors import ExampleNotFoundError, KeyFileError
 
 stderr = Console(stderr=True)
 
@@ -62,18 +63,6 @@ NnodesOpt = Annotated[
     int, typer.Option(min=1, help="Hosts sharing --workers (others: proofnet worker).")
 ]
 """``--nnodes``: how many hosts share ``--workers``."""
-
-
-class KeyFileError(ProofNetError):
-    """A key file that cannot be read as an ed25519 key (absent, not JSON, wrong fields)."""
-
-    code = "bad_key_file"
-
-
-class ExampleNotFoundError(ProofNetError):
-    """A spec path that is neither a file nor the name of an example shipped with ProofNet."""
-
-    code = "no_such_spec"
 
 
 def load_key_file(path: Path, *, create: bool = True) -> PrivateKey:

@@ -35,7 +35,8 @@ app.add_typer(solver_app, name="solver")
 
 def _warn_if_unreachable(public_url: str | None, allow_private: bool) -> None:
     """Say so when the URL this solver announces is one default verifiers refuse to fetch."""
-    from services.agents.endpoints import EndpointRefusedError, resolve_endpoint
+    from services.agents.endpoints import resolve_endpoint
+    from services.errors import EndpointRefusedError
 
     if not public_url:
         return

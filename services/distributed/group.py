@@ -22,11 +22,9 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from services.errors import GroupError
+
 DEFAULT_TIMEOUT_S = 60.0
-
-
-class GroupError(RuntimeError):
-    """The process group failed: a rank died or could not be reached."""
 
 
 @dataclass(frozen=True)

@@ -40,7 +40,6 @@ from protocol.exact.state import State
 from protocol.spec import JobSpec
 from services.distributed.group import (
     DEFAULT_TIMEOUT_S,
-    GroupError,
     Mailbox,
     Rendezvous,
     TorchCollective,
@@ -56,6 +55,7 @@ from services.distributed.worker import (
     run_segment,
     send_segment,
 )
+from services.errors import GroupError
 
 log = logging.getLogger("proofnet.distributed")
 

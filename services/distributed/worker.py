@@ -37,7 +37,6 @@ from protocol.exact.state import State
 from protocol.spec import JobSpec, parse_spec
 from services.distributed.group import (
     DEFAULT_TIMEOUT_S,
-    GroupError,
     Mailbox,
     Rendezvous,
     TorchCollective,
@@ -46,6 +45,7 @@ from services.distributed.group import (
     leave_group,
     rank_device,
 )
+from services.errors import GroupError
 
 log = logging.getLogger("proofnet.distributed")
 MAX_HEADER_BYTES = 1 << 20  # a spec and its forced errors: far below

@@ -27,6 +27,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from contracts_sim.transactions import MAX_SMALL_TRANSACTION_BYTES
 from protocol.errors import ProofNetError
+from services.errors import BatchTooComplexError
 from services.node.schemas import ErrorResponse
 
 log = logging.getLogger("proofnet.node")
@@ -208,35 +209,6 @@ BATCH_ERRORS: tuple[ErrorDoc, ...] = (
     ),
 )
 """What refuses a whole batch (POST /txs/batch); an item's own errors are in its result."""
-
-
-class BatchTooLargeError(ProofNetError):
-    """A batch of more transactions than the node's ``max_batch_txs``; nothing was judged."""
-
-    code = "batch_too_large"
-    http_status = 413
-
-    def __init__(self, count: int, limit: int) -> None:
-        super().__init__(f"a batch of {count} transactions; at most {limit}")
-        self.count = count
-        self.limit = limit
-
-
-class BatchTooComplexError(ProofNetError):
-    """A batch holding more JSON structure than ``max_batch_txs`` transactions can need
-    (``batch_structure``), refused before it is parsed: parsing many tiny values costs tens
-    of times the body's size in memory and holds the GIL, freezing the node."""
-
-    code = "batch_too_complex"
-    http_status = 413
-
-    def __init__(self, separators: int, limit: int) -> None:
-        super().__init__(
-            f"a batch with {separators} JSON separators; at most {limit} "
-            "(about 64 per transaction it may carry)"
-        )
-        self.separators = separators
-        self.limit = limit
 
 
 def error_response(status: int, code: str, message: str) -> JSONResponse:

@@ -40,7 +40,8 @@ from contracts_sim.transactions import (
     max_request_bytes,
 )
 from protocol.errors import ProofNetError
-from services.node.errors import MAX_BATCH_BYTES, BatchTooLargeError, check_batch_structure
+from services.errors import BatchTooLargeError
+from services.node.errors import MAX_BATCH_BYTES, check_batch_structure
 from services.node.metrics import NodeMetrics, known_kind
 from services.node.schemas import TxEnvelope
 from services.node.settings import NodeSettings

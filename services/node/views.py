@@ -18,8 +18,8 @@ from contracts_sim.crypto import is_address
 from contracts_sim.exceptions import InvariantViolation
 from contracts_sim.invariants import check_invariant, compute_supply_report
 from contracts_sim.records import Dispute, Job, Party
-from protocol.errors import ProofNetError
 from protocol.types import Address
+from services.errors import InvalidIdentifierError
 
 JsonObject = dict[str, Any]
 
@@ -27,18 +27,6 @@ _ID = re.compile(r"(?:0x)?[0-9a-fA-F]{64}")
 MAX_HISTORY: Final = 1000
 MAX_JOB_IDS: Final = 100
 """The most job ids one ``GET /jobs?job_id=…`` names (a client splits a longer list)."""
-
-
-class InvalidIdentifierError(ProofNetError):
-    """An id or address in a URL or query is not well formed (as opposed to unknown: 404)."""
-
-    code = "invalid_identifier"
-    http_status = 400
-
-    def __init__(self, what: str, value: str) -> None:
-        shown = value if len(value) <= 80 else value[:77] + "..."
-        super().__init__(f"{what} {shown!r} is not well formed")
-        self.what = what
 
 
 def parse_id(value: str, what: str = "id") -> str:

@@ -32,6 +32,7 @@ from typing import Any
 import httpx
 
 from protocol.errors import ProofNetError
+from services.errors import PortInUseError, TestnetError
 
 STATE_FILE = "testnet.json"
 DATABASE_FILE = "chain.db"
@@ -42,16 +43,6 @@ SUBMITTER_FUNDS = 1_000_000
 
 Progress = Callable[[str], None]
 _ERROR_LINE = re.compile(r"^(error:|[A-Za-z_][\w.]*(Error|Exception)\b)")
-
-
-class TestnetError(ProofNetError):
-    """A local testnet could not start: a port taken, a process that exited at start-up."""
-
-    code = "testnet"
-
-
-class PortInUseError(TestnetError):
-    code = "port_in_use"
 
 
 def _quiet(message: str) -> None:

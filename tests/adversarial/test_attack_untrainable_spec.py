@@ -16,7 +16,7 @@ import pytest
 
 from contracts_sim.exceptions import UntrainableSpecError
 from protocol.datasets import load_dataset
-from services.client import ClientError
+from services.errors import ClientError
 from services.sim.network import JobTerms, Network
 from services.sim.scenarios import spec_for
 from tests.conftest import tiny_spec_dict

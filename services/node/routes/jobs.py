@@ -4,10 +4,10 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
 
-from contracts_sim.exceptions import InvalidTransactionError
 from contracts_sim.jobs import compute_job_id
 from contracts_sim.records import JobStatus
 from contracts_sim.transactions import PostJobBody, Transaction, parse_body
+from services.errors import WrongKindError
 from services.node.deps import ChainDep, RuntimeDep
 from services.node.errors import (
     BAD_PARAMETER,
@@ -29,13 +29,6 @@ from services.node.views import (
 )
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
-
-
-class WrongKindError(InvalidTransactionError):
-    code = "wrong_transaction_kind"
-
-    def __init__(self, expected: str, got: str) -> None:
-        super().__init__(f"this endpoint takes a {expected!r} transaction, got {got!r}")
 
 
 WRONG_KIND = ErrorDoc(

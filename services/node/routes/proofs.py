@@ -15,7 +15,7 @@ from pydantic import BaseModel, Field
 
 from contracts_sim.chain import Chain
 from contracts_sim.state import ACCOUNTS, DISPUTES, JOBS, LedgerState
-from protocol.errors import ProofNetError
+from services.errors import HeadStateUnavailableError
 from services.node.deps import ChainDep
 from services.node.errors import INVALID_ID, error_responses
 from services.node.views import parse_address, parse_id
@@ -47,16 +47,6 @@ class ProvenRecordPublic(BaseModel):
     height: int = Field(description="the block whose state_root this proof is against")
     state_root: str
     proof: StateProofPublic
-
-
-class HeadStateUnavailableError(ProofNetError):
-    """The head kept moving while a proof was read (blocks faster than reads)."""
-
-    code = "head_state_unavailable"
-    http_status = 503
-
-    def __init__(self) -> None:
-        super().__init__("the head moved on every attempt to read it; try again")
 
 
 def _head(chain: Chain) -> tuple[int, LedgerState, bytes]:
