@@ -38,7 +38,11 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Final, Literal
 
 from contracts_sim.beacon import BEACON_SIZE, BeaconKey, verify_beacon, verify_header_signature
-from contracts_sim.exceptions import LedgerError
+from contracts_sim.exceptions import (
+    InvalidBeaconError,
+    InvalidHeaderSignatureError,
+    MalformedBlockError,
+)
 from contracts_sim.transactions import Transaction
 from protocol.errors import ProofNetError
 from protocol.hashing import hash_json
@@ -57,37 +61,6 @@ hash, time, txs). Agents long-polling ``/events`` wake on it: height is the cloc
 
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 _HEX_BEACON = re.compile(f"[0-9a-f]{{{2 * BEACON_SIZE}}}")
-
-
-class MalformedBlockError(LedgerError):
-    """A block, header or receipt in JSON form is not well formed or not self-consistent."""
-
-    code = "malformed_block"
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(f"malformed block: {reason}")
-        self.reason = reason
-
-
-class InvalidBeaconError(MalformedBlockError):
-    """A header's beacon is not the producer's signature for its chain id and height."""
-
-    code = "invalid_beacon"
-
-    def __init__(self, height: int) -> None:
-        super().__init__(f"block {height}: the beacon is not the producer's for this height")
-        self.height = height
-
-
-class InvalidHeaderSignatureError(MalformedBlockError):
-    """A header's producer signature is not the producer's signature of its block hash: the
-    header (its state root included) did not come from the block producer."""
-
-    code = "invalid_header_signature"
-
-    def __init__(self, height: int) -> None:
-        super().__init__(f"block {height}: the header is not signed by the producer")
-        self.height = height
 
 
 # --- helpers ------------------------------------------------------------------------------

@@ -82,6 +82,11 @@ from contracts_sim.crypto import verify_signature
 from contracts_sim.env import BlockEnv
 from contracts_sim.events import Event
 from contracts_sim.exceptions import (
+    BlockConflictError,
+    BlockFullError,
+    BlockNotFoundError,
+    ChainIntegrityError,
+    ChainMismatchError,
     DisputeClosedError,
     InvalidBlockError,
     InvalidSignatureError,
@@ -89,8 +94,9 @@ from contracts_sim.exceptions import (
     MalformedBodyError,
     MalformedTransactionError,
     NonceTooLowError,
-    NotFoundError,
     NotYourTurnError,
+    RuleFailureError,
+    TransactionNotFoundError,
     WrongPhaseError,
 )
 from contracts_sim.fork import (
@@ -108,7 +114,6 @@ from contracts_sim.records import Account, Dispute, DisputeStatus, Job, Phase
 from contracts_sim.state import LedgerState
 from contracts_sim.store import (
     BlockCommit,
-    BlockConflictError,
     ChainMeta,
     ChainStore,
     collect_state_changes,
@@ -139,63 +144,6 @@ DEADLINE_KINDS: Final = GAME_MOVES | {"audit"}
 
 
 # --- errors ---------------------------------------------------------------------------------
-
-
-class TransactionNotFoundError(NotFoundError):
-    code = "tx_not_found"
-
-    def __init__(self, tx_hash: str) -> None:
-        super().__init__(f"no transaction {tx_hash}")
-        self.tx_hash = tx_hash
-
-
-class BlockNotFoundError(NotFoundError):
-    code = "block_not_found"
-
-    def __init__(self, height: int) -> None:
-        super().__init__(f"no block at height {height}")
-        self.height = height
-
-
-class BlockFullError(LedgerError):
-    """The open block holds ``max_block_txs`` transactions; retry after the next block."""
-
-    code = "block_full"
-    http_status = 429
-
-    def __init__(self, limit: int) -> None:
-        super().__init__(f"the open block is full ({limit} transactions); retry after the next")
-        self.limit = limit
-
-
-class RuleFailureError(LedgerError):
-    """The rules raised an unexpected exception on this transaction (a bug, logged); the
-    transaction is rejected and changed nothing."""
-
-    code = "rule_failure"
-    http_status = 422
-
-    def __init__(self, kind: str, exc: Exception) -> None:
-        super().__init__(f"the {kind} rules failed on this transaction: {type(exc).__name__}")
-        self.kind = kind
-
-
-class ChainMismatchError(ProofNetError):
-    """The store holds another chain than the one asked for (chain id, params, genesis)."""
-
-    code = "chain_mismatch"
-    http_status = 409
-
-    def __init__(self, what: str, stored: Any, asked: Any) -> None:
-        super().__init__(f"the store holds a chain with {what} {stored!r}, not {asked!r}")
-        self.what = what
-
-
-class ChainIntegrityError(ProofNetError):
-    """Stored blocks and state do not reproduce each other: a bug or tampering."""
-
-    code = "chain_integrity"
-    http_status = 500
 
 
 # --- records the chain hands out ------------------------------------------------------------

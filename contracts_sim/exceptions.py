@@ -28,7 +28,8 @@ the rules (the h11 pattern)::
     │   │       └── StakeReservedError     unstake would take stake a bid reserves
     │   ├── FaucetDisabledError, FaucetCapExceededError
     │   ├── NothingToWithdrawError, TooManyUnbondingEntriesError
-    │   ├── NotFoundError                  JobNotFoundError, DisputeNotFoundError
+    │   ├── NotFoundError                  JobNotFoundError, DisputeNotFoundError,
+    │   │                                  TransactionNotFoundError, BlockNotFoundError
     │   ├── WrongStatusError               WrongJobStatusError, DisputeClosedError, WrongPhaseError,
     │   │                                  JobExistsError, DisputesOpenError
     │   ├── NotAuthorizedError             (address, role) — e.g. not the submitter
@@ -44,18 +45,36 @@ the rules (the h11 pattern)::
     │   ├── NotAForcedErrorError           a reveal or audit of a segment with no trap
     │   ├── AlreadyAuditedError            one audit per attester per job
     │   ├── SampleSeedNotReadyError
-    │   └── InvalidBlockError              begin_block called out of order
+    │   ├── InvalidBlockError              begin_block called out of order
+    │   ├── MalformedBlockError            a block, header or receipt in JSON is not well formed
+    │   │   ├── InvalidBeaconError         a header's beacon is not the producer's signature
+    │   │   └── InvalidHeaderSignatureError  a header not signed by the producer
+    │   ├── BlockFullError                 the open block is full; retry (429)
+    │   ├── RuleFailureError               the rules raised unexpectedly: a bug, rejected (422)
+    │   └── BlockConflictError             another writer committed this height (409)
     ├── InvariantViolation                 the supply invariant broke: a bug (500)
     ├── CorruptStateError                  a snapshot does not decode: a bug or tampering (500)
-    └── UnknownSchemaRevisionError         the database's schema revision is not one this code
-                                           knows, e.g. written by a newer ProofNet (503)
+    ├── UnknownSchemaRevisionError         the database's schema revision is not one this code
+    │                                      knows, e.g. written by a newer ProofNet (503)
+    ├── ChainMismatchError                 the store holds another chain (409)
+    ├── ChainIntegrityError                stored blocks and state do not reproduce (500)
+    ├── UnsupportedStoreFormatError        a chain stored in another store format (500)
+    ├── StoreError                         the database failed (503)
+    └── ProofError (protocol.errors)
+        └── StateProofError                a state proof does not prove the record
+
+    MigrationCommandError (Exception)      ``python -m contracts_sim.migrations`` cannot go on
+
+Every error class of contracts_sim is defined here, and every ``code`` is unique across the
+ProofNetErrors of protocol, contracts_sim and services (``tests/test_error_tree.py``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
-from protocol.errors import ProofNetError
+from protocol.errors import ProofError, ProofNetError
 
 # --- base classes ---------------------------------------------------------------------------
 
@@ -666,3 +685,147 @@ class UnknownSchemaRevisionError(ProofNetError):
         )
         self.found = tuple(found)
         self.known = tuple(known)
+
+
+# --- blocks (contracts_sim.blocks) ----------------------------------------------------------
+
+
+class MalformedBlockError(LedgerError):
+    """A block, header or receipt in JSON form is not well formed or not self-consistent."""
+
+    code = "malformed_block"
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"malformed block: {reason}")
+        self.reason = reason
+
+
+class InvalidBeaconError(MalformedBlockError):
+    """A header's beacon is not the producer's signature for its chain id and height."""
+
+    code = "invalid_beacon"
+
+    def __init__(self, height: int) -> None:
+        super().__init__(f"block {height}: the beacon is not the producer's for this height")
+        self.height = height
+
+
+class InvalidHeaderSignatureError(MalformedBlockError):
+    """A header's producer signature is not the producer's signature of its block hash: the
+    header (its state root included) did not come from the block producer."""
+
+    code = "invalid_header_signature"
+
+    def __init__(self, height: int) -> None:
+        super().__init__(f"block {height}: the header is not signed by the producer")
+        self.height = height
+
+
+# --- the chain and its store (contracts_sim.chain, contracts_sim.store) --------------------
+
+
+class TransactionNotFoundError(NotFoundError):
+    code = "tx_not_found"
+
+    def __init__(self, tx_hash: str) -> None:
+        super().__init__(f"no transaction {tx_hash}")
+        self.tx_hash = tx_hash
+
+
+class BlockNotFoundError(NotFoundError):
+    code = "block_not_found"
+
+    def __init__(self, height: int) -> None:
+        super().__init__(f"no block at height {height}")
+        self.height = height
+
+
+class BlockFullError(LedgerError):
+    """The open block holds ``max_block_txs`` transactions; retry after the next block."""
+
+    code = "block_full"
+    http_status = 429
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"the open block is full ({limit} transactions); retry after the next")
+        self.limit = limit
+
+
+class RuleFailureError(LedgerError):
+    """The rules raised an unexpected exception on this transaction (a bug, logged); the
+    transaction is rejected and changed nothing."""
+
+    code = "rule_failure"
+    http_status = 422
+
+    def __init__(self, kind: str, exc: Exception) -> None:
+        super().__init__(f"the {kind} rules failed on this transaction: {type(exc).__name__}")
+        self.kind = kind
+
+
+class ChainMismatchError(ProofNetError):
+    """The store holds another chain than the one asked for (chain id, params, genesis)."""
+
+    code = "chain_mismatch"
+    http_status = 409
+
+    def __init__(self, what: str, stored: Any, asked: Any) -> None:
+        super().__init__(f"the store holds a chain with {what} {stored!r}, not {asked!r}")
+        self.what = what
+
+
+class ChainIntegrityError(ProofNetError):
+    """Stored blocks and state do not reproduce each other: a bug or tampering."""
+
+    code = "chain_integrity"
+    http_status = 500
+
+
+class BlockConflictError(LedgerError):
+    """Another writer already committed this height (or these transactions)."""
+
+    code = "block_conflict"
+    http_status = 409
+
+    def __init__(self, height: int, reason: str) -> None:
+        super().__init__(f"block {height} conflicts with the stored chain: {reason}")
+        self.height = height
+        self.reason = reason
+
+
+class UnsupportedStoreFormatError(ProofNetError):
+    """The database holds a chain stored in a format this code does not read."""
+
+    code = "unsupported_store_format"
+    http_status = 500
+
+    def __init__(self, found: int, supported: int) -> None:
+        super().__init__(
+            f"the database holds a chain in store format {found}; this node reads format "
+            f"{supported} (its state roots are computed differently): start a new chain"
+        )
+        self.found = found
+        self.supported = supported
+
+
+class StoreError(ProofNetError):
+    """The database failed (unreachable, locked past the busy timeout, schema mismatch)."""
+
+    code = "store_error"
+    http_status = 503
+
+
+# --- state proofs (contracts_sim.state_tree) ------------------------------------------------
+
+
+class StateProofError(ProofError):
+    """A state proof is malformed, or does not prove the record against the root."""
+
+    code = "invalid_state_proof"
+
+
+# --- the migrations command (python -m contracts_sim.migrations) ----------------------------
+
+
+class MigrationCommandError(Exception):
+    """A command that cannot go on; printed as one line, exit status 1."""

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from operator import attrgetter, itemgetter
 from typing import Any, Final
 
-from protocol.errors import ProofError
+from contracts_sim.exceptions import StateProofError
 from protocol.hashing import canonical_json, sha256
 from protocol.types import HASH_SIZE, Hash32
 
@@ -46,12 +46,6 @@ MAX_SIBLINGS: Final = KEY_BITS
 leaf is deeper than 256."""
 
 _HEX64 = re.compile(r"[0-9a-f]{64}")
-
-
-class StateProofError(ProofError):
-    """A state proof is malformed, or does not prove the record against the root."""
-
-    code = "invalid_state_proof"
 
 
 # --- hashing --------------------------------------------------------------------------------

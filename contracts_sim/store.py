@@ -79,7 +79,12 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.pool import StaticPool
 
 from contracts_sim.blocks import Block, BlockHeader, ChainEvent, ErrorInfo, Receipt
-from contracts_sim.exceptions import CorruptStateError, LedgerError
+from contracts_sim.exceptions import (
+    BlockConflictError,
+    CorruptStateError,
+    StoreError,
+    UnsupportedStoreFormatError,
+)
 from contracts_sim.params import Params
 from contracts_sim.state import TABLES, LedgerState
 from contracts_sim.transactions import Transaction
@@ -104,39 +109,6 @@ StateChange = tuple[str, str, Any]
 
 
 # --- errors ---------------------------------------------------------------------------------
-
-
-class BlockConflictError(LedgerError):
-    """Another writer already committed this height (or these transactions)."""
-
-    code = "block_conflict"
-    http_status = 409
-
-    def __init__(self, height: int, reason: str) -> None:
-        super().__init__(f"block {height} conflicts with the stored chain: {reason}")
-        self.height = height
-        self.reason = reason
-
-
-class UnsupportedStoreFormatError(ProofNetError):
-    """The database holds a chain stored in a format this code does not read."""
-
-    code = "unsupported_store_format"
-    http_status = 500
-
-    def __init__(self, found: int) -> None:
-        super().__init__(
-            f"the database holds a chain in store format {found}; this node reads format "
-            f"{STORE_FORMAT} (its state roots are computed differently): start a new chain"
-        )
-        self.found = found
-
-
-class StoreError(ProofNetError):
-    """The database failed (unreachable, locked past the busy timeout, schema mismatch)."""
-
-    code = "store_error"
-    http_status = 503
 
 
 # --- what the chain hands the store ---------------------------------------------------------
@@ -172,7 +144,7 @@ class ChainMeta:
         except (KeyError, TypeError, ValueError) as exc:
             raise CorruptStateError(f"stored chain metadata is malformed: {exc}") from exc
         if found != STORE_FORMAT:
-            raise UnsupportedStoreFormatError(found)
+            raise UnsupportedStoreFormatError(found, STORE_FORMAT)
         try:
             return cls(
                 chain_id=str(data["chain_id"]),

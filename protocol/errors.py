@@ -8,10 +8,13 @@
     │   ├── StateMismatchError     a state does not fit the spec (names, shapes, step counter)
     │   └── SelfTestError          the device failed the start-up bit-exactness self-test
     ├── EncodingError              canonical bytes could not be decoded
-    └── ProofError                 a Merkle proof, root or leaf failed verification
+    ├── ProofError                 a Merkle proof, root or leaf failed verification
+    └── ExportError                a file is not an exact state of a spec (protocol.exact.export)
 
 Every error carries a stable machine-readable ``code`` and an HTTP status hint, so services can
-map errors to responses without knowing the protocol (the h11 pattern).
+map errors to responses without knowing the protocol (the h11 pattern). Codes are unique across
+every ProofNetError of protocol, contracts_sim and services (``tests/test_error_tree.py``);
+every error class of protocol is defined here.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ class ProofNetError(Exception):
 class SpecError(ProofNetError):
     """A job spec is invalid. ``field`` is a dotted path such as ``optimizer.lr_log2``."""
 
-    code = "invalid_spec"
+    code = "malformed_spec"  # the ledger's InvalidSpecError is "invalid_spec"
 
     def __init__(self, field: str, reason: str) -> None:
         super().__init__(f"{field}: {reason}")
@@ -75,4 +78,10 @@ class EncodingError(ProofNetError):
 
 
 class ProofError(ProofNetError):
-    code = "invalid_proof"
+    code = "proof_rejected"  # the ledger's InvalidProofError is "invalid_proof"
+
+
+class ExportError(ProofNetError):
+    """A file that is not an exact state of a spec we can read, or a spec it does not fit."""
+
+    code = "export_error"

@@ -40,10 +40,11 @@ from contracts_sim.blocks import (
 )
 from contracts_sim.chain import Chain
 from contracts_sim.crypto import PrivateKey
+from contracts_sim.exceptions import StateProofError
 from contracts_sim.jobs import compute_job_id
 from contracts_sim.records import JobStatus
 from contracts_sim.state import ACCOUNTS, DISPUTES, JOBS
-from contracts_sim.state_tree import StateProof, StateProofError, verify_proof
+from contracts_sim.state_tree import StateProof, verify_proof
 from contracts_sim.transactions import PostJobBody, Transaction, parse_body, sign_transaction
 from protocol.errors import ProofNetError
 from protocol.types import Address

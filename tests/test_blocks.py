@@ -23,9 +23,6 @@ from contracts_sim.blocks import (
     BlockHeader,
     ChainEvent,
     ErrorInfo,
-    InvalidBeaconError,
-    InvalidHeaderSignatureError,
-    MalformedBlockError,
     Receipt,
     check_beacon,
     check_header,
@@ -33,6 +30,11 @@ from contracts_sim.blocks import (
     compute_tx_root,
 )
 from contracts_sim.crypto import key_from_seed
+from contracts_sim.exceptions import (
+    InvalidBeaconError,
+    InvalidHeaderSignatureError,
+    MalformedBlockError,
+)
 from contracts_sim.transactions import Transaction, sign_transaction
 from protocol.hashing import canonical_json, sha256
 from protocol.merkle import root_of

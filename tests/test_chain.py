@@ -20,21 +20,16 @@ from contracts_sim.blocks import (
     check_header,
     compute_tx_root,
 )
-from contracts_sim.chain import (
-    BlockFullError,
-    BlockNotFoundError,
-    Chain,
-    ChainIntegrityError,
-    ChainMismatchError,
-    RuleFailureError,
-    TransactionNotFoundError,
-    iter_replay,
-    replay,
-)
+from contracts_sim.chain import Chain, iter_replay, replay
 from contracts_sim.crypto import key_from_seed
 from contracts_sim.env import TxContext
 from contracts_sim.events import Event, make_event
 from contracts_sim.exceptions import (
+    BlockConflictError,
+    BlockFullError,
+    BlockNotFoundError,
+    ChainIntegrityError,
+    ChainMismatchError,
     InsufficientBalanceError,
     InvalidBlockError,
     InvariantViolation,
@@ -42,11 +37,13 @@ from contracts_sim.exceptions import (
     MalformedTransactionError,
     NonceTooHighError,
     NonceTooLowError,
+    RuleFailureError,
+    TransactionNotFoundError,
     WrongChainError,
 )
 from contracts_sim.params import TEST, TESTNET, Params
 from contracts_sim.state import LedgerState, increase_balance
-from contracts_sim.store import BlockConflictError, MemoryStore
+from contracts_sim.store import MemoryStore
 from contracts_sim.transactions import FaucetBody, Transaction, sign_transaction
 from protocol.types import Address
 

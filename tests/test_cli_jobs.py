@@ -80,7 +80,7 @@ def test_a_mistyped_term_posts_nothing(node: HttpChainClient, tmp_path: Path) ->
     result = invoke("submit", str(path), "--chain", URL, "--key", str(key))
     assert result.exit_code == 2
     assert result.stderr == (
-        "error: invalid_spec: terms.paymnet: unknown key; did you mean 'payment'?\n"
+        "error: malformed_spec: terms.paymnet: unknown key; did you mean 'payment'?\n"
     )
     assert node.list_jobs() == []
     assert not key.exists()  # refused before a key was made or the faucet asked

@@ -12,11 +12,10 @@ import torch
 from safetensors.torch import load_file
 from typer.testing import CliRunner
 
-from protocol.errors import ProofNetError
+from protocol.errors import ExportError, ProofNetError
 from protocol.exact import encode_state, init, run
 from protocol.exact.data import dataset_tensors
 from protocol.exact.export import (
-    ExportError,
     exact_state_file,
     export_float,
     float_module,

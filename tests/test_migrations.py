@@ -31,10 +31,15 @@ from sqlalchemy import Engine, create_engine, inspect, text
 from sqlalchemy.exc import OperationalError
 
 import contracts_sim.migrations as migrations
-from contracts_sim.blocks import BlockHeader, MalformedBlockError, check_header
+from contracts_sim.blocks import BlockHeader, check_header
 from contracts_sim.chain import Chain, replay
 from contracts_sim.crypto import key_from_seed
-from contracts_sim.exceptions import UnknownSchemaRevisionError
+from contracts_sim.exceptions import (
+    MalformedBlockError,
+    StoreError,
+    UnknownSchemaRevisionError,
+    UnsupportedStoreFormatError,
+)
 from contracts_sim.migrations import (
     SCRIPT_LOCATION,
     current_revisions,
@@ -44,13 +49,7 @@ from contracts_sim.migrations import (
     run_migrations,
 )
 from contracts_sim.migrations.__main__ import main as migrations_cli
-from contracts_sim.store import (
-    Base,
-    SqlStore,
-    StoreError,
-    UnsupportedStoreFormatError,
-    _make_engine,
-)
+from contracts_sim.store import Base, SqlStore, _make_engine
 
 PG_URL = os.environ.get("PROOFNET_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 ALICE = key_from_seed("migrations/alice")

@@ -66,7 +66,7 @@ def test_invalid_spec_names_the_field(path: str, value: object, field: str) -> N
     with pytest.raises(SpecError) as info:
         parse_spec(_set(tiny_spec_dict(), path, value))
     assert info.value.field == field
-    assert info.value.code == "invalid_spec"
+    assert info.value.code == "malformed_spec"
 
 
 def test_not_a_mapping() -> None:

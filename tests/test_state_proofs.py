@@ -11,12 +11,12 @@ import httpx
 import pytest
 
 from contracts_sim.beacon import generate_beacon_key, shared_beacon_key
-from contracts_sim.blocks import Block, InvalidHeaderSignatureError
+from contracts_sim.blocks import Block
 from contracts_sim.chain import Chain
 from contracts_sim.crypto import key_from_seed
+from contracts_sim.exceptions import InvalidHeaderSignatureError, StateProofError
 from contracts_sim.records import Account
 from contracts_sim.state import ACCOUNTS, JOBS
-from contracts_sim.state_tree import StateProofError
 from contracts_sim.transactions import sign_transaction
 from protocol.hashing import sha256
 from protocol.types import Amount

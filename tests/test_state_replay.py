@@ -11,8 +11,9 @@ import pytest
 
 from contracts_sim.chain import Chain, iter_replay, replay
 from contracts_sim.crypto import key_from_seed
+from contracts_sim.exceptions import UnsupportedStoreFormatError
 from contracts_sim.state import BEACONS, BLOCK_HASH_WINDOW, BLOCK_HASHES
-from contracts_sim.store import STORE_FORMAT, UnsupportedStoreFormatError
+from contracts_sim.store import STORE_FORMAT
 from contracts_sim.transactions import sign_transaction
 
 CHAIN_ID = "replay-test"

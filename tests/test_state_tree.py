@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from contracts_sim.codec import to_json_value
-from contracts_sim.exceptions import CorruptStateError
+from contracts_sim.exceptions import CorruptStateError, StateProofError
 from contracts_sim.records import Account, Supply, UnbondingEntry
 from contracts_sim.state import (
     ACCOUNTS,
@@ -31,7 +31,6 @@ from contracts_sim.state_tree import (
     MAX_SIBLINGS,
     Leaf,
     StateProof,
-    StateProofError,
     branch_hash,
     build,
     key_path,

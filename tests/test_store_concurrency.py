@@ -25,7 +25,8 @@ from sqlalchemy.exc import OperationalError
 
 from contracts_sim.chain import Chain, replay
 from contracts_sim.crypto import key_from_seed
-from contracts_sim.store import BlockCommit, BlockConflictError, SqlStore, TxRow
+from contracts_sim.exceptions import BlockConflictError
+from contracts_sim.store import BlockCommit, SqlStore, TxRow
 from contracts_sim.transactions import sign_transaction
 
 PG_URL = os.environ.get("PROOFNET_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")

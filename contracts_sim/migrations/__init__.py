@@ -51,8 +51,8 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, MetaData, inspect, select, text
 from sqlalchemy.engine import Connection
 
-from contracts_sim.exceptions import UnknownSchemaRevisionError
-from contracts_sim.store import Base, StoreError
+from contracts_sim.exceptions import StoreError, UnknownSchemaRevisionError
+from contracts_sim.store import Base
 
 SCRIPT_LOCATION: Final = Path(__file__).resolve().parent
 """The Alembic script directory: ``env.py``, ``script.py.mako`` and ``versions/``."""

@@ -24,6 +24,7 @@ from alembic import command
 from alembic.util import CommandError
 from sqlalchemy.exc import SQLAlchemyError
 
+from contracts_sim.exceptions import MigrationCommandError
 from contracts_sim.migrations import (
     SCRIPT_LOCATION,
     alembic_config,
@@ -37,10 +38,6 @@ from contracts_sim.migrations import (
 )
 from contracts_sim.store import SqlStore, _make_engine
 from protocol.errors import ProofNetError
-
-
-class MigrationCommandError(Exception):
-    """A command that cannot go on; printed as one line, exit status 1."""
 
 
 def cmd_current(url: str) -> None:

@@ -43,7 +43,7 @@ from typing import Any
 
 import torch
 
-from protocol.errors import ProofNetError
+from protocol.errors import ExportError, ProofNetError
 from protocol.exact.family import family_of
 from protocol.exact.program import check_state, params_of
 from protocol.exact.state import State, export_safetensors
@@ -53,12 +53,6 @@ from protocol.spec import JobSpec, parse_spec
 FLOAT_FORMAT = "proofnet-float"
 EXACT_FORMAT = "proofnet-exact"
 EXPORT_FORMATS = ("safetensors", "pt")
-
-
-class ExportError(ProofNetError):
-    """A file that is not an exact state of a spec we can read, or a spec it does not fit."""
-
-    code = "export_error"
 
 
 def float_module(spec: JobSpec) -> torch.nn.Module:

@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import pytest
 
-from contracts_sim.chain import BlockFullError
-from contracts_sim.exceptions import DisputeNotFoundError
+from contracts_sim.exceptions import BlockFullError, DisputeNotFoundError
 from contracts_sim.transactions import sign_transaction
 from tests.test_chain import ALICE, BOB, CHAIN_ID, open_chain, transfer
 
