@@ -22,7 +22,7 @@ The tree is the table of contents. The rules (no I/O; a transaction applies all 
     referee.py          the only place the ledger runs the exact VM: one step, one element
     timeouts.py         claim_timeout
     invariants.py       check_invariant: tokens are neither created nor lost outside the rules
-    params.py           Params and its presets ("test", "testnet", "testnet-operator")
+    params.py           Params and its named presets (PRESETS)
     events.py           Event
     exceptions.py       the LedgerError tree
     crypto.py           Ed25519 keys, addresses and the pinned verification rule
