@@ -3,13 +3,13 @@ each job read back from the ledger (what decided it, who lost what)."""
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from contracts_sim.blocks import Receipt
 from contracts_sim.invariants import check_invariant
+from contracts_sim.records import JobStatus, Party, Resolution
 from contracts_sim.transactions import Transaction
 from protocol.errors import ProofNetError
 from services.agents.strategy import (
@@ -54,23 +54,23 @@ class RecordingClient(LocalChainClient):
             raise
 
 
-_DEADLINE = re.compile(r"missed the (\w+) deadline")
+_CAUGHT_BY: dict[Resolution, str] = {
+    Resolution.ONE_STEP: ONE_STEP,
+    Resolution.LEAF_ZERO: LEAF_ZERO,
+    Resolution.INVALID_PRESTATE: INVALID_PRESTATE,
+}
 
 
-def classify(reason: str, refused_commit: bool = False) -> str:
-    """What a ledger reason (of a dispute resolution or a slash) says decided the game."""
-    if "re-executed to" in reason:
-        return ONE_STEP
-    if reason.startswith("leaf 0 "):
-        return LEAF_ZERO
-    if "pre-state of step" in reason and "invalid" in reason:
-        return INVALID_PRESTATE
-    if reason == "missed the training deadline":
+def classify(resolution: str, refused_commit: bool = False) -> str:
+    """What decided the game, from the ``resolution`` the ledger records on a dispute
+    resolution or a slash (``contracts_sim.records.Resolution``)."""
+    decided = Resolution(resolution)
+    if decided is Resolution.TRAINING_TIMEOUT:
         return CONSISTENCY if refused_commit else TRAINING_DEADLINE
-    match = _DEADLINE.search(reason)
-    if match:
-        return deadline(match.group(1))
-    return reason
+    phase = decided.timed_out_phase
+    if phase is not None:
+        return deadline(phase)
+    return _CAUGHT_BY.get(decided, decided.value)
 
 
 def _outcome(net: Network, job_id: str, names: dict[str, str], refused_commit: bool) -> JobOutcome:
@@ -86,19 +86,19 @@ def _outcome(net: Network, job_id: str, names: dict[str, str], refused_commit: b
             bonds[actor] = bonds.get(actor, 0) + int(data["amount"])
     reasons = [str(d["reason"]) for d in resolved]
     if slash is not None:
-        deciding = next((d for d in resolved if d["loser_role"] == "solver"), None)
+        deciding = next((d for d in resolved if d["loser_role"] == Party.SOLVER), None)
         located = None if deciding is None else deciding["located_step"]
-        caught = classify(str(slash["reason"]), refused_commit)
+        caught = classify(str(slash["resolution"]), refused_commit)
         if deciding is None:
             reasons.append(str(slash["reason"]))
     elif resolved:
         located = resolved[0]["located_step"]
-        caught = "; ".join(sorted({classify(r) for r in reasons}))
+        caught = "; ".join(sorted({classify(str(d["resolution"])) for d in resolved}))
     else:
         located, caught = None, NONE
     return JobOutcome(
         job_id=job_id,
-        status=str(record["status"]),
+        status=JobStatus(record["status"]),
         solver_slashed=slash is not None,
         located_step=None if located is None else int(located),
         caught_by=caught,
