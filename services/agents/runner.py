@@ -61,7 +61,7 @@ def wait_for_chain(client: HttpChainClient, stop: threading.Event, patience: flo
                 raise
             log.info("waiting for the chain: %s", exc)
         stop.wait(delay)
-        delay = min(delay * 2, 5.0)
+        delay = min(delay * 2, 1.0)  # started with the chain (a local testnet): not long
 
 
 def serve_in_thread(app: FastAPI, host: str, port: int) -> uvicorn.Server:

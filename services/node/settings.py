@@ -22,7 +22,7 @@ class NodeSettings(BaseSettings):
         description="sqlite:///path.db, postgresql+psycopg://user@host/db, or memory://",
     )
     chain_id: str = Field(default=DEFAULT_CHAIN_ID, min_length=1, max_length=64)
-    preset: Literal["test", "testnet", "testnet-operator"] = "testnet"
+    preset: Literal["test", "testnet", "testnet-operator", "demo"] = "testnet"
     block_time: float = Field(
         default=2.0,
         ge=0,

@@ -4,7 +4,12 @@
 cheating solver, two verifiers), submits jobs over REST, follows them to the end while timing
 each phase, and returns a report: per job the solver, its strategy, the outcome, the dispute
 rounds, the located step, payments and slashes; per actor the balances; the supply invariant;
-and where the wall time went. Every process it started is stopped before it returns.
+where the wall time went; and what the node served (``reads``: GET requests by route, and per
+transaction included). Every process it started is stopped before it returns.
+
+The chain runs the ``demo`` preset (``contracts_sim.params.DEMO``: the testnet's rules with
+windows about a third as long, in blocks) at ``DEMO_BLOCK_TIME``: the same game, in seconds.
+Every party follows ``/events`` (``services.agents.watch``), the demo too: nobody polls.
 """
 
 from __future__ import annotations
@@ -17,16 +22,23 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from prometheus_client.parser import text_string_to_metric_families
 
 from protocol.spec import JobSpec, parse_spec
 from services.agents.runner import load_or_create_key
+from services.agents.watch import ChainWatcher
 from services.client import HttpChainClient, Wallet
 from services.jobspec import load_spec
 from services.ops.localnet import LocalTestnet, default_topology
-from services.submitter import submit_job
+from services.submitter import job_terms, post_job_body
 
 TERMINAL = ("settled", "slashed", "expired", "cancelled")
 DEMO_SEEDS = (11, 12, 13)
+DEMO_PRESET = "demo"
+DEMO_BLOCK_TIME = 0.25
+"""Seconds a block: the demo preset's windows (in blocks) last a few seconds at this pace."""
+FOLLOW_WAIT = 2.0
+"""The longest the demo's own long-poll of ``/events`` waits."""
 
 
 @dataclass
@@ -53,6 +65,48 @@ def demo_specs(spec_file: Path, count: int) -> tuple[list[JobSpec], dict[str, An
     return specs, terms
 
 
+def submit_jobs(
+    client: HttpChainClient, wallet: Wallet, specs: list[JobSpec], spec_terms: dict[str, Any]
+) -> list[str]:
+    """Fund the submitter once from the dev faucet for every job, then post them all without
+    waiting for their blocks (the demo follows them through ``/events``); their ids."""
+    params = client.params()
+    terms = job_terms(spec_terms, params)
+    needed = len(specs) * (terms["payment"] + terms["verification_fee"])
+    balance = int(client.get_account(wallet.address)["balance"])
+    while balance < needed and params.get("faucet_enabled"):
+        amount = min(needed - balance, int(params["faucet_max"]))
+        wallet.send("faucet", {"amount": amount}, wait=True)
+        balance += amount
+    return [
+        client.post_job(wallet.sign("post_job", post_job_body(spec, terms)), wait=False).job_id
+        for spec in specs
+    ]
+
+
+def node_reads(client: HttpChainClient) -> dict[str, Any]:
+    """What the node served so far, from its ``/metrics``: GET requests by route, their
+    total, the transactions included in blocks, and GETs per transaction."""
+    text = client.http.get("/metrics").text
+    by_route: dict[str, int] = {}
+    transactions = 0
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == "proofnet_http_request_duration_seconds_count":
+                if sample.labels.get("method") == "GET":
+                    route = sample.labels.get("route", "")
+                    by_route[route] = by_route.get(route, 0) + int(sample.value)
+            elif sample.name == "proofnet_transactions_included_total":
+                transactions += int(sample.value)
+    total = sum(by_route.values())
+    return {
+        "gets": total,
+        "transactions": transactions,
+        "per_transaction": round(total / transactions, 2) if transactions else None,
+        "by_route": dict(sorted(by_route.items(), key=lambda item: (-item[1], item[0]))),
+    }
+
+
 def _phase(job: dict[str, Any]) -> str:
     if job["status"] == "committed":
         if job.get("open_disputes"):
@@ -69,6 +123,7 @@ def run_demo(
     workdir: Path | None = None,
     timeout: float = 170.0,
     progress: Callable[[str], None] | None = None,
+    log_format: str = "text",
 ) -> dict[str, Any]:
     say = progress or (lambda message: None)
     started = time.monotonic()
@@ -78,10 +133,15 @@ def run_demo(
         workdir = Path(tmp.name)
     specs, terms = demo_specs(spec_file, jobs)
     topology = default_topology()
+    topology.preset, topology.block_time, topology.log_format = (
+        DEMO_PRESET,
+        DEMO_BLOCK_TIME,
+        log_format,
+    )
     # A bid reserves the job's min_stake until bidding closes: stake for every job at once, so
     # that each solver can bid on each of them.
     topology.solver_stake = int(terms.get("min_stake", 0)) * len(specs) or None
-    net = LocalTestnet(workdir, topology)
+    net = LocalTestnet(workdir, topology, fork_agents=True)
     try:
         say("starting chain, 3 solvers (1 cheating) and 2 verifiers as local processes")
         net.start()
@@ -90,17 +150,19 @@ def run_demo(
         say("waiting for the agents to fund and stake themselves")
         net.wait_staked(timeout)
         wallet = Wallet(load_or_create_key(workdir / "keys" / "submitter.key"), client)
-        job_ids = []
-        for spec in specs:
-            job_ids.append(submit_job(client, wallet, spec, terms))
-            say(f"submitted job {job_ids[-1][:12]}… over REST (seed {spec.seed})")
+        job_ids = submit_jobs(client, wallet, specs, terms)
+        for job_id, spec in zip(job_ids, specs, strict=True):
+            say(f"submitted job {job_id[:12]}… over REST (seed {spec.seed})")
         timelines = {j: JobTimeline(j) for j in job_ids}
+        watcher = ChainWatcher(client, wallet.address)
         deadline = time.monotonic() + timeout
         last: dict[str, str] = {}
         while True:
             now = time.monotonic()
-            records = {j: client.get_job(j) for j in job_ids}
-            for job_id, job in records.items():
+            found = {j: watcher.job(j) for j in job_ids}
+            for job_id, job in found.items():
+                if job is None:
+                    continue  # its block is not sealed yet
                 phase = _phase(job)
                 timelines[job_id].mark(phase, now)
                 if last.get(job_id) != phase:
@@ -108,12 +170,14 @@ def run_demo(
                     who = f" by {solver.name}" if solver else ""
                     say(f"job {job_id[:12]}… {phase}{who}")
                     last[job_id] = phase
-            if all(job["status"] in TERMINAL for job in records.values()):
+            if all(job is not None and job["status"] in TERMINAL for job in found.values()):
                 break
             if now > deadline:
                 raise TimeoutError("the demo's jobs did not finish in time")
-            time.sleep(0.25)
+            watcher.wait(min(FOLLOW_WAIT, max(deadline - now, 0.0)))
+        records = {j: client.get_job(j) for j in job_ids}  # the whole lifecycle, for the report
         report = _report(client, net, names, records, timelines, specs)
+        report["reads"] = node_reads(client)
     finally:
         survivors = net.stop()
         if tmp is not None:

@@ -7,23 +7,27 @@ status|down`` can find the processes again. The chain's SQLite database (``chain
 keys outlive a ``down``: the next ``up`` resumes the same chain with the same accounts, unless
 ``reset`` wiped the database first.
 
-Start-up reports each stage through a ``progress`` callback (chain healthy, agents spawned,
-each agent healthy), and fails fast, naming the log to read, when a process exits instead of
-answering ``/health``.
+Start-up spawns the chain and the agents at once (an agent waits for the chain itself, so
+their start-up overlaps), reports each stage through a ``progress`` callback (chain healthy,
+agents spawned, each agent healthy), and fails fast, naming the log to read, when a process
+exits instead of answering ``/health``.
 """
 
 from __future__ import annotations
 
 import contextlib
+import importlib
 import json
 import os
 import re
+import runpy
 import shutil
 import signal
 import socket
 import subprocess
 import sys
 import time
+import traceback
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -79,6 +83,8 @@ class Topology:
     preset: str = "testnet"
     solver_stake: int | None = None
     train_budget: float = 0.5
+    log_format: str = "text"
+    """Every process's ``--log-format`` (text or json)."""
 
     @property
     def chain_url(self) -> str:
@@ -129,10 +135,24 @@ def _alive(pid: int | None) -> bool:
         return True
 
 
+AGENT_MODULES = ("services.cli", "services.agents.solver", "services.agents.verifier")
+"""What an agent process imports before it runs (torch among them): what ``fork_agents``
+imports once in the launching process instead of once in every agent."""
+
+
 class LocalTestnet:
-    def __init__(self, workdir: str | Path, topology: Topology | None = None) -> None:
+    """``fork_agents``: start each agent as a fork of this process, after importing
+    ``AGENT_MODULES`` here once, rather than as a new interpreter that imports them again
+    (about two CPU-seconds each, most of an agent's start-up). The chain is always a new
+    interpreter. Only for a launcher that is itself a fresh ``proofnet`` process (the demo):
+    a forked child inherits its parent's state."""
+
+    def __init__(
+        self, workdir: str | Path, topology: Topology | None = None, *, fork_agents: bool = False
+    ) -> None:
         self.workdir = Path(workdir)
         self.topology = topology or default_topology()
+        self.fork_agents = fork_agents
         self._procs: list[subprocess.Popen[bytes]] = []
 
     # --- files --------------------------------------------------------------------------
@@ -187,6 +207,8 @@ class LocalTestnet:
     def _spawn(self, name: str, args: list[str], detach: bool) -> int:
         log = self.log_file(name)
         log.parent.mkdir(parents=True, exist_ok=True)
+        if self.fork_agents and name != "chain":
+            return _fork_cli(args, log, detach)
         with log.open("ab") as out:
             proc = subprocess.Popen(
                 [sys.executable, "-m", "services.cli", *args],
@@ -242,7 +264,12 @@ class LocalTestnet:
                 time.sleep(0.2)
 
     def start(self, *, detach: bool = False, progress: Progress = _quiet) -> None:
-        """Start the chain, then every agent; return once all answer /health.
+        """Start the chain and every agent; return once all answer /health.
+
+        The agents are spawned right after the chain, not once it answers: each waits for the
+        chain itself (``runner.wait_for_chain``), and their start-up (imports, keys) overlaps
+        the chain's. If the chain exits instead of answering, the agents are stopped and
+        TestnetError names the chain's log.
 
         A topology with ``chain_port`` 0 gets a free port; a fixed port that is taken fails
         at once (PortInUseError) rather than after the health timeout.
@@ -271,16 +298,22 @@ class LocalTestnet:
                 "--dev",
                 "--preset",
                 top.preset,
+                "--log-format",
+                top.log_format,
             ],
             detach,
         )
         self.save()
-        self._wait_healthy({"chain": (top.chain_url, top.chain_pid)})
+        for actor in top.actors:
+            self._start_actor(actor, detach)
+        try:
+            self._wait_healthy({"chain": (top.chain_url, top.chain_pid)})
+        except (TestnetError, TimeoutError):
+            self.stop()
+            raise
         progress(
             f"chain started: {top.chain_url} (pid {top.chain_pid}, height {self.chain_height()})"
         )
-        for actor in top.actors:
-            self._start_actor(actor, detach)
         progress(
             f"agents started: {len(top.actors)} processes "
             f"(pids {' '.join(str(a.pid) for a in top.actors)})"
@@ -302,8 +335,8 @@ class LocalTestnet:
             str(self.key_file(actor.name)),
             "--port",
             str(actor.port),
-            "--poll",
-            "0.1",
+            "--log-format",
+            top.log_format,
             "--allow-private-endpoints",  # every agent of a local testnet is on loopback
         ]
         if actor.role == "solver":
@@ -403,6 +436,8 @@ class LocalTestnet:
 
         The agents do this on their first ticks from the dev faucet; a job posted before then
         finds no bidder. ``solver_stake`` defaults to the topology's, else the chain's minimum.
+        Each account is read once, then again only after an event names it (``/events``
+        long-polled): no polling loop.
         """
         from services.client import HttpChainClient
 
@@ -412,21 +447,33 @@ class LocalTestnet:
             "solver": solver_stake or self.topology.solver_stake or int(params["min_solver_stake"]),
             "verifier": int(params["min_verifier_stake"]),
         }
+        actors = {self.address_of(a.name).lower(): a for a in self.topology.actors}
+
+        def ready(address: str) -> bool:
+            actor, account = actors[address], client.get_account(address)
+            staked = int(account["bonded"]) + int(account.get("locked", 0))
+            has_endpoint = actor.role != "solver" or bool(account.get("endpoint"))
+            return staked >= need[actor.role] and has_endpoint
+
+        cursor = client.chain_head().last_event_id
+        waiting = {address for address in actors if not ready(address)}
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            ready = True
-            for actor in self.topology.actors:
-                account = client.get_account(self.address_of(actor.name))
-                staked = int(account["bonded"]) + int(account.get("locked", 0))
-                if staked < need[actor.role] or (
-                    actor.role == "solver" and not account.get("endpoint")
-                ):
-                    ready = False
-                    break
-            if ready:
-                return
-            time.sleep(0.25)
-        raise TimeoutError(f"agents did not stake within {timeout:.0f} s; see {self.workdir}/logs")
+        while waiting:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError(
+                    f"agents did not stake within {timeout:.0f} s; see {self.workdir}/logs"
+                )
+            events = client.events_since(cursor, 1000, min(left, 5.0))
+            named = {
+                address
+                for event in events
+                for value in event.data.values()
+                if isinstance(value, str) and (address := value.lower()) in waiting
+            }
+            if events:
+                cursor = events[-1].id
+            waiting -= {address for address in named if ready(address)}
 
     def fund_submitter(self, amount: int = SUBMITTER_FUNDS) -> str:
         """Create the testnet's client key (``keys/submitter.key``) and top it up from the
@@ -495,6 +542,43 @@ class LocalTestnet:
             return int(response.json()["height"])
         except (httpx.HTTPError, ValueError, KeyError, TypeError):
             return None
+
+
+def _fork_cli(args: list[str], log: Path, detach: bool) -> int:
+    """``proofnet <args>`` in a child forked from this process, its output appended to
+    ``log``; returns the child's pid. The child runs the CLI as ``python -m services.cli``
+    would and never returns into the caller's code (``os._exit``)."""
+    for module in AGENT_MODULES:
+        importlib.import_module(module)
+    out = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    pid = os.fork()
+    if pid:
+        os.close(out)
+        return pid
+    code = 1
+    try:
+        if detach:
+            os.setsid()
+        os.dup2(os.open(os.devnull, os.O_RDONLY), 0)
+        os.dup2(out, 1)
+        os.dup2(out, 2)
+        sys.stdout = open(1, "w", buffering=1, closefd=False)  # noqa: SIM115 (the child's own)
+        sys.stderr = open(2, "w", buffering=1, closefd=False)  # noqa: SIM115
+        sys.argv = ["proofnet", *args]
+        try:
+            runpy.run_module("services.cli", run_name="__main__", alter_sys=True)
+            code = 0
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    except BaseException:
+        traceback.print_exc()
+    finally:
+        with contextlib.suppress(Exception):
+            sys.stdout.flush()
+            sys.stderr.flush()
+        os._exit(code)
 
 
 def agent_stats(url: str) -> dict[str, Any] | None:
