@@ -30,7 +30,7 @@ def serve(
         bool, typer.Option("--dev", help="dev mode: faucet, POST /dev/blocks, checks")
     ] = False,
     preset: Annotated[
-        str, typer.Option(help="params preset: test, testnet or testnet-operator")
+        str, typer.Option(help="params preset: test, testnet, testnet-operator or demo")
     ] = "testnet",
     chain_id: Annotated[str, typer.Option("--chain-id", help="chain id")] = DEFAULT_CHAIN_ID,
     genesis: Annotated[

@@ -223,7 +223,10 @@ StrategyOpt = Annotated[
 ]
 DeviceOpt = Annotated[str, typer.Option(help="auto (CUDA when present), cpu or cuda.")]
 HostOpt = Annotated[str, typer.Option(help="Address the agent's HTTP endpoint binds.")]
-PollOpt = Annotated[float, typer.Option(help="Seconds between ticks.")]
+PollOpt = Annotated[
+    float,
+    typer.Option(help="Seconds before a failed tick is retried (ticks follow the chain's events)."),
+]
 LogOpt = Annotated[str, typer.Option(help="Log level: debug, info, warning or error.")]
 LogFormatOpt = Annotated[
     str,

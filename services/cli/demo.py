@@ -17,6 +17,7 @@ from rich.console import Console
 from services.cli import app
 from services.cli.common import (
     JsonOpt,
+    LogFormatOpt,
     amount,
     fail,
     print_json,
@@ -75,6 +76,14 @@ def _print_report(report: dict[str, Any], console: Console | None = None) -> Non
         highlight=False,
     )
     f = report["figures"]
+    reads = report.get("reads") or {}
+    if reads:
+        routes = ", ".join(f"{route} {count}" for route, count in reads["by_route"].items())
+        console.print(
+            f"node reads: {reads['gets']} GETs for {reads['transactions']} transactions "
+            f"({reads['per_transaction']} a transaction): {routes}",
+            highlight=False,
+        )
     console.print(
         f"wall time {report['wall_seconds']} s — training {f['training_seconds']} s, "
         f"verification {f['verification_seconds']} s, dispute {f['dispute_seconds']} s; "
@@ -110,18 +119,29 @@ def demo(
     jobs: Annotated[int, typer.Option(min=3, max=8, help="Jobs to submit.")] = 3,
     workdir: Annotated[Path | None, typer.Option("--dir", help="Keep files here.")] = None,
     json_output: JsonOpt = False,
+    log_format: LogFormatOpt = "text",
 ) -> None:
-    """The demo (``DEMO_HELP``): ``services.ops.demo.run_demo`` and its report."""
+    """The demo (``DEMO_HELP``): ``services.ops.demo.run_demo`` and its report. With
+    ``--log-format json`` its progress lines are JSON log records on stderr, and every
+    process it starts logs JSON too."""
+    import logging
+
+    from services.logs import configure_logging
     from services.ops.demo import run_demo
 
     with reported_errors():
+        configure_logging(log_format)
         spec_path = resolve_spec_path(spec_file)
+        progress = None if json_output else stderr.print
+        if log_format == "json":
+            progress = logging.getLogger("proofnet.demo").info
         try:
             report = run_demo(
                 spec_path,
                 jobs=jobs,
                 workdir=workdir,
-                progress=None if json_output else stderr.print,
+                progress=progress,
+                log_format=log_format,
             )
         except TimeoutError as exc:
             fail(str(exc), code=1)

@@ -6,6 +6,7 @@ columns without cutting anything.
 
 from __future__ import annotations
 
+import logging
 import time
 from pathlib import Path
 from typing import Annotated, Any
@@ -19,6 +20,7 @@ from services.cli.common import (
     CHAIN_ENV,
     DEFAULT_CHAIN,
     JsonOpt,
+    LogFormatOpt,
     amount,
     fail,
     print_json,
@@ -39,14 +41,19 @@ DirOpt = Annotated[Path, typer.Option("--dir", help="The testnet's working direc
 
 
 class _Stages:
-    """Start-up progress on stderr: one line per stage, with the seconds since the start."""
+    """Start-up progress on stderr: one line per stage, with the seconds since the start (a
+    JSON log record each with ``--log-format json``)."""
 
-    def __init__(self, enabled: bool = True) -> None:
+    def __init__(self, enabled: bool = True, log_format: str = "text") -> None:
         self.started = time.monotonic()
         self.enabled = enabled
+        self.log_format = log_format
 
     def __call__(self, message: str) -> None:
-        if self.enabled:
+        if self.enabled and self.log_format == "json":
+            elapsed = round(time.monotonic() - self.started, 1)
+            logging.getLogger("proofnet.testnet").info(message, extra={"elapsed": elapsed})
+        elif self.enabled:
             elapsed = time.monotonic() - self.started
             line = f"[{elapsed:5.1f} s] {message}"
             stderr.print(line, highlight=False, markup=False, soft_wrap=True)
@@ -139,13 +146,18 @@ def testnet_up(
     ] = False,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for health and stakes.")] = 180.0,
     json_output: JsonOpt = False,
+    log_format: LogFormatOpt = "text",
 ) -> None:
-    """Start the testnet; see UP_HELP."""
-    say = _Stages(enabled=True)
+    """Start the testnet; see UP_HELP. ``--log-format`` is every process's too."""
+    from services.logs import configure_logging
+
+    say = _Stages(enabled=True, log_format=log_format)
     with reported_errors():
+        configure_logging(log_format)
         _refuse_if_running(workdir)
         topology = default_topology()
         topology.chain_port = port
+        topology.log_format = log_format
         net = LocalTestnet(workdir, topology)
         reused = prepare_database(net, reset, say)
         _start(net, say, timeout)

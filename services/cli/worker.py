@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from services.cli import app
-from services.cli.common import fail
+from services.cli.common import LogFormatOpt, LogOpt, fail, reported_errors
 
 
 @app.command()
@@ -18,6 +18,8 @@ def worker(
     node_rank: Annotated[int, typer.Option(min=1, help="This host: 1..nnodes-1.")],
     device: Annotated[str, typer.Option(help="auto (CUDA when present), cpu or cuda.")] = "auto",
     threads: Annotated[int, typer.Option(min=1, help="torch CPU threads per rank.")] = 1,
+    log_level: LogOpt = "info",
+    log_format: LogFormatOpt = "text",
 ) -> None:
     """Serve this host's ranks of another host's exact data-parallel group.
 
@@ -27,7 +29,10 @@ def worker(
     from services.distributed.group import Rendezvous
     from services.distributed.pool import PoolConfig
     from services.distributed.worker import serve_forever
+    from services.logs import configure_logging
 
+    with reported_errors():
+        configure_logging(log_format, log_level)
     if node_rank >= nnodes:
         fail(f"--node-rank must be 1..{nnodes - 1}")
     try:
