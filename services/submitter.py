@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from contracts_sim.records import JobStatus
 from protocol.layout import state_blob_size
 from protocol.merkle import root_of
 from protocol.spec import JobSpec, parse_spec
@@ -14,7 +15,6 @@ from services.agents.blobs import BlobSource
 from services.client import HttpChainClient, Wallet
 from services.errors import DownloadRefusedError
 
-TERMINAL = ("settled", "slashed", "expired", "cancelled")
 DEFAULT_TERMS: dict[str, int] = {"bid_blocks": 10, "train_blocks": 2000}
 
 
@@ -58,14 +58,14 @@ def submit_job(
     return client.post_job(tx, wait=True).job_id
 
 
-UNSETTLED_MEANING = {
-    "slashed": "its solver was caught cheating (or missed a deadline); the model it committed "
-    "is not the job's training",
-    "committed": "verifiers may still challenge its final commitment",
-    "assigned": "its solver is still training",
-    "open": "no solver has trained it yet",
-    "expired": "no solver took it",
-    "cancelled": "it was cancelled",
+UNSETTLED_MEANING: dict[JobStatus, str] = {
+    JobStatus.SLASHED: "its solver was caught cheating (or missed a deadline); the model it "
+    "committed is not the job's training",
+    JobStatus.COMMITTED: "verifiers may still challenge its final commitment",
+    JobStatus.ASSIGNED: "its solver is still training",
+    JobStatus.OPEN: "no solver has trained it yet",
+    JobStatus.EXPIRED: "no solver took it",
+    JobStatus.CANCELLED: "it was cancelled",
 }
 
 
@@ -82,10 +82,11 @@ def verified_model(
     for a slashed job is a trajectory the protocol refuted.
     """
     job_id, solver = str(job["job_id"]), str(job.get("solver"))
-    if require_settled and job["status"] != "settled":
+    status = JobStatus(job["status"])
+    if require_settled and status is not JobStatus.SETTLED:
         raise DownloadRefusedError(
-            f"job {job_id[:12]}… is {job['status']}, not settled: "
-            + UNSETTLED_MEANING.get(job["status"], "its model is not final")
+            f"job {job_id[:12]}… is {status}, not settled: "
+            + UNSETTLED_MEANING.get(status, "its model is not final")
             + "; --force downloads it anyway"
         )
     if not job.get("final_root") or not job.get("final_state_hash"):

@@ -25,6 +25,7 @@ import yaml
 from contracts_sim.exceptions import UntrainableSpecError
 from contracts_sim.jobs import require_trainable
 from contracts_sim.params import TEST, Params
+from contracts_sim.records import JobStatus
 from protocol.exact.trace import program_of
 from protocol.layout import state_blob_size
 from protocol.merkle import NodeRef, children
@@ -35,7 +36,7 @@ from services.agents.strategy import DisputeView
 from services.client import HttpChainClient, Wallet
 from services.jobspec import load_spec
 from services.ops.localnet import free_port
-from services.sim.network import TERMINAL, JobTerms, Network
+from services.sim.network import JobTerms, Network
 from services.strategies.cheaters import PerturbStep
 from services.strategies.verifiers import FalseChallenger
 from services.submitter import submit_job
@@ -231,7 +232,10 @@ def test_over_processes_an_honest_solver_over_64_mib_wins_a_false_challenge(
         wallet = Wallet(load_or_create_key(tmp_path / "submitter.key"), client)
         job_id = submit_job(client, wallet, spec, terms)
         job = _wait(
-            lambda: (j := client.get_job(job_id))["status"] in TERMINAL and j, 420, "the job", logs
+            lambda: JobStatus((j := client.get_job(job_id))["status"]).is_terminal and j,
+            420,
+            "the job",
+            logs,
         )
         (dispute_id,) = job["disputes"]
         moves = [m["kind"] for m in client.get_dispute(dispute_id)["moves"]]

@@ -8,6 +8,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
+from contracts_sim.records import JobStatus
 from services.cli import app
 from services.cli.common import fail, print_json, reported_errors, resolve_spec_path, stderr
 from services.jobspec import load_spec
@@ -71,7 +72,7 @@ def export(
         exported = export_float(_read(model), given, fmt, source=model.name)
         target.write_bytes(exported.data)
     status = exported.job_status
-    if status not in (None, "settled"):
+    if status is not None and status != JobStatus.SETTLED:
         stderr.print(
             f"[bold red]WARNING: {model} is the model of a job that is {status.upper()}, "
             "not settled: it is NOT a verified training result.[/]"

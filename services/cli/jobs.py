@@ -10,6 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from contracts_sim.records import JobStatus
 from protocol.spec import parse_spec
 from services.cli import app
 from services.cli.common import (
@@ -25,7 +26,6 @@ from services.cli.train import METRIC_KEYS
 from services.client import HttpChainClient, Wallet
 from services.jobspec import load_spec
 from services.submitter import (
-    TERMINAL,
     UNSETTLED_MEANING,
     describe_job,
     submit_job,
@@ -42,7 +42,7 @@ def watch(client: HttpChainClient, job_id: str, timeout: float, quiet: bool) -> 
         if job["status"] != last and not quiet:
             stderr.print(f"job {job_id[:12]}… {job['status']} (height {client.head_height()})")
             last = job["status"]
-        if job["status"] in TERMINAL or time.monotonic() > deadline:
+        if JobStatus(job["status"]).is_terminal or time.monotonic() > deadline:
             return dict(job)
         time.sleep(0.5)
 
@@ -123,7 +123,7 @@ def status_table(summary: dict[str, Any]) -> Table:
 
 def _exit_if_unfinished(watched: bool, status: str) -> None:
     """A watch that timed out before the job was final exits with status 3."""
-    if watched and status not in TERMINAL:
+    if watched and not JobStatus(status).is_terminal:
         stderr.print(f"[yellow]timed out[/]: the job is still {status}")
         raise typer.Exit(3)
 
@@ -176,7 +176,7 @@ def download(
     with reported_errors():
         client = HttpChainClient(chain)
         job = dict(client.get_job(job_id))
-        settled = job["status"] == "settled"
+        settled = JobStatus(job["status"]) is JobStatus.SETTLED
         fetcher = BoundedFetcher(
             allow_private_endpoints=allow_private_endpoints, deadline=fetch_deadline
         )
@@ -223,7 +223,7 @@ HOLDS = {
 
 def warn_unsettled(job: dict[str, Any]) -> None:
     """The loud warning of ``download --force`` (on stderr, so --json output stays clean)."""
-    status = str(job["status"])
+    status = JobStatus(job["status"])
     reason = UNSETTLED_MEANING.get(status, "its model is not final")
     stderr.print(
         f"[bold red]WARNING: job {str(job['job_id'])[:12]}… is {status.upper()}, not "

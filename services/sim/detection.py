@@ -25,6 +25,7 @@ from dataclasses import dataclass, field, replace
 from statistics import NormalDist
 from typing import Any
 
+from contracts_sim.records import JobStatus
 from protocol.economics import detection_with_verifiers
 from services.sim import scenarios
 from services.sim.scenarios import Expected, Scenario, honest_verifier, run_scenario
@@ -75,7 +76,7 @@ class Trial:
     cheated: tuple[int, ...]
     samples: tuple[tuple[int, ...], ...]  # one per verifier
     detected: bool  # some sample meets a cheated segment
-    status: str
+    status: JobStatus
     located_step: int | None
     first_tampered_step: int
     solver_paid: int
@@ -150,11 +151,11 @@ def _judge(scenario: Scenario, seed: int, fraction: float) -> tuple[Trial, list[
     if not result.supply_ok or result.honest_losses or result.timed_out:
         problems.append(f"{result.supply_error or ''} {result.honest_losses} {result.timed_out}")
     if detected:
-        if job.status != "slashed" or job.located_step != first:
+        if job.status != JobStatus.SLASHED or job.located_step != first:
             problems.append(f"detected but {job.status}, located {job.located_step} != {first}")
         if job.caught_by != scenarios.ONE_STEP:
             problems.append(f"detected but caught by {job.caught_by}")
-    elif job.status != "settled" or job.solver_paid != scenario.job_terms().payment:
+    elif job.status != JobStatus.SETTLED or job.solver_paid != scenario.job_terms().payment:
         problems.append(f"missed but {job.status}, paid {job.solver_paid}")
     if job.bonds_lost:
         problems.append(f"bonds lost: {job.bonds_lost}")

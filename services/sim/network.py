@@ -18,6 +18,7 @@ from contracts_sim.beacon import shared_beacon_key
 from contracts_sim.chain import Chain
 from contracts_sim.crypto import PrivateKey
 from contracts_sim.params import Params
+from contracts_sim.records import JobStatus
 from contracts_sim.transactions import sign_transaction
 from protocol.spec import JobSpec
 from services.agents.blobs import LocalBlobSource
@@ -25,8 +26,6 @@ from services.agents.solver import SolverAgent
 from services.agents.strategy import SolverStrategy, VerifierStrategy
 from services.agents.verifier import VerifierAgent
 from services.client import LocalChainClient
-
-TERMINAL = {"settled", "slashed", "expired", "cancelled"}
 
 
 def key_for(name: str, salt: str = "") -> PrivateKey:
@@ -138,7 +137,7 @@ class Network:
         return dict(self.client.get_job(job_id))
 
     def finished(self, *job_ids: str) -> bool:
-        return all(self.job(j)["status"] in TERMINAL for j in job_ids)
+        return all(JobStatus(self.job(j)["status"]).is_terminal for j in job_ids)
 
     def run_jobs(self, *job_ids: str, max_rounds: int = 400) -> int:
         return self.run_until(lambda: self.finished(*job_ids), max_rounds)

@@ -12,6 +12,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from contracts_sim.records import JobStatus
 from protocol.economics import detection_with_verifiers
 from services.sim.detection import DetectionStats
 from services.sim.deterrence import DeterrenceRow, JobEconomics
@@ -118,7 +119,7 @@ def _bonds(result: ScenarioResult) -> str:
 def _outcome(result: ScenarioResult) -> str:
     statuses = sorted({job.status for job in result.jobs})
     text = "/".join(statuses)
-    if "settled" in statuses and not result.scenario.solver.is_honest:
+    if JobStatus.SETTLED in statuses and not result.scenario.solver.is_honest:
         text += ", cheater paid"
     return text + ("" if result.passed else " — **UNEXPECTED**")
 
@@ -212,7 +213,7 @@ def detection_section(all_stats: Sequence[DetectionStats]) -> list[str]:
     ]
     for stats in all_stats:
         located = sum(t.located_step == t.first_tampered_step for t in stats.records if t.detected)
-        paid = sum(t.status == "settled" for t in stats.records if not t.detected)
+        paid = sum(t.status == JobStatus.SETTLED for t in stats.records if not t.detected)
         lines.append(
             f"| {stats.segments} | {stats.cheated} | {stats.sample_count} | {stats.verifiers} "
             f"| {stats.trials} | {stats.detected} | {stats.measured:.3f} "

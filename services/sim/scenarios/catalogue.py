@@ -8,6 +8,7 @@ from dataclasses import replace
 from typing import Any
 
 from contracts_sim.dispute import bisection_midpoint
+from contracts_sim.records import Phase
 from protocol.spec import JobSpec
 from services.sim.network import JobTerms
 from services.sim.scenarios.model import (
@@ -255,7 +256,7 @@ def withhold_data(
         cheater("WithholdData", **knobs),
         # Its trajectory is right, so the verifiers ask for the data on chain (a data request)
         # and the solver, which withholds it there too, misses the publication deadline.
-        Expected(solver_slashed=True, located_step=None, caught_by=deadline("publish_data")),
+        Expected(solver_slashed=True, located_step=None, caught_by=deadline(Phase.PUBLISH_DATA)),
         spec=spec,
         seed=seed,
     )
@@ -285,7 +286,7 @@ def stall_dispute(
     s = job.steps // 2 if step is None else step
     asked = midpoints(*segment_of(job, s), s)
     if (moves or 0) < len(asked):
-        expected = Expected(solver_slashed=True, caught_by=deadline("post_midpoint"))
+        expected = Expected(solver_slashed=True, caught_by=deadline(Phase.POST_MIDPOINT))
     else:
         # It answered every midpoint; the challenger may post the pre-state itself.
         expected = _slashed_at(s)
@@ -373,7 +374,8 @@ def stalling_challenger(
     # Its first move is its last: a choice of child in the descent, or, with a named segment,
     # the answer to the solver's first midpoint. A one-step segment has no midpoint: the
     # solver posts the pre-state and the referee rules at once.
-    located, caught = None, deadline("choose_child" if segment is None else "respond_midpoint")
+    phase = Phase.CHOOSE_CHILD if segment is None else Phase.RESPOND_MIDPOINT
+    located, caught = None, deadline(phase)
     if segment is not None and job.checkpoint_interval == 1:
         located, caught = segment, ONE_STEP
     expected = Expected(

@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
+from contracts_sim.records import JobStatus
 from protocol.datasets import load_dataset
 from protocol.spec import JobSpec, parse_spec
 from services.agents.strategy import (
@@ -194,7 +195,7 @@ class Rejection:
 @dataclass
 class JobOutcome:
     job_id: str
-    status: str
+    status: JobStatus
     solver_slashed: bool
     located_step: int | None
     caught_by: str
@@ -250,7 +251,7 @@ def _compare(scenario: Scenario, job: JobOutcome) -> list[str]:
     found = []
     if job.solver_slashed != expected.solver_slashed:
         found.append(f"solver slashed: {job.solver_slashed}, expected {expected.solver_slashed}")
-    if not expected.solver_slashed and job.status != "settled":
+    if not expected.solver_slashed and job.status != JobStatus.SETTLED:
         found.append(f"status {job.status}, expected settled")
     losers = set(job.bonds_lost)
     want = expected.challengers_lose_bond
