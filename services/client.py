@@ -45,7 +45,13 @@ from contracts_sim.jobs import compute_job_id
 from contracts_sim.records import JobStatus
 from contracts_sim.state import ACCOUNTS, DISPUTES, JOBS
 from contracts_sim.state_tree import StateProof, verify_proof
-from contracts_sim.transactions import PostJobBody, Transaction, parse_body, sign_transaction
+from contracts_sim.transactions import (
+    PostJobBody,
+    Transaction,
+    TxBody,
+    parse_body,
+    sign_transaction,
+)
 from protocol.errors import ProofNetError
 from protocol.types import Address
 from services.errors import ClientError
@@ -618,22 +624,31 @@ class Wallet:
             self._nonce = self.client.pending_nonce(self.address)
             return self._nonce
 
-    def sign(self, kind: str, body: Mapping[str, Any], nonce: int | None = None) -> Transaction:
-        """Sign a transaction with the next local nonce (or ``nonce``) without sending it."""
+    def sign(
+        self,
+        kind: str | TxBody,
+        body: Mapping[str, Any] | None = None,
+        nonce: int | None = None,
+    ) -> Transaction:
+        """Sign a typed body (or a kind and its JSON body) with the next local nonce (or
+        ``nonce``) without sending it."""
         with self._lock:
             if nonce is None:
                 if self._nonce is None:
                     self._nonce = self.client.pending_nonce(self.address)
                 nonce = self._nonce
                 self._nonce += 1
-        return sign_transaction(self.key, self.client.chain_id(), nonce, kind, body)
+        if isinstance(kind, TxBody):
+            return sign_transaction(self.key, self.client.chain_id(), nonce, kind)
+        return sign_transaction(self.key, self.client.chain_id(), nonce, kind, body or {})
 
     def send(
-        self, kind: str, body: Mapping[str, Any] | None = None, *, wait: bool = False
+        self, kind: str | TxBody, body: Mapping[str, Any] | None = None, *, wait: bool = False
     ) -> Receipt:
-        """Sign and submit; retries once after re-syncing on a nonce error."""
+        """Sign (a typed body, or a kind and its JSON body) and submit; retries once after
+        re-syncing on a nonce error."""
         for attempt in (1, 2):
-            tx = self.sign(kind, body or {})
+            tx = self.sign(kind, body)
             try:
                 return self.client.submit(tx, wait)
             except ClientError as exc:
@@ -643,8 +658,10 @@ class Wallet:
                 raise
         raise AssertionError("unreachable")
 
-    def post_job(self, body: Mapping[str, Any], *, wait: bool = True) -> JobSubmission:
-        tx = self.sign("post_job", body)
+    def post_job(
+        self, body: PostJobBody | Mapping[str, Any], *, wait: bool = True
+    ) -> JobSubmission:
+        tx = self.sign(body) if isinstance(body, PostJobBody) else self.sign("post_job", body)
         try:
             return self.client.post_job(tx, wait)
         except ClientError:
