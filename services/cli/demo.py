@@ -8,6 +8,7 @@ and in full in a footnote; ``--json`` has every value in full.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -132,7 +133,7 @@ def demo(
     with reported_errors():
         configure_logging(log_format)
         spec_path = resolve_spec_path(spec_file)
-        progress = None if json_output else stderr.print
+        progress: Callable[[str], None] | None = None if json_output else stderr.print
         if log_format == "json":
             progress = logging.getLogger("proofnet.demo").info
         try:
