@@ -36,7 +36,7 @@ def strategy_table(role: str, described: list[dict[str, Any]]) -> Table:
     """One role's strategies: name, the paste-able class path (never cut: it folds rather
     than ends in an ellipsis), and each knob on its own line under it."""
     table = Table(
-        title=f"{role} strategies (proofnet agents {role} run --strategy ...)",
+        title=f"{role} strategies (proofnet {role} run --strategy ...)",
         title_justify="left",
         box=None,
         pad_edge=False,
