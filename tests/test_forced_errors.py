@@ -22,6 +22,14 @@ from contracts_sim.jobs import audit_window_end, get_job_spec, settle_height
 from contracts_sim.params import TEST
 from contracts_sim.records import Dispute, DisputeStatus, JobStatus, Party, Phase
 from contracts_sim.testing import LedgerHarness
+from contracts_sim.transactions import (
+    AttestBody,
+    BidBody,
+    ClaimTimeoutBody,
+    CloseBiddingBody,
+    FaucetBody,
+    SettleBody,
+)
 from protocol.exact import init
 from protocol.exact.forced_error import perturb, perturbed_element
 from protocol.forced_errors import (
@@ -37,6 +45,7 @@ from protocol.forced_errors import (
     trap_step,
 )
 from protocol.merkle import verify_inclusion
+from protocol.types import Amount
 from tests.dispute_agents import Run, next_move, tiny_spec
 from tests.forced_error_players import (
     TrapSolver,
@@ -128,7 +137,7 @@ def committed_with_traps(
     solver = TrapSolver(h, plant=plant)
     solver.bid(job_id)
     h.advance_to(job(h, job_id).bid_deadline + 1)
-    h.send("outsider", "close_bidding", {"job_id": job_id})
+    h.send("outsider", CloseBiddingBody(job_id))
     h.advance(2)  # the beacon of the block after the assignment is known
     run = solver.run(job(h, job_id), cheat_step=cheat_step)
     solver.commit(job_id, run)
@@ -173,9 +182,7 @@ def settle_when_due(h: LedgerHarness, job_id: str) -> None:
 def test_a_bid_must_commit_to_traps_while_they_are_on() -> None:
     h = funded_harness(params=ALL_TRAPS)
     job_id = post_job(h)
-    h.expect_error(
-        "solver", "bid", {"job_id": job_id, "price": 800, "capacity": 8}, MalformedBodyError
-    )
+    h.expect_error("solver", BidBody(job_id, Amount(800), 8), error=MalformedBodyError)
 
 
 def test_challenges_of_a_job_with_traps_are_sealed_until_the_window_closes() -> None:
@@ -203,7 +210,7 @@ def test_an_unopened_seal_loses_its_bond() -> None:
     start = h.account("v1").balance
     dispute_id = sealed_challenge(h, job_id, "v1", sample_of(h, job_id, "v1")[0])
     h.advance_to(h.state.get_dispute(dispute_id).deadline + 1)
-    h.send("outsider", "claim_timeout", {"dispute_id": dispute_id})
+    h.send("outsider", ClaimTimeoutBody(None, dispute_id))
     assert h.state.get_dispute(dispute_id).status is DisputeStatus.SOLVER_WON
     assert h.account("v1").balance == start - h.params.challenge_bond
 
@@ -234,7 +241,7 @@ def test_an_honest_verifier_finds_a_forced_error_and_loses_nothing() -> None:
         "solver", "audit", solver.audit_body(job_id, "v1", trapped[0], run), MalformedBodyError
     )
     settle_when_due(h, job_id)
-    h.send("outsider", "settle", {"job_id": job_id})
+    h.send("outsider", SettleBody(job_id))
     assert job(h, job_id).status is JobStatus.SETTLED
     assert h.account("v1").balance == start + 90  # bonds back, paid as the attester it was
 
@@ -255,7 +262,7 @@ def test_a_solver_cannot_hide_a_cheat_behind_a_forced_error() -> None:
     wrong["proof"] = trap_proof(solver.master, job_id, solver.segments, segment).to_json()
     h.expect_error("solver", "reveal_trap", wrong)
     h.advance_to(h.state.get_dispute(dispute_id).deadline + 1)
-    h.send("outsider", "claim_timeout", {"dispute_id": dispute_id})
+    h.send("outsider", ClaimTimeoutBody(None, dispute_id))
     assert job(h, job_id).status is JobStatus.SLASHED
 
 
@@ -326,11 +333,11 @@ def test_a_lazy_attester_is_audited_and_forfeits_its_bond() -> None:
     assert role == "solver"
     h.send("solver", kind, body)  # the first midpoint; the lazy attester never answers
     h.advance_to(h.state.get_dispute(dispute_id).deadline + 1)
-    receipt = h.send("outsider", "claim_timeout", {"dispute_id": dispute_id})
+    receipt = h.send("outsider", ClaimTimeoutBody(None, dispute_id))
     assert receipt.event("audit_resolved").data["attester_lost"] is True
     assert h.state.get_dispute(dispute_id).status is DisputeStatus.ATTESTER_LOST
     settle_when_due(h, job_id)
-    h.send("outsider", "settle", {"job_id": job_id})
+    h.send("outsider", SettleBody(job_id))
     assert h.account("v2").balance == start - bond  # no fee share, no bond back
     reward = bond * h.params.slash_reward_bps // 10_000
     assert h.account("solver").balance == solver_start + 800 + reward
@@ -354,7 +361,7 @@ def test_an_honest_attester_wins_an_audit_of_a_trap_never_planted() -> None:
         h.send("solver" if role == "solver" else "v2", kind, body)
     assert d.status is DisputeStatus.AUDITOR_LOST and d.winner is Party.CHALLENGER
     settle_when_due(h, job_id)
-    h.send("outsider", "settle", {"job_id": job_id})
+    h.send("outsider", SettleBody(job_id))
     reward = h.params.challenge_bond * h.params.slash_reward_bps // 10_000
     assert h.account("v2").balance == start + 90 + reward  # fee, bond back, reward
 
@@ -383,7 +390,7 @@ def test_audit_guards() -> None:
 def test_no_trap_no_audit() -> None:
     h = funded_harness(params=TEST.with_changes(forced_error_bps=1))
     job_id, solver, run = committed_with_traps(h)
-    h.send("v2", "faucet", {"amount": 900_000})  # a rare trap asks for a large bond
+    h.send("v2", FaucetBody(Amount(900_000)))  # a rare trap asks for a large bond
     seals = sealed_verdict(h, job_id, "v2", [])
     close_window(h, job_id)
     open_empty_seals(h, job_id, "v2", seals)
@@ -458,11 +465,11 @@ def test_an_attestation_follows_one_seal_per_sampled_segment() -> None:
     """Every verdict looks the same on chain: k seals, then the attestation (red-team N2)."""
     h = funded_harness(params=ALL_TRAPS)
     job_id, _, _ = committed_with_traps(h)
-    h.expect_error("v2", "attest", {"job_id": job_id}, MalformedBodyError)
+    h.expect_error("v2", AttestBody(job_id), error=MalformedBodyError)
     sealed_challenge(h, job_id, "v2", sample_of(h, job_id, "v2")[0])
-    h.expect_error("v2", "attest", {"job_id": job_id}, MalformedBodyError)  # one of two
+    h.expect_error("v2", AttestBody(job_id), error=MalformedBodyError)  # one of two
     sealed_challenge(h, job_id, "v2", 8, nonce=1)  # an empty seal completes it
-    h.send("v2", "attest", {"job_id": job_id})
+    h.send("v2", AttestBody(job_id))
     h.expect_error(
         "v2", "challenge", {"job_id": job_id, "sealed": "00" * 32}, AlreadyChallengedError
     )
@@ -483,7 +490,7 @@ def test_sealing_a_segment_that_re_executes_forfeits_the_attestation() -> None:
     assert d.status is DisputeStatus.SOLVER_WON
     assert h.address("v2") not in job(h, job_id).attesters
     settle_when_due(h, job_id)
-    h.send("outsider", "settle", {"job_id": job_id})
+    h.send("outsider", SettleBody(job_id))
     lost = job(h, job_id).attest_bond + h.params.challenge_bond
     assert h.account("v2").balance == start - lost  # no fee, no bonds back
 
@@ -495,7 +502,7 @@ def test_an_unopened_seal_forfeits_the_attestation() -> None:
     close_window(h, job_id)
     h.advance_to(max(h.state.get_dispute(i).deadline for i in ids.values()) + 1)
     for dispute_id in ids.values():
-        h.send("outsider", "claim_timeout", {"dispute_id": dispute_id})
+        h.send("outsider", ClaimTimeoutBody(None, dispute_id))
     assert h.address("v2") not in job(h, job_id).attesters
 
 

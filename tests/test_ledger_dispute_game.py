@@ -15,6 +15,7 @@ from contracts_sim.exceptions import MalformedBodyError
 from contracts_sim.params import BPS, TEST
 from contracts_sim.records import DisputeStatus, JobStatus, Party, Phase
 from contracts_sim.testing import LedgerHarness
+from contracts_sim.transactions import ChallengeBody, RespondMidpointBody, SettleBody
 from protocol.errors import EncodingError
 from protocol.hashing import TensorRecord, encode_tensors, sha256
 from protocol.state_commitment import blob_root
@@ -66,7 +67,7 @@ def _runs(s: Scenario) -> tuple[Run, Run]:
 def _open(h: LedgerHarness, solver: Run, challenger: str = "v1") -> tuple[str, str]:
     job_id, _ = committed_job(h, leaves=list(solver.leaves))
     h.advance(1)
-    receipt = h.send(challenger, "challenge", {"job_id": job_id})
+    receipt = h.send(challenger, ChallengeBody(job_id, None))
     return job_id, str(receipt.event("challenged").data["dispute_id"])
 
 
@@ -110,7 +111,7 @@ def test_dispute_names_the_step_and_punishes_the_liar(scenario: Scenario) -> Non
         # The job survives the false challenge and settles normally.
         assert job(h, job_id).status is JobStatus.COMMITTED and job(h, job_id).open_disputes == 0
         h.advance_to(max(h.height, job(h, job_id).challenge_deadline) + 1)  # type: ignore[type-var, operator]
-        h.send("outsider", "settle", {"job_id": job_id})
+        h.send("outsider", SettleBody(job_id))
         assert job(h, job_id).status is JobStatus.SETTLED
 
 
@@ -169,9 +170,7 @@ def test_second_challenger_is_voided_when_the_first_wins_and_shares_the_reward()
     h = funded_harness()
     solver_run, honest = make_run(cheat_step=5), make_run()
     job_id, first = _open(h, solver_run, "v1")
-    second = str(
-        h.send("v2", "challenge", {"job_id": job_id}).event("challenged").data["dispute_id"]
-    )
+    second = str(h.send("v2", ChallengeBody(job_id, None)).event("challenged").data["dispute_id"])
     assert job(h, job_id).open_disputes == 2
     before = {v: h.account(v).balance for v in ("v1", "v2")}
 
@@ -193,9 +192,7 @@ def test_false_and_true_challengers_on_the_same_job() -> None:
     h = funded_harness()
     solver_run = make_run(cheat_step=27)
     job_id, false_id = _open(h, solver_run, "v1")
-    true_id = str(
-        h.send("v2", "challenge", {"job_id": job_id}).event("challenged").data["dispute_id"]
-    )
+    true_id = str(h.send("v2", ChallengeBody(job_id, None)).event("challenged").data["dispute_id"])
     # v1 wrongly believes step 3 differs; v1's game ends first and v1 loses its bond.
     play(h, false_id, solver_run, make_run(cheat_step=3), names=("solver", "v1"), blocks_per_move=0)
     assert h.state.get_dispute(false_id).status is DisputeStatus.SOLVER_WON
@@ -221,11 +218,11 @@ def test_invalid_pre_state_blob_loses_for_the_solver() -> None:
         h.send("solver" if role == "solver" else "v1", kind, body)
         d = h.state.get_dispute(dispute_id)
     h.send("solver", "post_midpoint", {"dispute_id": dispute_id, "state_hash": h_hex(garbage)})
-    h.send("v1", "respond_midpoint", {"dispute_id": dispute_id, "agree": True})
+    h.send("v1", RespondMidpointBody(dispute_id, True))
     d = h.state.get_dispute(dispute_id)
     while d.phase is Phase.POST_MIDPOINT:
         h.send("solver", "post_midpoint", {"dispute_id": dispute_id, "state_hash": h_hex(b"x")})
-        h.send("v1", "respond_midpoint", {"dispute_id": dispute_id, "agree": False})
+        h.send("v1", RespondMidpointBody(dispute_id, False))
         d = h.state.get_dispute(dispute_id)
     assert d.phase is Phase.POST_PRESTATE and d.hash_lo == blob_root(garbage)
     with pytest.raises(MalformedBodyError, match="not a state blob"):

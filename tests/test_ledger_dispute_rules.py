@@ -24,7 +24,14 @@ from contracts_sim.moves import MOVES, TURN, expected_phases
 from contracts_sim.params import TEST
 from contracts_sim.records import DisputeStatus, Party, Phase
 from contracts_sim.testing import LedgerHarness
+from contracts_sim.transactions import (
+    ChallengeBody,
+    ChooseChildBody,
+    ClaimTimeoutBody,
+    TransferBody,
+)
 from protocol.merkle import NodeRef, children
+from protocol.types import Amount
 from tests.dispute_agents import Run, make_run, next_move, play
 from tests.ledger_helpers import committed_job, funded_harness, job, post_job
 
@@ -62,7 +69,7 @@ def game() -> tuple[LedgerHarness, str, str, Run]:
     h = funded_harness()
     solver_run = make_run(cheat_step=CHEATER)
     job_id, _ = committed_job(h, leaves=list(solver_run.leaves))
-    receipt = h.send("v1", "challenge", {"job_id": job_id})
+    receipt = h.send("v1", ChallengeBody(job_id, None))
     return h, job_id, str(receipt.event("challenged").data["dispute_id"]), solver_run
 
 
@@ -99,33 +106,33 @@ def test_challenge_opens_descent_at_the_root(game: tuple[LedgerHarness, str, str
 def test_challenge_without_bond_money() -> None:
     h = funded_harness()
     job_id, _ = committed_job(h)
-    h.send("v1", "transfer", {"to": h.address("outsider"), "amount": 900 - TEST.challenge_bond + 1})
-    h.expect_error("v1", "challenge", {"job_id": job_id}, InsufficientBalanceError)
+    h.send("v1", TransferBody(h.address("outsider"), Amount(900 - TEST.challenge_bond + 1)))
+    h.expect_error("v1", ChallengeBody(job_id, None), error=InsufficientBalanceError)
 
 
 def test_challenge_without_stake() -> None:
     h = funded_harness()
     job_id, _ = committed_job(h)
-    h.expect_error("outsider", "challenge", {"job_id": job_id}, InsufficientStakeError)
+    h.expect_error("outsider", ChallengeBody(job_id, None), error=InsufficientStakeError)
 
 
 def test_challenge_own_job() -> None:
     h = funded_harness()
     job_id, _ = committed_job(h)
-    h.expect_error("solver", "challenge", {"job_id": job_id}, NotAuthorizedError)
+    h.expect_error("solver", ChallengeBody(job_id, None), error=NotAuthorizedError)
 
 
 def test_challenge_after_window() -> None:
     h = funded_harness()
     job_id, _ = committed_job(h)
     h.advance_to(job(h, job_id).challenge_deadline + 1)  # type: ignore[operator]
-    h.expect_error("v1", "challenge", {"job_id": job_id}, DeadlinePassedError)
+    h.expect_error("v1", ChallengeBody(job_id, None), error=DeadlinePassedError)
 
 
 def test_challenge_before_final_commit() -> None:
     h = funded_harness()
     job_id = post_job(h)
-    h.expect_error("v1", "challenge", {"job_id": job_id}, WrongJobStatusError)
+    h.expect_error("v1", ChallengeBody(job_id, None), error=WrongJobStatusError)
 
 
 def _fast_path(job_id: str, run: Run, seg: int, **overrides: object) -> dict[str, object]:
@@ -188,9 +195,7 @@ def test_unknown_dispute(game: tuple[LedgerHarness, str, str, Run]) -> None:
 
 def test_wrong_phase(game: tuple[LedgerHarness, str, str, Run]) -> None:
     h, _, dispute_id, _ = game
-    err = h.expect_error(
-        "v1", "choose_child", {"dispute_id": dispute_id, "side": "left"}, WrongPhaseError
-    )
+    err = h.expect_error("v1", ChooseChildBody(dispute_id, "left"), error=WrongPhaseError)
     assert (err.phase, err.expected) == ("reveal_children", "choose_child")  # type: ignore[attr-defined]
 
 
@@ -220,7 +225,7 @@ def test_move_after_deadline(game: tuple[LedgerHarness, str, str, Run]) -> None:
 def test_timeout_claimed_too_early(game: tuple[LedgerHarness, str, str, Run]) -> None:
     h, _, dispute_id, _ = game
     h.advance_to(h.state.get_dispute(dispute_id).deadline)
-    h.expect_error("outsider", "claim_timeout", {"dispute_id": dispute_id}, DeadlineNotReachedError)
+    h.expect_error("outsider", ClaimTimeoutBody(None, dispute_id), error=DeadlineNotReachedError)
 
 
 def test_moves_on_a_closed_dispute(game: tuple[LedgerHarness, str, str, Run]) -> None:
@@ -234,7 +239,7 @@ def test_moves_on_a_closed_dispute(game: tuple[LedgerHarness, str, str, Run]) ->
     )
     assert err.status == "challenger_won"  # type: ignore[attr-defined]
     h.advance(10)
-    h.expect_error("outsider", "claim_timeout", {"dispute_id": dispute_id}, DisputeClosedError)
+    h.expect_error("outsider", ClaimTimeoutBody(None, dispute_id), error=DisputeClosedError)
 
 
 def test_descent_records_every_move(game: tuple[LedgerHarness, str, str, Run]) -> None:
@@ -243,7 +248,7 @@ def test_descent_records_every_move(game: tuple[LedgerHarness, str, str, Run]) -
     d = h.state.get_dispute(dispute_id)
     assert (d.phase, d.turn) == (Phase.CHOOSE_CHILD, Party.CHALLENGER)
     assert d.left_hash is not None and d.right_hash is not None
-    h.send("v1", "choose_child", {"dispute_id": dispute_id, "side": "right"})
+    h.send("v1", ChooseChildBody(dispute_id, "right"))
     d = h.state.get_dispute(dispute_id)
     assert (d.node_lo, d.node_hi) == (8, 9) and d.phase is Phase.REVEAL_LEAF
     assert [m.kind for m in d.moves] == ["challenge", "reveal_children", "choose_child"]
@@ -314,7 +319,7 @@ def test_prestate_blob_size_limit() -> None:
     solver_run = make_run(cheat_step=CHEATER)
     job_id, _ = committed_job(h, leaves=list(solver_run.leaves))
     dispute_id = str(
-        h.send("v1", "challenge", {"job_id": job_id}).event("challenged").data["dispute_id"]
+        h.send("v1", ChallengeBody(job_id, None)).event("challenged").data["dispute_id"]
     )
     _advance_to(h, dispute_id, Phase.POST_PRESTATE, solver_run)
     err = h.expect_error(
@@ -379,7 +384,7 @@ def test_admission_refuses_a_blob_from_someone_outside_the_dispute() -> None:
     solver_run = make_run(cheat_step=CHEATER)
     job_id, _ = committed_job(h, leaves=list(solver_run.leaves))
     dispute_id = str(
-        h.send("v1", "challenge", {"job_id": job_id}).event("challenged").data["dispute_id"]
+        h.send("v1", ChallengeBody(job_id, None)).event("challenged").data["dispute_id"]
     )
     _advance_to(h, dispute_id, Phase.POST_PRESTATE, solver_run)
     body = {"dispute_id": dispute_id, "blob": "00"}

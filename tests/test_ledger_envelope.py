@@ -35,7 +35,15 @@ from contracts_sim.params import TEST
 from contracts_sim.records import Account
 from contracts_sim.state import ACCOUNTS, LedgerState
 from contracts_sim.testing import LedgerHarness
-from contracts_sim.transactions import Transaction, parse_body, sign_transaction
+from contracts_sim.transactions import (
+    StakeBody,
+    Transaction,
+    TransferBody,
+    WithdrawBody,
+    parse_body,
+    sign_transaction,
+)
+from protocol.types import Amount
 from tests.ledger_helpers import post_job_body
 
 
@@ -76,7 +84,7 @@ def test_signatures_verify_only_for_the_signed_message() -> None:
 
 
 def test_transaction_json_round_trip_and_hash(h: LedgerHarness) -> None:
-    tx = h.sign("alice", "transfer", {"to": h.address("bob"), "amount": 5})
+    tx = h.sign("alice", TransferBody(h.address("bob"), Amount(5)))
     again = Transaction.from_json(tx.to_json())
     assert again == tx
     assert again.tx_hash == tx.tx_hash
@@ -104,7 +112,7 @@ def test_transaction_json_round_trip_and_hash(h: LedgerHarness) -> None:
     ],
 )
 def test_malformed_envelopes_are_rejected(h: LedgerHarness, mutate: object) -> None:
-    data = h.sign("alice", "transfer", {"to": h.address("bob"), "amount": 5}).to_json()
+    data = h.sign("alice", TransferBody(h.address("bob"), Amount(5))).to_json()
     mutate(data)  # type: ignore[operator]
     with pytest.raises(MalformedTransactionError):
         Transaction.from_json(data)
@@ -124,7 +132,7 @@ def test_every_kind_has_a_body_and_a_processor() -> None:
 
 
 def test_transfer_success(h: LedgerHarness) -> None:
-    receipt = h.send("alice", "transfer", {"to": h.address("bob"), "amount": 30})
+    receipt = h.send("alice", TransferBody(h.address("bob"), Amount(30)))
     assert receipt.kinds() == ["transfer"]
     assert h.account("alice").balance == 9_970 and h.account("alice").nonce == 1
     assert h.account("bob").balance == 130
@@ -139,31 +147,31 @@ def test_wrong_chain_id(h: LedgerHarness) -> None:
 
 
 def test_tampered_body_fails_signature(h: LedgerHarness) -> None:
-    tx = h.sign("alice", "transfer", {"to": h.address("bob"), "amount": 1})
+    tx = h.sign("alice", TransferBody(h.address("bob"), Amount(1)))
     forged = replace(tx, body={"to": h.address("bob"), "amount": 999})
     h.expect_rejected(forged, InvalidSignatureError)
 
 
 def test_signature_by_another_key(h: LedgerHarness) -> None:
-    tx = h.sign("alice", "transfer", {"to": h.address("bob"), "amount": 1})
+    tx = h.sign("alice", TransferBody(h.address("bob"), Amount(1)))
     bob_sig = h.key("bob").sign(tx.signing_bytes())
     h.expect_rejected(replace(tx, signature=bob_sig), InvalidSignatureError)
 
 
 def test_sender_must_match_public_key(h: LedgerHarness) -> None:
-    tx = h.sign("alice", "transfer", {"to": h.address("bob"), "amount": 1})
+    tx = h.sign("alice", TransferBody(h.address("bob"), Amount(1)))
     h.expect_rejected(replace(tx, sender=h.address("bob")), SenderMismatchError)
 
 
 def test_replayed_transaction_is_rejected(h: LedgerHarness) -> None:
-    tx = h.sign("alice", "transfer", {"to": h.address("bob"), "amount": 1})
+    tx = h.sign("alice", TransferBody(h.address("bob"), Amount(1)))
     h.apply(tx)
     err = h.expect_rejected(tx, NonceTooLowError)
     assert (err.expected, err.got) == (1, 0)  # type: ignore[attr-defined]
 
 
 def test_nonce_gap_is_rejected(h: LedgerHarness) -> None:
-    tx = h.sign("alice", "transfer", {"to": h.address("bob"), "amount": 1}, nonce=5)
+    tx = h.sign("alice", TransferBody(h.address("bob"), Amount(1)), nonce=5)
     err = h.expect_rejected(tx, NonceTooHighError)
     assert err.code == "nonce_too_high" and err.http_status == 409
 
@@ -197,7 +205,7 @@ def test_malformed_transfer_body(h: LedgerHarness, body: dict[str, object], fiel
 
 def test_overspend_is_rejected(h: LedgerHarness) -> None:
     err = h.expect_error(
-        "bob", "transfer", {"to": h.address("alice"), "amount": 101}, InsufficientBalanceError
+        "bob", TransferBody(h.address("alice"), Amount(101)), error=InsufficientBalanceError
     )
     assert (err.address, err.needed, err.available) == (h.address("bob"), 101, 100)  # type: ignore[attr-defined]
     assert err.http_status == 402
@@ -207,7 +215,7 @@ def test_account_without_funds_cannot_send_but_nonce_unused() -> None:
     h = LedgerHarness({"alice": 10})
     h.add_key("newcomer")
     h.expect_error(
-        "newcomer", "transfer", {"to": h.address("alice"), "amount": 1}, InsufficientBalanceError
+        "newcomer", TransferBody(h.address("alice"), Amount(1)), error=InsufficientBalanceError
     )
     assert h.account("newcomer") == Account()
     assert h.state.get(ACCOUNTS, h.address("newcomer")) is None
@@ -319,7 +327,7 @@ def test_corrupt_snapshots_are_refused(h: LedgerHarness) -> None:
 
 def test_failed_transaction_rolls_back_nonce_increment(h: LedgerHarness) -> None:
     # The nonce is incremented before the processor runs; a processor error undoes it.
-    h.expect_error("bob", "stake", {"amount": 10_000}, InsufficientBalanceError)
+    h.expect_error("bob", StakeBody(Amount(10_000)), error=InsufficientBalanceError)
     assert h.account("bob").nonce == 0
 
 
@@ -333,7 +341,7 @@ def test_unexpected_exceptions_also_roll_back(
     monkeypatch.setitem(PROCESSORS, "withdraw", broken)
     before = h.state.to_json()
     with pytest.raises(RuntimeError):
-        apply_transaction(h.state, h.sign("alice", "withdraw", {}), h.env, h.params)
+        apply_transaction(h.state, h.sign("alice", WithdrawBody()), h.env, h.params)
     assert h.state.to_json() == before
 
 

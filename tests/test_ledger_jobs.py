@@ -40,9 +40,21 @@ from contracts_sim.records import Job, JobStatus
 from contracts_sim.scoring import score_bid
 from contracts_sim.staking import reserved_stake
 from contracts_sim.testing import LedgerHarness
+from contracts_sim.transactions import (
+    AttestBody,
+    BidBody,
+    CancelJobBody,
+    ChallengeBody,
+    ClaimTimeoutBody,
+    CloseBiddingBody,
+    SettleBody,
+    StakeBody,
+    UnstakeBody,
+)
 from protocol.datasets import load_dataset
 from protocol.merkle import CommitmentTree
 from protocol.spec import parse_spec
+from protocol.types import Amount
 from tests.conftest import tiny_spec_dict
 from tests.ledger_helpers import (
     JOB_TERMS,
@@ -155,83 +167,67 @@ def test_post_job_id_collision_is_refused(h: LedgerHarness) -> None:
 
 def test_bid_and_rebid_replaces(h: LedgerHarness) -> None:
     job_id = post_job(h)
-    h.send("solver", "bid", {"job_id": job_id, "price": 900, "capacity": 8})
-    receipt = h.send("solver", "bid", {"job_id": job_id, "price": 850, "capacity": 8})
+    h.send("solver", BidBody(job_id, Amount(900), 8))
+    receipt = h.send("solver", BidBody(job_id, Amount(850), 8))
     assert receipt.event("bid_placed").data["replaced"] is True
     (bid,) = job(h, job_id).bids
     assert (bid.solver, bid.price) == (h.address("solver"), 850)
 
 
 def test_bid_unknown_job(h: LedgerHarness) -> None:
-    h.expect_error(
-        "solver", "bid", {"job_id": MISSING_JOB, "price": 1, "capacity": 8}, JobNotFoundError
-    )
+    h.expect_error("solver", BidBody(MISSING_JOB, Amount(1), 8), error=JobNotFoundError)
 
 
 def test_bid_after_window(h: LedgerHarness) -> None:
     job_id = post_job(h)
     h.advance_to(job(h, job_id).bid_deadline + 1)
-    h.expect_error(
-        "solver", "bid", {"job_id": job_id, "price": 1, "capacity": 8}, DeadlinePassedError
-    )
+    h.expect_error("solver", BidBody(job_id, Amount(1), 8), error=DeadlinePassedError)
 
 
 def test_bid_on_assigned_job(h: LedgerHarness) -> None:
     job_id = post_job(h)
     assign(h, job_id)
-    err = h.expect_error(
-        "solver2", "bid", {"job_id": job_id, "price": 1, "capacity": 8}, WrongJobStatusError
-    )
+    err = h.expect_error("solver2", BidBody(job_id, Amount(1), 8), error=WrongJobStatusError)
     assert err.status == "assigned" and err.expected == ("open",)  # type: ignore[attr-defined]
 
 
 def test_bid_above_payment(h: LedgerHarness) -> None:
     job_id = post_job(h)
-    h.expect_error(
-        "solver", "bid", {"job_id": job_id, "price": 1_001, "capacity": 8}, BidAboveBudgetError
-    )
+    h.expect_error("solver", BidBody(job_id, Amount(1_001), 8), error=BidAboveBudgetError)
 
 
 def test_bid_capacity_cannot_meet_deadline(h: LedgerHarness) -> None:
     job_id = post_job(h)  # 32 steps in 8 blocks: 4 steps/block needed
-    err = h.expect_error(
-        "solver", "bid", {"job_id": job_id, "price": 1, "capacity": 3}, BidCapacityTooLowError
-    )
+    err = h.expect_error("solver", BidBody(job_id, Amount(1), 3), error=BidCapacityTooLowError)
     assert err.required == 4  # type: ignore[attr-defined]
 
 
 def test_bid_without_stake(h: LedgerHarness) -> None:
     job_id = post_job(h)
-    h.expect_error(
-        "outsider", "bid", {"job_id": job_id, "price": 1, "capacity": 8}, InsufficientStakeError
-    )
+    h.expect_error("outsider", BidBody(job_id, Amount(1), 8), error=InsufficientStakeError)
 
 
 def test_bid_count_is_bounded() -> None:
     h = funded_harness(params=TEST.with_changes(max_bids_per_job=1))
     job_id = post_job(h)
-    h.send("solver", "bid", {"job_id": job_id, "price": 900, "capacity": 8})
-    h.send("solver", "bid", {"job_id": job_id, "price": 800, "capacity": 8})  # replacing is fine
-    h.expect_error(
-        "solver2", "bid", {"job_id": job_id, "price": 900, "capacity": 8}, TooManyBidsError
-    )
+    h.send("solver", BidBody(job_id, Amount(900), 8))
+    h.send("solver", BidBody(job_id, Amount(800), 8))  # replacing is fine
+    h.expect_error("solver2", BidBody(job_id, Amount(900), 8), error=TooManyBidsError)
 
 
 def test_full_bid_list_a_tie_keeps_the_earlier_bid() -> None:
     h = funded_harness(params=TEST.with_changes(max_bids_per_job=1))
     job_id = post_job(h)
-    h.send("solver", "bid", {"job_id": job_id, "price": 800, "capacity": 8})
+    h.send("solver", BidBody(job_id, Amount(800), 8))
     h.advance(1)
-    h.expect_error(
-        "solver2", "bid", {"job_id": job_id, "price": 800, "capacity": 8}, TooManyBidsError
-    )
+    h.expect_error("solver2", BidBody(job_id, Amount(800), 8), error=TooManyBidsError)
 
 
 def test_full_bid_list_a_better_bid_evicts_the_worst() -> None:
     h = funded_harness(params=TEST.with_changes(max_bids_per_job=1))
     job_id = post_job(h)
-    h.send("solver", "bid", {"job_id": job_id, "price": 800, "capacity": 8})
-    receipt = h.send("solver2", "bid", {"job_id": job_id, "price": 700, "capacity": 8})
+    h.send("solver", BidBody(job_id, Amount(800), 8))
+    receipt = h.send("solver2", BidBody(job_id, Amount(700), 8))
     assert receipt.kinds() == ["bid_placed", "bid_evicted"]
     assert receipt.event("bid_evicted").data == {"job_id": job_id, "solver": h.address("solver")}
     assert [b.solver for b in job(h, job_id).bids] == [h.address("solver2")]
@@ -244,7 +240,7 @@ def test_bids_reserve_min_stake_each(h: LedgerHarness) -> None:
     min_stake = JOB_TERMS["min_stake"]  # the solver's 1000 free stake backs five bids
     job_ids = [post_job(h) for _ in range(6)]
     for job_id in job_ids[:5]:
-        h.send("solver", "bid", {"job_id": job_id, "price": 900, "capacity": 8})
+        h.send("solver", BidBody(job_id, Amount(900), 8))
     assert reserved_stake(h.state, h.address("solver")) == 5 * min_stake
     assert reserved_stake(h.state, h.address("solver"), except_job=job_ids[0]) == 4 * min_stake
 
@@ -252,33 +248,33 @@ def test_bids_reserve_min_stake_each(h: LedgerHarness) -> None:
     err = h.expect_error("solver", "bid", bid, InsufficientStakeError)
     assert (err.needed, err.available, err.reserved) == (min_stake, 0, 5 * min_stake)  # type: ignore[attr-defined]
     # Replacing a bid needs no more stake: its own reservation is not counted twice.
-    h.send("solver", "bid", {"job_id": job_ids[0], "price": 800, "capacity": 8})
+    h.send("solver", BidBody(job_ids[0], Amount(800), 8))
     assert reserved_stake(h.state, h.address("solver")) == 5 * min_stake
 
 
 def test_an_evicted_bid_releases_its_reservation() -> None:
     h = funded_harness(params=TEST.with_changes(max_bids_per_job=1))
     job_id = post_job(h)
-    h.send("solver", "bid", {"job_id": job_id, "price": 800, "capacity": 8})
-    h.send("solver2", "bid", {"job_id": job_id, "price": 700, "capacity": 8})  # evicts it
+    h.send("solver", BidBody(job_id, Amount(800), 8))
+    h.send("solver2", BidBody(job_id, Amount(700), 8))  # evicts it
     assert reserved_stake(h.state, h.address("solver")) == 0
     assert reserved_stake(h.state, h.address("solver2")) == JOB_TERMS["min_stake"]
-    h.send("solver", "unstake", {"amount": 1_000})
+    h.send("solver", UnstakeBody(Amount(1_000)))
 
 
 def test_close_bidding_turns_the_winners_reservation_into_locked_stake(h: LedgerHarness) -> None:
     first, second = post_job(h), post_job(h)
-    h.send("solver", "bid", {"job_id": first, "price": 800, "capacity": 8})
-    h.send("solver", "bid", {"job_id": second, "price": 800, "capacity": 8})
+    h.send("solver", BidBody(first, Amount(800), 8))
+    h.send("solver", BidBody(second, Amount(800), 8))
     h.advance_to(job(h, first).bid_deadline + 1)
-    h.send("outsider", "close_bidding", {"job_id": first})
+    h.send("outsider", CloseBiddingBody(first))
     account = h.account("solver")
     assert (account.bonded, account.locked) == (800, 200)
     # The other bid's reservation is still covered, and only the rest of the free stake leaves.
     assert reserved_stake(h.state, h.address("solver")) == 200
-    h.expect_error("solver", "unstake", {"amount": 601}, StakeReservedError)
-    h.send("solver", "unstake", {"amount": 600})
-    h.send("outsider", "close_bidding", {"job_id": second})
+    h.expect_error("solver", UnstakeBody(Amount(601)), error=StakeReservedError)
+    h.send("solver", UnstakeBody(Amount(600)))
+    h.send("outsider", CloseBiddingBody(second))
     assert job(h, second).solver == h.address("solver")
     assert h.account("solver").locked == 400
 
@@ -286,7 +282,7 @@ def test_close_bidding_turns_the_winners_reservation_into_locked_stake(h: Ledger
 def test_only_open_jobs_reserve_stake(h: LedgerHarness) -> None:
     """Assigned, expired or cancelled: the job's bids reserve nothing any more."""
     job_id = post_job(h)
-    h.send("solver", "bid", {"job_id": job_id, "price": 800, "capacity": 8})
+    h.send("solver", BidBody(job_id, Amount(800), 8))
     state = h.state.copy()
     for status in JobStatus:
         state.set_job(replace(job(h, job_id), status=status))
@@ -313,24 +309,24 @@ def test_close_bidding_assigns_locks_stake_and_refunds_change(h: LedgerHarness) 
 def test_close_bidding_before_window_ends(h: LedgerHarness) -> None:
     job_id = post_job(h)
     h.advance_to(job(h, job_id).bid_deadline)
-    h.expect_error("outsider", "close_bidding", {"job_id": job_id}, DeadlineNotReachedError)
+    h.expect_error("outsider", CloseBiddingBody(job_id), error=DeadlineNotReachedError)
 
 
 def test_close_bidding_twice(h: LedgerHarness) -> None:
     job_id = post_job(h)
     assign(h, job_id)
-    h.expect_error("outsider", "close_bidding", {"job_id": job_id}, WrongJobStatusError)
+    h.expect_error("outsider", CloseBiddingBody(job_id), error=WrongJobStatusError)
 
 
 def test_close_bidding_unknown_job(h: LedgerHarness) -> None:
-    h.expect_error("outsider", "close_bidding", {"job_id": MISSING_JOB}, JobNotFoundError)
+    h.expect_error("outsider", CloseBiddingBody(MISSING_JOB), error=JobNotFoundError)
 
 
 def test_close_bidding_without_bids_expires_and_refunds(h: LedgerHarness) -> None:
     before = h.account("submitter").balance
     job_id = post_job(h)
     h.advance(3)
-    receipt = h.send("outsider", "close_bidding", {"job_id": job_id})
+    receipt = h.send("outsider", CloseBiddingBody(job_id))
     assert receipt.kinds() == ["job_expired", "job_refunded"]
     assert job(h, job_id).status is JobStatus.EXPIRED
     assert h.account("submitter").balance == before
@@ -338,21 +334,21 @@ def test_close_bidding_without_bids_expires_and_refunds(h: LedgerHarness) -> Non
 
 def test_a_bidder_cannot_unstake_its_bid_away_before_close(h: LedgerHarness) -> None:
     job_id = post_job(h)
-    h.send("solver", "bid", {"job_id": job_id, "price": 100, "capacity": 8})
-    h.expect_error("solver", "unstake", {"amount": 900}, StakeReservedError)
-    h.send("solver", "unstake", {"amount": 800})  # the unreserved rest may leave
+    h.send("solver", BidBody(job_id, Amount(100), 8))
+    h.expect_error("solver", UnstakeBody(Amount(900)), error=StakeReservedError)
+    h.send("solver", UnstakeBody(Amount(800)))  # the unreserved rest may leave
     h.advance(3)
-    h.send("outsider", "close_bidding", {"job_id": job_id})
+    h.send("outsider", CloseBiddingBody(job_id))
     assert job(h, job_id).status is JobStatus.ASSIGNED
 
 
 def test_assignment_is_not_lowest_price_wins(h: LedgerHarness) -> None:
-    h.send("solver2", "stake", {"amount": 5_000})  # 6000 staked vs 1000
+    h.send("solver2", StakeBody(Amount(5_000)))  # 6000 staked vs 1000
     job_id = post_job(h)
-    h.send("solver", "bid", {"job_id": job_id, "price": 880, "capacity": 4})
-    h.send("solver2", "bid", {"job_id": job_id, "price": 900, "capacity": 8})
+    h.send("solver", BidBody(job_id, Amount(880), 4))
+    h.send("solver2", BidBody(job_id, Amount(900), 8))
     h.advance(3)
-    receipt = h.send("outsider", "close_bidding", {"job_id": job_id})
+    receipt = h.send("outsider", CloseBiddingBody(job_id))
     scores = receipt.event("job_assigned").data["scores"]
     assert job(h, job_id).solver == h.address("solver2")
     assert scores[h.address("solver2")] > scores[h.address("solver")]
@@ -375,11 +371,11 @@ def test_score_bid_components() -> None:
 
 def test_ties_go_to_lower_price_then_earlier_bid(h: LedgerHarness) -> None:
     job_id = post_job(h)
-    h.send("solver2", "bid", {"job_id": job_id, "price": 800, "capacity": 8})
+    h.send("solver2", BidBody(job_id, Amount(800), 8))
     h.advance(1)
-    h.send("solver", "bid", {"job_id": job_id, "price": 800, "capacity": 8})
+    h.send("solver", BidBody(job_id, Amount(800), 8))
     h.advance(2)
-    h.send("outsider", "close_bidding", {"job_id": job_id})
+    h.send("outsider", CloseBiddingBody(job_id))
     assert job(h, job_id).solver == h.address("solver2")
 
 
@@ -389,27 +385,27 @@ def test_ties_go_to_lower_price_then_earlier_bid(h: LedgerHarness) -> None:
 def test_cancel_open_job_refunds(h: LedgerHarness) -> None:
     before = h.account("submitter").balance
     job_id = post_job(h)
-    h.send("submitter", "cancel_job", {"job_id": job_id})
+    h.send("submitter", CancelJobBody(job_id))
     assert job(h, job_id).status is JobStatus.CANCELLED and job(h, job_id).escrow == 0
     assert h.account("submitter").balance == before
 
 
 def test_cancel_by_someone_else(h: LedgerHarness) -> None:
     job_id = post_job(h)
-    err = h.expect_error("outsider", "cancel_job", {"job_id": job_id}, NotAuthorizedError)
+    err = h.expect_error("outsider", CancelJobBody(job_id), error=NotAuthorizedError)
     assert err.http_status == 403
 
 
 def test_cancel_with_bids(h: LedgerHarness) -> None:
     job_id = post_job(h)
-    h.send("solver", "bid", {"job_id": job_id, "price": 1, "capacity": 8})
-    h.expect_error("submitter", "cancel_job", {"job_id": job_id}, JobHasBidsError)
+    h.send("solver", BidBody(job_id, Amount(1), 8))
+    h.expect_error("submitter", CancelJobBody(job_id), error=JobHasBidsError)
 
 
 def test_cancel_assigned_job(h: LedgerHarness) -> None:
     job_id = post_job(h)
     assign(h, job_id)
-    h.expect_error("submitter", "cancel_job", {"job_id": job_id}, WrongJobStatusError)
+    h.expect_error("submitter", CancelJobBody(job_id), error=WrongJobStatusError)
 
 
 # --- commit_progress ------------------------------------------------------------------------
@@ -586,7 +582,7 @@ def test_missed_training_deadline_slashes_solver(
     submitter_before = h.account("submitter").balance
     burned_before = h.state.get_supply().burned
     h.advance_to(job(h, job_id).train_deadline + 1)  # type: ignore[operator]
-    receipt = h.send("outsider", "claim_timeout", {"job_id": job_id})
+    receipt = h.send("outsider", ClaimTimeoutBody(job_id, None))
     slashed = receipt.event("slashed").data
     assert slashed["amount"] == 200 and slashed["reward"] == 100 and slashed["burned"] == 100
     assert job(h, job_id).status is JobStatus.SLASHED
@@ -598,14 +594,14 @@ def test_missed_training_deadline_slashes_solver(
 def test_training_timeout_too_early(training: tuple[LedgerHarness, str, CommitmentTree]) -> None:
     h, job_id, _ = training
     h.advance_to(job(h, job_id).train_deadline)  # type: ignore[arg-type]
-    h.expect_error("outsider", "claim_timeout", {"job_id": job_id}, DeadlineNotReachedError)
+    h.expect_error("outsider", ClaimTimeoutBody(job_id, None), error=DeadlineNotReachedError)
 
 
 def test_training_timeout_after_commit(training: tuple[LedgerHarness, str, CommitmentTree]) -> None:
     h, job_id, tree = training
     h.send("solver", "commit_final", final_body(job_id, tree))
     h.advance(20)
-    h.expect_error("outsider", "claim_timeout", {"job_id": job_id}, WrongJobStatusError)
+    h.expect_error("outsider", ClaimTimeoutBody(job_id, None), error=WrongJobStatusError)
 
 
 # --- attest ---------------------------------------------------------------------------------
@@ -614,7 +610,7 @@ def test_training_timeout_after_commit(training: tuple[LedgerHarness, str, Commi
 def test_attest_records_sample(h: LedgerHarness) -> None:
     job_id, _ = committed_job(h)
     h.advance(2)  # block final+1 exists once block final+2 begins
-    receipt = h.send("v1", "attest", {"job_id": job_id})
+    receipt = h.send("v1", AttestBody(job_id))
     sample = receipt.event("attested").data["sample"]
     assert sample == get_verifier_sample(h.state, job_id, h.address("v1"))
     assert len(sample) == JOB_TERMS["sample_count"] and sample == sorted(set(sample))
@@ -624,46 +620,46 @@ def test_attest_records_sample(h: LedgerHarness) -> None:
 def test_attest_before_seed_block(h: LedgerHarness) -> None:
     job_id, _ = committed_job(h)
     h.advance(1)
-    err = h.expect_error("v1", "attest", {"job_id": job_id}, SampleSeedNotReadyError)
+    err = h.expect_error("v1", AttestBody(job_id), error=SampleSeedNotReadyError)
     assert err.seed_height == job(h, job_id).final_height + 1  # type: ignore[attr-defined, operator]
 
 
 def test_attest_after_window(h: LedgerHarness) -> None:
     job_id, _ = committed_job(h)
     h.advance_to(job(h, job_id).challenge_deadline + 1)  # type: ignore[operator]
-    h.expect_error("v1", "attest", {"job_id": job_id}, DeadlinePassedError)
+    h.expect_error("v1", AttestBody(job_id), error=DeadlinePassedError)
 
 
 def test_attest_by_solver(h: LedgerHarness) -> None:
     job_id, _ = committed_job(h)
     h.advance(2)
-    h.expect_error("solver", "attest", {"job_id": job_id}, NotAuthorizedError)
+    h.expect_error("solver", AttestBody(job_id), error=NotAuthorizedError)
 
 
 def test_attest_without_verifier_stake(h: LedgerHarness) -> None:
     job_id, _ = committed_job(h)
     h.advance(2)
-    h.expect_error("outsider", "attest", {"job_id": job_id}, InsufficientStakeError)
+    h.expect_error("outsider", AttestBody(job_id), error=InsufficientStakeError)
 
 
 def test_attest_twice(h: LedgerHarness) -> None:
     job_id, _ = committed_job(h)
     h.advance(2)
-    h.send("v1", "attest", {"job_id": job_id})
-    h.expect_error("v1", "attest", {"job_id": job_id}, AlreadyAttestedError)
-    h.expect_error("v1", "challenge", {"job_id": job_id}, AlreadyAttestedError)
+    h.send("v1", AttestBody(job_id))
+    h.expect_error("v1", AttestBody(job_id), error=AlreadyAttestedError)
+    h.expect_error("v1", ChallengeBody(job_id, None), error=AlreadyAttestedError)
 
 
 def test_attest_after_challenging(h: LedgerHarness) -> None:
     job_id, _ = committed_job(h)
     h.advance(2)
-    h.send("v1", "challenge", {"job_id": job_id})
-    h.expect_error("v1", "attest", {"job_id": job_id}, AlreadyChallengedError)
+    h.send("v1", ChallengeBody(job_id, None))
+    h.expect_error("v1", AttestBody(job_id), error=AlreadyChallengedError)
 
 
 def test_attest_uncommitted_job(h: LedgerHarness) -> None:
     job_id = post_job(h)
-    h.expect_error("v1", "attest", {"job_id": job_id}, WrongJobStatusError)
+    h.expect_error("v1", AttestBody(job_id), error=WrongJobStatusError)
 
 
 # --- settle ---------------------------------------------------------------------------------
@@ -673,10 +669,10 @@ def test_settle_pays_solver_and_splits_fee(h: LedgerHarness) -> None:
     job_id, _ = committed_job(h)
     h.advance(2)
     for v in ("v1", "v2"):
-        h.send(v, "attest", {"job_id": job_id})
+        h.send(v, AttestBody(job_id))
     before = {n: h.account(n).balance for n in ("solver", "submitter", "v1", "v2")}
     h.advance_to(job(h, job_id).challenge_deadline + 1)  # type: ignore[operator]
-    receipt = h.send("outsider", "settle", {"job_id": job_id})
+    receipt = h.send("outsider", SettleBody(job_id))
     data = receipt.event("job_settled").data
     assert (data["fee_share"], data["fee_refund"]) == (45, 0)
     assert h.account("solver").balance == before["solver"] + 800
@@ -691,41 +687,41 @@ def test_settle_fee_remainder_and_no_attesters(h: LedgerHarness) -> None:
     job_id, _ = committed_job(h, verification_fee=91)
     h.advance(2)
     for v in ("v1", "v2", "v3"):
-        h.send(v, "attest", {"job_id": job_id})
+        h.send(v, AttestBody(job_id))
     h.advance(10)
-    data = h.send("outsider", "settle", {"job_id": job_id}).event("job_settled").data
+    data = h.send("outsider", SettleBody(job_id)).event("job_settled").data
     assert (data["fee_share"], data["fee_refund"]) == (30, 1)
 
     job_id, _ = committed_job(h)
     h.advance(10)
-    data = h.send("outsider", "settle", {"job_id": job_id}).event("job_settled").data
+    data = h.send("outsider", SettleBody(job_id)).event("job_settled").data
     assert (data["fee_share"], data["fee_refund"]) == (0, 90)
 
 
 def test_settle_during_window(h: LedgerHarness) -> None:
     job_id, _ = committed_job(h)
     h.advance_to(job(h, job_id).challenge_deadline)  # type: ignore[arg-type]
-    h.expect_error("outsider", "settle", {"job_id": job_id}, DeadlineNotReachedError)
+    h.expect_error("outsider", SettleBody(job_id), error=DeadlineNotReachedError)
 
 
 def test_settle_with_open_dispute(h: LedgerHarness) -> None:
     job_id, _ = committed_job(h)
-    h.send("v1", "challenge", {"job_id": job_id})
+    h.send("v1", ChallengeBody(job_id, None))
     h.state.set_dispute(replace(h.state.get_dispute(job(h, job_id).disputes[0]), deadline=10**6))
     h.state.clear_dirty()
     h.advance(10)
-    h.expect_error("outsider", "settle", {"job_id": job_id}, DisputesOpenError)
+    h.expect_error("outsider", SettleBody(job_id), error=DisputesOpenError)
 
 
 def test_settle_twice(h: LedgerHarness) -> None:
     job_id, _ = committed_job(h)
     h.advance(10)
-    h.send("outsider", "settle", {"job_id": job_id})
-    h.expect_error("outsider", "settle", {"job_id": job_id}, WrongJobStatusError)
+    h.send("outsider", SettleBody(job_id))
+    h.expect_error("outsider", SettleBody(job_id), error=WrongJobStatusError)
 
 
 def test_settle_unknown_job(h: LedgerHarness) -> None:
-    h.expect_error("outsider", "settle", {"job_id": MISSING_JOB}, JobNotFoundError)
+    h.expect_error("outsider", SettleBody(MISSING_JOB), error=JobNotFoundError)
 
 
 @pytest.mark.parametrize(

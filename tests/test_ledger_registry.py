@@ -7,6 +7,7 @@ import pytest
 from contracts_sim.exceptions import InvalidEndpointError, MalformedBodyError
 from contracts_sim.registry import check_endpoint_url
 from contracts_sim.testing import LedgerHarness
+from contracts_sim.transactions import SetEndpointBody
 
 
 @pytest.fixture
@@ -15,10 +16,10 @@ def h() -> LedgerHarness:
 
 
 def test_set_and_clear_endpoint(h: LedgerHarness) -> None:
-    receipt = h.send("alice", "set_endpoint", {"url": "http://127.0.0.1:8601"})
+    receipt = h.send("alice", SetEndpointBody("http://127.0.0.1:8601"))
     assert receipt.kinds() == ["endpoint_set"]
     assert h.account("alice").endpoint == "http://127.0.0.1:8601"
-    h.send("alice", "set_endpoint", {"url": ""})
+    h.send("alice", SetEndpointBody(""))
     assert h.account("alice").endpoint == ""
 
 
@@ -27,7 +28,7 @@ def test_set_and_clear_endpoint(h: LedgerHarness) -> None:
     ["ftp://example.org", "http://has space", "x" * 201, 42, None, "javascript:alert(1)"],
 )
 def test_malformed_endpoint_changes_nothing(h: LedgerHarness, url: object) -> None:
-    h.expect_error("alice", "set_endpoint", {"url": url}, MalformedBodyError)
+    h.expect_error("alice", SetEndpointBody(url), error=MalformedBodyError)
 
 
 def test_unknown_field_is_rejected(h: LedgerHarness) -> None:

@@ -19,7 +19,9 @@ from contracts_sim.invariants import check_invariant
 from contracts_sim.records import DisputeStatus, JobStatus
 from contracts_sim.staking import reserved_stake
 from contracts_sim.testing import LedgerHarness
+from contracts_sim.transactions import StakeBody, TransferBody
 from protocol.merkle import CommitmentTree, NodeRef, children
+from protocol.types import Amount
 from tests.ledger_helpers import fake_leaves, final_body, post_job_body
 
 NAMES = ("a", "b", "c", "d")
@@ -35,7 +37,7 @@ class LedgerMachine(RuleBasedStateMachine):
     def start(self) -> None:
         self.h = LedgerHarness({"a": 50_000, "b": 20_000, "c": 1_000, "d": 0})
         for name, amount in (("a", 1_000), ("b", 500), ("c", 200)):
-            self.h.send(name, "stake", {"amount": amount})
+            self.h.send(name, StakeBody(Amount(amount)))
         self.jobs: list[str] = []
         self.disputes: list[str] = []
         self.accepted = 0
@@ -94,7 +96,7 @@ class LedgerMachine(RuleBasedStateMachine):
         nonce = self.h.account(sender).nonce + delta
         if nonce < 0:
             return
-        tx = self.h.sign(sender, "transfer", {"to": self.h.address("a"), "amount": 1}, nonce=nonce)
+        tx = self.h.sign(sender, TransferBody(self.h.address("a"), Amount(1)), nonce=nonce)
         self.h.expect_rejected(tx)
 
     # --- jobs -------------------------------------------------------------------------------

@@ -19,6 +19,7 @@ from contracts_sim.exceptions import InvalidProofError, MalformedBodyError
 from contracts_sim.params import TEST, Params
 from contracts_sim.records import DisputeStatus, JobStatus, Party, Phase
 from contracts_sim.testing import LedgerHarness
+from contracts_sim.transactions import ChallengeBody, ClaimTimeoutBody
 from protocol.spec import JobSpec, parse_spec
 from tests.conftest import tiny_spec_dict
 from tests.ledger_helpers import committed_job, funded_harness, job
@@ -57,7 +58,7 @@ def _open(
     h = funded_harness(params=params)
     job_id, _ = committed_job(h, leaves=list(solver.as_run.leaves), spec=spec.to_dict())
     h.advance(1)
-    receipt = h.send("v1", "challenge", {"job_id": job_id})
+    receipt = h.send("v1", ChallengeBody(job_id, None))
     return h, job_id, str(receipt.event("challenged").data["dispute_id"])
 
 
@@ -198,7 +199,7 @@ def test_a_solver_claiming_a_false_overflow_loses() -> None:
     assert h.state.get_dispute(dispute_id) == before
     d = h.state.get_dispute(dispute_id)
     h.advance_to(d.deadline + 1)
-    receipt = h.send("outsider", "claim_timeout", {"dispute_id": dispute_id})
+    receipt = h.send("outsider", ClaimTimeoutBody(None, dispute_id))
     assert receipt.event("dispute_resolved").data["loser_role"] == Party.SOLVER
 
 
