@@ -1,5 +1,8 @@
 """Shared CLI helpers: the ``--chain`` option, key files, packaged examples, error reporting,
-JSON output, progress bars on stderr and tables that fit the terminal."""
+JSON output, progress bars on stderr and tables that fit the terminal; the options the
+long-running agents share (``solver run``, ``verifier run``: key, strategy, device, logging) and
+``setup_agent``; ``worker_config`` for ``--workers`` (``train``, ``solver run``); amounts and
+strategy labels as the ``demo`` and ``testnet`` tables show them."""
 
 from __future__ import annotations
 
