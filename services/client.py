@@ -24,8 +24,9 @@ virtual clock, so with ``automine`` (the default) it produces the block itself.
 
 from __future__ import annotations
 
+import json as jsonlib
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Protocol, TypeVar, runtime_checkable
 
@@ -369,14 +370,7 @@ class HttpChainClient:
         except ValueError:
             data = None
         if response.is_error:
-            error = data.get("error") if isinstance(data, dict) else None
-            if isinstance(error, dict) and "code" in error:
-                raise ClientError(
-                    str(error["code"]), str(error.get("message", "")), response.status_code
-                )
-            raise ClientError(
-                "http_error", f"{method} {path}: HTTP {response.status_code}", response.status_code
-            )
+            raise _error_answer(response, method, path)
         if data is None:
             raise ClientError(
                 "bad_response", f"{method} {path}: the answer is not JSON", response.status_code
@@ -546,6 +540,36 @@ class HttpChainClient:
         data = self._request("GET", "/events", params=params, timeout=self.timeout + timeout)
         return [ChainEvent.from_json(e) for e in data["events"]]
 
+    def stream_events(self, since: int, heartbeat: float = 5.0) -> Iterator[ChainEvent]:
+        """Every event after ``since``, each as the node seals its block, for as long as the
+        caller iterates (``GET /events/stream``: one request, however long). Raises
+        ClientError when the node does not answer, answers an error, or sends nothing — not
+        even its keep-alive, every ``heartbeat`` seconds — for ``heartbeat`` plus the client's
+        timeout. Leaving the loop closes the connection."""
+        path = "/events/stream"
+        options: dict[str, Any] = {}
+        if self._owns_http:
+            options["timeout"] = httpx.Timeout(self.timeout, read=heartbeat + self.timeout)
+        params = {"since": since, "heartbeat": heartbeat}
+        try:
+            with self.http.stream("GET", path, params=params, **options) as response:
+                if response.is_error:
+                    response.read()
+                    raise _error_answer(response, "GET", path)
+                data: list[str] = []
+                for line in response.iter_lines():
+                    if line.startswith("data:"):
+                        data.append(line[5:].lstrip())
+                    elif not line and data:
+                        try:
+                            raw = jsonlib.loads("\n".join(data))
+                        except ValueError as exc:
+                            raise ClientError("bad_response", f"GET {path}: {exc}", 200) from exc
+                        data = []
+                        yield ChainEvent.from_json(raw)
+        except httpx.HTTPError as exc:
+            raise ClientError("unreachable", self._unreachable("GET", path, exc), 0) from exc
+
     def sample(self, job_id: str, verifier: str) -> list[int]:
         return [int(s) for s in self._request("GET", f"/samples/{job_id}/{verifier}")["segments"]]
 
@@ -586,6 +610,21 @@ class HttpChainClient:
         check_producer_signature(header, producer_key)
         key = identifier if table == ACCOUNTS else identifier.removeprefix("0x").lower()
         return _verified_row(answer, table, key, header)
+
+
+def _error_answer(response: httpx.Response, method: str, path: str) -> ClientError:
+    """The ClientError an error answer means: the node's ``{"error": {"code", "message"}}``,
+    else the HTTP status."""
+    try:
+        data = response.json()
+    except ValueError:
+        data = None
+    error = data.get("error") if isinstance(data, dict) else None
+    if isinstance(error, dict) and "code" in error:
+        return ClientError(str(error["code"]), str(error.get("message", "")), response.status_code)
+    return ClientError(
+        "http_error", f"{method} {path}: HTTP {response.status_code}", response.status_code
+    )
 
 
 def _block_from_view(data: Any) -> Block:

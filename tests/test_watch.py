@@ -257,7 +257,7 @@ def test_a_chain_started_over_refills_the_cache() -> None:
 def test_wait_long_polls_the_node_until_a_block() -> None:
     chain = make_chain()
     client = http_client(chain)
-    watcher = ChainWatcher(client, SOLVER.address)
+    watcher = ChainWatcher(client, SOLVER.address, stream=False)
     assert watcher.wait(0.0)  # the first call starts the cursor
     assert not watcher.wait(0.0)
     timer = threading.Timer(0.2, chain.produce_block)
@@ -324,3 +324,83 @@ def test_the_run_loop_ticks_once_per_block_and_at_once_while_busy() -> None:
         loop.join(timeout=10)
     assert not loop.is_alive()
     assert agent.heights[6:] == [1, 2, 3] or agent.heights[6:] == [1, 2, 3, 4]
+
+
+def test_the_event_stream_brings_every_block_in_one_request() -> None:
+    """Over a real connection (a TestClient buffers whole answers): one ``/events/stream``
+    request carries block after block; no ``/events`` page is asked for."""
+    import socket
+    import time
+
+    from services.agents.runner import serve_in_thread
+
+    chain = make_chain()
+    settings = NodeSettings(
+        db_url="memory://", chain_id=CHAIN_ID, preset="test", block_time=0, dev=True
+    )
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = serve_in_thread(create_app(settings, chain=chain), "127.0.0.1", port)
+    client = HttpChainClient(f"http://127.0.0.1:{port}")
+    watcher = ChainWatcher(client, SOLVER.address)
+    try:
+        deadline = time.monotonic() + 20
+        while not server.started and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert watcher.stream and watcher.wait(0)  # starts the cursor
+        for _ in range(3):
+            chain.produce_block()
+            while watcher.height < chain.height and time.monotonic() < deadline:
+                watcher.wait(5.0)
+            assert watcher.height == chain.height
+        Wallet(ALICE, client).post_job({"spec": tiny_spec_dict(), **JOB_TERMS}, wait=False)
+        chain.produce_block()
+        while watcher.height < chain.height and time.monotonic() < deadline:
+            watcher.wait(5.0)
+        assert [j["job_id"] for j in watcher.jobs()] == [j["job_id"] for j in client.list_jobs()]
+        metrics = client.http.get("/metrics").text
+        assert "proofnet_event_streams_opened_total 1.0" in metrics
+        assert 'route="/events"' not in metrics
+        assert watcher.reads["events"] == 0
+    finally:
+        watcher.close()
+        server.should_exit = True
+        client.close()
+
+
+def test_a_stream_refused_by_the_node_is_a_client_error() -> None:
+    from services.errors import ClientError
+
+    client = HttpChainClient(
+        http=TestClient(
+            create_app(
+                NodeSettings(
+                    db_url="memory://", chain_id=CHAIN_ID, preset="test", block_time=0, dev=True
+                ),
+                chain=make_chain(),
+            )
+        )
+    )
+    with pytest.raises(ClientError) as info:
+        next(iter(client.stream_events(-1)))
+    assert info.value.status == 422
+
+
+def test_a_sample_is_read_once_it_exists() -> None:
+    counting = Counting(LocalChainClient(make_chain()))
+    client: Any = counting
+    watcher = ChainWatcher(client, VERIFIER.address)
+    job_id = lifecycle(client, lambda: None)
+    counting.calls.clear()
+    real = counting.client.sample
+    calls = []
+
+    def sample(job: str, verifier: str) -> list[int]:
+        calls.append(job)
+        return real(job, verifier)
+
+    counting.client.sample = sample  # type: ignore[method-assign]
+    first = watcher.sample(job_id, VERIFIER.address)
+    assert watcher.sample(job_id, VERIFIER.address) == first == real(job_id, VERIFIER.address)
+    assert calls == [job_id]

@@ -10,6 +10,7 @@ An agent used to re-read every job, its account and the head height on every tic
     watcher.job(job_id)          # one job's view, or None
     watcher.disputes(job_id)     # the job's disputes (``GET /disputes?job_id=``)
     watcher.account()            # this agent's account (``GET /accounts/{address}``)
+    watcher.sample(job_id, verifier)  # a verifier's sample (read once: it never changes)
     watcher.invalidate(job_id=None, account=False)   # the agent sent something
 
 What is read, and when:
@@ -31,7 +32,10 @@ What is read, and when:
 views that moves with the clock rather than with an event.
 
 Two ways to drive it. Push (``services.agents.runner``): the loop calls ``wait`` between
-ticks, and reads between two waits see the chain as of the last batch of events. Pull
+ticks, and reads between two waits see the chain as of the last batch of events. Over HTTP
+the events come from one ``GET /events/stream`` (server-sent events) read by a background
+thread, reconnected from the cursor when it breaks; ``stream=False``, or a client without
+``stream_events`` (``LocalChainClient``), long-polls ``GET /events`` instead. Pull
 (tests that produce blocks themselves and tick agents by hand, never calling ``wait``): each
 read first catches up with the events so far (``sync``), so a tick always sees the chain's
 head. Either way a record is read from the node at most once per batch of events naming it.
@@ -44,18 +48,29 @@ no ``history`` or ``dispute_summaries``.
 from __future__ import annotations
 
 import logging
+import queue
 import threading
 from collections import Counter
 from collections.abc import Iterable
 from typing import Any, Final
 
 from contracts_sim.blocks import BLOCK_EVENT, ChainEvent
+from protocol.errors import ProofNetError
 from services.client import ChainClient, JsonObject
 
 log = logging.getLogger("proofnet.watch")
 
 EVENTS_PAGE: Final = 1000
 """Events asked for per request (the node's largest page)."""
+STREAM_HEARTBEAT: Final = 5.0
+"""Seconds the node's event stream may stay silent before it sends a keep-alive."""
+RECONNECT_MAX: Final = 2.0
+"""The longest pause before reconnecting a broken event stream (doubling from 0.1 s)."""
+_RESET: Final = object()
+"""Queued by the stream reader when the chain is behind its cursor (the chain started over)."""
+BLOCK_REST: Final = 1.0
+"""How long ``wait`` waits for the rest of a block whose first events it has (they are sent
+together: this bounds only a stream that broke in the middle of a block)."""
 RESET_CHECK_AFTER: Final = 1.0
 """A long-poll at least this long that brings nothing (a live chain seals a block every
 ``block_time``) is followed by one ``/health`` read: has the chain started over?"""
@@ -75,9 +90,13 @@ def mentions(value: Any, address: str) -> bool:
 class ChainWatcher:
     """One agent's cache of the jobs, disputes and account it reads, driven by events."""
 
-    def __init__(self, client: ChainClient, address: str) -> None:
+    def __init__(self, client: ChainClient, address: str, *, stream: bool = True) -> None:
         self.client = client
         self.address = address.lower()
+        self.stream = stream and callable(getattr(client, "stream_events", None))
+        self._inbox: queue.Queue[Any] = queue.Queue()
+        self._reader: threading.Thread | None = None
+        self._closed = threading.Event()
         self._lock = threading.RLock()
         self._cursor: int | None = None  # the last event id applied; None: not started
         self._height = 0
@@ -87,6 +106,7 @@ class ChainWatcher:
         self._disputes: dict[str, list[JsonObject]] = {}  # job id -> its disputes
         self._account: JsonObject | None = None
         self._account_after_block = False  # the agent sent a transaction: re-read after a block
+        self._samples: dict[tuple[str, str], list[int]] = {}
         self._jobs_after_block: set[str] = set()
         self.reads: Counter[str] = Counter()  # records read from the node, by kind
         self.events_seen = 0
@@ -102,6 +122,8 @@ class ChainWatcher:
                 self._start()
                 return True
             cursor = self._cursor
+        if self.stream:
+            return self._wait_stream(cursor, timeout)
         events = self.client.events_since(cursor, EVENTS_PAGE, timeout)
         self.reads["events"] += 1
         if not events:
@@ -113,6 +135,73 @@ class ChainWatcher:
         if len(events) >= EVENTS_PAGE:
             self.sync()  # a full page: fetch the rest now
         return True
+
+    def _wait_stream(self, cursor: int, timeout: float) -> bool:
+        """``wait`` on the event stream: what the reader thread queued, up to ``timeout``."""
+        if self._reader is None:
+            self._reader = threading.Thread(
+                target=self._read_stream, args=(cursor,), name="event-stream", daemon=True
+            )
+            self._reader.start()
+        try:
+            items = [self._inbox.get(timeout=timeout) if timeout > 0 else self._inbox.get_nowait()]
+        except queue.Empty:
+            return False
+        # A block's events arrive together and end with its block event: take the whole
+        # block, so that one wake sees all it changed (a broken stream ends the wait early).
+        while not _ends_a_block(items[-1]):
+            try:
+                items.append(self._inbox.get(timeout=BLOCK_REST))
+            except queue.Empty:
+                break
+        while True:
+            try:
+                items.append(self._inbox.get_nowait())
+            except queue.Empty:
+                break
+        with self._lock:
+            events: list[ChainEvent] = []
+            for item in items:
+                if item is _RESET:
+                    self._apply(events)
+                    events = []
+                    self._height = 0
+                    self._start()
+                else:
+                    events.append(item)
+            self._apply(events)
+        return True
+
+    def _read_stream(self, since: int) -> None:
+        """The reader thread: queue every event of ``GET /events/stream``; reconnect from the
+        last event after a break, first checking the chain has not started over."""
+        stream_events: Any = getattr(self.client, "stream_events")  # noqa: B009 (not in ChainClient)
+        cursor, delay = since, 0.1
+        while not self._closed.is_set():
+            try:
+                for event in stream_events(cursor, STREAM_HEARTBEAT):
+                    if self._closed.is_set():
+                        return
+                    self._inbox.put(event)
+                    cursor, delay = event.id, 0.1
+            except ProofNetError as exc:
+                log.warning("the event stream broke (%s); reconnecting", exc)
+            if self._closed.wait(delay):
+                return
+            delay = min(delay * 2, RECONNECT_MAX)
+            try:
+                head = self.client.chain_head()
+            except ProofNetError:
+                continue
+            self.reads["head"] += 1
+            if head.last_event_id < cursor:
+                log.warning("the chain is behind the event cursor %d: reloading", cursor)
+                self._inbox.put(_RESET)
+                cursor = head.last_event_id
+
+    def close(self) -> None:
+        """Stop the stream reader (it ends at its next event or keep-alive)."""
+        self._closed.set()
 
     def sync(self) -> None:
         """Apply every event so far without waiting (at least one ``/events`` request)."""
@@ -270,6 +359,20 @@ class ChainWatcher:
                 self.reads["account"] += 1
             return dict(self._account)
 
+    def sample(self, job_id: str, verifier: str) -> list[int]:
+        """``verifier``'s sample of ``job_id``'s segments, read once: it is fixed once its seed
+        block exists (before that the node's ``sample_seed_not_ready`` error is raised, and
+        the next call asks again)."""
+        key = (job_id.removeprefix("0x").lower(), verifier.lower())
+        with self._lock:
+            found = self._samples.get(key)
+        if found is None:
+            found = [int(s) for s in self.client.sample(job_id, verifier)]
+            with self._lock:
+                self.reads["sample"] += 1
+                self._samples[key] = found
+        return list(found)
+
     def _refresh_jobs(self) -> None:
         if not self._stale_jobs:
             return
@@ -306,6 +409,10 @@ class ChainWatcher:
             self._stale_jobs.update(self._jobs)
             self._disputes.clear()
             self._account = None
+
+
+def _ends_a_block(item: Any) -> bool:
+    return item is _RESET or (isinstance(item, ChainEvent) and item.kind == BLOCK_EVENT)
 
 
 def _holds(disputes: list[JsonObject], dispute_id: str) -> bool:

@@ -100,6 +100,12 @@ class NodeMetrics:
             ["kind", "result", "code"],
             registry=self.registry,
         )
+        self.event_streams_opened = Counter(
+            "proofnet_event_streams_opened",
+            "GET /events/stream requests opened (each one request for as long as it lasts; "
+            "the request metrics count it when it closes).",
+            registry=self.registry,
+        )
         self.request_seconds = Histogram(
             "proofnet_http_request_duration_seconds",
             "HTTP request latency by method, route template and status.",

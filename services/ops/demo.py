@@ -86,10 +86,11 @@ def submit_jobs(
 
 def node_reads(client: HttpChainClient) -> dict[str, Any]:
     """What the node served so far, from its ``/metrics``: GET requests by route, their
-    total, the transactions included in blocks, and GETs per transaction."""
+    total, the transactions included in blocks, and GETs per transaction. An event stream
+    counts once, when it opened (the request metrics see it only when it closes)."""
     text = client.http.get("/metrics").text
     by_route: dict[str, int] = {}
-    transactions = 0
+    transactions = streams = 0
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
             if sample.name == "proofnet_http_request_duration_seconds_count":
@@ -98,6 +99,10 @@ def node_reads(client: HttpChainClient) -> dict[str, Any]:
                     by_route[route] = by_route.get(route, 0) + int(sample.value)
             elif sample.name == "proofnet_transactions_included_total":
                 transactions += int(sample.value)
+            elif sample.name == "proofnet_event_streams_opened_total":
+                streams = int(sample.value)
+    if streams:
+        by_route["/events/stream"] = streams
     total = sum(by_route.values())
     return {
         "gets": total,
@@ -175,6 +180,7 @@ def run_demo(
             if now > deadline:
                 raise TimeoutError("the demo's jobs did not finish in time")
             watcher.wait(min(FOLLOW_WAIT, max(deadline - now, 0.0)))
+        watcher.close()
         records = {j: client.get_job(j) for j in job_ids}  # the whole lifecycle, for the report
         report = _report(client, net, names, records, timelines, specs)
         report["reads"] = node_reads(client)
@@ -213,7 +219,7 @@ def _report(
             ok = False
         if not dishonest and job["status"] == "slashed":
             ok = False
-        disputes = [client.get_dispute(d) for d in job.get("disputes", [])]
+        disputes = client.list_disputes(job_id) if job.get("disputes") else []
         rows.append(
             {
                 "job_id": job_id,
