@@ -221,11 +221,12 @@ def own_step(world: World, a: int) -> operator_moves.OwnStep:
 
 
 def piece(world: World, a: int, node: OpNode, j: int, chunks: list[int]) -> dict[str, Any] | None:
-    return operator_moves.piece(own_step(world, a), node, j, chunks)
+    made = operator_moves.piece(own_step(world, a), node, j, chunks)
+    return None if made is None else made.to_json()
 
 
 def _trace_proof(world: World, a: int, leaf: int) -> dict[str, Any]:
-    return own_step(world, a).trace_proof(leaf)
+    return own_step(world, a).trace_proof(leaf).to_json()
 
 
 def next_move(d: Dispute, solver: World, challenger: World) -> tuple[str, str, dict[str, Any]]:

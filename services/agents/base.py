@@ -22,8 +22,14 @@ from contracts_sim.blocks import ChainEvent
 from contracts_sim.crypto import PrivateKey
 from contracts_sim.params import Params
 from contracts_sim.records import Account, Party, Phase
-from contracts_sim.transactions import sign_transaction
+from contracts_sim.transactions import (
+    ClaimTimeoutBody,
+    FaucetBody,
+    StakeBody,
+    sign_transaction,
+)
 from protocol.errors import ProofNetError
+from protocol.types import Amount
 from services.agents import player
 from services.agents.moves import Move
 from services.agents.strategy import Strategy
@@ -74,6 +80,7 @@ class Agent:
         self._tick_height: int | None = None
         self.backoffs: dict[str, Backoff] = {}
         self._logged_once: set[str] = set()
+        self._playing: set[str] = set()  # disputes it has played, until their outcome is logged
         self.telemetry = AgentTelemetry(self.role, self.address)
         self.watcher = ChainWatcher(client, self.address)  # every ledger read goes through it
         self.more_work = False  # set by a tick that stopped with local work left (training)
@@ -235,6 +242,9 @@ class Agent:
         when it sealed. Reveals and seals wait for the challenge window to close.
         """
         if not job.record.open_disputes:
+            if self._playing.intersection(job.record.disputes):
+                for dispute in self.disputes(job):  # once: how the last of its games ended
+                    self._log_outcome(dispute)
             for dispute_id in job.record.disputes:
                 self.forget_dispute(dispute_id)
             return  # nothing to play: do not re-read closed disputes every tick
@@ -242,13 +252,15 @@ class Agent:
         for dispute in self.disputes(job):
             d = dispute.record
             if not d.status.is_open:
+                self._log_outcome(dispute)
                 continue
             if d.turn is opponent and height > d.deadline:
-                claim = Move("claim_timeout", {"dispute_id": d.dispute_id})
+                claim = Move.of(ClaimTimeoutBody(None, d.dispute_id))
                 self.send_dispute_move(claim, key=f"timeout:{d.dispute_id}")
                 continue
             if not self.is_party(dispute):
                 continue
+            self._playing.add(d.dispute_id)
             if d.turn is not self.side and not player.moves_in(self.side, d):
                 continue
             window = job.record.challenge_deadline
@@ -262,6 +274,18 @@ class Agent:
             move = self.strategy.answer_dispute(dispute, honest)
             if move is not None:
                 self.send_dispute_move(move, key=f"dispute:{d.dispute_id}:{len(d.moves)}")
+
+    def _log_outcome(self, dispute: DisputeView) -> None:
+        """One INFO line when a game this agent played ends: won or lost, and what decided."""
+        d = dispute.record
+        if d.dispute_id not in self._playing:
+            return
+        self._playing.discard(d.dispute_id)
+        won = d.winner is self.side
+        verdict = "won" if won else ("lost" if d.winner is not Party.NOBODY else "closed")
+        what = "dispute %s on job %s: %s (%s, %s)"
+        args = (d.dispute_id[:12], d.job_id[:12], verdict, d.status.value, d.resolution.value)
+        self.log.info(what, *args)
 
     def is_party(self, dispute: DisputeView) -> bool:
         """This agent plays ``dispute``: it is the dispute's party of this agent's side."""
@@ -303,10 +327,10 @@ class Agent:
         missing_balance = max(0, balance_needed + missing_stake - balance)
         if missing_balance and self.params.faucet_enabled:
             amount = min(self.params.faucet_max, missing_balance)
-            self.send(Move("faucet", {"amount": amount}), key="faucet")
+            self.send(Move.of(FaucetBody(Amount(amount))), key="faucet")
             return False
         if missing_stake and balance >= missing_stake:
-            self.send(Move("stake", {"amount": missing_stake}), key="stake")
+            self.send(Move.of(StakeBody(Amount(missing_stake))), key="stake")
             return False
         return missing_stake == 0 and missing_balance == 0
 

@@ -31,6 +31,8 @@ from services.agents.endpoints import (
     resolve_endpoint,
     system_resolver,
 )
+from services.agents.views import decode_account
+from services.client import ChainClient
 from services.errors import EndpointRefusedError
 
 log = logging.getLogger("proofnet.blobs")
@@ -194,9 +196,15 @@ class HttpBlobSource:
         self.fetcher = fetcher or BoundedFetcher()
 
     @classmethod
-    def from_chain(cls, client: Any, fetcher: BoundedFetcher | None = None) -> HttpBlobSource:
+    def from_chain(
+        cls, client: ChainClient, fetcher: BoundedFetcher | None = None
+    ) -> HttpBlobSource:
         """Resolve each solver's URL from the endpoint it announced on chain (set_endpoint)."""
-        return cls(lambda address: client.get_account(address).get("endpoint") or None, fetcher)
+
+        def endpoint_of(address: str) -> str | None:
+            return decode_account(client.get_account(address)).endpoint or None
+
+        return cls(endpoint_of, fetcher)
 
     def _get(self, solver: str, path: str, max_bytes: int) -> bytes | None:
         base = self.endpoint_of(solver)

@@ -1,7 +1,9 @@
 """A move is a transaction an agent wants to send: its kind and body.
 
-Agents compute the *honest* move, then hand it to their strategy, which may return it, another
-move (a lie) or ``None`` (stall). The ledger's rules decide what a move is worth.
+Agents build every move from a typed body (``Move.of``, ``contracts_sim.transactions``), then
+hand the honest one to their strategy, which may return it, another move (a lie: the body is
+the JSON the node receives, so a lie may be anything) or ``None`` (stall). The ledger's rules
+decide what a move is worth.
 """
 
 from __future__ import annotations
@@ -9,8 +11,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from contracts_sim.transactions import TxBody
+
 
 @dataclass(frozen=True)
 class Move:
     kind: str
     body: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, body: TxBody) -> Move:
+        """The move that sends the typed ``body``."""
+        return cls(body.kind, body.to_json())

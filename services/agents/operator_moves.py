@@ -33,18 +33,32 @@ from typing import Any
 
 from contracts_sim.operator_dispute import VALUES_PER_CHUNK, box_runs, input_shapes, unravel
 from contracts_sim.records import Dispute, OperatorGame, Phase
+from contracts_sim.transactions import (
+    ChooseChildBody,
+    ChunkPiece,
+    CommitTraceBody,
+    InputPiece,
+    NameElementBody,
+    PostPiecesBody,
+    RevealChildrenBody,
+    RevealChunkBody,
+    RevealOpBody,
+    ShowOverflowBody,
+    TxBody,
+    Witness,
+)
 from protocol.exact import State
 from protocol.exact.trace import op_def, program_of
 from protocol.exact.trace.registry import Check, op_checks
 from protocol.exact.trace.run import TraceRun, batch_tensors, execute, tensor_bytes
 from protocol.layout import STEP_KEY
-from protocol.merkle import NodeRef, children, inclusion_path, range_root
+from protocol.merkle import InclusionProof, NodeRef, children, inclusion_path, range_root
 from protocol.spec import JobSpec
 from protocol.state_commitment import CHUNK_BYTES, chunk_entries, data_root
 from protocol.trace import OVERFLOW_ENTRY, OpNode, Program
+from protocol.types import Hash32
 
-Body = dict[str, Any]
-TraceProver = Callable[[int], Body]  # leaf index -> its inclusion proof in the solver's trace
+TraceProver = Callable[[int], InclusionProof]  # leaf -> its inclusion proof in the solver's trace
 SOLVER_PHASES = frozenset(
     {
         Phase.COMMIT_TRACE,
@@ -99,13 +113,9 @@ class OwnStep:
     def chunk(self, source: str, key: str | int, c: int) -> bytes:
         return self.data(source, key)[c * CHUNK_BYTES : (c + 1) * CHUNK_BYTES]
 
-    def trace_proof(self, leaf: int) -> Body:
+    def trace_proof(self, leaf: int) -> InclusionProof:
         entries = self.run.entries
-        return {
-            "index": leaf,
-            "size": len(entries),
-            "path": [h.hex() for h in inclusion_path(entries, leaf)],
-        }
+        return InclusionProof(leaf, len(entries), tuple(inclusion_path(entries, leaf)))
 
 
 def run_step(spec: JobSpec, pre: State, a: int) -> OwnStep:
@@ -138,20 +148,15 @@ def _same_state(x: State, y: State) -> bool:
 # --- the moves ---------------------------------------------------------------------------------
 
 
-def next_move(d: Dispute, own: OwnStep) -> tuple[str, Body] | None:
-    """(kind, body) of the operator-level move ``d`` waits on, from ``own``: the solver's
-    in a solver phase, the challenger's in a challenger phase; None outside the game."""
-    base: Body = {"dispute_id": d.dispute_id}
-    move = _solver_move(d, own) if d.phase in SOLVER_PHASES else _challenger_move(d, own)
-    if move is None:
-        return None
-    kind, body = move
-    return kind, {**base, **body}
+def next_move(d: Dispute, own: OwnStep) -> TxBody | None:
+    """The body of the operator-level move ``d`` waits on, from ``own``: the solver's in a
+    solver phase, the challenger's in a challenger phase; None outside the game."""
+    return _solver_move(d, own) if d.phase in SOLVER_PHASES else _challenger_move(d, own)
 
 
-def _solver_move(d: Dispute, own: OwnStep) -> tuple[str, Body] | None:
+def _solver_move(d: Dispute, own: OwnStep) -> TxBody | None:
     if d.phase is Phase.COMMIT_TRACE:
-        return "commit_trace", commit_trace_body(own)
+        return commit_trace_body(d.dispute_id, own)
     game = d.operator
     if game is None:
         return None
@@ -159,27 +164,28 @@ def _solver_move(d: Dispute, own: OwnStep) -> tuple[str, Body] | None:
         assert d.node_lo is not None and d.node_hi is not None
         left, right = children(NodeRef(d.node_lo, d.node_hi))
         leaves = tree_leaves(game, own)
-        return "reveal_children", {
-            "left": range_root(leaves, left.lo, left.hi).hex(),
-            "right": range_root(leaves, right.lo, right.hi).hex(),
-        }
+        return RevealChildrenBody(
+            d.dispute_id,
+            Hash32(range_root(leaves, left.lo, left.hi)),
+            Hash32(range_root(leaves, right.lo, right.hi)),
+        )
     k = game.op_index
     assert k is not None
     if d.phase is Phase.REVEAL_OP:
         out = own.run.outputs[k]
         if out is None:
-            return "reveal_op", {"overflow": True}
-        return "reveal_op", {"overflow": False, "data_root": data_root(own.data("op", k)).hex()}
+            return RevealOpBody(d.dispute_id, True, None)
+        return RevealOpBody(d.dispute_id, False, Hash32(data_root(own.data("op", k))))
     if d.phase is Phase.PROVE_OVERFLOW:
-        return "show_overflow", overflow_evidence(own, k)
+        return overflow_evidence(d.dispute_id, own, k)
     if d.phase is Phase.REVEAL_CHUNK:
         assert game.chunk_index is not None
-        return "reveal_chunk", {"data": own.chunk("op", k, game.chunk_index).hex()}
+        return RevealChunkBody(d.dispute_id, own.chunk("op", k, game.chunk_index))
     assert d.phase is Phase.POST_PIECES
-    return "post_pieces", {"inputs": pieces_body(own, own.program.nodes[k], game)}
+    return PostPiecesBody(d.dispute_id, pieces_body(own, own.program.nodes[k], game))
 
 
-def _challenger_move(d: Dispute, own: OwnStep) -> tuple[str, Body] | None:
+def _challenger_move(d: Dispute, own: OwnStep) -> TxBody | None:
     game = d.operator
     if game is None:
         return None
@@ -188,20 +194,22 @@ def _challenger_move(d: Dispute, own: OwnStep) -> tuple[str, Body] | None:
         left, right = children(NodeRef(d.node_lo, d.node_hi))
         leaves = tree_leaves(game, own)
         if d.left_hash != _node_hash(leaves, left):
-            return "choose_child", {"side": "left"}
+            return ChooseChildBody(d.dispute_id, "left")
         contradicted = game.tree == "trace" and not game.overflow and OVERFLOW_ENTRY in leaves
         if d.right_hash != _node_hash(leaves, right) or not contradicted:
-            return "choose_child", {"side": "right"}
+            return ChooseChildBody(d.dispute_id, "right")
         # The solver's trace is this one, and it overflows though the solver claims not.
-        return "show_overflow", {"leaf": own.trace_proof(leaves.index(OVERFLOW_ENTRY))}
+        leaf = own.trace_proof(leaves.index(OVERFLOW_ENTRY))
+        return ShowOverflowBody(d.dispute_id, leaf, None, ())
     assert d.phase is Phase.NAME_ELEMENT
     k = game.op_index
     assert k is not None
     if own.run.outputs[k] is None:
         prove = functools.partial(solver_trace_proof, d, own)
-        return "show_overflow", overflow_evidence(own, k, prove)
+        return overflow_evidence(d.dispute_id, own, k, prove)
     assert game.chunk_index is not None and game.chunk is not None
-    return "name_element", {"element": disputed_element(own, k, game.chunk_index, game.chunk)}
+    element = disputed_element(own, k, game.chunk_index, game.chunk)
+    return NameElementBody(d.dispute_id, element)
 
 
 def tree_leaves(game: OperatorGame, own: OwnStep) -> list[bytes]:
@@ -232,23 +240,23 @@ def disputed_element(own: OwnStep, k: int, c: int, chunk: bytes) -> int:
     return first
 
 
-def commit_trace_body(own: OwnStep) -> Body:
+def commit_trace_body(dispute_id: str, own: OwnStep) -> CommitTraceBody:
     """The trace root, the pre- and post-state's data roots, and the evidence tying them."""
     run = own.run
     names = sorted(own.pre)
-    pre = [data_root(own.data("state", n)).hex() for n in names]
-    post = [data_root(tensor_bytes(run.post_state[n])).hex() for n in names]
-    body: Body = {"trace_root": run.root.hex(), "pre": pre, "post": post}
+    pre = tuple(Hash32(data_root(own.data("state", n))) for n in names)
+    post = tuple(Hash32(data_root(tensor_bytes(run.post_state[n]))) for n in names)
+    root = Hash32(run.root)
     if own.claims_overflow:
         j = run.entries.index(OVERFLOW_ENTRY)
-        return {**body, "overflow": True, "overflow_proof": own.trace_proof(j)}
+        return CommitTraceBody(dispute_id, root, True, pre, post, (), own.trace_proof(j))
     sources = dict(own.program.post_state)
     proofs = []
     for name in names:
         ref = sources.get(name)
         writes = ref is not None and ref.source == "op"
         proofs.append(own.trace_proof(int(ref.key)) if ref is not None and writes else None)
-    return {**body, "overflow": False, "post_proofs": proofs}
+    return CommitTraceBody(dispute_id, root, False, pre, post, tuple(proofs), None)
 
 
 def piece(
@@ -257,7 +265,7 @@ def piece(
     j: int,
     chunks: Sequence[int],
     prove: TraceProver | None = None,
-) -> Body | None:
+) -> InputPiece | None:
     """Input j of ``node``: the listed chunks with their paths (and, for an operator output,
     its data root and the proof of its leaf, by ``prove``: the party's own trace unless
     given); None for the batch (the referee computes it)."""
@@ -265,21 +273,15 @@ def piece(
     if ref.source == "batch":
         return None
     leaves = own.chunk_leaves(ref.source, ref.key)
-    body: Body = {
-        "chunks": [
-            {
-                "index": c,
-                "data": own.chunk(ref.source, ref.key, c).hex(),
-                "path": [h.hex() for h in inclusion_path(leaves, c)],
-            }
-            for c in chunks
-        ]
-    }
-    if ref.source == "op":
-        assert isinstance(ref.key, int)
-        body["data_root"] = data_root(own.data("op", ref.key)).hex()
-        body["entry_proof"] = (prove or own.trace_proof)(ref.key)
-    return body
+    pieces = tuple(
+        ChunkPiece(c, own.chunk(ref.source, ref.key, c), tuple(inclusion_path(leaves, c)))
+        for c in chunks
+    )
+    if ref.source != "op":
+        return InputPiece(None, None, pieces)
+    assert isinstance(ref.key, int)
+    root = Hash32(data_root(own.data("op", ref.key)))
+    return InputPiece(root, (prove or own.trace_proof)(ref.key), pieces)
 
 
 def box_chunks(shape: tuple[int, ...], box: Any) -> list[int]:
@@ -294,18 +296,20 @@ def box_chunks(shape: tuple[int, ...], box: Any) -> list[int]:
     )
 
 
-def pieces_body(own: OwnStep, node: OpNode, game: OperatorGame) -> list[Body | None]:
+def pieces_body(own: OwnStep, node: OpNode, game: OperatorGame) -> tuple[InputPiece | None, ...]:
     """What the named element of op k reads: each input's covering chunks, proved."""
     assert game.element is not None
     shapes = input_shapes(own.spec, own.program, node)
     boxes = op_def(node.kind).reads(node, shapes, unravel(game.element, node.shape))
-    return [
+    return tuple(
         None if box is None else piece(own, node, j, box_chunks(shapes[j], box))
         for j, box in enumerate(boxes)
-    ]
+    )
 
 
-def overflow_evidence(own: OwnStep, k: int, prove: TraceProver | None = None) -> Body:
+def overflow_evidence(
+    dispute_id: str, own: OwnStep, k: int, prove: TraceProver | None = None
+) -> ShowOverflowBody:
     """Why op k overflows in ``own``: an overflowed input (its leaf), or a failing check with
     the largest element of each source input as its witness. Leaves j < k are proved by
     ``prove``: the party's own trace (the solver's) unless given (the challenger gives
@@ -314,7 +318,7 @@ def overflow_evidence(own: OwnStep, k: int, prove: TraceProver | None = None) ->
     node = own.program.nodes[k]
     for ref in node.inputs:
         if ref.source == "op" and own.run.outputs[int(ref.key)] is None:
-            return {"leaf": prove(int(ref.key))}
+            return ShowOverflowBody(dispute_id, prove(int(ref.key)), None, ())
     inputs = [own.tensor(ref.source, ref.key) for ref in node.inputs]
     checks: tuple[Check, ...] = op_checks(node, inputs)
     for number, check in enumerate(checks):
@@ -324,12 +328,12 @@ def overflow_evidence(own: OwnStep, k: int, prove: TraceProver | None = None) ->
         for j in (j for j in check.sources if j is not None):
             flat = int(inputs[j].reshape(-1).abs().argmax().item())
             evidence = piece(own, node, j, [flat // VALUES_PER_CHUNK], prove)
-            witnesses.append({"element": flat, "piece": evidence})
-        return {"check": number, "witnesses": witnesses}
+            witnesses.append(Witness(flat, evidence))
+        return ShowOverflowBody(dispute_id, None, number, tuple(witnesses))
     raise AssertionError(f"op {k} does not overflow in this run")
 
 
-def solver_trace_proof(d: Dispute, own: OwnStep, leaf: int) -> Body:
+def solver_trace_proof(d: Dispute, own: OwnStep, leaf: int) -> InclusionProof:
     """The proof that ``leaf`` (< k, the op the trace descent reached) is that leaf of the
     *solver's* trace, built by the challenger, whose own trace differs at leaf k.
 
@@ -359,7 +363,7 @@ def solver_trace_proof(d: Dispute, own: OwnStep, leaf: int) -> Body:
         left, right = children(node)
         sibling, node = (right, left) if leaf < left.hi else (left, right)
         path.append(node_hash(sibling))
-    return {"index": leaf, "size": size, "path": [h.hex() for h in reversed(path)]}
+    return InclusionProof(leaf, size, tuple(reversed(path)))
 
 
 def _revealed_hashes(d: Dispute) -> dict[tuple[int, int], bytes]:

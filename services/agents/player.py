@@ -38,12 +38,23 @@ from typing import Any, Protocol
 
 from contracts_sim.dispute import bisection_midpoint
 from contracts_sim.records import Dispute, Party, Phase
-from protocol.merkle import NodeRef, children
+from contracts_sim.transactions import (
+    ChooseChildBody,
+    PostMidpointBody,
+    PostPrestateBody,
+    PublishDataBody,
+    RespondMidpointBody,
+    RevealChildrenBody,
+    RevealLeafBody,
+    RevealTrapBody,
+    TxBody,
+    UnsealBody,
+)
+from protocol.merkle import InclusionProof, NodeRef, children
 from protocol.state_commitment import blob_has_root
+from protocol.types import Hash32
 from services.agents import operator_moves
 from services.agents.moves import Move
-
-Body = dict[str, Any]
 
 
 class Side(Protocol):
@@ -68,14 +79,15 @@ class Claims(Side, Protocol):
     def leaf(self, index: int) -> bytes:
         """Its committed leaf ``index``."""
 
-    def leaf_proof(self, index: int) -> Body:
+    def leaf_proof(self, index: int) -> InclusionProof:
         """The inclusion proof of its leaf ``index`` in its committed root."""
 
-    def published_data(self, segment: int) -> Body | None:
-        """A data request's answer: leaf ``segment``'s blob and both leaves, proved."""
+    def published_data(self, dispute: Dispute) -> PublishDataBody | None:
+        """A data request's answer: the requested leaf's blob and both leaves of its segment,
+        proved (None: it has no such data)."""
 
-    def trap_reveal(self, step: int) -> Body | None:
-        """The reveal of the forced error at ``step`` (None: not one of its forced errors)."""
+    def trap_reveal(self, dispute: Dispute) -> RevealTrapBody | None:
+        """The reveal of the forced error at the disputed step (None: not one of its own)."""
 
 
 class Checks(Side, Protocol):
@@ -85,7 +97,7 @@ class Checks(Side, Protocol):
         """A state at ``step`` the game started from (a fast-path challenge's committed
         pre-state), posted whatever the claimed post-state; None for any other step."""
 
-    def unseal(self, dispute: Dispute) -> Body | None:
+    def unseal(self, dispute: Dispute) -> UnsealBody | None:
         """What its sealed challenge hides (None: it cannot open it)."""
 
 
@@ -94,8 +106,8 @@ def in_operator_game(d: Dispute) -> bool:
     return d.operator is not None or d.phase is Phase.COMMIT_TRACE
 
 
-def _move(kind: str, d: Dispute, body: Body | None) -> Move | None:
-    return None if body is None else Move(kind, {"dispute_id": d.dispute_id, **body})
+def _move(body: TxBody | None) -> Move | None:
+    return None if body is None else Move.of(body)
 
 
 def _node(d: Dispute) -> NodeRef:
@@ -108,10 +120,6 @@ def _steps(d: Dispute) -> tuple[int, int]:
     return d.step_lo, d.step_hi
 
 
-def _hex(value: bytes | None) -> str | None:
-    return None if value is None else value.hex()
-
-
 # --- the operator-level game -------------------------------------------------------------
 
 
@@ -120,8 +128,7 @@ def operator_move(d: Dispute, me: Side) -> Move | None:
     own = me.operator_step(d)
     if own is None:
         return None  # no run of its own to play from: the deadline decides
-    move = operator_moves.next_move(d, own)
-    return None if move is None else Move(*move)
+    return _move(operator_moves.next_move(d, own))
 
 
 # --- the solver's moves ----------------------------------------------------------------------
@@ -131,41 +138,39 @@ def reveal_children(d: Dispute, me: Claims) -> Move | None:
     if in_operator_game(d):
         return operator_move(d, me)
     left, right = children(_node(d))
-    hashes = _hex(me.node_hash(left)), _hex(me.node_hash(right))
-    if None in hashes:
+    left_hash, right_hash = me.node_hash(left), me.node_hash(right)
+    if left_hash is None or right_hash is None:
         return None
-    return _move("reveal_children", d, {"left": hashes[0], "right": hashes[1]})
+    return _move(RevealChildrenBody(d.dispute_id, Hash32(left_hash), Hash32(right_hash)))
 
 
 def reveal_leaf(d: Dispute, me: Claims) -> Move | None:
     leaf = d.leaf_index
     assert leaf is not None
-    body: Body = {"entry": me.leaf(leaf).hex()}
-    if leaf > 0:
-        body["pre_entry"] = me.leaf(leaf - 1).hex()
-        body["pre_proof"] = me.leaf_proof(leaf - 1)
-    return _move("reveal_leaf", d, body)
+    entry = Hash32(me.leaf(leaf))
+    if leaf == 0:
+        return _move(RevealLeafBody(d.dispute_id, entry, None, None))
+    pre_entry, pre_proof = Hash32(me.leaf(leaf - 1)), me.leaf_proof(leaf - 1)
+    return _move(RevealLeafBody(d.dispute_id, entry, pre_entry, pre_proof))
 
 
 def post_midpoint(d: Dispute, me: Claims) -> Move | None:
     claimed = me.hash_at(bisection_midpoint(*_steps(d)))
-    return None if claimed is None else _move("post_midpoint", d, {"state_hash": claimed.hex()})
+    return None if claimed is None else _move(PostMidpointBody(d.dispute_id, Hash32(claimed)))
 
 
 def post_own_prestate(d: Dispute, me: Claims) -> Move | None:
     """The solver's state at the step's start, which its own claims hash to ``hash_lo``."""
     blob = me.blob_at(_steps(d)[0])
-    return None if blob is None else _move("post_prestate", d, {"blob": blob.hex()})
+    return None if blob is None else _move(PostPrestateBody(d.dispute_id, blob))
 
 
 def publish_data(d: Dispute, me: Claims) -> Move | None:
-    assert d.leaf_index is not None
-    return _move("publish_data", d, me.published_data(d.leaf_index))
+    return _move(me.published_data(d))
 
 
 def reveal_trap(d: Dispute, me: Claims) -> Move | None:
-    assert d.step_lo is not None
-    return _move("reveal_trap", d, me.trap_reveal(d.step_lo))
+    return _move(me.trap_reveal(d))
 
 
 # --- the challenger's moves --------------------------------------------------------------------
@@ -178,13 +183,13 @@ def choose_child(d: Dispute, me: Checks) -> Move | None:
     mine = me.node_hash(left)
     if mine is None:
         return None
-    return _move("choose_child", d, {"side": "left" if d.left_hash != mine else "right"})
+    return _move(ChooseChildBody(d.dispute_id, "left" if d.left_hash != mine else "right"))
 
 
 def respond_midpoint(d: Dispute, me: Checks) -> Move | None:
     mine = me.hash_at(bisection_midpoint(*_steps(d)))
     agree = mine is not None and d.midpoint_hash == mine
-    return _move("respond_midpoint", d, {"agree": agree})
+    return _move(RespondMidpointBody(d.dispute_id, agree))
 
 
 def post_agreed_prestate(d: Dispute, me: Checks) -> Move | None:
@@ -199,11 +204,11 @@ def post_agreed_prestate(d: Dispute, me: Checks) -> Move | None:
         blob = me.blob_at(a)
         if blob is None or d.hash_lo is None or not blob_has_root(blob, d.hash_lo):
             return None
-    return _move("post_prestate", d, {"blob": blob.hex()})
+    return _move(PostPrestateBody(d.dispute_id, blob))
 
 
 def unseal(d: Dispute, me: Checks) -> Move | None:
-    return _move("unseal", d, me.unseal(d))
+    return _move(me.unseal(d))
 
 
 SOLVER_MOVES: dict[Phase, Callable[[Dispute, Claims], Move | None]] = {

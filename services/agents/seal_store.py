@@ -8,13 +8,55 @@ it re-executed are written here when it seals (atomically: a temporary file, the
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from contracts_sim.codec import from_json_value, to_json_value
+from contracts_sim.transactions import SegmentEvidence
+from protocol.errors import ProofNetError
 from protocol.state_commitment import blob_has_root, blob_root
 from services.errors import SealStoreError
+
+
+@dataclass(frozen=True)
+class Seal:
+    """What one seal hides: its segment, its salt and, unless it is empty, the evidence."""
+
+    segment: int
+    salt: bytes
+    evidence: SegmentEvidence | None
+
+
+@dataclass(frozen=True)
+class _Record:
+    job_id: str
+    segment: int
+    salt: bytes
+    body: SegmentEvidence | None
+
+
+_EVIDENCE = frozenset(f.name for f in dataclasses.fields(SegmentEvidence))
+
+
+def _decode(record: Any, where: str) -> _Record:
+    """A record as written by ``put_seal`` (a body's other keys, e.g. an older version's
+    ``job_id``, are dropped)."""
+    if not isinstance(record, dict):
+        raise SealStoreError(f"{where} is not a sealed verdict")
+    if isinstance(record.get("body"), dict):
+        body = {k: v for k, v in record.items() if k != "body"}
+        body["body"] = {k: v for k, v in record["body"].items() if k in _EVIDENCE}
+        record = body
+    try:
+        decoded = from_json_value(_Record, record, where)
+    except ProofNetError as exc:
+        raise SealStoreError(f"{where}: {exc.message}") from exc
+    assert isinstance(decoded, _Record)
+    return decoded
 
 
 class SealStore:
@@ -22,31 +64,33 @@ class SealStore:
 
     def __init__(self, root: Path | None) -> None:
         self.root = root
-        self._seals: dict[str, dict[str, Any]] = {}
+        self._seals: dict[str, _Record] = {}
         if root is not None:
             path = root / "seals.json"
+            stored: Any = {}
             try:
                 (root / "blobs").mkdir(parents=True, exist_ok=True)
                 if path.exists():
-                    self._seals = json.loads(path.read_text(encoding="utf-8"))
+                    stored = json.loads(path.read_text(encoding="utf-8"))
             except (OSError, ValueError) as exc:
                 raise SealStoreError(f"cannot use {root} for sealed verdicts: {exc}") from exc
-            if not isinstance(self._seals, dict):
+            if not isinstance(stored, dict):
                 raise SealStoreError(f"{path} is not a record of sealed verdicts")
+            self._seals = {seal: _decode(r, f"{path}: {seal}") for seal, r in stored.items()}
 
     def put_seal(
-        self, seal: bytes, job_id: str, segment: int, salt: bytes, body: dict[str, Any] | None
+        self, seal: bytes, job_id: str, segment: int, salt: bytes, body: SegmentEvidence | None
     ) -> None:
-        record = {"job_id": job_id, "segment": segment, "salt": salt.hex(), "body": body}
-        self._seals[seal.hex()] = record
+        self._seals[seal.hex()] = _Record(job_id, segment, salt, body)
         if self.root is not None:
-            self._write(self.root / "seals.json", json.dumps(self._seals).encode("utf-8"))
+            records = {k: to_json_value(r) for k, r in self._seals.items()}
+            self._write(self.root / "seals.json", json.dumps(records).encode("utf-8"))
 
-    def seals_of(self, job_id: str) -> dict[bytes, tuple[int, bytes, dict[str, Any] | None]]:
+    def seals_of(self, job_id: str) -> dict[bytes, Seal]:
         return {
-            bytes.fromhex(seal): (r["segment"], bytes.fromhex(r["salt"]), r["body"])
+            bytes.fromhex(seal): Seal(r.segment, r.salt, r.body)
             for seal, r in self._seals.items()
-            if r["job_id"] == job_id
+            if r.job_id == job_id
         }
 
     def put_blob(self, blob: bytes) -> None:

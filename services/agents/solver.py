@@ -28,13 +28,25 @@ from typing import Any
 from contracts_sim.crypto import PrivateKey
 from contracts_sim.records import Dispute, JobStatus, Party
 from contracts_sim.scoring import required_capacity
+from contracts_sim.transactions import (
+    AuditBody,
+    BidBody,
+    CloseBiddingBody,
+    CommitFinalBody,
+    CommitProgressBody,
+    PublishDataBody,
+    RevealTrapBody,
+    SetEndpointBody,
+    SettleBody,
+)
 from protocol.datasets import check_dataset
 from protocol.errors import DatasetError
 from protocol.exact import Device, as_device, encode_state
 from protocol.forced_errors import segment_of_last_step
 from protocol.layout import state_blob_size
-from protocol.merkle import NodeRef
+from protocol.merkle import InclusionProof, NodeRef
 from protocol.models import FAMILIES
+from protocol.types import Amount, Hash32
 from services.agents import operator_moves, player
 from services.agents.base import Agent
 from services.agents.checkpoints import CheckpointStore
@@ -185,7 +197,7 @@ class SolverAgent(Agent):
             stake = self.stake_target
         self.ensure_funds(self.balance_needed(), stake, account)
         if self.public_url and account.endpoint != self.public_url:
-            self.send(Move("set_endpoint", {"url": self.public_url}), key="endpoint")
+            self.send(Move.of(SetEndpointBody(self.public_url)), key="endpoint")
         self.unreserved_stake = account.bonded - reserved
         for job in jobs:
             self.observe_job(job)
@@ -233,7 +245,7 @@ class SolverAgent(Agent):
         # A job with forced errors: sealed challenges have move_timeout to open, then audits.
         audits = self.params.move_timeout + self.params.audit_window if job.record.trap_root else 0
         if height > deadline + audits:
-            self.send(Move("settle", {"job_id": job.job_id}), key=f"settle:{job.job_id}")
+            self.send(Move.of(SettleBody(job.job_id)), key=f"settle:{job.job_id}")
 
     def _bid_key(self, job_id: str) -> str:
         return f"bid:{job_id}:{self.evictions.get(job_id, 0)}"
@@ -272,16 +284,15 @@ class SolverAgent(Agent):
             price = self.strategy.bid(job)
             if price is None:
                 return
-            body = {"job_id": job.job_id, "price": int(price), "capacity": self.capacity}
-            if self.forced_errors_on:
-                body["trap_root"] = self.trap_book(job).root.hex()
-            if self.send(Move("bid", body), key=self._bid_key(job.job_id)):
+            trap_root = self.trap_book(job).root if self.forced_errors_on else None
+            bid = BidBody(job.job_id, Amount(int(price)), self.capacity, trap_root)
+            if self.send(Move.of(bid), key=self._bid_key(job.job_id)):
                 self.unreserved_stake -= job.min_stake
                 self.bid_on.add(job.job_id)
                 self.telemetry.bids.inc()
                 self.log.info("job %s: bid %d", job.job_id, price)
         elif job.job_id in self.bid_on:
-            self.send(Move("close_bidding", {"job_id": job.job_id}), key=f"close:{job.job_id}")
+            self.send(Move.of(CloseBiddingBody(job.job_id)), key=f"close:{job.job_id}")
 
     def untrainable(self, job: JobView) -> str | None:
         """Why this solver cannot complete ``job`` (None: it can), checked before it bids.
@@ -355,11 +366,9 @@ class SolverAgent(Agent):
             return
         entries = self.strategy.committed_entries(run.job, list(run.entries))
         tree = run.tree(entries)
-        body: dict[str, Any] = {"job_id": run.job.job_id, "size": size, "root": tree.root().hex()}
-        body["consistency_proof"] = (
-            tree.consistency_proof(run.progress_size, size).to_json() if run.progress_size else None
-        )
-        if self.send(Move("commit_progress", body), key=f"progress:{run.job.job_id}"):
+        proof = tree.consistency_proof(run.progress_size, size) if run.progress_size else None
+        body = CommitProgressBody(run.job.job_id, size, Hash32(tree.root()), proof)
+        if self.send(Move.of(body), key=f"progress:{run.job.job_id}"):
             run.progress_size, run.progress_root = size, tree.root()
             run.save()
             what = "job %s: trained %d of %d leaves; progress committed"
@@ -369,20 +378,18 @@ class SolverAgent(Agent):
         entries = self.strategy.committed_entries(run.job, list(run.entries))
         tree = run.tree(entries)
         leaves = len(entries)
-        body: dict[str, Any] = {
-            "job_id": run.job.job_id,
-            "root": tree.root().hex(),
-            "leaves": leaves,
-            "final_state_hash": entries[-1].hex(),
-            "consistency_proof": (
-                tree.consistency_proof(run.progress_size, leaves).to_json()
-                if run.progress_size
-                else None
+        body = CommitFinalBody(
+            job_id=run.job.job_id,
+            root=Hash32(tree.root()),
+            leaves=leaves,
+            final_state_hash=Hash32(entries[-1]),
+            consistency_proof=(
+                tree.consistency_proof(run.progress_size, leaves) if run.progress_size else None
             ),
-            "final_proof": tree.inclusion_proof(leaves - 1).to_json(),
-            "initial_proof": tree.inclusion_proof(0).to_json(),
-        }
-        if self.send(Move("commit_final", body), key=f"final:{run.job.job_id}"):
+            final_proof=tree.inclusion_proof(leaves - 1),
+            initial_proof=tree.inclusion_proof(0),
+        )
+        if self.send(Move.of(body), key=f"final:{run.job.job_id}"):
             run.final_posted = True
             run.save()
             self.log.info("job %s: final commitment sent (%d leaves)", run.job.job_id, leaves)
@@ -418,15 +425,18 @@ class SolverAgent(Agent):
                 segments.add(d.leaf_index - 1)
         return segments
 
-    def trap_reveal(self, run: JobRun, step: int) -> dict[str, Any] | None:
+    def trap_reveal(self, run: JobRun, d: Dispute) -> RevealTrapBody | None:
         """Show that the step the referee disagreed with is this job's forced error."""
+        step = d.step_lo
+        assert step is not None
         segment = segment_of_last_step(step, run.spec.checkpoint_interval)
         book = self.trap_books.get(run.job.job_id)
         if segment is None or book is None or segment not in (book.selectors or {}):
             return None  # not one of ours: the deadline decides
         blob = encode_state(run.claimed_state(step))
         self.log.info("job %s: step %d is our forced error; revealing it", run.job.job_id, step)
-        return {**book.reveal(segment), "blob": blob.hex()}
+        secret, proof = book.reveal(segment)
+        return RevealTrapBody(d.dispute_id, secret, proof, blob)
 
     def _audit(self, job: JobView, height: int) -> None:
         """After the challenge window: audit each bonded attester whose sample held one of this
@@ -444,44 +454,46 @@ class SolverAgent(Agent):
         for attester in job.record.bonded_attesters:
             if attester in job.record.audited:
                 continue
-            sample = [int(x) for x in self.client.sample(job.job_id, attester)]
+            sample = [int(x) for x in self.watcher.sample(job.job_id, attester)]
             challenged = self._challenged_segments(job, attester)
             trapped = [x for x in sample if x in book.selectors and x not in challenged]
             if not trapped:
                 continue
             segment, tree = trapped[0], run.tree()
-            revealed = book.reveal(segment)  # builds the secrets' tree: once
-            body = {
-                "job_id": job.job_id,
-                "attester": attester,
-                "segment": segment,
-                "secret": revealed["secret"],
-                "secret_proof": revealed["proof"],
-                "pre_entry": run.entries[segment].hex(),
-                "pre_proof": tree.inclusion_proof(segment).to_json(),
-                "post_entry": run.entries[segment + 1].hex(),
-                "post_proof": tree.inclusion_proof(segment + 1).to_json(),
-            }
-            if self.send_dispute_move(Move("audit", body), key=f"audit:{job.job_id}:{attester}"):
+            secret, secret_proof = book.reveal(segment)  # builds the secrets' tree: once
+            body = AuditBody(
+                job_id=job.job_id,
+                attester=attester,
+                segment=segment,
+                secret=secret,
+                secret_proof=secret_proof,
+                pre_entry=Hash32(run.entries[segment]),
+                pre_proof=tree.inclusion_proof(segment),
+                post_entry=Hash32(run.entries[segment + 1]),
+                post_proof=tree.inclusion_proof(segment + 1),
+            )
+            if self.send_dispute_move(Move.of(body), key=f"audit:{job.job_id}:{attester}"):
                 what = "job %s: auditing %s, who attested forced error %d"
                 self.log.info(what, job.job_id, attester, segment)
 
-    def published_data(self, run: JobRun, segment: int) -> dict[str, Any] | None:
+    def published_data(self, run: JobRun, d: Dispute) -> PublishDataBody | None:
         """Answer a data request: the blob of leaf ``segment`` (the one this solver stored
         under that leaf's entry) and both leaves of the segment, proved against its root."""
-        if not 0 <= segment < len(run.entries) - 1:
+        segment = d.leaf_index
+        if segment is None or not 0 <= segment < len(run.entries) - 1:
             return None
         blob = run.blob_for_entry(run.entries[segment])
         if blob is None:
             return None  # nothing to publish: the request's deadline will decide
         tree = run.tree()
-        return {
-            "blob": blob.hex(),
-            "pre_entry": run.entries[segment].hex(),
-            "pre_proof": tree.inclusion_proof(segment).to_json(),
-            "post_entry": run.entries[segment + 1].hex(),
-            "post_proof": tree.inclusion_proof(segment + 1).to_json(),
-        }
+        return PublishDataBody(
+            dispute_id=d.dispute_id,
+            blob=blob,
+            pre_entry=Hash32(run.entries[segment]),
+            pre_proof=tree.inclusion_proof(segment),
+            post_entry=Hash32(run.entries[segment + 1]),
+            post_proof=tree.inclusion_proof(segment + 1),
+        )
 
 
 @dataclass(frozen=True)
@@ -497,8 +509,8 @@ class _Claims:
     def leaf(self, index: int) -> bytes:
         return self.run.entries[index]
 
-    def leaf_proof(self, index: int) -> dict[str, Any]:
-        return self.run.tree().inclusion_proof(index).to_json()
+    def leaf_proof(self, index: int) -> InclusionProof:
+        return self.run.tree().inclusion_proof(index)
 
     def hash_at(self, step: int) -> bytes:
         return self.run.claimed_hash(step)
@@ -509,8 +521,8 @@ class _Claims:
     def operator_step(self, dispute: Dispute) -> operator_moves.OwnStep | None:
         return self.agent.own_step(self.run, dispute)
 
-    def published_data(self, segment: int) -> dict[str, Any] | None:
-        return self.agent.published_data(self.run, segment)
+    def published_data(self, dispute: Dispute) -> PublishDataBody | None:
+        return self.agent.published_data(self.run, dispute)
 
-    def trap_reveal(self, step: int) -> dict[str, Any] | None:
-        return self.agent.trap_reveal(self.run, step)
+    def trap_reveal(self, dispute: Dispute) -> RevealTrapBody | None:
+        return self.agent.trap_reveal(self.run, dispute)

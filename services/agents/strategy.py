@@ -32,6 +32,7 @@ import inspect
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from contracts_sim.transactions import ChallengeBody
 from protocol.exact import State, step
 from protocol.spec import JobSpec
 from services.agents.moves import Move
@@ -55,9 +56,9 @@ class Verdict:
 
     action: str  # "attest", "challenge" or "skip"
     reason: str = ""
-    challenge_body: dict[str, Any] | None = None
+    challenge_body: ChallengeBody | None = None
     first_bad_leaf: int | None = None
-    more_challenges: tuple[dict[str, Any], ...] = ()
+    more_challenges: tuple[ChallengeBody, ...] = ()
     """Further fast-path challenges, one per other bad segment of the sample: on a job with
     forced errors any bad segment may be a trap, so each is challenged
     (``protocol.forced_errors``)."""

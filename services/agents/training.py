@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
-from typing import Any, Protocol
+from dataclasses import dataclass
+from typing import Protocol
 
+from contracts_sim.codec import from_json_value, to_json_value
 from protocol.exact import Device, State, checkpoint, decode_state, init, state_hash
 from protocol.exact.forced_error import perturb
 from protocol.merkle import CommitmentTree
@@ -41,6 +43,18 @@ class SegmentRunner(Protocol):
         traps: Mapping[int, int] | None = None,
         on_step: Callable[[int], None] | None = None,
     ) -> State: ...
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """What a solver keeps of one job's run on disk (``CheckpointStore.save_job``)."""
+
+    job_id: str
+    entries: tuple[bytes, ...]
+    blob_ids: tuple[bytes, ...]
+    progress_size: int
+    progress_root: bytes | None
+    final_posted: bool
 
 
 class JobRun:
@@ -73,29 +87,30 @@ class JobRun:
         self._load()
 
     # --- persistence --------------------------------------------------------------------
-    def _record(self) -> dict[str, Any]:
-        return {
-            "job_id": self.job.job_id,
-            "entries": [e.hex() for e in self.entries],
-            "blob_ids": [b.hex() for b in self.blob_ids],
-            "progress_size": self.progress_size,
-            "progress_root": self.progress_root.hex() if self.progress_root else None,
-            "final_posted": self.final_posted,
-        }
+    def _record(self) -> RunRecord:
+        return RunRecord(
+            job_id=self.job.job_id,
+            entries=tuple(self.entries),
+            blob_ids=tuple(self.blob_ids),
+            progress_size=self.progress_size,
+            progress_root=self.progress_root or None,
+            final_posted=self.final_posted,
+        )
 
     def save(self) -> None:
-        self.store.save_job(self.job.job_id, self._record())
+        self.store.save_job(self.job.job_id, to_json_value(self._record()))
 
     def _load(self) -> None:
-        record = self.store.load_job(self.job.job_id)
-        if record is None:
+        stored = self.store.load_job(self.job.job_id)
+        if stored is None:
             return
-        self.entries = [bytes.fromhex(e) for e in record["entries"]]
-        self.blob_ids = [bytes.fromhex(b) for b in record["blob_ids"]]
-        self.progress_size = int(record["progress_size"])
-        root = record.get("progress_root")
-        self.progress_root = bytes.fromhex(root) if root else None
-        self.final_posted = bool(record["final_posted"])
+        record = from_json_value(RunRecord, stored, f"run record of {self.job.job_id}")
+        assert isinstance(record, RunRecord)
+        self.entries = list(record.entries)
+        self.blob_ids = list(record.blob_ids)
+        self.progress_size = record.progress_size
+        self.progress_root = record.progress_root
+        self.final_posted = record.final_posted
 
     # --- training -----------------------------------------------------------------------
     @property

@@ -8,8 +8,6 @@ from the key and the chain alone: nothing to persist, nothing another party can 
 
 from __future__ import annotations
 
-from typing import Any
-
 from contracts_sim.beacon import beacon_output
 from contracts_sim.crypto import PrivateKey
 from protocol.forced_errors import (
@@ -20,6 +18,7 @@ from protocol.forced_errors import (
     trap_step,
 )
 from protocol.hashing import sha256
+from protocol.merkle import InclusionProof
 from protocol.types import Hash32
 
 MASTER_DOMAIN = b"proofnet/forced-error/master/v1/"
@@ -55,9 +54,7 @@ class TrapBook:
         assert self.selectors is not None, "draw first"
         return {trap_step(x, checkpoint_interval): s for x, s in self.selectors.items()}
 
-    def reveal(self, segment: int) -> dict[str, Any]:
+    def reveal(self, segment: int) -> tuple[Hash32, InclusionProof]:
         """The secret and proof that show ``segment``'s forced error."""
-        return {
-            "secret": segment_secret(self.master, self.job_id, segment).hex(),
-            "proof": trap_proof(self.master, self.job_id, self.segments, segment).to_json(),
-        }
+        secret = Hash32(segment_secret(self.master, self.job_id, segment))
+        return secret, trap_proof(self.master, self.job_id, self.segments, segment)

@@ -29,7 +29,16 @@ from typing import Any
 
 from contracts_sim.crypto import PrivateKey
 from contracts_sim.records import Dispute, DisputeStatus, JobStatus, Party
-from contracts_sim.transactions import PublishDataBody, parse_body
+from contracts_sim.transactions import (
+    AttestBody,
+    ChallengeBody,
+    ClaimTimeoutBody,
+    CloseBiddingBody,
+    PublishDataBody,
+    SegmentEvidence,
+    UnsealBody,
+    parse_body,
+)
 from protocol.errors import ProofNetError
 from protocol.exact import (
     Device,
@@ -45,18 +54,16 @@ from protocol.hashing import sha256
 from protocol.layout import state_blob_size
 from protocol.merkle import CommitmentTree, NodeRef, root_of
 from protocol.state_commitment import blob_has_root
+from protocol.types import Hash32
 from services.agents import operator_moves, player
 from services.agents.base import Agent
 from services.agents.blobs import BlobSource
 from services.agents.moves import Move
-from services.agents.seal_store import SealStore
+from services.agents.seal_store import Seal, SealStore
 from services.agents.strategy import Verdict, VerifierStrategy
 from services.agents.truth import Truth
 from services.agents.views import DisputeView, JobView
 from services.client import ChainClient
-
-Evidence = dict[str, Any]
-"""Both leaves of a segment with their inclusion proofs (a fast-path challenge's evidence)."""
 
 
 @dataclass
@@ -134,10 +141,9 @@ class VerifierAgent(Agent):
         self.games: dict[tuple[str, int], SegmentGame] = {}
         self.sampled_blobs: dict[tuple[str, int], bytes] = {}  # pre-states it re-executed
         self.attest_bond_needed = 0  # the bonds of the committed jobs it may attest, this tick
-        # seal -> (segment, salt, fast-path body or None): what each of its seals hides
-        self.seals: dict[bytes, tuple[int, bytes, dict[str, Any] | None]] = {}
+        self.seals: dict[bytes, Seal] = {}  # seal -> what it hides
         self.requests_read: dict[str, tuple[int | None, dict[int, Dispute]]] = {}
-        self.published: dict[tuple[str, int], tuple[bytes, bytes, bytes, Evidence]] = {}
+        self.published: dict[tuple[str, int], tuple[bytes, bytes, bytes, SegmentEvidence]] = {}
         self.own_steps: dict[str, operator_moves.OwnStep] = {}  # dispute id -> its step a
         self.telemetry.set_strategy(self.strategy.name)
 
@@ -169,7 +175,7 @@ class VerifierAgent(Agent):
         """This tick's work on one job (run isolated: a failure here backs off this job only)."""
         record = job.record
         if job.status is JobStatus.OPEN and not record.bids and height > record.bid_deadline:
-            self.send(Move("close_bidding", {"job_id": job.job_id}), key=f"close:{job.job_id}")
+            self.send(Move.of(CloseBiddingBody(job.job_id)), key=f"close:{job.job_id}")
         elif job.status is JobStatus.ASSIGNED:
             self._police_training(job, height)
         elif job.status is JobStatus.COMMITTED and job.solver != self.address:
@@ -192,14 +198,15 @@ class VerifierAgent(Agent):
     def _police_training(self, job: JobView, height: int) -> None:
         deadline = job.record.train_deadline
         if deadline is not None and height > deadline:
-            self.send(Move("claim_timeout", {"job_id": job.job_id}), key=f"late:{job.job_id}")
+            claim = ClaimTimeoutBody(job.job_id, None)
+            self.send(Move.of(claim), key=f"late:{job.job_id}")
 
     def _judge(self, job: JobView, height: int) -> None:
         deadline = job.record.challenge_deadline
         if deadline is None or height > deadline:
             return
         try:
-            sample = [int(s) for s in self.client.sample(job.job_id, self.address)]
+            sample = [int(s) for s in self.watcher.sample(job.job_id, self.address)]
         except ProofNetError:
             return  # the seed block does not exist yet
         self.log_once(f"sample:{job.job_id}", "job %s: sample drawn: %s", job.job_id, sample)
@@ -230,17 +237,18 @@ class VerifierAgent(Agent):
         if job.record.trap_root is not None:
             sent = self._verdict_with_traps(job, verdict)
         elif verdict.action == Verdict.ATTEST:
-            sent = self.send(Move("attest", {"job_id": job.job_id}), key=f"attest:{job.job_id}")
+            sent = self.send(Move.of(AttestBody(job.job_id)), key=f"attest:{job.job_id}")
             if sent:
                 self.telemetry.samples_attested.inc()
         elif verdict.action == Verdict.CHALLENGE:
-            body = verdict.challenge_body or {"job_id": job.job_id}
-            sent = self.send_dispute_move(Move("challenge", body), key=f"challenge:{job.job_id}")
+            body = verdict.challenge_body or ChallengeBody(job.job_id, None)
+            sent = self.send_dispute_move(Move.of(body), key=f"challenge:{job.job_id}")
             if sent:
                 self.telemetry.samples_challenged.inc()
             for more in verdict.more_challenges:
-                key = f"challenge:{job.job_id}:{more.get('segment')}"
-                if self.send_dispute_move(Move("challenge", more), key=key):
+                segment = more.evidence.segment if more.evidence is not None else None
+                key = f"challenge:{job.job_id}:{segment}"
+                if self.send_dispute_move(Move.of(more), key=key):
                     self.telemetry.samples_challenged.inc()
         else:
             sent = True
@@ -378,7 +386,9 @@ class VerifierAgent(Agent):
         self.requests_read[job.job_id] = (self._tick_height, requests)
         return requests
 
-    def _published(self, job: JobView, segment: int) -> tuple[bytes, bytes, bytes, Evidence] | None:
+    def _published(
+        self, job: JobView, segment: int
+    ) -> tuple[bytes, bytes, bytes, SegmentEvidence] | None:
         """(pre entry, post entry, blob, proofs body) that the solver published for ``segment``
         in answer to a data request, read once from the block that holds it."""
         if (job.job_id, segment) not in self.published:
@@ -390,7 +400,7 @@ class VerifierAgent(Agent):
 
     def _read_published(
         self, job: JobView, segment: int
-    ) -> tuple[bytes, bytes, bytes, Evidence] | None:
+    ) -> tuple[bytes, bytes, bytes, SegmentEvidence] | None:
         d = self._data_requests(job).get(segment)
         if d is None or d.status is not DisputeStatus.DATA_PUBLISHED:
             return None
@@ -403,12 +413,9 @@ class VerifierAgent(Agent):
             assert isinstance(body, PublishDataBody)
             if body.dispute_id == d.dispute_id and blob_has_root(body.blob, d.hash_lo):
                 # the ledger checked it; the node serves blocks
-                evidence = {
-                    "pre_entry": body.pre_entry.hex(),
-                    "pre_proof": body.pre_proof.to_json(),
-                    "post_entry": body.post_entry.hex(),
-                    "post_proof": body.post_proof.to_json(),
-                }
+                evidence = SegmentEvidence(
+                    segment, body.pre_entry, body.post_entry, body.pre_proof, body.post_proof
+                )
                 return d.hash_lo, d.hash_hi, body.blob, evidence
         return None
 
@@ -422,10 +429,8 @@ class VerifierAgent(Agent):
         for segment in missing:
             if segment in requested:
                 continue  # asked already: its publication (or its deadline) serves everyone
-            body = {"job_id": job.job_id, "segment": segment, "withheld": True}
-            if self.send_dispute_move(
-                Move("challenge", body), key=f"request:{job.job_id}:{segment}"
-            ):
+            request = ChallengeBody(job.job_id, None, data_segment=segment)
+            if self.send_dispute_move(Move.of(request), key=f"request:{job.job_id}:{segment}"):
                 self.telemetry.data_requests.inc()
                 self.log.info("job %s: data of segment %d withheld; requested", job.job_id, segment)
 
@@ -437,16 +442,12 @@ class VerifierAgent(Agent):
         no re-execution outside the segment. The leaves and proofs come from the served leaf
         list, or from what the solver published in answer to a data request."""
         _, _, blob = self.bad_data[(job.job_id, segment)]
-        if entries is not None:
-            body = self._challenge_segment(job, entries, segment, reason).challenge_body
-        else:
-            published = self._published(job, segment)
-            assert published is not None, "a bad segment without a leaf list was published"
-            body = {"job_id": job.job_id, "segment": segment, **published[3]}
+        evidence = self._seal_evidence(job, entries, segment)
+        assert evidence is not None, "a bad segment without a leaf list was published"
         self.games[(job.job_id, segment)] = SegmentGame(
             segment, blob, self._relative_truth(job, segment, blob)
         )
-        return Verdict(Verdict.CHALLENGE, reason, body)
+        return Verdict(Verdict.CHALLENGE, reason, ChallengeBody(job.job_id, evidence))
 
     def _segment_game(self, job: JobView, segment: int) -> SegmentGame | None:
         """A game over one segment played from its committed pre-state: an audit of this
@@ -457,9 +458,9 @@ class VerifierAgent(Agent):
         if blob is None and entries:
             blob = self.seal_store.get_blob(entries[segment])  # kept when it sealed
         if blob is None:
-            for record in self.seal_store.seals_of(job.job_id).values():
-                if record[0] == segment and record[2] is not None:
-                    blob = self.seal_store.get_blob(bytes.fromhex(record[2]["pre_entry"]))
+            for kept in self.seal_store.seals_of(job.job_id).values():
+                if kept.segment == segment and kept.evidence is not None:
+                    blob = self.seal_store.get_blob(kept.evidence.pre_entry)
         if blob is None:
             data = self._segment_data(job, self._served_entries(job), segment)
             if data is None:
@@ -490,23 +491,16 @@ class VerifierAgent(Agent):
         if first is None:
             return Verdict(Verdict.SKIP, "trajectory is correct; only data was unavailable")
         if first == 0:
-            return Verdict(Verdict.CHALLENGE, reason, {"job_id": job.job_id}, first_bad_leaf=0)
+            plain = ChallengeBody(job.job_id, None)
+            return Verdict(Verdict.CHALLENGE, reason, plain, first_bad_leaf=0)
         verdict = self._challenge_segment(job, entries, first - 1, reason)
         return Verdict(verdict.action, reason, verdict.challenge_body, first_bad_leaf=first)
 
     def _challenge_segment(
         self, job: JobView, entries: list[bytes], segment: int, reason: str
     ) -> Verdict:
-        tree = CommitmentTree(entries)
-        body = {
-            "job_id": job.job_id,
-            "segment": segment,
-            "pre_entry": entries[segment].hex(),
-            "post_entry": entries[segment + 1].hex(),
-            "pre_proof": tree.inclusion_proof(segment).to_json(),
-            "post_proof": tree.inclusion_proof(segment + 1).to_json(),
-        }
-        return Verdict(Verdict.CHALLENGE, reason, body)
+        evidence = _evidence(entries, segment)
+        return Verdict(Verdict.CHALLENGE, reason, ChallengeBody(job.job_id, evidence))
 
     # --- forced errors (protocol.forced_errors) ------------------------------------------------
     def _salt(self, job_id: str, index: int) -> bytes:
@@ -518,36 +512,36 @@ class VerifierAgent(Agent):
         """On a job with forced errors the whole verdict is sealed and looks the same for every
         verifier: one seal per sampled segment — of each bad one, empty for the rest — then the
         attestation. Opened after the window (``_unseal``), so nobody can copy it or read it."""
-        bodies = [verdict.challenge_body or {}, *verdict.more_challenges]
-        named = [b for b in bodies if "segment" in b] if verdict.action == Verdict.CHALLENGE else []
+        bodies = [verdict.challenge_body, *verdict.more_challenges]
+        named = (
+            [b.evidence for b in bodies if b is not None and b.evidence is not None]
+            if verdict.action == Verdict.CHALLENGE
+            else []
+        )
         if verdict.action == Verdict.SKIP:
             return True
         size = min(job.sample_count, job.num_leaves - 1)
         empty = job.num_leaves - 1  # an empty seal names one past the last segment
-        seals: list[tuple[int, dict[str, Any] | None]] = [
-            (int(b["segment"]), b) for b in named[:size]
-        ]
+        seals: list[tuple[int, SegmentEvidence | None]] = [(e.segment, e) for e in named[:size]]
         seals += [(empty, None)] * (size - len(seals))
-        for index, (segment, body) in enumerate(seals):
+        for index, (segment, evidence) in enumerate(seals):
             salt = self._salt(job.job_id, index)
             commitment = seal(segment, salt, self.address)
-            self.seals[commitment] = (segment, salt, body)
-            self.seal_store.put_seal(commitment, job.job_id, segment, salt, body)
+            self.seals[commitment] = Seal(segment, salt, evidence)
+            self.seal_store.put_seal(commitment, job.job_id, segment, salt, evidence)
             pre_state = self.sampled_blobs.get((job.job_id, segment))
-            if body is not None and pre_state is not None:
+            if evidence is not None and pre_state is not None:
                 self.seal_store.put_blob(pre_state)  # its game is played from it
-            sealed = {"job_id": job.job_id, "sealed": commitment.hex()}
-            sent = self.send_dispute_move(
-                Move("challenge", sealed), key=f"seal:{job.job_id}:{index}"
-            )
-            if sent and body is not None:
+            sealed = ChallengeBody(job.job_id, None, sealed=Hash32(commitment))
+            sent = self.send_dispute_move(Move.of(sealed), key=f"seal:{job.job_id}:{index}")
+            if sent and evidence is not None:
                 self.telemetry.samples_challenged.inc()
-        sent = self.send(Move("attest", {"job_id": job.job_id}), key=f"attest:{job.job_id}")
+        sent = self.send(Move.of(AttestBody(job.job_id)), key=f"attest:{job.job_id}")
         if sent:
             self.telemetry.samples_attested.inc()
         return sent
 
-    def unseal(self, job: JobView, d: Dispute) -> dict[str, Any] | None:
+    def unseal(self, job: JobView, d: Dispute) -> UnsealBody | None:
         """What this verifier's sealed challenge hides (opened once the window has closed)."""
         sealed = d.sealed
         assert sealed is not None
@@ -557,19 +551,15 @@ class VerifierAgent(Agent):
             self._recover_seals(job)  # no record on disk either: its seals come from its key
         if sealed not in self.seals:
             return None
-        segment, salt, body = self.seals[sealed]
-        opened: dict[str, Any] = {"segment": segment, "salt": salt.hex()}
-        if body is not None:
-            keys = ("pre_entry", "pre_proof", "post_entry", "post_proof")
-            opened.update({k: v for k, v in body.items() if k in keys})
-        return opened
+        kept = self.seals[sealed]
+        return UnsealBody(d.dispute_id, kept.segment, Hash32(kept.salt), kept.evidence)
 
     def _recover_seals(self, job: JobView) -> None:
         """Rebuild what this verifier's seals on ``job`` hide from its key alone: every salt is
         derived from the key and the seal's index, so trying each sampled segment (and the
         empty one) at each index finds them; the evidence comes from the served leaves."""
         try:
-            sample = [int(x) for x in self.client.sample(job.job_id, self.address)]
+            sample = [int(x) for x in self.watcher.sample(job.job_id, self.address)]
         except ProofNetError:
             return
         size = min(job.sample_count, job.num_leaves - 1)
@@ -579,17 +569,17 @@ class VerifierAgent(Agent):
             salt = self._salt(job.job_id, index)
             for segment in (*sample, empty):
                 body = None if segment == empty else self._seal_evidence(job, entries, segment)
-                self.seals[seal(segment, salt, self.address)] = (segment, salt, body)
+                self.seals[seal(segment, salt, self.address)] = Seal(segment, salt, body)
 
     def _seal_evidence(
         self, job: JobView, entries: list[bytes] | None, segment: int
-    ) -> dict[str, Any] | None:
+    ) -> SegmentEvidence | None:
         """Both leaves of ``segment`` with their proofs: from the served leaf list, or from
         what the solver published on chain in answer to a data request."""
         if entries is not None:
-            return self._challenge_segment(job, entries, segment, "").challenge_body
+            return _evidence(entries, segment)
         published = self._published(job, segment)
-        return None if published is None else dict(published[3])
+        return None if published is None else published[3]
 
     def metrics(self) -> dict[str, Any]:
         """Work done so far: steps re-executed (sample checks and dispute ground truth)."""
@@ -678,5 +668,17 @@ class _Checks:
     def operator_step(self, dispute: Dispute) -> operator_moves.OwnStep | None:
         return self.agent.own_step(self.job, dispute, self.truth)
 
-    def unseal(self, dispute: Dispute) -> dict[str, Any] | None:
+    def unseal(self, dispute: Dispute) -> UnsealBody | None:
         return self.agent.unseal(self.job, dispute)
+
+
+def _evidence(entries: list[bytes], segment: int) -> SegmentEvidence:
+    """Leaves ``segment`` and ``segment + 1`` of the served list, proved against its root."""
+    tree = CommitmentTree(entries)
+    return SegmentEvidence(
+        segment=segment,
+        pre_entry=Hash32(entries[segment]),
+        post_entry=Hash32(entries[segment + 1]),
+        pre_proof=tree.inclusion_proof(segment),
+        post_proof=tree.inclusion_proof(segment + 1),
+    )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 
+from contracts_sim.transactions import ChallengeBody
 from services.agents.moves import Move
 from services.agents.strategy import DisputeView, JobView, Verdict, VerifierStrategy
 
@@ -22,7 +23,7 @@ class FalseChallenger(VerifierStrategy):
             return honest
         segment = self.knob("segment", None)
         if segment is None:
-            return Verdict(Verdict.CHALLENGE, "false challenge", {"job_id": job.job_id})
+            return Verdict(Verdict.CHALLENGE, "false challenge", ChallengeBody(job.job_id, None))
         # The agent turns a named leaf into a challenge with proofs on the segment before it.
         return Verdict(Verdict.CHALLENGE, "false challenge", first_bad_leaf=int(segment) + 1)
 
@@ -45,7 +46,7 @@ class Griefer(VerifierStrategy):
         return False
 
     def verdict(self, job: JobView, honest: Verdict) -> Verdict:
-        return Verdict(Verdict.CHALLENGE, "griefing", {"job_id": job.job_id})
+        return Verdict(Verdict.CHALLENGE, "griefing", ChallengeBody(job.job_id, None))
 
     def answer_dispute(self, dispute: DisputeView, honest: Move | None) -> Move | None:
         if honest is None:

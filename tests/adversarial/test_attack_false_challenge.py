@@ -30,4 +30,5 @@ def test_a_named_segment_is_bisected_to_its_last_step(segment: int, located: int
     result = assert_outcome(scenario)
     (checks,) = result.checks.values()
     (check,) = checks.values()
-    assert check.verdict.challenge_body and check.verdict.challenge_body["segment"] == segment
+    body = check.verdict.challenge_body
+    assert body is not None and body.evidence is not None and body.evidence.segment == segment

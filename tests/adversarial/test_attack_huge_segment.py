@@ -14,9 +14,11 @@ import pytest
 
 from contracts_sim.exceptions import UnverifiableJobError
 from contracts_sim.params import TEST, TESTNET
+from contracts_sim.records import JobStatus
 from protocol.layout import segment_work
 from protocol.spec import parse_spec
 from services.agents.verifier import _urgency
+from tests.agent_views import job_view_for
 from tests.conftest import tiny_spec_dict
 from tests.ledger_helpers import JOB_TERMS, funded_harness, post_job_body
 
@@ -52,13 +54,14 @@ def test_the_example_job_is_far_inside_the_testnet_bound() -> None:
 
 
 def test_verifiers_judge_the_earliest_challenge_deadline_first() -> None:
+    spec = parse_spec(tiny_spec_dict())
     jobs = [
-        {"job_id": "new", "status": "committed", "challenge_deadline": 90},
-        {"job_id": "open", "status": "open", "challenge_deadline": None},
-        {"job_id": "old", "status": "committed", "challenge_deadline": 40},
-        {"job_id": "flood", "status": "committed", "challenge_deadline": 60},
+        job_view_for(spec, job_id="new", status=JobStatus.COMMITTED, challenge_deadline=90),
+        job_view_for(spec, job_id="open", status=JobStatus.OPEN, challenge_deadline=None),
+        job_view_for(spec, job_id="old", status=JobStatus.COMMITTED, challenge_deadline=40),
+        job_view_for(spec, job_id="flood", status=JobStatus.COMMITTED, challenge_deadline=60),
     ]
-    assert [j["job_id"] for j in sorted(jobs, key=_urgency)] == ["old", "flood", "new", "open"]
+    assert [j.job_id for j in sorted(jobs, key=_urgency)] == ["old", "flood", "new", "open"]
 
 
 TINY_MODELS: dict[str, dict[str, object]] = {

@@ -86,4 +86,5 @@ def test_past_the_location_budget_the_sampled_segment_is_challenged_itself(
     (by_job,) = result.checks.values()
     (check,) = by_job.values()
     assert check.verdict.challenge_body is not None
-    assert check.verdict.challenge_body["segment"] == 7
+    assert check.verdict.challenge_body.evidence is not None
+    assert check.verdict.challenge_body.evidence.segment == 7
