@@ -7,10 +7,12 @@ from __future__ import annotations
 from typing import Any
 
 from contracts_sim.records import JobStatus
+from contracts_sim.transactions import FaucetBody, PostJobBody
 from protocol.layout import state_blob_size
 from protocol.merkle import root_of
 from protocol.spec import JobSpec, parse_spec
 from protocol.state_commitment import blob_has_root
+from protocol.types import Amount
 from services.agents.blobs import BlobSource
 from services.client import HttpChainClient, Wallet
 from services.errors import DownloadRefusedError
@@ -30,16 +32,22 @@ def job_terms(spec_terms: dict[str, Any], params: dict[str, Any]) -> dict[str, i
     return {k: int(v) for k, v in terms.items()}
 
 
-def post_job_body(spec: JobSpec, terms: dict[str, int]) -> dict[str, Any]:
-    fields = (
-        "payment",
-        "verification_fee",
-        "min_stake",
-        "sample_count",
-        "bid_blocks",
-        "train_blocks",
+def job_posting(spec: JobSpec, terms: dict[str, int]) -> PostJobBody:
+    """The ``post_job`` of ``spec`` on ``terms`` (``job_terms``)."""
+    return PostJobBody(
+        spec=spec,
+        payment=Amount(terms["payment"]),
+        verification_fee=Amount(terms["verification_fee"]),
+        min_stake=Amount(terms["min_stake"]),
+        sample_count=terms["sample_count"],
+        bid_blocks=terms["bid_blocks"],
+        train_blocks=terms["train_blocks"],
     )
-    return {"spec": spec.to_dict(), **{f: terms[f] for f in fields}}
+
+
+def post_job_body(spec: JobSpec, terms: dict[str, int]) -> dict[str, Any]:
+    """The JSON of ``job_posting(spec, terms)``."""
+    return job_posting(spec, terms).to_json()
 
 
 def submit_job(
@@ -51,10 +59,9 @@ def submit_job(
     needed = terms["payment"] + terms["verification_fee"]
     balance = int(client.get_account(wallet.address)["balance"])
     if balance < needed and params.get("faucet_enabled"):
-        wallet.send(
-            "faucet", {"amount": min(needed - balance, int(params["faucet_max"]))}, wait=True
-        )
-    tx = wallet.sign("post_job", post_job_body(spec, terms))
+        top_up = min(needed - balance, int(params["faucet_max"]))
+        wallet.send(FaucetBody(Amount(top_up)), wait=True)
+    tx = wallet.sign(job_posting(spec, terms))
     return client.post_job(tx, wait=True).job_id
 
 

@@ -19,8 +19,9 @@ from contracts_sim.chain import Chain
 from contracts_sim.crypto import PrivateKey
 from contracts_sim.params import Params
 from contracts_sim.records import JobStatus
-from contracts_sim.transactions import sign_transaction
+from contracts_sim.transactions import FaucetBody, PostJobBody, TxBody, sign_transaction
 from protocol.spec import JobSpec
+from protocol.types import Amount
 from services.agents.blobs import LocalBlobSource
 from services.agents.solver import SolverAgent
 from services.agents.strategy import SolverStrategy, VerifierStrategy
@@ -42,16 +43,21 @@ class JobTerms:
     bid_blocks: int = 2
     train_blocks: int = 60
 
+    def posting(self, spec: JobSpec) -> PostJobBody:
+        """The ``post_job`` of ``spec`` on these terms."""
+        return PostJobBody(
+            spec=spec,
+            payment=Amount(self.payment),
+            verification_fee=Amount(self.verification_fee),
+            min_stake=Amount(self.min_stake),
+            sample_count=self.sample_count,
+            bid_blocks=self.bid_blocks,
+            train_blocks=self.train_blocks,
+        )
+
     def body(self, spec: JobSpec) -> dict[str, Any]:
-        return {
-            "spec": spec.to_dict(),
-            "payment": self.payment,
-            "verification_fee": self.verification_fee,
-            "min_stake": self.min_stake,
-            "sample_count": self.sample_count,
-            "bid_blocks": self.bid_blocks,
-            "train_blocks": self.train_blocks,
-        }
+        """The JSON of ``posting(spec)``."""
+        return self.posting(spec).to_json()
 
 
 @dataclass
@@ -99,10 +105,15 @@ class Network:
         self.agents.append(agent)
         return agent
 
-    def send(self, key: PrivateKey, kind: str, body: dict[str, Any]) -> None:
-        """Sign ``kind`` with ``key``'s next pending nonce and submit it (no block produced)."""
+    def send(self, key: PrivateKey, kind: str | TxBody, body: dict[str, Any] | None = None) -> None:
+        """Sign a typed body (or a kind and its JSON body) with ``key``'s next pending nonce
+        and submit it (no block produced)."""
         nonce = self.client.pending_nonce(key.address)
-        self.client.submit(sign_transaction(key, self.chain_id, nonce, kind, body))
+        if isinstance(kind, TxBody):
+            tx = sign_transaction(key, self.chain_id, nonce, kind)
+        else:
+            tx = sign_transaction(key, self.chain_id, nonce, kind, body or {})
+        self.client.submit(tx)
 
     def post_job(
         self, spec: JobSpec, terms: JobTerms | None = None, submitter: str = "submitter"
@@ -110,9 +121,9 @@ class Network:
         """Fund the submitter from the faucet and post a job; returns the job id."""
         terms = terms or JobTerms()
         key = key_for(submitter, self.salt)
-        self.send(key, "faucet", {"amount": terms.payment + terms.verification_fee})
+        self.send(key, FaucetBody(Amount(terms.payment + terms.verification_fee)))
         nonce = self.client.pending_nonce(key.address)
-        tx = sign_transaction(key, self.chain_id, nonce, "post_job", terms.body(spec))
+        tx = sign_transaction(key, self.chain_id, nonce, terms.posting(spec))
         return self.client.post_job(tx, wait=False).job_id
 
     # --- the clock ----------------------------------------------------------------------
