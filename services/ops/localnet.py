@@ -35,7 +35,9 @@ from typing import Any
 
 import httpx
 
+from contracts_sim.transactions import FaucetBody
 from protocol.errors import ProofNetError
+from protocol.types import Amount
 from services.errors import PortInUseError, TestnetError
 
 STATE_FILE = "testnet.json"
@@ -487,7 +489,7 @@ class LocalTestnet:
         balance = int(client.get_account(wallet.address)["balance"])
         if balance < amount and params.get("faucet_enabled"):
             top_up = min(amount - balance, int(params["faucet_max"]))
-            wallet.send("faucet", {"amount": top_up}, wait=True)
+            wallet.send(FaucetBody(Amount(top_up)), wait=True)
         return wallet.address
 
     def accounts(self) -> list[dict[str, Any]]:
