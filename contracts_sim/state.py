@@ -347,7 +347,7 @@ class LedgerState:
     def get_account(self, address: Address) -> Account:
         """The account at ``address`` (the empty account if it was never written)."""
         record = self._tables[ACCOUNTS].get(address)
-        return Account() if record is None else record  # type: ignore[no-any-return]
+        return Account() if record is None else record
 
     def set_account(self, address: Address, account: Account) -> None:
         if account == Account():
@@ -390,7 +390,7 @@ class LedgerState:
 
     def get_supply(self) -> Supply:
         record = self._tables[SUPPLY].get(SUPPLY_KEY)
-        return Supply() if record is None else record  # type: ignore[no-any-return]
+        return Supply() if record is None else record
 
     def set_supply(self, supply: Supply) -> None:
         self.put(SUPPLY, SUPPLY_KEY, supply)
