@@ -16,6 +16,7 @@ from typing import Any
 
 from contracts_sim.records import Dispute, DisputeStatus, Party, Phase
 from contracts_sim.testing import LedgerHarness, Receipt
+from contracts_sim.transactions import ClaimTimeoutBody
 from protocol.exact import State, encode_state, init, step
 from protocol.merkle import CommitmentTree, NodeRef
 from protocol.spec import JobSpec, parse_spec
@@ -141,7 +142,7 @@ def play(
         assert d.status is DisputeStatus.OPEN
         if stop is not None and (d.turn, d.phase) == stop:
             h.advance_to(d.deadline + 1)
-            return h.send("outsider", "claim_timeout", {"dispute_id": dispute_id})
+            return h.send("outsider", ClaimTimeoutBody(None, dispute_id))
         h.advance(blocks_per_move)
         role, kind, body = next_move(d, solver, challenger)
         receipt = h.send(who_is[role], kind, body)

@@ -23,6 +23,18 @@ from contracts_sim.jobs import (
 )
 from contracts_sim.records import DisputeStatus, Job, JobStatus, Phase
 from contracts_sim.testing import LedgerHarness
+from contracts_sim.transactions import (
+    AttestBody,
+    AuditBody,
+    BidBody,
+    ChallengeBody,
+    ClaimTimeoutBody,
+    CloseBiddingBody,
+    RevealTrapBody,
+    SegmentEvidence,
+    SettleBody,
+    UnsealBody,
+)
 from protocol.exact import decode_state, encode_state, init, step
 from protocol.exact.forced_error import step_with_traps
 from protocol.forced_errors import (
@@ -35,6 +47,7 @@ from protocol.forced_errors import (
 )
 from protocol.spec import JobSpec
 from protocol.state_commitment import blob_root
+from protocol.types import Address, Amount, Hash32
 from tests.dispute_agents import Run, next_move, tiny_spec
 from tests.ledger_helpers import final_body, job, post_job
 
@@ -94,8 +107,7 @@ class TrapSolver:
 
     def bid(self, job_id: str, price: int = 800) -> None:
         root = trap_root(self.master, job_id, self.segments)
-        body = {"job_id": job_id, "price": price, "capacity": 8, "trap_root": root.hex()}
-        self.h.send(self.name, "bid", body)
+        self.h.send(self.name, BidBody(job_id, Amount(price), 8, root))
 
     def draws(self, job: Job) -> dict[int, int]:
         """Segment -> selector of every forced error drawn for ``job``."""
@@ -129,25 +141,25 @@ class TrapSolver:
     def reveal_body(
         self, job_id: str, dispute_id: str, segment: int, run: Run, step: int
     ) -> dict[str, Any]:
-        return {
-            "dispute_id": dispute_id,
-            "secret": segment_secret(self.master, job_id, segment).hex(),
-            "proof": trap_proof(self.master, job_id, self.segments, segment).to_json(),
-            "blob": run.blobs[step].hex(),
-        }
+        return RevealTrapBody(
+            dispute_id=dispute_id,
+            secret=Hash32(segment_secret(self.master, job_id, segment)),
+            proof=trap_proof(self.master, job_id, self.segments, segment),
+            blob=run.blobs[step],
+        ).to_json()
 
     def audit_body(self, job_id: str, attester: str, segment: int, run: Run) -> dict[str, Any]:
-        return {
-            "job_id": job_id,
-            "attester": self.h.address(attester),
-            "segment": segment,
-            "secret": segment_secret(self.master, job_id, segment).hex(),
-            "secret_proof": trap_proof(self.master, job_id, self.segments, segment).to_json(),
-            "pre_entry": run.leaves[segment].hex(),
-            "pre_proof": run.tree.inclusion_proof(segment).to_json(),
-            "post_entry": run.leaves[segment + 1].hex(),
-            "post_proof": run.tree.inclusion_proof(segment + 1).to_json(),
-        }
+        return AuditBody(
+            job_id=job_id,
+            attester=Address(self.h.address(attester)),
+            segment=segment,
+            secret=Hash32(segment_secret(self.master, job_id, segment)),
+            secret_proof=trap_proof(self.master, job_id, self.segments, segment),
+            pre_entry=Hash32(run.leaves[segment]),
+            pre_proof=run.tree.inclusion_proof(segment),
+            post_entry=Hash32(run.leaves[segment + 1]),
+            post_proof=run.tree.inclusion_proof(segment + 1),
+        ).to_json()
 
 
 def sample_of(h: LedgerHarness, job_id: str, verifier: str) -> list[int]:
@@ -163,17 +175,15 @@ def sealed_challenge(
 ) -> str:
     """A sealed challenge of ``segment`` (a job with forced errors); returns its dispute id."""
     commitment = seal(segment, salt_of(verifier, job_id, segment, nonce), h.address(verifier))
-    body = {"job_id": job_id, "sealed": commitment.hex()}
-    return str(h.send(verifier, "challenge", body).event("challenged").data["dispute_id"])
+    body = ChallengeBody(job_id, None, sealed=Hash32(commitment))
+    return str(h.send(verifier, body).event("challenged").data["dispute_id"])
 
 
 def unseal_body(
     h: LedgerHarness, job_id: str, dispute_id: str, verifier: str, segment: int, run: Run
 ) -> dict[str, Any]:
-    evidence = fast_path_challenge(h, job_id, segment, run)
-    del evidence["job_id"]
-    salt = salt_of(verifier, job_id, segment).hex()
-    return {"dispute_id": dispute_id, "salt": salt, **evidence}
+    salt = Hash32(salt_of(verifier, job_id, segment))
+    return UnsealBody(dispute_id, segment, salt, _evidence(segment, run)).to_json()
 
 
 def sealed_verdict(
@@ -188,7 +198,7 @@ def sealed_verdict(
     ids = {x: sealed_challenge(h, job_id, verifier, x) for x in segments}
     for n in range(k - len(segments)):
         ids[empty + n] = sealed_challenge(h, job_id, verifier, empty, nonce=n)
-    h.send(verifier, "attest", {"job_id": job_id})
+    h.send(verifier, AttestBody(job_id))
     return ids
 
 
@@ -197,9 +207,8 @@ def open_empty_seals(h: LedgerHarness, job_id: str, verifier: str, ids: dict[int
     empty = job(h, job_id).num_leaves - 1
     for key, dispute_id in ids.items():
         if key >= empty:
-            salt = salt_of(verifier, job_id, empty, nonce=key - empty).hex()
-            body = {"dispute_id": dispute_id, "segment": empty, "salt": salt}
-            h.send(verifier, "unseal", body)
+            salt = Hash32(salt_of(verifier, job_id, empty, nonce=key - empty))
+            h.send(verifier, UnsealBody(dispute_id, empty, salt, None))
 
 
 def close_window(h: LedgerHarness, job_id: str) -> None:
@@ -216,14 +225,18 @@ def open_audits(h: LedgerHarness, job_id: str) -> None:
 
 def fast_path_challenge(h: LedgerHarness, job_id: str, segment: int, run: Run) -> dict[str, Any]:
     """The body of a fast-path challenge of ``segment`` of the solver's ``run``."""
-    return {
-        "job_id": job_id,
-        "segment": segment,
-        "pre_entry": run.leaves[segment].hex(),
-        "post_entry": run.leaves[segment + 1].hex(),
-        "pre_proof": run.tree.inclusion_proof(segment).to_json(),
-        "post_proof": run.tree.inclusion_proof(segment + 1).to_json(),
-    }
+    return ChallengeBody(job_id, _evidence(segment, run)).to_json()
+
+
+def _evidence(segment: int, run: Run) -> SegmentEvidence:
+    """Leaves ``segment`` and ``segment + 1`` of ``run``, proved against its root."""
+    return SegmentEvidence(
+        segment=segment,
+        pre_entry=Hash32(run.leaves[segment]),
+        post_entry=Hash32(run.leaves[segment + 1]),
+        pre_proof=run.tree.inclusion_proof(segment),
+        post_proof=run.tree.inclusion_proof(segment + 1),
+    )
 
 
 # --- many jobs: the economics of laziness, measured on the ledger -----------------------------
@@ -270,7 +283,7 @@ def play_jobs(
             solvers[j].bid(j)
         h.advance_to(job(h, jobs[0]).bid_deadline + 1)
         for j in jobs:
-            h.send("outsider", "close_bidding", {"job_id": j})
+            h.send("outsider", CloseBiddingBody(j))
         h.advance(2)
         runs = {j: solvers[j].run(job(h, j)) for j in jobs}
         for j in jobs:
@@ -314,12 +327,12 @@ def play_jobs(
         if audits:
             h.advance_to(max(h.state.get_dispute(a).deadline for a in audits) + 1)
             for audit_id in audits:
-                receipt = h.send("outsider", "claim_timeout", {"dispute_id": audit_id})
+                receipt = h.send("outsider", ClaimTimeoutBody(None, audit_id))
                 tally.caught_lazy += bool(receipt.event("audit_resolved").data["attester_lost"])
         h.advance_to(max(h.height, settle_height(job(h, jobs[0]), h.params)))
         for j in jobs:
             if job(h, j).status is JobStatus.COMMITTED:
-                h.send("outsider", "settle", {"job_id": j})
+                h.send("outsider", SettleBody(j))
             tally.slashed_jobs += job(h, j).status is JobStatus.SLASHED
         tally.jobs += per_round
     tally.profit = {n: h.account(n).balance - before[n] for n in names}

@@ -22,6 +22,7 @@ import torch
 
 from contracts_sim.records import Dispute, DisputeStatus, Party, Phase
 from contracts_sim.testing import LedgerHarness, Receipt
+from contracts_sim.transactions import ClaimTimeoutBody
 from protocol.exact import State, encode_state, init, step
 from protocol.exact.state import state_records
 from protocol.exact.trace import op_def, program_of
@@ -255,7 +256,7 @@ def play(
         assert d.status is DisputeStatus.OPEN
         if stop is not None and player.in_operator_game(d) and (d.turn, d.phase) == stop:
             h.advance_to(d.deadline + 1)
-            return h.send("outsider", "claim_timeout", {"dispute_id": dispute_id})
+            return h.send("outsider", ClaimTimeoutBody(None, dispute_id))
         h.advance(1)
         role, kind, body = next_move(d, solver, challenger)
         receipt = h.send(who_is[role], kind, body)
