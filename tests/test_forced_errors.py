@@ -20,11 +20,12 @@ from contracts_sim.exceptions import (
 )
 from contracts_sim.jobs import audit_window_end, get_job_spec, settle_height
 from contracts_sim.params import TEST
-from contracts_sim.records import Dispute, DisputeStatus, JobStatus, Party, Phase
+from contracts_sim.records import Dispute, DisputeStatus, JobStatus, Party, Phase, Resolution
 from contracts_sim.testing import LedgerHarness
 from contracts_sim.transactions import (
     AttestBody,
     BidBody,
+    ChallengeBody,
     ClaimTimeoutBody,
     CloseBiddingBody,
     FaucetBody,
@@ -235,6 +236,7 @@ def test_an_honest_verifier_finds_a_forced_error_and_loses_nothing() -> None:
         receipt = h.send("solver", "reveal_trap", reveal)
         assert receipt.event("forced_error_confirmed").data["segment"] == segment
         assert h.state.get_dispute(dispute_id).status is DisputeStatus.FORCED_ERROR
+        assert h.state.get_dispute(dispute_id).resolution is Resolution.FORCED_ERROR
     # Nothing left to audit: it challenged every trap of its sample.
     open_audits(h, job_id)
     h.expect_error(
@@ -307,6 +309,7 @@ def test_a_trap_does_not_use_up_the_challenge_a_cheat_beside_it_needs() -> None:
     assert d.status is DisputeStatus.CHALLENGER_WON and d.located_step == cheat_at
     assert job(h, job_id).status is JobStatus.SLASHED
     assert h.state.get_dispute(ids[sample[0]]).status is DisputeStatus.VOID
+    assert h.state.get_dispute(ids[sample[0]]).resolution is Resolution.VOID
 
 
 def test_a_lazy_attester_is_audited_and_forfeits_its_bond() -> None:
@@ -335,6 +338,7 @@ def test_a_lazy_attester_is_audited_and_forfeits_its_bond() -> None:
     h.advance_to(h.state.get_dispute(dispute_id).deadline + 1)
     receipt = h.send("outsider", ClaimTimeoutBody(None, dispute_id))
     assert receipt.event("audit_resolved").data["attester_lost"] is True
+    assert receipt.event("audit_resolved").data["resolution"] == "timeout_respond_midpoint"
     assert h.state.get_dispute(dispute_id).status is DisputeStatus.ATTESTER_LOST
     settle_when_due(h, job_id)
     h.send("outsider", SettleBody(job_id))
@@ -360,6 +364,7 @@ def test_an_honest_attester_wins_an_audit_of_a_trap_never_planted() -> None:
         role, kind, body = next_move(d, run, honest)
         h.send("solver" if role == "solver" else "v2", kind, body)
     assert d.status is DisputeStatus.AUDITOR_LOST and d.winner is Party.CHALLENGER
+    assert d.resolution is Resolution.AUDIT_FORCED_ERROR  # the forced error was never planted
     settle_when_due(h, job_id)
     h.send("outsider", SettleBody(job_id))
     reward = h.params.challenge_bond * h.params.slash_reward_bps // 10_000
@@ -424,10 +429,11 @@ def test_a_data_request_cannot_make_an_honest_solver_miss_its_reveal() -> None:
     sample = sorted(sample_of(h, job_id, "v1"), key=lambda x: x not in trapped)  # trap first
     dispute_id = sealed_challenge(h, job_id, "v1", sample[0])
     h.advance_to(job(h, job_id).challenge_deadline - 1)
-    request = {"job_id": job_id, "segment": sample[1], "withheld": True}
-    request_id = h.send("v1", "challenge", request).event("data_requested").data["dispute_id"]
+    request = ChallengeBody(job_id, None, data_segment=sample[1])
+    request_id = h.send("v1", request).event("data_requested").data["dispute_id"]
     h.advance(2)  # past the original window: a reveal would now be allowed, but for the request
     h.send("solver", "publish_data", _publish_body(run, request_id, sample[1]))
+    assert h.state.get_dispute(request_id).resolution is Resolution.DATA_PUBLISHED
     reopened = job(h, job_id).challenge_deadline
     assert reopened is not None and reopened > h.height
     assert h.state.get_dispute(dispute_id).deadline >= reopened + h.params.move_timeout

@@ -13,7 +13,7 @@ import pytest
 
 from contracts_sim.exceptions import MalformedBodyError
 from contracts_sim.params import BPS, TEST
-from contracts_sim.records import DisputeStatus, JobStatus, Party, Phase
+from contracts_sim.records import DisputeStatus, JobStatus, Party, Phase, Resolution
 from contracts_sim.testing import LedgerHarness
 from contracts_sim.transactions import ChallengeBody, RespondMidpointBody, SettleBody
 from protocol.errors import EncodingError
@@ -88,6 +88,8 @@ def test_dispute_names_the_step_and_punishes_the_liar(scenario: Scenario) -> Non
     assert resolved["located_step"] == dispute.located_step == scenario.expected_step
     if scenario.expected_step is None:
         assert resolved["leaf_index"] == 0
+    decided = Resolution.LEAF_ZERO if scenario.expected_step is None else Resolution.ONE_STEP
+    assert resolved["resolution"] == dispute.resolution == decided
     moves = [m.kind for m in dispute.moves]
     assert moves[0] == "challenge" and moves[-1] in ("post_prestate", "reveal_leaf")
     if scenario.expected_loser is Party.SOLVER:
@@ -179,6 +181,8 @@ def test_second_challenger_is_voided_when_the_first_wins_and_shares_the_reward()
     assert "dispute_voided" in receipt.kinds()
     other = h.state.get_dispute(second)
     assert other.status is DisputeStatus.VOID and other.phase is Phase.RESOLVED
+    assert other.resolution is Resolution.VOID
+    assert h.state.get_dispute(first).resolution is Resolution.ONE_STEP
     # Both challengers bonded the claim that the solver is wrong: both share the reward.
     share = SLASH * TEST.slash_reward_bps // BPS // 2
     rewards = {h.address("v1"): share, h.address("v2"): share}
@@ -231,6 +235,7 @@ def test_invalid_pre_state_blob_loses_for_the_solver() -> None:
     receipt = h.send("solver", "post_prestate", {"dispute_id": dispute_id, "blob": garbage.hex()})
     resolved = receipt.event("dispute_resolved").data
     assert resolved["loser_role"] == "solver" and "invalid" in resolved["reason"]
+    assert resolved["resolution"] == Resolution.INVALID_PRESTATE
 
 
 def h_hex(data: bytes) -> str:
@@ -265,6 +270,9 @@ def test_the_party_that_stops_answering_loses(party: Party, phase: Phase) -> Non
     assert resolved["located_step"] is None
     assert phase.value in resolved["reason"]
     dispute = h.state.get_dispute(dispute_id)
+    assert resolved["resolution"] == dispute.resolution == Resolution.timeout(phase)
     assert dispute.moves[-1].kind == "claim_timeout"
+    if party is Party.SOLVER:
+        assert receipt.event("slashed").data["resolution"] == Resolution.timeout(phase)
     expected_job = JobStatus.SLASHED if party is Party.SOLVER else JobStatus.COMMITTED
     assert job(h, job_id).status is expected_job
