@@ -209,7 +209,8 @@ class NodeRuntime:
     # --- lifecycle ----------------------------------------------------------------------
 
     def start(self) -> None:
-        self.chain.checker.start()  # the first batch need not wait for workers to spawn
+        if self.settings.start_checkers:
+            self.chain.checker.start()  # the first batch need not wait for workers to spawn
         if self.settings.block_time > 0 and self._producer is None:
             self._producer = asyncio.get_running_loop().create_task(self._produce_blocks())
 

@@ -44,6 +44,11 @@ class NodeSettings(BaseSettings):
         le=10_000,
         description="most transactions in one POST /txs/batch",
     )
+    start_checkers: bool = Field(
+        default=True,
+        description="start the envelope-checking worker processes at start-up (off: at the "
+        "first batch; a node that takes no batches, like the demo's, never starts them)",
+    )
     max_body_bytes: int | None = Field(
         default=None,
         ge=1024,

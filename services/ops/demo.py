@@ -146,7 +146,10 @@ def run_demo(
     # A bid reserves the job's min_stake until bidding closes: stake for every job at once, so
     # that each solver can bid on each of them.
     topology.solver_stake = int(terms.get("min_stake", 0)) * len(specs) or None
-    net = LocalTestnet(workdir, topology, fork_agents=True)
+    # Nothing submits batches: the node's checking processes would only slow its start.
+    net = LocalTestnet(
+        workdir, topology, fork_agents=True, chain_env={"PROOFNET_START_CHECKERS": "false"}
+    )
     try:
         say("starting chain, 3 solvers (1 cheating) and 2 verifiers as local processes")
         net.start()

@@ -150,11 +150,18 @@ class LocalTestnet:
     a forked child inherits its parent's state."""
 
     def __init__(
-        self, workdir: str | Path, topology: Topology | None = None, *, fork_agents: bool = False
+        self,
+        workdir: str | Path,
+        topology: Topology | None = None,
+        *,
+        fork_agents: bool = False,
+        chain_env: dict[str, str] | None = None,
     ) -> None:
         self.workdir = Path(workdir)
         self.topology = topology or default_topology()
         self.fork_agents = fork_agents
+        self.chain_env = chain_env or {}
+        """Extra environment of the chain process (``PROOFNET_*`` node settings)."""
         self._procs: list[subprocess.Popen[bytes]] = []
 
     # --- files --------------------------------------------------------------------------
@@ -218,7 +225,11 @@ class LocalTestnet:
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 start_new_session=detach,
-                env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                env={
+                    **os.environ,
+                    "PYTHONUNBUFFERED": "1",
+                    **(self.chain_env if name == "chain" else {}),
+                },
             )
         self._procs.append(proc)
         return proc.pid
