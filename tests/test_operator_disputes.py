@@ -17,7 +17,7 @@ import pytest
 
 from contracts_sim.exceptions import InvalidProofError, MalformedBodyError
 from contracts_sim.params import TEST, Params
-from contracts_sim.records import DisputeStatus, JobStatus, Party, Phase
+from contracts_sim.records import DisputeStatus, JobStatus, Party, Phase, Resolution
 from contracts_sim.testing import LedgerHarness
 from contracts_sim.transactions import ChallengeBody, ClaimTimeoutBody
 from protocol.spec import JobSpec, parse_spec
@@ -89,6 +89,8 @@ def _slashed_at(
     assert resolved["located_step"] == d.located_step == cheat.step
     assert d.operator is not None and resolved["located_op"] == d.operator.located_op == k
     assert resolved["located_label"] == spec_program_label(spec, k)
+    decided = {Resolution.OPERATOR_CHECK, Resolution.OVERFLOW_EVIDENCE}
+    assert resolved["resolution"] == d.resolution and d.resolution in decided
     return h, dispute_id, resolved
 
 
@@ -218,6 +220,7 @@ def test_a_solver_hiding_an_overflow_loses(hide: str) -> None:
     # zeros: shown at name_element, after the chunk; ignore: during the trace descent.
     assert ("reveal_chunk" in kinds) is ("reveal_op" in kinds) is (hide == "zeros")
     assert "overflow" in resolved["reason"]
+    assert resolved["resolution"] == Resolution.OVERFLOW_EVIDENCE
 
 
 def test_an_honest_overflow_claim_wins() -> None:
@@ -231,6 +234,7 @@ def test_an_honest_overflow_claim_wins() -> None:
     receipt = play(h, dispute_id, honest, mistaken)
     resolved = receipt.event("dispute_resolved").data
     assert resolved["loser_role"] == Party.CHALLENGER
+    assert resolved["resolution"] == Resolution.OVERFLOW_EVIDENCE
     assert resolved["located_op"] == op_index(spec, "range.layer1.bias")
     kinds = [m.kind for m in h.state.get_dispute(dispute_id).moves]
     assert kinds[-2:] == ["reveal_op", "show_overflow"]
