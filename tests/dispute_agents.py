@@ -16,9 +16,14 @@ from typing import Any
 
 from contracts_sim.records import Dispute, DisputeStatus, Party, Phase
 from contracts_sim.testing import LedgerHarness, Receipt
-from contracts_sim.transactions import ClaimTimeoutBody
+from contracts_sim.transactions import (
+    ClaimTimeoutBody,
+    PublishDataBody,
+    RevealTrapBody,
+    UnsealBody,
+)
 from protocol.exact import State, encode_state, init, step
-from protocol.merkle import CommitmentTree, NodeRef
+from protocol.merkle import CommitmentTree, InclusionProof, NodeRef
 from protocol.spec import JobSpec, parse_spec
 from protocol.state_commitment import blob_root
 from services.agents import operator_moves, player
@@ -53,19 +58,19 @@ class Run:
     def leaf(self, index: int) -> bytes:
         return self.leaves[index]
 
-    def leaf_proof(self, index: int) -> dict[str, Any]:
-        return self.tree.inclusion_proof(index).to_json()
+    def leaf_proof(self, index: int) -> InclusionProof:
+        return self.tree.inclusion_proof(index)
 
-    def published_data(self, segment: int) -> dict[str, Any] | None:
+    def published_data(self, dispute: Dispute) -> PublishDataBody | None:
         return None  # tests publish data themselves
 
-    def trap_reveal(self, step: int) -> dict[str, Any] | None:
+    def trap_reveal(self, dispute: Dispute) -> RevealTrapBody | None:
         return None  # forced errors: tests.forced_error_players.TrapSolver reveals
 
     def agreed_blob(self, step: int) -> bytes | None:
         return None
 
-    def unseal(self, dispute: Dispute) -> dict[str, Any] | None:
+    def unseal(self, dispute: Dispute) -> UnsealBody | None:
         return None  # tests.forced_error_players opens seals
 
 

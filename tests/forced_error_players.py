@@ -47,7 +47,7 @@ from protocol.forced_errors import (
 )
 from protocol.spec import JobSpec
 from protocol.state_commitment import blob_root
-from protocol.types import Address, Amount, Hash32
+from protocol.types import Address, Amount, Hash32, Height
 from tests.dispute_agents import Run, next_move, tiny_spec
 from tests.ledger_helpers import final_body, job, post_job
 
@@ -112,7 +112,7 @@ class TrapSolver:
     def draws(self, job: Job) -> dict[int, int]:
         """Segment -> selector of every forced error drawn for ``job``."""
         assert job.assigned_height is not None
-        beacon = self.h.state.get_beacon_output(job.assigned_height + 1)
+        beacon = self.h.state.get_beacon_output(Height(job.assigned_height + 1))
         assert beacon is not None, "advance past the assignment block first"
         found = {}
         for x in range(self.segments):

@@ -22,13 +22,18 @@ import torch
 
 from contracts_sim.records import Dispute, DisputeStatus, Party, Phase
 from contracts_sim.testing import LedgerHarness, Receipt
-from contracts_sim.transactions import ClaimTimeoutBody
+from contracts_sim.transactions import (
+    ClaimTimeoutBody,
+    PublishDataBody,
+    RevealTrapBody,
+    UnsealBody,
+)
 from protocol.exact import State, encode_state, init, step
 from protocol.exact.state import state_records
 from protocol.exact.trace import op_def, program_of
 from protocol.exact.trace.run import TraceRun, batch_tensors, execute, tensor_bytes
 from protocol.layout import STEP_KEY
-from protocol.merkle import NodeRef
+from protocol.merkle import InclusionProof, NodeRef
 from protocol.spec import JobSpec
 from protocol.state_commitment import CHUNK_BYTES, records_root
 from protocol.trace import OVERFLOW_ENTRY, OpNode, Program
@@ -130,19 +135,19 @@ class World:
     def leaf(self, index: int) -> bytes:
         return self.as_run.leaf(index)
 
-    def leaf_proof(self, index: int) -> dict[str, Any]:
+    def leaf_proof(self, index: int) -> InclusionProof:
         return self.as_run.leaf_proof(index)
 
-    def published_data(self, segment: int) -> dict[str, Any] | None:
+    def published_data(self, dispute: Dispute) -> PublishDataBody | None:
         return None
 
-    def trap_reveal(self, step: int) -> dict[str, Any] | None:
+    def trap_reveal(self, dispute: Dispute) -> RevealTrapBody | None:
         return None
 
     def agreed_blob(self, step: int) -> bytes | None:
         return None
 
-    def unseal(self, dispute: Dispute) -> dict[str, Any] | None:
+    def unseal(self, dispute: Dispute) -> UnsealBody | None:
         return None
 
     # --- one step's data -------------------------------------------------------------------

@@ -12,10 +12,10 @@ from protocol.layout import state_blob_size
 from protocol.spec import JobSpec, parse_spec
 from services.agents.blobs import leaves_body_cap, parse_leaves
 from services.agents.endpoints import (
-    EndpointRefusedError,
     check_address,
     resolve_endpoint,
 )
+from services.errors import EndpointRefusedError
 from tests.conftest import tiny_spec_dict
 
 NEVER = [

@@ -10,6 +10,7 @@ import pytest
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
+from contracts_sim.records import JobStatus
 from protocol.errors import ProofNetError
 from protocol.spec import JobSpec
 from services.agents.moves import Move
@@ -157,11 +158,11 @@ def test_each_agent_has_its_own_registry() -> None:
     assert b"proofnet_agent_bids_total 0.0" in second.exposition()
 
 
-@pytest.mark.parametrize("status", ["settled", "slashed"])
-def test_a_job_is_counted_once_however_often_it_is_read(status: str) -> None:
+@pytest.mark.parametrize("status", [JobStatus.SETTLED, JobStatus.SLASHED])
+def test_a_job_is_counted_once_however_often_it_is_read(status: JobStatus) -> None:
     telemetry = AgentTelemetry("solver", "0xa")
     for _ in range(3):
-        telemetry.saw_job("j", "committed", involved=True, won=True)
+        telemetry.saw_job("j", JobStatus.COMMITTED, involved=True, won=True)
         telemetry.saw_job("j", status, involved=True, won=True)
     text = telemetry.exposition().decode()
     assert "proofnet_agent_jobs_seen_total 1.0" in text

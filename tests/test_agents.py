@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 import pytest
 
 from contracts_sim.params import TEST
@@ -9,6 +12,7 @@ from protocol.exact import encode_state, init, state_hash
 from protocol.merkle import CommitmentTree
 from protocol.spec import JobSpec
 from services.agents.checkpoints import CheckpointStore
+from services.agents.moves import Move
 from services.agents.strategy import (
     SolverStrategy,
     StrategyError,
@@ -21,7 +25,7 @@ from tests.conftest import ROOT
 from tests.ledger_helpers import tiny_spec
 
 
-def _play(net: Network, spec: JobSpec, terms: JobTerms | None = None) -> dict:
+def _play(net: Network, spec: JobSpec, terms: JobTerms | None = None) -> dict[str, Any]:
     net.warm_up()
     job_id = net.post_job(spec, terms or JobTerms(sample_count=8))
     net.run_jobs(job_id, max_rounds=200)
@@ -51,7 +55,9 @@ def test_cheater_is_slashed_at_the_tampered_step(tiny_spec: JobSpec) -> None:
     assert resolved[0]["located_step"] == 9
 
 
-def test_external_strategy_by_dotted_path(tiny_spec: JobSpec, monkeypatch) -> None:
+def test_external_strategy_by_dotted_path(
+    tiny_spec: JobSpec, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.syspath_prepend(str(ROOT / "examples" / "strategies"))
     strategy = load_strategy("sleepy_solver:SleepySolver?skip_every=5", "solver")
     assert type(strategy).__module__ == "sleepy_solver"
@@ -89,17 +95,19 @@ def test_knobs_are_parsed() -> None:
     )
 
 
-def test_solver_resumes_from_its_store_after_a_restart(tiny_spec: JobSpec, tmp_path) -> None:
+def test_solver_resumes_from_its_store_after_a_restart(tiny_spec: JobSpec, tmp_path: Path) -> None:
     net = Network()
     store = CheckpointStore(tmp_path / "solver")
     first = net.add_solver("solver", SolverStrategy(), store=store)
     net.add_verifier("verifier")
     net.warm_up()
     job_id = net.post_job(tiny_spec, JobTerms(sample_count=8))
-    net.run_until(
-        lambda: len(first.runs.get(job_id).entries) >= 4 if first.runs.get(job_id) else False,
-        max_rounds=50,
-    )
+
+    def trained_four() -> bool:
+        run = first.runs.get(job_id)
+        return run is not None and len(run.entries) >= 4
+
+    net.run_until(trained_four, max_rounds=50)
     net.agents.remove(first)  # the process dies ...
     trained_before = len(first.runs[job_id].entries)
     second = net.add_solver("solver", SolverStrategy(), store=CheckpointStore(tmp_path / "solver"))
@@ -111,7 +119,7 @@ def test_solver_resumes_from_its_store_after_a_restart(tiny_spec: JobSpec, tmp_p
     assert job["solver"] == second.address
 
 
-def test_checkpoint_store_never_serves_a_corrupt_blob(tmp_path) -> None:
+def test_checkpoint_store_never_serves_a_corrupt_blob(tmp_path: Path) -> None:
     store = CheckpointStore(tmp_path)
     state = init(tiny_spec())
     blob = encode_state(state)
@@ -128,7 +136,7 @@ def test_checkpoint_store_never_serves_a_corrupt_blob(tmp_path) -> None:
 
 @pytest.mark.parametrize("local_size", [0, "entries"], ids=["store-behind", "store-ahead"])
 def test_a_solver_whose_progress_record_disagrees_with_the_chain_still_settles(
-    tiny_spec: JobSpec, tmp_path, local_size
+    tiny_spec: JobSpec, tmp_path: Path, local_size: int | str
 ) -> None:
     """The store and the chain can disagree after a crash: a progress commit the chain took but
     the solver never saved (killed between ``send`` and ``save``), or one saved that never made
@@ -187,11 +195,19 @@ def _solver_outbid_by_a_sybil(
     net.send(sybil, "stake", {"amount": JobTerms().min_stake})
     net.warm_up()
     job_id = net.post_job(tiny_spec, JobTerms(bid_blocks=12, sample_count=8))
-    holds = lambda who: any(b["solver"] == who for b in net.job(job_id)["bids"])  # noqa: E731
+
+    def holds(who: str) -> bool:
+        return any(b["solver"] == who for b in net.job(job_id)["bids"])
+
     net.run_until(lambda: holds(solver.address), max_rounds=5)
     moves: list[str] = []
     send = solver.send
-    solver.send = lambda move, **kw: moves.append(move.kind) or send(move, **kw)  # type: ignore[method-assign]
+
+    def recording(move: Move, key: str | None = None) -> bool:
+        moves.append(move.kind)
+        return send(move, key=key)
+
+    solver.send = recording  # type: ignore[method-assign]
     net.send(sybil, "bid", {"job_id": job_id, "price": 1, "capacity": 1_000})
     net.client.produce_block()
     assert holds(sybil.address) and not holds(solver.address)

@@ -3,6 +3,9 @@ verifier challenges every trap in its sample and is paid; a lazy one forfeits it
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 import pytest
 
 from contracts_sim.params import TEST
@@ -16,11 +19,11 @@ HALF_TRAPS = TEST.with_changes(forced_error_bps=5_000, audit_window=6)
 """Half the segments are forced errors: every sample of four holds one (nearly) always."""
 
 
-def _events(job: dict, kind: str) -> list[dict]:
+def _events(job: dict[str, Any], kind: str) -> list[dict[str, Any]]:
     return [e["data"] for e in job["history"] if e["kind"] == kind]
 
 
-def _play(net: Network, spec: JobSpec, sample_count: int = 4) -> dict:
+def _play(net: Network, spec: JobSpec, sample_count: int = 4) -> dict[str, Any]:
     net.warm_up()
     job_id = net.post_job(spec, JobTerms(sample_count=sample_count))
     net.run_jobs(job_id, max_rounds=400)
@@ -121,7 +124,9 @@ class ServeOnlyInTheWindow(SolverStrategy):
         return None if self.closed else blob
 
 
-def test_a_restarted_verifier_keeps_what_it_sealed_on_disk(tiny_spec: JobSpec, tmp_path) -> None:
+def test_a_restarted_verifier_keeps_what_it_sealed_on_disk(
+    tiny_spec: JobSpec, tmp_path: Path
+) -> None:
     """A verifier restarted after the window, when the solver no longer serves anything, opens
     and plays its seals from what it wrote down when it sealed (red-team R1)."""
     net = Network(params=HALF_TRAPS)
@@ -147,7 +152,7 @@ def test_a_restarted_verifier_keeps_what_it_sealed_on_disk(tiny_spec: JobSpec, t
     assert _events(job, "forced_error_confirmed")
 
 
-def test_a_corrupt_verdict_record_is_a_clear_error(tmp_path) -> None:
+def test_a_corrupt_verdict_record_is_a_clear_error(tmp_path: Path) -> None:
     from services.agents.seal_store import SealStore
     from services.errors import SealStoreError
 

@@ -79,7 +79,9 @@ def test_the_whole_state_limit_is_lifted_only_with_operator_disputes() -> None:
         require_trainable(spec, replace(OPERATOR, max_blob_bytes=16 << 10))
 
 
-def _play(params: Params, spec: JobSpec, solver: Any, verifier: Any) -> tuple[Network, dict]:
+def _play(
+    params: Params, spec: JobSpec, solver: Any, verifier: Any
+) -> tuple[Network, dict[str, Any]]:
     net = Network(params=params)
     net.add_solver("solver", solver)
     net.add_verifier("verifier", verifier)

@@ -63,6 +63,7 @@ TRAINABLE_FAMILIES = frozenset(FAMILIES)  # the model families the exact VM trai
 class SolverAgent(Agent):
     role = "solver"
     side = Party.SOLVER
+    strategy: SolverStrategy
 
     def __init__(
         self,

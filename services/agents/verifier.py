@@ -113,6 +113,7 @@ def _urgency(job: JobView) -> tuple[int, int]:
 class VerifierAgent(Agent):
     role = "verifier"
     side = Party.CHALLENGER
+    strategy: VerifierStrategy
 
     def __init__(
         self,
@@ -354,7 +355,8 @@ class VerifierAgent(Agent):
                 for segment in sorted(check.bad_segments)
             ]
             check.verdict = replace(
-                verdicts[0], more_challenges=tuple(v.challenge_body or {} for v in verdicts[1:])
+                verdicts[0],
+                more_challenges=tuple(v.challenge_body for v in verdicts[1:] if v.challenge_body),
             )
             # No verdict while a sampled segment is unchecked: the attestation would vouch
             # for it (and the solver decides what it withholds). The data request decides.
