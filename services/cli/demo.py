@@ -131,7 +131,8 @@ def demo(
     from services.ops.demo import run_demo
 
     with reported_errors():
-        configure_logging(log_format)
+        # Text: the progress lines say what matters; JSON: they are the INFO records.
+        configure_logging(log_format, "INFO" if log_format == "json" else "WARNING")
         spec_path = resolve_spec_path(spec_file)
         progress: Callable[[str], None] | None = None if json_output else stderr.print
         if log_format == "json":
