@@ -10,10 +10,9 @@ from collections.abc import Iterator
 import pytest
 
 from protocol.errors import ProofNetError
+from services.errors import UnknownLogFormatError, UnknownLogLevelError
 from services.logs import (
     JsonFormatter,
-    UnknownLogFormatError,
-    UnknownLogLevelError,
     configure_logging,
 )
 

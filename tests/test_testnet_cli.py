@@ -25,13 +25,11 @@ from services.cli.common import (
     CHAIN_ENV,
     DEFAULT_CHAIN,
     ChainOpt,
-    ExampleNotFoundError,
-    KeyFileError,
     load_key_file,
     reported_errors,
     resolve_spec_path,
 )
-from services.errors import PortInUseError
+from services.errors import ExampleNotFoundError, KeyFileError, PortInUseError
 from services.ops.localnet import (
     STATE_FILE,
     LocalTestnet,

@@ -17,9 +17,10 @@ from protocol.spec import JobSpec, parse_spec
 from protocol.state_commitment import blob_root
 from services.agents.blobs import LocalBlobSource
 from services.agents.views import decode_job
+from services.errors import DownloadRefusedError
 from services.sim.network import JobTerms, Network
 from services.strategies.cheaters import PerturbStep
-from services.submitter import DownloadRefusedError, verified_model
+from services.submitter import verified_model
 from tests.conftest import tiny_spec_dict
 
 pytestmark = pytest.mark.adversarial
