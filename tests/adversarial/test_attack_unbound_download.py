@@ -25,8 +25,11 @@ from tests.conftest import tiny_spec_dict
 
 pytestmark = pytest.mark.adversarial
 
+Settled = tuple[Network, dict[str, Any]]
+"""The network and the job record of the ``settled`` fixture."""
 
-def _finished(spec: JobSpec, cheat: bool = False) -> tuple[Network, dict[str, Any]]:
+
+def _finished(spec: JobSpec, cheat: bool = False) -> Settled:
     net = Network()
     net.add_solver("solver", PerturbStep(step=9) if cheat else None)
     net.add_verifier("verifier")
@@ -37,7 +40,7 @@ def _finished(spec: JobSpec, cheat: bool = False) -> tuple[Network, dict[str, An
 
 
 @pytest.fixture(scope="module")
-def settled() -> tuple[Network, dict[str, Any]]:
+def settled() -> Settled:
     net, job = _finished(parse_spec(tiny_spec_dict()))
     assert job["status"] == "settled"
     return net, job
@@ -59,7 +62,7 @@ class Served:
         return self._model if self._model is not None and len(self._model) <= max_bytes else None
 
 
-def test_a_settled_honest_model_is_verified_end_to_end(settled) -> None:
+def test_a_settled_honest_model_is_verified_end_to_end(settled: Settled) -> None:
     net, job = settled
     model = verified_model(net.blobs, job)
     assert blob_root(model).hex() == job["final_state_hash"]
@@ -73,13 +76,13 @@ def test_a_slashed_jobs_model_is_never_handed_over(tiny_spec: JobSpec) -> None:
 
 
 @pytest.mark.parametrize("status", ["open", "assigned", "committed", "expired", "cancelled"])
-def test_an_unsettled_job_is_refused(settled, status: str) -> None:
+def test_an_unsettled_job_is_refused(settled: Settled, status: str) -> None:
     net, job = settled
     with pytest.raises(DownloadRefusedError, match="not settled"):
         verified_model(net.blobs, {**job, "status": status})
 
 
-def test_a_declared_final_state_that_is_not_the_last_leaf_is_refused(settled) -> None:
+def test_a_declared_final_state_that_is_not_the_last_leaf_is_refused(settled: Settled) -> None:
     """The backdoor: the honest root, a declared final hash of another model, that model served."""
     net, job = settled
     leaves = net.blobs.leaves(job["solver"], job["job_id"], int(job["num_leaves"]))
@@ -89,7 +92,7 @@ def test_a_declared_final_state_that_is_not_the_last_leaf_is_refused(settled) ->
         verified_model(Served(leaves, backdoor), record)
 
 
-def test_a_leaf_list_off_the_committed_root_is_refused(settled) -> None:
+def test_a_leaf_list_off_the_committed_root_is_refused(settled: Settled) -> None:
     net, job = settled
     leaves = net.blobs.leaves(job["solver"], job["job_id"], int(job["num_leaves"]))
     assert leaves is not None
@@ -101,7 +104,7 @@ def test_a_leaf_list_off_the_committed_root_is_refused(settled) -> None:
         verified_model(Served(None, model), job)
 
 
-def test_a_wrong_or_oversized_model_is_refused(settled) -> None:
+def test_a_wrong_or_oversized_model_is_refused(settled: Settled) -> None:
     net, job = settled
     leaves = net.blobs.leaves(job["solver"], job["job_id"], int(job["num_leaves"]))
     model = net.blobs.model(job["solver"], job["job_id"], 1 << 30)
@@ -112,7 +115,7 @@ def test_a_wrong_or_oversized_model_is_refused(settled) -> None:
         verified_model(Served(leaves, model + b"\0"), job)  # one byte over the blob size
 
 
-def test_a_verifier_does_not_vouch_for_a_final_state_off_the_last_leaf(settled) -> None:
+def test_a_verifier_does_not_vouch_for_a_final_state_off_the_last_leaf(settled: Settled) -> None:
     net, job = settled
     verifier = next(a for a in net.agents if a.role == "verifier")
     verifier.entries.pop(job["job_id"], None)
@@ -121,7 +124,7 @@ def test_a_verifier_does_not_vouch_for_a_final_state_off_the_last_leaf(settled) 
     assert not verifier._final_state_is_last_leaf(decode_job(other))
 
 
-def test_the_local_source_applies_the_same_caps(settled) -> None:
+def test_the_local_source_applies_the_same_caps(settled: Settled) -> None:
     net, job = settled
     source: LocalBlobSource = net.blobs
     count = int(job["num_leaves"])
