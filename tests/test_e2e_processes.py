@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Literal, TypeVar
 
 import httpx
 import pytest
@@ -24,6 +26,7 @@ from tests.conftest import EXAMPLE_SPEC
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(420)]
 cli._register()
 TERMINAL = ("settled", "slashed", "expired", "cancelled")
+T = TypeVar("T")
 STAKE = int(load_spec(EXAMPLE_SPEC)[1]["min_stake"])  # one job's worth
 
 
@@ -35,7 +38,12 @@ def small_spec(tmp_path: Path, steps: int, interval: int) -> Path:
     return path
 
 
-def wait_for(predicate, timeout: float, what: str, net: LocalTestnet | None = None):
+def wait_for(
+    predicate: Callable[[], T | Literal[False] | None],
+    timeout: float,
+    what: str,
+    net: LocalTestnet | None = None,
+) -> T:
     """Poll ``predicate`` until it is truthy; on timeout, fail with the processes' log tails."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -62,7 +70,7 @@ def wait_staked(client: HttpChainClient, net: LocalTestnet, stake: int) -> None:
 
 
 @pytest.fixture
-def testnet(tmp_path: Path):
+def testnet(tmp_path: Path) -> Iterator[Callable[..., LocalTestnet]]:
     nets: list[LocalTestnet] = []
 
     def make(train_budget: float = 0.5) -> LocalTestnet:
@@ -81,7 +89,9 @@ def testnet(tmp_path: Path):
         assert net.stop() == [], "every process stops"
 
 
-def test_job_over_rest_settles_and_the_model_hash_matches(testnet, tmp_path: Path) -> None:
+def test_job_over_rest_settles_and_the_model_hash_matches(
+    testnet: Callable[..., LocalTestnet], tmp_path: Path
+) -> None:
     net = testnet()
     client = HttpChainClient(net.topology.chain_url)
     wait_staked(client, net, STAKE)
@@ -114,7 +124,9 @@ def test_job_over_rest_settles_and_the_model_hash_matches(testnet, tmp_path: Pat
     assert supply["holds"]
 
 
-def test_solver_killed_mid_training_resumes_and_the_job_settles(testnet, tmp_path: Path) -> None:
+def test_solver_killed_mid_training_resumes_and_the_job_settles(
+    testnet: Callable[..., LocalTestnet], tmp_path: Path
+) -> None:
     net = testnet(train_budget=0.05)  # short training slices: the kill lands mid-training
     client = HttpChainClient(net.topology.chain_url)
     wait_staked(client, net, STAKE)
