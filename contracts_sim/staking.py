@@ -6,8 +6,11 @@
 Free stake is what bids and verifier checks look at. A bid on an open job reserves the job's
 ``min_stake`` of it (``reserved_stake``): ``unstake`` cannot take reserved stake, and another bid
 needs free stake beyond it. A bid that wins moves the job's ``min_stake`` from ``bonded`` to
-``locked`` (jobs.py), out of reach of ``unstake`` until the job settles or is slashed. The
-unbonding delay keeps stake slashable for a while after a verifier or solver decides to leave.
+``locked`` (jobs.py), out of reach of ``unstake`` until the job settles or is slashed. Only
+locked stake is ever slashed; a verifier's stake never is (its claims are backed by bonds). The
+unbonding delay stops stake from hopping between accounts faster than once a delay, so one
+stake cannot make a row of sybil verifiers eligible within one challenge window
+(docs/protocol.md, "Stake").
 
 Every change of an account's stake goes through one of the named mutators below (``bond_stake``,
 ``unbond_stake``, ``withdraw_unbonded``, ``lock_stake``, ``release_stake``, ``slash_stake``);
