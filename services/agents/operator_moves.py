@@ -1,10 +1,11 @@
 """The honest moves of the operator-level dispute game (``contracts_sim.operator_dispute``).
 
-Pure functions from the dispute (a ``Dispute`` record; agents decode it from the node's
-JSON, ``services.agents.views``) and the party's own run of the disputed step (``OwnStep``) to
-the body of the next move. One implementation, played by the solver and verifier agents and
-by the scripted test players (``tests.operator_players``): each party answers from its own
-trace only; the ledger's rules decide who was right.
+Pure functions, one per phase, from the dispute (a ``Dispute`` record; agents decode it from
+the node's JSON, ``services.agents.views``) and the party's own run of the disputed step
+(``OwnStep``) to the typed body of its move. The honest player's tables
+(``services.agents.player``) name them, and the solver and verifier agents and the scripted
+test players (``tests.operator_players``) play them: each party answers from its own trace
+only; the ledger's rules decide who was right.
 
     phase            solver                       challenger
     commit_trace     commit_trace                 -
@@ -32,7 +33,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from contracts_sim.operator_dispute import VALUES_PER_CHUNK, box_runs, input_shapes, unravel
-from contracts_sim.records import Dispute, OperatorGame, Phase
+from contracts_sim.records import Dispute, OperatorGame
 from contracts_sim.transactions import (
     ChooseChildBody,
     ChunkPiece,
@@ -44,7 +45,6 @@ from contracts_sim.transactions import (
     RevealChunkBody,
     RevealOpBody,
     ShowOverflowBody,
-    TxBody,
     Witness,
 )
 from protocol.exact import State
@@ -59,17 +59,6 @@ from protocol.trace import OVERFLOW_ENTRY, OpNode, Program
 from protocol.types import Hash32
 
 TraceProver = Callable[[int], InclusionProof]  # leaf -> its inclusion proof in the solver's trace
-SOLVER_PHASES = frozenset(
-    {
-        Phase.COMMIT_TRACE,
-        Phase.REVEAL_CHILDREN,
-        Phase.REVEAL_OP,
-        Phase.PROVE_OVERFLOW,
-        Phase.REVEAL_CHUNK,
-        Phase.POST_PIECES,
-    }
-)
-CHALLENGER_PHASES = frozenset({Phase.CHOOSE_CHILD, Phase.NAME_ELEMENT})
 
 
 @dataclass(eq=False)
@@ -148,62 +137,81 @@ def _same_state(x: State, y: State) -> bool:
 # --- the moves ---------------------------------------------------------------------------------
 
 
-def next_move(d: Dispute, own: OwnStep) -> TxBody | None:
-    """The body of the operator-level move ``d`` waits on, from ``own``: the solver's in a
-    solver phase, the challenger's in a challenger phase; None outside the game."""
-    return _solver_move(d, own) if d.phase in SOLVER_PHASES else _challenger_move(d, own)
+def _game(d: Dispute) -> OperatorGame:
+    assert d.operator is not None, f"phase {d.phase} without an operator game"
+    return d.operator
 
 
-def _solver_move(d: Dispute, own: OwnStep) -> TxBody | None:
-    if d.phase is Phase.COMMIT_TRACE:
-        return commit_trace_body(d.dispute_id, own)
-    game = d.operator
-    if game is None:
-        return None
-    if d.phase is Phase.REVEAL_CHILDREN:
-        assert d.node_lo is not None and d.node_hi is not None
-        left, right = children(NodeRef(d.node_lo, d.node_hi))
-        leaves = tree_leaves(game, own)
-        return RevealChildrenBody(
-            d.dispute_id,
-            Hash32(range_root(leaves, left.lo, left.hi)),
-            Hash32(range_root(leaves, right.lo, right.hi)),
-        )
-    k = game.op_index
-    assert k is not None
-    if d.phase is Phase.REVEAL_OP:
-        out = own.run.outputs[k]
-        if out is None:
-            return RevealOpBody(d.dispute_id, True, None)
-        return RevealOpBody(d.dispute_id, False, Hash32(data_root(own.data("op", k))))
-    if d.phase is Phase.PROVE_OVERFLOW:
-        return overflow_evidence(d.dispute_id, own, k)
-    if d.phase is Phase.REVEAL_CHUNK:
-        assert game.chunk_index is not None
-        return RevealChunkBody(d.dispute_id, own.chunk("op", k, game.chunk_index))
-    assert d.phase is Phase.POST_PIECES
+def _op(d: Dispute) -> tuple[OperatorGame, int]:
+    """The game, and op k: the operator the trace descent reached."""
+    game = _game(d)
+    assert game.op_index is not None
+    return game, game.op_index
+
+
+def _halves(d: Dispute, own: OwnStep) -> tuple[NodeRef, NodeRef, list[bytes]]:
+    """The node under descent's two children, and the leaves of ``own``'s tree it descends."""
+    assert d.node_lo is not None and d.node_hi is not None
+    left, right = children(NodeRef(d.node_lo, d.node_hi))
+    return left, right, tree_leaves(_game(d), own)
+
+
+# The solver's moves.
+
+
+def commit_trace(d: Dispute, own: OwnStep) -> CommitTraceBody:
+    return commit_trace_body(d.dispute_id, own)
+
+
+def reveal_children(d: Dispute, own: OwnStep) -> RevealChildrenBody:
+    left, right, leaves = _halves(d, own)
+    return RevealChildrenBody(
+        d.dispute_id,
+        Hash32(range_root(leaves, left.lo, left.hi)),
+        Hash32(range_root(leaves, right.lo, right.hi)),
+    )
+
+
+def reveal_op(d: Dispute, own: OwnStep) -> RevealOpBody:
+    _, k = _op(d)
+    if own.run.outputs[k] is None:
+        return RevealOpBody(d.dispute_id, True, None)
+    return RevealOpBody(d.dispute_id, False, Hash32(data_root(own.data("op", k))))
+
+
+def prove_overflow(d: Dispute, own: OwnStep) -> ShowOverflowBody:
+    return overflow_evidence(d.dispute_id, own, _op(d)[1])
+
+
+def reveal_chunk(d: Dispute, own: OwnStep) -> RevealChunkBody:
+    game, k = _op(d)
+    assert game.chunk_index is not None
+    return RevealChunkBody(d.dispute_id, own.chunk("op", k, game.chunk_index))
+
+
+def post_pieces(d: Dispute, own: OwnStep) -> PostPiecesBody:
+    game, k = _op(d)
     return PostPiecesBody(d.dispute_id, pieces_body(own, own.program.nodes[k], game))
 
 
-def _challenger_move(d: Dispute, own: OwnStep) -> TxBody | None:
-    game = d.operator
-    if game is None:
-        return None
-    if d.phase is Phase.CHOOSE_CHILD:
-        assert d.node_lo is not None and d.node_hi is not None
-        left, right = children(NodeRef(d.node_lo, d.node_hi))
-        leaves = tree_leaves(game, own)
-        if d.left_hash != _node_hash(leaves, left):
-            return ChooseChildBody(d.dispute_id, "left")
-        contradicted = game.tree == "trace" and not game.overflow and OVERFLOW_ENTRY in leaves
-        if d.right_hash != _node_hash(leaves, right) or not contradicted:
-            return ChooseChildBody(d.dispute_id, "right")
-        # The solver's trace is this one, and it overflows though the solver claims not.
-        leaf = own.trace_proof(leaves.index(OVERFLOW_ENTRY))
-        return ShowOverflowBody(d.dispute_id, leaf, None, ())
-    assert d.phase is Phase.NAME_ELEMENT
-    k = game.op_index
-    assert k is not None
+# The challenger's moves.
+
+
+def choose_child(d: Dispute, own: OwnStep) -> ChooseChildBody | ShowOverflowBody:
+    game = _game(d)
+    left, right, leaves = _halves(d, own)
+    if d.left_hash != _node_hash(leaves, left):
+        return ChooseChildBody(d.dispute_id, "left")
+    contradicted = game.tree == "trace" and not game.overflow and OVERFLOW_ENTRY in leaves
+    if d.right_hash != _node_hash(leaves, right) or not contradicted:
+        return ChooseChildBody(d.dispute_id, "right")
+    # The solver's trace is this one, and it overflows though the solver claims not.
+    leaf = own.trace_proof(leaves.index(OVERFLOW_ENTRY))
+    return ShowOverflowBody(d.dispute_id, leaf, None, ())
+
+
+def name_element(d: Dispute, own: OwnStep) -> NameElementBody | ShowOverflowBody:
+    game, k = _op(d)
     if own.run.outputs[k] is None:
         prove = functools.partial(solver_trace_proof, d, own)
         return overflow_evidence(d.dispute_id, own, k, prove)

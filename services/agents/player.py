@@ -23,12 +23,22 @@ A side answers from what it believes the job's trajectory is, nothing else:
     publish_data       the requested leaf's blob, proved   -
     reveal_trap        the forced error's secret, proved   -
     unseal             -                                   what its seal hides
-    commit_trace ...   the operator-level game (``services.agents.operator_moves``), from
-                       the side's own run of the disputed step
 
-Both players' trees are descended the same way and the operator-level phases
-``reveal_children`` and ``choose_child`` reuse the step-level names: a dispute with an
-operator game under way (``in_operator_game``) is answered from the operator-level table.
+    operator level, from the side's own run of the disputed step
+    (``services.agents.operator_moves``):
+    commit_trace       its trace's root, state roots, proofs  -
+    reveal_children    the node's children (trace / chunks)   -
+    choose_child       -                                   the child it disagrees with,
+                                                           or show_overflow
+    reveal_op          op k's entry (output root/overflow) -
+    prove_overflow     show_overflow: why op k overflows   -
+    reveal_chunk       the chunk of op k's output          -
+    name_element       -                                   the first element it disagrees
+                                                           with, or show_overflow
+    post_pieces        what that element reads, proved     -
+
+``reveal_children`` and ``choose_child`` are phases of both levels: a dispute with an operator
+game under way (``in_operator_game``) is answered at the operator level.
 """
 
 from __future__ import annotations
@@ -123,12 +133,31 @@ def _steps(d: Dispute) -> tuple[int, int]:
 # --- the operator-level game -------------------------------------------------------------
 
 
-def operator_move(d: Dispute, me: Side) -> Move | None:
-    """The operator-level move ``d`` waits on, from ``me``'s own run of the step."""
-    own = me.operator_step(d)
-    if own is None:
-        return None  # no run of its own to play from: the deadline decides
-    return _move(operator_moves.next_move(d, own))
+OperatorMove = Callable[[Dispute, operator_moves.OwnStep], TxBody]
+
+
+def from_own_step(make: OperatorMove) -> Callable[[Dispute, Side], Move | None]:
+    """An operator-level move (``services.agents.operator_moves``), made from the side's own
+    run of the disputed step."""
+
+    def move(d: Dispute, me: Side) -> Move | None:
+        own = me.operator_step(d)
+        if own is None:
+            return None  # no run of its own to play from: the deadline decides
+        return Move.of(make(d, own))
+
+    move.__name__ = make.__name__
+    return move
+
+
+_commit_trace = from_own_step(operator_moves.commit_trace)
+_reveal_op_children = from_own_step(operator_moves.reveal_children)
+_reveal_op = from_own_step(operator_moves.reveal_op)
+_prove_overflow = from_own_step(operator_moves.prove_overflow)
+_reveal_chunk = from_own_step(operator_moves.reveal_chunk)
+_post_pieces = from_own_step(operator_moves.post_pieces)
+_choose_op_child = from_own_step(operator_moves.choose_child)
+_name_element = from_own_step(operator_moves.name_element)
 
 
 # --- the solver's moves ----------------------------------------------------------------------
@@ -136,7 +165,7 @@ def operator_move(d: Dispute, me: Side) -> Move | None:
 
 def reveal_children(d: Dispute, me: Claims) -> Move | None:
     if in_operator_game(d):
-        return operator_move(d, me)
+        return _reveal_op_children(d, me)
     left, right = children(_node(d))
     left_hash, right_hash = me.node_hash(left), me.node_hash(right)
     if left_hash is None or right_hash is None:
@@ -178,7 +207,7 @@ def reveal_trap(d: Dispute, me: Claims) -> Move | None:
 
 def choose_child(d: Dispute, me: Checks) -> Move | None:
     if in_operator_game(d):
-        return operator_move(d, me)
+        return _choose_op_child(d, me)
     left, _ = children(_node(d))
     mine = me.node_hash(left)
     if mine is None:
@@ -218,11 +247,11 @@ SOLVER_MOVES: dict[Phase, Callable[[Dispute, Claims], Move | None]] = {
     Phase.POST_PRESTATE: post_own_prestate,
     Phase.PUBLISH_DATA: publish_data,
     Phase.REVEAL_TRAP: reveal_trap,
-    Phase.COMMIT_TRACE: operator_move,
-    Phase.REVEAL_OP: operator_move,
-    Phase.PROVE_OVERFLOW: operator_move,
-    Phase.REVEAL_CHUNK: operator_move,
-    Phase.POST_PIECES: operator_move,
+    Phase.COMMIT_TRACE: _commit_trace,
+    Phase.REVEAL_OP: _reveal_op,
+    Phase.PROVE_OVERFLOW: _prove_overflow,
+    Phase.REVEAL_CHUNK: _reveal_chunk,
+    Phase.POST_PIECES: _post_pieces,
 }
 """The solver's move in each phase it may move in."""
 
@@ -231,7 +260,7 @@ CHALLENGER_MOVES: dict[Phase, Callable[[Dispute, Checks], Move | None]] = {
     Phase.RESPOND_MIDPOINT: respond_midpoint,
     Phase.POST_PRESTATE: post_agreed_prestate,
     Phase.UNSEAL: unseal,
-    Phase.NAME_ELEMENT: operator_move,
+    Phase.NAME_ELEMENT: _name_element,
 }
 """The challenger's move in each phase it may move in."""
 
