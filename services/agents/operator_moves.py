@@ -57,6 +57,7 @@ from protocol.spec import JobSpec
 from protocol.state_commitment import CHUNK_BYTES, chunk_entries, data_root
 from protocol.trace import OVERFLOW_ENTRY, OpNode, Program
 from protocol.types import Hash32
+from services.agents.views import decode_record
 
 TraceProver = Callable[[int], InclusionProof]  # leaf -> its inclusion proof in the solver's trace
 
@@ -380,16 +381,34 @@ def _revealed_hashes(d: Dispute) -> dict[tuple[int, int], bytes]:
     known: dict[tuple[int, int], bytes] = {}
     node: NodeRef | None = None
     for move in d.moves:
-        if move.kind == "commit_trace":
-            node = NodeRef(0, int(move.data["trace_size"]))
+        if move.kind == CommitTraceBody.kind:
+            node = NodeRef(0, _game(d).trace_size)
         elif node is None:
             continue
-        elif move.kind == "reveal_children":
+        elif move.kind == RevealChildrenBody.kind:
+            revealed = decode_record(_Revealed, move.data, "reveal_children move")
             left, right = children(node)
-            known[(left.lo, left.hi)] = bytes.fromhex(move.data["left"])
-            known[(right.lo, right.hi)] = bytes.fromhex(move.data["right"])
-        elif move.kind == "choose_child":
-            node = NodeRef(int(move.data["lo"]), int(move.data["hi"]))
-        elif move.kind == "reveal_op":
+            known[(left.lo, left.hi)] = revealed.left
+            known[(right.lo, right.hi)] = revealed.right
+        elif move.kind == ChooseChildBody.kind:
+            chosen = decode_record(_Chosen, move.data, "choose_child move")
+            node = NodeRef(chosen.lo, chosen.hi)
+        elif move.kind == RevealOpBody.kind:
             break
     return known
+
+
+@dataclass(frozen=True)
+class _Revealed:
+    """What the ledger records of a ``reveal_children`` move."""
+
+    left: bytes
+    right: bytes
+
+
+@dataclass(frozen=True)
+class _Chosen:
+    """What the ledger records of a ``choose_child`` move: the child descended into."""
+
+    lo: int
+    hi: int

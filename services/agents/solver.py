@@ -54,7 +54,7 @@ from services.agents.moves import Move
 from services.agents.strategy import SolverStrategy
 from services.agents.training import JobRun, SegmentRunner
 from services.agents.traps import TrapBook
-from services.agents.views import DisputeView, JobView
+from services.agents.views import DisputeView, JobView, decode_record
 from services.client import ChainClient
 
 TRAINABLE_FAMILIES = frozenset(FAMILIES)  # the model families the exact VM trains
@@ -263,7 +263,8 @@ class SolverAgent(Agent):
         evictions = sum(
             1
             for event in self.job_history(job.job_id)
-            if event.kind == "bid_evicted" and event.data.get("solver") == self.address
+            if event.kind == "bid_evicted"
+            and decode_record(_Evicted, event.data, "bid_evicted event").solver == self.address
         )
         if evictions <= self.evictions.get(job.job_id, 0):
             return False
@@ -495,6 +496,13 @@ class SolverAgent(Agent):
             post_entry=Hash32(run.entries[segment + 1]),
             post_proof=tree.inclusion_proof(segment + 1),
         )
+
+
+@dataclass(frozen=True)
+class _Evicted:
+    """What a ``bid_evicted`` event says: whose bid a better one evicted."""
+
+    solver: str
 
 
 @dataclass(frozen=True)

@@ -407,9 +407,9 @@ class VerifierAgent(Agent):
         if d is None or d.status is not DisputeStatus.DATA_PUBLISHED:
             return None
         assert d.hash_lo is not None and d.hash_hi is not None
-        move = next(m for m in d.moves if m.kind == "publish_data")
+        move = next(m for m in d.moves if m.kind == PublishDataBody.kind)
         for tx in self.client.get_block(move.height).transactions:
-            if tx.kind != "publish_data":
+            if tx.kind != PublishDataBody.kind:
                 continue
             body = parse_body(tx.kind, tx.body)
             assert isinstance(body, PublishDataBody)

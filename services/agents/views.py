@@ -35,8 +35,9 @@ from services.errors import MalformedAnswerError
 R = TypeVar("R")
 
 
-def _record(cls: type[R], answer: Any, what: str) -> R:
-    """``answer`` decoded as ``cls``: its fields exactly (derived fields the node adds dropped)."""
+def decode_record(cls: type[R], answer: Any, what: str) -> R:
+    """``answer`` decoded as the record ``cls``: its fields exactly (other fields, such as
+    those the node derives, dropped)."""
     if not isinstance(answer, dict):
         raise MalformedAnswerError(f"{what}: expected an object, got {type(answer).__name__}")
     known = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
@@ -129,7 +130,7 @@ class DisputeView:
 
 def decode_job(answer: Any) -> JobView:
     """A job answer (``get_job``, an element of ``list_jobs``) as a ``JobView``."""
-    record = _record(Job, answer, "job")
+    record = decode_record(Job, answer, "job")
     try:
         spec = parse_spec(record.spec)
     except ProofNetError as exc:
@@ -144,17 +145,18 @@ class _History:
 
 def decode_history(answer: Any) -> tuple[ChainEvent, ...]:
     """The event history of a job detail answer (``get_job``'s ``history``)."""
-    return _record(_History, answer, "job detail").history
+    return decode_record(_History, answer, "job detail").history
 
 
 def decode_dispute(answer: Any, job: JobView | None = None) -> DisputeView:
     """A dispute answer (``get_dispute``, an element of ``list_disputes``) as a view."""
-    return DisputeView(_record(Dispute, answer, "dispute"), job.spec if job is not None else None)
+    spec = job.spec if job is not None else None
+    return DisputeView(decode_record(Dispute, answer, "dispute"), spec)
 
 
 def decode_account(answer: Any) -> Account:
     """An account answer (``get_account``) as the ledger's ``Account`` record."""
-    return _record(Account, answer, "account")
+    return decode_record(Account, answer, "account")
 
 
 def decode_params(answer: Any) -> Params:
