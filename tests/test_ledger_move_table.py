@@ -24,13 +24,22 @@ from contracts_sim import moves
 from contracts_sim.moves import MOVES
 from contracts_sim.params import TEST, Params
 from contracts_sim.records import Dispute, Phase
-from contracts_sim.transactions import ChallengeBody, SegmentEvidence
+from contracts_sim.transactions import ChallengeBody, CloseBiddingBody, SegmentEvidence
 from protocol.exact.trace import program_of
 from protocol.spec import parse_spec
 from protocol.types import Hash32
 from tests import test_forced_errors, test_ledger_dispute_game, test_operator_disputes
 from tests.conftest import tiny_spec_dict
-from tests.ledger_helpers import committed_job, funded_harness
+from tests.forced_error_players import (
+    TrapSolver,
+    close_window,
+    open_audits,
+    open_empty_seals,
+    sample_of,
+    sealed_verdict,
+    unseal_body,
+)
+from tests.ledger_helpers import committed_job, funded_harness, job, post_job
 from tests.operator_players import Cheat, World
 from tests.operator_players import play as play_game
 
@@ -80,6 +89,7 @@ def _game_tests() -> Iterator[tuple[str, Callable[..., Any], dict[str, Any]]]:
 
 ONE_STEP_SPEC = parse_spec(tiny_spec_dict(steps=4, checkpoint_interval=1))
 OPERATOR = dataclasses.replace(TEST, operator_disputes=True)
+ALL_TRAPS = TEST.with_changes(forced_error_bps=5_000)
 
 
 def _one_step_game(params: Params, fast_path: bool) -> None:
@@ -107,15 +117,52 @@ def _one_step_game(params: Params, fast_path: bool) -> None:
     play_game(h, dispute_id, solver, honest)
 
 
+class _OneStepTrapSolver(TrapSolver):
+    """The forced-error solver of the test players, on the one-step spec's segments."""
+
+    @property
+    def segments(self) -> int:
+        return ONE_STEP_SPEC.num_segments
+
+
+def _one_step_trap_games() -> None:
+    """With forced errors, a seal and an audit of a one-step segment open at the referee's
+    phase: an honest job (forced errors planted), a verifier that seals one segment of its
+    sample and attests, the solver auditing it where its sample held a forced error."""
+    h = funded_harness(params=ALL_TRAPS)
+    for _ in range(20):  # until the verifier's sample holds a forced error
+        job_id = post_job(h, spec=ONE_STEP_SPEC.to_dict())
+        solver = _OneStepTrapSolver(h)
+        solver.bid(job_id)
+        h.advance_to(job(h, job_id).bid_deadline + 1)
+        h.send("outsider", CloseBiddingBody(job_id))
+        h.advance(2)  # the beacon of the block after the assignment
+        run = solver.run(job(h, job_id))
+        solver.commit(job_id, run)
+        h.advance(2)  # the sample seed
+        sample = sample_of(h, job_id, "v2")
+        trapped = [x for x in sample if x in solver.draws(job(h, job_id))]
+        if trapped:
+            break
+    else:
+        raise AssertionError("no forced error in the sample in 20 jobs")
+    sealed = next(x for x in sample if x != trapped[0])  # disputed; the forced error vouched for
+    seals = sealed_verdict(h, job_id, "v2", [sealed])
+    close_window(h, job_id)
+    h.send("v2", "unseal", unseal_body(h, job_id, seals[sealed], "v2", sealed, run))
+    open_empty_seals(h, job_id, "v2", seals)
+    open_audits(h, job_id)
+    h.send("solver", "audit", solver.audit_body(job_id, "v2", trapped[0], run))
+
+
 def _one_step_games() -> None:
     for params in (TEST, OPERATOR):
         for fast_path in (False, True):
             _one_step_game(params, fast_path)
+    _one_step_trap_games()
 
 
 UNPLAYED: dict[tuple[str, Phase], str] = {
-    ("audit", Phase.POST_PRESTATE): "an audit of a one-step segment (forced errors, C = 1)",
-    ("unseal", Phase.POST_PRESTATE): "a seal of a one-step segment (forced errors, C = 1)",
     ("commit_trace", Phase.REVEAL_OP): "a step program of one operator (every spec has more)",
     ("reveal_op", Phase.NAME_ELEMENT): "an operator with an empty output",
     ("reveal_op", Phase.RESOLVED): "a solver opening an overflow entry it claimed not to have",
