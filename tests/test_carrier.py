@@ -25,7 +25,7 @@ from protocol.exact.fixedpoint import (
     scale_round,
 )
 from protocol.layout import STEP_KEY, adam_m_name, adam_v_name, momentum_name
-from protocol.spec import parse_spec
+from protocol.spec import JobSpec, parse_spec
 from tests.conftest import tiny_spec_dict
 
 EXTREMES = [0, 1, -1, 2**52, -(2**52), 2**53 - 1, -(2**53 - 1), 2**40, -(2**40) - 7]
@@ -71,7 +71,9 @@ def test_known_maximum_gives_the_same_operand() -> None:
     assert torch.equal(matmul(x, w, "t"), x @ w)
 
 
-def _plain_sgd(spec, state, grads):  # type: ignore[no-untyped-def]
+def _plain_sgd(
+    spec: JobSpec, state: dict[str, torch.Tensor], grads: dict[str, torch.Tensor]
+) -> dict[str, torch.Tensor]:
     """The update as first written: the reference for the fused passes."""
     mu = spec.optimizer.momentum_q16
     shift = spec.loss_terms_log2 - spec.optimizer.lr_log2
@@ -120,7 +122,9 @@ def test_max_abs_is_the_true_largest_magnitude() -> None:
         assert max_abs(chosen) == true
 
 
-def _plain_adamw(spec, state, i, grads):  # type: ignore[no-untyped-def]
+def _plain_adamw(
+    spec: JobSpec, state: dict[str, torch.Tensor], i: int, grads: dict[str, torch.Tensor]
+) -> dict[str, torch.Tensor]:
     """The AdamW update as first written (before the passes were fused): the reference."""
     opt = spec.optimizer
     b1, b2 = opt.beta1_q16, opt.beta2_q16

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from protocol.datasets import check_dataset, load_dataset
+from protocol.datasets import Dataset, check_dataset, load_dataset
 from protocol.errors import DatasetError
 from services.jobspec import load_spec
 from tests.conftest import EXAMPLE_SPEC
@@ -12,6 +12,7 @@ from tests.conftest import EXAMPLE_SPEC
 
 def test_digits_shape_and_split() -> None:
     ds = load_dataset("digits")
+    assert isinstance(ds, Dataset)
     assert (len(ds.train_y), len(ds.test_y)) == (1438, 359)
     assert ds.num_features == 64 and ds.num_classes == 10
     assert set(ds.test_y) == set(range(10))
@@ -26,6 +27,7 @@ def test_digits_match_scikit_learn() -> None:
     sklearn = pytest.importorskip("sklearn.datasets")
     reference = sklearn.load_digits()
     ds = load_dataset("digits")
+    assert isinstance(ds, Dataset)
     first_train = [int(v) >> 12 for v in ds.train_x[0]]
     assert first_train == [int(v) for v in reference.data[0]]
     assert ds.test_y[0] == int(reference.target[4])

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import copy
+from pathlib import Path
+from typing import Any
 
 import pytest
 
 from protocol.errors import SpecError
+from protocol.models import ModelSpec
 from protocol.spec import parse_spec, spec_hash, with_steps
 from services.jobspec import load_spec
 from tests.conftest import EXAMPLE_SPEC, tiny_spec_dict
@@ -14,6 +17,7 @@ from tests.conftest import EXAMPLE_SPEC, tiny_spec_dict
 
 def test_example_spec_parses() -> None:
     spec, terms = load_spec(EXAMPLE_SPEC)
+    assert isinstance(spec.model, ModelSpec)
     assert spec.model.layer_sizes() == [64, 64, 10]
     assert spec.num_leaves == spec.steps // spec.checkpoint_interval + 1
     assert terms["payment"] > 0
@@ -26,7 +30,7 @@ def test_spec_hash_is_stable_and_sensitive() -> None:
     assert spec_hash(parse_spec(spec.to_dict())) == spec_hash(spec)
 
 
-def _set(data: dict, path: str, value: object) -> dict:
+def _set(data: dict[str, Any], path: str, value: object) -> dict[str, Any]:
     data = copy.deepcopy(data)
     *parents, last = path.split(".")
     node = data
@@ -81,7 +85,7 @@ def test_with_steps_revalidates() -> None:
         with_steps(spec, 6)  # C = 4 must divide steps
 
 
-def test_spec_file_errors(tmp_path) -> None:
+def test_spec_file_errors(tmp_path: Path) -> None:
     with pytest.raises(SpecError, match="cannot read"):
         load_spec(tmp_path / "missing.yaml")
     bad = tmp_path / "bad.yaml"
