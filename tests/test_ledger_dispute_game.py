@@ -20,7 +20,7 @@ from protocol.errors import EncodingError
 from protocol.hashing import TensorRecord, encode_tensors, sha256
 from protocol.state_commitment import blob_root
 from tests.dispute_agents import Run, make_run, next_move, play
-from tests.ledger_helpers import committed_job, funded_harness, job
+from tests.ledger_helpers import committed_job, final_commit, funded_harness, job
 
 SLASH = 200  # JOB_TERMS["min_stake"]
 BOND = TEST.challenge_bond
@@ -122,15 +122,13 @@ def test_a_root_whose_leaf_0_is_not_the_initial_state_is_never_committed() -> No
     sampled re-execution; commit_final recomputes state 0 and refuses its root instead (the
     referee's leaf-0 check remains for a challenger that disputes leaf 0)."""
     from contracts_sim.exceptions import InvalidProofError
-    from tests.ledger_helpers import assign, final_body, post_job
+    from tests.ledger_helpers import assign, post_job
 
     h = funded_harness()
     cheat = make_run(cheat_init=True)
     job_id = post_job(h)
     assign(h, job_id)
-    error = h.expect_error(
-        "solver", "commit_final", final_body(job_id, cheat.tree), InvalidProofError
-    )
+    error = h.expect_error("solver", final_commit(job_id, cheat.tree), error=InvalidProofError)
     assert error.what == "initial_proof"  # type: ignore[attr-defined]
 
 

@@ -44,7 +44,7 @@ from contracts_sim.transactions import (
     sign_transaction,
 )
 from protocol.types import Amount
-from tests.ledger_helpers import post_job_body
+from tests.ledger_helpers import job_posting, post_job_body
 
 
 @pytest.fixture
@@ -301,7 +301,7 @@ def test_put_checks_table_types() -> None:
 
 
 def test_snapshot_round_trip_and_root_determinism(h: LedgerHarness) -> None:
-    h.send("alice", "post_job", post_job_body())
+    h.send("alice", job_posting())
     h.advance(2)
     data = h.state.to_json()
     restored = LedgerState.from_json(copy.deepcopy(data))

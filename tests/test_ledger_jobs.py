@@ -47,6 +47,7 @@ from contracts_sim.transactions import (
     ChallengeBody,
     ClaimTimeoutBody,
     CloseBiddingBody,
+    CommitProgressBody,
     SettleBody,
     StakeBody,
     UnstakeBody,
@@ -54,7 +55,7 @@ from contracts_sim.transactions import (
 from protocol.datasets import load_dataset
 from protocol.merkle import CommitmentTree
 from protocol.spec import parse_spec
-from protocol.types import Amount
+from protocol.types import Amount, Hash32
 from tests.conftest import tiny_spec_dict
 from tests.ledger_helpers import (
     JOB_TERMS,
@@ -62,8 +63,10 @@ from tests.ledger_helpers import (
     committed_job,
     fake_leaves,
     final_body,
+    final_commit,
     funded_harness,
     job,
+    job_posting,
     post_job,
     post_job_body,
 )
@@ -146,7 +149,7 @@ def test_post_job_limits_admit_the_example_and_digits() -> None:
 
 
 def test_post_job_insufficient_balance(h: LedgerHarness) -> None:
-    h.expect_error("outsider", "post_job", post_job_body(), InsufficientBalanceError)
+    h.expect_error("outsider", job_posting(), error=InsufficientBalanceError)
 
 
 def test_post_job_id_collision_is_refused(h: LedgerHarness) -> None:
@@ -159,7 +162,7 @@ def test_post_job_id_collision_is_refused(h: LedgerHarness) -> None:
         status=JobStatus.CANCELLED, escrow=0,
     )  # fmt: skip
     h.state.set_job(squatter)
-    h.expect_error("submitter", "post_job", post_job_body(), JobExistsError)
+    h.expect_error("submitter", job_posting(), error=JobExistsError)
 
 
 # --- bid ------------------------------------------------------------------------------------
@@ -411,11 +414,9 @@ def test_cancel_assigned_job(h: LedgerHarness) -> None:
 # --- commit_progress ------------------------------------------------------------------------
 
 
-def _progress(job_id: str, tree: CommitmentTree, size: int, old: int = 0) -> dict[str, object]:
-    body: dict[str, object] = {"job_id": job_id, "size": size, "root": tree.root(size).hex()}
-    if old:
-        body["consistency_proof"] = tree.consistency_proof(old, size).to_json()
-    return body
+def _progress(job_id: str, tree: CommitmentTree, size: int, old: int = 0) -> CommitProgressBody:
+    proof = tree.consistency_proof(old, size) if old else None
+    return CommitProgressBody(job_id, size, Hash32(tree.root(size)), proof)
 
 
 @pytest.fixture
@@ -427,8 +428,8 @@ def training(h: LedgerHarness) -> tuple[LedgerHarness, str, CommitmentTree]:
 
 def test_commit_progress_append_only(training: tuple[LedgerHarness, str, CommitmentTree]) -> None:
     h, job_id, tree = training
-    h.send("solver", "commit_progress", _progress(job_id, tree, 3))
-    h.send("solver", "commit_progress", _progress(job_id, tree, 6, old=3))
+    h.send("solver", _progress(job_id, tree, 3))
+    h.send("solver", _progress(job_id, tree, 6, old=3))
     j = job(h, job_id)
     assert (j.progress_size, j.progress_root) == (6, tree.root(6))
 
@@ -437,11 +438,9 @@ def test_commit_progress_rewriting_history_is_caught(
     training: tuple[LedgerHarness, str, CommitmentTree],
 ) -> None:
     h, job_id, tree = training
-    h.send("solver", "commit_progress", _progress(job_id, tree, 3))
+    h.send("solver", _progress(job_id, tree, 3))
     rewritten = CommitmentTree([*fake_leaves()[:2], *fake_leaves(salt="other")[2:]])
-    err = h.expect_error(
-        "solver", "commit_progress", _progress(job_id, rewritten, 6, old=3), InvalidProofError
-    )
+    err = h.expect_error("solver", _progress(job_id, rewritten, 6, old=3), error=InvalidProofError)
     assert err.what == "consistency_proof"  # type: ignore[attr-defined]
 
 
@@ -449,27 +448,25 @@ def test_commit_progress_requires_proof_after_first(
     training: tuple[LedgerHarness, str, CommitmentTree],
 ) -> None:
     h, job_id, tree = training
-    h.send("solver", "commit_progress", _progress(job_id, tree, 3))
-    h.expect_error("solver", "commit_progress", _progress(job_id, tree, 6), InvalidProofError)
+    h.send("solver", _progress(job_id, tree, 3))
+    h.expect_error("solver", _progress(job_id, tree, 6), error=InvalidProofError)
 
 
 def test_commit_progress_must_grow(training: tuple[LedgerHarness, str, CommitmentTree]) -> None:
     h, job_id, tree = training
-    h.send("solver", "commit_progress", _progress(job_id, tree, 3))
-    h.expect_error(
-        "solver", "commit_progress", _progress(job_id, tree, 3), ProgressNotIncreasingError
-    )
+    h.send("solver", _progress(job_id, tree, 3))
+    h.expect_error("solver", _progress(job_id, tree, 3), error=ProgressNotIncreasingError)
 
 
 def test_commit_progress_beyond_leaves(training: tuple[LedgerHarness, str, CommitmentTree]) -> None:
     h, job_id, _ = training
     big = CommitmentTree(fake_leaves(10))
-    h.expect_error("solver", "commit_progress", _progress(job_id, big, 10), TreeTooLargeError)
+    h.expect_error("solver", _progress(job_id, big, 10), error=TreeTooLargeError)
 
 
 def test_commit_progress_by_other(training: tuple[LedgerHarness, str, CommitmentTree]) -> None:
     h, job_id, tree = training
-    h.expect_error("solver2", "commit_progress", _progress(job_id, tree, 3), NotAuthorizedError)
+    h.expect_error("solver2", _progress(job_id, tree, 3), error=NotAuthorizedError)
 
 
 def test_commit_progress_after_deadline(
@@ -477,13 +474,13 @@ def test_commit_progress_after_deadline(
 ) -> None:
     h, job_id, tree = training
     h.advance_to(job(h, job_id).train_deadline + 1)  # type: ignore[operator]
-    h.expect_error("solver", "commit_progress", _progress(job_id, tree, 3), DeadlinePassedError)
+    h.expect_error("solver", _progress(job_id, tree, 3), error=DeadlinePassedError)
 
 
 def test_commit_progress_on_open_job(h: LedgerHarness) -> None:
     job_id = post_job(h)
     tree = CommitmentTree(fake_leaves())
-    h.expect_error("solver", "commit_progress", _progress(job_id, tree, 3), WrongJobStatusError)
+    h.expect_error("solver", _progress(job_id, tree, 3), error=WrongJobStatusError)
 
 
 # --- commit_final ---------------------------------------------------------------------------
@@ -491,8 +488,8 @@ def test_commit_progress_on_open_job(h: LedgerHarness) -> None:
 
 def test_commit_final_after_progress(training: tuple[LedgerHarness, str, CommitmentTree]) -> None:
     h, job_id, tree = training
-    h.send("solver", "commit_progress", _progress(job_id, tree, 5))
-    receipt = h.send("solver", "commit_final", final_body(job_id, tree, progress_size=5))
+    h.send("solver", _progress(job_id, tree, 5))
+    receipt = h.send("solver", final_commit(job_id, tree, progress_size=5))
     j = job(h, job_id)
     assert j.status is JobStatus.COMMITTED and j.final_root == tree.root()
     assert j.final_height == h.height
@@ -502,7 +499,7 @@ def test_commit_final_after_progress(training: tuple[LedgerHarness, str, Commitm
 
 def test_commit_final_without_progress(training: tuple[LedgerHarness, str, CommitmentTree]) -> None:
     h, job_id, tree = training
-    h.send("solver", "commit_final", final_body(job_id, tree))
+    h.send("solver", final_commit(job_id, tree))
     assert job(h, job_id).status is JobStatus.COMMITTED
 
 
@@ -510,18 +507,16 @@ def test_commit_final_when_progress_was_complete(
     training: tuple[LedgerHarness, str, CommitmentTree],
 ) -> None:
     h, job_id, tree = training
-    h.send("solver", "commit_progress", _progress(job_id, tree, 9))
+    h.send("solver", _progress(job_id, tree, 9))
     other = CommitmentTree(fake_leaves(salt="other"))
-    h.expect_error("solver", "commit_final", final_body(job_id, other), InvalidProofError)
-    h.send("solver", "commit_final", final_body(job_id, tree))
+    h.expect_error("solver", final_commit(job_id, other), error=InvalidProofError)
+    h.send("solver", final_commit(job_id, tree))
 
 
 def test_commit_final_wrong_leaf_count(training: tuple[LedgerHarness, str, CommitmentTree]) -> None:
     h, job_id, _ = training
     short = CommitmentTree(fake_leaves(8))
-    err = h.expect_error(
-        "solver", "commit_final", final_body(job_id, short), LeafCountMismatchError
-    )
+    err = h.expect_error("solver", final_commit(job_id, short), error=LeafCountMismatchError)
     assert (err.expected, err.got) == (9, 8)  # type: ignore[attr-defined]
 
 
@@ -529,12 +524,10 @@ def test_commit_final_inconsistent_with_progress(
     training: tuple[LedgerHarness, str, CommitmentTree],
 ) -> None:
     h, job_id, tree = training
-    h.send("solver", "commit_progress", _progress(job_id, tree, 5))
+    h.send("solver", _progress(job_id, tree, 5))
     other = CommitmentTree(fake_leaves(salt="other"))
-    h.expect_error(
-        "solver", "commit_final", final_body(job_id, other, progress_size=5), InvalidProofError
-    )
-    h.expect_error("solver", "commit_final", final_body(job_id, tree), InvalidProofError)
+    h.expect_error("solver", final_commit(job_id, other, progress_size=5), error=InvalidProofError)
+    h.expect_error("solver", final_commit(job_id, tree), error=InvalidProofError)
 
 
 def test_commit_final_bad_final_proof(training: tuple[LedgerHarness, str, CommitmentTree]) -> None:
@@ -557,19 +550,19 @@ def test_commit_final_requires_final_proof(
 
 def test_commit_final_by_other(training: tuple[LedgerHarness, str, CommitmentTree]) -> None:
     h, job_id, tree = training
-    h.expect_error("outsider", "commit_final", final_body(job_id, tree), NotAuthorizedError)
+    h.expect_error("outsider", final_commit(job_id, tree), error=NotAuthorizedError)
 
 
 def test_commit_final_after_deadline(training: tuple[LedgerHarness, str, CommitmentTree]) -> None:
     h, job_id, tree = training
     h.advance_to(job(h, job_id).train_deadline + 1)  # type: ignore[operator]
-    h.expect_error("solver", "commit_final", final_body(job_id, tree), DeadlinePassedError)
+    h.expect_error("solver", final_commit(job_id, tree), error=DeadlinePassedError)
 
 
 def test_commit_final_twice(training: tuple[LedgerHarness, str, CommitmentTree]) -> None:
     h, job_id, tree = training
-    h.send("solver", "commit_final", final_body(job_id, tree))
-    h.expect_error("solver", "commit_final", final_body(job_id, tree), WrongJobStatusError)
+    h.send("solver", final_commit(job_id, tree))
+    h.expect_error("solver", final_commit(job_id, tree), error=WrongJobStatusError)
 
 
 # --- the training deadline ------------------------------------------------------------------
@@ -599,7 +592,7 @@ def test_training_timeout_too_early(training: tuple[LedgerHarness, str, Commitme
 
 def test_training_timeout_after_commit(training: tuple[LedgerHarness, str, CommitmentTree]) -> None:
     h, job_id, tree = training
-    h.send("solver", "commit_final", final_body(job_id, tree))
+    h.send("solver", final_commit(job_id, tree))
     h.advance(20)
     h.expect_error("outsider", ClaimTimeoutBody(job_id, None), error=WrongJobStatusError)
 

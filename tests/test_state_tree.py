@@ -44,7 +44,7 @@ from contracts_sim.state_tree import (
 from contracts_sim.testing import LedgerHarness
 from protocol.hashing import sha256
 from protocol.types import Amount, Hash32, Height
-from tests.ledger_helpers import post_job_body
+from tests.ledger_helpers import job_posting
 
 # --- the definition, written out ------------------------------------------------------------
 
@@ -279,7 +279,7 @@ def test_block_hashes_keep_a_window_and_blocks_still_follow_each_other() -> None
 @pytest.fixture
 def harness() -> LedgerHarness:
     h = LedgerHarness({"alice": 10_000, "bob": 100})
-    h.send("alice", "post_job", post_job_body())
+    h.send("alice", job_posting())
     h.advance(2)
     return h
 
