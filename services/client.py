@@ -681,6 +681,17 @@ class Wallet:
             return sign_transaction(self.key, self.client.chain_id(), nonce, kind)
         return sign_transaction(self.key, self.client.chain_id(), nonce, kind, body or {})
 
+    def submit(self, tx: Transaction, wait: bool = False) -> Receipt:
+        """Submit ``tx`` (from ``sign``) once. If the chain refuses it, its nonce was not used:
+        the local nonce goes back to it, or, after a nonce error, is re-read at the next
+        ``sign`` (an agent, which retries on its next tick, reads nothing more here)."""
+        try:
+            return self.client.submit(tx, wait)
+        except ProofNetError as exc:
+            with self._lock:
+                self._nonce = None if exc.code in NONCE_ERROR_CODES else tx.nonce
+            raise
+
     def send(
         self, kind: str | TxBody, body: Mapping[str, Any] | None = None, *, wait: bool = False
     ) -> Receipt:

@@ -8,9 +8,11 @@ from typing import Any
 import pytest
 
 from contracts_sim.params import TEST
+from contracts_sim.transactions import FaucetBody
 from protocol.exact import encode_state, init, state_hash
 from protocol.merkle import CommitmentTree
 from protocol.spec import JobSpec
+from protocol.types import Amount
 from services.agents.checkpoints import CheckpointStore
 from services.agents.moves import Move
 from services.agents.strategy import (
@@ -230,3 +232,18 @@ def test_an_evicted_solver_bids_again_only_once(tiny_spec: JobSpec) -> None:
     assert net.job(job_id)["status"] == "assigned"
     assert net.job(job_id)["solver"] != net.agents[0].address
     assert moves.count("bid") == 1
+
+
+def test_a_refused_move_gives_its_nonce_back() -> None:
+    """The chain refuses a malformed move at admission: its nonce was not used, so the next
+    move takes it (the wallet keeps the nonce; no read of the chain in between)."""
+    net = Network()
+    solver = net.add_solver("solver")
+    assert not solver.send(Move("faucet", {"amount": -1}))
+    reads = net.client.pending_nonce
+    net.client.pending_nonce = lambda address: pytest.fail("re-read the nonce")  # type: ignore[method-assign]
+    assert solver.send(Move.of(FaucetBody(Amount(5))))
+    net.client.pending_nonce = reads  # type: ignore[method-assign]
+    net.client.produce_block()
+    account = net.client.get_account(solver.address)
+    assert account["nonce"] == 1 and account["balance"] == 5

@@ -1,8 +1,9 @@
 """What every agent shares: its key, its nonce, sending moves, funding and staking itself.
 
 Agents are tick-driven: ``tick()`` reads the chain, decides, sends transactions and returns. A
-transaction is submitted without waiting for its block; the agent tracks its own next nonce and
-re-reads it from the chain after any nonce error. A move already sent is not re-sent for a few
+transaction is submitted without waiting for its block; the agent's ``Wallet``
+(``services.client``, the one place nonces are kept) tracks its next nonce and re-reads it
+from the chain after any nonce error. A move already sent is not re-sent for a few
 blocks (``INFLIGHT_BLOCKS``), so a tick that sees the chain before the move's block does not
 duplicate it.
 
@@ -26,7 +27,6 @@ from contracts_sim.transactions import (
     ClaimTimeoutBody,
     FaucetBody,
     StakeBody,
-    sign_transaction,
 )
 from protocol.errors import ProofNetError
 from protocol.types import Amount
@@ -44,7 +44,7 @@ from services.agents.views import (
     decode_params,
 )
 from services.agents.watch import ChainWatcher
-from services.client import NONCE_ERROR_CODES, ChainClient
+from services.client import ChainClient, Wallet
 
 INFLIGHT_BLOCKS = 3
 BACKOFF_MAX_BLOCKS = 32
@@ -72,9 +72,8 @@ class Agent:
         self.address = key.address
         self.name = name or f"{self.role}-{self.address[2:8]}"
         self.log = logging.getLogger(f"proofnet.{self.name}")
-        self._nonce: int | None = None
+        self.wallet = Wallet(key, client)  # its next nonce, kept locally
         self._inflight: dict[str, int] = {}
-        self._chain_id: str | None = None
         self._params: Params | None = None
         self.sent: list[tuple[int, str]] = []  # (height, kind) of every accepted submission
         self._tick_height: int | None = None
@@ -86,12 +85,6 @@ class Agent:
         self.more_work = False  # set by a tick that stopped with local work left (training)
 
     # --- chain facts --------------------------------------------------------------------
-    @property
-    def chain_id(self) -> str:
-        if self._chain_id is None:
-            self._chain_id = str(self.client.chain_id())
-        return self._chain_id
-
     @property
     def params(self) -> Params:
         if self._params is None:
@@ -136,11 +129,6 @@ class Agent:
         return [decode_dispute(d, job) for d in self.watcher.disputes(job.job_id)]
 
     # --- sending ------------------------------------------------------------------------
-    def _next_nonce(self) -> int:
-        if self._nonce is None:
-            self._nonce = int(self.client.pending_nonce(self.address))
-        return self._nonce
-
     def in_flight(self, key: str) -> bool:
         """A move under ``key`` was sent less than ``INFLIGHT_BLOCKS`` blocks ago."""
         height = self._tick_height if self._tick_height is not None else self.height()
@@ -152,17 +140,14 @@ class Agent:
         height = self._tick_height if self._tick_height is not None else self.height()
         if key is not None and self.in_flight(key):
             return False
-        tx = sign_transaction(self.key, self.chain_id, self._next_nonce(), move.kind, move.body)
+        tx = self.wallet.sign(move.kind, move.body)
         try:
-            self.client.submit(tx)
+            self.wallet.submit(tx)
         except ProofNetError as exc:
-            if getattr(exc, "code", "") in NONCE_ERROR_CODES:
-                self._nonce = None
             self.log.info("%s rejected: %s", move.kind, exc)
             self.telemetry.transaction(move.kind, accepted=False)
             return False
         self.telemetry.transaction(move.kind, accepted=True)
-        self._nonce = tx.nonce + 1
         if key is not None:
             self._inflight[key] = height
         self.sent.append((height, move.kind))
