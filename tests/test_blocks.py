@@ -35,10 +35,10 @@ from contracts_sim.exceptions import (
     InvalidHeaderSignatureError,
     MalformedBlockError,
 )
-from contracts_sim.transactions import Transaction, sign_transaction
+from contracts_sim.transactions import Transaction, TransferBody, sign_transaction
 from protocol.hashing import canonical_json, sha256
 from protocol.merkle import root_of
-from protocol.types import Height
+from protocol.types import Amount, Height
 
 ALICE = key_from_seed("blocks/alice")
 BOB = key_from_seed("blocks/bob")
@@ -46,8 +46,7 @@ BOB = key_from_seed("blocks/bob")
 
 def transfers(n: int) -> tuple[Transaction, ...]:
     return tuple(
-        sign_transaction(ALICE, "c", i, "transfer", {"to": BOB.address, "amount": i + 1})
-        for i in range(n)
+        sign_transaction(ALICE, "c", i, TransferBody(BOB.address, Amount(i + 1))) for i in range(n)
     )
 
 

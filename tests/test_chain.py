@@ -44,8 +44,14 @@ from contracts_sim.exceptions import (
 from contracts_sim.params import TEST, TESTNET, Params
 from contracts_sim.state import LedgerState, increase_balance
 from contracts_sim.store import MemoryStore
-from contracts_sim.transactions import FaucetBody, Transaction, sign_transaction
-from protocol.types import Address
+from contracts_sim.transactions import (
+    FaucetBody,
+    StakeBody,
+    Transaction,
+    TransferBody,
+    sign_transaction,
+)
+from protocol.types import Address, Amount
 
 CHAIN_ID = "chain-test"
 ALICE = key_from_seed("chain/alice")
@@ -70,7 +76,7 @@ def open_chain(url: str | None = None, **kwargs: Any) -> Chain:
 
 
 def transfer(key: Any, nonce: int, amount: int, to: Address = BOB.address) -> Transaction:
-    return sign_transaction(key, CHAIN_ID, nonce, "transfer", {"to": to, "amount": amount})
+    return sign_transaction(key, CHAIN_ID, nonce, TransferBody(to, Amount(amount)))
 
 
 @pytest.fixture
@@ -151,7 +157,7 @@ def test_pending_transactions_count_for_the_next_check(chain: Chain) -> None:
     [
         (lambda: transfer(ALICE, 1, 5_000), InsufficientBalanceError),
         (lambda: transfer(ALICE, 3, 1), NonceTooHighError),
-        (lambda: sign_transaction(ALICE, "other", 0, "faucet", {"amount": 1}), WrongChainError),
+        (lambda: sign_transaction(ALICE, "other", 0, FaucetBody(Amount(1))), WrongChainError),
     ],
 )
 def test_a_rejected_submission_changes_nothing(chain: Chain, make: Any, error: type) -> None:
@@ -274,7 +280,7 @@ def test_a_rule_that_breaks_the_books_is_rejected_in_debug_mode(
     monkeypatch.setitem(fork.PROCESSORS, "faucet", buggy_faucet)
     root = chain._open.state.state_root()
     with pytest.raises(InvariantViolation):
-        chain.submit(sign_transaction(CAROL, CHAIN_ID, 0, "faucet", {"amount": 5}))
+        chain.submit(sign_transaction(CAROL, CHAIN_ID, 0, FaucetBody(Amount(5))))
     assert chain._open.state.state_root() == root
     assert chain.pending_hashes() == []
 
@@ -309,9 +315,9 @@ def test_a_second_writer_at_the_same_height_conflicts_and_drops_what_no_longer_a
 def _busy_chain(url: str | None) -> Chain:
     chain = open_chain(url)
     chain.submit(transfer(ALICE, 0, 100))
-    chain.submit(sign_transaction(CAROL, CHAIN_ID, 0, "faucet", {"amount": 700}))
+    chain.submit(sign_transaction(CAROL, CHAIN_ID, 0, FaucetBody(Amount(700))))
     chain.produce_block()
-    chain.submit(sign_transaction(CAROL, CHAIN_ID, 1, "stake", {"amount": 300}))
+    chain.submit(sign_transaction(CAROL, CHAIN_ID, 1, StakeBody(Amount(300))))
     chain.submit(transfer(BOB, 0, 50, to=CAROL.address))
     chain.produce_block()
     chain.produce_block()
@@ -455,6 +461,6 @@ def test_a_rule_that_crashes_rejects_the_transaction_and_changes_nothing(
     monkeypatch.setitem(fork.PROCESSORS, "stake", crashing)
     root = chain._open.state.state_root()
     with pytest.raises(RuleFailureError) as info:
-        chain.submit(sign_transaction(ALICE, CHAIN_ID, 0, "stake", {"amount": 5}))
+        chain.submit(sign_transaction(ALICE, CHAIN_ID, 0, StakeBody(Amount(5))))
     assert info.value.http_status == 422
     assert chain._open.state.state_root() == root and chain.pending_hashes() == []

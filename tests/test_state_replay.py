@@ -14,7 +14,8 @@ from contracts_sim.crypto import key_from_seed
 from contracts_sim.exceptions import UnsupportedStoreFormatError
 from contracts_sim.state import BEACONS, BLOCK_HASH_WINDOW, BLOCK_HASHES
 from contracts_sim.store import STORE_FORMAT
-from contracts_sim.transactions import sign_transaction
+from contracts_sim.transactions import TransferBody, sign_transaction
+from protocol.types import Amount
 
 CHAIN_ID = "replay-test"
 T0 = 1_700_000_000
@@ -36,9 +37,7 @@ def long_chain(url: str) -> Chain:
     for height in range(1, BLOCKS + 1):
         if height % 5 == 0:
             nonce = chain.next_nonce(ALICE.address)
-            tx = sign_transaction(
-                ALICE, CHAIN_ID, nonce, "transfer", {"to": BOB.address, "amount": 1}
-            )
+            tx = sign_transaction(ALICE, CHAIN_ID, nonce, TransferBody(BOB.address, Amount(1)))
             chain.submit(tx)
         chain.produce_block()
     return chain

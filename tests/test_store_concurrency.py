@@ -27,7 +27,8 @@ from contracts_sim.chain import Chain, replay
 from contracts_sim.crypto import key_from_seed
 from contracts_sim.exceptions import BlockConflictError
 from contracts_sim.store import BlockCommit, SqlStore, TxRow
-from contracts_sim.transactions import sign_transaction
+from contracts_sim.transactions import StakeBody, TransferBody, UnstakeBody, sign_transaction
+from protocol.types import Amount
 
 PG_URL = os.environ.get("PROOFNET_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 CHAIN_ID = "concurrency-test"
@@ -103,7 +104,7 @@ def applied_rows(url: str, tx_hash: str) -> int:
 
 def check_one_node(url: str) -> None:
     chain = open_chain(url)
-    tx = sign_transaction(ALICE, CHAIN_ID, 0, "transfer", {"to": BOB.address, "amount": 10})
+    tx = sign_transaction(ALICE, CHAIN_ID, 0, TransferBody(BOB.address, Amount(10)))
     results = run_together(COPIES, lambda _: chain.submit(tx.to_json()))
     assert results == [tx.tx_hash.hex()] * COPIES
     chain.produce_block()
@@ -119,7 +120,7 @@ def check_two_nodes(url: str) -> None:
     first = open_chain(url)
     second = Chain.open(url)  # its own engine and connection pool on the same database
     nodes = [first, second]
-    tx = sign_transaction(ALICE, CHAIN_ID, 0, "transfer", {"to": BOB.address, "amount": 10})
+    tx = sign_transaction(ALICE, CHAIN_ID, 0, TransferBody(BOB.address, Amount(10)))
     submitted = run_together(COPIES, lambda i: nodes[i % 2].submit(tx))
     assert submitted == [tx.tx_hash.hex()] * COPIES
 
@@ -184,8 +185,8 @@ def test_a_height_cannot_be_committed_twice_postgres(pg_url: str) -> None:
 @pytest.mark.postgres
 def test_restart_and_replay_postgres(pg_url: str) -> None:
     chain = open_chain(pg_url)
-    chain.submit(sign_transaction(ALICE, CHAIN_ID, 0, "stake", {"amount": 400}))
-    chain.submit(sign_transaction(ALICE, CHAIN_ID, 1, "unstake", {"amount": 100}))
+    chain.submit(sign_transaction(ALICE, CHAIN_ID, 0, StakeBody(Amount(400))))
+    chain.submit(sign_transaction(ALICE, CHAIN_ID, 1, UnstakeBody(Amount(100))))
     chain.produce_block()
     chain.produce_block()
     root, head = chain.state.state_root(), chain.head
