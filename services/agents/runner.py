@@ -30,6 +30,9 @@ from services.client import HttpChainClient
 
 log = logging.getLogger("proofnet.runner")
 
+HANDLER_TURN = 0.01
+"""Seconds between two ticks of an agent with local work left: the HTTP handlers' turn."""
+
 EVENT_WAIT = 3.0
 """The longest one long-poll of ``/events`` waits. A chain seals a block every ``block_time``
 (well under this), so it bounds only how long a stop waits on an idle chain."""
@@ -102,8 +105,13 @@ def wait_for_news(agent: Any, stop: threading.Event, poll: float) -> None:
     if watcher is None:
         stop.wait(poll)
         return
+    busy = getattr(agent, "more_work", False)
+    if busy:
+        # The HTTP handlers take the same lock: without a pause, a loop that re-takes it at
+        # once (Python's locks are not fair) would keep a verifier's download waiting.
+        stop.wait(HANDLER_TURN)
     try:
-        watcher.wait(0.0 if getattr(agent, "more_work", False) else EVENT_WAIT)
+        watcher.wait(0.0 if busy else EVENT_WAIT)
     except ProofNetError as exc:
         log.warning("%s: waiting for events failed: %s", agent.name, exc)
         stop.wait(poll)
