@@ -25,10 +25,11 @@ import pytest
 
 from contracts_sim.invariants import check_invariant
 from contracts_sim.transactions import sign_transaction
-from protocol.datasets import load_dataset
+from protocol.datasets import Dataset, load_dataset
 from protocol.errors import OverflowBoundError, ProofNetError
 from protocol.exact import get_threads, init, set_threads, step
 from protocol.exact.program import train_step
+from protocol.models import ModelSpec
 from protocol.spec import JobSpec, parse_spec
 from services.sim.network import JobTerms, Network, key_for
 
@@ -68,6 +69,7 @@ class PinnedThreads:
 def random_spec(rng: random.Random) -> JobSpec:
     dataset_id = rng.choice(DATASETS)
     dataset = load_dataset(dataset_id)
+    assert isinstance(dataset, Dataset)
     interval = rng.choice([1, 2, 3, 4, 5, 6])
     return parse_spec(
         {
@@ -96,6 +98,7 @@ def diverging_spec(rng: random.Random) -> JobSpec:
     """A spec whose learning rate (1 or 1/2) and momentum drive the weights out of the exact
     range: some of its steps fall under the overflow rule."""
     dataset = load_dataset("synthetic-blobs-v1")
+    assert isinstance(dataset, Dataset)
     return parse_spec(
         {
             "version": 1,
@@ -218,8 +221,8 @@ def soak(
                 assert agent.device.type == solver_device
                 net.agents[-1] = PinnedThreads(agent, threads)
             for i, threads in enumerate(verifier_threads):
-                agent = net.add_verifier(f"verifier-{i}")
-                net.agents[-1] = PinnedThreads(agent, threads)
+                verifier = net.add_verifier(f"verifier-{i}")
+                net.agents[-1] = PinnedThreads(verifier, threads)
             net.warm_up()
             job_ids = []
             for j in range(min(JOBS_PER_NETWORK, jobs - batch)):
@@ -228,6 +231,7 @@ def soak(
                 job_ids.append(
                     net.post_job(spec, JobTerms(sample_count=k), submitter=f"submitter-{j}")
                 )
+                assert isinstance(spec.model, ModelSpec)
                 report.shapes.add(
                     (spec.dataset.id, spec.model.hidden, spec.steps, spec.checkpoint_interval)
                 )
