@@ -371,7 +371,7 @@ def _crafted() -> list[tuple[OpNode, list[torch.Tensor]]]:
 
 
 def test_stated_checks_decide_every_crafted_overflow() -> None:
-    outcomes = {}
+    outcomes: dict[str, set[bool]] = {}
     for node, inputs in _crafted():
         try:
             op_def(node.kind).run(node, inputs)

@@ -17,6 +17,7 @@ from protocol.errors import SpecError
 from protocol.exact.fixedpoint import STATE_LIMIT
 from protocol.exact.trace import cnn, op_def, program_of
 from protocol.exact.trace.registry import cut
+from protocol.models import CnnSpec
 from protocol.spec import JobSpec
 from protocol.trace import OpNode
 from tests.test_cnn import SPECS, cnn_spec
@@ -63,6 +64,7 @@ def test_every_cnn_element_is_recomputed_from_its_reads(name: str) -> None:
     spec = CASES[name]
     largest = check_elements(spec, states(spec, 2)[1], 1, samples=3)
     assert largest["im2col"] == 1
+    assert isinstance(spec.model, CnnSpec)
     if "col2im" in largest:
         assert largest["col2im"] <= max(
             math.ceil(c.kernel / c.stride) ** 2 * c.kernel**2 for c in spec.model.conv
@@ -170,7 +172,7 @@ def test_any_cnn_state_steps_the_same_as_a_trace(
 ) -> None:
     """Random conv geometries and optimizers, one state tensor scaled by 2^shift: the
     trace's post-state is the step's, skipped or not."""
-    layer = {"channels": 2, "kernel": kernel, "stride": stride, "padding": padding}
+    layer: dict[str, Any] = {"channels": 2, "kernel": kernel, "stride": stride, "padding": padding}
     layer |= {"pool": pool, "pool_type": "max" if max_pool else "avg"}
     conv = [layer, {"channels": 3, "kernel": 2, "padding": 1, "pool": 1}] if two else [layer]
     try:

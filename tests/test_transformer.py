@@ -7,7 +7,7 @@ weights, training that lowers the loss, the native module's agreement, generatio
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -123,11 +123,12 @@ def trained_params() -> dict[str, torch.Tensor]:
 @pytest.mark.parametrize("weights", ["init", "perturbed", "trained"])
 def test_gradients_match_float_autograd(weights: str) -> None:
     spec = tiny_spec()
-    params = {
+    making: dict[str, Callable[[], dict[str, torch.Tensor]]] = {
         "init": lambda: FAMILY.init_params(spec, CPU),
         "perturbed": lambda: perturbed_params(spec),
         "trained": trained_params,
-    }[weights]()
+    }
+    params = making[weights]()
     batch = FAMILY.batch(spec, 0, CPU)
     grads = FAMILY.gradients(spec, params, batch, ExactMatmul())
     assert list(grads) == list(spec.model.param_shapes())
