@@ -187,6 +187,7 @@ def test_a_job_lifecycle_through_the_api(api: TestClient) -> None:
     assert detail["attesters"] == [v1.address] and detail["challengers"] == [v2.address]
     assert detail["final_root"] == tree.root().hex()
     assert detail["dispute_summaries"][0]["dispute_id"] == dispute_id
+    assert detail["dispute_summaries"][0]["resolution"] == dispute["resolution"] == ""  # open
     kinds = [e["kind"] for e in detail["history"]]
     assert kinds == [
         "job_posted",

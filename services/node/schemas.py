@@ -206,6 +206,7 @@ class DisputeSummary(BaseModel):
     turn: str
     deadline: int
     winner: str
+    resolution: str = Field(description='what decided the closed dispute; "" while open')
 
 
 class JobDetail(JobPublic):

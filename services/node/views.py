@@ -66,6 +66,7 @@ def dispute_summary(dispute: Dispute) -> JsonObject:
         "turn": dispute.turn.value,
         "deadline": dispute.deadline,
         "winner": dispute.winner.value,
+        "resolution": dispute.resolution.value,
     }
 
 
