@@ -112,3 +112,41 @@ def test_uvicorn_colour_duplicate_is_left_out() -> None:
     record = _record()
     record.color_message = "\x1b[32mbid\x1b[0m"
     assert "color_message" not in json.loads(JsonFormatter().format(record))
+
+
+LONG_RUNNING = (
+    ("chain", "serve"),
+    ("solver", "run"),
+    ("verifier", "run"),
+    ("worker",),
+    ("testnet", "up"),
+    ("demo",),
+)
+
+
+@pytest.mark.parametrize("command", LONG_RUNNING, ids=" ".join)
+def test_every_long_running_command_takes_log_format(command: tuple[str, ...]) -> None:
+    from typer.testing import CliRunner
+
+    from services.cli import _register, app
+
+    _register()
+    result = CliRunner().invoke(app, [*command, "--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert "--log-format" in result.output
+    if command in {("chain", "serve"), ("solver", "run"), ("verifier", "run")}:
+        assert "--access-log" in result.output  # off unless asked for
+
+
+def test_polled_routes_never_reach_the_access_log_and_others_do() -> None:
+    from services.node.access_log import PollingFilter
+
+    def line(path: str) -> logging.LogRecord:
+        args = ("127.0.0.1:5", "GET", path, "1.1", 200)
+        return logging.LogRecord("uvicorn.access", logging.INFO, __file__, 1, "%s", args, None)
+
+    kept = PollingFilter()
+    for path in ("/events?since=3&timeout=5", "/health", "/metrics", "/stats"):
+        assert not kept.filter(line(path)), path
+    for path in ("/jobs/ab", "/events/stream?since=3", "/leaves/ab"):
+        assert kept.filter(line(path)), path

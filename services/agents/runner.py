@@ -27,6 +27,7 @@ from fastapi import FastAPI
 from contracts_sim.crypto import PrivateKey, generate_key
 from protocol.errors import ProofNetError
 from services.client import HttpChainClient
+from services.node.access_log import quiet_polling_access_log
 
 log = logging.getLogger("proofnet.runner")
 
@@ -67,11 +68,16 @@ def wait_for_chain(client: HttpChainClient, stop: threading.Event, patience: flo
         delay = min(delay * 2, 1.0)  # started with the chain (a local testnet): not long
 
 
-def serve_in_thread(app: FastAPI, host: str, port: int) -> uvicorn.Server:
+def serve_in_thread(
+    app: FastAPI, host: str, port: int, *, access_log: bool = False
+) -> uvicorn.Server:
     """uvicorn in a daemon thread, logging through ``services.logs``' handler (``log_config``
-    None: its own would print text lines in a JSON log), warnings only, no access log."""
+    None: its own would print text lines in a JSON log), warnings only; no access log unless
+    ``access_log`` (then without the polled routes: ``services.node.access_log``)."""
+    if access_log:
+        quiet_polling_access_log()
     config = uvicorn.Config(
-        app, host=host, port=port, log_level="warning", access_log=False, log_config=None
+        app, host=host, port=port, log_level="warning", access_log=access_log, log_config=None
     )
     server = uvicorn.Server(config)
     threading.Thread(target=server.run, name=f"http:{port}", daemon=True).start()
@@ -144,10 +150,11 @@ def serve_agent(
     port: int,
     poll: float,
     stop: threading.Event,
+    access_log: bool = False,
 ) -> None:
     """Serve the agent's HTTP endpoint and tick until stopped."""
     lock = threading.Lock()
-    server = serve_in_thread(make_app(agent, lock), host, port)
+    server = serve_in_thread(make_app(agent, lock), host, port, access_log=access_log)
     log.info(
         "%s %s (%s) serving on %s:%d", agent.role, agent.address, agent.strategy.name, host, port
     )

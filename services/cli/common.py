@@ -238,6 +238,14 @@ LogFormatOpt = Annotated[
         help="text (for people) or json (one object a line, for log shippers).",
     ),
 ]
+AccessLogOpt = Annotated[
+    bool,
+    typer.Option(
+        "--access-log",
+        help="Log every HTTP request to this agent but the polled ones (/health, /metrics, "
+        "/stats).",
+    ),
+]
 PrivateEndpointsOpt = Annotated[
     bool,
     typer.Option(
@@ -254,13 +262,14 @@ ThreadsOpt = Annotated[
 ]
 
 
-def setup_agent(level: str, log_format: str, threads: int) -> None:
-    """Logging (a bad --log-format/--log-level is one line, before anything starts), threads."""
+def setup_agent(level: str, log_format: str, threads: int, access_log: bool = False) -> None:
+    """Logging (a bad --log-format/--log-level is one line, before anything starts; the
+    access log only with --access-log), threads."""
     from protocol.exact import set_threads
     from services.logs import configure_logging
 
     with reported_errors():
-        configure_logging(log_format, level)
+        configure_logging(log_format, level, access_log=access_log)
     set_threads(threads)
 
 

@@ -10,6 +10,7 @@ import typer
 
 from services.cli import app
 from services.cli.common import (
+    AccessLogOpt,
     ChainOpt,
     DeviceOpt,
     HostOpt,
@@ -86,6 +87,7 @@ def solver_run(
     threads: ThreadsOpt = 1,
     log_level: LogOpt = "info",
     log_format: LogFormatOpt = "text",
+    access_log: AccessLogOpt = False,
     allow_private_endpoints: PrivateEndpointsOpt = False,
     workers: Annotated[
         int,
@@ -107,7 +109,7 @@ def solver_run(
     from services.agents.strategy import load_solver_strategy
     from services.distributed.pool import WorkerPool
 
-    setup_agent(log_level, log_format, threads)
+    setup_agent(log_level, log_format, threads, access_log)
     group = None
     if workers > 1:
         group = WorkerPool(worker_config(workers, device, threads, rdzv, nnodes))
@@ -131,7 +133,7 @@ def solver_run(
         )
         _warn_if_unreachable(agent.public_url, allow_private_endpoints)
         try:
-            serve_agent(agent, create_solver_app, host, port, poll, stop)
+            serve_agent(agent, create_solver_app, host, port, poll, stop, access_log)
         finally:
             if group is not None:
                 group.close()

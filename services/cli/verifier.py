@@ -9,6 +9,7 @@ import typer
 
 from services.cli import app
 from services.cli.common import (
+    AccessLogOpt,
     ChainOpt,
     DeviceOpt,
     HostOpt,
@@ -42,6 +43,7 @@ def verifier_run(
     threads: ThreadsOpt = 1,
     log_level: LogOpt = "info",
     log_format: LogFormatOpt = "text",
+    access_log: AccessLogOpt = False,
     allow_private_endpoints: PrivateEndpointsOpt = False,
     data_dir: Annotated[
         Path | None,
@@ -56,7 +58,7 @@ def verifier_run(
     from services.agents.strategy import load_verifier_strategy
     from services.agents.verifier import VerifierAgent
 
-    setup_agent(log_level, log_format, threads)
+    setup_agent(log_level, log_format, threads, access_log)
     with reported_errors():
         chosen = load_verifier_strategy(strategy)
         dev = resolve_device(device)
@@ -74,4 +76,4 @@ def verifier_run(
             name=f"verifier-{private_key.address[2:8]}",
             data_dir=data_dir or Path(".proofnet/verifier") / private_key.address[2:10],
         )
-        serve_agent(agent, create_verifier_app, host, port, poll, stop)
+        serve_agent(agent, create_verifier_app, host, port, poll, stop, access_log)

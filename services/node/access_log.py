@@ -1,9 +1,11 @@
 """Which HTTP requests uvicorn's access log keeps.
 
-Agents long-poll ``/events``, health checks and Prometheus hit ``/health`` and ``/metrics``,
-and the explorer polls its API, several times a second: one line each would drown the lines
-that matter. With ``proofnet chain serve --access-log`` every other request is logged; these
-never are (the request metrics at ``/metrics`` count them all).
+Agents long-poll ``/events``, health checks and Prometheus hit ``/health`` and ``/metrics``
+(an agent's ``/stats`` too), and the explorer polls its API, several times a second: one line
+each would drown the lines that matter. With ``proofnet chain serve --access-log`` (or an
+agent's ``--access-log``) every other request is logged; these never are (the request
+metrics at ``/metrics`` count them all). An event stream (``/events/stream``) is one request
+however long it lasts: its line is kept.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 import logging
 from typing import Final
 
-POLLING_ROUTES: Final = ("/events", "/health", "/metrics")
+POLLING_ROUTES: Final = ("/events", "/health", "/metrics", "/stats")
 POLLING_PREFIXES: Final = ("/explorer/api/",)
 ACCESS_LOGGER: Final = "uvicorn.access"
 
