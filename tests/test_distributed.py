@@ -306,7 +306,9 @@ def test_a_dispute_claim_is_computed_alone_when_the_group_fails(tmp_path: Path) 
     spec = case_spec("mlp-sgd", steps=20)
     job = job_view_for(spec, job_id="j1", status=JobStatus.ASSIGNED)
     with WorkerPool(PoolConfig(world=2, timeout=30, max_restarts=0)) as pool:
-        job_run = JobRun(job, SolverStrategy(), CheckpointStore(str(tmp_path)), "cpu", pool)
+        job_run = JobRun(
+            job, SolverStrategy(), CheckpointStore(str(tmp_path)), torch.device("cpu"), pool
+        )
         job_run.traps = {}
         job_run.train_segment()  # leaf 0
         job_run.train_segment()  # leaf 1, on the group

@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import signal
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -44,11 +45,13 @@ def _pool(pools: list[WorkerPool], **tamper: int) -> WorkerPool:
     return pool
 
 
-def _resolved(job: dict) -> list[dict]:
+def _resolved(job: dict[str, Any]) -> list[dict[str, Any]]:
     return [e["data"] for e in job["history"] if e["kind"] == "dispute_resolved"]
 
 
-def test_a_workers_2_solver_is_paid_and_verifiers_attest(spec: JobSpec, pools) -> None:
+def test_a_workers_2_solver_is_paid_and_verifiers_attest(
+    spec: JobSpec, pools: list[WorkerPool]
+) -> None:
     net = Network()
     solver = net.add_solver("solver", workers=_pool(pools))
     net.add_verifier("verifier")
@@ -61,7 +64,7 @@ def test_a_workers_2_solver_is_paid_and_verifiers_attest(spec: JobSpec, pools) -
     assert int(net.client.get_account(solver.address)["balance"]) == JobTerms().payment
 
 
-def test_a_cheating_rank_is_caught_at_its_step(spec: JobSpec, pools) -> None:
+def test_a_cheating_rank_is_caught_at_its_step(spec: JobSpec, pools: list[WorkerPool]) -> None:
     net = Network()
     net.add_solver("solver", workers=_pool(pools, r1=9))  # rank 1 tampers at step 9
     net.add_verifier("verifier")
@@ -73,7 +76,9 @@ def test_a_cheating_rank_is_caught_at_its_step(spec: JobSpec, pools) -> None:
     assert _resolved(job)[0]["located_step"] == 9
 
 
-def test_a_rank_killed_mid_job_is_replaced_and_the_job_settles(spec: JobSpec, pools) -> None:
+def test_a_rank_killed_mid_job_is_replaced_and_the_job_settles(
+    spec: JobSpec, pools: list[WorkerPool]
+) -> None:
     net = Network()
     pool = _pool(pools)
     solver = net.add_solver("solver", workers=pool)

@@ -108,7 +108,9 @@ def test_a_step_that_would_leave_the_exact_range_is_skipped(tiny_spec: JobSpec) 
 
 def test_example_reaches_accuracy_close_to_native() -> None:
     spec, _ = load_spec(EXAMPLE_SPEC)
-    exact = evaluate(spec, train_trajectory(spec, keep_blobs=False).final_state)
+    trained = train_trajectory(spec, keep_blobs=False).final_state
+    assert trained is not None
+    exact = evaluate(spec, trained)
     native = NativeTrainer(spec)
     for _ in range(spec.steps):
         native.step()
