@@ -90,7 +90,9 @@ def hostile() -> Iterator[tuple[str, Observed]]:
     thread.join(timeout=10)
 
 
-def test_a_body_far_over_the_cap_is_dropped_after_one_read_past_it(hostile) -> None:
+def test_a_body_far_over_the_cap_is_dropped_after_one_read_past_it(
+    hostile: tuple[str, Observed],
+) -> None:
     url, observed = hostile
     fetched = BoundedFetcher(allow_private_endpoints=True).get(f"{url}/flood", CAP)
     assert fetched.body is None
@@ -100,7 +102,9 @@ def test_a_body_far_over_the_cap_is_dropped_after_one_read_past_it(hostile) -> N
     assert observed.sent < CAP + READ + KERNEL_SLACK  # nowhere near the 1 GiB on offer
 
 
-def test_a_declared_length_over_the_cap_is_refused_before_reading(hostile) -> None:
+def test_a_declared_length_over_the_cap_is_refused_before_reading(
+    hostile: tuple[str, Observed],
+) -> None:
     url, observed = hostile
     fetched = BoundedFetcher(allow_private_endpoints=True).get(f"{url}/declared", CAP)
     assert fetched.body is None
@@ -108,7 +112,7 @@ def test_a_declared_length_over_the_cap_is_refused_before_reading(hostile) -> No
     assert observed.peer_closed.wait(10)
 
 
-def test_a_drip_feed_is_cut_off_at_the_total_deadline(hostile) -> None:
+def test_a_drip_feed_is_cut_off_at_the_total_deadline(hostile: tuple[str, Observed]) -> None:
     url, observed = hostile
     fetcher = BoundedFetcher(allow_private_endpoints=True, deadline=1.0, read_timeout=5.0)
     fetched = fetcher.get(f"{url}/drip", CAP)
@@ -165,7 +169,7 @@ def test_a_header_drip_is_cut_off_at_the_total_deadline() -> None:
     assert observed.sent < DRIP_BYTES // 2  # cut off long before the drip's end
 
 
-def test_a_verifier_reads_a_flooded_blob_as_withheld(hostile) -> None:
+def test_a_verifier_reads_a_flooded_blob_as_withheld(hostile: tuple[str, Observed]) -> None:
     url, _observed = hostile
     source = HttpBlobSource(
         lambda solver: url + "/flood", BoundedFetcher(allow_private_endpoints=True)
@@ -174,7 +178,9 @@ def test_a_verifier_reads_a_flooded_blob_as_withheld(hostile) -> None:
     assert source.leaves("0x" + "11" * 20, "ab" * 32, 4) is None
 
 
-def test_a_name_is_connected_to_at_the_address_that_was_checked(hostile) -> None:
+def test_a_name_is_connected_to_at_the_address_that_was_checked(
+    hostile: tuple[str, Observed],
+) -> None:
     """No second DNS lookup at connect time: a rebinding answer cannot redirect the GET."""
     url, observed = hostile
     port = url.rsplit(":", 1)[1]
