@@ -12,14 +12,14 @@ from __future__ import annotations
 import asyncio
 import json
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, MutableMapping
 from typing import Any
 
 import pytest
 
 import contracts_sim.fork
 from contracts_sim.chain import Chain
-from contracts_sim.crypto import key_from_seed
+from contracts_sim.crypto import key_from_seed, verify_signature
 from contracts_sim.transactions import (
     MAX_SMALL_TRANSACTION_BYTES,
     max_request_bytes,
@@ -74,7 +74,7 @@ def api(chain: Chain) -> TestClient:
 def verified(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """Counts signature verifications by the rules."""
     calls: list[int] = []
-    real = contracts_sim.fork.verify_signature
+    real = verify_signature  # what contracts_sim.fork calls until the test replaces it
 
     def counting(public_key: bytes, message: bytes, signature: bytes) -> bool:
         calls.append(len(message))
@@ -113,13 +113,13 @@ def test_a_request_declaring_a_body_over_the_cap_is_refused_before_it_is_read(
     # The largest kind: post_pieces, chunks of up to max_blob_bytes as hex with their paths.
     assert cap == 4 * chain.params.max_blob_bytes + 64 * 1024
     reads: list[object] = []
-    sent: list[dict[str, Any]] = []
+    sent: list[MutableMapping[str, Any]] = []
 
     async def receive() -> dict[str, Any]:
         reads.append(object())
         return {"type": "http.request", "body": b"", "more_body": False}
 
-    async def send(message: dict[str, Any]) -> None:
+    async def send(message: MutableMapping[str, Any]) -> None:
         sent.append(message)
 
     scope = {
@@ -139,7 +139,11 @@ def test_a_request_declaring_a_body_over_the_cap_is_refused_before_it_is_read(
         "client": ("127.0.0.1", 1),
         "server": ("127.0.0.1", 80),
     }
-    asyncio.run(api.app(scope, receive, send))
+
+    async def call() -> None:
+        await api.app(scope, receive, send)
+
+    asyncio.run(call())
     assert reads == []
     assert sent[0]["type"] == "http.response.start" and sent[0]["status"] == 413
     assert json.loads(sent[1]["body"])["error"]["code"] == "body_too_large"

@@ -5,6 +5,7 @@ job is logged and backed off (exponentially, in blocks) while the verifier judge
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import pytest
@@ -78,7 +79,7 @@ def test_a_failure_backs_off_exponentially_and_success_clears_it() -> None:
         raise RuntimeError("bad bytes")
 
     for height in range(1, 40):
-        verifier.isolated("job", height, lambda height=height: failing_at(height))
+        verifier.isolated("job", height, functools.partial(failing_at, height))
     assert attempts == [1, 2, 4, 8, 16, 32]
     verifier.isolated("job", 64, lambda: None)
     assert "job" not in verifier.backoffs

@@ -167,7 +167,8 @@ def test_requests_only_in_the_original_window() -> None:
     h.send("solver", "publish_data", publication(run, dispute_id, 0))
     h.advance_to(original_deadline + 1)
     # Publishing reopened the window, for verdicts only: requests cannot keep it open.
-    assert job(h, job_id).challenge_deadline > h.height
+    reopened = job(h, job_id).challenge_deadline
+    assert reopened is not None and reopened > h.height
     body = {"job_id": job_id, "segment": 1, "withheld": True}
     h.expect_error("v2", "challenge", body, DeadlinePassedError)
     h.send("v2", "attest", {"job_id": job_id})
