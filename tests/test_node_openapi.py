@@ -218,6 +218,7 @@ EXPECTED_ERRORS: dict[tuple[str, str], set[int]] = {
     ("GET", "/disputes/{dispute_id}"): {400, 404},
     ("GET", "/blocks/{height}"): {404, 422},
     ("GET", "/events"): {422},
+    ("GET", "/events/stream"): {422},
     ("GET", "/samples/{job_id}/{verifier}"): {400, 404, 409},
     ("POST", "/dev/blocks"): {422},
 }

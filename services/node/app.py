@@ -9,11 +9,12 @@ assets from the fastapi-offline package: it works with no network)::
     POST /txs[?wait=true]                 submit a signed transaction -> receipt
     GET  /txs/{tx_hash}                   receipt
     POST /jobs                            submitter entry: a signed post_job -> job id + receipt
-    GET  /jobs, /jobs/{job_id}            jobs; one job's whole lifecycle
+    GET  /jobs[?job_id=…], /jobs/{job_id} jobs (or those named); one job's whole lifecycle
     GET  /disputes, /disputes/{id}        disputes: moves, phase, whose turn, deadline
     GET  /accounts/{address}              balance, stake, next nonce
     GET  /blocks/head, /blocks/{height}   blocks
     GET  /events?since=ID&timeout=S       events after ID (long-poll)
+    GET  /events/stream?since=ID          every event after ID as it happens (SSE)
     GET  /samples/{job_id}/{verifier}     a verifier's spot-check sample
     GET  /proofs/{accounts,jobs,disputes}/{id}  a head-state row with its Merkle proof
     GET  /metrics                         Prometheus metrics (services.node.metrics)
@@ -74,7 +75,7 @@ TAGS: list[dict[str, Any]] = [
     {"name": "disputes", "description": "Interactive fraud proofs, move by move."},
     {"name": "accounts", "description": "Balances, stakes and nonces."},
     {"name": "chain", "description": "Blocks, parameters, supply, health and metrics."},
-    {"name": "events", "description": "The event stream (long-poll)."},
+    {"name": "events", "description": "The event stream (long-poll, or server-sent events)."},
     {"name": "dev", "description": "Dev mode only (`chain serve --dev`)."},
 ]
 
