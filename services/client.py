@@ -609,7 +609,8 @@ class HttpChainClient:
             header = self.get_block(answer["height"]).header
         check_producer_signature(header, producer_key)
         key = identifier if table == ACCOUNTS else identifier.removeprefix("0x").lower()
-        return _verified_row(answer, table, key, header)
+        record: JsonObject | None = _verified_row(answer, table, key, header)
+        return record
 
 
 def _error_answer(response: httpx.Response, method: str, path: str) -> ClientError:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -17,7 +18,7 @@ from tests.conftest import ROOT
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 
 
-def test_demo_pays_the_honest_solvers_and_slashes_the_cheater(tmp_path) -> None:
+def test_demo_pays_the_honest_solvers_and_slashes_the_cheater(tmp_path: Path) -> None:
     out = subprocess.run(
         [sys.executable, "-m", "services.cli", "demo", "--json", "--dir", str(tmp_path / "d")],
         cwd=ROOT,

@@ -394,13 +394,13 @@ def test_a_sample_is_read_once_it_exists() -> None:
     job_id = lifecycle(client, lambda: None)
     counting.calls.clear()
     real = counting.client.sample
-    calls = []
+    calls: list[str] = []
 
     def sample(job: str, verifier: str) -> list[int]:
         calls.append(job)
         return real(job, verifier)
 
-    counting.client.sample = sample  # type: ignore[method-assign]
+    counting.client.sample = sample  # type: ignore[method-assign,assignment]
     first = watcher.sample(job_id, VERIFIER.address)
     assert watcher.sample(job_id, VERIFIER.address) == first == real(job_id, VERIFIER.address)
     assert calls == [job_id]
