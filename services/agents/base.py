@@ -191,6 +191,9 @@ class Agent:
         closed = self.telemetry.saw_job(
             job.job_id, job.status, involved=involved, won=job.solver == self.address
         )
+        if job.status.is_terminal and self._playing.intersection(job.record.disputes):
+            for dispute in self.disputes(job):  # once: how the games it played ended
+                self._log_outcome(dispute)
         if closed:
             self.log.info("job %s: %s", job.job_id, self.outcome(job))
 

@@ -17,13 +17,17 @@ from __future__ import annotations
 
 import re
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from services.agents.telemetry import METRICS_CONTENT_TYPE
+
+if TYPE_CHECKING:
+    from services.agents.solver import SolverAgent
+    from services.agents.verifier import VerifierAgent
 
 _HEX32 = re.compile(r"^[0-9a-f]{64}$")
 
@@ -32,7 +36,9 @@ def _error(status: int, code: str, message: str) -> JSONResponse:
     return JSONResponse({"error": {"code": code, "message": message}}, status_code=status)
 
 
-def _add_metrics_routes(app: FastAPI, agent: Any, guard: threading.Lock) -> None:
+def _add_metrics_routes(
+    app: FastAPI, agent: SolverAgent | VerifierAgent, guard: threading.Lock
+) -> None:
     """/metrics for Prometheus, /stats for people and scripts (the demo's figures)."""
 
     @app.get("/metrics", response_class=Response, summary="Prometheus metrics of this agent")
@@ -45,7 +51,7 @@ def _add_metrics_routes(app: FastAPI, agent: Any, guard: threading.Lock) -> None
             return dict(agent.metrics())
 
 
-def create_solver_app(agent: Any, lock: threading.Lock | None = None) -> FastAPI:
+def create_solver_app(agent: SolverAgent, lock: threading.Lock | None = None) -> FastAPI:
     """An app serving ``agent``'s data; ``lock`` serialises access with the agent's loop."""
     guard = lock or threading.Lock()
     app = FastAPI(title="ProofNet solver", version="1")
@@ -97,7 +103,7 @@ def create_solver_app(agent: Any, lock: threading.Lock | None = None) -> FastAPI
     return app
 
 
-def create_verifier_app(agent: Any, lock: threading.Lock | None = None) -> FastAPI:
+def create_verifier_app(agent: VerifierAgent, lock: threading.Lock | None = None) -> FastAPI:
     """A verifier's small endpoint: health and the work it has done."""
     guard = lock or threading.Lock()
     app = FastAPI(title="ProofNet verifier", version="1")

@@ -211,7 +211,7 @@ class SolverAgent(Agent):
     def outcome(self, job: JobView) -> str:
         if job.status is JobStatus.SETTLED:
             return f"settled; paid {job.record.price}"
-        return f"{job.status.value}; its stake of {job.record.locked_stake} slashed"
+        return f"{job.status.value}; its stake slashed"
 
     def reserved_stake(self, jobs: list[JobView]) -> int:
         """The free stake this solver's bids reserve: the ledger's ``staking.reserved_stake``,
