@@ -11,8 +11,10 @@ from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
 from contracts_sim.records import JobStatus
+from contracts_sim.transactions import FaucetBody
 from protocol.errors import ProofNetError
 from protocol.spec import JobSpec
+from protocol.types import Amount
 from services.agents.moves import Move
 from services.agents.runner import run_loop
 from services.agents.server import create_solver_app, create_verifier_app
@@ -144,7 +146,7 @@ def test_rejected_transactions_and_failed_ticks_count_as_errors() -> None:
     run_loop(Flaky(), threading.Lock(), stop, poll=0.0)
     net.round()
     # A faucet request for more than faucet_max: the chain refuses it.
-    verifier.send(Move("faucet", {"amount": 10**30}))
+    verifier.send(Move.of(FaucetBody(Amount(10**30))))
     scraped = _scrape(TestClient(create_verifier_app(verifier)))
     assert _value(scraped, "errors_total", where="tick_failed") == 1
     assert _value(scraped, "errors_total", where="tick_crashed") == 1

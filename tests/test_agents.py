@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from contracts_sim.params import TEST
-from contracts_sim.transactions import FaucetBody
+from contracts_sim.transactions import BidBody, FaucetBody, StakeBody
 from protocol.exact import encode_state, init, state_hash
 from protocol.merkle import CommitmentTree
 from protocol.spec import JobSpec
@@ -193,8 +193,8 @@ def _solver_outbid_by_a_sybil(
     solver = net.add_solver("solver", strategy)
     net.add_verifier("verifier")
     sybil = key_for("sybil", net.salt)
-    net.send(sybil, "faucet", {"amount": JobTerms().min_stake})
-    net.send(sybil, "stake", {"amount": JobTerms().min_stake})
+    net.send(sybil, FaucetBody(Amount(JobTerms().min_stake)))
+    net.send(sybil, StakeBody(Amount(JobTerms().min_stake)))
     net.warm_up()
     job_id = net.post_job(tiny_spec, JobTerms(bid_blocks=12, sample_count=8))
 
@@ -210,7 +210,7 @@ def _solver_outbid_by_a_sybil(
         return send(move, key=key)
 
     solver.send = recording  # type: ignore[method-assign]
-    net.send(sybil, "bid", {"job_id": job_id, "price": 1, "capacity": 1_000})
+    net.send(sybil, BidBody(job_id, Amount(1), 1_000))
     net.client.produce_block()
     assert holds(sybil.address) and not holds(solver.address)
     return net, job_id, moves
@@ -239,7 +239,7 @@ def test_a_refused_move_gives_its_nonce_back() -> None:
     move takes it (the wallet keeps the nonce; no read of the chain in between)."""
     net = Network()
     solver = net.add_solver("solver")
-    assert not solver.send(Move("faucet", {"amount": -1}))
+    assert not solver.send(Move("faucet", {"amount": -1}))  # malformed on purpose
     reads = net.client.pending_nonce
     net.client.pending_nonce = lambda address: pytest.fail("re-read the nonce")  # type: ignore[method-assign]
     assert solver.send(Move.of(FaucetBody(Amount(5))))
