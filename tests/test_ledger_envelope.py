@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import replace
+from typing import TypeVar
 
 import pytest
 
@@ -43,7 +44,7 @@ from contracts_sim.transactions import (
     parse_body,
     sign_transaction,
 )
-from protocol.types import Amount
+from protocol.types import Address, Amount, Hash32, Height
 from tests.ledger_helpers import job_posting, post_job_body
 
 
@@ -264,16 +265,20 @@ def test_invalid_spec_names_the_spec_field(h: LedgerHarness) -> None:
 # --- the state and the journal --------------------------------------------------------------
 
 
+A1 = Address("0x" + "1" * 40)
+A2 = Address("0x" + "2" * 40)
+
+
 def test_rollback_restores_exactly_and_forgets_dirty_keys() -> None:
     state = LedgerState()
-    state.set_account("0x" + "1" * 40, Account(balance=5))
+    state.set_account(A1, Account(balance=Amount(5)))
     state.clear_dirty()
     before = state.to_json()
     state.begin()
-    state.set_account("0x" + "1" * 40, Account(balance=7))
-    state.set_account("0x" + "2" * 40, Account(balance=1))
+    state.set_account(A1, Account(balance=Amount(7)))
+    state.set_account(A2, Account(balance=Amount(1)))
     state.begin()
-    state.delete(ACCOUNTS, "0x" + "1" * 40)
+    state.delete(ACCOUNTS, A1)
     state.commit()
     assert len(state.dirty_keys()) == 2
     state.rollback()
@@ -284,10 +289,10 @@ def test_rollback_restores_exactly_and_forgets_dirty_keys() -> None:
 def test_commit_keeps_writes_and_marks_them_dirty() -> None:
     state = LedgerState()
     state.begin()
-    state.set_account("0x" + "1" * 40, Account(balance=5))
+    state.set_account(A1, Account(balance=Amount(5)))
     state.commit()
-    assert state.get_account("0x" + "1" * 40).balance == 5
-    assert state.dirty_keys() == {(ACCOUNTS, "0x" + "1" * 40)}
+    assert state.get_account(A1).balance == 5
+    assert state.dirty_keys() == {(ACCOUNTS, A1)}
     state.clear_dirty()
     assert state.dirty_keys() == set()
 
@@ -335,7 +340,7 @@ def test_unexpected_exceptions_also_roll_back(
     h: LedgerHarness, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     def broken(state, ctx, body, params):  # type: ignore[no-untyped-def]
-        state.set_account(ctx.sender, Account(balance=10**9))
+        state.set_account(ctx.sender, Account(balance=Amount(10**9)))
         raise RuntimeError("bug")
 
     monkeypatch.setitem(PROCESSORS, "withdraw", broken)
@@ -353,37 +358,44 @@ def test_genesis_counts_supply_and_rejects_bad_allocations() -> None:
     state = genesis_state({key.address: 50}, TEST)
     assert state.get_supply().genesis == 50
     with pytest.raises(ValueError):
-        genesis_state({"0xnope": 1}, TEST)
+        genesis_state({Address("0xnope"): 1}, TEST)  # not a canonical address
     with pytest.raises(ValueError):
         genesis_state({key.address: -1}, TEST)
 
 
+def _block(height: int) -> BlockEnv:
+    return BlockEnv(Height(height), 0, "c")
+
+
 def test_begin_block_records_parent_hash_and_beacon_in_order() -> None:
     state = genesis_state({}, TEST)
-    beacon = b"\xbb" * 32
-    begin_block(state, BlockEnv(1, 0, "c"), b"\x01" * 32, beacon)
-    assert state.get_block_hash(0) == b"\x01" * 32
-    assert state.get_beacon_output(0) == beacon
+    beacon = Hash32(b"\xbb" * 32)
+    begin_block(state, _block(1), Hash32(b"\x01" * 32), beacon)
+    assert state.get_block_hash(Height(0)) == b"\x01" * 32
+    assert state.get_beacon_output(Height(0)) == beacon
     with pytest.raises(InvalidBlockError):
-        begin_block(state, BlockEnv(1, 0, "c"), b"\x02" * 32, beacon)  # already begun
+        begin_block(state, _block(1), Hash32(b"\x02" * 32), beacon)  # already begun
     with pytest.raises(InvalidBlockError):
-        begin_block(state, BlockEnv(3, 0, "c"), b"\x02" * 32, beacon)  # skips block 2
+        begin_block(state, _block(3), Hash32(b"\x02" * 32), beacon)  # skips block 2
     with pytest.raises(InvalidBlockError):
-        begin_block(state, BlockEnv(2, 0, "c"), b"\x02" * 31, beacon)  # not a hash
+        begin_block(state, _block(2), Hash32(b"\x02" * 31), beacon)  # not a hash
     with pytest.raises(InvalidBlockError):
-        begin_block(state, BlockEnv(2, 0, "c"), b"\x02" * 32, beacon[:31])  # not an output
+        begin_block(state, _block(2), Hash32(b"\x02" * 32), Hash32(beacon[:31]))  # not an output
     with pytest.raises(InvalidBlockError):
-        begin_block(state, BlockEnv(0, 0, "c"), b"\x02" * 32, beacon)  # genesis has no parent
-    begin_block(state, BlockEnv(2, 0, "c"), b"\x02" * 32, b"\xcc" * 32)
-    assert state.get_block_hash(1) == b"\x02" * 32
-    assert state.get_beacon_output(1) == b"\xcc" * 32
+        begin_block(state, _block(0), Hash32(b"\x02" * 32), beacon)  # genesis has no parent
+    begin_block(state, _block(2), Hash32(b"\x02" * 32), Hash32(b"\xcc" * 32))
+    assert state.get_block_hash(Height(1)) == b"\x02" * 32
+    assert state.get_beacon_output(Height(1)) == b"\xcc" * 32
 
 
 # --- the error tree -------------------------------------------------------------------------
 
 
-def _subclasses(cls: type) -> list[type]:
-    found = []
+E = TypeVar("E")
+
+
+def _subclasses(cls: type[E]) -> list[type[E]]:
+    found: list[type[E]] = []
     for sub in cls.__subclasses__():
         found += [sub, *_subclasses(sub)]
     return found

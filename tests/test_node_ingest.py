@@ -18,7 +18,8 @@ from contracts_sim.exceptions import TransactionTooLargeError
 from contracts_sim.transactions import MAX_SMALL_TRANSACTION_BYTES, sign_transaction
 from services.node import NodeSettings, create_app
 from services.node.errors import MAX_BATCH_BYTES, batch_structure
-from tests.ledger_helpers import post_job_body, tiny_spec_dict
+from tests.conftest import tiny_spec_dict
+from tests.ledger_helpers import post_job_body
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")  # starlette: "install httpx2 instead"
