@@ -43,7 +43,7 @@ from contracts_sim.state_tree import (
 )
 from contracts_sim.testing import LedgerHarness
 from protocol.hashing import sha256
-from protocol.types import Amount, Hash32, Height
+from protocol.types import Address, Amount, Hash32, Height
 from tests.ledger_helpers import job_posting
 
 # --- the definition, written out ------------------------------------------------------------
@@ -51,7 +51,7 @@ from tests.ledger_helpers import job_posting
 
 def reference_root(state: LedgerState) -> bytes:
     """Root of the compact sparse Merkle tree, straight from the definition."""
-    leaves = []
+    leaves: list[tuple[int, bytes]] = []
     for table, rows in state.to_json().items():
         for key, record in rows.items():
             path = key_path(table, key)
@@ -69,8 +69,8 @@ def _subtree(leaves: list[tuple[int, bytes]], depth: int) -> bytes:
     return branch_hash(_subtree(left, depth + 1), _subtree(right, depth + 1))
 
 
-def address(i: int) -> str:
-    return "0x" + sha256(bytes([i])).hex()[:40]
+def address(i: int) -> Address:
+    return Address("0x" + sha256(bytes([i])).hex()[:40])
 
 
 def account_state(balances: dict[int, int]) -> LedgerState:
@@ -200,14 +200,16 @@ def test_rows_written_back_are_the_records_even_when_rewritten_after_a_root() ->
     state.state_root()  # encodes the row once for the tree
     assert state.record_to_json(ACCOUNTS, address(1)) == to_json_value(Account(balance=Amount(10)))
     state.set_account(address(1), Account(balance=Amount(12)))  # not re-hashed yet
-    assert state.record_to_json(ACCOUNTS, address(1))["balance"] == 12
+    row = state.record_to_json(ACCOUNTS, address(1))
+    assert row is not None and row["balance"] == 12
     state.state_root()
     state.clear_dirty()
     state.begin()
     state.set_account(address(1), Account(balance=Amount(13)))
     state.state_root()
     state.rollback()
-    assert state.record_to_json(ACCOUNTS, address(1))["balance"] == 12
+    row = state.record_to_json(ACCOUNTS, address(1))
+    assert row is not None and row["balance"] == 12
 
 
 OPS = st.lists(
@@ -224,7 +226,9 @@ OPS = st.lists(
 def test_journal_copies_and_roots_against_a_model(ops: list[Any]) -> None:
     """Random writes, nested units, roots taken anywhere and copies, against plain dicts: the
     rows, the dirty keys (snapshot semantics) and the root after every step."""
-    state, rows, dirty = LedgerState(), {}, set()
+    state = LedgerState()
+    rows: dict[int, int] = {}
+    dirty: set[int] = set()
     saved: list[tuple[dict[int, int], set[int]]] = []
     earlier: list[tuple[LedgerState, dict[int, int], bytes]] = []
     for op, *args in ops:
@@ -269,7 +273,7 @@ def test_block_hashes_keep_a_window_and_blocks_still_follow_each_other() -> None
     h.advance(BLOCK_HASH_WINDOW + 5)
     heights = h.state.keys(BLOCK_HASHES)
     assert heights == list(range(h.height - BLOCK_HASH_WINDOW, h.height))
-    assert h.state.get_block_hash(h.height - BLOCK_HASH_WINDOW - 1) is None
+    assert h.state.get_block_hash(Height(h.height - BLOCK_HASH_WINDOW - 1)) is None
     assert h.state.state_root() == reference_root(h.state)
 
 
@@ -419,4 +423,4 @@ def test_account_with_changes_only_the_fields_it_is_given() -> None:
     assert account_with(account) == account
     assert account_with(account, balance=11) == replace(account, balance=Amount(11))
     assert account_with(account, nonce=5) == replace(account, nonce=5)
-    assert account_with(account, balance=0, nonce=0) == replace(account, balance=0, nonce=0)
+    assert account_with(account, balance=0, nonce=0) == replace(account, balance=Amount(0), nonce=0)
