@@ -46,7 +46,7 @@ from protocol.forced_errors import (
     trap_step,
 )
 from protocol.merkle import verify_inclusion
-from protocol.types import Amount
+from protocol.types import Amount, Hash32
 from tests.dispute_agents import Run, next_move, tiny_spec
 from tests.forced_error_players import (
     TrapSolver,
@@ -82,7 +82,7 @@ def test_trap_secrets_are_committed_per_segment() -> None:
 
 
 def test_draw_is_a_pure_function_and_hits_its_rate() -> None:
-    beacon = bytes(32)
+    beacon = Hash32(bytes(32))
     hits = sum(
         draw_trap(segment_secret(bytes(32), "job", x), beacon, "job", x, 1_000).is_trap
         for x in range(4_000)
@@ -175,6 +175,12 @@ def play_out(h: LedgerHarness, dispute_id: str, run: Run, view: Run, verifier: s
     return d
 
 
+def located_step(d: Dispute) -> int:
+    """The step a dispute waiting for a reveal has located (the interval's lower end)."""
+    assert d.phase is Phase.REVEAL_TRAP and d.step_lo is not None
+    return d.step_lo
+
+
 def settle_when_due(h: LedgerHarness, job_id: str) -> None:
     """Move past the audit window (or the last move, if later)."""
     h.advance_to(max(h.height, settle_height(job(h, job_id), h.params)))
@@ -260,7 +266,7 @@ def test_a_solver_cannot_hide_a_cheat_behind_a_forced_error() -> None:
     d = play_out(h, dispute_id, run, verifier_view(run, segment), "v1")
     assert d.phase is Phase.REVEAL_TRAP
     other = (segment + 1) % solver.segments
-    wrong = solver.reveal_body(job_id, dispute_id, other, run, d.step_lo)
+    wrong = solver.reveal_body(job_id, dispute_id, other, run, located_step(d))
     wrong["proof"] = trap_proof(solver.master, job_id, solver.segments, segment).to_json()
     h.expect_error("solver", "reveal_trap", wrong)
     h.advance_to(h.state.get_dispute(dispute_id).deadline + 1)
@@ -428,7 +434,9 @@ def test_a_data_request_cannot_make_an_honest_solver_miss_its_reveal() -> None:
     job_id, solver, run, trapped = with_trap_in_sample(h)
     sample = sorted(sample_of(h, job_id, "v1"), key=lambda x: x not in trapped)  # trap first
     dispute_id = sealed_challenge(h, job_id, "v1", sample[0])
-    h.advance_to(job(h, job_id).challenge_deadline - 1)
+    window_end = job(h, job_id).challenge_deadline
+    assert window_end is not None
+    h.advance_to(window_end - 1)
     request = ChallengeBody(job_id, None, data_segment=sample[1])
     request_id = h.send("v1", request).event("data_requested").data["dispute_id"]
     h.advance(2)  # past the original window: a reveal would now be allowed, but for the request
@@ -440,7 +448,7 @@ def test_a_data_request_cannot_make_an_honest_solver_miss_its_reveal() -> None:
     close_window(h, job_id)
     h.send("v1", "unseal", unseal_body(h, job_id, dispute_id, "v1", sample[0], run))
     d = play_out(h, dispute_id, run, verifier_view(run, sample[0]), "v1")
-    reveal = solver.reveal_body(job_id, dispute_id, sample[0], run, d.step_lo)
+    reveal = solver.reveal_body(job_id, dispute_id, sample[0], run, located_step(d))
     h.send("solver", "reveal_trap", reveal)
     assert h.state.get_dispute(dispute_id).status is DisputeStatus.FORCED_ERROR
 
@@ -450,7 +458,9 @@ def test_no_move_that_waits_for_the_window_times_out_while_a_request_is_open() -
     job_id, _, _ = committed_with_traps(h)
     sample = sample_of(h, job_id, "v1")
     dispute_id = sealed_challenge(h, job_id, "v1", sample[0])
-    h.advance_to(job(h, job_id).challenge_deadline)
+    window_end = job(h, job_id).challenge_deadline
+    assert window_end is not None
+    h.advance_to(window_end)
     for v in ("v2", "v1"):  # the second request gets a later deadline than the seal's
         segment = sample[1] if v == "v1" else sample_of(h, job_id, v)[0]
         h.send(v, "challenge", {"job_id": job_id, "segment": segment, "withheld": True})
@@ -536,7 +546,9 @@ def test_the_explorer_tells_a_forced_error_game_move_by_move() -> None:
     h.send("v1", "unseal", unseal_body(h, job_id, ids[segment], "v1", segment, run))
     d = play_out(h, ids[segment], run, verifier_view(run, segment), "v1")
     h.send(
-        "solver", "reveal_trap", solver.reveal_body(job_id, d.dispute_id, segment, run, d.step_lo)
+        "solver",
+        "reveal_trap",
+        solver.reveal_body(job_id, d.dispute_id, segment, run, located_step(d)),
     )
     texts = [e["text"] for e in dispute_timeline(h.state.get_dispute(d.dispute_id), job(h, job_id))]
     assert texts[0].startswith("sealed a challenge")
