@@ -55,7 +55,7 @@ from contracts_sim.transactions import (
 from protocol.datasets import load_dataset
 from protocol.merkle import CommitmentTree
 from protocol.spec import parse_spec
-from protocol.types import Amount, Hash32
+from protocol.types import Amount, Hash32, Height
 from tests.conftest import tiny_spec_dict
 from tests.ledger_helpers import (
     JOB_TERMS,
@@ -156,10 +156,10 @@ def test_post_job_id_collision_is_refused(h: LedgerHarness) -> None:
     nonce = h.account("submitter").nonce
     job_id = compute_job_id(parse_spec(tiny_spec_dict()), h.address("submitter"), nonce)
     squatter = Job(
-        job_id=job_id, submitter=h.address("outsider"), spec={}, spec_hash=b"\x00" * 32,
-        payment=0, verification_fee=0, min_stake=0, sample_count=1, bid_blocks=1,
-        train_blocks=1, num_leaves=2, posted_height=0, bid_deadline=0,
-        status=JobStatus.CANCELLED, escrow=0,
+        job_id=job_id, submitter=h.address("outsider"), spec={}, spec_hash=Hash32(b"\x00" * 32),
+        payment=Amount(0), verification_fee=Amount(0), min_stake=Amount(0), sample_count=1,
+        bid_blocks=1, train_blocks=1, num_leaves=2, posted_height=Height(0),
+        bid_deadline=Height(0), status=JobStatus.CANCELLED, escrow=Amount(0),
     )  # fmt: skip
     h.state.set_job(squatter)
     h.expect_error("submitter", job_posting(), error=JobExistsError)
@@ -700,7 +700,9 @@ def test_settle_during_window(h: LedgerHarness) -> None:
 def test_settle_with_open_dispute(h: LedgerHarness) -> None:
     job_id, _ = committed_job(h)
     h.send("v1", ChallengeBody(job_id, None))
-    h.state.set_dispute(replace(h.state.get_dispute(job(h, job_id).disputes[0]), deadline=10**6))
+    h.state.set_dispute(
+        replace(h.state.get_dispute(job(h, job_id).disputes[0]), deadline=Height(10**6))
+    )
     h.state.clear_dirty()
     h.advance(10)
     h.expect_error("outsider", SettleBody(job_id), error=DisputesOpenError)

@@ -24,7 +24,7 @@ from contracts_sim.transactions import (
     UnstakeBody,
     WithdrawBody,
 )
-from protocol.types import Amount
+from protocol.types import Amount, Height
 from tests.ledger_helpers import JOB_TERMS, funded_harness, post_job
 
 
@@ -105,7 +105,7 @@ def test_unstake_starts_unbonding(h: LedgerHarness) -> None:
     assert receipt.event("unstaked").data["release_height"] == release
     account = h.account("alice")
     assert account.bonded == 200
-    assert account.unbonding == (UnbondingEntry(100, release),)
+    assert account.unbonding == (UnbondingEntry(Amount(100), Height(release)),)
     assert account.total_stake == 300
 
 
