@@ -262,9 +262,9 @@ def test_leaf_entry_must_match(game: tuple[LedgerHarness, str, str, Run]) -> Non
     assert leaf == CHEATER // 4 + 1
     body = {
         "dispute_id": dispute_id,
-        "entry": solver_run.leaves[leaf - 1].hex(),  # type: ignore[operator]
-        "pre_entry": solver_run.leaves[leaf - 1].hex(),  # type: ignore[operator]
-        "pre_proof": solver_run.tree.inclusion_proof(leaf - 1).to_json(),  # type: ignore[operator]
+        "entry": solver_run.leaves[leaf - 1].hex(),
+        "pre_entry": solver_run.leaves[leaf - 1].hex(),
+        "pre_proof": solver_run.tree.inclusion_proof(leaf - 1).to_json(),
     }
     h.expect_error("solver", "reveal_leaf", body, HashMismatchError)
 
@@ -331,7 +331,7 @@ def test_prestate_blob_size_limit() -> None:
     assert err.field == "blob"  # type: ignore[attr-defined]
 
 
-MOVE_BODIES = {
+MOVE_BODIES: dict[str, dict[str, object]] = {
     "reveal_children": {"left": "00" * 32, "right": "00" * 32},
     "choose_child": {"side": "left"},
     "reveal_leaf": {"entry": "00" * 32},
