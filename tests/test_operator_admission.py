@@ -31,7 +31,7 @@ def _honest_body_bytes(layers: int) -> int:
     entries = [bytes([i % 256]) * 32 for i in range(len(program.nodes))]
     sources = dict(program.post_state)
     names = sorted(state_layout(spec))
-    proofs = []
+    proofs: list[dict[str, object] | None] = []
     for name in names:
         ref = sources.get(name)
         if ref is None or ref.source != "op":
@@ -105,7 +105,7 @@ def test_the_read_bound_covers_every_elements_posted_chunks(rows: int, width: in
         (rows, rows),
         "synthetic",
     )
-    shapes = [(rows, width), (rows, width)]
+    shapes: list[tuple[int, ...]] = [(rows, width), (rows, width)]
 
     def posted(flat: int) -> int:
         boxes = element_reads(node, shapes, unravel(flat, node.shape))
