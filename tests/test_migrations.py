@@ -25,12 +25,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from alembic import command as alembic_command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Engine, create_engine, inspect, text
 from sqlalchemy.exc import OperationalError
 
-import contracts_sim.migrations as migrations
 from contracts_sim.blocks import BlockHeader, check_header
 from contracts_sim.chain import Chain, replay
 from contracts_sim.crypto import key_from_seed
@@ -134,7 +134,8 @@ def test_a_new_database_is_created_at_head_without_running_the_scripts(
     def no_scripts(*_args: object, **_kwargs: object) -> None:
         raise AssertionError("a brand-new database must not run the migration scripts")
 
-    monkeypatch.setattr(migrations.command, "upgrade", no_scripts)
+    # contracts_sim.migrations runs its scripts through alembic.command.upgrade
+    monkeypatch.setattr(alembic_command, "upgrade", no_scripts)
 
     assert ensure_schema(engine) == head_revision()
     assert revisions_of(engine) == (head_revision(),)
