@@ -424,7 +424,9 @@ class HttpChainClient:
         return self._chain_id
 
     def params(self) -> JsonObject:
-        return dict(self._request("GET", "/params")["params"])
+        answer = self._request("GET", "/params")
+        self._chain_id = str(answer["chain_id"])  # the same answer names it: no second read
+        return dict(answer["params"])
 
     def health(self) -> JsonObject:
         return dict(self._request("GET", "/health"))
