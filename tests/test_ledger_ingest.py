@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import pickle
 import signal
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import pytest
@@ -284,7 +284,7 @@ def test_a_transactions_body_cannot_change_under_its_signature() -> None:
     body = {"to": KEYS[1].address, "amount": 1, "note": {"tags": ["a"]}}
     tx = sign_transaction(KEYS[0], CHAIN_ID, 0, "transfer", body)
     hashed = tx.tx_hash
-    changes = [
+    changes: list[Callable[[], object]] = [
         lambda: tx.body.__setitem__("amount", 123_456),
         lambda: tx.body.update(amount=2),
         lambda: tx.body.pop("amount"),
