@@ -86,7 +86,8 @@ def _print_report(report: dict[str, Any], console: Console | None = None) -> Non
             highlight=False,
         )
     console.print(
-        f"wall time {report['wall_seconds']} s — training {f['training_seconds']} s, "
+        f"wall time {report['wall_seconds']} s — start-up {f.get('startup_seconds', '?')} s "
+        f"(processes up, funded and staked), training {f['training_seconds']} s, "
         f"verification {f['verification_seconds']} s, dispute {f['dispute_seconds']} s; "
         f"verifiers re-executed {f['sample_steps_reexecuted']} of {f['steps_trained']} training "
         f"steps in spot-checks ({100 * f['sample_fraction']:.1f} %) and "

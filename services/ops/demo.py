@@ -157,6 +157,7 @@ def run_demo(
         names = {net.address_of(a.name): a for a in topology.actors}
         say("waiting for the agents to fund and stake themselves")
         net.wait_staked(timeout)
+        startup = time.monotonic() - started
         wallet = Wallet(load_or_create_key(workdir / "keys" / "submitter.key"), client)
         job_ids = submit_jobs(client, wallet, specs, terms)
         for job_id, spec in zip(job_ids, specs, strict=True):
@@ -187,6 +188,7 @@ def run_demo(
         records = {j: client.get_job(j) for j in job_ids}  # the whole lifecycle, for the report
         report = _report(client, net, names, records, timelines, specs)
         report["reads"] = node_reads(client)
+        report["figures"]["startup_seconds"] = round(startup, 2)
     finally:
         survivors = net.stop()
         if tmp is not None:
