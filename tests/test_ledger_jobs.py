@@ -74,6 +74,18 @@ from tests.ledger_helpers import (
 MISSING_JOB = "ab" * 32
 
 
+def train_deadline(h: LedgerHarness, job_id: str) -> Height:
+    deadline = job(h, job_id).train_deadline
+    assert deadline is not None  # set when the job is assigned
+    return deadline
+
+
+def challenge_deadline(h: LedgerHarness, job_id: str) -> Height:
+    deadline = job(h, job_id).challenge_deadline
+    assert deadline is not None  # set by the final commit
+    return deadline
+
+
 @pytest.fixture
 def h() -> LedgerHarness:
     return funded_harness()
@@ -359,17 +371,20 @@ def test_assignment_is_not_lowest_price_wins(h: LedgerHarness) -> None:
 
 def test_score_bid_components() -> None:
     base = dict(price=500, payment=1_000, stake=200, min_stake=200, capacity=4, steps=32,
-                train_blocks=8, completed=0, slashed=0, params=TEST)  # fmt: skip
-    score = score_bid(**base)  # type: ignore[arg-type]
+                train_blocks=8, completed=0, slashed=0)  # fmt: skip
+
+    def scored(**changes: int) -> int:
+        return score_bid(**{**base, **changes}, params=TEST)
+
+    score = scored()
     assert 0 < score < 10_000
-    assert score_bid(**{**base, "price": 400}) > score  # type: ignore[arg-type]
-    assert score_bid(**{**base, "stake": 800}) > score  # type: ignore[arg-type]
-    assert score_bid(**{**base, "stake": 800}) == score_bid(**{**base, "stake": 8_000})  # type: ignore[arg-type]
-    assert score_bid(**{**base, "capacity": 8}) > score  # type: ignore[arg-type]
-    assert score_bid(**{**base, "completed": 5}) > score  # type: ignore[arg-type]
-    assert score_bid(**{**base, "slashed": 1}) < score  # type: ignore[arg-type]
-    best = dict(base, price=0, stake=10**9, capacity=10**6, completed=10**6)
-    assert score_bid(**best) >= 9_990  # type: ignore[arg-type]
+    assert scored(price=400) > score
+    assert scored(stake=800) > score
+    assert scored(stake=800) == scored(stake=8_000)
+    assert scored(capacity=8) > score
+    assert scored(completed=5) > score
+    assert scored(slashed=1) < score
+    assert scored(price=0, stake=10**9, capacity=10**6, completed=10**6) >= 9_990
 
 
 def test_ties_go_to_lower_price_then_earlier_bid(h: LedgerHarness) -> None:
@@ -473,7 +488,7 @@ def test_commit_progress_after_deadline(
     training: tuple[LedgerHarness, str, CommitmentTree],
 ) -> None:
     h, job_id, tree = training
-    h.advance_to(job(h, job_id).train_deadline + 1)  # type: ignore[operator]
+    h.advance_to(train_deadline(h, job_id) + 1)
     h.expect_error("solver", _progress(job_id, tree, 3), error=DeadlinePassedError)
 
 
@@ -555,7 +570,7 @@ def test_commit_final_by_other(training: tuple[LedgerHarness, str, CommitmentTre
 
 def test_commit_final_after_deadline(training: tuple[LedgerHarness, str, CommitmentTree]) -> None:
     h, job_id, tree = training
-    h.advance_to(job(h, job_id).train_deadline + 1)  # type: ignore[operator]
+    h.advance_to(train_deadline(h, job_id) + 1)
     h.expect_error("solver", final_commit(job_id, tree), error=DeadlinePassedError)
 
 
@@ -574,7 +589,7 @@ def test_missed_training_deadline_slashes_solver(
     h, job_id, _ = training
     submitter_before = h.account("submitter").balance
     burned_before = h.state.get_supply().burned
-    h.advance_to(job(h, job_id).train_deadline + 1)  # type: ignore[operator]
+    h.advance_to(train_deadline(h, job_id) + 1)
     receipt = h.send("outsider", ClaimTimeoutBody(job_id, None))
     slashed = receipt.event("slashed").data
     assert slashed["amount"] == 200 and slashed["reward"] == 100 and slashed["burned"] == 100
@@ -586,7 +601,7 @@ def test_missed_training_deadline_slashes_solver(
 
 def test_training_timeout_too_early(training: tuple[LedgerHarness, str, CommitmentTree]) -> None:
     h, job_id, _ = training
-    h.advance_to(job(h, job_id).train_deadline)  # type: ignore[arg-type]
+    h.advance_to(train_deadline(h, job_id))
     h.expect_error("outsider", ClaimTimeoutBody(job_id, None), error=DeadlineNotReachedError)
 
 
@@ -614,12 +629,14 @@ def test_attest_before_seed_block(h: LedgerHarness) -> None:
     job_id, _ = committed_job(h)
     h.advance(1)
     err = h.expect_error("v1", AttestBody(job_id), error=SampleSeedNotReadyError)
-    assert err.seed_height == job(h, job_id).final_height + 1  # type: ignore[attr-defined, operator]
+    final_height = job(h, job_id).final_height
+    assert final_height is not None  # set by the final commit
+    assert err.seed_height == final_height + 1  # type: ignore[attr-defined]
 
 
 def test_attest_after_window(h: LedgerHarness) -> None:
     job_id, _ = committed_job(h)
-    h.advance_to(job(h, job_id).challenge_deadline + 1)  # type: ignore[operator]
+    h.advance_to(challenge_deadline(h, job_id) + 1)
     h.expect_error("v1", AttestBody(job_id), error=DeadlinePassedError)
 
 
@@ -664,7 +681,7 @@ def test_settle_pays_solver_and_splits_fee(h: LedgerHarness) -> None:
     for v in ("v1", "v2"):
         h.send(v, AttestBody(job_id))
     before = {n: h.account(n).balance for n in ("solver", "submitter", "v1", "v2")}
-    h.advance_to(job(h, job_id).challenge_deadline + 1)  # type: ignore[operator]
+    h.advance_to(challenge_deadline(h, job_id) + 1)
     receipt = h.send("outsider", SettleBody(job_id))
     data = receipt.event("job_settled").data
     assert (data["fee_share"], data["fee_refund"]) == (45, 0)
@@ -693,7 +710,7 @@ def test_settle_fee_remainder_and_no_attesters(h: LedgerHarness) -> None:
 
 def test_settle_during_window(h: LedgerHarness) -> None:
     job_id, _ = committed_job(h)
-    h.advance_to(job(h, job_id).challenge_deadline)  # type: ignore[arg-type]
+    h.advance_to(challenge_deadline(h, job_id))
     h.expect_error("outsider", SettleBody(job_id), error=DeadlineNotReachedError)
 
 
