@@ -31,9 +31,9 @@ from services.agents.endpoints import (
     resolve_endpoint,
     system_resolver,
 )
-from services.agents.views import decode_account
+from services.agents.views import decode_account, decode_record
 from services.client import ChainClient
-from services.errors import EndpointRefusedError
+from services.errors import EndpointRefusedError, MalformedAnswerError
 
 log = logging.getLogger("proofnet.blobs")
 
@@ -50,20 +50,31 @@ def leaves_body_cap(count: int) -> int:
     return count * (LEAF_HEX_CHARS + 8) + LEAVES_OVERHEAD_BYTES
 
 
+@dataclass(frozen=True)
+class _LeafList:
+    """A solver's ``/jobs/{id}/leaves`` document (``job_id`` may be left out)."""
+
+    job_id: str
+    leaves: tuple[str, ...]
+
+
 def parse_leaves(body: bytes, job_id: str, count: int) -> list[bytes] | None:
     """Exactly ``count`` lowercase 32-byte hex leaves for ``job_id``, or None."""
     try:
         document = json.loads(body)
     except (ValueError, RecursionError):  # RecursionError: '[[[[...' nested past the limit
         return None
-    if not isinstance(document, dict) or document.get("job_id", job_id) != job_id:
+    if not isinstance(document, dict):
         return None
-    leaves = document.get("leaves")
-    if not isinstance(leaves, list) or len(leaves) != count:
+    try:
+        served = decode_record(_LeafList, {"job_id": job_id, **document}, "leaf list")
+    except MalformedAnswerError:
         return None
-    if not all(isinstance(h, str) and _LEAF_HEX.fullmatch(h) for h in leaves):
+    if served.job_id != job_id or len(served.leaves) != count:
         return None
-    return [bytes.fromhex(h) for h in leaves]
+    if not all(_LEAF_HEX.fullmatch(h) for h in served.leaves):
+        return None
+    return [bytes.fromhex(h) for h in served.leaves]
 
 
 class BlobSource(Protocol):
