@@ -8,18 +8,17 @@ it re-executed are written here when it seals (atomically: a temporary file, the
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from contracts_sim.codec import from_json_value, to_json_value
+from contracts_sim.codec import to_json_value
 from contracts_sim.transactions import SegmentEvidence
-from protocol.errors import ProofNetError
 from protocol.state_commitment import blob_has_root, blob_root
-from services.errors import SealStoreError
+from services.agents.views import decode_record
+from services.errors import MalformedAnswerError, SealStoreError
 
 
 @dataclass(frozen=True)
@@ -39,24 +38,25 @@ class _Record:
     body: SegmentEvidence | None
 
 
-_EVIDENCE = frozenset(f.name for f in dataclasses.fields(SegmentEvidence))
+@dataclass(frozen=True)
+class _Stored:
+    """A record as read back, its evidence still JSON (an older version's also held the
+    challenge's ``job_id``; ``decode_record`` drops it)."""
+
+    job_id: str
+    segment: int
+    salt: bytes
+    body: dict[str, Any] | None
 
 
 def _decode(record: Any, where: str) -> _Record:
-    """A record as written by ``put_seal`` (a body's other keys, e.g. an older version's
-    ``job_id``, are dropped)."""
-    if not isinstance(record, dict):
-        raise SealStoreError(f"{where} is not a sealed verdict")
-    if isinstance(record.get("body"), dict):
-        body = {k: v for k, v in record.items() if k != "body"}
-        body["body"] = {k: v for k, v in record["body"].items() if k in _EVIDENCE}
-        record = body
+    """A record as written by ``put_seal``."""
     try:
-        decoded = from_json_value(_Record, record, where)
-    except ProofNetError as exc:
-        raise SealStoreError(f"{where}: {exc.message}") from exc
-    assert isinstance(decoded, _Record)
-    return decoded
+        stored = decode_record(_Stored, record, where)
+        body = None if stored.body is None else decode_record(SegmentEvidence, stored.body, where)
+    except MalformedAnswerError as exc:
+        raise SealStoreError(f"not a sealed verdict: {exc.message}") from exc
+    return _Record(stored.job_id, stored.segment, stored.salt, body)
 
 
 class SealStore:

@@ -43,7 +43,9 @@ def decode_record(cls: type[R], answer: Any, what: str) -> R:
     known = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
     try:
         record = from_json_value(cls, {k: v for k, v in answer.items() if k in known}, what)
-    except (ProofNetError, ValueError, TypeError, KeyError) as exc:
+    except ProofNetError as exc:  # the codec names where: "what.field: why"
+        raise MalformedAnswerError(exc.message) from exc
+    except (ValueError, TypeError, KeyError) as exc:
         raise MalformedAnswerError(f"{what}: {exc}") from exc
     assert isinstance(record, cls)
     return record
