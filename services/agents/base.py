@@ -15,6 +15,7 @@ blocks, up to ``BACKOFF_MAX_BLOCKS``) and lets the tick go on with the other job
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -48,6 +49,7 @@ from services.client import ChainClient, Wallet
 
 INFLIGHT_BLOCKS = 3
 BACKOFF_MAX_BLOCKS = 32
+_LONG_ID = re.compile(r"(?:0x)?[0-9a-f]{40,64}")
 AFTER_THE_WINDOW = frozenset({Phase.REVEAL_TRAP, Phase.UNSEAL})
 """Phases whose move the ledger takes only once the job's challenge window has closed."""
 
@@ -210,7 +212,7 @@ class Agent:
         sent = self.send(move, key=key)
         if sent:
             self.telemetry.dispute_move(move.kind)
-            self.log.info("%s sent (%s)", move.kind, _subject(move))
+            self.log.info("%s sent (%s)", move.kind, _short_ids(key))
         return sent
 
     def log_once(self, key: str, message: str, *args: Any) -> None:
@@ -323,10 +325,7 @@ class Agent:
         return missing_stake == 0 and missing_balance == 0
 
 
-def _subject(move: Move) -> str:
-    """What a move is about, for its log line: its dispute or job (short ids)."""
-    for field in ("dispute_id", "job_id"):
-        value = move.body.get(field)
-        if isinstance(value, str):
-            return f"{field.removesuffix('_id')} {value[:12]}"
-    return "-"
+def _short_ids(key: str) -> str:
+    """A move's key (``dispute:<id>:<n>``, ``audit:<job>:<attester>`` ...) for its log line:
+    each id cut to 12 hex digits."""
+    return _LONG_ID.sub(lambda m: m[0][:12], key)
