@@ -147,9 +147,7 @@ def run_demo(
     # that each solver can bid on each of them.
     topology.solver_stake = int(terms.get("min_stake", 0)) * len(specs) or None
     # Nothing submits batches: the node's checking processes would only slow its start.
-    net = LocalTestnet(
-        workdir, topology, fork_agents=True, chain_env={"PROOFNET_START_CHECKERS": "false"}
-    )
+    net = LocalTestnet(workdir, topology, fork=True, chain_env={"PROOFNET_START_CHECKERS": "false"})
     try:
         say("starting chain, 3 solvers (1 cheating) and 2 verifiers as local processes")
         net.start()

@@ -137,31 +137,37 @@ def _alive(pid: int | None) -> bool:
         return True
 
 
-AGENT_MODULES = ("services.cli", "services.agents.solver", "services.agents.verifier")
-"""What an agent process imports before it runs (torch among them): what ``fork_agents``
-imports once in the launching process instead of once in every agent."""
+PRELOADED = (
+    "services.cli",
+    "services.cli.chain",
+    "services.node.app",
+    "services.agents.solver",
+    "services.agents.verifier",
+)
+"""What the testnet's processes import before they run (torch among them): what ``fork``
+imports once in the launching process instead of once in every process."""
 
 
 class LocalTestnet:
-    """``fork_agents``: start each agent as a fork of this process, after importing
-    ``AGENT_MODULES`` here once, rather than as a new interpreter that imports them again
-    (about two CPU-seconds each, most of an agent's start-up). The chain is always a new
-    interpreter. Only for a launcher that is itself a fresh ``proofnet`` process (the demo):
-    a forked child inherits its parent's state."""
+    """``fork``: start each process (chain and agents) as a fork of this one, after
+    importing ``PRELOADED`` here once, rather than as a new interpreter that imports them
+    again (about two CPU-seconds each, most of a process's start-up on a small machine).
+    Only for a launcher that is itself a fresh ``proofnet`` process (the demo): a forked child
+    inherits its parent's state. ``chain_env``: extra environment of the chain process
+    (``PROOFNET_*`` node settings)."""
 
     def __init__(
         self,
         workdir: str | Path,
         topology: Topology | None = None,
         *,
-        fork_agents: bool = False,
+        fork: bool = False,
         chain_env: dict[str, str] | None = None,
     ) -> None:
         self.workdir = Path(workdir)
         self.topology = topology or default_topology()
-        self.fork_agents = fork_agents
+        self.fork = fork
         self.chain_env = chain_env or {}
-        """Extra environment of the chain process (``PROOFNET_*`` node settings)."""
         self._procs: list[subprocess.Popen[bytes]] = []
 
     # --- files --------------------------------------------------------------------------
@@ -216,8 +222,8 @@ class LocalTestnet:
     def _spawn(self, name: str, args: list[str], detach: bool) -> int:
         log = self.log_file(name)
         log.parent.mkdir(parents=True, exist_ok=True)
-        if self.fork_agents and name != "chain":
-            return _fork_cli(args, log, detach)
+        if self.fork:
+            return _fork_cli(args, log, detach, self.chain_env if name == "chain" else {})
         with log.open("ab") as out:
             proc = subprocess.Popen(
                 [sys.executable, "-m", "services.cli", *args],
@@ -557,11 +563,11 @@ class LocalTestnet:
             return None
 
 
-def _fork_cli(args: list[str], log: Path, detach: bool) -> int:
+def _fork_cli(args: list[str], log: Path, detach: bool, env: dict[str, str]) -> int:
     """``proofnet <args>`` in a child forked from this process, its output appended to
     ``log``; returns the child's pid. The child runs the CLI as ``python -m services.cli``
     would and never returns into the caller's code (``os._exit``)."""
-    for module in AGENT_MODULES:
+    for module in PRELOADED:
         importlib.import_module(module)
     out = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
     sys.stdout.flush()
@@ -574,6 +580,7 @@ def _fork_cli(args: list[str], log: Path, detach: bool) -> int:
     try:
         if detach:
             os.setsid()
+        os.environ.update(env)
         os.dup2(os.open(os.devnull, os.O_RDONLY), 0)
         os.dup2(out, 1)
         os.dup2(out, 2)
