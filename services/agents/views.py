@@ -26,6 +26,7 @@ from contracts_sim.records import (
     JobStatus,
     Party,
     Phase,
+    Resolution,
 )
 from protocol.errors import ProofNetError
 from protocol.spec import JobSpec, parse_spec
@@ -128,6 +129,11 @@ class DisputeView:
     @property
     def deadline(self) -> int:
         return int(self.record.deadline)
+
+    @property
+    def resolution(self) -> Resolution:
+        """What decided it, once closed (``Resolution.NONE`` while open)."""
+        return self.record.resolution
 
 
 def decode_job(answer: Any) -> JobView:
