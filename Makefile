@@ -27,7 +27,7 @@ lint: install
 
 typecheck: install
 	$(BIN)/mypy --strict protocol
-	$(BIN)/mypy contracts_sim services
+	$(BIN)/mypy --strict contracts_sim services tests
 
 imports: install
 	$(BIN)/lint-imports

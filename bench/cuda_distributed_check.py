@@ -2,8 +2,9 @@
 
     python bench/cuda_distributed_check.py [--steps 40] [--json]
 
-For a small MLP, CNN and transformer spec (tests/test_distributed.py's), it trains on the
-CPU in one process (``protocol.exact.train_trajectory``: the verifier's root), then on
+For a small MLP, CNN and transformer spec (tests/services/distributed/test_distributed.py's),
+it trains on the CPU in one process (``protocol.exact.train_trajectory``: the verifier's
+root), then on
 ``services.distributed.WorkerPool``s of NCCL ranks on CUDA, one GPU per rank, for world
 sizes 1 and 2 (2 only with two GPUs or more: NCCL refuses two ranks of a group on one GPU),
 and compares the roots. Exit status 0 when every root matches, 1 otherwise; without CUDA it

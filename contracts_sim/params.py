@@ -225,7 +225,7 @@ TESTNET: Final = Params(
     # A quarter, not a half: an accomplice challenger may collect the whole reward, so a caught
     # cheater loses at least 3/4 of its stake. With the example terms (stake 1.5 × payment)
     # that is 1.125 × payment, more than a solver that does no work saves; at half it would be
-    # 0.75 × payment and not training at all would pay (tests/test_economics.py).
+    # 0.75 × payment and not training at all would pay (tests/services/sim/test_economics.py).
     slash_reward_bps=2_500,
     max_blob_bytes=64 << 20,
     # One segment in ten is a forced error: with the example's three samples a lazy attester

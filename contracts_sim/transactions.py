@@ -155,7 +155,7 @@ class Transaction:
         """``canonical_json(to_json())``, the whole envelope, without serializing it again:
         canonical JSON sorts keys and ``"signature"`` sorts after every other envelope key, so
         the whole envelope's encoding is the unsigned one with ``,"signature":"<hex>"`` before
-        its final brace (``tests/test_ledger_ingest.py`` checks the identity)."""
+        its final brace (``tests/contracts_sim/test_ledger_ingest.py`` checks the identity)."""
         unsigned = self._unsigned_canonical
         return unsigned[:-1] + b',"signature":"' + self.signature.hex().encode() + b'"}'
 

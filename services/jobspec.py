@@ -12,7 +12,7 @@ Two checks, each done once:
   ledger's, checked when the job is posted.
 
 Values of spec keys are typed ``Any`` here on purpose: their rules live in ``parse_spec``.
-``tests/test_specfile.py`` checks that these models' keys are exactly the ones
+``tests/services/test_jobspec.py`` checks that these models' keys are exactly the ones
 ``parse_spec``'s specs serialize (``JobSpec.to_dict``) and the ledger's job order reads
 (``PostJobBody``).
 """

@@ -27,7 +27,8 @@ What the module takes: for ``mlp``, float features (N, input_dim); for ``cnn``, 
 (N, C, H, W); both are the dataset's Q16 features divided by 2^16 (``dataset_tensors``
 gives them), and the module returns class logits. For ``transformer``, int64 token ids
 (N, T <= context) and next-token logits (N, T, vocab). The float module's predictions are
-the exact model's up to rounding: ``tests/test_export.py`` checks they agree on the test set.
+the exact model's up to rounding: ``tests/protocol/test_export.py`` checks they agree on the
+test set.
 
 The file written here is a safetensors file whose metadata holds the spec (``spec``, canonical
 JSON) so a loader can rebuild the architecture; ``format`` is ``proofnet-float``.

@@ -5,8 +5,9 @@ object) and its body with ``contracts_sim.transactions.parse_body``, whose typed
 (``malformed_body`` naming the field, ``unknown_transaction_kind``) clients rely on. So these
 models never validate a request: they only *describe* the wire format, as the discriminated
 union ``SignedTransaction`` on ``kind`` that ``TxEnvelope``'s JSON schema points to. Every
-body model carries an example that tests/test_node_openapi.py feeds to ``parse_body``, so the
-description cannot drift from the rules (docs/ledger.md has the rules themselves).
+body model carries an example that tests/services/node/test_node_openapi.py feeds to
+``parse_body``, so the description cannot drift from the rules (docs/ledger.md has the rules
+themselves).
 """
 
 from __future__ import annotations
@@ -881,7 +882,7 @@ def openapi_examples(*kinds: str) -> dict[str, Any]:
 
 # --- response examples ----------------------------------------------------------------------
 # What a fresh dev node (default chain id) answers after the faucet example above, as
-# tests/test_node_openapi.py checks against a real node.
+# tests/services/node/test_node_openapi.py checks against a real node.
 
 FAUCET_EXAMPLE = signed_example("faucet", {"amount": 1_000_000})
 FAUCET_HASH = Transaction.from_json(FAUCET_EXAMPLE).tx_hash.hex()

@@ -13,7 +13,7 @@ import pytest
 
 from contracts_sim.exceptions import BlockFullError, DisputeNotFoundError
 from contracts_sim.transactions import sign_transaction
-from tests.test_chain import ALICE, BOB, CHAIN_ID, open_chain, transfer
+from tests.contracts_sim.test_chain import ALICE, BOB, CHAIN_ID, open_chain, transfer
 
 pytestmark = pytest.mark.adversarial
 

@@ -43,7 +43,7 @@ Bound: every matmul goes through the caller's ``ExactMatmul`` (max|a| max|b| K <
 Tolerance vs ``attention_reference`` (float64 with c = 1/sqrt(dh) exactly; dh a power of 4
 makes C exact): P within 4e-4 (exp2_fixed's 2.4e-4 relative error, the floor, the rounding of
 S), so |O - ref| <= 4e-4 T max|v| + 2 ulp, and the gradients within the same relative error
-of their magnitude plus a few ulp (tests/test_ops_transformer.py states the exact figures).
+of their magnitude plus a few ulp (tests/protocol/test_ops_transformer.py states the exact figures).
 """
 
 from __future__ import annotations

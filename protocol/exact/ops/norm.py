@@ -40,7 +40,7 @@ Tolerance vs ``rms_norm_reference`` (float64, same eps) of the same Q16 values: 
 errs by < 2^-20 absolute, i.e. rel = 2^-20 / rms relative (1.6e-5 at rms 1/16), and enters
 n once and dx twice, so |y - ref| <= 2 rel |ref| + 4 ulp,
 |dx - ref| <= 4 rel max_row|dx| + 4 ulp / rms + 2 ulp (the numerator's roundings, divided by
-r), |grad_gain - ref| <= 2 rel |ref| + 2 rows ulp (tests/test_ops_transformer.py).
+r), |grad_gain - ref| <= 2 rel |ref| + 2 rows ulp (tests/protocol/test_ops_transformer.py).
 """
 
 from __future__ import annotations

@@ -38,7 +38,7 @@ def _first_step_hash(spec: JobSpec) -> str:
 
 def _fresh_process_hash(image: list[int]) -> str:
     code = (
-        "from tests.test_exact_caches import _cnn, _first_step_hash;"
+        "from tests.protocol.test_exact_caches import _cnn, _first_step_hash;"
         f"print(_first_step_hash(_cnn({image!r})))"
     )
     out = subprocess.run(

@@ -1,5 +1,6 @@
 """A solver that trains on a data-parallel worker group (real gloo ranks in worker processes),
-checked by single-process verifiers, on the in-process network of ``tests/test_agents.py``.
+checked by single-process verifiers, on the in-process network of
+``tests/services/agents/test_agents.py``.
 
 * an honest ``--workers 2`` solver is paid: its root is the one-process root;
 * a cheating rank (it adds one unit to its gradient share at step 9) is caught: the dispute

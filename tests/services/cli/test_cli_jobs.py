@@ -26,7 +26,7 @@ from services.cli import _register, app
 from services.client import HttpChainClient
 from services.node import NodeSettings, create_app
 from tests.conftest import tiny_spec_dict
-from tests.test_client import CHAIN_ID, agent_like, make_chain
+from tests.services.test_client import CHAIN_ID, agent_like, make_chain
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")  # starlette: "install httpx2 instead"

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import pytest
 
+from tests.contracts_sim.test_operator_disputes import _slashed_at, mlp_spec, op_index
 from tests.operator_players import Cheat
-from tests.test_operator_disputes import _slashed_at, mlp_spec, op_index
 
 
 @pytest.mark.parametrize(

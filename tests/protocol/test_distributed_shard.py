@@ -2,8 +2,9 @@
 
 W workers run ``shared_step`` on threads; their collective is a barrier that reduces the W
 tensors exactly as an all-reduce does (MAX, SUM over int64). This checks the arithmetic and
-the skip decision fast, for many specs; ``tests/test_distributed.py`` runs the same steps
-on real ``torch.distributed`` (gloo) process groups.
+the skip decision fast, for many specs;
+``tests/services/distributed/test_distributed.py`` runs the same steps on real
+``torch.distributed`` (gloo) process groups.
 """
 
 from __future__ import annotations
@@ -28,8 +29,8 @@ from protocol.exact.shard import (
 from protocol.exact.state import State
 from protocol.spec import JobSpec
 from services.sim import scenarios
-from tests.test_exact_bounds import _wide_context_spec
-from tests.test_families import ADAMW, SGD, TINY_CNN, TINY_TRANSFORMER
+from tests.protocol.test_exact_bounds import _wide_context_spec
+from tests.protocol.test_families import ADAMW, SGD, TINY_CNN, TINY_TRANSFORMER
 
 MLP: dict[str, Any] = {
     "model": {"family": "mlp", "input_dim": 16, "hidden": [16], "classes": 4},
@@ -114,7 +115,7 @@ def single(spec: JobSpec, steps: int) -> State:
 
 
 def wide_context_state(spec: JobSpec) -> State:
-    """tests/test_exact_bounds.py's state whose mlp.out bias gradient would wrap."""
+    """tests/protocol/test_exact_bounds.py's state whose mlp.out bias gradient would wrap."""
     state = init(spec)
     for name, tensor in state.items():
         if name != "step":
@@ -158,8 +159,8 @@ def test_a_step_skipped_by_the_overflow_rule_is_skipped_on_every_worker() -> Non
 
 
 def test_a_sum_over_the_whole_batch_is_checked_with_the_whole_batch_rows() -> None:
-    # tests/test_exact_bounds.py's state: a bias gradient summed over B x T = 2^15 rows would
-    # pass 2^62; a worker holding half the rows would pass with its own count.
+    # tests/protocol/test_exact_bounds.py's state: a bias gradient summed over B x T = 2^15
+    # rows would pass 2^62; a worker holding half the rows would pass with its own count.
     spec = _wide_context_spec()
     state = wide_context_state(spec)
     assert torch.equal(step(spec, state, 0)["block0.mlp.out.bias"], state["block0.mlp.out.bias"])

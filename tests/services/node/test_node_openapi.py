@@ -25,7 +25,8 @@ from services.node import create_app
 from services.node.metrics import flat_routes
 from services.node.schemas import EventsPage, ReceiptPublic
 from services.node.tx_schemas import BODY_VARIANTS, JobSpecJson, body_examples
-from tests.test_node_api import BAD_REQUESTS, dev_settings
+from tests.conftest import ROOT
+from tests.services.node.test_node_api import BAD_REQUESTS, dev_settings
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")  # starlette: "install httpx2 instead"
@@ -142,7 +143,7 @@ def test_a_kind_with_one_body_shape_documents_every_field_of_its_body_class() ->
             assert set(variants[0].model_fields) == ledger_fields, kind
 
 
-EXAMPLE_SPECS = sorted((Path(__file__).parents[1] / "examples").glob("*.yaml"))
+EXAMPLE_SPECS = sorted((ROOT / "examples").glob("*.yaml"))
 
 
 @pytest.mark.parametrize("path", EXAMPLE_SPECS, ids=lambda p: p.name)

@@ -21,7 +21,7 @@ from contracts_sim.chain import replay
 from contracts_sim.crypto import key_from_seed
 from contracts_sim.store import open_store
 from contracts_sim.transactions import sign_transaction
-from tests.test_node_process import STARTUP_TIMEOUT, free_port, proofnet_command
+from tests.services.node.test_node_process import STARTUP_TIMEOUT, free_port, proofnet_command
 
 CHAIN_ID = "kill-test"
 KEYS = [key_from_seed(f"kill/{i}") for i in range(4)]

@@ -35,7 +35,7 @@ def mlp_spec() -> JobSpec:
 
 @functools.cache
 def transformer_spec() -> JobSpec:
-    from tests.test_trace_transformer import transformer_spec as build
+    from tests.protocol.test_trace_transformer import transformer_spec as build
 
     return build("adamw", steps=8, checkpoint_interval=4)
 
@@ -455,8 +455,8 @@ def test_a_row_over_several_chunks_is_posted_whole() -> None:
 
 @functools.cache
 def cnn_spec() -> JobSpec:
-    from tests.test_cnn import MAX2
-    from tests.test_cnn import cnn_spec as build
+    from tests.protocol.test_cnn import MAX2
+    from tests.protocol.test_cnn import cnn_spec as build
 
     return build([MAX2], [12], steps=8, checkpoint_interval=4)
 

@@ -25,11 +25,12 @@ from typer.testing import CliRunner
 from contracts_sim.crypto import key_from_seed
 from services.client import LocalChainClient
 from services.node import NodeSettings, create_app
-from tests.test_client import CHAIN_ID, make_chain, play
+from tests.conftest import ROOT
+from tests.services.test_client import CHAIN_ID, make_chain, play
 
 WIDTH = 80
 ELLIPSIS = "…"
-EXAMPLE_SPEC = Path(__file__).resolve().parents[1] / "examples" / "digits-mlp.yaml"
+EXAMPLE_SPEC = ROOT / "examples" / "digits-mlp.yaml"
 CHEATER = "services.strategies.cheaters:PerturbFrom?step=137&price_bps=9000"
 
 

@@ -189,7 +189,7 @@ def test_a_dead_worker_costs_time_not_answers(checker: EnvelopeChecker) -> None:
 
 def _chain_with_a_dispute_waiting_for_a_prestate(checker: EnvelopeChecker) -> Chain:
     """A chain whose head holds an open dispute in ``post_prestate`` (put there directly: the
-    game that reaches it is tests/test_ledger_dispute_game.py's)."""
+    game that reaches it is tests/contracts_sim/test_ledger_dispute_game.py's)."""
     chain = _chain(checker)
     dispute = Dispute(
         dispute_id=DISPUTE_ID,

@@ -1,7 +1,7 @@
 """The transformer family: exact gradients against float64 autograd of the same integer
 weights, training that lowers the loss, the native module's agreement, generation.
 
-(Thread-count determinism and protocol runs of every family are in tests/test_families.py.)
+(Thread-count determinism and protocol runs of every family are in tests/protocol/test_families.py.)
 """
 
 from __future__ import annotations

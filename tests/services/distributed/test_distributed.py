@@ -36,9 +36,9 @@ from services.distributed.pool import PoolConfig, WorkerPool
 from services.distributed.train import train_shared
 from services.sim import scenarios
 from tests.agent_views import job_view_for
-from tests.test_distributed_e2e import worker_ranks
-from tests.test_distributed_shard import MLP
-from tests.test_families import ADAMW, SGD, TINY_CNN, TINY_TRANSFORMER
+from tests.protocol.test_distributed_shard import MLP
+from tests.protocol.test_families import ADAMW, SGD, TINY_CNN, TINY_TRANSFORMER
+from tests.services.distributed.test_distributed_e2e import worker_ranks
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(900)]
 STEPS = 100

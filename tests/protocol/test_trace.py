@@ -8,7 +8,7 @@
   ``reads`` cuts, and reads at most a fixed multiple of its contraction, row or window;
 * one perturbed output changes the trace root, and the first differing entry is its op's.
 
-The helpers take any spec: tests/test_trace_cnn.py runs them on the CNN.
+The helpers take any spec: tests/protocol/test_trace_cnn.py runs them on the CNN.
 """
 
 from __future__ import annotations

@@ -20,8 +20,8 @@ from protocol.exact.trace.registry import cut
 from protocol.models import CnnSpec
 from protocol.spec import JobSpec
 from protocol.trace import OpNode
-from tests.test_cnn import SPECS, cnn_spec
-from tests.test_trace import (
+from tests.protocol.test_cnn import SPECS, cnn_spec
+from tests.protocol.test_trace import (
     ADAMW,
     _scaled,
     assert_trace_matches_step,

@@ -28,8 +28,8 @@ from contracts_sim.transactions import ChallengeBody, CloseBiddingBody, SegmentE
 from protocol.exact.trace import program_of
 from protocol.spec import parse_spec
 from protocol.types import Hash32
-from tests import test_forced_errors, test_ledger_dispute_game, test_operator_disputes
 from tests.conftest import tiny_spec_dict
+from tests.contracts_sim import test_forced_errors, test_ledger_dispute_game, test_operator_disputes
 from tests.forced_error_players import (
     TrapSolver,
     close_window,

@@ -20,7 +20,7 @@ from protocol.state_commitment import CHUNK_BYTES
 from protocol.trace import OpNode, Ref
 from services.agents.operator_moves import box_chunks
 from tests.conftest import tiny_spec_dict
-from tests.test_trace_transformer import transformer_spec
+from tests.protocol.test_trace_transformer import transformer_spec
 
 
 def _honest_body_bytes(layers: int) -> int:

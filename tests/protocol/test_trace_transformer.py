@@ -12,7 +12,7 @@
 * one perturbed output (an attention, norm, gradient or optimizer output) changes the trace
   root, and the first differing entry is its op's.
 
-The helpers are the MLP's (tests/test_trace.py), with the transformer's kinds' budgets.
+The helpers are the MLP's (tests/protocol/test_trace.py), with the transformer's kinds' budgets.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ from protocol.exact.trace.run import batch_tensors, resolve
 from protocol.spec import JobSpec
 from protocol.trace import OpNode, Ref
 from services.sim import scenarios
-from tests.test_trace import (
+from tests.protocol.test_trace import (
     BUDGETS,
     assert_same_state,
     assert_trace_matches_step,

@@ -20,7 +20,7 @@ from services.node import create_app
 from services.node.access_log import PollingFilter
 from tests.conftest import tiny_spec_dict
 from tests.ledger_helpers import JOB_TERMS, fake_leaves, final_body
-from tests.test_node_api import ALICE, KEYS, Signer, dev_settings, make_chain
+from tests.services.node.test_node_api import ALICE, KEYS, Signer, dev_settings, make_chain
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")  # starlette: "install httpx2 instead"

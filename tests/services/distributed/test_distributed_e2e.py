@@ -20,7 +20,7 @@ from services.client import HttpChainClient, Wallet
 from services.jobspec import load_spec
 from services.ops.localnet import Actor, LocalTestnet, Topology, free_port
 from services.submitter import submit_job
-from tests.test_e2e_processes import STAKE, TERMINAL, small_spec, wait_for
+from tests.services.ops.test_e2e_processes import STAKE, TERMINAL, small_spec, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(420)]
 

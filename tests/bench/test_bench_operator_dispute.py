@@ -9,7 +9,6 @@ import json
 import math
 import subprocess
 import sys
-from pathlib import Path
 from types import ModuleType
 from typing import Any
 
@@ -17,8 +16,9 @@ import pytest
 
 from protocol.hashing import sha256
 from protocol.merkle import inclusion_path
+from tests.conftest import ROOT
 
-BENCH = Path(__file__).resolve().parents[1] / "bench" / "bench_operator_dispute.py"
+BENCH = ROOT / "bench" / "bench_operator_dispute.py"
 
 
 def _bench() -> ModuleType:

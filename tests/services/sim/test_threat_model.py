@@ -9,12 +9,11 @@ longer exists, or when a row cites a test that is not there.
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 from contracts_sim.transactions import TX_KINDS
 from services.agents.blobs import BlobSource
+from tests.conftest import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 THREAT_MODEL = ROOT / "docs" / "threat-model.md"
 TEST_REF = re.compile(r"`(tests/[\w/]+\.py)(?:::(\w+))?`")
 CODE = re.compile(r"`([^`]+)`")
