@@ -50,6 +50,7 @@ from contracts_sim.transactions import (
     CommitProgressBody,
     SettleBody,
     StakeBody,
+    TxBody,
     UnstakeBody,
 )
 from protocol.datasets import load_dataset
@@ -112,15 +113,29 @@ def test_post_job_escrows_payment_and_fee(h: LedgerHarness) -> None:
         ({"payment": 0}, "payment"),
         ({"min_stake": TEST.min_solver_stake - 1}, "min_stake"),
         ({"sample_count": 9}, "sample_count"),  # the tiny spec has 8 segments
-        ({"sample_count": 0}, "sample_count"),
         ({"bid_blocks": TEST.max_bid_blocks + 1}, "bid_blocks"),
         ({"train_blocks": TEST.max_train_blocks + 1}, "train_blocks"),
+    ],
+)
+def test_post_job_bad_terms(h: LedgerHarness, overrides: dict[str, int], field: str) -> None:
+    err = h.expect_error("submitter", job_posting(None, **overrides), error=MalformedBodyError)
+    assert err.field == field  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    ("overrides", "field"),
+    [
+        ({"sample_count": 0}, "sample_count"),
         ({"train_blocks": 0}, "train_blocks"),
         ({"verification_fee": -1}, "verification_fee"),
     ],
 )
-def test_post_job_bad_terms(h: LedgerHarness, overrides: dict[str, int], field: str) -> None:
-    err = h.expect_error("submitter", "post_job", post_job_body(**overrides), MalformedBodyError)
+def test_post_job_out_of_range_terms(
+    h: LedgerHarness, overrides: dict[str, int], field: str
+) -> None:
+    # a hand-made body: values below the reader's range, which no parsed PostJobBody holds
+    body = post_job_body(**overrides)
+    err = h.expect_error("submitter", "post_job", body, MalformedBodyError)
     assert err.field == field  # type: ignore[attr-defined]
 
 
@@ -148,8 +163,8 @@ BLOBS_V1_HASH = load_dataset("synthetic-blobs-v1").content_hash_hex
 def test_post_job_untrainable_spec(
     h: LedgerHarness, spec_overrides: dict[str, Any], field: str
 ) -> None:
-    body = post_job_body(spec=tiny_spec_dict(**spec_overrides))
-    err = h.expect_error("submitter", "post_job", body, UntrainableSpecError)
+    body = job_posting(tiny_spec_dict(**spec_overrides))
+    err = h.expect_error("submitter", body, error=UntrainableSpecError)
     assert err.field == field and err.code == "untrainable_spec"  # type: ignore[attr-defined]
 
 
@@ -259,8 +274,8 @@ def test_bids_reserve_min_stake_each(h: LedgerHarness) -> None:
     assert reserved_stake(h.state, h.address("solver")) == 5 * min_stake
     assert reserved_stake(h.state, h.address("solver"), except_job=job_ids[0]) == 4 * min_stake
 
-    bid = {"job_id": job_ids[5], "price": 900, "capacity": 8}
-    err = h.expect_error("solver", "bid", bid, InsufficientStakeError)
+    bid = BidBody(job_ids[5], Amount(900), 8)
+    err = h.expect_error("solver", bid, error=InsufficientStakeError)
     assert (err.needed, err.available, err.reserved) == (min_stake, 0, 5 * min_stake)  # type: ignore[attr-defined]
     # Replacing a bid needs no more stake: its own reservation is not counted twice.
     h.send("solver", BidBody(job_ids[0], Amount(800), 8))
@@ -547,9 +562,9 @@ def test_commit_final_inconsistent_with_progress(
 
 def test_commit_final_bad_final_proof(training: tuple[LedgerHarness, str, CommitmentTree]) -> None:
     h, job_id, tree = training
-    body = final_body(job_id, tree)
-    body["final_state_hash"] = tree.entry(3).hex()  # not the last leaf
-    err = h.expect_error("solver", "commit_final", body, InvalidProofError)
+    not_last = Hash32(tree.entry(3))  # not the last leaf
+    body = replace(final_commit(job_id, tree), final_state_hash=not_last)
+    err = h.expect_error("solver", body, error=InvalidProofError)
     assert err.what == "final_proof"  # type: ignore[attr-defined]
 
 
@@ -558,7 +573,7 @@ def test_commit_final_requires_final_proof(
 ) -> None:
     h, job_id, tree = training
     body = final_body(job_id, tree)
-    del body["final_proof"]
+    del body["final_proof"]  # a hand-made body: a required field missing
     err = h.expect_error("solver", "commit_final", body, MalformedBodyError)
     assert err.field == "final_proof"  # type: ignore[attr-defined]
 
@@ -737,21 +752,20 @@ def test_settle_unknown_job(h: LedgerHarness) -> None:
 
 
 @pytest.mark.parametrize(
-    ("kind", "extra"),
+    "body",
     [
-        ("bid", {"price": 1, "capacity": 8}),
-        ("close_bidding", {}),
-        ("cancel_job", {}),
-        ("commit_progress", {"size": 1, "root": "00" * 32}),
-        ("commit_final", final_body(MISSING_JOB, CommitmentTree(fake_leaves()))),
-        ("attest", {}),
-        ("challenge", {}),
-        ("settle", {}),
-        ("claim_timeout", {}),
+        BidBody(MISSING_JOB, Amount(1), 8),
+        CloseBiddingBody(MISSING_JOB),
+        CancelJobBody(MISSING_JOB),
+        CommitProgressBody(MISSING_JOB, 1, Hash32(b"\x00" * 32), None),
+        final_commit(MISSING_JOB, CommitmentTree(fake_leaves())),
+        AttestBody(MISSING_JOB),
+        ChallengeBody(MISSING_JOB, None),
+        SettleBody(MISSING_JOB),
+        ClaimTimeoutBody(MISSING_JOB, None),
     ],
+    ids=lambda body: body.kind,
 )
-def test_every_job_kind_refuses_an_unknown_job(
-    h: LedgerHarness, kind: str, extra: dict[str, object]
-) -> None:
-    err = h.expect_error("v1", kind, {"job_id": MISSING_JOB, **extra}, JobNotFoundError)
+def test_every_job_kind_refuses_an_unknown_job(h: LedgerHarness, body: TxBody) -> None:
+    err = h.expect_error("v1", body, error=JobNotFoundError)
     assert err.http_status == 404 and err.job_id == MISSING_JOB  # type: ignore[attr-defined]
