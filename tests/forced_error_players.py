@@ -49,7 +49,7 @@ from protocol.spec import JobSpec
 from protocol.state_commitment import blob_root
 from protocol.types import Address, Amount, Hash32, Height
 from tests.dispute_agents import Run, next_move, tiny_spec
-from tests.ledger_helpers import final_body, job, post_job
+from tests.ledger_helpers import final_commit, job, post_job
 
 
 @functools.cache
@@ -136,19 +136,27 @@ class TrapSolver:
         return run_with_traps(spec, plan, cheat_step)
 
     def commit(self, job_id: str, run: Run) -> None:
-        self.h.send(self.name, "commit_final", final_body(job_id, run.tree))
+        self.h.send(self.name, final_commit(job_id, run.tree))
 
-    def reveal_body(
+    def reveal(
         self, job_id: str, dispute_id: str, segment: int, run: Run, step: int
-    ) -> dict[str, Any]:
+    ) -> RevealTrapBody:
+        """The ``reveal_trap`` of the forced error at ``segment`` (blob: state ``step``)."""
         return RevealTrapBody(
             dispute_id=dispute_id,
             secret=Hash32(segment_secret(self.master, job_id, segment)),
             proof=trap_proof(self.master, job_id, self.segments, segment),
             blob=run.blobs[step],
-        ).to_json()
+        )
 
-    def audit_body(self, job_id: str, attester: str, segment: int, run: Run) -> dict[str, Any]:
+    def reveal_body(
+        self, job_id: str, dispute_id: str, segment: int, run: Run, step: int
+    ) -> dict[str, Any]:
+        """The JSON of ``reveal`` (for the tests that malform it)."""
+        return self.reveal(job_id, dispute_id, segment, run, step).to_json()
+
+    def audit(self, job_id: str, attester: str, segment: int, run: Run) -> AuditBody:
+        """The ``audit`` of ``attester``, who attested the trap at ``segment``."""
         return AuditBody(
             job_id=job_id,
             attester=Address(self.h.address(attester)),
@@ -159,7 +167,11 @@ class TrapSolver:
             pre_proof=run.tree.inclusion_proof(segment),
             post_entry=Hash32(run.leaves[segment + 1]),
             post_proof=run.tree.inclusion_proof(segment + 1),
-        ).to_json()
+        )
+
+    def audit_body(self, job_id: str, attester: str, segment: int, run: Run) -> dict[str, Any]:
+        """The JSON of ``audit`` (for the tests that malform it)."""
+        return self.audit(job_id, attester, segment, run).to_json()
 
 
 def sample_of(h: LedgerHarness, job_id: str, verifier: str) -> list[int]:
@@ -179,11 +191,19 @@ def sealed_challenge(
     return str(h.send(verifier, body).event("challenged").data["dispute_id"])
 
 
+def unseal(
+    h: LedgerHarness, job_id: str, dispute_id: str, verifier: str, segment: int, run: Run
+) -> UnsealBody:
+    """The ``unseal`` of the verifier's seal of ``segment``, with ``run``'s evidence."""
+    salt = Hash32(salt_of(verifier, job_id, segment))
+    return UnsealBody(dispute_id, segment, salt, _evidence(segment, run))
+
+
 def unseal_body(
     h: LedgerHarness, job_id: str, dispute_id: str, verifier: str, segment: int, run: Run
 ) -> dict[str, Any]:
-    salt = Hash32(salt_of(verifier, job_id, segment))
-    return UnsealBody(dispute_id, segment, salt, _evidence(segment, run)).to_json()
+    """The JSON of ``unseal`` (for the tests that malform it)."""
+    return unseal(h, job_id, dispute_id, verifier, segment, run).to_json()
 
 
 def sealed_verdict(
@@ -223,9 +243,14 @@ def open_audits(h: LedgerHarness, job_id: str) -> None:
     h.advance_to(max(h.height, audit_window_start(job(h, job_id), h.params)))
 
 
+def fast_path(job_id: str, segment: int, run: Run) -> ChallengeBody:
+    """A fast-path challenge of ``segment`` of the solver's ``run``."""
+    return ChallengeBody(job_id, _evidence(segment, run))
+
+
 def fast_path_challenge(h: LedgerHarness, job_id: str, segment: int, run: Run) -> dict[str, Any]:
-    """The body of a fast-path challenge of ``segment`` of the solver's ``run``."""
-    return ChallengeBody(job_id, _evidence(segment, run)).to_json()
+    """The JSON of ``fast_path`` (for the tests that malform it)."""
+    return fast_path(job_id, segment, run).to_json()
 
 
 def _evidence(segment: int, run: Run) -> SegmentEvidence:
@@ -312,15 +337,14 @@ def play_jobs(
         for (j, v), ids in empties.items():
             open_empty_seals(h, j, v, ids)
         for dispute_id, (j, v, view, target) in disputes.items():
-            h.send(v, "unseal", unseal_body(h, j, dispute_id, v, target, runs[j]))
+            h.send(v, unseal(h, j, dispute_id, v, target, runs[j]))
             _play_until_reveal(h, dispute_id, runs[j], view, v)
         for dispute_id, (j, _, _, _) in disputes.items():
             d = h.state.get_dispute(dispute_id)
             if d.phase is Phase.REVEAL_TRAP:
                 assert d.step_lo is not None
                 segment = d.step_lo // tiny_spec().checkpoint_interval
-                body = solvers[j].reveal_body(j, dispute_id, segment, runs[j], d.step_lo)
-                h.send("solver", "reveal_trap", body)
+                h.send("solver", solvers[j].reveal(j, dispute_id, segment, runs[j], d.step_lo))
                 tally.forced_errors += 1
         h.advance_to(max(h.height, audit_window_start(job(h, jobs[0]), h.params)))
         audits = _audit_attesters(h, jobs, solvers, runs, disputes)
@@ -368,8 +392,8 @@ def _audit_attesters(
             trapped = [x for x in sample_of(h, j, name) if x in traps and x not in challenged]
             if not trapped:
                 continue
-            body = solvers[j].audit_body(j, name, trapped[0], runs[j])
-            audit_id = h.send("solver", "audit", body).event("audit_opened").data["dispute_id"]
+            body = solvers[j].audit(j, name, trapped[0], runs[j])
+            audit_id = h.send("solver", body).event("audit_opened").data["dispute_id"]
             d = h.state.get_dispute(audit_id)
             _, kind, move = next_move(d, runs[j], runs[j])
             h.send("solver", kind, move)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from fractions import Fraction
 from typing import Any
 
@@ -29,6 +30,7 @@ from contracts_sim.transactions import (
     ClaimTimeoutBody,
     CloseBiddingBody,
     FaucetBody,
+    PublishDataBody,
     SettleBody,
 )
 from protocol.exact import init
@@ -51,13 +53,13 @@ from tests.dispute_agents import Run, next_move, tiny_spec
 from tests.forced_error_players import (
     TrapSolver,
     close_window,
-    fast_path_challenge,
+    fast_path,
     open_audits,
     open_empty_seals,
     sample_of,
     sealed_challenge,
     sealed_verdict,
-    unseal_body,
+    unseal,
     verifier_view,
 )
 from tests.ledger_helpers import funded_harness, job, post_job
@@ -197,17 +199,15 @@ def test_challenges_of_a_job_with_traps_are_sealed_until_the_window_closes() -> 
     job_id, _, run = committed_with_traps(h)
     segment = sample_of(h, job_id, "v1")[0]
     # The fast path in the clear would show every other verifier where a trap is.
-    h.expect_error(
-        "v1", "challenge", fast_path_challenge(h, job_id, segment, run), MalformedBodyError
-    )
+    h.expect_error("v1", fast_path(job_id, segment, run), error=MalformedBodyError)
     dispute_id = sealed_challenge(h, job_id, "v1", segment)
     assert h.state.get_dispute(dispute_id).phase is Phase.UNSEAL
-    body = unseal_body(h, job_id, dispute_id, "v1", segment, run)
-    h.expect_error("v1", "unseal", body, DeadlineNotReachedError)  # the window is open
+    body = unseal(h, job_id, dispute_id, "v1", segment, run)
+    h.expect_error("v1", body, error=DeadlineNotReachedError)  # the window is open
     close_window(h, job_id)
-    wrong = {**body, "segment": (segment + 1) % 8}
-    h.expect_error("v1", "unseal", wrong, HashMismatchError)  # not what it sealed
-    h.send("v1", "unseal", body)
+    wrong = replace(body, segment=(segment + 1) % 8)
+    h.expect_error("v1", wrong, error=HashMismatchError)  # not what it sealed
+    h.send("v1", body)
     assert h.state.get_dispute(dispute_id).leaf_index == segment + 1
 
 
@@ -235,19 +235,17 @@ def test_an_honest_verifier_finds_a_forced_error_and_loses_nothing() -> None:
     open_empty_seals(h, job_id, "v1", ids)
     for segment in trapped:
         dispute_id = ids[segment]
-        h.send("v1", "unseal", unseal_body(h, job_id, dispute_id, "v1", segment, run))
+        h.send("v1", unseal(h, job_id, dispute_id, "v1", segment, run))
         d = play_out(h, dispute_id, run, verifier_view(run, segment), "v1")
         assert d.phase is Phase.REVEAL_TRAP and d.step_lo == trap_step(segment, 4)
-        reveal = solver.reveal_body(job_id, dispute_id, segment, run, d.step_lo)
-        receipt = h.send("solver", "reveal_trap", reveal)
+        reveal = solver.reveal(job_id, dispute_id, segment, run, d.step_lo)
+        receipt = h.send("solver", reveal)
         assert receipt.event("forced_error_confirmed").data["segment"] == segment
         assert h.state.get_dispute(dispute_id).status is DisputeStatus.FORCED_ERROR
         assert h.state.get_dispute(dispute_id).resolution is Resolution.FORCED_ERROR
     # Nothing left to audit: it challenged every trap of its sample.
     open_audits(h, job_id)
-    h.expect_error(
-        "solver", "audit", solver.audit_body(job_id, "v1", trapped[0], run), MalformedBodyError
-    )
+    h.expect_error("solver", solver.audit(job_id, "v1", trapped[0], run), error=MalformedBodyError)
     settle_when_due(h, job_id)
     h.send("outsider", SettleBody(job_id))
     assert job(h, job_id).status is JobStatus.SETTLED
@@ -262,13 +260,15 @@ def test_a_solver_cannot_hide_a_cheat_behind_a_forced_error() -> None:
     segment = trapped[0]
     dispute_id = sealed_challenge(h, job_id, "v1", segment)
     close_window(h, job_id)
-    h.send("v1", "unseal", unseal_body(h, job_id, dispute_id, "v1", segment, run))
+    h.send("v1", unseal(h, job_id, dispute_id, "v1", segment, run))
     d = play_out(h, dispute_id, run, verifier_view(run, segment), "v1")
     assert d.phase is Phase.REVEAL_TRAP
     other = (segment + 1) % solver.segments
-    wrong = solver.reveal_body(job_id, dispute_id, other, run, located_step(d))
-    wrong["proof"] = trap_proof(solver.master, job_id, solver.segments, segment).to_json()
-    h.expect_error("solver", "reveal_trap", wrong)
+    wrong = replace(
+        solver.reveal(job_id, dispute_id, other, run, located_step(d)),
+        proof=trap_proof(solver.master, job_id, solver.segments, segment),
+    )
+    h.expect_error("solver", wrong)
     h.advance_to(h.state.get_dispute(dispute_id).deadline + 1)
     h.send("outsider", ClaimTimeoutBody(None, dispute_id))
     assert job(h, job_id).status is JobStatus.SLASHED
@@ -281,7 +281,7 @@ def test_a_cheat_inside_a_trap_segment_is_located_at_its_step() -> None:
     assert verifier is not None
     dispute_id = sealed_challenge(h, job_id, verifier, 1)
     close_window(h, job_id)
-    h.send(verifier, "unseal", unseal_body(h, job_id, dispute_id, verifier, 1, cheat))
+    h.send(verifier, unseal(h, job_id, dispute_id, verifier, 1, cheat))
     d = play_out(h, dispute_id, cheat, verifier_view(cheat, 1), verifier)
     assert d.status is DisputeStatus.CHALLENGER_WON and d.located_step == 5
     assert job(h, job_id).status is JobStatus.SLASHED
@@ -307,10 +307,12 @@ def test_a_trap_does_not_use_up_the_challenge_a_cheat_beside_it_needs() -> None:
     sample = sample_of(h, job_id, verifier)
     ids = {x: sealed_challenge(h, job_id, verifier, x) for x in sample}
     h.expect_error(
-        verifier, "challenge", {"job_id": job_id, "sealed": "00" * 32}, AlreadyChallengedError
+        verifier,
+        ChallengeBody(job_id, None, sealed=Hash32(bytes(32))),
+        error=AlreadyChallengedError,
     )  # one seal per segment of its sample, at most
     close_window(h, job_id)
-    h.send(verifier, "unseal", unseal_body(h, job_id, ids[7], verifier, 7, cheat))
+    h.send(verifier, unseal(h, job_id, ids[7], verifier, 7, cheat))
     d = play_out(h, ids[7], cheat, verifier_view(cheat, 7), verifier)
     assert d.status is DisputeStatus.CHALLENGER_WON and d.located_step == cheat_at
     assert job(h, job_id).status is JobStatus.SLASHED
@@ -327,15 +329,15 @@ def test_a_lazy_attester_is_audited_and_forfeits_its_bond() -> None:
     seals = sealed_verdict(h, job_id, "v2", [])  # empty seals: it disputes nothing
     assert h.account("v2").balance == start - bond - 2 * h.params.challenge_bond
     segment = trapped[0]
-    audit = solver.audit_body(job_id, "v2", segment, run)
-    h.expect_error("solver", "audit", audit, DeadlineNotReachedError)  # window still open
+    audit = solver.audit(job_id, "v2", segment, run)
+    h.expect_error("solver", audit, error=DeadlineNotReachedError)  # window still open
     close_window(h, job_id)
     open_empty_seals(h, job_id, "v2", seals)  # opening empty seals takes no work
     open_audits(h, job_id)
-    h.expect_error("outsider", "audit", audit, NotAuthorizedError)
-    receipt = h.send("solver", "audit", audit)
+    h.expect_error("outsider", audit, error=NotAuthorizedError)
+    receipt = h.send("solver", audit)
     dispute_id = receipt.event("audit_opened").data["dispute_id"]
-    h.expect_error("solver", "audit", audit, AlreadyAuditedError)
+    h.expect_error("solver", audit, error=AlreadyAuditedError)
     d = h.state.get_dispute(dispute_id)
     h.advance()
     role, kind, body = next_move(d, run, run)
@@ -362,7 +364,7 @@ def test_an_honest_attester_wins_an_audit_of_a_trap_never_planted() -> None:
     open_empty_seals(h, job_id, "v2", seals)
     open_audits(h, job_id)
     segment = trapped[0]
-    receipt = h.send("solver", "audit", solver.audit_body(job_id, "v2", segment, run))
+    receipt = h.send("solver", solver.audit(job_id, "v2", segment, run))
     dispute_id = receipt.event("audit_opened").data["dispute_id"]
     honest = verifier_view(run, segment)
     while (d := h.state.get_dispute(dispute_id)).status is DisputeStatus.OPEN:
@@ -385,17 +387,13 @@ def test_audit_guards() -> None:
     open_empty_seals(h, job_id, "v2", seals)
     open_audits(h, job_id)
     outside = next(x for x in range(solver.segments) if x not in sample_of(h, job_id, "v2"))
+    h.expect_error("solver", solver.audit(job_id, "v2", outside, run), error=MalformedBodyError)
     h.expect_error(
-        "solver", "audit", solver.audit_body(job_id, "v2", outside, run), MalformedBodyError
-    )
-    h.expect_error(
-        "solver", "audit", solver.audit_body(job_id, "v3", 0, run), MalformedBodyError
+        "solver", solver.audit(job_id, "v3", 0, run), error=MalformedBodyError
     )  # v3 never attested
     h.advance_to(audit_window_end(job(h, job_id), h.params) + 1)
     segment = sample_of(h, job_id, "v2")[0]
-    h.expect_error(
-        "solver", "audit", solver.audit_body(job_id, "v2", segment, run), DeadlinePassedError
-    )
+    h.expect_error("solver", solver.audit(job_id, "v2", segment, run), error=DeadlinePassedError)
 
 
 def test_no_trap_no_audit() -> None:
@@ -408,20 +406,18 @@ def test_no_trap_no_audit() -> None:
     open_audits(h, job_id)
     segment = sample_of(h, job_id, "v2")[0]
     assert segment not in solver.draws(job(h, job_id))  # 1 in 10,000
-    h.expect_error(
-        "solver", "audit", solver.audit_body(job_id, "v2", segment, run), NotAForcedErrorError
+    h.expect_error("solver", solver.audit(job_id, "v2", segment, run), error=NotAForcedErrorError)
+
+
+def _publish(run: Run, request_id: str, segment: int) -> PublishDataBody:
+    return PublishDataBody(
+        dispute_id=request_id,
+        blob=run.blobs[segment * 4],
+        pre_entry=Hash32(run.leaves[segment]),
+        pre_proof=run.tree.inclusion_proof(segment),
+        post_entry=Hash32(run.leaves[segment + 1]),
+        post_proof=run.tree.inclusion_proof(segment + 1),
     )
-
-
-def _publish_body(run: Run, request_id: str, segment: int) -> dict[str, Any]:
-    return {
-        "dispute_id": request_id,
-        "blob": run.blobs[segment * 4].hex(),
-        "pre_entry": run.leaves[segment].hex(),
-        "pre_proof": run.tree.inclusion_proof(segment).to_json(),
-        "post_entry": run.leaves[segment + 1].hex(),
-        "post_proof": run.tree.inclusion_proof(segment + 1).to_json(),
-    }
 
 
 SHORT = ALL_TRAPS.with_changes(challenge_window=8, move_timeout=3)
@@ -440,16 +436,16 @@ def test_a_data_request_cannot_make_an_honest_solver_miss_its_reveal() -> None:
     request = ChallengeBody(job_id, None, data_segment=sample[1])
     request_id = h.send("v1", request).event("data_requested").data["dispute_id"]
     h.advance(2)  # past the original window: a reveal would now be allowed, but for the request
-    h.send("solver", "publish_data", _publish_body(run, request_id, sample[1]))
+    h.send("solver", _publish(run, request_id, sample[1]))
     assert h.state.get_dispute(request_id).resolution is Resolution.DATA_PUBLISHED
     reopened = job(h, job_id).challenge_deadline
     assert reopened is not None and reopened > h.height
     assert h.state.get_dispute(dispute_id).deadline >= reopened + h.params.move_timeout
     close_window(h, job_id)
-    h.send("v1", "unseal", unseal_body(h, job_id, dispute_id, "v1", sample[0], run))
+    h.send("v1", unseal(h, job_id, dispute_id, "v1", sample[0], run))
     d = play_out(h, dispute_id, run, verifier_view(run, sample[0]), "v1")
-    reveal = solver.reveal_body(job_id, dispute_id, sample[0], run, located_step(d))
-    h.send("solver", "reveal_trap", reveal)
+    reveal = solver.reveal(job_id, dispute_id, sample[0], run, located_step(d))
+    h.send("solver", reveal)
     assert h.state.get_dispute(dispute_id).status is DisputeStatus.FORCED_ERROR
 
 
@@ -463,10 +459,10 @@ def test_no_move_that_waits_for_the_window_times_out_while_a_request_is_open() -
     h.advance_to(window_end)
     for v in ("v2", "v1"):  # the second request gets a later deadline than the seal's
         segment = sample[1] if v == "v1" else sample_of(h, job_id, v)[0]
-        h.send(v, "challenge", {"job_id": job_id, "segment": segment, "withheld": True})
+        h.send(v, ChallengeBody(job_id, None, data_segment=segment))
     h.advance_to(h.state.get_dispute(dispute_id).deadline + 1)
-    claim = {"dispute_id": dispute_id}
-    h.expect_error("outsider", "claim_timeout", claim, DeadlineNotReachedError)
+    claim = ClaimTimeoutBody(None, dispute_id)
+    h.expect_error("outsider", claim, error=DeadlineNotReachedError)
 
 
 def test_forced_errors_off_change_nothing() -> None:
@@ -487,7 +483,7 @@ def test_an_attestation_follows_one_seal_per_sampled_segment() -> None:
     sealed_challenge(h, job_id, "v2", 8, nonce=1)  # an empty seal completes it
     h.send("v2", AttestBody(job_id))
     h.expect_error(
-        "v2", "challenge", {"job_id": job_id, "sealed": "00" * 32}, AlreadyChallengedError
+        "v2", ChallengeBody(job_id, None, sealed=Hash32(bytes(32))), error=AlreadyChallengedError
     )
 
 
@@ -501,7 +497,7 @@ def test_sealing_a_segment_that_re_executes_forfeits_the_attestation() -> None:
     ids = sealed_verdict(h, job_id, "v2", [segment])
     close_window(h, job_id)
     open_empty_seals(h, job_id, "v2", ids)
-    h.send("v2", "unseal", unseal_body(h, job_id, ids[segment], "v2", segment, run))
+    h.send("v2", unseal(h, job_id, ids[segment], "v2", segment, run))
     d = play_out(h, ids[segment], run, run, "v2")  # it agrees with every midpoint
     assert d.status is DisputeStatus.SOLVER_WON
     assert h.address("v2") not in job(h, job_id).attesters
@@ -543,13 +539,9 @@ def test_the_explorer_tells_a_forced_error_game_move_by_move() -> None:
     ids = sealed_verdict(h, job_id, "v1", [segment])
     close_window(h, job_id)
     open_empty_seals(h, job_id, "v1", ids)
-    h.send("v1", "unseal", unseal_body(h, job_id, ids[segment], "v1", segment, run))
+    h.send("v1", unseal(h, job_id, ids[segment], "v1", segment, run))
     d = play_out(h, ids[segment], run, verifier_view(run, segment), "v1")
-    h.send(
-        "solver",
-        "reveal_trap",
-        solver.reveal_body(job_id, d.dispute_id, segment, run, located_step(d)),
-    )
+    h.send("solver", solver.reveal(job_id, d.dispute_id, segment, run, located_step(d)))
     texts = [e["text"] for e in dispute_timeline(h.state.get_dispute(d.dispute_id), job(h, job_id))]
     assert texts[0].startswith("sealed a challenge")
     assert texts[1].startswith(f"opened its seal: segment {segment}")
