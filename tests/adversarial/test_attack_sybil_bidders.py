@@ -20,6 +20,14 @@ from contracts_sim.exceptions import InsufficientStakeError, StakeReservedError,
 from contracts_sim.params import TEST
 from contracts_sim.records import JobStatus
 from contracts_sim.testing import LedgerHarness
+from contracts_sim.transactions import (
+    BidBody,
+    ClaimTimeoutBody,
+    CloseBiddingBody,
+    StakeBody,
+    UnstakeBody,
+)
+from protocol.types import Amount
 from tests.ledger_helpers import JOB_TERMS, job, post_job
 
 pytestmark = pytest.mark.adversarial
@@ -33,31 +41,29 @@ def squatted_job() -> tuple[LedgerHarness, str]:
     h = LedgerHarness(
         {"submitter": 100_000, "honest": 10_000, **dict.fromkeys([*SYBILS, "late"], 1_000)}
     )
-    h.send("honest", "stake", {"amount": 1_000})
+    h.send("honest", StakeBody(Amount(1_000)))
     for sybil in [*SYBILS, "late"]:
-        h.send(sybil, "stake", {"amount": JOB_TERMS["min_stake"]})
+        h.send(sybil, StakeBody(Amount(JOB_TERMS["min_stake"])))
     job_id = post_job(h)
     for sybil in SYBILS:
-        h.send(sybil, "bid", {"job_id": job_id, "price": FULL_PRICE, "capacity": 8})
+        h.send(sybil, BidBody(job_id, Amount(FULL_PRICE), 8))
     assert len(job(h, job_id).bids) == TEST.max_bids_per_job
     return h, job_id
 
 
 def test_a_cheaper_honest_bid_displaces_a_squatter_and_wins() -> None:
     h, job_id = squatted_job()
-    receipt = h.send("honest", "bid", {"job_id": job_id, "price": 700, "capacity": 8})
+    receipt = h.send("honest", BidBody(job_id, Amount(700), 8))
     evicted = receipt.event("bid_evicted").data["solver"]
     assert evicted in {h.address(s) for s in SYBILS}
     assert len(job(h, job_id).bids) == TEST.max_bids_per_job
 
     # The evicted squatter cannot push the honest bid out again with the same terms.
     name = next(s for s in SYBILS if h.address(s) == evicted)
-    h.expect_error(
-        name, "bid", {"job_id": job_id, "price": FULL_PRICE, "capacity": 8}, TooManyBidsError
-    )
+    h.expect_error(name, BidBody(job_id, Amount(FULL_PRICE), 8), error=TooManyBidsError)
 
     h.advance_to(job(h, job_id).bid_deadline + 1)
-    h.send("submitter", "close_bidding", {"job_id": job_id})
+    h.send("submitter", CloseBiddingBody(job_id))
     assigned = job(h, job_id)
     assert assigned.solver == h.address("honest") and assigned.price == 700
 
@@ -66,9 +72,7 @@ def test_a_bid_no_better_than_the_squatters_is_refused() -> None:
     h, job_id = squatted_job()
     h.advance(1)  # a tie goes to the earlier bid: late bidders cannot churn the list
     before = job(h, job_id).bids
-    h.expect_error(
-        "late", "bid", {"job_id": job_id, "price": FULL_PRICE, "capacity": 8}, TooManyBidsError
-    )
+    h.expect_error("late", BidBody(job_id, Amount(FULL_PRICE), 8), error=TooManyBidsError)
     assert job(h, job_id).bids == before
 
 
@@ -76,48 +80,48 @@ def test_evicting_sybils_cannot_unstake_and_jam_the_job() -> None:
     """The red team's jam: outbid and evict the honest bid at price 0, then leave before close."""
     min_stake = JOB_TERMS["min_stake"]
     h = LedgerHarness({"submitter": 100_000, "honest": 10_000, **dict.fromkeys(SYBILS, 1_000)})
-    h.send("honest", "stake", {"amount": 1_000})
+    h.send("honest", StakeBody(Amount(1_000)))
     for sybil in SYBILS:
-        h.send(sybil, "stake", {"amount": min_stake})
+        h.send(sybil, StakeBody(Amount(min_stake)))
     job_id = post_job(h)
-    h.send("honest", "bid", {"job_id": job_id, "price": 700, "capacity": 8})
+    h.send("honest", BidBody(job_id, Amount(700), 8))
     evicted = []
     for sybil in SYBILS:
-        receipt = h.send(sybil, "bid", {"job_id": job_id, "price": 0, "capacity": 8})
+        receipt = h.send(sybil, BidBody(job_id, Amount(0), 8))
         evicted += [e.data["solver"] for e in receipt.events if e.kind == "bid_evicted"]
     assert evicted == [h.address("honest")]
 
     # The sybils' bids reserve their stake: none of it can leave while the job is open.
     for sybil in SYBILS:
-        err = h.expect_error(sybil, "unstake", {"amount": min_stake}, StakeReservedError)
+        err = h.expect_error(sybil, UnstakeBody(Amount(min_stake)), error=StakeReservedError)
         assert (err.reserved, err.available) == (min_stake, 0)  # type: ignore[attr-defined]
 
     # At close a sybil is still eligible and wins: the job is assigned, not expired ...
     h.advance_to(job(h, job_id).bid_deadline + 1)
-    h.send("submitter", "close_bidding", {"job_id": job_id})
+    h.send("submitter", CloseBiddingBody(job_id))
     assigned = job(h, job_id)
     assert assigned.status is JobStatus.ASSIGNED
     assert assigned.solver in {h.address(s) for s in SYBILS} and assigned.price == 0
     # ... and it must train or lose the stake.
     assert assigned.train_deadline is not None
     h.advance_to(assigned.train_deadline + 1)
-    h.send("submitter", "claim_timeout", {"job_id": job_id})
+    h.send("submitter", ClaimTimeoutBody(job_id, None))
     assert job(h, job_id).status is JobStatus.SLASHED
 
 
 def test_one_stake_cannot_back_bids_on_many_jobs() -> None:
     min_stake = JOB_TERMS["min_stake"]
     h = LedgerHarness({"submitter": 100_000, "sybil": 1_000})
-    h.send("sybil", "stake", {"amount": min_stake})
+    h.send("sybil", StakeBody(Amount(min_stake)))
     first, second = post_job(h), post_job(h)
-    h.send("sybil", "bid", {"job_id": first, "price": 0, "capacity": 8})
+    h.send("sybil", BidBody(first, Amount(0), 8))
 
-    bid = {"job_id": second, "price": 0, "capacity": 8}
-    err = h.expect_error("sybil", "bid", bid, InsufficientStakeError)
+    bid = BidBody(second, Amount(0), 8)
+    err = h.expect_error("sybil", bid, error=InsufficientStakeError)
     assert (err.reserved, err.available) == (min_stake, 0)  # type: ignore[attr-defined]
     assert job(h, second).bids == ()
 
     # More stake, bonded for this bid too, backs it.
-    h.send("sybil", "stake", {"amount": min_stake})
-    h.send("sybil", "bid", bid)
+    h.send("sybil", StakeBody(Amount(min_stake)))
+    h.send("sybil", bid)
     assert [b.solver for b in job(h, second).bids] == [h.address("sybil")]
