@@ -15,10 +15,18 @@ from contracts_sim.exceptions import MalformedBodyError
 from contracts_sim.params import BPS, TEST
 from contracts_sim.records import DisputeStatus, JobStatus, Party, Phase, Resolution
 from contracts_sim.testing import LedgerHarness
-from contracts_sim.transactions import ChallengeBody, RespondMidpointBody, SettleBody
+from contracts_sim.transactions import (
+    ChallengeBody,
+    PostMidpointBody,
+    PostPrestateBody,
+    RespondMidpointBody,
+    SegmentEvidence,
+    SettleBody,
+)
 from protocol.errors import EncodingError
 from protocol.hashing import TensorRecord, encode_tensors, sha256
 from protocol.state_commitment import blob_root
+from protocol.types import Hash32
 from tests.dispute_agents import Run, make_run, next_move, play
 from tests.ledger_helpers import committed_job, final_commit, funded_harness, job
 
@@ -149,15 +157,14 @@ def test_fast_path_challenge_starts_at_step_bisection() -> None:
     job_id, _ = committed_job(h, leaves=list(solver_run.leaves))
     tree = solver_run.tree
     segment = 5  # steps 20..24 contain the cheat at 21
-    body = {
-        "job_id": job_id,
-        "segment": segment,
-        "pre_entry": solver_run.leaves[segment].hex(),
-        "post_entry": solver_run.leaves[segment + 1].hex(),
-        "pre_proof": tree.inclusion_proof(segment).to_json(),
-        "post_proof": tree.inclusion_proof(segment + 1).to_json(),
-    }
-    receipt = h.send("v1", "challenge", body)
+    evidence = SegmentEvidence(
+        segment=segment,
+        pre_entry=Hash32(solver_run.leaves[segment]),
+        post_entry=Hash32(solver_run.leaves[segment + 1]),
+        pre_proof=tree.inclusion_proof(segment),
+        post_proof=tree.inclusion_proof(segment + 1),
+    )
+    receipt = h.send("v1", ChallengeBody(job_id, evidence))
     dispute_id = str(receipt.event("challenged").data["dispute_id"])
     dispute = h.state.get_dispute(dispute_id)
     assert dispute.phase is Phase.POST_MIDPOINT
@@ -219,29 +226,29 @@ def test_invalid_pre_state_blob_loses_for_the_solver() -> None:
         role, kind, body = next_move(d, honest, make_run(cheat_step=2))
         h.send("solver" if role == "solver" else "v1", kind, body)
         d = h.state.get_dispute(dispute_id)
-    h.send("solver", "post_midpoint", {"dispute_id": dispute_id, "state_hash": h_hex(garbage)})
+    h.send("solver", PostMidpointBody(dispute_id, claimed_hash(garbage)))
     h.send("v1", RespondMidpointBody(dispute_id, True))
     d = h.state.get_dispute(dispute_id)
     while d.phase is Phase.POST_MIDPOINT:
-        h.send("solver", "post_midpoint", {"dispute_id": dispute_id, "state_hash": h_hex(b"x")})
+        h.send("solver", PostMidpointBody(dispute_id, claimed_hash(b"x")))
         h.send("v1", RespondMidpointBody(dispute_id, False))
         d = h.state.get_dispute(dispute_id)
     assert d.phase is Phase.POST_PRESTATE and d.hash_lo == blob_root(garbage)
     with pytest.raises(MalformedBodyError, match="not a state blob"):
-        h.send("solver", "post_prestate", {"dispute_id": dispute_id, "blob": b"no blob".hex()})
+        h.send("solver", PostPrestateBody(dispute_id, b"no blob"))
     assert h.state.get_dispute(dispute_id) == d  # the refused move changed nothing
-    receipt = h.send("solver", "post_prestate", {"dispute_id": dispute_id, "blob": garbage.hex()})
+    receipt = h.send("solver", PostPrestateBody(dispute_id, garbage))
     resolved = receipt.event("dispute_resolved").data
     assert resolved["loser_role"] == "solver" and "invalid" in resolved["reason"]
     assert resolved["resolution"] == Resolution.INVALID_PRESTATE
 
 
-def h_hex(data: bytes) -> str:
+def claimed_hash(data: bytes) -> Hash32:
     """A hash the solver may claim: the root of ``data`` when it is a state blob."""
     try:
-        return blob_root(data).hex()
+        return Hash32(blob_root(data))
     except EncodingError:
-        return sha256(data).hex()
+        return Hash32(sha256(data))
 
 
 # --- timeouts -------------------------------------------------------------------------------
