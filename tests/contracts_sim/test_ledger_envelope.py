@@ -141,7 +141,7 @@ def test_transfer_success(h: LedgerHarness) -> None:
 
 def test_wrong_chain_id(h: LedgerHarness) -> None:
     tx = sign_transaction(
-        h.key("alice"), "other-chain", 0, "transfer", {"to": h.address("bob"), "amount": 1}
+        h.key("alice"), "other-chain", 0, TransferBody(h.address("bob"), Amount(1))
     )
     err = h.expect_rejected(tx, WrongChainError)
     assert err.code == "wrong_chain_id" and err.http_status == 400
@@ -149,7 +149,7 @@ def test_wrong_chain_id(h: LedgerHarness) -> None:
 
 def test_tampered_body_fails_signature(h: LedgerHarness) -> None:
     tx = h.sign("alice", TransferBody(h.address("bob"), Amount(1)))
-    forged = replace(tx, body={"to": h.address("bob"), "amount": 999})
+    forged = replace(tx, body=TransferBody(h.address("bob"), Amount(999)).to_json())
     h.expect_rejected(forged, InvalidSignatureError)
 
 
@@ -178,6 +178,7 @@ def test_nonce_gap_is_rejected(h: LedgerHarness) -> None:
 
 
 def test_unknown_kind(h: LedgerHarness) -> None:
+    # a hand-made body: a kind no body class has
     err = h.expect_error("alice", "mint_everything", {}, UnknownTransactionKindError)
     assert err.code == "unknown_transaction_kind"
 
@@ -199,6 +200,7 @@ def test_unknown_kind(h: LedgerHarness) -> None:
 )
 def test_malformed_transfer_body(h: LedgerHarness, body: dict[str, object], field: str) -> None:
     body = {k: (h.address("bob") if v == "ADDR" else v) for k, v in body.items()}
+    # a hand-made body: each is one a TransferBody cannot hold
     err = h.expect_error("alice", "transfer", body, MalformedBodyError)
     assert err.field == field  # type: ignore[attr-defined]
     assert err.code == "malformed_body"
@@ -244,12 +246,12 @@ def test_account_without_funds_cannot_send_but_nonce_unused() -> None:
 )
 def test_parse_body_names_the_field(kind: str, body: dict[str, object], field: str) -> None:
     with pytest.raises(MalformedBodyError) as info:
-        parse_body(kind, body)
+        parse_body(kind, body)  # a hand-made body: malformed JSON, no typed body holds it
     assert info.value.field == field
 
 
 def test_ids_are_normalised_to_lowercase_hex() -> None:
-    body = parse_body("settle", {"job_id": "0x" + "AB" * 32})
+    body = parse_body("settle", {"job_id": "0x" + "AB" * 32})  # a hand-made body: 0x, uppercase
     assert body.job_id == "ab" * 32
 
 
@@ -257,6 +259,7 @@ def test_invalid_spec_names_the_spec_field(h: LedgerHarness) -> None:
     body = post_job_body()
     body["spec"] = copy.deepcopy(body["spec"])
     body["spec"]["steps"] = 30  # not a multiple of C = 4
+    # a hand-made body: an invalid spec, which no JobSpec (so no PostJobBody) holds
     err = h.expect_error("alice", "post_job", body, InvalidSpecError)
     assert err.field == "spec.checkpoint_interval"  # type: ignore[attr-defined]
     assert err.code == "invalid_spec"
