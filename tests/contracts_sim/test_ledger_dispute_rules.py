@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import replace
+from typing import Any
+
 import pytest
 
 from contracts_sim.dispute import bisection_midpoint
@@ -28,10 +32,17 @@ from contracts_sim.transactions import (
     ChallengeBody,
     ChooseChildBody,
     ClaimTimeoutBody,
+    PostMidpointBody,
+    PostPrestateBody,
+    RespondMidpointBody,
+    RevealChildrenBody,
+    RevealLeafBody,
+    SegmentEvidence,
     TransferBody,
+    TxBody,
 )
 from protocol.merkle import NodeRef, children
-from protocol.types import Amount
+from protocol.types import Amount, Hash32
 from tests.dispute_agents import Run, make_run, next_move, play
 from tests.ledger_helpers import committed_job, funded_harness, job, post_job
 
@@ -61,6 +72,7 @@ def test_the_transition_table_is_complete() -> None:
 # --- fixtures -------------------------------------------------------------------------------
 
 CHEATER = 13
+ZERO = Hash32(b"\x00" * 32)
 
 
 @pytest.fixture
@@ -81,14 +93,12 @@ def _advance_to(h: LedgerHarness, dispute_id: str, phase: Phase, solver: Run) ->
         h.send(names[role], kind, body)
 
 
-def _children_body(h: LedgerHarness, dispute_id: str, solver: Run) -> dict[str, str]:
+def _children_body(h: LedgerHarness, dispute_id: str, solver: Run) -> RevealChildrenBody:
     d = h.state.get_dispute(dispute_id)
     left, right = children(NodeRef(d.node_lo, d.node_hi))  # type: ignore[arg-type]
-    return {
-        "dispute_id": dispute_id,
-        "left": solver.tree.node_hash(left).hex(),
-        "right": solver.tree.node_hash(right).hex(),
-    }
+    return RevealChildrenBody(
+        dispute_id, Hash32(solver.tree.node_hash(left)), Hash32(solver.tree.node_hash(right))
+    )
 
 
 # --- challenge ------------------------------------------------------------------------------
@@ -135,18 +145,16 @@ def test_challenge_before_final_commit() -> None:
     h.expect_error("v1", ChallengeBody(job_id, None), error=WrongJobStatusError)
 
 
-def _fast_path(job_id: str, run: Run, seg: int, **overrides: object) -> dict[str, object]:
+def _fast_path(job_id: str, run: Run, seg: int, **overrides: Any) -> ChallengeBody:
     tree = run.tree
-    body: dict[str, object] = {
-        "job_id": job_id,
-        "segment": seg,
-        "pre_entry": run.leaves[seg].hex(),
-        "post_entry": run.leaves[seg + 1].hex(),
-        "pre_proof": tree.inclusion_proof(seg).to_json(),
-        "post_proof": tree.inclusion_proof(seg + 1).to_json(),
-    }
-    body.update(overrides)
-    return body
+    evidence = SegmentEvidence(
+        segment=seg,
+        pre_entry=Hash32(run.leaves[seg]),
+        post_entry=Hash32(run.leaves[seg + 1]),
+        pre_proof=tree.inclusion_proof(seg),
+        post_proof=tree.inclusion_proof(seg + 1),
+    )
+    return ChallengeBody(job_id, replace(evidence, **overrides))
 
 
 def test_fast_path_with_wrong_evidence() -> None:
@@ -154,14 +162,12 @@ def test_fast_path_with_wrong_evidence() -> None:
     solver_run = make_run(cheat_step=CHEATER)
     job_id, _ = committed_job(h, leaves=list(solver_run.leaves))
     honest = make_run()  # an entry the solver never committed, with the solver's own proof
-    body = _fast_path(job_id, solver_run, 3, post_entry=honest.leaves[4].hex())
-    err = h.expect_error("v1", "challenge", body, InvalidProofError)
+    body = _fast_path(job_id, solver_run, 3, post_entry=Hash32(honest.leaves[4]))
+    err = h.expect_error("v1", body, error=InvalidProofError)
     assert err.what == "post_proof"  # type: ignore[attr-defined]
-    err = h.expect_error("v1", "challenge", _fast_path(job_id, honest, 4), InvalidProofError)
+    err = h.expect_error("v1", _fast_path(job_id, honest, 4), error=InvalidProofError)
     assert err.what == "pre_proof"  # type: ignore[attr-defined]
-    h.expect_error(
-        "v1", "challenge", _fast_path(job_id, solver_run, 3, segment=4), InvalidProofError
-    )
+    h.expect_error("v1", _fast_path(job_id, solver_run, 3, segment=4), error=InvalidProofError)
 
 
 def test_fast_path_segment_out_of_range() -> None:
@@ -169,14 +175,15 @@ def test_fast_path_segment_out_of_range() -> None:
     solver_run = make_run(cheat_step=CHEATER)
     job_id, _ = committed_job(h, leaves=list(solver_run.leaves))
     body = _fast_path(job_id, solver_run, 7, segment=8)
-    err = h.expect_error("v1", "challenge", body, MalformedBodyError)
+    err = h.expect_error("v1", body, error=MalformedBodyError)
     assert err.field == "segment"  # type: ignore[attr-defined]
 
 
 def test_fast_path_fields_all_or_nothing() -> None:
     h = funded_harness()
     job_id, _ = committed_job(h)
-    err = h.expect_error("v1", "challenge", {"job_id": job_id, "segment": 2}, MalformedBodyError)
+    body = {"job_id": job_id, "segment": 2}  # a hand-made body: a fast path missing fields
+    err = h.expect_error("v1", "challenge", body, MalformedBodyError)
     assert err.field == "pre_entry"  # type: ignore[attr-defined]
 
 
@@ -185,12 +192,7 @@ def test_fast_path_fields_all_or_nothing() -> None:
 
 def test_unknown_dispute(game: tuple[LedgerHarness, str, str, Run]) -> None:
     h, _, _, _ = game
-    h.expect_error(
-        "solver",
-        "reveal_children",
-        {"dispute_id": "cd" * 32, "left": "00" * 32, "right": "00" * 32},
-        DisputeNotFoundError,
-    )
+    h.expect_error("solver", RevealChildrenBody("cd" * 32, ZERO, ZERO), error=DisputeNotFoundError)
 
 
 def test_wrong_phase(game: tuple[LedgerHarness, str, str, Run]) -> None:
@@ -202,24 +204,23 @@ def test_wrong_phase(game: tuple[LedgerHarness, str, str, Run]) -> None:
 def test_not_your_turn(game: tuple[LedgerHarness, str, str, Run]) -> None:
     h, _, dispute_id, solver_run = game
     body = _children_body(h, dispute_id, solver_run)
-    err = h.expect_error("v1", "reveal_children", body, NotYourTurnError)
+    err = h.expect_error("v1", body, error=NotYourTurnError)
     assert err.expected == "solver"  # type: ignore[attr-defined]
-    h.expect_error("outsider", "reveal_children", body, NotYourTurnError)
+    h.expect_error("outsider", body, error=NotYourTurnError)
 
 
 def test_children_must_hash_to_the_node(game: tuple[LedgerHarness, str, str, Run]) -> None:
     h, _, dispute_id, solver_run = game
     body = _children_body(h, dispute_id, solver_run)
-    body["left"], body["right"] = body["right"], body["left"]
-    h.expect_error("solver", "reveal_children", body, HashMismatchError)
+    swapped = replace(body, left=body.right, right=body.left)
+    h.expect_error("solver", swapped, error=HashMismatchError)
 
 
 def test_move_after_deadline(game: tuple[LedgerHarness, str, str, Run]) -> None:
     h, _, dispute_id, solver_run = game
     h.advance_to(h.state.get_dispute(dispute_id).deadline + 1)
-    h.expect_error(
-        "solver", "reveal_children", _children_body(h, dispute_id, solver_run), DeadlinePassedError
-    )
+    body = _children_body(h, dispute_id, solver_run)
+    h.expect_error("solver", body, error=DeadlinePassedError)
 
 
 def test_timeout_claimed_too_early(game: tuple[LedgerHarness, str, str, Run]) -> None:
@@ -232,10 +233,7 @@ def test_moves_on_a_closed_dispute(game: tuple[LedgerHarness, str, str, Run]) ->
     h, _, dispute_id, solver_run = game
     play(h, dispute_id, solver_run, make_run())
     err = h.expect_error(
-        "solver",
-        "reveal_children",
-        {"dispute_id": dispute_id, "left": "00" * 32, "right": "00" * 32},
-        DisputeClosedError,
+        "solver", RevealChildrenBody(dispute_id, ZERO, ZERO), error=DisputeClosedError
     )
     assert err.status == "challenger_won"  # type: ignore[attr-defined]
     h.advance(10)
@@ -244,7 +242,7 @@ def test_moves_on_a_closed_dispute(game: tuple[LedgerHarness, str, str, Run]) ->
 
 def test_descent_records_every_move(game: tuple[LedgerHarness, str, str, Run]) -> None:
     h, _, dispute_id, solver_run = game
-    h.send("solver", "reveal_children", _children_body(h, dispute_id, solver_run))
+    h.send("solver", _children_body(h, dispute_id, solver_run))
     d = h.state.get_dispute(dispute_id)
     assert (d.phase, d.turn) == (Phase.CHOOSE_CHILD, Party.CHALLENGER)
     assert d.left_hash is not None and d.right_hash is not None
@@ -260,13 +258,13 @@ def test_leaf_entry_must_match(game: tuple[LedgerHarness, str, str, Run]) -> Non
     _advance_to(h, dispute_id, Phase.REVEAL_LEAF, solver_run)
     leaf = h.state.get_dispute(dispute_id).leaf_index
     assert leaf == CHEATER // 4 + 1
-    body = {
-        "dispute_id": dispute_id,
-        "entry": solver_run.leaves[leaf - 1].hex(),
-        "pre_entry": solver_run.leaves[leaf - 1].hex(),
-        "pre_proof": solver_run.tree.inclusion_proof(leaf - 1).to_json(),
-    }
-    h.expect_error("solver", "reveal_leaf", body, HashMismatchError)
+    body = RevealLeafBody(
+        dispute_id,
+        Hash32(solver_run.leaves[leaf - 1]),
+        Hash32(solver_run.leaves[leaf - 1]),
+        solver_run.tree.inclusion_proof(leaf - 1),
+    )
+    h.expect_error("solver", body, error=HashMismatchError)
 
 
 def test_leaf_needs_the_agreed_predecessor(game: tuple[LedgerHarness, str, str, Run]) -> None:
@@ -274,15 +272,15 @@ def test_leaf_needs_the_agreed_predecessor(game: tuple[LedgerHarness, str, str, 
     _advance_to(h, dispute_id, Phase.REVEAL_LEAF, solver_run)
     leaf = h.state.get_dispute(dispute_id).leaf_index
     assert leaf is not None
-    base = {"dispute_id": dispute_id, "entry": solver_run.leaves[leaf].hex()}
-    err = h.expect_error("solver", "reveal_leaf", base, MalformedBodyError)
+    base = RevealLeafBody(dispute_id, Hash32(solver_run.leaves[leaf]), None, None)
+    err = h.expect_error("solver", base, error=MalformedBodyError)
     assert err.field == "pre_entry"  # type: ignore[attr-defined]
-    wrong = {
-        **base,
-        "pre_entry": solver_run.leaves[leaf - 2].hex(),
-        "pre_proof": solver_run.tree.inclusion_proof(leaf - 1).to_json(),
-    }
-    h.expect_error("solver", "reveal_leaf", wrong, InvalidProofError)
+    wrong = replace(
+        base,
+        pre_entry=Hash32(solver_run.leaves[leaf - 2]),
+        pre_proof=solver_run.tree.inclusion_proof(leaf - 1),
+    )
+    h.expect_error("solver", wrong, error=InvalidProofError)
 
 
 def test_prestate_blob_must_be_the_agreed_state(game: tuple[LedgerHarness, str, str, Run]) -> None:
@@ -290,24 +288,19 @@ def test_prestate_blob_must_be_the_agreed_state(game: tuple[LedgerHarness, str, 
     _advance_to(h, dispute_id, Phase.POST_PRESTATE, solver_run)
     d = h.state.get_dispute(dispute_id)
     assert (d.step_lo, d.step_hi) == (CHEATER, CHEATER + 1)
-    wrong_blob = solver_run.blobs[CHEATER + 1].hex()
-    h.expect_error(
-        "solver", "post_prestate", {"dispute_id": dispute_id, "blob": wrong_blob}, HashMismatchError
-    )
+    wrong_blob = solver_run.blobs[CHEATER + 1]
+    h.expect_error("solver", PostPrestateBody(dispute_id, wrong_blob), error=HashMismatchError)
     h.expect_error(
         "outsider",
-        "post_prestate",
-        {"dispute_id": dispute_id, "blob": solver_run.blobs[CHEATER].hex()},
-        NotYourTurnError,
+        PostPrestateBody(dispute_id, solver_run.blobs[CHEATER]),
+        error=NotYourTurnError,
     )
 
 
 def test_challenger_may_post_the_prestate(game: tuple[LedgerHarness, str, str, Run]) -> None:
     h, _, dispute_id, solver_run = game
     _advance_to(h, dispute_id, Phase.POST_PRESTATE, solver_run)
-    receipt = h.send(
-        "v1", "post_prestate", {"dispute_id": dispute_id, "blob": make_run().blobs[CHEATER].hex()}
-    )
+    receipt = h.send("v1", PostPrestateBody(dispute_id, make_run().blobs[CHEATER]))
     resolved = receipt.event("dispute_resolved").data
     assert resolved["loser_role"] == "solver" and resolved["located_step"] == CHEATER
 
@@ -324,20 +317,19 @@ def test_prestate_blob_size_limit() -> None:
     _advance_to(h, dispute_id, Phase.POST_PRESTATE, solver_run)
     err = h.expect_error(
         "solver",
-        "post_prestate",
-        {"dispute_id": dispute_id, "blob": bytes(TEST.max_blob_bytes + 1).hex()},
-        MalformedBodyError,
+        PostPrestateBody(dispute_id, bytes(TEST.max_blob_bytes + 1)),
+        error=MalformedBodyError,
     )
     assert err.field == "blob"  # type: ignore[attr-defined]
 
 
-MOVE_BODIES: dict[str, dict[str, object]] = {
-    "reveal_children": {"left": "00" * 32, "right": "00" * 32},
-    "choose_child": {"side": "left"},
-    "reveal_leaf": {"entry": "00" * 32},
-    "post_midpoint": {"state_hash": "00" * 32},
-    "respond_midpoint": {"agree": True},
-    "post_prestate": {"blob": "00"},
+MOVE_BODIES: dict[str, Callable[[str], TxBody]] = {
+    "reveal_children": lambda dispute_id: RevealChildrenBody(dispute_id, ZERO, ZERO),
+    "choose_child": lambda dispute_id: ChooseChildBody(dispute_id, "left"),
+    "reveal_leaf": lambda dispute_id: RevealLeafBody(dispute_id, ZERO, None, None),
+    "post_midpoint": lambda dispute_id: PostMidpointBody(dispute_id, ZERO),
+    "respond_midpoint": lambda dispute_id: RespondMidpointBody(dispute_id, True),
+    "post_prestate": lambda dispute_id: PostPrestateBody(dispute_id, b"\x00"),
 }
 
 
@@ -347,9 +339,7 @@ def test_every_move_is_refused_outside_its_phase(
 ) -> None:
     h, _, dispute_id, _ = game  # phase: reveal_children
     for who in ("solver", "v1"):
-        err = h.expect_error(
-            who, kind, {"dispute_id": dispute_id, **MOVE_BODIES[kind]}, WrongPhaseError
-        )
+        err = h.expect_error(who, MOVE_BODIES[kind](dispute_id), error=WrongPhaseError)
         assert err.expected == expected_phases(kind)  # type: ignore[attr-defined]
 
 
@@ -368,9 +358,7 @@ def test_every_move_is_refused_from_the_wrong_party(
 ) -> None:
     h, _, dispute_id, solver_run = game
     _advance_to(h, dispute_id, phase, solver_run)
-    err = h.expect_error(
-        intruder, kind, {"dispute_id": dispute_id, **MOVE_BODIES[kind]}, NotYourTurnError
-    )
+    err = h.expect_error(intruder, MOVE_BODIES[kind](dispute_id), error=NotYourTurnError)
     assert err.expected == TURN[phase]  # type: ignore[attr-defined]
 
 
@@ -387,8 +375,8 @@ def test_admission_refuses_a_blob_from_someone_outside_the_dispute() -> None:
         h.send("v1", ChallengeBody(job_id, None)).event("challenged").data["dispute_id"]
     )
     _advance_to(h, dispute_id, Phase.POST_PRESTATE, solver_run)
-    body = {"dispute_id": dispute_id, "blob": "00"}
+    body = PostPrestateBody(dispute_id, b"\x00")
     with pytest.raises(NotYourTurnError):
-        admit(h.state, "post_prestate", body, h.address("outsider"), TEST)
+        admit(h.state, body.kind, body.to_json(), h.address("outsider"), TEST)
     for party in ("solver", "v1"):
-        admit(h.state, "post_prestate", body, h.address(party), TEST)  # admitted
+        admit(h.state, body.kind, body.to_json(), h.address(party), TEST)  # admitted
