@@ -24,9 +24,12 @@ from contracts_sim.records import Dispute, DisputeStatus, Party, Phase
 from contracts_sim.testing import LedgerHarness, Receipt
 from contracts_sim.transactions import (
     ClaimTimeoutBody,
+    InputPiece,
     PublishDataBody,
     RevealTrapBody,
+    TxBody,
     UnsealBody,
+    parse_body,
 )
 from protocol.exact import State, encode_state, init, step
 from protocol.exact.state import state_records
@@ -226,19 +229,25 @@ def own_step(world: World, a: int) -> operator_moves.OwnStep:
     return world.own[a]
 
 
-def piece(world: World, a: int, node: OpNode, j: int, chunks: list[int]) -> dict[str, Any] | None:
-    made = operator_moves.piece(own_step(world, a), node, j, chunks)
-    return None if made is None else made.to_json()
+def piece(world: World, a: int, node: OpNode, j: int, chunks: list[int]) -> InputPiece | None:
+    return operator_moves.piece(own_step(world, a), node, j, chunks)
 
 
-def _trace_proof(world: World, a: int, leaf: int) -> dict[str, Any]:
-    return own_step(world, a).trace_proof(leaf).to_json()
+def _trace_proof(world: World, a: int, leaf: int) -> InclusionProof:
+    return own_step(world, a).trace_proof(leaf)
 
 
 def next_move(d: Dispute, solver: World, challenger: World) -> tuple[str, str, dict[str, Any]]:
     """(who, kind, body) of the move of any phase, step-level or operator-level: the agents'
     honest player (``services.agents.player``) on each world."""
     return dispute_agents.next_move(d, solver, challenger)
+
+
+def next_body(d: Dispute, solver: World, challenger: World) -> tuple[str, TxBody]:
+    """(who, body) of ``next_move``, the body typed (for the tests that forge a copy of it)."""
+    role, kind, body = next_move(d, solver, challenger)
+    typed: TxBody = parse_body(kind, body)
+    return role, typed
 
 
 Tweak = Callable[[str, str, dict[str, Any]], dict[str, Any]]

@@ -19,11 +19,21 @@ from contracts_sim.exceptions import InvalidProofError, MalformedBodyError
 from contracts_sim.params import TEST, Params
 from contracts_sim.records import DisputeStatus, JobStatus, Party, Phase, Resolution
 from contracts_sim.testing import LedgerHarness
-from contracts_sim.transactions import ChallengeBody, ClaimTimeoutBody
+from contracts_sim.transactions import (
+    ChallengeBody,
+    ClaimTimeoutBody,
+    CommitTraceBody,
+    InputPiece,
+    PostPiecesBody,
+    ShowOverflowBody,
+    Witness,
+)
+from protocol.merkle import InclusionProof
 from protocol.spec import JobSpec, parse_spec
+from protocol.types import Hash32
 from tests.conftest import tiny_spec_dict
 from tests.ledger_helpers import committed_job, funded_harness, job
-from tests.operator_players import Cheat, World, next_move, play
+from tests.operator_players import Cheat, World, next_body, next_move, play
 
 OPERATOR = replace(TEST, operator_disputes=True)
 
@@ -188,16 +198,13 @@ def test_a_solver_claiming_a_false_overflow_loses() -> None:
     from tests.operator_players import piece
 
     node = solver.program.nodes[k]
-    fake = {
-        "dispute_id": dispute_id,
-        "check": 0,
-        "witnesses": [
-            {"element": 0, "piece": piece(solver, 5, node, 0, [0])},
-            {"element": 0, "piece": piece(solver, 5, node, 1, [0])},
-        ],
-    }
+    witnesses = (
+        Witness(0, piece(solver, 5, node, 0, [0])),
+        Witness(0, piece(solver, 5, node, 1, [0])),
+    )
+    fake = ShowOverflowBody(dispute_id, None, 0, witnesses)
     before = h.state.get_dispute(dispute_id)
-    h.expect_error("solver", "show_overflow", fake, MalformedBodyError)
+    h.expect_error("solver", fake, error=MalformedBodyError)
     assert h.state.get_dispute(dispute_id) == before
     d = h.state.get_dispute(dispute_id)
     h.advance_to(d.deadline + 1)
@@ -266,8 +273,8 @@ def test_show_overflow_out_of_place_is_refused() -> None:
     solver, honest = world(spec, SOLVER_CHEATS), world(spec)
     h, _, dispute_id = _open(spec, solver)
     _until(h, dispute_id, Phase.CHOOSE_CHILD, solver, honest)  # the trajectory's descent
-    body = {"dispute_id": dispute_id, "leaf": {"index": 0, "size": 32, "path": []}}
-    h.expect_error("v1", "show_overflow", body)
+    body = ShowOverflowBody(dispute_id, InclusionProof(0, 32, ()), None, ())
+    h.expect_error("v1", body)
     _until(h, dispute_id, Phase.REVEAL_CHILDREN, solver, honest)
     while h.state.get_dispute(dispute_id).operator is None:
         h.advance(1)
@@ -276,12 +283,12 @@ def test_show_overflow_out_of_place_is_refused() -> None:
     _until(h, dispute_id, Phase.CHOOSE_CHILD, solver, honest)  # the trace's descent
     from tests.operator_players import _trace_proof
 
-    not_overflow = {"dispute_id": dispute_id, "leaf": _trace_proof(solver, 5, 3)}
-    h.expect_error("v1", "show_overflow", not_overflow, InvalidProofError)
+    not_overflow = ShowOverflowBody(dispute_id, _trace_proof(solver, 5, 3), None, ())
+    h.expect_error("v1", not_overflow, error=InvalidProofError)
     _until(h, dispute_id, Phase.NAME_ELEMENT, solver, honest)
-    h.expect_error("v1", "show_overflow", not_overflow, MalformedBodyError)  # not an input
-    checks = {"dispute_id": dispute_id, "check": 0, "witnesses": []}
-    h.expect_error("v1", "show_overflow", checks, MalformedBodyError)  # one per factor
+    h.expect_error("v1", not_overflow, error=MalformedBodyError)  # not an input
+    checks = ShowOverflowBody(dispute_id, None, 0, ())
+    h.expect_error("v1", checks, error=MalformedBodyError)  # one per factor
 
 
 # --- timeouts ---------------------------------------------------------------------------------
@@ -318,13 +325,13 @@ def test_the_party_that_stops_answering_loses(party: Party, phase: Phase) -> Non
 
 def _at_post_pieces(
     spec: JobSpec, cheat: Cheat
-) -> tuple[LedgerHarness, str, World, dict[str, Any]]:
+) -> tuple[LedgerHarness, str, World, PostPiecesBody]:
     solver, honest = world(spec, cheat), world(spec)
     h, _, dispute_id = _open(spec, solver)
     _until(h, dispute_id, Phase.POST_PIECES, solver, honest)
     d = h.state.get_dispute(dispute_id)
-    _, kind, body = next_move(d, solver, honest)
-    assert kind == "post_pieces"
+    _, body = next_body(d, solver, honest)
+    assert isinstance(body, PostPiecesBody)
     return h, dispute_id, solver, body
 
 
@@ -334,22 +341,24 @@ def wide_spec() -> JobSpec:
     return parse_spec(tiny_spec_dict(steps=8, model=model))
 
 
-def _forgeries(body: dict[str, Any], j: int) -> list[dict[str, Any]]:
+def _with_input(body: PostPiecesBody, j: int, piece: InputPiece) -> PostPiecesBody:
+    return replace(body, inputs=(*body.inputs[:j], piece, *body.inputs[j + 1 :]))
+
+
+def _forgeries(body: PostPiecesBody, j: int) -> list[PostPiecesBody]:
     """Forged copies of ``body``: input j's first chunk with one byte changed; with the
     path of another chunk; under another chunk's index."""
-    forged = []
-    chunk = body["inputs"][j]["chunks"][0]
-    data = bytearray(bytes.fromhex(chunk["data"]))
+    piece = body.inputs[j]
+    assert piece is not None
+    chunk = piece.chunks[0]
+    data = bytearray(chunk.data)
     data[5] ^= 1
-    forged.append({**chunk, "data": data.hex()})
-    forged.append({**chunk, "path": [bytes(32).hex(), *chunk["path"][1:]]})
-    forged.append({**chunk, "index": chunk["index"] ^ 1})
-    out = []
-    for bad in forged:
-        inputs = [dict(p) if p is not None else None for p in body["inputs"]]
-        inputs[j] = {**body["inputs"][j], "chunks": [bad, *body["inputs"][j]["chunks"][1:]]}
-        out.append({**body, "inputs": inputs})
-    return out
+    forged = [
+        replace(chunk, data=bytes(data)),
+        replace(chunk, path=(bytes(32), *chunk.path[1:])),
+        replace(chunk, index=chunk.index ^ 1),
+    ]
+    return [_with_input(body, j, replace(piece, chunks=(bad, *piece.chunks[1:]))) for bad in forged]
 
 
 def test_forged_pieces_are_refused_and_change_nothing() -> None:
@@ -359,12 +368,14 @@ def test_forged_pieces_are_refused_and_change_nothing() -> None:
     before = h.state.get_dispute(dispute_id)
     for j in (0, 1, 2):
         for forged in _forgeries(body, j):
-            h.expect_error("solver", "post_pieces", forged)
+            h.expect_error("solver", forged)
             assert h.state.get_dispute(dispute_id) == before
     # Another operator's data root for an operator input:
-    other = {**body["inputs"][0], "data_root": bytes(32).hex()}
-    h.expect_error("solver", "post_pieces", {**body, "inputs": [other, *body["inputs"][1:]]})
-    receipt = h.send("solver", "post_pieces", body)
+    first = body.inputs[0]
+    assert first is not None
+    other = replace(first, data_root=Hash32(bytes(32)))
+    h.expect_error("solver", _with_input(body, 0, other))
+    receipt = h.send("solver", body)
     assert receipt.event("dispute_resolved").data["loser_role"] == Party.SOLVER
 
 
@@ -373,11 +384,12 @@ def test_forged_state_chunk_of_a_two_chunk_tensor_is_refused() -> None:
     k = op_index(spec, "layer0.weight.T")  # reads layer0.weight (64 x 16: two chunks)
     h, dispute_id, _, body = _at_post_pieces(spec, Cheat(step=5, ops=(k,), element=700))
     before = h.state.get_dispute(dispute_id)
-    assert body["inputs"][0]["chunks"][0]["index"] in (0, 1)
+    first = body.inputs[0]
+    assert first is not None and first.chunks[0].index in (0, 1)
     for forged in _forgeries(body, 0):
-        h.expect_error("solver", "post_pieces", forged)
+        h.expect_error("solver", forged)
         assert h.state.get_dispute(dispute_id) == before
-    receipt = h.send("solver", "post_pieces", body)
+    receipt = h.send("solver", body)
     assert receipt.event("dispute_resolved").data["loser_role"] == Party.SOLVER
 
 
@@ -387,17 +399,21 @@ def test_commit_trace_that_does_not_explain_the_states_is_refused() -> None:
     h, _, dispute_id = _open(spec, solver)
     _until(h, dispute_id, Phase.COMMIT_TRACE, solver, honest)
     d = h.state.get_dispute(dispute_id)
-    _, _, body = next_move(d, solver, honest)
-    wrong_pre = {**body, "pre": [bytes(32).hex(), *body["pre"][1:]]}
-    proofs = list(body["post_proofs"])
+    _, body = next_body(d, solver, honest)
+    _, honest_body = next_body(d, honest, honest)
+    assert isinstance(body, CommitTraceBody) and isinstance(honest_body, CommitTraceBody)
+    wrong_pre = replace(body, pre=(Hash32(bytes(32)), *body.pre[1:]))
+    proofs = list(body.post_proofs)
     first = next(i for i, p in enumerate(proofs) if p is not None)
-    proofs[first] = {**proofs[first], "path": list(reversed(proofs[first]["path"]))}
-    wrong_proof = {**body, "post_proofs": proofs}
-    honest_post = {**body, "post": next_move(d, honest, honest)[2]["post"]}
-    for forged in (wrong_pre, wrong_proof, honest_post, {**body, "pre": body["pre"][:-1]}):
-        h.expect_error("solver", "commit_trace", forged)
+    proof = proofs[first]
+    assert proof is not None
+    proofs[first] = replace(proof, path=tuple(reversed(proof.path)))
+    wrong_proof = replace(body, post_proofs=tuple(proofs))
+    honest_post = replace(body, post=honest_body.post)
+    for forged in (wrong_pre, wrong_proof, honest_post, replace(body, pre=body.pre[:-1])):
+        h.expect_error("solver", forged)
         assert h.state.get_dispute(dispute_id) == d
-    h.send("solver", "commit_trace", body)
+    h.send("solver", body)
     assert h.state.get_dispute(dispute_id).phase is Phase.REVEAL_CHILDREN
 
 
