@@ -28,13 +28,13 @@ def test_set_and_clear_endpoint(h: LedgerHarness) -> None:
     ["ftp://example.org", "http://has space", "x" * 201, 42, None, "javascript:alert(1)"],
 )
 def test_malformed_endpoint_changes_nothing(h: LedgerHarness, url: object) -> None:
-    h.expect_error(
-        "alice", "set_endpoint", {"url": url}, MalformedBodyError
-    )  # malformed on purpose
+    # a hand-made body: a URL the reader refuses (or not a string), which no SetEndpointBody holds
+    h.expect_error("alice", "set_endpoint", {"url": url}, MalformedBodyError)
 
 
 def test_unknown_field_is_rejected(h: LedgerHarness) -> None:
-    h.expect_error("alice", "set_endpoint", {"url": "http://a", "port": 1}, MalformedBodyError)
+    body = {"url": "http://a", "port": 1}  # a hand-made body: a field SetEndpointBody lacks
+    h.expect_error("alice", "set_endpoint", body, MalformedBodyError)
 
 
 @pytest.mark.parametrize(
