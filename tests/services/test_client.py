@@ -15,8 +15,17 @@ import services.client
 from contracts_sim.beacon import shared_beacon_key
 from contracts_sim.chain import Chain
 from contracts_sim.crypto import key_from_seed
+from contracts_sim.transactions import (
+    AttestBody,
+    BidBody,
+    CloseBiddingBody,
+    FaucetBody,
+    SettleBody,
+    StakeBody,
+)
 from protocol.errors import ProofNetError
 from protocol.merkle import CommitmentTree
+from protocol.types import Amount
 from services.client import (
     ChainClient,
     ClientError,
@@ -26,7 +35,7 @@ from services.client import (
 )
 from services.node import NodeSettings, create_app
 from tests.conftest import tiny_spec_dict
-from tests.ledger_helpers import JOB_TERMS, fake_leaves, final_body
+from tests.ledger_helpers import fake_leaves, final_commit, job_posting
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")  # starlette: "install httpx2 instead"
@@ -79,12 +88,12 @@ def play(client: ChainClient) -> list[tuple[str, Any]]:
     alice, solver, verifier = (Wallet(k, client) for k in (ALICE, SOLVER, VERIFIER))
     out.append(("chain", (client.chain_id(), client.params(), client.head_height())))
 
-    out.append(("faucet", solver.send("faucet", {"amount": 50_000}, wait=True).to_json()))
-    out.append(("faucet", verifier.send("faucet", {"amount": 5_000}, wait=True).to_json()))
-    out.append(("stake", solver.send("stake", {"amount": 1_000}, wait=True).to_json()))
-    out.append(("stake", verifier.send("stake", {"amount": 100}, wait=True).to_json()))
+    out.append(("faucet", solver.send(FaucetBody(Amount(50_000)), wait=True).to_json()))
+    out.append(("faucet", verifier.send(FaucetBody(Amount(5_000)), wait=True).to_json()))
+    out.append(("stake", solver.send(StakeBody(Amount(1_000)), wait=True).to_json()))
+    out.append(("stake", verifier.send(StakeBody(Amount(100)), wait=True).to_json()))
 
-    posted = alice.post_job({"spec": tiny_spec_dict(), **JOB_TERMS})
+    posted = alice.post_job(job_posting())
     job_id = posted.job_id
     out.append(("post_job", (job_id, posted.receipt.to_json())))
     out.append(("open jobs", client.list_jobs(status="open")))
@@ -92,22 +101,22 @@ def play(client: ChainClient) -> list[tuple[str, Any]]:
     out.append(("no jobs by id", client.list_jobs(job_ids=[HEX64])))
     out.append(("open jobs by id", client.list_jobs(status="settled", job_ids=[job_id])))
 
-    bid = solver.send("bid", {"job_id": job_id, "price": 700, "capacity": 8})
+    bid = solver.send(BidBody(job_id, Amount(700), 8))
     out.append(("bid pending", bid.to_json()))
     out.append(("block", client.produce_block().to_json()))
     out.append(("bid receipt", client.receipt(bid.tx_hash).to_json()))
     while client.head_height() <= client.get_job(job_id)["bid_deadline"]:
         client.produce_block()
-    out.append(("close", alice.send("close_bidding", {"job_id": job_id}, wait=True).to_json()))
-    final = final_body(job_id, CommitmentTree(fake_leaves()))
-    out.append(("final", solver.send("commit_final", final, wait=True).to_json()))
+    out.append(("close", alice.send(CloseBiddingBody(job_id), wait=True).to_json()))
+    final = final_commit(job_id, CommitmentTree(fake_leaves()))
+    out.append(("final", solver.send(final, wait=True).to_json()))
     out.append(("seed not ready", error_of(lambda: client.sample(job_id, VERIFIER.address))))
     client.produce_block()
     out.append(("sample", client.sample(job_id, VERIFIER.address)))
-    out.append(("attest", verifier.send("attest", {"job_id": job_id}, wait=True).to_json()))
+    out.append(("attest", verifier.send(AttestBody(job_id), wait=True).to_json()))
     while client.head_height() <= client.get_job(job_id)["challenge_deadline"]:
         client.produce_block()
-    out.append(("settle", alice.send("settle", {"job_id": job_id}, wait=True).to_json()))
+    out.append(("settle", alice.send(SettleBody(job_id), wait=True).to_json()))
     out.append(("job", client.get_job(job_id)))
     out.append(("accounts", [client.get_account(k.address) for k in (ALICE, SOLVER, VERIFIER)]))
     out.append(("nonces", [client.pending_nonce(k.address) for k in (ALICE, SOLVER, VERIFIER)]))
@@ -129,10 +138,8 @@ def play(client: ChainClient) -> list[tuple[str, Any]]:
     out.append(("bad address", error_of(lambda: client.get_account("0x12"))))
     out.append(("bad status", error_of(lambda: client.list_jobs(status="bogus"))))
     poor = Wallet(key_from_seed("client/poor"), client)
-    out.append(("no funds", error_of(lambda: poor.send("stake", {"amount": 1}))))
-    out.append(
-        ("wrong kind", error_of(lambda: client.post_job(alice.sign("stake", {"amount": 1}))))
-    )
+    out.append(("no funds", error_of(lambda: poor.send(StakeBody(Amount(1))))))
+    out.append(("wrong kind", error_of(lambda: client.post_job(alice.sign(StakeBody(Amount(1)))))))
     return out
 
 
@@ -147,7 +154,7 @@ def test_http_and_local_backends_give_the_same_results() -> None:
 def test_jobs_by_id_name_only_those_jobs(backend: str) -> None:
     client = BACKENDS[backend]()
     alice = Wallet(ALICE, client)
-    posted = [alice.post_job({"spec": tiny_spec_dict(seed=s), **JOB_TERMS}) for s in (1, 2, 3)]
+    posted = [alice.post_job(job_posting(tiny_spec_dict(seed=s))) for s in (1, 2, 3)]
     ids = [p.job_id for p in posted]
     assert [j["job_id"] for j in client.list_jobs(job_ids=[ids[2], ids[0]])] == sorted(
         [ids[0], ids[2]], key=[j["job_id"] for j in client.list_jobs()].index
@@ -180,10 +187,10 @@ def test_the_scenario_settles_the_job(backend: str) -> None:
 def test_a_wallet_resyncs_its_nonce_after_someone_else_used_it(backend: str) -> None:
     client = BACKENDS[backend]()
     first, second = Wallet(ALICE, client), Wallet(ALICE, client)
-    first.send("stake", {"amount": 1}, wait=True)
+    first.send(StakeBody(Amount(1)), wait=True)
     second.sync()
-    second.send("stake", {"amount": 2}, wait=True)  # first's local nonce is now stale
-    receipt = first.send("stake", {"amount": 4}, wait=True)  # nonce_too_low -> resync -> ok
+    second.send(StakeBody(Amount(2)), wait=True)  # first's local nonce is now stale
+    receipt = first.send(StakeBody(Amount(4)), wait=True)  # nonce_too_low -> resync -> ok
     assert receipt.status == "applied"
     assert client.pending_nonce(ALICE.address) == 3
     assert client.get_account(ALICE.address)["bonded"] == 7
@@ -192,7 +199,7 @@ def test_a_wallet_resyncs_its_nonce_after_someone_else_used_it(backend: str) -> 
 @pytest.mark.parametrize("backend", sorted(BACKENDS))
 def test_submit_is_idempotent(backend: str) -> None:
     client = BACKENDS[backend]()
-    tx = Wallet(ALICE, client).sign("stake", {"amount": 5})
+    tx = Wallet(ALICE, client).sign(StakeBody(Amount(5)))
     assert client.submit(tx).status == "pending"
     assert client.submit(tx.to_json()).status == "pending"
     applied = client.submit(tx, wait=True)
@@ -202,7 +209,7 @@ def test_submit_is_idempotent(backend: str) -> None:
 
 def test_the_local_client_without_automine_refuses_to_wait() -> None:
     client = LocalChainClient(make_chain(), automine=False)
-    tx = Wallet(ALICE, client).sign("stake", {"amount": 5})
+    tx = Wallet(ALICE, client).sign(StakeBody(Amount(5)))
     assert error_of(lambda: client.submit(tx, wait=True)) == ("no_block_producer", 400)
 
 
