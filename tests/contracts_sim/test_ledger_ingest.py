@@ -23,7 +23,12 @@ from contracts_sim.exceptions import MalformedTransactionError
 from contracts_sim.records import Dispute, DisputeStatus, Party, Phase
 from contracts_sim.state import DISPUTES
 from contracts_sim.transactions import (
+    FaucetBody,
+    PostPrestateBody,
+    SetEndpointBody,
     Transaction,
+    TransferBody,
+    WithdrawBody,
     check_envelope,
     sign_transaction,
 )
@@ -53,8 +58,8 @@ def _chain(checker: EnvelopeChecker) -> Chain:
 
 def _transfer(sender: int, nonce: int, amount: int = 1) -> dict[str, Any]:
     to = KEYS[(sender + 1) % len(KEYS)].address
-    body = {"to": to, "amount": amount}
-    return sign_transaction(KEYS[sender], CHAIN_ID, nonce, "transfer", body).to_json()
+    body = TransferBody(to, Amount(amount))
+    return sign_transaction(KEYS[sender], CHAIN_ID, nonce, body).to_json()
 
 
 def _with_bad_signature(tx: dict[str, Any]) -> dict[str, Any]:
@@ -93,15 +98,17 @@ def _serial(chain: Chain, items: list[dict[str, Any]]) -> list[str]:
 
 
 def test_tx_hash_is_the_hash_of_the_whole_envelopes_canonical_json() -> None:
-    bodies: list[tuple[str, dict[str, Any]]] = [
-        ("transfer", {"to": KEYS[1].address, "amount": 5}),
-        ("faucet", {"amount": 1}),
-        ("set_endpoint", {"url": "https://ünïcode.example/ä"}),
-        ("withdraw", {}),
-        ("bid", {"job_id": "ab" * 32, "price": 3, "capacity": 2, "trap_root": None}),
+    bodies = [
+        TransferBody(KEYS[1].address, Amount(5)),
+        FaucetBody(Amount(1)),
+        SetEndpointBody("https://ünïcode.example/ä"),
+        WithdrawBody(),
     ]
-    for kind, body in bodies:
-        tx = sign_transaction(KEYS[0], CHAIN_ID, 7, kind, body)
+    txs = [sign_transaction(KEYS[0], CHAIN_ID, 7, body) for body in bodies]
+    # a hand-made body: an explicit null, which a typed body's to_json leaves out
+    bid = {"job_id": "ab" * 32, "price": 3, "capacity": 2, "trap_root": None}
+    txs.append(sign_transaction(KEYS[0], CHAIN_ID, 7, "bid", bid))
+    for tx in txs:
         assert tx.envelope_bytes() == canonical_json(tx.to_json())
         assert tx.tx_hash == sha256(canonical_json(tx.to_json()))
         parsed = Transaction.from_json(tx.to_json())
@@ -227,7 +234,8 @@ def test_one_unreadable_item_is_refused_alone(checker: EnvelopeChecker) -> None:
     """A ``sender`` that is not a string, aimed at a dispute waiting for a blob, was a
     TypeError in ``admit`` that failed the whole batch (HTTP 500)."""
     chain = _chain_with_a_dispute_waiting_for_a_prestate(checker)
-    body = {"dispute_id": DISPUTE_ID, "blob": "00"}
+    body = PostPrestateBody(DISPUTE_ID, b"\x00").to_json()
+    # a hand-made envelope: a sender that is not a string
     prestate = {**_transfer(0, 0), "kind": "post_prestate", "sender": ["x"], "body": body}
     with pytest.raises(MalformedTransactionError):
         admit(chain.state, "post_prestate", body, ["x"], chain.params)
@@ -281,6 +289,7 @@ def test_a_transactions_body_cannot_change_under_its_signature() -> None:
     """Signing bytes and hash are cached: a body changed afterwards would be applied as
     changed, still verify, and break replay. Bodies are frozen all the way down, still read,
     encoded and pickled as JSON."""
+    # a hand-made body: a nested field no TransferBody has, to reach the inner freezing
     body = {"to": KEYS[1].address, "amount": 1, "note": {"tags": ["a"]}}
     tx = sign_transaction(KEYS[0], CHAIN_ID, 0, "transfer", body)
     hashed = tx.tx_hash
