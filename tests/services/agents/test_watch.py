@@ -13,12 +13,22 @@ import pytest
 from contracts_sim.beacon import shared_beacon_key
 from contracts_sim.chain import Chain
 from contracts_sim.crypto import key_from_seed
+from contracts_sim.transactions import (
+    AttestBody,
+    BidBody,
+    CloseBiddingBody,
+    FaucetBody,
+    SettleBody,
+    StakeBody,
+    TransferBody,
+)
 from protocol.merkle import CommitmentTree
+from protocol.types import Amount
 from services.agents.watch import ChainWatcher, mentions
 from services.client import ChainClient, HttpChainClient, LocalChainClient, Wallet
 from services.node import NodeSettings, create_app
 from tests.conftest import tiny_spec_dict
-from tests.ledger_helpers import JOB_TERMS, fake_leaves, final_body
+from tests.ledger_helpers import fake_leaves, final_commit, job_posting
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")  # starlette: "install httpx2 instead"
@@ -89,26 +99,26 @@ def lifecycle(client: ChainClient, check: Any) -> str:
     ]:
         wallet.send(kind, {"amount": amount}, wait=True)
         check()
-    job_id = alice.post_job({"spec": tiny_spec_dict(), **JOB_TERMS}).job_id
+    job_id = alice.post_job(job_posting()).job_id
     check()
-    solver.send("bid", {"job_id": job_id, "price": 700, "capacity": 8}, wait=True)
+    solver.send(BidBody(job_id, Amount(700), 8), wait=True)
     check()
-    Wallet(STRANGER, client).send("transfer", {"to": ALICE.address, "amount": 5}, wait=True)
+    Wallet(STRANGER, client).send(TransferBody(ALICE.address, Amount(5)), wait=True)
     check()
     while client.head_height() <= client.get_job(job_id)["bid_deadline"]:
         client.produce_block()
         check()
-    alice.send("close_bidding", {"job_id": job_id}, wait=True)
+    alice.send(CloseBiddingBody(job_id), wait=True)
     check()
-    solver.send("commit_final", final_body(job_id, CommitmentTree(fake_leaves())), wait=True)
+    solver.send(final_commit(job_id, CommitmentTree(fake_leaves())), wait=True)
     check()
     client.produce_block()
-    verifier.send("attest", {"job_id": job_id}, wait=True)
+    verifier.send(AttestBody(job_id), wait=True)
     check()
     while client.head_height() <= client.get_job(job_id)["challenge_deadline"]:
         client.produce_block()
         check()
-    alice.send("settle", {"job_id": job_id}, wait=True)
+    alice.send(SettleBody(job_id), wait=True)
     check()
     return job_id
 
@@ -146,10 +156,10 @@ def test_only_the_records_events_name_are_read_again() -> None:
     counting = Counting(LocalChainClient(make_chain()))
     client: Any = counting
     alice, solver = Wallet(ALICE, client), Wallet(SOLVER, client)
-    solver.send("faucet", {"amount": 5_000}, wait=True)
-    solver.send("stake", {"amount": 1_000}, wait=True)
-    first = alice.post_job({"spec": tiny_spec_dict(seed=1), **JOB_TERMS}).job_id
-    second = alice.post_job({"spec": tiny_spec_dict(seed=2), **JOB_TERMS}).job_id
+    solver.send(FaucetBody(Amount(5_000)), wait=True)
+    solver.send(StakeBody(Amount(1_000)), wait=True)
+    first = alice.post_job(job_posting(tiny_spec_dict(seed=1))).job_id
+    second = alice.post_job(job_posting(tiny_spec_dict(seed=2))).job_id
     counting.take()
 
     watcher = ChainWatcher(client, SOLVER.address)
@@ -164,7 +174,7 @@ def test_only_the_records_events_name_are_read_again() -> None:
 
     # A bid on the first job: that job (only) is read again, in one request; the bid names
     # this solver, so its account (stake reserved) is read again too.
-    solver.send("bid", {"job_id": first, "price": 700, "capacity": 8}, wait=True)
+    solver.send(BidBody(first, Amount(700), 8), wait=True)
     counting.take()
     jobs = {j["job_id"]: j for j in watcher.jobs()}
     assert counting.take() == {"list_jobs": 1}
@@ -183,13 +193,13 @@ def test_only_the_records_events_name_are_read_again() -> None:
     assert counting.take() == {}
 
     # Someone else's transfer names neither a job nor this agent.
-    Wallet(STRANGER, client).send("transfer", {"to": ALICE.address, "amount": 1}, wait=True)
+    Wallet(STRANGER, client).send(TransferBody(ALICE.address, Amount(1)), wait=True)
     counting.take()  # the wallet's own reads
     watcher.jobs(), watcher.account()
     assert counting.take() == {}
 
     # This agent's faucet names it: the account is read again, the jobs are not.
-    solver.send("faucet", {"amount": 5_000}, wait=True)
+    solver.send(FaucetBody(Amount(5_000)), wait=True)
     counting.take()
     watcher.jobs()
     assert counting.take() == {}
@@ -205,7 +215,7 @@ def test_only_the_records_events_name_are_read_again() -> None:
 def test_what_the_agent_sent_is_read_again_after_the_next_block() -> None:
     counting = Counting(LocalChainClient(make_chain()))
     client: Any = counting
-    job_id = Wallet(ALICE, client).post_job({"spec": tiny_spec_dict(), **JOB_TERMS}).job_id
+    job_id = Wallet(ALICE, client).post_job(job_posting()).job_id
     watcher = ChainWatcher(client, SOLVER.address)
     watcher.jobs(), watcher.account()
     counting.take()
@@ -236,7 +246,7 @@ def test_a_gap_in_the_events_refills_the_cache(monkeypatch: pytest.MonkeyPatch) 
     client = LocalChainClient(make_chain())
     watcher = ChainWatcher(client, SOLVER.address)
     assert watcher.jobs() == []
-    job_id = Wallet(ALICE, client).post_job({"spec": tiny_spec_dict(), **JOB_TERMS}).job_id
+    job_id = Wallet(ALICE, client).post_job(job_posting()).job_id
     real = client.events_since
     monkeypatch.setattr(client, "events_since", lambda s, n=100, t=0.0: real(s, n, t)[1:])
     assert [j["job_id"] for j in watcher.jobs()] == [job_id]
@@ -244,7 +254,7 @@ def test_a_gap_in_the_events_refills_the_cache(monkeypatch: pytest.MonkeyPatch) 
 
 def test_a_chain_started_over_refills_the_cache() -> None:
     client = LocalChainClient(make_chain())
-    Wallet(ALICE, client).post_job({"spec": tiny_spec_dict(), **JOB_TERMS})
+    Wallet(ALICE, client).post_job(job_posting())
     for _ in range(3):
         client.produce_block()
     watcher = ChainWatcher(client, SOLVER.address)
@@ -354,7 +364,7 @@ def test_the_event_stream_brings_every_block_in_one_request() -> None:
             while watcher.height < chain.height and time.monotonic() < deadline:
                 watcher.wait(5.0)
             assert watcher.height == chain.height
-        Wallet(ALICE, client).post_job({"spec": tiny_spec_dict(), **JOB_TERMS}, wait=False)
+        Wallet(ALICE, client).post_job(job_posting(), wait=False)
         chain.produce_block()
         while watcher.height < chain.height and time.monotonic() < deadline:
             watcher.wait(5.0)
