@@ -37,7 +37,7 @@ from tests.forced_error_players import (
     open_empty_seals,
     sample_of,
     sealed_verdict,
-    unseal_body,
+    unseal,
 )
 from tests.ledger_helpers import committed_job, funded_harness, job, post_job
 from tests.operator_players import Cheat, World
@@ -149,10 +149,10 @@ def _one_step_trap_games() -> None:
     sealed = next(x for x in sample if x != trapped[0])  # disputed; the forced error vouched for
     seals = sealed_verdict(h, job_id, "v2", [sealed])
     close_window(h, job_id)
-    h.send("v2", "unseal", unseal_body(h, job_id, seals[sealed], "v2", sealed, run))
+    h.send("v2", unseal(h, job_id, seals[sealed], "v2", sealed, run))
     open_empty_seals(h, job_id, "v2", seals)
     open_audits(h, job_id)
-    h.send("solver", "audit", solver.audit_body(job_id, "v2", trapped[0], run))
+    h.send("solver", solver.audit(job_id, "v2", trapped[0], run))
 
 
 def _one_step_games() -> None:
