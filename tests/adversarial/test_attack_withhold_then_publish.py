@@ -12,6 +12,7 @@ judges the segment from the chain — or the solver does not, and it is slashed.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -28,6 +29,14 @@ from contracts_sim.jobs import get_verifier_sample
 from contracts_sim.params import TEST
 from contracts_sim.records import DisputeStatus, JobStatus, Phase
 from contracts_sim.testing import LedgerHarness
+from contracts_sim.transactions import (
+    AttestBody,
+    ChallengeBody,
+    ClaimTimeoutBody,
+    PostPrestateBody,
+    PublishDataBody,
+)
+from protocol.types import Hash32
 from tests.dispute_agents import Run, make_run
 from tests.ledger_helpers import committed_job, funded_harness, job
 
@@ -46,20 +55,20 @@ def sample_of(h: LedgerHarness, job_id: str, verifier: str) -> list[int]:
 
 
 def request(h: LedgerHarness, who: str, job_id: str, segment: int) -> str:
-    body = {"job_id": job_id, "segment": segment, "withheld": True}
-    return str(h.send(who, "challenge", body).event("data_requested").data["dispute_id"])
+    body = ChallengeBody(job_id, None, data_segment=segment)
+    return str(h.send(who, body).event("data_requested").data["dispute_id"])
 
 
-def publication(run: Run, dispute_id: str, segment: int) -> dict[str, Any]:
+def publication(run: Run, dispute_id: str, segment: int) -> PublishDataBody:
     tree = run.tree
-    return {
-        "dispute_id": dispute_id,
-        "blob": run.blobs[segment * run.spec.checkpoint_interval].hex(),
-        "pre_entry": run.leaves[segment].hex(),
-        "pre_proof": tree.inclusion_proof(segment).to_json(),
-        "post_entry": run.leaves[segment + 1].hex(),
-        "post_proof": tree.inclusion_proof(segment + 1).to_json(),
-    }
+    return PublishDataBody(
+        dispute_id=dispute_id,
+        blob=run.blobs[segment * run.spec.checkpoint_interval],
+        pre_entry=Hash32(run.leaves[segment]),
+        pre_proof=tree.inclusion_proof(segment),
+        post_entry=Hash32(run.leaves[segment + 1]),
+        post_proof=tree.inclusion_proof(segment + 1),
+    )
 
 
 def test_publishing_returns_the_bond_records_the_leaves_and_reopens_the_window() -> None:
@@ -73,7 +82,7 @@ def test_publishing_returns_the_bond_records_the_leaves_and_reopens_the_window()
     assert dispute.phase is Phase.PUBLISH_DATA and dispute.data_request
     assert dispute.bond == 0  # a request cannot be false: there is nothing to forfeit
 
-    receipt = h.send("solver", "publish_data", publication(run, dispute_id, segment))
+    receipt = h.send("solver", publication(run, dispute_id, segment))
 
     assert receipt.event("data_published").data["segment"] == segment
     dispute = h.state.get_dispute(dispute_id)
@@ -84,7 +93,7 @@ def test_publishing_returns_the_bond_records_the_leaves_and_reopens_the_window()
     assert record.open_disputes == 0 and record.status is JobStatus.COMMITTED
     assert record.challenge_deadline == h.height + TEST.challenge_window
     # The request was not a verdict: the verifier attests (or challenges) once it has checked.
-    h.send("v1", "attest", {"job_id": job_id})
+    h.send("v1", AttestBody(job_id))
 
 
 def test_a_solver_that_does_not_publish_is_slashed() -> None:
@@ -93,7 +102,7 @@ def test_a_solver_that_does_not_publish_is_slashed() -> None:
     job_id = committed(h, run)
     dispute_id = request(h, "v1", job_id, sample_of(h, job_id, "v1")[0])
     h.advance_to(h.state.get_dispute(dispute_id).deadline + 1)
-    receipt = h.send("outsider", "claim_timeout", {"dispute_id": dispute_id})
+    receipt = h.send("outsider", ClaimTimeoutBody(None, dispute_id))
     assert h.state.get_dispute(dispute_id).status is DisputeStatus.CHALLENGER_WON
     assert job(h, job_id).status is JobStatus.SLASHED
     assert "slashed" in receipt.kinds()
@@ -106,14 +115,14 @@ def test_only_the_solver_publishes_and_only_the_requested_data() -> None:
     segment = sample_of(h, job_id, "v1")[0]
     dispute_id = request(h, "v1", job_id, segment)
     good = publication(run, dispute_id, segment)
-    h.expect_error("v1", "publish_data", good, NotYourTurnError)
+    h.expect_error("v1", good, error=NotYourTurnError)
     other = (segment + 1) % (len(run.leaves) - 1)
-    wrong_blob = {**good, "blob": publication(run, dispute_id, other)["blob"]}
-    h.expect_error("solver", "publish_data", wrong_blob, HashMismatchError)
-    wrong_leaf = {**good, "post_entry": run.leaves[segment].hex()}
-    h.expect_error("solver", "publish_data", wrong_leaf, InvalidProofError)
+    wrong_blob = replace(good, blob=publication(run, dispute_id, other).blob)
+    h.expect_error("solver", wrong_blob, error=HashMismatchError)
+    wrong_leaf = replace(good, post_entry=Hash32(run.leaves[segment]))
+    h.expect_error("solver", wrong_leaf, error=InvalidProofError)
     h.expect_error(
-        "solver", "post_prestate", {"dispute_id": dispute_id, "blob": good["blob"]}
+        "solver", PostPrestateBody(dispute_id, good.blob)
     )  # a data request is answered by publish_data only
 
 
@@ -122,8 +131,9 @@ def test_a_request_names_a_segment_of_the_requesters_own_sample() -> None:
     run = make_run()
     job_id = committed(h, run)
     others = sorted(set(range(len(run.leaves) - 1)) - set(sample_of(h, job_id, "v1")))
-    body = {"job_id": job_id, "segment": others[0], "withheld": True}
-    h.expect_error("v1", "challenge", body, MalformedBodyError)
+    body = ChallengeBody(job_id, None, data_segment=others[0])
+    h.expect_error("v1", body, error=MalformedBodyError)
+    # a hand-made body: a data request that names no segment (ChallengeBody cannot express it)
     h.expect_error("v1", "challenge", {"job_id": job_id, "withheld": True}, MalformedBodyError)
 
 
@@ -134,10 +144,10 @@ def test_a_segment_is_requested_at_most_once_per_job() -> None:
     # k = m: every verifier's sample is every segment, so v1 and v2 may both ask for segment 0.
     job_id = committed(h, run, sample_count=8)
     dispute_id = request(h, "v1", job_id, 0)
-    body = {"job_id": job_id, "segment": 0, "withheld": True}
-    h.expect_error("v2", "challenge", body, DataAlreadyRequestedError)
-    h.send("solver", "publish_data", publication(run, dispute_id, 0))
-    h.expect_error("v2", "challenge", body, DataAlreadyRequestedError)  # it is on chain
+    body = ChallengeBody(job_id, None, data_segment=0)
+    h.expect_error("v2", body, error=DataAlreadyRequestedError)
+    h.send("solver", publication(run, dispute_id, 0))
+    h.expect_error("v2", body, error=DataAlreadyRequestedError)  # it is on chain
 
 
 def test_each_open_request_gives_the_solver_another_move_of_time() -> None:
@@ -149,7 +159,7 @@ def test_each_open_request_gives_the_solver_another_move_of_time() -> None:
     deadlines = [h.state.get_dispute(d).deadline for d in opened]
     assert deadlines == [h.height + TEST.move_timeout * n for n in (1, 2, 3)]
     for segment, dispute_id in enumerate(opened):
-        h.send("solver", "publish_data", publication(run, dispute_id, segment))
+        h.send("solver", publication(run, dispute_id, segment))
         h.advance(TEST.move_timeout)  # the slowest answers that still meet every deadline
     assert job(h, job_id).status is JobStatus.COMMITTED
     assert job(h, job_id).open_disputes == 0
@@ -164,14 +174,14 @@ def test_requests_only_in_the_original_window() -> None:
     assert record.final_height is not None
     original_deadline = record.final_height + TEST.challenge_window
     h.advance_to(h.state.get_dispute(dispute_id).deadline)
-    h.send("solver", "publish_data", publication(run, dispute_id, 0))
+    h.send("solver", publication(run, dispute_id, 0))
     h.advance_to(original_deadline + 1)
     # Publishing reopened the window, for verdicts only: requests cannot keep it open.
     reopened = job(h, job_id).challenge_deadline
     assert reopened is not None and reopened > h.height
-    body = {"job_id": job_id, "segment": 1, "withheld": True}
-    h.expect_error("v2", "challenge", body, DeadlinePassedError)
-    h.send("v2", "attest", {"job_id": job_id})
+    body = ChallengeBody(job_id, None, data_segment=1)
+    h.expect_error("v2", body, error=DeadlinePassedError)
+    h.send("v2", AttestBody(job_id))
 
 
 @pytest.mark.parametrize("what", ["blobs", "leaves", "all"])
