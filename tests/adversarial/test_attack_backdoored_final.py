@@ -18,12 +18,21 @@ from contracts_sim.exceptions import InvalidProofError, MalformedBodyError
 from contracts_sim.records import JobStatus
 from protocol.hashing import sha256
 from protocol.merkle import CommitmentTree
+from protocol.types import Hash32
 from services.agents.moves import Move
 from services.agents.solver import SolverAgent
 from services.agents.strategy import SolverStrategy
 from services.sim.network import JobTerms, Network, key_for
 from services.sim.scenarios import spec_for
-from tests.ledger_helpers import assign, fake_leaves, final_body, funded_harness, job, post_job
+from tests.ledger_helpers import (
+    assign,
+    fake_leaves,
+    final_body,
+    final_commit,
+    funded_harness,
+    job,
+    post_job,
+)
 
 pytestmark = pytest.mark.adversarial
 
@@ -34,6 +43,7 @@ def test_final_hash_without_proof_is_refused() -> None:
     h = funded_harness()
     job_id = post_job(h)
     assign(h, job_id)
+    # a hand-made body: no final_proof (CommitFinalBody requires one)
     body = {**final_body(job_id, CommitmentTree(fake_leaves())), "final_state_hash": BACKDOOR.hex()}
     del body["final_proof"]
     err = h.expect_error("solver", "commit_final", body, MalformedBodyError)
@@ -46,13 +56,14 @@ def test_final_hash_that_is_not_the_last_leaf_is_refused(declared: str) -> None:
     job_id = post_job(h)
     assign(h, job_id)
     tree = CommitmentTree(fake_leaves())
-    body = final_body(job_id, tree)
+    body = final_commit(job_id, tree)
     if declared == "backdoor":  # the last leaf's proof, another hash
-        body["final_state_hash"] = BACKDOOR.hex()
+        body = replace(body, final_state_hash=Hash32(BACKDOOR))
     else:  # a true leaf with its own proof, but not the last one
-        body["final_state_hash"] = tree.entry(3).hex()
-        body["final_proof"] = tree.inclusion_proof(3).to_json()
-    err = h.expect_error("solver", "commit_final", body, InvalidProofError)
+        body = replace(
+            body, final_state_hash=Hash32(tree.entry(3)), final_proof=tree.inclusion_proof(3)
+        )
+    err = h.expect_error("solver", body, error=InvalidProofError)
     assert err.what == "final_proof"  # type: ignore[attr-defined]
     assert job(h, job_id).status is JobStatus.ASSIGNED
 
@@ -66,6 +77,7 @@ class BackdooredFinalSolver(SolverAgent):
 
     def send(self, move: Move, *, key: str | None = None) -> bool:
         if move.kind == "commit_final":
+            # a hand-made body: without final_proof unless with_proof (CommitFinalBody needs it)
             body = {**move.body, "final_state_hash": BACKDOOR.hex()}
             if not self.with_proof:
                 body.pop("final_proof")

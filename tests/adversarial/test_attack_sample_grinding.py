@@ -30,10 +30,11 @@ from contracts_sim.fork import apply_transaction, begin_block
 from contracts_sim.jobs import get_sample_seed, get_verifier_sample
 from contracts_sim.state import LedgerState
 from contracts_sim.testing import LedgerHarness
+from contracts_sim.transactions import TransferBody
 from protocol.economics import exact_detection
 from protocol.hashing import sha256
 from protocol.sampling import compute_sample
-from protocol.types import Hash32, Height
+from protocol.types import Amount, Hash32, Height
 from services.sim.detection import binomial_acceptance
 from tests.ledger_helpers import (
     JOB_TERMS,
@@ -83,7 +84,7 @@ def grind_variant(h: LedgerHarness, job_id: str, amount: int) -> tuple[Variant, 
     seeds the old and the new rule would take from that block."""
     seed_height = h.height
     copy = h.state.copy()
-    tx = h.sign("solver", "transfer", {"to": h.address("outsider"), "amount": amount})
+    tx = h.sign("solver", TransferBody(h.address("outsider"), Amount(amount)))
     apply_transaction(copy, tx, h.env, h.params)
     old_seed = h.block_hash(seed_height, copy)
     root = job(h, job_id).final_root
@@ -106,7 +107,7 @@ def play_trial(trial: int) -> Trial:
     variants = tuple(grind_variant(h, job_id, amount)[0] for amount in range(1, VARIANTS + 1))
     dodging = [i for i, v in enumerate(variants) if cheated not in v.old_sample]
     chosen = dodging[0] if dodging else 0
-    h.send("solver", "transfer", {"to": h.address("outsider"), "amount": chosen + 1})
+    h.send("solver", TransferBody(h.address("outsider"), Amount(chosen + 1)))
     h.advance()  # the seed block is sealed: the seed is on the ledger from here on
     sample = tuple(get_verifier_sample(h.state, job_id, h.address("v1")))
     old_on_chain = h.state.get_block_hash(Height(h.height - 1))

@@ -12,6 +12,7 @@ import pytest
 
 from contracts_sim.exceptions import InvalidEndpointError
 from contracts_sim.testing import LedgerHarness
+from contracts_sim.transactions import SetEndpointBody
 
 pytestmark = pytest.mark.adversarial
 
@@ -37,14 +38,14 @@ ATTACKS = [
 @pytest.mark.parametrize("url", ATTACKS)
 def test_the_ledger_refuses_an_endpoint_a_verifier_must_not_be_sent_to(url: str) -> None:
     h = LedgerHarness({"solver": 10})
-    h.send("solver", "set_endpoint", {"url": HONEST})
-    error = h.expect_error("solver", "set_endpoint", {"url": url}, InvalidEndpointError)
+    h.send("solver", SetEndpointBody(HONEST))
+    error = h.expect_error("solver", SetEndpointBody(url), error=InvalidEndpointError)
     assert error.code == "invalid_endpoint"
     assert h.account("solver").endpoint == HONEST
 
 
 def test_an_honest_endpoint_is_stored_in_canonical_form() -> None:
     h = LedgerHarness({"solver": 10})
-    receipt = h.send("solver", "set_endpoint", {"url": "HTTP://Solver.Example:08601/data"})
+    receipt = h.send("solver", SetEndpointBody("HTTP://Solver.Example:08601/data"))
     assert h.account("solver").endpoint == "http://solver.example:8601/data"
     assert receipt.event("endpoint_set").data["url"] == "http://solver.example:8601/data"
