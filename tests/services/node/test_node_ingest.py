@@ -15,11 +15,19 @@ import services.node.runtime
 from contracts_sim.chain import Chain, EnvelopeChecker
 from contracts_sim.crypto import key_from_seed
 from contracts_sim.exceptions import TransactionTooLargeError
-from contracts_sim.transactions import MAX_SMALL_TRANSACTION_BYTES, sign_transaction
+from contracts_sim.transactions import (
+    MAX_SMALL_TRANSACTION_BYTES,
+    ChunkPiece,
+    InputPiece,
+    PostPiecesBody,
+    TransferBody,
+    sign_transaction,
+)
+from protocol.types import Amount
 from services.node import NodeSettings, create_app
 from services.node.errors import MAX_BATCH_BYTES, batch_structure
 from tests.conftest import tiny_spec_dict
-from tests.ledger_helpers import post_job_body
+from tests.ledger_helpers import job_posting, post_job_body
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")  # starlette: "install httpx2 instead"
@@ -75,8 +83,8 @@ def api(chain: Chain) -> TestClient:
 
 
 def _transfer(sender: int, nonce: int, amount: int = 1) -> dict[str, Any]:
-    body = {"to": KEYS[(sender + 1) % len(KEYS)].address, "amount": amount}
-    return sign_transaction(KEYS[sender], CHAIN_ID, nonce, "transfer", body).to_json()
+    body = TransferBody(KEYS[(sender + 1) % len(KEYS)].address, Amount(amount))
+    return sign_transaction(KEYS[sender], CHAIN_ID, nonce, body).to_json()
 
 
 def _bad_signature(tx: dict[str, Any]) -> dict[str, Any]:
@@ -270,6 +278,7 @@ def test_a_batch_item_larger_than_its_kind_allows_is_refused_alone(
     """The per-kind size limit of ``POST /txs`` holds for each batch item too: a post_job
     padded past 64 KiB (a spec's ignored description) is refused, not sealed."""
     spec = dict(tiny_spec_dict(), description="x" * MAX_SMALL_TRANSACTION_BYTES)
+    # a hand-made body: the spec's ignored description pads it (a parsed JobSpec drops it)
     big = sign_transaction(KEYS[0], CHAIN_ID, 0, "post_job", post_job_body(spec=spec))
     assert _error(api.post("/txs", json=big.to_json())) == (413, "transaction_too_large")
     response = api.post("/txs/batch", json={"txs": [big.to_json(), _transfer(1, 0)]})
@@ -287,7 +296,7 @@ def test_post_jobs_refuses_an_oversized_job_before_parsing_it(
 ) -> None:
     """POST /jobs reads its body as POST /txs does: a post_job past its kind's limit is
     refused by size (413) without being parsed, even when it would not parse at all."""
-    tx = sign_transaction(KEYS[0], CHAIN_ID, 0, "post_job", post_job_body()).to_json()
+    tx = sign_transaction(KEYS[0], CHAIN_ID, 0, job_posting()).to_json()
     encoded = json.dumps(tx).encode()
     unparsable = encoded[:-1] + b" " * MAX_SMALL_TRANSACTION_BYTES + b"{not json"
     assert _error(api.post("/jobs", content=unparsable, headers=JSON)) == (
@@ -327,9 +336,9 @@ def test_a_small_kind_padded_past_its_limit_is_refused_before_it_is_parsed(
 def test_a_large_body_of_many_chunks_passes_admission_by_size(api: TestClient) -> None:
     """A ``post_pieces`` carries many chunks, each with its Merkle path: past 64 KiB it has
     hundreds of separators and strings, few for its size; admission lets it reach the rules."""
-    chunk = {"index": 3, "data": "ab" * 4096, "path": ["cd" * 32] * 12}
-    body = {"dispute_id": "ef" * 32, "inputs": [{"data_root": None, "chunks": [chunk] * 100}]}
-    tx = sign_transaction(KEYS[0], CHAIN_ID, 0, "post_pieces", body).to_json()
+    chunk = ChunkPiece(3, b"\xab" * 4096, (b"\xcd" * 32,) * 12)
+    body = PostPiecesBody("ef" * 32, (InputPiece(None, None, (chunk,) * 100),))
+    tx = sign_transaction(KEYS[0], CHAIN_ID, 0, body).to_json()
     encoded = json.dumps(tx).encode()
     assert len(encoded) > 8 * MAX_SMALL_TRANSACTION_BYTES // 2
     assert encoded.count(b",") > 256 and encoded.count(b'"') // 2 > 1024

@@ -20,7 +20,8 @@ import pytest
 from contracts_sim.chain import replay
 from contracts_sim.crypto import key_from_seed
 from contracts_sim.store import open_store
-from contracts_sim.transactions import sign_transaction
+from contracts_sim.transactions import TransferBody, sign_transaction
+from protocol.types import Amount
 from tests.services.node.test_node_process import STARTUP_TIMEOUT, free_port, proofnet_command
 
 CHAIN_ID = "kill-test"
@@ -100,8 +101,8 @@ class Load:
         key, nonce = KEYS[key_index], 0
         with httpx.Client(base_url=self.base, timeout=10) as client:
             while not self.stop.is_set():
-                body = {"to": KEYS[0].address, "amount": 1}
-                tx = sign_transaction(key, CHAIN_ID, nonce, "transfer", body).to_json()
+                body = TransferBody(KEYS[0].address, Amount(1))
+                tx = sign_transaction(key, CHAIN_ID, nonce, body).to_json()
                 try:
                     response = client.post("/txs?wait=true&timeout=5", json=tx)
                 except httpx.TransportError:
@@ -117,9 +118,9 @@ class Load:
         key, nonce = KEYS[key_index], 0
         with httpx.Client(base_url=self.base, timeout=10) as client:
             while not self.stop.is_set():
-                body = {"to": KEYS[1].address, "amount": 1}
+                body = TransferBody(KEYS[1].address, Amount(1))
                 txs = [
-                    sign_transaction(key, CHAIN_ID, n, "transfer", body).to_json()
+                    sign_transaction(key, CHAIN_ID, n, body).to_json()
                     for n in range(nonce, nonce + BATCH)
                 ]
                 try:

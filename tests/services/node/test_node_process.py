@@ -15,6 +15,8 @@ import httpx
 import pytest
 
 from contracts_sim.crypto import key_from_seed
+from contracts_sim.transactions import FaucetBody
+from protocol.types import Amount
 from services.client import HttpChainClient, Wallet
 
 STARTUP_TIMEOUT = 60.0
@@ -64,7 +66,7 @@ def test_chain_serve_dev_answers_health_and_applies_a_faucet_tx(tmp_path: Path) 
         with HttpChainClient(base, timeout=10) as client:
             assert client.chain_id() == "e2e"
             wallet = Wallet(key_from_seed("e2e/alice"), client)
-            receipt = wallet.send("faucet", {"amount": 1_000}, wait=True)
+            receipt = wallet.send(FaucetBody(Amount(1_000)), wait=True)
             assert receipt.status == "applied", receipt
             assert receipt.height is not None and receipt.index is not None
             assert client.get_account(wallet.address)["balance"] == 1_000
