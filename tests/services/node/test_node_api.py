@@ -14,12 +14,24 @@ import pytest
 from contracts_sim.beacon import verify_beacon
 from contracts_sim.chain import Chain
 from contracts_sim.crypto import PrivateKey, key_from_seed
-from contracts_sim.transactions import sign_transaction
+from contracts_sim.transactions import (
+    AttestBody,
+    BidBody,
+    ChallengeBody,
+    CloseBiddingBody,
+    FaucetBody,
+    SettleBody,
+    StakeBody,
+    TransferBody,
+    TxBody,
+    sign_transaction,
+)
 from protocol.hashing import sha256
 from protocol.merkle import CommitmentTree
+from protocol.types import Amount
 from services.node import NodeSettings, create_app
 from tests.conftest import tiny_spec_dict
-from tests.ledger_helpers import JOB_TERMS, fake_leaves, final_body
+from tests.ledger_helpers import JOB_TERMS, fake_leaves, final_commit, job_posting
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")  # starlette: "install httpx2 instead"
@@ -66,15 +78,15 @@ class Signer:
     def __init__(self, api: TestClient) -> None:
         self.api = api
 
-    def tx(self, key: PrivateKey, kind: str, body: dict[str, Any], **kw: Any) -> dict[str, Any]:
+    def tx(self, key: PrivateKey, body: TxBody, **kw: Any) -> dict[str, Any]:
         nonce = kw.pop("nonce", None)
         if nonce is None:
             nonce = self.api.get(f"/accounts/{key.address}").json()["next_nonce"]
         chain_id = kw.pop("chain_id", CHAIN_ID)
-        return sign_transaction(key, chain_id, nonce, kind, body).to_json()
+        return sign_transaction(key, chain_id, nonce, body).to_json()
 
-    def send(self, key: PrivateKey, kind: str, body: dict[str, Any]) -> dict[str, Any]:
-        response = self.api.post("/txs?wait=true", json=self.tx(key, kind, body))
+    def send(self, key: PrivateKey, body: TxBody) -> dict[str, Any]:
+        response = self.api.post("/txs?wait=true", json=self.tx(key, body))
         assert response.status_code == 200, response.text
         receipt: dict[str, Any] = response.json()
         assert receipt["status"] == "applied", receipt
@@ -108,7 +120,7 @@ def test_health_and_params(api: TestClient, chain: Chain) -> None:
 
 
 def test_submit_then_produce_then_receipt(api: TestClient) -> None:
-    tx = Signer(api).tx(ALICE, "transfer", {"to": KEYS["bob"].address, "amount": 7})
+    tx = Signer(api).tx(ALICE, TransferBody(KEYS["bob"].address, Amount(7)))
     submitted = api.post("/txs", json=tx)
     assert submitted.status_code == 202
     tx_hash = submitted.json()["tx_hash"]
@@ -133,7 +145,7 @@ def test_submit_then_produce_then_receipt(api: TestClient) -> None:
 
 
 def test_wait_true_returns_the_receipt_of_the_block(api: TestClient) -> None:
-    tx = Signer(api).tx(ALICE, "stake", {"amount": 50})
+    tx = Signer(api).tx(ALICE, StakeBody(Amount(50)))
     response = api.post("/txs", params={"wait": "true"}, json=tx)
     assert response.status_code == 200
     receipt = response.json()
@@ -144,13 +156,11 @@ def test_wait_true_returns_the_receipt_of_the_block(api: TestClient) -> None:
 def test_a_job_lifecycle_through_the_api(api: TestClient) -> None:
     s = Signer(api)
     solver, v1, v2 = KEYS["solver"], KEYS["v1"], KEYS["v2"]
-    s.send(solver, "stake", {"amount": 1_000})
-    s.send(v1, "stake", {"amount": 100})
-    s.send(v2, "stake", {"amount": 100})
+    s.send(solver, StakeBody(Amount(1_000)))
+    s.send(v1, StakeBody(Amount(100)))
+    s.send(v2, StakeBody(Amount(100)))
 
-    posted = api.post(
-        "/jobs", json=s.tx(ALICE, "post_job", {"spec": tiny_spec_dict(), **JOB_TERMS})
-    )
+    posted = api.post("/jobs", json=s.tx(ALICE, job_posting()))
     assert posted.status_code == 201, posted.text
     job_id = posted.json()["job_id"]
     assert posted.json()["receipt"]["events"][0]["data"]["job_id"] == job_id
@@ -158,11 +168,11 @@ def test_a_job_lifecycle_through_the_api(api: TestClient) -> None:
     assert api.get("/jobs", params={"status": "settled"}).json() == []
     assert api.get("/jobs", params={"submitter": ALICE.address}).json()[0]["job_id"] == job_id
 
-    s.send(solver, "bid", {"job_id": job_id, "price": 800, "capacity": 8})
+    s.send(solver, BidBody(job_id, Amount(800), 8))
     api.post("/dev/blocks", params={"count": JOB_TERMS["bid_blocks"] + 1})
-    s.send(KEYS["bob"], "close_bidding", {"job_id": job_id})
+    s.send(KEYS["bob"], CloseBiddingBody(job_id))
     tree = CommitmentTree(fake_leaves())
-    s.send(solver, "commit_final", final_body(job_id, tree))
+    s.send(solver, final_commit(job_id, tree))
     status, code = error_of(api.get(f"/samples/{job_id}/{v1.address}"))
     assert (status, code) == (409, "sample_seed_not_ready")
     api.post("/dev/blocks", params={"count": 2})
@@ -171,9 +181,9 @@ def test_a_job_lifecycle_through_the_api(api: TestClient) -> None:
     assert sample["job_id"] == job_id and len(sample["segments"]) == JOB_TERMS["sample_count"]
     seed_block = api.get(f"/blocks/{sample['seed_height']}").json()
     assert sample["seed"] == sha256(bytes.fromhex(seed_block["header"]["beacon"])).hex()
-    attested = s.send(v1, "attest", {"job_id": job_id})
+    attested = s.send(v1, AttestBody(job_id))
     assert attested["events"][0]["data"]["sample"] == sample["segments"]
-    challenged = s.send(v2, "challenge", {"job_id": job_id})
+    challenged = s.send(v2, ChallengeBody(job_id, None))
     dispute_id = challenged["events"][0]["data"]["dispute_id"]
 
     dispute = api.get(f"/disputes/{dispute_id}").json()
@@ -220,7 +230,7 @@ def test_the_background_producer_makes_blocks_and_wait_sees_them() -> None:
     settings = dev_settings(block_time=0.05, dev=False)
     with TestClient(create_app(settings, chain=chain)) as api:
         assert api.post("/dev/blocks").status_code == 404  # not a dev node
-        tx = sign_transaction(ALICE, CHAIN_ID, 0, "stake", {"amount": 5}).to_json()
+        tx = sign_transaction(ALICE, CHAIN_ID, 0, StakeBody(Amount(5))).to_json()
         receipt = api.post("/txs", params={"wait": "true", "timeout": 10}, json=tx).json()
         assert receipt["status"] == "applied"
         start = chain.height
@@ -232,7 +242,7 @@ def test_wait_times_out_with_a_pending_receipt_when_no_block_comes() -> None:
     chain = make_chain()
     settings = dev_settings(block_time=3600, dev=False)  # no block during the test
     api = TestClient(create_app(settings, chain=chain))  # no lifespan: no producer at all
-    tx = sign_transaction(ALICE, CHAIN_ID, 0, "stake", {"amount": 5}).to_json()
+    tx = sign_transaction(ALICE, CHAIN_ID, 0, StakeBody(Amount(5))).to_json()
     response = api.post("/txs", params={"wait": "true", "timeout": 0.1}, json=tx)
     assert response.status_code == 202 and response.json()["status"] == "pending"
 
@@ -261,10 +271,9 @@ def test_openapi_lists_every_resource(api: TestClient) -> None:
 # --- bad requests ---------------------------------------------------------------------------
 
 
-def _valid(nonce: int = 0, **body: Any) -> dict[str, Any]:
-    return sign_transaction(
-        ALICE, CHAIN_ID, nonce, "transfer", body or {"to": KEYS["bob"].address, "amount": 1}
-    ).to_json()
+def _valid(nonce: int = 0) -> dict[str, Any]:
+    body = TransferBody(KEYS["bob"].address, Amount(1))
+    return sign_transaction(ALICE, CHAIN_ID, nonce, body).to_json()
 
 
 def _with(**changes: Any) -> dict[str, Any]:
@@ -279,9 +288,15 @@ def _flipped_signature() -> dict[str, Any]:
 
 
 def _signed(
-    kind: str, body: dict[str, Any], nonce: int = 0, chain_id: str = CHAIN_ID
+    kind: str | TxBody,
+    body: dict[str, Any] | None = None,
+    nonce: int = 0,
+    chain_id: str = CHAIN_ID,
 ) -> dict[str, Any]:
-    return sign_transaction(ALICE, chain_id, nonce, kind, body).to_json()
+    """ALICE's transaction of a typed body, or of a kind and a hand-made (malformed) body."""
+    if isinstance(kind, TxBody):
+        return sign_transaction(ALICE, chain_id, nonce, kind).to_json()
+    return sign_transaction(ALICE, chain_id, nonce, kind, body or {}).to_json()
 
 
 JSON = {"content-type": "application/json"}
@@ -329,42 +344,44 @@ BAD_REQUESTS: list[tuple[str, str, dict[str, Any], int, str]] = [
     ("POST", "/txs", {"json": _with(kind="x" * 100)}, 400, "malformed_transaction"),
     ("POST", "/txs", {"json": _flipped_signature()}, 401, "invalid_signature"),
     ("POST", "/txs", {"json": _with(sender=KEYS["bob"].address)}, 401, "sender_mismatch"),
+    # a hand-made body: a kind that does not exist
     ("POST", "/txs", {"json": _signed("mint_everything", {})}, 400, "unknown_transaction_kind"),
     (
         "POST",
         "/txs",
-        {"json": _signed("faucet", {"amount": 1}, chain_id="other")},
+        {"json": _signed(FaucetBody(Amount(1)), chain_id="other")},
         400,
         "wrong_chain_id",
     ),
     (
         "POST",
         "/txs",
-        {"json": _signed("transfer", {"to": HEX64, "amount": 1})},
+        {"json": _signed("transfer", {"to": HEX64, "amount": 1})},  # a hand-made body: no address
         400,
         "malformed_body",
     ),
     (
         "POST",
         "/txs",
-        {"json": _signed("transfer", {"to": ALICE.address, "amount": 1.5})},
+        {"json": _signed("transfer", {"to": ALICE.address, "amount": 1.5})},  # a hand-made body
         400,
         "malformed_body",
     ),
     (
         "POST",
         "/txs",
-        {"json": _signed("transfer", {"to": ALICE.address, "amount": 10**40})},
+        {"json": _signed("transfer", {"to": ALICE.address, "amount": 10**40})},  # a hand-made body
         400,
         "malformed_body",
     ),
     (
         "POST",
         "/txs",
-        {"json": _signed("transfer", {"to": ALICE.address, "amount": -3})},
+        {"json": _signed("transfer", {"to": ALICE.address, "amount": -3})},  # a hand-made body
         400,
         "malformed_body",
     ),
+    # a hand-made body: an unknown field
     ("POST", "/txs", {"json": _signed("stake", {"amount": 1, "bonus": 2})}, 400, "malformed_body"),
     (
         "POST",
@@ -379,13 +396,13 @@ BAD_REQUESTS: list[tuple[str, str, dict[str, Any], int, str]] = [
     (
         "POST",
         "/txs",
-        {"json": _signed("transfer", {"to": ALICE.address, "amount": 10**9})},
+        {"json": _signed(TransferBody(ALICE.address, Amount(10**9)))},
         402,
         "insufficient_balance",
     ),
     ("POST", "/txs", {"json": _valid(nonce=5)}, 409, "nonce_too_high"),
-    ("POST", "/txs", {"json": _signed("settle", {"job_id": HEX64})}, 404, "job_not_found"),
-    (
+    ("POST", "/txs", {"json": _signed(SettleBody(HEX64))}, 404, "job_not_found"),
+    (  # a hand-made body: the dispute id is no identifier
         "POST",
         "/txs",
         {"json": _signed("reveal_children", {"dispute_id": "zz", "left": HEX64, "right": HEX64})},
@@ -398,14 +415,14 @@ BAD_REQUESTS: list[tuple[str, str, dict[str, Any], int, str]] = [
     (
         "POST",
         "/jobs",
-        {"json": _signed("post_job", {"spec": {"steps": 1}, **JOB_TERMS})},
+        {"json": _signed("post_job", {"spec": {"steps": 1}, **JOB_TERMS})},  # a hand-made body
         400,
         "invalid_spec",
     ),
     (
         "POST",
         "/jobs",
-        {"json": _signed("post_job", {"spec": tiny_spec_dict()})},
+        {"json": _signed("post_job", {"spec": tiny_spec_dict()})},  # a hand-made body: no terms
         400,
         "malformed_body",
     ),
@@ -460,6 +477,7 @@ def test_bad_requests_get_a_json_4xx_and_change_nothing(
 
 def test_a_body_over_the_limit_is_refused_with_413(chain: Chain) -> None:
     api = TestClient(create_app(dev_settings(max_body_bytes=4096), chain=chain))
+    # a hand-made body: padded with an unknown field
     big = {**_valid(), "body": {"to": ALICE.address, "amount": 1, "pad": "x" * 10_000}}
     assert error_of(api.post("/txs", json=big)) == (413, "body_too_large")
 
@@ -470,6 +488,6 @@ def test_a_body_over_the_limit_is_refused_with_413(chain: Chain) -> None:
 
 
 def test_a_replayed_nonce_is_409(api: TestClient) -> None:
-    Signer(api).send(ALICE, "stake", {"amount": 1})
-    stale = _signed("stake", {"amount": 2}, nonce=0)
+    Signer(api).send(ALICE, StakeBody(Amount(1)))
+    stale = _signed(StakeBody(Amount(2)), nonce=0)
     assert error_of(api.post("/txs", json=stale)) == (409, "nonce_too_low")
