@@ -24,13 +24,15 @@ from typing import Any
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
+from contracts_sim.transactions import FaucetBody
 from protocol.spec import JobSpec, parse_spec
+from protocol.types import Amount
 from services.agents.runner import load_or_create_key
 from services.agents.watch import ChainWatcher
 from services.client import HttpChainClient, Wallet
 from services.jobspec import load_spec
 from services.ops.localnet import LocalTestnet, default_topology
-from services.submitter import job_terms, post_job_body
+from services.submitter import job_posting, job_terms
 
 TERMINAL = ("settled", "slashed", "expired", "cancelled")
 DEMO_SEEDS = (11, 12, 13)
@@ -76,11 +78,10 @@ def submit_jobs(
     balance = int(client.get_account(wallet.address)["balance"])
     while balance < needed and params.get("faucet_enabled"):
         amount = min(needed - balance, int(params["faucet_max"]))
-        wallet.send("faucet", {"amount": amount}, wait=True)
+        wallet.send(FaucetBody(Amount(amount)), wait=True)
         balance += amount
     return [
-        client.post_job(wallet.sign("post_job", post_job_body(spec, terms)), wait=False).job_id
-        for spec in specs
+        client.post_job(wallet.sign(job_posting(spec, terms)), wait=False).job_id for spec in specs
     ]
 
 
