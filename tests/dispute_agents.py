@@ -20,7 +20,9 @@ from contracts_sim.transactions import (
     ClaimTimeoutBody,
     PublishDataBody,
     RevealTrapBody,
+    TxBody,
     UnsealBody,
+    parse_body,
 )
 from protocol.exact import State, encode_state, init, step
 from protocol.merkle import CommitmentTree, InclusionProof, NodeRef
@@ -125,6 +127,15 @@ def next_move(
     return dispute.turn.value, move.kind, move.body
 
 
+def next_body(
+    dispute: Dispute, solver: player.Claims, challenger: player.Checks
+) -> tuple[str, TxBody]:
+    """(who, body) of ``next_move``, the body typed (for the tests that forge a copy of it)."""
+    role, kind, body = next_move(dispute, solver, challenger)
+    typed: TxBody = parse_body(kind, body)
+    return role, typed
+
+
 def play(
     h: LedgerHarness,
     dispute_id: str,
@@ -149,7 +160,7 @@ def play(
             h.advance_to(d.deadline + 1)
             return h.send("outsider", ClaimTimeoutBody(None, dispute_id))
         h.advance(blocks_per_move)
-        role, kind, body = next_move(d, solver, challenger)
-        receipt = h.send(who_is[role], kind, body)
+        role, body = next_body(d, solver, challenger)
+        receipt = h.send(who_is[role], body)
         if any(e.kind == "dispute_resolved" for e in receipt.events):
             return receipt

@@ -48,7 +48,7 @@ from protocol.forced_errors import (
 from protocol.spec import JobSpec
 from protocol.state_commitment import blob_root
 from protocol.types import Address, Amount, Hash32, Height
-from tests.dispute_agents import Run, next_move, tiny_spec
+from tests.dispute_agents import Run, next_body, tiny_spec
 from tests.ledger_helpers import final_commit, job, post_job
 
 
@@ -369,8 +369,8 @@ def _play_until_reveal(h: LedgerHarness, dispute_id: str, run: Run, view: Run, v
     while (d := h.state.get_dispute(dispute_id)).status is DisputeStatus.OPEN:
         if d.phase is Phase.REVEAL_TRAP:
             return
-        role, kind, body = next_move(d, run, view)
-        h.send("solver" if role == "solver" else v, kind, body)
+        role, body = next_body(d, run, view)
+        h.send("solver" if role == "solver" else v, body)
 
 
 def _audit_attesters(
@@ -395,7 +395,7 @@ def _audit_attesters(
             body = solvers[j].audit(j, name, trapped[0], runs[j])
             audit_id = h.send("solver", body).event("audit_opened").data["dispute_id"]
             d = h.state.get_dispute(audit_id)
-            _, kind, move = next_move(d, runs[j], runs[j])
-            h.send("solver", kind, move)
+            _, move = next_body(d, runs[j], runs[j])
+            h.send("solver", move)
             audits.append(audit_id)
     return audits

@@ -29,7 +29,6 @@ from contracts_sim.transactions import (
     RevealTrapBody,
     TxBody,
     UnsealBody,
-    parse_body,
 )
 from protocol.exact import State, encode_state, init, step
 from protocol.exact.state import state_records
@@ -245,9 +244,7 @@ def next_move(d: Dispute, solver: World, challenger: World) -> tuple[str, str, d
 
 def next_body(d: Dispute, solver: World, challenger: World) -> tuple[str, TxBody]:
     """(who, body) of ``next_move``, the body typed (for the tests that forge a copy of it)."""
-    role, kind, body = next_move(d, solver, challenger)
-    typed: TxBody = parse_body(kind, body)
-    return role, typed
+    return dispute_agents.next_body(d, solver, challenger)
 
 
 Tweak = Callable[[str, str, dict[str, Any]], dict[str, Any]]
@@ -272,7 +269,7 @@ def play(
             h.advance_to(d.deadline + 1)
             return h.send("outsider", ClaimTimeoutBody(None, dispute_id))
         h.advance(1)
-        role, kind, body = next_move(d, solver, challenger)
-        receipt = h.send(who_is[role], kind, body)
+        role, body = next_body(d, solver, challenger)
+        receipt = h.send(who_is[role], body)
         if any(e.kind == "dispute_resolved" for e in receipt.events):
             return receipt

@@ -49,7 +49,7 @@ from protocol.forced_errors import (
 )
 from protocol.merkle import verify_inclusion
 from protocol.types import Amount, Hash32
-from tests.dispute_agents import Run, next_move, tiny_spec
+from tests.dispute_agents import Run, next_body, tiny_spec
 from tests.forced_error_players import (
     TrapSolver,
     close_window,
@@ -172,8 +172,8 @@ def play_out(h: LedgerHarness, dispute_id: str, run: Run, view: Run, verifier: s
     while (d := h.state.get_dispute(dispute_id)).status is DisputeStatus.OPEN:
         if d.phase is Phase.REVEAL_TRAP:
             return d
-        role, kind, body = next_move(d, run, view)
-        h.send("solver" if role == "solver" else verifier, kind, body)
+        role, body = next_body(d, run, view)
+        h.send("solver" if role == "solver" else verifier, body)
     return d
 
 
@@ -340,9 +340,9 @@ def test_a_lazy_attester_is_audited_and_forfeits_its_bond() -> None:
     h.expect_error("solver", audit, error=AlreadyAuditedError)
     d = h.state.get_dispute(dispute_id)
     h.advance()
-    role, kind, body = next_move(d, run, run)
+    role, body = next_body(d, run, run)
     assert role == "solver"
-    h.send("solver", kind, body)  # the first midpoint; the lazy attester never answers
+    h.send("solver", body)  # the first midpoint; the lazy attester never answers
     h.advance_to(h.state.get_dispute(dispute_id).deadline + 1)
     receipt = h.send("outsider", ClaimTimeoutBody(None, dispute_id))
     assert receipt.event("audit_resolved").data["attester_lost"] is True
@@ -369,8 +369,8 @@ def test_an_honest_attester_wins_an_audit_of_a_trap_never_planted() -> None:
     honest = verifier_view(run, segment)
     while (d := h.state.get_dispute(dispute_id)).status is DisputeStatus.OPEN:
         h.advance()
-        role, kind, body = next_move(d, run, honest)
-        h.send("solver" if role == "solver" else "v2", kind, body)
+        role, body = next_body(d, run, honest)
+        h.send("solver" if role == "solver" else "v2", body)
     assert d.status is DisputeStatus.AUDITOR_LOST and d.winner is Party.CHALLENGER
     assert d.resolution is Resolution.AUDIT_FORCED_ERROR  # the forced error was never planted
     settle_when_due(h, job_id)

@@ -27,7 +27,7 @@ from protocol.errors import EncodingError
 from protocol.hashing import TensorRecord, encode_tensors, sha256
 from protocol.state_commitment import blob_root
 from protocol.types import Hash32
-from tests.dispute_agents import Run, make_run, next_move, play
+from tests.dispute_agents import Run, make_run, next_body, play
 from tests.ledger_helpers import committed_job, final_commit, funded_harness, job
 
 SLASH = 200  # JOB_TERMS["min_stake"]
@@ -223,8 +223,8 @@ def test_invalid_pre_state_blob_loses_for_the_solver() -> None:
     # midpoint hash, so the garbage becomes the agreed pre-state of the last step.
     d = h.state.get_dispute(dispute_id)
     while d.phase is not Phase.POST_MIDPOINT:
-        role, kind, body = next_move(d, honest, make_run(cheat_step=2))
-        h.send("solver" if role == "solver" else "v1", kind, body)
+        role, body = next_body(d, honest, make_run(cheat_step=2))
+        h.send("solver" if role == "solver" else "v1", body)
         d = h.state.get_dispute(dispute_id)
     h.send("solver", PostMidpointBody(dispute_id, claimed_hash(garbage)))
     h.send("v1", RespondMidpointBody(dispute_id, True))

@@ -33,7 +33,7 @@ from protocol.spec import JobSpec, parse_spec
 from protocol.types import Hash32
 from tests.conftest import tiny_spec_dict
 from tests.ledger_helpers import committed_job, funded_harness, job
-from tests.operator_players import Cheat, World, next_body, next_move, play
+from tests.operator_players import Cheat, World, next_body, play
 
 OPERATOR = replace(TEST, operator_disputes=True)
 
@@ -80,8 +80,8 @@ def _until(
     while (d := h.state.get_dispute(dispute_id)).phase is not phase:
         assert d.status is DisputeStatus.OPEN
         h.advance(1)
-        role, kind, body = next_move(d, solver, challenger)
-        h.send(names[role], kind, body)
+        role, body = next_body(d, solver, challenger)
+        h.send(names[role], body)
 
 
 def _slashed_at(
@@ -278,8 +278,8 @@ def test_show_overflow_out_of_place_is_refused() -> None:
     _until(h, dispute_id, Phase.REVEAL_CHILDREN, solver, honest)
     while h.state.get_dispute(dispute_id).operator is None:
         h.advance(1)
-        role, kind, move = next_move(h.state.get_dispute(dispute_id), solver, honest)
-        h.send({"solver": "solver", "challenger": "v1"}[role], kind, move)
+        role, move = next_body(h.state.get_dispute(dispute_id), solver, honest)
+        h.send({"solver": "solver", "challenger": "v1"}[role], move)
     _until(h, dispute_id, Phase.CHOOSE_CHILD, solver, honest)  # the trace's descent
     from tests.operator_players import _trace_proof
 
@@ -433,8 +433,8 @@ def test_without_the_flag_one_step_posts_the_prestate() -> None:
     while (d := h.state.get_dispute(dispute_id)).phase is not Phase.POST_PRESTATE:
         assert d.phase is not Phase.COMMIT_TRACE
         h.advance(1)
-        role, kind, body = next_move(d, solver, honest)
-        h.send(names[role], kind, body)
+        role, body = next_body(d, solver, honest)
+        h.send(names[role], body)
     assert d.operator is None
 
 
