@@ -54,7 +54,12 @@ from services.agents.moves import Move
 from services.agents.strategy import SolverStrategy
 from services.agents.training import JobRun, SegmentRunner
 from services.agents.traps import TrapBook
-from services.agents.views import DisputeView, JobView, decode_record
+from services.agents.views import (
+    BidEvicted,
+    DisputeView,
+    JobView,
+    decode_events,
+)
 from services.client import ChainClient
 
 TRAINABLE_FAMILIES = frozenset(FAMILIES)  # the model families the exact VM trains
@@ -262,9 +267,8 @@ class SolverAgent(Agent):
             return False
         evictions = sum(
             1
-            for event in self.job_history(job.job_id)
-            if event.kind == "bid_evicted"
-            and decode_record(_Evicted, event.data, "bid_evicted event").solver == self.address
+            for evicted in decode_events(BidEvicted, self.job_history(job.job_id))
+            if evicted.solver == self.address
         )
         if evictions <= self.evictions.get(job.job_id, 0):
             return False
@@ -496,13 +500,6 @@ class SolverAgent(Agent):
             post_entry=Hash32(run.entries[segment + 1]),
             post_proof=tree.inclusion_proof(segment + 1),
         )
-
-
-@dataclass(frozen=True)
-class _Evicted:
-    """What a ``bid_evicted`` event says: whose bid a better one evicted."""
-
-    solver: str
 
 
 @dataclass(frozen=True)

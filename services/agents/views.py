@@ -12,8 +12,9 @@ failure of that job), never a ``KeyError`` deep inside a decision.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 from contracts_sim.blocks import ChainEvent
 from contracts_sim.codec import from_json_value
@@ -30,7 +31,7 @@ from contracts_sim.records import (
 )
 from protocol.errors import ProofNetError
 from protocol.spec import JobSpec, parse_spec
-from protocol.types import Address
+from protocol.types import Address, Height
 from services.errors import MalformedAnswerError
 
 R = TypeVar("R")
@@ -154,6 +155,154 @@ class _History:
 def decode_history(answer: Any) -> tuple[ChainEvent, ...]:
     """The event history of a job detail answer (``get_job``'s ``history``)."""
     return decode_record(_History, answer, "job detail").history
+
+
+@dataclass(frozen=True)
+class DisputeSummary:
+    """A dispute in brief, as a job detail answer lists it (``services.node.views``)."""
+
+    dispute_id: str
+    challenger: Address
+    status: DisputeStatus
+    phase: Phase
+    turn: Party
+    deadline: Height
+    winner: Party
+    resolution: Resolution
+
+
+@dataclass(frozen=True)
+class _Detail:
+    dispute_summaries: tuple[DisputeSummary, ...]
+    history: tuple[ChainEvent, ...]
+
+
+E = TypeVar("E", bound="EventRecord")
+
+
+@dataclass(frozen=True)
+class JobDetail:
+    """A job's whole lifecycle (``get_job``): the job, its disputes in brief, its events."""
+
+    job: JobView
+    dispute_summaries: tuple[DisputeSummary, ...]
+    history: tuple[ChainEvent, ...]
+
+    def events(self, cls: type[E]) -> list[E]:
+        """The events of ``cls.KIND`` in the history, oldest first, decoded as ``cls``."""
+        return decode_events(cls, self.history)
+
+
+def decode_job_detail(answer: Any) -> JobDetail:
+    """A job detail answer (``get_job``) as a ``JobDetail``."""
+    detail = decode_record(_Detail, answer, "job detail")
+    return JobDetail(decode_job(answer), detail.dispute_summaries, detail.history)
+
+
+# --- events -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EventRecord:
+    """What an event of kind ``KIND`` says (its data; the fields a reader needs)."""
+
+    KIND: ClassVar[str] = ""
+
+
+@dataclass(frozen=True)
+class BidEvicted(EventRecord):
+    """A better bid evicted ``solver``'s."""
+
+    KIND: ClassVar[str] = "bid_evicted"
+    solver: Address
+
+
+@dataclass(frozen=True)
+class DisputeResolved(EventRecord):
+    KIND: ClassVar[str] = "dispute_resolved"
+    dispute_id: str
+    job_id: str
+    winner: Address
+    loser: Address
+    winner_role: Party
+    loser_role: Party
+    located_step: int | None
+    slashed: int
+    reason: str
+    resolution: Resolution
+
+
+@dataclass(frozen=True)
+class JobSettled(EventRecord):
+    KIND: ClassVar[str] = "job_settled"
+    job_id: str
+    solver: Address
+    price: int
+
+
+@dataclass(frozen=True)
+class Slashed(EventRecord):
+    """A job's solver was slashed: ``amount`` taken, ``rewards`` paid, ``burned`` burned."""
+
+    KIND: ClassVar[str] = "slashed"
+    job_id: str
+    address: Address
+    amount: int
+    reward: int
+    burned: int
+    rewards: dict[str, int]
+    reason: str
+    resolution: Resolution
+
+
+@dataclass(frozen=True)
+class BondForfeited(EventRecord):
+    """A challenger (``address``) lost the bond ``amount``."""
+
+    KIND: ClassVar[str] = "bond_forfeited"
+    address: Address
+    amount: int
+
+
+def decode_event(cls: type[E], event: ChainEvent) -> E:
+    """``event``'s data as ``cls`` (an event of ``cls.KIND``)."""
+    if event.kind != cls.KIND:
+        raise MalformedAnswerError(f"event {event.id}: a {event.kind}, not a {cls.KIND}")
+    return decode_record(cls, event.data, f"{cls.KIND} event")
+
+
+def decode_events(cls: type[E], events: Iterable[ChainEvent]) -> list[E]:
+    """The events of ``cls.KIND`` among ``events``, in order, decoded as ``cls``."""
+    return [decode_event(cls, event) for event in events if event.kind == cls.KIND]
+
+
+@dataclass(frozen=True)
+class EventSubject:
+    """The job and the dispute an event names, if any (ids that are not strings: none)."""
+
+    job_id: str | None
+    dispute_id: str | None
+
+
+def event_subject(event: ChainEvent) -> EventSubject:
+    """What ``event`` is about (``job_id``, ``dispute_id`` in its data)."""
+    strings = {k: v for k, v in event.data.items() if isinstance(v, str)}
+    return EventSubject(strings.get("job_id"), strings.get("dispute_id"))
+
+
+def answer_id(answer: Any, name: str) -> str | None:
+    """The id ``name`` (``job_id``, ``dispute_id``) of an answer kept undecoded (the
+    watcher's cache), or None if it has none."""
+    value = answer.get(name) if isinstance(answer, dict) else None
+    return value if isinstance(value, str) else None
+
+
+def required_answer_id(answer: Any, name: str) -> str:
+    """``answer_id``, or a ``MalformedAnswerError`` if the answer has no such id."""
+    value = answer_id(answer, name)
+    if value is None:
+        raise MalformedAnswerError(f"answer: {name} must be a string")
+    return value
 
 
 def decode_dispute(answer: Any, job: JobView | None = None) -> DisputeView:

@@ -56,7 +56,9 @@ from typing import Any, Final
 
 from contracts_sim.blocks import BLOCK_EVENT, ChainEvent
 from protocol.errors import ProofNetError
+from services.agents.views import answer_id, event_subject, required_answer_id
 from services.client import ChainClient, JsonObject
+from services.errors import MalformedAnswerError
 
 log = logging.getLogger("proofnet.watch")
 
@@ -165,7 +167,7 @@ class ChainWatcher:
                 if item is _RESET:
                     self._apply(events)
                     events = []
-                    self._height = 0
+                    self._cursor, self._height = None, 0  # unstarted until _start succeeds
                     self._start()
                 else:
                     events.append(item)
@@ -225,15 +227,16 @@ class ChainWatcher:
             self._start()
 
     def _start(self) -> None:
-        """Start the cursor at the chain's last event and read every job once."""
+        """Start the cursor at the chain's last event and read every job once. Both are read
+        before either is kept: a read that fails leaves the cursor where it was (None: not
+        started), so the next read starts again rather than skip the jobs it never saw."""
         head = self.client.chain_head()
         self.reads["head"] += 1
+        jobs = _by_id(self.client.list_jobs())
+        self.reads["jobs"] += 1
         self._cursor = head.last_event_id
         self._height = max(self._height, head.height)
-        self._jobs = {}
-        for job in self.client.list_jobs():
-            self._jobs[str(job["job_id"])] = job
-        self.reads["jobs"] += 1
+        self._jobs = jobs
         self._stale_jobs.clear()
         self._disputes.clear()
         self._account = None
@@ -250,7 +253,7 @@ class ChainWatcher:
                     head.last_event_id,
                     self._cursor,
                 )
-                self._height = 0
+                self._cursor, self._height = None, 0  # unstarted until _start succeeds
                 self._start()
 
     # --- events ---------------------------------------------------------------------------
@@ -282,20 +285,19 @@ class ChainWatcher:
 
     def _note(self, event: ChainEvent) -> None:
         """Mark what ``event`` may have changed as stale."""
-        data = event.data
-        job_id = data.get("job_id")
-        dispute_id = data.get("dispute_id")
+        data, subject = event.data, event_subject(event)
+        job_id, dispute_id = subject.job_id, subject.dispute_id
         named_me = mentions(data, self.address)
         if named_me:
             self._account = None
-        if isinstance(job_id, str):
+        if job_id is not None:
             cached = self._jobs.get(job_id)
             if cached is not None and not named_me and mentions(cached, self.address):
                 self._account = None  # a job of this agent's: its pay, bonds or stake moved
             self._stale_jobs.add(job_id)
             self._disputes.pop(job_id, None)
             return
-        if isinstance(dispute_id, str):
+        if dispute_id is not None:
             owners = [j for j, ds in self._disputes.items() if _holds(ds, dispute_id)]
             if owners:
                 for owner in owners:
@@ -377,7 +379,7 @@ class ChainWatcher:
         if not self._stale_jobs:
             return
         wanted = sorted(self._stale_jobs)
-        fresh = {str(j["job_id"]): j for j in self.client.list_jobs(job_ids=wanted)}
+        fresh = _by_id(self.client.list_jobs(job_ids=wanted))
         self.reads["jobs"] += 1
         for job_id in wanted:
             if job_id in fresh:
@@ -415,8 +417,19 @@ def _ends_a_block(item: Any) -> bool:
     return item is _RESET or (isinstance(item, ChainEvent) and item.kind == BLOCK_EVENT)
 
 
+def _by_id(jobs: list[JsonObject]) -> dict[str, JsonObject]:
+    """Jobs by id; an element without one is logged and skipped (it must not hide the rest)."""
+    found: dict[str, JsonObject] = {}
+    for job in jobs:
+        try:
+            found[required_answer_id(job, "job_id")] = job
+        except MalformedAnswerError as exc:
+            log.warning("a job the node listed is skipped: %s", exc)
+    return found
+
+
 def _holds(disputes: list[JsonObject], dispute_id: str) -> bool:
-    return any(d.get("dispute_id") == dispute_id for d in disputes)
+    return any(answer_id(d, "dispute_id") == dispute_id for d in disputes)
 
 
 def _names_an_address(data: dict[str, Any]) -> bool:

@@ -87,8 +87,17 @@ def _print_report(report: dict[str, Any], console: Console | None = None) -> Non
         )
     console.print(
         f"wall time {report['wall_seconds']} s — start-up {f.get('startup_seconds', '?')} s "
-        f"(processes up, funded and staked), training {f['training_seconds']} s, "
-        f"verification {f['verification_seconds']} s, dispute {f['dispute_seconds']} s; "
+        "(processes up, funded and staked)",
+        highlight=False,
+    )
+    # The jobs run in parallel: a phase's time summed over them is no span of the wall time.
+    console.print(
+        f"phase times summed over the {len(report['jobs'])} jobs (they ran in parallel): "
+        f"training {f['training_seconds']} s, verification {f['verification_seconds']} s, "
+        f"dispute {f['dispute_seconds']} s",
+        highlight=False,
+    )
+    console.print(
         f"verifiers re-executed {f['sample_steps_reexecuted']} of {f['steps_trained']} training "
         f"steps in spot-checks ({100 * f['sample_fraction']:.1f} %) and "
         f"{f['dispute_steps_reexecuted']} more to locate and argue disputes",

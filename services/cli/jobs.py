@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from contracts_sim.records import JobStatus
-from protocol.spec import parse_spec
+from services.agents.views import JobDetail, JobView, decode_job, decode_job_detail
 from services.cli import app
 from services.cli.common import (
     ChainOpt,
@@ -33,17 +33,18 @@ from services.submitter import (
 )
 
 
-def watch(client: HttpChainClient, job_id: str, timeout: float, quiet: bool) -> dict[str, Any]:
+def watch(client: HttpChainClient, job_id: str, timeout: float, quiet: bool) -> JobDetail:
     """Poll until the job is terminal (or ``timeout``), printing status changes on stderr."""
     deadline = time.monotonic() + timeout
     last = None
     while True:
-        job = client.get_job(job_id)
-        if job["status"] != last and not quiet:
-            stderr.print(f"job {job_id[:12]}… {job['status']} (height {client.head_height()})")
-            last = job["status"]
-        if JobStatus(job["status"]).is_terminal or time.monotonic() > deadline:
-            return dict(job)
+        detail = decode_job_detail(client.get_job(job_id))
+        status = detail.job.status
+        if status != last and not quiet:
+            stderr.print(f"job {job_id[:12]}… {status} (height {client.head_height()})")
+            last = status
+        if status.is_terminal or time.monotonic() > deadline:
+            return detail
         time.sleep(0.5)
 
 
@@ -92,8 +93,12 @@ def status(
     """Show a job's lifecycle: status, solver, commitments, disputes, events."""
     with reported_errors():
         client = HttpChainClient(chain)
-        job = watch(client, job_id, timeout, json_output) if watch_ else client.get_job(job_id)
-        summary = describe_job(job)
+        detail = (
+            watch(client, job_id, timeout, json_output)
+            if watch_
+            else decode_job_detail(client.get_job(job_id))
+        )
+        summary = describe_job(detail)
     if json_output:
         print_json(summary)
         _exit_if_unfinished(watch_, summary["status"])
@@ -175,28 +180,29 @@ def download(
         fail("--format must be 'safetensors' or 'state'")
     with reported_errors():
         client = HttpChainClient(chain)
-        job = dict(client.get_job(job_id))
-        settled = JobStatus(job["status"]) is JobStatus.SETTLED
+        job = decode_job(client.get_job(job_id))
+        settled = job.status is JobStatus.SETTLED
         fetcher = BoundedFetcher(
             allow_private_endpoints=allow_private_endpoints, deadline=fetch_deadline
         )
         source = HttpBlobSource.from_chain(client, fetcher)
         blob = verified_model(source, job, require_settled=not force)
-        spec, state = read_exact_state(blob, parse_spec(job["spec"]))
+        spec, state = read_exact_state(blob, job.spec)
         metric, value = metric_name(spec), evaluate(spec, state)
-        meta = {"job_id": job_id, "job_status": str(job["status"])}
+        meta = {"job_id": job_id, "job_status": job.status.value}
         data = exact_state_file(spec, state, meta) if fmt == "safetensors" else blob
         out.write_bytes(data)
     if not settled:
         warn_unsettled(job)
+    final = job.record.final_state_hash
     result = {
         "job_id": job_id,
-        "status": job["status"],
+        "status": job.status.value,
         "settled": settled,
         "out": str(out),
         "format": fmt,
         "bytes": len(data),
-        "final_state_hash": job["final_state_hash"],
+        "final_state_hash": None if final is None else final.hex(),
         "holds": HOLDS[fmt],
         "metric": metric,
         METRIC_KEYS[metric]: value,
@@ -221,12 +227,11 @@ HOLDS = {
 }
 
 
-def warn_unsettled(job: dict[str, Any]) -> None:
+def warn_unsettled(job: JobView) -> None:
     """The loud warning of ``download --force`` (on stderr, so --json output stays clean)."""
-    status = JobStatus(job["status"])
-    reason = UNSETTLED_MEANING.get(status, "its model is not final")
+    reason = UNSETTLED_MEANING.get(job.status, "its model is not final")
     stderr.print(
-        f"[bold red]WARNING: job {str(job['job_id'])[:12]}… is {status.upper()}, not "
+        f"[bold red]WARNING: job {job.job_id[:12]}… is {job.status.upper()}, not "
         f"settled: {reason}.[/]\n[bold red]This model is NOT a verified training result; "
         "do not use it as one.[/]"
     )

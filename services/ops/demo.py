@@ -4,7 +4,8 @@
 cheating solver, two verifiers), submits jobs over REST, follows them to the end while timing
 each phase, and returns a report: per job the solver, its strategy, the outcome, the dispute
 rounds, the located step, payments and slashes; per actor the balances; the supply invariant;
-where the wall time went; and what the node served (``reads``: GET requests by route, and per
+the start-up time and each phase's time summed over the jobs (which run in parallel: no sum is
+a span of the wall time); and what the node served (``reads``: GET requests by route, and per
 transaction included). Every process it started is stopped before it returns.
 
 The chain runs the ``demo`` preset (``contracts_sim.params.DEMO``: the testnet's rules with
@@ -24,17 +25,28 @@ from typing import Any
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
+from contracts_sim.records import JobStatus
 from contracts_sim.transactions import FaucetBody
 from protocol.spec import JobSpec, parse_spec
 from protocol.types import Amount
 from services.agents.runner import load_or_create_key
+from services.agents.views import (
+    DisputeResolved,
+    JobDetail,
+    JobSettled,
+    JobView,
+    decode_account,
+    decode_dispute,
+    decode_job,
+    decode_job_detail,
+    decode_params,
+)
 from services.agents.watch import ChainWatcher
 from services.client import HttpChainClient, Wallet
 from services.jobspec import load_spec
 from services.ops.localnet import LocalTestnet, default_topology
 from services.submitter import job_posting, job_terms
 
-TERMINAL = ("settled", "slashed", "expired", "cancelled")
 DEMO_SEEDS = (11, 12, 13)
 DEMO_PRESET = "demo"
 DEMO_BLOCK_TIME = 0.25
@@ -72,12 +84,12 @@ def submit_jobs(
 ) -> list[str]:
     """Fund the submitter once from the dev faucet for every job, then post them all without
     waiting for their blocks (the demo follows them through ``/events``); their ids."""
-    params = client.params()
+    params = decode_params(client.params())
     terms = job_terms(spec_terms, params)
     needed = len(specs) * (terms["payment"] + terms["verification_fee"])
-    balance = int(client.get_account(wallet.address)["balance"])
-    while balance < needed and params.get("faucet_enabled"):
-        amount = min(needed - balance, int(params["faucet_max"]))
+    balance = int(decode_account(client.get_account(wallet.address)).balance)
+    while balance < needed and params.faucet_enabled:
+        amount = min(needed - balance, params.faucet_max)
         wallet.send(FaucetBody(Amount(amount)), wait=True)
         balance += amount
     return [
@@ -113,13 +125,21 @@ def node_reads(client: HttpChainClient) -> dict[str, Any]:
     }
 
 
-def _phase(job: dict[str, Any]) -> str:
-    if job["status"] == "committed":
-        if job.get("open_disputes"):
-            return "disputed"
-        if job.get("attesters") or job.get("disputes"):
-            return "verified"
-    return str(job["status"])
+VERIFIED = "verified"
+"""A committed job's phase label once a verifier attested or challenged it."""
+DISPUTED = "disputed"
+"""A committed job's phase label while one of its disputes is open."""
+
+
+def _phase(job: JobView) -> str:
+    """The job's phase in the demo's timeline: its status, a committed one split further."""
+    record = job.record
+    if record.status is JobStatus.COMMITTED:
+        if record.open_disputes:
+            return DISPUTED
+        if record.attesters or record.disputes:
+            return VERIFIED
+    return record.status.value
 
 
 def run_demo(
@@ -167,24 +187,25 @@ def run_demo(
         last: dict[str, str] = {}
         while True:
             now = time.monotonic()
-            found = {j: watcher.job(j) for j in job_ids}
+            found = {j: _decoded(watcher.job(j)) for j in job_ids}
             for job_id, job in found.items():
                 if job is None:
                     continue  # its block is not sealed yet
                 phase = _phase(job)
                 timelines[job_id].mark(phase, now)
                 if last.get(job_id) != phase:
-                    solver = names.get(job.get("solver") or "")
+                    solver = names.get(job.solver or "")
                     who = f" by {solver.name}" if solver else ""
                     say(f"job {job_id[:12]}… {phase}{who}")
                     last[job_id] = phase
-            if all(job is not None and job["status"] in TERMINAL for job in found.values()):
+            if all(job is not None and job.status.is_terminal for job in found.values()):
                 break
             if now > deadline:
                 raise TimeoutError("the demo's jobs did not finish in time")
             watcher.wait(min(FOLLOW_WAIT, max(deadline - now, 0.0)))
         watcher.close()
-        records = {j: client.get_job(j) for j in job_ids}  # the whole lifecycle, for the report
+        # The whole lifecycle of each job, for the report.
+        records = {j: decode_job_detail(client.get_job(j)) for j in job_ids}
         report = _report(client, net, names, records, timelines, specs)
         report["reads"] = node_reads(client)
         report["figures"]["startup_seconds"] = round(startup, 2)
@@ -198,66 +219,68 @@ def run_demo(
     return report
 
 
+def _decoded(answer: dict[str, Any] | None) -> JobView | None:
+    return None if answer is None else decode_job(answer)
+
+
 def _report(
     client: HttpChainClient,
     net: LocalTestnet,
     names: dict[str, Any],
-    records: dict[str, dict[str, Any]],
+    records: dict[str, JobDetail],
     timelines: dict[str, JobTimeline],
     specs: list[JobSpec],
 ) -> dict[str, Any]:
     rows = []
+    timings: list[dict[str, float]] = []  # per job: seconds in each phase
     ok = True
-    for job_id, job in records.items():
-        actor = names.get(job.get("solver") or "")
-        history = job.get("history", [])
-        resolved = [e["data"] for e in history if e["kind"] == "dispute_resolved"]
-        settled = [e["data"] for e in history if e["kind"] == "job_settled"]
-        slashed = sum(
-            int(r.get("slashed", 0))
-            for r in resolved
-            if r.get("loser") == job.get("solver") or job["status"] == "slashed"
-        )
+    for job_id, detail in records.items():
+        job = detail.job.record
+        actor = names.get(job.solver or "")
+        resolved = detail.events(DisputeResolved)
+        settled = detail.events(JobSettled)
+        was_slashed = job.status is JobStatus.SLASHED
         dishonest = bool(actor and actor.strategy)
-        if dishonest and job["status"] != "slashed":
+        if dishonest and not was_slashed:
             ok = False
-        if not dishonest and job["status"] == "slashed":
+        if not dishonest and was_slashed:
             ok = False
-        disputes = client.list_disputes(job_id) if job.get("disputes") else []
+        disputes = [decode_dispute(d) for d in client.list_disputes(job_id)] if job.disputes else []
+        timeline = timelines[job_id]
+        timing = {
+            "training": round(timeline.span(JobStatus.ASSIGNED, JobStatus.COMMITTED), 2),
+            "verification": round(
+                timeline.span(JobStatus.COMMITTED, VERIFIED)
+                or timeline.span(JobStatus.COMMITTED, DISPUTED),
+                2,
+            ),
+            "dispute": round(timeline.span(DISPUTED, job.status), 2),
+        }
+        timings.append(timing)
         rows.append(
             {
                 "job_id": job_id,
-                "solver": actor.name if actor else job.get("solver"),
+                "solver": actor.name if actor else job.solver,
                 "strategy": (actor.strategy or "honest") if actor else None,
-                "outcome": job["status"],
-                "dispute_rounds": sum(len(d["moves"]) for d in disputes),
+                "outcome": job.status.value,
+                "dispute_rounds": sum(len(d.record.moves) for d in disputes),
                 "located_step": next(
-                    (r.get("located_step") for r in resolved if r.get("located_step") is not None),
-                    None,
+                    (r.located_step for r in resolved if r.located_step is not None), None
                 ),
-                "paid_to_solver": int(settled[0].get("paid", job.get("price", 0)))
-                if settled
-                else 0,
-                "slashed": slashed if job["status"] == "slashed" else 0,
-                "timeline_seconds": {
-                    "training": round(timelines[job_id].span("assigned", "committed"), 2),
-                    "verification": round(
-                        timelines[job_id].span("committed", "verified")
-                        or timelines[job_id].span("committed", "disputed"),
-                        2,
-                    ),
-                    "dispute": round(timelines[job_id].span("disputed", job["status"]), 2),
-                },
+                "paid_to_solver": settled[0].price if settled else 0,
+                # What the job's disputes slashed, shown once its solver is slashed.
+                "slashed": sum(r.slashed for r in resolved) if was_slashed else 0,
+                "timeline_seconds": timing,
             }
         )
     balances = {}
     for address, actor in names.items():
-        acc = client.get_account(address)
+        acc = decode_account(client.get_account(address))
         balances[actor.name] = {
-            "balance": int(acc["balance"]),
-            "stake": int(acc["total_stake"]),
-            "jobs_completed": acc.get("jobs_completed"),
-            "jobs_slashed": acc.get("jobs_slashed"),
+            "balance": int(acc.balance),
+            "stake": acc.total_stake,
+            "jobs_completed": acc.jobs_completed,
+            "jobs_slashed": acc.jobs_slashed,
         }
     processes = net.status()
     verifier_metrics = [
@@ -275,11 +298,10 @@ def _report(
         "balances": balances,
         "supply": supply,
         "figures": {
-            "training_seconds": round(sum(r["timeline_seconds"]["training"] for r in rows), 2),
-            "verification_seconds": round(
-                sum(r["timeline_seconds"]["verification"] for r in rows), 2
-            ),
-            "dispute_seconds": round(sum(r["timeline_seconds"]["dispute"] for r in rows), 2),
+            # Summed over the jobs, which run in parallel: not spans of the wall time.
+            "training_seconds": round(sum(t["training"] for t in timings), 2),
+            "verification_seconds": round(sum(t["verification"] for t in timings), 2),
+            "dispute_seconds": round(sum(t["dispute"] for t in timings), 2),
             "steps_trained": trained,
             "steps_reexecuted_by_verifiers": reexecuted,
             "sample_steps_reexecuted": sampled,

@@ -458,20 +458,21 @@ class LocalTestnet:
         Each account is read once, then again only after an event names it (``/events``
         long-polled): no polling loop.
         """
+        from services.agents.views import decode_account, decode_params
         from services.client import HttpChainClient
 
         client = HttpChainClient(self.topology.chain_url)
-        params = client.params()
+        params = decode_params(client.params())
         need = {
-            "solver": solver_stake or self.topology.solver_stake or int(params["min_solver_stake"]),
-            "verifier": int(params["min_verifier_stake"]),
+            "solver": solver_stake or self.topology.solver_stake or params.min_solver_stake,
+            "verifier": params.min_verifier_stake,
         }
         actors = {self.address_of(a.name).lower(): a for a in self.topology.actors}
 
         def ready(address: str) -> bool:
-            actor, account = actors[address], client.get_account(address)
-            staked = int(account["bonded"]) + int(account.get("locked", 0))
-            has_endpoint = actor.role != "solver" or bool(account.get("endpoint"))
+            actor, account = actors[address], decode_account(client.get_account(address))
+            staked = int(account.bonded) + int(account.locked)
+            has_endpoint = actor.role != "solver" or bool(account.endpoint)
             return staked >= need[actor.role] and has_endpoint
 
         cursor = client.chain_head().last_event_id
@@ -498,14 +499,15 @@ class LocalTestnet:
         """Create the testnet's client key (``keys/submitter.key``) and top it up from the
         dev faucet, so ``proofnet submit --key`` with it works at once; returns its address."""
         from services.agents.runner import load_or_create_key
+        from services.agents.views import decode_account, decode_params
         from services.client import HttpChainClient, Wallet
 
         client = HttpChainClient(self.topology.chain_url)
         wallet = Wallet(load_or_create_key(self.key_file(SUBMITTER)), client)
-        params = client.params()
-        balance = int(client.get_account(wallet.address)["balance"])
-        if balance < amount and params.get("faucet_enabled"):
-            top_up = min(amount - balance, int(params["faucet_max"]))
+        params = decode_params(client.params())
+        balance = int(decode_account(client.get_account(wallet.address)).balance)
+        if balance < amount and params.faucet_enabled:
+            top_up = min(amount - balance, params.faucet_max)
             wallet.send(FaucetBody(Amount(top_up)), wait=True)
         return wallet.address
 
@@ -513,6 +515,7 @@ class LocalTestnet:
         """Every account of the testnet (agents, then the submitter if it has a key): role,
         address, key file, and balance and stake as the chain reports them (None when the
         chain does not answer)."""
+        from services.agents.views import decode_account
         from services.client import HttpChainClient
 
         rows: list[dict[str, Any]] = []
@@ -546,12 +549,12 @@ class LocalTestnet:
             row["balance"] = row["stake"] = None
             if row["address"] is None:
                 continue
-            try:
-                account = client.get_account(row["address"])
+            try:  # a malformed answer is a ProofNetError too
+                account = decode_account(client.get_account(row["address"]))
             except (ProofNetError, httpx.HTTPError):
                 continue
-            row["balance"] = int(account["balance"])
-            row["stake"] = int(account.get("total_stake") or 0)
+            row["balance"] = int(account.balance)
+            row["stake"] = account.total_stake
         return rows
 
     def chain_height(self) -> int | None:

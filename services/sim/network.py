@@ -18,7 +18,6 @@ from contracts_sim.beacon import shared_beacon_key
 from contracts_sim.chain import Chain
 from contracts_sim.crypto import PrivateKey
 from contracts_sim.params import Params
-from contracts_sim.records import JobStatus
 from contracts_sim.transactions import FaucetBody, PostJobBody, TxBody, sign_transaction
 from protocol.spec import JobSpec
 from protocol.types import Amount
@@ -26,6 +25,7 @@ from services.agents.blobs import LocalBlobSource
 from services.agents.solver import SolverAgent
 from services.agents.strategy import SolverStrategy, VerifierStrategy
 from services.agents.verifier import VerifierAgent
+from services.agents.views import decode_job
 from services.client import LocalChainClient
 
 
@@ -148,7 +148,7 @@ class Network:
         return dict(self.client.get_job(job_id))
 
     def finished(self, *job_ids: str) -> bool:
-        return all(JobStatus(self.job(j)["status"]).is_terminal for j in job_ids)
+        return all(decode_job(self.job(j)).status.is_terminal for j in job_ids)
 
     def run_jobs(self, *job_ids: str, max_rounds: int = 400) -> int:
         return self.run_until(lambda: self.finished(*job_ids), max_rounds)

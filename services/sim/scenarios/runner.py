@@ -9,7 +9,7 @@ from typing import Any
 
 from contracts_sim.blocks import Receipt
 from contracts_sim.invariants import check_invariant
-from contracts_sim.records import JobStatus, Party, Resolution
+from contracts_sim.records import Party, Resolution
 from contracts_sim.transactions import Transaction
 from protocol.errors import ProofNetError
 from services.agents.strategy import (
@@ -17,6 +17,15 @@ from services.agents.strategy import (
     VerifierStrategy,
 )
 from services.agents.verifier import VerifierAgent
+from services.agents.views import (
+    BondForfeited,
+    DisputeResolved,
+    JobSettled,
+    Slashed,
+    decode_account,
+    decode_job,
+    decode_job_detail,
+)
 from services.client import LocalChainClient, TxLike
 from services.sim.network import Network
 from services.sim.scenarios.model import (
@@ -61,7 +70,7 @@ _CAUGHT_BY: dict[Resolution, str] = {
 }
 
 
-def classify(resolution: str, refused_commit: bool = False) -> str:
+def classify(resolution: Resolution | str, refused_commit: bool = False) -> str:
     """What decided the game, from the ``resolution`` the ledger records on a dispute
     resolution or a slash (``contracts_sim.records.Resolution``)."""
     decided = Resolution(resolution)
@@ -74,45 +83,44 @@ def classify(resolution: str, refused_commit: bool = False) -> str:
 
 
 def _outcome(net: Network, job_id: str, names: dict[str, str], refused_commit: bool) -> JobOutcome:
-    record = net.job(job_id)
-    events = [(e["kind"], e["data"]) for e in record["history"]]
-    slash = next((d for k, d in events if k == "slashed"), None)
-    resolved = [d for k, d in events if k == "dispute_resolved"]
-    settled = next((d for k, d in events if k == "job_settled"), None)
+    detail = decode_job_detail(net.job(job_id))
+    record = detail.job.record
+    slash = next(iter(detail.events(Slashed)), None)
+    resolved = detail.events(DisputeResolved)
+    settled = next(iter(detail.events(JobSettled)), None)
     bonds: dict[str, int] = {}
-    for kind, data in events:
-        if kind == "bond_forfeited":
-            actor = names.get(data["address"], data["address"])
-            bonds[actor] = bonds.get(actor, 0) + int(data["amount"])
-    reasons = [str(d["reason"]) for d in resolved]
+    for forfeited in detail.events(BondForfeited):
+        actor = names.get(forfeited.address, forfeited.address)
+        bonds[actor] = bonds.get(actor, 0) + forfeited.amount
+    reasons = [d.reason for d in resolved]
     if slash is not None:
-        deciding = next((d for d in resolved if d["loser_role"] == Party.SOLVER), None)
-        located = None if deciding is None else deciding["located_step"]
-        caught = classify(str(slash["resolution"]), refused_commit)
+        deciding = next((d for d in resolved if d.loser_role is Party.SOLVER), None)
+        located = None if deciding is None else deciding.located_step
+        caught = classify(slash.resolution, refused_commit)
         if deciding is None:
-            reasons.append(str(slash["reason"]))
+            reasons.append(slash.reason)
     elif resolved:
-        located = resolved[0]["located_step"]
-        caught = "; ".join(sorted({classify(str(d["resolution"])) for d in resolved}))
+        located = resolved[0].located_step
+        caught = "; ".join(sorted({classify(d.resolution) for d in resolved}))
     else:
         located, caught = None, NONE
     return JobOutcome(
         job_id=job_id,
-        status=JobStatus(record["status"]),
+        status=record.status,
         solver_slashed=slash is not None,
-        located_step=None if located is None else int(located),
+        located_step=located,
         caught_by=caught,
-        slashed=0 if slash is None else int(slash["amount"]),
-        slash_reward=0 if slash is None else int(slash["reward"]),
-        slash_burned=0 if slash is None else int(slash["burned"]),
-        solver_paid=0 if settled is None else int(settled["price"]),
+        slashed=0 if slash is None else slash.amount,
+        slash_reward=0 if slash is None else slash.reward,
+        slash_burned=0 if slash is None else slash.burned,
+        solver_paid=0 if settled is None else settled.price,
         bonds_lost=bonds,
-        challengers=[names.get(a, a) for a in record["challengers"]],
-        attesters=[names.get(a, a) for a in record["attesters"]],
+        challengers=[names.get(a, a) for a in record.challengers],
+        attesters=[names.get(a, a) for a in record.attesters],
         reasons=reasons,
         slash_rewards={
             names.get(address, address): int(amount)
-            for address, amount in (slash or {}).get("rewards", {}).items()
+            for address, amount in (slash.rewards if slash else {}).items()
         },
     )
 
@@ -130,8 +138,8 @@ def _check_supply(net: Network, addresses: Sequence[str]) -> str:
         return f"accounts nobody in the scenario owns: {strangers}"
     held = 0
     for address in addresses:
-        account = net.client.get_account(address)
-        held += int(account["balance"]) + int(account["total_stake"])
+        account = decode_account(net.client.get_account(address))
+        held += int(account.balance) + account.total_stake
     held += report.escrow + report.bonds + report.burned
     if held != report.issued:
         return f"the actors hold {held}, {report.issued} were issued"
@@ -195,9 +203,7 @@ def run_scenario(
         {a for job in jobs for a in job.bonds_lost if a in honest}
         | {names[a.address] for a in net.agents if names[a.address] in honest and _slashed(net, a)}
     )
-    submitters = [
-        net.client.get_job(job_id)["submitter"] for job_id in job_ids
-    ]  # funded by post_job
+    submitters = [decode_job(net.job(job_id)).submitter for job_id in job_ids]  # by post_job
     error = _check_supply(net, [*names, *submitters])
     checks = {
         actor: {job_id: agent.checks[job_id] for job_id in job_ids if job_id in agent.checks}
@@ -218,4 +224,4 @@ def run_scenario(
 
 
 def _slashed(net: Network, agent: Any) -> bool:
-    return int(net.client.get_account(agent.address)["jobs_slashed"]) > 0
+    return decode_account(net.client.get_account(agent.address)).jobs_slashed > 0

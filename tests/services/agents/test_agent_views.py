@@ -7,14 +7,22 @@ from typing import Any
 
 import pytest
 
+from contracts_sim.blocks import ChainEvent
 from contracts_sim.params import TEST
-from contracts_sim.records import JobStatus, Party, Phase
+from contracts_sim.records import DisputeStatus, JobStatus, Party, Phase
+from protocol.types import Address, Height
 from services.agents.views import (
+    DisputeResolved,
+    JobSettled,
     decode_account,
     decode_dispute,
+    decode_event,
+    decode_events,
     decode_history,
     decode_job,
+    decode_job_detail,
     decode_params,
+    event_subject,
 )
 from services.errors import MalformedAnswerError
 from services.sim.network import JobTerms, Network
@@ -93,3 +101,32 @@ def test_an_agent_leaves_out_a_job_it_cannot_read(disputed: tuple[Network, str])
     answers = [_without(good, "status"), good]
     solver.watcher.jobs = lambda: answers
     assert [job.job_id for job in solver.jobs()] == [job_id]
+
+
+def test_a_job_detail_decodes_with_its_disputes_and_typed_events(
+    disputed: tuple[Network, str],
+) -> None:
+    net, job_id = disputed
+    answer = net.client.get_job(job_id)
+    detail = decode_job_detail(answer)
+    assert detail.job.job_id == job_id and detail.job.status is JobStatus.COMMITTED
+    (summary,) = detail.dispute_summaries
+    assert summary.status is DisputeStatus.OPEN and isinstance(summary.phase, Phase)
+    assert detail.history and not detail.events(JobSettled)  # nothing settled yet
+    subjects = {event_subject(e).job_id for e in detail.history}
+    assert job_id in subjects
+    with pytest.raises(MalformedAnswerError):
+        decode_job_detail(_without(answer, "history"))
+    with pytest.raises(MalformedAnswerError):
+        decode_job_detail({**answer, "dispute_summaries": [{"dispute_id": summary.dispute_id}]})
+
+
+def test_a_malformed_event_is_a_typed_error() -> None:
+    settled = ChainEvent(1, Height(3), None, "job_settled", {"job_id": "ab" * 32})
+    with pytest.raises(MalformedAnswerError):
+        decode_events(JobSettled, [settled])  # no solver, no price
+    with pytest.raises(MalformedAnswerError):
+        decode_event(DisputeResolved, settled)  # another kind
+    data = {"job_id": "ab", "solver": "0x", "price": 5, "fee_share": 0}
+    paid = ChainEvent(2, Height(3), None, "job_settled", data)
+    assert decode_events(JobSettled, [paid]) == [JobSettled("ab", Address("0x"), 5)]

@@ -17,14 +17,18 @@ import yaml
 from typer.testing import CliRunner, Result
 
 import services.cli.jobs as jobs
+from contracts_sim.codec import to_json_value
+from contracts_sim.records import JobStatus
 from protocol.exact import train_trajectory
 from protocol.exact.export import read_exact_state
 from protocol.merkle import root_of
 from protocol.spec import JobSpec, parse_spec
+from protocol.types import Address, Hash32
 from services.agents.blobs import HttpBlobSource
 from services.cli import _register, app
 from services.client import HttpChainClient
 from services.node import NodeSettings, create_app
+from tests.agent_views import job_view_for
 from tests.conftest import tiny_spec_dict
 from tests.services.test_client import CHAIN_ID, agent_like, make_chain
 
@@ -169,14 +173,15 @@ def job_with_status(
     job_id = "ef" * 32
 
     def with_status(status: str) -> str:
-        record = {
-            "job_id": job_id,
-            "status": status,
-            "solver": SOLVER,
-            "spec": spec.to_dict(),
-            "final_root": root_of(leaves).hex(),
-            "final_state_hash": leaves[-1].hex(),
-        }
+        view = job_view_for(
+            spec,
+            job_id=job_id,
+            status=JobStatus(status),
+            solver=Address(SOLVER),
+            final_root=Hash32(root_of(leaves)),
+            final_state_hash=Hash32(leaves[-1]),
+        )
+        record = to_json_value(view.record)  # the chain's answer: the whole record
         monkeypatch.setattr(jobs, "HttpChainClient", lambda url: OneJob(record))
         return job_id
 
