@@ -381,7 +381,7 @@ class HttpChainClient:
     def base_url(self) -> str:
         return str(self.http.base_url).rstrip("/")
 
-    def _unreachable(self, method: str, path: str, exc: httpx.HTTPError) -> str:
+    def _unreachable(self, method: str, path: str, exc: httpx.HTTPError | httpx.StreamError) -> str:
         """One line naming the URL: the usual cause is a node that is not running there."""
         reason = str(exc) or type(exc).__name__
         if isinstance(exc, httpx.ConnectError):
@@ -542,16 +542,21 @@ class HttpChainClient:
         data = self._request("GET", "/events", params=params, timeout=self.timeout + timeout)
         return [ChainEvent.from_json(e) for e in data["events"]]
 
-    def stream_events(self, since: int, heartbeat: float = 5.0) -> Iterator[ChainEvent]:
+    def stream_events(
+        self, since: int, heartbeat: float = 5.0, silence: float | None = None
+    ) -> Iterator[ChainEvent]:
         """Every event after ``since``, each as the node seals its block, for as long as the
         caller iterates (``GET /events/stream``: one request, however long). Raises
-        ClientError when the node does not answer, answers an error, or sends nothing — not
-        even its keep-alive, every ``heartbeat`` seconds — for ``heartbeat`` plus the client's
-        timeout. Leaving the loop closes the connection."""
+        ClientError when the node does not answer, answers an error or a message that is not
+        an event, or sends nothing — not even its keep-alive, every ``heartbeat`` seconds —
+        for ``silence`` seconds (default twice the heartbeat, whatever the client's timeout:
+        a half-open connection is noticed in seconds). Leaving the loop closes the
+        connection."""
         path = "/events/stream"
         options: dict[str, Any] = {}
         if self._owns_http:
-            options["timeout"] = httpx.Timeout(self.timeout, read=heartbeat + self.timeout)
+            read = 2 * heartbeat if silence is None else silence
+            options["timeout"] = httpx.Timeout(self.timeout, read=read)
         params = {"since": since, "heartbeat": heartbeat}
         try:
             with self.http.stream("GET", path, params=params, **options) as response:
@@ -564,12 +569,13 @@ class HttpChainClient:
                         data.append(line[5:].lstrip())
                     elif not line and data:
                         try:
-                            raw = jsonlib.loads("\n".join(data))
-                        except ValueError as exc:
-                            raise ClientError("bad_response", f"GET {path}: {exc}", 200) from exc
+                            event = ChainEvent.from_json(jsonlib.loads("\n".join(data)))
+                        except (ValueError, TypeError, KeyError, RecursionError) as exc:
+                            what = f"{type(exc).__name__}: {str(exc)[:200]}"
+                            raise ClientError("bad_response", f"GET {path}: {what}", 200) from exc
                         data = []
-                        yield ChainEvent.from_json(raw)
-        except httpx.HTTPError as exc:
+                        yield event
+        except (httpx.HTTPError, httpx.StreamError) as exc:
             raise ClientError("unreachable", self._unreachable("GET", path, exc), 0) from exc
 
     def sample(self, job_id: str, verifier: str) -> list[int]:

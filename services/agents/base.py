@@ -194,8 +194,12 @@ class Agent:
             job.job_id, job.status, involved=involved, won=job.solver == self.address
         )
         if job.status.is_terminal and self._playing.intersection(job.record.disputes):
-            for dispute in self.disputes(job):  # once: how the games it played ended
-                self._log_outcome(dispute)
+            try:
+                for dispute in self.disputes(job):  # once: how the games it played ended
+                    self._log_outcome(dispute)
+            except Exception as exc:  # only a log: it must not cost the tick's other jobs
+                self.log.warning("job %s: its disputes' outcome is unknown: %s", job.job_id, exc)
+                self._playing.difference_update(job.record.disputes)
         if closed:
             self.log.info("job %s: %s", job.job_id, self.outcome(job))
 

@@ -106,7 +106,7 @@ def run_loop(agent: Any, lock: threading.Lock, stop: threading.Event, poll: floa
 def wait_for_news(agent: Any, stop: threading.Event, poll: float) -> None:
     """Until the chain has new events (at most ``EVENT_WAIT``); no wait when the last tick
     left local work. An agent without a watcher sleeps ``poll`` seconds; a chain that does
-    not answer is retried after ``poll``."""
+    not answer, or answers nonsense, is retried after ``poll``: never fatal, as a tick."""
     watcher = getattr(agent, "watcher", None)
     if watcher is None:
         stop.wait(poll)
@@ -120,6 +120,9 @@ def wait_for_news(agent: Any, stop: threading.Event, poll: float) -> None:
         watcher.wait(0.0 if busy else EVENT_WAIT)
     except ProofNetError as exc:
         log.warning("%s: waiting for events failed: %s", agent.name, exc)
+        stop.wait(poll)
+    except Exception:  # a malformed answer (a KeyError...) must not end the loop
+        log.exception("%s: waiting for events crashed; retrying", agent.name)
         stop.wait(poll)
 
 

@@ -55,7 +55,6 @@ from collections.abc import Iterable
 from typing import Any, Final
 
 from contracts_sim.blocks import BLOCK_EVENT, ChainEvent
-from protocol.errors import ProofNetError
 from services.agents.views import answer_id, event_subject, required_answer_id
 from services.client import ChainClient, JsonObject
 from services.errors import MalformedAnswerError
@@ -129,9 +128,7 @@ class ChainWatcher:
         events = self.client.events_since(cursor, EVENTS_PAGE, timeout)
         self.reads["events"] += 1
         if not events:
-            if timeout >= RESET_CHECK_AFTER:
-                self._check_reset()
-            return False
+            return timeout >= RESET_CHECK_AFTER and self._check_reset()
         with self._lock:
             self._apply(events)
         if len(events) >= EVENTS_PAGE:
@@ -140,7 +137,9 @@ class ChainWatcher:
 
     def _wait_stream(self, cursor: int, timeout: float) -> bool:
         """``wait`` on the event stream: what the reader thread queued, up to ``timeout``."""
-        if self._reader is None:
+        if self._reader is None or not (self._reader.is_alive() or self._closed.is_set()):
+            if self._reader is not None:
+                log.warning("the event stream reader stopped: starting it again")
             self._reader = threading.Thread(
                 target=self._read_stream, args=(cursor,), name="event-stream", daemon=True
             )
@@ -148,7 +147,9 @@ class ChainWatcher:
         try:
             items = [self._inbox.get(timeout=timeout) if timeout > 0 else self._inbox.get_nowait()]
         except queue.Empty:
-            return False
+            # Nothing for a while on a chain that seals a block every block_time: one /health
+            # read tells a silent (half-open, stuck) stream from an idle chain.
+            return timeout >= RESET_CHECK_AFTER and self._check_reset()
         # A block's events arrive together and end with its block event: take the whole
         # block, so that one wake sees all it changed (a broken stream ends the wait early).
         while not _ends_a_block(items[-1]):
@@ -186,14 +187,14 @@ class ChainWatcher:
                         return
                     self._inbox.put(event)
                     cursor, delay = event.id, 0.1
-            except ProofNetError as exc:
-                log.warning("the event stream broke (%s); reconnecting", exc)
+            except Exception as exc:  # any break (RecursionError, httpx.StreamError...)
+                log.warning("the event stream broke (%r); reconnecting", exc)
             if self._closed.wait(delay):
                 return
             delay = min(delay * 2, RECONNECT_MAX)
             try:
                 head = self.client.chain_head()
-            except ProofNetError:
+            except Exception:
                 continue
             self.reads["head"] += 1
             if head.last_event_id < cursor:
@@ -241,12 +242,17 @@ class ChainWatcher:
         self._disputes.clear()
         self._account = None
 
-    def _check_reset(self) -> None:
-        """After a long-poll with no events: if the chain is behind the cursor, it started
-        over (a new database behind the same URL); fill the cache again."""
+    def _check_reset(self) -> bool:
+        """After a long wait with no events: if the chain is behind the cursor, it started
+        over (a new database behind the same URL); fill the cache again. If it is ahead, the
+        wait missed events (a silent or broken stream): apply them now, and return True."""
         with self._lock:
             head = self.client.chain_head()
             self.reads["head"] += 1
+            if self._cursor is not None and head.last_event_id > self._cursor:
+                log.warning("the chain has events after %d the wait did not bring", self._cursor)
+                self.sync()
+                return True
             if self._cursor is not None and head.last_event_id < self._cursor:
                 log.warning(
                     "the chain's last event %d is before this watcher's cursor %d: reloading",
@@ -255,6 +261,7 @@ class ChainWatcher:
                 )
                 self._cursor, self._height = None, 0  # unstarted until _start succeeds
                 self._start()
+            return False
 
     # --- events ---------------------------------------------------------------------------
     def _apply(self, events: Iterable[ChainEvent]) -> None:
