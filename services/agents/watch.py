@@ -25,8 +25,9 @@ What is read, and when:
 - Stale records are read again when asked for, not when the event arrives: the stale jobs in
   one ``GET /jobs?job_id=…`` request, a job's disputes in one ``GET /disputes?job_id=``, the
   account in one ``GET /accounts/{address}``. A record nobody asks for is never read.
-- A gap in event ids (the node pruned events) or a cursor beyond the chain's last event (a
-  chain started over) drops the cache and fills it again.
+- A gap in event ids (the node pruned events), or a chain started over (its last event
+  before the cursor, or another block at the height of the last block event: checked when the
+  stream reconnects and after a long wait with nothing) drops the cache and fills it again.
 
 ``blocks_left`` of a cached open dispute is recomputed from ``height``: the one field of the
 views that moves with the clock rather than with an event.
@@ -56,15 +57,16 @@ from typing import Any, Final
 
 from contracts_sim.blocks import BLOCK_EVENT, ChainEvent
 from services.agents.views import answer_id, event_subject, required_answer_id
-from services.client import ChainClient, JsonObject
+from services.client import ChainClient, ChainHead, JsonObject
 from services.errors import MalformedAnswerError
 
 log = logging.getLogger("proofnet.watch")
 
 EVENTS_PAGE: Final = 1000
 """Events asked for per request (the node's largest page)."""
-STREAM_HEARTBEAT: Final = 5.0
-"""Seconds the node's event stream may stay silent before it sends a keep-alive."""
+STREAM_HEARTBEAT: Final = 2.0
+"""Seconds the node's event stream may stay silent before it sends a keep-alive (twice this
+with nothing at all: the stream is broken off and reconnected, ``stream_events``)."""
 RECONNECT_MAX: Final = 2.0
 """The longest pause before reconnecting a broken event stream (doubling from 0.1 s)."""
 _RESET: Final = object()
@@ -101,6 +103,7 @@ class ChainWatcher:
         self._lock = threading.RLock()
         self._cursor: int | None = None  # the last event id applied; None: not started
         self._height = 0
+        self._block: tuple[int, str] | None = None  # the last block event applied: height, hash
         self._pushed = False  # ``wait`` has been called: reads do not catch up themselves
         self._jobs: dict[str, JsonObject] = {}
         self._stale_jobs: set[str] = set()
@@ -177,9 +180,10 @@ class ChainWatcher:
 
     def _read_stream(self, since: int) -> None:
         """The reader thread: queue every event of ``GET /events/stream``; reconnect from the
-        last event after a break, first checking the chain has not started over."""
+        last event after a break, first checking the chain has not started over (behind the
+        cursor, or another block at the height of the last one queued)."""
         stream_events: Any = getattr(self.client, "stream_events")  # noqa: B009 (not in ChainClient)
-        cursor, delay = since, 0.1
+        cursor, delay, block = since, 0.1, None
         while not self._closed.is_set():
             try:
                 for event in stream_events(cursor, STREAM_HEARTBEAT):
@@ -187,6 +191,7 @@ class ChainWatcher:
                         return
                     self._inbox.put(event)
                     cursor, delay = event.id, 0.1
+                    block = _block_of(event) or block
             except Exception as exc:  # any break (RecursionError, httpx.StreamError...)
                 log.warning("the event stream broke (%r); reconnecting", exc)
             if self._closed.wait(delay):
@@ -194,13 +199,14 @@ class ChainWatcher:
             delay = min(delay * 2, RECONNECT_MAX)
             try:
                 head = self.client.chain_head()
+                self.reads["head"] += 1
+                restarted = head.last_event_id < cursor or self._replaced(block, head)
             except Exception:
                 continue
-            self.reads["head"] += 1
-            if head.last_event_id < cursor:
-                log.warning("the chain is behind the event cursor %d: reloading", cursor)
+            if restarted:
+                log.warning("the chain started over (event cursor %d): reloading", cursor)
                 self._inbox.put(_RESET)
-                cursor = head.last_event_id
+                cursor, block = head.last_event_id, None
 
     def close(self) -> None:
         """Stop the stream reader (it ends at its next event or keep-alive)."""
@@ -237,31 +243,45 @@ class ChainWatcher:
         self.reads["jobs"] += 1
         self._cursor = head.last_event_id
         self._height = max(self._height, head.height)
+        self._block = None
         self._jobs = jobs
         self._stale_jobs.clear()
         self._disputes.clear()
         self._account = None
 
     def _check_reset(self) -> bool:
-        """After a long wait with no events: if the chain is behind the cursor, it started
-        over (a new database behind the same URL); fill the cache again. If it is ahead, the
-        wait missed events (a silent or broken stream): apply them now, and return True."""
+        """After a long wait with no events: if the chain is behind the cursor or has another
+        block at the height of the last one applied, it started over (a new database behind
+        the same URL); fill the cache again. If it is ahead, the wait missed events (a silent
+        or broken stream): apply them now, and return True."""
         with self._lock:
             head = self.client.chain_head()
             self.reads["head"] += 1
-            if self._cursor is not None and head.last_event_id > self._cursor:
-                log.warning("the chain has events after %d the wait did not bring", self._cursor)
-                self.sync()
-                return True
-            if self._cursor is not None and head.last_event_id < self._cursor:
+            if self._cursor is None:
+                return False
+            if head.last_event_id < self._cursor or self._replaced(self._block, head):
                 log.warning(
-                    "the chain's last event %d is before this watcher's cursor %d: reloading",
+                    "the chain (last event %d) started over since this watcher's cursor %d: "
+                    "reloading",
                     head.last_event_id,
                     self._cursor,
                 )
                 self._cursor, self._height = None, 0  # unstarted until _start succeeds
                 self._start()
+                return False
+            if head.last_event_id > self._cursor:
+                log.warning("the chain has events after %d the wait did not bring", self._cursor)
+                self.sync()
+                return True
             return False
+
+    def _replaced(self, block: tuple[int, str] | None, head: ChainHead) -> bool:
+        """Whether the chain's block at ``block``'s height is another one (one ``/blocks``
+        read): a chain started over and already past the cursor."""
+        if block is None or head.height < block[0]:
+            return False
+        self.reads["block"] += 1
+        return self.client.get_block(block[0]).hash.hex() != block[1]
 
     # --- events ---------------------------------------------------------------------------
     def _apply(self, events: Iterable[ChainEvent]) -> None:
@@ -277,6 +297,7 @@ class ChainWatcher:
             self.events_seen += 1
             self._height = max(self._height, int(event.height))
             if event.kind == BLOCK_EVENT:
+                self._block = _block_of(event) or self._block
                 self._after_block()
                 continue
             self._note(event)
@@ -418,6 +439,14 @@ class ChainWatcher:
             self._stale_jobs.update(self._jobs)
             self._disputes.clear()
             self._account = None
+
+
+def _block_of(event: ChainEvent) -> tuple[int, str] | None:
+    """A block event's height and hash (None for any other event, or no hash)."""
+    block_hash = event.data.get("hash")
+    if event.kind != BLOCK_EVENT or not isinstance(block_hash, str):
+        return None
+    return int(event.height), block_hash
 
 
 def _ends_a_block(item: Any) -> bool:

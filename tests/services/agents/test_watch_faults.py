@@ -174,12 +174,14 @@ class StreamingLocal(LocalChainClient):
         self.connections += 1
         if self.breaks:
             raise self.breaks.pop(0)
-        cursor = since
+        cursor, chain = since, self.chain
         while not self.closed.is_set():
+            if self.chain is not chain:
+                raise ClientError("unreachable", "the node restarted", 0)
             if self.silent:
                 self.closed.wait(0.05)
                 continue
-            for event in self.chain.wait_for_events(cursor, 1000, 0.05):
+            for event in chain.wait_for_events(cursor, 1000, 0.05):
                 yield event
                 cursor = event.id
 
@@ -330,3 +332,48 @@ def test_a_closed_jobs_undecodable_disputes_cost_no_tick() -> None:
             failed += 1
         net.client.produce_block()
     assert failed == 0
+
+
+# --- E4: a chain started over, and already past the cursor ------------------------------------
+def test_a_chain_started_over_and_past_the_cursor_is_reloaded() -> None:
+    """The node restarts on a new database that has more events than the old one had: the
+    stream reconnects, finds another block at the height of the last one it saw, and the
+    cache is filled again (it used to go on as if the new chain continued the old one)."""
+    client = StreamingLocal(make_chain())
+    Wallet(ALICE, client).post_job(job_posting())
+    watcher = ChainWatcher(client, SOLVER.address)
+    try:
+        watcher.wait(0)
+        for _ in range(3):
+            client.produce_block()
+        assert caught_up(watcher, client.head_height()) and len(watcher.jobs()) == 1
+        new = LocalChainClient(make_chain())
+        Wallet(ALICE, new).post_job(job_posting(sample_count=3))
+        for _ in range(10):
+            new.produce_block()
+        assert new.chain_head().last_event_id > (watcher.cursor or 0)
+        client.chain = new.chain  # the same URL, a new database
+        deadline = time.monotonic() + 5
+        while watcher.jobs() != new.list_jobs() and time.monotonic() < deadline:
+            watcher.wait(0.1)
+        assert watcher.jobs() == new.list_jobs()
+        assert watcher.height == new.head_height()
+    finally:
+        watcher.close()
+        client.closed.set()
+
+
+def test_a_long_poll_after_a_chain_started_over_level_with_the_cursor_reloads() -> None:
+    client = LocalChainClient(make_chain())
+    Wallet(ALICE, client).post_job(job_posting())
+    watcher = ChainWatcher(client, SOLVER.address, stream=False)
+    watcher.wait(0)
+    client.produce_block()
+    assert watcher.wait(0.1) and watcher.height == client.head_height()
+    new = LocalChainClient(make_chain())
+    Wallet(ALICE, new).post_job(job_posting(sample_count=3))
+    while new.chain_head().last_event_id < (watcher.cursor or 0):
+        new.produce_block()  # as many events as the old chain had: nothing new to wait for
+    client.chain = new.chain
+    assert not watcher.wait(RESET_CHECK_AFTER)
+    assert watcher.jobs() == new.list_jobs()
