@@ -13,14 +13,29 @@ from prometheus_client.parser import text_string_to_metric_families
 from typer.testing import CliRunner
 
 from contracts_sim.chain import Chain
+from contracts_sim.transactions import (
+    BidBody,
+    ChallengeBody,
+    ClaimTimeoutBody,
+    CloseBiddingBody,
+    StakeBody,
+    TransferBody,
+)
 from protocol.merkle import CommitmentTree
+from protocol.types import Amount
 from services.cli import app as cli
 from services.cli import chain as _chain_commands  # noqa: F401  (registers `chain` on cli)
 from services.node import create_app
 from services.node.access_log import PollingFilter
-from tests.conftest import tiny_spec_dict
-from tests.ledger_helpers import JOB_TERMS, fake_leaves, final_body
-from tests.services.node.test_node_api import ALICE, KEYS, Signer, dev_settings, make_chain
+from tests.ledger_helpers import JOB_TERMS, fake_leaves, final_commit, job_posting
+from tests.services.node.test_node_api import (
+    ALICE,
+    KEYS,
+    Signer,
+    _signed,
+    dev_settings,
+    make_chain,
+)
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")  # starlette: "install httpx2 instead"
@@ -58,14 +73,14 @@ def test_submissions_count_by_kind_and_result_and_blocks_count_what_they_applied
     chain = make_chain()
     api = node(chain)
     signer = Signer(api)
-    signer.send(ALICE, "stake", {"amount": 50})  # ?wait=true on a dev node: one block
-    stale = signer.tx(ALICE, "stake", {"amount": 1}, nonce=0)
+    signer.send(ALICE, StakeBody(Amount(50)))  # ?wait=true on a dev node: one block
+    stale = signer.tx(ALICE, StakeBody(Amount(1)), nonce=0)
     assert api.post("/txs", json=stale).status_code == 409
-    too_high = signer.tx(ALICE, "transfer", {"to": KEYS["bob"].address, "amount": 1}, nonce=9)
+    too_high = signer.tx(ALICE, TransferBody(KEYS["bob"].address, Amount(1)), nonce=9)
     assert api.post("/txs", json=too_high).status_code == 409
-    made_up = signer.tx(ALICE, "mint_everything", {})
+    made_up = _signed("mint_everything", {}, nonce=1)  # a hand-made body: no such kind
     assert api.post("/txs", json=made_up).status_code == 400
-    pending = signer.tx(KEYS["bob"], "transfer", {"to": ALICE.address, "amount": 3})
+    pending = signer.tx(KEYS["bob"], TransferBody(ALICE.address, Amount(3)))
     assert api.post("/txs", json=pending).status_code == 202  # waits in the mempool
 
     samples = scrape(api)
@@ -107,18 +122,16 @@ def test_a_dispute_is_counted_open_then_the_timed_out_solver_as_slashed() -> Non
     api = node(chain)
     s = Signer(api)
     solver, challenger = KEYS["solver"], KEYS["v2"]
-    s.send(solver, "stake", {"amount": 1_000})
-    s.send(challenger, "stake", {"amount": 100})
-    posted = api.post(
-        "/jobs", json=s.tx(ALICE, "post_job", {"spec": tiny_spec_dict(), **JOB_TERMS})
-    )
+    s.send(solver, StakeBody(Amount(1_000)))
+    s.send(challenger, StakeBody(Amount(100)))
+    posted = api.post("/jobs", json=s.tx(ALICE, job_posting()))
     job_id = posted.json()["job_id"]
-    s.send(solver, "bid", {"job_id": job_id, "price": 800, "capacity": 8})
+    s.send(solver, BidBody(job_id, Amount(800), 8))
     api.post("/dev/blocks", params={"count": JOB_TERMS["bid_blocks"] + 1})
-    s.send(KEYS["bob"], "close_bidding", {"job_id": job_id})
-    s.send(solver, "commit_final", final_body(job_id, CommitmentTree(fake_leaves())))
+    s.send(KEYS["bob"], CloseBiddingBody(job_id))
+    s.send(solver, final_commit(job_id, CommitmentTree(fake_leaves())))
     api.post("/dev/blocks", params={"count": 2})
-    challenged = s.send(challenger, "challenge", {"job_id": job_id})
+    challenged = s.send(challenger, ChallengeBody(job_id, None))
     dispute_id = challenged["events"][0]["data"]["dispute_id"]
 
     samples = scrape(api)
@@ -129,7 +142,7 @@ def test_a_dispute_is_counted_open_then_the_timed_out_solver_as_slashed() -> Non
 
     deadline = api.get(f"/disputes/{dispute_id}").json()["deadline"]
     api.post("/dev/blocks", params={"count": deadline - chain.height + 1})
-    s.send(KEYS["bob"], "claim_timeout", {"dispute_id": dispute_id})  # the solver never moved
+    s.send(KEYS["bob"], ClaimTimeoutBody(None, dispute_id))  # the solver never moved
 
     samples = scrape(api)
     assert value(samples, "proofnet_disputes_open") == 0
@@ -139,7 +152,7 @@ def test_a_dispute_is_counted_open_then_the_timed_out_solver_as_slashed() -> Non
 
 def test_two_nodes_in_one_process_keep_separate_counts() -> None:
     first, second = node(), node()
-    Signer(first).send(ALICE, "stake", {"amount": 5})
+    Signer(first).send(ALICE, StakeBody(Amount(5)))
     assert submitted(scrape(first), "stake", "accepted") == 1
     assert submitted(scrape(second), "stake", "accepted") == 0
 
