@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from contracts_sim.transactions import TxBody
+from contracts_sim.transactions import TxBody, parse_body
 
 
 @dataclass(frozen=True)
@@ -23,3 +23,10 @@ class Move:
     def of(cls, body: TxBody) -> Move:
         """The move that sends the typed ``body``."""
         return cls(body.kind, body.to_json())
+
+    def decoded(self) -> TxBody:
+        """The typed body of this move, as the ledger will read it (a strategy rewrites an
+        honest move through it: ``Move.of(replace(move.decoded(), ...))``). Raises
+        MalformedBodyError for a body the ledger would refuse."""
+        body: TxBody = parse_body(self.kind, self.body)
+        return body

@@ -11,11 +11,13 @@ from dataclasses import replace
 from typing import Any
 
 from contracts_sim.dispute import bisection_midpoint
+from contracts_sim.transactions import PostMidpointBody, PostPrestateBody, PublishDataBody
 from protocol.exact import State, init, step
 from protocol.hashing import MAX_DIM, TensorRecord, encode_tensors
 from protocol.layout import STEP_KEY, state_layout
 from protocol.spec import JobSpec
 from protocol.state_commitment import blob_root
+from protocol.types import Hash32
 from services.agents.moves import Move
 from services.agents.strategy import DisputeView, JobView, SolverStrategy
 from services.agents.truth import Truth
@@ -186,7 +188,8 @@ class WithholdData(SolverStrategy):
 
     def answer_dispute(self, dispute: DisputeView, honest: Move | None) -> Move | None:
         publish = str(self.knob("publish", False)).lower() in ("1", "true", "yes")
-        if honest is not None and honest.kind in ("post_prestate", "publish_data") and not publish:
+        withheld = (PostPrestateBody.kind, PublishDataBody.kind)
+        if honest is not None and honest.kind in withheld and not publish:
             return None
         return honest
 
@@ -250,13 +253,15 @@ class LieAtMidpoint(PerturbStep):
     every midpoint, hoping to push the dispute away from its lie."""
 
     def answer_dispute(self, dispute: DisputeView, honest: Move | None) -> Move | None:
-        if honest is None or honest.kind != "post_midpoint" or dispute.spec is None:
+        if honest is None or honest.kind != PostMidpointBody.kind or dispute.spec is None:
             return honest
         d = dispute.record
         assert d.step_lo is not None and d.step_hi is not None
         m = bisection_midpoint(d.step_lo, d.step_hi)
         true_hash = Truth(dispute.spec).hash_at(m)
-        return Move("post_midpoint", {**honest.body, "state_hash": true_hash.hex()})
+        body = honest.decoded()
+        assert isinstance(body, PostMidpointBody)
+        return Move.of(replace(body, state_hash=Hash32(true_hash)))
 
 
 class AdaptiveCheater(SolverStrategy):

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+from dataclasses import replace
 
-from contracts_sim.transactions import ChallengeBody
+from contracts_sim.transactions import ChallengeBody, ChooseChildBody, RespondMidpointBody
 from services.agents.moves import Move
 from services.agents.strategy import DisputeView, JobView, Verdict, VerifierStrategy
 
@@ -51,13 +52,14 @@ class Griefer(VerifierStrategy):
     def answer_dispute(self, dispute: DisputeView, honest: Move | None) -> Move | None:
         if honest is None:
             return None
-        if honest.kind == "respond_midpoint":
-            return Move(honest.kind, {**honest.body, "agree": False})
-        if honest.kind == "choose_child":
+        body = honest.decoded()
+        if isinstance(body, RespondMidpointBody):
+            return Move.of(replace(body, agree=False))
+        if isinstance(body, ChooseChildBody):
             side = (
                 "left" if hashlib.sha256(dispute.dispute_id.encode()).digest()[0] % 2 else "right"
             )
-            return Move(honest.kind, {**honest.body, "side": side})
+            return Move.of(replace(body, side=side))
         return honest
 
 
