@@ -59,7 +59,7 @@ import os
 import signal
 import threading
 import time as _time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
@@ -111,7 +111,7 @@ from contracts_sim.jobs import get_sample_seed, get_verifier_sample
 from contracts_sim.moves import GAME_MOVES
 from contracts_sim.params import PRESETS, Params, get_preset, with_dev_rules
 from contracts_sim.records import Account, Dispute, DisputeStatus, Job, Phase
-from contracts_sim.state import LedgerState
+from contracts_sim.state import JOBS, LedgerState
 from contracts_sim.store import (
     BlockCommit,
     ChainMeta,
@@ -815,10 +815,18 @@ class Chain:
         status: str | None = None,
         submitter: Address | None = None,
         solver: Address | None = None,
+        job_ids: Collection[str] | None = None,
     ) -> list[Job]:
+        """Jobs at the head, in id order; ``job_ids`` looks those up directly (an unknown id
+        is left out) instead of scanning every job."""
+        if job_ids is None:
+            candidates: Iterator[Job] = self._head_state.jobs()
+        else:
+            state = self._head_state
+            candidates = (job for j in sorted(set(job_ids)) if (job := state.get(JOBS, j)))
         return [
             job
-            for job in self._head_state.jobs()
+            for job in candidates
             if (status is None or job.status == status)
             and (submitter is None or job.submitter == submitter)
             and (solver is None or job.solver == solver)

@@ -208,13 +208,13 @@ class LocalChainClient:
         def run() -> list[JsonObject]:
             if status is not None and status not in {s.value for s in JobStatus}:
                 raise ClientError("validation_error", f"status: unknown job status {status!r}", 422)
-            wanted = None if job_ids is None else {views.parse_id(j, "job id") for j in job_ids}
             jobs = self.chain.list_jobs(
                 status=status,
                 submitter=None if submitter is None else views.parse_address(submitter),
                 solver=None if solver is None else views.parse_address(solver),
+                job_ids=None if job_ids is None else {views.parse_id(j, "job id") for j in job_ids},
             )
-            return [views.job_view(job) for job in jobs if wanted is None or job.job_id in wanted]
+            return [views.job_view(job) for job in jobs]
 
         return self._call(run)
 

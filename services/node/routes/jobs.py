@@ -111,14 +111,12 @@ def list_jobs(
 ) -> list[dict[str, Any]]:
     """Jobs at the head block, by id; filter by status, submitter, solver or a list of ids
     (an agent following ``/events`` re-reads the jobs the events name in one request)."""
-    wanted = None if job_id is None else {parse_id(j, "job id") for j in job_id}
     jobs = chain.list_jobs(
         status=None if status is None else status.value,
         submitter=None if submitter is None else parse_address(submitter),
         solver=None if solver is None else parse_address(solver),
+        job_ids=None if job_id is None else {parse_id(j, "job id") for j in job_id},
     )
-    if wanted is not None:
-        jobs = [job for job in jobs if job.job_id in wanted]
     return [job_view(job) for job in jobs[offset : offset + limit]]
 
 
