@@ -189,7 +189,9 @@ def new_dispute_id(state: LedgerState, job: Job, ctx: TxContext) -> str:
 
 
 def register_dispute(state: LedgerState, job: Job, dispute: Dispute, **job_changes: Any) -> None:
-    """Store a newly opened dispute and count it on its job (plus ``job_changes``)."""
+    """Store a newly opened dispute and count it on its job (plus ``job_changes``); its opening
+    move must be able to lead to its first phase (the move table)."""
+    require_transition(dispute, dispute.phase)
     state.set_dispute(dispute)
     state.set_job(
         replace(
@@ -315,7 +317,6 @@ def process_challenge(
         moves=(DisputeMove("challenge", Party.CHALLENGER, ctx.sender, ctx.height, move_data),),
         **fields,
     )
-    require_transition(dispute, phase)
     register_dispute(state, job, dispute, challengers=with_challenger(job, ctx.sender))
     return [
         make_event(
@@ -402,7 +403,6 @@ def open_data_request(
         ),
         data_request=True,
     )
-    require_transition(request, request.phase)
     # A data request is not a verdict: the requester still attests or challenges afterwards.
     register_dispute(state, job, request)
     return [

@@ -172,7 +172,6 @@ def open_trap_job_challenge(
         moves=(DisputeMove("challenge", Party.CHALLENGER, ctx.sender, ctx.height, opening),),
         sealed=body.sealed,
     )
-    require_transition(sealed_challenge, sealed_challenge.phase)
     game.register_dispute(
         state, job, sealed_challenge, challengers=game.with_challenger(job, ctx.sender)
     )
@@ -490,7 +489,6 @@ def process_audit(
         trap_segment=body.segment,
         trap_selector=draw.selector,
     )
-    require_transition(audit, audit.phase)
     game.register_dispute(state, job, audit, audited=(*job.audited, body.attester))
     return [
         make_event(
