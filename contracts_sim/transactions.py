@@ -663,10 +663,6 @@ class ChallengeBody(TxBody):
         "post_proof",
     )
 
-    @property
-    def is_data_request(self) -> bool:
-        return self.data_segment is not None
-
     def to_json(self) -> dict[str, Any]:
         body: dict[str, Any] = {"job_id": self.job_id}
         if self.sealed is not None:

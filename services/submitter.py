@@ -32,7 +32,7 @@ DEFAULT_TERMS: dict[str, int] = {"bid_blocks": 10, "train_blocks": 2000}
 
 def job_terms(spec_terms: dict[str, Any], params: Params) -> dict[str, int]:
     """The spec file's terms, with defaults that fit the chain's params."""
-    terms = {**DEFAULT_TERMS, **{k: v for k, v in spec_terms.items()}}
+    terms = {**DEFAULT_TERMS, **spec_terms}
     terms.setdefault("verification_fee", 0)
     terms.setdefault("sample_count", 1)
     terms.setdefault("payment", 1)
@@ -55,9 +55,14 @@ def job_posting(spec: JobSpec, terms: dict[str, int]) -> PostJobBody:
     )
 
 
-def post_job_body(spec: JobSpec, terms: dict[str, int]) -> dict[str, Any]:
-    """The JSON of ``job_posting(spec, terms)``."""
-    return job_posting(spec, terms).to_json()
+def fund_from_faucet(client: HttpChainClient, wallet: Wallet, params: Params, needed: int) -> None:
+    """Top the wallet's balance up to ``needed`` from the dev faucet (where the chain has one),
+    ``faucet_max`` at a time, each top-up waited for."""
+    balance = int(decode_account(client.get_account(wallet.address)).balance)
+    while balance < needed and params.faucet_enabled:
+        amount = min(needed - balance, params.faucet_max)
+        wallet.send(FaucetBody(Amount(amount)), wait=True)
+        balance += amount
 
 
 def submit_job(
@@ -66,11 +71,7 @@ def submit_job(
     """Fund the submitter from the dev faucet if needed and post the job; returns its id."""
     params = decode_params(client.params())
     terms = job_terms(spec_terms, params)
-    needed = terms["payment"] + terms["verification_fee"]
-    balance = int(decode_account(client.get_account(wallet.address)).balance)
-    if balance < needed and params.faucet_enabled:
-        top_up = min(needed - balance, params.faucet_max)
-        wallet.send(FaucetBody(Amount(top_up)), wait=True)
+    fund_from_faucet(client, wallet, params, terms["payment"] + terms["verification_fee"])
     tx = wallet.sign(job_posting(spec, terms))
     return client.post_job(tx, wait=True).job_id
 

@@ -207,7 +207,7 @@ class VerifierAgent(Agent):
         if deadline is None or height > deadline:
             return
         try:
-            sample = [int(s) for s in self.watcher.sample(job.job_id, self.address)]
+            sample = self.watcher.sample(job.job_id, self.address)
         except ProofNetError:
             return  # the seed block does not exist yet
         self.log_once(f"sample:{job.job_id}", "job %s: sample drawn: %s", job.job_id, sample)

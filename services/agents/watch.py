@@ -56,6 +56,7 @@ from collections.abc import Iterable
 from typing import Any, Final
 
 from contracts_sim.blocks import BLOCK_EVENT, ChainEvent
+from contracts_sim.crypto import is_address
 from services.agents.views import answer_id, event_subject, required_answer_id
 from services.client import ChainClient, ChainHead, JsonObject
 from services.errors import MalformedAnswerError
@@ -171,12 +172,16 @@ class ChainWatcher:
                 if item is _RESET:
                     self._apply(events)
                     events = []
-                    self._cursor, self._height = None, 0  # unstarted until _start succeeds
-                    self._start()
+                    self._restart()
                 else:
                     events.append(item)
             self._apply(events)
         return True
+
+    def _restart(self) -> None:
+        """Forget the cursor (unstarted until ``_start`` succeeds) and fill the cache again."""
+        self._cursor, self._height = None, 0
+        self._start()
 
     def _read_stream(self, since: int) -> None:
         """The reader thread: queue every event of ``GET /events/stream``; reconnect from the
@@ -266,8 +271,7 @@ class ChainWatcher:
                     head.last_event_id,
                     self._cursor,
                 )
-                self._cursor, self._height = None, 0  # unstarted until _start succeeds
-                self._start()
+                self._restart()
                 return False
             if head.last_event_id > self._cursor:
                 log.warning("the chain has events after %d the wait did not bring", self._cursor)
@@ -470,4 +474,4 @@ def _holds(disputes: list[JsonObject], dispute_id: str) -> bool:
 
 def _names_an_address(data: dict[str, Any]) -> bool:
     """Whether an event's data names an account (``0x`` and 40 hex digits)."""
-    return any(isinstance(v, str) and len(v) == 42 and v.startswith("0x") for v in data.values())
+    return any(is_address(v) for v in data.values())

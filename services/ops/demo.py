@@ -22,13 +22,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
 from contracts_sim.records import JobStatus
-from contracts_sim.transactions import FaucetBody
 from protocol.spec import JobSpec, parse_spec
-from protocol.types import Amount
 from services.agents.runner import load_or_create_key
 from services.agents.views import (
     DisputeResolved,
@@ -43,11 +40,12 @@ from services.agents.views import (
 )
 from services.agents.watch import ChainWatcher
 from services.client import HttpChainClient, Wallet
+from services.errors import ClientError
 from services.jobspec import load_spec
 from services.ops.localnet import LocalTestnet, default_topology
-from services.submitter import job_posting, job_terms
+from services.submitter import fund_from_faucet, job_posting, job_terms
 
-DEMO_SEEDS = (11, 12, 13)
+FIRST_DEMO_SEED = 11  # the jobs' seeds: 11, 12, 13, ...
 DEMO_PRESET = "demo"
 DEMO_BLOCK_TIME = 0.25
 """Seconds a block: the demo preset's windows (in blocks) last a few seconds at this pace."""
@@ -72,7 +70,7 @@ class JobTimeline:
 def demo_specs(spec_file: Path, count: int) -> tuple[list[JobSpec], dict[str, Any]]:
     spec, terms = load_spec(spec_file)
     specs = []
-    for seed in DEMO_SEEDS[:count] if count <= len(DEMO_SEEDS) else range(11, 11 + count):
+    for seed in range(FIRST_DEMO_SEED, FIRST_DEMO_SEED + count):
         data = spec.to_dict()
         data["seed"] = seed
         specs.append(parse_spec(data))
@@ -86,12 +84,9 @@ def submit_jobs(
     waiting for their blocks (the demo follows them through ``/events``); their ids."""
     params = decode_params(client.params())
     terms = job_terms(spec_terms, params)
-    needed = len(specs) * (terms["payment"] + terms["verification_fee"])
-    balance = int(decode_account(client.get_account(wallet.address)).balance)
-    while balance < needed and params.faucet_enabled:
-        amount = min(needed - balance, params.faucet_max)
-        wallet.send(FaucetBody(Amount(amount)), wait=True)
-        balance += amount
+    fund_from_faucet(
+        client, wallet, params, len(specs) * (terms["payment"] + terms["verification_fee"])
+    )
     return [
         client.post_job(wallet.sign(job_posting(spec, terms)), wait=False).job_id for spec in specs
     ]
@@ -314,8 +309,6 @@ def _report(
 
 def _supply(client: HttpChainClient) -> dict[str, Any]:
     try:
-        response = client.http.get("/supply")
-        response.raise_for_status()
-        return dict(response.json())
-    except httpx.HTTPError as exc:
+        return client.supply()
+    except ClientError as exc:
         return {"holds": False, "error": str(exc)}
